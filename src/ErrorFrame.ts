@@ -1,0 +1,68 @@
+/**
+ * The one error frame of the protocol:
+ *
+ * ```text
+ * LHTTP/1.0 error\r\n
+ * status:<code>\r\n
+ * reason:<Reason>\r\n
+ * id:<request id>\r\n      (only when the request carried an `id` header)
+ * \r\n
+ * <human-readable message>
+ * ```
+ *
+ * @since 0.1.0
+ */
+import type { Frame } from "./Frame.ts"
+
+/**
+ * The command of an error frame.
+ *
+ * @since 0.1.0
+ */
+export const command = "error"
+
+/**
+ * What an error frame says.
+ *
+ * @since 0.1.0
+ */
+export interface ErrorInfo {
+  /** An HTTP-like status: 4xx for the client's fault, 5xx for the server's. */
+  readonly status: number
+  /** A machine-readable reason, e.g. `MalformedHeader`. */
+  readonly reason: string
+  /** A human-readable explanation; never the contents of the message. */
+  readonly message: string
+  /** The `id` header of the request this answers, if it had one. */
+  readonly id?: string | undefined
+}
+
+/**
+ * Builds an error frame.
+ *
+ * @since 0.1.0
+ */
+export const make = (info: ErrorInfo): Frame => {
+  const headers = new Map([["status", String(info.status)], ["reason", sanitize(info.reason)]])
+  if (info.id !== undefined) headers.set("id", sanitize(info.id))
+  return { command, headers, body: info.message }
+}
+
+/**
+ * Reads an error frame back, or `undefined` when the frame is not one: its
+ * command must be `error`, its `status` a three-digit code and its `reason`
+ * non-empty.
+ *
+ * @since 0.1.0
+ */
+export const fromFrame = (frame: Frame): ErrorInfo | undefined => {
+  if (frame.command !== command) return undefined
+  const status = frame.headers.get("status")
+  const reason = frame.headers.get("reason")
+  if (status === undefined || !/^[1-5][0-9][0-9]$/.test(status) || !reason) return undefined
+  return { status: Number(status), reason, message: frame.body, id: frame.headers.get("id") }
+}
+
+// Header values cannot hold line breaks; an id echoed from a request never does,
+// but a reason from user code might.
+const sanitize = (value: string): string => value.replace(/[\r\n]+/g, " ")

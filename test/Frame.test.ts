@@ -1,0 +1,275 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Result, Schema } from "effect"
+import * as fc from "fast-check"
+import * as Frame from "../src/Frame.ts"
+import { ProtocolError } from "../src/ProtocolError.ts"
+
+type Expected =
+  | {
+    readonly command: string
+    readonly headers: Record<string, string> | ReadonlyArray<readonly [string, string]>
+    readonly body: string
+  }
+  | { readonly error: ProtocolError["reason"] }
+
+const check = (input: string, expected: Expected) => {
+  const result = Frame.parse(input)
+  if ("error" in expected) {
+    assert.isTrue(Result.isFailure(result), `expected ${expected.error} for ${JSON.stringify(input)}`)
+    if (Result.isFailure(result)) {
+      assert.instanceOf(result.failure, ProtocolError)
+      assert.strictEqual(result.failure.reason, expected.error)
+    }
+    return
+  }
+  assert.isTrue(Result.isSuccess(result), `expected a frame for ${JSON.stringify(input)}`)
+  if (Result.isSuccess(result)) {
+    const frame = result.success
+    assert.strictEqual(frame.command, expected.command)
+    const entries = Array.isArray(expected.headers) ? expected.headers : Object.entries(expected.headers)
+    assert.deepStrictEqual([...frame.headers], entries)
+    assert.strictEqual(frame.body, expected.body)
+  }
+}
+
+// Every parser vector of reference §3.6. Where the original Go output is a bug
+// that DESIGN.md §4 fixes, the comment names the fix and what Go computed.
+describe("Frame.parse: reference §3.6 vectors", () => {
+  const vectors: ReadonlyArray<readonly [string, string, Expected]> = [
+    ["simple", "LHTTP/1.0 chat\r\npublish:ch\r\n\r\nbody", { command: "chat", headers: { publish: "ch" }, body: "body" }],
+    ["body keeps CRLF CRLF", "LHTTP/1.0 chat\r\na:1\r\nb:2\r\n\r\nbody\r\n\r\nmore:x\r\n", {
+      command: "chat",
+      headers: { a: "1", b: "2" },
+      body: "body\r\n\r\nmore:x\r\n"
+    }],
+    ["later colons belong to the value", "LHTTP/1.0 chat\r\nupstream:POST http://x.com:80/a?b=c\r\n\r\nbody", {
+      command: "chat",
+      headers: { upstream: "POST http://x.com:80/a?b=c" },
+      body: "body"
+    }],
+    ["value untrimmed", "LHTTP/1.0 chat\r\npublish: ch\r\n\r\nbody", {
+      command: "chat",
+      headers: { publish: " ch" },
+      body: "body"
+    }],
+    ["name case-sensitive and untrimmed", "LHTTP/1.0 chat\r\nPublish : ch\r\n\r\nbody", {
+      command: "chat",
+      headers: { "Publish ": " ch" },
+      body: "body"
+    }],
+    ["last duplicate wins", "LHTTP/1.0 chat\r\nk:v\r\nk:w\r\n\r\n", { command: "chat", headers: { k: "w" }, body: "" }],
+    // Go: {"": "nocolon"}. Fixed: a header line without ":" is malformed and gets an error frame.
+    ["line without colon", "LHTTP/1.0 chat\r\nnocolon\r\n\r\nbody", { error: "MalformedHeader" }],
+    ["channel list kept verbatim", "LHTTP/1.0 chat\r\nsubscribe:a b  c\r\n\r\n", {
+      command: "chat",
+      headers: { subscribe: "a b  c" },
+      body: ""
+    }],
+    ["empty body", "LHTTP/1.0 chat\r\npublish:x\r\n\r\n", { command: "chat", headers: { publish: "x" }, body: "" }],
+    ["no blank line", "LHTTP/1.0 chat\r\npublish:x\r\n", { command: "chat", headers: { publish: "x" }, body: "" }],
+    // Go: headers {}, body "x" (⚠ family 3). Fixed: the end of the frame ends the last header line.
+    ["no CRLF after the last header", "LHTTP/1.0 chat\r\npublish:x", {
+      command: "chat",
+      headers: { publish: "x" },
+      body: ""
+    }],
+    ["start line only", "LHTTP/1.0 chat\r\n", { command: "chat", headers: {}, body: "" }],
+    // Go: {"": ""} (⚠ family 1, B1). Fixed: no headers.
+    ["no headers, empty body", "LHTTP/1.0 chat\r\n\r\n", { command: "chat", headers: {}, body: "" }],
+    // Go: {"": ""} (B1). Fixed: no headers, the body whole.
+    ["no headers", "LHTTP/1.0 chat\r\n\r\nhello", { command: "chat", headers: {}, body: "hello" }],
+    // Go: {"": "line1"}, body "line2" (B1). Fixed: the body whole.
+    ["no headers, two body lines", "LHTTP/1.0 chat\r\n\r\nline1\r\nline2", {
+      command: "chat",
+      headers: {},
+      body: "line1\r\nline2"
+    }],
+    // Go: {"": "", a: "b"}, body "c" (B1). Fixed: a body that looks like headers stays the body.
+    ["no headers, header-like body", "LHTTP/1.0 chat\r\n\r\na:b\r\nc", { command: "chat", headers: {}, body: "a:b\r\nc" }],
+    // Go: {"": "line1"}, body "line2" (B1). Fixed.
+    ["no headers, body with CRLF CRLF", "LHTTP/1.0 chat\r\n\r\nline1\r\n\r\nline2", {
+      command: "chat",
+      headers: {},
+      body: "line1\r\n\r\nline2"
+    }],
+    // Go: headers {}, body "x:y\r\n\r\nbody" (⚠ family 2, B2). Fixed: an empty value is a value.
+    ["empty header value", "LHTTP/1.0 chat\r\npublish:\r\nx:y\r\n\r\nbody", {
+      command: "chat",
+      headers: { publish: "", x: "y" },
+      body: "body"
+    }],
+    // Go: headers {}, body "y\n\nb". Fixed: a lone LF in the header section is an error, lines end with CRLF.
+    ["LF-only after the start line", "LHTTP/1.0 chat\r\nx:y\n\nb", { error: "MalformedHeader" }],
+    ["empty command", "LHTTP/1.0 \r\nx:y\r\n\r\n", { command: "", headers: { x: "y" }, body: "" }],
+    // Go: command "chat" (B13: byte 9 unchecked). Fixed: a single space must follow LHTTP/1.0.
+    ["no space after the version", "LHTTP/1.0Xchat\r\nx:y\r\n\r\nb", { error: "MalformedStartLine" }],
+    ["command with a space", "LHTTP/1.0 chat room\r\nx:y\r\n\r\nb", {
+      command: "chat room",
+      headers: { x: "y" },
+      body: "b"
+    }],
+    // Go: PANIC. Fixed: the end of the frame ends the start line.
+    ["no CRLF at all", "LHTTP/1.0 chat", { command: "chat", headers: {}, body: "" }],
+    // Go: PANIC (s[10:9]). Fixed: an error frame.
+    ["CRLF right after the version", "LHTTP/1.0\r\nx:y\r\n\r\n", { error: "MalformedStartLine" }],
+    // Go: PANIC. Fixed: an error frame naming CRLF.
+    ["LF only", "LHTTP/1.0 chat\nx:y\n\nb", { error: "MalformedStartLine" }],
+    ["UTF-8 passes through", "LHTTP/1.0 chat\r\nkéy:vé\r\n\r\nbé", { command: "chat", headers: { "kéy": "vé" }, body: "bé" }]
+  ]
+  it("covers all 26 rows", () => assert.strictEqual(vectors.length, 26))
+  for (const [name, input, expected] of vectors) it(name, () => check(input, expected))
+})
+
+describe("Frame.parse: acceptance gates (reference §3.2), answered with errors instead of silence", () => {
+  it("a frame of 9 bytes or fewer", () => {
+    check("LHTTP/1.0", { error: "MalformedStartLine" })
+    check("LHTTP", { error: "NotLhttp" })
+    check("", { error: "NotLhttp" })
+  })
+  it("anything that is not LHTTP", () => check("hello world, this is not lhttp", { error: "NotLhttp" }))
+  it("another version", () => check("LHTTP/1.1 chat\r\n\r\n", { error: "UnsupportedVersion" }))
+  it("the prefix is case-sensitive", () => check("lhttp/1.0 chat\r\n\r\n", { error: "NotLhttp" }))
+})
+
+describe("Frame.parse: the rest of the grammar", () => {
+  it("an empty header name is malformed", () => check("LHTTP/1.0 chat\r\n:v\r\n\r\n", { error: "MalformedHeader" }))
+  it("a lone CR in a header value is malformed", () => check("LHTTP/1.0 chat\r\na:b\rc\r\n\r\n", { error: "MalformedHeader" }))
+  it("a lone CR in the command is malformed", () => check("LHTTP/1.0 ch\rat\r\n\r\n", { error: "MalformedStartLine" }))
+  it("a duplicate keeps its first position and its last value", () =>
+    check("LHTTP/1.0 c\r\na:1\r\nb:2\r\na:3\r\n\r\n", { command: "c", headers: { a: "3", b: "2" }, body: "" }))
+  it("a lone LF or CR in the body is data", () =>
+    check("LHTTP/1.0 c\r\n\r\na\nb\rc", { command: "c", headers: {}, body: "a\nb\rc" }))
+  it("numeric header names keep their order", () =>
+    check("LHTTP/1.0 c\r\nz:1\r\n2:2\r\n1:3\r\n\r\n", { command: "c", headers: [["z", "1"], ["2", "2"], ["1", "3"]], body: "" }))
+  it("caps the number of distinct headers", () => {
+    const lines = Array.from({ length: 65 }, (_, i) => `h${i}:v\r\n`).join("")
+    check(`LHTTP/1.0 c\r\n${lines}\r\n`, { error: "TooManyHeaders" })
+    const result = Frame.parse(`LHTTP/1.0 c\r\n${lines}\r\n`, { maxHeaders: 100 })
+    assert.isTrue(Result.isSuccess(result))
+    const repeated = Array.from({ length: 100 }, () => "h:v\r\n").join("")
+    check(`LHTTP/1.0 c\r\n${repeated}\r\n`, { command: "c", headers: { h: "v" }, body: "" })
+  })
+  it("parses bytes as UTF-8 and refuses invalid UTF-8", () => {
+    const ok = Frame.parseBytes(new TextEncoder().encode("LHTTP/1.0 chat\r\nk:é\r\n\r\nbé"))
+    assert.isTrue(Result.isSuccess(ok))
+    if (Result.isSuccess(ok)) assert.strictEqual(ok.success.body, "bé")
+    const bad = Frame.parseBytes(new Uint8Array([...new TextEncoder().encode("LHTTP/1.0 chat\r\n\r\n"), 0xff, 0xfe]))
+    assert.isTrue(Result.isFailure(bad) && bad.failure.reason === "InvalidUtf8")
+  })
+})
+
+describe("Frame.render (reference §3.7, §3.8, §4.2)", () => {
+  it("writes name:value with no space, headers in insertion order", () => {
+    const frame = Frame.make("auth", { "content-type": "image/png" }, "hi")
+    assert.strictEqual(Frame.render(frame), "LHTTP/1.0 auth\r\ncontent-type:image/png\r\n\r\nhi")
+  })
+  it("writes a frame without headers with the blank line", () => {
+    assert.strictEqual(Frame.render(Frame.make("chat", {}, "reply")), "LHTTP/1.0 chat\r\n\r\nreply")
+  })
+  it("re-serializes a published message whole (reference §4.2)", () => {
+    const sent = "LHTTP/1.0 chat\r\ncontent-type:text/plain\r\npublish:room1\r\n\r\nhello"
+    const frame = Frame.parse(sent)
+    assert.isTrue(Result.isSuccess(frame))
+    if (Result.isSuccess(frame)) assert.strictEqual(Frame.render(frame.success), sent)
+  })
+  it("validate refuses what would not read back", () => {
+    assert.isTrue(Result.isFailure(Frame.validate(Frame.make("a\r\nb"))))
+    assert.isTrue(Result.isFailure(Frame.validate(Frame.make("c", { "a:b": "v" }))))
+    assert.isTrue(Result.isFailure(Frame.validate(Frame.make("c", { "": "v" }))))
+    assert.isTrue(Result.isFailure(Frame.validate(Frame.make("c", { a: "x\r\ninjected:1" }))))
+    assert.isTrue(Result.isSuccess(Frame.validate(Frame.make("c", { a: "b" }, "any\r\n\r\nbody"))))
+  })
+})
+
+describe("Frame.FromString", () => {
+  it("decodes and encodes", () => {
+    const text = "LHTTP/1.0 chat\r\npublish:room\r\n\r\nhello"
+    const frame = Schema.decodeSync(Frame.FromString)(text)
+    assert.strictEqual(frame.command, "chat")
+    assert.strictEqual(frame.headers.get("publish"), "room")
+    assert.strictEqual(Schema.encodeSync(Frame.FromString)(frame), text)
+  })
+  it("fails decoding with the parser's message", () => {
+    const result = Schema.decodeUnknownResult(Frame.FromString)("LHTTP/1.0 chat\r\nnocolon\r\n\r\n")
+    assert.isTrue(Result.isFailure(result))
+    if (Result.isFailure(result)) assert.include(result.failure.message, "no \":\"")
+  })
+  it("refuses to encode a frame with a header injection", () => {
+    const result = Schema.encodeUnknownResult(Frame.FromString)(Frame.make("c", { a: "1\r\nb:2" }))
+    assert.isTrue(Result.isFailure(result))
+  })
+  it("refuses non-strings and non-map headers", () => {
+    assert.isTrue(Result.isFailure(Schema.decodeUnknownResult(Frame.FromString)(42)))
+    assert.isTrue(
+      Result.isFailure(Schema.encodeUnknownResult(Frame.FromString)({ command: "c", headers: { a: "b" }, body: "" }))
+    )
+  })
+})
+
+// Arbitraries for what the grammar allows.
+const noLineBreak = fc.string({ unit: "grapheme", maxLength: 20 }).filter((s) => !/[\r\n]/.test(s))
+const headerName = fc.string({ unit: "grapheme", minLength: 1, maxLength: 12 }).filter((s) => !/[:\r\n]/.test(s))
+export const arbitraryFrame = fc.record({
+  command: noLineBreak,
+  headers: fc.array(fc.tuple(headerName, noLineBreak), { maxLength: 8 }).map((entries) => new Map(entries)),
+  body: fc.string({ unit: "grapheme", maxLength: 80 })
+})
+
+describe("Frame properties", () => {
+  it("render then parse gives the frame back", () => {
+    fc.assert(
+      fc.property(arbitraryFrame, (frame) => {
+        const parsed = Frame.parse(Frame.render(frame))
+        assert.isTrue(Result.isSuccess(parsed))
+        if (Result.isSuccess(parsed)) {
+          assert.strictEqual(parsed.success.command, frame.command)
+          assert.deepStrictEqual([...parsed.success.headers], [...frame.headers])
+          assert.strictEqual(parsed.success.body, frame.body)
+        }
+        assert.isTrue(Result.isSuccess(Frame.validate(frame)))
+      }),
+      { numRuns: 500 }
+    )
+  })
+
+  it("parse then render gives the text back when it has no duplicates and ends its lines", () => {
+    fc.assert(
+      fc.property(arbitraryFrame, (frame) => {
+        const text = Frame.render(frame)
+        const parsed = Frame.parse(text)
+        assert.isTrue(Result.isSuccess(parsed) && Frame.render(parsed.success) === text)
+      }),
+      { numRuns: 300 }
+    )
+  })
+
+  // Strings near the grammar reach deeper than random text.
+  const lhttpish = fc.array(
+    fc.constantFrom("LHTTP/1.0 ", "LHTTP/1.0", "LHTTP/", "chat", "\r\n", "\r", "\n", ":", " ", "a", "é", "\r\n\r\n"),
+    { maxLength: 16 }
+  ).map((parts) => parts.join(""))
+
+  it("never throws on any string: a frame or a ProtocolError", () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.string({ unit: "binary" }), lhttpish), (input) => {
+        const result = Frame.parse(input)
+        if (Result.isFailure(result)) assert.instanceOf(result.failure, ProtocolError)
+        else assert.strictEqual(typeof result.success.command, "string")
+      }),
+      { numRuns: 2000 }
+    )
+  })
+
+  it("never throws on any bytes: a frame or a ProtocolError", () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.uint8Array({ maxLength: 64 }), lhttpish.map((s) => new TextEncoder().encode(s))),
+        (bytes) => {
+          const result = Frame.parseBytes(bytes)
+          if (Result.isFailure(result)) assert.instanceOf(result.failure, ProtocolError)
+        }
+      ),
+      { numRuns: 2000 }
+    )
+  })
+})
