@@ -129,6 +129,15 @@ export type Message = Notify | Request | Failure
  */
 export interface Options extends Frame.ParseOptions, Channel.Options {}
 
+const builtinNames: ReadonlySet<string> = new Set(Object.values(Header))
+
+/**
+ * Whether a header name is one the protocol gives a meaning to.
+ *
+ * @since 0.1.0
+ */
+export const isBuiltinName = (name: string): boolean => builtinNames.has(name)
+
 const noChannels: ReadonlyArray<string> = []
 
 const channelsOf = (

@@ -1,0 +1,239 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Result, Schema } from "effect"
+import * as fc from "fast-check"
+import * as Frame from "../src/Frame.ts"
+import * as Message from "../src/Message.ts"
+import { ProtocolError } from "../src/ProtocolError.ts"
+
+const decode = (input: string): Message.Message => {
+  const result = Message.decode(input)
+  assert.isTrue(Result.isSuccess(result), Result.isFailure(result) ? result.failure.message : "")
+  return Result.getOrThrow(result)
+}
+
+const refused = (input: string, reason: ProtocolError["reason"]) => {
+  const result = Message.decode(input)
+  assert.isTrue(Result.isFailure(result) && result.failure.reason === reason, `expected ${reason}`)
+}
+
+describe("Message.decode classifies what a frame asks for", () => {
+  it("a plain command is a Notify with no channels", () => {
+    const message = decode("LHTTP/1.0 chat\r\ncontent-type:text/plain\r\n\r\nhi")
+    assert.strictEqual(message._tag, "Notify")
+    if (message._tag === "Notify") {
+      assert.strictEqual(message.command, "chat")
+      assert.strictEqual(message.body, "hi")
+      assert.deepStrictEqual([message.subscribe, message.publish, message.unsubscribe], [[], [], []])
+      assert.isUndefined(message.upstream)
+      assert.isUndefined(message.multipart)
+    }
+  })
+
+  it("reads subscribe, publish and unsubscribe lists whatever their order", () => {
+    const message = decode("LHTTP/1.0 chat\r\nunsubscribe:c\r\npublish:b b2\r\nsubscribe:a\r\n\r\n")
+    assert.strictEqual(message._tag, "Notify")
+    if (message._tag !== "Failure") {
+      assert.deepStrictEqual(message.subscribe, ["a"])
+      assert.deepStrictEqual(message.publish, ["b", "b2"])
+      assert.deepStrictEqual(message.unsubscribe, ["c"])
+    }
+  })
+
+  it("an empty channel header asks for nothing, as in the original", () => {
+    const message = decode("LHTTP/1.0 chat\r\npublish:\r\n\r\n")
+    assert.isTrue(message._tag === "Notify" && message.publish.length === 0)
+  })
+
+  it("a frame with an id is a Request", () => {
+    const message = decode("LHTTP/1.0 rpc\r\nid:42\r\n\r\n{}")
+    assert.strictEqual(message._tag, "Request")
+    if (message._tag === "Request") assert.strictEqual(message.id, "42")
+  })
+
+  it("splits an upstream header", () => {
+    const message = decode("LHTTP/1.0 chat\r\nupstream:POST http://x.com:80/a?b=c\r\n\r\nbody")
+    assert.isTrue(message._tag === "Notify" && message.upstream !== undefined)
+    if (message._tag === "Notify") assert.deepStrictEqual(message.upstream, { method: "POST", url: "http://x.com:80/a?b=c" })
+  })
+
+  it("cuts multipart parts before anything else sees them", () => {
+    const message = decode("LHTTP/1.0 upload\r\nmultipart:0 14\r\n\r\nk1:v1\r\n\r\nbody1k2:v2\r\n\r\nbody2")
+    assert.isTrue(message._tag === "Notify")
+    if (message._tag === "Notify") {
+      assert.deepStrictEqual(message.multipart?.map((p) => p.body), ["body1", "body2"])
+      assert.strictEqual(message.multipart?.[1]?.headers.get("k2"), "v2")
+    }
+  })
+
+  it("reads an error frame as a Failure", () => {
+    const message = decode("LHTTP/1.0 error\r\nstatus:400\r\nreason:MalformedHeader\r\nid:7\r\n\r\nbad header")
+    assert.deepStrictEqual(message, {
+      _tag: "Failure",
+      status: 400,
+      reason: "MalformedHeader",
+      message: "bad header",
+      id: "7"
+    })
+  })
+
+  it("an error command without a valid status is not a Failure", () => {
+    assert.strictEqual(decode("LHTTP/1.0 error\r\nstatus:oops\r\nreason:x\r\n\r\n")._tag, "Notify")
+  })
+
+  it("refuses invalid channels in any list", () => {
+    refused("LHTTP/1.0 chat\r\nsubscribe:a..b\r\n\r\n", "InvalidChannel")
+    refused("LHTTP/1.0 chat\r\npublish:>\r\n\r\n", "InvalidChannel")
+    refused("LHTTP/1.0 chat\r\nunsubscribe:$SYS.x\r\n\r\n", "InvalidChannel")
+    refused("LHTTP/1.0 chat\r\nsubscribe:a b  c\r\n\r\n", "InvalidChannel")
+  })
+
+  it("refuses an upstream header that is not <METHOD> <URL>", () => {
+    refused("LHTTP/1.0 chat\r\nupstream:http://x.com\r\n\r\n", "InvalidUpstream")
+    refused("LHTTP/1.0 chat\r\nupstream:POST http://x.com extra\r\n\r\n", "InvalidUpstream")
+    refused("LHTTP/1.0 chat\r\nupstream:P-OST http://x.com\r\n\r\n", "InvalidUpstream")
+  })
+
+  it("refuses bad multipart offsets", () => refused("LHTTP/1.0 up\r\nmultipart:5 1\r\n\r\nxxxxxx", "InvalidMultipart"))
+  it("refuses a malformed frame", () => refused("LHTTP/1.0 chat\r\nnocolon\r\n\r\n", "MalformedHeader"))
+})
+
+// reference §12.4: what the original JavaScript SDK sends, and what it decodes (minus its bugs, §12.2)
+describe("Message: the original SDK's frames (reference §12.4)", () => {
+  it("reads the frames the SDK sends", () => {
+    const subscribe = decode("LHTTP/1.0 chat\r\nsubscribe:a\r\n\r\n")
+    assert.isTrue(subscribe._tag === "Notify" && subscribe.subscribe[0] === "a")
+    const both = decode("LHTTP/1.0 chat\r\nsubscribe:a\r\npublish:b\r\nx:1\r\n\r\nhi")
+    assert.isTrue(both._tag === "Notify")
+    if (both._tag === "Notify") {
+      assert.deepStrictEqual([both.subscribe, both.publish, both.headers.get("x"), both.body], [["a"], ["b"], "1", "hi"])
+    }
+    // the SDK's send() without headers: Go mangled a multi-line body here (B1)
+    const reply = decode("LHTTP/1.0 chat\r\n\r\nline1\r\nline2")
+    assert.isTrue(reply._tag === "Notify" && reply.headers.size === 0 && reply.body === "line1\r\nline2")
+  })
+
+  it("decodes what the SDK decodes, without its bugs", () => {
+    const plain = decode("LHTTP/1.0 chat\r\npublish:chatroom\r\n\r\nhello")
+    assert.isTrue(plain._tag === "Notify" && plain.headers.get("publish") === "chatroom" && plain.body === "hello")
+    // SDK: "POST http" (it split on every ":")
+    const upstream = decode("LHTTP/1.0 chat\r\nupstream:POST http://x.com/a\r\n\r\nb")
+    assert.isTrue(upstream._tag === "Notify" && upstream.headers.get("upstream") === "POST http://x.com/a")
+    // SDK: body "line1" (it kept what stood between the first and second CRLF CRLF)
+    const twice = decode("LHTTP/1.0 chat\r\nk:v\r\n\r\nline1\r\n\r\nline2")
+    assert.isTrue(twice._tag === "Notify" && twice.body === "line1\r\n\r\nline2")
+    // SDK: body undefined
+    const unended = decode("LHTTP/1.0 chat\r\nk:v")
+    assert.isTrue(unended._tag === "Notify" && unended.headers.get("k") === "v" && unended.body === "")
+    // SDK: command "", headers {}, body "". Here: an error, so the sender learns why.
+    refused("hello", "NotLhttp")
+    // SDK: headers {"": ""}. Here: an empty header name is malformed.
+    refused("LHTTP/1.0 chat\r\n:\r\n\r\nhello", "MalformedHeader")
+  })
+
+  it("the demo's wire exchange reads as the demo meant it", () => {
+    const frames = [
+      "LHTTP/1.0 chat\r\nsubscribe:chatroom\r\n\r\n",
+      "LHTTP/1.0 auth\r\ncontent-type:image/png\r\n\r\n",
+      "LHTTP/1.0 chat\r\npublish:chatroom\r\n\r\nhi",
+      "LHTTP/1.0 auth\r\ncontent-type:image/png\r\n\r\nhi"
+    ].map(decode)
+    assert.deepStrictEqual(frames.map((m) => m._tag === "Notify" ? [m.command, m.body] : []), [
+      ["chat", ""],
+      ["auth", ""],
+      ["chat", "hi"],
+      ["auth", "hi"]
+    ])
+    // every subscriber receives the publish re-serialized: the same text
+    assert.strictEqual(Message.encode(frames[2]!), "LHTTP/1.0 chat\r\npublish:chatroom\r\n\r\nhi")
+  })
+})
+
+describe("Message.FromString", () => {
+  const decodeSchema = Schema.decodeUnknownResult(Message.FromString)
+
+  it("decodes to the same value as the fast typed path", () => {
+    const text = "LHTTP/1.0 chat\r\nid:1\r\npublish:room\r\nmultipart:0\r\n\r\nk:v\r\n\r\nb"
+    const viaSchema = decodeSchema(text)
+    assert.isTrue(Result.isSuccess(viaSchema))
+    if (Result.isSuccess(viaSchema)) assert.deepStrictEqual(viaSchema.success, decode(text))
+  })
+
+  it("encodes a message to its frame text", () => {
+    const text = "LHTTP/1.0 chat\r\npublish:room\r\ncontent-type:text/plain\r\n\r\nhello"
+    assert.strictEqual(Schema.encodeSync(Message.FromString)(decode(text)), text)
+    const failure = Schema.encodeSync(Message.FromString)({
+      _tag: "Failure",
+      status: 404,
+      reason: "UnknownCommand",
+      message: "no such command",
+      id: "9"
+    })
+    assert.strictEqual(failure, "LHTTP/1.0 error\r\nstatus:404\r\nreason:UnknownCommand\r\nid:9\r\n\r\nno such command")
+  })
+
+  it("fails with the protocol error's message", () => {
+    const result = decodeSchema("LHTTP/1.0 chat\r\nsubscribe:a..b\r\n\r\n")
+    assert.isTrue(Result.isFailure(result) && result.failure.message.includes("a..b"))
+  })
+
+  it("validates the structure of what it encodes", () => {
+    const bad = Schema.encodeUnknownResult(Message.FromString)({ _tag: "Notify", command: "x" })
+    assert.isTrue(Result.isFailure(bad))
+  })
+})
+
+describe("Message properties", () => {
+  const lhttpish = fc.array(
+    fc.constantFrom(
+      "LHTTP/1.0 ",
+      "chat",
+      "\r\n",
+      "\n",
+      ":",
+      " ",
+      "a",
+      "..",
+      ">",
+      "publish:",
+      "subscribe:",
+      "multipart:",
+      "upstream:",
+      "id:",
+      "0",
+      "5",
+      "\r\n\r\n"
+    ),
+    { maxLength: 20 }
+  ).map((parts) => "LHTTP/1.0 " + parts.join(""))
+
+  it("decoding any string gives a Message or a ProtocolError, never a throw", () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.string({ unit: "binary" }), lhttpish), (input) => {
+        const result = Message.decode(input)
+        if (Result.isFailure(result)) assert.instanceOf(result.failure, ProtocolError)
+        else assert.include(["Notify", "Request", "Failure"], result.success._tag)
+        const viaSchema = Schema.decodeUnknownResult(Message.FromString)(input)
+        assert.strictEqual(Result.isSuccess(viaSchema), Result.isSuccess(result))
+      }),
+      { numRuns: 2000 }
+    )
+  })
+
+  it("encode then decode keeps command, headers and body", () => {
+    const name = fc.string({ minLength: 1, maxLength: 8 }).filter((s) => !/[:\r\n]/.test(s) && !Message.isBuiltinName(s))
+    const value = fc.string({ maxLength: 8 }).filter((s) => !/[\r\n]/.test(s))
+    fc.assert(
+      fc.property(
+        fc.string({ maxLength: 8 }).filter((s) => !/[\r\n]/.test(s) && s !== "error"),
+        fc.array(fc.tuple(name, value), { maxLength: 5 }),
+        fc.string({ maxLength: 40 }),
+        (command, headers, body) => {
+          const text = Frame.render(Frame.make(command, new Map(headers), body))
+          const message = decode(text)
+          assert.strictEqual(Message.encode(message), text)
+        }
+      ),
+      { numRuns: 500 }
+    )
+  })
+})
