@@ -1,0 +1,108 @@
+/**
+ * The message bus between server processes: publish a rendered frame to a
+ * channel, subscribe this process to a channel. The in-memory Layer serves one
+ * process; the NATS Layer joins many into a cluster. The Hub refcounts
+ * subscriptions, so a bus sees at most one subscription per channel per
+ * process, and a published frame crosses the bus once per channel.
+ *
+ * @since 0.1.0
+ */
+import { Context, Data, Effect, Layer, PubSub, Scope } from "effect"
+
+/**
+ * A bus operation that failed: the reason says which.
+ *
+ * @since 0.1.0
+ */
+export class BusError extends Data.TaggedError("BusError")<{
+  readonly reason: "Unavailable" | "PublishFailed" | "SubscribeFailed"
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+/**
+ * The bus.
+ *
+ * @since 0.1.0
+ */
+export class Bus extends Context.Service<Bus, {
+  /** Publishes a frame's text to a channel. Delivery is at most once. */
+  readonly publish: (channel: string, payload: string) => Effect.Effect<void, BusError>
+  /**
+   * Subscribes this process to a channel until the scope closes: every payload
+   * published to it, by any process, is handed to `onMessage`, in order.
+   */
+  readonly subscribe: (
+    channel: string,
+    onMessage: (payload: string) => void
+  ) => Effect.Effect<void, BusError, Scope.Scope>
+  /** Whether the bus can publish and deliver now (for `/readyz`). */
+  readonly isReady: Effect.Effect<boolean>
+}>()("effect-lhttp/Bus") {}
+
+/**
+ * Options of the in-memory bus.
+ *
+ * @since 0.1.0
+ */
+export interface MemoryOptions {
+  /** Frames waiting for dispatch before publishers wait (default 8192). */
+  readonly capacity?: number | undefined
+}
+
+/**
+ * The in-memory bus on an Effect `PubSub`: one process, publishes dispatched
+ * in order by one fiber, publishers held back when dispatch falls behind.
+ *
+ * @since 0.1.0
+ */
+export const makeMemory = Effect.fnUntraced(function*(options?: MemoryOptions) {
+  const pubsub = yield* Effect.acquireRelease(
+    PubSub.bounded<readonly [channel: string, payload: string]>(options?.capacity ?? 8192),
+    PubSub.shutdown
+  )
+  const handlers = new Map<string, Set<(payload: string) => void>>()
+  const subscription = yield* PubSub.subscribe(pubsub)
+  yield* PubSub.takeAll(subscription).pipe(
+    Effect.map((batch) => {
+      for (const [channel, payload] of batch) {
+        const set = handlers.get(channel)
+        if (set === undefined) continue
+        for (const handler of set) {
+          try {
+            handler(payload)
+          } catch {
+            // a handler never throws; if one did, the others still get the payload
+          }
+        }
+      }
+    }),
+    Effect.forever,
+    Effect.forkScoped
+  )
+  return Bus.of({
+    publish: (channel, payload) => PubSub.publish(pubsub, [channel, payload]).pipe(Effect.asVoid),
+    subscribe: (channel, onMessage) =>
+      Effect.acquireRelease(
+        Effect.sync(() => {
+          let set = handlers.get(channel)
+          if (set === undefined) handlers.set(channel, set = new Set())
+          set.add(onMessage)
+        }),
+        () =>
+          Effect.sync(() => {
+            const set = handlers.get(channel)
+            set?.delete(onMessage)
+            if (set?.size === 0) handlers.delete(channel)
+          })
+      ),
+    isReady: Effect.succeed(true)
+  })
+})
+
+/**
+ * The in-memory bus as a Layer: the embedded default.
+ *
+ * @since 0.1.0
+ */
+export const layerMemory = (options?: MemoryOptions): Layer.Layer<Bus> => Layer.effect(Bus, makeMemory(options))

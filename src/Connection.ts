@@ -1,0 +1,66 @@
+/**
+ * The per-connection handle that processors and filters receive: who is
+ * connected (request URL, headers, remote address), per-connection data, and
+ * what can be done with the connection (send, subscribe, unsubscribe, close).
+ * It does not depend on the transport: a WebSocket today, SSE or long-poll
+ * later.
+ *
+ * @since 0.1.0
+ */
+import type { Effect } from "effect"
+import type { Frame } from "./Frame.ts"
+import type { ProtocolError } from "./ProtocolError.ts"
+import type { Rejection } from "./Rejection.ts"
+
+/**
+ * A typed key for per-connection data.
+ *
+ * @since 0.1.0
+ */
+export interface Key<A> {
+  readonly name: string
+  readonly _A?: (_: never) => A
+}
+
+/**
+ * Makes a typed key for per-connection data.
+ *
+ * ```ts
+ * const UserName = Connection.key<string>("userName")
+ * connection.set(UserName, "alice")
+ * connection.get(UserName) // "alice" | undefined
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const key = <A>(name: string): Key<A> => ({ name })
+
+/**
+ * A client connection.
+ *
+ * @since 0.1.0
+ */
+export interface Connection {
+  /** Unique on this server process. */
+  readonly id: string
+  /** The request URL of the connection: path and query. */
+  readonly url: string
+  /** The request headers of the connection, lower-cased names. */
+  readonly requestHeaders: Readonly<Record<string, string | undefined>>
+  /** The peer's address, when the transport knows it. */
+  readonly remoteAddress: string | undefined
+  /** The channels this connection is subscribed to. */
+  readonly channels: ReadonlySet<string>
+  /** Reads per-connection data. */
+  readonly get: <A>(key: Key<A>) => A | undefined
+  /** Writes per-connection data. */
+  readonly set: <A>(key: Key<A>, value: A) => void
+  /** Sends a frame to this connection, after what is already queued for it (a frame that would not read back fails). */
+  readonly send: (frame: Frame) => Effect.Effect<void, ProtocolError>
+  /** Subscribes to channels (validated; idempotent; bounded per connection). */
+  readonly subscribe: (channels: Iterable<string>) => Effect.Effect<void, ProtocolError | Rejection>
+  /** Unsubscribes from channels; unknown channels are ignored. */
+  readonly unsubscribe: (channels: Iterable<string>) => Effect.Effect<void>
+  /** Closes the connection with a close code and a reason (what is queued is sent first). */
+  readonly close: (code?: number, reason?: string) => Effect.Effect<void>
+}

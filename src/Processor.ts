@@ -1,0 +1,128 @@
+/**
+ * Processors handle commands. A processor is defined as a value for one
+ * command (optionally with a Schema for its body) and implemented as a Layer,
+ * like an `effect/rpc` group: its dependencies are its Layer's requirements.
+ *
+ * ```ts
+ * const Echo = Processor.make("echo")
+ * const EchoLive = Echo.toLayer({
+ *   onMessage: (exchange) => exchange.send(exchange.text)
+ * })
+ *
+ * const Move = Processor.make("move", { body: Schema.fromJsonString(Schema.Struct({ x: Schema.Number })) })
+ * const MoveLive = Move.toLayer(Effect.gen(function*() {
+ *   const game = yield* Game
+ *   return { onMessage: (exchange) => game.move(exchange.body.x) }
+ * }))
+ * ```
+ *
+ * The server takes the list of processors it serves and requires each one's
+ * implementation; the same command twice is refused when the server's Layer is
+ * built.
+ *
+ * Hooks: `onOpen` runs for every processor when a connection opens, before its
+ * first message; `onMessage` for each message with the processor's command;
+ * `onClose` for every processor when the connection ends, however it ends.
+ * A hook that fails with a `Rejection` answers with that error frame; any other
+ * failure or defect answers `500 InternalError` and is logged. A failing
+ * `onOpen` closes the connection (1008) after its error frame.
+ *
+ * @since 0.1.0
+ */
+import { Context, type Effect, type Layer, type Schema, type Scope } from "effect"
+import type { Connection } from "./Connection.ts"
+import type { Exchange } from "./Exchange.ts"
+import * as Definition from "./internal/definition.ts"
+
+/**
+ * What a processor does.
+ *
+ * @since 0.1.0
+ */
+export interface Handlers<Body, R = never> {
+  readonly onOpen?: ((connection: Connection) => Effect.Effect<void, unknown, R>) | undefined
+  readonly onMessage?: ((exchange: Exchange<Body>) => Effect.Effect<void, unknown, R>) | undefined
+  readonly onClose?: ((connection: Connection) => Effect.Effect<void, never, R>) | undefined
+}
+
+/**
+ * A processor's implementation, as the server finds it in context.
+ *
+ * @since 0.1.0
+ */
+export interface Implementation {
+  readonly command: string
+  readonly body: Schema.Codec<unknown, string> | undefined
+  readonly handlers: Handlers<unknown>
+}
+
+/**
+ * The service of the processor for `Command`.
+ *
+ * @since 0.1.0
+ */
+export interface Service<Command extends string> {
+  readonly _: unique symbol
+  readonly command: Command
+}
+
+/**
+ * A processor definition.
+ *
+ * @since 0.1.0
+ */
+export interface Processor<Command extends string, Body = string> {
+  readonly _tag: "Processor"
+  readonly command: Command
+  readonly body: Schema.Codec<Body, string> | undefined
+  readonly key: Context.Key<Service<Command>, Implementation>
+  /** Implements the processor, from handlers or from an Effect that builds them. */
+  readonly toLayer: <R = never, E = never, RB = never>(
+    build: Handlers<Body, R> | Effect.Effect<Handlers<Body, R>, E, RB>
+  ) => Layer.Layer<Service<Command>, E, Exclude<R | RB, Scope.Scope>>
+}
+
+/**
+ * Any processor definition.
+ *
+ * @since 0.1.0
+ */
+export interface Any {
+  readonly _tag: "Processor"
+  readonly command: string
+  readonly key: Context.Key<any, Implementation>
+}
+
+/**
+ * The services a list of processors requires.
+ *
+ * @since 0.1.0
+ */
+export type Services<P extends Any> = P extends Processor<infer C, any> ? Service<C> : never
+
+/**
+ * Defines the processor of a command. With `body`, the message body is
+ * decoded with that Schema before `onMessage` runs, and a body that does not
+ * decode is answered with `400 InvalidBody`.
+ *
+ * @since 0.1.0
+ */
+export const make = <const Command extends string, Body = string>(
+  command: Command,
+  options?: { readonly body?: Schema.Codec<Body, string> | undefined }
+): Processor<Command, Body> => {
+  const key = Context.Service<Service<Command>, Implementation>(`effect-lhttp/Processor/${command}`)
+  const body = options?.body
+  return {
+    _tag: "Processor",
+    command,
+    body,
+    key,
+    toLayer: (build) =>
+      Definition.toLayer(key, build, (handlers) => ({
+        command,
+        body: body as Schema.Codec<unknown, string> | undefined,
+        handlers: handlers as Handlers<unknown>
+      }))
+  }
+}

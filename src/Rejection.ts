@@ -1,0 +1,92 @@
+/**
+ * A refusal the server answers with an error frame: the server's own (a
+ * limit, an unknown command, a body that does not decode) and any that a
+ * processor or filter fails with to refuse a message.
+ *
+ * @since 0.1.0
+ */
+import { Schema } from "effect"
+import * as ErrorFrame from "./ErrorFrame.ts"
+import type { Frame } from "./Frame.ts"
+
+/**
+ * A refused message: `status`, `reason` and a human-readable `message` become
+ * the error frame (see {@link ErrorFrame}), which echoes the request's `id`.
+ *
+ * @since 0.1.0
+ */
+export class Rejection extends Schema.TaggedError<Rejection>()("Rejection", {
+  status: Schema.Int,
+  reason: Schema.String,
+  message: Schema.String
+}) {
+  /** The error frame for this refusal, echoing the request's `id` when given. */
+  toFrame(id?: string): Frame {
+    return ErrorFrame.make({ status: this.status, reason: this.reason, message: this.message, id })
+  }
+}
+
+/**
+ * A command without a processor, and without a built-in header that would
+ * give it something to do.
+ *
+ * @since 0.1.0
+ */
+export const unknownCommand = (command: string): Rejection =>
+  new Rejection({
+    status: 404,
+    reason: "UnknownCommand",
+    message: `no processor for the command ${JSON.stringify(command.slice(0, 64))}`
+  })
+
+/**
+ * A subscription past the per-connection limit.
+ *
+ * @since 0.1.0
+ */
+export const tooManySubscriptions = (max: number): Rejection =>
+  new Rejection({
+    status: 429,
+    reason: "TooManySubscriptions",
+    message: `a connection holds at most ${max} subscriptions`
+  })
+
+/**
+ * A body that does not decode with the processor's Schema.
+ *
+ * @since 0.1.0
+ */
+export const invalidBody = (detail: string): Rejection =>
+  new Rejection({ status: 400, reason: "InvalidBody", message: detail })
+
+/**
+ * A processor or filter that failed with something other than a Rejection,
+ * or died. The cause is logged, never sent.
+ *
+ * @since 0.1.0
+ */
+export const internal: Rejection = new Rejection({
+  status: 500,
+  reason: "InternalError",
+  message: "the server failed to process the message"
+})
+
+/**
+ * The `upstream` header before upstream targets are configured.
+ *
+ * @since 0.1.0
+ */
+export const upstreamNotConfigured: Rejection = new Rejection({
+  status: 501,
+  reason: "UpstreamNotConfigured",
+  message: "upstream is not configured on this server"
+})
+
+/**
+ * The bus refused a publish or a subscription (for example while a NATS
+ * connection is down and its buffer is full).
+ *
+ * @since 0.1.0
+ */
+export const busUnavailable = (detail: string): Rejection =>
+  new Rejection({ status: 503, reason: "BusUnavailable", message: detail })

@@ -1,0 +1,90 @@
+/**
+ * The `chat` demo processor: chat rooms on channels, with names.
+ *
+ * - Join: `LHTTP/1.0 chat\r\nsubscribe:<room>\r\nname:<name>\r\n\r\n`. The
+ *   room hears `LHTTP/1.0 chat\r\nevent:join\r\nroom:<room>\r\nfrom:<name>`,
+ *   the joiner first; the joiner also gets `event:members` with the names
+ *   present on this server, one per line.
+ * - Say: `LHTTP/1.0 chat\r\npublish:<room>\r\n\r\n<text>`. The room receives
+ *   the message with a `from:<name>` header that the server sets (a client
+ *   cannot speak for someone else).
+ * - Leave (unsubscribe or disconnect): the room hears `event:leave`.
+ *
+ * @since 0.1.0
+ */
+import { Effect } from "effect"
+import * as Connection from "../Connection.ts"
+import * as Hub from "../Hub.ts"
+import * as Processor from "../Processor.ts"
+import * as Channel from "../Channel.ts"
+import { Result } from "effect"
+
+/**
+ * The `chat` processor.
+ *
+ * @since 0.1.0
+ */
+export const Chat = Processor.make("chat")
+
+const Name = Connection.key<string>("chat/name")
+
+const sanitizeName = (name: string | undefined): string => {
+  const clean = (name ?? "").replace(/[\x00-\x1f\x7f]/g, "").trim().slice(0, 32)
+  return clean === "" ? "anonymous" : clean
+}
+
+const channelsOf = (value: string | undefined): ReadonlyArray<string> => {
+  if (!value) return []
+  const parsed = Channel.parseList(value)
+  return Result.isSuccess(parsed) ? parsed.success : []
+}
+
+/**
+ * Its implementation: keeps the names present in each room on this server.
+ *
+ * @since 0.1.0
+ */
+export const layer = Chat.toLayer(Effect.gen(function*() {
+  const hub = yield* Hub.Hub
+  const rooms = new Map<string, Map<string, string>>() // room -> connection id -> name
+
+  const announce = (room: string, event: string, name: string) =>
+    hub.publish(room, "chat", { event, room, from: name }, "")
+
+  const leave = (connection: Connection.Connection, room: string) =>
+    Effect.suspend(() => {
+      const members = rooms.get(room)
+      const name = members?.get(connection.id)
+      if (members === undefined || name === undefined) return Effect.void
+      members.delete(connection.id)
+      if (members.size === 0) rooms.delete(room)
+      return announce(room, "leave", name).pipe(Effect.ignore)
+    })
+
+  return {
+    onMessage: (exchange) =>
+      Effect.gen(function*() {
+        const { connection } = exchange
+        const given = exchange.header("name")
+        if (given !== undefined) connection.set(Name, sanitizeName(given))
+        const name = connection.get(Name) ?? "anonymous"
+        for (const room of channelsOf(exchange.header("subscribe"))) {
+          let members = rooms.get(room)
+          if (members === undefined) rooms.set(room, members = new Map())
+          if (members.has(connection.id)) continue
+          yield* connection.subscribe([room])
+          members.set(connection.id, name)
+          yield* connection.send({
+            command: "chat",
+            headers: new Map([["event", "members"], ["room", room]]),
+            body: Array.from(members.values()).join("\n")
+          })
+          yield* announce(room, "join", name)
+        }
+        if (exchange.header("publish") !== undefined) exchange.setHeader("from", name)
+        for (const room of channelsOf(exchange.header("unsubscribe"))) yield* leave(connection, room)
+      }),
+    onClose: (connection) =>
+      Effect.forEach(Array.from(rooms.keys()), (room) => leave(connection, room), { discard: true })
+  }
+}))

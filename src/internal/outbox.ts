@@ -1,0 +1,89 @@
+/**
+ * The per-connection outbox: frames queued during a tick are written together
+ * at the end of it (one corked write per connection, one timer for all of
+ * them), and the bytes a connection holds, queued or in its socket buffer, are
+ * bounded. A connection that stops reading hits the bound and meets the
+ * slow-consumer policy instead of growing the server's memory.
+ */
+import type { Outbound, Transport } from "./outbound.ts"
+
+/** What happens to a connection whose outbox is full. */
+export type SlowConsumerPolicy = "close" | "drop"
+
+/** The close code sent to a slow consumer under the "close" policy. */
+export const slowConsumerCloseCode = 4001
+
+const dirty: Array<Outbox> = []
+let flushScheduled = false
+
+const flushAll = (): void => {
+  flushScheduled = false
+  const outboxes = dirty.splice(0, dirty.length)
+  for (let i = 0; i < outboxes.length; i++) outboxes[i]!.flush()
+}
+
+/** A bounded queue of outbound frames for one connection, flushed once per tick. */
+export class Outbox {
+  readonly #transport: Transport
+  readonly #maxBytes: number
+  readonly #policy: SlowConsumerPolicy
+  #queue: Array<Outbound> = []
+  #queuedBytes = 0
+  #scheduled = false
+  #closed = false
+  /** Frames dropped under the "drop" policy. */
+  dropped = 0
+
+  constructor(transport: Transport, maxBytes: number, policy: SlowConsumerPolicy) {
+    this.#transport = transport
+    this.#maxBytes = maxBytes
+    this.#policy = policy
+  }
+
+  /** Queues a frame; returns false when the connection is closed or the frame was refused. */
+  offer(frame: Outbound): boolean {
+    if (this.#closed) return false
+    const size = frame.bytes.length
+    if (this.#queuedBytes + size + this.#transport.bufferedBytes() > this.#maxBytes) {
+      if (this.#policy === "drop") {
+        this.dropped++
+        return false
+      }
+      this.close(slowConsumerCloseCode, "slow consumer")
+      return false
+    }
+    this.#queue.push(frame)
+    this.#queuedBytes += size
+    if (!this.#scheduled) {
+      this.#scheduled = true
+      dirty.push(this)
+      if (!flushScheduled) {
+        flushScheduled = true
+        setImmediate(flushAll)
+      }
+    }
+    return true
+  }
+
+  /** Writes everything queued now. */
+  flush(): void {
+    this.#scheduled = false
+    if (this.#queue.length === 0) return
+    const frames = this.#queue
+    this.#queue = []
+    this.#queuedBytes = 0
+    if (!this.#closed && this.#transport.isOpen()) this.#transport.write(frames)
+  }
+
+  /** Flushes what is queued, then closes the transport; later offers are refused. */
+  close(code: number, reason: string): void {
+    if (this.#closed) return
+    this.flush()
+    this.#closed = true
+    this.#transport.close(code, reason)
+  }
+
+  get isClosed(): boolean {
+    return this.#closed
+  }
+}
