@@ -4,14 +4,32 @@
  * @since 0.1.0
  */
 
+/** The message bus between server processes: in-memory here, NATS in a cluster. */
+export * as Bus from "./Bus.ts"
+
 /** Channel ids and channel lists, validated before they reach any bus. */
 export * as Channel from "./Channel.ts"
+
+/** The per-connection handle of processors and filters. */
+export * as Connection from "./Connection.ts"
 
 /** The one error frame of the protocol. */
 export * as ErrorFrame from "./ErrorFrame.ts"
 
+/** One incoming message while the server processes it. */
+export * as Exchange from "./Exchange.ts"
+
+/** Header filters: hooks around every message. */
+export * as Filter from "./Filter.ts"
+
 /** LHTTP/1.0 frames: the fast parser, the renderer and the `string <-> Frame` Schema. */
 export * as Frame from "./Frame.ts"
+
+/** Channels to local subscribers, refcounted bus subscriptions, fan-out, server-side publish. */
+export * as Hub from "./Hub.ts"
+
+/** The server: its service, its Layers and its HTTP routes. */
+export * as LhttpServer from "./LhttpServer.ts"
 
 /** The typed `Message` union over frames, and its `string <-> Message` Schema. */
 export * as Message from "./Message.ts"
@@ -19,5 +37,11 @@ export * as Message from "./Message.ts"
 /** Multipart bodies cut by byte offsets. */
 export * as Multipart from "./Multipart.ts"
 
+/** Processors: the handlers of commands, defined as values and implemented as Layers. */
+export * as Processor from "./Processor.ts"
+
 /** The typed error of everything that reads the wire. */
 export * as ProtocolError from "./ProtocolError.ts"
+
+/** Refusals the server answers with an error frame. */
+export * as Rejection from "./Rejection.ts"
