@@ -182,7 +182,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
   return Hub.of({
     subscribe,
     unsubscribe,
-    unsubscribeAll: (subscriber) => unsubscribe(subscriber, Array.from(subscriber.channels)),
+    unsubscribeAll: (subscriber) => Effect.suspend(() => unsubscribe(subscriber, Array.from(subscriber.channels))),
     publishText,
     publish: (channels, command, headers, body) =>
       Effect.suspend((): Effect.Effect<void, ProtocolError | Rejection.Rejection> => {
