@@ -14,7 +14,7 @@
  * @since 0.1.0
  */
 import { Config, Context, Data, Duration, Effect, Layer, Option, Redacted } from "effect"
-import { type HttpRouter, HttpServer } from "effect/http"
+import type { HttpRouter, HttpServer } from "effect/http"
 import { Buffer } from "node:buffer"
 import { Bus } from "./Bus.ts"
 import type * as Filter from "./Filter.ts"
@@ -325,9 +325,9 @@ export const layerNode = <const P extends Processor.Any = never, const F extends
   LhttpServerError | WebSocketAdapter.ServeError,
   Hub.Hub | Bus | Processor.Services<P> | Filter.Services<F>
 > => {
+  // built after the HTTP server, so released before it: the drain runs while it still answers
   const drainOnShutdown = Layer.effectDiscard(Effect.gen(function*() {
     const server = yield* LhttpServer
-    yield* HttpServer.addressFormattedWith((address) => Effect.logInfo(`effect-lhttp listening on ${address}`))
     yield* Effect.addFinalizer(() => server.drain)
   }))
   const http = WebSocketAdapter.serve(routes(options), {
@@ -335,7 +335,10 @@ export const layerNode = <const P extends Processor.Any = never, const F extends
     host: options.host,
     maxMessageBytes: settings(options).maxMessageBytes
   })
-  return drainOnShutdown.pipe(Layer.provideMerge(http), Layer.provideMerge(layer(options)))
+  return drainOnShutdown.pipe(
+    Layer.provideMerge(http),
+    Layer.provideMerge(layer(options))
+  )
 }
 
 /**

@@ -1,5 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber, Layer, Schema } from "effect"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Cause, Context, Effect, Exit, Fiber, Layer, Schema } from "effect"
+import { HttpRouter, HttpServer, HttpServerResponse } from "effect/http"
+import { createServer } from "node:http"
 import * as Bus from "../src/Bus.ts"
 import * as Connection from "../src/Connection.ts"
 import * as Echo from "../src/demo/Echo.ts"
@@ -617,5 +620,35 @@ describe("Bus (memory)", () => {
       yield* hub.unsubscribeAll(two)
       assert.strictEqual(subscriptions, 0)
       assert.strictEqual(hub.channelCount(), 0)
+    }))
+})
+
+describe("LhttpServer: mounted into an Effect HTTP app", () => {
+  it.live("serves the WebSocket endpoint at the app's paths beside the app's own routes", () =>
+    Effect.gen(function*() {
+      const hello = HttpRouter.add("GET", "/hello", HttpServerResponse.text("hello from the app"))
+      const app = HttpRouter.serve(
+        Layer.mergeAll(hello, LhttpServer.routes({ paths: ["/live/*"] })),
+        { disableListenLog: true, disableLogger: true }
+      ).pipe(
+        Layer.provideMerge(NodeHttpServer.layer(() => createServer(), { port: 0, host: "127.0.0.1" })),
+        // shared with the routes: provided outside serve
+        Layer.provideMerge(LhttpServer.layer({ processors: [Echo.Echo], maxMessageBytes: 2048 })),
+        Layer.provide(Echo.layer),
+        Layer.provideMerge(Hub.layer()),
+        Layer.provide(Bus.layerMemory())
+      )
+      const context = yield* Layer.build(app)
+      const address = Context.get(context, HttpServer.HttpServer).address
+      const port = address._tag === "UnixPathAddress" ? 0 : address.port
+      assert.strictEqual((yield* request(`http://127.0.0.1:${port}/hello`)).body, "hello from the app")
+      const client = yield* connect(`ws://127.0.0.1:${port}/live/room-1`)
+      yield* client.send(frame("echo", {}, "mounted"))
+      assert.strictEqual(yield* client.next(), "LHTTP/1.0 echo\r\n\r\nmounted")
+      // without the stand-alone server's WebSocket limit, the server still refuses big messages
+      yield* client.send(frame("echo", {}, "x".repeat(4096)))
+      assert.strictEqual((yield* client.closed).code, 1009)
+      const elsewhere = yield* connect(`ws://127.0.0.1:${port}/other`).pipe(Effect.flip)
+      assert.include(String(elsewhere), "404")
     }))
 })

@@ -11,7 +11,7 @@
  */
 import { NodeHttpServer, NodeHttpServerRequest } from "@effect/platform-node"
 import { ByteSize, Duration, Effect, Layer, Option, Redacted, Result } from "effect"
-import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "effect/http"
 import type { ServeError as ServeError_ } from "effect/http/HttpServerError"
 import { Buffer } from "node:buffer"
 import { createServer } from "node:http"
@@ -185,12 +185,18 @@ export const routes = (
     )
   }))
 
-/** Serves routes on a Node HTTP server whose WebSocket layer refuses messages over `maxMessageBytes` (1009). */
+/**
+ * Serves routes on a Node HTTP server whose WebSocket layer refuses messages
+ * over `maxMessageBytes` (1009), and logs the address it listens on.
+ */
 export const serve = <E, R>(
   app: Layer.Layer<never, E, R>,
   options: { readonly port: number; readonly host: string | undefined; readonly maxMessageBytes: number }
 ) =>
-  HttpRouter.serve(app, { disableLogger: true, disableListenLog: true }).pipe(
+  Layer.effectDiscard(
+    HttpServer.addressFormattedWith((address) => Effect.logInfo(`effect-lhttp listening on ${address}`))
+  ).pipe(
+    Layer.provideMerge(HttpRouter.serve(app, { disableLogger: true, disableListenLog: true })),
     Layer.provideMerge(NodeHttpServer.layer(() => createServer(), {
       port: options.port,
       ...(options.host === undefined ? {} : { host: options.host }),
