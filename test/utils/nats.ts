@@ -1,0 +1,140 @@
+/**
+ * Real `nats-server` processes for tests: one server, or a cluster joined by
+ * routes, on free loopback ports, stopped when the test's scope closes.
+ */
+import { Effect } from "effect"
+import { type ChildProcess, spawn } from "node:child_process"
+import { existsSync } from "node:fs"
+import { createServer } from "node:net"
+
+const candidates = ["/usr/sbin/nats-server", "/usr/local/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
+
+/** Finds nats-server on PATH or in the sbin folders; fails naming the install command. */
+export const findNatsServer = (): string => {
+  for (const dir of (process.env.PATH ?? "").split(":")) {
+    if (dir !== "" && existsSync(`${dir}/nats-server`)) return `${dir}/nats-server`
+  }
+  const found = candidates.find((path) => existsSync(path))
+  if (found === undefined) {
+    throw new Error("nats-server is not installed: apt-get install nats-server (the cluster tests run real servers)")
+  }
+  return found
+}
+
+/** A free TCP port on 127.0.0.1. */
+export const freePort = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      server.close(() => resolve(port))
+    })
+  })
+
+/** A running nats-server. */
+export interface NatsServer {
+  readonly port: number
+  readonly url: string
+  readonly clusterPort: number | undefined
+  /** Kills the process (SIGKILL), as a crash would. */
+  readonly kill: () => Promise<void>
+  /** Starts it again on the same ports (after `kill`). */
+  readonly restart: () => Promise<void>
+}
+
+interface Spec {
+  readonly port: number
+  readonly clusterPort?: number | undefined
+  readonly routes?: ReadonlyArray<number> | undefined
+  readonly name: string
+}
+
+const launch = (spec: Spec): Promise<ChildProcess> =>
+  new Promise((resolve, reject) => {
+    const args = ["-a", "127.0.0.1", "-p", String(spec.port), "-n", spec.name]
+    if (spec.clusterPort !== undefined) {
+      args.push("--cluster_name", "lhttp-test", "--cluster", `nats://127.0.0.1:${spec.clusterPort}`)
+      if (spec.routes !== undefined && spec.routes.length > 0) {
+        args.push("--routes", spec.routes.map((port) => `nats://127.0.0.1:${port}`).join(","))
+      }
+    }
+    const child = spawn(findNatsServer(), args, { stdio: ["ignore", "pipe", "pipe"] })
+    let output = ""
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL")
+      reject(new Error(`nats-server did not become ready:\n${output}`))
+    }, 10_000)
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString()
+      if (output.includes("Server is ready")) {
+        clearTimeout(timer)
+        child.stdout?.off("data", onData)
+        child.stderr?.off("data", onData)
+        resolve(child)
+      }
+    }
+    child.stdout?.on("data", onData)
+    child.stderr?.on("data", onData)
+    child.once("exit", (code) => {
+      clearTimeout(timer)
+      reject(new Error(`nats-server exited with ${code}:\n${output}`))
+    })
+  })
+
+const stop = (child: ChildProcess | undefined): Promise<void> =>
+  new Promise((resolve) => {
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return resolve()
+    child.once("exit", () => resolve())
+    child.kill("SIGKILL")
+  })
+
+const makeServer = (spec: Spec, child: ChildProcess | undefined): NatsServer => {
+  let current = child
+  return {
+    port: spec.port,
+    url: `nats://127.0.0.1:${spec.port}`,
+    clusterPort: spec.clusterPort,
+    kill: async () => {
+      await stop(current)
+      current = undefined
+    },
+    restart: async () => {
+      current = await launch(spec)
+    }
+  }
+}
+
+/** Starts one nats-server until the scope closes. */
+export const natsServer = Effect.acquireRelease(
+  Effect.promise(async () => {
+    const spec = { port: await freePort(), name: "lhttp-test-solo" }
+    return makeServer(spec, await launch(spec))
+  }),
+  (server) => Effect.promise(() => server.kill())
+)
+
+/** Starts a cluster of `size` nats-servers joined by routes until the scope closes. */
+export const natsCluster = (size: number) =>
+  Effect.acquireRelease(
+    Effect.promise(async () => {
+      const specs: Array<Spec> = []
+      for (let i = 0; i < size; i++) {
+        specs.push({ port: await freePort(), clusterPort: await freePort(), name: `lhttp-test-${i}` })
+      }
+      const withRoutes = specs.map((spec) => ({
+        ...spec,
+        routes: specs.filter((other) => other !== spec).map((other) => other.clusterPort!)
+      }))
+      const children = await Promise.all(withRoutes.map(launch))
+      return withRoutes.map((spec, i) => makeServer(spec, children[i]!))
+    }),
+    (servers) => Effect.promise(() => Promise.all(servers.map((server) => server.kill())).then(() => undefined))
+  )
+
+/** A server whose port is reserved but which is not started until `restart` (for "NATS down at start"). */
+export const natsServerLater = Effect.acquireRelease(
+  Effect.promise(async () => makeServer({ port: await freePort(), name: "lhttp-test-later" }, undefined)),
+  (server) => Effect.promise(() => server.kill())
+)
