@@ -1,21 +1,26 @@
 /**
- * The main job (`npm start`): the stand-alone server with the in-memory bus
- * and the `echo` and `chat` demo processors, configured by `LHTTP_*`
- * environment variables (see the README). It stops gracefully on SIGTERM and
- * SIGINT.
+ * The main job (`npm start`): the stand-alone server with the `echo` and
+ * `chat` demo processors, on the in-memory bus, or on NATS as a node of a
+ * cluster when `LHTTP_NATS_URL` is set; configured by `LHTTP_*` environment
+ * variables (see the README). It stops gracefully on SIGTERM and SIGINT.
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Layer } from "effect"
+import { Cause, Exit, Layer, Runtime } from "effect"
 import * as Bus from "./Bus.ts"
 import * as Chat from "./demo/Chat.ts"
 import * as Echo from "./demo/Echo.ts"
 import * as Hub from "./Hub.ts"
 import * as LhttpServer from "./LhttpServer.ts"
+import * as NatsBus from "./NatsBus.ts"
 
 const Main = LhttpServer.layerNodeConfig({ processors: [Echo.Echo, Chat.Chat] }).pipe(
   Layer.provide([Echo.layer, Chat.layer]),
   Layer.provideMerge(Hub.layer()),
-  Layer.provide(Bus.layerMemory())
+  Layer.provide(NatsBus.layerFromEnv(Bus.layerMemory()))
 )
 
-Layer.launch(Main).pipe(NodeRuntime.runMain)
+// a stop by SIGTERM or SIGINT is a clean exit once the server has drained
+Layer.launch(Main).pipe(NodeRuntime.runMain({
+  teardown: (exit, onExit) =>
+    Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? onExit(0) : Runtime.defaultTeardown(exit, onExit)
+}))

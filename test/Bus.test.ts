@@ -1,29 +1,13 @@
 import { assert, describe, it } from "@effect/vitest"
 import { connect as natsConnect } from "@nats-io/transport-node"
-import { Duration, Effect, Exit, Scope } from "effect"
+import { Effect, Exit, Scope } from "effect"
 import * as Bus from "../src/Bus.ts"
 import * as NatsBus from "../src/NatsBus.ts"
 import { natsServer, natsServerLater } from "./utils/nats.ts"
-
-/** Waits until `check` holds, or dies after `timeout`. */
-export const eventually = (check: () => boolean, timeout: Duration.Input = "5 seconds") =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + Duration.toMillis(Duration.fromInputUnsafe(timeout))
-    while (!check()) {
-      if (Date.now() > deadline) return yield* Effect.die(new Error("the condition did not hold in time"))
-      yield* Effect.sleep("10 millis")
-    }
-  })
+import { eventually, until } from "./utils/wait.ts"
 
 /** Waits until the bus says it is ready. */
-export const ready = (bus: Bus.Bus["Service"]) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + 10_000
-    while (!(yield* bus.isReady)) {
-      if (Date.now() > deadline) return yield* Effect.die(new Error("the bus did not become ready"))
-      yield* Effect.sleep("10 millis")
-    }
-  })
+const ready = (bus: Bus.Bus["Service"]) => until(bus.isReady, "10 seconds")
 
 const backends: ReadonlyArray<readonly [string, Effect.Effect<Bus.Bus["Service"], unknown, Scope.Scope>]> = [
   ["memory", Bus.makeMemory()],

@@ -331,7 +331,7 @@ describe("LhttpServer: subscribe, publish, unsubscribe (reference §4.1, §4.2)"
 
   it.live("subscriptions per connection are bounded: 429 TooManySubscriptions, none of the list applied", () =>
     Effect.gen(function*() {
-      const { url, hub } = yield* startServer({}, undefined, { maxSubscriptions: 2 })
+      const { url, hub } = yield* startServer({}, undefined, { hub: { maxSubscriptions: 2 } })
       const a = yield* connect(url)
       yield* a.send(frame("c", { subscribe: "s1 s2" }))
       yield* a.send(frame("c", { subscribe: "s3", id: "q" }))

@@ -22,18 +22,19 @@ export interface TestServer {
 
 /**
  * Starts a server with the in-memory bus on a free port until the test's
- * scope closes. `implementations` provides the processors' and filters' Layers.
+ * scope closes. `implementations` provides the processors' and filters' Layers;
+ * `more` sets the Hub's options and the bus (in memory by default).
  */
 export const startServer = <const P extends Processor.Any = never, const F extends Filter.Any = never>(
   options: LhttpServer.NodeOptions<P, F>,
   implementations?: Layer.Layer<any, any, any>,
-  hubOptions?: Hub.Options
+  more?: { readonly hub?: Hub.Options; readonly bus?: Layer.Layer<Bus.Bus, unknown> }
 ) =>
   Effect.gen(function*() {
     let app: Layer.Layer<any, any, any> = LhttpServer.layerNode({ port: 0, host: "127.0.0.1", ...options })
     if (implementations !== undefined) app = app.pipe(Layer.provide(implementations))
     const context = yield* Layer.build(
-      app.pipe(Layer.provideMerge(Hub.layer(hubOptions)), Layer.provide(Bus.layerMemory()))
+      app.pipe(Layer.provideMerge(Hub.layer(more?.hub)), Layer.provide(more?.bus ?? Bus.layerMemory()))
     ) as Effect.Effect<Context.Context<LhttpServer.LhttpServer | Hub.Hub | HttpServer.HttpServer>, unknown, any>
     const address = Context.get(context, HttpServer.HttpServer).address
     const port = address._tag === "UnixPathAddress" ? 0 : address.port
@@ -51,7 +52,7 @@ export interface TestClient {
   readonly ws: WebSocket
   readonly send: (text: string) => Effect.Effect<void>
   /** The next frame, failing after `timeout` (default 2 s). */
-  readonly next: (timeout?: Duration.Input) => Effect.Effect<string>
+  readonly next: (timeout?: Duration.Input) => Effect.Effect<string, Error>
   /** Succeeds when nothing arrives for `quiet` (default 150 ms); fails with what arrived. */
   readonly nothing: (quiet?: Duration.Input) => Effect.Effect<void>
   /** The close code and reason, once closed. */
@@ -84,10 +85,16 @@ export const connect = (url: string, options?: WebSocket.ClientOptions) =>
         Effect.callback<string>((resumeNext) => {
           const frame = frames.shift()
           if (frame !== undefined) return resumeNext(Effect.succeed(frame))
-          waiters.push((text) => resumeNext(Effect.succeed(text)))
+          const waiter = (text: string) => resumeNext(Effect.succeed(text))
+          waiters.push(waiter)
+          // a timed-out wait must not take the next frame
+          return Effect.sync(() => {
+            const index = waiters.indexOf(waiter)
+            if (index !== -1) waiters.splice(index, 1)
+          })
         }).pipe(Effect.timeoutOrElse({
           duration: timeout,
-          orElse: () => Effect.die(new Error("no frame arrived in time"))
+          orElse: () => Effect.fail(new Error("no frame arrived in time"))
         }))
       ws.on("open", () =>
         resume(Effect.succeed({
