@@ -200,6 +200,34 @@ describe("Cluster: NATS faults", () => {
     }))
 })
 
+describe("Cluster: publishing while NATS is down", () => {
+  it.live("publishes wait in a bounded buffer, then the publisher gets 503 BusUnavailable", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServer
+      const one = yield* node(nats.url, { maxPendingBytes: 10_000 })
+      const a = yield* connect(one.url)
+      const b = yield* connect(one.url)
+      yield* joined(a, b, "buffered")
+      yield* Effect.promise(() => nats.kill())
+      yield* until(Effect.map(one.server.isReady, (ready) => !ready))
+      const body = "z".repeat(1000)
+      let accepted = 0
+      for (let i = 0; i < 10; i++) {
+        yield* b.send(frame("c", { publish: "buffered", id: String(i) }, body))
+        const answer = yield* b.next("300 millis").pipe(Effect.option)
+        if (answer._tag === "None") {
+          accepted++
+          continue
+        }
+        assert.match(answer.value, new RegExp(`^LHTTP/1\\.0 error\\r\\nstatus:503\\r\\nreason:BusUnavailable\\r\\nid:${i}\\r\\n`))
+        break
+      }
+      assert.isAbove(accepted, 0)
+      assert.isBelow(accepted, 10)
+      assert.strictEqual(a.ws.readyState, a.ws.OPEN)
+    }))
+})
+
 describe("Cluster: the main job", () => {
   it.live("LHTTP_NATS_URL=… npm start runs a node of a cluster", () =>
     Effect.gen(function*() {

@@ -10,6 +10,7 @@ import * as Filter from "../src/Filter.ts"
 import * as Hub from "../src/Hub.ts"
 import * as LhttpServer from "../src/LhttpServer.ts"
 import * as Processor from "../src/Processor.ts"
+import { isLoopback } from "../src/internal/websocket.ts"
 import { Rejection } from "../src/Rejection.ts"
 import { connect, frame, request, startServer } from "./utils/lhttp.ts"
 
@@ -543,6 +544,15 @@ describe("LhttpServer: POST /publish", () => {
       const right = { authorization: "Bearer s3cret" }
       assert.strictEqual((yield* request(`${http}/publish`, { method: "POST", body, headers: right })).status, 204)
     }))
+})
+
+describe("LhttpServer: who may publish without a token", () => {
+  it("only loopback peers", () => {
+    for (const address of ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"]) assert.isTrue(isLoopback(address))
+    for (const address of ["10.0.0.1", "192.168.1.2", "::ffff:10.0.0.1", "2001:db8::1", "1.2.3.4", undefined]) {
+      assert.isFalse(isLoopback(address))
+    }
+  })
 })
 
 describe("LhttpServer: graceful shutdown", () => {

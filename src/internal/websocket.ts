@@ -93,7 +93,8 @@ const makeHeartbeat = (interval: Duration.Duration, timeout: Duration.Duration) 
     (heartbeat) => Effect.sync(() => clearInterval(heartbeat.timer))
   )
 
-const isLoopback = (address: string | undefined): boolean =>
+/** Whether a peer address is on the loopback network (IPv4, IPv6, or IPv4-mapped). */
+export const isLoopback = (address: string | undefined): boolean =>
   address !== undefined &&
   (address === "::1" || address.startsWith("127.") || address.startsWith("::ffff:127."))
 
