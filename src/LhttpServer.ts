@@ -13,7 +13,7 @@
  *
  * @since 0.1.0
  */
-import { Config, Context, Data, Duration, Effect, Layer, Option, Redacted } from "effect"
+import { Config, Context, Data, Duration, Effect, Exit, Layer, Option, Redacted, Scope } from "effect"
 import type { HttpRouter, HttpServer } from "effect/http"
 import { Buffer } from "node:buffer"
 import { Bus } from "./Bus.ts"
@@ -25,6 +25,7 @@ import { type SlowConsumerPolicy, slowConsumerCloseCode } from "./internal/outbo
 import * as Pipeline from "./internal/pipeline.ts"
 import * as WebSocketAdapter from "./internal/websocket.ts"
 import type * as Processor from "./Processor.ts"
+import { Upstream } from "./Upstream.ts"
 
 /**
  * The close codes the server uses.
@@ -198,7 +199,8 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
     }
     filters.push(yield* definition.key)
   }
-  const pipeline = Pipeline.make({ processors, filters, hub, maxHeaders: config.maxHeaders })
+  const upstream = Option.getOrUndefined(yield* Effect.serviceOption(Upstream))
+  const pipeline = Pipeline.make({ processors, filters, hub, upstream, maxHeaders: config.maxHeaders })
   const connections = new Set<LiveConnection>()
   const limits = { maxOutboundBytes: config.maxOutboundBytes, slowConsumer: config.slowConsumer }
   let draining = false
@@ -210,8 +212,8 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
       : data.byteLength > config.maxMessageBytes
 
   const run = (peer: Peer, transport: Transport, pull: Effect.Effect<ReadonlyArray<string | Uint8Array>, unknown>) =>
-    Effect.suspend(() => {
-      const connection = new LiveConnection(peer, transport, hub, limits)
+    Effect.flatMap(Scope.make(), (scope) => {
+      const connection = new LiveConnection(peer, transport, hub, limits, scope)
       connections.add(connection)
       const loop = Effect.gen(function*() {
         if (!(yield* pipeline.open(connection))) return
@@ -234,6 +236,7 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
         Effect.ensuring(
           pipeline.close(connection).pipe(
             Effect.andThen(hub.unsubscribeAll(connection)),
+            Effect.andThen(Scope.close(scope, Exit.void)),
             Effect.andThen(Effect.sync(() => {
               connection.closeNow(1000, "")
               connections.delete(connection)
@@ -379,3 +382,16 @@ export const layerNodeConfig = <const P extends Processor.Any = never, const F e
       })
     })
   }))
+
+/**
+ * Runs a server Layer as the program (`NodeRuntime.runMain`) until SIGTERM or
+ * SIGINT. The Layer's scope then closes, which drains the server, and the
+ * process exits with 0; a failure exits with 1.
+ *
+ * ```ts
+ * LhttpServer.launch(Main)
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const launch: <A, E>(layer: Layer.Layer<A, E>) => void = WebSocketAdapter.launch

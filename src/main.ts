@@ -4,8 +4,7 @@
  * cluster when `LHTTP_NATS_URL` is set; configured by `LHTTP_*` environment
  * variables (see the README). It stops gracefully on SIGTERM and SIGINT.
  */
-import { NodeRuntime } from "@effect/platform-node"
-import { Cause, Exit, Layer, Runtime } from "effect"
+import { Layer } from "effect"
 import * as Bus from "./Bus.ts"
 import * as Chat from "./demo/Chat.ts"
 import * as Echo from "./demo/Echo.ts"
@@ -19,8 +18,4 @@ const Main = LhttpServer.layerNodeConfig({ processors: [Echo.Echo, Chat.Chat] })
   Layer.provide(NatsBus.layerFromEnv(Bus.layerMemory()))
 )
 
-// a stop by SIGTERM or SIGINT is a clean exit once the server has drained
-Layer.launch(Main).pipe(NodeRuntime.runMain({
-  teardown: (exit, onExit) =>
-    Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? onExit(0) : Runtime.defaultTeardown(exit, onExit)
-}))
+LhttpServer.launch(Main)

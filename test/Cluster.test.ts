@@ -4,7 +4,8 @@ import { Effect } from "effect"
 import { spawn } from "node:child_process"
 import * as NatsBus from "../src/NatsBus.ts"
 import { connect, frame, request, startServer, type TestClient } from "./utils/lhttp.ts"
-import { freePort, natsCluster, natsServer, natsServerLater } from "./utils/nats.ts"
+import { natsCluster, natsServer, natsServerLater } from "./utils/nats.ts"
+import { freePort } from "./utils/process.ts"
 import { eventually, until } from "./utils/wait.ts"
 
 const node = (servers: string | ReadonlyArray<string>, options?: Partial<NatsBus.Options>) =>
@@ -219,7 +220,7 @@ describe("Cluster: publishing while NATS is down", () => {
           accepted++
           continue
         }
-        assert.match(answer.value, new RegExp(`^LHTTP/1\\.0 error\\r\\nstatus:503\\r\\nreason:BusUnavailable\\r\\nid:${i}\\r\\n`))
+        assert.match(answer.value, new RegExp(`^LHTTP/1\\.0 error\\r\\nstatus:503\\r\\nreason:BusUnavailable\\r\\nid:${i}\\r\\n`), `after ${accepted} accepted: ${JSON.stringify(answer.value)}`)
         break
       }
       assert.isAbove(accepted, 0)

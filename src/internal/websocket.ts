@@ -9,8 +9,8 @@
  * `Socket` writer cannot do: a batch of frames corked into one syscall, the
  * same pre-encoded bytes sent as a text frame to every subscriber, and pings.
  */
-import { NodeHttpServer, NodeHttpServerRequest } from "@effect/platform-node"
-import { ByteSize, Duration, Effect, Layer, Option, Redacted, Result } from "effect"
+import { NodeHttpServer, NodeHttpServerRequest, NodeRuntime } from "@effect/platform-node"
+import { ByteSize, Cause, Duration, Effect, Exit, Layer, Option, Redacted, Result, Runtime } from "effect"
 import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "effect/http"
 import type { ServeError as ServeError_ } from "effect/http/HttpServerError"
 import { Buffer } from "node:buffer"
@@ -204,3 +204,13 @@ export const serve = <E, R>(
       websocket: { maxPayload: options.maxMessageBytes, perMessageDeflate: false }
     }))
   )
+
+/**
+ * Runs a server Layer as the program until SIGTERM or SIGINT; a stop by
+ * signal, after the Layer's finalizers drained the server, exits with 0.
+ */
+export const launch = <A, E>(layer: Layer.Layer<A, E>): void =>
+  Layer.launch(layer).pipe(NodeRuntime.runMain({
+    teardown: (exit, onExit) =>
+      Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? onExit(0) : Runtime.defaultTeardown(exit, onExit)
+  }))

@@ -1,0 +1,331 @@
+/**
+ * Runs each program of examples/ for real: servers on a free port of
+ * 127.0.0.1, real WebSocket clients, real HTTP, and asserts what goes over
+ * the wire byte for byte.
+ */
+import { afterAll, afterEach, assert, beforeAll, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { fileURLToPath } from "node:url"
+import { Multipart } from "../src/index.ts"
+import { type Client, connect } from "./utils/client.ts"
+import { natsServer } from "./utils/nats.ts"
+import { freePort, type Program, run, start } from "./utils/process.ts"
+
+const example = (name: string): string => fileURLToPath(new URL(`../examples/${name}.ts`, import.meta.url))
+
+const programs: Array<Program> = []
+const clients: Array<Client> = []
+
+afterEach(async () => {
+  for (const client of clients.splice(0)) client.terminate()
+  await Promise.all(programs.splice(0).map((program) => program.stop("SIGTERM", 3_000)))
+})
+
+/** Starts an example server on a free port and waits for its listening line. */
+const launch = async (name: string, track: (program: Program) => void) => {
+  const port = await freePort()
+  const program = start(example(name), { env: { PORT: String(port), HOST: "127.0.0.1" } })
+  track(program)
+  const line = await program.waitFor(/listening on/, 15_000)
+  assert.include(line, `listening on http://127.0.0.1:${port}`)
+  return { program, port, url: `ws://127.0.0.1:${port}/` }
+}
+
+/** A server of one test, stopped after it. */
+const startServer = (name: string) => launch(name, (program) => programs.push(program))
+
+/**
+ * One server for the tests of a `describe` block: started before its first
+ * test, stopped after its last; each test opens its own clients.
+ */
+const useServer = (name: string) => {
+  let program: Program | undefined
+  let server: Awaited<ReturnType<typeof launch>> | undefined
+  beforeAll(async () => {
+    server = await launch(name, (started) => (program = started))
+  })
+  afterAll(async () => {
+    await program?.stop("SIGTERM", 3_000)
+  })
+  return () => {
+    if (server === undefined) throw new Error(`${name} is not running`)
+    return server
+  }
+}
+
+const open = async (url: string): Promise<Client> => {
+  const client = await connect(url)
+  clients.push(client)
+  return client
+}
+
+const errorFrame = (status: number, reason: string, message: string, id?: string) =>
+  `LHTTP/1.0 error\r\nstatus:${status}\r\nreason:${reason}\r\n${id === undefined ? "" : `id:${id}\r\n`}\r\n${message}`
+
+describe("examples/echo-server.ts", () => {
+  const server = useServer("echo-server")
+
+  it("echoes the body byte for byte, with the request's id", async () => {
+    const { url } = server()
+    const client = await open(url)
+
+    client.send("LHTTP/1.0 echo\r\n\r\nhello")
+    assert.strictEqual(await client.next(), "LHTTP/1.0 echo\r\n\r\nhello")
+
+    client.send("LHTTP/1.0 echo\r\nid:42\r\n\r\nline 1\r\n\r\nline 2 ✓ héllo")
+    assert.strictEqual(await client.next(), "LHTTP/1.0 echo\r\nid:42\r\n\r\nline 1\r\n\r\nline 2 ✓ héllo")
+
+    client.send("LHTTP/1.0 echo")
+    assert.strictEqual(await client.next(), "LHTTP/1.0 echo\r\n\r\n")
+  })
+
+  it("answers an unknown command and a non-LHTTP message with error frames and keeps the connection", async () => {
+    const { url } = server()
+    const client = await open(url)
+
+    client.send("LHTTP/1.0 nope\r\nid:7\r\n\r\nbody")
+    assert.strictEqual(await client.next(), errorFrame(404, "UnknownCommand", `no processor for the command "nope"`, "7"))
+    client.send("hello?")
+    assert.strictEqual(await client.next(), errorFrame(400, "NotLhttp", `a frame starts with "LHTTP/1.0 <command>"`))
+    client.send("LHTTP/1.0 echo\r\n\r\nstill open")
+    assert.strictEqual(await client.next(), "LHTTP/1.0 echo\r\n\r\nstill open")
+  })
+
+  it("drains on SIGTERM: open connections are closed with 1001, then the process exits", async () => {
+    const { program, url } = await startServer("echo-server")
+    const client = await open(url)
+    client.send("LHTTP/1.0 echo\r\n\r\nbefore")
+    assert.strictEqual(await client.next(), "LHTTP/1.0 echo\r\n\r\nbefore")
+
+    const exit = await program.stop("SIGTERM", 10_000)
+    // LhttpServer.launch: a stop by signal, after the drain, is a clean exit
+    assert.deepStrictEqual(exit, { code: 0, signal: null }, program.output())
+    assert.deepStrictEqual(await client.closed, { code: 1001, reason: "server shutting down" })
+    assert.notMatch(program.output(), /ERROR|WARN/)
+  })
+})
+
+describe("examples/chat-room.ts", () => {
+  const server = useServer("chat-room")
+
+  it("announces joins and leaves, and stamps messages with their sender", async () => {
+    const { url } = server()
+    const alice = await open(url)
+    const bob = await open(url)
+
+    alice.send("LHTTP/1.0 chat\r\nsubscribe:room-1\r\nname:alice\r\n\r\n")
+    assert.strictEqual(await alice.next(), "LHTTP/1.0 chat\r\nevent:join\r\nfrom:alice\r\n\r\nalice joined room-1")
+
+    bob.send("LHTTP/1.0 chat\r\nsubscribe:room-1\r\nname:bob\r\n\r\n")
+    const bobJoined = "LHTTP/1.0 chat\r\nevent:join\r\nfrom:bob\r\n\r\nbob joined room-1"
+    assert.strictEqual(await bob.next(), bobJoined)
+    assert.strictEqual(await alice.next(), bobJoined)
+
+    // a `from` sent by the client is overwritten: nobody speaks for someone else
+    bob.send("LHTTP/1.0 chat\r\npublish:room-1\r\nfrom:mallory\r\n\r\nhi alice ✓")
+    const said = "LHTTP/1.0 chat\r\npublish:room-1\r\nfrom:bob\r\n\r\nhi alice ✓"
+    assert.strictEqual(await alice.next(), said)
+    assert.strictEqual(await bob.next(), said)
+
+    // someone without a name, not in the room, may still speak in it
+    const carol = await open(url)
+    carol.send("LHTTP/1.0 chat\r\npublish:room-1\r\n\r\nhello all")
+    const anonymous = "LHTTP/1.0 chat\r\npublish:room-1\r\nfrom:anonymous\r\n\r\nhello all"
+    assert.strictEqual(await alice.next(), anonymous)
+    assert.strictEqual(await bob.next(), anonymous)
+
+    await bob.close()
+    assert.strictEqual(await alice.next(), "LHTTP/1.0 chat\r\nevent:leave\r\nfrom:bob\r\n\r\nbob left")
+    assert.deepStrictEqual(await carol.drain(100), [])
+    assert.deepStrictEqual(await alice.drain(100), [])
+  })
+
+  it("refuses an invalid room with an error frame", async () => {
+    const { url } = server()
+    const client = await open(url)
+    client.send("LHTTP/1.0 chat\r\nsubscribe:a..b\r\nid:5\r\nname:eve\r\n\r\n")
+    assert.strictEqual(
+      await client.next(),
+      errorFrame(400, "InvalidChannel", `channel "a..b" has an empty dot-separated token`, "5")
+    )
+  })
+})
+
+describe("examples/multipart-upload.ts", () => {
+  const server = useServer("multipart-upload")
+
+  it("answers with one line per part", async () => {
+    const { url } = server()
+    const client = await open(url)
+
+    const body = "content-type:text/plain\r\nname:a.txt\r\n\r\nhello" + "content-type:application/json\r\n\r\n{\"x\":1}"
+    client.send(`LHTTP/1.0 upload\r\nmultipart:0 44\r\n\r\n${body}`)
+    assert.strictEqual(await client.next(), "LHTTP/1.0 upload\r\n\r\na.txt text/plain 5 bytes\n- application/json 7 bytes")
+
+    // offsets are UTF-8 bytes; parts may have no headers
+    const joined = Multipart.join([
+      { headers: new Map([["name", "é.txt"], ["content-type", "text/plain; charset=utf-8"]]), body: "héllo ✓" },
+      { headers: new Map(), body: "" },
+      { headers: new Map(), body: "\r\n\r\nraw" }
+    ])
+    assert.strictEqual(joined.offsets, "0 65 69")
+    client.send(`LHTTP/1.0 upload\r\nid:u1\r\nmultipart:${joined.offsets}\r\n\r\n${joined.body}`)
+    assert.strictEqual(
+      await client.next(),
+      "LHTTP/1.0 upload\r\nid:u1\r\n\r\né.txt text/plain; charset=utf-8 10 bytes\n- - 0 bytes\n- - 7 bytes"
+    )
+  })
+
+  it("answers invalid offsets with InvalidMultipart before the processor runs", async () => {
+    const { url } = server()
+    const client = await open(url)
+    const body = "k:v\r\n\r\nabc" // 10 bytes
+
+    const cases: ReadonlyArray<readonly [string, string]> = [
+      ["0 999", "offset 999 is past the end of the 10-byte body"],
+      ["5 0", "offsets must not decrease"],
+      ["0  5", `offset "" is not a decimal number (offsets are separated by single spaces)`],
+      ["x", `offset "x" is not a decimal number (offsets are separated by single spaces)`],
+      ["0 3", "part 0 has no header block ended by CRLF CRLF"]
+    ]
+    for (const [offsets, message] of cases) {
+      client.send(`LHTTP/1.0 upload\r\nid:m\r\nmultipart:${offsets}\r\n\r\n${body}`)
+      assert.strictEqual(await client.next(), errorFrame(400, "InvalidMultipart", message, "m"), offsets)
+    }
+    // an offset inside the two bytes of "é"
+    client.send("LHTTP/1.0 upload\r\nmultipart:0 5\r\n\r\n\r\n\r\néa\r\n\r\nb")
+    assert.strictEqual(
+      await client.next(),
+      errorFrame(400, "InvalidMultipart", "part 0 does not start or end on a UTF-8 character boundary")
+    )
+
+    // the connection is still open, and the processor refuses a message without parts itself
+    client.send("LHTTP/1.0 upload\r\nid:9\r\n\r\njust text")
+    assert.strictEqual(
+      await client.next(),
+      errorFrame(400, "NoParts", "send a multipart message: a multipart header with the offsets of the parts", "9")
+    )
+    client.send(`LHTTP/1.0 upload\r\nmultipart:0\r\n\r\n${body}`)
+    assert.strictEqual(await client.next(), "LHTTP/1.0 upload\r\n\r\n- - 3 bytes")
+  })
+})
+
+describe("examples/typed-body.ts", () => {
+  const server = useServer("typed-body")
+
+  it("hands the processor a typed body and answers bodies that do not decode with InvalidBody", async () => {
+    const { url } = server()
+    const client = await open(url)
+
+    client.send(`LHTTP/1.0 move\r\nid:1\r\n\r\n{"x":3,"y":4}`)
+    assert.strictEqual(await client.next(), `LHTTP/1.0 move\r\nid:1\r\n\r\n{"x":3,"y":4}`)
+    client.send(`LHTTP/1.0 move\r\nid:2\r\n\r\n{"x":1,"y":-1.5}`)
+    assert.strictEqual(await client.next(), `LHTTP/1.0 move\r\nid:2\r\n\r\n{"x":4,"y":2.5}`)
+
+    const refused: ReadonlyArray<readonly [string, string]> = [
+      [`{"x":"left-secret","y":1}`, `["x"]`], // not a number
+      [`{"x":1}`, `["y"]`], // missing key
+      [`{"x":1e999,"y":0}`, `["x"]`], // JSON's 1e999 is Infinity, not a finite number
+      ["not json secret", "JSON"]
+    ]
+    for (const [i, [body, mentions]] of refused.entries()) {
+      client.send(`LHTTP/1.0 move\r\nid:bad-${i}\r\n\r\n${body}`)
+      const frame = await client.next()
+      const head = `LHTTP/1.0 error\r\nstatus:400\r\nreason:InvalidBody\r\nid:bad-${i}\r\n\r\n`
+      assert.strictEqual(frame.slice(0, head.length), head, frame)
+      const explanation = frame.slice(head.length)
+      assert.include(explanation, mentions)
+      assert.notInclude(explanation, "secret") // the explanation never quotes the body
+    }
+
+    // refused moves did not move: the position is where the last valid move left it
+    client.send(`LHTTP/1.0 move\r\n\r\n{"x":-4,"y":-2.5}`)
+    assert.strictEqual(await client.next(), `LHTTP/1.0 move\r\n\r\n{"x":0,"y":0}`)
+  })
+
+  it("keeps the position per connection", async () => {
+    const { url } = server()
+    const a = await open(url)
+    const b = await open(url)
+    a.send(`LHTTP/1.0 move\r\n\r\n{"x":1,"y":1}`)
+    assert.strictEqual(await a.next(), `LHTTP/1.0 move\r\n\r\n{"x":1,"y":1}`)
+    b.send(`LHTTP/1.0 move\r\n\r\n{"x":10,"y":0}`)
+    assert.strictEqual(await b.next(), `LHTTP/1.0 move\r\n\r\n{"x":10,"y":0}`)
+  })
+})
+
+describe("examples/publish-from-backend.ts", () => {
+  const server = useServer("echo-server")
+  const backend = example("publish-from-backend")
+
+  it("delivers exactly the posted message to the channel's subscribers and exits 0", async () => {
+    const { port, url } = server()
+    const subscriber = await open(url)
+    const bystander = await open(url)
+    // messages of a connection are processed in order: once the echo is back,
+    // the subscription of the message before it is in place
+    subscriber.send("LHTTP/1.0 sub\r\nsubscribe:news\r\n\r\n")
+    subscriber.send("LHTTP/1.0 echo\r\n\r\nready")
+    assert.strictEqual(await subscriber.next(), "LHTTP/1.0 echo\r\n\r\nready")
+
+    const text = "breaking: ✓ héllo\r\n\r\nsecond paragraph"
+    const result = await run(backend, { args: ["news", text], env: { LHTTP_URL: `http://127.0.0.1:${port}` } })
+    assert.strictEqual(result.code, 0, result.output)
+    assert.strictEqual(await subscriber.next(), `LHTTP/1.0 notify\r\npublish:news\r\n\r\n${text}`)
+
+    // the optional third argument is the command
+    const again = await run(backend, { args: ["news", "hi", "chat"], env: { LHTTP_URL: `http://127.0.0.1:${port}/` } })
+    assert.strictEqual(again.code, 0, again.output)
+    assert.strictEqual(await subscriber.next(), "LHTTP/1.0 chat\r\npublish:news\r\n\r\nhi")
+
+    assert.deepStrictEqual(await bystander.drain(100), [])
+    assert.deepStrictEqual(await subscriber.drain(100), [])
+  })
+
+  it("exits non-zero when the server refuses the message", async () => {
+    const { port, url } = server()
+    const subscriber = await open(url)
+    subscriber.send("LHTTP/1.0 sub\r\nsubscribe:news\r\n\r\n")
+    subscriber.send("LHTTP/1.0 echo\r\n\r\nready")
+    assert.strictEqual(await subscriber.next(), "LHTTP/1.0 echo\r\n\r\nready")
+
+    // past the server's 64 KiB limit: 413
+    const result = await run(backend, {
+      args: ["news", "x".repeat(70_000)],
+      env: { LHTTP_URL: `http://127.0.0.1:${port}` }
+    })
+    assert.strictEqual(result.code, 1, result.output)
+    assert.include(result.output, "413")
+    assert.deepStrictEqual(await subscriber.drain(100), [])
+  })
+
+  it("exits non-zero when nothing listens, and on bad arguments", async () => {
+    const port = await freePort()
+    const env = { LHTTP_URL: `http://127.0.0.1:${port}` }
+    const [refused, usage, channel] = await Promise.all([
+      run(backend, { args: ["news", "hello"], env }),
+      run(backend, { args: [], env }),
+      run(backend, { args: ["a..b", "hello"], env })
+    ])
+    assert.strictEqual(refused.code, 1, refused.output)
+    assert.include(refused.output, "ECONNREFUSED")
+    assert.strictEqual(usage.code, 1, usage.output)
+    assert.include(usage.output, "usage: node examples/publish-from-backend.ts <channel> <text> [command]")
+    assert.strictEqual(channel.code, 1, channel.output)
+    assert.include(channel.output, `channel "a..b" has an empty dot-separated token`)
+  })
+})
+
+describe("examples/cluster.ts", () => {
+  it("runs two nodes on one NATS and shows a message crossing them", async () => {
+    const result = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const nats = yield* natsServer
+      return yield* Effect.promise(() =>
+        run(example("cluster"), { env: { LHTTP_NATS_URL: nats.url }, timeoutMs: 20_000 })
+      )
+    })))
+    assert.strictEqual(result.code, 0, result.output)
+    assert.include(result.output, "NATS: connected")
+    assert.include(result.output, String.raw`node A received: "LHTTP/1.0 chat\r\npublish:lobby\r\n\r\nhello from node B"`)
+  })
+})
