@@ -2,7 +2,7 @@
  * A live connection: the Connection handle of processors and filters, the
  * Hub's subscriber, and the owner of the connection's outbox.
  */
-import { Effect, Result } from "effect"
+import { Effect, type Queue, Result, type Scope } from "effect"
 import * as Channel from "../Channel.ts"
 import type { Connection, Key } from "../Connection.ts"
 import * as Frame from "../Frame.ts"
@@ -42,8 +42,15 @@ export class LiveConnection implements Connection, Subscriber {
   busy = false
   /** A close asked for while a message was being processed. */
   pendingClose: { readonly code: number; readonly reason: string } | undefined
+  /** The connection's upstream calls, run in order off the message path; opened on first use. */
+  upstreamLane: Queue.Queue<Effect.Effect<void>> | undefined
+  /** Upstream calls queued or running. */
+  upstreamInFlight = 0
+  /** Lives as long as the connection: what the connection forks runs in it. */
+  readonly scope: Scope.Closeable
 
-  constructor(peer: Peer, transport: Transport, hub: Hub["Service"], limits: Limits) {
+  constructor(peer: Peer, transport: Transport, hub: Hub["Service"], limits: Limits, scope: Scope.Closeable) {
+    this.scope = scope
     this.url = peer.url
     this.requestHeaders = peer.requestHeaders
     this.remoteAddress = peer.remoteAddress

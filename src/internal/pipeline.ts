@@ -7,18 +7,20 @@
  * Every refusal is answered with an error frame that echoes the message's
  * `id`; the connection stays open. Nothing here forks a fiber.
  */
-import { Cause, Effect, Result, Schema } from "effect"
+import { Cause, Effect, Queue, Result, Schema } from "effect"
 import * as Channel from "../Channel.ts"
 import type { Connection } from "../Connection.ts"
 import type { Exchange } from "../Exchange.ts"
 import type * as Filter from "../Filter.ts"
 import * as Frame from "../Frame.ts"
 import type { Hub } from "../Hub.ts"
+import * as Message from "../Message.ts"
 import { Header } from "../Message.ts"
 import * as Multipart from "../Multipart.ts"
 import type * as Processor from "../Processor.ts"
 import { ProtocolError } from "../ProtocolError.ts"
 import * as Rejection from "../Rejection.ts"
+import * as Upstream from "../Upstream.ts"
 import type { LiveConnection } from "./connection.ts"
 
 const noParts: ReadonlyArray<Multipart.Part> = []
@@ -100,6 +102,8 @@ export interface Options {
   readonly processors: ReadonlyMap<string, Processor.Implementation>
   readonly filters: ReadonlyArray<Filter.Implementation>
   readonly hub: Hub["Service"]
+  /** Upstream calls, when configured. */
+  readonly upstream: Upstream.Upstream["Service"] | undefined
   readonly maxHeaders: number
 }
 
@@ -117,7 +121,10 @@ const answer = (connection: LiveConnection, id: string | undefined) => (cause: C
   const error = Cause.findErrorOption(cause)
   if (error._tag === "Some") {
     const refusal = error.value
-    if (refusal instanceof ProtocolError || refusal instanceof Rejection.Rejection) {
+    if (
+      refusal instanceof ProtocolError || refusal instanceof Rejection.Rejection ||
+      refusal instanceof Upstream.UpstreamError
+    ) {
       return Effect.sync(() => connection.write(refusal.toFrame(id)))
     }
   }
@@ -129,7 +136,7 @@ const answer = (connection: LiveConnection, id: string | undefined) => (cause: C
 
 /** Makes the functions that run a connection's hooks and messages. */
 export const make = (options: Options) => {
-  const { filters, hub, processors } = options
+  const { filters, hub, processors, upstream } = options
   const before = filters.flatMap((filter) => filter.hooks.before ? [filter.hooks.before] : [])
   const after = filters.flatMap((filter) => filter.hooks.after ? [filter.hooks.after] : [])
   const opens = [
@@ -170,6 +177,56 @@ export const make = (options: Options) => {
       ], { discard: true })
     })
 
+  // built-in after filter: queues the call on the connection's upstream lane; the lane runs
+  // its calls in order while the connection's next messages go on
+  const callUpstream = (exchange: LiveExchange, value: string) =>
+    Effect.gen(function*() {
+      if (upstream === undefined) return yield* Rejection.upstreamNotConfigured
+      const target = Message.parseUpstream(value)
+      if (Result.isFailure(target)) return yield* target.failure
+      const connection = exchange.live
+      if (connection.upstreamInFlight >= upstream.maxInFlight) {
+        return yield* new Upstream.UpstreamError({
+          reason: "TooMany",
+          message: `a connection has at most ${upstream.maxInFlight} upstream calls in flight`
+        })
+      }
+      const { id } = exchange
+      const command = exchange.replyCommand ?? exchange.command
+      const reply = exchange.headers.has(Upstream.replyHeader)
+      const call = upstream.call({
+        method: target.success.method,
+        url: target.success.url,
+        body: exchange.text,
+        headers: new Map(exchange.headers),
+        connectionId: connection.id,
+        command
+      }).pipe(
+        Effect.match({
+          onFailure: (error) => connection.write(error.toFrame(id)),
+          onSuccess: (response) => {
+            if (!reply) return
+            const headers = new Map([[Upstream.statusHeader, String(response.status)]])
+            if (response.contentType !== undefined) headers.set("content-type", response.contentType)
+            if (id !== undefined) headers.set(Header.id, id)
+            connection.write({ command, headers, body: response.body })
+          }
+        }),
+        Effect.ensuring(Effect.sync(() => connection.upstreamInFlight--))
+      )
+      const lane = connection.upstreamLane ?? (yield* openLane(connection))
+      connection.upstreamInFlight++
+      Queue.offerUnsafe(lane, call)
+    })
+
+  const openLane = (connection: LiveConnection) =>
+    Effect.gen(function*() {
+      const lane = yield* Queue.unbounded<Effect.Effect<void>>()
+      yield* Queue.take(lane).pipe(Effect.flatten, Effect.forever, Effect.forkIn(connection.scope))
+      connection.upstreamLane = lane
+      return lane
+    })
+
   const steps = (exchange: LiveExchange) =>
     Effect.gen(function*() {
       const multipart = exchange.headers.get(Header.multipart)
@@ -195,7 +252,8 @@ export const make = (options: Options) => {
         return yield* Rejection.unknownCommand(exchange.command)
       }
       yield* pubSub(exchange)
-      if (exchange.headers.get(Header.upstream)) return yield* Rejection.upstreamNotConfigured
+      const target = exchange.headers.get(Header.upstream)
+      if (target) yield* callUpstream(exchange, target)
       for (const hook of after) {
         yield* hook(exchange as Exchange)
         if (exchange.isDropped) return
