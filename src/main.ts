@@ -1,9 +1,11 @@
 /**
  * The main job (`npm start`): the stand-alone server with the `echo` and
  * `chat` demo processors, on the in-memory bus, or on NATS as a node of a
- * cluster when `LHTTP_NATS_URL` is set; configured by `LHTTP_*` environment
+ * cluster when `LHTTP_NATS_URL` is set, with upstream calls when
+ * `LHTTP_UPSTREAM_ALLOW` is set; configured by `LHTTP_*` environment
  * variables (see the README). It stops gracefully on SIGTERM and SIGINT.
  */
+import { NodeHttpClient } from "@effect/platform-node"
 import { Layer } from "effect"
 import * as Bus from "./Bus.ts"
 import * as Chat from "./demo/Chat.ts"
@@ -11,9 +13,10 @@ import * as Echo from "./demo/Echo.ts"
 import * as Hub from "./Hub.ts"
 import * as LhttpServer from "./LhttpServer.ts"
 import * as NatsBus from "./NatsBus.ts"
+import * as Upstream from "./Upstream.ts"
 
 const Main = LhttpServer.layerNodeConfig({ processors: [Echo.Echo, Chat.Chat] }).pipe(
-  Layer.provide([Echo.layer, Chat.layer]),
+  Layer.provide([Echo.layer, Chat.layer, Upstream.layerFromEnv.pipe(Layer.provide(NodeHttpClient.layerUndici))]),
   Layer.provideMerge(Hub.layer()),
   Layer.provide(NatsBus.layerFromEnv(Bus.layerMemory()))
 )

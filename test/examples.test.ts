@@ -329,3 +329,29 @@ describe("examples/cluster.ts", () => {
     assert.include(result.output, String.raw`node A received: "LHTTP/1.0 chat\r\npublish:lobby\r\n\r\nhello from node B"`)
   })
 })
+
+describe("examples/upstream-recorder.ts", () => {
+  it("publishes to the room and stores the record in the backend; refuses other targets", async () => {
+    const backendPort = await freePort()
+    const port = await freePort()
+    const program = start(example("upstream-recorder"), {
+      env: { PORT: String(port), HOST: "127.0.0.1", BACKEND_PORT: String(backendPort) }
+    })
+    programs.push(program)
+    await program.waitFor(/listening on/, 15_000)
+    const alice = await open(`ws://127.0.0.1:${port}/`)
+    const bob = await open(`ws://127.0.0.1:${port}/`)
+    bob.send("LHTTP/1.0 chat\r\nsubscribe:room\r\n\r\n")
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    const message = `LHTTP/1.0 chat\r\npublish:room\r\nupstream:POST http://127.0.0.1:${backendPort}/records\r\n\r\nhello room`
+    alice.send(message)
+    assert.strictEqual(await bob.next(), message)
+    await program.waitFor(/backend: stored record #1/, 5_000)
+    const records = await (await fetch(`http://127.0.0.1:${backendPort}/records`)).json()
+    assert.strictEqual(records.length, 1)
+    assert.deepInclude(records[0], { command: "chat", text: "hello room" })
+    alice.send(`LHTTP/1.0 chat\r\nid:x\r\nupstream:POST http://127.0.0.1:${backendPort}/admin\r\n\r\nsneaky`)
+    assert.match(await alice.next(), /^LHTTP\/1\.0 error\r\nstatus:403\r\nreason:UpstreamNotAllowed\r\nid:x\r\n/)
+    assert.strictEqual((await (await fetch(`http://127.0.0.1:${backendPort}/records`)).json()).length, 1)
+  })
+})
