@@ -52,12 +52,18 @@ export const tooManySubscriptions = (max: number): Rejection =>
   })
 
 /**
- * A body that does not decode with the processor's Schema.
+ * A body that does not decode with the processor's Schema. The explanation is
+ * Schema's (what was expected, and the path of the value that failed), cut at
+ * 300 characters.
  *
  * @since 0.1.0
  */
 export const invalidBody = (detail: string): Rejection =>
-  new Rejection({ status: 400, reason: "InvalidBody", message: detail })
+  new Rejection({
+    status: 400,
+    reason: "InvalidBody",
+    message: detail.length > 300 ? `${detail.slice(0, 300)}…` : detail
+  })
 
 /**
  * A processor or filter that failed with something other than a Rejection,
