@@ -28,6 +28,9 @@ export * as Frame from "./Frame.ts"
 /** Channels to local subscribers, refcounted bus subscriptions, fan-out, server-side publish. */
 export * as Hub from "./Hub.ts"
 
+/** The Effect client, for Node and browsers: reconnects, re-subscribes, request/reply. */
+export * as LhttpClient from "./LhttpClient.ts"
+
 /** The server: its service, its Layers and its HTTP routes. */
 export * as LhttpServer from "./LhttpServer.ts"
 

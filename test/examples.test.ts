@@ -355,3 +355,19 @@ describe("examples/upstream-recorder.ts", () => {
     assert.strictEqual((await (await fetch(`http://127.0.0.1:${backendPort}/records`)).json()).length, 1)
   })
 })
+
+describe("examples/node-client.ts", () => {
+  it("joins the room of the main job, gets an echo reply and hears its own message", async () => {
+    const port = await freePort()
+    const server = start(fileURLToPath(new URL("../src/main.ts", import.meta.url)), {
+      env: { LHTTP_PORT: String(port), LHTTP_HOST: "127.0.0.1" }
+    })
+    programs.push(server)
+    await server.waitFor(/listening on/, 15_000)
+    const result = await run(example("node-client"), { args: ["alice"], env: { LHTTP_URL: `ws://127.0.0.1:${port}/` } })
+    assert.strictEqual(result.code, 0, result.output)
+    assert.include(result.output, "connection: open")
+    assert.include(result.output, "echo replied: are you there?")
+    assert.include(result.output, "lobby: alice: hello from alice")
+  })
+})
