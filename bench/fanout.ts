@@ -1,0 +1,219 @@
+/**
+ * Fan-out benchmark: deliveries per second when one publisher publishes to a
+ * channel with 1,000 subscribers over loopback, for effect-lhttp beside two
+ * raw `ws` broadcast servers measured in the same run: one written naively
+ * (one `send` per subscriber) and one that corks and batches its writes.
+ *
+ *   npm run bench:fanout            (or: node bench/fanout.ts)
+ *
+ * Each run starts a fresh server pinned to one core, a channel name of its
+ * own, and the load pinned to the other core: lean raw-socket subscriber
+ * processes (frame headers counted, payloads skipped) and a publisher that is
+ * itself the 1,000th subscriber and keeps a window of messages in flight.
+ * After a warm-up, deliveries are counted over a steady window, with the server's CPU
+ * time and memory read from /proc. Rounds interleave the servers; each
+ * server's median round is reported.
+ *
+ * Settings (environment): FANOUT_ROUNDS (5), FANOUT_SECONDS measured (4, after
+ * 1 s of warm-up), FANOUT_WINDOW messages in flight (64), FANOUT_BODY bytes
+ * (64), FANOUT_PROCESSES of subscribers (1), FANOUT_SERVER_CPU (0),
+ * FANOUT_LOAD_CPU (1).
+ */
+import { execFileSync } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import { setTimeout as sleep } from "node:timers/promises"
+import { freePort, kill, Load, startServer, within } from "./fanout/children.ts"
+import type { Stats } from "./fanout/ipc.ts"
+import { coreTicks, cpuMs, memoryMiB } from "./fanout/proc.ts"
+
+const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback)
+const rounds = env("FANOUT_ROUNDS", 5)
+const measureMs = env("FANOUT_SECONDS", 4) * 1000
+const warmupMs = 1000
+const window = env("FANOUT_WINDOW", 64)
+const bodyBytes = env("FANOUT_BODY", 64)
+const processes = env("FANOUT_PROCESSES", 1)
+const serverCpu = process.env.FANOUT_SERVER_CPU ?? "0"
+const loadCpu = process.env.FANOUT_LOAD_CPU ?? "1"
+const subscribers = 1000
+
+const file = (path: string) => fileURLToPath(new URL(path, import.meta.url))
+const servers = [
+  { name: "ws naive", file: file("./fanout/servers/ws-naive.ts") },
+  { name: "ws corked", file: file("./fanout/servers/ws-corked.ts") },
+  { name: "effect-lhttp", file: file("./fanout/servers/lhttp.ts") }
+] as const
+const subscribersFile = file("./fanout/subscribers.ts")
+const publisherFile = file("./fanout/publisher.ts")
+
+/** What one run of one server measured. */
+interface Run {
+  readonly rate: number
+  /** Server CPU time per delivery, µs. */
+  readonly cpuPerDelivery: number
+  /** CPU used over the window, as a share of one core. */
+  readonly serverCpu: number
+  readonly loadCpu: number
+  /** The share of the window the server's core sat idle: near 0 when the server is the bottleneck. */
+  readonly coreIdle: number
+  /** RSS with the subscribers connected, and the peak, MiB. */
+  readonly rssIdle: number
+  readonly rssPeak: number
+  /** Deliveries missing after the drain, and connections the server closed. */
+  readonly lost: number
+  readonly closed: number
+}
+
+const now = () => performance.timeOrigin + performance.now()
+const sum = (values: ReadonlyArray<number>) => values.reduce((a, b) => a + b, 0)
+
+// `total` subscribers spread over `parts` processes
+const spread = (total: number, parts: number) =>
+  Array.from({ length: parts }, (_, i) => Math.floor(total / parts) + (i < total % parts ? 1 : 0))
+
+type Counts = ReadonlyArray<Stats>
+const totalOf = (counts: Counts) => sum(counts.map((s) => s.total))
+
+/** Subscriptions are not acknowledged: probes until every connection has received one, then waits for quiet. */
+const settle = async (stats: () => Promise<Counts>, publisher: Load) => {
+  await within(15_000, "every subscriber to receive a probe", (async () => {
+    while (!(await stats()).every((s) => s.min >= 1)) {
+      await publisher.request({ type: "probe" })
+      await sleep(50)
+    }
+  })())
+  for (let before = -1, after = totalOf(await stats()); before !== after; after = totalOf(await stats())) {
+    before = after
+    await sleep(100)
+  }
+}
+
+/** Waits until every connection has all `published` messages, or nothing has moved for a second. */
+const drain = async (stats: () => Promise<Counts>, published: number): Promise<Counts> => {
+  let counts = await stats()
+  let quietSince = now()
+  while (!counts.every((s) => s.min >= published) && now() - quietSince < 1000) {
+    await sleep(50)
+    const next = await stats()
+    if (totalOf(next) !== totalOf(counts)) quietSince = now()
+    counts = next
+  }
+  return counts
+}
+
+/** One run: a fresh server, its load, a unique channel; everything is killed at the end. */
+const runOnce = async (server: typeof servers[number], round: number): Promise<Run> => {
+  const port = await freePort()
+  const channel = `fanout-${process.pid}-${round}-${server.name.replace(/\W/g, "")}`
+  const child = await startServer(serverCpu, server.file, port)
+  const loads: Array<Load> = []
+  try {
+    for (const count of spread(subscribers - 1, processes)) {
+      loads.push(await Load.start(loadCpu, subscribersFile, [String(port), channel, String(count)]))
+    }
+    const publisher = await Load.start(loadCpu, publisherFile, [String(port), channel, String(bodyBytes)])
+    loads.push(publisher)
+    const stats = () => Promise.all(loads.map((load) => load.request<Stats>({ type: "stats" })))
+    await settle(stats, publisher)
+    await Promise.all(loads.map((load) => load.request({ type: "reset" })))
+    const rssIdle = memoryMiB(child.pid!).rss
+
+    const sample = async () => {
+      const counts = await stats()
+      return {
+        at: now(),
+        counts,
+        server: cpuMs(child.pid!),
+        load: sum(loads.map((load) => cpuMs(load.pid))),
+        core: coreTicks(serverCpu)
+      }
+    }
+    await publisher.request({ type: "start", window })
+    await sleep(warmupMs)
+    const first = await sample()
+    await sleep(measureMs)
+    const last = await sample()
+    const { published } = await publisher.request<{ type: "stopped"; published: number }>({ type: "stop" })
+    const final = await drain(stats, published)
+
+    // each process's count over its own clock, so that the late answer of a busy process costs nothing
+    const rate = sum(last.counts.map((s, i) => {
+      const before = first.counts[i]!
+      return (s.total - before.total) / ((s.at - before.at) / 1000)
+    }))
+    const wallMs = last.at - first.at
+    return {
+      rate,
+      cpuPerDelivery: ((last.server - first.server) * 1000) / (totalOf(last.counts) - totalOf(first.counts)),
+      serverCpu: (last.server - first.server) / wallMs,
+      loadCpu: (last.load - first.load) / wallMs,
+      coreIdle: (last.core.idle - first.core.idle) / (last.core.total - first.core.total),
+      rssIdle,
+      rssPeak: memoryMiB(child.pid!).peak,
+      lost: published * subscribers - totalOf(final),
+      closed: sum(final.map((s) => s.closed))
+    }
+  } finally {
+    for (const load of loads) kill(load.child)
+    kill(child)
+  }
+}
+
+const rate = (n: number) => n >= 1e6 ? `${(n / 1e6).toFixed(2)}M/s` : `${(n / 1e3).toFixed(0)}k/s`
+const percent = (share: number) => `${(share * 100).toFixed(0)}%`
+const describe = (run: Run) =>
+  `${rate(run.rate)}, ${run.cpuPerDelivery.toFixed(2)} µs server CPU per delivery, server CPU ${
+    percent(run.serverCpu)
+  } (core idle ${percent(run.coreIdle)}), load CPU ${percent(run.loadCpu)}, RSS ${run.rssIdle.toFixed(0)}->${run.rssPeak.toFixed(0)} MiB` +
+  (run.lost > 0 || run.closed > 0 ? `, LOST ${run.lost} deliveries, ${run.closed} connections closed` : "")
+
+// the driver itself (and its threads) runs beside the load, off the server's core
+execFileSync("taskset", ["-a", "-pc", loadCpu, String(process.pid)], { stdio: "ignore" })
+
+console.log(
+  `fan-out benchmark, node ${process.version}: ${subscribers} subscribers (one is the publisher), ` +
+    `${bodyBytes} B body, ${window} messages in flight, ${rounds} rounds of ${warmupMs / 1000} s warm-up + ` +
+    `${measureMs / 1000} s measured; server on CPU ${serverCpu}, load on CPU ${loadCpu} ` +
+    `(${processes} subscriber process${processes === 1 ? "" : "es"} + 1 publisher)\n`
+)
+
+const results = new Map<string, Array<Run>>(servers.map((server) => [server.name, []]))
+for (let round = 1; round <= rounds; round++) {
+  for (const server of servers) {
+    const run = await runOnce(server, round)
+    results.get(server.name)!.push(run)
+    console.log(`round ${round} ${server.name.padEnd(12)} ${describe(run)}`)
+  }
+}
+
+const median = (runs: ReadonlyArray<Run>) => [...runs].sort((a, b) => a.rate - b.rate)[(runs.length - 1) >> 1]!
+const naive = median(results.get("ws naive")!)
+console.log("\nmedian round of each server; ratios against the naive ws server of the same run\n")
+console.table(Object.fromEntries(servers.map((server) => {
+  const run = median(results.get(server.name)!)
+  return [server.name, {
+    "deliveries/s": rate(run.rate),
+    "vs ws naive": `${(run.rate / naive.rate).toFixed(2)}x`,
+    "server CPU/delivery": `${run.cpuPerDelivery.toFixed(2)} µs`,
+    "naive CPU ÷ this": `${(naive.cpuPerDelivery / run.cpuPerDelivery).toFixed(2)}x`,
+    "server CPU": percent(run.serverCpu),
+    "core idle": percent(run.coreIdle),
+    "load CPU": percent(run.loadCpu),
+    "server RSS idle->peak": `${run.rssIdle.toFixed(0)}->${run.rssPeak.toFixed(0)} MiB`,
+    lost: run.lost
+  }]
+})))
+
+console.log(
+  "server CPU is the server process's CPU time (softirq work done on its behalf included) per second of the\n" +
+    "window; below 100% with its core never idle, other processes had the rest of the core, so the rate\n" +
+    "suffers and the CPU per delivery is the steadier figure.\n"
+)
+
+const all = Array.from(results.values()).flat()
+if (all.some((run) => run.loadCpu > run.serverCpu)) {
+  console.log("WARNING: in some run the load used more CPU than the server: the load may be the bottleneck")
+}
+if (all.some((run) => run.lost > 0 || run.closed > 0)) {
+  console.log("WARNING: some deliveries were lost or connections closed (see the rounds above)")
+}

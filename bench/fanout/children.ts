@@ -1,0 +1,109 @@
+/**
+ * The driver's child processes: each runs under `taskset` on its core, is
+ * tracked, and is killed when the run ends or the driver exits, whatever
+ * happens.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { createServer } from "node:net"
+import type { Command, Reply } from "./ipc.ts"
+
+const children = new Set<ChildProcess>()
+
+/** Kills a child (SIGKILL): benchmark processes have nothing to save. */
+export const kill = (child: ChildProcess): void => {
+  children.delete(child)
+  if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+}
+
+process.on("exit", () => {
+  for (const child of children) kill(child)
+})
+for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => process.exit(130))
+
+/** Fails with a message naming what took too long. */
+export const within = <A>(ms: number, what: string, promise: Promise<A>): Promise<A> => {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
+/** A free port on 127.0.0.1. */
+export const freePort = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const server = createServer().listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      server.close(() =>
+        typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port"))
+      )
+    }).on("error", reject)
+  })
+
+const pinned = (
+  cpu: string,
+  file: string,
+  args: ReadonlyArray<string>,
+  options: { readonly env?: NodeJS.ProcessEnv; readonly ipc?: boolean }
+): ChildProcess => {
+  // taskset execs node in place, so the child's pid is node's pid
+  const child = spawn("taskset", ["-c", cpu, process.execPath, file, ...args], {
+    env: options.env ?? process.env,
+    stdio: options.ipc === true ? ["ignore", "inherit", "inherit", "ipc"] : ["ignore", "pipe", "inherit"]
+  })
+  children.add(child)
+  return child
+}
+
+/** Starts a server on `cpu` with $PORT set; resolves once it prints a line with "listening". */
+export const startServer = (cpu: string, file: string, port: number): Promise<ChildProcess> => {
+  const child = pinned(cpu, file, [], { env: { ...process.env, PORT: String(port) } })
+  return within(
+    15_000,
+    `${file} to listen`,
+    new Promise((resolve, reject) => {
+      let output = ""
+      child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+        output += chunk
+        if (output.includes("listening")) resolve(child)
+      })
+      child.on("exit", (code) => reject(new Error(`${file} exited with ${code} before listening:\n${output}`)))
+    })
+  )
+}
+
+/** A load process on `cpu`, spoken to over IPC: one reply per command, in order. */
+export class Load {
+  readonly child: ChildProcess
+  readonly #waiting: Array<(reply: Reply) => void> = []
+
+  private constructor(cpu: string, file: string, args: ReadonlyArray<string>) {
+    this.child = pinned(cpu, file, args, { ipc: true })
+    this.child.on("message", (reply: Reply) => this.#waiting.shift()?.(reply))
+  }
+
+  /** Starts a load process; resolves once it says it is ready. */
+  static async start(cpu: string, file: string, args: ReadonlyArray<string>): Promise<Load> {
+    const load = new Load(cpu, file, args)
+    const exited = new Promise<never>((_, reject) =>
+      load.child.on("exit", (code) => reject(new Error(`${file} exited with ${code}`)))
+    )
+    exited.catch(() => {})
+    await within(30_000, `${file} to connect`, Promise.race([load.#next(), exited]))
+    return load
+  }
+
+  get pid(): number {
+    return this.child.pid!
+  }
+
+  /** Sends a command and waits for its reply. */
+  request<R extends Reply>(command: Command): Promise<R> {
+    this.child.send(command)
+    return within(10_000, `the reply to ${command.type}`, this.#next() as Promise<R>)
+  }
+
+  #next(): Promise<Reply> {
+    return new Promise((resolve) => this.#waiting.push(resolve))
+  }
+}

@@ -1,0 +1,168 @@
+/**
+ * A lean WebSocket client for the fan-out benchmark's load processes: a raw
+ * `net` socket, the upgrade handshake written by hand, and a reader that
+ * counts the server's data messages from frame headers alone. Payloads are
+ * skipped unread, and every socket of a process reads into one shared buffer
+ * (Node's `onread`), so a delivery costs the client almost nothing but the
+ * syscall that brought it.
+ */
+import { Buffer } from "node:buffer"
+import { randomBytes } from "node:crypto"
+import * as Net from "node:net"
+
+// Reads are synchronous callbacks that keep nothing, so all sockets can share it.
+const readBuffer = Buffer.allocUnsafe(256 * 1024)
+
+// An empty pong: ws pings carry no payload, and a client frame is masked (key 0).
+const pong = Buffer.from([0x8a, 0x80, 0, 0, 0, 0])
+
+/** Encodes a client text frame: FIN, opcode 1, masked with a random key. */
+export const textFrame = (text: string): Buffer => {
+  const payload = Buffer.from(text, "utf8")
+  const length = payload.length
+  const extended = length < 126 ? 0 : length < 65536 ? 2 : 8
+  const frame = Buffer.alloc(2 + extended + 4 + length)
+  frame[0] = 0x81
+  if (extended === 0) frame[1] = 0x80 | length
+  else if (extended === 2) {
+    frame[1] = 0x80 | 126
+    frame.writeUInt16BE(length, 2)
+  } else {
+    frame[1] = 0x80 | 127
+    frame.writeBigUInt64BE(BigInt(length), 2)
+  }
+  const maskAt = 2 + extended
+  randomBytes(4).copy(frame, maskAt)
+  for (let i = 0; i < length; i++) frame[maskAt + 4 + i] = payload[i]! ^ frame[maskAt + (i & 3)]!
+  return frame
+}
+
+// How many header bytes a server frame has, from its second byte (server frames are unmasked).
+const headerLength = (second: number): number => {
+  const length = second & 127
+  return length === 126 ? 4 : length === 127 ? 10 : 2
+}
+
+interface Handshake {
+  readonly resolve: () => void
+  readonly reject: (error: Error) => void
+}
+
+/** One WebSocket connection that counts the data messages it receives. */
+export class RawClient {
+  /** Complete data messages received. */
+  count = 0
+  /** Whether the server sent a close frame or the socket ended. */
+  closed = false
+  /** Called after each read that brought frames in (the publisher paces itself with it). */
+  onRead: (() => void) | undefined
+  readonly socket: Net.Socket
+  // the HTTP response while the handshake is in progress, then undefined
+  #response: string | undefined = ""
+  readonly #upgraded: Handshake
+  // a frame header split across reads, and the payload bytes left to skip
+  readonly #head = Buffer.alloc(10)
+  #headLength = 0
+  #skip = 0
+
+  private constructor(port: number, upgraded: Handshake) {
+    this.#upgraded = upgraded
+    this.socket = Net.connect({
+      host: "127.0.0.1",
+      port,
+      noDelay: true,
+      onread: {
+        buffer: readBuffer,
+        callback: (length) => {
+          this.#read(readBuffer, length)
+          return true
+        }
+      }
+    })
+    this.socket.on("connect", () => {
+      const key = randomBytes(16).toString("base64")
+      this.socket.write(
+        `GET /fanout HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`
+      )
+    })
+    this.socket.on("error", (error) => this.#upgraded.reject(error))
+    this.socket.on("close", () => {
+      this.closed = true
+      this.#upgraded.reject(new Error("the connection closed during the handshake"))
+    })
+  }
+
+  /** Connects to 127.0.0.1:port and completes the WebSocket handshake. */
+  static connect(port: number): Promise<RawClient> {
+    return new Promise((resolve, reject) => {
+      const client: RawClient = new RawClient(port, { resolve: () => resolve(client), reject })
+    })
+  }
+
+  /** Writes an encoded client frame. */
+  send(frame: Buffer): void {
+    this.socket.write(frame)
+  }
+
+  #read(buffer: Buffer, length: number): void {
+    let start = 0
+    if (this.#response !== undefined) {
+      const response = this.#response + buffer.toString("latin1", 0, length)
+      const end = response.indexOf("\r\n\r\n")
+      if (end === -1) {
+        this.#response = response
+        return
+      }
+      if (!response.startsWith("HTTP/1.1 101")) {
+        this.#upgraded.reject(new Error(`the server refused the upgrade: ${response.split("\r\n")[0]}`))
+        this.socket.destroy()
+        return
+      }
+      start = end + 4 - this.#response.length
+      this.#response = undefined
+      this.#upgraded.resolve()
+    }
+    this.#frames(buffer, start, length)
+    this.onRead?.()
+  }
+
+  // Walks the frame headers in buffer[start, end), skipping payloads.
+  #frames(buffer: Buffer, start: number, end: number): void {
+    let i = start
+    while (i < end) {
+      if (this.#skip > 0) {
+        const take = Math.min(this.#skip, end - i)
+        this.#skip -= take
+        i += take
+        continue
+      }
+      if (this.#headLength === 0 && end - i >= 2 && end - i >= headerLength(buffer[i + 1]!)) {
+        this.#frame(buffer, i)
+        i += headerLength(buffer[i + 1]!)
+        continue
+      }
+      // a header split across reads: gather it byte by byte
+      this.#head[this.#headLength++] = buffer[i++]!
+      if (this.#headLength < 2 || this.#headLength < headerLength(this.#head[1]!)) continue
+      this.#headLength = 0
+      this.#frame(this.#head, 0)
+    }
+  }
+
+  // Reads one complete frame header at buffer[at].
+  #frame(buffer: Buffer, at: number): void {
+    const first = buffer[at]!
+    const length = buffer[at + 1]! & 127
+    this.#skip = length === 126
+      ? buffer.readUInt16BE(at + 2)
+      : length === 127
+      ? buffer.readUIntBE(at + 4, 6)
+      : length
+    const opcode = first & 15
+    if (opcode < 8) {
+      if (first & 0x80) this.count++
+    } else if (opcode === 9) this.socket.write(pong)
+    else if (opcode === 8) this.closed = true
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * The driver's conversation with its load processes over Node IPC. Every
+ * command gets exactly one reply, in order; a load process says "ready" once
+ * its connections are subscribed, and exits when the driver goes away.
+ */
+import type { RawClient } from "./client.ts"
+
+/** What the driver asks. `probe`, `start` and `stop` go to the publisher only. */
+export type Command =
+  | { readonly type: "stats" }
+  | { readonly type: "reset" }
+  | { readonly type: "probe" }
+  | { readonly type: "start"; readonly window: number }
+  | { readonly type: "stop" }
+
+/** The commands only the publisher serves. */
+export type PublisherCommand = Exclude<Command, { readonly type: "stats" | "reset" }>
+
+/** The counts of one load process, stamped with its own clock (ms since the epoch). */
+export interface Stats {
+  readonly type: "stats"
+  readonly at: number
+  /** Messages received over all its connections. */
+  readonly total: number
+  /** The fewest and most one connection received. */
+  readonly min: number
+  readonly max: number
+  /** Connections the server closed. */
+  readonly closed: number
+}
+
+/** What a load process answers. */
+export type Reply =
+  | Stats
+  | { readonly type: "ready" }
+  | { readonly type: "ok" }
+  | { readonly type: "stopped"; readonly published: number }
+
+export const reply = (message: Reply): void => {
+  process.send?.(message)
+}
+
+/** The counts of a set of connections now. */
+export const statsOf = (clients: ReadonlyArray<RawClient>): Stats => {
+  let total = 0
+  let min = Infinity
+  let max = 0
+  let closed = 0
+  for (const client of clients) {
+    total += client.count
+    min = Math.min(min, client.count)
+    max = Math.max(max, client.count)
+    if (client.closed) closed++
+  }
+  return { type: "stats", at: performance.timeOrigin + performance.now(), total, min, max, closed }
+}
+
+/**
+ * Serves the driver's commands for a set of connections: `stats` and `reset`
+ * here, anything else through `other`. Exits when the driver disconnects.
+ */
+export const serve = (clients: ReadonlyArray<RawClient>, other?: (command: PublisherCommand) => Reply): void => {
+  process.on("disconnect", () => process.exit(0))
+  process.on("message", (command: Command) => {
+    if (command.type === "stats") return reply(statsOf(clients))
+    if (command.type === "reset") {
+      for (const client of clients) client.count = 0
+      return reply({ type: "ok" })
+    }
+    if (other !== undefined) reply(other(command))
+  })
+  reply({ type: "ready" })
+}
+
+/** The LHTTP message that subscribes a connection to a channel. */
+export const subscribeMessage = (channel: string): string => `LHTTP/1.0 bench\r\nsubscribe:${channel}\r\n\r\n`
+
+/** The LHTTP message a publisher sends to a channel. */
+export const publishMessage = (channel: string, body: string): string =>
+  `LHTTP/1.0 bench\r\npublish:${channel}\r\n\r\n${body}`
