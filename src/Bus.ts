@@ -7,7 +7,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Data, Effect, Layer, PubSub, Scope } from "effect"
+import { Context, Data, Effect, Layer, type Scope } from "effect"
 
 /**
  * A bus operation that failed: the reason says which.
@@ -41,33 +41,23 @@ export class Bus extends Context.Service<Bus, {
 }>()("effect-lhttp/Bus") {}
 
 /**
- * Options of the in-memory bus.
+ * The in-memory bus: one process. A publish hands the payload to the
+ * channel's subscriptions at once, in order, in the publisher's fiber (the
+ * Hub's fan-out only queues it on each connection's bounded outbox, so this
+ * never blocks). An earlier version went through an Effect `PubSub` and a
+ * dispatcher fiber; that hop split bursts across writes and halved fan-out
+ * throughput with few messages in flight (docs/benchmarks.md).
  *
  * @since 0.1.0
  */
-export interface MemoryOptions {
-  /** Frames waiting for dispatch before publishers wait (default 8192). */
-  readonly capacity?: number | undefined
-}
-
-/**
- * The in-memory bus on an Effect `PubSub`: one process, publishes dispatched
- * in order by one fiber, publishers held back when dispatch falls behind.
- *
- * @since 0.1.0
- */
-export const makeMemory = Effect.fnUntraced(function*(options?: MemoryOptions) {
-  const pubsub = yield* Effect.acquireRelease(
-    PubSub.bounded<readonly [channel: string, payload: string]>(options?.capacity ?? 8192),
-    PubSub.shutdown
-  )
+export const makeMemory = Effect.fnUntraced(function*() {
   const handlers = new Map<string, Set<(payload: string) => void>>()
-  const subscription = yield* PubSub.subscribe(pubsub)
-  yield* PubSub.takeAll(subscription).pipe(
-    Effect.map((batch) => {
-      for (const [channel, payload] of batch) {
+  yield* Effect.addFinalizer(() => Effect.sync(() => handlers.clear()))
+  return Bus.of({
+    publish: (channel, payload) =>
+      Effect.sync(() => {
         const set = handlers.get(channel)
-        if (set === undefined) continue
+        if (set === undefined) return
         for (const handler of set) {
           try {
             handler(payload)
@@ -75,13 +65,7 @@ export const makeMemory = Effect.fnUntraced(function*(options?: MemoryOptions) {
             // a handler never throws; if one did, the others still get the payload
           }
         }
-      }
-    }),
-    Effect.forever,
-    Effect.forkScoped
-  )
-  return Bus.of({
-    publish: (channel, payload) => PubSub.publish(pubsub, [channel, payload]).pipe(Effect.asVoid),
+      }),
     subscribe: (channel, onMessage) =>
       Effect.acquireRelease(
         Effect.sync(() => {
@@ -105,4 +89,4 @@ export const makeMemory = Effect.fnUntraced(function*(options?: MemoryOptions) {
  *
  * @since 0.1.0
  */
-export const layerMemory = (options?: MemoryOptions): Layer.Layer<Bus> => Layer.effect(Bus, makeMemory(options))
+export const layerMemory = (): Layer.Layer<Bus> => Layer.effect(Bus, makeMemory())
