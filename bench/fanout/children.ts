@@ -55,9 +55,18 @@ const pinned = (
   return child
 }
 
-/** Starts a server on `cpu` with $PORT set; resolves once it prints a line with "listening". */
-export const startServer = (cpu: string, file: string, port: number): Promise<ChildProcess> => {
-  const child = pinned(cpu, file, [], { env: { ...process.env, PORT: String(port) } })
+/**
+ * Starts a server on `cpu` with $PORT set; resolves once it prints a line with "listening" (and
+ * every other `ready` string, when given). `env` adds variables.
+ */
+export const startServer = (
+  cpu: string,
+  file: string,
+  port: number,
+  options?: { readonly env?: NodeJS.ProcessEnv; readonly ready?: ReadonlyArray<string> }
+): Promise<ChildProcess> => {
+  const child = pinned(cpu, file, [], { env: { ...process.env, ...options?.env, PORT: String(port) } })
+  const ready = ["listening", ...(options?.ready ?? [])]
   return within(
     15_000,
     `${file} to listen`,
@@ -65,26 +74,32 @@ export const startServer = (cpu: string, file: string, port: number): Promise<Ch
       let output = ""
       child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
         output += chunk
-        if (output.includes("listening")) resolve(child)
+        if (ready.every((text) => output.includes(text))) resolve(child)
       })
       child.on("exit", (code) => reject(new Error(`${file} exited with ${code} before listening:\n${output}`)))
     })
   )
 }
 
-/** A load process on `cpu`, spoken to over IPC: one reply per command, in order. */
-export class Load {
+/**
+ * A load process on `cpu`, spoken to over IPC: one reply per command, in order. The fan-out
+ * load's commands and replies by default; other load processes name their own.
+ */
+export class Load<C extends { readonly type: string } = Command, Rp extends { readonly type: string } = Reply> {
   readonly child: ChildProcess
-  readonly #waiting: Array<(reply: Reply) => void> = []
+  readonly #waiting: Array<(reply: Rp) => void> = []
 
   private constructor(cpu: string, file: string, args: ReadonlyArray<string>) {
     this.child = pinned(cpu, file, args, { ipc: true })
-    this.child.on("message", (reply: Reply) => this.#waiting.shift()?.(reply))
+    this.child.on("message", (reply: Rp) => this.#waiting.shift()?.(reply))
   }
 
   /** Starts a load process; resolves once it says it is ready. */
-  static async start(cpu: string, file: string, args: ReadonlyArray<string>): Promise<Load> {
-    const load = new Load(cpu, file, args)
+  static async start<
+    C extends { readonly type: string } = Command,
+    Rp extends { readonly type: string } = Reply
+  >(cpu: string, file: string, args: ReadonlyArray<string>): Promise<Load<C, Rp>> {
+    const load = new Load<C, Rp>(cpu, file, args)
     const exited = new Promise<never>((_, reject) =>
       load.child.on("exit", (code) => reject(new Error(`${file} exited with ${code}`)))
     )
@@ -97,13 +112,13 @@ export class Load {
     return this.child.pid!
   }
 
-  /** Sends a command and waits for its reply. */
-  request<R extends Reply>(command: Command): Promise<R> {
+  /** Sends a command and waits for its reply (10 s at most, unless told). */
+  request<R extends Rp>(command: C, timeoutMs = 10_000): Promise<R> {
     this.child.send(command)
-    return within(10_000, `the reply to ${command.type}`, this.#next() as Promise<R>)
+    return within(timeoutMs, `the reply to ${command.type}`, this.#next() as Promise<R>)
   }
 
-  #next(): Promise<Reply> {
+  #next(): Promise<Rp> {
     return new Promise((resolve) => this.#waiting.push(resolve))
   }
 }

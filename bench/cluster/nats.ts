@@ -1,0 +1,73 @@
+/**
+ * The benchmark's own nats-server: on a free loopback port, pinned to a core,
+ * killed when the driver exits, whatever happens.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { existsSync } from "node:fs"
+import { freePort, within } from "../fanout/children.ts"
+
+const candidates = ["/usr/sbin/nats-server", "/usr/local/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
+
+/** Finds nats-server on PATH or in the sbin folders. */
+const findNatsServer = (): string => {
+  for (const dir of (process.env.PATH ?? "").split(":")) {
+    if (dir !== "" && existsSync(`${dir}/nats-server`)) return `${dir}/nats-server`
+  }
+  const found = candidates.find((path) => existsSync(path))
+  if (found === undefined) throw new Error("nats-server is not installed: apt-get install nats-server")
+  return found
+}
+
+/** A running nats-server. */
+export interface NatsServer {
+  readonly url: string
+  readonly pid: number
+  readonly version: string
+  readonly stop: () => void
+}
+
+const running = new Set<ChildProcess>()
+process.on("exit", () => {
+  for (const child of running) child.kill("SIGKILL")
+})
+
+/** Starts nats-server on `cpu`; resolves once it says it is ready. */
+export const startNats = async (cpu: string): Promise<NatsServer> => {
+  const port = await freePort()
+  const child = spawn("taskset", ["-c", cpu, findNatsServer(), "-a", "127.0.0.1", "-p", String(port), "-n", "lhttp-bench"], {
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  running.add(child)
+  const stop = () => {
+    running.delete(child)
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+  }
+  try {
+    const output = await within(
+      10_000,
+      "nats-server to be ready",
+      new Promise<string>((resolve, reject) => {
+        let output = ""
+        const onData = (chunk: Buffer) => {
+          output += chunk.toString()
+          if (output.includes("Server is ready")) resolve(output)
+        }
+        child.stdout.on("data", onData)
+        child.stderr.on("data", onData)
+        child.once("exit", (code) => reject(new Error(`nats-server exited with ${code}:\n${output}`)))
+      })
+    )
+    // keep reading its output, so that a full pipe never blocks it
+    child.stdout.resume()
+    child.stderr.resume()
+    return {
+      url: `nats://127.0.0.1:${port}`,
+      pid: child.pid!,
+      version: /Version:\s+(\S+)/.exec(output)?.[1] ?? "?",
+      stop
+    }
+  } catch (error) {
+    stop()
+    throw error
+  }
+}
