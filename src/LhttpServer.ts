@@ -286,11 +286,16 @@ export interface RouteOptions {
   readonly paths?: ReadonlyArray<string> | undefined
   /** The path of the publish endpoint (default `/publish`). */
   readonly publishPath?: string | undefined
+  /** An HTML page served at `GET /` to requests that are not WebSocket upgrades (default: none, 426). */
+  readonly page?: string | undefined
+  /** Whether `GET /lhttp.js` serves the browser SDK (default true). */
+  readonly sdk?: boolean | undefined
 }
 
 /**
  * The server's HTTP routes, for an `HttpRouter`: the WebSocket endpoint at
- * `paths`, `POST /publish`, `GET /healthz` and `GET /readyz`.
+ * `paths`, `POST /publish`, `GET /healthz`, `GET /readyz`, the browser SDK at
+ * `GET /lhttp.js` and, when given, a page at `GET /`.
  *
  * @since 0.1.0
  */

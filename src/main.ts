@@ -3,10 +3,12 @@
  * `chat` demo processors, on the in-memory bus, or on NATS as a node of a
  * cluster when `LHTTP_NATS_URL` is set, with upstream calls when
  * `LHTTP_UPSTREAM_ALLOW` is set; configured by `LHTTP_*` environment
- * variables (see the README). It stops gracefully on SIGTERM and SIGINT.
+ * variables (see the README). It serves the chat room page at `/` and stops
+ * gracefully on SIGTERM and SIGINT.
  */
 import { NodeHttpClient } from "@effect/platform-node"
 import { Layer } from "effect"
+import { readFileSync } from "node:fs"
 import * as Bus from "./Bus.ts"
 import * as Chat from "./demo/Chat.ts"
 import * as Echo from "./demo/Echo.ts"
@@ -15,7 +17,10 @@ import * as LhttpServer from "./LhttpServer.ts"
 import * as NatsBus from "./NatsBus.ts"
 import * as Upstream from "./Upstream.ts"
 
-const Main = LhttpServer.layerNodeConfig({ processors: [Echo.Echo, Chat.Chat] }).pipe(
+// the chat room page, served at GET / (it loads the browser SDK from /lhttp.js)
+const page = readFileSync(new URL("./demo/chat.html", import.meta.url), "utf8")
+
+const Main = LhttpServer.layerNodeConfig({ processors: [Echo.Echo, Chat.Chat], page }).pipe(
   Layer.provide([Echo.layer, Chat.layer, Upstream.layerFromEnv.pipe(Layer.provide(NodeHttpClient.layerUndici))]),
   Layer.provideMerge(Hub.layer()),
   Layer.provide(NatsBus.layerFromEnv(Bus.layerMemory()))

@@ -14,6 +14,7 @@ import { ByteSize, Cause, Duration, Effect, Exit, Layer, Option, Redacted, Resul
 import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "effect/http"
 import type { ServeError as ServeError_ } from "effect/http/HttpServerError"
 import { Buffer } from "node:buffer"
+import { readFileSync } from "node:fs"
 import { createServer } from "node:http"
 import type * as Net from "node:net"
 import { timingSafeEqual } from "node:crypto"
@@ -37,6 +38,9 @@ const findWebSocket = (socket: Net.Socket): WebSocket | undefined => {
   }
   return undefined
 }
+
+// the browser SDK, beside the compiled or the source tree alike
+const sdkFile = new URL("../browser/lhttp.js", import.meta.url)
 
 const OPEN = 1
 const text = { binary: false } as const
@@ -118,9 +122,11 @@ export const routes = (
     const settings = server.settings
     const heartbeat = yield* makeHeartbeat(settings.heartbeatInterval, settings.heartbeatTimeout)
 
+    const page = options?.page
     const connect = (request: HttpServerRequest.HttpServerRequest) =>
       Effect.gen(function*() {
         if (request.headers["upgrade"]?.toLowerCase() !== "websocket") {
+          if (page !== undefined && request.url.split("?")[0] === "/") return HttpServerResponse.html(page)
           return plain(426, "LHTTP runs over WebSocket: connect with a WebSocket client\n", { upgrade: "websocket" })
         }
         if (server.isDraining()) return plain(503, "the server is shutting down\n")
@@ -176,6 +182,13 @@ export const routes = (
         )
       })
 
+    if (options?.sdk !== false) {
+      const sdk = HttpServerResponse.text(readFileSync(sdkFile, "utf8"), {
+        contentType: "text/javascript; charset=utf-8",
+        headers: { "cache-control": "no-cache" }
+      })
+      yield* router.add("GET", "/lhttp.js", Effect.succeed(sdk))
+    }
     for (const path of options?.paths ?? ["/*"]) yield* router.add("GET", path as HttpRouter.PathInput, connect)
     yield* router.add("*", (options?.publishPath ?? "/publish") as HttpRouter.PathInput, publish)
     yield* router.add("GET", "/healthz", Effect.succeed(plain(200, "ok\n")))
@@ -188,22 +201,34 @@ export const routes = (
 
 /**
  * Serves routes on a Node HTTP server whose WebSocket layer refuses messages
- * over `maxMessageBytes` (1009), and logs the address it listens on.
+ * over `maxMessageBytes` (1009), and logs the address it listens on. When
+ * released (after the server's drain), it stops listening and destroys the
+ * connections left: Node's `close()` would otherwise wait for sockets that
+ * never sent a request, as browsers keep spare ones open.
  */
 export const serve = <E, R>(
   app: Layer.Layer<never, E, R>,
   options: { readonly port: number; readonly host: string | undefined; readonly maxMessageBytes: number }
 ) =>
-  Layer.effectDiscard(
-    HttpServer.addressFormattedWith((address) => Effect.logInfo(`effect-lhttp listening on ${address}`))
-  ).pipe(
-    Layer.provideMerge(HttpRouter.serve(app, { disableLogger: true, disableListenLog: true })),
-    Layer.provideMerge(NodeHttpServer.layer(() => createServer(), {
-      port: options.port,
-      ...(options.host === undefined ? {} : { host: options.host }),
-      websocket: { maxPayload: options.maxMessageBytes, perMessageDeflate: false }
-    }))
-  )
+  Layer.unwrap(Effect.sync(() => {
+    const server = createServer()
+    return Layer.effectDiscard(Effect.gen(function*() {
+      yield* HttpServer.addressFormattedWith((address) => Effect.logInfo(`effect-lhttp listening on ${address}`))
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          server.close()
+          server.closeAllConnections()
+        })
+      )
+    })).pipe(
+      Layer.provideMerge(HttpRouter.serve(app, { disableLogger: true, disableListenLog: true })),
+      Layer.provideMerge(NodeHttpServer.layer(() => server, {
+        port: options.port,
+        ...(options.host === undefined ? {} : { host: options.host }),
+        websocket: { maxPayload: options.maxMessageBytes, perMessageDeflate: false }
+      }))
+    )
+  }))
 
 /**
  * Runs a server Layer as the program until SIGTERM or SIGINT; a stop by
