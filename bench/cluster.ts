@@ -42,6 +42,7 @@ import type { BurstCommand, BurstReply, BurstResult, LoopCommand, LoopReply, Loo
 import { type NatsServer, startNats } from "./cluster/nats.ts"
 import { freePort, kill, Load, startServer, within } from "./fanout/children.ts"
 import type { Stats } from "./fanout/ipc.ts"
+import { drain, now, settle, sum, totalOf } from "./fanout/measure.ts"
 import { coreTicks, cpuMs, memoryMiB } from "./fanout/proc.ts"
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback)
@@ -76,13 +77,11 @@ const publisherFile = file("./cluster/publisher.ts")
 const burstFile = file("./cluster/burst.ts")
 const loopFile = file("./cluster/nats-loop.ts")
 
-const now = () => performance.timeOrigin + performance.now()
 /** A burst that lost messages sorts last. */
 const deliveredKey = (run: BurstResult) => run.received === run.count ? run.deliveredMs : Infinity
 /** The median element (the lower one of an even count) by a key. */
 const medianBy = <A>(runs: ReadonlyArray<A>, key: (run: A) => number): A =>
   [...runs].sort((a, b) => key(a) - key(b))[(runs.length - 1) >> 1]!
-const sum = (values: ReadonlyArray<number>) => values.reduce((a, b) => a + b, 0)
 
 /** Server processes serving one measurement: where the publisher and the subscribers connect. */
 interface Setup {
@@ -153,36 +152,6 @@ interface FanOut {
   readonly rssPeak: number
   readonly lost: number
   readonly closed: number
-}
-
-type Counts = ReadonlyArray<Stats>
-const totalOf = (counts: Counts) => sum(counts.map((s) => s.total))
-
-/** Subscriptions are not acknowledged: probes until every connection has received one, then waits for quiet. */
-const settle = async (stats: () => Promise<Counts>, publisher: Load) => {
-  await within(15_000, "every subscriber to receive a probe", (async () => {
-    while (!(await stats()).every((s) => s.min >= 1)) {
-      await publisher.request({ type: "probe" })
-      await sleep(50)
-    }
-  })())
-  for (let before = -1, after = totalOf(await stats()); before !== after; after = totalOf(await stats())) {
-    before = after
-    await sleep(100)
-  }
-}
-
-/** Waits until every connection has all `published` messages, or nothing has moved for a second. */
-const drain = async (stats: () => Promise<Counts>, published: number): Promise<Counts> => {
-  let counts = await stats()
-  let quietSince = now()
-  while (!counts.every((s) => s.min >= published) && now() - quietSince < 1000) {
-    await sleep(50)
-    const next = await stats()
-    if (totalOf(next) !== totalOf(counts)) quietSince = now()
-    counts = next
-  }
-  return counts
 }
 
 const fanOut = async (kind: Kind, round: number): Promise<FanOut> => {

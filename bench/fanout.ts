@@ -22,8 +22,9 @@
 import { execFileSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { setTimeout as sleep } from "node:timers/promises"
-import { freePort, kill, Load, startServer, within } from "./fanout/children.ts"
+import { freePort, kill, Load, startServer } from "./fanout/children.ts"
 import type { Stats } from "./fanout/ipc.ts"
+import { drain, now, settle, sum, totalOf } from "./fanout/measure.ts"
 import { coreTicks, cpuMs, memoryMiB } from "./fanout/proc.ts"
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback)
@@ -64,42 +65,10 @@ interface Run {
   readonly closed: number
 }
 
-const now = () => performance.timeOrigin + performance.now()
-const sum = (values: ReadonlyArray<number>) => values.reduce((a, b) => a + b, 0)
 
 // `total` subscribers spread over `parts` processes
 const spread = (total: number, parts: number) =>
   Array.from({ length: parts }, (_, i) => Math.floor(total / parts) + (i < total % parts ? 1 : 0))
-
-type Counts = ReadonlyArray<Stats>
-const totalOf = (counts: Counts) => sum(counts.map((s) => s.total))
-
-/** Subscriptions are not acknowledged: probes until every connection has received one, then waits for quiet. */
-const settle = async (stats: () => Promise<Counts>, publisher: Load) => {
-  await within(15_000, "every subscriber to receive a probe", (async () => {
-    while (!(await stats()).every((s) => s.min >= 1)) {
-      await publisher.request({ type: "probe" })
-      await sleep(50)
-    }
-  })())
-  for (let before = -1, after = totalOf(await stats()); before !== after; after = totalOf(await stats())) {
-    before = after
-    await sleep(100)
-  }
-}
-
-/** Waits until every connection has all `published` messages, or nothing has moved for a second. */
-const drain = async (stats: () => Promise<Counts>, published: number): Promise<Counts> => {
-  let counts = await stats()
-  let quietSince = now()
-  while (!counts.every((s) => s.min >= published) && now() - quietSince < 1000) {
-    await sleep(50)
-    const next = await stats()
-    if (totalOf(next) !== totalOf(counts)) quietSince = now()
-    counts = next
-  }
-  return counts
-}
 
 /** One run: a fresh server, its load, a unique channel; everything is killed at the end. */
 const runOnce = async (server: typeof servers[number], round: number): Promise<Run> => {
