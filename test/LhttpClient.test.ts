@@ -1,6 +1,7 @@
 import { NodeWS } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer, Scope, Stream } from "effect"
+import * as Socket from "effect/socket/Socket"
 import * as Echo from "../src/demo/Echo.ts"
 import * as LhttpClient from "../src/LhttpClient.ts"
 import * as Processor from "../src/Processor.ts"
@@ -143,5 +144,22 @@ describe("LhttpClient", () => {
       yield* Effect.sleep("100 millis")
       yield* publisher.send(frame("x", { publish: "kept" }, "buffered subscribe worked"))
       assert.strictEqual(Array.from(yield* Fiber.join(received)).length, 1)
+    }))
+})
+
+describe("LhttpClient on the global WebSocket (the browser's constructor)", () => {
+  it.live("publishes and gets replies through globalThis.WebSocket", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server()
+      const c = yield* LhttpClient.connect(url).pipe(Effect.provide(Socket.layerWebSocketConstructorGlobal))
+      yield* opened(c)
+      const received = yield* take(c.channel("g"), 1)
+      yield* c.subscribe(["g"])
+      yield* Effect.sleep("50 millis")
+      yield* c.publish(["g"], "chat", {}, "via the global WebSocket")
+      const [message] = Array.from(yield* Fiber.join(received))
+      assert.deepInclude(message, { body: "via the global WebSocket" })
+      const reply = yield* c.request("echo", "é\r\n\r\nbody")
+      assert.deepInclude(reply, { _tag: "Request", body: "é\r\n\r\nbody" })
     }))
 })
