@@ -73,7 +73,7 @@ const file = (path: string) => fileURLToPath(new URL(path, import.meta.url))
 const singleNodeFile = file("./fanout/servers/lhttp.ts")
 const clusterNodeFile = file("./cluster/servers/lhttp-nats.ts")
 const subscribersFile = file("./fanout/subscribers.ts")
-const publisherFile = file("./cluster/publisher.ts")
+const publisherFile = file("./fanout/publisher.ts")
 const burstFile = file("./cluster/burst.ts")
 const loopFile = file("./cluster/nats-loop.ts")
 
@@ -162,9 +162,9 @@ const fanOut = async (kind: Kind, round: number): Promise<FanOut> => {
     loads.push(await Load.start(loadCpu, subscribersFile, [String(setup.subscribePort), channel, String(subscribers - 1)]))
     const publisher = await Load.start(loadCpu, publisherFile, [
       String(setup.publishPort),
-      String(setup.subscribePort),
       channel,
-      String(bodyBytes)
+      String(bodyBytes),
+      String(setup.subscribePort)
     ])
     loads.push(publisher)
     const stats = () => Promise.all(loads.map((load) => load.request<Stats>({ type: "stats" })))

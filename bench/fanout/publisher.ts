@@ -1,18 +1,24 @@
 /**
- * Fan-out publisher process: one connection, itself one of the channel's
- * subscribers, so that its own copy of each message acknowledges it. Once
- * started it keeps `window` messages in flight (published, not yet back) until
- * stopped, so the server always has work queued but never an unbounded backlog.
+ * Fan-out publisher process. It keeps `window` messages in flight (published,
+ * not yet back) until stopped, so the server always has work queued but never
+ * an unbounded backlog; its own copies of the messages acknowledge them.
  *
- *   node bench/fanout/publisher.ts <port> <channel> <body bytes>
+ * With one port, one connection publishes and is itself one of the channel's
+ * subscribers. With a subscribe port too (the cluster benchmark), it publishes
+ * on a connection that subscribes to nothing and counts its messages back on
+ * a second connection, a subscriber at that port: it can publish into one node
+ * and be acknowledged by another.
+ *
+ *   node bench/fanout/publisher.ts <port> <channel> <body bytes> [<subscribe port>]
  */
 import { RawClient, textFrame } from "./client.ts"
 import { publishMessage, type PublisherCommand, type Reply, serve, subscribeMessage } from "./ipc.ts"
 
-const [port, channel, bodyBytes] = process.argv.slice(2)
+const [port, channel, bodyBytes, subscribePort] = process.argv.slice(2)
 
-const client = await RawClient.connect(Number(port))
-client.send(textFrame(subscribeMessage(channel!)))
+const sender = await RawClient.connect(Number(port))
+const receiver = subscribePort === undefined ? sender : await RawClient.connect(Number(subscribePort))
+receiver.send(textFrame(subscribeMessage(channel!)))
 // the same encoded frame every time: the payload does not matter, only its size
 const message = textFrame(publishMessage(channel!, "x".repeat(Number(bodyBytes))))
 
@@ -22,20 +28,21 @@ let published = 0
 
 // Tops the messages in flight up to the window.
 const pump = (): void => {
-  if (window === 0 || published - client.count >= window) return
-  client.socket.cork()
-  while (published - client.count < window) {
-    client.send(message)
+  if (window === 0 || published - receiver.count >= window) return
+  sender.socket.cork()
+  while (published - receiver.count < window) {
+    sender.send(message)
     published++
   }
-  client.socket.uncork()
+  sender.socket.uncork()
 }
-client.onRead = pump
+receiver.onRead = pump
 
-serve([client], (command: PublisherCommand): Reply => {
+// the stats are the receiving connection's: it is the subscriber this process adds
+serve([receiver], (command: PublisherCommand): Reply => {
   switch (command.type) {
     case "probe":
-      client.send(message)
+      sender.send(message)
       return { type: "ok" }
     case "start":
       published = 0
