@@ -13,6 +13,7 @@ import * as Processor from "../src/Processor.ts"
 import { isLoopback } from "../src/internal/websocket.ts"
 import { Rejection } from "../src/Rejection.ts"
 import { connect, frame, request, startServer } from "./utils/lhttp.ts"
+import { until } from "./utils/wait.ts"
 
 // A processor that steers the built-in headers the way the original's WsHandler allowed.
 const Steer = Processor.make("steer")
@@ -476,6 +477,37 @@ describe("LhttpServer: limits and safety", () => {
       assert.strictEqual(closed.code, 4001)
       assert.strictEqual(closed.reason, "slow consumer")
       assert.strictEqual(received, 640)
+    }))
+
+  it.live("under the drop policy a slow consumer stays connected and misses what did not fit", () =>
+    Effect.gen(function*() {
+      const { url } = yield* startServer({ slowConsumer: "drop" })
+      const slow = yield* connect(url)
+      const publisher = yield* connect(url)
+      yield* slow.send(frame("c", { subscribe: "flood" }))
+      yield* Effect.sleep("50 millis")
+      const socket = (slow.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket
+      socket.pause()
+      let received = 0
+      let after = false
+      slow.ws.on("message", (data) => {
+        if (String(data).endsWith("still here")) after = true
+        else received++
+      })
+      const body = "y".repeat(32 * 1024)
+      for (let i = 0; i < 640; i++) {
+        yield* publisher.send(frame("c", { publish: "flood" }, body))
+        if (i % 16 === 0) yield* Effect.sleep("5 millis")
+      }
+      yield* Effect.sleep("500 millis")
+      socket.resume()
+      yield* Effect.sleep("1500 millis")
+      assert.strictEqual(slow.ws.readyState, slow.ws.OPEN)
+      assert.isAbove(received, 0)
+      assert.isBelow(received, 640)
+      // once it reads again, what comes next is delivered
+      yield* slow.send(frame("c", { subscribe: "after", publish: "after" }, "still here"))
+      yield* until(Effect.sync(() => after))
     }))
 
   it.live("a connection that does not answer pings is closed with 4000; one that does stays", () =>

@@ -31,8 +31,6 @@ export class Outbox {
   #queuedBytes = 0
   #scheduled = false
   #closed = false
-  /** Frames dropped under the "drop" policy. */
-  dropped = 0
 
   constructor(transport: Transport, maxBytes: number, policy: SlowConsumerPolicy) {
     this.#transport = transport
@@ -45,10 +43,7 @@ export class Outbox {
     if (this.#closed) return false
     const size = frame.bytes.length
     if (this.#queuedBytes + size + this.#transport.bufferedBytes() > this.#maxBytes) {
-      if (this.#policy === "drop") {
-        this.dropped++
-        return false
-      }
+      if (this.#policy === "drop") return false
       this.close(slowConsumerCloseCode, "slow consumer")
       return false
     }
