@@ -94,7 +94,11 @@ describe("the chat demo in Chromium", () => {
       await alice.locator("#state.reconnecting").waitFor({ timeout: 5_000 })
       await bob.locator("#state.reconnecting").waitFor({ timeout: 5_000 })
       // it exits by itself, cleanly, although Chromium holds a spare connection that never sent a request
-      const stopped = await main.stop("SIGTERM", 10_000)
+      // (wait for the exit of the SIGTERM above; a second signal would race the shutdown's own end)
+      const stopped = await Promise.race([
+        main.exited,
+        new Promise((resolve) => setTimeout(() => resolve("the main job did not exit within 10 s"), 10_000))
+      ])
       assert.deepStrictEqual(stopped, { code: 0, signal: null }, main.output())
       main = await startMain(port)
       // the SDK reconnects and re-sends the join (subscribe:lobby, name:...)
