@@ -42,7 +42,7 @@ import type { BurstCommand, BurstReply, BurstResult, LoopCommand, LoopReply, Loo
 import { type NatsServer, startNats } from "./cluster/nats.ts"
 import { freePort, kill, Load, startServer, within } from "./fanout/children.ts"
 import type { Stats } from "./fanout/ipc.ts"
-import { drain, now, settle, sum, totalOf } from "./fanout/measure.ts"
+import { measure, now, settle, sum, totalOf } from "./fanout/measure.ts"
 import { coreTicks, cpuMs, memoryMiB } from "./fanout/proc.ts"
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback)
@@ -184,19 +184,14 @@ const fanOut = async (kind: Kind, round: number): Promise<FanOut> => {
         core: coreTicks(serverCpu)
       }
     }
-    await publisher.request({ type: "start", window })
-    await sleep(warmupMs)
-    const first = await sample()
-    await sleep(measureMs)
-    const last = await sample()
-    const { published } = await publisher.request<{ type: "stopped"; published: number }>({ type: "stop" })
-    const final = await drain(stats, published)
-
-    // each process's count over its own clock, so that the late answer of a busy process costs nothing
-    const rate = sum(last.counts.map((s, i) => {
-      const before = first.counts[i]!
-      return (s.total - before.total) / ((s.at - before.at) / 1000)
-    }))
+    const { first, last, published, final, rate } = await measure({
+      publisher,
+      stats,
+      sample,
+      window,
+      warmupMs,
+      measureMs
+    })
     const deliveries = totalOf(last.counts) - totalOf(first.counts)
     const wallMs = last.at - first.at
     const nodeMs = last.nodes.map((ms, i) => ms - first.nodes[i]!)

@@ -43,3 +43,37 @@ export const drain = async (stats: () => Promise<Counts>, published: number): Pr
   return counts
 }
 
+
+/** What `measure` samples at both ends of its window: the counts, and the caller's own readings. */
+export interface Sample {
+  readonly at: number
+  readonly counts: Counts
+}
+
+/**
+ * One measured window: starts the publisher with `window` messages in flight,
+ * warms up, samples, waits `measureMs`, samples again, stops the publisher and
+ * waits for the last deliveries. The rate sums each load process's count over
+ * its own clock, so that the late answer of a busy process costs nothing.
+ */
+export const measure = async <S extends Sample>(options: {
+  readonly publisher: Load
+  readonly stats: () => Promise<Counts>
+  readonly sample: () => Promise<S>
+  readonly window: number
+  readonly warmupMs: number
+  readonly measureMs: number
+}) => {
+  await options.publisher.request({ type: "start", window: options.window })
+  await sleep(options.warmupMs)
+  const first = await options.sample()
+  await sleep(options.measureMs)
+  const last = await options.sample()
+  const { published } = await options.publisher.request<{ type: "stopped"; published: number }>({ type: "stop" })
+  const final = await drain(options.stats, published)
+  const rate = sum(last.counts.map((s, i) => {
+    const before = first.counts[i]!
+    return (s.total - before.total) / ((s.at - before.at) / 1000)
+  }))
+  return { first, last, published, final, rate }
+}
