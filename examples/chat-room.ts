@@ -43,7 +43,8 @@
  * Environment: PORT (default 8081), HOST (default 127.0.0.1).
  */
 import { Config, Effect, Layer } from "effect"
-import { Bus, Connection, Hub, LhttpServer, Processor } from "../src/index.ts"
+import { Bus, Connection, Hub, Processor } from "../src/index.ts"
+import * as NodeLhttpServer from "../src/NodeLhttpServer.ts"
 
 const Chat = Processor.make("chat")
 
@@ -96,7 +97,7 @@ const ChatLive = Chat.toLayer(Effect.gen(function*() {
 const Server = Layer.unwrap(Effect.gen(function*() {
   const port = yield* Config.Port("PORT").pipe(Config.withDefault(8081))
   const host = yield* Config.String("HOST").pipe(Config.withDefault("127.0.0.1"))
-  return LhttpServer.layerNode({ port, host, processors: [Chat] })
+  return NodeLhttpServer.layer({ port, host, processors: [Chat] })
 }))
 
 const Main = Server.pipe(
@@ -106,4 +107,4 @@ const Main = Server.pipe(
   Layer.provide(Bus.layerMemory())
 )
 
-LhttpServer.launch(Main)
+NodeLhttpServer.launch(Main)

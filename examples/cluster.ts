@@ -15,6 +15,7 @@ import { Context, Effect, Layer } from "effect"
 import { HttpServer } from "effect/http"
 import WebSocket from "ws"
 import { Hub, LhttpServer } from "../src/index.ts"
+import * as NodeLhttpServer from "../src/NodeLhttpServer.ts"
 import * as NatsBus from "../src/NatsBus.ts"
 
 const natsUrl = process.env.LHTTP_NATS_URL ?? "nats://127.0.0.1:4222"
@@ -22,7 +23,7 @@ const natsUrl = process.env.LHTTP_NATS_URL ?? "nats://127.0.0.1:4222"
 // One node: a stand-alone server on a free port over its own NATS connection.
 const startNode = Effect.gen(function*() {
   const context = yield* Layer.build(
-    LhttpServer.layerNode({ port: 0, host: "127.0.0.1" }).pipe(
+    NodeLhttpServer.layer({ port: 0, host: "127.0.0.1" }).pipe(
       Layer.provideMerge(Hub.layer()),
       Layer.provide(NatsBus.layer({ servers: natsUrl }))
     )

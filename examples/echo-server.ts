@@ -35,7 +35,8 @@
  * Environment: PORT (default 8081), HOST (default 127.0.0.1).
  */
 import { Config, Effect, Layer } from "effect"
-import { Bus, Hub, LhttpServer, Processor } from "../src/index.ts"
+import { Bus, Hub, Processor } from "../src/index.ts"
+import * as NodeLhttpServer from "../src/NodeLhttpServer.ts"
 
 // The definition: the command it handles (the body stays a string).
 const Echo = Processor.make("echo")
@@ -50,7 +51,7 @@ const Server = Layer.unwrap(Effect.gen(function*() {
   const port = yield* Config.Port("PORT").pipe(Config.withDefault(8081))
   const host = yield* Config.String("HOST").pipe(Config.withDefault("127.0.0.1"))
   // logs "effect-lhttp listening on http://127.0.0.1:8081" once it accepts connections
-  return LhttpServer.layerNode({ port, host, processors: [Echo] })
+  return NodeLhttpServer.layer({ port, host, processors: [Echo] })
 }))
 
 const Main = Server.pipe(
@@ -61,4 +62,4 @@ const Main = Server.pipe(
 
 // On SIGTERM / SIGINT the Layers' finalizers drain the server (clients get
 // 1001), and the process exits with 0.
-LhttpServer.launch(Main)
+NodeLhttpServer.launch(Main)

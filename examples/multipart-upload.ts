@@ -43,7 +43,8 @@
  */
 import { Config, Effect, Layer } from "effect"
 import { Buffer } from "node:buffer"
-import { Bus, Hub, LhttpServer, Processor, Rejection } from "../src/index.ts"
+import { Bus, Hub, Processor, Rejection } from "../src/index.ts"
+import * as NodeLhttpServer from "../src/NodeLhttpServer.ts"
 
 const Upload = Processor.make("upload")
 
@@ -71,7 +72,7 @@ const UploadLive = Upload.toLayer({
 const Server = Layer.unwrap(Effect.gen(function*() {
   const port = yield* Config.Port("PORT").pipe(Config.withDefault(8081))
   const host = yield* Config.String("HOST").pipe(Config.withDefault("127.0.0.1"))
-  return LhttpServer.layerNode({ port, host, processors: [Upload] })
+  return NodeLhttpServer.layer({ port, host, processors: [Upload] })
 }))
 
 const Main = Server.pipe(
@@ -80,4 +81,4 @@ const Main = Server.pipe(
   Layer.provide(Bus.layerMemory())
 )
 
-LhttpServer.launch(Main)
+NodeLhttpServer.launch(Main)

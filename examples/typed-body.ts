@@ -34,7 +34,8 @@
  * Environment: PORT (default 8081), HOST (default 127.0.0.1).
  */
 import { Config, Effect, Layer, Schema } from "effect"
-import { Bus, Connection, Hub, LhttpServer, Processor } from "../src/index.ts"
+import { Bus, Connection, Hub, Processor } from "../src/index.ts"
+import * as NodeLhttpServer from "../src/NodeLhttpServer.ts"
 
 // The body's Schema: a JSON string that decodes to this struct.
 const Move = Schema.Struct({ x: Schema.Finite, y: Schema.Finite })
@@ -58,7 +59,7 @@ const MoveLive = MoveProcessor.toLayer({
 const Server = Layer.unwrap(Effect.gen(function*() {
   const port = yield* Config.Port("PORT").pipe(Config.withDefault(8081))
   const host = yield* Config.String("HOST").pipe(Config.withDefault("127.0.0.1"))
-  return LhttpServer.layerNode({ port, host, processors: [MoveProcessor] })
+  return NodeLhttpServer.layer({ port, host, processors: [MoveProcessor] })
 }))
 
 const Main = Server.pipe(
@@ -67,4 +68,4 @@ const Main = Server.pipe(
   Layer.provide(Bus.layerMemory())
 )
 
-LhttpServer.launch(Main)
+NodeLhttpServer.launch(Main)

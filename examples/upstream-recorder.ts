@@ -25,11 +25,12 @@
  *
  *   curl http://127.0.0.1:8082/records
  */
-import { NodeHttpClient } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import { createServer } from "node:http"
 import { timingSafeEqual } from "node:crypto"
-import { Bus, Hub, LhttpServer } from "../src/index.ts"
+import { Bus, Hub } from "../src/index.ts"
+import * as NodeLhttpServer from "../src/NodeLhttpServer.ts"
+import * as NodeUpstream from "../src/NodeUpstream.ts"
 import * as Upstream from "../src/Upstream.ts"
 
 const port = Number(process.env.PORT ?? 8081)
@@ -60,7 +61,7 @@ const backend = createServer((request, response) => {
     }
     const url = `http://${request.headers.host}${request.url}`
     const timestamp = String(request.headers[Upstream.AddedHeader.timestamp])
-    const expected = Buffer.from(`sha256=${Upstream.sign(secret, timestamp, request.method!, url, body)}`)
+    const expected = Buffer.from(`sha256=${NodeUpstream.sign(secret, timestamp, request.method!, url, body)}`)
     const given = Buffer.from(String(request.headers[Upstream.AddedHeader.signature]))
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
       response.statusCode = 401
@@ -83,12 +84,11 @@ const Backend = Layer.effectDiscard(Effect.acquireRelease(
   () => Effect.sync(() => backend.close())
 ))
 
-const Main = LhttpServer.layerNode({ port, host }).pipe(
-  Layer.provide(Upstream.layer({ allow: [`http://${host}:${backendPort}/records`], secret })),
-  Layer.provide(NodeHttpClient.layerUndici),
+const Main = NodeLhttpServer.layer({ port, host }).pipe(
+  Layer.provide(NodeUpstream.layer({ allow: [`http://${host}:${backendPort}/records`], secret })),
   Layer.provideMerge(Hub.layer()),
   Layer.provide(Bus.layerMemory()),
   Layer.provide(Backend)
 )
 
-LhttpServer.launch(Main)
+NodeLhttpServer.launch(Main)

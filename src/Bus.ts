@@ -8,6 +8,7 @@
  * @since 0.1.0
  */
 import { Context, Data, Effect, Layer, type Scope } from "effect"
+import type { ChannelId } from "./Channel.ts"
 
 /**
  * A bus operation that failed: the reason says which.
@@ -26,14 +27,14 @@ export class BusError extends Data.TaggedError("BusError")<{
  * @since 0.1.0
  */
 export class Bus extends Context.Service<Bus, {
-  /** Publishes a frame's text to a channel. Delivery is at most once. */
-  readonly publish: (channel: string, payload: string) => Effect.Effect<void, BusError>
+  /** Publishes a frame's text to a validated channel. Delivery is at most once. */
+  readonly publish: (channel: ChannelId, payload: string) => Effect.Effect<void, BusError>
   /**
    * Subscribes this process to a channel until the scope closes: every payload
    * published to it, by any process, is handed to `onMessage`, in order.
    */
   readonly subscribe: (
-    channel: string,
+    channel: ChannelId,
     onMessage: (payload: string) => void
   ) => Effect.Effect<void, BusError, Scope.Scope>
   /** Whether the bus can publish and deliver now (for `/readyz`). */
@@ -59,11 +60,7 @@ export const makeMemory = Effect.fnUntraced(function*() {
         const set = handlers.get(channel)
         if (set === undefined) return
         for (const handler of set) {
-          try {
-            handler(payload)
-          } catch {
-            // a handler never throws; if one did, the others still get the payload
-          }
+          handler(payload)
         }
       }),
     subscribe: (channel, onMessage) =>

@@ -8,8 +8,16 @@
  *
  * @since 0.1.0
  */
-import { Result } from "effect"
+import { type Brand, Result } from "effect"
 import { ProtocolError } from "./ProtocolError.ts"
+
+/**
+ * A channel id that passed {@link validate}: what the Hub and every Bus take,
+ * so that an id is validated once, where it enters, and never again.
+ *
+ * @since 0.1.0
+ */
+export type ChannelId = string & Brand.Brand<"effect-lhttp/ChannelId">
 
 /**
  * The default cap on the length of a channel id, in UTF-16 code units.
@@ -57,9 +65,28 @@ const check = (channel: string, maxLength: number): ProtocolError | undefined =>
  *
  * @since 0.1.0
  */
-export const validate = (channel: string, options?: Options): Result.Result<string, ProtocolError> => {
+export const validate = (channel: string, options?: Options): Result.Result<ChannelId, ProtocolError> => {
   const error = check(channel, options?.maxLength ?? defaultMaxLength)
-  return error === undefined ? Result.succeed(channel) : Result.fail(error)
+  return error === undefined ? Result.succeed(channel as ChannelId) : Result.fail(error)
+}
+
+/**
+ * Validates channel ids given one by one (repeated ids kept once, in
+ * first-seen order); fails on the first invalid one.
+ *
+ * @since 0.1.0
+ */
+export const validateAll = (
+  channels: Iterable<string>,
+  options?: Options
+): Result.Result<ReadonlyArray<ChannelId>, ProtocolError> => {
+  const maxLength = options?.maxLength ?? defaultMaxLength
+  const list = new Set<string>(channels)
+  for (const channel of list) {
+    const error = check(channel, maxLength)
+    if (error !== undefined) return Result.fail(error)
+  }
+  return Result.succeed(Array.from(list) as Array<ChannelId>)
 }
 
 /**
@@ -72,17 +99,10 @@ export const validate = (channel: string, options?: Options): Result.Result<stri
 export const parseList = (
   value: string,
   options?: Options
-): Result.Result<ReadonlyArray<string>, ProtocolError> => {
-  const maxLength = options?.maxLength ?? defaultMaxLength
+): Result.Result<ReadonlyArray<ChannelId>, ProtocolError> => {
   if (value.indexOf(" ") === -1) {
-    const error = check(value, maxLength)
-    return error === undefined ? Result.succeed([value]) : Result.fail(error)
+    const error = check(value, options?.maxLength ?? defaultMaxLength)
+    return error === undefined ? Result.succeed([value as ChannelId]) : Result.fail(error)
   }
-  const channels = new Set<string>()
-  for (const channel of value.split(" ")) {
-    const error = check(channel, maxLength)
-    if (error !== undefined) return Result.fail(error)
-    channels.add(channel)
-  }
-  return Result.succeed(Array.from(channels))
+  return validateAll(value.split(" "), options)
 }

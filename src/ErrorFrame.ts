@@ -63,6 +63,45 @@ export const fromFrame = (frame: Frame): ErrorInfo | undefined => {
   return { status: Number(status), reason, message: frame.body, id: frame.headers.get("id") }
 }
 
+/**
+ * The mark of an error that becomes an error frame.
+ *
+ * @since 0.1.0
+ * @category Respondable
+ */
+export const TypeId: unique symbol = Symbol.for("effect-lhttp/ErrorFrame/Respondable")
+
+/**
+ * @since 0.1.0
+ * @category Respondable
+ */
+export type TypeId = typeof TypeId
+
+/**
+ * An error that the server answers with an error frame: what every hook of a
+ * processor or filter may fail with. `ProtocolError`, `Rejection` and
+ * `UpstreamError` are Respondable; an error class of your own becomes one by
+ * implementing this interface (or map your errors to a `Rejection`). Anything
+ * else, a defect included, is logged and answered `500 InternalError`.
+ *
+ * @since 0.1.0
+ * @category Respondable
+ */
+export interface Respondable {
+  readonly [TypeId]: TypeId
+  /** The error frame for this error, echoing the request's `id` when given. */
+  readonly toFrame: (id?: string) => Frame
+}
+
+/**
+ * Whether a value is a {@link Respondable} error.
+ *
+ * @since 0.1.0
+ * @category Respondable
+ */
+export const isRespondable = (u: unknown): u is Respondable =>
+  typeof u === "object" && u !== null && TypeId in u
+
 // Header values cannot hold line breaks; an id echoed from a request never does,
 // but a reason from user code might.
 const sanitize = (value: string): string => value.replace(/[\r\n]+/g, " ")

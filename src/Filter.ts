@@ -21,13 +21,15 @@
  * })
  * ```
  *
- * A hook that fails with a `Rejection` answers with that error frame and
- * stops the message; any other failure answers `500 InternalError`.
+ * A hook fails only with a `Respondable` error (see `ErrorFrame.Respondable`):
+ * its error frame answers the message, which stops there; a defect answers
+ * `500 InternalError` and is logged.
  *
  * @since 0.1.0
  */
 import { Context, type Effect, type Layer, type Scope } from "effect"
 import type { Connection } from "./Connection.ts"
+import type * as ErrorFrame from "./ErrorFrame.ts"
 import type { Exchange } from "./Exchange.ts"
 import * as Definition from "./internal/definition.ts"
 
@@ -37,9 +39,9 @@ import * as Definition from "./internal/definition.ts"
  * @since 0.1.0
  */
 export interface Hooks<R = never> {
-  readonly onOpen?: ((connection: Connection) => Effect.Effect<void, unknown, R>) | undefined
-  readonly before?: ((exchange: Exchange) => Effect.Effect<void, unknown, R>) | undefined
-  readonly after?: ((exchange: Exchange) => Effect.Effect<void, unknown, R>) | undefined
+  readonly onOpen?: ((connection: Connection) => Effect.Effect<void, ErrorFrame.Respondable, R>) | undefined
+  readonly before?: ((exchange: Exchange) => Effect.Effect<void, ErrorFrame.Respondable, R>) | undefined
+  readonly after?: ((exchange: Exchange) => Effect.Effect<void, ErrorFrame.Respondable, R>) | undefined
   readonly onClose?: ((connection: Connection) => Effect.Effect<void, never, R>) | undefined
 }
 

@@ -11,23 +11,14 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Exit, Layer, Result, Scope } from "effect"
+import { Context, Deferred, Effect, Exit, Layer, Result, Scope } from "effect"
 import { Bus, type BusError } from "./Bus.ts"
 import * as Channel from "./Channel.ts"
 import * as Frame from "./Frame.ts"
 import { Outbound } from "./internal/outbound.ts"
 import type { ProtocolError } from "./ProtocolError.ts"
 import * as Rejection from "./Rejection.ts"
-
-/**
- * A frame delivered from a channel.
- *
- * @since 0.1.0
- */
-export interface Delivery {
-  /** The frame's text, as published. */
-  readonly text: string
-}
+import type * as Transport from "./Transport.ts"
 
 /**
  * What the hub delivers to: a connection, or any local listener.
@@ -36,9 +27,13 @@ export interface Delivery {
  */
 export interface Subscriber {
   /** The channels the subscriber holds; the hub keeps it up to date. */
-  readonly channels: Set<string>
-  /** Receives a delivery; called synchronously during fan-out, must not block or throw. */
-  readonly deliver: (delivery: Delivery) => void
+  readonly channels: Set<Channel.ChannelId>
+  /**
+   * Receives a frame published to one of its channels, rendered and encoded
+   * once for all subscribers; called synchronously during fan-out, must not
+   * block or throw.
+   */
+  readonly deliver: (frame: Transport.Outbound) => void
 }
 
 /**
@@ -64,14 +59,24 @@ export const defaultMaxSubscriptions = 128
  * @since 0.1.0
  */
 export class Hub extends Context.Service<Hub, {
-  /** Subscribes to validated channels; fails when the subscriber would pass the limit. */
-  readonly subscribe: (subscriber: Subscriber, channels: ReadonlyArray<string>) => Effect.Effect<void, Rejection.Rejection>
+  /**
+   * Subscribes to validated channels, all or none: it fails, holding none of
+   * the new ones, when the subscriber would pass the limit or when the bus
+   * cannot subscribe to one of them.
+   */
+  readonly subscribe: (
+    subscriber: Subscriber,
+    channels: ReadonlyArray<Channel.ChannelId>
+  ) => Effect.Effect<void, Rejection.Rejection>
   /** Unsubscribes from channels; channels not held are ignored. */
   readonly unsubscribe: (subscriber: Subscriber, channels: Iterable<string>) => Effect.Effect<void>
   /** Drops every subscription of a subscriber (at disconnect). */
   readonly unsubscribeAll: (subscriber: Subscriber) => Effect.Effect<void>
   /** Publishes a frame's text, byte for byte, to validated channels. */
-  readonly publishText: (channels: ReadonlyArray<string>, text: string) => Effect.Effect<void, Rejection.Rejection>
+  readonly publishText: (
+    channels: ReadonlyArray<Channel.ChannelId>,
+    text: string
+  ) => Effect.Effect<void, Rejection.Rejection>
   /**
    * Publishes a frame to channels: the channels are validated, the frame is
    * rendered once, and what subscribers receive is that text.
@@ -88,12 +93,15 @@ export class Hub extends Context.Service<Hub, {
 
 interface Entry {
   readonly subscribers: Set<Subscriber>
+  /** The bus subscription, once taken. */
   scope: Scope.Closeable | undefined
+  /** Completed when the bus subscription is taken (or failed): later joiners wait on it. */
+  readonly ready: Deferred.Deferred<void, Rejection.Rejection>
 }
 
 const fanOut = (entry: Entry, payload: string): void => {
-  const delivery = new Outbound(payload)
-  for (const subscriber of entry.subscribers) subscriber.deliver(delivery)
+  const frame = new Outbound(payload)
+  for (const subscriber of entry.subscribers) subscriber.deliver(frame)
 }
 
 const toRejection = (error: BusError) => Rejection.busUnavailable(error.message)
@@ -106,71 +114,84 @@ const toRejection = (error: BusError) => Rejection.busUnavailable(error.message)
 export const make = Effect.fnUntraced(function*(options?: Options) {
   const bus = yield* Bus
   const maxSubscriptions = options?.maxSubscriptions ?? defaultMaxSubscriptions
-  const table = new Map<string, Entry>()
+  const table = new Map<Channel.ChannelId, Entry>()
 
-  const release = (channel: string, entry: Entry) => {
+  const release = (channel: Channel.ChannelId, entry: Entry) => {
     if (table.get(channel) === entry) table.delete(channel)
     const scope = entry.scope
     entry.scope = undefined
     return scope === undefined ? Effect.void : Scope.close(scope, Exit.void)
   }
 
-  // Takes the bus subscription of a channel that just got its first subscriber.
-  const open = (channel: string, entry: Entry) =>
+  // Takes the bus subscription of a channel that just got its first subscriber. On failure the
+  // entry leaves the table and every subscriber that joined it meanwhile is failed too.
+  const open = (channel: Channel.ChannelId, entry: Entry) =>
     Effect.gen(function*() {
       const scope = yield* Scope.make()
       const exit = yield* bus.subscribe(channel, (payload) => fanOut(entry, payload)).pipe(
         Scope.provide(scope),
+        Effect.mapError(toRejection),
         Effect.exit
       )
       if (Exit.isFailure(exit)) {
         yield* Scope.close(scope, exit)
         if (table.get(channel) === entry) table.delete(channel)
         for (const subscriber of entry.subscribers) subscriber.channels.delete(channel)
+        entry.subscribers.clear()
+        yield* Deferred.done(entry.ready, exit)
         return yield* exit
       }
       // the last subscriber left while the subscription was being taken
-      if (table.get(channel) !== entry) return yield* Scope.close(scope, Exit.void)
-      entry.scope = scope
+      if (table.get(channel) !== entry) yield* Scope.close(scope, Exit.void)
+      else entry.scope = scope
+      yield* Deferred.done(entry.ready, Exit.void)
     })
 
-  const leave = (subscriber: Subscriber, channel: string) => {
+  const leave = (subscriber: Subscriber, channel: Channel.ChannelId) => {
     if (!subscriber.channels.delete(channel)) return Effect.void
     const entry = table.get(channel)
-    if (entry === undefined) return Effect.void
-    entry.subscribers.delete(subscriber)
+    if (entry === undefined || !entry.subscribers.delete(subscriber)) return Effect.void
     return entry.subscribers.size === 0 ? release(channel, entry) : Effect.void
   }
 
-  const subscribe = (subscriber: Subscriber, channels: ReadonlyArray<string>) =>
+  const subscribe = (subscriber: Subscriber, channels: ReadonlyArray<Channel.ChannelId>) =>
     Effect.suspend(() => {
       const fresh = channels.filter((channel) => !subscriber.channels.has(channel))
       if (fresh.length === 0) return Effect.void
       if (subscriber.channels.size + fresh.length > maxSubscriptions) {
         return Effect.fail(Rejection.tooManySubscriptions(maxSubscriptions))
       }
-      const opening: Array<readonly [string, Entry]> = []
+      const opening: Array<readonly [Channel.ChannelId, Entry]> = []
+      const waiting: Array<Entry> = []
       for (const channel of fresh) {
         subscriber.channels.add(channel)
         let entry = table.get(channel)
         if (entry === undefined) {
-          entry = { subscribers: new Set(), scope: undefined }
+          entry = { subscribers: new Set(), scope: undefined, ready: Deferred.makeUnsafe() }
           table.set(channel, entry)
           opening.push([channel, entry])
+        } else if (entry.scope === undefined) {
+          waiting.push(entry)
         }
         entry.subscribers.add(subscriber)
       }
-      return opening.length === 0
-        ? Effect.void
-        : Effect.forEach(opening, ([channel, entry]) => open(channel, entry), { discard: true }).pipe(
-          Effect.mapError(toRejection)
-        )
+      if (opening.length === 0 && waiting.length === 0) return Effect.void
+      return Effect.forEach(opening, ([channel, entry]) => open(channel, entry), { discard: true }).pipe(
+        Effect.andThen(Effect.forEach(waiting, (entry) => Deferred.await(entry.ready), { discard: true })),
+        // all or none: a channel that failed leaves the others of this call released too
+        Effect.onError(() => unsubscribe(subscriber, fresh))
+      )
     })
 
-  const unsubscribe = (subscriber: Subscriber, channels: Iterable<string>) =>
-    Effect.suspend(() => Effect.forEach(Array.from(channels), (channel) => leave(subscriber, channel), { discard: true }))
+  function unsubscribe(subscriber: Subscriber, channels: Iterable<string>): Effect.Effect<void> {
+    return Effect.suspend(() =>
+      Effect.forEach(Array.from(channels), (channel) => leave(subscriber, channel as Channel.ChannelId), {
+        discard: true
+      })
+    )
+  }
 
-  const publishText = (channels: ReadonlyArray<string>, text: string) =>
+  const publishText = (channels: ReadonlyArray<Channel.ChannelId>, text: string) =>
     Effect.forEach(channels, (channel) => bus.publish(channel, text), { discard: true }).pipe(
       Effect.mapError(toRejection)
     )
@@ -186,7 +207,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
     publishText,
     publish: (channels, command, headers, body) =>
       Effect.suspend((): Effect.Effect<void, ProtocolError | Rejection.Rejection> => {
-        const list = typeof channels === "string" ? Channel.parseList(channels) : validateAll(channels)
+        const list = typeof channels === "string" ? Channel.parseList(channels) : Channel.validateAll(channels)
         if (Result.isFailure(list)) return Effect.fail(list.failure)
         const frame = Frame.validate(Frame.make(command, headers, body))
         if (Result.isFailure(frame)) return Effect.fail(frame.failure)
@@ -195,15 +216,6 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
     channelCount: () => table.size
   })
 })
-
-const validateAll = (channels: Iterable<string>): Result.Result<ReadonlyArray<string>, ProtocolError> => {
-  const list = Array.from(new Set(channels))
-  for (const channel of list) {
-    const checked = Channel.validate(channel)
-    if (Result.isFailure(checked)) return Result.fail(checked.failure)
-  }
-  return Result.succeed(list)
-}
 
 /**
  * The hub as a Layer over the `Bus` in context.

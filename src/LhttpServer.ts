@@ -1,30 +1,22 @@
 /**
- * The LHTTP server: the service that runs connections through the pipeline
- * (filters, processors, hub), its Layers, and the routes that mount it into an
- * Effect HTTP app.
- *
- * - `layer(options)`: the server's core over the `Hub` and `Bus` in context
- *   and the processors and filters it serves.
- * - `routes(options)`: the HTTP routes (the WebSocket endpoint at any paths,
- *   `POST /publish`, `/healthz`, `/readyz`) for an `HttpRouter`; provide
- *   `layer(...)` outside `HttpRouter.serve` so routes and app share one hub.
- * - `layerNode(options)`: a stand-alone Node server on a port, all in one.
- * - `layerNodeConfig(options)`: the same, reading `LHTTP_*` variables.
+ * The LHTTP server's core, independent of any transport: the service that
+ * runs connections through the pipeline (filters, processors, hub), their
+ * outboxes and limits, and the graceful drain. Transports give it
+ * connections with `accept` (see `Transport`): the Node WebSocket transport
+ * and the HTTP endpoints live in `effect-lhttp/NodeLhttpServer`, the
+ * in-memory transport for tests in `MemoryTransport`.
  *
  * @since 0.1.0
  */
-import { Config, Context, Data, Duration, Effect, Exit, Layer, Option, Redacted, Scope } from "effect"
-import type { HttpRouter, HttpServer } from "effect/http"
-import { Buffer } from "node:buffer"
+import { Context, Data, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Redacted } from "effect"
 import { Bus } from "./Bus.ts"
 import type * as Filter from "./Filter.ts"
 import * as Hub from "./Hub.ts"
-import { LiveConnection, type Peer } from "./internal/connection.ts"
-import type { Transport } from "./internal/outbound.ts"
+import { type Core, LiveConnection, messageTooBig } from "./internal/connection.ts"
 import { type SlowConsumerPolicy, slowConsumerCloseCode } from "./internal/outbox.ts"
 import * as Pipeline from "./internal/pipeline.ts"
-import * as WebSocketAdapter from "./internal/websocket.ts"
 import type * as Processor from "./Processor.ts"
+import type * as Transport from "./Transport.ts"
 import { Upstream } from "./Upstream.ts"
 
 /**
@@ -38,7 +30,7 @@ export const CloseCode = {
   /** An `onOpen` hook refused the connection. */
   policyViolation: 1008,
   /** An inbound message was larger than `maxMessageBytes`. */
-  messageTooBig: 1009,
+  messageTooBig: messageTooBig,
   /** No pong within `heartbeatTimeout` of a ping. */
   heartbeatTimeout: 4000,
   /** The connection's outbound queue passed `maxOutboundBytes` (policy "close"). */
@@ -112,7 +104,7 @@ export const defaults = {
  *
  * @since 0.1.0
  */
-export const settings = (options: Options<any, any>): Settings => ({
+export const settings = (options: Options<Processor.Any, Filter.Any>): Settings => ({
   maxMessageBytes: options.maxMessageBytes ?? defaults.maxMessageBytes,
   maxHeaders: options.maxHeaders ?? defaults.maxHeaders,
   maxOutboundBytes: options.maxOutboundBytes ?? defaults.maxOutboundBytes,
@@ -150,15 +142,13 @@ export class LhttpServer extends Context.Service<LhttpServer, {
   /** How many connections are open. */
   readonly connectionCount: () => number
   /**
-   * Runs one connection from open to close: `onOpen` hooks, then each message
-   * `pull` yields, in order, then `onClose` hooks and unsubscription, however
-   * it ends. Transport adapters call it.
+   * Takes a connection from a transport: `onOpen` hooks run, then each
+   * message the transport hands to the returned `Inbound`, one at a time, in
+   * order; when the transport reports the connection closed, `onClose` hooks
+   * run and its subscriptions go. While draining, the connection is closed
+   * with 1001 at once.
    */
-  readonly run: (
-    peer: Peer,
-    transport: Transport,
-    pull: Effect.Effect<ReadonlyArray<string | Uint8Array>, unknown>
-  ) => Effect.Effect<void>
+  readonly accept: (transport: Transport.Transport) => Transport.Inbound
   /**
    * Shuts down gracefully: readiness off, new connections refused, each
    * connection closed with 1001 once the message in progress is done, bounded
@@ -166,6 +156,8 @@ export class LhttpServer extends Context.Service<LhttpServer, {
    */
   readonly drain: Effect.Effect<void>
 }>()("effect-lhttp/LhttpServer") {}
+
+const refused: Transport.Inbound = { receive: () => {}, closed: () => {} }
 
 /**
  * Makes the server over the Hub and Bus in context and the implementations of
@@ -200,66 +192,57 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
     filters.push(yield* definition.key)
   }
   const upstream = Option.getOrUndefined(yield* Effect.serviceOption(Upstream))
-  const pipeline = Pipeline.make({ processors, filters, hub, upstream, maxHeaders: config.maxHeaders })
+  // the fibers of connections run with the server's services, in the server's scope
+  const context = yield* Effect.context<never>()
+  const scope = yield* Effect.scope
+  const fork = (effect: Effect.Effect<void>) => Fiber.runIn(Effect.runForkWith(context)(effect), scope)
+  const pipeline = Pipeline.make({ processors, filters, hub, upstream, maxHeaders: config.maxHeaders, fork })
   const connections = new Set<LiveConnection>()
-  const limits = { maxOutboundBytes: config.maxOutboundBytes, slowConsumer: config.slowConsumer }
   let draining = false
+  const drained = Deferred.makeUnsafe<void>()
 
-  const tooBig = (data: string | Uint8Array): boolean =>
-    typeof data === "string"
-      ? data.length > config.maxMessageBytes ||
-        (data.length * 3 > config.maxMessageBytes && Buffer.byteLength(data) > config.maxMessageBytes)
-      : data.byteLength > config.maxMessageBytes
+  const core: Core = {
+    hub,
+    limits: {
+      maxMessageBytes: config.maxMessageBytes,
+      maxOutboundBytes: config.maxOutboundBytes,
+      slowConsumer: config.slowConsumer
+    },
+    hasOpenHooks: pipeline.hasOpenHooks,
+    open: pipeline.open,
+    handle: pipeline.handle,
+    close: pipeline.close,
+    fork,
+    ended: (connection) => {
+      connections.delete(connection)
+      if (draining && connections.size === 0) Deferred.doneUnsafe(drained, Exit.void)
+    }
+  }
 
-  const run = (peer: Peer, transport: Transport, pull: Effect.Effect<ReadonlyArray<string | Uint8Array>, unknown>) =>
-    Effect.flatMap(Scope.make(), (scope) => {
-      const connection = new LiveConnection(peer, transport, hub, limits, scope)
-      connections.add(connection)
-      const loop = Effect.gen(function*() {
-        if (!(yield* pipeline.open(connection))) return
-        while (!connection.outbox.isClosed) {
-          const batch = yield* pull
-          for (const data of batch) {
-            // the WebSocket layer refuses these before buffering; this guards other transports
-            if (tooBig(data)) return connection.closeNow(CloseCode.messageTooBig, "message too big")
-            connection.busy = true
-            yield* pipeline.handle(connection, data)
-            connection.busy = false
-            if (connection.pendingClose !== undefined) {
-              return connection.closeNow(connection.pendingClose.code, connection.pendingClose.reason)
-            }
-          }
-        }
-      })
-      return loop.pipe(
-        Effect.ignore,
-        Effect.ensuring(
-          pipeline.close(connection).pipe(
-            Effect.andThen(hub.unsubscribeAll(connection)),
-            Effect.andThen(Scope.close(scope, Exit.void)),
-            Effect.andThen(Effect.sync(() => {
-              connection.closeNow(1000, "")
-              connections.delete(connection)
-            }))
-          )
-        )
-      )
-    })
+  const accept = (transport: Transport.Transport): Transport.Inbound => {
+    if (draining) {
+      transport.close(CloseCode.goingAway, "server shutting down")
+      return refused
+    }
+    const connection = new LiveConnection(transport, core)
+    connections.add(connection)
+    return connection
+  }
 
-  const drain = Effect.gen(function*() {
-    if (draining) return
+  const drain = Effect.suspend(() => {
+    if (draining) return Deferred.await(drained)
     draining = true
+    if (connections.size === 0) Deferred.doneUnsafe(drained, Exit.void)
     for (const connection of connections) connection.closeWhenIdle(CloseCode.goingAway, "server shutting down")
-    const deadline = Date.now() + Duration.toMillis(config.shutdownTimeout)
-    while (connections.size > 0 && Date.now() < deadline) yield* Effect.sleep(Duration.millis(20))
-  })
+    return Deferred.await(drained)
+  }).pipe(Effect.timeoutOption(config.shutdownTimeout), Effect.asVoid)
 
   return LhttpServer.of({
     settings: config,
     isDraining: () => draining,
     isReady: Effect.suspend(() => draining ? Effect.succeed(false) : bus.isReady),
     connectionCount: () => connections.size,
-    run,
+    accept,
     drain
   })
 })
@@ -274,129 +257,8 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
 export const layer = <const P extends Processor.Any = never, const F extends Filter.Any = never>(
   options: Options<P, F>
 ): Layer.Layer<LhttpServer, LhttpServerError, Hub.Hub | Bus | Processor.Services<P> | Filter.Services<F>> =>
-  Layer.effect(LhttpServer, make(options)) as any
-
-/**
- * Options of the routes.
- *
- * @since 0.1.0
- */
-export interface RouteOptions {
-  /** The paths of the WebSocket endpoint (default `["/*"]`: any path). */
-  readonly paths?: ReadonlyArray<string> | undefined
-  /** The path of the publish endpoint (default `/publish`). */
-  readonly publishPath?: string | undefined
-  /** An HTML page served at `GET /` to requests that are not WebSocket upgrades (default: none, 426). */
-  readonly page?: string | undefined
-  /** Whether `GET /lhttp.js` serves the browser SDK (default true). */
-  readonly sdk?: boolean | undefined
-}
-
-/**
- * The server's HTTP routes, for an `HttpRouter`: the WebSocket endpoint at
- * `paths`, `POST /publish`, `GET /healthz`, `GET /readyz`, the browser SDK at
- * `GET /lhttp.js` and, when given, a page at `GET /`.
- *
- * @since 0.1.0
- */
-export const routes = (options?: RouteOptions): Layer.Layer<never, never, HttpRouter.HttpRouter | LhttpServer | Hub.Hub> =>
-  Layer.unwrap(Effect.gen(function*() {
-    return WebSocketAdapter.routes(yield* LhttpServer, yield* Hub.Hub, options)
-  }))
-
-/**
- * Options of the stand-alone server.
- *
- * @since 0.1.0
- */
-export interface NodeOptions<P extends Processor.Any = never, F extends Filter.Any = never>
-  extends Options<P, F>, RouteOptions
-{
-  /** The port (default 8081; 0 picks a free one). */
-  readonly port?: number | undefined
-  /** The host to listen on (default all interfaces). */
-  readonly host?: string | undefined
-}
-
-/**
- * A stand-alone Node server: the core, the routes and a Node HTTP server on
- * `port`, with graceful shutdown when the Layer's scope closes (as
- * `NodeRuntime.runMain` does on SIGTERM and SIGINT). It logs one line with the
- * address it listens on.
- *
- * @since 0.1.0
- */
-export const layerNode = <const P extends Processor.Any = never, const F extends Filter.Any = never>(
-  options: NodeOptions<P, F>
-): Layer.Layer<
-  LhttpServer | HttpServer.HttpServer,
-  LhttpServerError | WebSocketAdapter.ServeError,
-  Hub.Hub | Bus | Processor.Services<P> | Filter.Services<F>
-> => {
-  // built after the HTTP server, so released before it: the drain runs while it still answers
-  const drainOnShutdown = Layer.effectDiscard(Effect.gen(function*() {
-    const server = yield* LhttpServer
-    yield* Effect.addFinalizer(() => server.drain)
-  }))
-  const http = WebSocketAdapter.serve(routes(options), {
-    port: options.port ?? 8081,
-    host: options.host,
-    maxMessageBytes: settings(options).maxMessageBytes
-  })
-  return drainOnShutdown.pipe(
-    Layer.provideMerge(http),
-    Layer.provideMerge(layer(options))
-  )
-}
-
-/**
- * The stand-alone server's settings read from the environment:
- * `LHTTP_PORT` (8081), `LHTTP_HOST`, `LHTTP_PUBLISH_TOKEN`,
- * `LHTTP_MAX_MESSAGE_BYTES` (65536) and `LHTTP_ALLOWED_ORIGINS`
- * (comma-separated).
- *
- * @since 0.1.0
- */
-export const config = Config.all({
-  port: Config.Port("LHTTP_PORT").pipe(Config.withDefault(8081)),
-  host: Config.option(Config.String("LHTTP_HOST")),
-  publishToken: Config.option(Config.Redacted("LHTTP_PUBLISH_TOKEN")),
-  maxMessageBytes: Config.Int("LHTTP_MAX_MESSAGE_BYTES").pipe(Config.withDefault(defaults.maxMessageBytes)),
-  allowedOrigins: Config.option(Config.String("LHTTP_ALLOWED_ORIGINS"))
-})
-
-/**
- * {@link layerNode} with the settings of {@link config} over `options`.
- *
- * @since 0.1.0
- */
-export const layerNodeConfig = <const P extends Processor.Any = never, const F extends Filter.Any = never>(
-  options: NodeOptions<P, F>
-) =>
-  Layer.unwrap(Effect.gen(function*() {
-    const env = yield* config
-    return layerNode({
-      ...options,
-      port: env.port,
-      host: Option.getOrUndefined(env.host),
-      publishToken: Option.getOrUndefined(env.publishToken),
-      maxMessageBytes: env.maxMessageBytes,
-      allowedOrigins: Option.match(env.allowedOrigins, {
-        onNone: () => options.allowedOrigins,
-        onSome: (list) => list.split(",").map((origin) => origin.trim()).filter((origin) => origin !== "")
-      })
-    })
-  }))
-
-/**
- * Runs a server Layer as the program (`NodeRuntime.runMain`) until SIGTERM or
- * SIGINT. The Layer's scope then closes, which drains the server, and the
- * process exits with 0; a failure exits with 1.
- *
- * ```ts
- * LhttpServer.launch(Main)
- * ```
- *
- * @since 0.1.0
- */
-export const launch: <A, E>(layer: Layer.Layer<A, E>) => void = WebSocketAdapter.launch
+  Layer.effect(LhttpServer, make(options)) as Layer.Layer<
+    LhttpServer,
+    LhttpServerError,
+    Hub.Hub | Bus | Processor.Services<P> | Filter.Services<F>
+  >

@@ -56,7 +56,7 @@ export interface Upstream extends Schema.Schema.Type<typeof Upstream> {}
  */
 export const Part = Schema.Struct({ headers: Frame.Headers, body: Schema.String })
 
-const Channels = Schema.Array(Schema.String)
+const Channels = Schema.Array(Schema.String.pipe(Schema.brand("effect-lhttp/ChannelId")))
 
 const fields = {
   command: Schema.String,
@@ -138,13 +138,13 @@ const builtinNames: ReadonlySet<string> = new Set(Object.values(Header))
  */
 export const isBuiltinName = (name: string): boolean => builtinNames.has(name)
 
-const noChannels: ReadonlyArray<string> = []
+const noChannels: ReadonlyArray<Channel.ChannelId> = []
 
 const channelsOf = (
   frame: Frame.Frame,
   name: string,
   options: Channel.Options | undefined
-): Result.Result<ReadonlyArray<string>, ProtocolError> => {
+): Result.Result<ReadonlyArray<Channel.ChannelId>, ProtocolError> => {
   const value = frame.headers.get(name)
   return value === undefined || value === "" ? Result.succeed(noChannels) : Channel.parseList(value, options)
 }
@@ -166,19 +166,31 @@ export const parseUpstream = (value: string): Result.Result<Upstream, ProtocolEr
 }
 
 /**
- * Classifies a parsed frame, validating its channel lists, its upstream
- * header and its multipart offsets.
+ * Classifies a parsed frame as an error frame (`Failure`), or else as a
+ * `Notify` or `Request` (see {@link classify}).
  *
  * @since 0.1.0
  */
 export const fromFrame = (frame: Frame.Frame, options?: Channel.Options): Result.Result<Message, ProtocolError> => {
   const error = ErrorFrame.fromFrame(frame)
-  if (error !== undefined) {
-    const failure: Failure = error.id === undefined
-      ? { _tag: "Failure", status: error.status, reason: error.reason, message: error.message }
-      : { _tag: "Failure", status: error.status, reason: error.reason, message: error.message, id: error.id }
-    return Result.succeed(failure)
-  }
+  if (error === undefined) return classify(frame, options)
+  const failure: Failure = error.id === undefined
+    ? { _tag: "Failure", status: error.status, reason: error.reason, message: error.message }
+    : { _tag: "Failure", status: error.status, reason: error.reason, message: error.message, id: error.id }
+  return Result.succeed(failure)
+}
+
+/**
+ * Classifies a parsed frame as a `Notify` or a `Request` whatever its
+ * command, validating its channel lists, its upstream header and its
+ * multipart offsets: what a server reads of every inbound message, once.
+ *
+ * @since 0.1.0
+ */
+export const classify = (
+  frame: Frame.Frame,
+  options?: Channel.Options
+): Result.Result<Notify | Request, ProtocolError> => {
   const subscribe = channelsOf(frame, Header.subscribe, options)
   if (Result.isFailure(subscribe)) return Result.fail(subscribe.failure)
   const publish = channelsOf(frame, Header.publish, options)
@@ -213,7 +225,7 @@ export const fromFrame = (frame: Frame.Frame, options?: Channel.Options): Result
     message._tag = "Request"
     message.id = id
   }
-  return Result.succeed(message as Message)
+  return Result.succeed(message as Notify | Request)
 }
 
 /**
@@ -221,7 +233,7 @@ export const fromFrame = (frame: Frame.Frame, options?: Channel.Options): Result
  *
  * @since 0.1.0
  */
-export const toFrame = (message: Message): Frame.Frame =>
+export const toFrame = (message: Message | typeof Message.Encoded): Frame.Frame =>
   message._tag === "Failure"
     ? ErrorFrame.make(message)
     : { command: message.command, headers: message.headers, body: message.body }
@@ -256,7 +268,7 @@ export const FromString: Schema.decodeTo<typeof Message, Schema.String> = Schema
         ? Effect.succeed(message.success)
         : Effect.fail(new SchemaIssue.InvalidValue({ message: message.failure.message }, Option.some(input)))
     }),
-    encode: SchemaGetter.transformEffect((message: Message) => {
+    encode: SchemaGetter.transformEffect((message: typeof Message.Encoded) => {
       const frame = Frame.validate(toFrame(message))
       return Result.isSuccess(frame)
         ? Effect.succeed(Frame.render(frame.success))

@@ -23,14 +23,21 @@
  * Hooks: `onOpen` runs for every processor when a connection opens, before its
  * first message; `onMessage` for each message with the processor's command;
  * `onClose` for every processor when the connection ends, however it ends.
- * A hook that fails with a `Rejection` answers with that error frame; any other
- * failure or defect answers `500 InternalError` and is logged. A failing
+ * A hook fails only with a `Respondable` error (`Rejection`, `ProtocolError`,
+ * `UpstreamError`, or a class of your own implementing `ErrorFrame.Respondable`):
+ * the message is answered with its error frame; an unmapped error is a
+ * compile error. A defect answers `500 InternalError` and is logged. A failing
  * `onOpen` closes the connection (1008) after its error frame.
+ *
+ * Each message runs in a `Scope` of its own, so what `onMessage` acquires is
+ * released when the message is done; `onOpen` and `onClose` run in the
+ * connection's scope, closed when the connection ends.
  *
  * @since 0.1.0
  */
 import { Context, type Effect, type Layer, type Schema, type Scope } from "effect"
 import type { Connection } from "./Connection.ts"
+import type * as ErrorFrame from "./ErrorFrame.ts"
 import type { Exchange } from "./Exchange.ts"
 import * as Definition from "./internal/definition.ts"
 
@@ -40,8 +47,8 @@ import * as Definition from "./internal/definition.ts"
  * @since 0.1.0
  */
 export interface Handlers<Body, R = never> {
-  readonly onOpen?: ((connection: Connection) => Effect.Effect<void, unknown, R>) | undefined
-  readonly onMessage?: ((exchange: Exchange<Body>) => Effect.Effect<void, unknown, R>) | undefined
+  readonly onOpen?: ((connection: Connection) => Effect.Effect<void, ErrorFrame.Respondable, R>) | undefined
+  readonly onMessage?: ((exchange: Exchange<Body>) => Effect.Effect<void, ErrorFrame.Respondable, R>) | undefined
   readonly onClose?: ((connection: Connection) => Effect.Effect<void, never, R>) | undefined
 }
 

@@ -57,10 +57,15 @@ export const statusOf: { readonly [R in Reason]: number } = {
 export class ProtocolError extends Schema.TaggedError<ProtocolError>()("ProtocolError", {
   reason: Reason,
   message: Schema.String
-}) {
+}) implements ErrorFrame.Respondable {
   /** The status of the error frame for this error. */
   get status(): number {
     return statusOf[this.reason]
+  }
+
+  /** Marks the error as one that becomes an error frame. */
+  get [ErrorFrame.TypeId](): ErrorFrame.TypeId {
+    return ErrorFrame.TypeId
   }
 
   /** The error frame the server sends for this error, echoing the request's `id` when given. */

@@ -19,7 +19,12 @@ export class Rejection extends Schema.TaggedError<Rejection>()("Rejection", {
   status: Schema.Int,
   reason: Schema.String,
   message: Schema.String
-}) {
+}) implements ErrorFrame.Respondable {
+  /** Marks the error as one that becomes an error frame. */
+  get [ErrorFrame.TypeId](): ErrorFrame.TypeId {
+    return ErrorFrame.TypeId
+  }
+
   /** The error frame for this refusal, echoing the request's `id` when given. */
   toFrame(id?: string): Frame {
     return ErrorFrame.make({ status: this.status, reason: this.reason, message: this.message, id })

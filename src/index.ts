@@ -31,8 +31,11 @@ export * as Hub from "./Hub.ts"
 /** The Effect client, for Node and browsers: reconnects, re-subscribes, request/reply. */
 export * as LhttpClient from "./LhttpClient.ts"
 
-/** The server: its service, its Layers and its HTTP routes. */
+/** The server's core, independent of any transport: connections, pipeline, limits, drain. */
 export * as LhttpServer from "./LhttpServer.ts"
+
+/** The in-memory transport: clients in the same process, for tests. */
+export * as MemoryTransport from "./MemoryTransport.ts"
 
 /** The typed `Message` union over frames, and its `string <-> Message` Schema. */
 export * as Message from "./Message.ts"
@@ -48,3 +51,9 @@ export * as ProtocolError from "./ProtocolError.ts"
 
 /** Refusals the server answers with an error frame. */
 export * as Rejection from "./Rejection.ts"
+
+/** The upstream service and its typed error (the Node implementation is `effect-lhttp/NodeUpstream`). */
+export * as Upstream from "./Upstream.ts"
+
+/** The seam between the connection core and the wire: what every transport implements. */
+export * as Transport from "./Transport.ts"

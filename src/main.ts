@@ -6,24 +6,23 @@
  * variables (see the README). It serves the chat room page at `/` and stops
  * gracefully on SIGTERM and SIGINT.
  */
-import { NodeHttpClient } from "@effect/platform-node"
 import { Layer } from "effect"
 import { readFileSync } from "node:fs"
 import * as Bus from "./Bus.ts"
 import * as Chat from "./demo/Chat.ts"
 import * as Echo from "./demo/Echo.ts"
 import * as Hub from "./Hub.ts"
-import * as LhttpServer from "./LhttpServer.ts"
+import * as NodeLhttpServer from "./NodeLhttpServer.ts"
 import * as NatsBus from "./NatsBus.ts"
-import * as Upstream from "./Upstream.ts"
+import * as NodeUpstream from "./NodeUpstream.ts"
 
 // the chat room page, served at GET / (it loads the browser SDK from /lhttp.js)
 const page = readFileSync(new URL("./demo/chat.html", import.meta.url), "utf8")
 
-const Main = LhttpServer.layerNodeConfig({ processors: [Echo.Echo, Chat.Chat], page }).pipe(
-  Layer.provide([Echo.layer, Chat.layer, Upstream.layerFromEnv.pipe(Layer.provide(NodeHttpClient.layerUndici))]),
+const Main = NodeLhttpServer.layerConfig({ processors: [Echo.Echo, Chat.Chat], page }).pipe(
+  Layer.provide([Echo.layer, Chat.layer, NodeUpstream.layerFromEnv]),
   Layer.provideMerge(Hub.layer()),
   Layer.provide(NatsBus.layerFromEnv(Bus.layerMemory()))
 )
 
-LhttpServer.launch(Main)
+NodeLhttpServer.launch(Main)

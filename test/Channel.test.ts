@@ -3,7 +3,7 @@ import { Result } from "effect"
 import * as fc from "fast-check"
 import * as Channel from "../src/Channel.ts"
 
-const list = (value: string) => {
+const list = (value: string): ReadonlyArray<string> => {
   const result = Channel.parseList(value)
   assert.isTrue(Result.isSuccess(result), Result.isFailure(result) ? result.failure.message : "")
   return Result.isSuccess(result) ? result.success : []

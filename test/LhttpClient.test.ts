@@ -49,7 +49,7 @@ describe("LhttpClient", () => {
       yield* Effect.sleep("50 millis")
       yield* alice.publish(["room"], "chat", { "content-type": "text/plain" }, "hi bob")
       const [message] = Array.from(yield* Fiber.join(received))
-      assert.deepInclude(message, { _tag: "Notify", command: "chat", body: "hi bob", publish: ["room"] })
+      assert.deepInclude<object>(message!, { _tag: "Notify", command: "chat", body: "hi bob", publish: ["room"] })
       yield* bob.unsubscribe(["room"])
       assert.deepStrictEqual(Array.from(bob.channels()), [])
       const more = yield* take(bob.messages, 1)

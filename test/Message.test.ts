@@ -33,9 +33,9 @@ describe("Message.decode classifies what a frame asks for", () => {
     const message = decode("LHTTP/1.0 chat\r\nunsubscribe:c\r\npublish:b b2\r\nsubscribe:a\r\n\r\n")
     assert.strictEqual(message._tag, "Notify")
     if (message._tag !== "Failure") {
-      assert.deepStrictEqual(message.subscribe, ["a"])
-      assert.deepStrictEqual(message.publish, ["b", "b2"])
-      assert.deepStrictEqual(message.unsubscribe, ["c"])
+      assert.deepStrictEqual<ReadonlyArray<string>>(message.subscribe, ["a"])
+      assert.deepStrictEqual<ReadonlyArray<string>>(message.publish, ["b", "b2"])
+      assert.deepStrictEqual<ReadonlyArray<string>>(message.unsubscribe, ["c"])
     }
   })
 

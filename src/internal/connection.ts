@@ -1,66 +1,203 @@
 /**
- * A live connection: the Connection handle of processors and filters, the
- * Hub's subscriber, and the owner of the connection's outbox.
+ * A live connection: the `Connection` handle of processors and filters, the
+ * Hub's subscriber, the owner of the connection's outbox, and the `Inbound`
+ * side its transport feeds.
+ *
+ * Inbound messages queue in an inbox and are processed one at a time, in
+ * order, by a fiber that lives only while there is work: it starts on the
+ * first message of a burst (after the transport's synchronous batch, so a
+ * burst shares one fiber) and ends when the inbox is empty. An idle
+ * connection holds no fiber, no Effect `Socket` and no HTTP request.
  */
-import { Effect, type Queue, Result, type Scope } from "effect"
+import { Effect, Exit, type Fiber, Result, Scope } from "effect"
 import * as Channel from "../Channel.ts"
 import type { Connection, Key } from "../Connection.ts"
 import * as Frame from "../Frame.ts"
-import type { Delivery, Hub, Subscriber } from "../Hub.ts"
+import type { Hub, Subscriber } from "../Hub.ts"
 import type { ProtocolError } from "../ProtocolError.ts"
 import type { Rejection } from "../Rejection.ts"
-import { Outbound, type Transport } from "./outbound.ts"
+import type { Inbound, Outbound as OutboundFrame, Transport } from "../Transport.ts"
+import { Outbound, utf8Length } from "./outbound.ts"
 import { Outbox, type SlowConsumerPolicy } from "./outbox.ts"
-
-/** Who is connected, as the transport saw it. */
-export interface Peer {
-  readonly url: string
-  readonly requestHeaders: Readonly<Record<string, string | undefined>>
-  readonly remoteAddress: string | undefined
-}
 
 /** The per-connection limits. */
 export interface Limits {
+  readonly maxMessageBytes: number
   readonly maxOutboundBytes: number
   readonly slowConsumer: SlowConsumerPolicy
 }
 
+/** What a connection needs from its server. */
+export interface Core {
+  readonly hub: Hub["Service"]
+  readonly limits: Limits
+  /** Whether the server has `onOpen` hooks to run before the first message. */
+  readonly hasOpenHooks: boolean
+  /** Runs `onOpen` hooks; false when one refused the connection. */
+  readonly open: (connection: LiveConnection) => Effect.Effect<boolean>
+  /** Processes one inbound message. */
+  readonly handle: (connection: LiveConnection, data: string | Uint8Array) => Effect.Effect<void>
+  /** Runs the `onClose` hooks, whatever fails. */
+  readonly close: (connection: LiveConnection) => Effect.Effect<void>
+  /** Runs an effect in a fiber of the server's. */
+  readonly fork: (effect: Effect.Effect<void>) => Fiber.Fiber<void>
+  /** The connection has ended: every hook ran, every subscription is gone. */
+  readonly ended: (connection: LiveConnection) => void
+}
+
+/** The close code of a message over `maxMessageBytes`. */
+export const messageTooBig = 1009
+
+// inbound messages queued before the transport is asked to stop reading
+const inboxHighWater = 1024
+
 let sequence = 0
 const prefix = Math.random().toString(36).slice(2, 8)
 
+const tooBig = (data: string | Uint8Array, max: number): boolean =>
+  typeof data === "string"
+    ? data.length > max || (data.length * 3 > max && utf8Length(data) > max)
+    : data.byteLength > max
+
 /** A connection while it lives. */
-export class LiveConnection implements Connection, Subscriber {
+export class LiveConnection implements Connection, Subscriber, Inbound {
   readonly id = `${prefix}-${(++sequence).toString(36)}`
-  readonly url: string
-  readonly requestHeaders: Readonly<Record<string, string | undefined>>
-  readonly remoteAddress: string | undefined
-  readonly channels = new Set<string>()
+  readonly channels = new Set<Channel.ChannelId>()
+  readonly transport: Transport
   readonly outbox: Outbox
-  readonly #hub: Hub["Service"]
-  readonly #data = new Map<string, unknown>()
-  /** Set while a message is being processed. */
-  busy = false
-  /** A close asked for while a message was being processed. */
-  pendingClose: { readonly code: number; readonly reason: string } | undefined
-  /** The connection's upstream calls, run in order off the message path; opened on first use. */
-  upstreamLane: Queue.Queue<Effect.Effect<void>> | undefined
-  /** Upstream calls queued or running. */
-  upstreamInFlight = 0
-  /** Lives as long as the connection: what the connection forks runs in it. */
-  readonly scope: Scope.Closeable
+  readonly #core: Core
+  #data: Map<string, unknown> | undefined
+  #inbox: Array<string | Uint8Array> = []
+  #head = 0
+  #running = false
+  #opened: boolean
+  #gone = false
+  #paused = false
+  #busy = false
+  #pendingClose: { readonly code: number; readonly reason: string } | undefined
+  #scope: Scope.Closeable | undefined
+  #lanes: Array<{ readonly stop: () => void }> | undefined
 
-  constructor(peer: Peer, transport: Transport, hub: Hub["Service"], limits: Limits, scope: Scope.Closeable) {
-    this.scope = scope
-    this.url = peer.url
-    this.requestHeaders = peer.requestHeaders
-    this.remoteAddress = peer.remoteAddress
-    this.outbox = new Outbox(transport, limits.maxOutboundBytes, limits.slowConsumer)
-    this.#hub = hub
+  constructor(transport: Transport, core: Core) {
+    this.transport = transport
+    this.#core = core
+    this.#opened = !core.hasOpenHooks
+    this.outbox = new Outbox(transport, core.limits.maxOutboundBytes, core.limits.slowConsumer)
+    if (!this.#opened) this.#start()
   }
 
-  deliver(delivery: Delivery): void {
-    this.outbox.offer(delivery as Outbound)
+  get url(): string {
+    return this.transport.peer.url
   }
+
+  get requestHeaders(): Readonly<Record<string, string | undefined>> {
+    return this.transport.peer.requestHeaders
+  }
+
+  get remoteAddress(): string | undefined {
+    return this.transport.peer.remoteAddress
+  }
+
+  /** The connection's scope, made on first use and closed when the connection ends. */
+  get scope(): Scope.Closeable {
+    return (this.#scope ??= Scope.makeUnsafe())
+  }
+
+  // ---- Inbound: what the transport calls ----
+
+  receive(data: string | Uint8Array): void {
+    if (this.#gone || this.outbox.isClosed) return
+    if (tooBig(data, this.#core.limits.maxMessageBytes)) return this.closeNow(messageTooBig, "message too big")
+    this.#inbox.push(data)
+    if (!this.#paused && this.#inbox.length - this.#head >= inboxHighWater && this.transport.pause !== undefined) {
+      this.#paused = true
+      this.transport.pause()
+    }
+    if (!this.#running) this.#start()
+  }
+
+  closed(): void {
+    if (this.#gone) return
+    this.#gone = true
+    this.outbox.close(1000, "")
+    if (!this.#running) this.#start()
+  }
+
+  // ---- the processing loop ----
+
+  #start(): void {
+    this.#running = true
+    // after the transport's current batch of messages: one fiber for the whole burst
+    queueMicrotask(() => this.#core.fork(this.#drive()))
+  }
+
+  #next(): string | Uint8Array | undefined {
+    if (this.#head === this.#inbox.length || this.outbox.isClosed) {
+      if (this.#head > 0) {
+        this.#inbox = []
+        this.#head = 0
+      }
+      return undefined
+    }
+    const data = this.#inbox[this.#head]!
+    this.#inbox[this.#head++] = ""
+    return data
+  }
+
+  #drive(): Effect.Effect<void> {
+    const connection = this
+    const core = this.#core
+    return Effect.gen(function*() {
+      if (!connection.#opened) {
+        connection.#opened = true
+        if (!(yield* core.open(connection))) connection.closeNow(1008, "refused")
+      }
+      let data: string | Uint8Array | undefined
+      while ((data = connection.#next()) !== undefined) {
+        connection.#busy = true
+        yield* core.handle(connection, data)
+        connection.#busy = false
+        const pending = connection.#pendingClose
+        if (pending !== undefined) connection.closeNow(pending.code, pending.reason)
+      }
+      if (connection.#paused) {
+        connection.#paused = false
+        connection.transport.resume?.()
+      }
+      if (connection.#gone) yield* connection.#end()
+      connection.#running = false
+    }).pipe(Effect.onInterrupt(() =>
+      Effect.sync(() => {
+        connection.#running = false
+      })
+    ))
+  }
+
+  #end(): Effect.Effect<void> {
+    const connection = this
+    const core = this.#core
+    return Effect.gen(function*() {
+      if (connection.#lanes !== undefined) for (const lane of connection.#lanes) lane.stop()
+      yield* core.close(connection)
+      yield* core.hub.unsubscribeAll(connection)
+      if (connection.#scope !== undefined) yield* Scope.close(connection.#scope, Exit.void)
+      connection.#inbox = []
+      core.ended(connection)
+    })
+  }
+
+  /** Registers something to stop when the connection ends (an upstream lane). */
+  addLane(lane: { readonly stop: () => void }): void {
+    ;(this.#lanes ??= []).push(lane)
+  }
+
+  // ---- Subscriber ----
+
+  deliver(delivery: OutboundFrame): void {
+    this.outbox.offer(delivery)
+  }
+
+  // ---- Connection ----
 
   /** Queues a frame known to be valid. */
   write(frame: Frame.Frame): void {
@@ -68,11 +205,11 @@ export class LiveConnection implements Connection, Subscriber {
   }
 
   get<A>(key: Key<A>): A | undefined {
-    return this.#data.get(key.name) as A | undefined
+    return this.#data?.get(key.name) as A | undefined
   }
 
   set<A>(key: Key<A>, value: A): void {
-    this.#data.set(key.name, value)
+    ;(this.#data ??= new Map()).set(key.name, value)
   }
 
   send(frame: Frame.Frame): Effect.Effect<void, ProtocolError> {
@@ -86,31 +223,27 @@ export class LiveConnection implements Connection, Subscriber {
 
   subscribe(channels: Iterable<string>): Effect.Effect<void, ProtocolError | Rejection> {
     return Effect.suspend((): Effect.Effect<void, ProtocolError | Rejection> => {
-      const list = Array.from(new Set(channels))
-      for (const channel of list) {
-        const checked = Channel.validate(channel)
-        if (Result.isFailure(checked)) return Effect.fail(checked.failure)
-      }
-      return this.#hub.subscribe(this, list)
+      const list = Channel.validateAll(channels)
+      return Result.isFailure(list) ? Effect.fail(list.failure) : this.#core.hub.subscribe(this, list.success)
     })
   }
 
   unsubscribe(channels: Iterable<string>): Effect.Effect<void> {
-    return this.#hub.unsubscribe(this, channels)
+    return this.#core.hub.unsubscribe(this, channels)
   }
 
   close(code = 1000, reason = ""): Effect.Effect<void> {
     return Effect.sync(() => this.closeNow(code, reason))
   }
 
-  /** Closes now, or after the message being processed when asked to wait for it. */
+  /** Flushes what is queued and closes now. */
   closeNow(code: number, reason: string): void {
     this.outbox.close(code, reason)
   }
 
-  /** Closes once the message being processed, if any, is done. */
+  /** Closes once the message being processed, if any, is done (a graceful shutdown). */
   closeWhenIdle(code: number, reason: string): void {
-    if (this.busy) this.pendingClose = { code, reason }
+    if (this.#busy) this.#pendingClose = { code, reason }
     else this.closeNow(code, reason)
   }
 }

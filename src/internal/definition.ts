@@ -1,16 +1,22 @@
 /**
  * What processors and filters share: a definition value with a service key,
- * implemented by a Layer whose handlers run with the services the Layer was
- * built with.
+ * implemented by a Layer. A handler runs with the services its Layer was
+ * built with, under those of the fiber that calls it: the fiber's win, so
+ * the `Scope` a handler sees is the message's (or the connection's), never
+ * the Layer's.
  */
 import { Context, Effect, Layer, type Scope } from "effect"
 
-/** Runs every handler of `handlers` with `context` provided. */
+/** Runs every handler of `handlers` with `context` beneath the calling fiber's services. */
 export const provideAll = <H extends object>(handlers: H, context: Context.Context<never>): H => {
   const out: Record<string, unknown> = {}
   for (const [name, handler] of Object.entries(handlers)) {
     out[name] = typeof handler === "function"
-      ? (...args: Array<unknown>) => Effect.provideContext((handler as Function)(...args), context)
+      ? (...args: Array<unknown>) =>
+        Effect.updateContext(
+          (handler as (...args: Array<unknown>) => Effect.Effect<unknown, unknown, unknown>)(...args),
+          (current: Context.Context<never>) => Context.merge(context, current) as Context.Context<unknown>
+        )
       : handler
   }
   return out as H

@@ -1,33 +1,43 @@
 /**
- * What the server writes to connections: a frame's text, rendered once, and
- * its UTF-8 bytes, encoded once and shared by every connection it goes to.
+ * A frame on its way out: its text, rendered once, and its UTF-8 bytes,
+ * encoded on first use and shared by every connection it goes to.
  */
-import { Buffer } from "node:buffer"
+import type * as Transport from "../Transport.ts"
+
+const encoder = new TextEncoder()
+
+// Node's Buffer when there is one: `ws` sends a Buffer as it is, while any other
+// Uint8Array costs it a wrapping Buffer per send (per subscriber). Elsewhere, TextEncoder.
+const encode: (text: string) => Uint8Array = typeof globalThis.Buffer === "function"
+  ? (text) => globalThis.Buffer.from(text, "utf8")
+  : (text) => encoder.encode(text)
 
 /** A frame on its way out, rendered once and encoded at most once. */
-export class Outbound {
+export class Outbound implements Transport.Outbound {
   readonly text: string
-  #bytes: Buffer | undefined
+  #bytes: Uint8Array | undefined
   constructor(text: string) {
     this.text = text
   }
-  /** The UTF-8 bytes of the frame, encoded on first use and shared afterwards. */
-  get bytes(): Buffer {
-    return (this.#bytes ??= Buffer.from(this.text, "utf8"))
+  get bytes(): Uint8Array {
+    return (this.#bytes ??= encode(this.text))
   }
 }
 
-/**
- * Where a connection's frames go: a WebSocket today, SSE or long-poll later.
- * Every method is synchronous and must not throw.
- */
-export interface Transport {
-  /** Writes frames in order, as one batch (one syscall where the transport can). */
-  readonly write: (frames: ReadonlyArray<Outbound>) => void
-  /** Bytes written but not yet taken by the peer. */
-  readonly bufferedBytes: () => number
-  /** Closes with a code and a reason; idempotent. */
-  readonly close: (code: number, reason: string) => void
-  /** Whether frames can still be written. */
-  readonly isOpen: () => boolean
+/** The UTF-8 length of a string, counted without encoding it. */
+export const utf8Length = (text: string): number => {
+  let bytes = text.length
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i)
+    if (code < 0x80) continue
+    if (code < 0x800) bytes += 1
+    else if (code >= 0xd800 && code <= 0xdbff && i + 1 < text.length) {
+      const next = text.charCodeAt(i + 1)
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        bytes += 2
+        i++
+      } else bytes += 2
+    } else bytes += 2
+  }
+  return bytes
 }

@@ -5,13 +5,18 @@
  * bounded. A connection that stops reading hits the bound and meets the
  * slow-consumer policy instead of growing the server's memory.
  */
-import type { Outbound, Transport } from "./outbound.ts"
+import type { Outbound, Transport } from "../Transport.ts"
 
 /** What happens to a connection whose outbox is full. */
 export type SlowConsumerPolicy = "close" | "drop"
 
 /** The close code sent to a slow consumer under the "close" policy. */
 export const slowConsumerCloseCode = 4001
+
+// once per turn of the event loop, after its I/O: setImmediate where there is one
+const schedule: (flush: () => void) => void = typeof setImmediate === "function"
+  ? (flush) => setImmediate(flush)
+  : (flush) => setTimeout(flush, 0)
 
 const dirty: Array<Outbox> = []
 let flushScheduled = false
@@ -54,7 +59,7 @@ export class Outbox {
       dirty.push(this)
       if (!flushScheduled) {
         flushScheduled = true
-        setImmediate(flushAll)
+        schedule(flushAll)
       }
     }
     return true

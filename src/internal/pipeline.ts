@@ -1,54 +1,72 @@
 /**
  * What happens to one incoming message, in one direction:
  *
- *   parse -> before: multipart, user filters -> processor (typed body)
+ *   parse -> Message (classified once) -> before: user filters
+ *         -> processor (typed body)
  *         -> after: pub/sub (subscribe, publish, unsubscribe), upstream, user filters
  *
- * Every refusal is answered with an error frame that echoes the message's
- * `id`; the connection stays open. Nothing here forks a fiber.
+ * A frame is decoded once into the tagged `Message`: its channels are
+ * validated, its upstream target split and its multipart parts cut there, and
+ * every step reads them from it. A step that changes a built-in header (or
+ * the body of a multipart message) gets the message re-classified once, at
+ * the next step that reads it.
+ *
+ * Every refusal is a `Respondable` error answered with its error frame, which
+ * echoes the message's `id`; the connection stays open. A message that runs
+ * user code runs in a `Scope` of its own. Nothing here forks a fiber per
+ * message.
  */
-import { Cause, Effect, Queue, Result, Schema } from "effect"
-import * as Channel from "../Channel.ts"
+import { Cause, Effect, type Fiber, Result, Schema, Scope } from "effect"
 import type { Connection } from "../Connection.ts"
+import * as ErrorFrame from "../ErrorFrame.ts"
 import type { Exchange } from "../Exchange.ts"
 import type * as Filter from "../Filter.ts"
 import * as Frame from "../Frame.ts"
 import type { Hub } from "../Hub.ts"
 import * as Message from "../Message.ts"
-import { Header } from "../Message.ts"
-import * as Multipart from "../Multipart.ts"
+import type * as Multipart from "../Multipart.ts"
 import type * as Processor from "../Processor.ts"
-import { ProtocolError } from "../ProtocolError.ts"
+import type { ProtocolError } from "../ProtocolError.ts"
 import * as Rejection from "../Rejection.ts"
 import * as Upstream from "../Upstream.ts"
 import type { LiveConnection } from "./connection.ts"
+import { Lane } from "./lane.ts"
 
 const noParts: ReadonlyArray<Multipart.Part> = []
+const { Header } = Message
 
 /** The message being processed. */
 class LiveExchange implements Exchange<unknown> {
   readonly connection: Connection
+  readonly live: LiveConnection
   readonly command: string
   readonly headers: Map<string, string>
   readonly id: string | undefined
   body: unknown
   text: string
-  parts: ReadonlyArray<Multipart.Part> = noParts
-  /** Whether the message was changed since it was parsed (then it is validated before it is published). */
+  /** The message as last classified. */
+  message: Message.Notify | Message.Request
+  /** A built-in header (or a multipart body) changed since the last classification. */
+  stale = false
+  /** The message changed since it was parsed (then it is validated before it is published). */
   changed = false
   replyCommand: string | undefined
   replyHeaders: Map<string, string> | undefined
   isDropped = false
-  readonly #live: LiveConnection
 
-  constructor(connection: LiveConnection, frame: Frame.Frame) {
+  constructor(connection: LiveConnection, message: Message.Notify | Message.Request) {
     this.connection = connection
-    this.#live = connection
-    this.command = frame.command
-    this.headers = frame.headers as Map<string, string>
-    this.body = frame.body
-    this.text = frame.body
-    this.id = frame.headers.get(Header.id) || undefined
+    this.live = connection
+    this.message = message
+    this.command = message.command
+    this.headers = message.headers as Map<string, string>
+    this.body = message.body
+    this.text = message.body
+    this.id = message._tag === "Request" ? message.id : undefined
+  }
+
+  get parts(): ReadonlyArray<Multipart.Part> {
+    return this.message.multipart ?? noParts
   }
 
   header(name: string): string | undefined {
@@ -57,6 +75,7 @@ class LiveExchange implements Exchange<unknown> {
 
   setHeader(name: string, value: string | undefined): void {
     this.changed = true
+    if (Message.isBuiltinName(name)) this.stale = true
     if (value === undefined) this.headers.delete(name)
     else this.headers.set(name, value)
   }
@@ -68,6 +87,7 @@ class LiveExchange implements Exchange<unknown> {
 
   setBody(body: string): void {
     this.text = body
+    if (this.headers.has(Header.multipart)) this.stale = true
   }
 
   addHeader(name: string, value: string): void {
@@ -92,8 +112,14 @@ class LiveExchange implements Exchange<unknown> {
     return { command: this.replyCommand ?? this.command, headers: this.headers, body: this.text }
   }
 
-  get live(): LiveConnection {
-    return this.#live
+  /** The message, re-classified first when a step changed what it derives from. */
+  current(): Result.Result<Message.Notify | Message.Request, ProtocolError> {
+    if (!this.stale) return Result.succeed(this.message)
+    const message = Message.classify(this.published())
+    if (Result.isFailure(message)) return message
+    this.stale = false
+    this.message = message.success
+    return message
   }
 }
 
@@ -105,34 +131,28 @@ export interface Options {
   /** Upstream calls, when configured. */
   readonly upstream: Upstream.Upstream["Service"] | undefined
   readonly maxHeaders: number
+  /** Runs an effect in a fiber of the server's (an upstream lane). */
+  readonly fork: (effect: Effect.Effect<void>) => Fiber.Fiber<void>
 }
 
-const hasBuiltin = (headers: ReadonlyMap<string, string>): boolean =>
-  headers.has(Header.subscribe) || headers.has(Header.publish) || headers.has(Header.unsubscribe) ||
-  headers.has(Header.upstream)
-
-const channels = (headers: ReadonlyMap<string, string>, name: string) => {
-  const value = headers.get(name)
-  return value === undefined || value === "" ? undefined : Channel.parseList(value)
-}
-
-/** The error frame for a failed step; anything but a refusal is logged and answered 500. */
-const answer = (connection: LiveConnection, id: string | undefined) => (cause: Cause.Cause<unknown>) => {
+/** The error frame for a failed step: a Respondable error's own, else 500 (logged). */
+export const answer = (connection: LiveConnection, id: string | undefined) => (cause: Cause.Cause<unknown>) => {
   const error = Cause.findErrorOption(cause)
-  if (error._tag === "Some") {
+  if (error._tag === "Some" && ErrorFrame.isRespondable(error.value)) {
     const refusal = error.value
-    if (
-      refusal instanceof ProtocolError || refusal instanceof Rejection.Rejection ||
-      refusal instanceof Upstream.UpstreamError
-    ) {
-      return Effect.sync(() => connection.write(refusal.toFrame(id)))
-    }
+    return Effect.sync(() => connection.write(refusal.toFrame(id)))
   }
   if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
   return Effect.logWarning("a processor or filter failed", cause).pipe(
     Effect.andThen(Effect.sync(() => connection.write(Rejection.internal.toFrame(id))))
   )
 }
+
+const hasBuiltin = (headers: ReadonlyMap<string, string>): boolean =>
+  headers.has(Header.subscribe) || headers.has(Header.publish) || headers.has(Header.unsubscribe) ||
+  headers.has(Header.upstream)
+
+const lanes = new WeakMap<LiveConnection, Lane>()
 
 /** Makes the functions that run a connection's hooks and messages. */
 export const make = (options: Options) => {
@@ -147,143 +167,129 @@ export const make = (options: Options) => {
     ...filters.flatMap((filter) => filter.hooks.onClose ? [filter.hooks.onClose] : []),
     ...Array.from(processors.values()).flatMap((p) => p.handlers.onClose ? [p.handlers.onClose] : [])
   ]
+  const userFilters = before.length > 0 || after.length > 0
   const parseOptions = { maxHeaders: options.maxHeaders }
 
   // built-in after filter: subscribe, then publish, then unsubscribe
-  const pubSub = (exchange: LiveExchange) =>
-    Effect.suspend((): Effect.Effect<void, ProtocolError | Rejection.Rejection> => {
-      const { headers } = exchange
-      const subscribe = channels(headers, Header.subscribe)
-      const publish = channels(headers, Header.publish)
-      const unsubscribe = channels(headers, Header.unsubscribe)
-      if (subscribe === undefined && publish === undefined && unsubscribe === undefined) return Effect.void
-      for (const list of [subscribe, publish, unsubscribe]) {
-        if (list !== undefined && Result.isFailure(list)) return Effect.fail(list.failure)
+  const pubSub = Effect.fnUntraced(function*(exchange: LiveExchange, message: Message.Notify | Message.Request) {
+    if (message.subscribe.length > 0) yield* hub.subscribe(exchange.live, message.subscribe)
+    if (message.publish.length > 0) {
+      const frame = exchange.published()
+      if (exchange.changed) {
+        const checked = Frame.validate(frame)
+        if (Result.isFailure(checked)) return yield* checked.failure
       }
-      const connection = exchange.live
-      let text: string | undefined
-      if (publish !== undefined) {
-        const frame = exchange.published()
-        if (exchange.changed) {
-          const checked = Frame.validate(frame)
-          if (Result.isFailure(checked)) return Effect.fail(checked.failure)
-        }
-        text = Frame.render(frame)
-      }
-      return Effect.all([
-        subscribe === undefined ? Effect.void : hub.subscribe(connection, Result.getOrThrow(subscribe)),
-        text === undefined ? Effect.void : hub.publishText(Result.getOrThrow(publish!), text),
-        unsubscribe === undefined ? Effect.void : hub.unsubscribe(connection, Result.getOrThrow(unsubscribe))
-      ], { discard: true })
-    })
+      yield* hub.publishText(message.publish, Frame.render(frame))
+    }
+    if (message.unsubscribe.length > 0) yield* hub.unsubscribe(exchange.live, message.unsubscribe)
+  })
 
-  // built-in after filter: queues the call on the connection's upstream lane; the lane runs
-  // its calls in order while the connection's next messages go on
-  const callUpstream = (exchange: LiveExchange, value: string) =>
-    Effect.gen(function*() {
-      if (upstream === undefined) return yield* Rejection.upstreamNotConfigured
-      const target = Message.parseUpstream(value)
-      if (Result.isFailure(target)) return yield* target.failure
+  // built-in after filter: queues the call on the connection's upstream lane, which runs its
+  // calls in order while the connection's next messages go on
+  const callUpstream = (exchange: LiveExchange, target: Message.Upstream) =>
+    Effect.suspend((): Effect.Effect<void, Rejection.Rejection | Upstream.UpstreamError> => {
+      if (upstream === undefined) return Effect.fail(Rejection.upstreamNotConfigured)
       const connection = exchange.live
-      if (connection.upstreamInFlight >= upstream.maxInFlight) {
-        return yield* new Upstream.UpstreamError({
-          reason: "TooMany",
-          message: `a connection has at most ${upstream.maxInFlight} upstream calls in flight`
-        })
+      let lane = lanes.get(connection)
+      if (lane === undefined) {
+        lanes.set(connection, lane = new Lane(options.fork))
+        connection.addLane(lane)
+      }
+      if (lane.size >= upstream.maxInFlight) {
+        return Effect.fail(
+          new Upstream.UpstreamError({
+            reason: "TooMany",
+            message: `a connection has at most ${upstream.maxInFlight} upstream calls in flight`
+          })
+        )
       }
       const { id } = exchange
       const command = exchange.replyCommand ?? exchange.command
       const reply = exchange.headers.has(Upstream.replyHeader)
-      const call = upstream.call({
-        method: target.success.method,
-        url: target.success.url,
-        body: exchange.text,
-        headers: new Map(exchange.headers),
-        connectionId: connection.id,
-        command
-      }).pipe(
-        Effect.match({
-          onFailure: (error) => connection.write(error.toFrame(id)),
-          onSuccess: (response) => {
-            if (!reply) return
+      lane.offer(
+        upstream.call({
+          method: target.method,
+          url: target.url,
+          body: exchange.text,
+          headers: new Map(exchange.headers),
+          connectionId: connection.id,
+          command
+        }).pipe(
+          Effect.flatMap((response) => {
+            if (!reply) return Effect.void
             const headers = new Map([[Upstream.statusHeader, String(response.status)]])
             if (response.contentType !== undefined) headers.set("content-type", response.contentType)
             if (id !== undefined) headers.set(Header.id, id)
-            connection.write({ command, headers, body: response.body })
-          }
-        }),
-        Effect.ensuring(Effect.sync(() => connection.upstreamInFlight--))
+            return Effect.sync(() => connection.write({ command, headers, body: response.body }))
+          }),
+          // a failure or a defect of one call answers it and leaves the lane running
+          Effect.catchCause(answer(connection, id))
+        )
       )
-      const lane = connection.upstreamLane ?? (yield* openLane(connection))
-      connection.upstreamInFlight++
-      Queue.offerUnsafe(lane, call)
+      return Effect.void
     })
 
-  const openLane = (connection: LiveConnection) =>
-    Effect.gen(function*() {
-      const lane = yield* Queue.unbounded<Effect.Effect<void>>()
-      yield* Queue.take(lane).pipe(Effect.flatten, Effect.forever, Effect.forkIn(connection.scope))
-      connection.upstreamLane = lane
-      return lane
-    })
+  const steps = Effect.fnUntraced(function*(exchange: LiveExchange) {
+    for (const hook of before) {
+      yield* hook(exchange as Exchange)
+      if (exchange.isDropped) return
+    }
+    const processor = processors.get(exchange.command)
+    if (processor !== undefined) {
+      if (exchange.stale) yield* Effect.fromResult(exchange.current())
+      if (processor.body !== undefined) {
+        exchange.body = yield* Schema.decodeEffect(processor.body)(exchange.text).pipe(
+          Effect.mapError((error) => Rejection.invalidBody(error.message))
+        )
+      }
+      if (processor.handlers.onMessage !== undefined) yield* processor.handlers.onMessage(exchange)
+      if (exchange.isDropped) return
+    } else if (!hasBuiltin(exchange.headers)) {
+      return yield* Rejection.unknownCommand(exchange.command)
+    }
+    const message = yield* Effect.fromResult(exchange.current())
+    yield* pubSub(exchange, message)
+    if (message.upstream !== undefined) yield* callUpstream(exchange, message.upstream)
+    for (const hook of after) {
+      yield* hook(exchange as Exchange)
+      if (exchange.isDropped) return
+    }
+  })
 
-  const steps = (exchange: LiveExchange) =>
-    Effect.gen(function*() {
-      const multipart = exchange.headers.get(Header.multipart)
-      if (multipart) {
-        const parts = Multipart.split(exchange.text, multipart)
-        if (Result.isFailure(parts)) return yield* parts.failure
-        exchange.parts = parts.success
-      }
-      for (const hook of before) {
-        yield* hook(exchange as Exchange)
-        if (exchange.isDropped) return
-      }
-      const processor = processors.get(exchange.command)
-      if (processor !== undefined) {
-        if (processor.body !== undefined) {
-          exchange.body = yield* Schema.decodeEffect(processor.body)(exchange.text).pipe(
-            Effect.mapError((error) => Rejection.invalidBody(error.message))
-          )
-        }
-        if (processor.handlers.onMessage !== undefined) yield* processor.handlers.onMessage(exchange)
-        if (exchange.isDropped) return
-      } else if (!hasBuiltin(exchange.headers)) {
-        return yield* Rejection.unknownCommand(exchange.command)
-      }
-      yield* pubSub(exchange)
-      const target = exchange.headers.get(Header.upstream)
-      if (target) yield* callUpstream(exchange, target)
-      for (const hook of after) {
-        yield* hook(exchange as Exchange)
-        if (exchange.isDropped) return
-      }
-    })
+  // a message that runs user code gets a Scope of its own, closed when it is done
+  const run = (exchange: LiveExchange) =>
+    userFilters || processors.has(exchange.command) ? Effect.scoped(steps(exchange)) : steps(exchange)
+
+  const inConnectionScope = <A, E>(connection: LiveConnection, effect: Effect.Effect<A, E, never>) =>
+    Effect.provideService(effect, Scope.Scope, connection.scope)
 
   return {
+    /** Whether there are `onOpen` hooks. */
+    hasOpenHooks: opens.length > 0,
+
     /** Runs the onOpen hooks of filters, then of processors; false when one refused the connection. */
     open: (connection: LiveConnection) =>
-      Effect.forEach(opens, (hook) => hook(connection), { discard: true }).pipe(
+      inConnectionScope(connection, Effect.forEach(opens, (hook) => hook(connection), { discard: true })).pipe(
         Effect.as(true),
-        Effect.catchCause((cause) =>
-          answer(connection, undefined)(cause).pipe(
-            Effect.andThen(Effect.sync(() => connection.closeNow(1008, "refused"))),
-            Effect.as(false)
-          )
-        )
+        Effect.catchCause((cause) => answer(connection, undefined)(cause).pipe(Effect.as(false)))
       ),
 
     /** Processes one incoming message. */
-    handle: (connection: LiveConnection, data: string | Uint8Array) => {
+    handle: (connection: LiveConnection, data: string | Uint8Array): Effect.Effect<void> => {
       const frame = typeof data === "string" ? Frame.parse(data, parseOptions) : Frame.parseBytes(data, parseOptions)
       if (Result.isFailure(frame)) return Effect.sync(() => connection.write(frame.failure.toFrame()))
-      const exchange = new LiveExchange(connection, frame.success)
-      return steps(exchange).pipe(Effect.catchCause(answer(connection, exchange.id)))
+      const message = Message.classify(frame.success)
+      if (Result.isFailure(message)) {
+        const id = frame.success.headers.get(Header.id) || undefined
+        return Effect.sync(() => connection.write(message.failure.toFrame(id)))
+      }
+      const exchange = new LiveExchange(connection, message.success)
+      return run(exchange).pipe(Effect.catchCause(answer(connection, exchange.id)))
     },
 
     /** Runs every onClose hook, whatever fails. */
     close: (connection: LiveConnection) =>
-      Effect.forEach(closes, (hook) => Effect.exit(hook(connection)), { discard: true })
+      inConnectionScope(connection, Effect.forEach(closes, (hook) => Effect.exit(hook(connection)), { discard: true }))
   }
 }
 

@@ -9,6 +9,7 @@ import * as Bus from "../../src/Bus.ts"
 import type * as Filter from "../../src/Filter.ts"
 import * as Hub from "../../src/Hub.ts"
 import * as LhttpServer from "../../src/LhttpServer.ts"
+import * as NodeLhttpServer from "../../src/NodeLhttpServer.ts"
 import type * as Processor from "../../src/Processor.ts"
 
 /** A running test server. */
@@ -26,12 +27,12 @@ export interface TestServer {
  * `more` sets the Hub's options and the bus (in memory by default).
  */
 export const startServer = <const P extends Processor.Any = never, const F extends Filter.Any = never>(
-  options: LhttpServer.NodeOptions<P, F>,
+  options: NodeLhttpServer.Options<P, F>,
   implementations?: Layer.Layer<any, any, any>,
   more?: { readonly hub?: Hub.Options; readonly bus?: Layer.Layer<Bus.Bus, unknown> }
 ) =>
   Effect.gen(function*() {
-    let app: Layer.Layer<any, any, any> = LhttpServer.layerNode({ port: 0, host: "127.0.0.1", ...options })
+    let app: Layer.Layer<any, any, any> = NodeLhttpServer.layer({ port: 0, host: "127.0.0.1", ...options })
     if (implementations !== undefined) app = app.pipe(Layer.provide(implementations))
     const context = yield* Layer.build(
       app.pipe(Layer.provideMerge(Hub.layer(more?.hub)), Layer.provide(more?.bus ?? Bus.layerMemory()))

@@ -8,10 +8,10 @@
 import { NodeRuntime } from "@effect/platform-node"
 import { Layer } from "effect"
 import * as Hub from "../../../src/Hub.ts"
-import * as LhttpServer from "../../../src/LhttpServer.ts"
+import * as NodeLhttpServer from "../../../src/NodeLhttpServer.ts"
 import * as NatsBus from "../../../src/NatsBus.ts"
 
-const Server = LhttpServer.layerNode({ port: Number(process.env.PORT), host: "127.0.0.1" }).pipe(
+const Server = NodeLhttpServer.layer({ port: Number(process.env.PORT), host: "127.0.0.1" }).pipe(
   Layer.provideMerge(Hub.layer()),
   Layer.provide(NatsBus.layer({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222" }))
 )

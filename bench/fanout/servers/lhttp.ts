@@ -7,9 +7,9 @@ import { NodeRuntime } from "@effect/platform-node"
 import { Layer } from "effect"
 import * as Bus from "../../../src/Bus.ts"
 import * as Hub from "../../../src/Hub.ts"
-import * as LhttpServer from "../../../src/LhttpServer.ts"
+import * as NodeLhttpServer from "../../../src/NodeLhttpServer.ts"
 
-const Server = LhttpServer.layerNode({ port: Number(process.env.PORT), host: "127.0.0.1" }).pipe(
+const Server = NodeLhttpServer.layer({ port: Number(process.env.PORT), host: "127.0.0.1" }).pipe(
   Layer.provideMerge(Hub.layer()),
   Layer.provide(Bus.layerMemory())
 )

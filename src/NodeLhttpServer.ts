@@ -1,0 +1,516 @@
+/**
+ * The LHTTP server on Node: the WebSocket transport, the HTTP endpoints and
+ * the Node HTTP server they run on. The one module of the package that
+ * touches `@effect/platform-node` and `ws`; import it as
+ * `effect-lhttp/NodeLhttpServer`.
+ *
+ * - `layer(options)`: a stand-alone server on a port: the core
+ *   (`LhttpServer.layer`), the routes and the Node HTTP server, with a
+ *   graceful drain when the Layer's scope closes.
+ * - `layerConfig(options)`: the same, with the `LHTTP_*` environment variables.
+ * - `layerHttpServer(evaluate, options)`: an `HttpServer` for Effect apps (in
+ *   place of `NodeHttpServer.layer`) that serves the app's `HttpRouter` and
+ *   takes LHTTP WebSocket upgrades at `paths` itself; other upgrades go to
+ *   the app.
+ * - `routes(options)`: `POST /publish`, `/healthz`, `/readyz`, the browser
+ *   SDK at `/lhttp.js` and an optional page at `/`, for an `HttpRouter`.
+ * - `launch(layer)`: runs a server Layer as the program until a signal.
+ *
+ * The WebSocket transport owns its `ws` server and each `WebSocket`: a
+ * message goes from the socket straight into its connection, writes are
+ * corked batches of shared bytes, and an idle connection holds no fiber, no
+ * Effect `Socket` and no HTTP request.
+ *
+ * @since 0.1.0
+ */
+import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
+import * as NodeWS from "@effect/platform-node/NodeWS"
+import {
+  ByteSize,
+  Cause,
+  Config,
+  Duration,
+  Effect,
+  Exit,
+  Layer,
+  Option,
+  Redacted,
+  Result,
+  Runtime,
+  Scope
+} from "effect"
+import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { ServeError } from "effect/http/HttpServerError"
+import * as NetAddress from "effect/net/NetAddress"
+import { Buffer } from "node:buffer"
+import { timingSafeEqual } from "node:crypto"
+import { readFileSync } from "node:fs"
+import * as Http from "node:http"
+import type { Duplex } from "node:stream"
+import type { Bus } from "./Bus.ts"
+import * as Channel from "./Channel.ts"
+import type * as Filter from "./Filter.ts"
+import * as Frame from "./Frame.ts"
+import * as Hub from "./Hub.ts"
+import * as LhttpServer from "./LhttpServer.ts"
+import { Header } from "./Message.ts"
+import type * as Processor from "./Processor.ts"
+import type { Rejection } from "./Rejection.ts"
+import type * as Transport from "./Transport.ts"
+
+/**
+ * Options of the WebSocket endpoint and the HTTP routes.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RouteOptions {
+  /** The paths of the WebSocket endpoint: exact, or a prefix ending in `/*` (default `["/*"]`: any path). */
+  readonly paths?: ReadonlyArray<string> | undefined
+  /** The path of the publish endpoint (default `/publish`). */
+  readonly publishPath?: string | undefined
+  /** An HTML page served at `GET /` to requests that are not WebSocket upgrades (default: none, 426). */
+  readonly page?: string | undefined
+  /** Whether `GET /lhttp.js` serves the browser SDK (default true). */
+  readonly sdk?: boolean | undefined
+}
+
+/**
+ * Options of the stand-alone server.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options<P extends Processor.Any = never, F extends Filter.Any = never>
+  extends LhttpServer.Options<P, F>, RouteOptions
+{
+  /** The port (default 8081; 0 picks a free one). */
+  readonly port?: number | undefined
+  /** The host to listen on (default all interfaces). */
+  readonly host?: string | undefined
+}
+
+// ---------------------------------------------------------------------------
+// The WebSocket transport
+// ---------------------------------------------------------------------------
+
+const OPEN = 1
+const text = { binary: false } as const
+// how long a peer gets to answer a close frame before its socket is destroyed
+const closeGrace = 5_000
+
+/** One WebSocket as a transport of the core. */
+class WebSocketTransport implements Transport.Transport {
+  readonly peer: Transport.Peer
+  readonly ws: NodeWS.WebSocket
+  readonly socket: Duplex
+  /** A ping is waiting for its pong. */
+  awaitingPong = false
+
+  constructor(ws: NodeWS.WebSocket, socket: Duplex, peer: Transport.Peer) {
+    this.ws = ws
+    this.socket = socket
+    this.peer = peer
+  }
+
+  write(frames: ReadonlyArray<Transport.Outbound>): void {
+    if (this.ws.readyState !== OPEN) return
+    if (frames.length === 1) return this.ws.send(frames[0]!.bytes, text)
+    this.socket.cork()
+    for (let i = 0; i < frames.length; i++) this.ws.send(frames[i]!.bytes, text)
+    this.socket.uncork()
+  }
+
+  bufferedBytes(): number {
+    return this.ws.bufferedAmount
+  }
+
+  isOpen(): boolean {
+    return this.ws.readyState === OPEN
+  }
+
+  close(code: number, reason: string): void {
+    if (this.ws.readyState !== OPEN) return
+    this.ws.close(code, reason)
+    const ws = this.ws
+    setTimeout(() => ws.terminate(), closeGrace).unref()
+  }
+
+  pause(): void {
+    this.ws.pause()
+  }
+
+  resume(): void {
+    this.ws.resume()
+  }
+}
+
+const flatHeaders = (headers: Http.IncomingHttpHeaders): Record<string, string | undefined> => {
+  const out: Record<string, string | undefined> = {}
+  for (const name in headers) {
+    const value = headers[name]
+    out[name] = Array.isArray(value) ? value.join(", ") : value
+  }
+  return out
+}
+
+const pathMatcher = (paths: ReadonlyArray<string>) => {
+  const exact = new Set<string>()
+  const prefixes: Array<string> = []
+  for (const path of paths) {
+    if (path.endsWith("/*")) prefixes.push(path.slice(0, -1))
+    else exact.add(path)
+  }
+  return (url: string | undefined): boolean => {
+    const path = (url ?? "/").split("?")[0]!
+    return exact.has(path) || prefixes.some((prefix) => path.startsWith(prefix) || path === prefix.slice(0, -1))
+  }
+}
+
+const refuseUpgrade = (socket: Duplex, status: number, statusText: string, body: string) => {
+  socket.on("error", () => socket.destroy())
+  socket.end(
+    `HTTP/1.1 ${status} ${statusText}\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+  )
+}
+
+/**
+ * The WebSocket endpoint: takes the upgrades at its paths into the server's
+ * core, pings every connection, and closes those that do not answer.
+ */
+const makeEndpoint = Effect.fnUntraced(function*(paths: ReadonlyArray<string>) {
+  const server = yield* LhttpServer.LhttpServer
+  const settings = server.settings
+  const wss = new NodeWS.WebSocketServer({
+    noServer: true,
+    clientTracking: false,
+    maxPayload: settings.maxMessageBytes,
+    perMessageDeflate: false
+  })
+  const open = new Set<WebSocketTransport>()
+
+  const heartbeatTimeout = Duration.toMillis(settings.heartbeatTimeout)
+  const heartbeat = setInterval(() => {
+    for (const transport of open) {
+      transport.awaitingPong = true
+      transport.ws.ping()
+    }
+    setTimeout(() => {
+      for (const transport of open) {
+        if (transport.awaitingPong) transport.close(LhttpServer.CloseCode.heartbeatTimeout, "heartbeat timeout")
+      }
+    }, heartbeatTimeout).unref()
+  }, Duration.toMillis(settings.heartbeatInterval))
+  heartbeat.unref()
+  yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(heartbeat)))
+
+  const connect = (ws: NodeWS.WebSocket, socket: Duplex, request: Http.IncomingMessage) => {
+    const transport = new WebSocketTransport(ws, socket, {
+      url: request.url ?? "/",
+      requestHeaders: flatHeaders(request.headers),
+      remoteAddress: request.socket.remoteAddress
+    })
+    open.add(transport)
+    const inbound = server.accept(transport)
+    ws.on("message", (data: Buffer, isBinary: boolean) => inbound.receive(isBinary ? data : data.toString()))
+    ws.on("pong", () => {
+      transport.awaitingPong = false
+    })
+    // a protocol error (1002), an oversized message (1009) or invalid UTF-8 (1007): ws closes the socket
+    ws.on("error", () => {})
+    ws.on("close", () => {
+      open.delete(transport)
+      inbound.closed()
+    })
+  }
+
+  const matches = pathMatcher(paths)
+  return {
+    /** Takes an upgrade request when it is a WebSocket one at the endpoint's paths; false otherwise. */
+    upgrade: (request: Http.IncomingMessage, socket: Duplex, head: Buffer): boolean => {
+      if (request.headers.upgrade?.toLowerCase() !== "websocket" || !matches(request.url)) return false
+      if (server.isDraining()) {
+        refuseUpgrade(socket, 503, "Service Unavailable", "the server is shutting down\n")
+        return true
+      }
+      const origin = request.headers.origin
+      if (origin !== undefined && settings.allowedOrigins !== undefined && !settings.allowedOrigins.has(origin)) {
+        refuseUpgrade(socket, 403, "Forbidden", "origin not allowed\n")
+        return true
+      }
+      wss.handleUpgrade(request, socket, head, (ws) => connect(ws, socket, request))
+      return true
+    }
+  }
+})
+
+/**
+ * An `HttpServer` on a Node HTTP server, in place of `NodeHttpServer.layer`:
+ * it serves the Effect app (`HttpRouter.serve`) and takes the LHTTP
+ * WebSocket upgrades at `paths` (default any path) into the `LhttpServer` in
+ * context; other upgrades go to the app. Released, it stops listening and
+ * destroys the connections left (run the server's drain first).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerHttpServer = (
+  evaluate: () => Http.Server,
+  options: {
+    readonly port?: number | undefined
+    readonly host?: string | undefined
+    readonly paths?: ReadonlyArray<string> | undefined
+  }
+): Layer.Layer<HttpServer.HttpServer, ServeError, LhttpServer.LhttpServer> =>
+  Layer.effect(
+    HttpServer.HttpServer,
+    Effect.gen(function*() {
+      const scope = yield* Effect.scope
+      const endpoint = yield* makeEndpoint(options.paths ?? ["/*"])
+      const server = evaluate()
+      yield* Effect.callback<void, ServeError>((resume) => {
+        const onError = (cause: unknown) => resume(Effect.fail(new ServeError({ cause })))
+        server.once("error", onError)
+        server.listen({ port: options.port ?? 8081, host: options.host }, () => {
+          server.off("error", onError)
+          resume(Effect.void)
+        })
+      })
+      yield* Scope.addFinalizer(
+        scope,
+        Effect.sync(() => {
+          server.close()
+          server.closeAllConnections()
+        })
+      )
+      const bound = server.address()
+      const address = typeof bound === "string" || bound === null
+        ? NetAddress.unixPathAddress(String(bound))
+        : yield* Effect.fromResult(NetAddress.inetAddressFromIpString(bound.address, bound.port)).pipe(
+          Effect.mapError((cause) => new ServeError({ cause }))
+        )
+      // the app's own WebSocket routes, made on first use
+      const appWss = yield* Effect.acquireRelease(
+        Effect.sync(() => new NodeWS.WebSocketServer({ noServer: true })),
+        (wss) => Effect.callback<void>((resume) => wss.close(() => resume(Effect.void)))
+      ).pipe(Scope.provide(scope), Effect.cached)
+      return HttpServer.make({
+        address,
+        serve: Effect.fnUntraced(function*(app, middleware) {
+          const serveScope = Scope.forkUnsafe(yield* Effect.scope, "parallel")
+          const onRequest = yield* NodeHttpServer.makeHandler(app, { middleware, scope: serveScope })
+          const onAppUpgrade = yield* NodeHttpServer.makeUpgradeHandler(appWss, app, {
+            middleware,
+            scope: serveScope
+          })
+          const onUpgrade = (request: Http.IncomingMessage, socket: Duplex, head: Buffer) => {
+            if (!endpoint.upgrade(request, socket, head)) onAppUpgrade(request, socket, head)
+          }
+          server.on("request", onRequest)
+          server.on("upgrade", onUpgrade)
+          yield* Effect.addFinalizer(() =>
+            Effect.sync(() => {
+              server.off("request", onRequest)
+              server.off("upgrade", onUpgrade)
+            })
+          )
+        })
+      })
+    })
+  )
+
+// ---------------------------------------------------------------------------
+// HTTP routes
+// ---------------------------------------------------------------------------
+
+// the browser SDK, beside the compiled or the source tree alike
+const sdkFile = new URL("./browser/lhttp.js", import.meta.url)
+
+/**
+ * Whether a peer address is on the loopback network (IPv4, IPv6, or IPv4-mapped).
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const isLoopback = (address: string | undefined): boolean =>
+  address !== undefined &&
+  (address === "::1" || address.startsWith("127.") || address.startsWith("::ffff:127."))
+
+const tokenMatches = (header: string | undefined, token: Redacted.Redacted<string>): boolean => {
+  if (header === undefined || !header.startsWith("Bearer ")) return false
+  const given = Buffer.from(header.slice(7))
+  const expected = Buffer.from(Redacted.value(token))
+  return given.length === expected.length && timingSafeEqual(given, expected)
+}
+
+const plain = (status: number, body: string, headers?: Record<string, string>) =>
+  HttpServerResponse.text(body, { status, ...(headers === undefined ? {} : { headers }) })
+
+/**
+ * The server's HTTP routes, for an `HttpRouter`: `POST /publish`,
+ * `GET /healthz`, `GET /readyz`, the browser SDK at `GET /lhttp.js`, and on
+ * the WebSocket paths, for requests that are not upgrades, the page (at `/`)
+ * or `426 Upgrade Required`. Provide `LhttpServer.layer(...)` and the `Hub`
+ * outside `HttpRouter.serve` so that routes and app share them.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const routes = (
+  options?: RouteOptions
+): Layer.Layer<never, never, HttpRouter.HttpRouter | LhttpServer.LhttpServer | Hub.Hub> =>
+  HttpRouter.use(Effect.fnUntraced(function*(router) {
+    const server = yield* LhttpServer.LhttpServer
+    const hub = yield* Hub.Hub
+    const settings = server.settings
+    const page = options?.page
+
+    const notUpgraded = (request: HttpServerRequest.HttpServerRequest) =>
+      Effect.succeed(
+        page !== undefined && request.url.split("?")[0] === "/"
+          ? HttpServerResponse.html(page)
+          : plain(426, "LHTTP runs over WebSocket: connect with a WebSocket client\n", { upgrade: "websocket" })
+      )
+
+    const publish = (request: HttpServerRequest.HttpServerRequest) =>
+      Effect.gen(function*() {
+        if (request.method !== "POST") return plain(405, "POST an LHTTP message with a publish header\n", { allow: "POST" })
+        if (settings.publishToken !== undefined) {
+          if (!tokenMatches(request.headers["authorization"], settings.publishToken)) {
+            return plain(401, "a bearer token is required\n", { "www-authenticate": "Bearer" })
+          }
+        } else if (!isLoopback(Option.getOrUndefined(request.remoteAddress))) {
+          return plain(403, "without a publish token, only loopback peers may publish\n")
+        }
+        const length = Number(request.headers["content-length"] ?? 0)
+        if (length > settings.maxMessageBytes) return plain(413, `a message is at most ${settings.maxMessageBytes} bytes\n`)
+        const body = yield* request.text.pipe(
+          Effect.provideService(HttpServerRequest.MaxBodySize, ByteSize.bytes(settings.maxMessageBytes)),
+          Effect.result
+        )
+        if (Result.isFailure(body)) return plain(413, `a message is at most ${settings.maxMessageBytes} bytes\n`)
+        const frame = Frame.parse(body.success, { maxHeaders: settings.maxHeaders })
+        if (Result.isFailure(frame)) return plain(400, `${frame.failure.reason}: ${frame.failure.message}\n`)
+        const value = frame.success.headers.get(Header.publish)
+        if (!value) return plain(400, "the message has no publish header\n")
+        const channels = Channel.parseList(value)
+        if (Result.isFailure(channels)) return plain(400, `${channels.failure.reason}: ${channels.failure.message}\n`)
+        return yield* hub.publishText(channels.success, body.success).pipe(
+          Effect.as(HttpServerResponse.empty({ status: 204 })),
+          Effect.catch((rejection: Rejection) => Effect.succeed(plain(rejection.status, `${rejection.message}\n`)))
+        )
+      })
+
+    if (options?.sdk !== false) {
+      const sdk = HttpServerResponse.text(readFileSync(sdkFile, "utf8"), {
+        contentType: "text/javascript; charset=utf-8",
+        headers: { "cache-control": "no-cache" }
+      })
+      yield* router.add("GET", "/lhttp.js", Effect.succeed(sdk))
+    }
+    for (const path of options?.paths ?? ["/*"]) yield* router.add("GET", path as HttpRouter.PathInput, notUpgraded)
+    yield* router.add("*", (options?.publishPath ?? "/publish") as HttpRouter.PathInput, publish)
+    yield* router.add("GET", "/healthz", Effect.succeed(plain(200, "ok\n")))
+    yield* router.add(
+      "GET",
+      "/readyz",
+      Effect.map(server.isReady, (ready) => ready ? plain(200, "ready\n") : plain(503, "not ready\n"))
+    )
+  }))
+
+// ---------------------------------------------------------------------------
+// The stand-alone server
+// ---------------------------------------------------------------------------
+
+/**
+ * A stand-alone Node server: the core, the routes and a Node HTTP server on
+ * `port`, with a graceful drain when the Layer's scope closes (as
+ * `NodeRuntime.runMain` does on SIGTERM and SIGINT). It logs one line with
+ * the address it listens on.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = <const P extends Processor.Any = never, const F extends Filter.Any = never>(
+  options: Options<P, F>
+): Layer.Layer<
+  LhttpServer.LhttpServer | HttpServer.HttpServer,
+  LhttpServer.LhttpServerError | ServeError,
+  Hub.Hub | Bus | Processor.Services<P> | Filter.Services<F>
+> => {
+  // built after the HTTP server, so released before it: the drain runs while it still answers
+  const drainOnShutdown = Layer.effectDiscard(Effect.gen(function*() {
+    const server = yield* LhttpServer.LhttpServer
+    yield* HttpServer.addressFormattedWith((address) => Effect.logInfo(`effect-lhttp listening on ${address}`))
+    yield* Effect.addFinalizer(() => server.drain)
+  }))
+  const http = HttpRouter.serve(routes(options), { disableLogger: true, disableListenLog: true }).pipe(
+    Layer.provideMerge(layerHttpServer(() => Http.createServer(), options))
+  )
+  return drainOnShutdown.pipe(
+    Layer.provideMerge(http),
+    Layer.provideMerge(LhttpServer.layer(options))
+  )
+}
+
+/**
+ * The stand-alone server's settings read from the environment:
+ * `LHTTP_PORT` (8081), `LHTTP_HOST`, `LHTTP_PUBLISH_TOKEN`,
+ * `LHTTP_MAX_MESSAGE_BYTES` (65536) and `LHTTP_ALLOWED_ORIGINS`
+ * (comma-separated).
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config = Config.all({
+  port: Config.Port("LHTTP_PORT").pipe(Config.withDefault(8081)),
+  host: Config.option(Config.String("LHTTP_HOST")),
+  publishToken: Config.option(Config.Redacted("LHTTP_PUBLISH_TOKEN")),
+  maxMessageBytes: Config.Int("LHTTP_MAX_MESSAGE_BYTES").pipe(
+    Config.withDefault(LhttpServer.defaults.maxMessageBytes)
+  ),
+  allowedOrigins: Config.option(Config.String("LHTTP_ALLOWED_ORIGINS"))
+})
+
+/**
+ * {@link layer} with the settings of {@link config} over `options`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = <const P extends Processor.Any = never, const F extends Filter.Any = never>(
+  options: Options<P, F>
+) =>
+  Layer.unwrap(Effect.gen(function*() {
+    const env = yield* config
+    return layer({
+      ...options,
+      port: env.port,
+      host: Option.getOrUndefined(env.host),
+      publishToken: Option.getOrUndefined(env.publishToken),
+      maxMessageBytes: env.maxMessageBytes,
+      allowedOrigins: Option.match(env.allowedOrigins, {
+        onNone: () => options.allowedOrigins,
+        onSome: (list) => list.split(",").map((origin) => origin.trim()).filter((origin) => origin !== "")
+      })
+    })
+  }))
+
+/**
+ * Runs a server Layer as the program (`NodeRuntime.runMain`) until SIGTERM or
+ * SIGINT. The Layer's scope then closes, which drains the server, and the
+ * process exits with 0; a failure exits with 1.
+ *
+ * ```ts
+ * NodeLhttpServer.launch(Main)
+ * ```
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const launch = <A, E>(layer: Layer.Layer<A, E>): void =>
+  Layer.launch(layer).pipe(NodeRuntime.runMain({
+    teardown: (exit, onExit) =>
+      Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? onExit(0) : Runtime.defaultTeardown(exit, onExit)
+  }))

@@ -1,0 +1,226 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Context, Effect, Fiber, Layer } from "effect"
+import { HttpRouter, HttpServer, HttpServerResponse } from "effect/http"
+import { createServer } from "node:http"
+import * as Bus from "../src/Bus.ts"
+import * as Echo from "../src/demo/Echo.ts"
+import * as Hub from "../src/Hub.ts"
+import * as LhttpServer from "../src/LhttpServer.ts"
+import * as NodeLhttpServer from "../src/NodeLhttpServer.ts"
+import * as Processor from "../src/Processor.ts"
+import { connect, frame, request, startServer } from "./utils/lhttp.ts"
+import { eventually } from "./utils/wait.ts"
+
+// The WebSocket transport and the HTTP endpoints over real sockets. What the
+// core does whatever the transport is tested on the in-memory transport
+// (test/LhttpServer.test.ts).
+
+let slowStarted = false
+const Slow = Processor.make("slow")
+const SlowLive = Slow.toLayer({
+  onMessage: (exchange) =>
+    Effect.sync(() => {
+      slowStarted = true
+    }).pipe(Effect.andThen(Effect.sleep("300 millis")), Effect.andThen(exchange.send("done")))
+})
+
+const Who = Processor.make("who")
+const WhoLive = Who.toLayer({
+  onMessage: (exchange) =>
+    exchange.send(JSON.stringify({
+      url: exchange.connection.url,
+      agent: exchange.connection.requestHeaders["user-agent"],
+      remote: exchange.connection.remoteAddress
+    }))
+})
+
+const server = (options: Omit<NodeLhttpServer.Options, "processors"> = {}) =>
+  startServer({ processors: [Echo.Echo, Slow, Who], ...options }, Layer.mergeAll(Echo.layer, SlowLive, WhoLive))
+
+describe("NodeLhttpServer: the WebSocket transport", () => {
+  it.live("messages in, frames out, pub/sub across connections, over real sockets", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server()
+      const a = yield* connect(url)
+      const b = yield* connect(`${url}/elsewhere`)
+      yield* a.send(frame("echo", { id: "1" }, "hi é"))
+      assert.strictEqual(yield* a.next(), "LHTTP/1.0 echo\r\nid:1\r\n\r\nhi é")
+      yield* b.send(frame("c", { subscribe: "room" }))
+      yield* b.send(frame("echo", {}, "subscribed"))
+      assert.strictEqual(yield* b.next(), "LHTTP/1.0 echo\r\n\r\nsubscribed")
+      for (let i = 0; i < 100; i++) yield* a.send(frame("c", { publish: "room" }, `m${i}`))
+      for (let i = 0; i < 100; i++) assert.strictEqual(yield* b.next(), `LHTTP/1.0 c\r\npublish:room\r\n\r\nm${i}`)
+    }))
+
+  it.live("the peer as the transport saw it: request URL, headers and remote address", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server()
+      const client = yield* connect(`${url}/who?me=1`, { headers: { "user-agent": "test-agent" } })
+      yield* client.send(frame("who"))
+      const who = JSON.parse((yield* client.next()).split("\r\n\r\n")[1]!)
+      assert.deepStrictEqual(who, { url: "/who?me=1", agent: "test-agent", remote: "127.0.0.1" })
+    }))
+
+  it.live("a binary frame is read as UTF-8; invalid UTF-8 gets InvalidUtf8", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server()
+      const a = yield* connect(url)
+      a.ws.send(Buffer.from(frame("c", { subscribe: "b", publish: "b" }, "binary é")))
+      assert.strictEqual(yield* a.next(), "LHTTP/1.0 c\r\nsubscribe:b\r\npublish:b\r\n\r\nbinary é")
+      a.ws.send(Buffer.from([0x4c, 0x48, 0xff, 0xfe]))
+      assert.match(yield* a.next(), /reason:InvalidUtf8/)
+    }))
+
+  it.live("a connection that goes away releases its subscriptions", () =>
+    Effect.gen(function*() {
+      const { url, hub } = yield* server()
+      const a = yield* connect(url)
+      yield* a.send(frame("c", { subscribe: "k1 k2 k3" }))
+      yield* eventually(() => hub.channelCount() === 3)
+      a.ws.terminate()
+      yield* eventually(() => hub.channelCount() === 0)
+    }))
+})
+
+describe("NodeLhttpServer: limits and safety", () => {
+  it.live("a message over maxMessageBytes closes with 1009; other clients keep receiving", () =>
+    Effect.gen(function*() {
+      const { url } = yield* startServer({ maxMessageBytes: 1024 })
+      const big = yield* connect(url)
+      const other = yield* connect(url)
+      yield* other.send(frame("c", { subscribe: "o" }))
+      yield* big.send(frame("c", { publish: "o" }, "x".repeat(2000)))
+      assert.strictEqual((yield* big.closed).code, 1009)
+      yield* other.send(frame("c", { publish: "o" }, "fine"))
+      assert.strictEqual(yield* other.next(), "LHTTP/1.0 c\r\npublish:o\r\n\r\nfine")
+    }))
+
+  it.live("a connection that does not answer pings is closed with 4000; one that does stays", () =>
+    Effect.gen(function*() {
+      const { url } = yield* startServer({ heartbeatInterval: "100 millis", heartbeatTimeout: "100 millis" })
+      const silent = yield* connect(url, { autoPong: false })
+      const alive = yield* connect(url)
+      assert.strictEqual((yield* silent.closed).code, 4000)
+      yield* alive.send(frame("c", { subscribe: "h", publish: "h" }, "alive"))
+      assert.strictEqual(yield* alive.next(), "LHTTP/1.0 c\r\nsubscribe:h\r\npublish:h\r\n\r\nalive")
+    }))
+
+  it.live("origins outside the allowlist get 403; listed origins and requests without one pass", () =>
+    Effect.gen(function*() {
+      const { url } = yield* startServer({ allowedOrigins: ["https://ok.example"] })
+      const refused = yield* connect(url, { origin: "https://evil.example" }).pipe(Effect.flip)
+      assert.include(String(refused), "403")
+      yield* connect(url, { origin: "https://ok.example" })
+      yield* connect(url)
+    }))
+
+  it.live("a plain GET gets 426, health and readiness answer", () =>
+    Effect.gen(function*() {
+      const { http } = yield* startServer({})
+      assert.strictEqual((yield* request(`${http}/`)).status, 426)
+      assert.strictEqual((yield* request(`${http}/healthz`)).status, 200)
+      assert.strictEqual((yield* request(`${http}/readyz`)).status, 200)
+    }))
+})
+
+describe("NodeLhttpServer: POST /publish", () => {
+  it.live("delivers the raw body byte for byte to each channel", () =>
+    Effect.gen(function*() {
+      const { url, http } = yield* startServer({})
+      const a = yield* connect(url)
+      yield* a.send(frame("c", { subscribe: "mike other" }))
+      yield* Effect.sleep("50 millis")
+      const raw = "LHTTP/1.0 chat\r\nz-last:1\r\npublish:mike other\r\na-first:2\r\n\r\nhello mike\r\n\r\n"
+      const response = yield* request(`${http}/publish`, { method: "POST", body: raw })
+      assert.strictEqual(response.status, 204)
+      assert.strictEqual(yield* a.next(), raw)
+      assert.strictEqual(yield* a.next(), raw)
+    }))
+
+  it.live("refuses what it cannot deliver, with a reason", () =>
+    Effect.gen(function*() {
+      const { http } = yield* startServer({ maxMessageBytes: 1000 })
+      const post = (body: string) => request(`${http}/publish`, { method: "POST", body })
+      const notLhttp = yield* post("hello")
+      assert.deepStrictEqual([notLhttp.status, notLhttp.body.startsWith("NotLhttp")], [400, true])
+      assert.strictEqual((yield* post("LHTTP/1.0 chat\r\n\r\nno channel")).status, 400)
+      const invalid = yield* post("LHTTP/1.0 chat\r\npublish:a..b\r\n\r\n")
+      assert.deepStrictEqual([invalid.status, invalid.body.startsWith("InvalidChannel")], [400, true])
+      assert.strictEqual((yield* post(`LHTTP/1.0 chat\r\npublish:a\r\n\r\n${"x".repeat(2000)}`)).status, 413)
+      const get = yield* request(`${http}/publish`)
+      assert.deepStrictEqual([get.status, get.headers.get("allow")], [405, "POST"])
+    }))
+
+  it.live("requires the bearer token when one is configured", () =>
+    Effect.gen(function*() {
+      const { http } = yield* startServer({ publishToken: "s3cret" })
+      const body = "LHTTP/1.0 chat\r\npublish:t\r\n\r\nx"
+      assert.strictEqual((yield* request(`${http}/publish`, { method: "POST", body })).status, 401)
+      const wrong = { authorization: "Bearer nope" }
+      assert.strictEqual((yield* request(`${http}/publish`, { method: "POST", body, headers: wrong })).status, 401)
+      const right = { authorization: "Bearer s3cret" }
+      assert.strictEqual((yield* request(`${http}/publish`, { method: "POST", body, headers: right })).status, 204)
+    }))
+})
+
+describe("NodeLhttpServer: who may publish without a token", () => {
+  it("only loopback peers", () => {
+    for (const address of ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"]) assert.isTrue(NodeLhttpServer.isLoopback(address))
+    for (const address of ["10.0.0.1", "192.168.1.2", "::ffff:10.0.0.1", "2001:db8::1", "1.2.3.4", undefined]) {
+      assert.isFalse(NodeLhttpServer.isLoopback(address))
+    }
+  })
+})
+
+describe("NodeLhttpServer: graceful shutdown", () => {
+  it.live("readiness off, new upgrades 503, in-flight work finishes, then 1001", () =>
+    Effect.gen(function*() {
+      const { url, http, server: lhttp } = yield* server()
+      const busy = yield* connect(url)
+      const idle = yield* connect(url)
+      yield* busy.send(frame("slow"))
+      yield* eventually(() => slowStarted)
+      const draining = yield* Effect.forkChild(lhttp.drain)
+      yield* eventually(() => lhttp.isDraining())
+      assert.strictEqual((yield* request(`${http}/readyz`)).status, 503)
+      const refused = yield* connect(url).pipe(Effect.flip)
+      assert.include(String(refused), "503")
+      assert.strictEqual((yield* idle.closed).code, 1001)
+      assert.strictEqual(yield* busy.next(), "LHTTP/1.0 slow\r\n\r\ndone")
+      assert.deepStrictEqual(yield* busy.closed, { code: 1001, reason: "server shutting down" })
+      yield* Fiber.join(draining)
+      assert.strictEqual(lhttp.connectionCount(), 0)
+    }))
+})
+
+describe("NodeLhttpServer: mounted into an Effect HTTP app", () => {
+  it.live("serves the WebSocket endpoint at the app's paths beside the app's own routes", () =>
+    Effect.gen(function*() {
+      const hello = HttpRouter.add("GET", "/hello", HttpServerResponse.text("hello from the app"))
+      const app = HttpRouter.serve(
+        Layer.mergeAll(hello, NodeLhttpServer.routes({ paths: ["/live/*"] })),
+        { disableListenLog: true, disableLogger: true }
+      ).pipe(
+        Layer.provideMerge(
+          NodeLhttpServer.layerHttpServer(() => createServer(), { port: 0, host: "127.0.0.1", paths: ["/live/*"] })
+        ),
+        // shared with the routes: provided outside serve
+        Layer.provideMerge(LhttpServer.layer({ processors: [Echo.Echo], maxMessageBytes: 2048 })),
+        Layer.provide(Echo.layer),
+        Layer.provideMerge(Hub.layer()),
+        Layer.provide(Bus.layerMemory())
+      )
+      const context = yield* Layer.build(app)
+      const address = Context.get(context, HttpServer.HttpServer).address
+      const port = address._tag === "UnixPathAddress" ? 0 : address.port
+      assert.strictEqual((yield* request(`http://127.0.0.1:${port}/hello`)).body, "hello from the app")
+      const client = yield* connect(`ws://127.0.0.1:${port}/live/room-1`)
+      yield* client.send(frame("echo", {}, "mounted"))
+      assert.strictEqual(yield* client.next(), "LHTTP/1.0 echo\r\n\r\nmounted")
+      // without the stand-alone server's WebSocket limit, the server still refuses big messages
+      yield* client.send(frame("echo", {}, "x".repeat(4096)))
+      assert.strictEqual((yield* client.closed).code, 1009)
+      const elsewhere = yield* connect(`ws://127.0.0.1:${port}/other`).pipe(Effect.flip)
+      assert.include(String(elsewhere), "404")
+    }))
+})
