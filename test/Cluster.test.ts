@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { connect as natsConnect } from "@nats-io/transport-node"
-import { Effect } from "effect"
+import { Effect, Fiber } from "effect"
 import { spawn } from "node:child_process"
 import * as NatsBus from "../src/NatsBus.ts"
 import { connect, frame, request, startServer, type TestClient } from "./utils/lhttp.ts"
@@ -202,54 +202,168 @@ describe("Cluster: NATS faults", () => {
     }))
 })
 
+/** The number in the body of every frame `client` receives on `channel`, in arrival order. */
+const bodies = (client: TestClient, channel: string) => {
+  const numbers: Array<number> = []
+  const texts: Array<string> = []
+  client.ws.on("message", (data) => {
+    const text = String(data)
+    if (!text.includes(`\r\npublish:${channel}\r\n`)) return
+    const body = text.slice(text.indexOf("\r\n\r\n") + 4)
+    texts.push(body)
+    if (/^\d+$/.test(body)) numbers.push(Number(body))
+  })
+  return { numbers, texts }
+}
+
+/** Every error frame `client` receives. */
+const errorFrames = (client: TestClient) => {
+  const errors: Array<string> = []
+  client.ws.on("message", (data) => {
+    const text = String(data)
+    if (text.startsWith("LHTTP/1.0 error\r\n")) errors.push(text)
+  })
+  return errors
+}
+
 describe("Cluster: publishing while NATS is down", () => {
-  it.live("publishes wait in a bounded buffer, then the publisher gets 503 BusUnavailable", () =>
+  it.live("a 3 s outage under load: what is published meanwhile reaches the other node once, in order, and no publisher is refused", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServer
+      const one = yield* node(nats.url)
+      const two = yield* node(nats.url)
+      const subscriber = yield* connect(one.url)
+      const publisher = yield* connect(two.url)
+      yield* joined(subscriber, publisher, "load")
+      yield* joined(subscriber, publisher, "posted")
+      yield* settle(subscriber, publisher)
+      const load = bodies(subscriber, "load")
+      const posted = bodies(subscriber, "posted")
+      const errors = errorFrames(publisher)
+      let sent = 0
+      const publishing = Effect.gen(function*() {
+        while (true) {
+          yield* publisher.send(frame("beat", { publish: "load" }, String(sent++)))
+          yield* Effect.sleep("5 millis")
+        }
+      })
+      const fiber = yield* Effect.forkChild(publishing)
+      yield* eventually(() => load.numbers.length >= 50)
+
+      const deliveredAtKill = load.numbers.length
+      yield* Effect.promise(() => nats.kill())
+      yield* until(Effect.map(two.server.isReady, (ready) => !ready))
+      // from here on, every frame the publisher sends reaches its node after the node saw the outage
+      const noticedAt = sent
+      const started = Date.now()
+      const statuses: Array<number> = []
+      for (let i = 0; i < 10; i++) {
+        const raw = `LHTTP/1.0 news\r\npublish:posted\r\n\r\npost ${i}`
+        statuses.push((yield* request(`${two.http}/publish`, { method: "POST", body: raw })).status)
+      }
+      // the rest of the 3 s outage
+      yield* Effect.sleep(Math.max(0, 3000 - (Date.now() - started)))
+      yield* Effect.promise(() => nats.restart())
+      yield* until(two.server.isReady, "10 seconds")
+      const restartedAt = sent
+      yield* eventually(() => load.numbers.some((n) => n >= restartedAt + 100), "15 seconds")
+      yield* Fiber.interrupt(fiber)
+      const total = sent
+      yield* eventually(() => load.numbers.includes(total - 1), "5 seconds")
+
+      const got = new Set(load.numbers)
+      const lost = Array.from({ length: total }, (_, n) => n).filter((n) => !got.has(n))
+      console.log(
+        `outage: ${restartedAt - noticedAt} frames published while NATS was down, ${total} in all; ` +
+          `${lost.length} lost: ${JSON.stringify(lost)}`
+      )
+      assert.isAbove(restartedAt - noticedAt, 300)
+      assert.deepStrictEqual(errors, [])
+      assert.deepStrictEqual(statuses, Array.from({ length: 10 }, () => 204))
+      // exactly once, in order
+      load.numbers.forEach((n, i) => {
+        if (i > 0) assert.isBelow(load.numbers[i - 1]!, n, `out of order or twice at ${i}`)
+      })
+      // nothing published after the node saw the outage is lost; before it, only what was in flight at the kill
+      assert.deepStrictEqual(lost.filter((n) => n >= noticedAt), [])
+      assert.isTrue(lost.every((n) => n >= deliveredAtKill), JSON.stringify({ lost, deliveredAtKill }))
+      yield* eventually(() => posted.texts.length === 10)
+      assert.deepStrictEqual(posted.texts, Array.from({ length: 10 }, (_, i) => `post ${i}`))
+    }), 60_000)
+
+  it.live("publishes wait in a bounded buffer, then the publisher gets 503 BusUnavailable; what was accepted arrives after the reconnect", () =>
     Effect.gen(function*() {
       const nats = yield* natsServer
       const one = yield* node(nats.url, { maxPendingBytes: 10_000 })
       const a = yield* connect(one.url)
       const b = yield* connect(one.url)
       yield* joined(a, b, "buffered")
+      yield* settle(a, b)
       yield* Effect.promise(() => nats.kill())
       yield* until(Effect.map(one.server.isReady, (ready) => !ready))
       const body = "z".repeat(1000)
-      let accepted = 0
-      for (let i = 0; i < 10; i++) {
-        yield* b.send(frame("c", { publish: "buffered", id: String(i) }, body))
-        const answer = yield* b.next("300 millis").pipe(Effect.option)
-        if (answer._tag === "None") {
-          accepted++
-          continue
-        }
-        assert.match(answer.value, new RegExp(`^LHTTP/1\\.0 error\\r\\nstatus:503\\r\\nreason:BusUnavailable\\r\\nid:${i}\\r\\n`), `after ${accepted} accepted: ${JSON.stringify(answer.value)}`)
-        break
+      for (let i = 0; i < 10; i++) yield* b.send(frame("c", { publish: "buffered", id: String(i) }, body))
+      // a frame that is always answered: b's frames are handled in order, so once its answer is here, all are
+      yield* b.send(frame("c", { publish: "a..b", id: "end" }))
+      const refused: Array<number> = []
+      while (true) {
+        const answer = yield* b.next()
+        if (/\r\nreason:InvalidChannel\r\n/.test(answer)) break
+        const match = /^LHTTP\/1\.0 error\r\nstatus:503\r\nreason:BusUnavailable\r\nid:(\d+)\r\n/.exec(answer)
+        assert.isNotNull(match, JSON.stringify(answer))
+        refused.push(Number(match?.[1]))
       }
-      assert.isAbove(accepted, 0)
-      assert.isBelow(accepted, 10)
+      // 10 000 bytes hold 9 frames of about 1 050: the first 9 are accepted, the 10th is refused
+      const accepted = Array.from({ length: 10 }, (_, i) => i).filter((i) => !refused.includes(i))
+      assert.isAbove(accepted.length, 0)
+      assert.isBelow(accepted.length, 10)
+      assert.deepStrictEqual(accepted, Array.from({ length: accepted.length }, (_, i) => i))
+      // POST /publish too, while the buffer is full
+      const raw = `LHTTP/1.0 c\r\npublish:buffered\r\n\r\n${body}`
+      assert.strictEqual((yield* request(`${one.http}/publish`, { method: "POST", body: raw })).status, 503)
       assert.strictEqual(a.ws.readyState, a.ws.OPEN)
-    }))
+
+      yield* Effect.promise(() => nats.restart())
+      yield* until(one.server.isReady, "10 seconds")
+      yield* b.send(frame("c", { publish: "buffered" }, "marker"))
+      // everything before the marker arrives before it: the accepted frames, in order, and nothing refused
+      const arrived: Array<string> = []
+      while (true) {
+        const text = yield* a.next("10 seconds")
+        if (text.endsWith("\r\n\r\nmarker")) break
+        arrived.push(/\r\nid:(\d+)\r\n/.exec(text)?.[1] ?? text)
+      }
+      assert.deepStrictEqual(arrived, accepted.map(String))
+    }), 30_000)
 })
+
+/** Runs the main job (`npm start`) with `env` until the scope closes; waits until it has connected to NATS. */
+const mainJob = (env: Record<string, string>) =>
+  Effect.gen(function*() {
+    const port = yield* Effect.promise(freePort)
+    const child = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        spawn(process.execPath, ["src/main.ts"], {
+          env: { ...process.env, LHTTP_PORT: String(port), LHTTP_HOST: "127.0.0.1", ...env },
+          stdio: ["ignore", "pipe", "pipe"]
+        })
+      ),
+      (child) => Effect.sync(() => child.kill("SIGKILL"))
+    )
+    let output = ""
+    child.stdout.on("data", (chunk) => (output += chunk))
+    child.stderr.on("data", (chunk) => (output += chunk))
+    yield* eventually(() => output.includes("NATS: connected"), "15 seconds")
+    return { child, url: `ws://127.0.0.1:${port}/` }
+  })
 
 describe("Cluster: the main job", () => {
   it.live("LHTTP_NATS_URL=… npm start runs a node of a cluster", () =>
     Effect.gen(function*() {
       const nats = yield* natsServer
-      const port = yield* Effect.promise(freePort)
-      const child = yield* Effect.acquireRelease(
-        Effect.sync(() =>
-          spawn(process.execPath, ["src/main.ts"], {
-            env: { ...process.env, LHTTP_PORT: String(port), LHTTP_HOST: "127.0.0.1", LHTTP_NATS_URL: nats.url },
-            stdio: ["ignore", "pipe", "pipe"]
-          })
-        ),
-        (child) => Effect.sync(() => child.kill("SIGKILL"))
-      )
-      let output = ""
-      child.stdout.on("data", (chunk) => (output += chunk))
-      child.stderr.on("data", (chunk) => (output += chunk))
-      yield* eventually(() => output.includes("NATS: connected"), "15 seconds")
+      const { child, url } = yield* mainJob({ LHTTP_NATS_URL: nats.url })
       const local = yield* node(nats.url)
-      const a = yield* connect(`ws://127.0.0.1:${port}/`)
+      const a = yield* connect(url)
       const b = yield* connect(local.url)
       yield* joined(a, b, "lobby")
       yield* b.send(frame("chat", { publish: "lobby" }, "to the main job"))
@@ -257,5 +371,43 @@ describe("Cluster: the main job", () => {
       child.kill("SIGTERM")
       yield* eventually(() => child.exitCode !== null, "10 seconds")
       assert.strictEqual(child.exitCode, 0)
+    }))
+
+  it.live("LHTTP_NATS_PREFIX= (set and empty): the subject is the channel id, as an original lhttp node uses", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServer
+      const { url } = yield* mainJob({ LHTTP_NATS_URL: nats.url, LHTTP_NATS_PREFIX: "" })
+      const nc = yield* rawNats(nats.url)
+      const onRoom: Array<string> = []
+      const onPrefixed: Array<string> = []
+      nc.subscribe("room", {
+        callback: (_error, message) => {
+          onRoom.push(message.string())
+        }
+      })
+      nc.subscribe("lhttp.room", {
+        callback: (_error, message) => {
+          onPrefixed.push(message.string())
+        }
+      })
+      yield* Effect.promise(() => nc.flush())
+      const a = yield* connect(url)
+      yield* a.send(frame("c", { subscribe: "room" }))
+      // a raw NATS publish on the subject "room" reaches the WebSocket subscriber (probes until the interest is there)
+      let arrived: string | undefined
+      for (let i = 0; i < 100 && arrived === undefined; i++) {
+        nc.publish("room", `LHTTP/1.0 probe\r\npublish:room\r\n\r\n${i}`)
+        const got = yield* a.next("100 millis").pipe(Effect.option)
+        if (got._tag === "Some") arrived = got.value
+      }
+      assert.match(arrived ?? "", /^LHTTP\/1\.0 probe\r\npublish:room\r\n\r\n\d+$/)
+      yield* settle(a)
+      // and a WebSocket publish to channel "room" is published on the subject "room"
+      const text = "LHTTP/1.0 news\r\npublish:room\r\n\r\nto an original node"
+      yield* a.send(text)
+      assert.strictEqual(yield* a.next(), text)
+      yield* eventually(() => onRoom.includes(text))
+      assert.deepStrictEqual(onRoom.filter((message) => !message.startsWith("LHTTP/1.0 probe")), [text])
+      assert.deepStrictEqual(onPrefixed, [])
     }))
 })
