@@ -192,9 +192,11 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
   }
 
   const publishText = (channels: ReadonlyArray<Channel.ChannelId>, text: string) =>
-    Effect.forEach(channels, (channel) => bus.publish(channel, text), { discard: true }).pipe(
-      Effect.mapError(toRejection)
-    )
+    (channels.length === 1
+      ? bus.publish(channels[0]!, text)
+      : Effect.forEach(channels, (channel) => bus.publish(channel, text), { discard: true })).pipe(
+        Effect.mapError(toRejection)
+      )
 
   yield* Effect.addFinalizer(() =>
     Effect.forEach(Array.from(table), ([channel, entry]) => release(channel, entry), { discard: true })

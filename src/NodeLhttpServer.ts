@@ -181,6 +181,7 @@ const refuseUpgrade = (socket: Duplex, status: number, statusText: string, body:
  */
 const makeEndpoint = Effect.fnUntraced(function*(paths: ReadonlyArray<string>) {
   const server = yield* LhttpServer.LhttpServer
+  const context = yield* Effect.context<never>()
   const settings = server.settings
   const wss = new NodeWS.WebSocketServer({
     noServer: true,
@@ -217,8 +218,11 @@ const makeEndpoint = Effect.fnUntraced(function*(paths: ReadonlyArray<string>) {
     ws.on("pong", () => {
       transport.awaitingPong = false
     })
-    // a protocol error (1002), an oversized message (1009) or invalid UTF-8 (1007): ws closes the socket
-    ws.on("error", () => {})
+    // a protocol error (1002), an oversized message (1009) or invalid UTF-8 (1007): the peer's fault,
+    // ws closes the connection with that code; logged at debug level
+    ws.on("error", (error) => {
+      Effect.runForkWith(context)(Effect.logDebug(`WebSocket closed by the server: ${error.message}`))
+    })
     ws.on("close", () => {
       open.delete(transport)
       inbound.closed()

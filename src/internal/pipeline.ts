@@ -170,19 +170,30 @@ export const make = (options: Options) => {
   const userFilters = before.length > 0 || after.length > 0
   const parseOptions = { maxHeaders: options.maxHeaders }
 
-  // built-in after filter: subscribe, then publish, then unsubscribe
-  const pubSub = Effect.fnUntraced(function*(exchange: LiveExchange, message: Message.Notify | Message.Request) {
-    if (message.subscribe.length > 0) yield* hub.subscribe(exchange.live, message.subscribe)
-    if (message.publish.length > 0) {
-      const frame = exchange.published()
-      if (exchange.changed) {
-        const checked = Frame.validate(frame)
-        if (Result.isFailure(checked)) return yield* checked.failure
-      }
-      yield* hub.publishText(message.publish, Frame.render(frame))
+  // built-in after filter: subscribe, then publish (the rendered text), then unsubscribe; composed
+  // without a generator, as the messages no user code sees run nothing else
+  const pubSub = (
+    connection: LiveConnection,
+    message: Message.Notify | Message.Request,
+    published: string | undefined
+  ): Effect.Effect<void, Rejection.Rejection> => {
+    let effect: Effect.Effect<void, Rejection.Rejection> | undefined
+    const then = (next: Effect.Effect<void, Rejection.Rejection>) => {
+      effect = effect === undefined ? next : Effect.andThen(effect, next)
     }
-    if (message.unsubscribe.length > 0) yield* hub.unsubscribe(exchange.live, message.unsubscribe)
-  })
+    if (message.subscribe.length > 0) then(hub.subscribe(connection, message.subscribe))
+    if (published !== undefined) then(hub.publishText(message.publish, published))
+    if (message.unsubscribe.length > 0) then(hub.unsubscribe(connection, message.unsubscribe))
+    return effect ?? Effect.void
+  }
+
+  // the text published for a message a step may have changed: validated when it was
+  const publishedText = (exchange: LiveExchange): Result.Result<string, ProtocolError> => {
+    const frame = exchange.published()
+    if (!exchange.changed) return Result.succeed(Frame.render(frame))
+    const checked = Frame.validate(frame)
+    return Result.isFailure(checked) ? Result.fail(checked.failure) : Result.succeed(Frame.render(frame))
+  }
 
   // built-in after filter: queues the call on the connection's upstream lane, which runs its
   // calls in order while the connection's next messages go on
@@ -248,7 +259,8 @@ export const make = (options: Options) => {
       return yield* Rejection.unknownCommand(exchange.command)
     }
     const message = yield* Effect.fromResult(exchange.current())
-    yield* pubSub(exchange, message)
+    const published = message.publish.length > 0 ? yield* Effect.fromResult(publishedText(exchange)) : undefined
+    yield* pubSub(exchange.live, message, published)
     if (message.upstream !== undefined) yield* callUpstream(exchange, message.upstream)
     for (const hook of after) {
       yield* hook(exchange as Exchange)
@@ -259,6 +271,7 @@ export const make = (options: Options) => {
   // a message that runs user code gets a Scope of its own, closed when it is done
   const run = (exchange: LiveExchange) =>
     userFilters || processors.has(exchange.command) ? Effect.scoped(steps(exchange)) : steps(exchange)
+
 
   const inConnectionScope = <A, E>(connection: LiveConnection, effect: Effect.Effect<A, E, never>) =>
     Effect.provideService(effect, Scope.Scope, connection.scope)
@@ -283,8 +296,15 @@ export const make = (options: Options) => {
         const id = frame.success.headers.get(Header.id) || undefined
         return Effect.sync(() => connection.write(message.failure.toFrame(id)))
       }
-      const exchange = new LiveExchange(connection, message.success)
-      return run(exchange).pipe(Effect.catchCause(answer(connection, exchange.id)))
+      const { command, headers, publish, upstream } = message.success
+      const id = message.success._tag === "Request" ? message.success.id : undefined
+      // what no user code sees needs no exchange: the built-ins alone
+      if (!userFilters && !processors.has(command) && upstream === undefined) {
+        if (!hasBuiltin(headers)) return Effect.sync(() => connection.write(Rejection.unknownCommand(command).toFrame(id)))
+        const published = publish.length > 0 ? Frame.render(message.success) : undefined
+        return pubSub(connection, message.success, published).pipe(Effect.catchCause(answer(connection, id)))
+      }
+      return run(new LiveExchange(connection, message.success)).pipe(Effect.catchCause(answer(connection, id)))
     },
 
     /** Runs every onClose hook, whatever fails. */
