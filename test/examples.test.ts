@@ -316,6 +316,15 @@ describe("examples/publish-from-backend.ts", () => {
   })
 })
 
+describe("examples/memory-transport.ts", () => {
+  it("tests a processor over the in-memory transport, without a port", async () => {
+    const result = await run(example("memory-transport"), { timeoutMs: 20_000 })
+    assert.strictEqual(result.code, 0, result.output)
+    assert.include(result.output, "ok: bob hears alice, shouted")
+    assert.include(result.output, "ok: a bad channel is refused with an error frame")
+  })
+})
+
 describe("examples/cluster.ts", () => {
   it("runs two nodes on one NATS and shows a message crossing them", async () => {
     const result = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
