@@ -36,6 +36,8 @@ export interface CloseInfo {
 export interface Client {
   /** Sends one message to the server. */
   readonly send: (data: string | Uint8Array) => Effect.Effect<void>
+  /** Sends messages that arrive together, as one read of a socket hands them over. */
+  readonly sendAll: (batch: Iterable<string | Uint8Array>) => Effect.Effect<void>
   /** The next frame the server wrote, waiting for it. */
   readonly next: Effect.Effect<string>
   /** The next frame if one was written, without waiting. */
@@ -121,6 +123,10 @@ export const connect = (
     }
     return {
       send: (data) => Effect.sync(() => open && inbound!.receive(data)),
+      sendAll: (batch) =>
+        Effect.sync(() => {
+          for (const data of batch) if (open) inbound!.receive(data)
+        }),
       next: Effect.map(Queue.take(frames), taken),
       poll: Effect.map(Queue.poll(frames), Option.map(taken)),
       closed: Deferred.await(closedBy),

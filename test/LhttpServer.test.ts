@@ -538,6 +538,25 @@ describe("LhttpServer: limits (the core's, whatever the transport)", () => {
     }))
 })
 
+describe("LhttpServer: fairness between connections", () => {
+  it.live("a burst from one connection is processed in turns: another connection's message goes in between", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* startMemoryServer({})
+      const subscriber = yield* connect()
+      const burst = yield* connect()
+      const other = yield* connect()
+      yield* subscriber.send(frame("c", { subscribe: "a" }))
+      yield* subscriber.nothing()
+      yield* burst.transport.sendAll(Array.from({ length: 2000 }, (_, i) => frame("c", { publish: "a" }, `burst ${i}`)))
+      yield* other.send(frame("c", { publish: "a" }, "other"))
+      const order: Array<string> = []
+      for (let i = 0; i < 2001; i++) order.push((yield* subscriber.next()).split("\r\n\r\n")[1]!)
+      // the burst's own order is kept, and the other connection did not wait for all of it
+      assert.deepStrictEqual(order.filter((body) => body !== "other"), Array.from({ length: 2000 }, (_, i) => `burst ${i}`))
+      assert.isBelow(order.indexOf("other"), 1000)
+    }))
+})
+
 describe("LhttpServer: graceful drain (the core)", () => {
   it.live("new connections are refused with 1001, in-flight work finishes, then every connection gets 1001", () =>
     Effect.gen(function*() {

@@ -8,6 +8,7 @@ import * as Hub from "../src/Hub.ts"
 import * as LhttpServer from "../src/LhttpServer.ts"
 import * as NodeLhttpServer from "../src/NodeLhttpServer.ts"
 import * as Processor from "../src/Processor.ts"
+import { RawClient, textFrame } from "../bench/fanout/client.ts"
 import { connect, frame, request, startServer } from "./utils/lhttp.ts"
 import { eventually } from "./utils/wait.ts"
 
@@ -69,6 +70,27 @@ describe("NodeLhttpServer: the WebSocket transport", () => {
       assert.strictEqual(yield* a.next(), "LHTTP/1.0 c\r\nsubscribe:b\r\npublish:b\r\n\r\nbinary é")
       a.ws.send(Buffer.from([0x4c, 0x48, 0xff, 0xfe]))
       assert.match(yield* a.next(), /reason:InvalidUtf8/)
+    }))
+
+  it.live("a burst larger than maxOutboundBytes reaches a subscriber that reads: the publisher is read in turns", () =>
+    Effect.gen(function*() {
+      const { port, url } = yield* server()
+      const publisher = yield* Effect.acquireRelease(
+        Effect.promise(() => RawClient.connect(port)),
+        (client) => Effect.sync(() => client.socket.destroy())
+      )
+      const subscriber = yield* connect(url)
+      yield* subscriber.send(frame("c", { subscribe: "burst" }))
+      yield* subscriber.send(frame("echo", {}, "ready"))
+      assert.strictEqual(yield* subscriber.next(), "LHTTP/1.0 echo\r\n\r\nready")
+      let received = 0
+      subscriber.ws.on("message", () => received++)
+      // 10,000 frames of about 120 bytes, 1.2 MB, in one write: more than the 1 MiB bound, and all
+      // of it readable by the server at once
+      const body = "x".repeat(64)
+      publisher.send(Buffer.concat(Array.from({ length: 10_000 }, () => textFrame(frame("c", { publish: "burst" }, body)))))
+      yield* eventually(() => received === 10_000, "20 seconds")
+      assert.strictEqual(subscriber.ws.readyState, subscriber.ws.OPEN)
     }))
 
   it.live("a connection that goes away releases its subscriptions", () =>

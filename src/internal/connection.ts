@@ -18,7 +18,7 @@ import type { ProtocolError } from "../ProtocolError.ts"
 import type { Rejection } from "../Rejection.ts"
 import type { Inbound, Outbound as OutboundFrame, Transport } from "../Transport.ts"
 import { Outbound, utf8Length } from "./outbound.ts"
-import { Outbox, type SlowConsumerPolicy } from "./outbox.ts"
+import { Outbox, schedule, type SlowConsumerPolicy } from "./outbox.ts"
 
 /** The per-connection limits. */
 export interface Limits {
@@ -50,6 +50,16 @@ export const messageTooBig = 1009
 
 // inbound messages queued before the transport is asked to stop reading
 const inboxHighWater = 1024
+
+// inbound messages of one connection processed per turn of the event loop: past it, the connection
+// stops reading and waits for the next turn, so what it published is written out first (the outboxes
+// flush at the end of a turn) and other connections get their turn; a burst from one publisher then
+// meets TCP backpressure instead of filling its subscribers' outboxes within one turn
+const turnBudget = 256
+
+const nextTurn: Effect.Effect<void> = Effect.callback<void>((resume) => {
+  schedule(() => resume(Effect.void))
+})
 
 let sequence = 0
 const prefix = Math.random().toString(36).slice(2, 8)
@@ -109,11 +119,14 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
     if (this.#gone || this.outbox.isClosed) return
     if (tooBig(data, this.#core.limits.maxMessageBytes)) return this.closeNow(messageTooBig, "message too big")
     this.#inbox.push(data)
-    if (!this.#paused && this.#inbox.length - this.#head >= inboxHighWater && this.transport.pause !== undefined) {
-      this.#paused = true
-      this.transport.pause()
-    }
+    if (this.#inbox.length - this.#head >= inboxHighWater) this.#pause()
     if (!this.#running) this.#start()
+  }
+
+  #pause(): void {
+    if (this.#paused || this.transport.pause === undefined) return
+    this.#paused = true
+    this.transport.pause()
   }
 
   closed(): void {
@@ -153,12 +166,18 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
         if (!(yield* core.open(connection))) connection.closeNow(1008, "refused")
       }
       let data: string | Uint8Array | undefined
+      let handled = 0
       while ((data = connection.#next()) !== undefined) {
         connection.#busy = true
         yield* core.handle(connection, data)
         connection.#busy = false
         const pending = connection.#pendingClose
         if (pending !== undefined) connection.closeNow(pending.code, pending.reason)
+        if (++handled === turnBudget && connection.#head < connection.#inbox.length) {
+          handled = 0
+          connection.#pause()
+          yield* nextTurn
+        }
       }
       if (connection.#paused) {
         connection.#paused = false

@@ -1,9 +1,11 @@
 /**
  * The per-connection outbox: frames queued during a tick are written together
  * at the end of it (one corked write per connection, one timer for all of
- * them), and the bytes a connection holds, queued or in its socket buffer, are
- * bounded. A connection that stops reading hits the bound and meets the
- * slow-consumer policy instead of growing the server's memory.
+ * them), and the bytes a connection holds, queued or in its transport's
+ * buffer, are bounded. A burst that would pass the bound within one tick is
+ * written out early, so the bound judges what the peer has not taken: a
+ * connection that stops reading hits it and meets the slow-consumer policy
+ * instead of growing the server's memory; one that reads does not.
  */
 import type { Outbound, Transport } from "../Transport.ts"
 
@@ -13,10 +15,10 @@ export type SlowConsumerPolicy = "close" | "drop"
 /** The close code sent to a slow consumer under the "close" policy. */
 export const slowConsumerCloseCode = 4001
 
-// once per turn of the event loop, after its I/O: setImmediate where there is one
-const schedule: (flush: () => void) => void = typeof setImmediate === "function"
-  ? (flush) => setImmediate(flush)
-  : (flush) => setTimeout(flush, 0)
+/** Runs a function once, at the next turn of the event loop, after its I/O: setImmediate where there is one. */
+export const schedule: (run: () => void) => void = typeof setImmediate === "function"
+  ? (run) => setImmediate(run)
+  : (run) => setTimeout(run, 0)
 
 const dirty: Array<Outbox> = []
 let flushScheduled = false
@@ -48,9 +50,14 @@ export class Outbox {
     if (this.#closed) return false
     const size = frame.bytes.length
     if (this.#queuedBytes + size + this.#transport.bufferedBytes() > this.#maxBytes) {
-      if (this.#policy === "drop") return false
-      this.close(slowConsumerCloseCode, "slow consumer")
-      return false
+      // what is queued has not had its chance to be written (a burst within one tick): write it now,
+      // and judge the connection by what its peer has not taken
+      this.flush()
+      if (size + this.#transport.bufferedBytes() > this.#maxBytes) {
+        if (this.#policy === "drop") return false
+        this.close(slowConsumerCloseCode, "slow consumer")
+        return false
+      }
     }
     this.#queue.push(frame)
     this.#queuedBytes += size
