@@ -204,7 +204,13 @@ const makeEndpoint = Effect.fnUntraced(function*(paths: ReadonlyArray<string>) {
     }, heartbeatTimeout).unref()
   }, Duration.toMillis(settings.heartbeatInterval))
   heartbeat.unref()
-  yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(heartbeat)))
+  // after the server's drain: what is still open (a drain past its timeout) is cut, so the process can exit
+  yield* Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      clearInterval(heartbeat)
+      for (const transport of open) transport.ws.terminate()
+    })
+  )
 
   const connect = (ws: NodeWS.WebSocket, socket: Duplex, request: Http.IncomingMessage) => {
     const transport = new WebSocketTransport(ws, socket, {
