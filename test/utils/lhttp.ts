@@ -54,11 +54,19 @@ export interface TestClient {
   readonly send: (text: string) => Effect.Effect<void>
   /** The next frame, failing after `timeout` (default 2 s). */
   readonly next: (timeout?: Duration.Input) => Effect.Effect<string, Error>
-  /** Succeeds when nothing arrives for `quiet` (default 150 ms); fails with what arrived. */
-  readonly nothing: (quiet?: Duration.Input) => Effect.Effect<void>
+  /**
+   * Succeeds when nothing is waiting for this client once the server has
+   * processed everything this client sent before: a probe message goes out
+   * and its answer (a 404 error frame echoing the probe's id) must be the
+   * next frame, as a connection's messages are processed in order. Dies with
+   * the frame that arrived instead.
+   */
+  readonly nothing: () => Effect.Effect<void>
   /** The close code and reason, once closed. */
   readonly closed: Effect.Effect<{ readonly code: number; readonly reason: string }>
 }
+
+let probes = 0
 
 /** Opens a client until the test's scope closes. */
 export const connect = (url: string, options?: WebSocket.ClientOptions) =>
@@ -102,10 +110,14 @@ export const connect = (url: string, options?: WebSocket.ClientOptions) =>
           ws,
           send: (text) => Effect.sync(() => ws.send(text)),
           next,
-          nothing: (quiet: Duration.Input = "150 millis") =>
+          nothing: () =>
             Effect.gen(function*() {
-              yield* Effect.sleep(quiet)
-              if (frames.length > 0) return yield* Effect.die(new Error(`unexpected frames: ${JSON.stringify(frames)}`))
+              const id = `probe-${++probes}`
+              ws.send(`LHTTP/1.0 test-probe\r\nid:${id}\r\n\r\n`)
+              const frame = yield* Effect.orDie(next())
+              if (!frame.includes(`\r\nid:${id}\r\n`)) {
+                return yield* Effect.die(new Error(`unexpected frame: ${JSON.stringify(frame)}`))
+              }
             }),
           closed: Effect.callback<{ code: number; reason: string }>((resumeClose) => {
             if (close !== undefined) return resumeClose(Effect.succeed(close))
