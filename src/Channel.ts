@@ -8,7 +8,7 @@
  *
  * @since 0.1.0
  */
-import { type Brand, Result } from "effect"
+import { Result, Schema } from "effect"
 import { ProtocolError } from "./ProtocolError.ts"
 
 /**
@@ -17,7 +17,7 @@ import { ProtocolError } from "./ProtocolError.ts"
  *
  * @since 0.1.0
  */
-export type ChannelId = string & Brand.Brand<"effect-lhttp/ChannelId">
+export type ChannelId = typeof ChannelId.Type
 
 /**
  * The default cap on the length of a channel id, in UTF-16 code units.
@@ -106,3 +106,12 @@ export const parseList = (
   }
   return validateAll(value.split(" "), options)
 }
+
+/**
+ * A channel id as a Schema: a string that passes {@link validate}, branded.
+ *
+ * @since 0.1.0
+ */
+export const ChannelId = Schema.String.check(
+  Schema.makeFilter((channel: string) => check(channel, defaultMaxLength)?.message)
+).pipe(Schema.brand("effect-lhttp/ChannelId"))

@@ -61,6 +61,10 @@ export interface Connection {
   readonly subscribe: (channels: Iterable<string>) => Effect.Effect<void, ProtocolError | Rejection>
   /** Unsubscribes from channels; unknown channels are ignored. */
   readonly unsubscribe: (channels: Iterable<string>) => Effect.Effect<void>
-  /** Closes the connection with a close code and a reason (what is queued is sent first). */
+  /**
+   * Closes the connection with a close code and a reason (what is queued is
+   * sent first). A code a peer may not receive (outside 1000-1003, 1007-1014,
+   * 3000-4999) becomes 1000; the reason is cut to 123 UTF-8 bytes.
+   */
   readonly close: (code?: number, reason?: string) => Effect.Effect<void>
 }

@@ -176,7 +176,12 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
         entry.subscribers.add(subscriber)
       }
       if (opening.length === 0 && waiting.length === 0) return Effect.void
-      return Effect.forEach(opening, ([channel, entry]) => open(channel, entry), { discard: true }).pipe(
+      // every entry this call opens is settled, whatever the others do: later joiners wait on it
+      return Effect.forEach(opening, ([channel, entry]) => Effect.exit(open(channel, entry))).pipe(
+        Effect.flatMap((exits) => {
+          const failure = exits.find(Exit.isFailure)
+          return failure === undefined ? Effect.void : failure
+        }),
         Effect.andThen(Effect.forEach(waiting, (entry) => Deferred.await(entry.ready), { discard: true })),
         // all or none: a channel that failed leaves the others of this call released too
         Effect.onError(() => unsubscribe(subscriber, fresh))

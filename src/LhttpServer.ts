@@ -213,6 +213,7 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
     handle: pipeline.handle,
     close: pipeline.close,
     fork,
+    scope,
     ended: (connection) => {
       connections.delete(connection)
       if (draining && connections.size === 0) Deferred.doneUnsafe(drained, Exit.void)
@@ -235,7 +236,15 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
     if (connections.size === 0) Deferred.doneUnsafe(drained, Exit.void)
     for (const connection of connections) connection.closeWhenIdle(CloseCode.goingAway, "server shutting down")
     return Deferred.await(drained)
-  }).pipe(Effect.timeoutOption(config.shutdownTimeout), Effect.asVoid)
+  }).pipe(
+    Effect.timeoutOption(config.shutdownTimeout),
+    // past the timeout, what is still busy is closed and ended now: onClose hooks, subscriptions, scopes
+    Effect.flatMap((done) =>
+      Option.isSome(done)
+        ? Effect.void
+        : Effect.forEach(Array.from(connections), (connection) => connection.end(), { discard: true })
+    )
+  )
 
   return LhttpServer.of({
     settings: config,

@@ -56,7 +56,7 @@ export interface Upstream extends Schema.Schema.Type<typeof Upstream> {}
  */
 export const Part = Schema.Struct({ headers: Frame.Headers, body: Schema.String })
 
-const Channels = Schema.Array(Schema.String.pipe(Schema.brand("effect-lhttp/ChannelId")))
+const Channels = Schema.Array(Channel.ChannelId)
 
 const fields = {
   command: Schema.String,

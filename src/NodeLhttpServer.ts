@@ -88,6 +88,8 @@ export interface Options<P extends Processor.Any = never, F extends Filter.Any =
   readonly port?: number | undefined
   /** The host to listen on (default all interfaces). */
   readonly host?: string | undefined
+  /** How long a peer gets to answer a close frame before its socket is destroyed (default 5 s). */
+  readonly closeGrace?: Duration.Input | undefined
 }
 
 // ---------------------------------------------------------------------------
@@ -96,21 +98,27 @@ export interface Options<P extends Processor.Any = never, F extends Filter.Any =
 
 const OPEN = 1
 const text = { binary: false } as const
-// how long a peer gets to answer a close frame before its socket is destroyed
-const closeGrace = 5_000
+
+// how long a peer gets to answer a close frame before its socket is destroyed, unless `closeGrace` says otherwise
+const defaultCloseGrace = Duration.seconds(5)
 
 /** One WebSocket as a transport of the core. */
 class WebSocketTransport implements Transport.Transport {
   readonly peer: Transport.Peer
   readonly ws: NodeWS.WebSocket
   readonly socket: Duplex
+  /** Milliseconds the peer gets to answer a close frame. */
+  readonly closeGrace: number
   /** A ping is waiting for its pong. */
   awaitingPong = false
+  /** The core asked to stop reading: pongs are not read either, so the heartbeat waits. */
+  paused = false
 
-  constructor(ws: NodeWS.WebSocket, socket: Duplex, peer: Transport.Peer) {
+  constructor(ws: NodeWS.WebSocket, socket: Duplex, peer: Transport.Peer, closeGrace: number) {
     this.ws = ws
     this.socket = socket
     this.peer = peer
+    this.closeGrace = closeGrace
   }
 
   write(frames: ReadonlyArray<Transport.Outbound>): void {
@@ -131,16 +139,23 @@ class WebSocketTransport implements Transport.Transport {
 
   close(code: number, reason: string): void {
     if (this.ws.readyState !== OPEN) return
-    this.ws.close(code, reason)
+    try {
+      this.ws.close(code, reason)
+    } catch {
+      // the core gives valid codes and reasons; should ws refuse one anyway, the connection still ends
+      return this.ws.terminate()
+    }
     const ws = this.ws
-    setTimeout(() => ws.terminate(), closeGrace).unref()
+    setTimeout(() => ws.terminate(), this.closeGrace).unref()
   }
 
   pause(): void {
+    this.paused = true
     this.ws.pause()
   }
 
   resume(): void {
+    this.paused = false
     this.ws.resume()
   }
 }
@@ -179,8 +194,9 @@ const refuseUpgrade = (socket: Duplex, status: number, statusText: string, body:
  * The WebSocket endpoint: takes the upgrades at its paths into the server's
  * core, pings every connection, and closes those that do not answer.
  */
-const makeEndpoint = Effect.fnUntraced(function*(paths: ReadonlyArray<string>) {
+const makeEndpoint = Effect.fnUntraced(function*(paths: ReadonlyArray<string>, closeGrace: Duration.Input) {
   const server = yield* LhttpServer.LhttpServer
+  const closeGraceMillis = Duration.toMillis(Duration.fromInputUnsafe(closeGrace))
   const context = yield* Effect.context<never>()
   const settings = server.settings
   const wss = new NodeWS.WebSocketServer({
@@ -192,22 +208,30 @@ const makeEndpoint = Effect.fnUntraced(function*(paths: ReadonlyArray<string>) {
   const open = new Set<WebSocketTransport>()
 
   const heartbeatTimeout = Duration.toMillis(settings.heartbeatTimeout)
-  const heartbeat = setInterval(() => {
+  const heartbeatInterval = Duration.toMillis(settings.heartbeatInterval)
+  const ping = () => {
     for (const transport of open) {
+      // a connection the core paused is not read, so its pong would not be seen: it waits
+      if (transport.paused) continue
       transport.awaitingPong = true
       transport.ws.ping()
     }
     setTimeout(() => {
       for (const transport of open) {
-        if (transport.awaitingPong) transport.close(LhttpServer.CloseCode.heartbeatTimeout, "heartbeat timeout")
+        if (transport.awaitingPong && !transport.paused) {
+          transport.close(LhttpServer.CloseCode.heartbeatTimeout, "heartbeat timeout")
+        }
       }
-    }, heartbeatTimeout).unref()
-  }, Duration.toMillis(settings.heartbeatInterval))
-  heartbeat.unref()
+    }, Math.min(heartbeatTimeout, heartbeatInterval)).unref()
+  }
+  // an infinite interval turns the heartbeat off
+  const heartbeat = Number.isFinite(heartbeatInterval) && heartbeatInterval > 0
+    ? setInterval(ping, heartbeatInterval).unref()
+    : undefined
   // after the server's drain: what is still open (a drain past its timeout) is cut, so the process can exit
   yield* Effect.addFinalizer(() =>
     Effect.sync(() => {
-      clearInterval(heartbeat)
+      if (heartbeat !== undefined) clearInterval(heartbeat)
       for (const transport of open) transport.ws.terminate()
     })
   )
@@ -217,7 +241,7 @@ const makeEndpoint = Effect.fnUntraced(function*(paths: ReadonlyArray<string>) {
       url: request.url ?? "/",
       requestHeaders: flatHeaders(request.headers),
       remoteAddress: request.socket.remoteAddress
-    })
+    }, closeGraceMillis)
     open.add(transport)
     const inbound = server.accept(transport)
     ws.on("message", (data: Buffer, isBinary: boolean) => inbound.receive(isBinary ? data : data.toString()))
@@ -259,8 +283,10 @@ const makeEndpoint = Effect.fnUntraced(function*(paths: ReadonlyArray<string>) {
  * An `HttpServer` on a Node HTTP server, in place of `NodeHttpServer.layer`:
  * it serves the Effect app (`HttpRouter.serve`) and takes the LHTTP
  * WebSocket upgrades at `paths` (default any path) into the `LhttpServer` in
- * context; other upgrades go to the app. Released, it stops listening and
- * destroys the connections left (run the server's drain first).
+ * context; other upgrades go to the app. A peer that does not answer a close
+ * frame within `closeGrace` (default 5 s) has its socket destroyed. Released,
+ * it stops listening and destroys the connections left (run the server's
+ * drain first).
  *
  * @since 0.1.0
  * @category layers
@@ -271,13 +297,14 @@ export const layerHttpServer = (
     readonly port?: number | undefined
     readonly host?: string | undefined
     readonly paths?: ReadonlyArray<string> | undefined
+    readonly closeGrace?: Duration.Input | undefined
   }
 ): Layer.Layer<HttpServer.HttpServer, ServeError, LhttpServer.LhttpServer> =>
   Layer.effect(
     HttpServer.HttpServer,
     Effect.gen(function*() {
       const scope = yield* Effect.scope
-      const endpoint = yield* makeEndpoint(options.paths ?? ["/*"])
+      const endpoint = yield* makeEndpoint(options.paths ?? ["/*"], options.closeGrace ?? defaultCloseGrace)
       const server = evaluate()
       yield* Effect.callback<void, ServeError>((resume) => {
         const onError = (cause: unknown) => resume(Effect.fail(new ServeError({ cause })))

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Result } from "effect"
+import { Effect, Exit, Fiber, Result } from "effect"
 import * as Bus from "../src/Bus.ts"
 import * as Channel from "../src/Channel.ts"
 import * as Hub from "../src/Hub.ts"
@@ -92,6 +92,38 @@ describe("Hub", () => {
       yield* hub.subscribe(first, ids("b"))
       yield* hub.publishText(ids("b"), "y")
       assert.deepStrictEqual(delivered, ["later:x", "later:x", "first:y"])
+    }))
+
+  it.live("when one channel of a call fails to open, the others it was opening are settled: a joiner does not hang", () =>
+    Effect.gen(function*() {
+      const bus = yield* Bus.makeMemory()
+      // a bus whose subscriptions take a moment; "a" fails
+      const slow = Bus.Bus.of({
+        ...bus,
+        subscribe: (channel, onMessage) =>
+          Effect.sleep("20 millis").pipe(
+            Effect.andThen(
+              channel === "a"
+                ? Effect.fail(new Bus.BusError({ reason: "SubscribeFailed", message: "no a" }))
+                : bus.subscribe(channel, onMessage)
+            )
+          )
+      })
+      const hub = yield* Hub.make().pipe(Effect.provideService(Bus.Bus, slow))
+      const delivered: Array<string> = []
+      const first = recorder("first", delivered)
+      const joiner = recorder("joiner", delivered)
+      const opening = yield* Effect.forkChild(Effect.exit(hub.subscribe(first, ids("a", "b"))))
+      yield* Effect.yieldNow
+      // joins "b" while the first call is still opening it
+      const joined = yield* Effect.forkChild(hub.subscribe(joiner, ids("b")))
+      assert.isTrue(Exit.isFailure(yield* Fiber.join(opening)))
+      yield* Fiber.join(joined).pipe(
+        Effect.timeoutOrElse({ duration: "2 seconds", orElse: () => Effect.die(new Error("the joiner hung")) })
+      )
+      yield* hub.publishText(ids("b"), "x")
+      assert.deepStrictEqual(delivered, ["joiner:x"])
+      assert.deepStrictEqual(Array.from(first.channels), [])
     }))
 
   it.effect("subscriptions per subscriber are bounded: 429, none of the list applied", () =>

@@ -41,6 +41,8 @@ export interface Core {
   readonly close: (connection: LiveConnection) => Effect.Effect<void>
   /** Runs an effect in a fiber of the server's. */
   readonly fork: (effect: Effect.Effect<void>) => Fiber.Fiber<void>
+  /** The server's scope: a connection's scope is a child of it, closed at the latest with it. */
+  readonly scope: Scope.Scope
   /** The connection has ended: every hook ran, every subscription is gone. */
   readonly ended: (connection: LiveConnection) => void
 }
@@ -87,6 +89,7 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
   #pendingClose: { readonly code: number; readonly reason: string } | undefined
   #scope: Scope.Closeable | undefined
   #lanes: Array<{ readonly stop: () => void }> | undefined
+  #ended = false
 
   constructor(transport: Transport, core: Core) {
     this.transport = transport
@@ -110,7 +113,7 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
 
   /** The connection's scope, made on first use and closed when the connection ends. */
   get scope(): Scope.Closeable {
-    return (this.#scope ??= Scope.makeUnsafe())
+    return (this.#scope ??= Scope.forkUnsafe(this.#core.scope))
   }
 
   // ---- Inbound: what the transport calls ----
@@ -154,6 +157,11 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
     }
     const data = this.#inbox[this.#head]!
     this.#inbox[this.#head++] = ""
+    // a connection whose messages keep coming as fast as they go: drop the processed slots
+    if (this.#head > inboxHighWater && this.#head * 2 > this.#inbox.length) {
+      this.#inbox = this.#inbox.slice(this.#head)
+      this.#head = 0
+    }
     return data
   }
 
@@ -179,30 +187,52 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
           yield* nextTurn
         }
       }
-      if (connection.#paused) {
-        connection.#paused = false
-        connection.transport.resume?.()
-      }
-      if (connection.#gone) yield* connection.#end()
-      connection.#running = false
-    }).pipe(Effect.onInterrupt(() =>
-      Effect.sync(() => {
-        connection.#running = false
-      })
-    ))
+    }).pipe(
+      // however the loop ends (an interruption included), the connection is left in order
+      Effect.onExit(() => connection.#settle())
+    )
   }
 
-  #end(): Effect.Effect<void> {
+  // After the loop: a connection that is gone ends; otherwise it reads again, and a message that
+  // came in meanwhile (a transport may hand some over as it resumes) starts the loop again.
+  #settle(): Effect.Effect<void> {
+    this.#busy = false
+    if (this.#gone) return Effect.ensuring(this.end(), Effect.sync(() => this.#running = false))
+    this.#running = false
+    if (this.#paused) {
+      this.#paused = false
+      this.transport.resume?.()
+    }
+    if (!this.outbox.isClosed && this.#head < this.#inbox.length) this.#start()
+    return Effect.void
+  }
+
+  /**
+   * Ends the connection: lanes stopped, `onClose` hooks, subscriptions and the
+   * connection's scope released, and the server told, each whatever the one
+   * before did. Runs once; the server's drain calls it for the connections
+   * still open at its timeout.
+   */
+  end(): Effect.Effect<void> {
+    if (this.#ended) return Effect.void
+    this.#ended = true
+    this.#gone = true
+    this.outbox.close(1001, "server shutting down")
     const connection = this
     const core = this.#core
     return Effect.gen(function*() {
       if (connection.#lanes !== undefined) for (const lane of connection.#lanes) lane.stop()
       yield* core.close(connection)
-      yield* core.hub.unsubscribeAll(connection)
-      if (connection.#scope !== undefined) yield* Scope.close(connection.#scope, Exit.void)
-      connection.#inbox = []
-      core.ended(connection)
-    })
+      yield* Effect.exit(core.hub.unsubscribeAll(connection))
+      if (connection.#scope !== undefined) yield* Effect.exit(Scope.close(connection.#scope, Exit.void))
+    }).pipe(
+      Effect.ensuring(Effect.sync(() => {
+        connection.#inbox = []
+        connection.#head = 0
+        core.ended(connection)
+      })),
+      Effect.uninterruptible
+    )
   }
 
   /** Registers something to stop when the connection ends (an upstream lane). */

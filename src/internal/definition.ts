@@ -1,13 +1,14 @@
 /**
  * What processors and filters share: a definition value with a service key,
  * implemented by a Layer. A handler runs with the services its Layer was
- * built with, under those of the fiber that calls it: the fiber's win, so
- * the `Scope` a handler sees is the message's (or the connection's), never
- * the Layer's.
+ * built with, over those of the fiber that calls it: the Layer's win (a
+ * processor keeps the services it was built with), except its `Scope`, which
+ * is left out, so the `Scope` a handler sees is the message's (or the
+ * connection's), never the Layer's.
  */
-import { Context, Effect, Layer, type Scope } from "effect"
+import { Context, Effect, Layer, Scope } from "effect"
 
-/** Runs every handler of `handlers` with `context` beneath the calling fiber's services. */
+/** Runs every handler of `handlers` with `context` over the calling fiber's services. */
 export const provideAll = <H extends object>(handlers: H, context: Context.Context<never>): H => {
   const out: Record<string, unknown> = {}
   for (const [name, handler] of Object.entries(handlers)) {
@@ -15,7 +16,7 @@ export const provideAll = <H extends object>(handlers: H, context: Context.Conte
       ? (...args: Array<unknown>) =>
         Effect.updateContext(
           (handler as (...args: Array<unknown>) => Effect.Effect<unknown, unknown, unknown>)(...args),
-          (current: Context.Context<never>) => Context.merge(context, current) as Context.Context<unknown>
+          (current: Context.Context<never>) => Context.merge(current, context) as Context.Context<unknown>
         )
       : handler
   }
@@ -32,7 +33,8 @@ export const toLayer = <I, Impl, H extends object, E, R>(
     key,
     Effect.gen(function*() {
       const handlers = Effect.isEffect(build) ? yield* build : build
-      const context = yield* Effect.context<never>()
+      // the Layer's services, less its Scope: a handler's Scope is the message's or the connection's
+      const context = Context.omit(Scope.Scope)(yield* Effect.context<never>())
       return finish(provideAll(handlers, context))
     })
   ) as Layer.Layer<I, E, Exclude<R, Scope.Scope>>

@@ -20,6 +20,30 @@ export const schedule: (run: () => void) => void = typeof setImmediate === "func
   ? (run) => setImmediate(run)
   : (run) => setTimeout(run, 0)
 
+/**
+ * A close code a peer may receive: 1000-1003, 1007-1014 or 3000-4999 (RFC 6455
+ * and the registry); any other becomes 1000, so a wrong code from user code
+ * still closes the connection.
+ */
+export const closeCode = (code: number): number =>
+  Number.isInteger(code) && ((code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+      (code >= 3000 && code <= 4999))
+    ? code
+    : 1000
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+/** A close reason cut to the 123 UTF-8 bytes a close frame holds, at a character boundary. */
+export const closeReason = (reason: string): string => {
+  if (reason.length <= 41) return reason
+  const bytes = encoder.encode(reason)
+  if (bytes.length <= 123) return reason
+  let end = 123
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--
+  return decoder.decode(bytes.subarray(0, end))
+}
+
 const dirty: Array<Outbox> = []
 let flushScheduled = false
 
@@ -87,7 +111,7 @@ export class Outbox {
     if (this.#closed) return
     this.flush()
     this.#closed = true
-    this.#transport.close(code, reason)
+    this.#transport.close(closeCode(code), closeReason(reason))
   }
 
   get isClosed(): boolean {

@@ -135,18 +135,29 @@ export interface Options {
   readonly fork: (effect: Effect.Effect<void>) => Fiber.Fiber<void>
 }
 
-/** The error frame for a failed step: a Respondable error's own, else 500 (logged). */
+/**
+ * The error frame for a failed step: a Respondable error's own frame (checked:
+ * a frame of user code that would not read back is not sent), else 500, with
+ * the cause logged and never sent. An interruption from user code (a handler
+ * awaiting an interrupted fiber) is a failure of that message like any other.
+ */
 export const answer = (connection: LiveConnection, id: string | undefined) => (cause: Cause.Cause<unknown>) => {
   const error = Cause.findErrorOption(cause)
   if (error._tag === "Some" && ErrorFrame.isRespondable(error.value)) {
     const refusal = error.value
-    return Effect.sync(() => connection.write(refusal.toFrame(id)))
+    return Effect.suspend(() => {
+      const frame = Frame.validate(refusal.toFrame(id))
+      if (Result.isSuccess(frame)) return Effect.sync(() => connection.write(frame.success))
+      return failed(connection, id, Cause.fail(frame.failure))
+    }).pipe(Effect.catchDefect((defect) => failed(connection, id, Cause.die(defect))))
   }
-  if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
-  return Effect.logWarning("a processor or filter failed", cause).pipe(
+  return failed(connection, id, cause)
+}
+
+const failed = (connection: LiveConnection, id: string | undefined, cause: Cause.Cause<unknown>) =>
+  Effect.logWarning("a processor or filter failed", cause).pipe(
     Effect.andThen(Effect.sync(() => connection.write(Rejection.internal.toFrame(id))))
   )
-}
 
 const hasBuiltin = (headers: ReadonlyMap<string, string>): boolean =>
   headers.has(Header.subscribe) || headers.has(Header.publish) || headers.has(Header.unsubscribe) ||
@@ -282,7 +293,10 @@ export const make = (options: Options) => {
 
     /** Runs the onOpen hooks of filters, then of processors; false when one refused the connection. */
     open: (connection: LiveConnection) =>
-      inConnectionScope(connection, Effect.forEach(opens, (hook) => hook(connection), { discard: true })).pipe(
+      inConnectionScope(
+        connection,
+        Effect.forEach(opens, (hook) => Effect.suspend(() => hook(connection)), { discard: true })
+      ).pipe(
         Effect.as(true),
         Effect.catchCause((cause) => answer(connection, undefined)(cause).pipe(Effect.as(false)))
       ),
@@ -309,7 +323,10 @@ export const make = (options: Options) => {
 
     /** Runs every onClose hook, whatever fails. */
     close: (connection: LiveConnection) =>
-      inConnectionScope(connection, Effect.forEach(closes, (hook) => Effect.exit(hook(connection)), { discard: true }))
+      inConnectionScope(
+        connection,
+        Effect.forEach(closes, (hook) => Effect.exit(Effect.suspend(() => hook(connection))), { discard: true })
+      )
   }
 }
 
