@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Context, Data, Effect, Exit, Fiber, Layer, Schema } from "effect"
+import { Cause, Context, Data, Deferred, Effect, Exit, Fiber, Layer, Schema } from "effect"
+import { TestClock } from "effect/testing"
 import * as Connection from "../src/Connection.ts"
 import * as Echo from "../src/demo/Echo.ts"
 import * as ErrorFrame from "../src/ErrorFrame.ts"
@@ -36,19 +37,16 @@ const SteerLive = Steer.toLayer({
     })
 })
 
-// the commands whose processing has begun
+// the connections whose slow message has begun
 const started = new Set<string>()
 
-const Stuck = Processor.make("stuck")
-const StuckLive = Stuck.toLayer({
-  onMessage: (exchange) => Effect.sync(() => started.add(exchange.connection.id)).pipe(Effect.andThen(Effect.never))
-})
-
+// a processor that works until the test opens its gate
+let slowGate = Deferred.makeUnsafe<void>()
 const Slow = Processor.make("slow")
 const SlowLive = Slow.toLayer({
   onMessage: (exchange) =>
     Effect.sync(() => started.add(exchange.connection.id)).pipe(
-      Effect.andThen(Effect.sleep("300 millis")),
+      Effect.andThen(Effect.suspend(() => Deferred.await(slowGate))),
       Effect.andThen(exchange.send("done"))
     )
 })
@@ -58,6 +56,12 @@ const Move = Processor.make("move", {
 })
 const MoveLive = Move.toLayer({
   onMessage: (exchange) => exchange.send(`moved to ${exchange.body.x + 1},${exchange.body.y + 1}`)
+})
+
+const TallyBody = Schema.fromJsonString(Schema.Record(Schema.String, Schema.Number))
+const Tally = Processor.make("tally", { body: TallyBody })
+const TallyLive = Tally.toLayer({
+  onMessage: (exchange) => exchange.send(String(Object.keys(exchange.body).length))
 })
 
 // an error class of the app's own that becomes an error frame
@@ -129,13 +133,13 @@ const GateLive = Gate.toLayer({
     })
 })
 
-const processors = [Echo.Echo, Steer, Slow, Stuck, Move, Fail, Lifecycle, Who] as const
+const processors = [Echo.Echo, Steer, Slow, Move, Tally, Fail, Lifecycle, Who] as const
 const implementations = Layer.mergeAll(
   Echo.layer,
   SteerLive,
   SlowLive,
-  StuckLive,
   MoveLive,
+  TallyLive,
   FailLive,
   LifecycleLive,
   WhoLive
@@ -165,18 +169,50 @@ describe("LhttpServer: processors", () => {
       assert.strictEqual(yield* client.next(), "LHTTP/1.0 steer\r\n\r\ntwo")
     }))
 
-  it.live("a typed body is decoded; an invalid one gets 400 InvalidBody and the processor does not run", () =>
+  it.live("a typed body is decoded; an invalid one gets 400 InvalidBody, the processor and the publish do not run", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* server()
+      const client = yield* connect()
+      const watcher = yield* connect()
+      yield* client.next()
+      yield* watcher.next()
+      yield* watcher.send(frame("c", { subscribe: "moves" }))
+      yield* watcher.nothing()
+      yield* client.send(frame("move", { publish: "moves" }, "{\"x\":1,\"y\":2}"))
+      assert.strictEqual(yield* client.next(), "LHTTP/1.0 move\r\n\r\nmoved to 2,3")
+      assert.strictEqual(yield* watcher.next(), "LHTTP/1.0 move\r\npublish:moves\r\n\r\n{\"x\":1,\"y\":2}")
+      yield* client.send(frame("move", { id: "m1", publish: "moves" }, "{\"x\":\"one\",\"y\":2}"))
+      assert.strictEqual(
+        yield* client.next(),
+        "LHTTP/1.0 error\r\nstatus:400\r\nreason:InvalidBody\r\nid:m1\r\n\r\nExpected number\n  at [\"x\"]"
+      )
+      yield* client.send(frame("move", { publish: "moves" }, "not json"))
+      assert.match(yield* client.next(), /^LHTTP\/1\.0 error\r\nstatus:400\r\nreason:InvalidBody\r\n\r\n/)
+      // no reply of the processor came after the error frames
+      yield* client.nothing()
+      // nothing was published: the watcher's next frame is a marker published after the refused messages
+      yield* client.send(frame("c", { publish: "moves" }, "marker"))
+      assert.strictEqual(yield* watcher.next(), "LHTTP/1.0 c\r\npublish:moves\r\n\r\nmarker")
+    }))
+
+  it.live("an InvalidBody explanation names the failing path and is cut at 300 characters (protocol.md §5)", () =>
     Effect.gen(function*() {
       const { connect } = yield* server()
       const client = yield* connect()
       yield* client.next()
-      yield* client.send(frame("move", {}, "{\"x\":1,\"y\":2}"))
-      assert.strictEqual(yield* client.next(), "LHTTP/1.0 move\r\n\r\nmoved to 2,3")
-      yield* client.send(frame("move", { id: "m1", publish: "moves" }, "{\"x\":\"one\"}"))
+      // Schema's explanation quotes the key, 400 characters of it
+      const body = JSON.stringify({ ["k".repeat(400)]: "secret value" })
+      const full = (yield* Effect.flip(Schema.decodeEffect(TallyBody)(body))).message
+      assert.isAbove(full.length, 300)
+      yield* client.send(frame("tally", { id: "t" }, body))
       const error = yield* client.next()
-      assert.match(error, /^LHTTP\/1\.0 error\r\nstatus:400\r\nreason:InvalidBody\r\nid:m1\r\n\r\n/)
-      yield* client.send(frame("move", {}, "not json"))
-      assert.match(yield* client.next(), /reason:InvalidBody/)
+      assert.strictEqual(
+        error,
+        `LHTTP/1.0 error\r\nstatus:400\r\nreason:InvalidBody\r\nid:t\r\n\r\n${full.slice(0, 300)}…`
+      )
+      assert.notInclude(error, "secret")
+      yield* client.send(frame("tally", {}, "{\"a\":1,\"b\":2}"))
+      assert.strictEqual(yield* client.next(), "LHTTP/1.0 tally\r\n\r\n2")
     }))
 
   it.live("a Respondable error (a Rejection, or the app's own) becomes its error frame; a defect becomes 500", () =>
@@ -187,7 +223,11 @@ describe("LhttpServer: processors", () => {
       yield* client.send(frame("fail", { how: "reject", id: "r" }))
       assert.strictEqual(yield* client.next(), "LHTTP/1.0 error\r\nstatus:403\r\nreason:Forbidden\r\nid:r\r\n\r\nnot you")
       yield* client.send(frame("fail", { how: "die" }))
-      assert.match(yield* client.next(), /^LHTTP\/1\.0 error\r\nstatus:500\r\nreason:InternalError\r\n/)
+      // the cause (an Error "boom") is logged, never sent
+      assert.strictEqual(
+        yield* client.next(),
+        "LHTTP/1.0 error\r\nstatus:500\r\nreason:InternalError\r\n\r\nthe server failed to process the message"
+      )
       yield* client.send(frame("fail", { how: "own", id: "o" }))
       assert.strictEqual(yield* client.next(), "LHTTP/1.0 error\r\nstatus:409\r\nreason:OutOfStock\r\nid:o\r\n\r\nno tea left")
       yield* client.send(frame("echo", {}, "still here"))
@@ -202,14 +242,13 @@ describe("LhttpServer: processors", () => {
       yield* client.send(frame("life"))
       const id = (yield* client.next()).split("\r\n\r\n")[1]!
       yield* client.transport.close
-      yield* Effect.sleep("200 millis")
-      assert.include(events, `closed ${id}`)
+      yield* eventually(() => events.includes(`closed ${id}`))
     }))
 
   it.live("the connection handle: request URL and headers, remote address, data, subscribe and close from code", () =>
     Effect.gen(function*() {
       const { connect } = yield* server()
-      const client = yield* connect("/who?me=1", { requestHeaders: { "user-agent": "test-agent" } })
+      const client = yield* connect("/who?me=1", { requestHeaders: { "user-agent": "test-agent" }, remoteAddress: "10.1.2.3" })
       yield* client.next() // the Lifecycle greeting
       yield* client.send(frame("who", {}, "join"))
       yield* client.send(frame("who"))
@@ -217,7 +256,7 @@ describe("LhttpServer: processors", () => {
       assert.deepStrictEqual(who, {
         url: "/who?me=1",
         agent: "test-agent",
-        remote: "127.0.0.1",
+        remote: "10.1.2.3",
         visits: 2,
         channels: ["from-code"]
       })
@@ -240,6 +279,81 @@ describe("LhttpServer: processors", () => {
       const client = yield* connect()
       assert.strictEqual(yield* client.next(), "LHTTP/1.0 error\r\nstatus:401\r\nreason:Unauthorized\r\n\r\nwho are you?")
       assert.strictEqual((yield* client.closed).code, 1008)
+    }))
+
+  it.live("an onOpen that dies sends 500 InternalError without the cause, then closes with 1008", () =>
+    Effect.gen(function*() {
+      const Broken = Processor.make("broken")
+      const BrokenLive = Broken.toLayer({
+        onOpen: () => Effect.die(new Error("secret detail of the defect"))
+      })
+      const { connect } = yield* startMemoryServer({ processors: [Broken] }, BrokenLive)
+      const client = yield* connect()
+      const error = yield* client.next()
+      assert.strictEqual(
+        error,
+        "LHTTP/1.0 error\r\nstatus:500\r\nreason:InternalError\r\n\r\nthe server failed to process the message"
+      )
+      assert.notInclude(error, "secret")
+      assert.deepStrictEqual(yield* client.closed, { code: 1008, reason: "refused" })
+    }))
+
+  it.live("connection.send refuses a frame that would not read back (CR/LF injection): a ProtocolError, nothing written", () =>
+    Effect.gen(function*() {
+      const forged = "x\r\n\r\nLHTTP/1.0 forged"
+      const frames: Record<string, { command: string; headers: Map<string, string>; body: string }> = {
+        command: { command: forged, headers: new Map(), body: "" },
+        value: { command: "x", headers: new Map([["k", forged]]), body: "" },
+        name: { command: "x", headers: new Map([[forged, "v"]]), body: "" },
+        lone: { command: "x", headers: new Map([["k", "a\nb"]]), body: "" },
+        body: { command: "x", headers: new Map(), body: "a\r\n\r\nb" }
+      }
+      const Inject = Processor.make("inject")
+      const InjectLive = Inject.toLayer({
+        onMessage: (exchange) =>
+          exchange.connection.send(frames[exchange.text]!).pipe(
+            Effect.matchEffect({
+              onFailure: (error) => exchange.send(`refused ${error._tag} ${error.reason}`),
+              onSuccess: () => exchange.send("sent")
+            })
+          )
+      })
+      const { connect } = yield* startMemoryServer({ processors: [Inject] }, InjectLive)
+      const client = yield* connect()
+      for (const [what, reason] of [
+        ["command", "MalformedStartLine"],
+        ["value", "MalformedHeader"],
+        ["name", "MalformedHeader"],
+        ["lone", "MalformedHeader"]
+      ]) {
+        yield* client.send(frame("inject", {}, what))
+        // the refusal's reply is the next frame: nothing of the forged frame was written
+        assert.strictEqual(yield* client.next(), `LHTTP/1.0 inject\r\n\r\nrefused ProtocolError ${reason}`, what)
+      }
+      // CR/LF in the body is data
+      yield* client.send(frame("inject", {}, "body"))
+      assert.strictEqual(yield* client.next(), "LHTTP/1.0 x\r\n\r\na\r\n\r\nb")
+      assert.strictEqual(yield* client.next(), "LHTTP/1.0 inject\r\n\r\nsent")
+    }))
+
+  it.live("messages of one connection are processed one after another: a slow one's reply comes before the next one's", () =>
+    Effect.gen(function*() {
+      slowGate = Deferred.makeUnsafe()
+      const { connect } = yield* server()
+      const client = yield* connect()
+      const other = yield* connect()
+      yield* client.next()
+      yield* other.next()
+      const before = started.size
+      yield* client.send(frame("slow", { id: "1" }))
+      yield* client.send(frame("echo", { id: "2" }, "fast"))
+      yield* eventually(() => started.size > before)
+      // a round trip on another connection: an echo processed beside the slow message would be out by now
+      yield* other.send(frame("echo", {}, "barrier"))
+      assert.strictEqual(yield* other.next(), "LHTTP/1.0 echo\r\n\r\nbarrier")
+      yield* Deferred.succeed(slowGate, undefined)
+      assert.strictEqual(yield* client.next(), "LHTTP/1.0 slow\r\nid:1\r\n\r\ndone")
+      assert.strictEqual(yield* client.next(), "LHTTP/1.0 echo\r\nid:2\r\n\r\nfast")
     }))
 
   it.live("the same command twice is refused when the Layer is built", () =>
@@ -279,7 +393,7 @@ describe("LhttpServer: subscribe, publish, unsubscribe (reference §4.1, §4.2)"
       const a = yield* connect()
       const b = yield* connect()
       yield* a.send(frame("chat", { subscribe: "room1" }))
-      yield* Effect.sleep("50 millis")
+      yield* a.nothing()
       const sent = "LHTTP/1.0 chat\r\ncontent-type:text/plain\r\npublish:room1\r\n\r\nhello"
       yield* b.send(sent)
       assert.strictEqual(yield* a.next(), sent)
@@ -340,11 +454,10 @@ describe("LhttpServer: subscribe, publish, unsubscribe (reference §4.1, §4.2)"
       const { connect, hub } = yield* startMemoryServer({})
       const a = yield* connect()
       yield* a.send(frame("c", { subscribe: "k1 k2 k3" }))
-      yield* Effect.sleep("50 millis")
+      yield* a.nothing()
       assert.strictEqual(hub.channelCount(), 3)
       yield* a.transport.close
-      yield* Effect.sleep("150 millis")
-      assert.strictEqual(hub.channelCount(), 0)
+      yield* eventually(() => hub.channelCount() === 0)
     }))
 
   it.live("a processor steers the built-ins: cancel a publish, redirect a subscribe, rename, change the body", () =>
@@ -377,12 +490,42 @@ describe("LhttpServer: subscribe, publish, unsubscribe (reference §4.1, §4.2)"
       assert.strictEqual(hub.channelCount(), 2)
     }))
 
+  it.live("a channel list with one invalid id applies none of it: subscribe, publish, unsubscribe", () =>
+    Effect.gen(function*() {
+      const { connect, hub } = yield* startMemoryServer({})
+      const a = yield* connect()
+      const b = yield* connect()
+      const refused = (id: string) =>
+        `LHTTP/1.0 error\r\nstatus:400\r\nreason:InvalidChannel\r\nid:${id}\r\n\r\nchannel "bad..x" has an empty dot-separated token`
+      yield* a.send(frame("c", { subscribe: "mark" }))
+      yield* a.send(frame("c", { subscribe: "good bad..x", id: "s" }))
+      assert.strictEqual(yield* a.next(), refused("s"))
+      assert.strictEqual(hub.channelCount(), 1)
+      // "good" was not subscribed: a marker published after a publish to "good" is the next frame
+      yield* b.send(frame("c", { publish: "good" }, "leak"))
+      yield* b.send(frame("c", { publish: "mark" }, "marker"))
+      assert.strictEqual(yield* a.next(), "LHTTP/1.0 c\r\npublish:mark\r\n\r\nmarker")
+      // nor published to
+      yield* a.send(frame("c", { subscribe: "good" }))
+      yield* a.nothing()
+      yield* b.send(frame("c", { publish: "good bad..x", id: "p" }, "leak"))
+      assert.strictEqual(yield* b.next(), refused("p"))
+      yield* b.send(frame("c", { publish: "good" }, "marker"))
+      assert.strictEqual(yield* a.next(), "LHTTP/1.0 c\r\npublish:good\r\n\r\nmarker")
+      // nor unsubscribed from
+      yield* a.send(frame("c", { unsubscribe: "good bad..x", id: "u" }))
+      assert.strictEqual(yield* a.next(), refused("u"))
+      yield* b.send(frame("c", { publish: "good" }, "still subscribed"))
+      assert.strictEqual(yield* a.next(), "LHTTP/1.0 c\r\npublish:good\r\n\r\nstill subscribed")
+      assert.strictEqual(hub.channelCount(), 2)
+    }))
+
   it.live("the server-side publish API reaches subscribers", () =>
     Effect.gen(function*() {
       const { connect, hub } = yield* startMemoryServer({})
       const a = yield* connect()
       yield* a.send(frame("c", { subscribe: "news" }))
-      yield* Effect.sleep("50 millis")
+      yield* a.nothing()
       yield* hub.publish("news", "flash", { "content-type": "text/plain" }, "from the app")
       assert.strictEqual(yield* a.next(), "LHTTP/1.0 flash\r\ncontent-type:text/plain\r\n\r\nfrom the app")
       const invalid = yield* hub.publish(">", "x").pipe(Effect.flip)
@@ -403,6 +546,52 @@ describe("LhttpServer: filters", () => {
       assert.strictEqual(yield* a.next(), "LHTTP/1.0 c\r\npublish:f\r\nstamped:yes\r\n\r\nkept")
     }))
 
+  it.live("hooks run in order: filters as listed, before and after (after the built-in pub/sub), open and close before the processors'", () =>
+    Effect.gen(function*() {
+      const log: Array<string> = []
+      const channels = (exchange: { connection: { channels: Iterable<string> } }) =>
+        `[${Array.from(exchange.connection.channels).join(",")}]`
+      const recording = (name: string): Filter.Hooks => ({
+        onOpen: () => Effect.sync(() => log.push(`${name} open`)),
+        before: (exchange) =>
+          Effect.sync(() => {
+            if (exchange.command !== "test-probe") log.push(`${name} before ${exchange.text} ${channels(exchange)}`)
+          }),
+        after: (exchange) => Effect.sync(() => log.push(`${name} after ${exchange.text} ${channels(exchange)}`)),
+        onClose: () => Effect.sync(() => log.push(`${name} close`))
+      })
+      const Zeta = Filter.make("zeta")
+      const Alpha = Filter.make("alpha")
+      const Rec = Processor.make("rec")
+      const RecLive = Rec.toLayer({
+        onOpen: () => Effect.sync(() => log.push("processor open")),
+        onMessage: (exchange) => Effect.sync(() => log.push(`processor ${exchange.text} ${channels(exchange)}`)),
+        onClose: () => Effect.sync(() => log.push("processor close"))
+      })
+      const { connect } = yield* startMemoryServer(
+        { processors: [Rec], filters: [Zeta, Alpha] },
+        Layer.mergeAll(RecLive, Zeta.toLayer(recording("zeta")), Alpha.toLayer(recording("alpha")))
+      )
+      const client = yield* connect()
+      yield* client.send(frame("rec", { subscribe: "r" }, "m1"))
+      yield* client.nothing()
+      yield* client.transport.close
+      yield* eventually(() => log.includes("processor close"))
+      assert.deepStrictEqual(log, [
+        "zeta open",
+        "alpha open",
+        "processor open",
+        "zeta before m1 []",
+        "alpha before m1 []",
+        "processor m1 []",
+        "zeta after m1 [r]",
+        "alpha after m1 [r]",
+        "zeta close",
+        "alpha close",
+        "processor close"
+      ])
+    }))
+
   it.live("the multipart filter cuts parts before the processor; bad offsets get 400 InvalidMultipart", () =>
     Effect.gen(function*() {
       const Upload = Processor.make("upload")
@@ -421,29 +610,38 @@ describe("LhttpServer: filters", () => {
 })
 
 describe("LhttpServer: malformed input (reference §9) gets an error frame and the connection stays", () => {
-  const cases: ReadonlyArray<readonly [string, string, string]> = [
-    ["too short", "LHTTP", "NotLhttp"],
-    ["not LHTTP", "hello there", "NotLhttp"],
-    ["another version", "LHTTP/1.1 chat\r\n\r\n", "UnsupportedVersion"],
-    ["no space after the version", "LHTTP/1.0Xchat\r\n\r\n", "MalformedStartLine"],
-    ["a start line too short", "LHTTP/1.0\r\nx:y\r\n\r\n", "MalformedStartLine"],
-    ["LF line endings", "LHTTP/1.0 chat\nx:y\n\nb", "MalformedStartLine"],
-    ["a header without a colon", "LHTTP/1.0 chat\r\nnocolon\r\n\r\n", "MalformedHeader"],
-    ["an invalid channel", "LHTTP/1.0 chat\r\nsubscribe:a..b\r\n\r\n", "InvalidChannel"],
-    ["an empty channel", "LHTTP/1.0 chat\r\nsubscribe:a  b\r\n\r\n", "InvalidChannel"],
-    ["a wildcard", "LHTTP/1.0 chat\r\nsubscribe:>\r\n\r\n", "InvalidChannel"],
-    ["a tab in a channel", "LHTTP/1.0 chat\r\npublish:a\tb\r\n\r\n", "InvalidChannel"],
-    ["a system subject", "LHTTP/1.0 chat\r\nsubscribe:$SYS.x\r\n\r\n", "InvalidChannel"],
-    ["decreasing multipart offsets", "LHTTP/1.0 chat\r\nmultipart:5 1\r\npublish:m\r\n\r\nxxxxxx", "InvalidMultipart"],
-    ["too many headers", `LHTTP/1.0 chat\r\n${Array.from({ length: 70 }, (_, i) => `h${i}:v\r\n`).join("")}\r\n`, "TooManyHeaders"]
+  // the status of each reason is the one of protocol.md §5
+  const cases: ReadonlyArray<readonly [string, string, string, number]> = [
+    ["too short", "LHTTP", "NotLhttp", 400],
+    ["not LHTTP", "hello there", "NotLhttp", 400],
+    ["another version", "LHTTP/1.1 chat\r\n\r\n", "UnsupportedVersion", 505],
+    ["no space after the version", "LHTTP/1.0Xchat\r\n\r\n", "MalformedStartLine", 400],
+    ["a start line too short", "LHTTP/1.0\r\nx:y\r\n\r\n", "MalformedStartLine", 400],
+    ["LF line endings", "LHTTP/1.0 chat\nx:y\n\nb", "MalformedStartLine", 400],
+    ["a header without a colon", "LHTTP/1.0 chat\r\nnocolon\r\n\r\n", "MalformedHeader", 400],
+    ["an invalid channel", "LHTTP/1.0 chat\r\nsubscribe:a..b\r\n\r\n", "InvalidChannel", 400],
+    ["an empty channel", "LHTTP/1.0 chat\r\nsubscribe:a  b\r\n\r\n", "InvalidChannel", 400],
+    ["a wildcard", "LHTTP/1.0 chat\r\nsubscribe:>\r\n\r\n", "InvalidChannel", 400],
+    ["a tab in a channel", "LHTTP/1.0 chat\r\npublish:a\tb\r\n\r\n", "InvalidChannel", 400],
+    ["a system subject", "LHTTP/1.0 chat\r\nsubscribe:$SYS.x\r\n\r\n", "InvalidChannel", 400],
+    ["decreasing multipart offsets", "LHTTP/1.0 chat\r\nmultipart:5 1\r\npublish:m\r\n\r\nxxxxxx", "InvalidMultipart", 400],
+    ["an upstream value without a space", "LHTTP/1.0 chat\r\nupstream:POST\r\n\r\n", "InvalidUpstream", 400],
+    [
+      "too many headers",
+      `LHTTP/1.0 chat\r\n${Array.from({ length: 70 }, (_, i) => `h${i}:v\r\n`).join("")}\r\n`,
+      "TooManyHeaders",
+      431
+    ]
   ]
-  for (const [name, input, reason] of cases) {
-    it.live(name, () =>
+  for (const [name, input, reason, status] of cases) {
+    it.live(`${name}: ${status} ${reason}`, () =>
       Effect.gen(function*() {
         const { connect } = yield* startMemoryServer({})
         const a = yield* connect()
         yield* a.send(input)
-        assert.match(yield* a.next(), new RegExp(`^LHTTP/1\\.0 error\\r\\nstatus:\\d{3}\\r\\nreason:${reason}\\r\\n`))
+        const error = yield* a.next()
+        const head = `LHTTP/1.0 error\r\nstatus:${status}\r\nreason:${reason}\r\n\r\n`
+        assert.strictEqual(error.slice(0, head.length), head)
         yield* a.send(frame("c", { subscribe: "ok", publish: "ok" }, "alive"))
         assert.strictEqual(yield* a.next(), "LHTTP/1.0 c\r\nsubscribe:ok\r\npublish:ok\r\n\r\nalive")
       }))
@@ -456,7 +654,26 @@ describe("LhttpServer: malformed input (reference §9) gets an error frame and t
       yield* a.send(new TextEncoder().encode(frame("c", { subscribe: "b", publish: "b" }, "binary é")))
       assert.strictEqual(yield* a.next(), "LHTTP/1.0 c\r\nsubscribe:b\r\npublish:b\r\n\r\nbinary é")
       yield* a.send(new Uint8Array([0x4c, 0x48, 0xff, 0xfe]))
-      assert.match(yield* a.next(), /reason:InvalidUtf8/)
+      assert.match(yield* a.next(), /^LHTTP\/1\.0 error\r\nstatus:400\r\nreason:InvalidUtf8\r\n\r\n/)
+    }))
+
+  it.live("a malformed upstream header is answered 400 InvalidUpstream with the id, and nothing of the message is applied", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* startMemoryServer({})
+      const a = yield* connect()
+      const watcher = yield* connect()
+      yield* watcher.send(frame("c", { subscribe: "u" }))
+      yield* watcher.nothing()
+      for (const [i, value] of ["POST", "POST  http://127.0.0.1:1/x", "P0ST http://127.0.0.1:1/x", "POST http://a b"].entries()) {
+        yield* a.send(frame("c", { publish: "u", upstream: value, id: `u${i}` }, "not published"))
+        assert.strictEqual(
+          yield* a.next(),
+          `LHTTP/1.0 error\r\nstatus:400\r\nreason:InvalidUpstream\r\nid:u${i}\r\n\r\nan upstream header is "<METHOD> <URL>"`,
+          value
+        )
+      }
+      yield* a.send(frame("c", { publish: "u" }, "marker"))
+      assert.strictEqual(yield* watcher.next(), "LHTTP/1.0 c\r\npublish:u\r\n\r\nmarker")
     }))
 
   it.live("upstream before it is configured: 501 after the publish went out", () =>
@@ -560,6 +777,7 @@ describe("LhttpServer: fairness between connections", () => {
 describe("LhttpServer: graceful drain (the core)", () => {
   it.live("new connections are refused with 1001, in-flight work finishes, then every connection gets 1001", () =>
     Effect.gen(function*() {
+      slowGate = Deferred.makeUnsafe()
       const { connect, server: lhttp } = yield* server()
       const busy = yield* connect()
       const idle = yield* connect()
@@ -574,22 +792,39 @@ describe("LhttpServer: graceful drain (the core)", () => {
       const late = yield* connect()
       assert.strictEqual((yield* late.closed).code, 1001)
       assert.strictEqual((yield* idle.closed).code, 1001)
+      // the busy connection is closed only once its message is done
+      yield* Deferred.succeed(slowGate, undefined)
       assert.strictEqual(yield* busy.next(), "LHTTP/1.0 slow\r\n\r\ndone")
       assert.deepStrictEqual(yield* busy.closed, { code: 1001, reason: "server shutting down" })
       yield* Fiber.join(draining)
       assert.strictEqual(lhttp.connectionCount(), 0)
     }))
 
-  it.live("a drain is bounded by shutdownTimeout", () =>
+  it.effect("a drain waits for a busy connection until shutdownTimeout, 30 s by default (TestClock)", () =>
     Effect.gen(function*() {
-      const { connect, server: lhttp } = yield* server({ shutdownTimeout: "100 millis" })
-      const stuck = yield* connect()
-      yield* stuck.next()
-      const before = started.size
-      yield* stuck.send(frame("stuck"))
-      yield* eventually(() => started.size > before)
-      yield* lhttp.drain
-      assert.strictEqual(lhttp.connectionCount(), 1)
+      let entered = Deferred.makeUnsafe<void>()
+      const Hang = Processor.make("hang")
+      const HangLive = Hang.toLayer({
+        onMessage: () => Effect.suspend(() => Deferred.succeed(entered, undefined)).pipe(Effect.andThen(Effect.never))
+      })
+      for (const [options, timeout] of [[{}, 30_000], [{ shutdownTimeout: "2 seconds" }, 2_000]] as const) {
+        entered = Deferred.makeUnsafe<void>()
+        yield* Effect.scoped(Effect.gen(function*() {
+          const { connect, server: lhttp } = yield* startMemoryServer({ processors: [Hang], ...options }, HangLive)
+          const stuck = yield* connect()
+          yield* stuck.send(frame("hang"))
+          yield* Deferred.await(entered)
+          const draining = yield* Effect.forkChild(lhttp.drain)
+          yield* TestClock.adjust(timeout - 1)
+          assert.isUndefined(draining.pollUnsafe(), "the drain stopped waiting before shutdownTimeout")
+          yield* TestClock.adjust(1)
+          // the drain is over now (a guard on the live clock turns a drain that goes on waiting into a failure)
+          yield* TestClock.withLive(Fiber.join(draining).pipe(Effect.timeoutOrElse({
+            duration: "2 seconds",
+            orElse: () => Effect.die(new Error("the drain went on waiting past shutdownTimeout"))
+          })))
+        }))
+      }
     }))
 })
 
@@ -623,7 +858,7 @@ describe("LhttpServer: scopes and services of handlers", () => {
       assert.strictEqual(log[5], "open released")
     }))
 
-  it.live("a handler sees its Layer's services, under those of the fiber that runs it", () =>
+  it.live("a handler sees its Layer's services, over those of the fiber that runs it", () =>
     Effect.gen(function*() {
       class Greeting extends Context.Service<Greeting, { readonly word: string }>()("test/Greeting") {}
       const Greet = Processor.make("greet")

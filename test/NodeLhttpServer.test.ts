@@ -1,7 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Fiber, Layer } from "effect"
+import { Context, Deferred, Effect, Fiber, Layer } from "effect"
 import { HttpRouter, HttpServer, HttpServerResponse } from "effect/http"
+import { randomBytes } from "node:crypto"
+import * as Http from "node:http"
 import { createServer } from "node:http"
+import type { Duplex } from "node:stream"
 import * as Bus from "../src/Bus.ts"
 import * as Echo from "../src/demo/Echo.ts"
 import * as Hub from "../src/Hub.ts"
@@ -16,13 +19,28 @@ import { eventually } from "./utils/wait.ts"
 // core does whatever the transport is tested on the in-memory transport
 // (test/LhttpServer.test.ts).
 
+// a processor that works until the test opens its gate
 let slowStarted = false
+let slowGate = Deferred.makeUnsafe<void>()
 const Slow = Processor.make("slow")
 const SlowLive = Slow.toLayer({
   onMessage: (exchange) =>
     Effect.sync(() => {
       slowStarted = true
-    }).pipe(Effect.andThen(Effect.sleep("300 millis")), Effect.andThen(exchange.send("done")))
+    }).pipe(Effect.andThen(Effect.suspend(() => Deferred.await(slowGate))), Effect.andThen(exchange.send("done")))
+})
+
+// answers with the connection's id; records it when the connection ends
+const ended: Array<string> = []
+const Life = Processor.make("life")
+const LifeLive = Life.toLayer({
+  onMessage: (exchange) => exchange.send(exchange.connection.id),
+  onClose: (connection) => Effect.sync(() => ended.push(connection.id))
+})
+
+const Bye = Processor.make("bye")
+const ByeLive = Bye.toLayer({
+  onMessage: (exchange) => exchange.connection.close(4100, "bye")
 })
 
 const Who = Processor.make("who")
@@ -36,7 +54,53 @@ const WhoLive = Who.toLayer({
 })
 
 const server = (options: Omit<NodeLhttpServer.Options, "processors"> = {}) =>
-  startServer({ processors: [Echo.Echo, Slow, Who], ...options }, Layer.mergeAll(Echo.layer, SlowLive, WhoLive))
+  startServer(
+    { processors: [Echo.Echo, Slow, Who, Life, Bye], ...options },
+    Layer.mergeAll(Echo.layer, SlowLive, WhoLive, LifeLive, ByeLive)
+  )
+
+/**
+ * A WebSocket client on a raw socket, upgraded by hand, that answers nothing
+ * (no pong, no close frame): the bytes the server sends and whether the
+ * socket is gone.
+ */
+const rawClient = (port: number) =>
+  Effect.acquireRelease(
+    Effect.callback<{ readonly socket: Duplex; readonly received: () => Buffer; readonly gone: () => boolean }, Error>(
+      (resume) => {
+        const request = Http.request({
+          host: "127.0.0.1",
+          port,
+          path: "/",
+          headers: {
+            connection: "Upgrade",
+            upgrade: "websocket",
+            "sec-websocket-key": randomBytes(16).toString("base64"),
+            "sec-websocket-version": "13"
+          }
+        })
+        request.on("upgrade", (_response, socket, head) => {
+          const chunks: Array<Buffer> = [head]
+          let gone = false
+          socket.on("data", (chunk: Buffer) => chunks.push(chunk))
+          socket.on("error", () => {})
+          socket.on("close", () => {
+            gone = true
+          })
+          resume(Effect.succeed({ socket, received: () => Buffer.concat(chunks), gone: () => gone }))
+        })
+        request.on("error", (error) => resume(Effect.fail(error)))
+        request.end()
+      }
+    ),
+    (client) => Effect.sync(() => client.socket.destroy())
+  )
+
+/** The close frame the server sent, once all of it arrived (server frames are not masked). */
+const closeFrameIn = (bytes: Buffer): { code: number; reason: string } | undefined =>
+  bytes.length >= 4 && bytes[0] === 0x88 && bytes.length >= 2 + bytes[1]!
+    ? { code: bytes.readUInt16BE(2), reason: bytes.subarray(4, 2 + bytes[1]!).toString("utf8") }
+    : undefined
 
 describe("NodeLhttpServer: the WebSocket transport", () => {
   it.live("messages in, frames out, pub/sub across connections, over real sockets", () =>
@@ -102,6 +166,35 @@ describe("NodeLhttpServer: the WebSocket transport", () => {
       a.ws.terminate()
       yield* eventually(() => hub.channelCount() === 0)
     }))
+
+  it.live("onClose runs after a clean close (the client's close frame) as after a dropped socket", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server()
+      const clean = yield* connect(url)
+      const dropped = yield* connect(url)
+      yield* clean.send(frame("life"))
+      const cleanId = (yield* clean.next()).split("\r\n\r\n")[1]!
+      yield* dropped.send(frame("life"))
+      const droppedId = (yield* dropped.next()).split("\r\n\r\n")[1]!
+      clean.ws.close(1000, "done")
+      // the server answered the close frame with its own
+      assert.deepStrictEqual(yield* clean.closed, { code: 1000, reason: "done" })
+      yield* eventually(() => ended.includes(cleanId))
+      dropped.ws.terminate()
+      yield* eventually(() => ended.includes(droppedId))
+    }))
+
+  it.live("a peer that never answers the server's close frame has its socket destroyed after closeGrace", () =>
+    Effect.gen(function*() {
+      // closeGrace is 5 s by default; the deadline of the wait below is far above the 100 ms set here
+      const { port } = yield* server({ closeGrace: "100 millis" })
+      const raw = yield* rawClient(port)
+      raw.socket.write(textFrame(frame("bye")))
+      yield* eventually(() => closeFrameIn(raw.received()) !== undefined)
+      assert.deepStrictEqual(closeFrameIn(raw.received()), { code: 4100, reason: "bye" })
+      // the client neither answers nor ends its side: the server destroys the socket
+      yield* eventually(raw.gone, "3 seconds")
+    }))
 })
 
 describe("NodeLhttpServer: limits and safety", () => {
@@ -151,7 +244,7 @@ describe("NodeLhttpServer: POST /publish", () => {
       const { url, http } = yield* startServer({})
       const a = yield* connect(url)
       yield* a.send(frame("c", { subscribe: "mike other" }))
-      yield* Effect.sleep("50 millis")
+      yield* a.nothing()
       const raw = "LHTTP/1.0 chat\r\nz-last:1\r\npublish:mike other\r\na-first:2\r\n\r\nhello mike\r\n\r\n"
       const response = yield* request(`${http}/publish`, { method: "POST", body: raw })
       assert.strictEqual(response.status, 204)
@@ -185,6 +278,31 @@ describe("NodeLhttpServer: POST /publish", () => {
     }))
 })
 
+// the memory bus, with publishes refused as by a bus that is down
+const busDown = Layer.effect(
+  Bus.Bus,
+  Effect.map(Bus.makeMemory(), (bus) =>
+    Bus.Bus.of({
+      ...bus,
+      publish: () => Effect.fail(new Bus.BusError({ reason: "PublishFailed", message: "the bus is down" }))
+    }))
+)
+
+describe("NodeLhttpServer: POST /publish while the bus is down", () => {
+  it.live("answers 503 with the bus's reason; a publish over WebSocket gets 503 BusUnavailable", () =>
+    Effect.gen(function*() {
+      const { http, url } = yield* startServer({}, undefined, { bus: busDown })
+      const response = yield* request(`${http}/publish`, { method: "POST", body: "LHTTP/1.0 chat\r\npublish:a\r\n\r\nx" })
+      assert.deepStrictEqual([response.status, response.body], [503, "the bus is down\n"])
+      const client = yield* connect(url)
+      yield* client.send(frame("c", { publish: "a", id: "p" }, "x"))
+      assert.strictEqual(
+        yield* client.next(),
+        "LHTTP/1.0 error\r\nstatus:503\r\nreason:BusUnavailable\r\nid:p\r\n\r\nthe bus is down"
+      )
+    }))
+})
+
 describe("NodeLhttpServer: who may publish without a token", () => {
   it("only loopback peers", () => {
     for (const address of ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"]) assert.isTrue(NodeLhttpServer.isLoopback(address))
@@ -197,6 +315,7 @@ describe("NodeLhttpServer: who may publish without a token", () => {
 describe("NodeLhttpServer: graceful shutdown", () => {
   it.live("readiness off, new upgrades 503, in-flight work finishes, then 1001", () =>
     Effect.gen(function*() {
+      slowGate = Deferred.makeUnsafe()
       const { url, http, server: lhttp } = yield* server()
       const busy = yield* connect(url)
       const idle = yield* connect(url)
@@ -208,6 +327,8 @@ describe("NodeLhttpServer: graceful shutdown", () => {
       const refused = yield* connect(url).pipe(Effect.flip)
       assert.include(String(refused), "503")
       assert.strictEqual((yield* idle.closed).code, 1001)
+      // the busy connection is closed only once its message is done
+      yield* Deferred.succeed(slowGate, undefined)
       assert.strictEqual(yield* busy.next(), "LHTTP/1.0 slow\r\n\r\ndone")
       assert.deepStrictEqual(yield* busy.closed, { code: 1001, reason: "server shutting down" })
       yield* Fiber.join(draining)
