@@ -191,6 +191,8 @@ export const connect = Effect.fnUntraced(function*(
       : Result.flatMap(Frame.parseBytes(data), (frame) => Message.fromFrame(frame))
     if (Result.isFailure(decoded)) return
     const message = decoded.success
+    // published before the waiter resumes: a stream run after a request returns does not get its reply
+    PubSub.publishUnsafe(incoming, message)
     const id = message._tag === "Notify" ? undefined : message.id
     const waiter = id === undefined ? undefined : pending.get(id)
     if (waiter !== undefined) {
@@ -209,7 +211,6 @@ export const connect = Effect.fnUntraced(function*(
           : Effect.succeed(message)
       )
     }
-    PubSub.publishUnsafe(incoming, message)
   }
 
   const write = (text: string): Effect.Effect<void, ClientError> =>

@@ -87,6 +87,10 @@ interface Watched {
   readonly lhttp: Lhttp
   readonly states: Array<State>
   readonly closes: Array<Context>
+  /** The bodies of every frame on_message received, in order (`next` takes none of them away). */
+  readonly bodies: Array<string>
+  /** How many times on_error ran (a refused attempt to reconnect is one). */
+  readonly errors: () => number
   /** Waits for (and takes) the first received frame that `match`es. */
   readonly next: (match: (context: Context) => boolean, timeoutMs?: number) => Effect.Effect<Context>
 }
@@ -98,9 +102,15 @@ const sdk = (url: string, options?: LhttpOptions) =>
       const received: Array<Context> = []
       const states: Array<State> = ["connecting"]
       const closes: Array<Context> = []
-      lhttp.on_message = (context) => void received.push(context)
+      const bodies: Array<string> = []
+      let errors = 0
+      lhttp.on_message = (context) => {
+        received.push(context)
+        bodies.push(context.getBody())
+      }
       lhttp.on_state = (state) => void states.push(state)
       lhttp.on_close = (context) => void closes.push(context)
+      lhttp.on_error = () => void errors++
       const next = (match: (context: Context) => boolean, timeoutMs = 3_000) =>
         Effect.promise(async () => {
           const deadline = Date.now() + timeoutMs
@@ -113,7 +123,7 @@ const sdk = (url: string, options?: LhttpOptions) =>
             await new Promise((resolve) => setTimeout(resolve, 10))
           }
         })
-      return { lhttp, states, closes, next }
+      return { lhttp, states, closes, bodies, errors: () => errors, next }
     }),
     ({ lhttp }) => Effect.promise(() => Promise.race([lhttp.close(), new Promise((resolve) => setTimeout(resolve, 2_000))]))
   )
@@ -500,22 +510,27 @@ describe("browser SDK: against a real server", () => {
       assert.strictEqual((yield* bob.next((ctx) => ctx.getBody() === "thanks")).getHeader("from"), "alice")
     }))
 
-  it.live("the server restarts on the same port (drain, 1001): re-subscribed, and what was sent meanwhile goes out after", () =>
+  it.live("the server restarts on the same port (drain, 1001): re-subscribed, and what was sent meanwhile (at most maxQueue) goes out after", () =>
     Effect.gen(function*() {
       const port = yield* Effect.promise(freePort)
       const first = yield* Scope.make()
       const { url } = yield* server(port).pipe(Scope.provide(first))
-      const c = yield* sdk(url)
+      const c = yield* sdk(url, { maxQueue: 2 })
       c.lhttp.context.subscribe("news alerts", "watch", null, "") // before the open: sent on open
       yield* opened(c)
-      yield* Effect.sleep("50 millis")
+      // the server processed the subscription before the echo
+      assert.strictEqual((yield* Effect.promise(() => c.lhttp.request("echo", null, "subscribed"))).getBody(), "subscribed")
 
       yield* Scope.close(first, Exit.void) // drains: every connection is closed with 1001
       yield* until(() => c.lhttp.state === "reconnecting", "the client to notice")
       assert.deepInclude(c.closes[0], { code: 1001, willReconnect: true })
       c.lhttp.context.publish("news", "flash", null, "sent while down")
       const pending = c.lhttp.request("echo", null, "asked while down")
-      yield* Effect.sleep("300 millis") // a few refused attempts
+      // maxQueue: 2 messages wait; the third is refused at once, a request too
+      assert.throws(() => c.lhttp.context.publish("news", "flash", null, "one too many"), /too many messages/)
+      assert.deepInclude(yield* failure(c.lhttp.request("echo", null, "one too many")), { status: 0, reason: "QueueFull" })
+      const refusedBefore = c.errors()
+      yield* until(() => c.errors() > refusedBefore, "a refused attempt to reconnect") // the queue outlives it
 
       yield* server(port)
       yield* opened(c)
@@ -526,5 +541,51 @@ describe("browser SDK: against a real server", () => {
       yield* publisher.send(frame("flash", { publish: "alerts" }, "to alerts"))
       assert.strictEqual((yield* c.next((ctx) => ctx.getBody() === "to alerts")).getCommand(), "flash")
       assert.deepStrictEqual(c.lhttp.channels, ["news", "alerts"])
+      // what was refused never went out: a marker sent after it comes back, and nothing before it
+      c.lhttp.context.publish("news", "flash", null, "marker")
+      yield* c.next((ctx) => ctx.getBody() === "marker")
+      assert.deepStrictEqual(c.bodies, ["sent while down", "to alerts", "marker"])
     }))
+
+  it("defaults: reconnects after 500 ms doubling to 10 s, half of each wait at random; at most 1000 messages wait", async () => {
+    // a real ws socket to a port nothing listens on; only the SDK's timers are faked
+    const port = await freePort()
+    const made: Array<WebSocketWs> = []
+    class Counted extends WebSocketWs {
+      constructor(url: string, protocols?: string | Array<string>) {
+        super(url, protocols)
+        made.push(this)
+      }
+    }
+    const refused = async (attempt: number) => {
+      const deadline = Date.now() + 5_000
+      // real I/O: poll with setImmediate, which is not faked
+      while (!(made[attempt]?.readyState === WebSocketWs.CLOSED && vi.getTimerCount() === 1)) {
+        if (Date.now() > deadline) throw new Error(`attempt ${attempt} was not refused in time`)
+        await new Promise((resolve) => setImmediate(resolve))
+      }
+    }
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] })
+    const random = vi.spyOn(Math, "random").mockReturnValue(0.5)
+    const lhttp = new Lhttp(`ws://127.0.0.1:${port}/`, { WebSocket: Counted as never })
+    try {
+      for (let i = 0; i < 1000; i++) lhttp.context.publish("room", "chat", null, `${i}`)
+      assert.throws(() => lhttp.context.publish("room", "chat", null, "1001"), LhttpError, "too many messages")
+
+      // min(10000, 500 * 2^n) * (1 - 0.5 * 0.5)
+      const delays = [375, 750, 1_500, 3_000, 6_000, 7_500, 7_500]
+      for (const [attempt, delay] of delays.entries()) {
+        await refused(attempt)
+        assert.strictEqual(lhttp.state, "reconnecting")
+        vi.advanceTimersByTime(delay - 1)
+        assert.strictEqual(made.length, attempt + 1, `attempt ${attempt + 1} came before ${delay} ms`)
+        vi.advanceTimersByTime(1)
+        assert.strictEqual(made.length, attempt + 2, `attempt ${attempt + 1} did not come after ${delay} ms`)
+      }
+    } finally {
+      random.mockRestore()
+      vi.useRealTimers()
+      await lhttp.close()
+    }
+  })
 })
