@@ -5,7 +5,7 @@
  * the bound, publishing fails.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Config, ConfigProvider, Effect, Exit, Fiber, Result } from "effect"
+import { Config, ConfigProvider, Effect, Exit, Fiber, Result, Scope } from "effect"
 import type * as Bus from "../src/Bus.ts"
 import * as Channel from "../src/Channel.ts"
 import * as NatsBus from "../src/NatsBus.ts"
@@ -48,6 +48,27 @@ const assertIncreasing = (received: ReadonlyArray<number>) => {
     if (i > 0 && n <= received[i - 1]!) assert.fail(`out of order or twice at ${i}: ${received[i - 1]} then ${n}`)
   })
 }
+
+describe("NatsBus: shutdown", () => {
+  it.live("closing the bus's scope flushes what was published before it: every message is delivered, in order", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServer
+      const subscriber = yield* readyBus(nats.url)
+      const received: Array<string> = []
+      yield* subscriber.subscribe(id("d"), (payload) => received.push(payload.slice(0, 8)))
+      const scope = yield* Scope.make()
+      const publisher = yield* readyBus(nats.url).pipe(Scope.provide(scope))
+      yield* publisher.publish(id("d"), "probe")
+      yield* eventually(() => received.length === 1)
+      // 2,000 messages of 4 KiB: more than the client's outbound buffer holds at once
+      const body = "x".repeat(4096)
+      const count = 2000
+      for (let n = 0; n < count; n++) yield* publisher.publish(id("d"), String(n).padStart(8, "0") + body)
+      yield* Scope.close(scope, Exit.void)
+      yield* eventually(() => received.length === count + 1, "10 seconds")
+      assert.deepStrictEqual(received.slice(1), Array.from({ length: count }, (_, n) => String(n).padStart(8, "0")))
+    }))
+})
 
 describe("NatsBus: NATS killed and restarted on the same port", () => {
   it.live("every message published during a 3 s outage is delivered exactly once, in order, after the reconnect", () =>

@@ -1,6 +1,8 @@
 /**
- * Real `nats-server` processes for tests: one server, or a cluster joined by
- * routes, on free loopback ports, stopped when the test's scope closes.
+ * Real `nats-server` processes for tests: one server (optionally with its HTTP
+ * monitoring port, or requiring a token or a user and password), or a cluster
+ * joined by routes, on free loopback ports, stopped when the test's scope
+ * closes.
  */
 import { Effect } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
@@ -26,6 +28,8 @@ export interface NatsServer {
   readonly port: number
   readonly url: string
   readonly clusterPort: number | undefined
+  /** The monitoring endpoint (`http://127.0.0.1:<port>`, serving `/connz`, `/subsz`…), when asked for. */
+  readonly monitor: string | undefined
   /** Kills the process (SIGKILL), as a crash would. */
   readonly kill: () => Promise<void>
   /** Starts it again on the same ports (after `kill`). */
@@ -36,12 +40,22 @@ interface Spec {
   readonly port: number
   readonly clusterPort?: number | undefined
   readonly routes?: ReadonlyArray<number> | undefined
+  readonly monitorPort?: number | undefined
+  readonly auth?: Auth | undefined
   readonly name: string
 }
+
+/** What a server requires of its clients: a token, or a user and password. */
+export type Auth = { readonly token: string } | { readonly user: string; readonly pass: string }
 
 const launch = (spec: Spec): Promise<ChildProcess> =>
   new Promise((resolve, reject) => {
     const args = ["-a", "127.0.0.1", "-p", String(spec.port), "-n", spec.name]
+    if (spec.monitorPort !== undefined) args.push("-m", String(spec.monitorPort))
+    if (spec.auth !== undefined) {
+      if ("token" in spec.auth) args.push("--auth", spec.auth.token)
+      else args.push("--user", spec.auth.user, "--pass", spec.auth.pass)
+    }
     if (spec.clusterPort !== undefined) {
       args.push("--cluster_name", "lhttp-test", "--cluster", `nats://127.0.0.1:${spec.clusterPort}`)
       if (spec.routes !== undefined && spec.routes.length > 0) {
@@ -84,6 +98,7 @@ const makeServer = (spec: Spec, child: ChildProcess | undefined): NatsServer => 
     port: spec.port,
     url: `nats://127.0.0.1:${spec.port}`,
     clusterPort: spec.clusterPort,
+    monitor: spec.monitorPort === undefined ? undefined : `http://127.0.0.1:${spec.monitorPort}`,
     kill: async () => {
       await stop(current)
       current = undefined
@@ -94,14 +109,23 @@ const makeServer = (spec: Spec, child: ChildProcess | undefined): NatsServer => 
   }
 }
 
+/** Starts one nats-server until the scope closes: with its monitoring port if `monitor`, requiring `auth` if given. */
+export const natsServerWith = (options: { readonly monitor?: boolean; readonly auth?: Auth } = {}) =>
+  Effect.acquireRelease(
+    Effect.promise(async () => {
+      const spec: Spec = {
+        port: await freePort(),
+        name: "lhttp-test-solo",
+        monitorPort: options.monitor === true ? await freePort() : undefined,
+        auth: options.auth
+      }
+      return makeServer(spec, await launch(spec))
+    }),
+    (server) => Effect.promise(() => server.kill())
+  )
+
 /** Starts one nats-server until the scope closes. */
-export const natsServer = Effect.acquireRelease(
-  Effect.promise(async () => {
-    const spec = { port: await freePort(), name: "lhttp-test-solo" }
-    return makeServer(spec, await launch(spec))
-  }),
-  (server) => Effect.promise(() => server.kill())
-)
+export const natsServer = natsServerWith()
 
 /** Starts a cluster of `size` nats-servers joined by routes until the scope closes. */
 export const natsCluster = (size: number) =>
