@@ -61,20 +61,68 @@ describe("Channel.parseList", () => {
   })
 })
 
+// The rules of docs/protocol.md §4.1, written out one by one.
+const followsTheRules = (id: string): boolean =>
+  id.length > 0 &&
+  id.length <= 255 &&
+  !/\s/.test(id) && // whitespace, tabs included
+  !/[\x00-\x1f\x7f]/.test(id) && // ASCII control characters
+  !id.includes("*") &&
+  !id.includes(">") &&
+  id.split(".").every((token) => token.length > 0) &&
+  !id.startsWith("$") &&
+  !id.startsWith("_INBOX")
+
+/**
+ * Any code point, lone surrogates included, weighted toward ASCII: what fast-check's "binary" unit
+ * gives, without its seconds of start-up.
+ */
+const anyChar = fc.oneof(
+  fc.integer({ min: 0, max: 0x7f }),
+  fc.integer({ min: 0, max: 0xffff }),
+  fc.integer({ min: 0, max: 0x10ffff })
+).map((code) => String.fromCodePoint(code))
+
+// Ids near the rules: each piece is allowed, or breaks exactly one rule.
+const nearValid = fc.string({
+  unit: fc.constantFrom(
+    ...["a", "B", "7", "é", "😀", "-", ":", "/", "_", "."],
+    ...["$", "_INBOX", "*", ">", "\t", "\u00a0", "\u0000", "\u007f"]
+  ),
+  maxLength: 6
+})
+
 describe("Channel properties", () => {
-  it("every accepted id is a literal NATS subject of non-empty tokens", () => {
+  it("validate accepts an id exactly when it follows every rule of §4.1", () => {
+    const seen = { accepted: 0, refused: 0 }
     fc.assert(
-      fc.property(fc.string({ unit: "binary", maxLength: 20 }), (id) => {
+      fc.property(fc.oneof(nearValid, fc.string({ unit: anyChar, maxLength: 20 })), (id) => {
         const result = Channel.validate(id)
-        if (Result.isSuccess(result)) {
-          assert.isFalse(/[\s*>]/.test(id))
-          assert.isTrue(id.split(".").every((token) => token.length > 0))
-          assert.isFalse(id.startsWith("$") || id.startsWith("_INBOX"))
+        assert.strictEqual(Result.isSuccess(result), followsTheRules(id), JSON.stringify(id))
+        if (Result.isFailure(result)) assert.strictEqual(result.failure.reason, "InvalidChannel")
+        seen[Result.isSuccess(result) ? "accepted" : "refused"]++
+      }),
+      { numRuns: 2000 }
+    )
+    // both sides are reached, so neither "accept all" nor "refuse all" passes
+    assert.isAbove(seen.accepted, 200)
+    assert.isAbove(seen.refused, 200)
+  })
+
+  it("parseList applies a list whole or not at all, each channel once in first-seen order", () => {
+    // a few ids recur, so that lists repeat a channel
+    const lists = fc.array(fc.oneof(nearValid, fc.constantFrom("a", "room.1", "é")), { minLength: 1, maxLength: 5 })
+    fc.assert(
+      fc.property(lists, (ids) => {
+        const result = Channel.parseList(ids.join(" "))
+        if (ids.every(followsTheRules)) {
+          assert.isTrue(Result.isSuccess(result), JSON.stringify(ids))
+          if (Result.isSuccess(result)) assert.deepStrictEqual<ReadonlyArray<string>>(result.success, [...new Set(ids)])
         } else {
-          assert.strictEqual(result.failure.reason, "InvalidChannel")
+          assert.isTrue(Result.isFailure(result) && result.failure.reason === "InvalidChannel", JSON.stringify(ids))
         }
       }),
-      { numRuns: 3000 }
+      { numRuns: 500 }
     )
   })
 })

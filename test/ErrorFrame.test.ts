@@ -36,6 +36,26 @@ describe("ErrorFrame", () => {
     assert.isUndefined(ErrorFrame.fromFrame(Frame.make("error", { status: "4000", reason: "x" })))
     assert.isUndefined(ErrorFrame.fromFrame(Frame.make("error", { status: "400" })))
   })
+
+  it("reads an error frame from the wire (docs/protocol.md §5), not only what make wrote", () => {
+    const read = (text: string) => ErrorFrame.fromFrame(Result.getOrThrow(Frame.parse(text)))
+    assert.deepStrictEqual(read("LHTTP/1.0 error\r\nreason:UnknownCommand\r\nstatus:404\r\nid:9\r\n\r\nno such"), {
+      status: 404,
+      reason: "UnknownCommand",
+      message: "no such",
+      id: "9"
+    })
+    assert.deepStrictEqual(read("LHTTP/1.0 error\r\nstatus:505\r\nreason:UnsupportedVersion"), {
+      status: 505,
+      reason: "UnsupportedVersion",
+      message: "",
+      id: undefined
+    })
+    assert.isUndefined(read("LHTTP/1.0 error\r\nstatus:600\r\nreason:x\r\n\r\n"))
+    assert.isUndefined(read("LHTTP/1.0 error\r\nstatus:40\r\nreason:x\r\n\r\n"))
+    assert.isUndefined(read("LHTTP/1.0 error\r\nstatus:400\r\nreason:\r\n\r\n"))
+    assert.isUndefined(read("LHTTP/1.0 Error\r\nstatus:400\r\nreason:x\r\n\r\n"))
+  })
 })
 
 describe("ProtocolError", () => {
