@@ -2,16 +2,18 @@
  * The chat demo in a real browser: the main job (`node src/main.ts`, as `npm start` runs it)
  * serves src/demo/chat.html at `/` and the SDK at `/lhttp.js`; two pages of headless Chromium
  * join a room, chat both ways, live through a restart of the server on the same port and chat
- * again. Takes the screenshot docs/chat-demo.png on the way.
+ * again. Takes a screenshot on the way, as scripts/chat-screenshot.mjs does for
+ * docs/chat-demo.png, into a temporary folder: a test writes no tracked file.
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as Path from "node:path"
 import type { Page } from "playwright-core"
-import { type Browser, launch } from "./utils/browser.ts"
+import { type Browser, joinChat, launch, logShows, say } from "./utils/browser.ts"
 import { freePort, type Program, start } from "./utils/process.ts"
 
 const root = Path.join(import.meta.dirname, "..")
-const screenshot = Path.join(root, "docs", "chat-demo.png")
 
 const startMain = async (port: number): Promise<Program> => {
   const program = start(Path.join(root, "src", "main.ts"), {
@@ -22,30 +24,6 @@ const startMain = async (port: number): Promise<Program> => {
   return program
 }
 
-const open = async (browser: Browser, base: string, name: string, errors: Array<string>): Promise<Page> => {
-  const page = await browser.context.newPage()
-  page.on("pageerror", (error) => errors.push(`${name}: ${error.message}`))
-  await page.goto(base)
-  await page.locator("#state.open").waitFor()
-  await page.fill("#name", name)
-  await page.fill("#room", "lobby")
-  await page.click("#join button")
-  await page.locator("#chat").waitFor()
-  return page
-}
-
-const say = async (page: Page, text: string) => {
-  await page.fill("#text", text)
-  await page.press("#text", "Enter")
-}
-
-/** Waits for a line of the log holding every one of `parts`. */
-const logShows = (page: Page, ...parts: Array<string>) => {
-  let locator = page.locator("#log li")
-  for (const part of parts) locator = locator.filter({ hasText: part })
-  return locator.last().waitFor({ timeout: 8_000 })
-}
-
 /** Waits until the log shows `name joined` `times` times. */
 const joinedTimes = (page: Page, name: string, times: number) =>
   page.waitForFunction(
@@ -53,6 +31,19 @@ const joinedTimes = (page: Page, name: string, times: number) =>
     [`${name} joined`, times] as const,
     { timeout: 15_000 }
   )
+
+/** How `program` exited, or a sentence saying it did not within `ms` (a deadline, not a wait). */
+const exitOf = async (program: Program, ms: number) => {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const late = new Promise<string>((resolve) => {
+    timer = setTimeout(() => resolve(`the main job did not exit within ${ms} ms`), ms)
+  })
+  try {
+    return await Promise.race([program.exited, late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
 
 const members = (page: Page) => page.locator("#members li").allTextContents()
 
@@ -63,6 +54,7 @@ describe("the chat demo in Chromium", () => {
     let main = await startMain(port)
     let browser: Browser | undefined
     const errors: Array<string> = []
+    const folder = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-lhttp-browser-"))
     try {
       const home = await fetch(base)
       assert.strictEqual(home.status, 200, `the main job does not serve the chat page at / (status ${home.status})`)
@@ -72,9 +64,9 @@ describe("the chat demo in Chromium", () => {
       assert.match(String(sdk.headers.get("content-type")), /javascript/)
 
       browser = await launch()
-      const alice = await open(browser, base, "Alice", errors)
+      const alice = await joinChat(browser, base, "Alice", "lobby", errors)
       await logShows(alice, "Alice joined")
-      const bob = await open(browser, base, "Bob", errors)
+      const bob = await joinChat(browser, base, "Bob", "lobby", errors)
       await logShows(alice, "Bob joined")
       await logShows(bob, "Bob joined")
       assert.deepStrictEqual(await members(alice), ["Alice", "Bob"])
@@ -87,7 +79,12 @@ describe("the chat demo in Chromium", () => {
       await logShows(alice, "Alice", "Hi Bob!") // the sender hears her own message, marked as hers
       assert.strictEqual(await alice.locator("#log li.mine").count(), 1)
       assert.strictEqual(await alice.locator("#log li.theirs").count(), 1)
-      await bob.screenshot({ path: screenshot })
+      await logShows(bob, "Bob", "Hello Alice, loud and clear.")
+      const shot = await bob.screenshot({ path: Path.join(folder, "chat.png") })
+      // a PNG of the page's viewport (the IHDR chunk holds width and height)
+      assert.strictEqual(shot.subarray(1, 4).toString("latin1"), "PNG")
+      assert.deepStrictEqual([shot.readUInt32BE(16), shot.readUInt32BE(20)], [900, 520])
+      assert.isTrue(Fs.existsSync(Path.join(folder, "chat.png")))
 
       // the main job stops (it drains: every client gets 1001) and starts again on the same port
       main.child.kill("SIGTERM")
@@ -95,10 +92,7 @@ describe("the chat demo in Chromium", () => {
       await bob.locator("#state.reconnecting").waitFor({ timeout: 5_000 })
       // it exits by itself, cleanly, although Chromium holds a spare connection that never sent a request
       // (wait for the exit of the SIGTERM above; a second signal would race the shutdown's own end)
-      const stopped = await Promise.race([
-        main.exited,
-        new Promise((resolve) => setTimeout(() => resolve("the main job did not exit within 10 s"), 10_000))
-      ])
+      const stopped = await exitOf(main, 10_000)
       assert.deepStrictEqual(stopped, { code: 0, signal: null }, main.output())
       main = await startMain(port)
       // the SDK reconnects and re-sends the join (subscribe:lobby, name:...)
@@ -121,6 +115,7 @@ describe("the chat demo in Chromium", () => {
     } finally {
       await browser?.close()
       await main.stop()
+      Fs.rmSync(folder, { recursive: true, force: true })
     }
   })
 })
