@@ -71,12 +71,6 @@ for (const [name, makeBus] of backends) {
         yield* eventually(() => kept.length === 2)
         assert.deepStrictEqual(gone, ["before"])
       }))
-
-    it.live("is ready", () =>
-      Effect.gen(function*() {
-        const bus = yield* makeBus
-        assert.isTrue(yield* bus.isReady)
-      }))
   })
 }
 

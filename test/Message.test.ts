@@ -178,6 +178,21 @@ describe("Message.FromString", () => {
   it("validates the structure of what it encodes", () => {
     const bad = Schema.encodeUnknownResult(Message.FromString)({ _tag: "Notify", command: "x" })
     assert.isTrue(Result.isFailure(bad))
+    // a channel id is checked by its Schema: a wildcard in a message built by hand is refused
+    const notify = (subscribe: ReadonlyArray<string>) => ({
+      _tag: "Notify",
+      command: "x",
+      headers: new Map(),
+      body: "",
+      subscribe,
+      publish: [],
+      unsubscribe: []
+    })
+    assert.isTrue(Result.isSuccess(Schema.encodeUnknownResult(Message.FromString)(notify(["room"]))))
+    for (const channel of ["*", "a.*", ">", "a..b", ""]) {
+      assert.isTrue(Result.isFailure(Schema.encodeUnknownResult(Message.FromString)(notify([channel]))), channel)
+      assert.isTrue(Result.isFailure(Schema.decodeUnknownResult(Message.Message)(notify([channel]))), channel)
+    }
   })
 })
 

@@ -50,8 +50,12 @@ export class Lane {
       while ((next = lane.#queue.shift()) !== undefined) {
         yield* next.pipe(Effect.catchDefect((defect) => Effect.logWarning("an upstream call died", defect)))
       }
-      lane.#running = false
-      lane.#fiber = undefined
-    })
+    }).pipe(
+      // however the fiber ends (an interruption from outside included), the next offer starts a new one
+      Effect.ensuring(Effect.sync(() => {
+        lane.#running = false
+        lane.#fiber = undefined
+      }))
+    )
   }
 }

@@ -18,8 +18,6 @@ export interface Client {
   readonly next: (timeoutMs?: number) => Promise<string>
   /** The next `count` frames. */
   readonly take: (count: number, timeoutMs?: number) => Promise<ReadonlyArray<string>>
-  /** Resolves with the frames received within `ms` that were not taken yet (and takes them). */
-  readonly drain: (ms: number) => Promise<ReadonlyArray<string>>
   /** Settles when the connection has closed. */
   readonly closed: Promise<Close>
   /** Closes the connection (normal closure) and waits for it. */
@@ -103,10 +101,6 @@ export const connect = (url: string, timeoutMs = 5_000): Promise<Client> =>
           const frames: Array<string> = []
           for (let i = 0; i < count; i++) frames.push(await next(waitMs))
           return frames
-        },
-        drain: async (ms) => {
-          await new Promise((wait) => setTimeout(wait, ms))
-          return queue.splice(0).map((item) => item.text)
         },
         closed,
         close: () => {
