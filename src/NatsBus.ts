@@ -237,18 +237,23 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     }
   }
 
-  const dial = Effect.tryPromise({
-    try: () =>
-      connect({
-        servers,
-        name: options.name ?? "effect-lhttp",
-        reconnect: true,
-        maxReconnectAttempts: options.maxReconnectAttempts ?? -1,
-        reconnectTimeWait: Duration.toMillis(reconnectTimeWait),
-        ...(options.token === undefined ? {} : { token: reveal(options.token) }),
-        ...(options.user === undefined ? {} : { user: options.user, pass: reveal(options.pass) })
-      }),
-    catch: (cause) => new BusError({ reason: "Unavailable", message: "NATS is unreachable", cause })
+  // a connection that opens after the bus was closed (the dial interrupted) is closed at once
+  const dial = Effect.callback<NatsConnection, BusError>((resume, signal) => {
+    connect({
+      servers,
+      name: options.name ?? "effect-lhttp",
+      reconnect: true,
+      maxReconnectAttempts: options.maxReconnectAttempts ?? -1,
+      reconnectTimeWait: Duration.toMillis(reconnectTimeWait),
+      ...(options.token === undefined ? {} : { token: reveal(options.token) }),
+      ...(options.user === undefined ? {} : { user: options.user, pass: reveal(options.pass) })
+    }).then(
+      (nc) => {
+        if (signal.aborted) void nc.close()
+        else resume(Effect.succeed(nc))
+      },
+      (cause) => resume(Effect.fail(new BusError({ reason: "Unavailable", message: "NATS is unreachable", cause })))
+    )
   })
 
   yield* dial.pipe(

@@ -5,6 +5,7 @@
  * the bound, publishing fails.
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as Net from "node:net"
 import { Config, ConfigProvider, Effect, Exit, Fiber, Result, Scope } from "effect"
 import type * as Bus from "../src/Bus.ts"
 import * as Channel from "../src/Channel.ts"
@@ -67,6 +68,39 @@ describe("NatsBus: shutdown", () => {
       yield* Scope.close(scope, Exit.void)
       yield* eventually(() => received.length === count + 1, "10 seconds")
       assert.deepStrictEqual(received.slice(1), Array.from({ length: count }, (_, n) => String(n).padStart(8, "0")))
+    }))
+  it.live("a NATS connection that opens only after the bus was closed is closed at once, not left running", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServer
+      const target = new URL(nats.url.replace("nats://", "http://"))
+      // a TCP relay in front of nats-server that holds each connection until the gate opens
+      const sockets: Array<Net.Socket> = []
+      const closed: Array<Net.Socket> = []
+      let open: () => void = () => {}
+      const gate = new Promise<void>((resolve) => open = resolve)
+      const relay = Net.createServer((socket) => {
+        sockets.push(socket)
+        socket.on("close", () => closed.push(socket))
+        socket.on("error", () => {})
+        void gate.then(() => {
+          const upstream = Net.connect(Number(target.port), target.hostname)
+          upstream.on("error", () => socket.destroy())
+          socket.pipe(upstream).pipe(socket)
+          socket.on("close", () => upstream.destroy())
+        })
+      })
+      yield* Effect.acquireRelease(
+        Effect.callback<void>((resume) => void relay.listen(0, "127.0.0.1", () => resume(Effect.void))),
+        () => Effect.sync(() => relay.close())
+      )
+      const port = (relay.address() as Net.AddressInfo).port
+      const scope = yield* Scope.make()
+      yield* NatsBus.make({ servers: `nats://127.0.0.1:${port}`, ...options }).pipe(Scope.provide(scope))
+      yield* eventually(() => sockets.length === 1)
+      // the bus closes while its first dial waits; then the dial completes
+      yield* Scope.close(scope, Exit.void)
+      open()
+      yield* eventually(() => closed.length === sockets.length, "5 seconds")
     }))
 })
 
