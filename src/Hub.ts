@@ -31,7 +31,7 @@ export interface Subscriber {
   /**
    * Receives a frame published to one of its channels, rendered and encoded
    * once for all subscribers; called synchronously during fan-out, must not
-   * block or throw.
+   * block. One that throws is logged; the others still get the frame.
    */
   readonly deliver: (frame: Transport.Outbound) => void
 }
@@ -99,9 +99,16 @@ interface Entry {
   readonly ready: Deferred.Deferred<void, Rejection.Rejection>
 }
 
-const fanOut = (entry: Entry, payload: string): void => {
+// one subscriber that throws does not cost the others their frame
+const fanOut = (entry: Entry, payload: string, onDefect: (defect: unknown) => void): void => {
   const frame = new Outbound(payload)
-  for (const subscriber of entry.subscribers) subscriber.deliver(frame)
+  for (const subscriber of entry.subscribers) {
+    try {
+      subscriber.deliver(frame)
+    } catch (defect) {
+      onDefect(defect)
+    }
+  }
 }
 
 const toRejection = (error: BusError) => Rejection.busUnavailable(error.message)
@@ -115,6 +122,10 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
   const bus = yield* Bus
   const maxSubscriptions = options?.maxSubscriptions ?? defaultMaxSubscriptions
   const table = new Map<Channel.ChannelId, Entry>()
+  const context = yield* Effect.context<never>()
+  const onDefect = (defect: unknown) => {
+    Effect.runForkWith(context)(Effect.logError("a hub subscriber threw while a frame was delivered", defect))
+  }
 
   const release = (channel: Channel.ChannelId, entry: Entry) => {
     if (table.get(channel) === entry) table.delete(channel)
@@ -128,7 +139,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
   const open = (channel: Channel.ChannelId, entry: Entry) =>
     Effect.gen(function*() {
       const scope = yield* Scope.make()
-      const exit = yield* bus.subscribe(channel, (payload) => fanOut(entry, payload)).pipe(
+      const exit = yield* bus.subscribe(channel, (payload) => fanOut(entry, payload, onDefect)).pipe(
         Scope.provide(scope),
         Effect.mapError(toRejection),
         Effect.exit

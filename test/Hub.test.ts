@@ -65,6 +65,26 @@ describe("Hub", () => {
       assert.strictEqual(new TextDecoder().decode(frames[0]!.bytes), frames[0]!.text)
     }))
 
+  it.effect("a subscriber that throws is logged and the others still get the frame", () =>
+    Effect.gen(function*() {
+      const bus = yield* Bus.makeMemory()
+      const hub = yield* Hub.make().pipe(Effect.provideService(Bus.Bus, bus))
+      const got: Array<string> = []
+      const good = (name: string): Hub.Subscriber => ({ channels: new Set(), deliver: (frame) => got.push(`${name}:${frame.text}`) })
+      const broken: Hub.Subscriber = {
+        channels: new Set(),
+        deliver: () => {
+          throw new Error("a listener's bug")
+        }
+      }
+      yield* hub.subscribe(good("first"), ids("t"))
+      yield* hub.subscribe(broken, ids("t"))
+      yield* hub.subscribe(good("last"), ids("t"))
+      yield* hub.publishText(ids("t"), "one")
+      yield* hub.publishText(ids("t"), "two")
+      assert.deepStrictEqual(got, ["first:one", "last:one", "first:two", "last:two"])
+    }))
+
   it.effect("a subscription of several channels is all or none when the bus refuses one", () =>
     Effect.gen(function*() {
       const { service, state } = yield* countingBus
