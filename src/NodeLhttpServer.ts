@@ -52,6 +52,7 @@ import * as Channel from "./Channel.ts"
 import type * as Filter from "./Filter.ts"
 import * as Frame from "./Frame.ts"
 import * as Hub from "./Hub.ts"
+import * as HttpTransports from "./internal/httpTransports.ts"
 import * as LhttpServer from "./LhttpServer.ts"
 import { Header } from "./Message.ts"
 import type * as Processor from "./Processor.ts"
@@ -76,13 +77,40 @@ export interface RouteOptions {
 }
 
 /**
+ * Options of the HTTP transports, for clients that cannot hold a WebSocket:
+ * Server-Sent Events (`GET /sse`), long-poll (`GET /poll`) and `POST /send`
+ * for what their clients send. See docs/transports.md.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HttpTransportOptions {
+  /** Whether `GET /sse` serves Server-Sent Events streams (default true). */
+  readonly sse?: boolean | undefined
+  /** Whether `GET /poll` serves long-polls (default true). */
+  readonly poll?: boolean | undefined
+  /** The path of the SSE endpoint (default `/sse`). */
+  readonly ssePath?: string | undefined
+  /** The path of the long-poll endpoint (default `/poll`). */
+  readonly pollPath?: string | undefined
+  /** The path where SSE and long-poll clients send frames (default `/send`). */
+  readonly sendPath?: string | undefined
+  /** How long a poll waits for frames before it answers an empty list (default 25 s). */
+  readonly pollTimeout?: Duration.Input | undefined
+  /** How long a connection with no stream and no poll lives on before it expires (default 60 s). */
+  readonly sessionTimeout?: Duration.Input | undefined
+  /** The `retry:` hint: how long an `EventSource` waits before it reconnects (default 1 s). */
+  readonly sseRetry?: Duration.Input | undefined
+}
+
+/**
  * Options of the stand-alone server.
  *
  * @since 0.1.0
  * @category models
  */
 export interface Options<P extends Processor.Any = never, F extends Filter.Any = never>
-  extends LhttpServer.Options<P, F>, RouteOptions
+  extends LhttpServer.Options<P, F>, RouteOptions, HttpTransportOptions
 {
   /** The port (default 8081; 0 picks a free one). */
   readonly port?: number | undefined
@@ -160,15 +188,6 @@ class WebSocketTransport implements Transport.Transport {
   }
 }
 
-const flatHeaders = (headers: Http.IncomingHttpHeaders): Record<string, string | undefined> => {
-  const out: Record<string, string | undefined> = {}
-  for (const name in headers) {
-    const value = headers[name]
-    out[name] = Array.isArray(value) ? value.join(", ") : value
-  }
-  return out
-}
-
 const pathMatcher = (paths: ReadonlyArray<string>) => {
   const exact = new Set<string>()
   const prefixes: Array<string> = []
@@ -239,7 +258,7 @@ const makeEndpoint = Effect.fnUntraced(function*(paths: ReadonlyArray<string>, c
   const connect = (ws: NodeWS.WebSocket, socket: Duplex, request: Http.IncomingMessage) => {
     const transport = new WebSocketTransport(ws, socket, {
       url: request.url ?? "/",
-      requestHeaders: flatHeaders(request.headers),
+      requestHeaders: HttpTransports.flatHeaders(request.headers),
       remoteAddress: request.socket.remoteAddress
     }, closeGraceMillis)
     open.add(transport)
@@ -279,6 +298,37 @@ const makeEndpoint = Effect.fnUntraced(function*(paths: ReadonlyArray<string>, c
   }
 })
 
+/** The HTTP transports (SSE, long-poll, send) over the server in context, stopped with the scope. */
+const makeHttpTransports = Effect.fnUntraced(function*(options: HttpTransportOptions) {
+  const server = yield* LhttpServer.LhttpServer
+  const millis = (input: Duration.Input | undefined, fallback: Duration.Input) =>
+    Duration.toMillis(Duration.fromInputUnsafe(input ?? fallback))
+  const transports = HttpTransports.make(server, {
+    sse: options.sse ?? true,
+    poll: options.poll ?? true,
+    ssePath: options.ssePath ?? "/sse",
+    pollPath: options.pollPath ?? "/poll",
+    sendPath: options.sendPath ?? "/send",
+    pollTimeout: millis(options.pollTimeout, httpTransportDefaults.pollTimeout),
+    sessionTimeout: millis(options.sessionTimeout, httpTransportDefaults.sessionTimeout),
+    retry: millis(options.sseRetry, httpTransportDefaults.sseRetry),
+    heartbeat: Duration.toMillis(server.settings.heartbeatInterval)
+  })
+  yield* Effect.addFinalizer(() => Effect.sync(transports.close))
+  return transports
+})
+
+/**
+ * The defaults of the HTTP transports' timings.
+ *
+ * @since 0.1.0
+ */
+export const httpTransportDefaults = {
+  pollTimeout: Duration.seconds(25),
+  sessionTimeout: Duration.seconds(60),
+  sseRetry: Duration.seconds(1)
+} as const
+
 /**
  * An `HttpServer` on a Node HTTP server, in place of `NodeHttpServer.layer`:
  * it serves the Effect app (`HttpRouter.serve`) and takes the LHTTP
@@ -293,7 +343,7 @@ const makeEndpoint = Effect.fnUntraced(function*(paths: ReadonlyArray<string>, c
  */
 export const layerHttpServer = (
   evaluate: () => Http.Server,
-  options: {
+  options: HttpTransportOptions & {
     readonly port?: number | undefined
     readonly host?: string | undefined
     readonly paths?: ReadonlyArray<string> | undefined
@@ -305,6 +355,7 @@ export const layerHttpServer = (
     Effect.gen(function*() {
       const scope = yield* Effect.scope
       const endpoint = yield* makeEndpoint(options.paths ?? ["/*"], options.closeGrace ?? defaultCloseGrace)
+      const httpTransports = yield* makeHttpTransports(options)
       const server = evaluate()
       yield* Effect.callback<void, ServeError>((resume) => {
         const onError = (cause: unknown) => resume(Effect.fail(new ServeError({ cause })))
@@ -344,11 +395,14 @@ export const layerHttpServer = (
           const onUpgrade = (request: Http.IncomingMessage, socket: Duplex, head: Buffer) => {
             if (!endpoint.upgrade(request, socket, head)) onAppUpgrade(request, socket, head)
           }
-          server.on("request", onRequest)
+          const onHttp = (request: Http.IncomingMessage, response: Http.ServerResponse) => {
+            if (!httpTransports.handle(request, response)) onRequest(request, response)
+          }
+          server.on("request", onHttp)
           server.on("upgrade", onUpgrade)
           yield* Effect.addFinalizer(() =>
             Effect.sync(() => {
-              server.off("request", onRequest)
+              server.off("request", onHttp)
               server.off("upgrade", onUpgrade)
             })
           )

@@ -1,0 +1,282 @@
+/**
+ * The HTTP transports on Node: `GET /sse` (a Server-Sent Events stream),
+ * `GET /poll` (long-poll) and `POST /send` (what their peers send), each
+ * connection a `Session` of the core. Requests are taken before the Effect
+ * app, as WebSocket upgrades are: a stream holds no fiber, and writing a
+ * batch of frames is one `write` of the response.
+ */
+import { Buffer } from "node:buffer"
+import type * as Http from "node:http"
+import * as Channel from "../Channel.ts"
+import * as Frame from "../Frame.ts"
+import type * as LhttpServer from "../LhttpServer.ts"
+import type * as Transport from "../Transport.ts"
+import { closedBody, controlEvent, pollBody, type Reply, Session, type Sink } from "./session.ts"
+
+/** The settings of the HTTP transports, defaults filled in. */
+export interface Settings {
+  readonly sse: boolean
+  readonly poll: boolean
+  readonly ssePath: string
+  readonly pollPath: string
+  readonly sendPath: string
+  /** Milliseconds a poll waits for frames. */
+  readonly pollTimeout: number
+  /** Milliseconds a session with no stream and no poll lives on. */
+  readonly sessionTimeout: number
+  /** Milliseconds an `EventSource` waits before it reconnects (the `retry:` hint). */
+  readonly retry: number
+  /** Milliseconds between the comment heartbeats of a stream (none when not finite). */
+  readonly heartbeat: number
+}
+
+/** The close code of a session that nobody polled or streamed for `sessionTimeout`. */
+export const expiredCloseCode = 4002
+
+/** A request's headers as one string per name. */
+export const flatHeaders = (headers: Http.IncomingHttpHeaders): Record<string, string | undefined> => {
+  const out: Record<string, string | undefined> = {}
+  for (const name in headers) {
+    const value = headers[name]
+    out[name] = Array.isArray(value) ? value.join(", ") : value
+  }
+  return out
+}
+
+const json = "application/json; charset=utf-8"
+const text = "text/plain; charset=utf-8"
+
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
+
+/** The subscribe list of a query: channel ids separated by spaces or commas. */
+const channelsOf = (url: URL) => {
+  const value = (url.searchParams.get("subscribe") ?? "").trim()
+  if (value === "") return Channel.validateAll([])
+  return Channel.validateAll(value.split(/[ ,]+/))
+}
+
+/** `<key>:<sequence>`, the id of an SSE event, read back from `Last-Event-ID`. */
+const lastEventOf = (value: string | undefined): { readonly key: string; readonly after: number } | undefined => {
+  if (value === undefined) return undefined
+  const colon = value.lastIndexOf(":")
+  if (colon <= 0) return undefined
+  const after = Number(value.slice(colon + 1))
+  return Number.isSafeInteger(after) && after >= 0 ? { key: value.slice(0, colon), after } : undefined
+}
+
+/** The endpoints, over the server's core. */
+export const make = (server: LhttpServer.LhttpServer["Service"], settings: Settings) => {
+  const limits = server.settings
+  const sessions = new Map<string, Session>()
+  // sessions whose end was told to a reconnecting stream: the next reconnect gets 204 (stop)
+  const told = new WeakSet<Session>()
+
+  const sweep = setInterval(() => {
+    const now = Date.now()
+    for (const [key, session] of sessions) {
+      if (session.ended !== undefined) {
+        if (now - session.endedAt > settings.sessionTimeout) sessions.delete(key)
+      } else if (!session.attached && now - session.lastActive > settings.sessionTimeout) {
+        session.close(expiredCloseCode, "expired")
+      }
+    }
+  }, Math.max(50, Math.min(settings.sessionTimeout / 4, 5_000))).unref()
+  const heartbeat = Number.isFinite(settings.heartbeat) && settings.heartbeat > 0
+    ? setInterval(() => {
+      for (const session of sessions.values()) session.heartbeat()
+    }, settings.heartbeat).unref()
+    : undefined
+
+  const respond = (
+    response: Http.ServerResponse,
+    status: number,
+    body: string,
+    headers: Record<string, string>,
+    type = text
+  ) => {
+    if (response.headersSent || response.writableEnded) return
+    response.writeHead(status, { ...headers, "content-type": type, "cache-control": "no-store" })
+    response.end(body)
+  }
+
+  const peerOf = (request: Http.IncomingMessage): Transport.Peer => ({
+    url: request.url ?? "/",
+    requestHeaders: flatHeaders(request.headers),
+    remoteAddress: request.socket.remoteAddress
+  })
+
+  /** Opens a session: accepted by the core, then subscribed to the query's channels through the pipeline. */
+  const open = (session: Session, channels: ReadonlyArray<Channel.ChannelId>) => {
+    sessions.set(session.key, session)
+    const inbound = server.accept(session)
+    session.inbound = inbound
+    if (channels.length > 0) inbound.receive(`LHTTP/1.0 subscribe\r\nsubscribe:${channels.join(" ")}\r\n\r\n`)
+  }
+
+  const stream = (
+    request: Http.IncomingMessage,
+    response: Http.ServerResponse,
+    url: URL,
+    cors: Record<string, string>
+  ) => {
+    const header = request.headers["last-event-id"]
+    const lastEvent = lastEventOf(typeof header === "string" ? header : url.searchParams.get("lastEventId") ?? undefined)
+    const known = lastEvent === undefined ? undefined : sessions.get(lastEvent.key)
+    const resumed = known?.kind === "sse" ? known : undefined
+    if (resumed?.ended !== undefined) {
+      if (told.has(resumed)) return respond(response, 204, "", cors)
+      told.add(resumed)
+    }
+    let channels: ReadonlyArray<Channel.ChannelId> = []
+    if (resumed === undefined) {
+      if (server.isDraining()) return respond(response, 503, "the server is shutting down\n", cors)
+      const parsed = channelsOf(url)
+      if (parsed._tag === "Failure") {
+        return respond(response, 400, `${parsed.failure.reason}: ${parsed.failure.message}\n`, cors)
+      }
+      channels = parsed.success
+    }
+    response.writeHead(200, {
+      ...cors,
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-cache, no-transform",
+      "x-accel-buffering": "no"
+    })
+    let head = `retry: ${settings.retry}\n\n`
+    if (resumed?.ended !== undefined) {
+      // it ended while no stream was attached: say how, once
+      response.end(head + controlEvent("close", JSON.stringify(resumed.ended)))
+      return
+    }
+    if (lastEvent !== undefined && resumed === undefined) head += controlEvent("reset", lastEvent.key)
+    const session = resumed ?? new Session("sse", peerOf(request), limits.maxOutboundBytes)
+    response.write(head + controlEvent("connected", session.key))
+    const sink: Sink = {
+      write: (chunk) => void response.write(chunk),
+      end: () => void response.end(),
+      bufferedBytes: () => response.writableLength
+    }
+    response.on("close", () => session.detach(sink))
+    session.attach(sink, resumed === undefined ? 0 : lastEvent!.after)
+    if (resumed === undefined) open(session, channels)
+  }
+
+  const poll = (request: Http.IncomingMessage, response: Http.ServerResponse, url: URL, cors: Record<string, string>) => {
+    const key = url.searchParams.get("connection")
+    if (key === null) {
+      if (server.isDraining()) return respond(response, 503, "the server is shutting down\n", cors)
+      const parsed = channelsOf(url)
+      if (parsed._tag === "Failure") {
+        return respond(response, 400, `${parsed.failure.reason}: ${parsed.failure.message}\n`, cors)
+      }
+      const session = new Session("poll", peerOf(request), limits.maxOutboundBytes)
+      open(session, parsed.success)
+      return respond(response, 200, pollBody(session.key, 0, []), cors, json)
+    }
+    const session = sessions.get(key)
+    if (session?.kind !== "poll") return respond(response, 404, "no such connection\n", cors)
+    const cursor = Number(url.searchParams.get("cursor") ?? "0")
+    if (!Number.isSafeInteger(cursor) || cursor < 0 || cursor > session.sequence) {
+      return respond(response, 400, `the cursor is a frame number from 0 to ${session.sequence}\n`, cors)
+    }
+    const reply: Reply = (status, body) => respond(response, status, body, cors, json)
+    response.on("close", () => session.abandon(reply))
+    session.poll(cursor, reply, settings.pollTimeout)
+  }
+
+  const send = (request: Http.IncomingMessage, response: Http.ServerResponse, url: URL, cors: Record<string, string>) => {
+    const session = sessions.get(url.searchParams.get("connection") ?? "")
+    if (session === undefined) return respond(response, 404, "no such connection\n", cors)
+    if (session.ended !== undefined) return respond(response, 410, closedBody(session.key, session.ended), cors, json)
+    if (request.method === "DELETE") {
+      session.close(1000, "closed by the client")
+      return respond(response, 204, "", cors)
+    }
+    if (server.isDraining()) return respond(response, 503, "the server is shutting down\n", cors)
+    if (session.paused) {
+      return respond(response, 429, "the connection is behind: send again later\n", { ...cors, "retry-after": "1" })
+    }
+    const max = limits.maxMessageBytes
+    const tooLarge = () => respond(response, 413, `a message is at most ${max} bytes\n`, { ...cors, connection: "close" })
+    if (Number(request.headers["content-length"] ?? 0) > max) return tooLarge()
+    const chunks: Array<Buffer> = []
+    let size = 0
+    request.on("data", (chunk: Buffer) => {
+      size += chunk.length
+      if (size > max) {
+        tooLarge()
+        request.destroy()
+        return
+      }
+      chunks.push(chunk)
+    })
+    request.on("end", () => {
+      if (size > max) return
+      let body: string
+      try {
+        body = utf8.decode(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks))
+      } catch {
+        return respond(response, 400, "InvalidUtf8: the message is not valid UTF-8\n", cors)
+      }
+      const frame = Frame.parse(body, { maxHeaders: limits.maxHeaders })
+      if (frame._tag === "Failure") return respond(response, 400, `${frame.failure.reason}: ${frame.failure.message}\n`, cors)
+      if (session.ended !== undefined) return respond(response, 410, closedBody(session.key, session.ended), cors, json)
+      session.inbound?.receive(body)
+      respond(response, 202, "", cors)
+    })
+  }
+
+  const allowed = (method: string | undefined, path: string): string | undefined =>
+    path === settings.sendPath
+      ? (method === "POST" || method === "DELETE" ? undefined : "POST, DELETE")
+      : method === "GET"
+      ? undefined
+      : "GET"
+
+  return {
+    /** Serves a request when it is for one of the HTTP transports; false otherwise. */
+    handle: (request: Http.IncomingMessage, response: Http.ServerResponse): boolean => {
+      const target = request.url ?? "/"
+      const query = target.indexOf("?")
+      const path = query === -1 ? target : target.slice(0, query)
+      const isSse = settings.sse && path === settings.ssePath
+      const isPoll = settings.poll && path === settings.pollPath
+      const isSend = (settings.sse || settings.poll) && path === settings.sendPath
+      if (!isSse && !isPoll && !isSend) return false
+      const origin = request.headers.origin
+      if (origin !== undefined && limits.allowedOrigins !== undefined && !limits.allowedOrigins.has(origin)) {
+        respond(response, 403, "origin not allowed\n", {})
+        return true
+      }
+      const cors: Record<string, string> = origin === undefined
+        ? {}
+        : { "access-control-allow-origin": origin, vary: "origin" }
+      if (request.method === "OPTIONS") {
+        respond(response, 204, "", {
+          ...cors,
+          "access-control-allow-methods": isSend ? "POST, DELETE" : "GET",
+          "access-control-allow-headers": "content-type, last-event-id",
+          "access-control-max-age": "600"
+        })
+        return true
+      }
+      const allow = allowed(request.method, path)
+      if (allow !== undefined) {
+        respond(response, 405, `use ${allow}\n`, { ...cors, allow })
+        return true
+      }
+      const url = new URL(target, "http://lhttp.invalid")
+      if (isSse) stream(request, response, url, cors)
+      else if (isPoll) poll(request, response, url, cors)
+      else send(request, response, url, cors)
+      return true
+    },
+    /** Stops the timers and ends what is still attached (after the server's drain). */
+    close: () => {
+      clearInterval(sweep)
+      if (heartbeat !== undefined) clearInterval(heartbeat)
+      for (const session of sessions.values()) session.detachAll()
+      sessions.clear()
+    }
+  }
+}
