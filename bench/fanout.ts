@@ -2,7 +2,9 @@
  * Fan-out benchmark: deliveries per second when one publisher publishes to a
  * channel with 1,000 subscribers over loopback, for effect-lhttp beside two
  * raw `ws` broadcast servers measured in the same run: one written naively
- * (one `send` per subscriber) and one that corks and batches its writes.
+ * (one `send` per subscriber) and one that corks and batches its writes; and
+ * effect-lhttp again with Server-Sent Events subscribers ("lhttp SSE": 999
+ * `GET /sse` streams, the publisher a WebSocket).
  *
  *   npm run bench:fanout            (or: node bench/fanout.ts)
  *
@@ -38,10 +40,12 @@ const loadCpu = process.env.FANOUT_LOAD_CPU ?? "1"
 const subscribers = 1000
 
 const file = (path: string) => fileURLToPath(new URL(path, import.meta.url))
+// "lhttp SSE": effect-lhttp with Server-Sent Events subscribers (the publisher stays a WebSocket)
 const servers = [
-  { name: "ws naive", file: file("./fanout/servers/ws-naive.ts") },
-  { name: "ws corked", file: file("./fanout/servers/ws-corked.ts") },
-  { name: "effect-lhttp", file: file("./fanout/servers/lhttp.ts") }
+  { name: "ws naive", file: file("./fanout/servers/ws-naive.ts"), transport: "websocket" },
+  { name: "ws corked", file: file("./fanout/servers/ws-corked.ts"), transport: "websocket" },
+  { name: "effect-lhttp", file: file("./fanout/servers/lhttp.ts"), transport: "websocket" },
+  { name: "lhttp SSE", file: file("./fanout/servers/lhttp.ts"), transport: "sse" }
 ] as const
 const subscribersFile = file("./fanout/subscribers.ts")
 const publisherFile = file("./fanout/publisher.ts")
@@ -77,7 +81,7 @@ const runOnce = async (server: typeof servers[number], round: number): Promise<R
   const loads: Array<Load> = []
   try {
     for (const count of spread(subscribers - 1, processes)) {
-      loads.push(await Load.start(loadCpu, subscribersFile, [String(port), channel, String(count)]))
+      loads.push(await Load.start(loadCpu, subscribersFile, [String(port), channel, String(count), server.transport]))
     }
     const publisher = await Load.start(loadCpu, publisherFile, [String(port), channel, String(bodyBytes)])
     loads.push(publisher)

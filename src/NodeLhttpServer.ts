@@ -101,6 +101,8 @@ export interface HttpTransportOptions {
   readonly sessionTimeout?: Duration.Input | undefined
   /** The `retry:` hint: how long an `EventSource` waits before it reconnects (default 1 s). */
   readonly sseRetry?: Duration.Input | undefined
+  /** Bytes of frames an SSE connection keeps, once written, for a reconnect's `Last-Event-ID` (default 64 KiB). */
+  readonly sseReplayBytes?: number | undefined
 }
 
 /**
@@ -312,7 +314,8 @@ const makeHttpTransports = Effect.fnUntraced(function*(options: HttpTransportOpt
     pollTimeout: millis(options.pollTimeout, httpTransportDefaults.pollTimeout),
     sessionTimeout: millis(options.sessionTimeout, httpTransportDefaults.sessionTimeout),
     retry: millis(options.sseRetry, httpTransportDefaults.sseRetry),
-    heartbeat: Duration.toMillis(server.settings.heartbeatInterval)
+    heartbeat: Duration.toMillis(server.settings.heartbeatInterval),
+    replayBytes: options.sseReplayBytes ?? httpTransportDefaults.sseReplayBytes
   })
   yield* Effect.addFinalizer(() => Effect.sync(transports.close))
   return transports
@@ -326,7 +329,8 @@ const makeHttpTransports = Effect.fnUntraced(function*(options: HttpTransportOpt
 export const httpTransportDefaults = {
   pollTimeout: Duration.seconds(25),
   sessionTimeout: Duration.seconds(60),
-  sseRetry: Duration.seconds(1)
+  sseRetry: Duration.seconds(1),
+  sseReplayBytes: 64 * 1024
 } as const
 
 /**

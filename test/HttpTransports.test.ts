@@ -232,7 +232,7 @@ describe("HTTP transports: SSE", () => {
   it.live("what the buffer no longer holds is reported as a gap event", () =>
     Effect.gen(function*() {
       // frames of about 1 KB; the connection keeps 4 KiB of written frames
-      const { http, url } = yield* server({ maxOutboundBytes: 4096 })
+      const { http, url } = yield* server({ sseReplayBytes: 4096 })
       const publisher = yield* connect(url)
       const first = yield* openSse(http, "?subscribe=big")
       yield* send(http, first.key, frame("echo", {}, "subscribed"))

@@ -3,7 +3,12 @@
  * command gets exactly one reply, in order; a load process says "ready" once
  * its connections are subscribed, and exits when the driver goes away.
  */
-import type { RawClient } from "./client.ts"
+
+/** A load connection: how many messages it received, and whether the server closed it. */
+export interface Counted {
+  count: number
+  readonly closed: boolean
+}
 
 /** What the driver asks. `probe`, `start` and `stop` go to the publisher only. */
 export type Command =
@@ -41,7 +46,7 @@ export const reply = (message: Reply): void => {
 }
 
 /** The counts of a set of connections now. */
-export const statsOf = (clients: ReadonlyArray<RawClient>): Stats => {
+export const statsOf = (clients: ReadonlyArray<Counted>): Stats => {
   let total = 0
   let min = Infinity
   let max = 0
@@ -59,7 +64,7 @@ export const statsOf = (clients: ReadonlyArray<RawClient>): Stats => {
  * Serves the driver's commands for a set of connections: `stats` and `reset`
  * here, anything else through `other`. Exits when the driver disconnects.
  */
-export const serve = (clients: ReadonlyArray<RawClient>, other?: (command: PublisherCommand) => Reply): void => {
+export const serve = (clients: ReadonlyArray<Counted>, other?: (command: PublisherCommand) => Reply): void => {
   process.on("disconnect", () => process.exit(0))
   process.on("message", (command: Command) => {
     if (command.type === "stats") return reply(statsOf(clients))

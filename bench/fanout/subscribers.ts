@@ -1,24 +1,28 @@
 /**
  * Fan-out load process: opens `count` subscriber connections on lean raw
  * sockets, subscribes each to the channel, and reports how many messages they
- * received when the driver asks.
+ * received when the driver asks. With `sse`, the subscribers are Server-Sent
+ * Events streams (`GET /sse?subscribe=<channel>`) instead of WebSockets.
  *
- *   node bench/fanout/subscribers.ts <port> <channel> <count>
+ *   node bench/fanout/subscribers.ts <port> <channel> <count> [websocket|sse]
  */
 import { RawClient, textFrame } from "./client.ts"
-import { serve, subscribeMessage } from "./ipc.ts"
+import { type Counted, serve, subscribeMessage } from "./ipc.ts"
+import { SseSubscriber } from "./sse.ts"
 
-const [port, channel, count] = process.argv.slice(2)
+const [port, channel, count, transport] = process.argv.slice(2)
 // connections opened at once, well under the server's listen backlog
 const batch = 100
 
-const clients: Array<RawClient> = []
+const clients: Array<Counted> = []
+const open = (): Promise<Counted> =>
+  transport === "sse" ? SseSubscriber.connect(Number(port), channel!) : RawClient.connect(Number(port))
 while (clients.length < Number(count)) {
   const size = Math.min(batch, Number(count) - clients.length)
-  clients.push(...await Promise.all(Array.from({ length: size }, () => RawClient.connect(Number(port)))))
+  clients.push(...await Promise.all(Array.from({ length: size }, open)))
 }
 const subscribe = textFrame(subscribeMessage(channel!))
-for (const client of clients) client.send(subscribe)
+for (const client of clients) if (client instanceof RawClient) client.send(subscribe)
 serve(clients)
 
 // Naps half a millisecond every event-loop turn (the thread sleeps, using no

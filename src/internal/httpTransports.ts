@@ -28,6 +28,8 @@ export interface Settings {
   readonly retry: number
   /** Milliseconds between the comment heartbeats of a stream (none when not finite). */
   readonly heartbeat: number
+  /** Bytes of written frames an SSE connection keeps for a reconnect. */
+  readonly replayBytes: number
 }
 
 /** The close code of a session that nobody polled or streamed for `sessionTimeout`. */
@@ -149,7 +151,7 @@ export const make = (server: LhttpServer.LhttpServer["Service"], settings: Setti
       return
     }
     if (lastEvent !== undefined && resumed === undefined) head += controlEvent("reset", lastEvent.key)
-    const session = resumed ?? new Session("sse", peerOf(request), limits.maxOutboundBytes)
+    const session = resumed ?? new Session("sse", peerOf(request), settings.replayBytes)
     response.write(head + controlEvent("connected", session.key))
     const sink: Sink = {
       write: (chunk) => void response.write(chunk),
@@ -169,7 +171,7 @@ export const make = (server: LhttpServer.LhttpServer["Service"], settings: Setti
       if (parsed._tag === "Failure") {
         return respond(response, 400, `${parsed.failure.reason}: ${parsed.failure.message}\n`, cors)
       }
-      const session = new Session("poll", peerOf(request), limits.maxOutboundBytes)
+      const session = new Session("poll", peerOf(request), 0)
       open(session, parsed.success)
       return respond(response, 200, pollBody(session.key, 0, []), cors, json)
     }

@@ -74,6 +74,43 @@ export const pollBody = (key: string, cursor: number, frames: ReadonlyArray<stri
 export const closedBody = (key: string, ended: Ended): string =>
   JSON.stringify({ connection: key, code: ended.code, reason: ended.reason })
 
+/** Frames with consecutive sequence numbers, the oldest dropped first, in amortised constant time. */
+class Kept {
+  #frames: Array<Outbound | undefined> = []
+  #start = 0
+  /** The sequence number of the oldest frame kept (of the next one, when none is). */
+  oldest = 1
+  /** The bytes of the frames kept. */
+  bytes = 0
+
+  get size(): number {
+    return this.#frames.length - this.#start
+  }
+
+  push(frame: Outbound): void {
+    this.#frames.push(frame)
+    this.bytes += frame.bytes.length
+  }
+
+  /** The frame with sequence number `seq`, which must be kept. */
+  at(seq: number): Outbound {
+    return this.#frames[this.#start + seq - this.oldest]!
+  }
+
+  /** Drops the oldest frame; its size. */
+  dropOldest(): number {
+    const size = this.#frames[this.#start]!.bytes.length
+    this.#frames[this.#start++] = undefined
+    this.oldest++
+    this.bytes -= size
+    if (this.#start >= 1024 && this.#start * 2 >= this.#frames.length) {
+      this.#frames = this.#frames.slice(this.#start)
+      this.#start = 0
+    }
+    return size
+  }
+}
+
 interface Waiter {
   readonly reply: Reply
   readonly timer: ReturnType<typeof setTimeout>
@@ -94,10 +131,8 @@ export class Session implements Transport {
   paused = false
   readonly #retain: number
   #seq = 0
-  // the frames kept, oldest first, and their sequence numbers
-  #frames: Array<Outbound> = []
-  #seqs: Array<number> = []
-  #keptBytes = 0
+  // the frames kept: SSE, written ones for a reconnect and those not written yet; poll, those not acknowledged
+  readonly #kept = new Kept()
   // SSE: the last sequence number written to a sink; poll: the last one the peer acknowledged
   #delivered = 0
   #pendingBytes = 0
@@ -106,9 +141,9 @@ export class Session implements Transport {
   #ended: Ended | undefined
 
   /**
-   * @param retain bytes of frames an SSE session keeps for a reconnect once
-   * they are written (the outbox bound); a poll session keeps what is not
-   * acknowledged, bounded by the outbox
+   * @param retain bytes of written frames an SSE session keeps for a
+   * reconnect; a poll session keeps what is not acknowledged, bounded by the
+   * outbox
    */
   constructor(kind: Kind, peer: Peer, retain: number) {
     this.kind = kind
@@ -137,9 +172,8 @@ export class Session implements Transport {
     if (this.#ended !== undefined) return
     for (let i = 0; i < frames.length; i++) {
       const frame = frames[i]!
-      this.#frames.push(frame)
-      this.#seqs.push(++this.#seq)
-      this.#keptBytes += frame.bytes.length
+      this.#kept.push(frame)
+      this.#seq++
       this.#pendingBytes += frame.bytes.length
     }
     if (this.#sink !== undefined) this.#stream(this.#sink)
@@ -193,13 +227,11 @@ export class Session implements Transport {
     after = Math.min(after, this.#seq)
     if (after < this.#delivered) {
       // the frames after `after` were written to the previous stream: write them again from the buffer
-      this.#pendingBytes = 0
-      for (let i = 0; i < this.#seqs.length; i++) {
-        if (this.#seqs[i]! > after) this.#pendingBytes += this.#frames[i]!.bytes.length
-      }
-      const oldest = this.#seqs.length === 0 ? this.#seq + 1 : this.#seqs[0]!
+      const oldest = this.#kept.oldest
       if (oldest > after + 1) sink.write(controlEvent("gap", `{"from":${after + 1},"to":${oldest - 1}}`))
       this.#delivered = Math.max(after, oldest - 1)
+      this.#pendingBytes = 0
+      for (let seq = this.#delivered + 1; seq <= this.#seq; seq++) this.#pendingBytes += this.#kept.at(seq).bytes.length
     }
     this.#sink = sink
     this.#stream(sink)
@@ -218,23 +250,16 @@ export class Session implements Transport {
   }
 
   #stream(sink: Sink): void {
+    if (this.#delivered === this.#seq) return
     let chunk = ""
-    for (let i = 0; i < this.#seqs.length; i++) {
-      const seq = this.#seqs[i]!
-      if (seq <= this.#delivered) continue
-      chunk += `id: ${this.key}:${seq}\n${eventOf(this.#frames[i]!)}`
+    for (let seq = this.#delivered + 1; seq <= this.#seq; seq++) {
+      chunk += `id: ${this.key}:${seq}\n${eventOf(this.#kept.at(seq))}`
     }
-    if (chunk === "") return
     this.#delivered = this.#seq
     this.#pendingBytes = 0
     sink.write(chunk)
     // what was written is kept for a reconnect, up to the bound, oldest dropped first
-    let drop = 0
-    while (drop < this.#seqs.length && this.#keptBytes > this.#retain) {
-      this.#keptBytes -= this.#frames[drop]!.bytes.length
-      drop++
-    }
-    if (drop > 0) this.#drop(drop)
+    while (this.#kept.bytes > this.#retain && this.#kept.size > 0) this.#kept.dropOldest()
   }
 
   // ---- long-poll ----
@@ -247,14 +272,7 @@ export class Session implements Transport {
    */
   poll(cursor: number, reply: Reply, timeout: number): void {
     this.lastActive = Date.now()
-    let drop = 0
-    while (drop < this.#seqs.length && this.#seqs[drop]! <= cursor) {
-      const size = this.#frames[drop]!.bytes.length
-      this.#keptBytes -= size
-      this.#pendingBytes -= size
-      drop++
-    }
-    if (drop > 0) this.#drop(drop)
+    while (this.#kept.size > 0 && this.#kept.oldest <= cursor) this.#pendingBytes -= this.#kept.dropOldest()
     if (cursor > this.#delivered) this.#delivered = cursor
     const previous = this.#waiter
     if (previous !== undefined) {
@@ -269,7 +287,7 @@ export class Session implements Transport {
       reply(200, pollBody(this.key, cursor, []))
     }, timeout)
     this.#waiter = { reply, timer }
-    if (this.#frames.length > 0 || this.#ended !== undefined) this.#answer()
+    if (this.#kept.size > 0 || this.#ended !== undefined) this.#answer()
   }
 
   /** The waiting poll's request went away. */
@@ -285,14 +303,14 @@ export class Session implements Transport {
     this.#waiter = undefined
     clearTimeout(waiter.timer)
     this.lastActive = Date.now()
-    if (this.#frames.length === 0) {
+    if (this.#kept.size === 0) {
       // nothing left to give: how the session ended
       waiter.reply(410, closedBody(this.key, this.#ended!))
       return
     }
-    const texts = new Array<string>(this.#frames.length)
-    for (let i = 0; i < texts.length; i++) texts[i] = this.#frames[i]!.text
-    waiter.reply(200, pollBody(this.key, this.#seqs[this.#seqs.length - 1]!, texts))
+    const texts: Array<string> = []
+    for (let seq = this.#kept.oldest; seq <= this.#seq; seq++) texts.push(this.#kept.at(seq).text)
+    waiter.reply(200, pollBody(this.key, this.#seq, texts))
   }
 
   /** Ends whatever is attached, without a word: the server is gone. */
@@ -306,10 +324,5 @@ export class Session implements Transport {
       clearTimeout(waiter.timer)
       waiter.reply(503, JSON.stringify({ connection: this.key, reason: "server shutting down" }))
     }
-  }
-
-  #drop(count: number): void {
-    this.#frames = this.#frames.slice(count)
-    this.#seqs = this.#seqs.slice(count)
   }
 }
