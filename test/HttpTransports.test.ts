@@ -194,6 +194,17 @@ describe("HTTP transports: SSE", () => {
       )
     }))
 
+  it.live("a comment line is written at each heartbeat interval, between events", () =>
+    Effect.gen(function*() {
+      const { http } = yield* server({ heartbeatInterval: "50 millis" })
+      const { stream, key } = yield* openSse(http)
+      yield* eventually(() => stream.raw().endsWith(":\n\n"))
+      // the stream goes on: a frame after the comments
+      yield* send(http, key, frame("echo", {}, "after"))
+      assert.strictEqual((yield* nextFrame(stream)).text, frame("echo", {}, "after"))
+      assert.match(stream.raw(), new RegExp(`^retry: 1000\\n\\nevent: connected\\ndata: ${key}\\n\\n(:\\n\\n)+id: `))
+    }))
+
   it.live("a stream that reconnects with Last-Event-ID resumes its connection: what it missed, then the rest", () =>
     Effect.gen(function*() {
       const { http, url } = yield* server()
