@@ -65,6 +65,12 @@ export interface Options<P extends Processor.Any = never, F extends Filter.Any =
   readonly publishToken?: Redacted.Redacted<string> | string | undefined
   /** How long a shutdown waits for connections to finish their work (default 30 s). */
   readonly shutdownTimeout?: Duration.Input | undefined
+  /**
+   * Requests (messages with an `id` for a processor) of one connection that
+   * run at once, beside its other messages (default 16); past it, the
+   * connection's next messages wait for one to finish.
+   */
+  readonly maxConcurrentRequests?: number | undefined
 }
 
 /**
@@ -82,6 +88,7 @@ export interface Settings {
   readonly allowedOrigins: ReadonlySet<string> | undefined
   readonly publishToken: Redacted.Redacted<string> | undefined
   readonly shutdownTimeout: Duration.Duration
+  readonly maxConcurrentRequests: number
 }
 
 /**
@@ -96,7 +103,8 @@ export const defaults = {
   slowConsumer: "close",
   heartbeatInterval: Duration.seconds(25),
   heartbeatTimeout: Duration.seconds(10),
-  shutdownTimeout: Duration.seconds(30)
+  shutdownTimeout: Duration.seconds(30),
+  maxConcurrentRequests: 16
 } as const
 
 /**
@@ -115,7 +123,8 @@ export const settings = (options: Options<Processor.Any, Filter.Any>): Settings 
   publishToken: typeof options.publishToken === "string"
     ? Redacted.make(options.publishToken)
     : options.publishToken,
-  shutdownTimeout: Duration.fromInputUnsafe(options.shutdownTimeout ?? defaults.shutdownTimeout)
+  shutdownTimeout: Duration.fromInputUnsafe(options.shutdownTimeout ?? defaults.shutdownTimeout),
+  maxConcurrentRequests: Math.max(1, options.maxConcurrentRequests ?? defaults.maxConcurrentRequests)
 })
 
 /**
@@ -206,7 +215,8 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
     limits: {
       maxMessageBytes: config.maxMessageBytes,
       maxOutboundBytes: config.maxOutboundBytes,
-      slowConsumer: config.slowConsumer
+      slowConsumer: config.slowConsumer,
+      maxConcurrentRequests: config.maxConcurrentRequests
     },
     hasOpenHooks: pipeline.hasOpenHooks,
     open: pipeline.open,

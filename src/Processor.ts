@@ -42,13 +42,17 @@ import type { Exchange } from "./Exchange.ts"
 import * as Definition from "./internal/definition.ts"
 
 /**
- * What a processor does.
+ * What a processor does. With a declared `reply`, `onMessage` returns the
+ * reply (sent as a reply frame carrying the request's `id`) and may fail with
+ * a declared `error` (sent as an error frame whose reason is the error's tag).
  *
  * @since 0.1.0
  */
-export interface Handlers<Body, R = never> {
+export interface Handlers<Body, R = never, Reply = void, Err = never> {
   readonly onOpen?: ((connection: Connection) => Effect.Effect<void, ErrorFrame.Respondable, R>) | undefined
-  readonly onMessage?: ((exchange: Exchange<Body>) => Effect.Effect<void, ErrorFrame.Respondable, R>) | undefined
+  readonly onMessage?:
+    | ((exchange: Exchange<Body>) => Effect.Effect<Reply, Err | ErrorFrame.Respondable, R>)
+    | undefined
   readonly onClose?: ((connection: Connection) => Effect.Effect<void, never, R>) | undefined
 }
 
@@ -60,7 +64,9 @@ export interface Handlers<Body, R = never> {
 export interface Implementation {
   readonly command: string
   readonly body: Schema.Codec<unknown, string> | undefined
-  readonly handlers: Handlers<unknown>
+  readonly reply: Schema.Codec<unknown, string> | undefined
+  readonly error: Schema.Codec<unknown, unknown> | undefined
+  readonly handlers: Handlers<unknown, never, unknown, unknown>
 }
 
 /**
@@ -78,14 +84,18 @@ export interface Service<Command extends string> {
  *
  * @since 0.1.0
  */
-export interface Processor<Command extends string, Body = string> {
+export interface Processor<Command extends string, Body = string, Reply = void, Err = never> {
   readonly _tag: "Processor"
   readonly command: Command
   readonly body: Schema.Codec<Body, string> | undefined
+  /** The reply's Schema, for a typed request. */
+  readonly reply: Schema.Codec<Reply, string> | undefined
+  /** The Schema of the errors a typed request declares (tagged errors). */
+  readonly error: Schema.Codec<Err, unknown> | undefined
   readonly key: Context.Key<Service<Command>, Implementation>
   /** Implements the processor, from handlers or from an Effect that builds them. */
   readonly toLayer: <R = never, E = never, RB = never>(
-    build: Handlers<Body, R> | Effect.Effect<Handlers<Body, R>, E, RB>
+    build: Handlers<Body, R, Reply, Err> | Effect.Effect<Handlers<Body, R, Reply, Err>, E, RB>
   ) => Layer.Layer<Service<Command>, E, Exclude<R | RB, Scope.Scope>>
 }
 
@@ -105,31 +115,60 @@ export interface Any {
  *
  * @since 0.1.0
  */
-export type Services<P extends Any> = P extends Processor<infer C, any> ? Service<C> : never
+export type Services<P extends Any> = P extends Processor<infer C, any, any, any> ? Service<C> : never
 
 /**
  * Defines the processor of a command. With `body`, the message body is
  * decoded with that Schema before `onMessage` runs, and a body that does not
  * decode is answered with `400 InvalidBody`.
  *
+ * With `reply` (and optionally `error`), the processor answers typed
+ * requests: `onMessage` returns the reply, encoded with `reply` and sent as a
+ * frame with the processor's command, the request's `id` and the encoded
+ * reply as its body; a failure with one of the `error` Schema's tagged errors
+ * is sent as an error frame whose reason is the error's `_tag` and whose body
+ * is the encoded error as JSON (status 400, or the error's own `status` field
+ * when it is a number from 400 to 599). Any other failure is answered as
+ * usual (a `Respondable` error's frame, else `500 InternalError`, logged).
+ * The Effect client calls it with `client.call(Processor, body)`.
+ *
+ * ```ts
+ * class OffBoard extends Schema.TaggedError<OffBoard>()("OffBoard", { x: Schema.Number }) {}
+ * const Move = Processor.make("move", {
+ *   body: Schema.fromJsonString(Schema.Struct({ x: Schema.Number })),
+ *   reply: Schema.fromJsonString(Schema.Struct({ x: Schema.Number })),
+ *   error: OffBoard
+ * })
+ * ```
+ *
  * @since 0.1.0
  */
-export const make = <const Command extends string, Body = string>(
+export const make = <const Command extends string, Body = string, Reply = void, Err = never>(
   command: Command,
-  options?: { readonly body?: Schema.Codec<Body, string> | undefined }
-): Processor<Command, Body> => {
+  options?: {
+    readonly body?: Schema.Codec<Body, string> | undefined
+    readonly reply?: Schema.Codec<Reply, string> | undefined
+    readonly error?: Schema.Codec<Err, unknown> | undefined
+  }
+): Processor<Command, Body, Reply, Err> => {
   const key = Context.Service<Service<Command>, Implementation>(`effect-lhttp/Processor/${command}`)
   const body = options?.body
+  const reply = options?.reply
+  const error = options?.error
   return {
     _tag: "Processor",
     command,
     body,
+    reply,
+    error,
     key,
     toLayer: (build) =>
       Definition.toLayer(key, build, (handlers) => ({
         command,
         body: body as Schema.Codec<unknown, string> | undefined,
-        handlers: handlers as Handlers<unknown>
+        reply: reply as Schema.Codec<unknown, string> | undefined,
+        error: error as Schema.Codec<unknown, unknown> | undefined,
+        handlers: handlers as Handlers<unknown, never, unknown, unknown>
       }))
   }
 }

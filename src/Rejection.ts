@@ -94,6 +94,17 @@ export const upstreamNotConfigured: Rejection = new Rejection({
 })
 
 /**
+ * A request that came while the server drains: it is not run.
+ *
+ * @since 0.1.0
+ */
+export const shuttingDown: Rejection = new Rejection({
+  status: 503,
+  reason: "ShuttingDown",
+  message: "the server is shutting down: send the request again after reconnecting"
+})
+
+/**
  * The bus refused a publish or a subscription (for example while a NATS
  * connection is down and its buffer is full).
  *

@@ -336,7 +336,7 @@ describe("LhttpServer: processors", () => {
       assert.strictEqual(yield* client.next(), "LHTTP/1.0 inject\r\n\r\nsent")
     }))
 
-  it.live("messages of one connection are processed one after another: a slow one's reply comes before the next one's", () =>
+  it.live("messages without an id of one connection are processed one after another: a slow one's reply comes first", () =>
     Effect.gen(function*() {
       slowGate = Deferred.makeUnsafe()
       const { connect } = yield* server()
@@ -345,15 +345,44 @@ describe("LhttpServer: processors", () => {
       yield* client.next()
       yield* other.next()
       const before = started.size
-      yield* client.send(frame("slow", { id: "1" }))
-      yield* client.send(frame("echo", { id: "2" }, "fast"))
+      yield* client.send(frame("slow"))
+      yield* client.send(frame("echo", {}, "fast"))
       yield* eventually(() => started.size > before)
       // a round trip on another connection: an echo processed beside the slow message would be out by now
       yield* other.send(frame("echo", {}, "barrier"))
       assert.strictEqual(yield* other.next(), "LHTTP/1.0 echo\r\n\r\nbarrier")
       yield* Deferred.succeed(slowGate, undefined)
-      assert.strictEqual(yield* client.next(), "LHTTP/1.0 slow\r\nid:1\r\n\r\ndone")
-      assert.strictEqual(yield* client.next(), "LHTTP/1.0 echo\r\nid:2\r\n\r\nfast")
+      assert.strictEqual(yield* client.next(), "LHTTP/1.0 slow\r\n\r\ndone")
+      assert.strictEqual(yield* client.next(), "LHTTP/1.0 echo\r\n\r\nfast")
+    }))
+
+  it.live("requests (with an id) run beside each other and the connection's messages, up to maxConcurrentRequests", () =>
+    Effect.gen(function*() {
+      slowGate = Deferred.makeUnsafe()
+      const { connect } = yield* server({ maxConcurrentRequests: 2 })
+      const client = yield* connect()
+      yield* client.next()
+      const before = started.size
+      yield* client.send(frame("slow", { id: "s1" }))
+      yield* client.send(frame("slow", { id: "s2" }))
+      // both slow requests are in flight: a request and a plain message after them are answered first
+      yield* client.send(frame("echo", {}, "plain"))
+      assert.strictEqual(yield* client.next(), "LHTTP/1.0 echo\r\n\r\nplain")
+      yield* eventually(() => started.size >= before + 1)
+      // the bound is reached: the next request waits, and the messages behind it with it
+      yield* client.send(frame("echo", { id: "e3" }, "third"))
+      yield* client.send(frame("echo", {}, "behind"))
+      yield* Deferred.succeed(slowGate, undefined)
+      const rest = [yield* client.next(), yield* client.next(), yield* client.next(), yield* client.next()]
+      // the two slow replies come before the waiting request and the message behind it
+      assert.deepStrictEqual([...rest.slice(2)].sort(), [
+        "LHTTP/1.0 echo\r\n\r\nbehind",
+        "LHTTP/1.0 echo\r\nid:e3\r\n\r\nthird"
+      ])
+      assert.deepStrictEqual([...rest.slice(0, 2)].sort(), [
+        "LHTTP/1.0 slow\r\nid:s1\r\n\r\ndone",
+        "LHTTP/1.0 slow\r\nid:s2\r\n\r\ndone"
+      ])
     }))
 
   it.live("the same command twice is refused when the Layer is built", () =>
@@ -383,6 +412,57 @@ describe("LhttpServer: processors", () => {
       )
       yield* client.send(frame("nosuch", { subscribe: "s", publish: "s" }, "works"))
       assert.strictEqual(yield* client.next(), "LHTTP/1.0 nosuch\r\nsubscribe:s\r\npublish:s\r\n\r\nworks")
+    }))
+})
+
+// a typed request: body, reply and declared errors
+class OffBoard extends Schema.TaggedError<OffBoard>()("OffBoard", { x: Schema.Number, y: Schema.Number }) {}
+class Occupied extends Schema.TaggedError<Occupied>()("Occupied", { by: Schema.String, status: Schema.Number }) {}
+const Point = Schema.Struct({ x: Schema.Number, y: Schema.Number })
+const Place = Processor.make("place", {
+  body: Schema.fromJsonString(Point),
+  reply: Schema.fromJsonString(Schema.Struct({ placed: Point, at: Schema.Number })),
+  error: Schema.Union([OffBoard, Occupied])
+})
+const PlaceLive = Place.toLayer({
+  onMessage: (exchange) => {
+    const { x, y } = exchange.body
+    if (x < 0 || y < 0) return Effect.fail(new OffBoard({ x, y }))
+    if (x === 1 && y === 1) return Effect.fail(new Occupied({ by: "bob", status: 409 }))
+    if (x === 9) return Effect.fail(new Rejection({ status: 403, reason: "Forbidden", message: "not there" }))
+    if (x === 7) return Effect.die(new Error("secret"))
+    return Effect.succeed({ placed: { x, y }, at: x * 10 + y })
+  }
+})
+
+describe("LhttpServer: typed requests", () => {
+  it.live("the reply is encoded and sent with the id; a declared error is its tag and its encoded fields", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* startMemoryServer({ processors: [Place] }, PlaceLive)
+      const client = yield* connect()
+      yield* client.send(frame("place", { id: "p1" }, "{\"x\":2,\"y\":3}"))
+      assert.strictEqual(yield* client.next(), "LHTTP/1.0 place\r\nid:p1\r\n\r\n{\"placed\":{\"x\":2,\"y\":3},\"at\":23}")
+      yield* client.send(frame("place", { id: "p2" }, "{\"x\":-1,\"y\":0}"))
+      assert.strictEqual(
+        yield* client.next(),
+        "LHTTP/1.0 error\r\nstatus:400\r\nreason:OffBoard\r\nid:p2\r\n\r\n{\"_tag\":\"OffBoard\",\"x\":-1,\"y\":0}"
+      )
+      // an error's own status field is its status
+      yield* client.send(frame("place", { id: "p3" }, "{\"x\":1,\"y\":1}"))
+      assert.strictEqual(
+        yield* client.next(),
+        "LHTTP/1.0 error\r\nstatus:409\r\nreason:Occupied\r\nid:p3\r\n\r\n{\"_tag\":\"Occupied\",\"by\":\"bob\",\"status\":409}"
+      )
+      // undeclared: a Respondable error is its own frame, a defect 500 without its cause, a bad body 400
+      yield* client.send(frame("place", { id: "p4" }, "{\"x\":9,\"y\":0}"))
+      assert.strictEqual(yield* client.next(), "LHTTP/1.0 error\r\nstatus:403\r\nreason:Forbidden\r\nid:p4\r\n\r\nnot there")
+      yield* client.send(frame("place", { id: "p5" }, "{\"x\":7,\"y\":0}"))
+      assert.strictEqual(
+        yield* client.next(),
+        "LHTTP/1.0 error\r\nstatus:500\r\nreason:InternalError\r\nid:p5\r\n\r\nthe server failed to process the message"
+      )
+      yield* client.send(frame("place", { id: "p6" }, "{\"x\":\"a\"}"))
+      assert.match(yield* client.next(), /^LHTTP\/1\.0 error\r\nstatus:400\r\nreason:InvalidBody\r\nid:p6\r\n\r\n/)
     }))
 })
 
@@ -798,6 +878,29 @@ describe("LhttpServer: graceful drain (the core)", () => {
       assert.deepStrictEqual(yield* busy.closed, { code: 1001, reason: "server shutting down" })
       yield* Fiber.join(draining)
       assert.strictEqual(lhttp.connectionCount(), 0)
+    }))
+
+  it.live("requests in flight finish and reply; a request sent meanwhile gets 503 ShuttingDown; then 1001", () =>
+    Effect.gen(function*() {
+      slowGate = Deferred.makeUnsafe()
+      const { connect, server: lhttp } = yield* server()
+      const client = yield* connect()
+      yield* client.next()
+      const before = started.size
+      yield* client.send(frame("slow", { id: "in-flight" }))
+      yield* eventually(() => started.size > before)
+      const draining = yield* Effect.forkChild(lhttp.drain)
+      yield* eventually(() => lhttp.isDraining())
+      yield* client.send(frame("echo", { id: "late" }, "too late"))
+      assert.strictEqual(
+        yield* client.next(),
+        "LHTTP/1.0 error\r\nstatus:503\r\nreason:ShuttingDown\r\nid:late\r\n\r\n" +
+          "the server is shutting down: send the request again after reconnecting"
+      )
+      yield* Deferred.succeed(slowGate, undefined)
+      assert.strictEqual(yield* client.next(), "LHTTP/1.0 slow\r\nid:in-flight\r\n\r\ndone")
+      assert.deepStrictEqual(yield* client.closed, { code: 1001, reason: "server shutting down" })
+      yield* Fiber.join(draining)
     }))
 
   it.effect("a drain waits for a busy connection until shutdownTimeout, 30 s by default (TestClock)", () =>

@@ -6,10 +6,13 @@
  * Inbound messages queue in an inbox and are processed one at a time, in
  * order, by a fiber that lives only while there is work: it starts on the
  * first message of a burst (after the transport's synchronous batch, so a
- * burst shares one fiber) and ends when the inbox is empty. An idle
- * connection holds no fiber, no Effect `Socket` and no HTTP request.
+ * burst shares one fiber) and ends when the inbox is empty. A request (a
+ * message with an `id` for a processor) runs in a fiber of its own beside
+ * them, up to `maxConcurrentRequests` at once; past that the inbox waits for
+ * one to finish. An idle connection holds no fiber, no Effect `Socket` and no
+ * HTTP request.
  */
-import { Effect, Exit, type Fiber, Result, Scope } from "effect"
+import { Effect, Exit, Fiber, Result, Scope } from "effect"
 import * as Channel from "../Channel.ts"
 import type { Connection, Key } from "../Connection.ts"
 import * as Frame from "../Frame.ts"
@@ -25,6 +28,8 @@ export interface Limits {
   readonly maxMessageBytes: number
   readonly maxOutboundBytes: number
   readonly slowConsumer: SlowConsumerPolicy
+  /** Requests (messages with an `id` for a processor) of one connection processed at once. */
+  readonly maxConcurrentRequests: number
 }
 
 /** What a connection needs from its server. */
@@ -90,6 +95,9 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
   #scope: Scope.Closeable | undefined
   #lanes: Array<{ readonly stop: () => void }> | undefined
   #ended = false
+  // the requests running beside the inbox, and the inbox waiting for one of them to finish
+  #requests: Set<Fiber.Fiber<void>> | undefined
+  #slot: (() => void) | undefined
 
   constructor(transport: Transport, core: Core) {
     this.transport = transport
@@ -179,8 +187,7 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
         connection.#busy = true
         yield* core.handle(connection, data)
         connection.#busy = false
-        const pending = connection.#pendingClose
-        if (pending !== undefined) connection.closeNow(pending.code, pending.reason)
+        connection.#closeIfIdle()
         if (++handled === turnBudget && connection.#head < connection.#inbox.length) {
           handled = 0
           connection.#pause()
@@ -222,6 +229,10 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
     const core = this.#core
     return Effect.gen(function*() {
       if (connection.#lanes !== undefined) for (const lane of connection.#lanes) lane.stop()
+      const requests = connection.#requests
+      if (requests !== undefined && requests.size > 0) {
+        yield* Effect.exit(Effect.forEach(Array.from(requests), (fiber) => Fiber.interrupt(fiber), { discard: true }))
+      }
       yield* core.close(connection)
       yield* Effect.exit(core.hub.unsubscribeAll(connection))
       if (connection.#scope !== undefined) yield* Effect.exit(Scope.close(connection.#scope, Exit.void))
@@ -233,6 +244,61 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
       })),
       Effect.uninterruptible
     )
+  }
+
+  // ---- requests ----
+
+  /** Whether the server is closing the connection once its work is done (a graceful shutdown). */
+  get isClosing(): boolean {
+    return this.#pendingClose !== undefined
+  }
+
+  /**
+   * Runs a request in a fiber of its own, beside the connection's other
+   * messages; when `maxConcurrentRequests` run already, waits for one to end.
+   */
+  request(effect: Effect.Effect<void>): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if ((this.#requests?.size ?? 0) < this.#core.limits.maxConcurrentRequests) {
+        this.#startRequest(effect)
+        return Effect.void
+      }
+      return Effect.callback<void>((resume) => {
+        this.#slot = () => {
+          this.#startRequest(effect)
+          resume(Effect.void)
+        }
+        return Effect.sync(() => {
+          this.#slot = undefined
+        })
+      })
+    })
+  }
+
+  #startRequest(effect: Effect.Effect<void>): void {
+    if (this.#ended) return
+    const requests = (this.#requests ??= new Set())
+    let done = false
+    let fiber: Fiber.Fiber<void> | undefined
+    fiber = this.#core.fork(effect.pipe(Effect.ensuring(Effect.sync(() => {
+      done = true
+      if (fiber !== undefined) requests.delete(fiber)
+      const slot = this.#slot
+      this.#slot = undefined
+      if (slot !== undefined) slot()
+      else this.#closeIfIdle()
+    }))))
+    // a request that ended within the fork is not kept
+    if (!done) requests.add(fiber)
+    else fiber = undefined
+  }
+
+  // a graceful close waits for the message being processed and every request in flight
+  #closeIfIdle(): void {
+    const pending = this.#pendingClose
+    if (pending !== undefined && !this.#busy && (this.#requests?.size ?? 0) === 0) {
+      this.closeNow(pending.code, pending.reason)
+    }
   }
 
   /** Registers something to stop when the connection ends (an upstream lane). */
@@ -290,9 +356,9 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
     this.outbox.close(code, reason)
   }
 
-  /** Closes once the message being processed, if any, is done (a graceful shutdown). */
+  /** Closes once the message being processed and the requests in flight are done (a graceful shutdown). */
   closeWhenIdle(code: number, reason: string): void {
-    if (this.#busy) this.#pendingClose = { code, reason }
-    else this.closeNow(code, reason)
+    this.#pendingClose = { code, reason }
+    this.#closeIfIdle()
   }
 }

@@ -13,8 +13,9 @@
  *
  * Every refusal is a `Respondable` error answered with its error frame, which
  * echoes the message's `id`; the connection stays open. A message that runs
- * user code runs in a `Scope` of its own. Nothing here forks a fiber per
- * message.
+ * user code runs in a `Scope` of its own. A request (a message with an `id`
+ * for a processor) runs in a fiber of its own beside the connection's other
+ * messages (`LiveConnection.request`); nothing else forks a fiber per message.
  */
 import { Cause, Effect, type Fiber, Result, Schema, Scope } from "effect"
 import type { Connection } from "../Connection.ts"
@@ -165,6 +166,37 @@ const hasBuiltin = (headers: ReadonlyMap<string, string>): boolean =>
 
 const lanes = new WeakMap<LiveConnection, Lane>()
 
+// the status of a declared error: its own `status` field when it is an error status, else 400
+const declaredStatus = (error: unknown): number => {
+  const status = (error as { readonly status?: unknown }).status
+  return typeof status === "number" && Number.isInteger(status) && status >= 400 && status <= 599 ? status : 400
+}
+
+// a declared error of a typed request as its error frame: reason its tag, body the encoded error as JSON
+const declared = (schema: Schema.Codec<unknown, unknown>, error: unknown) =>
+  Schema.encodeUnknownEffect(schema)(error).pipe(
+    Effect.orDie,
+    Effect.flatMap((encoded) =>
+      Effect.fail(
+        new Rejection.Rejection({
+          status: declaredStatus(error),
+          reason: String((error as { readonly _tag?: unknown })._tag ?? "Error"),
+          message: JSON.stringify(encoded)
+        })
+      )
+    )
+  )
+
+// the declared errors of a processor become their error frames; anything else is left as it is
+const guards = new WeakMap<Schema.Codec<unknown, unknown>, (u: unknown) => boolean>()
+const typed = <A>(processor: Processor.Implementation, effect: Effect.Effect<A, unknown>): Effect.Effect<A, unknown> => {
+  const schema = processor.error
+  if (schema === undefined) return effect
+  let is = guards.get(schema)
+  if (is === undefined) guards.set(schema, is = Schema.is(schema))
+  return Effect.catchIf(effect, is, (error) => declared(schema, error))
+}
+
 /** Makes the functions that run a connection's hooks and messages. */
 export const make = (options: Options) => {
   const { filters, hub, processors, upstream } = options
@@ -264,7 +296,12 @@ export const make = (options: Options) => {
           Effect.mapError((error) => Rejection.invalidBody(error.message))
         )
       }
-      if (processor.handlers.onMessage !== undefined) yield* processor.handlers.onMessage(exchange)
+      if (processor.handlers.onMessage !== undefined) {
+        const reply = yield* typed(processor, processor.handlers.onMessage(exchange))
+        if (processor.reply !== undefined && !exchange.isDropped) {
+          yield* exchange.send(yield* Schema.encodeEffect(processor.reply)(reply).pipe(Effect.orDie))
+        }
+      }
       if (exchange.isDropped) return
     } else if (!hasBuiltin(exchange.headers)) {
       return yield* Rejection.unknownCommand(exchange.command)
@@ -318,7 +355,11 @@ export const make = (options: Options) => {
         const published = publish.length > 0 ? Frame.render(message.success) : undefined
         return pubSub(connection, message.success, published).pipe(Effect.catchCause(answer(connection, id)))
       }
-      return run(new LiveExchange(connection, message.success)).pipe(Effect.catchCause(answer(connection, id)))
+      const processed = run(new LiveExchange(connection, message.success)).pipe(Effect.catchCause(answer(connection, id)))
+      // a request for a processor runs beside the connection's other messages; none starts while draining
+      if (id === undefined || !processors.has(command)) return processed
+      if (connection.isClosing) return Effect.sync(() => connection.write(Rejection.shuttingDown.toFrame(id)))
+      return connection.request(processed)
     },
 
     /** Runs every onClose hook, whatever fails. */
