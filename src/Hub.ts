@@ -7,15 +7,17 @@
  * subscriber and bounded in number.
  *
  * It is also the server-side publish API: `publish(channels, command,
- * headers, body)` for processors and apps.
+ * headers, body)` for processors and apps, and their subscription without a
+ * socket: `stream(channels)`.
  *
  * @since 0.1.0
  */
-import { Context, Deferred, Effect, Exit, Layer, Result, Scope } from "effect"
+import { Context, Deferred, Effect, Exit, Layer, Queue, Result, Scope, Stream } from "effect"
 import { Bus, type BusError } from "./Bus.ts"
 import * as Channel from "./Channel.ts"
 import * as Frame from "./Frame.ts"
 import { Outbound } from "./internal/outbound.ts"
+import * as Message from "./Message.ts"
 import type { ProtocolError } from "./ProtocolError.ts"
 import * as Rejection from "./Rejection.ts"
 import type * as Transport from "./Transport.ts"
@@ -87,9 +89,33 @@ export class Hub extends Context.Service<Hub, {
     headers?: ReadonlyMap<string, string> | Readonly<Record<string, string>>,
     body?: string
   ) => Effect.Effect<void, ProtocolError | Rejection.Rejection>
+  /**
+   * The frames published to channels, on any node, as a Stream of decoded
+   * messages: a subscription without a socket, for server-side services. It
+   * subscribes when run and unsubscribes when it ends. Each stream has its
+   * own bounded buffer ({@link StreamOptions}); frames that do not decode are
+   * left out.
+   */
+  readonly stream: (
+    channels: string | Iterable<string>,
+    options?: StreamOptions
+  ) => Stream.Stream<Message.Message, ProtocolError | Rejection.Rejection>
   /** How many channels have local subscribers. */
   readonly channelCount: () => number
 }>()("effect-lhttp/Hub") {}
+
+/**
+ * The buffer of a {@link Hub} stream: `capacity` frames (default 1,024)
+ * waiting for the stream's reader; past it, `"dropping"` (the default)
+ * drops the frames that arrive, `"sliding"` drops the oldest waiting ones.
+ * Fan-out never waits for a stream.
+ *
+ * @since 0.1.0
+ */
+export interface StreamOptions {
+  readonly capacity?: number | undefined
+  readonly strategy?: "dropping" | "sliding" | undefined
+}
 
 interface Entry {
   readonly subscribers: Set<Subscriber>
@@ -231,6 +257,20 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
         if (Result.isFailure(frame)) return Effect.fail(frame.failure)
         return publishText(list.success, Frame.render(frame.success))
       }),
+    stream: (channels, options) =>
+      Stream.callback<Message.Message, ProtocolError | Rejection.Rejection>((queue) =>
+        Effect.suspend((): Effect.Effect<void, ProtocolError | Rejection.Rejection, Scope.Scope> => {
+          const list = typeof channels === "string" ? Channel.parseList(channels) : Channel.validateAll(channels)
+          if (Result.isFailure(list)) return Effect.fail(list.failure)
+          const subscriber: Subscriber = {
+            channels: new Set(),
+            deliver: (frame) => {
+              const message = Message.decode(frame.text)
+              if (Result.isSuccess(message)) Queue.offerUnsafe(queue, message.success)
+            }
+          }
+          return Effect.acquireRelease(subscribe(subscriber, list.success), () => unsubscribe(subscriber, subscriber.channels))
+        }), { bufferSize: options?.capacity ?? 1024, strategy: options?.strategy ?? "dropping" }),
     channelCount: () => table.size
   })
 })

@@ -1,9 +1,13 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Result } from "effect"
+import { Deferred, Effect, Exit, Fiber, Result, Stream } from "effect"
 import * as Bus from "../src/Bus.ts"
 import * as Channel from "../src/Channel.ts"
 import * as Hub from "../src/Hub.ts"
+import type * as Message from "../src/Message.ts"
+import * as NatsBus from "../src/NatsBus.ts"
 import type { Rejection } from "../src/Rejection.ts"
+import { natsServer } from "./utils/nats.ts"
+import { eventually, until } from "./utils/wait.ts"
 
 const ids = (...channels: Array<string>): ReadonlyArray<Channel.ChannelId> =>
   Result.getOrThrow(Channel.validateAll(channels))
@@ -167,5 +171,80 @@ describe("Hub", () => {
       assert.strictEqual(wildcard.reason, "InvalidChannel")
       const badCommand = yield* Effect.flip(hub.publish(["ok"], "bad\r\ncommand"))
       assert.strictEqual(badCommand._tag, "ProtocolError")
+    }))
+})
+
+describe("Hub: stream", () => {
+  // the bodies of the messages a stream gives
+  const bodyOf = (message: Message.Message) => message._tag === "Failure" ? message.message : message.body
+
+  it.live("a stream of channels gets what is published to them, decoded, in order; it unsubscribes when it ends", () =>
+    Effect.gen(function*() {
+      const hub = yield* Hub.make().pipe(Effect.provideService(Bus.Bus, yield* Bus.makeMemory()))
+      const taking = yield* Effect.forkChild(Stream.runCollect(Stream.take(hub.stream("news sport"), 3)))
+      yield* eventually(() => hub.channelCount() === 2)
+      yield* hub.publish("news", "flash", { a: "1" }, "one")
+      yield* hub.publish("weather", "flash", {}, "not subscribed")
+      yield* hub.publish("sport", "score", {}, "two")
+      yield* hub.publish("news sport", "both", {}, "three")
+      const messages = yield* Fiber.join(taking)
+      assert.deepStrictEqual(messages.map((m) => [m._tag, m._tag === "Failure" ? "" : m.command, bodyOf(m)]), [
+        ["Notify", "flash", "one"],
+        ["Notify", "score", "two"],
+        ["Notify", "both", "three"]
+      ])
+      assert.strictEqual(hub.channelCount(), 0)
+      // an invalid channel fails the stream with the protocol error
+      const refused = yield* Stream.runDrain(hub.stream("a..b")).pipe(Effect.flip)
+      assert.strictEqual(refused._tag, "ProtocolError")
+    }))
+
+  for (const [strategy, kept] of [["dropping", ["m2", "m3"]], ["sliding", ["m5", "m6"]]] as const) {
+    it.live(`a stream whose reader is behind keeps ${strategy === "dropping" ? "the first" : "the last"} frames ("${strategy}")`, () =>
+      Effect.gen(function*() {
+        const hub = yield* Hub.make().pipe(Effect.provideService(Bus.Bus, yield* Bus.makeMemory()))
+        const gate = yield* Deferred.make<void>()
+        const seen: Array<string> = []
+        const reading = yield* Effect.forkChild(
+          Stream.runForEach(hub.stream("busy", { capacity: 2, strategy }), (message) =>
+            Effect.sync(() => seen.push(bodyOf(message))).pipe(
+              Effect.andThen(seen.length === 1 ? Deferred.await(gate) : Effect.void)
+            )).pipe(Effect.timeoutOption("5 seconds"))
+        )
+        yield* eventually(() => hub.channelCount() === 1)
+        yield* hub.publish("busy", "m", {}, "first")
+        yield* eventually(() => seen.length === 1)
+        // the reader waits at the gate: five frames for a buffer of two
+        for (const body of ["m2", "m3", "m4", "m5", "m6"]) yield* hub.publish("busy", "m", {}, body)
+        yield* Deferred.succeed(gate, undefined)
+        yield* eventually(() => seen.length === 3)
+        yield* hub.publish("busy", "m", {}, "end")
+        yield* eventually(() => seen.includes("end"))
+        assert.deepStrictEqual(seen, ["first", ...kept, "end"])
+        yield* Fiber.interrupt(reading)
+      }))
+  }
+})
+
+describe("Hub: stream over NATS", () => {
+  it.live("a service's stream on one node gets what another node publishes", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServer
+      const node = Effect.gen(function*() {
+        const bus = yield* NatsBus.make({ servers: nats.url })
+        yield* until(bus.isReady, "10 seconds")
+        return yield* Hub.make().pipe(Effect.provideService(Bus.Bus, bus))
+      })
+      const one = yield* node
+      const two = yield* node
+      const received: Array<string> = []
+      yield* Effect.forkChild(Stream.runForEach(one.stream("orders"), (message) =>
+        Effect.sync(() => {
+          if (message._tag !== "Failure") received.push(message.body)
+        })))
+      // interest has crossed NATS once a probe published on the other node arrives
+      yield* until(two.publish("orders", "probe").pipe(Effect.andThen(Effect.sync(() => received.length > 0))))
+      yield* two.publish("orders", "order", { "content-type": "application/json" }, "{\"n\":1}")
+      yield* eventually(() => received.includes("{\"n\":1}"))
     }))
 })
