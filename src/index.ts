@@ -52,6 +52,12 @@ export * as ProtocolError from "./ProtocolError.ts"
 /** Refusals the server answers with an error frame. */
 export * as Rejection from "./Rejection.ts"
 
+/** Sessions that follow a client across reconnects and nodes: create, restore, update, close, signal. */
+export * as Sessions from "./Sessions.ts"
+
+/** Where sessions live: the store service and its in-memory Layer. */
+export * as SessionStore from "./SessionStore.ts"
+
 /** The upstream service and its typed error (the Node implementation is `effect-lhttp/NodeUpstream`). */
 export * as Upstream from "./Upstream.ts"
 

@@ -1,0 +1,340 @@
+/**
+ * Sessions that follow a client across reconnects and nodes. A processor or
+ * hook creates a session for its connection (any JSON data, under an
+ * unguessable key) and can update or close it; the client learns of it from
+ * a `session` frame, keeps the key, and restores the session on its next
+ * connection, to this node or another one:
+ *
+ * ```text
+ * server -> client   LHTTP/1.0 session\r\nsession-key:<key>\r\n\r\n{"name":"alice"}
+ * client -> server   LHTTP/1.0 session\r\nrestore:<key>\r\nid:7\r\n\r\n
+ * server -> client   LHTTP/1.0 session\r\nsession-key:<key>\r\nid:7\r\n\r\n{"name":"alice"}
+ *                    (or an error frame, 404 SessionNotFound)
+ * server -> client   LHTTP/1.0 session\r\nclosed:<key>\r\n\r\n      (closed by the server)
+ * ```
+ *
+ * Serve the `session` command by listing {@link SessionProcessor} with the
+ * server's processors and providing {@link layer} (over a `SessionStore` and
+ * the `Hub`). Every connection of a session, on every node, gets its updates,
+ * its close and its signals: they travel on an internal channel of the bus.
+ *
+ * @since 0.1.0
+ */
+import { Clock, Context, Duration, Effect, Exit, Layer, Option, Result, Schema, Scope } from "effect"
+import type * as Channel from "./Channel.ts"
+import * as Connection from "./Connection.ts"
+import * as ErrorFrame from "./ErrorFrame.ts"
+import * as Frame from "./Frame.ts"
+import { Hub, type Subscriber } from "./Hub.ts"
+import { makeKey } from "./internal/session.ts"
+import * as Processor from "./Processor.ts"
+import type { ProtocolError } from "./ProtocolError.ts"
+import type { Rejection } from "./Rejection.ts"
+import { SessionStore } from "./SessionStore.ts"
+
+/**
+ * The command of session frames.
+ *
+ * @since 0.1.0
+ */
+export const command = "session"
+
+/**
+ * The headers of session frames.
+ *
+ * @since 0.1.0
+ */
+export const Header = {
+  /** On a session frame: the session's key. */
+  key: "session-key",
+  /** On the frame announcing that a session was closed: its key. */
+  closed: "closed",
+  /** On a client's request: the key of the session to restore. */
+  restore: "restore"
+} as const
+
+/**
+ * A session as its connections see it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Session {
+  readonly key: string
+  readonly data: unknown
+}
+
+/**
+ * Why a session operation failed; an error frame when it answers a message
+ * (`404 SessionNotFound`, `503 SessionStoreUnavailable`, `400 InvalidSessionData`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class SessionError extends Schema.TaggedError<SessionError>()("SessionError", {
+  reason: Schema.Literals(["SessionNotFound", "SessionStoreUnavailable", "InvalidSessionData"]),
+  message: Schema.String
+}) implements ErrorFrame.Respondable {
+  get [ErrorFrame.TypeId](): ErrorFrame.TypeId {
+    return ErrorFrame.TypeId
+  }
+
+  toFrame(id?: string): Frame.Frame {
+    const status = this.reason === "SessionNotFound" ? 404 : this.reason === "InvalidSessionData" ? 400 : 503
+    return ErrorFrame.make({ status, reason: this.reason, message: this.message, id })
+  }
+}
+
+const notFound = new SessionError({
+  reason: "SessionNotFound",
+  message: "no such session: unknown, closed or expired"
+})
+
+/**
+ * Options of the sessions.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** How long a session lives after it was last created, updated or restored (default 24 hours). */
+  readonly ttl?: Duration.Input | undefined
+  /** Makes a session key (default: 128 random bits, base64url). It must be unguessable. */
+  readonly generateKey?: (() => string) | undefined
+}
+
+/**
+ * The sessions service.
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class Sessions extends Context.Service<Sessions, {
+  /** Creates a session holding `data` for the connection, which gets its `session` frame. */
+  readonly create: (connection: Connection.Connection, data: unknown) => Effect.Effect<Session, SessionError>
+  /** The session of a connection, if it has one. */
+  readonly current: (connection: Connection.Connection) => Effect.Effect<Option.Option<Session>, SessionError>
+  /** Replaces a session's data; every connection of the session, on every node, gets the new `session` frame. */
+  readonly update: (key: string, data: unknown) => Effect.Effect<void, SessionError>
+  /** Closes a session; every connection of it gets `LHTTP/1.0 session` with `closed:<key>`. */
+  readonly close: (key: string) => Effect.Effect<void, SessionError>
+  /** Attaches a connection to an existing session (what the `session` command with `restore` does). */
+  readonly restore: (connection: Connection.Connection, key: string) => Effect.Effect<Session, SessionError>
+  /** The key of the session a connection is attached to. */
+  readonly keyOf: (connection: Connection.Connection) => string | undefined
+  /** Sends a frame to every connection of a session, on every node (a signal). */
+  readonly signal: (
+    key: string,
+    command: string,
+    headers?: ReadonlyMap<string, string> | Readonly<Record<string, string>>,
+    body?: string
+  ) => Effect.Effect<void, ProtocolError | Rejection>
+}>()("effect-lhttp/Sessions") {}
+
+/**
+ * The processor of the `session` command: `restore:<key>` attaches the
+ * connection to that session and answers its `session` frame (with the
+ * request's `id`); without `restore`, it answers the connection's current
+ * session. `404 SessionNotFound` when there is none.
+ *
+ * @since 0.1.0
+ */
+export const SessionProcessor = Processor.make(command)
+
+/**
+ * The frame that announces a session's data (with the `id` of the request it
+ * answers, if any).
+ *
+ * @since 0.1.0
+ */
+export const sessionFrame = (session: Session, id?: string): Frame.Frame => {
+  const headers = new Map<string, string>([[Header.key, session.key]])
+  if (id !== undefined) headers.set("id", id)
+  return { command, headers, body: JSON.stringify(session.data) }
+}
+
+// the internal channel of a session's connections: clients cannot name it ($ is refused in channel ids)
+const channelOf = (key: string) => `$lhttp.session.${key}` as Channel.ChannelId
+
+const attached = Connection.key<string | undefined>("effect-lhttp/Sessions/key")
+
+const storeFailed = (error: { readonly message: string }) =>
+  new SessionError({ reason: "SessionStoreUnavailable", message: `the session store failed: ${error.message}` })
+
+/**
+ * Makes the sessions service over the `SessionStore` and the `Hub` in context.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = Effect.fnUntraced(function*(options?: Options) {
+  const store = yield* SessionStore
+  const hub = yield* Hub
+  const ttl = Duration.toMillis(Duration.fromInputUnsafe(options?.ttl ?? Duration.hours(24)))
+  const generateKey = options?.generateKey ?? makeKey
+  const context = yield* Effect.context<never>()
+  const serverScope = yield* Effect.scope
+
+  // the connections of each session on this node, and the subscription that brings them its frames
+  const local = new Map<string, { readonly connections: Set<Connection.Connection>; readonly scope: Scope.Closeable }>()
+
+  const detach = (connection: Connection.Connection): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      const key = connection.get(attached)
+      if (key === undefined) return Effect.void
+      connection.set(attached, undefined)
+      const entry = local.get(key)
+      if (entry === undefined) return Effect.void
+      entry.connections.delete(connection)
+      if (entry.connections.size > 0) return Effect.void
+      local.delete(key)
+      return Scope.close(entry.scope, Exit.void)
+    })
+
+  // what arrives on a session's channel goes to its connections here; a close detaches them
+  const subscriberOf = (key: string): Subscriber => ({
+    channels: new Set(),
+    deliver: (outbound) => {
+      const entry = local.get(key)
+      const frame = Frame.parse(outbound.text)
+      if (entry === undefined || Result.isFailure(frame)) return
+      const connections = Array.from(entry.connections)
+      const closing = frame.success.command === command && frame.success.headers.get(Header.closed) === key
+      Effect.runForkWith(context)(
+        Effect.forEach(connections, (connection) => Effect.ignore(connection.send(frame.success)), { discard: true }).pipe(
+          Effect.andThen(closing ? Effect.forEach(connections, detach, { discard: true }) : Effect.void)
+        )
+      )
+    }
+  })
+
+  const attach = (connection: Connection.Connection, key: string) =>
+    Effect.gen(function*() {
+      if (connection.get(attached) === key) return
+      yield* detach(connection)
+      let entry = local.get(key)
+      if (entry === undefined) {
+        const scope = Scope.forkUnsafe(serverScope)
+        entry = { connections: new Set(), scope }
+        local.set(key, entry)
+        const subscriber = subscriberOf(key)
+        yield* Effect.acquireRelease(
+          hub.subscribe(subscriber, [channelOf(key)]),
+          () => hub.unsubscribeAll(subscriber)
+        ).pipe(
+          Scope.provide(scope),
+          Effect.mapError((rejection) => storeFailed(rejection)),
+          Effect.tapError(() =>
+            Effect.suspend(() => {
+              local.delete(key)
+              return Scope.close(scope, Exit.void)
+            })
+          )
+        )
+      }
+      entry.connections.add(connection)
+      connection.set(attached, key)
+    })
+
+  const json = (data: unknown): Result.Result<unknown, SessionError> => {
+    try {
+      const text = JSON.stringify(data)
+      if (text === undefined) throw new Error("not JSON")
+      return Result.succeed(JSON.parse(text))
+    } catch {
+      return Result.fail(new SessionError({ reason: "InvalidSessionData", message: "session data must be JSON" }))
+    }
+  }
+
+  const save = (key: string, data: unknown) =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      store.set(key, { data, expiresAt: now + ttl }).pipe(Effect.mapError(storeFailed)))
+
+  const load = (key: string) =>
+    store.get(key).pipe(
+      Effect.mapError(storeFailed),
+      Effect.flatMap(Option.match({ onNone: () => Effect.fail(notFound), onSome: Effect.succeed }))
+    )
+
+  const publish = (key: string, frame: Frame.Frame) =>
+    hub.publishText([channelOf(key)], Frame.render(frame)).pipe(Effect.mapError(storeFailed))
+
+  const service = Sessions.of({
+    create: (connection, data) =>
+      Effect.gen(function*() {
+        const value = yield* Effect.fromResult(json(data))
+        const key = generateKey()
+        yield* save(key, value)
+        yield* attach(connection, key)
+        const session = { key, data: value }
+        yield* Effect.orDie(connection.send(sessionFrame(session)))
+        return session
+      }),
+    current: (connection) =>
+      Effect.suspend(() => {
+        const key = connection.get(attached)
+        if (key === undefined) return Effect.succeed(Option.none())
+        return store.get(key).pipe(
+          Effect.mapError(storeFailed),
+          Effect.map(Option.map((stored) => ({ key, data: stored.data })))
+        )
+      }),
+    update: (key, data) =>
+      Effect.gen(function*() {
+        const value = yield* Effect.fromResult(json(data))
+        yield* load(key)
+        yield* save(key, value)
+        yield* publish(key, sessionFrame({ key, data: value }))
+      }),
+    close: (key) =>
+      Effect.gen(function*() {
+        yield* store.delete(key).pipe(Effect.mapError(storeFailed))
+        yield* publish(key, { command, headers: new Map([[Header.closed, key]]), body: "" })
+      }),
+    restore: (connection, key) =>
+      Effect.gen(function*() {
+        const stored = yield* load(key)
+        yield* save(key, stored.data)
+        yield* attach(connection, key)
+        return { key, data: stored.data }
+      }),
+    keyOf: (connection) => connection.get(attached),
+    signal: (key, signalCommand, headers, body) =>
+      Effect.suspend((): Effect.Effect<void, ProtocolError | Rejection> => {
+        const frame = Frame.validate(Frame.make(signalCommand, headers, body))
+        return Result.isFailure(frame)
+          ? Effect.fail(frame.failure)
+          : hub.publishText([channelOf(key)], Frame.render(frame.success))
+      })
+  })
+
+  const processor = SessionProcessor.toLayer({
+    onMessage: (exchange) =>
+      Effect.gen(function*() {
+        const key = exchange.header(Header.restore)
+        const session = key !== undefined
+          ? yield* service.restore(exchange.connection, key)
+          : yield* Effect.flatMap(
+            service.current(exchange.connection),
+            Option.match({ onNone: () => Effect.fail(notFound), onSome: Effect.succeed })
+          )
+        yield* Effect.orDie(exchange.connection.send(sessionFrame(session, exchange.id)))
+      }),
+    onClose: (connection) => detach(connection)
+  })
+
+  return { service, processor }
+})
+
+/**
+ * The sessions service and the implementation of {@link SessionProcessor},
+ * over a `SessionStore` and the `Hub`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options?: Options
+): Layer.Layer<Sessions | Processor.Service<typeof command>, never, SessionStore | Hub> =>
+  Layer.unwrap(Effect.map(make(options), ({ processor, service }) =>
+    Layer.merge(Layer.succeed(Sessions, service), processor)))

@@ -1,0 +1,176 @@
+/**
+ * Sessions on the in-memory transport: created by a processor, announced by a
+ * `session` frame, restored by key on other connections, updated, closed,
+ * expired, and signalled, with every connection of a session kept in step.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer, Option, Schema } from "effect"
+import { TestClock } from "effect/testing"
+import * as Processor from "../src/Processor.ts"
+import * as Sessions from "../src/Sessions.ts"
+import * as SessionStore from "../src/SessionStore.ts"
+import { frame } from "./utils/lhttp.ts"
+import { startMemoryServer } from "./utils/memory.ts"
+import { eventually } from "./utils/wait.ts"
+
+// login creates a session with the body's name; rename updates it; logout closes it; notify signals it
+const Login = Processor.make("login", { body: Schema.fromJsonString(Schema.Struct({ name: Schema.String })) })
+const Rename = Processor.make("rename")
+const Logout = Processor.make("logout")
+const Notify = Processor.make("notify")
+const Whoami = Processor.make("whoami")
+const AppLive = Layer.mergeAll(
+  Login.toLayer(Effect.gen(function*() {
+    const sessions = yield* Sessions.Sessions
+    return { onMessage: (exchange) => Effect.asVoid(sessions.create(exchange.connection, { name: exchange.body.name })) }
+  })),
+  Rename.toLayer(Effect.gen(function*() {
+    const sessions = yield* Sessions.Sessions
+    return { onMessage: (exchange) => sessions.update(exchange.header("key")!, { name: exchange.text }) }
+  })),
+  Logout.toLayer(Effect.gen(function*() {
+    const sessions = yield* Sessions.Sessions
+    return { onMessage: (exchange) => sessions.close(sessions.keyOf(exchange.connection)!) }
+  })),
+  Notify.toLayer(Effect.gen(function*() {
+    const sessions = yield* Sessions.Sessions
+    return {
+      onMessage: (exchange) =>
+        Effect.orDie(sessions.signal(sessions.keyOf(exchange.connection)!, "notice", { from: "server" }, exchange.text))
+    }
+  })),
+  Whoami.toLayer(Effect.gen(function*() {
+    const sessions = yield* Sessions.Sessions
+    return {
+      onMessage: (exchange) =>
+        Effect.flatMap(sessions.current(exchange.connection), (session) =>
+          exchange.send(Option.match(session, { onNone: () => "nobody", onSome: (s) => JSON.stringify(s.data) })))
+    }
+  }))
+)
+
+const server = (options?: Sessions.Options) =>
+  startMemoryServer(
+    { processors: [Sessions.SessionProcessor, Login, Rename, Logout, Notify, Whoami] },
+    AppLive.pipe(Layer.provideMerge(Sessions.layer(options)), Layer.provide(SessionStore.layerMemory))
+  )
+
+/** The key and data of a `session` frame. */
+const sessionOf = (text: string) => {
+  const match = /^LHTTP\/1\.0 session\r\nsession-key:([A-Za-z0-9_-]+)\r\n(?:id:([^\r]*)\r\n)?\r\n(.*)$/s.exec(text)
+  assert.isNotNull(match, text)
+  return { key: match![1]!, id: match![2], data: JSON.parse(match![3]!) }
+}
+
+const notFound = (id: string) =>
+  `LHTTP/1.0 error\r\nstatus:404\r\nreason:SessionNotFound\r\nid:${id}\r\n\r\nno such session: unknown, closed or expired`
+
+describe("Sessions", () => {
+  it.live("a processor creates a session: the connection gets a session frame with an unguessable key and the data", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* server()
+      const client = yield* connect()
+      yield* client.send(frame("login", {}, "{\"name\":\"alice\"}"))
+      const session = sessionOf(yield* client.next())
+      assert.match(session.key, /^[A-Za-z0-9_-]{22}$/)
+      assert.deepStrictEqual(session.data, { name: "alice" })
+      yield* client.send(frame("whoami"))
+      assert.strictEqual(yield* client.next(), "LHTTP/1.0 whoami\r\n\r\n{\"name\":\"alice\"}")
+      // two logins, two keys
+      const other = yield* connect()
+      yield* other.send(frame("login", {}, "{\"name\":\"bob\"}"))
+      assert.notStrictEqual(sessionOf(yield* other.next()).key, session.key)
+    }))
+
+  it.live("restore on another connection: the session frame with the request's id; both connections get updates and the close", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* server()
+      const first = yield* connect()
+      yield* first.send(frame("login", {}, "{\"name\":\"alice\"}"))
+      const { key } = sessionOf(yield* first.next())
+      const second = yield* connect()
+      yield* second.send(frame("session", { restore: key, id: "r1" }))
+      assert.deepStrictEqual(sessionOf(yield* second.next()), { key, id: "r1", data: { name: "alice" } })
+      yield* second.send(frame("whoami"))
+      assert.strictEqual(yield* second.next(), "LHTTP/1.0 whoami\r\n\r\n{\"name\":\"alice\"}")
+      // an update reaches both
+      yield* second.send(frame("rename", { key }, "alicia"))
+      assert.deepStrictEqual(sessionOf(yield* first.next()), { key, id: undefined, data: { name: "alicia" } })
+      assert.deepStrictEqual(sessionOf(yield* second.next()), { key, id: undefined, data: { name: "alicia" } })
+      // a signal reaches both
+      yield* first.send(frame("notify", {}, "tea is ready"))
+      assert.strictEqual(yield* first.next(), "LHTTP/1.0 notice\r\nfrom:server\r\n\r\ntea is ready")
+      assert.strictEqual(yield* second.next(), "LHTTP/1.0 notice\r\nfrom:server\r\n\r\ntea is ready")
+      // the close reaches both; the key no longer restores
+      yield* first.send(frame("logout"))
+      assert.strictEqual(yield* first.next(), `LHTTP/1.0 session\r\nclosed:${key}\r\n\r\n`)
+      assert.strictEqual(yield* second.next(), `LHTTP/1.0 session\r\nclosed:${key}\r\n\r\n`)
+      yield* second.send(frame("whoami"))
+      assert.strictEqual(yield* second.next(), "LHTTP/1.0 whoami\r\n\r\nnobody")
+      const third = yield* connect()
+      yield* third.send(frame("session", { restore: key, id: "r2" }))
+      assert.strictEqual(yield* third.next(), notFound("r2"))
+    }))
+
+  it.live("an unknown key, and a connection without a session, get 404 SessionNotFound", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* server()
+      const client = yield* connect()
+      yield* client.send(frame("session", { restore: "not-a-key", id: "u" }))
+      assert.strictEqual(yield* client.next(), notFound("u"))
+      yield* client.send(frame("session", { id: "c" }))
+      assert.strictEqual(yield* client.next(), notFound("c"))
+    }))
+
+  it.effect("a session expires ttl after it was last used; restoring refreshes it (TestClock)", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* server({ ttl: "300 millis" })
+      const client = yield* connect()
+      yield* client.send(frame("login", {}, "{\"name\":\"brief\"}"))
+      const { key } = sessionOf(yield* client.next())
+      yield* TestClock.adjust("200 millis")
+      const other = yield* connect()
+      yield* other.send(frame("session", { restore: key, id: "r1" }))
+      assert.strictEqual(sessionOf(yield* other.next()).key, key)
+      // 400 ms after the login, 200 ms after the restore: still there
+      yield* TestClock.adjust("200 millis")
+      yield* client.send(frame("whoami"))
+      assert.strictEqual(yield* client.next(), "LHTTP/1.0 whoami\r\n\r\n{\"name\":\"brief\"}")
+      // 300 ms after the last use: gone
+      yield* TestClock.adjust("101 millis")
+      yield* client.send(frame("whoami"))
+      assert.strictEqual(yield* client.next(), "LHTTP/1.0 whoami\r\n\r\nnobody")
+      yield* other.send(frame("session", { restore: key, id: "r2" }))
+      assert.strictEqual(yield* other.next(), notFound("r2"))
+    }))
+
+  it.live("a connection that ends leaves its session: nothing of the session is held for it", () =>
+    Effect.gen(function*() {
+      const { connect, hub } = yield* server()
+      const client = yield* connect()
+      yield* client.send(frame("login", {}, "{\"name\":\"gone\"}"))
+      sessionOf(yield* client.next())
+      assert.strictEqual(hub.channelCount(), 1)
+      yield* client.transport.close
+      yield* eventually(() => hub.channelCount() === 0)
+    }))
+
+  it.live("session data must be JSON", () =>
+    Effect.gen(function*() {
+      const Bad = Processor.make("bad")
+      const BadLive = Bad.toLayer(Effect.gen(function*() {
+        const sessions = yield* Sessions.Sessions
+        return { onMessage: (exchange) => Effect.asVoid(sessions.create(exchange.connection, { n: 1n })) }
+      }))
+      const { connect } = yield* startMemoryServer(
+        { processors: [Bad] },
+        BadLive.pipe(Layer.provideMerge(Sessions.layer()), Layer.provide(SessionStore.layerMemory))
+      )
+      const client = yield* connect()
+      yield* client.send(frame("bad", { id: "b" }))
+      assert.strictEqual(
+        yield* client.next(),
+        "LHTTP/1.0 error\r\nstatus:400\r\nreason:InvalidSessionData\r\nid:b\r\n\r\nsession data must be JSON"
+      )
+    }))
+})
