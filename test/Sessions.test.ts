@@ -4,13 +4,16 @@
  * expired, and signalled, with every connection of a session kept in step.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Option, Schema } from "effect"
+import { Effect, Exit, Layer, Option, Schema, Scope } from "effect"
 import { TestClock } from "effect/testing"
+import * as NatsBus from "../src/NatsBus.ts"
+import * as NatsSessionStore from "../src/NatsSessionStore.ts"
 import * as Processor from "../src/Processor.ts"
 import * as Sessions from "../src/Sessions.ts"
 import * as SessionStore from "../src/SessionStore.ts"
 import { frame } from "./utils/lhttp.ts"
 import { startMemoryServer } from "./utils/memory.ts"
+import { natsServer, natsServerWith } from "./utils/nats.ts"
 import { eventually } from "./utils/wait.ts"
 
 // login creates a session with the body's name; rename updates it; logout closes it; notify signals it
@@ -171,6 +174,59 @@ describe("Sessions", () => {
       assert.strictEqual(
         yield* client.next(),
         "LHTTP/1.0 error\r\nstatus:400\r\nreason:InvalidSessionData\r\nid:b\r\n\r\nsession data must be JSON"
+      )
+    }))
+})
+
+describe("Sessions in NATS KV, across nodes", () => {
+  /** A node: a server core with its NATS bus and the NATS KV store, until its scope closes. */
+  const node = (url: string) =>
+    startMemoryServer(
+      { processors: [Sessions.SessionProcessor, Login, Rename, Logout, Notify, Whoami] },
+      AppLive.pipe(
+        Layer.provideMerge(Sessions.layer()),
+        Layer.provide(NatsSessionStore.layer({ servers: url }))
+      ),
+      { bus: NatsBus.layer({ servers: url }) }
+    )
+
+  it.live("a session created on one node is restored on another, updates reach both, and it outlives its node", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServerWith({ jetstream: true })
+      const scopeOne = yield* Scope.make()
+      const one = yield* node(nats.url).pipe(Scope.provide(scopeOne))
+      const two = yield* node(nats.url)
+      const alice = yield* one.connect().pipe(Scope.provide(scopeOne))
+      yield* alice.send(frame("login", {}, "{\"name\":\"alice\"}"))
+      const { key } = sessionOf(yield* alice.next())
+      const again = yield* two.connect()
+      yield* again.send(frame("session", { restore: key, id: "r" }))
+      assert.deepStrictEqual(sessionOf(yield* again.next()), { key, id: "r", data: { name: "alice" } })
+      // an update on node two reaches the connection on node one (over the bus), and its own
+      yield* again.send(frame("rename", { key }, "alicia"))
+      assert.deepStrictEqual(sessionOf(yield* again.next()).data, { name: "alicia" })
+      assert.deepStrictEqual(sessionOf(yield* alice.next()).data, { name: "alicia" })
+      // node one stops; the session lives on in NATS: a new connection on node two restores it
+      yield* Scope.close(scopeOne, Exit.void)
+      const later = yield* two.connect()
+      yield* later.send(frame("session", { restore: key, id: "r2" }))
+      assert.deepStrictEqual(sessionOf(yield* later.next()), { key, id: "r2", data: { name: "alicia" } })
+      // closed on node two: gone for everyone
+      yield* later.send(frame("logout"))
+      assert.strictEqual(yield* later.next(), `LHTTP/1.0 session\r\nclosed:${key}\r\n\r\n`)
+      const last = yield* two.connect()
+      yield* last.send(frame("session", { restore: key, id: "r3" }))
+      assert.strictEqual(yield* last.next(), notFound("r3"))
+    }))
+
+  it.live("a nats-server without JetStream fails the store's Layer when it is built, saying so", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServer
+      const error = yield* Layer.build(NatsSessionStore.layer({ servers: nats.url })).pipe(Effect.flip)
+      assert.strictEqual(error._tag, "SessionStoreError")
+      assert.strictEqual(
+        error.message,
+        `NATS at ${nats.url} has no JetStream: sessions need it (start nats-server with -js)`
       )
     }))
 })

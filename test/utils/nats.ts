@@ -6,7 +6,9 @@
  */
 import { Effect } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
-import { existsSync } from "node:fs"
+import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import * as Path from "node:path"
 import { freePort } from "./process.ts"
 
 const candidates = ["/usr/sbin/nats-server", "/usr/local/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
@@ -42,6 +44,8 @@ interface Spec {
   readonly routes?: ReadonlyArray<number> | undefined
   readonly monitorPort?: number | undefined
   readonly auth?: Auth | undefined
+  /** JetStream on, storing in this folder. */
+  readonly storeDir?: string | undefined
   readonly name: string
 }
 
@@ -52,6 +56,7 @@ const launch = (spec: Spec): Promise<ChildProcess> =>
   new Promise((resolve, reject) => {
     const args = ["-a", "127.0.0.1", "-p", String(spec.port), "-n", spec.name]
     if (spec.monitorPort !== undefined) args.push("-m", String(spec.monitorPort))
+    if (spec.storeDir !== undefined) args.push("-js", "-sd", spec.storeDir)
     if (spec.auth !== undefined) {
       if ("token" in spec.auth) args.push("--auth", spec.auth.token)
       else args.push("--user", spec.auth.user, "--pass", spec.auth.pass)
@@ -109,20 +114,30 @@ const makeServer = (spec: Spec, child: ChildProcess | undefined): NatsServer => 
   }
 }
 
-/** Starts one nats-server until the scope closes: with its monitoring port if `monitor`, requiring `auth` if given. */
-export const natsServerWith = (options: { readonly monitor?: boolean; readonly auth?: Auth } = {}) =>
+/**
+ * Starts one nats-server until the scope closes: with its monitoring port if `monitor`, requiring
+ * `auth` if given, with JetStream (stored in a temporary folder, removed after) if `jetstream`.
+ */
+export const natsServerWith = (
+  options: { readonly monitor?: boolean; readonly auth?: Auth; readonly jetstream?: boolean } = {}
+) =>
   Effect.acquireRelease(
     Effect.promise(async () => {
       const spec: Spec = {
         port: await freePort(),
         name: "lhttp-test-solo",
         monitorPort: options.monitor === true ? await freePort() : undefined,
-        auth: options.auth
+        auth: options.auth,
+        storeDir: options.jetstream === true ? mkdtempSync(Path.join(tmpdir(), "lhttp-nats-")) : undefined
       }
-      return makeServer(spec, await launch(spec))
+      return { server: makeServer(spec, await launch(spec)), storeDir: spec.storeDir }
     }),
-    (server) => Effect.promise(() => server.kill())
-  )
+    ({ server, storeDir }) =>
+      Effect.promise(async () => {
+        await server.kill()
+        if (storeDir !== undefined) rmSync(storeDir, { recursive: true, force: true })
+      })
+  ).pipe(Effect.map(({ server }) => server))
 
 /** Starts one nats-server until the scope closes. */
 export const natsServer = natsServerWith()

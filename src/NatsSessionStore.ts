@@ -1,0 +1,136 @@
+/**
+ * The session store in a NATS KV bucket (JetStream): sessions outlive the
+ * node that created them, and every node of a cluster restores them. Import
+ * it as `effect-lhttp/NatsSessionStore`; it needs `@nats-io/transport-node`
+ * and `@nats-io/kv`, and a nats-server with JetStream (`nats-server -js`).
+ *
+ * A session is one key of the bucket (its value: the data and the expiry, as
+ * JSON); the bucket's maximum age is the sessions' ttl, so NATS removes what
+ * nobody refreshed. A nats-server without JetStream fails the Layer when it
+ * is built, with a message saying so.
+ *
+ * @since 0.1.0
+ */
+import { Kvm, type KV } from "@nats-io/kv"
+import { connect, type NatsConnection } from "@nats-io/transport-node"
+import { Config, Duration, Effect, Layer, Option, Redacted } from "effect"
+import { SessionStore, SessionStoreError, type StoredSession } from "./SessionStore.ts"
+
+/**
+ * Options of the NATS KV store.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** The NATS servers, e.g. `nats://127.0.0.1:4222`. */
+  readonly servers: string | ReadonlyArray<string>
+  /** The bucket (default `lhttp-sessions`). */
+  readonly bucket?: string | undefined
+  /** How long a session lives after it was last written (default 24 hours): the bucket's maximum age. */
+  readonly ttl?: Duration.Input | undefined
+  /** The client name NATS shows in its monitoring (default `effect-lhttp-sessions`). */
+  readonly name?: string | undefined
+  /** A token, for servers that require one. */
+  readonly token?: Redacted.Redacted<string> | string | undefined
+  /** A user and password, for servers that require them. */
+  readonly user?: string | undefined
+  readonly pass?: Redacted.Redacted<string> | string | undefined
+}
+
+const reveal = (value: Redacted.Redacted<string> | string | undefined): string =>
+  value === undefined ? "" : typeof value === "string" ? value : Redacted.value(value)
+
+const unavailable = (message: string, cause?: unknown) =>
+  new SessionStoreError({ reason: "Unavailable", message, cause })
+
+const encoder = new TextEncoder()
+
+/**
+ * Makes the store: connects to NATS and opens (or creates) the bucket. Fails
+ * when NATS is unreachable or has no JetStream.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = Effect.fnUntraced(function*(options: Options) {
+  const servers = typeof options.servers === "string" ? [options.servers] : [...options.servers]
+  const ttl = Duration.toMillis(Duration.fromInputUnsafe(options.ttl ?? Duration.hours(24)))
+  const bucket = options.bucket ?? "lhttp-sessions"
+  const nc: NatsConnection = yield* Effect.acquireRelease(
+    Effect.tryPromise({
+      try: () =>
+        connect({
+          servers,
+          name: options.name ?? "effect-lhttp-sessions",
+          reconnect: true,
+          maxReconnectAttempts: -1,
+          ...(options.token === undefined ? {} : { token: reveal(options.token) }),
+          ...(options.user === undefined ? {} : { user: options.user, pass: reveal(options.pass) })
+        }),
+      catch: (cause) => unavailable(`the session store cannot reach NATS at ${servers.join(", ")}`, cause)
+    }),
+    (nc) => Effect.promise(() => nc.drain().catch(() => nc.close()))
+  )
+  const kv: KV = yield* Effect.tryPromise({
+    try: () => new Kvm(nc).create(bucket, { ttl }),
+    catch: (cause) => {
+      const text = String(cause)
+      return unavailable(
+        /jetstream/i.test(text) && /not (enabled|available)|503|no responders/i.test(text)
+          ? `NATS at ${servers.join(", ")} has no JetStream: sessions need it (start nats-server with -js)`
+          : `the session store cannot open the NATS KV bucket ${JSON.stringify(bucket)}: ${text}`,
+        cause
+      )
+    }
+  })
+
+  const failed = (what: string) => (cause: unknown) => unavailable(`the session store failed to ${what}: ${String(cause)}`, cause)
+
+  return SessionStore.of({
+    get: (key) =>
+      Effect.tryPromise({ try: () => kv.get(key), catch: failed("read a session") }).pipe(
+        Effect.map((entry) => {
+          if (entry === null || entry.operation !== "PUT" || entry.value.length === 0) return Option.none()
+          try {
+            const session = entry.json<StoredSession>()
+            return session.expiresAt > Date.now() ? Option.some(session) : Option.none()
+          } catch {
+            return Option.none()
+          }
+        })
+      ),
+    set: (key, session) =>
+      Effect.asVoid(
+        Effect.tryPromise({ try: () => kv.put(key, encoder.encode(JSON.stringify(session))), catch: failed("write a session") })
+      ),
+    delete: (key) => Effect.asVoid(Effect.tryPromise({ try: () => kv.delete(key), catch: failed("delete a session") }))
+  })
+})
+
+/**
+ * The NATS KV store as a Layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<SessionStore, SessionStoreError> =>
+  Layer.effect(SessionStore, make(options))
+
+/**
+ * The store's settings from the environment, as the NATS bus reads them:
+ * `LHTTP_NATS_URL` (comma-separated), `LHTTP_NATS_TOKEN`, `LHTTP_NATS_USER`,
+ * `LHTTP_NATS_PASS`, and `LHTTP_SESSION_BUCKET` (default `lhttp-sessions`).
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config = Config.all({
+  servers: Config.String("LHTTP_NATS_URL").pipe(
+    Config.map((value) => value.split(",").map((server) => server.trim()).filter((server) => server !== ""))
+  ),
+  bucket: Config.String("LHTTP_SESSION_BUCKET").pipe(Config.withDefault("lhttp-sessions")),
+  token: Config.option(Config.Redacted("LHTTP_NATS_TOKEN")),
+  user: Config.option(Config.String("LHTTP_NATS_USER")),
+  pass: Config.option(Config.Redacted("LHTTP_NATS_PASS"))
+})
