@@ -134,3 +134,41 @@ export const config = Config.all({
   user: Config.option(Config.String("LHTTP_NATS_USER")),
   pass: Config.option(Config.Redacted("LHTTP_NATS_PASS"))
 })
+
+/**
+ * {@link layer} with the settings of {@link config} and `ttl`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  options?: { readonly ttl?: Duration.Input | undefined }
+): Layer.Layer<SessionStore, SessionStoreError | Config.ConfigError> =>
+  Layer.unwrap(
+    Effect.map(config, (env) =>
+      layer({
+        servers: env.servers,
+        bucket: env.bucket,
+        ttl: options?.ttl,
+        token: Option.getOrUndefined(env.token),
+        user: Option.getOrUndefined(env.user),
+        pass: Option.getOrUndefined(env.pass)
+      }))
+  )
+
+/**
+ * The store of the main job: NATS KV when `LHTTP_NATS_URL` is set (failing
+ * at start when that NATS has no JetStream), `otherwise` (in memory) when not.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerFromEnv = (
+  otherwise: Layer.Layer<SessionStore>
+): Layer.Layer<SessionStore, SessionStoreError | Config.ConfigError> =>
+  Layer.unwrap(
+    Effect.map(
+      Config.option(Config.String("LHTTP_NATS_URL")),
+      (url) => Option.isSome(url) ? layerConfig() : otherwise
+    )
+  )

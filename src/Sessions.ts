@@ -110,8 +110,15 @@ export interface Options {
  * @category services
  */
 export class Sessions extends Context.Service<Sessions, {
-  /** Creates a session holding `data` for the connection, which gets its `session` frame. */
-  readonly create: (connection: Connection.Connection, data: unknown) => Effect.Effect<Session, SessionError>
+  /**
+   * Creates a session holding `data` for the connection, which gets its
+   * `session` frame (carrying `options.id`, the id of the request it answers).
+   */
+  readonly create: (
+    connection: Connection.Connection,
+    data: unknown,
+    options?: { readonly id?: string | undefined }
+  ) => Effect.Effect<Session, SessionError>
   /** The session of a connection, if it has one. */
   readonly current: (connection: Connection.Connection) => Effect.Effect<Option.Option<Session>, SessionError>
   /** Replaces a session's data; every connection of the session, on every node, gets the new `session` frame. */
@@ -260,14 +267,14 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
     hub.publishText([channelOf(key)], Frame.render(frame)).pipe(Effect.mapError(storeFailed))
 
   const service = Sessions.of({
-    create: (connection, data) =>
+    create: (connection, data, options) =>
       Effect.gen(function*() {
         const value = yield* Effect.fromResult(json(data))
         const key = generateKey()
         yield* save(key, value)
         yield* attach(connection, key)
         const session = { key, data: value }
-        yield* Effect.orDie(connection.send(sessionFrame(session)))
+        yield* Effect.orDie(connection.send(sessionFrame(session, options?.id)))
         return session
       }),
     current: (connection) =>

@@ -1,26 +1,36 @@
 /**
- * The main job (`npm start`): the stand-alone server with the `echo` and
- * `chat` demo processors, on the in-memory bus, or on NATS as a node of a
- * cluster when `LHTTP_NATS_URL` is set, with upstream calls when
- * `LHTTP_UPSTREAM_ALLOW` is set; configured by `LHTTP_*` environment
- * variables (see the README). It serves the chat room page at `/` and stops
- * gracefully on SIGTERM and SIGINT.
+ * The main job (`npm start`): the stand-alone server with the `echo`, `chat`
+ * and `login` demo processors and sessions (the `session` command), on the
+ * in-memory bus and session store, or on NATS as a node of a cluster when
+ * `LHTTP_NATS_URL` is set (sessions then in a NATS KV bucket: that NATS needs
+ * JetStream), with upstream calls when `LHTTP_UPSTREAM_ALLOW` is set;
+ * configured by `LHTTP_*` environment variables (see the README). It serves
+ * the chat room page at `/` and stops gracefully on SIGTERM and SIGINT.
  */
 import { Layer } from "effect"
 import { readFileSync } from "node:fs"
 import * as Bus from "./Bus.ts"
 import * as Chat from "./demo/Chat.ts"
 import * as Echo from "./demo/Echo.ts"
+import * as Login from "./demo/Login.ts"
 import * as Hub from "./Hub.ts"
 import * as NodeLhttpServer from "./NodeLhttpServer.ts"
 import * as NatsBus from "./NatsBus.ts"
+import * as NatsSessionStore from "./NatsSessionStore.ts"
 import * as NodeUpstream from "./NodeUpstream.ts"
+import * as Sessions from "./Sessions.ts"
+import * as SessionStore from "./SessionStore.ts"
 
 // the chat room page, served at GET / (it loads the browser SDK from /lhttp.js)
 const page = readFileSync(new URL("./demo/chat.html", import.meta.url), "utf8")
 
-const Main = NodeLhttpServer.layerConfig({ processors: [Echo.Echo, Chat.Chat], page }).pipe(
-  Layer.provide([Echo.layer, Chat.layer, NodeUpstream.layerFromEnv]),
+const Main = NodeLhttpServer.layerConfig({
+  processors: [Echo.Echo, Chat.Chat, Login.Login, Sessions.SessionProcessor],
+  page
+}).pipe(
+  Layer.provide([Echo.layer, Chat.layer, Login.layer, NodeUpstream.layerFromEnv]),
+  Layer.provideMerge(Sessions.layer()),
+  Layer.provide(NatsSessionStore.layerFromEnv(SessionStore.layerMemory)),
   Layer.provideMerge(Hub.layer()),
   Layer.provide(NatsBus.layerFromEnv(Bus.layerMemory()))
 )

@@ -121,7 +121,7 @@ const busUnavailable = (id: string) => `LHTTP/1.0 error\r\nstatus:503\r\nreason:
 
 /** One nats-server, with its monitoring port, shared by the tests of a block (each uses its own channels). */
 class SharedNats extends Context.Service<SharedNats, NatsServer>()("test/Cluster/SharedNats") {}
-const sharedNats = Layer.effect(SharedNats, natsServerWith({ monitor: true }))
+const sharedNats = Layer.effect(SharedNats, natsServerWith({ monitor: true, jetstream: true }))
 
 layer(sharedNats, { excludeTestServices: true })("Cluster: server instances on one NATS", (it) => {
   it.effect("clients on different nodes subscribe, publish and unsubscribe as on one node", () =>
@@ -433,6 +433,8 @@ const mainJob = (env: Record<string, string>) =>
     // (unreachable: the credentials were refused, say)
     const line = yield* Effect.promise(() => program.waitFor(/NATS: (connected|unreachable)/, 15_000))
     assert.include(line, "NATS: connected", program.output())
+    // the session store opens its bucket before the server listens
+    yield* Effect.promise(() => program.waitFor(/listening on/, 15_000))
     return { program, url: `ws://127.0.0.1:${port}/`, http: `http://127.0.0.1:${port}` }
   })
 
@@ -483,6 +485,21 @@ layer(sharedNats, { excludeTestServices: true })("Cluster: the main job", (it) =
       assert.isTrue(seen.every((text, n) => text === `LHTTP/1.0 c\r\npublish:last\r\n\r\n${body(n)}`))
     }))
 
+  it.effect("LHTTP_NATS_URL on a NATS without JetStream: the main job stops at start, saying sessions need it", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServerWith()
+      const port = yield* Effect.promise(freePort)
+      const program = yield* Effect.acquireRelease(
+        Effect.sync(() =>
+          start("src/main.ts", { env: { LHTTP_PORT: String(port), LHTTP_HOST: "127.0.0.1", LHTTP_NATS_URL: nats.url } })
+        ),
+        (program) => Effect.promise(() => program.stop("SIGKILL"))
+      )
+      const exit = yield* Effect.promise(() => program.exited)
+      assert.strictEqual(exit.code, 1, program.output())
+      assert.include(program.output(), `NATS at ${nats.url} has no JetStream: sessions need it (start nats-server with -js)`)
+    }))
+
   it.effect("LHTTP_NATS_PREFIX= (set and empty): the subject is the channel id, as an original lhttp node uses; LHTTP_NATS_NAME names the connection", () =>
     Effect.gen(function*() {
       const nats = yield* SharedNats
@@ -510,7 +527,7 @@ layer(sharedNats, { excludeTestServices: true })("Cluster: the main job", (it) =
     Effect.gen(function*() {
       const check = (auth: { token: string } | { user: string; pass: string }, env: Record<string, string>) =>
         Effect.gen(function*() {
-          const nats = yield* natsServerWith({ auth })
+          const nats = yield* natsServerWith({ auth, jetstream: true })
           // the server refuses a client without them
           const refused = yield* Effect.tryPromise({ try: () => natsConnect({ servers: nats.url }), catch: String }).pipe(
             Effect.flip

@@ -83,3 +83,62 @@ describe("the main job reads LHTTP_PUBLISH_TOKEN, LHTTP_MAX_MESSAGE_BYTES and LH
       }
     }))
 })
+
+describe("the main job: login, sessions, and the three transports", () => {
+  let program: Program | undefined
+  let port = 0
+  beforeAll(async () => {
+    port = await freePort()
+    program = start(main, { env: { LHTTP_PORT: String(port), LHTTP_HOST: "127.0.0.1" } })
+    await program.waitFor(/listening on/, 15_000)
+  })
+  afterAll(async () => {
+    await program?.stop("SIGTERM", 3_000)
+  })
+  const ws = () => `ws://127.0.0.1:${port}/`
+
+  it.live("login creates a session and answers its frame with the id; a new connection restores it and chats under that name", () =>
+    Effect.gen(function*() {
+      const first = yield* connect(ws())
+      yield* first.send(frame("login", { id: "l1" }, "{\"name\":\"alice\"}"))
+      const answer = yield* first.next()
+      const match = /^LHTTP\/1\.0 session\r\nsession-key:([A-Za-z0-9_-]{22})\r\nid:l1\r\n\r\n\{"name":"alice"\}$/.exec(answer)
+      assert.isNotNull(match, answer)
+      const key = match![1]!
+      // a reload: a new connection restores the session by its key
+      const second = yield* connect(ws())
+      yield* second.send(frame("session", { restore: key, id: "r1" }))
+      assert.strictEqual(yield* second.next(), `LHTTP/1.0 session\r\nsession-key:${key}\r\nid:r1\r\n\r\n{"name":"alice"}`)
+      yield* second.send(frame("chat", { subscribe: "main-lobby" }))
+      assert.strictEqual(yield* second.next(), "LHTTP/1.0 chat\r\nevent:members\r\nroom:main-lobby\r\n\r\nalice")
+      yield* second.send(frame("chat", { publish: "main-lobby" }, "hi"))
+      assert.strictEqual(yield* second.next(), "LHTTP/1.0 chat\r\nevent:join\r\nroom:main-lobby\r\nfrom:alice\r\n\r\n")
+      assert.strictEqual(yield* second.next(), "LHTTP/1.0 chat\r\npublish:main-lobby\r\nfrom:alice\r\n\r\nhi")
+      // a name that is not valid is refused
+      yield* first.send(frame("login", { id: "l2" }, "{\"name\":\"\"}"))
+      assert.match(yield* first.next(), /^LHTTP\/1\.0 error\r\nstatus:400\r\nreason:InvalidBody\r\nid:l2\r\n/)
+    }))
+
+  it.live("npm start serves SSE and long-poll beside WebSocket", () =>
+    Effect.gen(function*() {
+      const http = `http://127.0.0.1:${port}`
+      const opened = yield* request(`${http}/poll`)
+      assert.strictEqual(opened.status, 200)
+      const key = (JSON.parse(opened.body) as { connection: string }).connection
+      const sent = yield* request(`${http}/send?connection=${key}`, { method: "POST", body: frame("echo", { id: "p" }, "over poll") })
+      assert.strictEqual(sent.status, 202)
+      const polled = yield* request(`${http}/poll?connection=${key}&cursor=0`)
+      assert.deepStrictEqual(JSON.parse(polled.body), { connection: key, cursor: 1, frames: [frame("echo", { id: "p" }, "over poll")] })
+      // an SSE stream opens with its connected event
+      const controller = new AbortController()
+      const stream = yield* Effect.promise(() => fetch(`${http}/sse`, { signal: controller.signal }))
+      assert.strictEqual(stream.headers.get("content-type"), "text/event-stream; charset=utf-8")
+      const reader = stream.body!.getReader()
+      let text = ""
+      while (!text.includes("event: connected\ndata: ")) {
+        text += new TextDecoder().decode((yield* Effect.promise(() => reader.read())).value)
+      }
+      controller.abort()
+      assert.match(text, /^retry: 1000\n\nevent: connected\ndata: [A-Za-z0-9_-]{22}\n\n/)
+    }))
+})

@@ -10,14 +10,17 @@
  *   cannot speak for someone else).
  * - Leave (unsubscribe or disconnect): the room hears `event:leave`.
  *
+ * Without a `name` header, the name is the one of the connection's session
+ * (see the `login` demo processor), when the server has `Sessions`.
+ *
  * @since 0.1.0
  */
-import { Effect } from "effect"
+import { Effect, Option, Result } from "effect"
+import * as Channel from "../Channel.ts"
 import * as Connection from "../Connection.ts"
 import * as Hub from "../Hub.ts"
 import * as Processor from "../Processor.ts"
-import * as Channel from "../Channel.ts"
-import { Result } from "effect"
+import * as Sessions from "../Sessions.ts"
 
 /**
  * The `chat` processor.
@@ -46,6 +49,22 @@ const channelsOf = (value: string | undefined): ReadonlyArray<string> => {
  */
 export const layer = Chat.toLayer(Effect.gen(function*() {
   const hub = yield* Hub.Hub
+  const sessions = yield* Effect.serviceOption(Sessions.Sessions)
+
+  // the name of the connection's session, read once, when it has none of its own
+  const sessionName = (connection: Connection.Connection) =>
+    Option.match(sessions, {
+      onNone: () => Effect.succeed(undefined),
+      onSome: (service) =>
+        service.current(connection).pipe(
+          Effect.map(Option.flatMap((session) => {
+            const name = (session.data as { readonly name?: unknown } | null)?.name
+            return typeof name === "string" ? Option.some(sanitizeName(name)) : Option.none()
+          })),
+          Effect.map(Option.getOrUndefined),
+          Effect.orElseSucceed(() => undefined)
+        )
+    })
   const rooms = new Map<string, Map<string, string>>() // room -> connection id -> name
 
   const announce = (room: string, event: string, name: string) =>
@@ -67,6 +86,10 @@ export const layer = Chat.toLayer(Effect.gen(function*() {
         const { connection } = exchange
         const given = exchange.header("name")
         if (given !== undefined) connection.set(Name, sanitizeName(given))
+        else if (connection.get(Name) === undefined) {
+          const fromSession = yield* sessionName(connection)
+          if (fromSession !== undefined) connection.set(Name, fromSession)
+        }
         const name = connection.get(Name) ?? "anonymous"
         for (const room of channelsOf(exchange.header("subscribe"))) {
           let members = rooms.get(room)

@@ -1,0 +1,39 @@
+/**
+ * The `login` demo processor: `LHTTP/1.0 login` with an `id` and a JSON body
+ * `{"name":"..."}` creates a session holding that name and answers with the
+ * `session` frame (carrying the `id`). The client keeps the key and restores
+ * the session after a reconnect or a reload (`LHTTP/1.0 session` with
+ * `restore:<key>`), so the name survives; the `chat` processor reads it.
+ *
+ * @since 0.1.0
+ */
+import { Effect, Schema } from "effect"
+import * as Processor from "../Processor.ts"
+import * as Sessions from "../Sessions.ts"
+
+/**
+ * What a login carries: a name of 1 to 32 characters.
+ *
+ * @since 0.1.0
+ */
+export const Credentials = Schema.Struct({ name: Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(32)) })
+
+/**
+ * The `login` processor.
+ *
+ * @since 0.1.0
+ */
+export const Login = Processor.make("login", { body: Schema.fromJsonString(Credentials) })
+
+/**
+ * Its implementation, over the `Sessions` service.
+ *
+ * @since 0.1.0
+ */
+export const layer = Login.toLayer(Effect.gen(function*() {
+  const sessions = yield* Sessions.Sessions
+  return {
+    onMessage: (exchange) =>
+      Effect.asVoid(sessions.create(exchange.connection, { name: exchange.body.name }, { id: exchange.id }))
+  }
+}))
