@@ -15,7 +15,9 @@ import * as Hub from "./Hub.ts"
 import { type Core, LiveConnection, messageTooBig } from "./internal/connection.ts"
 import { type SlowConsumerPolicy, slowConsumerCloseCode } from "./internal/outbox.ts"
 import * as Pipeline from "./internal/pipeline.ts"
+import type * as Connection from "./Connection.ts"
 import type * as Processor from "./Processor.ts"
+import type { Rejection } from "./Rejection.ts"
 import type * as Transport from "./Transport.ts"
 import { Upstream } from "./Upstream.ts"
 
@@ -71,6 +73,25 @@ export interface Options<P extends Processor.Any = never, F extends Filter.Any =
    * connection's next messages wait for one to finish.
    */
   readonly maxConcurrentRequests?: number | undefined
+  /**
+   * Runs before a connection is accepted (before the WebSocket upgrade, or
+   * the opening of an SSE or long-poll connection), with who asks (URL,
+   * headers, cookies in them, address): fail with a `Rejection` to refuse it
+   * with that HTTP status and message, no connection made; or set
+   * per-connection data (the principal) that processors and filters read
+   * with `connection.get(key)`.
+   */
+  readonly authenticate?: ((peer: Transport.Peer, data: Admission) => Effect.Effect<void, Rejection>) | undefined
+}
+
+/**
+ * What `authenticate` may set on the connection it admits.
+ *
+ * @since 0.1.0
+ */
+export interface Admission {
+  /** Sets per-connection data, read by processors and filters with `connection.get(key)`. */
+  readonly set: <A>(key: Connection.Key<A>, value: A) => void
 }
 
 /**
@@ -89,6 +110,8 @@ export interface Settings {
   readonly publishToken: Redacted.Redacted<string> | undefined
   readonly shutdownTimeout: Duration.Duration
   readonly maxConcurrentRequests: number
+  /** Whether an `authenticate` hook runs before connections are accepted. */
+  readonly authenticates: boolean
 }
 
 /**
@@ -124,7 +147,8 @@ export const settings = (options: Options<Processor.Any, Filter.Any>): Settings 
     ? Redacted.make(options.publishToken)
     : options.publishToken,
   shutdownTimeout: Duration.fromInputUnsafe(options.shutdownTimeout ?? defaults.shutdownTimeout),
-  maxConcurrentRequests: Math.max(1, options.maxConcurrentRequests ?? defaults.maxConcurrentRequests)
+  maxConcurrentRequests: Math.max(1, options.maxConcurrentRequests ?? defaults.maxConcurrentRequests),
+  authenticates: options.authenticate !== undefined
 })
 
 /**
@@ -157,7 +181,13 @@ export class LhttpServer extends Context.Service<LhttpServer, {
    * run and its subscriptions go. While draining, the connection is closed
    * with 1001 at once.
    */
-  readonly accept: (transport: Transport.Transport) => Transport.Inbound
+  readonly accept: (transport: Transport.Transport, admitted?: Admitted) => Transport.Inbound
+  /**
+   * Runs the `authenticate` hook for who asks to connect: the data to give
+   * `accept`, or the `Rejection` to answer instead (its status is the HTTP
+   * status of the refusal). Without a hook, admits everyone.
+   */
+  readonly admit: (peer: Transport.Peer) => Effect.Effect<Admitted, Rejection>
   /**
    * Shuts down gracefully: readiness off, new connections refused, each
    * connection closed with 1001 once the message in progress is done, bounded
@@ -167,6 +197,13 @@ export class LhttpServer extends Context.Service<LhttpServer, {
 }>()("effect-lhttp/LhttpServer") {}
 
 const refused: Transport.Inbound = { receive: () => {}, closed: () => {} }
+
+/**
+ * The per-connection data `authenticate` set for a connection it admitted.
+ *
+ * @since 0.1.0
+ */
+export type Admitted = ReadonlyMap<string, unknown> | undefined
 
 /**
  * Makes the server over the Hub and Bus in context and the implementations of
@@ -230,12 +267,19 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
     }
   }
 
-  const accept = (transport: Transport.Transport): Transport.Inbound => {
+  const authenticate = options.authenticate
+  const admit = (peer: Transport.Peer): Effect.Effect<Admitted, Rejection> => {
+    if (authenticate === undefined) return Effect.succeed(undefined)
+    const data = new Map<string, unknown>()
+    return authenticate(peer, { set: (key, value) => void data.set(key.name, value) }).pipe(Effect.as(data))
+  }
+
+  const accept = (transport: Transport.Transport, admitted?: Admitted): Transport.Inbound => {
     if (draining) {
       transport.close(CloseCode.goingAway, "server shutting down")
       return refused
     }
-    const connection = new LiveConnection(transport, core)
+    const connection = new LiveConnection(transport, core, admitted)
     connections.add(connection)
     return connection
   }
@@ -262,6 +306,7 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
     isReady: Effect.suspend(() => draining ? Effect.succeed(false) : bus.isReady),
     connectionCount: () => connections.size,
     accept,
+    admit,
     drain
   })
 })

@@ -14,6 +14,7 @@
  */
 import { Deferred, Effect, Exit, Option, Queue, type Scope } from "effect"
 import { LhttpServer } from "./LhttpServer.ts"
+import type { Rejection } from "./Rejection.ts"
 import type * as Transport from "./Transport.ts"
 
 /**
@@ -73,13 +74,15 @@ interface Written {
 
 /**
  * Connects a client to the `LhttpServer` in context until the scope closes.
+ * The server's `authenticate` hook runs first: a refusal fails the connect
+ * with its `Rejection`, as an HTTP transport answers its status.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const connect = (
   options?: Options
-): Effect.Effect<Client, never, LhttpServer | Scope.Scope> =>
+): Effect.Effect<Client, Rejection, LhttpServer | Scope.Scope> =>
   Effect.gen(function*() {
     const server = yield* LhttpServer
     const frames = yield* Queue.unbounded<Written>()
@@ -96,12 +99,14 @@ export const connect = (
       inbound?.closed()
     }
 
+    const peer: Transport.Peer = {
+      url: options?.url ?? "/",
+      requestHeaders: options?.requestHeaders ?? {},
+      remoteAddress: options?.remoteAddress ?? "127.0.0.1"
+    }
+    const admitted = yield* server.admit(peer)
     const transport: Transport.Transport = {
-      peer: {
-        url: options?.url ?? "/",
-        requestHeaders: options?.requestHeaders ?? {},
-        remoteAddress: options?.remoteAddress ?? "127.0.0.1"
-      },
+      peer,
       write: (batch) => {
         if (!open) return
         for (const frame of batch) {
@@ -113,7 +118,7 @@ export const connect = (
       close: (code, reason) => end({ code, reason }),
       isOpen: () => open
     }
-    inbound = server.accept(transport)
+    inbound = server.accept(transport, admitted)
     if (!open) inbound.closed()
     yield* Effect.addFinalizer(() => Effect.sync(() => end({ code: 1000, reason: "" })))
 

@@ -257,14 +257,10 @@ const makeEndpoint = Effect.fnUntraced(function*(paths: ReadonlyArray<string>, c
     })
   )
 
-  const connect = (ws: NodeWS.WebSocket, socket: Duplex, request: Http.IncomingMessage) => {
-    const transport = new WebSocketTransport(ws, socket, {
-      url: request.url ?? "/",
-      requestHeaders: HttpTransports.flatHeaders(request.headers),
-      remoteAddress: request.socket.remoteAddress
-    }, closeGraceMillis)
+  const connect = (ws: NodeWS.WebSocket, socket: Duplex, peer: Transport.Peer, admitted: LhttpServer.Admitted) => {
+    const transport = new WebSocketTransport(ws, socket, peer, closeGraceMillis)
     open.add(transport)
-    const inbound = server.accept(transport)
+    const inbound = server.accept(transport, admitted)
     ws.on("message", (data: Buffer, isBinary: boolean) => inbound.receive(isBinary ? data : data.toString()))
     ws.on("pong", () => {
       transport.awaitingPong = false
@@ -294,7 +290,25 @@ const makeEndpoint = Effect.fnUntraced(function*(paths: ReadonlyArray<string>, c
         refuseUpgrade(socket, 403, "Forbidden", "origin not allowed\n")
         return true
       }
-      wss.handleUpgrade(request, socket, head, (ws) => connect(ws, socket, request))
+      const peer: Transport.Peer = {
+        url: request.url ?? "/",
+        requestHeaders: HttpTransports.flatHeaders(request.headers),
+        remoteAddress: request.socket.remoteAddress
+      }
+      const upgrade = (admitted: LhttpServer.Admitted) =>
+        wss.handleUpgrade(request, socket, head, (ws) => connect(ws, socket, peer, admitted))
+      if (!settings.authenticates) {
+        upgrade(undefined)
+        return true
+      }
+      // the authenticate hook first: a refusal is an HTTP answer, and no WebSocket
+      Effect.runForkWith(context)(Effect.flatMap(Effect.result(server.admit(peer)), (result) =>
+        Effect.sync(() => {
+          if (socket.destroyed) return
+          if (result._tag === "Success") return upgrade(result.success)
+          const status = result.failure.status
+          refuseUpgrade(socket, status, Http.STATUS_CODES[status] ?? "Refused", `${result.failure.message}\n`)
+        })))
       return true
     }
   }
@@ -305,6 +319,9 @@ const makeHttpTransports = Effect.fnUntraced(function*(options: HttpTransportOpt
   const server = yield* LhttpServer.LhttpServer
   const millis = (input: Duration.Input | undefined, fallback: Duration.Input) =>
     Duration.toMillis(Duration.fromInputUnsafe(input ?? fallback))
+  const context = yield* Effect.context<never>()
+  const admit: HttpTransports.Admit = (peer, then) =>
+    Effect.runForkWith(context)(Effect.flatMap(Effect.result(server.admit(peer)), (result) => Effect.sync(() => then(result))))
   const transports = HttpTransports.make(server, {
     sse: options.sse ?? true,
     poll: options.poll ?? true,
@@ -316,7 +333,7 @@ const makeHttpTransports = Effect.fnUntraced(function*(options: HttpTransportOpt
     retry: millis(options.sseRetry, httpTransportDefaults.sseRetry),
     heartbeat: Duration.toMillis(server.settings.heartbeatInterval),
     replayBytes: options.sseReplayBytes ?? httpTransportDefaults.sseReplayBytes
-  })
+  }, admit)
   yield* Effect.addFinalizer(() => Effect.sync(transports.close))
   return transports
 })

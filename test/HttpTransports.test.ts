@@ -4,8 +4,12 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Layer } from "effect"
+import * as Connection from "../src/Connection.ts"
 import * as Echo from "../src/demo/Echo.ts"
+import type * as LhttpServer from "../src/LhttpServer.ts"
 import * as Processor from "../src/Processor.ts"
+import { Rejection } from "../src/Rejection.ts"
+import type * as Transport from "../src/Transport.ts"
 import { getJson, send, sse, type SseClient } from "./utils/http.ts"
 import { connect, frame, request, startServer } from "./utils/lhttp.ts"
 import { eventually } from "./utils/wait.ts"
@@ -571,3 +575,41 @@ const until202 = (http: string, key: string) =>
     }
     return yield* Effect.die(new Error("the connection never read again"))
   })
+
+describe("HTTP transports and WebSocket: authenticate before the connection", () => {
+  const User = Connection.key<string>("user")
+  const Me = Processor.make("me")
+  const MeLive = Me.toLayer({ onMessage: (exchange) => exchange.send(exchange.connection.get(User) ?? "nobody") })
+  const authenticate = (peer: Transport.Peer, data: LhttpServer.Admission) => {
+    const query = new URL(peer.url, "http://x").searchParams.get("token")
+    const cookie = peer.requestHeaders["cookie"]
+    const user = query === "t-alice" ? "alice" : cookie === "token=t-bob" ? "bob" : undefined
+    if (user === undefined) return Effect.fail(new Rejection({ status: 401, reason: "Unauthorized", message: "who are you?" }))
+    data.set(User, user)
+    return Effect.void
+  }
+
+  it.live("a refused WebSocket upgrade, SSE stream or poll gets the hook's status and no connection; admitted ones carry the principal", () =>
+    Effect.gen(function*() {
+      const { http, url, server: lhttp } = yield* startServer({ processors: [Me], authenticate }, MeLive)
+      // refused: an HTTP answer with the status, no WebSocket
+      const refused = yield* connect(`${url}/?token=nope`).pipe(Effect.flip)
+      assert.include(String(refused), "Unexpected server response: 401")
+      for (const path of ["/sse", "/poll"]) {
+        const answer = yield* request(`${http}${path}?token=nope`)
+        assert.deepStrictEqual([answer.status, answer.body], [401, "who are you?\n"], path)
+      }
+      assert.strictEqual(lhttp.connectionCount(), 0)
+      // admitted: by the query over WebSocket and SSE, by a cookie over long-poll
+      const ws = yield* connect(`${url}/?token=t-alice`)
+      yield* ws.send(frame("me"))
+      assert.strictEqual(yield* ws.next(), "LHTTP/1.0 me\r\n\r\nalice")
+      const { stream, key } = yield* openSse(http, "?token=t-alice")
+      yield* send(http, key, frame("me"))
+      assert.strictEqual((yield* nextFrame(stream)).text, "LHTTP/1.0 me\r\n\r\nalice")
+      const polled = yield* getJson(`${http}/poll`, { headers: { cookie: "token=t-bob" } })
+      assert.strictEqual(polled.status, 200)
+      yield* send(http, polled.body.connection, frame("me"))
+      assert.deepStrictEqual((yield* pollFrames(http, polled.body.connection, 0, 1)).frames, ["LHTTP/1.0 me\r\n\r\nbob"])
+    }))
+})

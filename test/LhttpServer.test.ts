@@ -998,3 +998,37 @@ describe("LhttpServer: the pipeline reads the decoded Message", () => {
       assert.match(yield* a.next(), /^LHTTP\/1\.0 error\r\nstatus:404\r\nreason:UnknownCommand\r\nid:e\r\n/)
     }))
 })
+
+describe("LhttpServer: authenticate, before a connection is accepted", () => {
+  const User = Connection.key<string>("user")
+  const Whoami = Processor.make("whoami")
+  const WhoamiLive = Whoami.toLayer({ onMessage: (exchange) => exchange.send(exchange.connection.get(User) ?? "nobody") })
+  const Stamp = Filter.make("stamp")
+  const StampLive = Stamp.toLayer({
+    before: (exchange) => Effect.sync(() => exchange.setHeader("seen-by", exchange.connection.get(User) ?? "nobody"))
+  })
+  const authenticate = (peer: { readonly requestHeaders: Readonly<Record<string, string | undefined>> }, data: LhttpServer.Admission) => {
+    const token = peer.requestHeaders["authorization"]
+    if (token !== "Bearer alice-token") {
+      return Effect.fail(new Rejection({ status: 401, reason: "Unauthorized", message: "who are you?" }))
+    }
+    data.set(User, "alice")
+    return Effect.void
+  }
+
+  it.live("a refused peer gets no connection; an admitted one's principal is seen by processors and filters", () =>
+    Effect.gen(function*() {
+      const { connect, server: lhttp } = yield* startMemoryServer(
+        { processors: [Whoami], filters: [Stamp], authenticate },
+        Layer.merge(WhoamiLive, StampLive)
+      )
+      const refused = yield* connect("/", { requestHeaders: { authorization: "Bearer wrong" } }).pipe(Effect.flip)
+      assert.deepStrictEqual([refused.status, refused.message], [401, "who are you?"])
+      assert.strictEqual(lhttp.connectionCount(), 0)
+      const alice = yield* connect("/", { requestHeaders: { authorization: "Bearer alice-token" } })
+      yield* alice.send(frame("whoami"))
+      assert.strictEqual(yield* alice.next(), "LHTTP/1.0 whoami\r\n\r\nalice")
+      yield* alice.send(frame("c", { subscribe: "s", publish: "s" }, "stamped"))
+      assert.strictEqual(yield* alice.next(), "LHTTP/1.0 c\r\nsubscribe:s\r\npublish:s\r\nseen-by:alice\r\n\r\nstamped")
+    }))
+})

@@ -99,9 +99,10 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
   #requests: Set<Fiber.Fiber<void>> | undefined
   #slot: (() => void) | undefined
 
-  constructor(transport: Transport, core: Core) {
+  constructor(transport: Transport, core: Core, data?: ReadonlyMap<string, unknown>) {
     this.transport = transport
     this.#core = core
+    if (data !== undefined && data.size > 0) this.#data = new Map(data)
     this.#opened = !core.hasOpenHooks
     this.outbox = new Outbox(transport, core.limits.maxOutboundBytes, core.limits.slowConsumer)
     if (!this.#opened) this.#start()

@@ -7,9 +7,11 @@
  */
 import { Buffer } from "node:buffer"
 import type * as Http from "node:http"
+import type { Result } from "effect"
 import * as Channel from "../Channel.ts"
 import * as Frame from "../Frame.ts"
 import type * as LhttpServer from "../LhttpServer.ts"
+import type { Rejection } from "../Rejection.ts"
 import type * as Transport from "../Transport.ts"
 import { closedBody, controlEvent, pollBody, type Reply, Session, type Sink } from "./session.ts"
 
@@ -66,8 +68,14 @@ const lastEventOf = (value: string | undefined): { readonly key: string; readonl
   return Number.isSafeInteger(after) && after >= 0 ? { key: value.slice(0, colon), after } : undefined
 }
 
+/** Runs the server's `authenticate` hook for a peer, then calls back with the data to admit it with, or the refusal. */
+export type Admit = (
+  peer: Transport.Peer,
+  then: (result: Result.Result<LhttpServer.Admitted, Rejection>) => void
+) => void
+
 /** The endpoints, over the server's core. */
-export const make = (server: LhttpServer.LhttpServer["Service"], settings: Settings) => {
+export const make = (server: LhttpServer.LhttpServer["Service"], settings: Settings, admit: Admit) => {
   const limits = server.settings
   const sessions = new Map<string, Session>()
   // sessions whose end was told to a reconnecting stream: the next reconnect gets 204 (stop)
@@ -108,9 +116,9 @@ export const make = (server: LhttpServer.LhttpServer["Service"], settings: Setti
   })
 
   /** Opens a session: accepted by the core, then subscribed to the query's channels through the pipeline. */
-  const open = (session: Session, channels: ReadonlyArray<Channel.ChannelId>) => {
+  const open = (session: Session, channels: ReadonlyArray<Channel.ChannelId>, admitted: LhttpServer.Admitted) => {
     sessions.set(session.key, session)
-    const inbound = server.accept(session)
+    const inbound = server.accept(session, admitted)
     session.inbound = inbound
     if (channels.length > 0) inbound.receive(`LHTTP/1.0 subscribe\r\nsubscribe:${channels.join(" ")}\r\n\r\n`)
   }
@@ -138,30 +146,48 @@ export const make = (server: LhttpServer.LhttpServer["Service"], settings: Setti
       }
       channels = parsed.success
     }
-    response.writeHead(200, {
-      ...cors,
-      "content-type": "text/event-stream; charset=utf-8",
-      "cache-control": "no-cache, no-transform",
-      "x-accel-buffering": "no"
-    })
-    let head = `retry: ${settings.retry}\n\n`
-    if (resumed?.ended !== undefined) {
-      // it ended while no stream was attached: say how, once
-      response.end(head + controlEvent("close", JSON.stringify(resumed.ended)))
-      return
+    const begin = (admitted: LhttpServer.Admitted) => {
+      if (response.destroyed) return
+      response.writeHead(200, {
+        ...cors,
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-cache, no-transform",
+        "x-accel-buffering": "no"
+      })
+      let head = `retry: ${settings.retry}\n\n`
+      if (resumed?.ended !== undefined) {
+        // it ended while no stream was attached: say how, once
+        response.end(head + controlEvent("close", JSON.stringify(resumed.ended)))
+        return
+      }
+      if (lastEvent !== undefined && resumed === undefined) head += controlEvent("reset", lastEvent.key)
+      const session = resumed ?? new Session("sse", peerOf(request), settings.replayBytes)
+      response.write(head + controlEvent("connected", session.key))
+      const sink: Sink = {
+        write: (chunk) => void response.write(chunk),
+        end: () => void response.end(),
+        bufferedBytes: () => response.writableLength
+      }
+      response.on("close", () => session.detach(sink))
+      session.attach(sink, resumed === undefined ? 0 : lastEvent!.after)
+      if (resumed === undefined) open(session, channels, admitted)
     }
-    if (lastEvent !== undefined && resumed === undefined) head += controlEvent("reset", lastEvent.key)
-    const session = resumed ?? new Session("sse", peerOf(request), settings.replayBytes)
-    response.write(head + controlEvent("connected", session.key))
-    const sink: Sink = {
-      write: (chunk) => void response.write(chunk),
-      end: () => void response.end(),
-      bufferedBytes: () => response.writableLength
-    }
-    response.on("close", () => session.detach(sink))
-    session.attach(sink, resumed === undefined ? 0 : lastEvent!.after)
-    if (resumed === undefined) open(session, channels)
+    // a stream that resumes its connection was admitted when the connection opened
+    if (resumed !== undefined) return begin(undefined)
+    admitted(request, response, cors, begin)
   }
+
+  // runs the authenticate hook for a new connection: a refusal is answered with its status
+  const admitted = (
+    request: Http.IncomingMessage,
+    response: Http.ServerResponse,
+    cors: Record<string, string>,
+    then: (admitted: LhttpServer.Admitted) => void
+  ) =>
+    admit(peerOf(request), (result) => {
+      if (result._tag === "Success") return then(result.success)
+      respond(response, result.failure.status, `${result.failure.message}\n`, cors)
+    })
 
   const poll = (request: Http.IncomingMessage, response: Http.ServerResponse, url: URL, cors: Record<string, string>) => {
     const key = url.searchParams.get("connection")
@@ -171,9 +197,12 @@ export const make = (server: LhttpServer.LhttpServer["Service"], settings: Setti
       if (parsed._tag === "Failure") {
         return respond(response, 400, `${parsed.failure.reason}: ${parsed.failure.message}\n`, cors)
       }
-      const session = new Session("poll", peerOf(request), 0)
-      open(session, parsed.success)
-      return respond(response, 200, pollBody(session.key, 0, []), cors, json)
+      return admitted(request, response, cors, (data) => {
+        if (response.destroyed) return
+        const session = new Session("poll", peerOf(request), 0)
+        open(session, parsed.success, data)
+        respond(response, 200, pollBody(session.key, 0, []), cors, json)
+      })
     }
     const session = sessions.get(key)
     if (session?.kind !== "poll") return respond(response, 404, "no such connection\n", cors)

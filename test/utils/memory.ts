@@ -11,6 +11,7 @@ import * as Hub from "../../src/Hub.ts"
 import * as LhttpServer from "../../src/LhttpServer.ts"
 import * as MemoryTransport from "../../src/MemoryTransport.ts"
 import type * as Processor from "../../src/Processor.ts"
+import type { Rejection } from "../../src/Rejection.ts"
 
 /** A client on the in-memory transport. */
 export interface MemoryClient {
@@ -33,7 +34,7 @@ export interface MemoryServer {
   readonly server: LhttpServer.LhttpServer["Service"]
   readonly hub: Hub.Hub["Service"]
   /** Connects a client until the test's scope closes; `url` and headers as a transport would give them. */
-  readonly connect: (url?: string, options?: Omit<MemoryTransport.Options, "url">) => Effect.Effect<MemoryClient>
+  readonly connect: (url?: string, options?: Omit<MemoryTransport.Options, "url">) => Effect.Effect<MemoryClient, Rejection>
 }
 
 let probes = 0
