@@ -326,6 +326,14 @@ describe("HTTP transports: SSE", () => {
         status: 410,
         body: JSON.stringify({ connection: key, code: 4002, reason: "expired" })
       })
+      // its reconnect is told it is gone and gets a new connection with the URL's channels
+      const again = yield* sse(`${http}/sse?subscribe=lonely`, { "last-event-id": `${key}:1` })
+      const reset = yield* again.next
+      assert.deepStrictEqual([reset.event, reset.data], ["reset", key])
+      const connected = yield* again.next
+      assert.strictEqual(connected.event, "connected")
+      assert.notStrictEqual(connected.data, key)
+      yield* eventually(() => hub.channelCount() === 1)
     }))
 
   it.live("a slow SSE reader is closed at the outbox bound (4001) while the other readers get every frame", () =>

@@ -132,7 +132,8 @@ export const make = (server: LhttpServer.LhttpServer["Service"], settings: Setti
     const header = request.headers["last-event-id"]
     const lastEvent = lastEventOf(typeof header === "string" ? header : url.searchParams.get("lastEventId") ?? undefined)
     const known = lastEvent === undefined ? undefined : sessions.get(lastEvent.key)
-    const resumed = known?.kind === "sse" ? known : undefined
+    // an expired connection is gone: its reconnect gets a reset and a new connection, as an unknown one
+    const resumed = known?.kind === "sse" && known.ended?.code !== expiredCloseCode ? known : undefined
     if (resumed?.ended !== undefined) {
       if (told.has(resumed)) return respond(response, 204, "", cors)
       told.add(resumed)
