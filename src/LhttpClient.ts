@@ -1,8 +1,12 @@
 /**
- * The Effect client, for Node and browsers: a connection to an LHTTP server
- * on `effect/socket` (`NodeWS.layerWebSocketConstructor` on Node, the global
- * WebSocket in browsers), kept up by reconnecting with exponential backoff and
- * jitter and subscribing again to every channel after each reconnect.
+ * The Effect client, for Node and browsers: a connection to an LHTTP server,
+ * kept up by reconnecting with exponential backoff and jitter and subscribing
+ * again to every channel after each reconnect. It holds the connection over a
+ * WebSocket (the default: `effect/socket`, with
+ * `NodeWS.layerWebSocketConstructor` on Node or the global WebSocket in
+ * browsers), or over the server's HTTP transports with the global `fetch`:
+ * Server-Sent Events (`transport: "sse"`) or long-poll (`transport: "poll"`),
+ * see docs/transports.md.
  *
  * ```ts
  * const program = Effect.gen(function*() {
@@ -12,6 +16,9 @@
  *   const reply = yield* client.request("echo", "ping", { timeout: "2 seconds" })
  *   yield* client.channel("room").pipe(Stream.take(1), Stream.runForEach(Console.log))
  * }).pipe(Effect.scoped, Effect.provide(NodeWS.layerWebSocketConstructor))
+ *
+ * // where a WebSocket cannot get through: the same client over SSE (no WebSocket constructor needed)
+ * const overSse = LhttpClient.connect("ws://127.0.0.1:8081/", { transport: "sse" })
  * ```
  *
  * @since 0.1.0
@@ -30,9 +37,14 @@ import {
   Stream,
   SubscriptionRef
 } from "effect"
-import * as Socket from "effect/socket/Socket"
+import type * as Socket from "effect/socket/Socket"
 import * as Channel from "./Channel.ts"
 import * as Frame from "./Frame.ts"
+import * as HttpTransport from "./internal/client/http.ts"
+import * as PollTransport from "./internal/client/poll.ts"
+import * as SseTransport from "./internal/client/sse.ts"
+import type { Link, SendError, Transport } from "./internal/client/transport.ts"
+import * as WebSocketTransport from "./internal/client/websocket.ts"
 import * as Message from "./Message.ts"
 
 /**
@@ -52,13 +64,16 @@ export class ClientError extends Schema.TaggedError<ClientError>()("ClientError"
    * `NotConnected`: a send while the connection is down (and the send buffer,
    * if any, is full); `Closed`: the client was closed; `Timeout`: a request
    * got no reply in time; `Rejected`: the server answered with an error frame;
-   * `InvalidFrame`: what was to be sent would not read back.
+   * `InvalidFrame`: what was to be sent would not read back; `TooLarge`: the
+   * server refused a frame over its `maxMessageBytes` (the HTTP transports:
+   * `413`, the connection stays; a WebSocket server closes the connection
+   * with 1009 instead).
    */
-  reason: Schema.Literals(["NotConnected", "Closed", "Timeout", "Rejected", "InvalidFrame"]),
+  reason: Schema.Literals(["NotConnected", "Closed", "Timeout", "Rejected", "InvalidFrame", "TooLarge"]),
   message: Schema.String,
-  /** The error frame's status, for `Rejected`. */
+  /** The error frame's status, for `Rejected` (over HTTP also `400`: a frame `POST /send` refused). */
   status: Schema.optional(Schema.Int),
-  /** The error frame's reason, for `Rejected`. */
+  /** The error frame's reason, for `Rejected` (`TooManyHeaders`, `NotLhttp`, …). */
   serverReason: Schema.optional(Schema.String)
 }) {}
 
@@ -79,11 +94,31 @@ export interface ReconnectOptions {
 }
 
 /**
+ * How the client holds its connection: a WebSocket, a Server-Sent Events
+ * stream with `POST /send`, or long-polls with `POST /send`.
+ *
+ * @since 0.1.0
+ */
+export type TransportKind = "websocket" | "sse" | "poll"
+
+/**
  * Options of the client.
  *
  * @since 0.1.0
  */
 export interface Options {
+  /**
+   * The transport (default `"websocket"`). `"sse"` and `"poll"` use the
+   * global `fetch` and need no WebSocket constructor; the URL may stay
+   * `ws(s)://…`: they speak `http(s)://` to the same host.
+   */
+  readonly transport?: TransportKind | undefined
+  /** The path of the SSE endpoint (default `/sse`), on the URL's host. */
+  readonly ssePath?: string | undefined
+  /** The path of the long-poll endpoint (default `/poll`), on the URL's host. */
+  readonly pollPath?: string | undefined
+  /** The path that takes what the HTTP transports send (default `/send`), on the URL's host. */
+  readonly sendPath?: string | undefined
   /** Reconnect after the connection is lost (default on); `false` turns it off. */
   readonly reconnect?: ReconnectOptions | false | undefined
   /** Frames kept while disconnected and sent after the reconnect (default 0: sends fail). */
@@ -92,6 +127,15 @@ export interface Options {
   readonly requestTimeout?: Duration.Input | undefined
   /** How long opening a connection may take (default 10 s). */
   readonly openTimeout?: Duration.Input | undefined
+}
+
+/**
+ * Options with an HTTP transport: the client needs no WebSocket constructor.
+ *
+ * @since 0.1.0
+ */
+export interface HttpOptions extends Options {
+  readonly transport: "sse" | "poll"
 }
 
 /**
@@ -157,16 +201,56 @@ const invalid = (message: string) => new ClientError({ reason: "InvalidFrame", m
 
 const publishedTo = (message: Message.Message): ReadonlyArray<string> => message._tag === "Failure" ? [] : message.publish
 
+const clientError = (error: SendError) =>
+  new ClientError({
+    reason: error.reason,
+    message: error.message,
+    ...(error.status === undefined ? {} : { status: error.status }),
+    ...(error.serverReason === undefined ? {} : { serverReason: error.serverReason })
+  })
+
+const isHttp = (options: Options | undefined): options is HttpOptions =>
+  options?.transport === "sse" || options?.transport === "poll"
+
+const httpTransport = (url: string, options: HttpOptions): Transport => {
+  const settings: HttpTransport.Settings = {
+    url,
+    openTimeout: options.openTimeout ?? "10 seconds",
+    ssePath: options.ssePath ?? "/sse",
+    pollPath: options.pollPath ?? "/poll",
+    sendPath: options.sendPath ?? "/send"
+  }
+  return options.transport === "sse" ? SseTransport.make(settings) : PollTransport.make(settings)
+}
+
 /**
  * Connects to an LHTTP server until the scope closes. It returns at once; the
  * connection opens (and reopens) in the background: watch `states`.
  *
+ * Over a WebSocket (the default) it needs a `Socket.WebSocketConstructor`;
+ * with `transport: "sse"` or `"poll"` it needs none (the global `fetch`).
+ *
  * @since 0.1.0
  */
-export const connect = Effect.fnUntraced(function*(
+export function connect(url: string, options: HttpOptions): Effect.Effect<LhttpClient, never, Scope.Scope>
+export function connect(
   url: string,
   options?: Options
-): Effect.fn.Return<LhttpClient, never, Scope.Scope | Socket.WebSocketConstructor> {
+): Effect.Effect<LhttpClient, never, Scope.Scope | Socket.WebSocketConstructor>
+export function connect(
+  url: string,
+  options?: Options
+): Effect.Effect<LhttpClient, never, Scope.Scope | Socket.WebSocketConstructor> {
+  return isHttp(options)
+    ? make(httpTransport(url, options), options)
+    : Effect.flatMap(WebSocketTransport.make(url, options?.openTimeout ?? "10 seconds"), (transport) => make(transport, options))
+}
+
+/** The client over a transport: subscriptions, requests, the send buffer, states, reconnects. */
+const make = Effect.fnUntraced(function*(
+  transport: Transport,
+  options: Options | undefined
+): Effect.fn.Return<LhttpClient, never, Scope.Scope> {
   const reconnect = options?.reconnect === false ? undefined : options?.reconnect ?? {}
   const initialDelay = Duration.toMillis(Duration.fromInputUnsafe(reconnect?.initialDelay ?? "250 millis"))
   const maxDelay = Duration.toMillis(Duration.fromInputUnsafe(reconnect?.maxDelay ?? "10 seconds"))
@@ -175,13 +259,14 @@ export const connect = Effect.fnUntraced(function*(
   const sendBuffer = options?.sendBuffer ?? 0
   const requestTimeout = options?.requestTimeout ?? "10 seconds"
 
-  const socket = yield* Socket.makeWebSocket(url, { openTimeout: options?.openTimeout ?? "10 seconds" })
   const incoming = yield* Effect.acquireRelease(PubSub.unbounded<Message.Message>(), PubSub.shutdown)
   const state = yield* SubscriptionRef.make<State>("connecting")
   const held = new Set<string>()
   const pending = new Map<string, Deferred.Deferred<Message.Message, ClientError>>()
   const buffered: Array<string> = []
-  let writer: Socket.Writer | undefined
+  let writer: Link | undefined
+  // the channels held when the last connection went down: what a resumed one has on the server
+  let heldAtDrop: ReadonlySet<string> = new Set()
   let closed = false
   let sequence = 0
 
@@ -223,9 +308,7 @@ export const connect = Effect.fnUntraced(function*(
         }
         return Effect.fail(new ClientError({ reason: "NotConnected", message: "the connection is down" }))
       }
-      return writer.write(text).pipe(
-        Effect.mapError(() => new ClientError({ reason: "NotConnected", message: "the connection is down" }))
-      )
+      return writer.send(text).pipe(Effect.mapError(clientError))
     })
 
   const send = (frame: Frame.Frame) =>
@@ -243,22 +326,33 @@ export const connect = Effect.fnUntraced(function*(
     return list.length === 0 ? Result.fail(invalid("no channel")) : Result.succeed(list)
   }
 
-  // One session: open, subscribe again, flush the buffer, read until the connection ends.
+  const subscribeFrame = (command: "subscribe" | "unsubscribe", channels: Iterable<string>) =>
+    Frame.render(Frame.make(command, { [command]: Array.from(channels).join(" ") }))
+
+  // One session: open (or resume), subscribe again, flush the buffer, read until the connection ends.
   // It succeeds with whether the connection opened at all.
   let opened = false
   const session = Effect.gen(function*() {
     opened = false
-    const reader = yield* socket.reader
-    const sessionWriter = yield* socket.writer
-    if (held.size > 0) yield* sessionWriter.write(Frame.render(Frame.make("subscribe", { subscribe: Array.from(held).join(" ") })))
-    for (const text of buffered.splice(0)) yield* sessionWriter.write(text)
-    writer = sessionWriter
+    const link = yield* transport.open
+    if (!link.resumed) {
+      if (held.size > 0) yield* link.send(subscribeFrame("subscribe", held))
+    } else {
+      // the server kept the connection and its subscriptions: only what changed while it was down
+      const added = Array.from(held).filter((channel) => !heldAtDrop.has(channel))
+      const removed = Array.from(heldAtDrop).filter((channel) => !held.has(channel))
+      if (added.length > 0) yield* link.send(subscribeFrame("subscribe", added))
+      if (removed.length > 0) yield* link.send(subscribeFrame("unsubscribe", removed))
+    }
+    for (const text of buffered.splice(0)) yield* link.send(text)
+    writer = link
     opened = true
     yield* SubscriptionRef.set(state, "open")
-    while (true) for (const data of yield* reader.pull) dispatch(data)
+    yield* link.read(dispatch)
   }).pipe(
     Effect.scoped,
     Effect.ensuring(Effect.sync(() => {
+      if (writer !== undefined) heldAtDrop = new Set(held)
       writer = undefined
     })),
     Effect.exit,
@@ -289,8 +383,10 @@ export const connect = Effect.fnUntraced(function*(
     yield* SubscriptionRef.set(state, "closed")
   })
 
-  const fiber = yield* keepUp.pipe(Effect.andThen(stop), Effect.forkScoped)
-  yield* Effect.addFinalizer(() => Fiber.interrupt(fiber).pipe(Effect.andThen(stop)))
+  // the connection is let go first (interrupting the loop closes its scope), then the server is told
+  const fiber = yield* keepUp.pipe(Effect.andThen(stop), Effect.andThen(transport.close), Effect.forkScoped)
+  const shutdown = Fiber.interrupt(fiber).pipe(Effect.andThen(stop), Effect.andThen(transport.close))
+  yield* Effect.addFinalizer(() => shutdown)
 
   return {
     send,
@@ -339,14 +435,18 @@ export const connect = Effect.fnUntraced(function*(
     state: SubscriptionRef.get(state),
     states: SubscriptionRef.changes(state),
     channels: () => held,
-    close: Fiber.interrupt(fiber).pipe(Effect.andThen(stop))
+    close: shutdown
   } satisfies LhttpClient
 })
 
 /**
- * The client as a Layer.
+ * The client as a Layer. Over a WebSocket (the default) it needs a
+ * `Socket.WebSocketConstructor`; with `transport: "sse"` or `"poll"` none.
  *
  * @since 0.1.0
  */
-export const layer = (url: string, options?: Options): Layer.Layer<Client, never, Socket.WebSocketConstructor> =>
-  Layer.effect(Client, connect(url, options))
+export function layer(url: string, options: HttpOptions): Layer.Layer<Client>
+export function layer(url: string, options?: Options): Layer.Layer<Client, never, Socket.WebSocketConstructor>
+export function layer(url: string, options?: Options): Layer.Layer<Client, never, Socket.WebSocketConstructor> {
+  return Layer.effect(Client, connect(url, options))
+}

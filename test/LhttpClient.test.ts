@@ -3,11 +3,16 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer, Scope, Stream } from "effect"
 import * as Socket from "effect/socket/Socket"
 import { TestClock } from "effect/testing"
+import * as fc from "fast-check"
 import * as Net from "node:net"
 import * as Echo from "../src/demo/Echo.ts"
 import * as Frame from "../src/Frame.ts"
+import { type Event, frameOf, Parser } from "../src/internal/client/eventStream.ts"
+import { Outbound } from "../src/internal/outbound.ts"
+import { eventOf } from "../src/internal/session.ts"
 import * as LhttpClient from "../src/LhttpClient.ts"
 import type * as Message from "../src/Message.ts"
+import type * as NodeLhttpServer from "../src/NodeLhttpServer.ts"
 import * as Processor from "../src/Processor.ts"
 import { Rejection } from "../src/Rejection.ts"
 import { connect as rawConnect, frame, startServer } from "./utils/lhttp.ts"
@@ -25,9 +30,20 @@ const DenyLive = Deny.toLayer({
 const Silent = Processor.make("silent")
 const SilentLive = Silent.toLayer({ onMessage: () => Effect.void })
 
-const processors = [Echo.Echo, Kick, Deny, Silent] as const
-const implementations = Layer.mergeAll(Echo.layer, KickLive, DenyLive, SilentLive)
-const server = (port?: number) => startServer({ processors, ...(port === undefined ? {} : { port }) }, implementations)
+/** `hold` keeps its connection's processing until the test opens the gate (`holdGate`). */
+const Hold = Processor.make("hold")
+let holdGate: Promise<void> = Promise.resolve()
+const HoldLive = Hold.toLayer({ onMessage: () => Effect.promise(() => holdGate) })
+
+/** `tally` writes its body down, in the order the server processes them. */
+const Tally = Processor.make("tally")
+const tallied: Array<string> = []
+const TallyLive = Tally.toLayer({ onMessage: (exchange) => Effect.sync(() => void tallied.push(exchange.text)) })
+
+const processors = [Echo.Echo, Kick, Deny, Silent, Hold, Tally] as const
+const implementations = Layer.mergeAll(Echo.layer, KickLive, DenyLive, SilentLive, HoldLive, TallyLive)
+type ServerOptions = Omit<NodeLhttpServer.Options<(typeof processors)[number]>, "processors">
+const server = (options: ServerOptions = {}) => startServer({ processors, ...options }, implementations)
 
 const client = (url: string, options?: LhttpClient.Options) =>
   LhttpClient.connect(url, { reconnect: { initialDelay: "50 millis", maxDelay: "200 millis" }, ...options }).pipe(
@@ -47,6 +63,21 @@ const opened = (c: LhttpClient.LhttpClient) => reached(c, "open")
 const take = <A>(stream: Stream.Stream<A>, n: number) =>
   stream.pipe(Stream.take(n), Stream.runCollect, Effect.forkChild({ startImmediately: true }))
 
+/** Joins a `take`, dying after 5 s (a message that never comes fails the test, not the run). */
+const within = <A, E>(fiber: Fiber.Fiber<A, E>) =>
+  Fiber.join(fiber).pipe(Effect.timeoutOrElse({
+    duration: "5 seconds",
+    orElse: () => Effect.die(new Error("the messages did not arrive in time"))
+  }))
+
+/** Every state the client goes through from now on (the first is the state now). */
+const recordStates = (c: LhttpClient.LhttpClient) =>
+  Effect.gen(function*() {
+    const seen: Array<LhttpClient.State> = []
+    yield* c.states.pipe(Stream.runForEach((state) => Effect.sync(() => void seen.push(state))), Effect.forkChild({ startImmediately: true }))
+    return seen
+  })
+
 /**
  * A barrier: the server has processed everything this client sent before, as a connection's
  * messages are processed in order and this echo's reply comes after them.
@@ -60,267 +91,777 @@ const processed = (c: LhttpClient.LhttpClient) =>
 const bodyOf = (message: Message.Message) =>
   message._tag === "Failure" ? `failure: ${message.message}` : message.body
 
-describe("LhttpClient", () => {
-  it.live("subscribes, publishes and unsubscribes through a real server", () =>
-    Effect.gen(function*() {
-      const { url } = yield* server()
-      const alice = yield* client(url)
-      const bob = yield* client(url)
-      yield* opened(alice)
-      yield* opened(bob)
-      const received = yield* take(bob.channel("room"), 1)
-      yield* bob.subscribe(["room"])
-      yield* processed(bob)
-      yield* alice.publish(["room"], "chat", { "content-type": "text/plain" }, "hi bob")
-      const [message] = Array.from(yield* Fiber.join(received))
-      assert.deepInclude<object>(message!, { _tag: "Notify", command: "chat", body: "hi bob", publish: ["room"] })
-      assert.deepStrictEqual(Array.from(bob.channels()), ["room"])
+const bodies = (messages: Iterable<Message.Message>) => Array.from(messages, bodyOf)
 
-      yield* bob.unsubscribe(["room"])
-      assert.deepStrictEqual(Array.from(bob.channels()), [])
-      // the negative case, then a marker through the same path (alice's publishes to bob)
-      yield* bob.subscribe(["marker"])
-      yield* processed(bob)
-      const next = yield* take(bob.messages, 1)
-      yield* alice.publish(["room"], "chat", {}, "gone")
-      yield* alice.publish(["other"], "chat", {}, "x")
-      yield* alice.publish(["marker"], "chat", {}, "marker")
-      const [first] = Array.from(yield* Fiber.join(next))
-      assert.deepInclude<object>(first!, { _tag: "Notify", body: "marker", publish: ["marker"] })
-    }))
+/** A TCP relay in front of a server: its connections can be cut, and new ones held until released. */
+interface Relay {
+  readonly port: number
+  /** Connections accepted so far. */
+  readonly accepted: () => number
+  /** Polls (`GET /poll?connection=`) sent to the server and not answered yet. */
+  readonly pollsWaiting: () => number
+  /** Destroys every connection it carries. */
+  readonly cut: () => void
+  /** Holds new connections (not forwarded) until `release`. */
+  readonly hold: () => void
+  /** Forwards the held connections and the new ones. */
+  readonly release: () => void
+  /**
+   * From now on, drops what the server sends on the connections that carry a stream (`GET /sse`)
+   * or a poll (`GET /poll?connection=`) now, and keeps them open when the server closes its side:
+   * only the client ends them.
+   */
+  readonly freezeStreams: () => void
+  /** Holds the next `POST /send` (and what follows on its connection) until `releaseSend`; others pass. */
+  readonly holdNextSend: () => void
+  /** Whether a `POST /send` is held. */
+  readonly sendHeld: () => boolean
+  /** Forwards the held `POST /send`. */
+  readonly releaseSend: () => void
+  /** Answers `504` on every connection it carries, as a proxy that gave up, and ends them. */
+  readonly gatewayTimeout: () => void
+}
 
-  it.live("request/reply by id, multiplexed; timeouts and error frames are typed errors", () =>
-    Effect.gen(function*() {
-      const { url } = yield* server()
-      const c = yield* client(url)
-      yield* opened(c)
-      const replies = yield* Effect.all(
-        ["one", "two", "three"].map((body) => c.request("echo", body)),
-        { concurrency: "unbounded" }
-      )
-      assert.deepStrictEqual(replies.map(bodyOf), ["one", "two", "three"])
-      const timeout = yield* c.request("silent", "", { timeout: "200 millis" }).pipe(Effect.flip)
-      assert.deepInclude(timeout, { reason: "Timeout", message: "no reply to silent within 200ms" })
-      const denied = yield* c.request("deny").pipe(Effect.flip)
-      assert.deepInclude(denied, { reason: "Rejected", status: 403, serverReason: "Forbidden", message: "not for you" })
-      const unknown = yield* c.request("nosuch").pipe(Effect.flip)
-      assert.deepInclude(unknown, { reason: "Rejected", status: 404, serverReason: "UnknownCommand" })
-      const invalid = yield* c.subscribe(["a..b"]).pipe(Effect.flip)
-      assert.strictEqual(invalid.reason, "InvalidFrame")
-    }))
-
-  it.live("a frame that would not read back fails InvalidFrame and nothing is sent", () =>
-    Effect.gen(function*() {
-      const { url } = yield* server()
-      const c = yield* client(url)
-      yield* opened(c)
-      yield* c.subscribe(["room"]) // a publish that got through would come back to c
-      yield* processed(c)
-      const next = yield* take(c.messages, 1)
-      const attempts: ReadonlyArray<readonly [string, Effect.Effect<unknown, LhttpClient.ClientError>]> = [
-        ["CRLF in a header value", c.command("echo", { x: "1\r\npublish:room" }, "injected")],
-        ["LF in a header value", c.command("echo", new Map([["x", "a\nb"]]))],
-        ["CR in a header value", c.publish(["room"], "chat", { x: "a\rb" }, "injected")],
-        ["CRLF in the command", c.command("echo\r\npublish:room", {}, "injected")],
-        ["LF in a header name", c.send(Frame.make("echo", { "x\ny": "1" }))],
-        ["a colon in a header name", c.command("echo", { "a:b": "1" })],
-        ["an empty header name", c.command("echo", { "": "1" })],
-        ["CRLF in a request's header", c.request("echo", "injected", { headers: { x: "1\r\n" } })]
-      ]
-      for (const [what, attempt] of attempts) {
-        const error = yield* Effect.flip(attempt)
-        assert.strictEqual(error.reason, "InvalidFrame", what)
+const relay = (target: number) =>
+  Effect.acquireRelease(
+    Effect.callback<Relay & { readonly server: Net.Server; readonly sockets: Set<Net.Socket> }>((resume) => {
+      const sockets = new Set<Net.Socket>()
+      const pairs = new Map<Net.Socket, Net.Socket>()
+      const polls = new Set<Net.Socket>()
+      // the connections whose last request is a stream or a poll
+      const streams = new Set<Net.Socket>()
+      const waiting: Array<Net.Socket> = []
+      let holding = false
+      const frozen = new Set<Net.Socket>()
+      let holdSend = false
+      let heldSend: { readonly socket: Net.Socket; readonly chunks: Array<Buffer> } | undefined
+      let accepted = 0
+      const track = (socket: Net.Socket) => {
+        sockets.add(socket)
+        socket.on("close", () => sockets.delete(socket))
+        socket.on("error", () => socket.destroy())
       }
-      // nothing reached the server: the echo of a marker is the first frame back
-      const marker = yield* c.request("echo", "marker")
-      const [first] = Array.from(yield* Fiber.join(next))
-      assert.deepStrictEqual(first, marker)
-      assert.strictEqual(bodyOf(first!), "marker")
+      const forward = (downstream: Net.Socket) => {
+        if (downstream.destroyed) return
+        const upstream = Net.connect(target, "127.0.0.1")
+        track(upstream)
+        pairs.set(downstream, upstream)
+        downstream.on("data", (chunk: Buffer) => {
+          const head = chunk.toString("latin1")
+          if (/^[A-Z]+ \//.test(head)) {
+            // a stream, or a poll until its answer starts
+            if (head.startsWith("GET /poll?connection=")) polls.add(downstream)
+            if (polls.has(downstream) || head.startsWith("GET /sse")) streams.add(downstream)
+            else streams.delete(downstream)
+            if (holdSend && head.startsWith("POST /send")) {
+              holdSend = false
+              heldSend = { socket: downstream, chunks: [] }
+            }
+          }
+          if (heldSend?.socket === downstream) heldSend.chunks.push(chunk)
+          else upstream.write(chunk)
+        })
+        upstream.on("data", (chunk: Buffer) => {
+          if (polls.delete(downstream)) streams.delete(downstream)
+          if (!frozen.has(downstream)) downstream.write(chunk)
+        })
+        downstream.on("close", () => {
+          pairs.delete(downstream)
+          polls.delete(downstream)
+          streams.delete(downstream)
+          frozen.delete(downstream)
+          upstream.destroy()
+        })
+        upstream.on("close", () => {
+          if (!frozen.has(downstream)) downstream.destroy()
+        })
+      }
+      const server = Net.createServer((downstream) => {
+        accepted++
+        track(downstream)
+        if (holding) waiting.push(downstream)
+        else forward(downstream)
+      })
+      server.listen(0, "127.0.0.1", () =>
+        resume(Effect.succeed({
+          server,
+          sockets,
+          port: (server.address() as Net.AddressInfo).port,
+          accepted: () => accepted,
+          pollsWaiting: () => polls.size,
+          cut: () => {
+            for (const socket of sockets) socket.destroy()
+          },
+          hold: () => {
+            holding = true
+          },
+          release: () => {
+            holding = false
+            for (const socket of waiting.splice(0)) forward(socket)
+          },
+          holdNextSend: () => {
+            holdSend = true
+          },
+          sendHeld: () => heldSend !== undefined,
+          releaseSend: () => {
+            const held = heldSend
+            heldSend = undefined
+            if (held !== undefined) for (const chunk of held.chunks) pairs.get(held.socket)?.write(chunk)
+          },
+          freezeStreams: () => {
+            for (const downstream of streams) frozen.add(downstream)
+          },
+          gatewayTimeout: () => {
+            for (const [downstream, upstream] of pairs) {
+              pairs.delete(downstream)
+              upstream.removeAllListeners("close")
+              upstream.destroy()
+              downstream.end("HTTP/1.1 504 Gateway Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            }
+          }
+        })))
+    }),
+    (relay) =>
+      Effect.callback<void>((resume) => {
+        for (const socket of relay.sockets) socket.destroy()
+        relay.server.close(() => resume(Effect.void))
+      })
+  )
+
+const transports: ReadonlyArray<LhttpClient.TransportKind> = ["websocket", "sse", "poll"]
+
+for (const transport of transports) {
+  /** A client over the transport of this suite. */
+  const over = (url: string, options?: LhttpClient.Options) => client(url, { transport, ...options })
+
+  describe(`LhttpClient over ${transport}`, () => {
+    it.live("subscribes, publishes and unsubscribes through a real server", () =>
+      Effect.gen(function*() {
+        const { url } = yield* server()
+        const alice = yield* client(url) // a WebSocket client publishes
+        const bob = yield* over(url)
+        yield* opened(alice)
+        yield* opened(bob)
+        const received = yield* take(bob.channel("room"), 1)
+        yield* bob.subscribe(["room"])
+        yield* processed(bob)
+        yield* alice.publish(["room"], "chat", { "content-type": "text/plain" }, "hi bob")
+        const [message] = Array.from(yield* within(received))
+        assert.deepInclude<object>(message!, { _tag: "Notify", command: "chat", body: "hi bob", publish: ["room"] })
+        assert.strictEqual(message!._tag === "Notify" ? message!.headers.get("content-type") : undefined, "text/plain")
+        assert.deepStrictEqual(Array.from(bob.channels()), ["room"])
+
+        yield* bob.unsubscribe(["room"])
+        assert.deepStrictEqual(Array.from(bob.channels()), [])
+        // the negative case, then a marker through the same path (alice's publishes to bob)
+        yield* bob.subscribe(["marker"])
+        yield* processed(bob)
+        const next = yield* take(bob.messages, 1)
+        yield* alice.publish(["room"], "chat", {}, "gone")
+        yield* alice.publish(["other"], "chat", {}, "x")
+        yield* alice.publish(["marker"], "chat", {}, "marker")
+        const [first] = Array.from(yield* within(next))
+        assert.deepInclude<object>(first!, { _tag: "Notify", body: "marker", publish: ["marker"] })
+      }))
+
+    it.live(`a client over ${transport} and a WebSocket client on one channel: each gets every message of both exactly once, in order`, () =>
+      Effect.gen(function*() {
+        const { url } = yield* server()
+        const c = yield* over(url)
+        const ws = yield* client(url)
+        yield* opened(c)
+        yield* opened(ws)
+        yield* c.subscribe(["mix"])
+        yield* ws.subscribe(["mix"])
+        yield* processed(c)
+        yield* processed(ws)
+        const fromC = Array.from({ length: 25 }, (_, i) => `${transport} ${i}\nline two`)
+        const fromWs = Array.from({ length: 25 }, (_, i) => `websocket ${i}`)
+        // one more than expected: the last is the end marker, so a duplicate or a stray would show
+        const atC = yield* take(c.channel("mix"), fromC.length + fromWs.length + 1)
+        const atWs = yield* take(ws.channel("mix"), fromC.length + fromWs.length + 1)
+        for (const body of fromC) yield* c.publish(["mix"], "chat", { from: transport }, body)
+        yield* processed(c) // c's publishes are all through before the WebSocket client's
+        for (const body of fromWs) yield* ws.publish(["mix"], "chat", { from: "websocket" }, body)
+        yield* processed(ws)
+        yield* ws.publish(["mix"], "chat", {}, "end")
+        const expected = [...fromC, ...fromWs, "end"]
+        assert.deepStrictEqual(bodies(yield* within(atC)), expected)
+        assert.deepStrictEqual(bodies(yield* within(atWs)), expected)
+      }))
+
+    it.live("sends made at once, from many fibers, reach the server in the order they were made", () =>
+      Effect.gen(function*() {
+        const { port } = yield* server()
+        const front = yield* relay(port)
+        const c = yield* over(`ws://127.0.0.1:${front.port}`)
+        yield* opened(c)
+        tallied.length = 0
+        const sent = Array.from({ length: 50 }, (_, i) => `${transport} ${i}`)
+        // over HTTP the first POST is held in the relay: a send that did not wait for it would overtake it
+        if (transport !== "websocket") front.holdNextSend()
+        // each send starts (and is made) before the next: none waits for another's answer
+        const fibers: Array<Fiber.Fiber<void, LhttpClient.ClientError>> = []
+        for (const body of sent) fibers.push(yield* c.command("tally", {}, body).pipe(Effect.forkChild({ startImmediately: true })))
+        if (transport !== "websocket") {
+          yield* until(Effect.sync(front.sendHeld))
+          front.releaseSend()
+        }
+        yield* Fiber.joinAll(fibers)
+        yield* processed(c)
+        assert.deepStrictEqual(tallied, sent)
+      }))
+
+    it.live("request/reply by id, multiplexed; timeouts and error frames are typed errors", () =>
+      Effect.gen(function*() {
+        const { url } = yield* server()
+        const c = yield* over(url)
+        yield* opened(c)
+        const replies = yield* Effect.all(
+          ["one", "two", "three"].map((body) => c.request("echo", body)),
+          { concurrency: "unbounded" }
+        )
+        assert.deepStrictEqual(replies.map(bodyOf), ["one", "two", "three"])
+        const headed = yield* c.request("echo", "é\r\n\r\nbody\nend", { headers: { a: "1" } })
+        assert.deepInclude<object>(headed, {
+          _tag: "Request",
+          command: "echo",
+          // SSE cannot tell CRLF from LF in a body (docs/transports.md); WebSocket and long-poll are exact
+          body: transport === "sse" ? "é\n\nbody\nend" : "é\r\n\r\nbody\nend"
+        })
+        const timeout = yield* c.request("silent", "", { timeout: "200 millis" }).pipe(Effect.flip)
+        assert.deepInclude(timeout, { reason: "Timeout", message: "no reply to silent within 200ms" })
+        const denied = yield* c.request("deny").pipe(Effect.flip)
+        assert.deepInclude(denied, { reason: "Rejected", status: 403, serverReason: "Forbidden", message: "not for you" })
+        const unknown = yield* c.request("nosuch").pipe(Effect.flip)
+        assert.deepInclude(unknown, { reason: "Rejected", status: 404, serverReason: "UnknownCommand" })
+        const invalid = yield* c.subscribe(["a..b"]).pipe(Effect.flip)
+        assert.strictEqual(invalid.reason, "InvalidFrame")
+      }))
+
+    it.live("a frame that would not read back fails InvalidFrame and nothing is sent", () =>
+      Effect.gen(function*() {
+        const { url } = yield* server()
+        const c = yield* over(url)
+        yield* opened(c)
+        yield* c.subscribe(["room"]) // a publish that got through would come back to c
+        yield* processed(c)
+        const next = yield* take(c.messages, 1)
+        const attempts: ReadonlyArray<readonly [string, Effect.Effect<unknown, LhttpClient.ClientError>]> = [
+          ["CRLF in a header value", c.command("echo", { x: "1\r\npublish:room" }, "injected")],
+          ["LF in a header value", c.command("echo", new Map([["x", "a\nb"]]))],
+          ["CR in a header value", c.publish(["room"], "chat", { x: "a\rb" }, "injected")],
+          ["CRLF in the command", c.command("echo\r\npublish:room", {}, "injected")],
+          ["LF in a header name", c.send(Frame.make("echo", { "x\ny": "1" }))],
+          ["a colon in a header name", c.command("echo", { "a:b": "1" })],
+          ["an empty header name", c.command("echo", { "": "1" })],
+          ["CRLF in a request's header", c.request("echo", "injected", { headers: { x: "1\r\n" } })]
+        ]
+        for (const [what, attempt] of attempts) {
+          const error = yield* Effect.flip(attempt)
+          assert.strictEqual(error.reason, "InvalidFrame", what)
+        }
+        // nothing reached the server: the echo of a marker is the first frame back
+        const marker = yield* c.request("echo", "marker")
+        const [first] = Array.from(yield* within(next))
+        assert.deepStrictEqual(first, marker)
+        assert.strictEqual(bodyOf(first!), "marker")
+      }))
+
+    it.live("reconnects after the server closes the connection and subscribes again", () =>
+      Effect.gen(function*() {
+        const { server: running, url } = yield* server()
+        const c = yield* over(url)
+        const publisher = yield* rawConnect(url)
+        const states = yield* take(c.states, 4)
+        yield* opened(c)
+        yield* c.subscribe(["news"])
+        yield* c.command("kick")
+        yield* reached(c, "reconnecting")
+        yield* opened(c)
+        assert.deepStrictEqual(Array.from(yield* within(states)), ["connecting", "open", "reconnecting", "open"])
+        yield* processed(c) // the subscription sent again on the new connection is in place
+        const received = yield* take(c.channel("news"), 1)
+        yield* publisher.send(frame("flash", { publish: "news" }, "after the reconnect"))
+        const [message] = Array.from(yield* within(received))
+        assert.deepInclude(message, { command: "flash", body: "after the reconnect" })
+        // the kicked connection is gone: the publisher and the new connection are left
+        yield* until(Effect.sync(() => running.connectionCount() === 2))
+      }))
+
+    it.live("reconnects after a server restart on the same port, with its subscriptions", () =>
+      Effect.gen(function*() {
+        const port = yield* Effect.promise(freePort)
+        const first = yield* Scope.make()
+        const { url } = yield* server({ port }).pipe(Scope.provide(first))
+        const c = yield* over(url)
+        yield* opened(c)
+        yield* c.subscribe(["a", "b"])
+        yield* processed(c)
+        yield* Scope.close(first, Exit.void)
+        yield* until(Effect.map(c.state, (state) => state !== "open"))
+        const sendWhileDown = yield* c.command("echo", {}, "x").pipe(Effect.flip)
+        assert.strictEqual(sendWhileDown.reason, "NotConnected")
+        yield* server({ port })
+        yield* opened(c)
+        yield* processed(c)
+        const publisher = yield* rawConnect(url)
+        const received = yield* take(c.messages, 2)
+        yield* publisher.send(frame("x", { publish: "a" }, "to a"))
+        yield* publisher.send(frame("x", { publish: "b" }, "to b"))
+        assert.deepStrictEqual(bodies(yield* within(received)), ["to a", "to b"])
+      }))
+
+    it.live("a bounded send buffer keeps a publish and a request made while disconnected and sends them after the reconnect", () =>
+      Effect.gen(function*() {
+        const port = yield* Effect.promise(freePort)
+        const first = yield* Scope.make()
+        const { url } = yield* server({ port }).pipe(Scope.provide(first))
+        const c = yield* over(url, { sendBuffer: 2 })
+        yield* opened(c)
+        yield* c.subscribe(["kept"])
+        yield* processed(c)
+        yield* Scope.close(first, Exit.void)
+        yield* until(Effect.map(c.state, (state) => state !== "open"))
+
+        const delivered = yield* take(c.channel("kept"), 1)
+        yield* c.publish(["kept"], "note", {}, "published while down")
+        const reply = yield* c.request("echo", "asked while down", { timeout: "5 seconds" }).pipe(
+          Effect.forkChild({ startImmediately: true })
+        )
+        // the buffer holds two frames: the third send fails at once
+        const overflow = yield* c.command("echo", {}, "overflow").pipe(Effect.flip)
+        assert.strictEqual(overflow.reason, "NotConnected")
+
+        const { server: second } = yield* server({ port })
+        yield* opened(c)
+        assert.deepInclude(yield* Fiber.join(reply), { _tag: "Request", body: "asked while down" })
+        // the publish reached the new server: it came back through the channel, subscribed again
+        const [note] = Array.from(yield* within(delivered))
+        assert.deepInclude<object>(note!, { _tag: "Notify", command: "note", body: "published while down", publish: ["kept"] })
+        // and the overflowing frame did not: the marker's echo is the next frame
+        const next = yield* take(c.messages, 1)
+        const marker = yield* c.request("echo", "marker")
+        assert.deepStrictEqual(Array.from(yield* within(next)), [marker])
+        assert.strictEqual(second.connectionCount(), 1)
+      }))
+
+    it.live("without reconnect the client ends closed when the connection ends, and sends fail Closed", () =>
+      Effect.gen(function*() {
+        const { url } = yield* server()
+        const once = yield* over(url, { reconnect: false })
+        yield* opened(once)
+        yield* once.command("kick")
+        yield* reached(once, "closed")
+        assert.deepInclude(yield* once.command("echo").pipe(Effect.flip), { reason: "Closed" })
+        assert.deepInclude(yield* once.request("echo").pipe(Effect.flip), { reason: "Closed" })
+      }))
+
+    it.live("close: pending requests fail Closed, the state is closed, later calls fail Closed, the server's connection ends", () =>
+      Effect.gen(function*() {
+        const { server: running, url } = yield* server()
+        const c = yield* over(url)
+        yield* opened(c)
+        const pending = yield* c.request("silent", "", { timeout: "5 seconds" }).pipe(
+          Effect.flip,
+          Effect.forkChild({ startImmediately: true })
+        )
+        yield* processed(c)
+        assert.strictEqual(running.connectionCount(), 1)
+        yield* c.close
+        assert.deepInclude(yield* Fiber.join(pending), { reason: "Closed", message: "the client is closed" })
+        assert.strictEqual(yield* c.state, "closed")
+        for (const later of [c.command("echo"), c.request("echo"), c.subscribe(["room"]), c.publish(["room"], "chat")]) {
+          assert.deepInclude(yield* Effect.flip(later), { reason: "Closed" })
+        }
+        // over HTTP the connection outlives its requests: the client ends it (DELETE /send)
+        yield* until(Effect.sync(() => running.connectionCount() === 0), "3 seconds")
+      }))
+
+    it.live("layer(url, options) gives the client as the Client service, closed with the layer's scope", () =>
+      Effect.gen(function*() {
+        const { server: running, url } = yield* server()
+        const used = yield* Effect.gen(function*() {
+          const c = yield* LhttpClient.Client
+          yield* opened(c)
+          assert.deepInclude(yield* c.request("echo", "through the layer"), { body: "through the layer" })
+          return c
+        }).pipe(Effect.provide(LhttpClient.layer(url, { transport })))
+        assert.strictEqual(yield* used.state, "closed")
+        assert.deepInclude(yield* used.command("echo").pipe(Effect.flip), { reason: "Closed" })
+        yield* until(Effect.sync(() => running.connectionCount() === 0), "3 seconds")
+
+        // the options reach the client: without reconnect, a kick ends it
+        yield* Effect.gen(function*() {
+          const c = yield* LhttpClient.Client
+          yield* opened(c)
+          yield* c.command("kick")
+          yield* until(Effect.map(c.state, (state) => state === "closed"), "2 seconds")
+        }).pipe(Effect.provide(LhttpClient.layer(url, { transport, reconnect: false })))
+      }).pipe(Effect.provide(NodeWS.layerWebSocketConstructor)))
+  })
+
+  describe(`LhttpClient over ${transport}: timeouts and their defaults (TestClock)`, () => {
+    it.effect("requestTimeout: 10 s by default, or as set", () =>
+      Effect.gen(function*() {
+        const { url } = yield* TestClock.withLive(server())
+        const byDefault = yield* over(url)
+        const set = yield* over(url, { requestTimeout: "2 seconds" })
+        yield* opened(byDefault)
+        yield* opened(set)
+        const silent = (c: LhttpClient.LhttpClient) =>
+          c.request("silent").pipe(Effect.flip, Effect.forkChild({ startImmediately: true }))
+        const waiting = yield* silent(byDefault)
+        const short = yield* silent(set)
+        yield* processed(byDefault)
+        yield* processed(set)
+
+        yield* TestClock.adjust("1999 millis")
+        assert.isUndefined(short.pollUnsafe())
+        yield* TestClock.adjust("1 millis")
+        assert.deepInclude(yield* Fiber.join(short), { reason: "Timeout", message: "no reply to silent within 2s" })
+        yield* TestClock.adjust("7999 millis")
+        assert.isUndefined(waiting.pollUnsafe())
+        yield* TestClock.adjust("1 millis")
+        assert.deepInclude(yield* Fiber.join(waiting), { reason: "Timeout", message: "no reply to silent within 10s" })
+      }))
+
+    it.effect("openTimeout: 10 s by default, or as set, against a server that never answers", () =>
+      Effect.gen(function*() {
+        const held: Array<Net.Socket> = []
+        const tcp = yield* Effect.acquireRelease(
+          Effect.callback<Net.Server>((resume) => {
+            const listening = Net.createServer((socket) => void held.push(socket))
+            listening.listen(0, "127.0.0.1", () => resume(Effect.succeed(listening)))
+          }),
+          (listening) =>
+            Effect.callback<void>((resume) => {
+              for (const socket of held) socket.destroy()
+              listening.close(() => resume(Effect.void))
+            })
+        )
+        const url = `ws://127.0.0.1:${(tcp.address() as Net.AddressInfo).port}/`
+        const byDefault = yield* over(url, { reconnect: false })
+        const set = yield* over(url, { reconnect: false, openTimeout: "2 seconds" })
+        // both handshakes are under way (the clock of each started before its TCP connection)
+        yield* TestClock.withLive(until(Effect.sync(() => held.length === 2)))
+
+        yield* TestClock.adjust("1999 millis")
+        assert.deepStrictEqual([yield* byDefault.state, yield* set.state], ["connecting", "connecting"])
+        yield* TestClock.adjust("1 millis")
+        yield* reached(set, "closed")
+        assert.strictEqual(yield* byDefault.state, "connecting")
+        yield* TestClock.adjust("7999 millis")
+        assert.strictEqual(yield* byDefault.state, "connecting")
+        yield* TestClock.adjust("1 millis")
+        yield* reached(byDefault, "closed")
+      }))
+  })
+}
+
+describe("LhttpClient over HTTP", () => {
+  for (const transport of ["sse", "poll"] as const) {
+    it.live(`${transport}: connect and layer need no WebSocket constructor; an http:// URL and other paths work`, () =>
+      Effect.gen(function*() {
+        const paths = { ssePath: "/lhttp/events", pollPath: "/lhttp/poll", sendPath: "/lhttp/send" }
+        const { http } = yield* server(paths)
+        // nothing provides a WebSocketConstructor here: this compiles and runs only if none is needed
+        const c = yield* LhttpClient.connect(`${http}/some/page`, { transport, ...paths })
+        yield* opened(c)
+        assert.deepInclude(yield* c.request("echo", "over other paths"), { body: "over other paths" })
+        const reply = yield* Effect.gen(function*() {
+          const fromLayer = yield* LhttpClient.Client
+          yield* opened(fromLayer)
+          return yield* fromLayer.request("echo", "from the layer")
+        }).pipe(Effect.provide(LhttpClient.layer(http, { transport, ...paths })))
+        assert.deepInclude(reply, { body: "from the layer" })
+      }))
+
+    it.live(`${transport}: a frame over the server's maxMessageBytes fails TooLarge (413) and the connection stays`, () =>
+      Effect.gen(function*() {
+        const { server: running, url } = yield* server({ maxMessageBytes: 1024 })
+        const c = yield* client(url, { transport })
+        yield* opened(c)
+        const states = yield* recordStates(c)
+        const error = yield* c.command("echo", {}, "x".repeat(2000)).pipe(Effect.flip)
+        assert.deepInclude(error, {
+          reason: "TooLarge",
+          message: "the frame is over the server's limit (413: a message is at most 1024 bytes)"
+        })
+        yield* processed(c)
+        assert.deepStrictEqual(seenOnce(states), ["open"])
+        assert.strictEqual(running.connectionCount(), 1)
+      }))
+
+    it.live(`${transport}: a frame POST /send refuses (400) fails Rejected with its status and reason`, () =>
+      Effect.gen(function*() {
+        const { url } = yield* server({ maxHeaders: 4 })
+        const c = yield* client(url, { transport })
+        yield* opened(c)
+        const headers = Object.fromEntries(Array.from({ length: 6 }, (_, i) => [`h${i}`, String(i)]))
+        const error = yield* c.command("echo", headers, "x").pipe(Effect.flip)
+        assert.deepInclude(error, {
+          reason: "Rejected",
+          status: 400,
+          serverReason: "TooManyHeaders",
+          message: "a frame carries at most 4 headers"
+        })
+        yield* processed(c)
+      }))
+
+    it.live(`${transport}: a connection the server is behind on (429) gets its frames later, all of them, in order`, () =>
+      Effect.gen(function*() {
+        const { url } = yield* server()
+        const c = yield* client(url, { transport })
+        yield* opened(c)
+        // count the 429s: the real fetch, watched
+        const original = globalThis.fetch
+        let behind = 0
+        yield* Effect.acquireRelease(
+          Effect.sync(() => {
+            globalThis.fetch = async (input, init) => {
+              const response = await original(input, init)
+              if (response.status === 429) behind++
+              return response
+            }
+          }),
+          () => Effect.sync(() => void (globalThis.fetch = original))
+        )
+        let open: () => void = () => {}
+        holdGate = new Promise((resolve) => (open = resolve))
+        yield* Effect.addFinalizer(() => Effect.sync(() => open()))
+        tallied.length = 0
+        const count = 1100
+        yield* c.command("hold")
+        const sent = yield* Effect.forEach(
+          Array.from({ length: count }, (_, i) => String(i)),
+          (body) => c.command("tally", {}, body)
+        ).pipe(Effect.forkChild({ startImmediately: true }))
+        // the server stops taking frames past 1024 waiting ones
+        yield* until(Effect.sync(() => behind > 0), "20 seconds")
+        open()
+        yield* Fiber.join(sent)
+        yield* processed(c)
+        assert.deepStrictEqual(tallied, Array.from({ length: count }, (_, i) => String(i)))
+        assert.strictEqual(yield* c.state, "open")
+      }), 40_000)
+  }
+
+  for (const transport of ["sse", "poll"] as const) {
+    it.live(`${transport}: a send answered 410 (the connection ended, the stream did not say) fails NotConnected and the client opens a new connection`, () =>
+      Effect.gen(function*() {
+        const { port, server: running, url } = yield* server()
+        const front = yield* relay(port)
+        const c = yield* client(`ws://127.0.0.1:${front.port}`, { transport })
+        yield* opened(c)
+        yield* c.subscribe(["after-410"])
+        yield* processed(c)
+        const states = yield* recordStates(c)
+        // what the server says on the stream (or to the waiting poll) is lost from now on: its close event, its 410
+        if (transport === "poll") yield* until(Effect.sync(() => front.pollsWaiting() === 1))
+        front.freezeStreams()
+        yield* c.command("kick")
+        yield* until(Effect.sync(() => running.connectionCount() === 0))
+        assert.strictEqual(yield* c.state, "open")
+        const error = yield* c.command("echo", {}, "x").pipe(Effect.flip)
+        assert.deepInclude(error, { reason: "NotConnected", message: "the connection ended (410: 4100 kicked)" })
+        yield* reached(c, "reconnecting")
+        yield* opened(c)
+        yield* processed(c)
+        assert.strictEqual(running.connectionCount(), 1)
+        const received = yield* take(c.channel("after-410"), 1)
+        const publisher = yield* rawConnect(url)
+        yield* publisher.send(frame("flash", { publish: "after-410" }, "to the new connection"))
+        assert.deepStrictEqual(bodies(yield* within(received)), ["to the new connection"])
+        assert.deepStrictEqual(seenOnce(states), ["open", "reconnecting", "open"])
+      }))
+  }
+
+  it.live("sse: a broken stream resumes the same connection with Last-Event-ID, with what came meanwhile", () =>
+    Effect.gen(function*() {
+      const { port, server: running, url } = yield* server()
+      const front = yield* relay(port)
+      const c = yield* client(`ws://127.0.0.1:${front.port}`, { transport: "sse" })
+      const publisher = yield* rawConnect(url)
+      yield* opened(c)
+      yield* c.subscribe(["resume", "dropped"])
+      yield* processed(c)
+      const states = yield* recordStates(c)
+      // every frame without an id (the replies to the barriers have one)
+      const received = yield* take(c.messages.pipe(Stream.filter((message) => message._tag === "Notify")), 4)
+      const first = yield* take(c.channel("resume"), 1)
+      yield* publisher.send(frame("flash", { publish: "resume" }, "before"))
+      assert.deepStrictEqual(bodies(yield* within(first)), ["before"]) // read before the break: not to be read again
+
+      front.hold()
+      front.cut()
+      yield* reached(c, "reconnecting")
+      // published while no stream is attached: the server keeps it for the resumed stream
+      yield* publisher.send(frame("flash", { publish: "resume" }, "while down"))
+      yield* publisher.nothing()
+      // changed while down (the sends fail, the channels held change), as over a WebSocket
+      assert.deepInclude(yield* c.subscribe(["later"]).pipe(Effect.flip), { reason: "NotConnected" })
+      assert.deepInclude(yield* c.unsubscribe(["dropped"]).pipe(Effect.flip), { reason: "NotConnected" })
+      front.release()
+      yield* opened(c)
+      yield* processed(c)
+      // the same connection: a new one would be a second (the old one waits for its stream 60 s)
+      assert.strictEqual(running.connectionCount(), 2) // c and the publisher
+      // what changed while down is in place on the resumed connection: "dropped" is gone, "later" is there
+      yield* publisher.send(frame("flash", { publish: "dropped" }, "not for c"))
+      yield* publisher.send(frame("flash", { publish: "resume" }, "after"))
+      yield* publisher.send(frame("flash", { publish: "later" }, "later"))
+      assert.deepStrictEqual(bodies(yield* within(received)), ["before", "while down", "after", "later"])
+      assert.deepStrictEqual(seenOnce(states), ["open", "reconnecting", "open"])
     }))
 
-  it.live("reconnects after the server closes the connection and subscribes again", () =>
+  it.live("sse: a stream that comes back to a connection the server no longer has (event: reset) is a new connection, subscribed again", () =>
     Effect.gen(function*() {
-      const { url } = yield* server()
-      const c = yield* client(url)
-      const publisher = yield* rawConnect(url)
-      const states = yield* take(c.states, 4)
+      const port = yield* Effect.promise(freePort)
+      const first = yield* Scope.make()
+      yield* server({ port }).pipe(Scope.provide(first))
+      const front = yield* relay(port)
+      const c = yield* client(`ws://127.0.0.1:${front.port}`, { transport: "sse" })
       yield* opened(c)
-      yield* c.subscribe(["news"])
-      yield* c.command("kick")
+      yield* c.subscribe(["again"])
+      yield* processed(c)
+      const states = yield* recordStates(c)
+      front.hold()
+      front.cut()
+      yield* reached(c, "reconnecting")
+      // the server restarts while the stream is away: the new one never heard of the connection
+      yield* Scope.close(first, Exit.void)
+      const { server: running, url } = yield* server({ port })
+      front.release()
+      yield* opened(c)
+      yield* processed(c)
+      assert.strictEqual(running.connectionCount(), 1)
+      const received = yield* take(c.channel("again"), 1)
+      const publisher = yield* rawConnect(url)
+      yield* publisher.send(frame("flash", { publish: "again" }, "to the new connection"))
+      assert.deepStrictEqual(bodies(yield* within(received)), ["to the new connection"])
+      assert.deepStrictEqual(seenOnce(states), ["open", "reconnecting", "open"])
+    }))
+
+  it.live("poll: a poll whose answer is lost (a proxy dropped it and gave up: 504) is asked again with the same cursor: the same connection, nothing lost", () =>
+    Effect.gen(function*() {
+      const { port, server: running, url } = yield* server()
+      const front = yield* relay(port)
+      const c = yield* client(`ws://127.0.0.1:${front.port}`, { transport: "poll" })
+      const publisher = yield* rawConnect(url)
+      yield* opened(c)
+      yield* c.subscribe(["lossless"])
+      yield* processed(c)
+      const states = yield* recordStates(c)
+      const received = yield* take(c.channel("lossless"), 2)
+      yield* until(Effect.sync(() => front.pollsWaiting() === 1))
+      // the server answers the waiting poll with "before"; the relay drops the answer, then gives up
+      front.freezeStreams()
+      yield* publisher.send(frame("flash", { publish: "lossless" }, "before"))
+      yield* until(Effect.sync(() => front.pollsWaiting() === 0))
+      front.gatewayTimeout()
+      // the poll asked again with the same cursor gets "before" again, then "after" comes
+      yield* until(Effect.sync(() => front.pollsWaiting() === 1))
+      yield* publisher.send(frame("flash", { publish: "lossless" }, "after"))
+      assert.deepStrictEqual(bodies(yield* within(received)), ["before", "after"])
+      yield* processed(c)
+      assert.strictEqual(running.connectionCount(), 2) // c and the publisher
+      assert.deepStrictEqual(seenOnce(states), ["open"])
+    }))
+
+  it.live("poll: a connection the server no longer knows (404) is replaced by a new one, subscribed again", () =>
+    Effect.gen(function*() {
+      const port = yield* Effect.promise(freePort)
+      const first = yield* Scope.make()
+      yield* server({ port }).pipe(Scope.provide(first))
+      const front = yield* relay(port)
+      const c = yield* client(`ws://127.0.0.1:${front.port}`, { transport: "poll" })
+      yield* opened(c)
+      yield* c.subscribe(["again"])
+      yield* processed(c)
+      const states = yield* recordStates(c)
+      const accepted = front.accepted()
+      front.hold()
+      front.cut()
+      // the poll made again waits in the relay while the server restarts
+      yield* until(Effect.sync(() => front.accepted() > accepted))
+      yield* Scope.close(first, Exit.void)
+      const { server: running, url } = yield* server({ port })
+      front.release()
       yield* reached(c, "reconnecting")
       yield* opened(c)
-      assert.deepStrictEqual(Array.from(yield* Fiber.join(states)), ["connecting", "open", "reconnecting", "open"])
-      yield* processed(c) // the subscription sent again on the new connection is in place
-      const received = yield* take(c.channel("news"), 1)
-      yield* publisher.send(frame("flash", { publish: "news" }, "after the reconnect"))
-      const [message] = Array.from(yield* Fiber.join(received))
-      assert.deepInclude(message, { command: "flash", body: "after the reconnect" })
-    }))
-
-  it.live("reconnects after a server restart on the same port, with its subscriptions", () =>
-    Effect.gen(function*() {
-      const port = yield* Effect.promise(freePort)
-      const first = yield* Scope.make()
-      const { url } = yield* server(port).pipe(Scope.provide(first))
-      const c = yield* client(url)
-      yield* opened(c)
-      yield* c.subscribe(["a", "b"])
-      yield* Scope.close(first, Exit.void)
-      yield* until(Effect.map(c.state, (state) => state !== "open"))
-      const sendWhileDown = yield* c.command("echo", {}, "x").pipe(Effect.flip)
-      assert.strictEqual(sendWhileDown.reason, "NotConnected")
-      yield* server(port)
-      yield* opened(c)
       yield* processed(c)
+      assert.strictEqual(running.connectionCount(), 1)
+      const received = yield* take(c.channel("again"), 1)
       const publisher = yield* rawConnect(url)
-      const received = yield* take(c.messages, 2)
-      yield* publisher.send(frame("x", { publish: "a" }, "to a"))
-      yield* publisher.send(frame("x", { publish: "b" }, "to b"))
-      assert.deepStrictEqual(Array.from(yield* Fiber.join(received)).map(bodyOf), ["to a", "to b"])
+      yield* publisher.send(frame("flash", { publish: "again" }, "to the new connection"))
+      assert.deepStrictEqual(bodies(yield* within(received)), ["to the new connection"])
+      assert.deepStrictEqual(seenOnce(states), ["open", "reconnecting", "open"])
     }))
-
-  it.live("a bounded send buffer keeps a publish and a request made while disconnected and sends them after the reconnect", () =>
-    Effect.gen(function*() {
-      const port = yield* Effect.promise(freePort)
-      const first = yield* Scope.make()
-      const { url } = yield* server(port).pipe(Scope.provide(first))
-      const c = yield* client(url, { sendBuffer: 2 })
-      yield* opened(c)
-      yield* c.subscribe(["kept"])
-      yield* processed(c)
-      yield* Scope.close(first, Exit.void)
-      yield* until(Effect.map(c.state, (state) => state !== "open"))
-
-      const delivered = yield* take(c.channel("kept"), 1)
-      yield* c.publish(["kept"], "note", {}, "published while down")
-      const reply = yield* c.request("echo", "asked while down", { timeout: "5 seconds" }).pipe(
-        Effect.forkChild({ startImmediately: true })
-      )
-      // the buffer holds two frames: the third send fails at once
-      const overflow = yield* c.command("echo", {}, "overflow").pipe(Effect.flip)
-      assert.strictEqual(overflow.reason, "NotConnected")
-
-      const { server: second } = yield* server(port)
-      yield* opened(c)
-      assert.deepInclude(yield* Fiber.join(reply), { _tag: "Request", body: "asked while down" })
-      // the publish reached the new server: it came back through the channel, subscribed again
-      const [note] = Array.from(yield* Fiber.join(delivered))
-      assert.deepInclude<object>(note!, { _tag: "Notify", command: "note", body: "published while down", publish: ["kept"] })
-      // and the overflowing frame did not: the marker's echo is the next frame
-      const next = yield* take(c.messages, 1)
-      const marker = yield* c.request("echo", "marker")
-      assert.deepStrictEqual(Array.from(yield* Fiber.join(next)), [marker])
-      assert.strictEqual(second.connectionCount(), 1)
-    }))
-
-  it.live("without reconnect the client ends closed when the connection ends, and sends fail Closed", () =>
-    Effect.gen(function*() {
-      const { url } = yield* server()
-      const once = yield* client(url, { reconnect: false })
-      yield* opened(once)
-      yield* once.command("kick")
-      yield* reached(once, "closed")
-      assert.deepInclude(yield* once.command("echo").pipe(Effect.flip), { reason: "Closed" })
-      assert.deepInclude(yield* once.request("echo").pipe(Effect.flip), { reason: "Closed" })
-    }))
-
-  it.live("close: pending requests fail Closed, the state is closed, later calls fail Closed", () =>
-    Effect.gen(function*() {
-      const { server: running, url } = yield* server()
-      const c = yield* client(url)
-      yield* opened(c)
-      const pending = yield* c.request("silent", "", { timeout: "5 seconds" }).pipe(
-        Effect.flip,
-        Effect.forkChild({ startImmediately: true })
-      )
-      yield* processed(c)
-      yield* c.close
-      assert.deepInclude(yield* Fiber.join(pending), { reason: "Closed", message: "the client is closed" })
-      assert.strictEqual(yield* c.state, "closed")
-      for (const later of [c.command("echo"), c.request("echo"), c.subscribe(["room"]), c.publish(["room"], "chat")]) {
-        assert.deepInclude(yield* Effect.flip(later), { reason: "Closed" })
-      }
-      yield* until(Effect.sync(() => running.connectionCount() === 0))
-    }))
-
-  it.live("layer(url, options) gives the client as the Client service, closed with the layer's scope", () =>
-    Effect.gen(function*() {
-      const { server: running, url } = yield* server()
-      const used = yield* Effect.gen(function*() {
-        const c = yield* LhttpClient.Client
-        yield* opened(c)
-        assert.deepInclude(yield* c.request("echo", "through the layer"), { body: "through the layer" })
-        return c
-      }).pipe(Effect.provide(LhttpClient.layer(url)))
-      assert.strictEqual(yield* used.state, "closed")
-      assert.deepInclude(yield* used.command("echo").pipe(Effect.flip), { reason: "Closed" })
-      yield* until(Effect.sync(() => running.connectionCount() === 0))
-
-      // the options reach the client: without reconnect, a kick ends it
-      yield* Effect.gen(function*() {
-        const c = yield* LhttpClient.Client
-        yield* opened(c)
-        yield* c.command("kick")
-        yield* until(Effect.map(c.state, (state) => state === "closed"), "2 seconds")
-      }).pipe(Effect.provide(LhttpClient.layer(url, { reconnect: false })))
-    }).pipe(Effect.provide(NodeWS.layerWebSocketConstructor)))
 })
 
-describe("LhttpClient timeouts and their defaults (TestClock)", () => {
-  it.effect("requestTimeout: 10 s by default, or as set", () =>
-    Effect.gen(function*() {
-      const { url } = yield* TestClock.withLive(server())
-      const byDefault = yield* client(url)
-      const set = yield* client(url, { requestTimeout: "2 seconds" })
-      yield* opened(byDefault)
-      yield* opened(set)
-      const silent = (c: LhttpClient.LhttpClient) =>
-        c.request("silent").pipe(Effect.flip, Effect.forkChild({ startImmediately: true }))
-      const waiting = yield* silent(byDefault)
-      const short = yield* silent(set)
-      yield* processed(byDefault)
-      yield* processed(set)
+/** The states seen, each run of one state once (a state set twice in a row reads as one). */
+const seenOnce = (states: ReadonlyArray<LhttpClient.State>) => states.filter((state, i) => i === 0 || states[i - 1] !== state)
 
-      yield* TestClock.adjust("1999 millis")
-      assert.isUndefined(short.pollUnsafe())
-      yield* TestClock.adjust("1 millis")
-      assert.deepInclude(yield* Fiber.join(short), { reason: "Timeout", message: "no reply to silent within 2s" })
-      yield* TestClock.adjust("7999 millis")
-      assert.isUndefined(waiting.pollUnsafe())
-      yield* TestClock.adjust("1 millis")
-      assert.deepInclude(yield* Fiber.join(waiting), { reason: "Timeout", message: "no reply to silent within 10s" })
-    }))
+describe("the SSE event stream, as the client reads it", () => {
+  const parse = (chunks: ReadonlyArray<Uint8Array>): Array<Event> => {
+    const parser = new Parser()
+    return [...chunks.flatMap((chunk) => parser.push(chunk)), ...parser.end()]
+  }
+  const utf8 = (text: string) => new TextEncoder().encode(text)
 
-  it.effect("openTimeout: 10 s by default, or as set, against a server that never completes the handshake", () =>
-    Effect.gen(function*() {
-      const held: Array<Net.Socket> = []
-      const tcp = yield* Effect.acquireRelease(
-        Effect.callback<Net.Server>((resume) => {
-          const listening = Net.createServer((socket) => void held.push(socket))
-          listening.listen(0, "127.0.0.1", () => resume(Effect.succeed(listening)))
-        }),
-        (listening) =>
-          Effect.callback<void>((resume) => {
-            for (const socket of held) socket.destroy()
-            listening.close(() => resume(Effect.void))
-          })
-      )
-      const url = `ws://127.0.0.1:${(tcp.address() as Net.AddressInfo).port}/`
-      const byDefault = yield* client(url, { reconnect: false })
-      const set = yield* client(url, { reconnect: false, openTimeout: "2 seconds" })
-      // both handshakes are under way (the clock of each started before its TCP connection)
-      yield* TestClock.withLive(until(Effect.sync(() => held.length === 2)))
+  it("reads fields, comments, CR, LF and CRLF line ends, a CRLF cut between chunks, and drops an unfinished event", () => {
+    const stream = utf8(
+      "retry: 1000\r\n\r\n:\r\nevent: connected\rdata: key\r\rid: key:1\nevent: chat\ndata:no space\ndata:  two spaces\r\ndata\n\n" +
+        "event: lost\ndata: never ended"
+    )
+    const expected: Array<Event> = [
+      { id: undefined, event: "connected", data: "key" },
+      { id: "key:1", event: "chat", data: "no space\n two spaces\n" }
+    ]
+    assert.deepStrictEqual(parse([stream]), expected)
+    // every cut, one byte at a time included, reads the same
+    for (let cut = 1; cut < stream.length; cut++) {
+      assert.deepStrictEqual(parse([stream.subarray(0, cut), stream.subarray(cut)]), expected, `cut at ${cut}`)
+    }
+    assert.deepStrictEqual(parse(Array.from(stream, (byte) => Uint8Array.of(byte))), expected)
+  })
 
-      yield* TestClock.adjust("1999 millis")
-      assert.deepStrictEqual([yield* byDefault.state, yield* set.state], ["connecting", "connecting"])
-      yield* TestClock.adjust("1 millis")
-      yield* reached(set, "closed")
-      assert.strictEqual(yield* byDefault.state, "connecting")
-      yield* TestClock.adjust("7999 millis")
-      assert.strictEqual(yield* byDefault.state, "connecting")
-      yield* TestClock.adjust("1 millis")
-      yield* reached(byDefault, "closed")
-    }))
+  it("gives back every frame the server writes, its head with CRLF, its body with LF for each line break, in chunks cut anywhere", () => {
+    const text = fc.string({ unit: fc.constantFrom("a", "é", "😀", " ", ":", "\r", "\n", "\r\n", "LHTTP/1.0 "), maxLength: 12 })
+    const token = fc.string({ unit: fc.constantFrom("a", "b", "-", "é"), minLength: 1, maxLength: 5 })
+    const frames = fc.array(
+      fc.record({
+        command: token,
+        headers: fc.dictionary(token, fc.string({ unit: fc.constantFrom("x", ":", " ", "é"), maxLength: 5 }), { maxKeys: 3 }),
+        body: text
+      }),
+      { minLength: 1, maxLength: 4 }
+    )
+    fc.assert(
+      fc.property(frames, fc.array(fc.nat(), { maxLength: 6 }), (list, cuts) => {
+        const texts = list.map((f) => Frame.render(Frame.make(f.command, f.headers, f.body)))
+        const written = `retry: 1000\n\nevent: connected\ndata: k\n\n${
+          texts.map((t, i) => `id: k:${i + 1}\n${eventOf(new Outbound(t))}:\n\n`).join("")
+        }event: close\ndata: {"code":1000,"reason":"bye"}\n\n`
+        const bytes = utf8(written)
+        const points = [...new Set(cuts.map((cut) => cut % (bytes.length + 1)))].sort((a, b) => a - b)
+        const chunks = [0, ...points].map((start, i) => bytes.subarray(start, [...points, bytes.length][i]))
+        const events = parse(chunks)
+        assert.deepStrictEqual(events.map((e) => e.event), ["connected", ...list.map((f) => f.command), "close"])
+        assert.deepStrictEqual(events.map(frameOf), [
+          undefined,
+          ...texts.map((t) => {
+            const blank = t.indexOf("\r\n\r\n")
+            return t.slice(0, blank + 4) + t.slice(blank + 4).replace(/\r\n|\r/g, "\n")
+          }),
+          undefined
+        ])
+        assert.deepStrictEqual(events.slice(1, -1).map((e) => e.id), texts.map((_, i) => `k:${i + 1}`))
+      }),
+      { numRuns: 300 }
+    )
+  })
 })
 
 describe("LhttpClient on the global WebSocket (the browser's constructor)", () => {

@@ -1,0 +1,207 @@
+/**
+ * What the HTTP transports of the client share (docs/transports.md): the
+ * server's HTTP address from the client's URL, requests with the global
+ * `fetch`, `POST /send` one frame at a time in order, and `DELETE /send`.
+ */
+import { Cause, Data, Deferred, Duration, Effect, Exit, Queue, Schema, type Scope } from "effect"
+import { notConnected, OpenError, SendError } from "./transport.ts"
+
+/** The settings of an HTTP transport, defaults filled in. */
+export interface Settings {
+  /** The client's URL: `ws(s)://` (the same host over `http(s)://`) or `http(s)://`. */
+  readonly url: string
+  readonly openTimeout: Duration.Input
+  readonly ssePath: string
+  readonly pollPath: string
+  readonly sendPath: string
+}
+
+/** An endpoint of the server: `path` on the host of the client's URL (`ws:` → `http:`, `wss:` → `https:`), with a query. */
+export const endpoint = (url: string, path: string, query: Readonly<Record<string, string>> = {}): string => {
+  const parsed = new URL(url)
+  const protocol = parsed.protocol === "ws:" ? "http:" : parsed.protocol === "wss:" ? "https:" : parsed.protocol
+  const target = new URL(path, `${protocol}//${parsed.host}`)
+  for (const name in query) target.searchParams.set(name, query[name]!)
+  return target.toString()
+}
+
+/** `endpoint`, failing the open when the URL is not one. */
+export const endpointOf = (url: string, path: string, query?: Readonly<Record<string, string>>) =>
+  Effect.try({
+    try: () => endpoint(url, path, query),
+    catch: (cause) => new OpenError({ message: `not a URL: ${url}`, cause })
+  })
+
+/** An answer, read whole. */
+export interface Answer {
+  readonly status: number
+  readonly headers: Headers
+  readonly body: string
+}
+
+/** A request that could not be made or whose answer could not be read. */
+export class NetworkError extends Data.TaggedError("NetworkError")<{
+  readonly message: string
+  readonly cause: unknown
+}> {}
+
+/** An error's message, with its cause's (fetch says "fetch failed" and puts the reason in the cause). */
+export const describeCause = (cause: unknown): string => {
+  if (!(cause instanceof Error)) return String(cause)
+  const inner = cause.cause instanceof Error ? `: ${cause.cause.message}` : ""
+  return `${cause.message}${inner}`
+}
+
+/** A request with the global `fetch`, its answer read whole; interrupting it aborts it. */
+export const request = (url: string, init: RequestInit = {}): Effect.Effect<Answer, NetworkError> =>
+  Effect.tryPromise({
+    try: async (signal) => {
+      const response = await fetch(url, { ...init, signal })
+      return { status: response.status, headers: response.headers, body: await response.text() }
+    },
+    catch: (cause) => new NetworkError({ message: `${init.method ?? "GET"} ${url} failed: ${describeCause(cause)}`, cause })
+  })
+
+/** Fails the open after the open timeout. */
+export const withOpenTimeout = (timeout: Duration.Input) => <A, R>(open: Effect.Effect<A, OpenError, R>) =>
+  Effect.timeoutOrElse(open, {
+    duration: Duration.fromInputUnsafe(timeout),
+    orElse: () => Effect.fail(new OpenError({ message: `the connection did not open within ${Duration.format(Duration.fromInputUnsafe(timeout))}` }))
+  })
+
+/** `{"code":…,"reason":…}`, how a connection ended (a `410`, an `event: close`). */
+export const Ended = Schema.Struct({ code: Schema.Number, reason: Schema.String })
+
+const EndedFromJson = Schema.fromJsonString(Ended)
+
+/** How a connection ended, in words, from a body that should say it. */
+export const endedOf = (body: string): string => {
+  const ended = Schema.decodeUnknownOption(EndedFromJson)(body)
+  return ended._tag === "Some" ? `${ended.value.code} ${ended.value.reason}` : body.trim()
+}
+
+/** `Reason: message` (a `400` of `POST /send`, as the error frame would say). */
+const rejectedBy = (status: number, body: string): SendError => {
+  const text = body.trim()
+  const colon = text.indexOf(": ")
+  const reason = colon > 0 && /^[A-Za-z]+$/.test(text.slice(0, colon)) ? text.slice(0, colon) : undefined
+  return new SendError({
+    reason: "Rejected",
+    message: reason === undefined ? text : text.slice(colon + 2),
+    status,
+    ...(reason === undefined ? {} : { serverReason: reason })
+  })
+}
+
+/** A `retry-after` in seconds (default 1, at most 30). */
+const retryAfter = (headers: Headers): Duration.Duration => {
+  const seconds = Number(headers.get("retry-after") ?? "1")
+  return Duration.seconds(Number.isFinite(seconds) && seconds >= 0 ? Math.min(seconds, 30) : 1)
+}
+
+interface Outgoing {
+  readonly text: string
+  readonly done: Deferred.Deferred<void, SendError>
+}
+
+/**
+ * `POST /send?connection=<id>` for one connection until the scope closes:
+ * one request at a time, in the order of the sends (the server processes
+ * frames in the order it gets the requests). A send succeeds on `202`; the
+ * answers that mean the connection is gone (`404`, `410`) call `gone`, and
+ * `429` (the server is behind) is sent again after `retry-after`, so that
+ * the order holds. What is still waiting when the scope closes fails
+ * `NotConnected`.
+ */
+export const sender = (
+  sendUrl: string,
+  gone: (why: string) => void
+): Effect.Effect<(text: string) => Effect.Effect<void, SendError>, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const queue = yield* Queue.unbounded<Outgoing>()
+    let closed = false
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        closed = true
+        return Queue.clear(queue)
+      }).pipe(
+        Effect.map((left) => {
+          for (const item of left) Deferred.doneUnsafe(item.done, Effect.fail(notConnected()))
+        }),
+        Effect.ignore
+      )
+    )
+
+    // set by an answer that says the connection is gone; told once the send is answered
+    let goneWhy: string | undefined
+    const post = (text: string): Effect.Effect<void, SendError> =>
+      Effect.gen(function*() {
+        while (true) {
+          const answer = yield* request(sendUrl, {
+            method: "POST",
+            body: text,
+            headers: { "content-type": "text/plain; charset=utf-8" }
+          }).pipe(Effect.mapError((error) => notConnected(`the connection is down: ${error.message}`)))
+          switch (answer.status) {
+            case 202:
+              return
+            case 400:
+              return yield* rejectedBy(400, answer.body)
+            case 404: {
+              goneWhy = "no such connection"
+              return yield* notConnected("the connection is gone (404: the server does not know it)")
+            }
+            case 410: {
+              goneWhy = endedOf(answer.body)
+              return yield* notConnected(`the connection ended (410: ${goneWhy})`)
+            }
+            case 413:
+              return yield* new SendError({
+                reason: "TooLarge",
+                message: `the frame is over the server's limit (413: ${answer.body.trim()})`
+              })
+            case 429:
+              // the server is behind on this connection: the same frame again, later, before any other
+              yield* Effect.sleep(retryAfter(answer.headers))
+              continue
+            case 503:
+              return yield* notConnected("the server is shutting down (503)")
+            default:
+              return yield* notConnected(`POST ${sendUrl} answered ${answer.status}: ${answer.body.trim()}`)
+          }
+        }
+      })
+
+    // one frame at a time; a frame taken is always answered, also when the scope closes meanwhile
+    const serveOne = Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(restore(Queue.take(queue)), (item) =>
+        Effect.flatMap(Effect.exit(restore(post(item.text))), (exit) =>
+          Effect.sync(() => {
+            const interrupted = Exit.isFailure(exit) && Cause.hasInterrupts(exit.cause)
+            Deferred.doneUnsafe(item.done, interrupted ? Effect.fail(notConnected()) : exit)
+            if (goneWhy !== undefined) gone(goneWhy)
+          }))
+      )
+    )
+    yield* Effect.forkScoped(Effect.forever(serveOne))
+
+    return (text: string) =>
+      Effect.suspend(() => {
+        if (closed) return Effect.fail(notConnected())
+        const done = Deferred.makeUnsafe<void, SendError>()
+        Queue.offerUnsafe(queue, { text, done })
+        return Deferred.await(done)
+      })
+  })
+
+/**
+ * `DELETE /send?connection=<id>`: the server closes the connection as a
+ * WebSocket close would. At most 2 s; its failures are ignored (the
+ * connection expires on the server anyway).
+ */
+export const release = (url: string, sendPath: string, connection: string): Effect.Effect<void> =>
+  endpointOf(url, sendPath, { connection }).pipe(
+    Effect.flatMap((target) => request(target, { method: "DELETE" })),
+    Effect.timeout("2 seconds"),
+    Effect.ignore
+  )

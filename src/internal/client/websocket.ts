@@ -1,0 +1,31 @@
+/**
+ * The WebSocket transport of the client, on `effect/socket`: a frame per
+ * message both ways. It needs a `Socket.WebSocketConstructor`
+ * (`NodeWS.layerWebSocketConstructor` on Node, the global WebSocket in
+ * browsers).
+ */
+import { type Duration, Effect } from "effect"
+import * as Socket from "effect/socket/Socket"
+import { type Link, notConnected, OpenError, type Transport } from "./transport.ts"
+
+/** A WebSocket transport to `url` (`ws:` or `wss:`). */
+export const make = (
+  url: string,
+  openTimeout: Duration.Input
+): Effect.Effect<Transport, never, Socket.WebSocketConstructor> =>
+  Effect.map(Socket.makeWebSocket(url, { openTimeout }), (socket) => ({
+    open: Effect.gen(function*() {
+      // the reader opens the WebSocket and waits for it (or the open timeout)
+      const reader = yield* socket.reader
+      const writer = yield* socket.writer
+      return {
+        resumed: false,
+        send: (text) => writer.write(text).pipe(Effect.mapError(() => notConnected())),
+        read: (onFrame) =>
+          Effect.gen(function*() {
+            while (true) for (const data of yield* reader.pull) onFrame(data)
+          }).pipe(Effect.ignore)
+      } satisfies Link
+    }).pipe(Effect.mapError((cause) => new OpenError({ message: cause.message, cause }))),
+    close: Effect.void
+  }))
