@@ -101,6 +101,10 @@ export interface Options {
   readonly ttl?: Duration.Input | undefined
   /** Makes a session key (default: 128 random bits, base64url). It must be unguessable. */
   readonly generateKey?: (() => string) | undefined
+  /** Runs after a session was created, with the connection that created it (audit, metrics). */
+  readonly onCreated?: ((session: Session, connection: Connection.Connection) => Effect.Effect<void>) | undefined
+  /** Runs after a session was closed by `close` (not when it expires). */
+  readonly onClosed?: ((key: string) => Effect.Effect<void>) | undefined
 }
 
 /**
@@ -179,6 +183,8 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
   const hub = yield* Hub
   const ttl = Duration.toMillis(Duration.fromInputUnsafe(options?.ttl ?? Duration.hours(24)))
   const generateKey = options?.generateKey ?? makeKey
+  const onCreated = options?.onCreated
+  const onClosed = options?.onClosed
   const context = yield* Effect.context<never>()
   const serverScope = yield* Effect.scope
 
@@ -275,6 +281,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
         yield* attach(connection, key)
         const session = { key, data: value }
         yield* Effect.orDie(connection.send(sessionFrame(session, options?.id)))
+        if (onCreated !== undefined) yield* onCreated(session, connection)
         return session
       }),
     current: (connection) =>
@@ -297,6 +304,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
       Effect.gen(function*() {
         yield* store.delete(key).pipe(Effect.mapError(storeFailed))
         yield* publish(key, { command, headers: new Map([[Header.closed, key]]), body: "" })
+        if (onClosed !== undefined) yield* onClosed(key)
       }),
     restore: (connection, key) =>
       Effect.gen(function*() {

@@ -115,6 +115,26 @@ describe("Sessions", () => {
       assert.strictEqual(yield* third.next(), notFound("r2"))
     }))
 
+  it.live("the hooks: generateKey makes the key; onCreated and onClosed run with the session", () =>
+    Effect.gen(function*() {
+      const events: Array<string> = []
+      let n = 0
+      const { connect } = yield* server({
+        generateKey: () => `key-${++n}-unguessable-enough`,
+        onCreated: (session, connection) => Effect.sync(() => events.push(`created ${session.key} ${JSON.stringify(session.data)} ${connection.url}`)),
+        onClosed: (key) => Effect.sync(() => events.push(`closed ${key}`))
+      })
+      const client = yield* connect("/hooks")
+      yield* client.send(frame("login", {}, "{\"name\":\"hook\"}"))
+      assert.strictEqual(sessionOf(yield* client.next()).key, "key-1-unguessable-enough")
+      yield* client.send(frame("logout"))
+      assert.strictEqual(yield* client.next(), "LHTTP/1.0 session\r\nclosed:key-1-unguessable-enough\r\n\r\n")
+      assert.deepStrictEqual(events, [
+        "created key-1-unguessable-enough {\"name\":\"hook\"} /hooks",
+        "closed key-1-unguessable-enough"
+      ])
+    }))
+
   it.live("an unknown key, and a connection without a session, get 404 SessionNotFound", () =>
     Effect.gen(function*() {
       const { connect } = yield* server()
