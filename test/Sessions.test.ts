@@ -4,7 +4,7 @@
  * expired, and signalled, with every connection of a session kept in step.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Layer, Option, Schema, Scope } from "effect"
+import { Deferred, Effect, Exit, Fiber, Layer, Option, Schema, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as NatsBus from "../src/NatsBus.ts"
 import * as NatsSessionStore from "../src/NatsSessionStore.ts"
@@ -51,6 +51,18 @@ const AppLive = Layer.mergeAll(
     }
   }))
 )
+
+// a request that waits at a gate the test opens
+let gate = Deferred.makeUnsafe<void>()
+let waiting = 0
+const Wait = Processor.make("wait")
+const WaitLive = Wait.toLayer({
+  onMessage: (exchange) =>
+    Effect.sync(() => waiting++).pipe(
+      Effect.andThen(Effect.suspend(() => Deferred.await(gate))),
+      Effect.andThen(exchange.send("done"))
+    )
+})
 
 const server = (options?: Sessions.Options) =>
   startMemoryServer(
@@ -202,8 +214,8 @@ describe("Sessions in NATS KV, across nodes", () => {
   /** A node: a server core with its NATS bus and the NATS KV store, until its scope closes. */
   const node = (url: string) =>
     startMemoryServer(
-      { processors: [Sessions.SessionProcessor, Login, Rename, Logout, Notify, Whoami] },
-      AppLive.pipe(
+      { processors: [Sessions.SessionProcessor, Login, Rename, Logout, Notify, Whoami, Wait] },
+      Layer.merge(AppLive, WaitLive).pipe(
         Layer.provideMerge(Sessions.layer()),
         Layer.provide(NatsSessionStore.layer({ servers: url }))
       ),
@@ -237,6 +249,36 @@ describe("Sessions in NATS KV, across nodes", () => {
       const last = yield* two.connect()
       yield* last.send(frame("session", { restore: key, id: "r3" }))
       assert.strictEqual(yield* last.next(), notFound("r3"))
+    }))
+
+  it.live("a node drains: its request in flight replies, a new one gets ShuttingDown, then 1001; the client restores its session on the other node", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServerWith({ jetstream: true })
+      gate = Deferred.makeUnsafe()
+      const one = yield* node(nats.url)
+      const two = yield* node(nats.url)
+      const client = yield* one.connect()
+      yield* client.send(frame("login", {}, "{\"name\":\"carol\"}"))
+      const { key } = sessionOf(yield* client.next())
+      yield* client.send(frame("wait", { id: "w" }))
+      yield* eventually(() => waiting > 0)
+      const draining = yield* Effect.forkChild(one.server.drain)
+      yield* eventually(() => one.server.isDraining())
+      yield* client.send(frame("whoami", { id: "late" }))
+      assert.strictEqual(
+        yield* client.next(),
+        "LHTTP/1.0 error\r\nstatus:503\r\nreason:ShuttingDown\r\nid:late\r\n\r\nthe server is shutting down: send the request again after reconnecting"
+      )
+      yield* Deferred.succeed(gate, undefined)
+      assert.strictEqual(yield* client.next(), "LHTTP/1.0 wait\r\nid:w\r\n\r\ndone")
+      assert.deepStrictEqual(yield* client.closed, { code: 1001, reason: "server shutting down" })
+      yield* Fiber.join(draining)
+      // it reconnects elsewhere and restores its session there
+      const again = yield* two.connect()
+      yield* again.send(frame("session", { restore: key, id: "r" }))
+      assert.deepStrictEqual(sessionOf(yield* again.next()), { key, id: "r", data: { name: "carol" } })
+      yield* again.send(frame("whoami"))
+      assert.strictEqual(yield* again.next(), "LHTTP/1.0 whoami\r\n\r\n{\"name\":\"carol\"}")
     }))
 
   it.live("a nats-server without JetStream fails the store's Layer when it is built, saying so", () =>
