@@ -336,6 +336,23 @@ describe("HTTP transports: SSE", () => {
       yield* eventually(() => hub.channelCount() === 1)
     }))
 
+  it.live("a burst larger than the outbox bound reaches an SSE reader that reads, as it reaches a WebSocket one", () =>
+    Effect.gen(function*() {
+      const { http, url } = yield* server({ maxOutboundBytes: 4096 })
+      const publisher = yield* connect(url)
+      const ws = yield* connect(url)
+      yield* ws.send(frame("c", { subscribe: "burst" }))
+      yield* ws.nothing()
+      const { stream, key } = yield* openSse(http, "?subscribe=burst")
+      yield* send(http, key, frame("echo", {}, "subscribed"))
+      yield* nextFrame(stream)
+      const message = (i: number) => frame("chat", { publish: "burst" }, `${i} ${"b".repeat(120)}`)
+      // 40 frames of about 150 bytes, sent back to back: about 6 KB within a turn or two
+      for (let i = 0; i < 40; i++) publisher.ws.send(message(i))
+      for (let i = 0; i < 40; i++) assert.strictEqual(yield* ws.next(), message(i))
+      for (let i = 0; i < 40; i++) assert.strictEqual((yield* nextFrame(stream)).text, message(i))
+    }))
+
   it.live("a slow SSE reader is closed at the outbox bound (4001) while the other readers get every frame", () =>
     Effect.gen(function*() {
       const { http, url, hub } = yield* server({ maxOutboundBytes: 64 * 1024 })

@@ -165,7 +165,12 @@ export const make = (server: LhttpServer.LhttpServer["Service"], settings: Setti
       const session = resumed ?? new Session("sse", peerOf(request), settings.replayBytes)
       response.write(head + controlEvent("connected", session.key))
       const sink: Sink = {
-        write: (chunk) => void response.write(chunk),
+        write: (chunk) => {
+          response.write(chunk)
+          // the response corks its socket until the next tick: uncorked now, the bytes go to the kernel,
+          // so what the outbox bound judges is what the peer has not taken, as over a WebSocket
+          response.socket?.uncork()
+        },
         end: () => void response.end(),
         bufferedBytes: () => response.writableLength
       }
