@@ -2,30 +2,39 @@
  * The browser SDK (src/browser/lhttp.js) in Node: its frames byte for byte (the original SDK's
  * vectors without its bugs), its decoding of what servers send, and its behaviour against a real
  * in-process server: request/reply, a chat as the original demo wrote it, and reconnection with
- * re-subscription after the server closes the connection or restarts.
+ * re-subscription after the server closes the connection or restarts. Then the same over
+ * long-poll and Server-Sent Events (read with fetch), resuming a broken stream or poll, and the
+ * fallback from a WebSocket that cannot connect to SSE and long-poll.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Layer, Result, Scope } from "effect"
+import { Deferred, Effect, Exit, Layer, Result, Scope } from "effect"
 import * as fc from "fast-check"
+import * as Http from "node:http"
+import * as Net from "node:net"
+import * as Path from "node:path"
 import { vi } from "vitest"
 import {
   Context,
   decode,
   encode,
+  fromEvent,
+  type HttpConnection,
   Lhttp,
   LhttpError,
   type LhttpOptions,
   Message,
   type State,
+  type Transport,
   type WebSocketLike
 } from "../src/browser/lhttp.js"
 import * as Chat from "../src/demo/Chat.ts"
 import * as Echo from "../src/demo/Echo.ts"
 import * as Frame from "../src/Frame.ts"
+import { eventOf } from "../src/internal/session.ts"
 import * as Processor from "../src/Processor.ts"
 import WebSocketWs from "ws"
-import { connect, frame, startServer } from "./utils/lhttp.ts"
-import { freePort } from "./utils/process.ts"
+import { connect, frame, request, startServer } from "./utils/lhttp.ts"
+import { freePort, start } from "./utils/process.ts"
 
 // ---------------------------------------------------------------------------------------------
 // A scripted WebSocket, for exact bytes and deterministic reconnection
@@ -147,10 +156,23 @@ const KickLive = Kick.toLayer({ onMessage: (exchange) => exchange.connection.clo
 const Silent = Processor.make("silent")
 const SilentLive = Silent.toLayer({ onMessage: () => Effect.void })
 
-const server = (port?: number) =>
+// holds its connection's frames until the gate opens
+let gate = Deferred.makeUnsafe<void>()
+const Hold = Processor.make("hold")
+const HoldLive = Hold.toLayer({ onMessage: () => Effect.suspend(() => Deferred.await(gate)) })
+
+const server = (
+  port?: number,
+  options: {
+    readonly paths?: ReadonlyArray<string>
+    readonly sse?: boolean
+    readonly maxMessageBytes?: number
+    readonly sseReplayBytes?: number
+  } = {}
+) =>
   startServer(
-    { processors: [Echo.Echo, Chat.Chat, Kick, Silent], ...(port === undefined ? {} : { port }) },
-    Layer.mergeAll(Echo.layer, Chat.layer, KickLive, SilentLive)
+    { processors: [Echo.Echo, Chat.Chat, Kick, Silent, Hold], ...options, ...(port === undefined ? {} : { port }) },
+    Layer.mergeAll(Echo.layer, Chat.layer, KickLive, SilentLive, HoldLive)
   )
 
 const isChat = (event: string, from: string) => (context: Context) =>
@@ -379,7 +401,9 @@ describe("browser SDK: connection handling (scripted socket)", () => {
       assert.deepStrictEqual(closes, [[1001, false]])
       assert.throws(() => once.lhttp.context.send("x"), /closed/)
 
-      const twice = fake({ reconnect: { initialDelay: 10, maxAttempts: 2 } })
+      // WebSocket only: with the default transports, a WebSocket that never opened falls back to SSE
+      // and long-poll at once (see "falling back" below)
+      const twice = fake({ transports: ["websocket"], reconnect: { initialDelay: 10, maxAttempts: 2 } })
       twice.socket.refuse()
       vi.advanceTimersByTime(10)
       FakeSocket.last.refuse()
@@ -567,7 +591,9 @@ describe("browser SDK: against a real server", () => {
     }
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] })
     const random = vi.spyOn(Math, "random").mockReturnValue(0.5)
-    const lhttp = new Lhttp(`ws://127.0.0.1:${port}/`, { WebSocket: Counted as never })
+    // WebSocket only: with the default transports, a WebSocket that never opened falls back to SSE
+    // and long-poll at once (see "falling back" below)
+    const lhttp = new Lhttp(`ws://127.0.0.1:${port}/`, { WebSocket: Counted as never, transports: ["websocket"] })
     try {
       for (let i = 0; i < 1000; i++) lhttp.context.publish("room", "chat", null, `${i}`)
       assert.throws(() => lhttp.context.publish("room", "chat", null, "1001"), LhttpError, "too many messages")
@@ -588,4 +614,607 @@ describe("browser SDK: against a real server", () => {
       await lhttp.close()
     }
   })
+})
+
+// ---------------------------------------------------------------------------------------------
+// Server-Sent Events and long-poll
+
+/** The data of an SSE event as an `EventSource` gives it: its `data:` lines joined with `\n`. */
+const eventData = (event: string) =>
+  event.split("\n").filter((line) => line.startsWith("data: ")).map((line) => line.slice(6)).join("\n")
+
+describe("browser SDK: fromEvent, an SSE event's data back into a frame", () => {
+  it("puts CRLF back in the head and keeps the body", () => {
+    const cases: Array<[string, string]> = [
+      // docs/transports.md's example
+      ["LHTTP/1.0 chat\npublish:lobby\n\nhello\nsecond line of the body", "LHTTP/1.0 chat\r\npublish:lobby\r\n\r\nhello\nsecond line of the body"],
+      ["LHTTP/1.0 chat\n\nno headers", "LHTTP/1.0 chat\r\n\r\nno headers"],
+      ["LHTTP/1.0 chat\nk:v\n\n", "LHTTP/1.0 chat\r\nk:v\r\n\r\n"],
+      ["LHTTP/1.0 chat\nk:v", "LHTTP/1.0 chat\r\nk:v"],
+      ["LHTTP/1.0 chat room", "LHTTP/1.0 chat room"],
+      ["LHTTP/1.0 x\na:1\nb:2:3\n\nbody\n\nwith blank lines\n", "LHTTP/1.0 x\r\na:1\r\nb:2:3\r\n\r\nbody\n\nwith blank lines\n"]
+    ]
+    for (const [data, text] of cases) assert.strictEqual(fromEvent(data), text)
+    assert.strictEqual(Lhttp.fromEvent, fromEvent)
+  })
+
+  it("gives back each frame the server streams (its event made by the server's code), the body's CRLF and CR as LF", () => {
+    const noLineBreak = fc.string({ unit: "grapheme", maxLength: 12 }).filter((s) => !/[\r\n]/.test(s))
+    const name = fc.string({ unit: "grapheme", minLength: 1, maxLength: 8 }).filter((s) => !/[:\r\n]/.test(s))
+    const body = fc.array(fc.constantFrom("a", "é", "😀", ":", " ", "\r\n", "\r\n\r\n", "\r", "\n", "\n\n", "LHTTP/1.0 x", "data: y"), {
+      maxLength: 12
+    }).map((parts) => parts.join(""))
+    fc.assert(
+      fc.property(noLineBreak, fc.array(fc.tuple(name, noLineBreak), { maxLength: 5 }), body, (command, pairs, text) => {
+        const headers = new Map(pairs)
+        const rendered = Frame.render(Frame.make(command, headers, text))
+        const data = eventData(eventOf({ text: rendered, bytes: new TextEncoder().encode(rendered) }))
+        const lf = text.replace(/\r\n|\r/g, "\n")
+        assert.strictEqual(fromEvent(data), Frame.render(Frame.make(command, headers, lf)))
+        const message = decode(fromEvent(data))
+        assert.strictEqual(message.command, command)
+        assert.deepStrictEqual(Array.from(message.headers), Array.from(headers))
+        assert.strictEqual(message.body, lf)
+      })
+    )
+  })
+})
+
+describe("browser SDK: reading an event stream", () => {
+  // the transport's events with their lines ending in LF, CRLF or CR, as a proxy may pass them
+  const events = [
+    ": a comment\r\n",
+    "retry: 1000\r\n\r\n",
+    "event: connected\rdata: l33LsncyAJlJogOgz58UbQ\r\r",
+    "id: l33LsncyAJlJogOgz58UbQ:1\nevent: chat\ndata: LHTTP/1.0 chat\ndata:publish:room\ndata:\ndata: one é\n\n",
+    "id: l33LsncyAJlJogOgz58UbQ:2\r\nevent: chat\r\ndata: LHTTP/1.0 chat\r\ndata: publish:room\r\ndata: \r\ndata: two 😀\r\ndata: lines\r\n\r\n",
+    "unknown: field\r\nid: l33LsncyAJlJogOgz58UbQ:3\revent: chat\rdata: LHTTP/1.0 chat\rdata: publish:room\rdata: \rdata: three\r\r"
+  ].join("")
+  const bytes = new TextEncoder().encode(events)
+
+  const readsAll = (options: LhttpOptions, url: string) =>
+    Effect.gen(function*() {
+      const c = yield* sdk(url, { transports: ["sse"], ...options })
+      yield* until(() => c.bodies.length === 3, "three frames")
+      assert.deepStrictEqual(c.bodies, ["one é", "two 😀\nlines", "three"])
+      assert.strictEqual(httpConn(c).connection, "l33LsncyAJlJogOgz58UbQ")
+      assert.deepStrictEqual(c.states, ["connecting", "open"])
+    })
+
+  it.live("lines ending with CRLF, CR or LF, a byte at a time from a server", () =>
+    Effect.gen(function*() {
+      const { port } = yield* Effect.acquireRelease(
+        Effect.callback<{ readonly port: number; readonly server: Http.Server }>((resume) => {
+          const server = Http.createServer(async (request, response) => {
+            if (request.method !== "GET") return void response.writeHead(404).end()
+            response.writeHead(200, { "content-type": "text/event-stream; charset=utf-8" })
+            for (const byte of bytes) await new Promise<void>((resolve) => response.write(Buffer.of(byte), () => resolve()))
+          })
+          server.listen(0, "127.0.0.1", () => resume(Effect.succeed({ port: (server.address() as Net.AddressInfo).port, server })))
+        }),
+        ({ server }) =>
+          Effect.callback<void>((resume) => {
+            server.closeAllConnections()
+            server.close(() => resume(Effect.void))
+          })
+      )
+      yield* readsAll({}, `ws://127.0.0.1:${port}/`)
+    }))
+
+  it.live("split anywhere: every chunk boundary, CRLF and UTF-8 sequences included", () =>
+    Effect.gen(function*() {
+      // TCP decides where the chunks of a real stream end: a Response of one-byte chunks makes each cut certain
+      for (const size of [1, 2, 3, 7]) {
+        const chunked: typeof fetch = async (input) =>
+          String(input).includes("/sse")
+            ? new Response(
+              new ReadableStream<Uint8Array>({
+                start(controller) {
+                  for (let i = 0; i < bytes.length; i += size) controller.enqueue(bytes.slice(i, i + size))
+                }
+              }),
+              { status: 200, headers: { "content-type": "text/event-stream; charset=utf-8" } }
+            )
+            : new Response(null, { status: 404 })
+        yield* readsAll({ fetch: chunked }, "ws://lhttp.invalid/")
+      }
+    }))
+})
+
+/** A TCP relay in front of a server whose connections can be cut. */
+const relay = (target: number) =>
+  Effect.acquireRelease(
+    Effect.callback<{ readonly port: number; readonly cut: () => void; readonly server: Net.Server; readonly sockets: Set<Net.Socket> }>(
+      (resume) => {
+        const sockets = new Set<Net.Socket>()
+        const track = (socket: Net.Socket) => {
+          sockets.add(socket)
+          socket.on("close", () => sockets.delete(socket))
+          socket.on("error", () => socket.destroy())
+        }
+        const server = Net.createServer((downstream) => {
+          track(downstream)
+          const upstream = Net.connect(target, "127.0.0.1")
+          track(upstream)
+          downstream.pipe(upstream).pipe(downstream)
+          downstream.on("close", () => upstream.destroy())
+          upstream.on("close", () => downstream.destroy())
+        })
+        server.listen(0, "127.0.0.1", () =>
+          resume(Effect.succeed({
+            server,
+            sockets,
+            port: (server.address() as Net.AddressInfo).port,
+            cut: () => {
+              for (const socket of sockets) socket.destroy()
+            }
+          })))
+      }
+    ),
+    (front) =>
+      Effect.callback<void>((resume) => {
+        for (const socket of front.sockets) socket.destroy()
+        front.server.close(() => resume(Effect.void))
+      })
+  )
+
+/** The main job (`npm start`) on `port`, stopped with the scope. */
+const mainJob = (port: number) =>
+  Effect.acquireRelease(
+    Effect.promise(async () => {
+      const program = start(Path.join(import.meta.dirname, "..", "src", "main.ts"), {
+        env: { LHTTP_PORT: String(port), LHTTP_HOST: "127.0.0.1" }
+      })
+      await program.waitFor(/listening on/, 15_000)
+      return program
+    }),
+    (program) => Effect.promise(() => program.stop())
+  )
+
+const httpConn = (c: Watched) => c.lhttp.conn as HttpConnection
+
+const viaHttp: ReadonlyArray<"sse" | "poll"> = ["poll", "sse"]
+
+describe("browser SDK over long-poll and SSE (Node: fetch)", () => {
+  for (const transport of viaHttp) {
+    // a body on its way down: exact over long-poll (JSON), its line breaks as LF over SSE
+    const down = (body: string) => transport === "sse" ? body.replace(/\r\n|\r/g, "\n") : body
+
+    it.live(`${transport}: subscribe, publish, request/reply, error frames; close() ends the connection (DELETE /send)`, () =>
+      Effect.gen(function*() {
+        const { http, url } = yield* server()
+        const observer = yield* connect(url)
+        yield* observer.send(frame("watch", { subscribe: "room" }))
+        yield* observer.nothing()
+        const alice = yield* sdk(url, { transports: [transport] })
+        alice.lhttp.on_open = (ctx) => ctx.subscribe("room", "chat", { name: "alice" }, "")
+        assert.strictEqual(alice.lhttp.transport, transport)
+        assert.strictEqual((yield* alice.next((ctx) => ctx.getHeader("event") === "members")).getBody(), "alice")
+        yield* alice.next(isChat("join", "alice"))
+        assert.strictEqual(yield* observer.next(), "LHTTP/1.0 chat\r\nevent:join\r\nroom:room\r\nfrom:alice\r\n\r\n")
+        assert.strictEqual(httpConn(alice).transport, transport)
+        const id = httpConn(alice).connection!
+        assert.match(id, /^[\w-]{22}$/)
+
+        // down: a frame another client publishes
+        yield* observer.send(frame("chat", { publish: "room" }, "line 1\r\nline 2\r\n\r\nafter a blank line"))
+        const theirs = yield* alice.next((ctx) => ctx.getHeader("from") === "anonymous")
+        assert.strictEqual(
+          encode(theirs.req),
+          `LHTTP/1.0 chat\r\npublish:room\r\nfrom:anonymous\r\n\r\n${down("line 1\r\nline 2\r\n\r\nafter a blank line")}`
+        )
+        yield* observer.next()
+        // up: exact, whatever the transport
+        alice.lhttp.context.publish("room", "chat", { mood: "fine:thanks" }, "hi\r\n\r\nthere")
+        assert.strictEqual(
+          yield* observer.next(),
+          "LHTTP/1.0 chat\r\npublish:room\r\nmood:fine:thanks\r\nfrom:alice\r\n\r\nhi\r\n\r\nthere"
+        )
+        yield* alice.next((ctx) => ctx.getHeader("from") === "alice" && ctx.getHeader("publish") === "room")
+
+        const replies = yield* Effect.promise(() =>
+          Promise.all(["one", "two\r\n\r\nlines", "x:y"].map((body) => alice.lhttp.request("echo", { trace: "t:1" }, body)))
+        )
+        assert.deepStrictEqual(replies.map((reply) => reply.getBody()), ["one", down("two\r\n\r\nlines"), "x:y"])
+        assert.strictEqual(new Set(replies.map((reply) => reply.getHeader("id"))).size, 3)
+        const unknown = yield* failure(alice.lhttp.request("nosuch", { id: "mine" }, ""))
+        assert.deepInclude(unknown, { status: 404, reason: "UnknownCommand", id: "mine" })
+        // no reply went to on_message: the frames it got, then a marker
+        alice.lhttp.context.publish("room", "chat", null, "marker")
+        yield* alice.next((ctx) => ctx.getBody() === "marker")
+        assert.deepStrictEqual(alice.bodies, ["alice", "", down("line 1\r\nline 2\r\n\r\nafter a blank line"), down("hi\r\n\r\nthere"), "marker"])
+        yield* observer.next()
+
+        // close(): DELETE /send ends the connection on the server, whose onClose hooks run
+        yield* Effect.promise(() => alice.lhttp.close())
+        assert.strictEqual(alice.lhttp.state, "closed")
+        assert.deepStrictEqual(alice.closes.map((c) => [c.code, c.willReconnect]), [[1000, false]])
+        assert.strictEqual(yield* observer.next(), "LHTTP/1.0 chat\r\nevent:leave\r\nroom:room\r\nfrom:alice\r\n\r\n")
+        const after = yield* request(`${http}/send?connection=${id}`, { method: "POST", body: frame("echo") })
+        assert.strictEqual(after.status, 410)
+        assert.deepStrictEqual(JSON.parse(after.body), { connection: id, code: 1000, reason: "closed by the client" })
+      }))
+
+    it.live(`${transport}: the server ends the connection (4100): on_close with its code and reason, a new connection, joined again`, () =>
+      Effect.gen(function*() {
+        const { url } = yield* server()
+        const bob = yield* sdk(url)
+        bob.lhttp.on_open = (ctx) => ctx.subscribe("room", "chat", { name: "bob" }, "")
+        yield* bob.next(isChat("join", "bob"))
+        const alice = yield* sdk(url, { transports: [transport] })
+        const opens: Array<boolean | undefined> = []
+        alice.lhttp.on_open = (ctx) => {
+          opens.push(ctx.reconnected)
+          if (!ctx.reconnected) ctx.subscribe("room", "chat", { name: "alice" }, "")
+        }
+        yield* bob.next(isChat("join", "alice"))
+        const first = httpConn(alice).connection
+
+        alice.lhttp.send({ command: "kick" })
+        yield* bob.next(isChat("leave", "alice"))
+        yield* bob.next(isChat("join", "alice")) // the subscription, re-sent with the name
+        yield* opened(alice)
+        assert.deepStrictEqual(alice.closes.map((c) => [c.code, c.reason, c.willReconnect]), [[4100, "kicked", true]])
+        assert.deepStrictEqual(alice.states, ["connecting", "open", "reconnecting", "open"])
+        assert.deepStrictEqual(opens, [false, true])
+        assert.notStrictEqual(httpConn(alice).connection, first)
+        assert.strictEqual(alice.lhttp.transport, transport)
+
+        bob.lhttp.context.publish("room", "chat", null, "welcome back")
+        assert.strictEqual((yield* alice.next((ctx) => ctx.getBody() === "welcome back")).getHeader("from"), "bob")
+        alice.lhttp.context.publish("room", "chat", null, "thanks")
+        assert.strictEqual((yield* bob.next((ctx) => ctx.getBody() === "thanks")).getHeader("from"), "alice")
+      }))
+
+    it.live(`${transport}: cut connections resume the same connection: nothing lost, nothing twice, what was sent meanwhile goes out after`, () =>
+      Effect.gen(function*() {
+        const { port, url } = yield* server()
+        const front = yield* relay(port)
+        const observer = yield* connect(url)
+        yield* observer.send(frame("watch", { subscribe: "room" }))
+        yield* observer.nothing()
+        // no jitter: the resume waits 1 s, while the test publishes to a connection nothing reads
+        const c = yield* sdk(`ws://127.0.0.1:${front.port}/`, {
+          transports: [transport],
+          reconnect: { initialDelay: 1_000, jitter: 0 }
+        })
+        const opens: Array<boolean | undefined> = []
+        c.lhttp.on_open = (ctx) => void opens.push(ctx.reconnected)
+        c.lhttp.context.subscribe("room", "watch", null, "")
+        yield* opened(c)
+        const id = httpConn(c).connection
+        // the subscription is in place once an echo sent after it comes back
+        assert.strictEqual((yield* Effect.promise(() => c.lhttp.request("echo", null, "ready"))).getBody(), "ready")
+        yield* observer.send(frame("flash", { publish: "room" }, "one"))
+        yield* observer.next()
+        yield* c.next((ctx) => ctx.getBody() === "one")
+
+        front.cut() // the stream (or the waiting poll) and the sockets of the sends
+        yield* until(() => c.lhttp.state === "reconnecting", "the client to notice the cut")
+        yield* observer.send(frame("flash", { publish: "room" }, "two"))
+        assert.strictEqual(yield* observer.next(), "LHTTP/1.0 flash\r\npublish:room\r\n\r\ntwo")
+        c.lhttp.context.publish("room", "flash", null, "sent meanwhile")
+        assert.strictEqual(c.lhttp.state, "reconnecting") // "two" came while nothing was attached
+        yield* opened(c)
+        assert.strictEqual(yield* observer.next(), "LHTTP/1.0 flash\r\npublish:room\r\n\r\nsent meanwhile")
+        yield* c.next((ctx) => ctx.getBody() === "sent meanwhile")
+        assert.deepStrictEqual(c.bodies, ["one", "two", "sent meanwhile"])
+        assert.strictEqual(httpConn(c).connection, id)
+        assert.deepStrictEqual(c.states, ["connecting", "open", "reconnecting", "open"])
+        assert.deepStrictEqual(c.closes, [])
+        assert.deepStrictEqual(opens, [false])
+        assert.isAbove(c.errors(), 0)
+      }), { timeout: 15_000 })
+
+    it.live(
+      `${transport}: the server dies (SIGKILL) and comes back: ${transport === "poll" ? "404" : "reset"}, a new connection, joined again, what was sent meanwhile after`,
+      () =>
+        Effect.gen(function*() {
+          const port = yield* Effect.promise(freePort)
+          const first = yield* Scope.make()
+          const main = yield* mainJob(port).pipe(Scope.provide(first))
+          const deletes: Array<string> = []
+          const alice = yield* sdk(`ws://127.0.0.1:${port}/`, {
+            transports: [transport],
+            // the real fetch, watched
+            fetch: (input, init) => {
+              if (init?.method === "DELETE") deletes.push(new URL(input).searchParams.get("connection")!)
+              return fetch(input, init)
+            }
+          })
+          const opens: Array<boolean | undefined> = []
+          alice.lhttp.on_open = (ctx) => {
+            opens.push(ctx.reconnected)
+            if (!ctx.reconnected) ctx.subscribe("room", "chat", { name: "alice" }, "")
+          }
+          yield* alice.next(isChat("join", "alice"))
+          const id = httpConn(alice).connection
+
+          main.child.kill("SIGKILL") // no drain: the connection is gone without a word
+          yield* until(() => alice.lhttp.state === "reconnecting", "the client to notice")
+          yield* Scope.close(first, Exit.void)
+          alice.lhttp.context.publish("room", "chat", null, "said while the server was down")
+          assert.deepStrictEqual(alice.closes, []) // the connection might still be there
+          yield* mainJob(port)
+          // the new server does not know the connection: a new one, the join re-sent, then the message
+          yield* alice.next(isChat("join", "alice"), 20_000)
+          assert.strictEqual((yield* alice.next((ctx) => ctx.getHeader("event") === "members")).getBody(), "alice")
+          const said = yield* alice.next((ctx) => ctx.getBody() === "said while the server was down")
+          assert.strictEqual(said.getHeader("from"), "alice")
+          assert.deepStrictEqual(alice.closes.map((c) => [c.code, c.reason, c.willReconnect]), [
+            [1006, "the connection is gone", true]
+          ])
+          assert.deepStrictEqual(opens, [false, true])
+          assert.deepStrictEqual(alice.states, ["connecting", "open", "reconnecting", "open"])
+          assert.notStrictEqual(httpConn(alice).connection, id)
+          if (transport === "sse") {
+            // the connection the server opened with its reset is not wanted: closed at once
+            assert.strictEqual(deletes.length, 1)
+            assert.notInclude([id, httpConn(alice).connection], deletes[0])
+            assert.match(deletes[0]!, /^[\w-]{22}$/)
+          } else assert.deepStrictEqual(deletes, [])
+        }),
+      { timeout: 40_000 }
+    )
+
+    it.live(`${transport}: a frame POST /send refuses (413) rejects its request or tells on_error; the connection stays`, () =>
+      Effect.gen(function*() {
+        const { url } = yield* server(undefined, { maxMessageBytes: 1_024 })
+        const c = yield* sdk(url, { transports: [transport] })
+        yield* opened(c)
+        const big = "x".repeat(1_100)
+        const refused = yield* failure(c.lhttp.request("echo", { id: "big" }, big))
+        assert.instanceOf(refused, LhttpError)
+        assert.deepInclude(refused, { status: 413, reason: "TooLarge", message: "a message is at most 1024 bytes", id: "big" })
+        const told: Array<unknown> = []
+        c.lhttp.on_error = (ctx) => void told.push(ctx.event)
+        c.lhttp.context.publish("room", "chat", null, big)
+        assert.strictEqual((yield* Effect.promise(() => c.lhttp.request("echo", null, "still here"))).getBody(), "still here")
+        assert.strictEqual(told.length, 1)
+        assert.deepInclude(told[0] as LhttpError, { status: 413, reason: "TooLarge" })
+        assert.deepStrictEqual(c.closes, [])
+        assert.strictEqual(httpConn(c).readyState, 1)
+      }))
+  }
+
+  it.live("sse: what the server no longer holds when the stream resumes is told as a gap (on_error); the rest comes once, in order", () =>
+    Effect.gen(function*() {
+      // the connection keeps 2 KiB of written frames for a resume
+      const { http, url } = yield* server(undefined, { sseReplayBytes: 2_048 })
+      const observer = yield* connect(url)
+      // no jitter: the resume waits 1 s
+      const c = yield* sdk(url, { transports: ["sse"], reconnect: { initialDelay: 1_000, jitter: 0 } })
+      const told: Array<unknown> = []
+      c.lhttp.on_error = (ctx) => void told.push(ctx.event)
+      c.lhttp.context.subscribe("room", "watch", null, "")
+      yield* opened(c)
+      assert.strictEqual((yield* Effect.promise(() => c.lhttp.request("echo", null, "ready"))).getBody(), "ready") // frame 1
+      yield* observer.send(frame("flash", { publish: "room" }, "before")) // frame 2
+      yield* c.next((ctx) => ctx.getBody() === "before")
+      const id = httpConn(c).connection!
+
+      // another stream takes the connection over (Last-Event-ID), which ends the client's stream
+      const other = new AbortController()
+      const taken = yield* Effect.promise(() => fetch(`${http}/sse`, { headers: { "last-event-id": `${id}:0` }, signal: other.signal }))
+      yield* Effect.addFinalizer(() => Effect.sync(() => other.abort()))
+      assert.strictEqual(taken.status, 200)
+      yield* until(() => c.lhttp.state === "reconnecting", "the client's stream to end")
+      const padding = "x".repeat(100)
+      for (let i = 1; i <= 40; i++) yield* observer.send(frame("flash", { publish: "room" }, `f${i}:${padding}`))
+      // the other stream got them all (and the connection kept the last 2 KiB of them)
+      yield* Effect.promise(async () => {
+        const reader = taken.body!.getReader()
+        const decoder = new TextDecoder()
+        let text = ""
+        while (!text.includes(`data: f40:`)) {
+          const { done, value } = await reader.read()
+          if (done) throw new Error(`the other stream ended: ${text}`)
+          text += decoder.decode(value, { stream: true })
+        }
+      })
+      assert.strictEqual(c.lhttp.state, "reconnecting") // the client had not resumed yet
+
+      yield* opened(c)
+      yield* c.next((ctx) => ctx.getBody() === `f40:${padding}`)
+      // frames 3 to N were dropped: told, and the client has the ones after, once, in order
+      assert.strictEqual(told.filter((event) => (event as { type?: string }).type === "gap").length, 1)
+      const gap = told.find((event) => (event as { type?: string }).type === "gap") as { from: number; to: number }
+      assert.strictEqual(gap.from, 3)
+      assert.isAbove(gap.to, 3)
+      assert.isBelow(gap.to, 42)
+      const kept = Array.from({ length: 42 - gap.to }, (_, i) => `f${gap.to - 1 + i}:${padding}`)
+      assert.deepStrictEqual(c.bodies, ["before", ...kept])
+      assert.strictEqual(httpConn(c).connection, id)
+      assert.deepStrictEqual(c.closes, [])
+    }), { timeout: 15_000 })
+
+  it.live("long-poll: what the server did not take (410: the connection ended first) goes out once, on the next connection", () =>
+    Effect.gen(function*() {
+      const { http, url } = yield* server()
+      const observer = yield* connect(url)
+      yield* observer.send(frame("watch", { subscribe: "room" }))
+      yield* observer.nothing()
+      // the real fetch, watched; polls can be held back (not sent) until released
+      let holdPolls = false
+      const held: Array<() => void> = []
+      const posts: Array<number> = []
+      const c = yield* sdk(url, {
+        transports: ["poll"],
+        fetch: async (input, init) => {
+          if (holdPolls && input.includes("cursor=")) await new Promise<void>((resolve) => held.push(resolve))
+          const response = await fetch(input, init)
+          if (init?.method === "POST") posts.push(response.status)
+          return response
+        }
+      })
+      c.lhttp.on_open = (ctx) => {
+        if (!ctx.reconnected) ctx.subscribe("room", "chat", { name: "alice" }, "")
+      }
+      assert.strictEqual(yield* observer.next(), "LHTTP/1.0 chat\r\nevent:join\r\nroom:room\r\nfrom:alice\r\n\r\n")
+      yield* c.next(isChat("join", "alice"))
+      const id = httpConn(c).connection!
+      // the waiting poll answers this; the next one is held
+      holdPolls = true
+      yield* observer.send(frame("flash", { publish: "room" }, "last one polled"))
+      yield* observer.next()
+      yield* c.next((ctx) => ctx.getBody() === "last one polled")
+      yield* until(() => held.length === 1, "the next poll to be held")
+
+      // the connection ends on the server (as a DELETE from elsewhere would), unknown to the client
+      assert.strictEqual((yield* request(`${http}/send?connection=${id}`, { method: "DELETE" })).status, 204)
+      assert.strictEqual(yield* observer.next(), "LHTTP/1.0 chat\r\nevent:leave\r\nroom:room\r\nfrom:alice\r\n\r\n")
+      assert.strictEqual(c.lhttp.state, "open")
+      c.lhttp.context.publish("room", "chat", null, "said as it ended")
+      const pending = c.lhttp.request("echo", null, "asked as it ended")
+      yield* until(() => posts.includes(410), "POST /send to answer 410")
+      holdPolls = false
+      for (const release of held.splice(0)) release()
+
+      // the poll gets 410: a new connection, the join, then what was not taken, once
+      assert.strictEqual((yield* Effect.promise(() => pending)).getBody(), "asked as it ended")
+      assert.strictEqual(yield* observer.next(), "LHTTP/1.0 chat\r\nevent:join\r\nroom:room\r\nfrom:alice\r\n\r\n")
+      assert.strictEqual(yield* observer.next(), "LHTTP/1.0 chat\r\npublish:room\r\nfrom:alice\r\n\r\nsaid as it ended")
+      yield* observer.nothing()
+      assert.deepStrictEqual(c.closes.map((ctx) => [ctx.code, ctx.reason, ctx.willReconnect]), [[1000, "closed by the client", true]])
+      assert.notStrictEqual(httpConn(c).connection, id)
+      assert.deepStrictEqual(posts.filter((status) => status === 410), [410])
+    }))
+
+  it.live("long-poll: 429 (1,024 frames wait) makes the sender wait and send again: every frame once, in order", () =>
+    Effect.gen(function*() {
+      gate = Deferred.makeUnsafe<void>()
+      const { url } = yield* server()
+      const observer = yield* connect(url)
+      yield* observer.send(frame("watch", { subscribe: "room" }))
+      yield* observer.nothing()
+      const statuses: Array<number> = []
+      const c = yield* sdk(url, {
+        transports: ["poll"],
+        // the real fetch, watched
+        fetch: (input, init) =>
+          fetch(input, init).then((response) => {
+            if (init?.method === "POST") statuses.push(response.status)
+            return response
+          })
+      })
+      yield* opened(c)
+      c.lhttp.send({ command: "hold" }) // holds the connection's frames until the gate opens
+      const count = 1_100
+      for (let i = 0; i < count; i++) c.lhttp.context.publish("room", "flash", null, `${i}`)
+      yield* until(() => statuses.includes(429), "a 429", 20_000)
+      yield* Deferred.succeed(gate, undefined)
+      for (let i = 0; i < count; i++) {
+        assert.strictEqual(yield* observer.next(), `LHTTP/1.0 flash\r\npublish:room\r\n\r\n${i}`)
+      }
+      yield* observer.nothing()
+      assert.strictEqual(statuses.filter((status) => status === 202).length, count + 1)
+    }), { timeout: 30_000 })
+})
+
+describe("browser SDK: falling back from a WebSocket that cannot connect", () => {
+  it.live("the WebSocket upgrade is refused (404): SSE, with the subscriptions, a pending request and the queued sends", () =>
+    Effect.gen(function*() {
+      // WebSocket only at /lhttp: the SDK's upgrade at / gets 404
+      const { port } = yield* server(undefined, { paths: ["/lhttp"] })
+      const observer = yield* connect(`ws://127.0.0.1:${port}/lhttp`)
+      yield* observer.send(frame("watch", { subscribe: "room" }))
+      yield* observer.nothing()
+      const c = yield* sdk(`ws://127.0.0.1:${port}/`)
+      assert.deepStrictEqual(c.lhttp.transports, ["websocket", "sse", "poll"])
+      assert.strictEqual(c.lhttp.transport, "websocket")
+      c.lhttp.context.subscribe("room", "chat", { name: "alice" }, "")
+      const pending = c.lhttp.request("echo", null, "asked before the switch")
+      c.lhttp.context.publish("room", "chat", null, "sent before the switch")
+
+      assert.strictEqual((yield* Effect.promise(() => pending)).getBody(), "asked before the switch")
+      assert.strictEqual(c.lhttp.transport, "sse")
+      assert.strictEqual(httpConn(c).transport, "sse")
+      assert.deepStrictEqual(c.states, ["connecting", "open"])
+      assert.deepStrictEqual(c.closes, []) // a transport that could not connect is no close
+      assert.strictEqual(c.errors(), 1)
+      // the subscription went first, then what was queued
+      assert.strictEqual(yield* observer.next(), "LHTTP/1.0 chat\r\nevent:join\r\nroom:room\r\nfrom:alice\r\n\r\n")
+      assert.strictEqual(yield* observer.next(), "LHTTP/1.0 chat\r\npublish:room\r\nfrom:alice\r\n\r\nsent before the switch")
+      yield* c.next((ctx) => ctx.getBody() === "sent before the switch")
+      assert.deepStrictEqual(c.lhttp.channels, ["room"])
+      yield* observer.send(frame("chat", { publish: "room" }, "to alice"))
+      yield* c.next((ctx) => ctx.getBody() === "to alice")
+    }))
+
+  it.live("past SSE (off on the server) to long-poll; with transports [websocket, poll], straight to long-poll", () =>
+    Effect.gen(function*() {
+      const { port } = yield* server(undefined, { paths: ["/lhttp"], sse: false })
+      const url = `ws://127.0.0.1:${port}/`
+      const tried: Array<Transport> = []
+      const c = yield* sdk(url)
+      c.lhttp.on_error = () => void tried.push(c.lhttp.transport)
+      c.lhttp.context.subscribe("room", "watch", null, "")
+      const pending = c.lhttp.request("echo", null, "asked before the switch")
+      assert.strictEqual((yield* Effect.promise(() => pending)).getBody(), "asked before the switch")
+      assert.strictEqual(c.lhttp.transport, "poll")
+      assert.deepStrictEqual(tried, ["websocket", "sse"])
+      assert.deepStrictEqual(c.states, ["connecting", "open"])
+      const observer = yield* connect(`${url}lhttp`)
+      yield* observer.send(frame("flash", { publish: "room" }, "to the poller"))
+      assert.strictEqual(encode((yield* c.next((ctx) => ctx.getCommand() === "flash")).req), "LHTTP/1.0 flash\r\npublish:room\r\n\r\nto the poller")
+
+      const d = yield* sdk(url, { transports: "websocket,poll" })
+      const triedByD: Array<Transport> = []
+      d.lhttp.on_error = () => void triedByD.push(d.lhttp.transport)
+      assert.strictEqual((yield* Effect.promise(() => d.lhttp.request("echo", null, "hi"))).getBody(), "hi")
+      assert.strictEqual(d.lhttp.transport, "poll")
+      assert.deepStrictEqual(triedByD, ["websocket"])
+    }))
+
+  it.live("when none connects, each is tried in turn and the round starts again from the first after the delay; reconnect: false ends closed", () =>
+    Effect.gen(function*() {
+      const port = yield* Effect.promise(freePort) // nothing listens yet
+      const tried: Array<Transport> = []
+      // no jitter: 1 s between rounds, time enough to start the server between two rounds
+      const c = yield* sdk(`ws://127.0.0.1:${port}/`, { reconnect: { initialDelay: 1_000, jitter: 0 } })
+      c.lhttp.on_error = () => void tried.push(c.lhttp.transport)
+      yield* until(() => tried.length === 3 && c.lhttp.state === "reconnecting", "a round of attempts")
+      yield* server(port)
+      assert.deepStrictEqual(tried, ["websocket", "sse", "poll"]) // the server came up between two rounds
+      yield* opened(c)
+      // the next round starts again with the first transport, which connects
+      assert.strictEqual(c.lhttp.transport, "websocket")
+      assert.deepStrictEqual(tried, ["websocket", "sse", "poll"])
+      assert.deepStrictEqual(c.states, ["connecting", "reconnecting", "open"])
+      assert.deepStrictEqual(c.closes, [])
+
+      const other = yield* Effect.promise(freePort)
+      const once = yield* sdk(`ws://127.0.0.1:${other}/`, { reconnect: false })
+      const triedOnce: Array<Transport> = []
+      once.lhttp.on_error = () => void triedOnce.push(once.lhttp.transport)
+      yield* until(() => once.lhttp.state === "closed", "the end")
+      assert.deepStrictEqual(triedOnce, ["websocket", "sse", "poll"])
+      assert.deepStrictEqual(once.closes.map((ctx) => ctx.willReconnect), [false])
+      assert.deepStrictEqual(once.states, ["connecting", "closed"])
+    }))
+
+  it.live("once a transport has opened, the client stays on it: after a restart where WebSocket works, SSE again", () =>
+    Effect.gen(function*() {
+      const port = yield* Effect.promise(freePort)
+      const first = yield* Scope.make()
+      yield* server(port, { paths: ["/lhttp"] }).pipe(Scope.provide(first))
+      // no jitter: 1 s between attempts, time enough to restart the server between two
+      const c = yield* sdk(`ws://127.0.0.1:${port}/`, { reconnect: { initialDelay: 1_000, jitter: 0 } })
+      const opens: Array<Transport> = []
+      c.lhttp.on_open = () => void opens.push(c.lhttp.transport)
+      c.lhttp.context.subscribe("room", "watch", null, "")
+      yield* opened(c)
+      assert.strictEqual(c.lhttp.transport, "sse")
+      const failed = c.errors()
+      yield* Scope.close(first, Exit.void) // drains: event: close, 1001
+      yield* until(() => c.lhttp.state === "reconnecting", "the client to notice")
+      yield* until(() => c.errors() > failed, "an attempt to reconnect to fail", 5_000) // SSE, not the others
+      yield* server(port) // WebSocket at every path now
+      yield* opened(c)
+      assert.deepStrictEqual(opens, ["sse", "sse"])
+      assert.deepStrictEqual(c.closes.map((ctx) => [ctx.code, ctx.reason]), [[1001, "server shutting down"]])
+      const observer = yield* connect(`ws://127.0.0.1:${port}/`)
+      yield* observer.send(frame("flash", { publish: "room" }, "re-subscribed"))
+      yield* c.next((ctx) => ctx.getBody() === "re-subscribed")
+    }))
 })

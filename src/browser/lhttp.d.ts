@@ -20,7 +20,10 @@ export type Channels = string | ReadonlyArray<string>
  * An error frame from the server (`status` > 0: `status`, `reason` and `id` are its headers, the
  * message its body), or a client-side failure (`status` 0, `reason` `"Timeout"`, `"Closed"`,
  * `"QueueFull"` or `"DuplicateId"`). `decode` and `encode` throw it with the protocol's reasons
- * (`NotLhttp`, `UnsupportedVersion`, `MalformedStartLine`, `MalformedHeader`).
+ * (`NotLhttp`, `UnsupportedVersion`, `MalformedStartLine`, `MalformedHeader`). Over SSE and
+ * long-poll, a frame `POST /send` refused gives its HTTP status, with the reason its answer names
+ * (`NotLhttp`, `InvalidUtf8`, ...) or `"TooLarge"` (413) or `"Refused"`; a failed HTTP request,
+ * `"HttpError"` and its status.
  */
 export declare class LhttpError extends Error {
   constructor(status: number, reason: string, message?: string, id?: string)
@@ -65,6 +68,20 @@ export declare function encode(message: MessageInput): string
  */
 export declare function decode(text: string): Message
 
+/**
+ * A frame's text from the data of a Server-Sent Event of `GET /sse` (its `data:` lines joined with
+ * `\n`, as `EventSource` gives `event.data`): the head, up to the first empty line, gets its CRLF
+ * line breaks back; the body is kept as it is, so a CRLF or CR in it arrives as LF
+ * (docs/transports.md). `decode(fromEvent(event.data))` reads it.
+ */
+export declare function fromEvent(data: string): string
+
+/** How the SDK can reach the server. */
+export type Transport = "websocket" | "sse" | "poll"
+
+/** The transports in their default order of trial: `["websocket", "sse", "poll"]`. */
+export declare const TRANSPORTS: ReadonlyArray<Transport>
+
 /** The connection's state; `"closed"` is final. */
 export type State = "connecting" | "open" | "reconnecting" | "closing" | "closed"
 
@@ -80,6 +97,29 @@ export interface ReconnectOptions {
   readonly jitter?: number
   /** attempts in a row before giving up (default Infinity); the count resets on each open. */
   readonly maxAttempts?: number
+}
+
+/**
+ * The connection over SSE or long-poll (`lhttp.conn` then): `readyState` as a WebSocket's, and the
+ * id the server gave the connection.
+ */
+export interface HttpConnection {
+  readonly transport: "sse" | "poll"
+  /** The `GET /sse` or `GET /poll` URL. */
+  readonly url: string
+  /** The server's id of the connection (the capability to send as it), once open. */
+  readonly connection: string | undefined
+  readonly readyState: number
+  send(data: string): void
+  close(code?: number, reason?: string): void
+}
+
+/** What `on_error` gets in `context.event` when an SSE stream lost frames (an `event: gap`). */
+export interface GapEvent {
+  readonly type: "gap"
+  /** The first and last sequence numbers of the lost frames. */
+  readonly from: number
+  readonly to: number
 }
 
 /** A constructor with the browser's WebSocket API (the global one, or `ws`'s). */
@@ -102,6 +142,23 @@ export interface WebSocketLike {
 }
 
 export interface LhttpOptions {
+  /**
+   * The transports to try, in order (default `["websocket", "sse", "poll"]`; a string may list
+   * them separated by commas or spaces). The client connects with the first; while none has
+   * opened, one that cannot connect makes it try the next at once, and after the last, the first
+   * again after the reconnect delay. Once one has opened, the client stays on it.
+   */
+  readonly transports?: ReadonlyArray<Transport> | string | undefined
+  /** The path (or URL) of the SSE endpoint, on the http(s) twin of the WebSocket URL's host (default `/sse`). */
+  readonly ssePath?: string | undefined
+  /** The path (or URL) of the long-poll endpoint (default `/poll`). */
+  readonly pollPath?: string | undefined
+  /** The path (or URL) where SSE and long-poll connections send (default `/send`). */
+  readonly sendPath?: string | undefined
+  /** How long an SSE or long-poll connection may take to open before the next transport is tried, in ms (default 10000). */
+  readonly openTimeout?: number | undefined
+  /** The `fetch` of the SSE and long-poll transports (default: the global one). */
+  readonly fetch?: ((input: string, init?: RequestInit) => Promise<Response>) | undefined
   /** The WebSocket class (default: the global `WebSocket`). */
   readonly WebSocket?: WebSocketConstructor | undefined
   readonly protocols?: string | Array<string> | undefined
@@ -128,10 +185,14 @@ export declare class Context {
   constructor(lhttp: Lhttp, message?: Message | null, event?: unknown)
   readonly lhttp: Lhttp
   readonly req: Message
-  /** The WebSocket event, for `on_close` and `on_error`. */
+  /**
+   * `on_close`: the WebSocket's close event, or for SSE and long-poll `{ code, reason, wasClean }`.
+   * `on_error`: the WebSocket's error event; for SSE and long-poll the `Error` of a failed request,
+   * a {@link GapEvent}, or the {@link LhttpError} of a frame `POST /send` refused (not a request's).
+   */
   readonly event: unknown
-  /** The current WebSocket. */
-  readonly conn: WebSocketLike | undefined
+  /** The current connection: the WebSocket, or the SSE or long-poll connection. */
+  readonly conn: WebSocketLike | HttpConnection | undefined
   /** `on_open`: whether this is a reconnection (the subscriptions were re-sent just before). */
   reconnected?: boolean
   /** `on_close`: the close code and reason. */
@@ -162,18 +223,27 @@ export declare class Context {
 }
 
 /**
- * An LHTTP connection: opens at construction, reconnects with backoff, and re-sends every
- * subscription after each reconnect. Override the hooks by assigning them or in a subclass.
+ * An LHTTP connection: opens at construction (over the first of `transports` that connects),
+ * reconnects with backoff, and re-sends every subscription after each reconnect. An SSE stream or
+ * a poll that breaks resumes the same connection (`state` goes `"reconnecting"`, then `"open"`, with
+ * no `on_close` nor `on_open`: nothing is lost nor re-sent). Override the hooks by assigning them or
+ * in a subclass.
  */
 export declare class Lhttp {
   /** Without `url`, in a browser: `ws(s)://<location.host>/`. */
   constructor(url?: string | URL | null, options?: LhttpOptions)
   /** A context for sending from outside the hooks: `lhttp.context.publish("room", "chat", null, "hi")`. */
   readonly context: Context
+  /** `fromEvent`, as a static: `Lhttp.fromEvent(event.data)`. */
+  static fromEvent(data: string): string
   readonly url: string
   readonly state: State
-  /** The current WebSocket, if any. */
-  readonly conn: WebSocketLike | undefined
+  /** The transport in use, or being tried while none has opened yet. */
+  readonly transport: Transport
+  /** The transports to try, in order. */
+  readonly transports: ReadonlyArray<Transport>
+  /** The current connection, if any: the WebSocket, or the SSE or long-poll connection. */
+  readonly conn: WebSocketLike | HttpConnection | undefined
   /** The channels subscribed to, re-sent after each reconnect. */
   readonly channels: ReadonlyArray<string>
   /** Each open, reconnections included (`context.reconnected`). */
@@ -182,7 +252,10 @@ export declare class Lhttp {
   on_message(context: Context): void
   /** Each close of an open connection, and the end (`context.willReconnect` false). */
   on_close(context: Context): void
-  /** Each WebSocket error event (failed reconnection attempts included). */
+  /**
+   * Each WebSocket error event (failed reconnection attempts included); over SSE and long-poll,
+   * each failed request, a gap in an SSE stream, and a frame `POST /send` refused.
+   */
   on_error(context: Context): void
   /** Each change of {@link state}. */
   on_state(state: State): void
@@ -198,7 +271,10 @@ export declare class Lhttp {
    * a timeout, or a connection that closed before the reply.
    */
   request(command: string, headers?: HeadersInput, body?: string | null, options?: RequestOptions): Promise<Context>
-  /** Closes for good (no reconnection); resolves when the socket is closed. */
+  /**
+   * Closes for good (no reconnection); resolves when the connection is closed (over SSE and
+   * long-poll: once what was handed to it is sent and `DELETE /send` answered).
+   */
   close(code?: number, reason?: string): Promise<void>
 }
 

@@ -16,6 +16,9 @@
  * their colons, bodies keep every CRLF CRLF, and staged headers are cleared by each send. It adds
  * `unsubscribe`, `request` (replies correlated by an `id` header), `close`, the connection
  * `state`, and reconnection with exponential backoff and jitter that re-sends every subscription.
+ *
+ * Where a WebSocket cannot get through, it falls back to Server-Sent Events (`GET /sse`) and then
+ * to long-poll (`GET /poll`), sending with `POST /send` (docs/transports.md): option `transports`.
  */
 
 /** The start of every frame. */
@@ -26,6 +29,7 @@ const CR_OR_LF = /[\r\n]/
 const BAD_NAME = /[:\r\n]/
 const OPEN = 1
 const CLOSING = 2
+const CLOSED = 3
 // headers that must not be repeated when a subscription is re-sent after a reconnect
 const NOT_RESENT = ["publish", "unsubscribe", "id", "upstream", "upstream-reply"]
 
@@ -133,6 +137,18 @@ export function decode(text) {
   return message
 }
 
+/**
+ * An LHTTP frame's text from the data of a Server-Sent Event (its `data:` lines joined with `\n`,
+ * as an `EventSource` gives it): the head (up to the first empty line) gets its CRLF line breaks
+ * back; the body is kept as it is (a CRLF or CR in it arrived as LF: docs/transports.md).
+ */
+export function fromEvent(data) {
+  const text = String(data)
+  const blank = text.indexOf("\n\n")
+  const head = (blank === -1 ? text : text.slice(0, blank)).replace(/\n/g, CRLF)
+  return blank === -1 ? head : head + CRLF + CRLF + text.slice(blank + 2)
+}
+
 /** The error an error frame stands for. */
 const errorOf = (message) =>
   new LhttpError(
@@ -155,7 +171,7 @@ export class Context {
     this.req = message ?? new Message()
     this.event = event
   }
-  /** The current WebSocket. */
+  /** The current connection: the WebSocket, or the SSE or long-poll connection. */
   get conn() {
     return this.lhttp.conn
   }
@@ -212,8 +228,476 @@ export class Context {
 
 const reconnectDefaults = { initialDelay: 500, maxDelay: 10_000, factor: 2, jitter: 0.5, maxAttempts: Infinity }
 
+/** The transports the SDK knows, in its default order of trial. */
+export const TRANSPORTS = Object.freeze(["websocket", "sse", "poll"])
+
 const report = (error) =>
   typeof globalThis.reportError === "function" ? globalThis.reportError(error) : console.error(error)
+
+const messageOf = (error) => error instanceof Error ? error.message : String(error)
+
+/** Waits `ms`; false when `signal` aborted it first. */
+const sleep = (ms, signal) =>
+  new Promise((resolve) => {
+    if (signal.aborted) return resolve(false)
+    const onAbort = () => {
+      clearTimeout(timer)
+      resolve(false)
+    }
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort)
+      resolve(true)
+    }, ms)
+    signal.addEventListener("abort", onAbort, { once: true })
+  })
+
+/**
+ * Reads a `text/event-stream` as the HTML standard says (lines end with CRLF, LF or CR; `event`,
+ * `data`, `id` fields; comments and other fields ignored) and hands each event to `dispatch` as
+ * `{ type, data, lastEventId }`, `data` being its `data:` lines joined with `\n`.
+ */
+class EventStreamParser {
+  #dispatch
+  #rest = ""
+  #skipLf = false // the last chunk ended with a CR: an LF that starts the next one belongs to it
+  #type = ""
+  #data = []
+  #lastEventId = ""
+  constructor(dispatch) {
+    this.#dispatch = dispatch
+  }
+  push(text) {
+    const buffer = this.#rest + text
+    let start = 0
+    if (this.#skipLf && buffer.charCodeAt(0) === 10) start = 1
+    this.#skipLf = false
+    let cr = buffer.indexOf("\r")
+    let lf = buffer.indexOf("\n")
+    for (;;) {
+      if (cr !== -1 && cr < start) cr = buffer.indexOf("\r", start)
+      if (lf !== -1 && lf < start) lf = buffer.indexOf("\n", start)
+      const end = cr === -1 ? lf : lf === -1 ? cr : Math.min(cr, lf)
+      if (end === -1) break
+      let next = end + 1
+      if (end === cr) {
+        if (next === buffer.length) this.#skipLf = true // an LF may follow in the next chunk
+        else if (buffer.charCodeAt(next) === 10) next++
+      }
+      this.#line(buffer.slice(start, end))
+      start = next
+    }
+    this.#rest = buffer.slice(start)
+  }
+  #line(line) {
+    if (line === "") return this.#flush()
+    if (line.charCodeAt(0) === 58) return // ":" a comment
+    const colon = line.indexOf(":")
+    const field = colon === -1 ? line : line.slice(0, colon)
+    let value = colon === -1 ? "" : line.slice(colon + 1)
+    if (value.charCodeAt(0) === 32) value = value.slice(1)
+    if (field === "event") this.#type = value
+    else if (field === "data") this.#data.push(value)
+    else if (field === "id" && !value.includes("\0")) this.#lastEventId = value
+  }
+  #flush() {
+    const type = this.#type || "message"
+    const data = this.#data
+    this.#type = ""
+    this.#data = []
+    if (data.length > 0) this.#dispatch({ type, data: data.join("\n"), lastEventId: this.#lastEventId })
+  }
+}
+
+/**
+ * A connection over Server-Sent Events (`GET /sse`) or long-poll (`GET /poll`), with `POST /send`
+ * for what the client sends, shaped as the part of a WebSocket the client uses (`readyState`,
+ * `send`, `close`, `onopen`, `onmessage`, `onerror`, `onclose`). Opened once the server names the
+ * connection (`event: connected`, or the first poll's answer). A stream or poll that breaks is
+ * resumed on the same connection (`Last-Event-ID`, the cursor), told by `oninterrupt` and
+ * `onresume`; it closes when the server ends the connection (`event: close`, `410`) or no longer
+ * knows it (`reset`, `404`: `immediate` then, a new connection is due at once). `onclose` gives back
+ * the frames not yet taken by the server (`unsent`).
+ */
+class HttpLink {
+  readyState = 0
+  onopen = null
+  onmessage = null
+  onerror = null
+  onclose = null
+  oninterrupt = null
+  onresume = null
+  onrefused = null
+  ongap = null
+  /** The server's id of the connection, once open. */
+  connection = undefined
+  #config
+  #reading = new AbortController() // the stream or polls, and their waits
+  #sendWait = new AbortController() // the waits of the sender
+  #outbox = [] // { text, id }, oldest first, not yet taken by the server
+  #sender // the promise of the running sender, if any
+  #ended = false // the server ended the connection, or it failed: nothing more to do
+  #closing = false // close() was called
+  #gone = false // a POST was answered 404 or 410: the reader will see the end
+  #interrupted = false
+  #attempt = 0
+  #openTimer
+  #lastEventId = ""
+  #reset = false
+  #cursor = 0
+  #failure // why the open failed, when the link itself gave up (openTimeout)
+
+  constructor(transport, config) {
+    this.transport = transport
+    this.url = config.url
+    this.#config = config
+    if (Number.isFinite(config.openTimeout)) {
+      this.#openTimer = setTimeout(() => {
+        if (this.readyState !== 0) return
+        this.#failure = new Error(`no ${transport} connection within ${config.openTimeout} ms`)
+        this.#reading.abort()
+      }, config.openTimeout)
+    }
+    void (transport === "sse" ? this.#runSse() : this.#runPoll())
+  }
+
+  send(text, id) {
+    if (this.readyState !== OPEN) throw new Error("InvalidStateError: the connection is not open")
+    this.#outbox.push({ text, id })
+    if (this.#sender === undefined) this.#sender = this.#pump()
+  }
+
+  /** Sends what was handed over (no retries), then `DELETE /send`; `onclose` after. */
+  close(code = 1000, reason = "") {
+    if (this.readyState >= CLOSING) return
+    const opened = this.readyState === OPEN
+    this.readyState = CLOSING
+    this.#closing = true
+    clearTimeout(this.#openTimer)
+    this.#reading.abort()
+    this.#sendWait.abort()
+    void (async () => {
+      if (this.#sender !== undefined) await this.#sender
+      if (opened && !this.#gone) {
+        try {
+          const response = await this.#fetch(this.#sendUrl(this.connection), { method: "DELETE" })
+          await response.body?.cancel()
+        } catch {
+          // the server is out of reach: the connection expires there
+        }
+      }
+      this.#finish({ code, reason, wasClean: true })
+    })()
+  }
+
+  get #stopped() {
+    return this.#ended || this.#closing
+  }
+
+  #fetch(url, init) {
+    return this.#config.fetch(url, init)
+  }
+
+  #sendUrl(connection) {
+    const url = new URL(this.#config.sendUrl)
+    url.searchParams.set("connection", connection)
+    return url.href
+  }
+
+  #emit(name, event) {
+    const handler = this[name]
+    if (typeof handler !== "function") return
+    try {
+      handler.call(this, event)
+    } catch (error) {
+      report(error)
+    }
+  }
+
+  #opened(connection) {
+    clearTimeout(this.#openTimer)
+    this.connection = connection
+    this.readyState = OPEN
+    this.#attempt = 0
+    this.#emit("onopen", { type: "open" })
+  }
+
+  #interrupt() {
+    if (this.#interrupted) return
+    this.#interrupted = true
+    this.#emit("oninterrupt", { type: "interrupt" })
+  }
+
+  #resume() {
+    this.#attempt = 0
+    if (!this.#interrupted) return
+    this.#interrupted = false
+    this.#emit("onresume", { type: "resume" })
+  }
+
+  /** How long to wait before resuming, or undefined when it should not be tried again. */
+  #resumeDelay() {
+    return this.#config.resumeDelay(this.#attempt++)
+  }
+
+  /** The end: stops reading, lets the POST in flight settle, then `onclose`. */
+  async #end(event) {
+    if (this.#stopped) return
+    this.#ended = true
+    if (this.readyState === OPEN) this.readyState = CLOSING
+    clearTimeout(this.#openTimer)
+    this.#reading.abort()
+    this.#sendWait.abort()
+    if (this.#sender !== undefined) await this.#sender
+    this.#finish(event)
+  }
+
+  #finish(event) {
+    this.readyState = CLOSED
+    this.#emit("onclose", { type: "close", wasClean: false, ...event, unsent: this.#outbox.splice(0) })
+  }
+
+  /** A connection the server made for us that we do not want (after a `reset`): closed at once. */
+  #discard(connection) {
+    Promise.resolve()
+      .then(() => this.#fetch(this.#sendUrl(connection), { method: "DELETE" }))
+      .then((response) => response.body?.cancel())
+      .catch(() => undefined)
+  }
+
+  #failed(error) {
+    const failure = this.#failure ?? error
+    this.#emit("onerror", failure)
+    if (this.readyState === 0) this.#end({ code: 1006, reason: messageOf(failure) })
+    return failure
+  }
+
+  // ---- sending: POST /send, one at a time, in order ----
+
+  async #pump() {
+    let attempt = 0
+    try {
+      while (this.#outbox.length > 0 && !this.#ended && !this.#gone) {
+        const item = this.#outbox[0]
+        let response
+        try {
+          response = await this.#fetch(this.#sendUrl(this.connection), {
+            method: "POST",
+            headers: { "content-type": "text/plain;charset=UTF-8" },
+            body: item.text
+          })
+        } catch {
+          // not known to be taken: sent again (a failure to connect is the usual cause)
+          if (this.#closing || this.#ended) return
+          if (!(await sleep(this.#config.delay(attempt++), this.#sendWait.signal))) return
+          continue
+        }
+        const status = response.status
+        const body = await response.text().catch(() => "")
+        if (status >= 200 && status < 300) {
+          this.#outbox.shift()
+          attempt = 0
+        } else if (status === 404 || status === 410) {
+          this.#gone = true // not taken: given back with onclose, once the reader sees the end
+        } else if (status === 429 || status >= 500) {
+          if (this.#closing || this.#ended) return
+          const after = Number(response.headers.get("retry-after"))
+          const wait = status === 429 ? (after > 0 ? Math.min(after * 1000, 5_000) : 1_000) : this.#config.delay(attempt++)
+          if (!(await sleep(wait, this.#sendWait.signal))) return
+        } else {
+          this.#outbox.shift()
+          this.#emit("onrefused", { text: item.text, id: item.id, status, body })
+        }
+      }
+    } finally {
+      this.#sender = undefined
+    }
+  }
+
+  // ---- SSE: GET /sse, resumed with Last-Event-ID ----
+
+  async #runSse() {
+    await null // no event before the constructor's caller has set the handlers
+    for (;;) {
+      const headers = { accept: "text/event-stream" }
+      if (this.connection !== undefined) headers["last-event-id"] = this.#lastEventId
+      const outcome = await this.#stream(headers)
+      if (this.#stopped) return
+      if (outcome.end !== undefined) return this.#end(outcome.end)
+      this.#failed(outcome.error)
+      if (this.readyState !== OPEN) return
+      const delay = this.#resumeDelay()
+      if (delay === undefined) return this.#end({ code: 1006, reason: messageOf(outcome.error) })
+      this.#interrupt()
+      if (!(await sleep(delay, this.#reading.signal))) return
+    }
+  }
+
+  async #stream(headers) {
+    let response
+    try {
+      response = await this.#fetch(this.url, { headers, signal: this.#reading.signal })
+    } catch (error) {
+      return { error }
+    }
+    if (response.status === 204) {
+      response.body?.cancel().catch(() => undefined)
+      return { end: { code: 1006, reason: "the connection ended" } }
+    }
+    if (
+      response.status !== 200 || response.body == null ||
+      !/^text\/event-stream/i.test(response.headers.get("content-type") ?? "")
+    ) {
+      response.body?.cancel().catch(() => undefined)
+      return { error: new LhttpError(response.status, "HttpError", `GET ${this.url} answered ${response.status}`) }
+    }
+    const reader = response.body.getReader()
+    const decoder = new TextDecoder()
+    let outcome
+    const parser = new EventStreamParser((event) => {
+      if (outcome === undefined) outcome = this.#event(event)
+    })
+    try {
+      while (outcome === undefined) {
+        const { done, value } = await reader.read()
+        if (done) break
+        parser.push(decoder.decode(value, { stream: true }))
+      }
+    } catch (error) {
+      outcome ??= { error }
+    }
+    if (outcome !== undefined) reader.cancel().catch(() => undefined)
+    return outcome ?? { error: new Error("the event stream ended") }
+  }
+
+  /** One event of the stream; an outcome ends the stream. */
+  #event({ type, data, lastEventId }) {
+    if (this.#stopped) return { stopped: true }
+    if (type === "connected") {
+      if (!this.#reset && this.connection === undefined) {
+        this.#lastEventId = `${data}:0`
+        this.#opened(data)
+        return undefined
+      }
+      if (!this.#reset && data === this.connection) {
+        this.#resume()
+        return undefined
+      }
+      // the connection is gone and the server opened another: a new one is made with our subscriptions
+      this.#discard(data)
+      return { end: { code: 1006, reason: "the connection is gone", immediate: true } }
+    }
+    if (type === "reset") {
+      this.#reset = true
+      return undefined
+    }
+    if (type === "close") {
+      let ended
+      try {
+        ended = JSON.parse(data)
+      } catch {
+        ended = undefined
+      }
+      return { end: { code: Number(ended?.code) || 1006, reason: String(ended?.reason ?? ""), wasClean: true } }
+    }
+    if (type === "gap") {
+      try {
+        const { from, to } = JSON.parse(data)
+        this.#emit("ongap", { type: "gap", from, to })
+      } catch {
+        // not a gap we understand
+      }
+      return undefined
+    }
+    if (this.readyState !== OPEN || !data.startsWith(PROTOCOL)) return undefined
+    if (lastEventId !== "") this.#lastEventId = lastEventId
+    this.#emit("onmessage", { type: "message", data: fromEvent(data) })
+    return undefined
+  }
+
+  // ---- long-poll: GET /poll with the cursor ----
+
+  async #runPoll() {
+    await null
+    const signal = this.#reading.signal
+    let answer
+    try {
+      const response = await this.#fetch(this.url, { signal })
+      if (response.status !== 200) {
+        response.body?.cancel().catch(() => undefined)
+        throw new LhttpError(response.status, "HttpError", `GET ${this.url} answered ${response.status}`)
+      }
+      answer = await response.json()
+      if (typeof answer?.connection !== "string") throw new Error(`GET ${this.url} did not open a connection`)
+    } catch (error) {
+      if (this.#stopped) return
+      return void this.#failed(error)
+    }
+    if (this.#stopped) return this.#discard(answer.connection)
+    this.#cursor = Number(answer.cursor) || 0
+    this.#opened(answer.connection)
+    this.#deliver(answer.frames)
+    const url = new URL(this.url)
+    url.searchParams.set("connection", this.connection)
+    for (;;) {
+      if (this.#stopped) return
+      url.searchParams.set("cursor", String(this.#cursor))
+      let error
+      try {
+        const response = await this.#fetch(url.href, { signal })
+        const status = response.status
+        if (status === 200) {
+          const batch = await response.json()
+          if (this.#stopped) return
+          this.#resume()
+          this.#cursor = Number(batch.cursor)
+          this.#deliver(batch.frames)
+          continue
+        }
+        const text = await response.text().catch(() => "")
+        if (this.#stopped) return
+        if (status === 410) {
+          let ended
+          try {
+            ended = JSON.parse(text)
+          } catch {
+            ended = undefined
+          }
+          return this.#end({ code: Number(ended?.code) || 1006, reason: String(ended?.reason ?? ""), wasClean: true })
+        }
+        // 404: no such connection (the server forgot it); 400: it does not know our cursor
+        if (status === 404 || status === 400) {
+          return this.#end({ code: 1006, reason: "the connection is gone", immediate: true })
+        }
+        error = new LhttpError(status, "HttpError", `GET ${url.pathname} answered ${status}`)
+      } catch (failure) {
+        error = failure
+      }
+      if (this.#stopped) return
+      this.#failed(error)
+      const delay = this.#resumeDelay()
+      if (delay === undefined) return this.#end({ code: 1006, reason: messageOf(error) })
+      this.#interrupt()
+      if (!(await sleep(delay, signal))) return
+    }
+  }
+
+  #deliver(frames) {
+    if (!Array.isArray(frames)) return
+    for (const frame of frames) {
+      if (this.#stopped) return
+      this.#emit("onmessage", { type: "message", data: String(frame) })
+    }
+  }
+}
+
+const transportsOf = (value) => {
+  const list = value === undefined ? TRANSPORTS : typeof value === "string" ? value.split(/[\s,]+/).filter(Boolean) : Array.from(value)
+  const unknown = list.find((transport) => !TRANSPORTS.includes(transport))
+  if (list.length === 0 || unknown !== undefined) {
+    throw new TypeError(`transports: a list of ${TRANSPORTS.join(", ")}${unknown === undefined ? "" : ` (not ${unknown})`}`)
+  }
+  return Array.from(new Set(list))
+}
 
 /**
  * An LHTTP connection. Override the hooks (`on_open`, `on_message`, `on_close`, `on_error`,
@@ -223,7 +707,10 @@ export class Lhttp {
   #url
   #options
   #reconnect
-  #ws
+  #transports
+  #index = 0 // the transport in use, or being tried
+  #chosen = false // a transport opened: the client stays on it
+  #conn
   #state = "connecting"
   #opens = 0
   #wasOpen = false
@@ -237,6 +724,9 @@ export class Lhttp {
   #prefix = Math.random().toString(36).slice(2, 8)
   #nextId = 0
 
+  /** `fromEvent(data)`: a frame's text from the data of an SSE event. */
+  static fromEvent = fromEvent
+
   constructor(url, options) {
     options ??= {}
     if (url == null) {
@@ -246,12 +736,13 @@ export class Lhttp {
     }
     this.#url = String(url)
     this.#options = options
+    this.#transports = transportsOf(options.transports)
     this.#reconnect = options.reconnect === false
       ? undefined
       : { ...reconnectDefaults, ...(typeof options.reconnect === "object" ? options.reconnect : {}) }
     /** A context shared by code outside the hooks: `lhttp.context.publish(...)`. */
     this.context = new Context(this, null)
-    this.#open()
+    this.#open(true)
   }
 
   on_open(_context) {}
@@ -267,9 +758,17 @@ export class Lhttp {
   get state() {
     return this.#state
   }
-  /** The current WebSocket, if any. */
+  /** The transport in use (or being tried): `"websocket"`, `"sse"` or `"poll"`. */
+  get transport() {
+    return this.#transports[this.#index]
+  }
+  /** The transports to try, in order. */
+  get transports() {
+    return Array.from(this.#transports)
+  }
+  /** The current connection, if any: the WebSocket, or the SSE or long-poll connection. */
   get conn() {
-    return this.#ws
+    return this.#conn
   }
   /** The channels this client is subscribed to, re-sent after each reconnect. */
   get channels() {
@@ -286,9 +785,9 @@ export class Lhttp {
     const text = encode(message)
     const subscriptionOnly = this.#track(message)
     const id = message.headers.get("id")
-    const ws = this.#ws
-    if (this.#state === "open" && ws !== undefined && ws.readyState === OPEN) {
-      this.#transmit(ws, text, id)
+    const conn = this.#conn
+    if (this.#state === "open" && conn !== undefined && conn.readyState === OPEN) {
+      this.#transmit(conn, text, id)
     } else if (!subscriptionOnly) {
       if (this.#queue.length >= (this.#options.maxQueue ?? 1000)) {
         throw new LhttpError(0, "QueueFull", "too many messages wait for the connection")
@@ -326,7 +825,7 @@ export class Lhttp {
     })
   }
 
-  /** Closes for good (no reconnect); resolves once the socket is closed. */
+  /** Closes for good (no reconnect); resolves once the connection is closed. */
   close(code = 1000, reason = "") {
     this.#closing = true
     clearTimeout(this.#timer)
@@ -335,50 +834,104 @@ export class Lhttp {
       this.#settle(id)?.reject(new LhttpError(0, "Closed", "the client was closed", id))
     }
     const done = new Promise((resolve) => this.#closeWaiters.push(resolve))
-    const ws = this.#ws
-    if (ws !== undefined && ws.readyState <= CLOSING) {
+    const conn = this.#conn
+    if (conn !== undefined && conn.readyState <= CLOSING) {
       this.#setState("closing")
-      if (ws.readyState <= OPEN) ws.close(code, reason)
+      if (conn.readyState <= OPEN) conn.close(code, reason)
     } else {
-      this.#ws = undefined
+      this.#conn = undefined
       this.#finish()
     }
     return done
   }
 
-  #open() {
-    const WebSocketClass = this.#options.WebSocket ?? globalThis.WebSocket
-    if (typeof WebSocketClass !== "function") throw new TypeError("no WebSocket: pass options.WebSocket")
-    let ws
+  // initial: called by the constructor, which throws what no transport could even start with
+  #open(initial = false) {
+    const transport = this.#transports[this.#index]
+    let conn
     try {
-      ws = this.#options.protocols === undefined
-        ? new WebSocketClass(this.#url)
-        : new WebSocketClass(this.#url, this.#options.protocols)
+      conn = transport === "websocket" ? this.#webSocket() : new HttpLink(transport, this.#linkOptions(transport))
     } catch (error) {
-      if (this.#opens === 0 && this.#attempt === 0) throw error
+      if (this.#fallBack()) return this.#open(initial)
+      if (initial) throw error
       return this.#retry()
     }
-    ws.binaryType = "arraybuffer"
-    this.#ws = ws
+    this.#conn = conn
     this.#wasOpen = false
-    ws.onopen = () => ws === this.#ws && this.#opened(ws)
-    ws.onmessage = (event) => ws === this.#ws && this.#received(event.data)
-    ws.onerror = (event) => ws === this.#ws && this.#hook("on_error", new Context(this, null, event))
-    ws.onclose = (event) => ws === this.#ws && this.#closed(ws, event)
+    conn.onopen = () => conn === this.#conn && this.#opened(conn)
+    conn.onmessage = (event) => conn === this.#conn && this.#received(event.data)
+    conn.onerror = (event) => conn === this.#conn && this.#hook("on_error", new Context(this, null, event))
+    conn.onclose = (event) => conn === this.#conn && this.#closed(conn, event)
+    if (conn instanceof HttpLink) {
+      conn.oninterrupt = () => conn === this.#conn && this.#setState("reconnecting")
+      conn.onresume = () => conn === this.#conn && this.#resumed(conn)
+      conn.ongap = (event) => conn === this.#conn && this.#hook("on_error", new Context(this, null, event))
+      conn.onrefused = (refusal) => this.#refused(refusal)
+    }
   }
 
-  #opened(ws) {
+  #webSocket() {
+    const WebSocketClass = this.#options.WebSocket ?? globalThis.WebSocket
+    if (typeof WebSocketClass !== "function") throw new TypeError("no WebSocket: pass options.WebSocket")
+    const ws = this.#options.protocols === undefined
+      ? new WebSocketClass(this.#url)
+      : new WebSocketClass(this.#url, this.#options.protocols)
+    ws.binaryType = "arraybuffer"
+    return ws
+  }
+
+  /** The http(s) URL of `path` on the WebSocket URL's host (`ssePath`, `pollPath`, `sendPath`). */
+  #httpUrl(path) {
+    const base = new URL(this.#url, globalThis.location?.href)
+    const protocol = base.protocol === "wss:" ? "https:" : base.protocol === "ws:" ? "http:" : base.protocol
+    return new URL(path, `${protocol}//${base.host}/`).href
+  }
+
+  #linkOptions(transport) {
+    const options = this.#options
+    const fetch = options.fetch ?? globalThis.fetch
+    if (typeof fetch !== "function") throw new TypeError("no fetch: pass options.fetch")
+    return {
+      url: this.#httpUrl(transport === "sse" ? options.ssePath ?? "/sse" : options.pollPath ?? "/poll"),
+      sendUrl: this.#httpUrl(options.sendPath ?? "/send"),
+      fetch: (url, init) => fetch(url, init),
+      openTimeout: options.openTimeout ?? 10_000,
+      delay: (attempt) => this.#delay(attempt),
+      resumeDelay: (attempt) =>
+        this.#reconnect === undefined || attempt >= this.#reconnect.maxAttempts ? undefined : this.#delay(attempt)
+    }
+  }
+
+  /** Moves to the next transport while none has opened yet; false when there is none to try. */
+  #fallBack() {
+    if (this.#chosen) return false
+    if (this.#index < this.#transports.length - 1) {
+      this.#index++
+      return true
+    }
+    this.#index = 0 // the next round starts again with the first
+    return false
+  }
+
+  #opened(conn) {
     const context = new Context(this, null)
     context.reconnected = this.#opens++ > 0
     this.#wasOpen = true
+    this.#chosen = true
     this.#attempt = 0
     this.#setState("open")
     for (const subscription of this.#subscriptions) {
       const headers = new Map(subscription.headers).set("subscribe", Array.from(subscription.channels).join(" "))
-      ws.send(encode(new Message(subscription.command, headers, subscription.body)))
+      conn.send(encode(new Message(subscription.command, headers, subscription.body)))
     }
-    for (const { text, id } of this.#queue.splice(0)) this.#transmit(ws, text, id)
+    for (const { text, id } of this.#queue.splice(0)) this.#transmit(conn, text, id)
     this.#hook("on_open", context)
+  }
+
+  // a stream or poll that broke goes on with the same connection: what waited goes out
+  #resumed(conn) {
+    this.#setState("open")
+    for (const { text, id } of this.#queue.splice(0)) this.#transmit(conn, text, id)
   }
 
   #received(data) {
@@ -396,28 +949,57 @@ export class Lhttp {
     else pending.resolve(new Context(this, message))
   }
 
-  #closed(ws, event) {
-    this.#ws = undefined
+  // POST /send refused a frame (400, 413, ...): its request fails, or on_error tells it
+  #refused({ id, status, body }) {
+    const text = String(body).trim()
+    const named = /^([A-Za-z]+): ([^]*)$/.exec(text)
+    const reason = named?.[1] ?? (status === 413 ? "TooLarge" : "Refused")
+    const error = new LhttpError(status, reason, named?.[2] ?? text, id)
+    const pending = id === undefined ? undefined : this.#settle(id)
+    if (pending !== undefined) pending.reject(error)
+    else this.#hook("on_error", new Context(this, null, error))
+  }
+
+  #closed(conn, event) {
+    this.#conn = undefined
+    // what an SSE or long-poll connection had not handed to the server goes out on the next one
+    const unsent = Array.isArray(event.unsent) ? event.unsent : []
+    for (const { id } of unsent) {
+      const pending = id === undefined ? undefined : this.#pending.get(id)
+      if (pending?.socket === conn) pending.socket = undefined
+    }
+    if (!this.#closing) this.#queue.unshift(...unsent.map(({ text, id }) => ({ text, id })))
     for (const [id, pending] of Array.from(this.#pending)) {
-      if (pending.socket !== ws) continue
+      if (pending.socket !== conn) continue
       this.#settle(id)
       pending.reject(new LhttpError(0, "Closed", `the connection closed before the reply to ${id}`, id))
     }
+    const opened = this.#wasOpen
+    // a transport that could not connect: the next one, at once
+    if (!opened && !this.#closing && this.#fallBack()) return this.#open()
     const retry = !this.#closing && this.#reconnect !== undefined && this.#attempt < this.#reconnect.maxAttempts
     const context = new Context(this, null, event)
     context.code = event.code
     context.reason = event.reason
     context.willReconnect = retry
-    if (retry) this.#retry()
-    else this.#finish()
+    if (!retry) this.#finish()
+    else if (opened && event.immediate === true) {
+      // the server no longer knows the connection: a new one now, with the subscriptions
+      this.#setState("reconnecting")
+      this.#open()
+    } else this.#retry()
     // a failed attempt to reconnect is no connection closing: only on_error and on_state tell it
-    if (this.#wasOpen || !retry) this.#hook("on_close", context)
+    if (opened || !retry) this.#hook("on_close", context)
+  }
+
+  #delay(attempt) {
+    const { initialDelay, maxDelay, factor, jitter } = this.#reconnect ?? reconnectDefaults
+    return Math.min(maxDelay, initialDelay * factor ** attempt) * (1 - jitter * Math.random())
   }
 
   #retry() {
-    const { initialDelay, maxDelay, factor, jitter, maxAttempts } = this.#reconnect
-    if (this.#attempt >= maxAttempts) return this.#finish()
-    const delay = Math.min(maxDelay, initialDelay * factor ** this.#attempt) * (1 - jitter * Math.random())
+    if (this.#reconnect === undefined || this.#attempt >= this.#reconnect.maxAttempts) return this.#finish()
+    const delay = this.#delay(this.#attempt)
     this.#attempt++
     this.#setState("reconnecting")
     this.#timer = setTimeout(() => this.#open(), delay)
@@ -429,10 +1011,11 @@ export class Lhttp {
     for (const resolve of this.#closeWaiters.splice(0)) resolve()
   }
 
-  #transmit(ws, text, id) {
+  #transmit(conn, text, id) {
     const pending = id === undefined ? undefined : this.#pending.get(id)
-    if (pending !== undefined) pending.socket = ws
-    ws.send(text)
+    if (pending !== undefined) pending.socket = conn
+    if (conn instanceof HttpLink) conn.send(text, id)
+    else conn.send(text)
   }
 
   #settle(id) {

@@ -2,9 +2,13 @@
  * Headless Chromium for browser tests: Debian's `chromium` driven by
  * playwright-core (no browser download), with a fresh profile per launch.
  * Also the steps of the chat demo (src/demo/chat.html) that both
- * test/Browser.test.ts and scripts/chat-screenshot.mjs take.
+ * test/Browser.test.ts and scripts/chat-screenshot.mjs take, and for
+ * test/BrowserTransports.test.ts: the anonymous chat room over a raw
+ * `EventSource`, and an HTTP proxy that passes no WebSocket.
  */
 import * as Fs from "node:fs"
+import * as Http from "node:http"
+import type * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { type BrowserContext, chromium, type Page } from "playwright-core"
@@ -95,3 +99,111 @@ export const logShows = (page: Page, ...parts: Array<string>): Promise<void> => 
   for (const part of parts) locator = locator.filter({ hasText: part })
   return locator.last().waitFor({ timeout: 8_000 })
 }
+
+/** The chat lines of the chat page's log (not the join and leave events): `[who, text]` each, in order. */
+export const chatLines = (page: Page): Promise<Array<[string, string]>> =>
+  page.$$eval("#log li.mine, #log li.theirs", (items) =>
+    items.map((li): [string, string] => [li.querySelector("b")?.textContent ?? "", li.childNodes[1]?.textContent ?? ""]))
+
+/**
+ * The anonymous chat room over Server-Sent Events, with no SDK: an `EventSource` on
+ * `GET /sse?subscribe=<room>` listening for the `chat` event (the command of the frames the room
+ * carries), and `fetch` posting each line to `POST /send`, one at a time. `#state` says `open` once
+ * the stream is connected; each message shows in `#log` as `<li data-from="...">text</li>`;
+ * `window.say(text)` sends a line (and resolves once the server took it, 202).
+ */
+export const anonymousChatPage = (room: string): string => `<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>anonymous chat</title><link rel="icon" href="data:,"></head>
+<body>
+<p id="state">connecting</p>
+<ul id="log"></ul>
+<script>
+const room = ${JSON.stringify(room)}
+const source = new EventSource("/sse?subscribe=" + encodeURIComponent(room))
+let connection
+source.addEventListener("connected", (event) => {
+  connection = event.data
+  document.getElementById("state").textContent = "open"
+})
+source.addEventListener("chat", (event) => {
+  // the frame's lines joined with LF: the head up to the first empty line, then the body
+  const blank = event.data.indexOf("\\n\\n")
+  const headers = {}
+  for (const line of event.data.slice(0, blank).split("\\n").slice(1)) {
+    headers[line.slice(0, line.indexOf(":"))] = line.slice(line.indexOf(":") + 1)
+  }
+  if (headers.publish !== room) return // the room's join and leave events carry room:, not publish:
+  const li = document.createElement("li")
+  li.dataset.from = headers.from
+  li.textContent = event.data.slice(blank + 2)
+  document.getElementById("log").append(li)
+})
+let sending = Promise.resolve()
+window.say = (text) =>
+  sending = sending.then(() =>
+    fetch("/send?connection=" + encodeURIComponent(connection), {
+      method: "POST",
+      headers: { "content-type": "text/plain;charset=UTF-8" },
+      body: "LHTTP/1.0 chat\\r\\npublish:" + room + "\\r\\n\\r\\n" + text
+    }).then((response) => {
+      if (response.status !== 202) throw new Error("POST /send answered " + response.status)
+    })
+  )
+</script>
+</body>
+</html>
+`
+
+/** The lines of the anonymous page's log: `[from, text]` each, in order. */
+export const anonymousLines = (page: Page): Promise<Array<[string, string]>> =>
+  page.$$eval("#log li", (items) => items.map((li): [string, string] => [li.dataset["from"] ?? "", li.textContent ?? ""]))
+
+/** A running proxy. */
+export interface Proxy {
+  readonly port: number
+  readonly close: () => Promise<void>
+}
+
+/**
+ * An HTTP proxy in front of `127.0.0.1:target` that passes requests and streams their answers
+ * (so Server-Sent Events and long-polls go through) but no WebSocket: an upgrade gets `403`, as
+ * behind a proxy that does not pass `Upgrade`.
+ */
+export const noWebSocketProxy = (target: number): Promise<Proxy> =>
+  new Promise((resolve, reject) => {
+    const sockets = new Set<Net.Socket>()
+    const server = Http.createServer((request, response) => {
+      const upstream = Http.request(
+        { host: "127.0.0.1", port: target, method: request.method, path: request.url, headers: request.headers },
+        (answer) => {
+          response.writeHead(answer.statusCode ?? 502, answer.headers)
+          answer.pipe(response)
+        }
+      )
+      upstream.on("error", () => {
+        if (!response.headersSent) response.writeHead(502)
+        response.end()
+      })
+      response.on("close", () => upstream.destroy())
+      request.pipe(upstream)
+    })
+    server.on("upgrade", (_request, socket: Net.Socket) => {
+      socket.on("error", () => socket.destroy())
+      socket.end("HTTP/1.1 403 Forbidden\r\nconnection: close\r\ncontent-length: 0\r\n\r\n")
+    })
+    server.on("connection", (socket) => {
+      sockets.add(socket)
+      socket.on("close", () => sockets.delete(socket))
+    })
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () =>
+      resolve({
+        port: (server.address() as Net.AddressInfo).port,
+        close: () =>
+          new Promise((done) => {
+            for (const socket of sockets) socket.destroy()
+            server.close(() => done())
+          })
+      }))
+  })
