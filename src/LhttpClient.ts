@@ -21,6 +21,12 @@
  * const overSse = LhttpClient.connect("ws://127.0.0.1:8081/", { transport: "sse" })
  * ```
  *
+ * Typed requests: `client.call(Processor, body)` with the processor
+ * definition the server serves, encoding the body and decoding the reply and
+ * the declared errors with its Schemas. Sessions: the client keeps the
+ * session the server announces (`client.session`, `client.sessions`) and
+ * restores it after every reconnect to a new server connection.
+ *
  * @since 0.1.0
  */
 import {
@@ -30,9 +36,11 @@ import {
   Effect,
   Fiber,
   Layer,
+  Option,
   PubSub,
   Result,
   Schema,
+  SchemaAST,
   type Scope,
   Stream,
   SubscriptionRef
@@ -46,6 +54,7 @@ import * as SseTransport from "./internal/client/sse.ts"
 import type { Link, SendError, Transport } from "./internal/client/transport.ts"
 import * as WebSocketTransport from "./internal/client/websocket.ts"
 import * as Message from "./Message.ts"
+import type * as Processor from "./Processor.ts"
 
 /**
  * The state of the connection.
@@ -67,9 +76,21 @@ export class ClientError extends Schema.TaggedError<ClientError>()("ClientError"
    * `InvalidFrame`: what was to be sent would not read back; `TooLarge`: the
    * server refused a frame over its `maxMessageBytes` (the HTTP transports:
    * `413`, the connection stays; a WebSocket server closes the connection
-   * with 1009 instead).
+   * with 1009 instead); `InvalidBody`: `call`'s body did not encode with the
+   * processor's `body` Schema (nothing was sent); `InvalidReply`: the answer
+   * to a `call` did not decode (its reply with the `reply` Schema, or a
+   * declared error with the `error` Schema).
    */
-  reason: Schema.Literals(["NotConnected", "Closed", "Timeout", "Rejected", "InvalidFrame", "TooLarge"]),
+  reason: Schema.Literals([
+    "NotConnected",
+    "Closed",
+    "Timeout",
+    "Rejected",
+    "InvalidFrame",
+    "TooLarge",
+    "InvalidBody",
+    "InvalidReply"
+  ]),
   message: Schema.String,
   /** The error frame's status, for `Rejected` (over HTTP also `400`: a frame `POST /send` refused). */
   status: Schema.optional(Schema.Int),
@@ -127,6 +148,13 @@ export interface Options {
   readonly requestTimeout?: Duration.Input | undefined
   /** How long opening a connection may take (default 10 s). */
   readonly openTimeout?: Duration.Input | undefined
+  /**
+   * The key of a session to restore on the first connection (one kept across
+   * a process restart or a page reload). Until the server answers,
+   * `session` is none; then a `Restored` event, or `Closed` with reason
+   * `NotFound` when the server no longer has it.
+   */
+  readonly session?: string | undefined
 }
 
 /**
@@ -137,6 +165,48 @@ export interface Options {
 export interface HttpOptions extends Options {
   readonly transport: "sse" | "poll"
 }
+
+/**
+ * Options of a request (`request` and `call`).
+ *
+ * @since 0.1.0
+ */
+export interface RequestOptions {
+  /** Headers sent with the request (besides its `id`). */
+  readonly headers?: Readonly<Record<string, string>> | undefined
+  /** How long to wait for the answer (default: the client's `requestTimeout`). */
+  readonly timeout?: Duration.Input | undefined
+}
+
+/**
+ * A session as the client knows it: its key and its data (JSON), from the
+ * last `session` frame the server sent.
+ *
+ * @since 0.1.0
+ */
+export interface Session {
+  readonly key: string
+  readonly data: unknown
+}
+
+/**
+ * A change of the client's session:
+ *
+ * - `Created`: the server announced a session with a new key (a login);
+ * - `Updated`: new data for the current session (the server's `update`);
+ * - `Restored`: the answer to the restore the client sent on a new connection
+ *   (after a reconnect, or the `session` option), with the data now;
+ * - `Closed`: the session is gone: the server closed it (`reason: "Closed"`),
+ *   or a restore was answered `404 SessionNotFound` (`reason: "NotFound"`:
+ *   unknown, closed or expired).
+ *
+ * @since 0.1.0
+ */
+export type SessionEvent =
+  | { readonly _tag: "Created"; readonly session: Session }
+  | { readonly _tag: "Updated"; readonly session: Session }
+  | { readonly _tag: "Restored"; readonly session: Session }
+  | { readonly _tag: "Closed"; readonly key: string; readonly reason: "Closed" | "NotFound" }
 
 /**
  * A connected client.
@@ -171,12 +241,37 @@ export interface LhttpClient {
   readonly request: (
     command: string,
     body?: string,
-    options?: {
-      readonly headers?: Readonly<Record<string, string>> | undefined
-      readonly timeout?: Duration.Input | undefined
-    }
+    options?: RequestOptions
   ) => Effect.Effect<Message.Message, ClientError>
-  /** Every frame the server sends, decoded, from the moment the stream is run. */
+  /**
+   * A typed request to the processor of `definition` (the value the server
+   * serves): `body` encoded with its `body` Schema (sent as it is without
+   * one), a fresh `id`, and the reply's body decoded with its `reply` Schema
+   * (without one: the answer is awaited, its value is `undefined`). An error
+   * frame whose reason is the tag of a declared error fails with that error,
+   * decoded from the frame's JSON body with the `error` Schema; any other
+   * error frame fails `Rejected`. A body that does not encode fails
+   * `InvalidBody`, an answer that does not decode `InvalidReply`; no answer
+   * in time `Timeout`. Multiplexed like `request`: calls complete in the
+   * order the server answers them.
+   */
+  readonly call: <Command extends string, Body, Reply, Err>(
+    definition: Processor.Processor<Command, Body, Reply, Err>,
+    body: NoInfer<Body>,
+    options?: RequestOptions
+  ) => Effect.Effect<Reply, Err | ClientError>
+  /**
+   * The session the server announced to this client (a `session` frame with
+   * `session-key`), if any: kept across reconnects, and restored on every new
+   * server connection before anything queued is sent.
+   */
+  readonly session: Effect.Effect<Option.Option<Session>>
+  /** The changes of the session, from the moment the stream is run. */
+  readonly sessions: Stream.Stream<SessionEvent>
+  /**
+   * Every frame the server sends, decoded, from the moment the stream is run:
+   * `session` frames and the answers to the client's own restores included.
+   */
   readonly messages: Stream.Stream<Message.Message>
   /** The messages published to a channel (by their `publish` header). */
   readonly channel: (channel: string) => Stream.Stream<Message.Message>
@@ -208,6 +303,80 @@ const clientError = (error: SendError) =>
     ...(error.status === undefined ? {} : { status: error.status }),
     ...(error.serverReason === undefined ? {} : { serverReason: error.serverReason })
   })
+
+const rejected = (failure: Message.Failure) =>
+  new ClientError({ reason: "Rejected", message: failure.message, status: failure.status, serverReason: failure.reason })
+
+const invalidReply = (message: string) => new ClientError({ reason: "InvalidReply", message })
+
+// the session frames (Sessions.ts on the server; not imported: it is server code)
+const sessionCommand = "session"
+const SessionHeader = { key: "session-key", closed: "closed", restore: "restore" } as const
+
+/** The tags of the errors a Schema declares (its encoded side: tagged structs, in unions), or undefined when it cannot tell. */
+const tagsOf = (ast: SchemaAST.AST, depth: number): Array<string> | undefined => {
+  if (depth > 32) return undefined
+  if (SchemaAST.isUnion(ast)) {
+    const tags: Array<string> = []
+    for (const member of ast.types) {
+      const found = tagsOf(member, depth + 1)
+      if (found === undefined) return undefined
+      tags.push(...found)
+    }
+    return tags
+  }
+  if (SchemaAST.isObjects(ast)) {
+    const tag = ast.propertySignatures.find((property) => property.name === "_tag")
+    return tag !== undefined && SchemaAST.isLiteral(tag.type) && typeof tag.type.literal === "string"
+      ? [tag.type.literal]
+      : undefined
+  }
+  if (SchemaAST.isSuspend(ast)) return tagsOf(ast.thunk(), depth + 1)
+  return undefined
+}
+
+const declaredTags = new WeakMap<object, ReadonlySet<string> | null>()
+
+const tagsDeclared = (schema: Schema.Codec<unknown, unknown>): ReadonlySet<string> | undefined => {
+  let tags = declaredTags.get(schema)
+  if (tags === undefined) {
+    const found = tagsOf(SchemaAST.toEncoded(schema.ast), 0)
+    declaredTags.set(schema, tags = found === undefined ? null : new Set(found))
+  }
+  return tags ?? undefined
+}
+
+/**
+ * What an error frame answering a `call` fails with: the declared error it
+ * carries (its reason a declared tag, its body the error as JSON), or else
+ * `Rejected`. When the Schema's tags cannot be read, a body that decodes to
+ * an error of the frame's reason is taken as declared.
+ */
+const failureOf = <Err>(
+  command: string,
+  schema: Schema.Codec<Err, unknown> | undefined,
+  failure: Message.Failure
+): Err | ClientError => {
+  if (schema === undefined) return rejected(failure)
+  const tags = tagsDeclared(schema as Schema.Codec<unknown, unknown>)
+  if (tags !== undefined && !tags.has(failure.reason)) return rejected(failure)
+  let json: unknown
+  try {
+    json = JSON.parse(failure.message)
+  } catch {
+    return tags === undefined
+      ? rejected(failure)
+      : invalidReply(`the error ${failure.reason} answering ${command} is not JSON`)
+  }
+  if (tags === undefined && (typeof json !== "object" || json === null || (json as { _tag?: unknown })._tag !== failure.reason)) {
+    return rejected(failure)
+  }
+  const decoded = Schema.decodeUnknownResult(schema)(json)
+  if (Result.isSuccess(decoded)) return decoded.success
+  return tags === undefined
+    ? rejected(failure)
+    : invalidReply(`the error ${failure.reason} answering ${command} does not decode: ${decoded.failure.message}`)
+}
 
 const isHttp = (options: Options | undefined): options is HttpOptions =>
   options?.transport === "sse" || options?.transport === "poll"
@@ -260,6 +429,7 @@ const make = Effect.fnUntraced(function*(
   const requestTimeout = options?.requestTimeout ?? "10 seconds"
 
   const incoming = yield* Effect.acquireRelease(PubSub.unbounded<Message.Message>(), PubSub.shutdown)
+  const sessionEvents = yield* Effect.acquireRelease(PubSub.unbounded<SessionEvent>(), PubSub.shutdown)
   const state = yield* SubscriptionRef.make<State>("connecting")
   const held = new Set<string>()
   const pending = new Map<string, Deferred.Deferred<Message.Message, ClientError>>()
@@ -269,6 +439,50 @@ const make = Effect.fnUntraced(function*(
   let heldAtDrop: ReadonlySet<string> = new Set()
   let closed = false
   let sequence = 0
+  const nextId = () => `r${(++sequence).toString(36)}`
+
+  // the session: what the server last said of it, and the key to restore on a new connection
+  // (the `session` option's before the server confirmed it)
+  let current: Option.Option<Session> = Option.none()
+  let sessionKey: string | undefined = options?.session === "" ? undefined : options?.session
+  // the id of the restore in flight: its answer is a `Restored` event
+  let restoring: string | undefined
+
+  const forget = (key: string, reason: "Closed" | "NotFound") => {
+    current = Option.none()
+    sessionKey = undefined
+    PubSub.publishUnsafe(sessionEvents, { _tag: "Closed", key, reason })
+  }
+
+  // keeps the session from the frames that speak of it
+  const observe = (message: Message.Message) => {
+    if (message._tag === "Failure") {
+      if (restoring !== undefined && message.id === restoring && message.reason === "SessionNotFound" && sessionKey !== undefined) {
+        forget(sessionKey, "NotFound")
+      }
+      return
+    }
+    if (message.command !== sessionCommand) return
+    const closedKey = message.headers.get(SessionHeader.closed)
+    if (closedKey !== undefined) {
+      if (closedKey === sessionKey) forget(closedKey, "Closed")
+      return
+    }
+    const key = message.headers.get(SessionHeader.key)
+    if (key === undefined || key === "") return
+    let data: unknown
+    try {
+      data = JSON.parse(message.body)
+    } catch {
+      return
+    }
+    const session: Session = { key, data }
+    const restored = message._tag === "Request" && restoring !== undefined && message.id === restoring
+    const known = Option.isSome(current) && current.value.key === key
+    current = Option.some(session)
+    sessionKey = key
+    PubSub.publishUnsafe(sessionEvents, { _tag: restored ? "Restored" : known ? "Updated" : "Created", session })
+  }
 
   const dispatch = (data: string | Uint8Array) => {
     const decoded = typeof data === "string"
@@ -276,25 +490,15 @@ const make = Effect.fnUntraced(function*(
       : Result.flatMap(Frame.parseBytes(data), (frame) => Message.fromFrame(frame))
     if (Result.isFailure(decoded)) return
     const message = decoded.success
+    // the session first: a call answered by a session frame returns with the session in place
+    observe(message)
     // published before the waiter resumes: a stream run after a request returns does not get its reply
     PubSub.publishUnsafe(incoming, message)
     const id = message._tag === "Notify" ? undefined : message.id
     const waiter = id === undefined ? undefined : pending.get(id)
     if (waiter !== undefined) {
       pending.delete(id!)
-      Deferred.doneUnsafe(
-        waiter,
-        message._tag === "Failure"
-          ? Effect.fail(
-            new ClientError({
-              reason: "Rejected",
-              message: message.message,
-              status: message.status,
-              serverReason: message.reason
-            })
-          )
-          : Effect.succeed(message)
-      )
+      Deferred.doneUnsafe(waiter, Effect.succeed(message))
     }
   }
 
@@ -329,10 +533,47 @@ const make = Effect.fnUntraced(function*(
   const subscribeFrame = (command: "subscribe" | "unsubscribe", channels: Iterable<string>) =>
     Frame.render(Frame.make(command, { [command]: Array.from(channels).join(" ") }))
 
-  // One session: open (or resume), subscribe again, flush the buffer, read until the connection ends.
-  // It succeeds with whether the connection opened at all.
+  const lost = new ClientError({ reason: "NotConnected", message: "the connection was lost" })
+
+  /**
+   * Restores the session on a new connection and waits for the answer (a
+   * request runs beside the connection's other messages on the server: what
+   * is sent after it must wait, or it could run before the session is
+   * attached). Its session frame is `Restored`, `404 SessionNotFound` clears
+   * the session (both in `observe`); any other answer, or none in time,
+   * keeps it for the next connection.
+   */
+  const restoreOn = (link: Link, key: string, reading: Fiber.Fiber<void>) =>
+    Effect.suspend(() => {
+      const id = nextId()
+      const frame = Frame.make(sessionCommand, { [SessionHeader.restore]: key, id })
+      if (Result.isFailure(Frame.validate(frame))) {
+        // a key that cannot be sent is no session the server has
+        forget(key, "NotFound")
+        return Effect.void
+      }
+      const answer = Deferred.makeUnsafe<Message.Message, ClientError>()
+      pending.set(id, answer)
+      restoring = id
+      return link.send(Frame.render(frame)).pipe(
+        Effect.andThen(
+          Deferred.await(answer).pipe(
+            Effect.asVoid,
+            Effect.timeoutOrElse({ duration: Duration.fromInputUnsafe(requestTimeout), orElse: () => Effect.void }),
+            Effect.raceFirst(Effect.andThen(Fiber.await(reading), Effect.fail(lost)))
+          )
+        ),
+        Effect.ensuring(Effect.sync(() => {
+          pending.delete(id)
+          if (restoring === id) restoring = undefined
+        }))
+      )
+    })
+
+  // One connection: open (or resume), subscribe again, restore the session, flush the buffer, read
+  // until the connection ends. It succeeds with whether the connection opened at all.
   let opened = false
-  const session = Effect.gen(function*() {
+  const connection = Effect.gen(function*() {
     opened = false
     const link = yield* transport.open
     if (!link.resumed) {
@@ -344,11 +585,15 @@ const make = Effect.fnUntraced(function*(
       if (added.length > 0) yield* link.send(subscribeFrame("subscribe", added))
       if (removed.length > 0) yield* link.send(subscribeFrame("unsubscribe", removed))
     }
+    // read from now on: the answer to the restore comes this way
+    const reading = yield* Effect.forkScoped(link.read(dispatch))
+    // a resumed connection is still attached to its session on the server
+    if (!link.resumed && sessionKey !== undefined) yield* restoreOn(link, sessionKey, reading)
     for (const text of buffered.splice(0)) yield* link.send(text)
     writer = link
     opened = true
     yield* SubscriptionRef.set(state, "open")
-    yield* link.read(dispatch)
+    yield* Fiber.join(reading)
   }).pipe(
     Effect.scoped,
     Effect.ensuring(Effect.sync(() => {
@@ -359,6 +604,27 @@ const make = Effect.fnUntraced(function*(
     Effect.map(() => opened)
   )
 
+  /** Sends a frame with a fresh `id` and waits for the frame that echoes it (an error frame included). */
+  const exchange = (command: string, body: string | undefined, requestOptions: RequestOptions | undefined) =>
+    Effect.suspend(() => {
+      const id = nextId()
+      const timeout = Duration.fromInputUnsafe(requestOptions?.timeout ?? requestTimeout)
+      return Effect.gen(function*() {
+        const reply = yield* Deferred.make<Message.Message, ClientError>()
+        pending.set(id, reply)
+        yield* send(Frame.make(command, { ...requestOptions?.headers, id }, body))
+        return yield* Deferred.await(reply).pipe(
+          Effect.timeoutOrElse({
+            duration: timeout,
+            orElse: () =>
+              Effect.fail(
+                new ClientError({ reason: "Timeout", message: `no reply to ${command} within ${Duration.format(timeout)}` })
+              )
+          })
+        )
+      }).pipe(Effect.ensuring(Effect.sync(() => pending.delete(id))))
+    })
+
   const delay = (attempt: number) => {
     const base = Math.min(maxDelay, initialDelay * factor ** attempt)
     return Duration.millis(base * (1 - jitter * Math.random()))
@@ -366,7 +632,7 @@ const make = Effect.fnUntraced(function*(
 
   const keepUp = Effect.gen(function*() {
     for (let attempt = 0;; attempt++) {
-      if (yield* session) attempt = 0
+      if (yield* connection) attempt = 0
       if (closed || reconnect === undefined) break
       yield* SubscriptionRef.set(state, "reconnecting")
       yield* Effect.sleep(delay(attempt))
@@ -412,24 +678,35 @@ const make = Effect.fnUntraced(function*(
         return send(Frame.make(command, { publish: list.success.join(" "), ...headers }, body))
       }),
     request: (command, body, requestOptions) =>
-      Effect.suspend(() => {
-        const id = `r${(++sequence).toString(36)}`
-        const timeout = Duration.fromInputUnsafe(requestOptions?.timeout ?? requestTimeout)
-        return Effect.gen(function*() {
-          const reply = yield* Deferred.make<Message.Message, ClientError>()
-          pending.set(id, reply)
-          yield* send(Frame.make(command, { ...requestOptions?.headers, id }, body))
-          return yield* Deferred.await(reply).pipe(
-            Effect.timeoutOrElse({
-              duration: timeout,
-              orElse: () =>
-                Effect.fail(
-                  new ClientError({ reason: "Timeout", message: `no reply to ${command} within ${Duration.format(timeout)}` })
-                )
-            })
+      Effect.flatMap(
+        exchange(command, body, requestOptions),
+        (answer) => answer._tag === "Failure" ? Effect.fail(rejected(answer)) : Effect.succeed(answer)
+      ),
+    call: <Command extends string, Body, Reply, Err>(
+      definition: Processor.Processor<Command, Body, Reply, Err>,
+      body: Body,
+      requestOptions?: RequestOptions
+    ): Effect.Effect<Reply, Err | ClientError> =>
+      Effect.gen(function*() {
+        const command = definition.command
+        const text = definition.body === undefined
+          ? typeof body === "string"
+            ? body
+            : yield* new ClientError({ reason: "InvalidBody", message: `the body of ${command} is not a string` })
+          : yield* Schema.encodeEffect(definition.body)(body).pipe(
+            Effect.mapError((error) =>
+              new ClientError({ reason: "InvalidBody", message: `the body of ${command} does not encode: ${error.message}` })
+            )
           )
-        }).pipe(Effect.ensuring(Effect.sync(() => pending.delete(id))))
+        const answer = yield* exchange(command, text, requestOptions)
+        if (answer._tag === "Failure") return yield* Effect.fail(failureOf(command, definition.error, answer))
+        if (definition.reply === undefined) return undefined as Reply
+        return yield* Schema.decodeEffect(definition.reply)(answer.body).pipe(
+          Effect.mapError((error) => invalidReply(`the reply to ${command} does not decode: ${error.message}`))
+        )
       }),
+    session: Effect.sync(() => current),
+    sessions: Stream.fromPubSub(sessionEvents),
     messages: Stream.fromPubSub(incoming),
     channel: (channel) => Stream.fromPubSub(incoming).pipe(Stream.filter((message) => publishedTo(message).includes(channel))),
     state: SubscriptionRef.get(state),

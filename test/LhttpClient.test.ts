@@ -1,11 +1,12 @@
 import { NodeWS } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Layer, Scope, Stream } from "effect"
+import { Deferred, Effect, Exit, Fiber, Layer, Option, Schema, Scope, Stream } from "effect"
 import * as Socket from "effect/socket/Socket"
 import { TestClock } from "effect/testing"
 import * as fc from "fast-check"
 import * as Net from "node:net"
 import * as Echo from "../src/demo/Echo.ts"
+import * as Login from "../src/demo/Login.ts"
 import * as Frame from "../src/Frame.ts"
 import { type Event, frameOf, Parser } from "../src/internal/client/eventStream.ts"
 import { Outbound } from "../src/internal/outbound.ts"
@@ -15,6 +16,8 @@ import type * as Message from "../src/Message.ts"
 import type * as NodeLhttpServer from "../src/NodeLhttpServer.ts"
 import * as Processor from "../src/Processor.ts"
 import { Rejection } from "../src/Rejection.ts"
+import * as Sessions from "../src/Sessions.ts"
+import * as SessionStore from "../src/SessionStore.ts"
 import { connect as rawConnect, frame, startServer } from "./utils/lhttp.ts"
 import { freePort } from "./utils/process.ts"
 import { until } from "./utils/wait.ts"
@@ -40,10 +43,100 @@ const Tally = Processor.make("tally")
 const tallied: Array<string> = []
 const TallyLive = Tally.toLayer({ onMessage: (exchange) => Effect.sync(() => void tallied.push(exchange.text)) })
 
-const processors = [Echo.Echo, Kick, Deny, Silent, Hold, Tally] as const
-const implementations = Layer.mergeAll(Echo.layer, KickLive, DenyLive, SilentLive, HoldLive, TallyLive)
+// a typed request: body, reply and declared errors (as in docs/requests-and-sessions.md)
+class OffBoard extends Schema.TaggedError<OffBoard>()("OffBoard", { x: Schema.Number, y: Schema.Number }) {}
+class Occupied extends Schema.TaggedError<Occupied>()("Occupied", { by: Schema.String, status: Schema.Number }) {}
+const Point = Schema.Struct({ x: Schema.Number, y: Schema.Number })
+const Place = Processor.make("place", {
+  body: Schema.fromJsonString(Point),
+  reply: Schema.fromJsonString(Schema.Struct({ placed: Point, at: Schema.Number })),
+  error: Schema.Union([OffBoard, Occupied])
+})
+const PlaceLive = Place.toLayer({
+  onMessage: ({ body: { x, y } }) => {
+    if (x < 0 || y < 0) return Effect.fail(new OffBoard({ x, y }))
+    if (x === 1 && y === 1) return Effect.fail(new Occupied({ by: "bob", status: 409 }))
+    if (x === 9) return Effect.fail(new Rejection({ status: 403, reason: "Forbidden", message: "not there" }))
+    if (x === 7) return Effect.die(new Error("secret"))
+    return Effect.succeed({ placed: { x, y }, at: x * 10 + y })
+  }
+})
+
+/** `gated` answers `{ n }` once the test opens the gate of its `n` (a Deferred in `gates`). */
+const Gated = Processor.make("gated", {
+  body: Schema.fromJsonString(Schema.Struct({ n: Schema.Int })),
+  reply: Schema.fromJsonString(Schema.Struct({ n: Schema.Int }))
+})
+const gates = new Map<number, Deferred.Deferred<void>>()
+const GatedLive = Gated.toLayer({
+  onMessage: ({ body: { n } }) =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      gates.set(n, gate)
+      yield* Deferred.await(gate)
+      return { n }
+    })
+})
+
+/** `whoami` writes down the name of its connection's session (or "nobody"), and answers it to a request. */
+const Whoami = Processor.make("whoami")
+const whoamis: Array<string> = []
+/** `rename` sets the name of its connection's session (every connection of it gets the session frame); `logout` closes it. */
+const Rename = Processor.make("rename")
+const Logout = Processor.make("logout")
+const SessionsLive = Layer.mergeAll(
+  Login.layer,
+  Whoami.toLayer(Effect.gen(function*() {
+    const sessions = yield* Sessions.Sessions
+    return {
+      onMessage: (exchange) =>
+        Effect.gen(function*() {
+          const session = yield* sessions.current(exchange.connection)
+          const name = Option.match(session, {
+            onNone: () => "nobody",
+            onSome: (s) => (s.data as { readonly name: string }).name
+          })
+          whoamis.push(name)
+          if (exchange.id !== undefined) yield* exchange.send(name)
+        })
+    }
+  })),
+  Rename.toLayer(Effect.gen(function*() {
+    const sessions = yield* Sessions.Sessions
+    return { onMessage: (exchange) => sessions.update(sessions.keyOf(exchange.connection)!, { name: exchange.text }) }
+  })),
+  Logout.toLayer(Effect.gen(function*() {
+    const sessions = yield* Sessions.Sessions
+    return { onMessage: (exchange) => sessions.close(sessions.keyOf(exchange.connection)!) }
+  }))
+).pipe(Layer.provideMerge(Sessions.layer()))
+
+const processors = [
+  Echo.Echo,
+  Kick,
+  Deny,
+  Silent,
+  Hold,
+  Tally,
+  Place,
+  Gated,
+  Login.Login,
+  Sessions.SessionProcessor,
+  Whoami,
+  Rename,
+  Logout
+] as const
+const implementations = (store: Layer.Layer<SessionStore.SessionStore>) =>
+  Layer.mergeAll(Echo.layer, KickLive, DenyLive, SilentLive, HoldLive, TallyLive, PlaceLive, GatedLive, SessionsLive).pipe(
+    Layer.provide(store)
+  )
 type ServerOptions = Omit<NodeLhttpServer.Options<(typeof processors)[number]>, "processors">
-const server = (options: ServerOptions = {}) => startServer({ processors, ...options }, implementations)
+/** A server of the test; its sessions in a store of its own, or in `store` (one that outlives it). */
+const server = (options: ServerOptions = {}, store: Layer.Layer<SessionStore.SessionStore> = SessionStore.layerMemory) =>
+  startServer({ processors, ...options }, implementations(store))
+
+/** A session store that outlives the servers of a test (built in the test's scope). */
+const sharedStore = Effect.map(Layer.build(SessionStore.layerMemory), (context) => Layer.succeedContext(context))
 
 const client = (url: string, options?: LhttpClient.Options) =>
   LhttpClient.connect(url, { reconnect: { initialDelay: "50 millis", maxDelay: "200 millis" }, ...options }).pipe(
@@ -87,6 +180,9 @@ const processed = (c: LhttpClient.LhttpClient) =>
     const reply = yield* c.request("echo", "barrier", { timeout: "5 seconds" })
     assert.deepInclude(reply, { _tag: "Request", command: "echo", body: "barrier" })
   })
+
+/** An error's own fields and its message (an Error's message is not an own enumerable field). */
+const fieldsOf = (error: { readonly message: string }): object => ({ ...error, message: error.message })
 
 const bodyOf = (message: Message.Message) =>
   message._tag === "Failure" ? `failure: ${message.message}` : message.body
@@ -339,6 +435,287 @@ for (const transport of transports) {
         assert.strictEqual(invalid.reason, "InvalidFrame")
       }))
 
+    it.live("call: a typed reply; each declared error as its typed value; other error frames Rejected", () =>
+      Effect.gen(function*() {
+        const { url } = yield* server()
+        const c = yield* over(url)
+        yield* opened(c)
+        const placed = yield* c.call(Place, { x: 2, y: 3 })
+        assert.deepStrictEqual(placed, { placed: { x: 2, y: 3 }, at: 23 })
+
+        const offBoard = yield* c.call(Place, { x: -1, y: 0 }).pipe(Effect.flip)
+        assert.instanceOf(offBoard, OffBoard)
+        assert.deepStrictEqual({ ...offBoard }, { _tag: "OffBoard", x: -1, y: 0 })
+        const occupied = yield* c.call(Place, { x: 1, y: 1 }).pipe(Effect.flip)
+        assert.instanceOf(occupied, Occupied)
+        assert.deepStrictEqual({ ...occupied }, { _tag: "Occupied", by: "bob", status: 409 })
+        // the error channel is typed: catchTag takes a declared error by its tag
+        const caught = yield* c.call(Place, { x: 3, y: -4 }).pipe(
+          Effect.map((reply) => `placed at ${reply.at}`),
+          Effect.catchTag("OffBoard", (error) => Effect.succeed(`off the board at ${error.x},${error.y}`))
+        )
+        assert.strictEqual(caught, "off the board at 3,-4")
+
+        // not declared: a Respondable error's frame, a defect's 500, an unknown command
+        const forbidden = yield* c.call(Place, { x: 9, y: 0 }).pipe(Effect.flip)
+        assert.instanceOf(forbidden, LhttpClient.ClientError)
+        assert.deepStrictEqual(fieldsOf(forbidden), {
+          _tag: "ClientError",
+          reason: "Rejected",
+          message: "not there",
+          status: 403,
+          serverReason: "Forbidden"
+        })
+        const failed = yield* c.call(Place, { x: 7, y: 0 }).pipe(Effect.flip)
+        assert.deepInclude(failed, { _tag: "ClientError", reason: "Rejected", status: 500, serverReason: "InternalError" })
+        const unknown = yield* c.call(Processor.make("nosuch"), "").pipe(Effect.flip)
+        assert.deepInclude(unknown, { _tag: "ClientError", reason: "Rejected", status: 404, serverReason: "UnknownCommand" })
+
+        // without Schemas: the text goes as it is, the answer is awaited (void)
+        assert.isUndefined(yield* c.call(Echo.Echo, "plain text"))
+        const timeout = yield* c.call(Silent, "", { timeout: "200 millis" }).pipe(Effect.flip)
+        assert.deepInclude(timeout, { reason: "Timeout", message: "no reply to silent within 200ms" })
+        const denied = yield* c.call(Deny, "").pipe(Effect.flip)
+        assert.deepInclude(denied, { reason: "Rejected", status: 403, serverReason: "Forbidden", message: "not for you" })
+      }))
+
+    it.live("call: a reply or a declared error that does not decode fails InvalidReply; a body that does not encode InvalidBody, and nothing is sent", () =>
+      Effect.gen(function*() {
+        const { url } = yield* server()
+        const c = yield* over(url)
+        yield* opened(c)
+        // the client's idea of `place` differs from the server's
+        class OffBoardText extends Schema.TaggedError<OffBoardText>()("OffBoard", { x: Schema.String }) {}
+        const Drifted = Processor.make("place", {
+          body: Schema.fromJsonString(Point),
+          reply: Schema.fromJsonString(Schema.Struct({ placed: Point, at: Schema.String })),
+          error: OffBoardText
+        })
+        const reply = yield* c.call(Drifted, { x: 2, y: 3 }).pipe(Effect.flip)
+        assert.deepStrictEqual(fieldsOf(reply), {
+          _tag: "ClientError",
+          reason: "InvalidReply",
+          message: `the reply to place does not decode: Expected string\n  at ["at"]`
+        })
+        const error = yield* c.call(Drifted, { x: -1, y: 0 }).pipe(Effect.flip)
+        assert.deepStrictEqual(fieldsOf(error), {
+          _tag: "ClientError",
+          reason: "InvalidReply",
+          message: `the error OffBoard answering place does not decode: Expected string\n  at ["x"]`
+        })
+        // a declared tag the client does not know is not its typed error
+        const occupied = yield* c.call(Drifted, { x: 1, y: 1 }).pipe(Effect.flip)
+        assert.deepInclude(occupied, { reason: "Rejected", status: 409, serverReason: "Occupied" })
+
+        const Positive = Processor.make("place", {
+          body: Schema.fromJsonString(Schema.Struct({ x: Schema.Number.check(Schema.isGreaterThan(0)), y: Schema.Number })),
+          reply: Schema.fromJsonString(Schema.Struct({ placed: Point, at: Schema.Number }))
+        })
+        const next = yield* take(c.messages, 1)
+        const body = yield* c.call(Positive, { x: -5, y: 0 }).pipe(Effect.flip)
+        assert.deepStrictEqual(fieldsOf(body), {
+          _tag: "ClientError",
+          reason: "InvalidBody",
+          message: `the body of place does not encode: Expected a value greater than 0\n  at ["x"]`
+        })
+        // nothing went out: the marker's answer is the first frame back
+        const marker = yield* c.request("echo", "marker")
+        assert.deepStrictEqual(Array.from(yield* within(next)), [marker])
+      }))
+
+    it.live("100 calls in flight on one connection complete in the order the server answers them; plain messages keep their order meanwhile", () =>
+      Effect.gen(function*() {
+        const { url } = yield* server({ maxConcurrentRequests: 128 })
+        const c = yield* over(url)
+        yield* opened(c)
+        yield* c.subscribe(["plain"])
+        yield* processed(c)
+        gates.clear()
+        tallied.length = 0
+        const count = 100
+        const completed: Array<number> = []
+        const calls = yield* Effect.forEach(Array.from({ length: count }, (_, n) => n), (n) =>
+          c.call(Gated, { n }).pipe(
+            Effect.tap((reply) => Effect.sync(() => void completed.push(reply.n))),
+            Effect.forkChild({ startImmediately: true })
+          ))
+        // every call is waiting on the server, each in its own fiber
+        yield* until(Effect.sync(() => gates.size === count))
+
+        // plain messages (no id) meanwhile: processed one after another, in order, and delivered in order
+        const plain = Array.from({ length: 50 }, (_, i) => `plain ${i}`)
+        const heard = yield* take(c.channel("plain"), plain.length)
+        for (const body of plain) yield* c.publish(["plain"], "tally", {}, body)
+        assert.deepStrictEqual(bodies(yield* within(heard)), plain)
+        assert.deepStrictEqual(tallied, plain)
+        assert.deepStrictEqual(completed, [])
+
+        // the server answers in another order than the calls were made: each call gets its own reply
+        const order = Array.from({ length: count }, (_, i) => (i * 37 + 11) % count)
+        for (const n of order) {
+          yield* Deferred.succeed(gates.get(n)!, undefined)
+          assert.deepStrictEqual(yield* Fiber.join(calls[n]!), { n })
+        }
+        assert.deepStrictEqual(completed, order)
+      }))
+
+    it.live("sessions: a login is kept; after the server closes the connection the new one restores it before anything queued is sent", () =>
+      Effect.gen(function*() {
+        const { port } = yield* server()
+        const front = yield* relay(port)
+        const c = yield* over(`ws://127.0.0.1:${front.port}`, {
+          sendBuffer: 4,
+          reconnect: { initialDelay: "200 millis", maxDelay: "200 millis", jitter: 0 }
+        })
+        yield* opened(c)
+        assert.isTrue(Option.isNone(yield* c.session))
+        const events = yield* take(c.sessions, 2)
+        const frames = yield* take(c.messages.pipe(Stream.filter((m) => m._tag === "Request" && m.command === "session")), 2)
+
+        yield* c.call(Login.Login, { name: "alice" })
+        // the session is in place when the call returns
+        const session = Option.getOrThrow(yield* c.session)
+        assert.match(session.key, /^[A-Za-z0-9_-]{22}$/)
+        assert.deepStrictEqual(session, { key: session.key, data: { name: "alice" } })
+        assert.deepInclude(yield* c.request("whoami"), { body: "alice" })
+
+        // the server closes the connection; the next one waits in the relay while a message is queued
+        front.hold()
+        yield* c.command("kick")
+        yield* reached(c, "reconnecting")
+        front.cut() // the HTTP transports' pooled connections too: every new one is held
+        const accepted = front.accepted()
+        yield* until(Effect.sync(() => front.accepted() > accepted)) // the next connection waits in the relay
+        assert.strictEqual(yield* c.state, "reconnecting")
+        assert.deepStrictEqual(yield* c.session, Option.some(session)) // kept while down
+        whoamis.length = 0
+        yield* c.command("whoami") // queued (sendBuffer)
+        front.release()
+        yield* opened(c)
+        yield* processed(c)
+        // the queued message ran on the restored session: the restore went first, and was answered first
+        assert.deepStrictEqual(whoamis, ["alice"])
+        assert.deepStrictEqual(yield* c.session, Option.some(session))
+        assert.deepStrictEqual(Array.from(yield* within(events)), [
+          { _tag: "Created", session },
+          { _tag: "Restored", session }
+        ])
+        // both session frames (the login's answer, the restore's) are in `messages` too
+        const [created, restored] = Array.from(yield* within(frames))
+        for (const frame of [created, restored]) {
+          assert.deepInclude(frame, { _tag: "Request", command: "session", body: `{"name":"alice"}` })
+          assert.strictEqual(frame?._tag === "Request" ? frame.headers.get("session-key") : undefined, session.key)
+        }
+        assert.notStrictEqual(created?._tag === "Request" && created.id, restored?._tag === "Request" && restored.id)
+      }))
+
+    it.live("sessions: restored after a server restart on the same port, the store outliving the server", () =>
+      Effect.gen(function*() {
+        const store = yield* sharedStore
+        const port = yield* Effect.promise(freePort)
+        const first = yield* Scope.make()
+        const { url } = yield* server({ port }, store).pipe(Scope.provide(first))
+        const c = yield* over(url)
+        yield* opened(c)
+        yield* c.call(Login.Login, { name: "bob" })
+        const session = Option.getOrThrow(yield* c.session)
+        yield* Scope.close(first, Exit.void)
+        yield* until(Effect.map(c.state, (state) => state !== "open"))
+        const events = yield* take(c.sessions, 1)
+        yield* server({ port }, store)
+        yield* opened(c)
+        assert.deepStrictEqual(Array.from(yield* within(events)), [{ _tag: "Restored", session }])
+        // the new server has the connection in the session
+        assert.deepInclude(yield* c.request("whoami"), { body: "bob" })
+        assert.deepStrictEqual(yield* c.session, Option.some(session))
+      }))
+
+    it.live("sessions: after a restart with a store that forgot it, the session is cleared (Closed, NotFound) and not restored again", () =>
+      Effect.gen(function*() {
+        const port = yield* Effect.promise(freePort)
+        const first = yield* Scope.make()
+        const { url } = yield* server({ port }).pipe(Scope.provide(first))
+        const c = yield* over(url)
+        yield* opened(c)
+        yield* c.call(Login.Login, { name: "carol" })
+        const { key } = Option.getOrThrow(yield* c.session)
+        yield* Scope.close(first, Exit.void)
+        yield* until(Effect.map(c.state, (state) => state !== "open"))
+        const events = yield* take(c.sessions, 1)
+        yield* server({ port }) // a store of its own: empty
+        yield* opened(c)
+        assert.deepStrictEqual(Array.from(yield* within(events)), [{ _tag: "Closed", key, reason: "NotFound" }])
+        assert.isTrue(Option.isNone(yield* c.session))
+        assert.deepInclude(yield* c.request("whoami"), { body: "nobody" })
+        // the next connection restores nothing: no session frame or error frame before it opens
+        const seen: Array<Message.Message> = []
+        yield* c.messages.pipe(
+          Stream.runForEach((message) => Effect.sync(() => void seen.push(message))),
+          Effect.forkChild({ startImmediately: true })
+        )
+        yield* c.command("kick")
+        yield* reached(c, "reconnecting")
+        yield* opened(c)
+        yield* processed(c)
+        assert.deepStrictEqual(seen.map((message) => message._tag === "Failure" ? message.reason : message.command), ["echo"])
+      }))
+
+    it.live("sessions: a key given as the session option is restored on the first connection; updates and the close reach every connection of it", () =>
+      Effect.gen(function*() {
+        const { url } = yield* server()
+        const alice = yield* over(url)
+        yield* opened(alice)
+        yield* alice.call(Login.Login, { name: "alice" })
+        const session = Option.getOrThrow(yield* alice.session)
+
+        // another client (a reloaded page, a restarted process) with the key
+        const again = yield* over(url, { session: session.key })
+        const events = yield* take(again.sessions, 3)
+        const aliceEvents = yield* take(alice.sessions, 2)
+        yield* opened(again)
+        // restored before the state is open
+        assert.deepStrictEqual(yield* again.session, Option.some(session))
+        assert.deepInclude(yield* again.request("whoami"), { body: "alice" })
+
+        // an update on the server reaches both; so does the close
+        yield* alice.command("rename", {}, "alicia")
+        const renamed = { key: session.key, data: { name: "alicia" } }
+        const nameOf = (now: Option.Option<LhttpClient.Session>) =>
+          Option.isSome(now) ? (now.value.data as { readonly name: string }).name : undefined
+        yield* until(Effect.map(again.session, (now) => nameOf(now) === "alicia"))
+        assert.deepStrictEqual(yield* again.session, Option.some(renamed))
+        yield* alice.command("logout")
+        assert.deepStrictEqual(Array.from(yield* within(events)), [
+          { _tag: "Restored", session },
+          { _tag: "Updated", session: renamed },
+          { _tag: "Closed", key: session.key, reason: "Closed" }
+        ])
+        assert.deepStrictEqual(Array.from(yield* within(aliceEvents)), [
+          { _tag: "Updated", session: renamed },
+          { _tag: "Closed", key: session.key, reason: "Closed" }
+        ])
+        assert.isTrue(Option.isNone(yield* again.session))
+        assert.isTrue(Option.isNone(yield* alice.session))
+        assert.deepInclude(yield* again.request("whoami"), { body: "nobody" })
+      }))
+
+    it.live("sessions: an unknown key given as the session option is cleared (Closed, NotFound)", () =>
+      Effect.gen(function*() {
+        const { url } = yield* server()
+        const c = yield* over(url, { session: "no-such-session" })
+        const events = yield* take(c.sessions, 1)
+        yield* opened(c)
+        assert.deepStrictEqual(Array.from(yield* within(events)), [{ _tag: "Closed", key: "no-such-session", reason: "NotFound" }])
+        assert.isTrue(Option.isNone(yield* c.session))
+        assert.deepInclude(yield* c.request("whoami"), { body: "nobody" })
+        // a login after it is a session like any other
+        const created = yield* take(c.sessions, 1)
+        yield* c.call(Login.Login, { name: "dave" })
+        const [event] = Array.from(yield* within(created))
+        assert.deepInclude(event, { _tag: "Created" })
+        assert.deepStrictEqual(Option.map(yield* c.session, (s) => s.data), Option.some({ name: "dave" }))
+      }))
+
     it.live("a frame that would not read back fails InvalidFrame and nothing is sent", () =>
       Effect.gen(function*() {
         const { url } = yield* server()
@@ -466,12 +843,24 @@ for (const transport of transports) {
           Effect.flip,
           Effect.forkChild({ startImmediately: true })
         )
+        const pendingCall = yield* c.call(Silent, "", { timeout: "5 seconds" }).pipe(
+          Effect.flip,
+          Effect.forkChild({ startImmediately: true })
+        )
         yield* processed(c)
         assert.strictEqual(running.connectionCount(), 1)
         yield* c.close
         assert.deepInclude(yield* Fiber.join(pending), { reason: "Closed", message: "the client is closed" })
+        assert.deepInclude(yield* Fiber.join(pendingCall), { reason: "Closed", message: "the client is closed" })
         assert.strictEqual(yield* c.state, "closed")
-        for (const later of [c.command("echo"), c.request("echo"), c.subscribe(["room"]), c.publish(["room"], "chat")]) {
+        const laterCalls: ReadonlyArray<Effect.Effect<unknown, unknown>> = [
+          c.command("echo"),
+          c.request("echo"),
+          c.call(Place, { x: 2, y: 3 }),
+          c.subscribe(["room"]),
+          c.publish(["room"], "chat")
+        ]
+        for (const later of laterCalls) {
           assert.deepInclude(yield* Effect.flip(later), { reason: "Closed" })
         }
         // over HTTP the connection outlives its requests: the client ends it (DELETE /send)

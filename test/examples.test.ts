@@ -408,3 +408,51 @@ describe("examples/node-client.ts", () => {
     assert.include(result.output, "lobby: alice: hello from alice")
   })
 })
+
+/** What a program printed itself: its output lines without the logger's (`[hh:mm:ss.mmm] LEVEL …`) and the blank ones. */
+const printed = (output: string): Array<string> =>
+  output.split("\n").filter((line) => line !== "" && !/^\[\d\d:\d\d:\d\d\.\d\d\d\] [A-Z]+ /.test(line))
+
+describe("examples/typed-request.ts", () => {
+  it("calls a typed processor: a typed reply, a declared error caught by its tag, calls completing in the order answered", async () => {
+    const result = await run(example("typed-request"), { timeoutMs: 20_000 })
+    assert.strictEqual(result.code, 0, result.output)
+    assert.match(result.output, /effect-lhttp listening on http:\/\/127\.0\.0\.1:\d+/)
+    assert.deepStrictEqual(printed(result.output), [
+      "forecast: Paris 18°C",
+      "declared error: UnknownCity Atlantis (404)",
+      "asked: Oslo (600 ms), Lima (100 ms), Cairo (350 ms)",
+      // the fastest answer first: the three were in flight at once, each got its own reply
+      "answered: Lima 22°C",
+      "answered: Cairo 31°C",
+      "answered: Oslo 7°C",
+      "in the order asked: Oslo, Lima, Cairo"
+    ])
+  })
+})
+
+describe("examples/login-session.ts", () => {
+  it("logs in to the main job, and a second client given the key restores the session, which the server knows", async () => {
+    const port = await freePort()
+    const server = start(fileURLToPath(new URL("../src/main.ts", import.meta.url)), {
+      env: { LHTTP_PORT: String(port), LHTTP_HOST: "127.0.0.1" }
+    })
+    programs.push(server)
+    await server.waitFor(/listening on/, 15_000)
+    const result = await run(example("login-session"), { args: ["alice"], env: { LHTTP_URL: `ws://127.0.0.1:${port}/` } })
+    assert.strictEqual(result.code, 0, result.output)
+    const lines = printed(result.output)
+    const key = /^session key: ([A-Za-z0-9_-]{22})$/.exec(lines[1] ?? "")?.[1]
+    assert.isDefined(key, result.output)
+    assert.deepStrictEqual(lines, [
+      "logged in as alice",
+      `session key: ${key}`,
+      "first client closed",
+      "session event: Restored",
+      "restored as alice, same key",
+      // the second client never said its name: the chat processor read it from the restored session
+      "login-demo: alice: hello again"
+    ])
+    assert.notMatch(server.output(), /ERROR|WARN/)
+  })
+})
