@@ -19,7 +19,7 @@
  * Settings (environment): FANOUT_ROUNDS (5), FANOUT_SECONDS measured (4, after
  * 1 s of warm-up), FANOUT_WINDOW messages in flight (64), FANOUT_BODY bytes
  * (64), FANOUT_PROCESSES of subscribers (1), FANOUT_SERVER_CPU (0),
- * FANOUT_LOAD_CPU (1).
+ * FANOUT_LOAD_CPU (1), FANOUT_SERVERS (the names to run, comma-separated; default all).
  */
 import { execFileSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
@@ -47,6 +47,9 @@ const servers = [
   { name: "effect-lhttp", file: file("./fanout/servers/lhttp.ts"), transport: "websocket" },
   { name: "lhttp SSE", file: file("./fanout/servers/lhttp.ts"), transport: "sse" }
 ] as const
+// FANOUT_SERVERS (comma-separated names) runs some of them only
+const only = process.env.FANOUT_SERVERS?.split(",").map((name) => name.trim())
+const chosen = servers.filter((server) => only === undefined || only.includes(server.name))
 const subscribersFile = file("./fanout/subscribers.ts")
 const publisherFile = file("./fanout/publisher.ts")
 
@@ -144,9 +147,9 @@ console.log(
     `(${processes} subscriber process${processes === 1 ? "" : "es"} + 1 publisher)\n`
 )
 
-const results = new Map<string, Array<Run>>(servers.map((server) => [server.name, []]))
+const results = new Map<string, Array<Run>>(chosen.map((server) => [server.name, []]))
 for (let round = 1; round <= rounds; round++) {
-  for (const server of servers) {
+  for (const server of chosen) {
     const run = await runOnce(server, round)
     results.get(server.name)!.push(run)
     console.log(`round ${round} ${server.name.padEnd(12)} ${describe(run)}`)
@@ -154,15 +157,16 @@ for (let round = 1; round <= rounds; round++) {
 }
 
 const median = (runs: ReadonlyArray<Run>) => [...runs].sort((a, b) => a.rate - b.rate)[(runs.length - 1) >> 1]!
-const naive = median(results.get("ws naive")!)
-console.log("\nmedian round of each server; ratios against the naive ws server of the same run\n")
-console.table(Object.fromEntries(servers.map((server) => {
+const baseline = chosen[0]!
+const naive = median(results.get(baseline.name)!)
+console.log(`\nmedian round of each server; ratios against ${baseline.name} of the same run\n`)
+console.table(Object.fromEntries(chosen.map((server) => {
   const run = median(results.get(server.name)!)
   return [server.name, {
     "deliveries/s": rate(run.rate),
-    "vs ws naive": `${(run.rate / naive.rate).toFixed(2)}x`,
+    [`vs ${baseline.name}`]: `${(run.rate / naive.rate).toFixed(2)}x`,
     "server CPU/delivery": `${run.cpuPerDelivery.toFixed(2)} µs`,
-    "naive CPU ÷ this": `${(naive.cpuPerDelivery / run.cpuPerDelivery).toFixed(2)}x`,
+    [`${baseline.name} CPU ÷ this`]: `${(naive.cpuPerDelivery / run.cpuPerDelivery).toFixed(2)}x`,
     "server CPU": percent(run.serverCpu),
     "core idle": percent(run.coreIdle),
     "load CPU": percent(run.loadCpu),
