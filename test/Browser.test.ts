@@ -6,19 +6,21 @@
  * docs/chat-demo.png, into a temporary folder: a test writes no tracked file.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit, Scope } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import type { Page } from "playwright-core"
 import { type Browser, joinChat, launch, logShows, say } from "./utils/browser.ts"
+import { natsServerWith } from "./utils/nats.ts"
 import { freePort, type Program, start } from "./utils/process.ts"
 
 const root = Path.join(import.meta.dirname, "..")
 
-const startMain = async (port: number): Promise<Program> => {
+const startMain = async (port: number, env: Record<string, string> = {}): Promise<Program> => {
   const program = start(Path.join(root, "src", "main.ts"), {
     cwd: root,
-    env: { LHTTP_PORT: String(port), LHTTP_HOST: "127.0.0.1" }
+    env: { LHTTP_PORT: String(port), LHTTP_HOST: "127.0.0.1", ...env }
   })
   await program.waitFor(/listening on/, 15_000)
   return program
@@ -116,6 +118,59 @@ describe("the chat demo in Chromium", () => {
       await browser?.close()
       await main.stop()
       Fs.rmSync(folder, { recursive: true, force: true })
+    }
+  })
+
+  it("a page logged in keeps its name across a restart of the main job (sessions in NATS KV) and a reload", { timeout: 90_000 }, async () => {
+    const scope = Effect.runSync(Scope.make())
+    const port = await freePort()
+    const base = `http://127.0.0.1:${port}/`
+    let main: Program | undefined
+    let browser: Browser | undefined
+    const errors: Array<string> = []
+    try {
+      // the sessions live outside the process: in a NATS KV bucket (JetStream)
+      const nats = await Effect.runPromise(natsServerWith({ jetstream: true }).pipe(Scope.provide(scope)))
+      const env = { LHTTP_NATS_URL: nats.url }
+      main = await startMain(port, env)
+      browser = await launch()
+      const page = await joinChat(browser, base, "Alice", "lasting", errors)
+      await logShows(page, "Alice joined")
+      const key = await page.evaluate(() => localStorage.getItem("lhttp-chat-session"))
+      assert.match(String(key), /^[\w-]{22}$/)
+      assert.strictEqual(await page.locator("#where").textContent(), "· Alice in lasting")
+
+      // the main job stops and starts again on the same port: nothing of it is left in memory
+      main.child.kill("SIGTERM")
+      await page.locator("#state.reconnecting").waitFor({ timeout: 5_000 })
+      assert.deepStrictEqual(await exitOf(main, 10_000), { code: 0, signal: null }, main.output())
+      main = await startMain(port, env)
+      // the page reconnects, restores its session first, and joins again with no name: the server names it
+      await page.locator("#state.open").waitFor({ timeout: 15_000 })
+      await joinedTimes(page, "Alice", 2)
+      assert.strictEqual(await page.locator("#log li.event", { hasText: "anonymous" }).count(), 0)
+      await say(page, "Still Alice after the restart.")
+      await logShows(page, "Alice", "Still Alice after the restart.")
+      assert.strictEqual(await page.locator("#log li.mine").count(), 1)
+      // the same login: restored, not made again
+      assert.strictEqual(await page.evaluate(() => localStorage.getItem("lhttp-chat-session")), key)
+
+      // a reload: the page knows nothing but the saved key and room; the session gives the name back
+      await page.reload()
+      await page.locator("#state.open").waitFor({ timeout: 15_000 })
+      await logShows(page, "Alice joined")
+      assert.isTrue(await page.locator("#join").isHidden())
+      assert.strictEqual(await page.locator("#where").textContent(), "· Alice in lasting")
+      await say(page, "And after a reload.")
+      await logShows(page, "Alice", "And after a reload.")
+      assert.deepStrictEqual(await page.locator("#log li.mine b").allTextContents(), ["Alice"])
+      assert.strictEqual(await page.locator("#log li.event", { hasText: "anonymous" }).count(), 0)
+      assert.strictEqual(await page.evaluate(() => localStorage.getItem("lhttp-chat-session")), key)
+      assert.deepStrictEqual(errors, [])
+    } finally {
+      await browser?.close()
+      await main?.stop()
+      await Effect.runPromise(Scope.close(scope, Exit.void))
     }
   })
 })

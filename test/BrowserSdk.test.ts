@@ -29,9 +29,12 @@ import {
 } from "../src/browser/lhttp.js"
 import * as Chat from "../src/demo/Chat.ts"
 import * as Echo from "../src/demo/Echo.ts"
+import * as Login from "../src/demo/Login.ts"
 import * as Frame from "../src/Frame.ts"
 import { eventOf } from "../src/internal/session.ts"
 import * as Processor from "../src/Processor.ts"
+import * as Sessions from "../src/Sessions.ts"
+import * as SessionStore from "../src/SessionStore.ts"
 import WebSocketWs from "ws"
 import { connect, frame, request, startServer } from "./utils/lhttp.ts"
 import { freePort, start } from "./utils/process.ts"
@@ -1216,5 +1219,254 @@ describe("browser SDK: falling back from a WebSocket that cannot connect", () =>
       const observer = yield* connect(`ws://127.0.0.1:${port}/`)
       yield* observer.send(frame("flash", { publish: "room" }, "re-subscribed"))
       yield* c.next((ctx) => ctx.getBody() === "re-subscribed")
+    }))
+})
+
+// ---------------------------------------------------------------------------------------------
+// Sessions (docs/requests-and-sessions.md): the SDK keeps the session and restores it first
+
+/** A Web Storage in memory (`getItem`, `setItem`, `removeItem`), with its entries to assert on. */
+const memoryStorage = (entries: ReadonlyArray<[string, string]> = []) => {
+  const map = new Map(entries)
+  return {
+    getItem: (name: string) => map.get(name) ?? null,
+    setItem: (name: string, value: string) => void map.set(name, String(value)),
+    removeItem: (name: string) => void map.delete(name),
+    entries: () => Array.from(map)
+  }
+}
+
+type Change = [string | undefined, string | undefined, unknown, string | undefined]
+
+/** Records each on_session call as [change, key, data, reason]. */
+const watchSession = (lhttp: Lhttp): Array<Change> => {
+  const changes: Array<Change> = []
+  lhttp.on_session = (ctx) => void changes.push([ctx.change, ctx.key, ctx.session?.data, ctx.reason])
+  return changes
+}
+
+/** Options that record the text of every frame the client sends, in order (WebSocket or POST /send). */
+const recording = (transport: Transport, sent: Array<string>): LhttpOptions =>
+  transport === "websocket"
+    ? {
+      WebSocket: class extends WebSocketWs {
+        override send(data: any, ...rest: Array<any>) {
+          sent.push(String(data))
+          return (super.send as any)(data, ...rest)
+        }
+      }
+    }
+    : {
+      fetch: (url, init) => {
+        if (init?.method === "POST") sent.push(String(init.body))
+        return fetch(url, init)
+      }
+    }
+
+const Rename = Processor.make("rename")
+const Logout = Processor.make("logout")
+const SessionToolsLive = Layer.mergeAll(
+  Rename.toLayer(Effect.gen(function*() {
+    const sessions = yield* Sessions.Sessions
+    return {
+      onMessage: (exchange) => Effect.orDie(sessions.update(sessions.keyOf(exchange.connection)!, { name: exchange.body }))
+    }
+  })),
+  Logout.toLayer(Effect.gen(function*() {
+    const sessions = yield* Sessions.Sessions
+    return { onMessage: (exchange) => Effect.orDie(sessions.close(sessions.keyOf(exchange.connection)!)) }
+  }))
+)
+
+/** A server with the main job's `login` and `session`, sessions in memory (a restart forgets them). */
+const sessionServer = (port?: number, options: { readonly paths?: ReadonlyArray<string> } = {}) =>
+  startServer(
+    {
+      processors: [Echo.Echo, Chat.Chat, Kick, Login.Login, Sessions.SessionProcessor, Rename, Logout],
+      ...options,
+      ...(port === undefined ? {} : { port })
+    },
+    Layer.mergeAll(Echo.layer, Chat.layer, KickLive, Login.layer, SessionToolsLive).pipe(
+      Layer.provideMerge(Sessions.layer()),
+      Layer.provide(SessionStore.layerMemory)
+    )
+  )
+
+const restoreOf = (key: string) => new RegExp(`^LHTTP/1\\.0 session\\r\\nrestore:${key}\\r\\nid:[\\w-]+\\r\\n\\r\\n$`)
+
+describe("browser SDK: sessions (scripted socket)", () => {
+  it("each open restores the session first and waits for its answer; SessionNotFound clears it; clearSession", async () => {
+    const { lhttp, socket } = fake({ session: "k1", reconnect: { initialDelay: 0, jitter: 0 } })
+    const changes = watchSession(lhttp)
+    const opens: Array<boolean | undefined> = []
+    lhttp.on_open = (ctx) => void opens.push(ctx.reconnected)
+    assert.strictEqual(lhttp.sessionKey, "k1")
+    assert.strictEqual(lhttp.session, undefined)
+    lhttp.context.subscribe("room", "chat", null, "")
+    lhttp.send({ command: "echo", body: "queued" })
+    socket.accept()
+    // the restore alone, and the client is not open until its answer
+    assert.strictEqual(socket.sent.length, 1)
+    assert.match(socket.sent[0]!, restoreOf("k1"))
+    assert.strictEqual(lhttp.state, "connecting")
+    const id = /\r\nid:([\w-]+)\r\n/.exec(socket.sent[0]!)![1]!
+    socket.deliver(`LHTTP/1.0 session\r\nsession-key:k1\r\nid:${id}\r\n\r\n{"name":"ann"}`)
+    await vi.waitFor(() => assert.strictEqual(lhttp.state, "open"))
+    assert.deepStrictEqual(socket.sent.slice(1), ["LHTTP/1.0 chat\r\nsubscribe:room\r\n\r\n", "LHTTP/1.0 echo\r\n\r\nqueued"])
+    assert.deepStrictEqual(changes, [["restored", "k1", { name: "ann" }, undefined]])
+    assert.deepStrictEqual(lhttp.session, { key: "k1", data: { name: "ann" } })
+    assert.deepStrictEqual(opens, [false])
+
+    // the next connection: restored again; the server no longer knows it
+    socket.drop()
+    await vi.waitFor(() => assert.strictEqual(FakeSocket.all.length, 2))
+    const second = FakeSocket.last
+    second.accept()
+    assert.strictEqual(second.sent.length, 1)
+    assert.match(second.sent[0]!, restoreOf("k1"))
+    const id2 = /\r\nid:([\w-]+)\r\n/.exec(second.sent[0]!)![1]!
+    assert.notStrictEqual(id2, id)
+    second.deliver(`LHTTP/1.0 error\r\nstatus:404\r\nreason:SessionNotFound\r\nid:${id2}\r\n\r\nno such session`)
+    await vi.waitFor(() => assert.strictEqual(lhttp.state, "open"))
+    assert.deepStrictEqual(second.sent.slice(1), ["LHTTP/1.0 chat\r\nsubscribe:room\r\n\r\n"])
+    assert.deepStrictEqual(changes.slice(1), [["closed", "k1", undefined, "SessionNotFound"]])
+    assert.strictEqual(lhttp.session, undefined)
+    assert.strictEqual(lhttp.sessionKey, undefined)
+    assert.deepStrictEqual(opens, [false, true])
+
+    // a session frame with a new key: created; the same key: updated; then cleared here
+    second.deliver("LHTTP/1.0 session\r\nsession-key:k2\r\n\r\n{\"name\":\"bo\"}")
+    second.deliver("LHTTP/1.0 session\r\nsession-key:k2\r\n\r\n{\"name\":\"bob\"}")
+    second.deliver("LHTTP/1.0 session\r\nclosed:k1\r\n\r\n") // another session's close: not ours
+    lhttp.clearSession()
+    assert.deepStrictEqual(changes.slice(2), [
+      ["created", "k2", { name: "bo" }, undefined],
+      ["updated", "k2", { name: "bob" }, undefined],
+      ["closed", "k2", undefined, "Cleared"]
+    ])
+    // no session: the next connection restores nothing
+    second.drop()
+    await vi.waitFor(() => assert.strictEqual(FakeSocket.all.length, 3))
+    FakeSocket.last.accept()
+    assert.deepStrictEqual(FakeSocket.last.sent, ["LHTTP/1.0 chat\r\nsubscribe:room\r\n\r\n"])
+    assert.strictEqual(lhttp.state, "open")
+  })
+})
+
+describe("browser SDK: sessions against a real server", () => {
+  for (const transport of ["websocket", "sse", "poll"] as const) {
+    it.live(`${transport}: login keeps the session; a closed connection restores it before the re-join; a restart forgets it: cleared, on_session told`, () =>
+      Effect.gen(function*() {
+        const port = yield* Effect.promise(freePort)
+        const first = yield* Scope.make()
+        const { url } = yield* sessionServer(port).pipe(Scope.provide(first))
+        const storage = memoryStorage()
+        const sent: Array<string> = []
+        const alice = yield* sdk(url, {
+          transports: [transport],
+          sessionStorage: storage,
+          sessionStorageKey: "chat-session",
+          ...recording(transport, sent)
+        })
+        const changes = watchSession(alice.lhttp)
+        yield* opened(alice)
+        assert.strictEqual(alice.lhttp.session, undefined)
+        assert.deepStrictEqual(sent, []) // no session: no restore
+
+        const reply = yield* Effect.promise(() => alice.lhttp.request("login", null, JSON.stringify({ name: "alice" })))
+        assert.strictEqual(reply.getCommand(), "session")
+        const key = reply.getHeader("session-key")!
+        assert.match(key, /^[\w-]{22}$/)
+        assert.deepStrictEqual(alice.lhttp.session, { key, data: { name: "alice" } })
+        assert.deepStrictEqual(storage.entries(), [["chat-session", key]])
+        assert.deepStrictEqual(changes, [["created", key, { name: "alice" }, undefined]])
+
+        alice.lhttp.context.subscribe("room", "chat", null, "") // no name: the server takes the session's
+        yield* alice.next(isChat("join", "alice"))
+
+        // the server closes the connection: the restore goes out first, then the join, then what waited
+        sent.length = 0
+        alice.lhttp.send({ command: "kick" })
+        yield* until(() => alice.closes.length === 1, "the connection to close")
+        alice.lhttp.context.publish("room", "chat", null, "sent while down")
+        yield* alice.next(isChat("join", "alice")) // named from the restored session
+        yield* alice.next((ctx) => ctx.getBody() === "sent while down" && ctx.getHeader("from") === "alice")
+        assert.strictEqual(sent.length, 4, JSON.stringify(sent))
+        assert.strictEqual(sent[0], "LHTTP/1.0 kick\r\n\r\n")
+        assert.match(sent[1]!, restoreOf(key))
+        assert.strictEqual(sent[2], "LHTTP/1.0 chat\r\nsubscribe:room\r\n\r\n")
+        assert.strictEqual(sent[3], "LHTTP/1.0 chat\r\npublish:room\r\n\r\nsent while down")
+        assert.deepStrictEqual(changes.slice(1), [["restored", key, { name: "alice" }, undefined]])
+        assert.deepStrictEqual(alice.lhttp.session, { key, data: { name: "alice" } })
+        assert.deepStrictEqual(storage.entries(), [["chat-session", key]])
+
+        // a restart: the new server has no sessions; the restore is refused, the join is anonymous
+        yield* Scope.close(first, Exit.void)
+        yield* until(() => alice.lhttp.state === "reconnecting", "the client to notice")
+        yield* sessionServer(port)
+        yield* alice.next(isChat("join", "anonymous"))
+        yield* opened(alice)
+        assert.deepStrictEqual(changes.slice(2), [["closed", key, undefined, "SessionNotFound"]])
+        assert.strictEqual(alice.lhttp.session, undefined)
+        assert.strictEqual(alice.lhttp.sessionKey, undefined)
+        assert.deepStrictEqual(storage.entries(), [])
+        // and nothing is restored after that
+        sent.length = 0
+        alice.lhttp.send({ command: "kick" })
+        yield* alice.next(isChat("join", "anonymous"))
+        assert.deepStrictEqual(sent, ["LHTTP/1.0 kick\r\n\r\n", "LHTTP/1.0 chat\r\nsubscribe:room\r\n\r\n"])
+        assert.strictEqual(changes.length, 3)
+      }))
+  }
+
+  it.live("option session and sessionStorage restore on the first connection (after a fallback to SSE too); updates and the server's close reach every client", () =>
+    Effect.gen(function*() {
+      const { port } = yield* sessionServer(undefined, { paths: ["/lhttp"] }) // no WebSocket at /
+      const carol = yield* sdk(`ws://127.0.0.1:${port}/lhttp`)
+      const carolChanges = watchSession(carol.lhttp)
+      const key = (yield* Effect.promise(() => carol.lhttp.request("login", null, "{\"name\":\"carol\"}"))).getHeader("session-key")!
+
+      // by key, over SSE after the WebSocket failed: restored before the join, which is named from it
+      const byKey = yield* sdk(`ws://127.0.0.1:${port}/`, { session: key })
+      const byKeyChanges = watchSession(byKey.lhttp)
+      byKey.lhttp.context.subscribe("room", "chat", null, "")
+      yield* byKey.next(isChat("join", "carol"))
+      assert.strictEqual(byKey.lhttp.transport, "sse")
+      assert.deepStrictEqual(byKeyChanges, [["restored", key, { name: "carol" }, undefined]])
+      assert.deepStrictEqual(byKey.lhttp.session, { key, data: { name: "carol" } })
+
+      // from storage (the default entry name)
+      const storage = memoryStorage([["lhttp.session", key]])
+      const fromStorage = yield* sdk(`ws://127.0.0.1:${port}/lhttp`, { sessionStorage: storage })
+      const storedChanges = watchSession(fromStorage.lhttp)
+      yield* opened(fromStorage)
+      assert.deepStrictEqual(fromStorage.lhttp.session, { key, data: { name: "carol" } })
+      assert.deepStrictEqual(storedChanges, [["restored", key, { name: "carol" }, undefined]])
+
+      // an update reaches every client of the session
+      carol.lhttp.send({ command: "rename", body: "caroline" })
+      for (const [client, changes] of [[carol, carolChanges], [byKey, byKeyChanges], [fromStorage, storedChanges]] as const) {
+        yield* until(() => changes.length === 2, "the update")
+        assert.deepStrictEqual(changes.at(-1), ["updated", key, { name: "caroline" }, undefined])
+        assert.deepStrictEqual(client.lhttp.session, { key, data: { name: "caroline" } })
+      }
+      assert.deepStrictEqual(carolChanges[0], ["created", key, { name: "carol" }, undefined])
+
+      // the server closes it: cleared everywhere, and from the storage
+      carol.lhttp.send({ command: "logout" })
+      for (const [client, changes] of [[carol, carolChanges], [byKey, byKeyChanges], [fromStorage, storedChanges]] as const) {
+        yield* until(() => client.lhttp.sessionKey === undefined, "the close")
+        assert.deepStrictEqual(changes.at(-1), ["closed", key, undefined, "Closed"])
+        assert.strictEqual(client.lhttp.session, undefined)
+      }
+      assert.deepStrictEqual(storage.entries(), [])
+
+      // a key the server does not know: refused, cleared, and the client opens all the same
+      const stale = yield* sdk(`ws://127.0.0.1:${port}/lhttp`, { session: "no-such-session" })
+      const staleChanges = watchSession(stale.lhttp)
+      yield* opened(stale)
+      assert.deepStrictEqual(staleChanges, [["closed", "no-such-session", undefined, "SessionNotFound"]])
+      assert.strictEqual(stale.lhttp.sessionKey, undefined)
+      assert.strictEqual((yield* Effect.promise(() => stale.lhttp.request("echo", null, "still here"))).getBody(), "still here")
     }))
 })

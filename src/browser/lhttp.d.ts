@@ -168,7 +168,40 @@ export interface LhttpOptions {
   readonly requestTimeout?: number | undefined
   /** How many messages may wait for the connection (default 1000). */
   readonly maxQueue?: number | undefined
+  /**
+   * The key of a session to restore on the first connection (one saved earlier); default: the one
+   * in `sessionStorage`, if any.
+   */
+  readonly session?: string | undefined
+  /**
+   * Where the session's key is kept across page loads: `window.localStorage`, `window.sessionStorage`
+   * or anything with their `getItem`, `setItem` and `removeItem`. Read at construction (unless
+   * `session` is given), written when a session is created or restored, removed when it closes.
+   */
+  readonly sessionStorage?: SessionStorage | undefined
+  /** The name of the key's entry in `sessionStorage` (default `"lhttp.session"`). */
+  readonly sessionStorageKey?: string | undefined
 }
+
+/** The part of the Web Storage API the SDK uses to keep the session's key. */
+export interface SessionStorage {
+  getItem(name: string): string | null
+  setItem(name: string, value: string): void
+  removeItem(name: string): void
+}
+
+/** A session as the server told it: its key and its data (the `session` frame's JSON body). */
+export interface Session {
+  readonly key: string
+  readonly data: unknown
+}
+
+/**
+ * What changed, for `on_session`: `"created"` (a `session` frame with a key the client did not
+ * have: a login), `"updated"` (new data for the same key), `"restored"` (the answer to the
+ * client's own restore after a connection opened) or `"closed"`.
+ */
+export type SessionChange = "created" | "updated" | "restored" | "closed"
 
 /** Options of one request. */
 export interface RequestOptions {
@@ -195,11 +228,24 @@ export declare class Context {
   readonly conn: WebSocketLike | HttpConnection | undefined
   /** `on_open`: whether this is a reconnection (the subscriptions were re-sent just before). */
   reconnected?: boolean
-  /** `on_close`: the close code and reason. */
+  /** `on_close`: the close code. */
   code?: number
-  reason?: string
   /** `on_close`: whether the client will reconnect. */
   willReconnect?: boolean
+  /** `on_session`: what changed. */
+  change?: SessionChange
+  /** `on_session`: the session now (`undefined` once closed). */
+  session?: Session | undefined
+  /** `on_session`: the session's key (for `"closed"`, the key that was closed). */
+  key?: string
+  /**
+   * `on_close`: the close reason. `on_session` `"closed"`: why: `"Closed"` (the server closed it:
+   * `closed:<key>`), `"SessionNotFound"` (the server no longer knows it: a restore was refused, or
+   * it expired) or `"Cleared"` ({@link Lhttp.clearSession}).
+   */
+  reason?: string
+  /** `on_session` `"closed"` with reason `"SessionNotFound"`: the error frame's {@link LhttpError}. */
+  error?: LhttpError
   getCommand(): string
   getHeader(name: string): string | undefined
   getHeaders(): Record<string, string>
@@ -224,7 +270,10 @@ export declare class Context {
 
 /**
  * An LHTTP connection: opens at construction (over the first of `transports` that connects),
- * reconnects with backoff, and re-sends every subscription after each reconnect. An SSE stream or
+ * reconnects with backoff, and re-sends every subscription after each reconnect. With a session
+ * (a `session` frame received, or option `session` / `sessionStorage`), each new connection first
+ * restores it (`LHTTP/1.0 session` with `restore:<key>` and an `id`) and waits for the answer
+ * before it is `"open"`, re-subscribes and sends what was queued. An SSE stream or
  * a poll that breaks resumes the same connection (`state` goes `"reconnecting"`, then `"open"`, with
  * no `on_close` nor `on_open`: nothing is lost nor re-sent). Override the hooks by assigning them or
  * in a subclass.
@@ -246,6 +295,15 @@ export declare class Lhttp {
   readonly conn: WebSocketLike | HttpConnection | undefined
   /** The channels subscribed to, re-sent after each reconnect. */
   readonly channels: ReadonlyArray<string>
+  /** The session as the server last told it, or `undefined` (none, not restored yet, or closed). */
+  readonly session: Session | undefined
+  /** The key restored after each new connection: the session's, or the one given or saved, until refused. */
+  readonly sessionKey: string | undefined
+  /**
+   * Forgets the session here and in `sessionStorage` (no more restores); `on_session` with
+   * `"closed"` and reason `"Cleared"`. The server is not told.
+   */
+  clearSession(): void
   /** Each open, reconnections included (`context.reconnected`). */
   on_open(context: Context): void
   /** Each frame received, except the replies to {@link request}. */
@@ -259,6 +317,12 @@ export declare class Lhttp {
   on_error(context: Context): void
   /** Each change of {@link state}. */
   on_state(state: State): void
+  /**
+   * Each change of the session: created, updated, restored (after a new connection, before the
+   * subscriptions are re-sent) and closed (by the server, refused as `SessionNotFound`, or cleared).
+   * `context.change`, `context.session`, `context.key`; the `session` frame in `context.req`.
+   */
+  on_session(context: Context): void
   /**
    * Sends a message now, or queues it while the connection is not open (sent after the
    * re-subscriptions of the next open); a message that only subscribes is not queued, since it

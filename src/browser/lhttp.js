@@ -19,6 +19,10 @@
  *
  * Where a WebSocket cannot get through, it falls back to Server-Sent Events (`GET /sse`) and then
  * to long-poll (`GET /poll`), sending with `POST /send` (docs/transports.md): option `transports`.
+ *
+ * It keeps the server's session (`session` frames: `lhttp.session`, the `on_session` hook) and
+ * restores it after every new connection, before anything else is sent (options `session`,
+ * `sessionStorage`, `sessionStorageKey`).
  */
 
 /** The start of every frame. */
@@ -32,6 +36,11 @@ const CLOSING = 2
 const CLOSED = 3
 // headers that must not be repeated when a subscription is re-sent after a reconnect
 const NOT_RESENT = ["publish", "unsubscribe", "id", "upstream", "upstream-reply"]
+// the session frames (docs/requests-and-sessions.md)
+const SESSION = "session"
+const SESSION_KEY = "session-key"
+const SESSION_CLOSED = "closed"
+const SESSION_RESTORE = "restore"
 
 /** An error frame from the server (`status` > 0), or a client-side failure (`status` 0). */
 export class LhttpError extends Error {
@@ -723,6 +732,9 @@ export class Lhttp {
   #pending = new Map() // id -> { resolve, reject, timer, socket }
   #prefix = Math.random().toString(36).slice(2, 8)
   #nextId = 0
+  #session // { key, data } as the server last told it
+  #sessionKey // the key to restore on the next connection: the session's, or a saved one
+  #restoring // the id of the restore request in flight on the current connection
 
   /** `fromEvent(data)`: a frame's text from the data of an SSE event. */
   static fromEvent = fromEvent
@@ -742,6 +754,8 @@ export class Lhttp {
       : { ...reconnectDefaults, ...(typeof options.reconnect === "object" ? options.reconnect : {}) }
     /** A context shared by code outside the hooks: `lhttp.context.publish(...)`. */
     this.context = new Context(this, null)
+    const saved = options.session ?? this.#loadKey()
+    this.#sessionKey = saved == null || saved === "" ? undefined : String(saved)
     this.#open(true)
   }
 
@@ -750,6 +764,7 @@ export class Lhttp {
   on_close(_context) {}
   on_error(_context) {}
   on_state(_state) {}
+  on_session(_context) {}
 
   get url() {
     return this.#url
@@ -773,6 +788,23 @@ export class Lhttp {
   /** The channels this client is subscribed to, re-sent after each reconnect. */
   get channels() {
     return this.#subscriptions.flatMap((subscription) => Array.from(subscription.channels))
+  }
+  /** The session as the server last told it (`{ key, data }`), or undefined. */
+  get session() {
+    return this.#session
+  }
+  /** The key restored after each new connection: the session's, or one given or saved, not yet restored. */
+  get sessionKey() {
+    return this.#sessionKey
+  }
+
+  /**
+   * Forgets the session here (and in `sessionStorage`): no restore on the next connections;
+   * `on_session` is called with `change` "closed" and `reason` "Cleared" if there was one. The
+   * server is not told: the current connection stays attached to the session until it closes.
+   */
+  clearSession() {
+    if (this.#sessionKey !== undefined) this.#dropSession("Cleared", null)
   }
 
   /**
@@ -914,11 +946,19 @@ export class Lhttp {
   }
 
   #opened(conn) {
-    const context = new Context(this, null)
-    context.reconnected = this.#opens++ > 0
+    const reconnected = this.#opens++ > 0
     this.#wasOpen = true
     this.#chosen = true
     this.#attempt = 0
+    // the session first: a processor that reads it (a chat join without a name) must find it
+    if (this.#sessionKey !== undefined) this.#restore(conn, reconnected)
+    else this.#ready(conn, reconnected)
+  }
+
+  // the connection is usable: open, the subscriptions re-sent, the queue sent, on_open
+  #ready(conn, reconnected) {
+    const context = new Context(this, null)
+    context.reconnected = reconnected
     this.#setState("open")
     for (const subscription of this.#subscriptions) {
       const headers = new Map(subscription.headers).set("subscribe", Array.from(subscription.channels).join(" "))
@@ -928,8 +968,47 @@ export class Lhttp {
     this.#hook("on_open", context)
   }
 
+  // Sends `session` with `restore:<key>` and waits for its answer (the session frame, or an error)
+  // before the connection is ready: the server runs requests concurrently with other messages.
+  #restore(conn, reconnected) {
+    const key = this.#sessionKey
+    const id = `${this.#prefix}-${++this.#nextId}`
+    const timeout = this.#options.requestTimeout ?? 10_000
+    const answer = new Promise((resolve, reject) => {
+      const timer = Number.isFinite(timeout)
+        ? setTimeout(() => {
+          this.#pending.delete(id)
+          reject(new LhttpError(0, "Timeout", `no answer to the session restore ${id} within ${timeout} ms`, id))
+        }, timeout)
+        : undefined
+      this.#pending.set(id, { resolve, reject, timer, socket: conn })
+    })
+    this.#restoring = id
+    try {
+      this.#transmit(conn, encode(new Message(SESSION, [[SESSION_RESTORE, key], ["id", id]])), id)
+    } catch (error) {
+      this.#settle(id)?.reject(error)
+    }
+    answer.then(
+      () => {
+        if (conn !== this.#conn || this.#closing) return
+        this.#restoring = undefined
+        this.#ready(conn, reconnected)
+      },
+      (error) => {
+        if (conn !== this.#conn || this.#closing) return
+        this.#restoring = undefined
+        if (error?.reason === "SessionNotFound") {
+          if (this.#sessionKey === key) this.#dropSession("SessionNotFound", null, error)
+        } else this.#hook("on_error", new Context(this, null, error)) // kept: tried again on the next connection
+        this.#ready(conn, reconnected)
+      }
+    )
+  }
+
   // a stream or poll that broke goes on with the same connection: what waited goes out
   #resumed(conn) {
+    if (this.#restoring !== undefined) return // the restore's answer makes it ready
     this.#setState("open")
     for (const { text, id } of this.#queue.splice(0)) this.#transmit(conn, text, id)
   }
@@ -943,6 +1022,7 @@ export class Lhttp {
       return // protocol.md §8: a client may ignore what it does not understand
     }
     const id = message.headers.get("id")
+    if (message.command === SESSION) this.#sessionFrame(message, id)
     const pending = id === undefined ? undefined : this.#settle(id)
     if (pending === undefined) return this.#hook("on_message", new Context(this, message))
     if (message.command === "error" && message.headers.has("status")) pending.reject(errorOf(message))
@@ -962,6 +1042,7 @@ export class Lhttp {
 
   #closed(conn, event) {
     this.#conn = undefined
+    this.#restoring = undefined
     // what an SSE or long-poll connection had not handed to the server goes out on the next one
     const unsent = Array.isArray(event.unsent) ? event.unsent : []
     for (const { id } of unsent) {
@@ -1048,6 +1129,79 @@ export class Lhttp {
     for (const subscription of this.#subscriptions) for (const channel of unsubscribe) subscription.channels.delete(channel)
     this.#subscriptions = this.#subscriptions.filter((subscription) => subscription.channels.size > 0)
     return subscribe.length > 0 && !NOT_RESENT.some((name) => headers.has(name))
+  }
+
+  // a session frame: created, updated or restored (`session-key`), or closed (`closed`)
+  #sessionFrame(message, id) {
+    const key = message.headers.get(SESSION_KEY)
+    if (key !== undefined && key !== "") {
+      let data
+      try {
+        data = message.body === "" ? null : JSON.parse(message.body)
+      } catch {
+        data = message.body
+      }
+      const change = id !== undefined && id === this.#restoring
+        ? "restored"
+        : this.#session?.key === key
+        ? "updated"
+        : "created"
+      this.#session = Object.freeze({ key, data })
+      this.#sessionKey = key
+      this.#saveKey(key)
+      this.#sessionHook(change, message)
+      return
+    }
+    const closed = message.headers.get(SESSION_CLOSED)
+    if (closed !== undefined && closed === this.#sessionKey) this.#dropSession("Closed", message)
+  }
+
+  #dropSession(reason, message, error) {
+    const key = this.#sessionKey
+    this.#session = undefined
+    this.#sessionKey = undefined
+    this.#saveKey(undefined)
+    this.#sessionHook("closed", message, { key, reason, error })
+  }
+
+  #sessionHook(change, message, extra) {
+    const context = new Context(this, message)
+    context.change = change
+    context.session = this.#session
+    context.key = extra?.key ?? this.#session?.key
+    if (extra !== undefined) {
+      context.reason = extra.reason
+      if (extra.error !== undefined) context.error = extra.error
+    }
+    this.#hook("on_session", context)
+  }
+
+  #storage() {
+    const storage = this.#options.sessionStorage
+    return storage == null ? undefined : storage
+  }
+
+  #storageName() {
+    return String(this.#options.sessionStorageKey ?? "lhttp.session")
+  }
+
+  #loadKey() {
+    try {
+      return this.#storage()?.getItem(this.#storageName()) ?? undefined
+    } catch {
+      return undefined // storage refused (a browser's private mode): nothing saved
+    }
+  }
+
+  #saveKey(key) {
+    const storage = this.#storage()
+    if (storage === undefined) return
+    try {
+      if (key === undefined) storage.removeItem(this.#storageName())
+      else storage.setItem(this.#storageName(), key)
+    } catch (error) {
+      report(error)
+    }
   }
 
   #setState(state) {
