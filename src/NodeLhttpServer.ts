@@ -120,6 +120,12 @@ export interface Options<P extends Processor.Any = never, F extends Filter.Any =
   readonly host?: string | undefined
   /** How long a peer gets to answer a close frame before its socket is destroyed (default 5 s). */
   readonly closeGrace?: Duration.Input | undefined
+  /**
+   * How long a request (a WebSocket upgrade included) may take to send its
+   * headers before its socket is closed (default 10 s; Node's own is 60 s,
+   * checked every 30 s): a slowloris on the upgrade holds a socket no longer.
+   */
+  readonly headersTimeout?: Duration.Input | undefined
 }
 
 // ---------------------------------------------------------------------------
@@ -131,6 +137,9 @@ const text = { binary: false } as const
 
 // how long a peer gets to answer a close frame before its socket is destroyed, unless `closeGrace` says otherwise
 const defaultCloseGrace = Duration.seconds(5)
+
+// how long a request may take to send its headers, unless `headersTimeout` says otherwise
+const defaultHeadersTimeout = Duration.seconds(10)
 
 /** One WebSocket as a transport of the core. */
 class WebSocketTransport implements Transport.Transport {
@@ -449,11 +458,23 @@ export const isLoopback = (address: string | undefined): boolean =>
   address !== undefined &&
   (address === "::1" || address.startsWith("127.") || address.startsWith("::ffff:127."))
 
+// the scheme is case-insensitive (RFC 7235 §2.1)
 const tokenMatches = (header: string | undefined, token: Redacted.Redacted<string>): boolean => {
-  if (header === undefined || !header.startsWith("Bearer ")) return false
+  if (header === undefined || header.length < 7 || header.slice(0, 7).toLowerCase() !== "bearer ") return false
   const given = Buffer.from(header.slice(7))
   const expected = Buffer.from(Redacted.value(token))
   return given.length === expected.length && timingSafeEqual(given, expected)
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
+
+/** The text of UTF-8 bytes, or undefined when they are not valid UTF-8. */
+const utf8 = (bytes: ArrayBuffer): string | undefined => {
+  try {
+    return strictUtf8.decode(bytes)
+  } catch {
+    return undefined
+  }
 }
 
 const plain = (status: number, body: string, headers?: Record<string, string>) =>
@@ -497,18 +518,21 @@ export const routes = (
         }
         const length = Number(request.headers["content-length"] ?? 0)
         if (length > settings.maxMessageBytes) return plain(413, `a message is at most ${settings.maxMessageBytes} bytes\n`)
-        const body = yield* request.text.pipe(
+        const bytes = yield* request.arrayBuffer.pipe(
           Effect.provideService(HttpServerRequest.MaxBodySize, ByteSize.bytes(settings.maxMessageBytes)),
           Effect.result
         )
-        if (Result.isFailure(body)) return plain(413, `a message is at most ${settings.maxMessageBytes} bytes\n`)
-        const frame = Frame.parse(body.success, { maxHeaders: settings.maxHeaders })
+        if (Result.isFailure(bytes)) return plain(413, `a message is at most ${settings.maxMessageBytes} bytes\n`)
+        // refused as over WebSocket, rather than delivered with U+FFFD in place of the bad bytes
+        const body = utf8(bytes.success)
+        if (body === undefined) return plain(400, "InvalidUtf8: the message is not valid UTF-8\n")
+        const frame = Frame.parse(body, { maxHeaders: settings.maxHeaders })
         if (Result.isFailure(frame)) return plain(400, `${frame.failure.reason}: ${frame.failure.message}\n`)
         const value = frame.success.headers.get(Header.publish)
         if (!value) return plain(400, "the message has no publish header\n")
         const channels = Channel.parseList(value)
         if (Result.isFailure(channels)) return plain(400, `${channels.failure.reason}: ${channels.failure.message}\n`)
-        return yield* hub.publishText(channels.success, body.success).pipe(
+        return yield* hub.publishText(channels.success, body).pipe(
           Effect.as(HttpServerResponse.empty({ status: 204 })),
           Effect.catch((rejection: Rejection) => Effect.succeed(plain(rejection.status, `${rejection.message}\n`)))
         )
@@ -557,8 +581,15 @@ export const layer = <const P extends Processor.Any = never, const F extends Fil
     yield* HttpServer.addressFormattedWith((address) => Effect.logInfo(`effect-lhttp listening on ${address}`))
     yield* Effect.addFinalizer(() => server.drain)
   }))
+  const headersTimeout = Duration.toMillis(Duration.fromInputUnsafe(options.headersTimeout ?? defaultHeadersTimeout))
+  const createServer = () =>
+    Http.createServer({
+      headersTimeout,
+      // the deadline is checked this often: a tenth of it, at least every second
+      connectionsCheckingInterval: Math.max(100, Math.min(1_000, headersTimeout / 10))
+    })
   const http = HttpRouter.serve(routes(options), { disableLogger: true, disableListenLog: true }).pipe(
-    Layer.provideMerge(layerHttpServer(() => Http.createServer(), options))
+    Layer.provideMerge(layerHttpServer(createServer, options))
   )
   return drainOnShutdown.pipe(
     Layer.provideMerge(http),

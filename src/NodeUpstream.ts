@@ -21,7 +21,7 @@
  * @since 0.1.0
  */
 import { Cause, Clock, Config, Data, Duration, Effect, Layer, Option, Redacted, Result, type Scope, Stream } from "effect"
-import { HttpClientRequest, HttpMethod } from "effect/http"
+import { HttpClient, HttpClientRequest, HttpMethod } from "effect/http"
 import * as Address from "./internal/upstream/address.ts"
 import * as Allowlist from "./internal/upstream/allowlist.ts"
 import * as PinnedClient from "./internal/upstream/client.ts"
@@ -63,6 +63,13 @@ export interface Options {
    * `dns.lookup`). Called once per target; the connection uses its answer.
    */
   readonly lookup?: ((hostname: string) => Effect.Effect<ReadonlyArray<string>, unknown>) | undefined
+  /**
+   * Whether calls carry the trace context of the message that made them
+   * (`traceparent` and `b3` headers, from Effect's tracer): for backends of the
+   * app's own that join its traces. Default false: a backend outside the app
+   * learns nothing of its traces.
+   */
+  readonly propagateTrace?: boolean | undefined
 }
 
 /**
@@ -127,6 +134,7 @@ export const make: (options: Options) => Effect.Effect<Upstream["Service"], Upst
     const methods = new Set(options.methods ?? ["GET", "POST", "PUT", "PATCH", "DELETE"])
     const maxResponseBytes = options.maxResponseBytes ?? 256 * 1024
     const maxRedirects = options.maxRedirects ?? 3
+    const propagateTrace = options.propagateTrace ?? false
     const lookup = options.lookup ?? Address.systemLookup
     const policy: RequestHeaders.Policy = {
       forward: new Set((options.forwardHeaders ?? ["content-type"]).map((name) => name.toLowerCase())),
@@ -197,6 +205,7 @@ export const make: (options: Options) => Effect.Effect<Upstream["Service"], Upst
           }
           const origin = url.origin
           const response = yield* client.execute(request).pipe(
+            Effect.provideService(HttpClient.TracerPropagationEnabled, propagateTrace),
             Effect.mapError(() =>
               new UpstreamError({ reason: "Transport", message: `the backend at ${origin} could not be reached` })
             )

@@ -3,6 +3,7 @@ import { Context, Deferred, Effect, Fiber, Layer } from "effect"
 import { HttpRouter, HttpServer, HttpServerResponse } from "effect/http"
 import { randomBytes } from "node:crypto"
 import * as Http from "node:http"
+import * as Net from "node:net"
 import { createServer } from "node:http"
 import type { Duplex } from "node:stream"
 import * as Bus from "../src/Bus.ts"
@@ -238,6 +239,29 @@ describe("NodeLhttpServer: limits and safety", () => {
     }))
 })
 
+describe("NodeLhttpServer: the headers deadline", () => {
+  it.live("a request that does not finish its headers within headersTimeout has its socket closed", () =>
+    Effect.gen(function*() {
+      const { port, url } = yield* startServer({ headersTimeout: "300 millis" })
+      const closed = yield* Effect.callback<string>((resume) => {
+        const socket = Net.connect(port, "127.0.0.1", () => {
+          // a slowloris on the upgrade: the request line and one header, then nothing
+          socket.write("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        })
+        let answer = ""
+        socket.on("data", (chunk) => answer += chunk.toString())
+        socket.on("error", () => {})
+        socket.on("close", () => resume(Effect.succeed(answer)))
+        return Effect.sync(() => socket.destroy())
+      }).pipe(Effect.timeoutOrElse({ duration: "5 seconds", orElse: () => Effect.die(new Error("the socket was held")) }))
+      assert.match(closed, /^HTTP\/1\.1 408 Request Timeout\r\n/)
+      // the server goes on
+      const client = yield* connect(url)
+      yield* client.send(frame("c", { subscribe: "x", publish: "x" }, "alive"))
+      assert.strictEqual(yield* client.next(), "LHTTP/1.0 c\r\nsubscribe:x\r\npublish:x\r\n\r\nalive")
+    }))
+})
+
 describe("NodeLhttpServer: POST /publish", () => {
   it.live("delivers the raw body byte for byte to each channel", () =>
     Effect.gen(function*() {
@@ -275,6 +299,27 @@ describe("NodeLhttpServer: POST /publish", () => {
       assert.strictEqual((yield* request(`${http}/publish`, { method: "POST", body, headers: wrong })).status, 401)
       const right = { authorization: "Bearer s3cret" }
       assert.strictEqual((yield* request(`${http}/publish`, { method: "POST", body, headers: right })).status, 204)
+      // the scheme is case-insensitive (RFC 7235); the token is not
+      for (const scheme of ["bearer", "BEARER"]) {
+        const headers = { authorization: `${scheme} s3cret` }
+        assert.strictEqual((yield* request(`${http}/publish`, { method: "POST", body, headers })).status, 204, scheme)
+      }
+      const shouting = { authorization: "Bearer S3CRET" }
+      assert.strictEqual((yield* request(`${http}/publish`, { method: "POST", body, headers: shouting })).status, 401)
+    }))
+
+  it.live("refuses a body that is not UTF-8 with 400 InvalidUtf8, as over WebSocket, and delivers nothing", () =>
+    Effect.gen(function*() {
+      const { http, url } = yield* startServer({})
+      const subscriber = yield* connect(url)
+      yield* subscriber.send(frame("c", { subscribe: "utf" }))
+      yield* subscriber.nothing()
+      const bad = new Uint8Array([...new TextEncoder().encode("LHTTP/1.0 c\r\npublish:utf\r\n\r\nbad "), 0xff, 0xfe])
+      const refused = yield* request(`${http}/publish`, { method: "POST", body: bad })
+      assert.deepStrictEqual([refused.status, refused.body], [400, "InvalidUtf8: the message is not valid UTF-8\n"])
+      const good = "LHTTP/1.0 c\r\npublish:utf\r\n\r\ngood é"
+      assert.strictEqual((yield* request(`${http}/publish`, { method: "POST", body: good })).status, 204)
+      assert.strictEqual(yield* subscriber.next(), good)
     }))
 })
 

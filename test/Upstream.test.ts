@@ -200,6 +200,22 @@ describe("Upstream: what the backend receives", () => {
       yield* client.nothing()
     }))
 
+  it.live("trace headers (traceparent, b3) go out only with propagateTrace", () =>
+    Effect.gen(function*() {
+      const backend = yield* recorder
+      for (const [propagateTrace, expected] of [[undefined, false], [true, true]] as const) {
+        const server = yield* upstreamServer({ allow: [`${backend.base}/hooks/`], propagateTrace })
+        const client = yield* server.connect()
+        yield* client.send(frame("chat", { upstream: `POST ${backend.base}/hooks/record` }, "traced?"))
+        const count = backend.requests.length + 1
+        yield* backend.arrived(count)
+        const headers = backend.requests[count - 1]!.headers
+        assert.strictEqual(headers["traceparent"] !== undefined, expected, `traceparent, propagateTrace ${propagateTrace}`)
+        assert.strictEqual(headers["b3"] !== undefined, expected, `b3, propagateTrace ${propagateTrace}`)
+        if (expected) assert.match(String(headers["traceparent"]), /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/)
+      }
+    }))
+
   it.live("GET sends no body", () =>
     Effect.gen(function*() {
       const backend = yield* recorder
