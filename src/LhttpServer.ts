@@ -82,6 +82,27 @@ export interface Options<P extends Processor.Any = never, F extends Filter.Any =
    * with `connection.get(key)`.
    */
   readonly authenticate?: ((peer: Transport.Peer, data: Admission) => Effect.Effect<void, Rejection>) | undefined
+  /**
+   * Decides who may subscribe, publish and unsubscribe where: it sees the
+   * action, the channels and the connection (with its principal; `undefined`
+   * for `POST /publish`, a backend). Failing with a `Rejection` (e.g.
+   * `Rejection.forbidden(...)`, 403) refuses the message's built-in part:
+   * nothing of it is applied, and the sender gets the error frame (or the
+   * HTTP status). It runs for every transport, before the bus sees anything.
+   */
+  readonly authorize?: ((request: Authorization) => Effect.Effect<void, Rejection>) | undefined
+}
+
+/**
+ * What `authorize` decides on.
+ *
+ * @since 0.1.0
+ */
+export interface Authorization {
+  readonly action: "subscribe" | "publish" | "unsubscribe"
+  readonly channels: ReadonlyArray<string>
+  /** The connection asking; `undefined` for `POST /publish`. */
+  readonly connection: Connection.Connection | undefined
 }
 
 /**
@@ -188,6 +209,8 @@ export class LhttpServer extends Context.Service<LhttpServer, {
    * status of the refusal). Without a hook, admits everyone.
    */
   readonly admit: (peer: Transport.Peer) => Effect.Effect<Admitted, Rejection>
+  /** Runs the `authorize` hook (a publish of `POST /publish` has no connection); without one, allows all. */
+  readonly authorize: (request: Authorization) => Effect.Effect<void, Rejection>
   /**
    * Shuts down gracefully: readiness off, new connections refused, each
    * connection closed with 1001 once the message in progress is done, bounded
@@ -242,7 +265,15 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
   const context = yield* Effect.context<never>()
   const scope = yield* Effect.scope
   const fork = (effect: Effect.Effect<void>) => Fiber.runIn(Effect.runForkWith(context)(effect), scope)
-  const pipeline = Pipeline.make({ processors, filters, hub, upstream, maxHeaders: config.maxHeaders, fork })
+  const pipeline = Pipeline.make({
+    processors,
+    filters,
+    hub,
+    upstream,
+    maxHeaders: config.maxHeaders,
+    fork,
+    authorize: options.authorize
+  })
   const connections = new Set<LiveConnection>()
   let draining = false
   const drained = Deferred.makeUnsafe<void>()
@@ -307,6 +338,7 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
     connectionCount: () => connections.size,
     accept,
     admit,
+    authorize: options.authorize ?? (() => Effect.void),
     drain
   })
 })

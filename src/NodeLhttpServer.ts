@@ -532,7 +532,8 @@ export const routes = (
         if (!value) return plain(400, "the message has no publish header\n")
         const channels = Channel.parseList(value)
         if (Result.isFailure(channels)) return plain(400, `${channels.failure.reason}: ${channels.failure.message}\n`)
-        return yield* hub.publishText(channels.success, body).pipe(
+        return yield* server.authorize({ action: "publish", channels: channels.success, connection: undefined }).pipe(
+          Effect.andThen(hub.publishText(channels.success, body)),
           Effect.as(HttpServerResponse.empty({ status: 204 })),
           Effect.catch((rejection: Rejection) => Effect.succeed(plain(rejection.status, `${rejection.message}\n`)))
         )

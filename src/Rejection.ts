@@ -94,6 +94,13 @@ export const upstreamNotConfigured: Rejection = new Rejection({
 })
 
 /**
+ * A refusal of the `authorize` hook, or of an app's own check.
+ *
+ * @since 0.1.0
+ */
+export const forbidden = (message: string): Rejection => new Rejection({ status: 403, reason: "Forbidden", message })
+
+/**
  * A request that came while the server drains: it is not run.
  *
  * @since 0.1.0

@@ -7,7 +7,8 @@ import * as ErrorFrame from "../src/ErrorFrame.ts"
 import * as Filter from "../src/Filter.ts"
 import * as LhttpServer from "../src/LhttpServer.ts"
 import * as Processor from "../src/Processor.ts"
-import { Rejection } from "../src/Rejection.ts"
+import * as Rejection from "../src/Rejection.ts"
+import type * as Transport from "../src/Transport.ts"
 import { frame } from "./utils/lhttp.ts"
 import { pending, startMemoryServer } from "./utils/memory.ts"
 import { eventually } from "./utils/wait.ts"
@@ -78,7 +79,7 @@ const Fail = Processor.make("fail")
 const FailLive = Fail.toLayer({
   onMessage: (exchange) =>
     exchange.header("how") === "reject"
-      ? Effect.fail(new Rejection({ status: 403, reason: "Forbidden", message: "not you" }))
+      ? Effect.fail(new Rejection.Rejection({ status: 403, reason: "Forbidden", message: "not you" }))
       : exchange.header("how") === "own"
       ? Effect.fail(new OutOfStock({ item: "tea" }))
       : Effect.die(new Error("boom"))
@@ -273,7 +274,7 @@ describe("LhttpServer: processors", () => {
     Effect.gen(function*() {
       const Picky = Processor.make("picky")
       const PickyLive = Picky.toLayer({
-        onOpen: () => Effect.fail(new Rejection({ status: 401, reason: "Unauthorized", message: "who are you?" }))
+        onOpen: () => Effect.fail(new Rejection.Rejection({ status: 401, reason: "Unauthorized", message: "who are you?" }))
       })
       const { connect } = yield* startMemoryServer({ processors: [Picky] }, PickyLive)
       const client = yield* connect()
@@ -429,7 +430,7 @@ const PlaceLive = Place.toLayer({
     const { x, y } = exchange.body
     if (x < 0 || y < 0) return Effect.fail(new OffBoard({ x, y }))
     if (x === 1 && y === 1) return Effect.fail(new Occupied({ by: "bob", status: 409 }))
-    if (x === 9) return Effect.fail(new Rejection({ status: 403, reason: "Forbidden", message: "not there" }))
+    if (x === 9) return Effect.fail(new Rejection.Rejection({ status: 403, reason: "Forbidden", message: "not there" }))
     if (x === 7) return Effect.die(new Error("secret"))
     return Effect.succeed({ placed: { x, y }, at: x * 10 + y })
   }
@@ -1010,7 +1011,7 @@ describe("LhttpServer: authenticate, before a connection is accepted", () => {
   const authenticate = (peer: { readonly requestHeaders: Readonly<Record<string, string | undefined>> }, data: LhttpServer.Admission) => {
     const token = peer.requestHeaders["authorization"]
     if (token !== "Bearer alice-token") {
-      return Effect.fail(new Rejection({ status: 401, reason: "Unauthorized", message: "who are you?" }))
+      return Effect.fail(new Rejection.Rejection({ status: 401, reason: "Unauthorized", message: "who are you?" }))
     }
     data.set(User, "alice")
     return Effect.void
@@ -1030,5 +1031,48 @@ describe("LhttpServer: authenticate, before a connection is accepted", () => {
       assert.strictEqual(yield* alice.next(), "LHTTP/1.0 whoami\r\n\r\nalice")
       yield* alice.send(frame("c", { subscribe: "s", publish: "s" }, "stamped"))
       assert.strictEqual(yield* alice.next(), "LHTTP/1.0 c\r\nsubscribe:s\r\npublish:s\r\nseen-by:alice\r\n\r\nstamped")
+    }))
+})
+
+describe("LhttpServer: authorize, per channel and action", () => {
+  const Role = Connection.key<string>("role")
+  const authorize = (request: LhttpServer.Authorization) => {
+    const role = request.connection?.get(Role) ?? "backend"
+    if (request.action === "subscribe" && request.channels.includes("secret")) {
+      return Effect.fail(Rejection.forbidden("nobody hears secret"))
+    }
+    if (request.action === "publish" && request.channels.includes("announce") && role !== "admin") {
+      return Effect.fail(Rejection.forbidden(`${role} may not publish to announce`))
+    }
+    if (request.action === "unsubscribe" && request.channels.includes("sticky")) {
+      return Effect.fail(Rejection.forbidden("sticky stays"))
+    }
+    return Effect.void
+  }
+  const authenticate = (peer: Transport.Peer, data: LhttpServer.Admission) =>
+    Effect.sync(() => data.set(Role, peer.url === "/admin" ? "admin" : "user"))
+
+  it.live("a refused action is a 403 error frame and nothing of the message is applied; allowed ones go through", () =>
+    Effect.gen(function*() {
+      const { connect, hub } = yield* startMemoryServer({ authorize, authenticate })
+      const user = yield* connect("/")
+      const admin = yield* connect("/admin")
+      yield* user.send(frame("c", { subscribe: "announce sticky" }))
+      yield* user.nothing()
+      // subscribe and publish in one message: the publish is refused, so the subscribe is not applied either
+      yield* user.send(frame("c", { subscribe: "other", publish: "announce", id: "p" }, "not from a user"))
+      assert.strictEqual(
+        yield* user.next(),
+        "LHTTP/1.0 error\r\nstatus:403\r\nreason:Forbidden\r\nid:p\r\n\r\nuser may not publish to announce"
+      )
+      assert.strictEqual(hub.channelCount(), 2)
+      yield* user.send(frame("c", { subscribe: "secret", id: "s" }))
+      assert.strictEqual(yield* user.next(), "LHTTP/1.0 error\r\nstatus:403\r\nreason:Forbidden\r\nid:s\r\n\r\nnobody hears secret")
+      yield* user.send(frame("c", { unsubscribe: "sticky", id: "u" }))
+      assert.strictEqual(yield* user.next(), "LHTTP/1.0 error\r\nstatus:403\r\nreason:Forbidden\r\nid:u\r\n\r\nsticky stays")
+      // the admin publishes to announce; the user hears it (and nothing before it)
+      yield* admin.send(frame("c", { publish: "announce" }, "from the admin"))
+      assert.strictEqual(yield* user.next(), "LHTTP/1.0 c\r\npublish:announce\r\n\r\nfrom the admin")
+      assert.strictEqual(hub.channelCount(), 2)
     }))
 })

@@ -12,6 +12,7 @@ import * as Hub from "../src/Hub.ts"
 import * as LhttpServer from "../src/LhttpServer.ts"
 import * as NodeLhttpServer from "../src/NodeLhttpServer.ts"
 import * as Processor from "../src/Processor.ts"
+import * as Rejection from "../src/Rejection.ts"
 import { RawClient, textFrame } from "../bench/fanout/client.ts"
 import { connect, frame, request, startServer } from "./utils/lhttp.ts"
 import { eventually } from "./utils/wait.ts"
@@ -306,6 +307,31 @@ describe("NodeLhttpServer: POST /publish", () => {
       }
       const shouting = { authorization: "Bearer S3CRET" }
       assert.strictEqual((yield* request(`${http}/publish`, { method: "POST", body, headers: shouting })).status, 401)
+    }))
+
+  it.live("authorize decides on POST /publish too (no connection): a refusal is its HTTP status, nothing delivered", () =>
+    Effect.gen(function*() {
+      const decided: Array<string> = []
+      const { http, url } = yield* startServer({
+        authorize: (request) => {
+          decided.push(`${request.action} ${request.channels.join(",")} ${request.connection === undefined ? "backend" : "client"}`)
+          return request.connection === undefined && request.channels.includes("closed")
+            ? Effect.fail(Rejection.forbidden("closed to backends"))
+            : Effect.void
+        }
+      })
+      const subscriber = yield* connect(url)
+      yield* subscriber.send(frame("c", { subscribe: "open closed" }))
+      yield* subscriber.nothing()
+      const refused = yield* request(`${http}/publish`, { method: "POST", body: "LHTTP/1.0 c\r\npublish:open closed\r\n\r\nx" })
+      assert.deepStrictEqual([refused.status, refused.body], [403, "closed to backends\n"])
+      const body = "LHTTP/1.0 c\r\npublish:open\r\n\r\nallowed"
+      assert.strictEqual((yield* request(`${http}/publish`, { method: "POST", body })).status, 204)
+      assert.strictEqual(yield* subscriber.next(), body)
+      assert.deepStrictEqual(decided.filter((line) => !line.startsWith("subscribe")), [
+        "publish open,closed backend",
+        "publish open backend"
+      ])
     }))
 
   it.live("refuses a body that is not UTF-8 with 400 InvalidUtf8, as over WebSocket, and delivers nothing", () =>

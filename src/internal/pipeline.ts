@@ -24,6 +24,7 @@ import type { Exchange } from "../Exchange.ts"
 import type * as Filter from "../Filter.ts"
 import * as Frame from "../Frame.ts"
 import type { Hub } from "../Hub.ts"
+import type { Authorization } from "../LhttpServer.ts"
 import * as Message from "../Message.ts"
 import type * as Multipart from "../Multipart.ts"
 import type * as Processor from "../Processor.ts"
@@ -134,6 +135,8 @@ export interface Options {
   readonly maxHeaders: number
   /** Runs an effect in a fiber of the server's (an upstream lane). */
   readonly fork: (effect: Effect.Effect<void>) => Fiber.Fiber<void>
+  /** Decides on each action of the built-in headers, before any is applied. */
+  readonly authorize?: ((request: Authorization) => Effect.Effect<void, Rejection.Rejection>) | undefined
 }
 
 /**
@@ -215,6 +218,7 @@ export const make = (options: Options) => {
 
   // built-in after filter: subscribe, then publish (the rendered text), then unsubscribe; composed
   // without a generator, as the messages no user code sees run nothing else
+  const authorize = options.authorize
   const pubSub = (
     connection: LiveConnection,
     message: Message.Notify | Message.Request,
@@ -223,6 +227,14 @@ export const make = (options: Options) => {
     let effect: Effect.Effect<void, Rejection.Rejection> | undefined
     const then = (next: Effect.Effect<void, Rejection.Rejection>) => {
       effect = effect === undefined ? next : Effect.andThen(effect, next)
+    }
+    // every action is decided on before any is applied
+    if (authorize !== undefined) {
+      if (message.subscribe.length > 0) then(authorize({ action: "subscribe", channels: message.subscribe, connection }))
+      if (published !== undefined) then(authorize({ action: "publish", channels: message.publish, connection }))
+      if (message.unsubscribe.length > 0) {
+        then(authorize({ action: "unsubscribe", channels: message.unsubscribe, connection }))
+      }
     }
     if (message.subscribe.length > 0) then(hub.subscribe(connection, message.subscribe))
     if (published !== undefined) then(hub.publishText(message.publish, published))
