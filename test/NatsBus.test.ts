@@ -112,7 +112,13 @@ describe("NatsBus: NATS killed and restarted on the same port", () => {
       const subscriber = yield* readyBus(nats.url)
       const publisher = yield* readyBus(nats.url)
       const received: Array<number> = []
-      yield* subscriber.subscribe(id("load"), (payload) => received.push(Number(payload)))
+      let probed = false
+      yield* subscriber.subscribe(id("load"), (payload) => {
+        if (payload === "probe") probed = true
+        else received.push(Number(payload))
+      })
+      // the subscription has reached NATS once a probe published on the same subject arrives
+      yield* until(publisher.publish(id("load"), "probe").pipe(Effect.andThen(Effect.sync(() => probed))))
       const sent: Array<Sent> = []
       const fiber = yield* Effect.forkChild(publishForever(publisher, id("load"), sent))
       yield* eventually(() => received.length >= 50)
