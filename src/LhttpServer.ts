@@ -14,10 +14,11 @@ import type * as Filter from "./Filter.ts"
 import * as Hub from "./Hub.ts"
 import { type Core, LiveConnection, messageTooBig } from "./internal/connection.ts"
 import { type SlowConsumerPolicy, slowConsumerCloseCode } from "./internal/outbox.ts"
+import { Buckets } from "./internal/rate.ts"
 import * as Pipeline from "./internal/pipeline.ts"
 import type * as Connection from "./Connection.ts"
 import type * as Processor from "./Processor.ts"
-import type { Rejection } from "./Rejection.ts"
+import { Rejection } from "./Rejection.ts"
 import type * as Transport from "./Transport.ts"
 import { Upstream } from "./Upstream.ts"
 
@@ -36,7 +37,11 @@ export const CloseCode = {
   /** No pong within `heartbeatTimeout` of a ping. */
   heartbeatTimeout: 4000,
   /** The connection's outbound queue passed `maxOutboundBytes` (policy "close"). */
-  slowConsumer: slowConsumerCloseCode
+  slowConsumer: slowConsumerCloseCode,
+  /** Past `maxConnections` (a transport that accepts without asking first). */
+  tryAgainLater: 1013,
+  /** Too many messages past `messageRate`. */
+  rateLimited: 1008
 } as const
 
 /**
@@ -91,6 +96,31 @@ export interface Options<P extends Processor.Any = never, F extends Filter.Any =
    * HTTP status). It runs for every transport, before the bus sees anything.
    */
   readonly authorize?: ((request: Authorization) => Effect.Effect<void, Rejection>) | undefined
+  /** Connections open at once, over all transports (default 100,000); past it, new ones get 503. */
+  readonly maxConnections?: number | undefined
+  /**
+   * New connections a second from one address, with a burst (default: no
+   * limit); past it, 503 with `Retry-After`. Behind a proxy every client has
+   * the proxy's address: set it there instead.
+   */
+  readonly connectionRate?: Rate | undefined
+  /**
+   * Messages a second per connection, with a burst (default: no limit). A
+   * message past it is answered `429 RateLimited` and not processed;
+   * `closeAfter` of them in a row (default: the burst) close the connection
+   * with 1008.
+   */
+  readonly messageRate?: (Rate & { readonly closeAfter?: number | undefined }) | undefined
+}
+
+/**
+ * A rate limit: `perSecond` on average, `burst` at once (a token bucket).
+ *
+ * @since 0.1.0
+ */
+export interface Rate {
+  readonly perSecond: number
+  readonly burst: number
 }
 
 /**
@@ -131,8 +161,11 @@ export interface Settings {
   readonly publishToken: Redacted.Redacted<string> | undefined
   readonly shutdownTimeout: Duration.Duration
   readonly maxConcurrentRequests: number
-  /** Whether an `authenticate` hook runs before connections are accepted. */
+  /** Whether connections are admitted by an Effect (an `authenticate` hook, a connection rate). */
   readonly authenticates: boolean
+  readonly maxConnections: number
+  readonly connectionRate: Rate | undefined
+  readonly messageRate: (Rate & { readonly closeAfter: number }) | undefined
 }
 
 /**
@@ -148,7 +181,8 @@ export const defaults = {
   heartbeatInterval: Duration.seconds(25),
   heartbeatTimeout: Duration.seconds(10),
   shutdownTimeout: Duration.seconds(30),
-  maxConcurrentRequests: 16
+  maxConcurrentRequests: 16,
+  maxConnections: 100_000
 } as const
 
 /**
@@ -169,7 +203,12 @@ export const settings = (options: Options<Processor.Any, Filter.Any>): Settings 
     : options.publishToken,
   shutdownTimeout: Duration.fromInputUnsafe(options.shutdownTimeout ?? defaults.shutdownTimeout),
   maxConcurrentRequests: Math.max(1, options.maxConcurrentRequests ?? defaults.maxConcurrentRequests),
-  authenticates: options.authenticate !== undefined
+  authenticates: options.authenticate !== undefined || options.connectionRate !== undefined,
+  maxConnections: options.maxConnections ?? defaults.maxConnections,
+  connectionRate: options.connectionRate,
+  messageRate: options.messageRate === undefined
+    ? undefined
+    : { ...options.messageRate, closeAfter: options.messageRate.closeAfter ?? options.messageRate.burst }
 })
 
 /**
@@ -220,6 +259,18 @@ export class LhttpServer extends Context.Service<LhttpServer, {
 }>()("effect-lhttp/LhttpServer") {}
 
 const refused: Transport.Inbound = { receive: () => {}, closed: () => {} }
+
+const tooManyConnections = new Rejection({
+  status: 503,
+  reason: "TooManyConnections",
+  message: "the server holds as many connections as it may: try again later"
+})
+
+const connectingTooFast = new Rejection({
+  status: 503,
+  reason: "ConnectingTooFast",
+  message: "too many new connections from this address: try again later"
+})
 
 /**
  * The per-connection data `authenticate` set for a connection it admitted.
@@ -284,7 +335,8 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
       maxMessageBytes: config.maxMessageBytes,
       maxOutboundBytes: config.maxOutboundBytes,
       slowConsumer: config.slowConsumer,
-      maxConcurrentRequests: config.maxConcurrentRequests
+      maxConcurrentRequests: config.maxConcurrentRequests,
+      messageRate: config.messageRate
     },
     hasOpenHooks: pipeline.hasOpenHooks,
     open: pipeline.open,
@@ -299,7 +351,10 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
   }
 
   const authenticate = options.authenticate
+  const perAddress = config.connectionRate === undefined ? undefined : new Buckets(config.connectionRate)
   const admit = (peer: Transport.Peer): Effect.Effect<Admitted, Rejection> => {
+    if (connections.size >= config.maxConnections) return Effect.fail(tooManyConnections)
+    if (perAddress !== undefined && !perAddress.take(peer.remoteAddress ?? "")) return Effect.fail(connectingTooFast)
     if (authenticate === undefined) return Effect.succeed(undefined)
     const data = new Map<string, unknown>()
     return authenticate(peer, { set: (key, value) => void data.set(key.name, value) }).pipe(Effect.as(data))
@@ -308,6 +363,11 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
   const accept = (transport: Transport.Transport, admitted?: Admitted): Transport.Inbound => {
     if (draining) {
       transport.close(CloseCode.goingAway, "server shutting down")
+      return refused
+    }
+    // the cap holds for transports that accept without asking first
+    if (connections.size >= config.maxConnections) {
+      transport.close(CloseCode.tryAgainLater, "too many connections")
       return refused
     }
     const connection = new LiveConnection(transport, core, admitted)

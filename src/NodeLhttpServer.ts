@@ -214,8 +214,10 @@ const pathMatcher = (paths: ReadonlyArray<string>) => {
 
 const refuseUpgrade = (socket: Duplex, status: number, statusText: string, body: string) => {
   socket.on("error", () => socket.destroy())
+  // a 503 is a moment's refusal (shutting down, too many connections): say when to come back
+  const retry = status === 503 ? "retry-after: 1\r\n" : ""
   socket.end(
-    `HTTP/1.1 ${status} ${statusText}\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\n` +
+    `HTTP/1.1 ${status} ${statusText}\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\n${retry}` +
       `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
   )
 }
@@ -307,7 +309,9 @@ const makeEndpoint = Effect.fnUntraced(function*(paths: ReadonlyArray<string>, c
       const upgrade = (admitted: LhttpServer.Admitted) =>
         wss.handleUpgrade(request, socket, head, (ws) => connect(ws, socket, peer, admitted))
       if (!settings.authenticates) {
-        upgrade(undefined)
+        if (server.connectionCount() >= settings.maxConnections) {
+          refuseUpgrade(socket, 503, "Service Unavailable", "the server holds as many connections as it may: try again later\n")
+        } else upgrade(undefined)
         return true
       }
       // the authenticate hook first: a refusal is an HTTP answer, and no WebSocket
@@ -601,8 +605,11 @@ export const layer = <const P extends Processor.Any = never, const F extends Fil
 /**
  * The stand-alone server's settings read from the environment:
  * `LHTTP_PORT` (8081), `LHTTP_HOST`, `LHTTP_PUBLISH_TOKEN`,
- * `LHTTP_MAX_MESSAGE_BYTES` (65536) and `LHTTP_ALLOWED_ORIGINS`
- * (comma-separated).
+ * `LHTTP_MAX_MESSAGE_BYTES` (65536), `LHTTP_ALLOWED_ORIGINS`
+ * (comma-separated), `LHTTP_MAX_CONNECTIONS` (100,000),
+ * `LHTTP_CONNECTIONS_PER_SECOND` (per address; unset: no limit) and
+ * `LHTTP_MESSAGES_PER_SECOND` (per connection; unset: no limit), each rate
+ * with a burst of twice as many.
  *
  * @since 0.1.0
  * @category config
@@ -614,8 +621,14 @@ export const config = Config.all({
   maxMessageBytes: Config.Int("LHTTP_MAX_MESSAGE_BYTES").pipe(
     Config.withDefault(LhttpServer.defaults.maxMessageBytes)
   ),
-  allowedOrigins: Config.option(Config.String("LHTTP_ALLOWED_ORIGINS"))
+  allowedOrigins: Config.option(Config.String("LHTTP_ALLOWED_ORIGINS")),
+  maxConnections: Config.Int("LHTTP_MAX_CONNECTIONS").pipe(Config.withDefault(LhttpServer.defaults.maxConnections)),
+  connectionsPerSecond: Config.option(Config.Number("LHTTP_CONNECTIONS_PER_SECOND")),
+  messagesPerSecond: Config.option(Config.Number("LHTTP_MESSAGES_PER_SECOND"))
 })
+
+// a rate from the environment: that many a second, twice as many at once
+const rateOf = (perSecond: number) => ({ perSecond, burst: Math.max(1, Math.ceil(2 * perSecond)) })
 
 /**
  * {@link layer} with the settings of {@link config} over `options`.
@@ -637,7 +650,10 @@ export const layerConfig = <const P extends Processor.Any = never, const F exten
       allowedOrigins: Option.match(env.allowedOrigins, {
         onNone: () => options.allowedOrigins,
         onSome: (list) => list.split(",").map((origin) => origin.trim()).filter((origin) => origin !== "")
-      })
+      }),
+      maxConnections: env.maxConnections,
+      connectionRate: Option.match(env.connectionsPerSecond, { onNone: () => options.connectionRate, onSome: rateOf }),
+      messageRate: Option.match(env.messagesPerSecond, { onNone: () => options.messageRate, onSome: rateOf })
     })
   }))
 

@@ -1076,3 +1076,52 @@ describe("LhttpServer: authorize, per channel and action", () => {
       assert.strictEqual(hub.channelCount(), 2)
     }))
 })
+
+describe("LhttpServer: rate limits and the connection cap", () => {
+  it.live("messageRate: past the burst a message is answered 429 RateLimited with its id and not processed; too many in a row close with 1008", () =>
+    Effect.gen(function*() {
+      // one token a minute: the burst is all there is during the test
+      const { connect } = yield* startMemoryServer({ messageRate: { perSecond: 1 / 60, burst: 3, closeAfter: 2 } })
+      const client = yield* connect()
+      const watcher = yield* connect()
+      yield* watcher.send(frame("c", { subscribe: "r" }))
+      yield* watcher.nothing()
+      for (let i = 1; i <= 3; i++) yield* client.send(frame("c", { publish: "r" }, `m${i}`))
+      yield* client.send(frame("c", { publish: "r", id: "x4" }, "m4"))
+      assert.strictEqual(
+        yield* client.next(),
+        "LHTTP/1.0 error\r\nstatus:429\r\nreason:RateLimited\r\nid:x4\r\n\r\nmore than 0.017 messages a second: this one was not processed"
+      )
+      for (let i = 1; i <= 3; i++) assert.strictEqual(yield* watcher.next(), frame("c", { publish: "r" }, `m${i}`))
+      yield* client.send(frame("c", { publish: "r" }, "m5"))
+      assert.match(yield* client.next(), /^LHTTP\/1\.0 error\r\nstatus:429\r\nreason:RateLimited\r\n\r\n/)
+      // the third refusal in a row closes
+      yield* client.send(frame("c", { publish: "r" }, "m6"))
+      assert.deepStrictEqual(yield* client.closed, { code: 1008, reason: "rate limit exceeded" })
+      // none of the refused ones was published: the watcher's next frame is a marker
+      const other = yield* connect()
+      yield* other.send(frame("c", { publish: "r" }, "marker"))
+      assert.strictEqual(yield* watcher.next(), frame("c", { publish: "r" }, "marker"))
+    }))
+
+  it.live("maxConnections: past the cap a new connection is refused 503 TooManyConnections; after one leaves, one may come", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* startMemoryServer({ maxConnections: 2 })
+      const one = yield* connect()
+      yield* connect()
+      const refused = yield* connect().pipe(Effect.flip)
+      assert.deepStrictEqual([refused.status, refused.reason], [503, "TooManyConnections"])
+      yield* one.transport.close
+      yield* Effect.eventually(connect().pipe(Effect.asVoid))
+    }))
+
+  it.live("connectionRate: past the burst from one address, 503 ConnectingTooFast; other addresses are not counted", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* startMemoryServer({ connectionRate: { perSecond: 1 / 60, burst: 2 } })
+      yield* connect("/", { remoteAddress: "10.0.0.1" })
+      yield* connect("/", { remoteAddress: "10.0.0.1" })
+      const refused = yield* connect("/", { remoteAddress: "10.0.0.1" }).pipe(Effect.flip)
+      assert.deepStrictEqual([refused.status, refused.reason], [503, "ConnectingTooFast"])
+      yield* connect("/", { remoteAddress: "10.0.0.2" })
+    }))
+})

@@ -240,6 +240,37 @@ describe("NodeLhttpServer: limits and safety", () => {
     }))
 })
 
+describe("NodeLhttpServer: the connection cap", () => {
+  it.live("past maxConnections an upgrade, an SSE stream and a poll get 503 with Retry-After", () =>
+    Effect.gen(function*() {
+      const { http, url } = yield* startServer({ maxConnections: 1 })
+      yield* connect(url)
+      const refused = yield* Effect.promise(() =>
+        new Promise<string>((resolve) => {
+          const socket = Net.connect(Number(new URL(http).port), "127.0.0.1", () =>
+            socket.write(
+              "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ))
+          let answer = ""
+          socket.on("data", (chunk) => answer += chunk.toString())
+          socket.on("close", () => resolve(answer))
+          socket.on("error", () => {})
+        })
+      )
+      assert.match(refused, /^HTTP\/1\.1 503 Service Unavailable\r\n/)
+      assert.include(refused, "\r\nretry-after: 1\r\n")
+      for (const path of ["/sse", "/poll"]) {
+        const answer = yield* request(`${http}${path}`)
+        assert.deepStrictEqual(
+          [answer.status, answer.headers.get("retry-after"), answer.body],
+          [503, "1", "the server holds as many connections as it may: try again later\n"],
+          path
+        )
+      }
+    }))
+})
+
 describe("NodeLhttpServer: the headers deadline", () => {
   it.live("a request that does not finish its headers within headersTimeout has its socket closed", () =>
     Effect.gen(function*() {

@@ -142,3 +142,36 @@ describe("the main job: login, sessions, and the three transports", () => {
       assert.match(text, /^retry: 1000\n\nevent: connected\ndata: [A-Za-z0-9_-]{22}\n\n/)
     }))
 })
+
+describe("the main job reads LHTTP_MAX_CONNECTIONS and LHTTP_MESSAGES_PER_SECOND", () => {
+  let program: Program | undefined
+  let port = 0
+  beforeAll(async () => {
+    port = await freePort()
+    program = start(main, {
+      env: { LHTTP_PORT: String(port), LHTTP_HOST: "127.0.0.1", LHTTP_MAX_CONNECTIONS: "2", LHTTP_MESSAGES_PER_SECOND: "1" }
+    })
+    await program.waitFor(/listening on/, 15_000)
+  })
+  afterAll(async () => {
+    await program?.stop("SIGTERM", 3_000)
+  })
+
+  it.live("two connections at most; a burst of two messages, then 429 RateLimited", () =>
+    Effect.gen(function*() {
+      const ws = `ws://127.0.0.1:${port}/`
+      const client = yield* connect(ws)
+      yield* connect(ws)
+      const refused = yield* connect(ws).pipe(Effect.flip)
+      assert.include(String(refused), "Unexpected server response: 503")
+      // 1 a second, 2 at once: the third of a burst is refused with its id
+      for (const id of ["a", "b"]) yield* client.send(frame("echo", { id }, id))
+      yield* client.send(frame("echo", { id: "c" }, "c"))
+      const answers = [yield* client.next(), yield* client.next(), yield* client.next()].sort()
+      assert.deepStrictEqual(answers, [
+        "LHTTP/1.0 echo\r\nid:a\r\n\r\na",
+        "LHTTP/1.0 echo\r\nid:b\r\n\r\nb",
+        "LHTTP/1.0 error\r\nstatus:429\r\nreason:RateLimited\r\nid:c\r\n\r\nmore than 1 messages a second: this one was not processed"
+      ])
+    }))
+})

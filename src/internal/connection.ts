@@ -18,10 +18,11 @@ import type { Connection, Key } from "../Connection.ts"
 import * as Frame from "../Frame.ts"
 import type { Hub, Subscriber } from "../Hub.ts"
 import type { ProtocolError } from "../ProtocolError.ts"
-import type { Rejection } from "../Rejection.ts"
+import { Rejection } from "../Rejection.ts"
 import type { Inbound, Outbound as OutboundFrame, Transport } from "../Transport.ts"
 import { Outbound, utf8Length } from "./outbound.ts"
 import { Outbox, schedule, type SlowConsumerPolicy } from "./outbox.ts"
+import { Bucket, type Rate } from "./rate.ts"
 
 /** The per-connection limits. */
 export interface Limits {
@@ -30,6 +31,8 @@ export interface Limits {
   readonly slowConsumer: SlowConsumerPolicy
   /** Requests (messages with an `id` for a processor) of one connection processed at once. */
   readonly maxConcurrentRequests: number
+  /** Messages a second per connection (none: no limit), and refusals in a row before a close. */
+  readonly messageRate: (Rate & { readonly closeAfter: number }) | undefined
 }
 
 /** What a connection needs from its server. */
@@ -51,6 +54,13 @@ export interface Core {
   /** The connection has ended: every hook ran, every subscription is gone. */
   readonly ended: (connection: LiveConnection) => void
 }
+
+const rateLimited = (perSecond: number) =>
+  new Rejection({
+    status: 429,
+    reason: "RateLimited",
+    message: `more than ${perSecond >= 1 ? Math.round(perSecond) : perSecond.toPrecision(2)} messages a second: this one was not processed`
+  })
 
 /** The close code of a message over `maxMessageBytes`. */
 export const messageTooBig = 1009
@@ -98,6 +108,9 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
   // the requests running beside the inbox, and the inbox waiting for one of them to finish
   #requests: Set<Fiber.Fiber<void>> | undefined
   #slot: (() => void) | undefined
+  // the message rate's bucket, and the messages refused in a row
+  readonly #rate: Bucket | undefined
+  #refused = 0
 
   constructor(transport: Transport, core: Core, data?: ReadonlyMap<string, unknown>) {
     this.transport = transport
@@ -105,6 +118,7 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
     if (data !== undefined && data.size > 0) this.#data = new Map(data)
     this.#opened = !core.hasOpenHooks
     this.outbox = new Outbox(transport, core.limits.maxOutboundBytes, core.limits.slowConsumer)
+    this.#rate = core.limits.messageRate === undefined ? undefined : new Bucket(core.limits.messageRate)
     if (!this.#opened) this.#start()
   }
 
@@ -130,9 +144,20 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
   receive(data: string | Uint8Array): void {
     if (this.#gone || this.outbox.isClosed) return
     if (tooBig(data, this.#core.limits.maxMessageBytes)) return this.closeNow(messageTooBig, "message too big")
+    if (this.#rate !== undefined && !this.#rate.take()) return this.#rateLimited(data)
+    this.#refused = 0
     this.#inbox.push(data)
     if (this.#inbox.length - this.#head >= inboxHighWater) this.#pause()
     if (!this.#running) this.#start()
+  }
+
+  // a message past the rate: answered 429 (with its id), not processed; too many in a row close the connection
+  #rateLimited(data: string | Uint8Array): void {
+    const limit = this.#core.limits.messageRate!
+    if (++this.#refused > limit.closeAfter) return this.closeNow(1008, "rate limit exceeded")
+    const frame = typeof data === "string" ? Frame.parse(data) : Frame.parseBytes(data)
+    const id = Result.isSuccess(frame) ? frame.success.headers.get("id") || undefined : undefined
+    this.write(rateLimited(limit.perSecond).toFrame(id))
   }
 
   #pause(): void {

@@ -192,7 +192,8 @@ export const make = (server: LhttpServer.LhttpServer["Service"], settings: Setti
   ) =>
     admit(peerOf(request), (result) => {
       if (result._tag === "Success") return then(result.success)
-      respond(response, result.failure.status, `${result.failure.message}\n`, cors)
+      const retry: Record<string, string> = result.failure.status === 503 ? { "retry-after": "1" } : {}
+      respond(response, result.failure.status, `${result.failure.message}\n`, { ...cors, ...retry })
     })
 
   const poll = (request: Http.IncomingMessage, response: Http.ServerResponse, url: URL, cors: Record<string, string>) => {
