@@ -14,7 +14,9 @@ import type * as Filter from "./Filter.ts"
 import * as Hub from "./Hub.ts"
 import { type Core, LiveConnection, messageTooBig } from "./internal/connection.ts"
 import { type SlowConsumerPolicy, slowConsumerCloseCode } from "./internal/outbox.ts"
+import { registerMetrics } from "./internal/metrics.ts"
 import { Buckets } from "./internal/rate.ts"
+import { Stats } from "./internal/stats.ts"
 import * as Pipeline from "./internal/pipeline.ts"
 import type * as Connection from "./Connection.ts"
 import type * as Processor from "./Processor.ts"
@@ -326,6 +328,8 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
     authorize: options.authorize
   })
   const connections = new Set<LiveConnection>()
+  const stats = new Stats()
+  const metrics = registerMetrics(stats, connections, hub, context, scope)
   let draining = false
   const drained = Deferred.makeUnsafe<void>()
 
@@ -344,6 +348,7 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
     close: pipeline.close,
     fork,
     scope,
+    stats,
     ended: (connection) => {
       connections.delete(connection)
       if (draining && connections.size === 0) Deferred.doneUnsafe(drained, Exit.void)
@@ -371,6 +376,7 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
       return refused
     }
     const connection = new LiveConnection(transport, core, admitted)
+    metrics.sawTransport(transport.kind ?? "other")
     connections.add(connection)
     return connection
   }

@@ -106,6 +106,7 @@ export const connect = (
     }
     const admitted = yield* server.admit(peer)
     const transport: Transport.Transport = {
+      kind: "memory",
       peer,
       write: (batch) => {
         if (!open) return

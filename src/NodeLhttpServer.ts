@@ -41,6 +41,7 @@ import {
 } from "effect"
 import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { ServeError } from "effect/http/HttpServerError"
+import { PrometheusMetrics } from "effect/observability"
 import * as NetAddress from "effect/net/NetAddress"
 import { Buffer } from "node:buffer"
 import { timingSafeEqual } from "node:crypto"
@@ -143,6 +144,7 @@ const defaultHeadersTimeout = Duration.seconds(10)
 
 /** One WebSocket as a transport of the core. */
 class WebSocketTransport implements Transport.Transport {
+  readonly kind = "websocket"
   readonly peer: Transport.Peer
   readonly ws: NodeWS.WebSocket
   readonly socket: Duplex
@@ -552,6 +554,20 @@ export const routes = (
     }
     for (const path of options?.paths ?? ["/*"]) yield* router.add("GET", path as HttpRouter.PathInput, notUpgraded)
     yield* router.add("*", (options?.publishPath ?? "/publish") as HttpRouter.PathInput, publish)
+    // the metrics, in Prometheus text, guarded as /publish is: the token, or loopback without one
+    yield* router.add("GET", "/metrics", (request: HttpServerRequest.HttpServerRequest) =>
+      Effect.gen(function*() {
+        if (settings.publishToken !== undefined) {
+          if (!tokenMatches(request.headers["authorization"], settings.publishToken)) {
+            return plain(401, "a bearer token is required\n", { "www-authenticate": "Bearer" })
+          }
+        } else if (!isLoopback(Option.getOrUndefined(request.remoteAddress))) {
+          return plain(403, "without a token, only loopback peers may read the metrics\n")
+        }
+        return HttpServerResponse.text(yield* PrometheusMetrics.format(), {
+          contentType: "text/plain; version=0.0.4; charset=utf-8"
+        })
+      }))
     yield* router.add("GET", "/healthz", Effect.succeed(plain(200, "ok\n")))
     yield* router.add(
       "GET",

@@ -56,6 +56,8 @@ export interface Outbound {
 export interface Transport {
   /** Who is connected. */
   readonly peer: Peer
+  /** The transport's name in metrics (`websocket`, `sse`, `poll`, `memory`…). */
+  readonly kind?: string | undefined
   /** Writes frames in order, as one batch (one syscall where the transport can). */
   readonly write: (frames: ReadonlyArray<Outbound>) => void
   /** Bytes written but not yet taken by the peer: the outbox bounds them with what it queues. */

@@ -240,6 +240,53 @@ describe("NodeLhttpServer: limits and safety", () => {
     }))
 })
 
+describe("NodeLhttpServer: GET /metrics", () => {
+  it.live("serves the server's metrics in Prometheus text: connections by transport, channels, subscriptions, messages, frames, error frames by reason", () =>
+    Effect.gen(function*() {
+      const { http, url } = yield* startServer({})
+      const client = yield* connect(url)
+      yield* client.send(frame("c", { subscribe: "m" }))
+      yield* client.send(frame("c", { publish: "m" }, "hi"))
+      assert.strictEqual(yield* client.next(), frame("c", { publish: "m" }, "hi"))
+      yield* client.send("bad")
+      assert.match(yield* client.next(), /^LHTTP\/1\.0 error\r\nstatus:400\r\nreason:NotLhttp\r\n/)
+      const controller = new AbortController()
+      const stream = yield* Effect.promise(() => fetch(`${http}/sse`, { signal: controller.signal }))
+      yield* Effect.addFinalizer(() => Effect.sync(() => controller.abort()))
+      assert.strictEqual(stream.status, 200)
+      const metrics = yield* request(`${http}/metrics`)
+      assert.strictEqual(metrics.status, 200)
+      assert.strictEqual(metrics.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8")
+      const lines = metrics.body.split("\n").filter((line) => !line.startsWith("#"))
+      for (
+        const line of [
+          "lhttp_connections{transport=\"websocket\"} 1",
+          "lhttp_connections{transport=\"sse\"} 1",
+          "lhttp_channels 1",
+          "lhttp_subscriptions 1",
+          "lhttp_messages_in_total 3",
+          "lhttp_frames_out_total 2",
+          `lhttp_bytes_out_total ${
+            Buffer.byteLength(frame("c", { publish: "m" }, "hi")) +
+            Buffer.byteLength("LHTTP/1.0 error\r\nstatus:400\r\nreason:NotLhttp\r\n\r\na frame starts with \"LHTTP/1.0 <command>\"")
+          }`,
+          "lhttp_error_frames_total{reason=\"NotLhttp\"} 1",
+          "lhttp_slow_consumer_closes_total 0",
+          "lhttp_rate_limited_total 0"
+        ]
+      ) assert.include(lines, line)
+    }))
+
+  it.live("is guarded as /publish: with a token configured, it wants the bearer token", () =>
+    Effect.gen(function*() {
+      const { http } = yield* startServer({ publishToken: "m3trics" })
+      assert.strictEqual((yield* request(`${http}/metrics`)).status, 401)
+      const allowed = yield* request(`${http}/metrics`, { headers: { authorization: "Bearer m3trics" } })
+      assert.strictEqual(allowed.status, 200)
+      assert.include(allowed.body, "# TYPE lhttp_messages_in_total counter")
+    }))
+})
+
 describe("NodeLhttpServer: the connection cap", () => {
   it.live("past maxConnections an upgrade, an SSE stream and a poll get 503 with Retry-After", () =>
     Effect.gen(function*() {

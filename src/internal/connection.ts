@@ -23,6 +23,7 @@ import type { Inbound, Outbound as OutboundFrame, Transport } from "../Transport
 import { Outbound, utf8Length } from "./outbound.ts"
 import { Outbox, schedule, type SlowConsumerPolicy } from "./outbox.ts"
 import { Bucket, type Rate } from "./rate.ts"
+import type { Stats } from "./stats.ts"
 
 /** The per-connection limits. */
 export interface Limits {
@@ -51,6 +52,8 @@ export interface Core {
   readonly fork: (effect: Effect.Effect<void>) => Fiber.Fiber<void>
   /** The server's scope: a connection's scope is a child of it, closed at the latest with it. */
   readonly scope: Scope.Scope
+  /** The server's counters. */
+  readonly stats: Stats
   /** The connection has ended: every hook ran, every subscription is gone. */
   readonly ended: (connection: LiveConnection) => void
 }
@@ -117,7 +120,7 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
     this.#core = core
     if (data !== undefined && data.size > 0) this.#data = new Map(data)
     this.#opened = !core.hasOpenHooks
-    this.outbox = new Outbox(transport, core.limits.maxOutboundBytes, core.limits.slowConsumer)
+    this.outbox = new Outbox(transport, core.limits.maxOutboundBytes, core.limits.slowConsumer, core.stats)
     this.#rate = core.limits.messageRate === undefined ? undefined : new Bucket(core.limits.messageRate)
     if (!this.#opened) this.#start()
   }
@@ -146,6 +149,7 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
     if (tooBig(data, this.#core.limits.maxMessageBytes)) return this.closeNow(messageTooBig, "message too big")
     if (this.#rate !== undefined && !this.#rate.take()) return this.#rateLimited(data)
     this.#refused = 0
+    this.#core.stats.messagesIn++
     this.#inbox.push(data)
     if (this.#inbox.length - this.#head >= inboxHighWater) this.#pause()
     if (!this.#running) this.#start()
@@ -154,6 +158,7 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
   // a message past the rate: answered 429 (with its id), not processed; too many in a row close the connection
   #rateLimited(data: string | Uint8Array): void {
     const limit = this.#core.limits.messageRate!
+    this.#core.stats.rateLimited++
     if (++this.#refused > limit.closeAfter) return this.closeNow(1008, "rate limit exceeded")
     const frame = typeof data === "string" ? Frame.parse(data) : Frame.parseBytes(data)
     const id = Result.isSuccess(frame) ? frame.success.headers.get("id") || undefined : undefined
@@ -342,6 +347,7 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
 
   /** Queues a frame known to be valid. */
   write(frame: Frame.Frame): void {
+    if (frame.command === "error") this.#core.stats.errorFrame(frame.headers.get("reason") ?? "")
     this.outbox.offer(new Outbound(Frame.render(frame)))
   }
 

@@ -8,6 +8,7 @@
  * instead of growing the server's memory; one that reads does not.
  */
 import type { Outbound, Transport } from "../Transport.ts"
+import type { Stats } from "./stats.ts"
 
 /** What happens to a connection whose outbox is full. */
 export type SlowConsumerPolicy = "close" | "drop"
@@ -63,10 +64,13 @@ export class Outbox {
   #scheduled = false
   #closed = false
 
-  constructor(transport: Transport, maxBytes: number, policy: SlowConsumerPolicy) {
+  readonly #stats: Stats | undefined
+
+  constructor(transport: Transport, maxBytes: number, policy: SlowConsumerPolicy, stats?: Stats) {
     this.#transport = transport
     this.#maxBytes = maxBytes
     this.#policy = policy
+    this.#stats = stats
   }
 
   /** Queues a frame; returns false when the connection is closed or the frame was refused. */
@@ -79,6 +83,7 @@ export class Outbox {
       this.flush()
       if (size + this.#transport.bufferedBytes() > this.#maxBytes) {
         if (this.#policy === "drop") return false
+        if (this.#stats !== undefined) this.#stats.slowConsumerCloses++
         this.close(slowConsumerCloseCode, "slow consumer")
         return false
       }
@@ -101,9 +106,16 @@ export class Outbox {
     this.#scheduled = false
     if (this.#queue.length === 0) return
     const frames = this.#queue
+    const bytes = this.#queuedBytes
     this.#queue = []
     this.#queuedBytes = 0
-    if (!this.#closed && this.#transport.isOpen()) this.#transport.write(frames)
+    if (!this.#closed && this.#transport.isOpen()) {
+      this.#transport.write(frames)
+      if (this.#stats !== undefined) {
+        this.#stats.framesOut += frames.length
+        this.#stats.bytesOut += bytes
+      }
+    }
   }
 
   /** Flushes what is queued, then closes the transport; later offers are refused. */
