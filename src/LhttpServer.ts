@@ -8,7 +8,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Data, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Redacted } from "effect"
+import { Context, Data, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Redacted, Result } from "effect"
 import { Bus } from "./Bus.ts"
 import type * as Filter from "./Filter.ts"
 import * as Hub from "./Hub.ts"
@@ -19,6 +19,8 @@ import { Buckets } from "./internal/rate.ts"
 import { Stats } from "./internal/stats.ts"
 import * as Pipeline from "./internal/pipeline.ts"
 import type * as Connection from "./Connection.ts"
+import * as Frame from "./Frame.ts"
+import * as Message from "./Message.ts"
 import type * as Processor from "./Processor.ts"
 import { Rejection } from "./Rejection.ts"
 import type * as Transport from "./Transport.ts"
@@ -98,6 +100,20 @@ export interface Options<P extends Processor.Any = never, F extends Filter.Any =
    * HTTP status). It runs for every transport, before the bus sees anything.
    */
   readonly authorize?: ((request: Authorization) => Effect.Effect<void, Rejection>) | undefined
+  /**
+   * Authentication by the first message, for clients that cannot put a
+   * token in the request (headers, cookies, query): when set, a connection's
+   * first message goes to this hook instead of the pipeline, and nothing
+   * else is processed (nor `onOpen` run) until it succeeds. It may set the
+   * principal (`data.set`); a first message with an `id` is answered with
+   * an empty frame of its command and that `id`. A refusal is answered with
+   * its error frame, then the connection is closed with 1008.
+   */
+  readonly authenticateMessage?:
+    | ((message: Message.Notify | Message.Request, data: Admission) => Effect.Effect<void, Rejection>)
+    | undefined
+  /** How long a connection may stay without its authenticating first message (default 10 s): then 1008. */
+  readonly authenticationTimeout?: Duration.Input | undefined
   /** Connections open at once, over all transports (default 100,000); past it, new ones get 503. */
   readonly maxConnections?: number | undefined
   /**
@@ -291,6 +307,7 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
   options: Options<P, F>
 ) {
   const config = settings(options)
+  const authenticateMessage = options.authenticateMessage
   const hub = yield* Hub.Hub
   const bus = yield* Bus
   const processors = new Map<string, Processor.Implementation>()
@@ -349,6 +366,28 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
     fork,
     scope,
     stats,
+    authentication: authenticateMessage === undefined ? undefined : {
+      timeout: Duration.toMillis(Duration.fromInputUnsafe(options.authenticationTimeout ?? Duration.seconds(10))),
+      check: (connection, data) =>
+        Effect.suspend(() => {
+          const parsed = typeof data === "string" ? Frame.parse(data) : Frame.parseBytes(data)
+          const message = Result.isFailure(parsed) ? parsed : Message.classify(parsed.success)
+          if (Result.isFailure(message)) {
+            connection.write(message.failure.toFrame())
+            return Effect.succeed(false)
+          }
+          const id = message.success._tag === "Request" ? message.success.id : undefined
+          const admitted = new Map<string, unknown>()
+          return authenticateMessage(message.success, { set: (key, value) => void admitted.set(key.name, value) }).pipe(
+            Effect.map(() => {
+              for (const [name, value] of admitted) connection.set({ name }, value)
+              if (id !== undefined) connection.write({ command: message.success.command, headers: new Map([["id", id]]), body: "" })
+              return true
+            }),
+            Effect.catchCause((cause) => Pipeline.answer(connection, id)(cause).pipe(Effect.as(false)))
+          )
+        })
+    },
     ended: (connection) => {
       connections.delete(connection)
       if (draining && connections.size === 0) Deferred.doneUnsafe(drained, Exit.void)

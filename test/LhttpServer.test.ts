@@ -1,11 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Context, Data, Deferred, Effect, Exit, Fiber, Layer, Schema } from "effect"
+import { Cause, Context, Data, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import * as Connection from "../src/Connection.ts"
 import * as Echo from "../src/demo/Echo.ts"
 import * as ErrorFrame from "../src/ErrorFrame.ts"
 import * as Filter from "../src/Filter.ts"
 import * as LhttpServer from "../src/LhttpServer.ts"
+import type * as Message from "../src/Message.ts"
 import * as Processor from "../src/Processor.ts"
 import * as Rejection from "../src/Rejection.ts"
 import type * as Transport from "../src/Transport.ts"
@@ -1123,5 +1124,51 @@ describe("LhttpServer: rate limits and the connection cap", () => {
       const refused = yield* connect("/", { remoteAddress: "10.0.0.1" }).pipe(Effect.flip)
       assert.deepStrictEqual([refused.status, refused.reason], [503, "ConnectingTooFast"])
       yield* connect("/", { remoteAddress: "10.0.0.2" })
+    }))
+})
+
+describe("LhttpServer: authentication by the first message", () => {
+  const User = Connection.key<string>("user")
+  const Me = Processor.make("me")
+  const opened: Array<string> = []
+  const MeLive = Me.toLayer({
+    onOpen: (connection) => Effect.sync(() => opened.push(connection.get(User) ?? "nobody")),
+    onMessage: (exchange) => exchange.send(exchange.connection.get(User) ?? "nobody")
+  })
+  const authenticateMessage = (message: Message.Notify | Message.Request, data: LhttpServer.Admission) => {
+    if (message.command !== "auth" || message.headers.get("token") !== "t-alice") {
+      return Effect.fail(new Rejection.Rejection({ status: 401, reason: "Unauthorized", message: "who are you?" }))
+    }
+    data.set(User, "alice")
+    return Effect.void
+  }
+  const server = (timeout?: Duration.Input) =>
+    startMemoryServer({ processors: [Me], authenticateMessage, authenticationTimeout: timeout }, MeLive)
+
+  it.live("the first message authenticates: answered with its id, the principal set, onOpen after it; nothing runs before", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* server()
+      const client = yield* connect()
+      yield* client.transport.sendAll([frame("auth", { token: "t-alice", id: "a" }), frame("me")])
+      assert.strictEqual(yield* client.next(), "LHTTP/1.0 auth\r\nid:a\r\n\r\n")
+      assert.strictEqual(yield* client.next(), "LHTTP/1.0 me\r\n\r\nalice")
+      assert.strictEqual(opened.at(-1), "alice")
+    }))
+
+  it.live("a refused first message is answered with its error frame, then 1008; what came after is not processed", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* server()
+      const client = yield* connect()
+      yield* client.transport.sendAll([frame("auth", { token: "wrong", id: "a" }), frame("me", { id: "m" })])
+      assert.strictEqual(yield* client.next(), "LHTTP/1.0 error\r\nstatus:401\r\nreason:Unauthorized\r\nid:a\r\n\r\nwho are you?")
+      assert.deepStrictEqual(yield* client.closed, { code: 1008, reason: "authentication failed" })
+      assert.isTrue(Option.isNone(yield* client.transport.poll))
+    }))
+
+  it.live("a connection that does not authenticate within authenticationTimeout is closed with 1008", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* server("200 millis")
+      const client = yield* connect()
+      assert.deepStrictEqual(yield* client.closed, { code: 1008, reason: "authentication timeout" })
     }))
 })

@@ -54,6 +54,13 @@ export interface Core {
   readonly scope: Scope.Scope
   /** The server's counters. */
   readonly stats: Stats
+  /** Authentication by the first message, when the server asks for it. */
+  readonly authentication:
+    | {
+      readonly timeout: number
+      readonly check: (connection: LiveConnection, data: string | Uint8Array) => Effect.Effect<boolean>
+    }
+    | undefined
   /** The connection has ended: every hook ran, every subscription is gone. */
   readonly ended: (connection: LiveConnection) => void
 }
@@ -111,6 +118,9 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
   // the requests running beside the inbox, and the inbox waiting for one of them to finish
   #requests: Set<Fiber.Fiber<void>> | undefined
   #slot: (() => void) | undefined
+  // whether the first message authenticated the connection (when the server asks for it), and its deadline
+  #authenticated: boolean
+  #authenticationTimer: ReturnType<typeof setTimeout> | undefined
   // the message rate's bucket, and the messages refused in a row
   readonly #rate: Bucket | undefined
   #refused = 0
@@ -122,6 +132,12 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
     this.#opened = !core.hasOpenHooks
     this.outbox = new Outbox(transport, core.limits.maxOutboundBytes, core.limits.slowConsumer, core.stats)
     this.#rate = core.limits.messageRate === undefined ? undefined : new Bucket(core.limits.messageRate)
+    this.#authenticated = core.authentication === undefined
+    if (core.authentication !== undefined) {
+      this.#authenticationTimer = setTimeout(() => {
+        if (!this.#authenticated) this.closeNow(1008, "authentication timeout")
+      }, core.authentication.timeout)
+    }
     if (!this.#opened) this.#start()
   }
 
@@ -208,6 +224,17 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
     const connection = this
     const core = this.#core
     return Effect.gen(function*() {
+      if (!connection.#authenticated) {
+        // nothing runs before the first message authenticated the connection
+        const first = connection.#next()
+        if (first === undefined) return
+        if (!(yield* core.authentication!.check(connection, first))) {
+          connection.closeNow(1008, "authentication failed")
+          return
+        }
+        connection.#authenticated = true
+        clearTimeout(connection.#authenticationTimer)
+      }
       if (!connection.#opened) {
         connection.#opened = true
         if (!(yield* core.open(connection))) connection.closeNow(1008, "refused")
@@ -254,6 +281,7 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
   end(): Effect.Effect<void> {
     if (this.#ended) return Effect.void
     this.#ended = true
+    clearTimeout(this.#authenticationTimer)
     this.#gone = true
     this.outbox.close(1001, "server shutting down")
     const connection = this
