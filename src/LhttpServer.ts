@@ -346,7 +346,7 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
   })
   const connections = new Set<LiveConnection>()
   const stats = new Stats()
-  const metrics = registerMetrics(stats, connections, hub, context, scope)
+  const metrics = registerMetrics(stats, connections, hub, bus, context, scope)
   let draining = false
   const drained = Deferred.makeUnsafe<void>()
 

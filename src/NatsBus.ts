@@ -28,7 +28,7 @@
  * @since 0.1.0
  */
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node"
-import { Config, ConfigProvider, Duration, Effect, Layer, Option, Redacted, Result, Schedule } from "effect"
+import { Config, ConfigProvider, Duration, Effect, Layer, Metric, Option, Redacted, Result, Schedule } from "effect"
 import { Bus, BusError } from "./Bus.ts"
 import * as Channel from "./Channel.ts"
 
@@ -101,6 +101,12 @@ export const defaultMaxPendingMessages = 100_000
  * @since 0.1.0
  */
 export const messageOverhead = 32
+
+// reconnections of the bus, in the metrics
+const reconnects = Metric.counter("lhttp_bus_reconnects_total", {
+  description: "reconnections of the NATS bus",
+  incremental: true
+})
 
 const reveal = (value: Redacted.Redacted<string> | string | undefined): string =>
   value === undefined ? "" : typeof value === "string" ? value : Redacted.value(value)
@@ -218,6 +224,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           }
           break
         case "reconnect":
+          reconnects.updateUnsafe(1, context)
           if (state === "disconnected") {
             log(`NATS: reconnected to ${status.server}`)
             state = "holding"

@@ -20,7 +20,7 @@
  *
  * @since 0.1.0
  */
-import { Cause, Clock, Config, Data, Duration, Effect, Layer, Option, Redacted, Result, type Scope, Stream } from "effect"
+import { Cause, Clock, Config, Data, Duration, Effect, Layer, Metric, Option, Redacted, Result, type Scope, Stream } from "effect"
 import { HttpClient, HttpClientRequest, HttpMethod } from "effect/http"
 import * as Address from "./internal/upstream/address.ts"
 import * as Allowlist from "./internal/upstream/allowlist.ts"
@@ -239,8 +239,34 @@ export const make: (options: Options) => Effect.Effect<Upstream["Service"], Upst
           ))
       )
 
-    return Upstream.of({ maxInFlight: options.maxInFlight ?? 16, call: send })
+    // each call's outcome and duration in the metrics (lhttp_upstream_calls_total, lhttp_upstream_duration_seconds)
+    const measured = (call: Call) =>
+      Effect.gen(function*() {
+        const started = yield* Clock.currentTimeMillis
+        const exit = yield* Effect.exit(send(call))
+        const seconds = ((yield* Clock.currentTimeMillis) - started) / 1000
+        const error = exit._tag === "Failure" ? Cause.findErrorOption(exit.cause) : Option.none()
+        const outcome = exit._tag === "Success" ? "ok" : Option.match(error, {
+          onNone: () => "Interrupted",
+          onSome: (failure) => failure.reason
+        })
+        yield* Metric.update(upstreamCalls, 1).pipe(Effect.provideService(Metric.CurrentMetricAttributes, { outcome }))
+        yield* Metric.update(upstreamDuration, seconds)
+        return yield* exit
+      })
+
+    return Upstream.of({ maxInFlight: options.maxInFlight ?? 16, call: measured })
   })
+
+const upstreamCalls = Metric.counter("lhttp_upstream_calls_total", {
+  description: "upstream calls, by outcome (ok, or the UpstreamError reason)",
+  incremental: true
+})
+
+const upstreamDuration = Metric.histogram("lhttp_upstream_duration_seconds", {
+  description: "how long upstream calls took, redirects and reading the response included",
+  boundaries: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+})
 
 /**
  * The upstream service as a Layer, with an HTTP client of its own.

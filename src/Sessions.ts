@@ -20,7 +20,7 @@
  *
  * @since 0.1.0
  */
-import { Clock, Context, Duration, Effect, Exit, Layer, Option, Result, Schema, Scope } from "effect"
+import { Clock, Context, Duration, Effect, Exit, Layer, Metric, Option, Result, Schema, Scope } from "effect"
 import type * as Channel from "./Channel.ts"
 import * as Connection from "./Connection.ts"
 import * as ErrorFrame from "./ErrorFrame.ts"
@@ -169,6 +169,21 @@ const channelOf = (key: string) => `$lhttp.session.${key}` as Channel.ChannelId
 
 const attached = Connection.key<string | undefined>("effect-lhttp/Sessions/key")
 
+const operations = Metric.counter("lhttp_session_operations_total", {
+  description: "session operations, by operation (create, update, close, restore) and outcome",
+  incremental: true
+})
+
+// counts an operation in the metrics, by its outcome
+const counted = (operation: string) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.onExit(effect, (exit) =>
+    Metric.update(operations, 1).pipe(
+      Effect.provideService(Metric.CurrentMetricAttributes, {
+        operation,
+        outcome: exit._tag === "Success" ? "ok" : "failed"
+      })
+    ))
+
 const storeFailed = (error: { readonly message: string }) =>
   new SessionError({ reason: "SessionStoreUnavailable", message: `the session store failed: ${error.message}` })
 
@@ -283,7 +298,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
         yield* Effect.orDie(connection.send(sessionFrame(session, options?.id)))
         if (onCreated !== undefined) yield* onCreated(session, connection)
         return session
-      }),
+      }).pipe(counted("create")),
     current: (connection) =>
       Effect.suspend(() => {
         const key = connection.get(attached)
@@ -299,20 +314,20 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
         yield* load(key)
         yield* save(key, value)
         yield* publish(key, sessionFrame({ key, data: value }))
-      }),
+      }).pipe(counted("update")),
     close: (key) =>
       Effect.gen(function*() {
         yield* store.delete(key).pipe(Effect.mapError(storeFailed))
         yield* publish(key, { command, headers: new Map([[Header.closed, key]]), body: "" })
         if (onClosed !== undefined) yield* onClosed(key)
-      }),
+      }).pipe(counted("close")),
     restore: (connection, key) =>
       Effect.gen(function*() {
         const stored = yield* load(key)
         yield* save(key, stored.data)
         yield* attach(connection, key)
         return { key, data: stored.data }
-      }),
+      }).pipe(counted("restore")),
     keyOf: (connection) => connection.get(attached),
     signal: (key, signalCommand, headers, body) =>
       Effect.suspend((): Effect.Effect<void, ProtocolError | Rejection> => {

@@ -272,7 +272,8 @@ describe("NodeLhttpServer: GET /metrics", () => {
           }`,
           "lhttp_error_frames_total{reason=\"NotLhttp\"} 1",
           "lhttp_slow_consumer_closes_total 0",
-          "lhttp_rate_limited_total 0"
+          "lhttp_rate_limited_total 0",
+          "lhttp_bus_ready 1"
         ]
       ) assert.include(lines, line)
     }))

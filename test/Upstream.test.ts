@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import { PrometheusMetrics } from "effect/observability"
 import { Cause, ConfigProvider, Context, Duration, Effect, Exit, Fiber, Layer, Logger, Option, Redacted } from "effect"
 import { HttpClientRequest } from "effect/http"
 import { TestClock } from "effect/testing"
@@ -214,6 +215,24 @@ describe("Upstream: what the backend receives", () => {
         assert.strictEqual(headers["b3"] !== undefined, expected, `b3, propagateTrace ${propagateTrace}`)
         if (expected) assert.match(String(headers["traceparent"]), /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/)
       }
+    }))
+
+  it.live("each call's outcome and duration are in the metrics", () =>
+    Effect.gen(function*() {
+      const backend = yield* recorder
+      const server = yield* upstreamServer({ allow: [`${backend.base}/hooks/`] })
+      const count = (text: string, outcome: string) =>
+        Number(new RegExp(`^lhttp_upstream_calls_total\\{outcome="${outcome}"\\} (\\d+)$`, "m").exec(text)?.[1] ?? 0)
+      const before = yield* PrometheusMetrics.format()
+      const client = yield* server.connect()
+      yield* client.send(frame("chat", { upstream: `POST ${backend.base}/hooks/record` }, "counted"))
+      yield* backend.arrived(backend.requests.length + 1)
+      yield* client.send(frame("chat", { upstream: `POST ${backend.base}/hooks/fail`, id: "f" }, "fails"))
+      assert.match(yield* client.next(), /^LHTTP\/1\.0 error\r\nstatus:502\r\nreason:UpstreamStatus\r\nid:f\r\n/)
+      const after = yield* PrometheusMetrics.format()
+      assert.strictEqual(count(after, "ok") - count(before, "ok"), 1)
+      assert.strictEqual(count(after, "Status") - count(before, "Status"), 1)
+      assert.match(after, /^lhttp_upstream_duration_seconds_count \d+$/m)
     }))
 
   it.live("GET sends no body", () =>

@@ -117,6 +117,11 @@ describe("the main job: login, sessions, and the three transports", () => {
       // a name that is not valid is refused
       yield* first.send(frame("login", { id: "l2" }, "{\"name\":\"\"}"))
       assert.match(yield* first.next(), /^LHTTP\/1\.0 error\r\nstatus:400\r\nreason:InvalidBody\r\nid:l2\r\n/)
+      // the session operations are in the metrics
+      const metrics = (yield* request(`http://127.0.0.1:${port}/metrics`)).body
+      for (const operation of ["create", "restore"]) {
+        assert.match(metrics, new RegExp(`^lhttp_session_operations_total\\{(?=[^}]*operation="${operation}")(?=[^}]*outcome="ok")[^}]*\\} 1$`, "m"))
+      }
     }))
 
   it.live("npm start serves SSE and long-poll beside WebSocket", () =>

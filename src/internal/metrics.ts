@@ -5,6 +5,7 @@
  * counters, so no message pays for an Effect `Metric` update.
  */
 import { Context, Effect, Metric, Scope } from "effect"
+import type { Bus } from "../Bus.ts"
 import type { Hub } from "../Hub.ts"
 import type { LiveConnection } from "./connection.ts"
 import type { Stats } from "./stats.ts"
@@ -22,6 +23,7 @@ export const registerMetrics = (
   stats: Stats,
   connections: ReadonlySet<LiveConnection>,
   hub: Hub["Service"],
+  bus: Bus["Service"],
   context: Context.Context<never>,
   scope: Scope.Scope
 ) => {
@@ -42,6 +44,10 @@ export const registerMetrics = (
     let value = 0
     for (const connection of connections) value += connection.channels.size
     return { value }
+  })
+  register(Metric.gauge("lhttp_bus_ready", { description: "1 while the bus works (NATS connected), else 0" }), () => {
+    const ready = Effect.runSyncExit(bus.isReady)
+    return { value: ready._tag === "Success" && ready.value ? 1 : 0 }
   })
   register(counter("lhttp_messages_in_total", "messages taken from clients"), () => ({
     count: stats.messagesIn,
