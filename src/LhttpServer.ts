@@ -114,6 +114,14 @@ export interface Options<P extends Processor.Any = never, F extends Filter.Any =
     | undefined
   /** How long a connection may stay without its authenticating first message (default 10 s): then 1008. */
   readonly authenticationTimeout?: Duration.Input | undefined
+  /**
+   * Spans for each message's path with Effect's tracer: `lhttp.message` (the
+   * whole message, its command and connection), inside it `lhttp.processor`,
+   * `lhttp.publish` (the built-in headers) and `lhttp.upstream` (the call,
+   * with the HTTP client's span inside). Plug in an exporter (OpenTelemetry)
+   * to see them. Default false: a span costs each message even without one.
+   */
+  readonly tracing?: boolean | undefined
   /** Connections open at once, over all transports (default 100,000); past it, new ones get 503. */
   readonly maxConnections?: number | undefined
   /**
@@ -342,7 +350,8 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
     upstream,
     maxHeaders: config.maxHeaders,
     fork,
-    authorize: options.authorize
+    authorize: options.authorize,
+    tracing: options.tracing
   })
   const connections = new Set<LiveConnection>()
   const stats = new Stats()

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Context, Data, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Schema } from "effect"
+import { Cause, Context, Data, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Schema, Tracer } from "effect"
 import { TestClock } from "effect/testing"
 import * as Connection from "../src/Connection.ts"
 import * as Echo from "../src/demo/Echo.ts"
@@ -1170,5 +1170,53 @@ describe("LhttpServer: authentication by the first message", () => {
       const { connect } = yield* server("200 millis")
       const client = yield* connect()
       assert.deepStrictEqual(yield* client.closed, { code: 1008, reason: "authentication timeout" })
+    }))
+})
+
+describe("LhttpServer: tracing", () => {
+  it.live("with tracing, a message's path is spans: lhttp.message, and inside it lhttp.processor and lhttp.publish", () =>
+    Effect.gen(function*() {
+      const spans: Array<{ readonly name: string; readonly parent: string | undefined }> = []
+      const names = new Map<string, string>()
+      const recording = Tracer.make({
+        span(options) {
+          const span = Tracer.nativeTracer.span(options)
+          names.set(span.spanId, options.name)
+          const parent = Option.getOrUndefined(options.parent)
+          spans.push({ name: options.name, parent: parent === undefined ? undefined : names.get(parent.spanId) })
+          return span
+        }
+      })
+      const { connect } = yield* startMemoryServer({ processors: [Echo.Echo], tracing: true }, Echo.layer).pipe(
+        Effect.provideService(Tracer.Tracer, recording)
+      )
+      const client = yield* connect()
+      yield* client.send(frame("echo", { publish: "t", subscribe: "t" }, "traced"))
+      assert.strictEqual(yield* client.next(), frame("echo", {}, "traced"))
+      assert.strictEqual(yield* client.next(), frame("echo", { publish: "t", subscribe: "t" }, "traced"))
+      const ours = spans.filter((span) => span.name.startsWith("lhttp."))
+      assert.deepStrictEqual(ours.map((span) => [span.name, span.parent]), [
+        ["lhttp.message", undefined],
+        ["lhttp.processor", "lhttp.message"],
+        ["lhttp.publish", "lhttp.message"]
+      ])
+    }))
+
+  it.live("without tracing (the default), no span is made for a message", () =>
+    Effect.gen(function*() {
+      const names: Array<string> = []
+      const recording = Tracer.make({
+        span(options) {
+          names.push(options.name)
+          return Tracer.nativeTracer.span(options)
+        }
+      })
+      const { connect } = yield* startMemoryServer({ processors: [Echo.Echo] }, Echo.layer).pipe(
+        Effect.provideService(Tracer.Tracer, recording)
+      )
+      const client = yield* connect()
+      yield* client.send(frame("echo", {}, "untraced"))
+      assert.strictEqual(yield* client.next(), frame("echo", {}, "untraced"))
+      assert.deepStrictEqual(names.filter((name) => name.startsWith("lhttp.")), [])
     }))
 })

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { PrometheusMetrics } from "effect/observability"
-import { Cause, ConfigProvider, Context, Duration, Effect, Exit, Fiber, Layer, Logger, Option, Redacted } from "effect"
+import { Cause, ConfigProvider, Context, Duration, Effect, Exit, Fiber, Layer, Logger, Option, Redacted, Tracer } from "effect"
 import { HttpClientRequest } from "effect/http"
 import { TestClock } from "effect/testing"
 import { execFileSync } from "node:child_process"
@@ -17,6 +17,7 @@ import * as NodeUpstream from "../src/NodeUpstream.ts"
 import * as Upstream from "../src/Upstream.ts"
 import { connect, frame } from "./utils/lhttp.ts"
 import { startMemoryServer } from "./utils/memory.ts"
+import { eventually } from "./utils/wait.ts"
 import { freePort, start } from "./utils/process.ts"
 
 interface Recorded {
@@ -233,6 +234,31 @@ describe("Upstream: what the backend receives", () => {
       assert.strictEqual(count(after, "ok") - count(before, "ok"), 1)
       assert.strictEqual(count(after, "Status") - count(before, "Status"), 1)
       assert.match(after, /^lhttp_upstream_duration_seconds_count \d+$/m)
+    }))
+
+  it.live("with tracing, the call is an lhttp.upstream span under its message's, the HTTP client's inside it", () =>
+    Effect.gen(function*() {
+      const backend = yield* recorder
+      const spans: Array<readonly [string, string | undefined]> = []
+      const names = new Map<string, string>()
+      const recording = Tracer.make({
+        span(options) {
+          const span = Tracer.nativeTracer.span(options)
+          names.set(span.spanId, options.name)
+          const parent = Option.getOrUndefined(options.parent)
+          spans.push([options.name, parent === undefined ? undefined : names.get(parent.spanId)])
+          return span
+        }
+      })
+      const server = yield* startMemoryServer({ tracing: true }, NodeUpstream.layer({ allow: [`${backend.base}/hooks/`] })).pipe(
+        Effect.provideService(Tracer.Tracer, recording)
+      )
+      const client = yield* server.connect()
+      yield* client.send(frame("chat", { upstream: `POST ${backend.base}/hooks/record` }, "traced"))
+      yield* backend.arrived(backend.requests.length + 1)
+      yield* eventually(() => spans.some(([, parent]) => parent === "lhttp.upstream"))
+      assert.deepStrictEqual(spans.find(([name]) => name === "lhttp.upstream"), ["lhttp.upstream", "lhttp.message"])
+      assert.strictEqual(spans.find(([, parent]) => parent === "lhttp.upstream")![0], "POST")
     }))
 
   it.live("GET sends no body", () =>

@@ -137,6 +137,8 @@ export interface Options {
   readonly fork: (effect: Effect.Effect<void>) => Fiber.Fiber<void>
   /** Decides on each action of the built-in headers, before any is applied. */
   readonly authorize?: ((request: Authorization) => Effect.Effect<void, Rejection.Rejection>) | undefined
+  /** Spans for each message's path (message, processor, publish, upstream). */
+  readonly tracing?: boolean | undefined
 }
 
 /**
@@ -219,6 +221,26 @@ export const make = (options: Options) => {
   // built-in after filter: subscribe, then publish (the rendered text), then unsubscribe; composed
   // without a generator, as the messages no user code sees run nothing else
   const authorize = options.authorize
+  const tracing = options.tracing === true
+
+  // the built-ins of a message as a span, when tracing: what it subscribed, published and unsubscribed
+  const traced = (effect: Effect.Effect<void, Rejection.Rejection>, message: Message.Notify | Message.Request) =>
+    !tracing || (message.subscribe.length === 0 && message.publish.length === 0 && message.unsubscribe.length === 0)
+      ? effect
+      : Effect.withSpan(effect, "lhttp.publish", {
+        attributes: {
+          "lhttp.subscribe": message.subscribe.join(" "),
+          "lhttp.publish": message.publish.join(" "),
+          "lhttp.unsubscribe": message.unsubscribe.join(" ")
+        }
+      })
+
+  // a message's whole path as a span, when tracing
+  const spanned = (effect: Effect.Effect<void>, connection: LiveConnection, command: string) =>
+    tracing
+      ? Effect.withSpan(effect, "lhttp.message", { attributes: { "lhttp.command": command, "lhttp.connection": connection.id } })
+      : effect
+
   const pubSub = (
     connection: LiveConnection,
     message: Message.Notify | Message.Request,
@@ -272,27 +294,38 @@ export const make = (options: Options) => {
       const { id } = exchange
       const command = exchange.replyCommand ?? exchange.command
       const reply = exchange.headers.has(Upstream.replyHeader)
-      lane.offer(
-        upstream.call({
-          method: target.method,
-          url: target.url,
-          body: exchange.text,
-          headers: new Map(exchange.headers),
-          connectionId: connection.id,
-          command
-        }).pipe(
-          Effect.flatMap((response) => {
-            if (!reply) return Effect.void
-            const headers = new Map([[Upstream.statusHeader, String(response.status)]])
-            if (response.contentType !== undefined) headers.set("content-type", response.contentType)
-            if (id !== undefined) headers.set(Header.id, id)
-            return Effect.sync(() => connection.write({ command, headers, body: response.body }))
-          }),
-          // a failure or a defect of one call answers it and leaves the lane running
-          Effect.catchCause(answer(connection, id))
-        )
-      )
-      return Effect.void
+      const call = (effect: Effect.Effect<Upstream.Response, Upstream.UpstreamError>) =>
+        tracing
+          ? Effect.flatMap(Effect.option(Effect.currentSpan), (parent) =>
+            Effect.succeed(
+              Effect.withSpan(effect, "lhttp.upstream", {
+                attributes: { "lhttp.upstream.method": target.method, "lhttp.upstream.url": target.url },
+                ...(parent._tag === "Some" ? { parent: parent.value } : {})
+              })
+            ))
+          : Effect.succeed(effect)
+      const request = upstream.call({
+        method: target.method,
+        url: target.url,
+        body: exchange.text,
+        headers: new Map(exchange.headers),
+        connectionId: connection.id,
+        command
+      })
+      return Effect.map(call(request), (traced) =>
+        lane.offer(
+          traced.pipe(
+            Effect.flatMap((response) => {
+              if (!reply) return Effect.void
+              const headers = new Map([[Upstream.statusHeader, String(response.status)]])
+              if (response.contentType !== undefined) headers.set("content-type", response.contentType)
+              if (id !== undefined) headers.set(Header.id, id)
+              return Effect.sync(() => connection.write({ command, headers, body: response.body }))
+            }),
+            // a failure or a defect of one call answers it and leaves the lane running
+            Effect.catchCause(answer(connection, id))
+          )
+        ))
     })
 
   const steps = Effect.fnUntraced(function*(exchange: LiveExchange) {
@@ -309,7 +342,8 @@ export const make = (options: Options) => {
         )
       }
       if (processor.handlers.onMessage !== undefined) {
-        const reply = yield* typed(processor, processor.handlers.onMessage(exchange))
+        const handled = typed(processor, processor.handlers.onMessage(exchange))
+        const reply = yield* (tracing ? Effect.withSpan(handled, "lhttp.processor", { attributes: { "lhttp.command": exchange.command } }) : handled)
         if (processor.reply !== undefined && !exchange.isDropped) {
           yield* exchange.send(yield* Schema.encodeEffect(processor.reply)(reply).pipe(Effect.orDie))
         }
@@ -320,7 +354,7 @@ export const make = (options: Options) => {
     }
     const message = yield* Effect.fromResult(exchange.current())
     const published = message.publish.length > 0 ? yield* Effect.fromResult(publishedText(exchange)) : undefined
-    yield* pubSub(exchange.live, message, published)
+    yield* traced(pubSub(exchange.live, message, published), message)
     if (message.upstream !== undefined) yield* callUpstream(exchange, message.upstream)
     for (const hook of after) {
       yield* hook(exchange as Exchange)
@@ -365,9 +399,19 @@ export const make = (options: Options) => {
       if (!userFilters && !processors.has(command) && upstream === undefined) {
         if (!hasBuiltin(headers)) return Effect.sync(() => connection.write(Rejection.unknownCommand(command).toFrame(id)))
         const published = publish.length > 0 ? Frame.render(message.success) : undefined
-        return pubSub(connection, message.success, published).pipe(Effect.catchCause(answer(connection, id)))
+        return spanned(
+          traced(pubSub(connection, message.success, published), message.success).pipe(
+            Effect.catchCause(answer(connection, id))
+          ),
+          connection,
+          command
+        )
       }
-      const processed = run(new LiveExchange(connection, message.success)).pipe(Effect.catchCause(answer(connection, id)))
+      const processed = spanned(
+        run(new LiveExchange(connection, message.success)).pipe(Effect.catchCause(answer(connection, id))),
+        connection,
+        command
+      )
       // a request for a processor runs beside the connection's other messages; none starts while draining
       if (id === undefined || !processors.has(command)) return processed
       if (connection.isClosing) return Effect.sync(() => connection.write(Rejection.shuttingDown.toFrame(id)))
