@@ -485,6 +485,35 @@ layer(sharedNats, { excludeTestServices: true })("Cluster: the main job", (it) =
       assert.isTrue(seen.every((text, n) => text === `LHTTP/1.0 c\r\npublish:last\r\n\r\n${body(n)}`))
     }))
 
+  it.effect("a node killed (SIGKILL) while its client publishes: the other node's subscriber got an ordered prefix, and that node goes on", () =>
+    Effect.gen(function*() {
+      const nats = yield* SharedNats
+      const job = yield* mainJob({ LHTTP_NATS_URL: nats.url })
+      const survivor = yield* node(nats.url)
+      const subscriber = yield* connect(survivor.url)
+      const publisher = yield* connect(job.url)
+      yield* joined(subscriber, publisher, "killed")
+      const received = bodies(subscriber, "killed")
+      let sent = 0
+      const publishing = yield* Effect.forkChild(Effect.forever(
+        Effect.sync(() => publisher.ws.send(frame("c", { publish: "killed" }, String(sent++)))).pipe(
+          Effect.andThen(Effect.sleep("2 millis"))
+        )
+      ))
+      yield* eventually(() => received.numbers.length >= 50)
+      job.program.child.kill("SIGKILL")
+      assert.deepStrictEqual(yield* Effect.promise(() => job.program.exited), { code: null, signal: "SIGKILL" })
+      yield* Fiber.interrupt(publishing)
+      assert.notStrictEqual((yield* publisher.closed).code, 1000)
+      // what arrived is an ordered prefix of what was sent: in order, none twice, from the first
+      const other = yield* connect(survivor.url)
+      yield* other.send(frame("c", { publish: "killed" }, "after"))
+      yield* eventually(() => received.texts.includes("after"))
+      const numbers = received.numbers
+      assertIncreasing(numbers)
+      assert.deepStrictEqual(numbers, Array.from({ length: numbers.length }, (_, i) => i))
+    }))
+
   it.effect("LHTTP_NATS_URL on a NATS without JetStream: the main job stops at start, saying sessions need it", () =>
     Effect.gen(function*() {
       const nats = yield* natsServerWith()
