@@ -505,6 +505,18 @@ export const routes = (
     const settings = server.settings
     const page = options?.page
 
+    // the backends' endpoints (/publish, /metrics): the bearer token when one is set, else loopback peers only
+    const guard = (request: HttpServerRequest.HttpServerRequest, what: string) => {
+      if (settings.publishToken !== undefined) {
+        return tokenMatches(request.headers["authorization"], settings.publishToken)
+          ? undefined
+          : plain(401, "a bearer token is required\n", { "www-authenticate": "Bearer" })
+      }
+      return isLoopback(Option.getOrUndefined(request.remoteAddress))
+        ? undefined
+        : plain(403, `without a publish token, only loopback peers may ${what}\n`)
+    }
+
     const notUpgraded = (request: HttpServerRequest.HttpServerRequest) =>
       Effect.succeed(
         page !== undefined && request.url.split("?")[0] === "/"
@@ -515,13 +527,8 @@ export const routes = (
     const publish = (request: HttpServerRequest.HttpServerRequest) =>
       Effect.gen(function*() {
         if (request.method !== "POST") return plain(405, "POST an LHTTP message with a publish header\n", { allow: "POST" })
-        if (settings.publishToken !== undefined) {
-          if (!tokenMatches(request.headers["authorization"], settings.publishToken)) {
-            return plain(401, "a bearer token is required\n", { "www-authenticate": "Bearer" })
-          }
-        } else if (!isLoopback(Option.getOrUndefined(request.remoteAddress))) {
-          return plain(403, "without a publish token, only loopback peers may publish\n")
-        }
+        const refused = guard(request, "publish")
+        if (refused !== undefined) return refused
         const length = Number(request.headers["content-length"] ?? 0)
         if (length > settings.maxMessageBytes) return plain(413, `a message is at most ${settings.maxMessageBytes} bytes\n`)
         const bytes = yield* request.arrayBuffer.pipe(
@@ -557,13 +564,8 @@ export const routes = (
     // the metrics, in Prometheus text, guarded as /publish is: the token, or loopback without one
     yield* router.add("GET", "/metrics", (request: HttpServerRequest.HttpServerRequest) =>
       Effect.gen(function*() {
-        if (settings.publishToken !== undefined) {
-          if (!tokenMatches(request.headers["authorization"], settings.publishToken)) {
-            return plain(401, "a bearer token is required\n", { "www-authenticate": "Bearer" })
-          }
-        } else if (!isLoopback(Option.getOrUndefined(request.remoteAddress))) {
-          return plain(403, "without a token, only loopback peers may read the metrics\n")
-        }
+        const refused = guard(request, "read the metrics")
+        if (refused !== undefined) return refused
         return HttpServerResponse.text(yield* PrometheusMetrics.format(), {
           contentType: "text/plain; version=0.0.4; charset=utf-8"
         })
