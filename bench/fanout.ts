@@ -4,7 +4,9 @@
  * raw `ws` broadcast servers measured in the same run: one written naively
  * (one `send` per subscriber) and one that corks and batches its writes; and
  * effect-lhttp again with Server-Sent Events subscribers ("lhttp SSE": 999
- * `GET /sse` streams, the publisher a WebSocket).
+ * `GET /sse` streams, the publisher a WebSocket); and Socket.IO 4 with rooms
+ * over its WebSocket transport ("socket.io": the same lean load clients
+ * speaking its packets).
  *
  *   npm run bench:fanout            (or: node bench/fanout.ts)
  *
@@ -45,7 +47,8 @@ const servers = [
   { name: "ws naive", file: file("./fanout/servers/ws-naive.ts"), transport: "websocket" },
   { name: "ws corked", file: file("./fanout/servers/ws-corked.ts"), transport: "websocket" },
   { name: "effect-lhttp", file: file("./fanout/servers/lhttp.ts"), transport: "websocket" },
-  { name: "lhttp SSE", file: file("./fanout/servers/lhttp.ts"), transport: "sse" }
+  { name: "lhttp SSE", file: file("./fanout/servers/lhttp.ts"), transport: "sse" },
+  { name: "socket.io", file: file("./fanout/servers/socketio.ts"), transport: "socketio" }
 ] as const
 // FANOUT_SERVERS (comma-separated names) runs some of them only
 const only = process.env.FANOUT_SERVERS?.split(",").map((name) => name.trim())
@@ -86,7 +89,13 @@ const runOnce = async (server: typeof servers[number], round: number): Promise<R
     for (const count of spread(subscribers - 1, processes)) {
       loads.push(await Load.start(loadCpu, subscribersFile, [String(port), channel, String(count), server.transport]))
     }
-    const publisher = await Load.start(loadCpu, publisherFile, [String(port), channel, String(bodyBytes)])
+    const publisher = await Load.start(loadCpu, publisherFile, [
+      String(port),
+      channel,
+      String(bodyBytes),
+      "-",
+      server.transport === "socketio" ? "socketio" : "lhttp"
+    ])
     loads.push(publisher)
     const stats = () => Promise.all(loads.map((load) => load.request<Stats>({ type: "stats" })))
     await settle(stats, publisher)

@@ -13,6 +13,9 @@ import * as Net from "node:net"
 // Reads are synchronous callbacks that keep nothing, so all sockets can share it.
 const readBuffer = Buffer.allocUnsafe(256 * 1024)
 
+// Socket.IO's connect packet for the default namespace: "40", masked with key 0.
+const connect = Buffer.from([0x81, 0x82, 0, 0, 0, 0, 0x34, 0x30])
+
 // An empty pong: ws pings carry no payload, and a client frame is masked (key 0).
 const pong = Buffer.from([0x8a, 0x80, 0, 0, 0, 0])
 
@@ -48,6 +51,13 @@ interface Handshake {
   readonly reject: (error: Error) => void
 }
 
+/**
+ * What the load speaks over the WebSocket: LHTTP frames (effect-lhttp and the
+ * raw `ws` servers), or Socket.IO's packets (`40`, `42[...]`). Socket.IO's
+ * pings (every 25 s) are not answered: a measurement is over well before.
+ */
+export type Protocol = "lhttp" | "socketio"
+
 /** One WebSocket connection that counts the data messages it receives. */
 export class RawClient {
   /** Complete data messages received. */
@@ -64,9 +74,17 @@ export class RawClient {
   readonly #head = Buffer.alloc(10)
   #headLength = 0
   #skip = 0
+  // Socket.IO: frames sent before the namespace is connected
+  #waiting: Array<Buffer> | undefined
 
-  private constructor(port: number, upgraded: Handshake) {
+  private constructor(port: number, upgraded: Handshake, protocol: Protocol) {
     this.#upgraded = upgraded
+    // Socket.IO: its open packet and its connect acknowledgement are not deliveries; the namespace
+    // connect goes after the open packet, and what is sent waits for the acknowledgement
+    if (protocol === "socketio") {
+      this.count = -2
+      this.#waiting = []
+    }
     this.socket = Net.connect({
       host: "127.0.0.1",
       port,
@@ -81,10 +99,12 @@ export class RawClient {
     })
     this.socket.on("connect", () => {
       const key = randomBytes(16).toString("base64")
+      const path = protocol === "socketio" ? "/socket.io/?EIO=4&transport=websocket" : "/fanout"
       this.socket.write(
-        `GET /fanout HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
           `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`
       )
+
     })
     this.socket.on("error", (error) => this.#upgraded.reject(error))
     this.socket.on("close", () => {
@@ -93,16 +113,30 @@ export class RawClient {
     })
   }
 
-  /** Connects to 127.0.0.1:port and completes the WebSocket handshake. */
-  static connect(port: number): Promise<RawClient> {
+  /**
+   * Connects to 127.0.0.1:port and completes the WebSocket handshake; with
+   * `socketio`, at Socket.IO's path, connecting its default namespace.
+   */
+  static connect(port: number, protocol: Protocol = "lhttp"): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const client: RawClient = new RawClient(port, { resolve: () => resolve(client), reject })
+      const client: RawClient = new RawClient(port, { resolve: () => resolve(client), reject }, protocol)
     })
   }
 
-  /** Writes an encoded client frame. */
+  /** Writes an encoded client frame (over Socket.IO, once its namespace is connected). */
   send(frame: Buffer): void {
-    this.socket.write(frame)
+    if (this.#waiting !== undefined) this.#waiting.push(frame)
+    else this.socket.write(frame)
+  }
+
+  // Socket.IO's handshake, by the count of frames: the open packet, then the connect acknowledgement
+  #socketIo(): void {
+    if (this.count === -1) this.socket.write(connect)
+    else if (this.count === 0 && this.#waiting !== undefined) {
+      const waiting = this.#waiting
+      this.#waiting = undefined
+      for (const frame of waiting) this.socket.write(frame)
+    }
   }
 
   #read(buffer: Buffer, length: number): void {
@@ -162,6 +196,7 @@ export class RawClient {
     const opcode = first & 15
     if (opcode < 8) {
       if (first & 0x80) this.count++
+      if (this.count <= 0) this.#socketIo()
     } else if (opcode === 9) this.socket.write(pong)
     else if (opcode === 8) this.closed = true
   }

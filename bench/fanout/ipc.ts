@@ -3,6 +3,7 @@
  * command gets exactly one reply, in order; a load process says "ready" once
  * its connections are subscribed, and exits when the driver goes away.
  */
+import type { Protocol } from "./client.ts"
 
 /** A load connection: how many messages it received, and whether the server closed it. */
 export interface Counted {
@@ -77,9 +78,14 @@ export const serve = (clients: ReadonlyArray<Counted>, other?: (command: Publish
   reply({ type: "ready" })
 }
 
-/** The LHTTP message that subscribes a connection to a channel. */
-export const subscribeMessage = (channel: string): string => `LHTTP/1.0 bench\r\nsubscribe:${channel}\r\n\r\n`
+/** The message that subscribes a connection to a channel: LHTTP, or Socket.IO's `join` event. */
+export const subscribeMessage = (channel: string, protocol: Protocol = "lhttp"): string =>
+  protocol === "socketio"
+    ? `42${JSON.stringify(["join", channel])}`
+    : `LHTTP/1.0 bench\r\nsubscribe:${channel}\r\n\r\n`
 
-/** The LHTTP message a publisher sends to a channel. */
-export const publishMessage = (channel: string, body: string): string =>
-  `LHTTP/1.0 bench\r\npublish:${channel}\r\n\r\n${body}`
+/** The message a publisher sends to a channel: LHTTP, or Socket.IO's `publish` event. */
+export const publishMessage = (channel: string, body: string, protocol: Protocol = "lhttp"): string =>
+  protocol === "socketio"
+    ? `42${JSON.stringify(["publish", channel, body])}`
+    : `LHTTP/1.0 bench\r\npublish:${channel}\r\n\r\n${body}`

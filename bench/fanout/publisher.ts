@@ -9,18 +9,20 @@
  * a second connection, a subscriber at that port: it can publish into one node
  * and be acknowledged by another.
  *
- *   node bench/fanout/publisher.ts <port> <channel> <body bytes> [<subscribe port>]
+ *   node bench/fanout/publisher.ts <port> <channel> <body bytes> [<subscribe port> or -] [lhttp|socketio]
  */
-import { RawClient, textFrame } from "./client.ts"
+import { type Protocol, RawClient, textFrame } from "./client.ts"
 import { publishMessage, type PublisherCommand, type Reply, serve, subscribeMessage } from "./ipc.ts"
 
-const [port, channel, bodyBytes, subscribePort] = process.argv.slice(2)
+const [port, channel, bodyBytes, subscribePort, protocolArg] = process.argv.slice(2)
+const protocol: Protocol = protocolArg === "socketio" ? "socketio" : "lhttp"
+const otherPort = subscribePort === undefined || subscribePort === "-" ? undefined : subscribePort
 
-const sender = await RawClient.connect(Number(port))
-const receiver = subscribePort === undefined ? sender : await RawClient.connect(Number(subscribePort))
-receiver.send(textFrame(subscribeMessage(channel!)))
+const sender = await RawClient.connect(Number(port), protocol)
+const receiver = otherPort === undefined ? sender : await RawClient.connect(Number(otherPort), protocol)
+receiver.send(textFrame(subscribeMessage(channel!, protocol)))
 // the same encoded frame every time: the payload does not matter, only its size
-const message = textFrame(publishMessage(channel!, "x".repeat(Number(bodyBytes))))
+const message = textFrame(publishMessage(channel!, "x".repeat(Number(bodyBytes)), protocol))
 
 // messages kept in flight: 0 while stopped
 let window = 0

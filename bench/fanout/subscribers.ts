@@ -2,11 +2,12 @@
  * Fan-out load process: opens `count` subscriber connections on lean raw
  * sockets, subscribes each to the channel, and reports how many messages they
  * received when the driver asks. With `sse`, the subscribers are Server-Sent
- * Events streams (`GET /sse?subscribe=<channel>`) instead of WebSockets.
+ * Events streams (`GET /sse?subscribe=<channel>`) instead of WebSockets; with
+ * `socketio`, WebSockets speaking Socket.IO's packets.
  *
- *   node bench/fanout/subscribers.ts <port> <channel> <count> [websocket|sse]
+ *   node bench/fanout/subscribers.ts <port> <channel> <count> [websocket|sse|socketio]
  */
-import { RawClient, textFrame } from "./client.ts"
+import { type Protocol, RawClient, textFrame } from "./client.ts"
 import { type Counted, serve, subscribeMessage } from "./ipc.ts"
 import { SseSubscriber } from "./sse.ts"
 
@@ -15,13 +16,14 @@ const [port, channel, count, transport] = process.argv.slice(2)
 const batch = 100
 
 const clients: Array<Counted> = []
+const protocol: Protocol = transport === "socketio" ? "socketio" : "lhttp"
 const open = (): Promise<Counted> =>
-  transport === "sse" ? SseSubscriber.connect(Number(port), channel!) : RawClient.connect(Number(port))
+  transport === "sse" ? SseSubscriber.connect(Number(port), channel!) : RawClient.connect(Number(port), protocol)
 while (clients.length < Number(count)) {
   const size = Math.min(batch, Number(count) - clients.length)
   clients.push(...await Promise.all(Array.from({ length: size }, open)))
 }
-const subscribe = textFrame(subscribeMessage(channel!))
+const subscribe = textFrame(subscribeMessage(channel!, protocol))
 for (const client of clients) if (client instanceof RawClient) client.send(subscribe)
 serve(clients)
 
