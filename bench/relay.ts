@@ -75,9 +75,12 @@ const file = (path: string) => fileURLToPath(new URL(path, import.meta.url))
 const servers = [
   { name: "ws naive", file: file("./fanout/servers/ws-naive.ts") },
   { name: "ws corked", file: file("./fanout/servers/ws-corked.ts") },
-  { name: "effect-lhttp", file: file("./fanout/servers/lhttp.ts") }
+  { name: "effect-lhttp", file: file("./fanout/servers/lhttp.ts") },
+  { name: "socket.io", file: file("./fanout/servers/socketio.ts"), protocol: "socketio" }
 ] as const
 type Server = typeof servers[number]
+// what the load speaks to a server: LHTTP, or Socket.IO's packets
+const protocolOf = (server: Server): "lhttp" | "socketio" => "protocol" in server ? server.protocol : "lhttp"
 const loadFile = file("./relay/load.ts")
 const subscribersFile = file("./fanout/subscribers.ts")
 const publisherFile = file("./fanout/publisher.ts")
@@ -96,12 +99,13 @@ const revive = <R extends object>(reply: R): R =>
   Object.fromEntries(Object.entries(reply).map(([key, value]) => [key, value === null ? NaN : value])) as R
 
 /** Starts a relay load process and probes until each of its subscribers has received a message. */
-const startLoad = async (port: number, channel: string, subscribers: number) => {
+const startLoad = async (port: number, channel: string, subscribers: number, protocol: "lhttp" | "socketio") => {
   const load = await Load.start<RelayCommand, RelayReply>(loadCpu, loadFile, [
     String(port),
     channel,
     String(subscribers),
-    String(bodyBytes)
+    String(bodyBytes),
+    protocol
   ])
   try {
     await within(15_000, "every subscriber to receive a probe", (async () => {
@@ -136,7 +140,7 @@ const burst = async (server: Server, round: number): Promise<Burst> => {
   const child = await startServer(serverCpu, server.file, port)
   let load: Load<RelayCommand, RelayReply> | undefined
   try {
-    load = await startLoad(port, channelOf("burst", server, round), 1)
+    load = await startLoad(port, channelOf("burst", server, round), 1, protocolOf(server))
     const once = async () => {
       const result = revive(await load!.request<RelayBurst>({ type: "burst", count: burstCount }, 20_000))
       await sleep(200)
@@ -233,14 +237,27 @@ const memory = async (server: Server, round: number): Promise<Memory> => {
   try {
     // one connection first, through the whole path (upgrade, subscribe, publish, deliver), so that
     // what the first connection loads or compiles once is not charged to the idle ones
-    const publisher = await Load.start(loadCpu, publisherFile, [String(port), channel, String(bodyBytes)])
+    const publisher = await Load.start(loadCpu, publisherFile, [
+      String(port),
+      channel,
+      String(bodyBytes),
+      "-",
+      protocolOf(server)
+    ])
     loads.push(publisher)
     const stats = () => Promise.all(loads.map((load) => load.request<Stats>({ type: "stats" }, 20_000)))
     await settle(stats, publisher)
     const before = await memoryAfterGc(child)
     const started = now()
     for (const count of spread(connections, idleProcesses)) {
-      loads.push(await Load.start(loadCpu, subscribersFile, [String(port), channel, String(count)]))
+      loads.push(
+        await Load.start(loadCpu, subscribersFile, [
+          String(port),
+          channel,
+          String(count),
+          protocolOf(server) === "socketio" ? "socketio" : "websocket"
+        ])
+      )
     }
     const connectSeconds = (now() - started) / 1000
     await settle(stats, publisher)
@@ -277,7 +294,7 @@ const latency = async (server: Server, round: number): Promise<Latency> => {
   const child = await startServer(serverCpu, server.file, port)
   let load: Load<RelayCommand, RelayReply> | undefined
   try {
-    load = await startLoad(port, channelOf("latency", server, round), latencySubscribers)
+    load = await startLoad(port, channelOf("latency", server, round), latencySubscribers, protocolOf(server))
     const started = now()
     const serverBefore = cpuMs(child.pid!)
     const loadBefore = cpuMs(load.pid)
@@ -494,9 +511,11 @@ console.table(Object.fromEntries(rows.map((row) => {
   return [row.name, {
     "ws naive": row.show("ws naive"),
     "ws corked": row.show("ws corked"),
+    "socket.io": row.show("socket.io"),
     [lhttp]: row.show(lhttp),
     "vs naive": times(row.ratio(row.value("ws naive"), row.value(lhttp))),
     "vs corked": times(corked),
+    "vs socket.io": times(row.ratio(row.value("socket.io"), row.value(lhttp))),
     aim: row.aim,
     met: row.met === undefined ? "-" : row.met(corked) ? "yes" : "NO"
   }]

@@ -16,35 +16,36 @@
  *   order, so a subscriber's k-th frame is message k (its counts are checked
  *   against the messages sent: a missing one fails the run).
  *
- *   node bench/relay/load.ts <port> <channel> <subscribers> <body bytes>
+ *   node bench/relay/load.ts <port> <channel> <subscribers> <body bytes> [lhttp|socketio]
  */
 import { Buffer } from "node:buffer"
 import { reply } from "../cluster/ipc.ts"
-import { RawClient, textFrame } from "../fanout/client.ts"
+import { type Protocol, RawClient, textFrame } from "../fanout/client.ts"
 import { publishMessage, subscribeMessage } from "../fanout/ipc.ts"
 import type { LatencyResult, RelayBurst, RelayCommand, RelayReply } from "./ipc.ts"
 
-const [port, channel, subscriberCount, bodyBytes] = process.argv.slice(2).map((arg, i) => i === 1 ? arg : Number(arg)) as [
+const [port, channel, subscriberCount, bodyBytes] = process.argv.slice(2, 6).map((arg, i) => i === 1 ? arg : Number(arg)) as [
   number,
   string,
   number,
   number
 ]
+const protocol: Protocol = process.argv[6] === "socketio" ? "socketio" : "lhttp"
 // a burst or fixed-rate run that has not been delivered this long after its last send reports what arrived
 const graceMs = 8_000
 
 const body = (text: string) => text.padEnd(bodyBytes, ".")
 
-const publisher = await RawClient.connect(port)
+const publisher = await RawClient.connect(port, protocol)
 const subscribers: Array<RawClient> = []
 while (subscribers.length < subscriberCount) {
   const size = Math.min(100, subscriberCount - subscribers.length)
-  subscribers.push(...await Promise.all(Array.from({ length: size }, () => RawClient.connect(port))))
+  subscribers.push(...await Promise.all(Array.from({ length: size }, () => RawClient.connect(port, protocol))))
 }
-const subscribe = textFrame(subscribeMessage(channel))
+const subscribe = textFrame(subscribeMessage(channel, protocol))
 for (const subscriber of subscribers) subscriber.send(subscribe)
 
-const probe = textFrame(publishMessage(channel, body("probe")))
+const probe = textFrame(publishMessage(channel, body("probe"), protocol))
 const minCount = () => subscribers.reduce((min, s) => Math.min(min, s.count), Infinity)
 const stopListening = () => {
   for (const subscriber of subscribers) subscriber.onRead = undefined
@@ -54,7 +55,7 @@ const burst = (count: number): Promise<RelayBurst> => {
   // all the frames in one buffer, written at once: the write returns at once (the kernel takes what
   // fits, Node queues the rest), so this process goes on reading the subscriber while the server relays
   const frames: Array<Buffer> = []
-  for (let n = 1; n <= count; n++) frames.push(textFrame(publishMessage(channel, body(String(n)))))
+  for (let n = 1; n <= count; n++) frames.push(textFrame(publishMessage(channel, body(String(n)), protocol)))
   const all = Buffer.concat(frames)
   for (const subscriber of subscribers) subscriber.count = 0
   return new Promise((resolve) => {
@@ -148,7 +149,7 @@ const latency = (rate: number, warmupMs: number, measureMs: number): Promise<Lat
         const at = performance.now()
         maxLagMs = Math.max(maxLagMs, at - (start + sent * intervalMs))
         sentAt[sent] = at
-        publisher.send(textFrame(publishMessage(channel, body(`${sent} ${at.toFixed(3)}`))))
+        publisher.send(textFrame(publishMessage(channel, body(`${sent} ${at.toFixed(3)}`), protocol)))
         lastSentAt = at
         sent++
       }
