@@ -18,7 +18,8 @@
  * time and memory read from /proc. Rounds interleave the servers; each
  * server's median round is reported.
  *
- * Settings (environment): FANOUT_ROUNDS (5), FANOUT_SECONDS measured (4, after
+ * Settings (environment): FANOUT_SUBSCRIBERS (1000, the publisher included),
+ * FANOUT_ROUNDS (5), FANOUT_SECONDS measured (4, after
  * 1 s of warm-up), FANOUT_WINDOW messages in flight (64), FANOUT_BODY bytes
  * (64), FANOUT_PROCESSES of subscribers (1), FANOUT_SERVER_CPU (0),
  * FANOUT_LOAD_CPU (1), FANOUT_SERVERS (the names to run, comma-separated; default all).
@@ -39,7 +40,7 @@ const bodyBytes = env("FANOUT_BODY", 64)
 const processes = env("FANOUT_PROCESSES", 1)
 const serverCpu = process.env.FANOUT_SERVER_CPU ?? "0"
 const loadCpu = process.env.FANOUT_LOAD_CPU ?? "1"
-const subscribers = 1000
+const subscribers = env("FANOUT_SUBSCRIBERS", 1000)
 
 const file = (path: string) => fileURLToPath(new URL(path, import.meta.url))
 // "lhttp SSE": effect-lhttp with Server-Sent Events subscribers (the publisher stays a WebSocket)
