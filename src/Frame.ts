@@ -107,19 +107,29 @@ export const parse = (input: string, options?: ParseOptions): Result.Result<Fram
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
 
 /**
+ * The text of bytes that must be valid UTF-8 (a binary WebSocket message, an
+ * HTTP body): an `InvalidUtf8` error otherwise, never U+FFFD in place of the
+ * bad bytes.
+ *
+ * @since 0.1.0
+ */
+export const decodeUtf8 = (input: Uint8Array | ArrayBuffer): Result.Result<string, ProtocolError> => {
+  try {
+    return Result.succeed(utf8.decode(input))
+  } catch {
+    return Result.fail(new ProtocolError({ reason: "InvalidUtf8", message: "the frame is not valid UTF-8" }))
+  }
+}
+
+/**
  * Parses one frame from bytes (a binary WebSocket message). The bytes must be
  * valid UTF-8.
  *
  * @since 0.1.0
  */
 export const parseBytes = (input: Uint8Array, options?: ParseOptions): Result.Result<Frame, ProtocolError> => {
-  let text: string
-  try {
-    text = utf8.decode(input)
-  } catch {
-    return Result.fail(new ProtocolError({ reason: "InvalidUtf8", message: "the frame is not valid UTF-8" }))
-  }
-  return parse(text, options)
+  const text = decodeUtf8(input)
+  return Result.isFailure(text) ? Result.fail(text.failure) : parse(text.success, options)
 }
 
 /**

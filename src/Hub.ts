@@ -139,6 +139,16 @@ const fanOut = (entry: Entry, payload: string, onDefect: (defect: unknown) => vo
 
 const toRejection = (error: BusError) => Rejection.busUnavailable(error.message)
 
+// a delivered frame decoded once for every stream it goes to (undefined: it does not decode)
+const decoded = new WeakMap<Transport.Outbound, Message.Message | undefined>()
+const decodedOf = (frame: Transport.Outbound): Message.Message | undefined => {
+  if (decoded.has(frame)) return decoded.get(frame)
+  const message = Message.decode(frame.text)
+  const value = Result.isSuccess(message) ? message.success : undefined
+  decoded.set(frame, value)
+  return value
+}
+
 /**
  * Makes a hub over the `Bus` in context.
  *
@@ -265,8 +275,8 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
           const subscriber: Subscriber = {
             channels: new Set(),
             deliver: (frame) => {
-              const message = Message.decode(frame.text)
-              if (Result.isSuccess(message)) Queue.offerUnsafe(queue, message.success)
+              const message = decodedOf(frame)
+              if (message !== undefined) Queue.offerUnsafe(queue, message)
             }
           }
           return Effect.acquireRelease(subscribe(subscriber, list.success), () => unsubscribe(subscriber, subscriber.channels))

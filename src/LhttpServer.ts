@@ -8,7 +8,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Data, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Redacted, Result } from "effect"
+import { Context, Data, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Redacted } from "effect"
 import { Bus } from "./Bus.ts"
 import type * as Filter from "./Filter.ts"
 import * as Hub from "./Hub.ts"
@@ -19,8 +19,7 @@ import { Buckets } from "./internal/rate.ts"
 import { Stats } from "./internal/stats.ts"
 import * as Pipeline from "./internal/pipeline.ts"
 import type * as Connection from "./Connection.ts"
-import * as Frame from "./Frame.ts"
-import * as Message from "./Message.ts"
+import type * as Message from "./Message.ts"
 import type * as Processor from "./Processor.ts"
 import { Rejection } from "./Rejection.ts"
 import type * as Transport from "./Transport.ts"
@@ -187,8 +186,6 @@ export interface Settings {
   readonly publishToken: Redacted.Redacted<string> | undefined
   readonly shutdownTimeout: Duration.Duration
   readonly maxConcurrentRequests: number
-  /** Whether connections are admitted by an Effect (an `authenticate` hook, a connection rate). */
-  readonly authenticates: boolean
   readonly maxConnections: number
   readonly connectionRate: Rate | undefined
   readonly messageRate: (Rate & { readonly closeAfter: number }) | undefined
@@ -229,7 +226,6 @@ export const settings = (options: Options<Processor.Any, Filter.Any>): Settings 
     : options.publishToken,
   shutdownTimeout: Duration.fromInputUnsafe(options.shutdownTimeout ?? defaults.shutdownTimeout),
   maxConcurrentRequests: Math.max(1, options.maxConcurrentRequests ?? defaults.maxConcurrentRequests),
-  authenticates: options.authenticate !== undefined || options.connectionRate !== undefined,
   maxConnections: options.maxConnections ?? defaults.maxConnections,
   connectionRate: options.connectionRate,
   messageRate: options.messageRate === undefined
@@ -315,7 +311,6 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
   options: Options<P, F>
 ) {
   const config = settings(options)
-  const authenticateMessage = options.authenticateMessage
   const hub = yield* Hub.Hub
   const bus = yield* Bus
   const processors = new Map<string, Processor.Implementation>()
@@ -351,7 +346,8 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
     maxHeaders: config.maxHeaders,
     fork,
     authorize: options.authorize,
-    tracing: options.tracing
+    tracing: options.tracing,
+    authenticateMessage: options.authenticateMessage
   })
   const connections = new Set<LiveConnection>()
   const stats = new Stats()
@@ -375,27 +371,9 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
     fork,
     scope,
     stats,
-    authentication: authenticateMessage === undefined ? undefined : {
+    authentication: options.authenticateMessage === undefined ? undefined : {
       timeout: Duration.toMillis(Duration.fromInputUnsafe(options.authenticationTimeout ?? Duration.seconds(10))),
-      check: (connection, data) =>
-        Effect.suspend(() => {
-          const parsed = typeof data === "string" ? Frame.parse(data) : Frame.parseBytes(data)
-          const message = Result.isFailure(parsed) ? parsed : Message.classify(parsed.success)
-          if (Result.isFailure(message)) {
-            connection.write(message.failure.toFrame())
-            return Effect.succeed(false)
-          }
-          const id = message.success._tag === "Request" ? message.success.id : undefined
-          const admitted = new Map<string, unknown>()
-          return authenticateMessage(message.success, { set: (key, value) => void admitted.set(key.name, value) }).pipe(
-            Effect.map(() => {
-              for (const [name, value] of admitted) connection.set({ name }, value)
-              if (id !== undefined) connection.write({ command: message.success.command, headers: new Map([["id", id]]), body: "" })
-              return true
-            }),
-            Effect.catchCause((cause) => Pipeline.answer(connection, id)(cause).pipe(Effect.as(false)))
-          )
-        })
+      check: pipeline.authenticate
     },
     ended: (connection) => {
       connections.delete(connection)
@@ -409,8 +387,8 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
     if (connections.size >= config.maxConnections) return Effect.fail(tooManyConnections)
     if (perAddress !== undefined && !perAddress.take(peer.remoteAddress ?? "")) return Effect.fail(connectingTooFast)
     if (authenticate === undefined) return Effect.succeed(undefined)
-    const data = new Map<string, unknown>()
-    return authenticate(peer, { set: (key, value) => void data.set(key.name, value) }).pipe(Effect.as(data))
+    const { admission, data } = Pipeline.admission()
+    return authenticate(peer, admission).pipe(Effect.as(data))
   }
 
   const accept = (transport: Transport.Transport, admitted?: Admitted): Transport.Inbound => {

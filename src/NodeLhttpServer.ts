@@ -228,7 +228,24 @@ const refuseUpgrade = (socket: Duplex, status: number, statusText: string, body:
  * The WebSocket endpoint: takes the upgrades at its paths into the server's
  * core, pings every connection, and closes those that do not answer.
  */
-const makeEndpoint = Effect.fnUntraced(function*(paths: ReadonlyArray<string>, closeGrace: Duration.Input) {
+/**
+ * Admits who asks to connect (the server's connection cap and rate, its
+ * `authenticate` hook), then calls back with the data to accept them with, or
+ * the refusal to answer.
+ */
+const makeAdmit = Effect.fnUntraced(function*() {
+  const server = yield* LhttpServer.LhttpServer
+  const context = yield* Effect.context<never>()
+  const admit: HttpTransports.Admit = (peer, then) =>
+    Effect.runForkWith(context)(Effect.flatMap(Effect.result(server.admit(peer)), (result) => Effect.sync(() => then(result))))
+  return admit
+})
+
+const makeEndpoint = Effect.fnUntraced(function*(
+  paths: ReadonlyArray<string>,
+  closeGrace: Duration.Input,
+  admit: HttpTransports.Admit
+) {
   const server = yield* LhttpServer.LhttpServer
   const closeGraceMillis = Duration.toMillis(Duration.fromInputUnsafe(closeGrace))
   const context = yield* Effect.context<never>()
@@ -308,35 +325,25 @@ const makeEndpoint = Effect.fnUntraced(function*(paths: ReadonlyArray<string>, c
         requestHeaders: HttpTransports.flatHeaders(request.headers),
         remoteAddress: request.socket.remoteAddress
       }
-      const upgrade = (admitted: LhttpServer.Admitted) =>
-        wss.handleUpgrade(request, socket, head, (ws) => connect(ws, socket, peer, admitted))
-      if (!settings.authenticates) {
-        if (server.connectionCount() >= settings.maxConnections) {
-          refuseUpgrade(socket, 503, "Service Unavailable", "the server holds as many connections as it may: try again later\n")
-        } else upgrade(undefined)
-        return true
-      }
-      // the authenticate hook first: a refusal is an HTTP answer, and no WebSocket
-      Effect.runForkWith(context)(Effect.flatMap(Effect.result(server.admit(peer)), (result) =>
-        Effect.sync(() => {
-          if (socket.destroyed) return
-          if (result._tag === "Success") return upgrade(result.success)
-          const status = result.failure.status
-          refuseUpgrade(socket, status, Http.STATUS_CODES[status] ?? "Refused", `${result.failure.message}\n`)
-        })))
+      // admitted first (the cap, the rate, the authenticate hook): a refusal is an HTTP answer, and no WebSocket
+      admit(peer, (result) => {
+        if (socket.destroyed) return
+        if (result._tag === "Success") {
+          return wss.handleUpgrade(request, socket, head, (ws) => connect(ws, socket, peer, result.success))
+        }
+        const status = result.failure.status
+        refuseUpgrade(socket, status, Http.STATUS_CODES[status] ?? "Refused", `${result.failure.message}\n`)
+      })
       return true
     }
   }
 })
 
 /** The HTTP transports (SSE, long-poll, send) over the server in context, stopped with the scope. */
-const makeHttpTransports = Effect.fnUntraced(function*(options: HttpTransportOptions) {
+const makeHttpTransports = Effect.fnUntraced(function*(options: HttpTransportOptions, admit: HttpTransports.Admit) {
   const server = yield* LhttpServer.LhttpServer
   const millis = (input: Duration.Input | undefined, fallback: Duration.Input) =>
     Duration.toMillis(Duration.fromInputUnsafe(input ?? fallback))
-  const context = yield* Effect.context<never>()
-  const admit: HttpTransports.Admit = (peer, then) =>
-    Effect.runForkWith(context)(Effect.flatMap(Effect.result(server.admit(peer)), (result) => Effect.sync(() => then(result))))
   const transports = HttpTransports.make(server, {
     sse: options.sse ?? true,
     poll: options.poll ?? true,
@@ -390,8 +397,9 @@ export const layerHttpServer = (
     HttpServer.HttpServer,
     Effect.gen(function*() {
       const scope = yield* Effect.scope
-      const endpoint = yield* makeEndpoint(options.paths ?? ["/*"], options.closeGrace ?? defaultCloseGrace)
-      const httpTransports = yield* makeHttpTransports(options)
+      const admit = yield* makeAdmit()
+      const endpoint = yield* makeEndpoint(options.paths ?? ["/*"], options.closeGrace ?? defaultCloseGrace, admit)
+      const httpTransports = yield* makeHttpTransports(options, admit)
       const server = evaluate()
       yield* Effect.callback<void, ServeError>((resume) => {
         const onError = (cause: unknown) => resume(Effect.fail(new ServeError({ cause })))
@@ -472,17 +480,6 @@ const tokenMatches = (header: string | undefined, token: Redacted.Redacted<strin
   return given.length === expected.length && timingSafeEqual(given, expected)
 }
 
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
-
-/** The text of UTF-8 bytes, or undefined when they are not valid UTF-8. */
-const utf8 = (bytes: ArrayBuffer): string | undefined => {
-  try {
-    return strictUtf8.decode(bytes)
-  } catch {
-    return undefined
-  }
-}
-
 const plain = (status: number, body: string, headers?: Record<string, string>) =>
   HttpServerResponse.text(body, { status, ...(headers === undefined ? {} : { headers }) })
 
@@ -537,8 +534,9 @@ export const routes = (
         )
         if (Result.isFailure(bytes)) return plain(413, `a message is at most ${settings.maxMessageBytes} bytes\n`)
         // refused as over WebSocket, rather than delivered with U+FFFD in place of the bad bytes
-        const body = utf8(bytes.success)
-        if (body === undefined) return plain(400, "InvalidUtf8: the message is not valid UTF-8\n")
+        const text = Frame.decodeUtf8(bytes.success)
+        if (Result.isFailure(text)) return plain(400, "InvalidUtf8: the message is not valid UTF-8\n")
+        const body = text.success
         const frame = Frame.parse(body, { maxHeaders: settings.maxHeaders })
         if (Result.isFailure(frame)) return plain(400, `${frame.failure.reason}: ${frame.failure.message}\n`)
         const value = frame.success.headers.get(Header.publish)

@@ -12,7 +12,7 @@ import { Rejection } from "../src/Rejection.ts"
 import type * as Transport from "../src/Transport.ts"
 import { getJson, send, sse, type SseClient } from "./utils/http.ts"
 import { connect, frame, request, startServer } from "./utils/lhttp.ts"
-import { eventually } from "./utils/wait.ts"
+import { eventually, until } from "./utils/wait.ts"
 
 // the connections whose onClose ran, by the id the processor gave them
 const ended: Array<string> = []
@@ -593,13 +593,7 @@ describe("HTTP transports: POST /send and the rules", () => {
 
 /** Sends echoes until one is taken (202): the connection reads again. */
 const until202 = (http: string, key: string) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < 100; i++) {
-      if ((yield* send(http, key, frame("echo", {}, "again"))).status === 202) return
-      yield* Effect.sleep("20 millis")
-    }
-    return yield* Effect.die(new Error("the connection never read again"))
-  })
+  until(Effect.map(send(http, key, frame("echo", {}, "again")), (answer) => answer.status === 202))
 
 describe("HTTP transports and WebSocket: authenticate before the connection", () => {
   const User = Connection.key<string>("user")

@@ -19,6 +19,7 @@ import { Rejection } from "../src/Rejection.ts"
 import * as Sessions from "../src/Sessions.ts"
 import * as SessionStore from "../src/SessionStore.ts"
 import { connect as rawConnect, frame, startServer } from "./utils/lhttp.ts"
+import { Occupied, OffBoard, Place, PlaceLive, Point } from "./utils/place.ts"
 import { freePort } from "./utils/process.ts"
 import { until } from "./utils/wait.ts"
 
@@ -43,24 +44,6 @@ const Tally = Processor.make("tally")
 const tallied: Array<string> = []
 const TallyLive = Tally.toLayer({ onMessage: (exchange) => Effect.sync(() => void tallied.push(exchange.text)) })
 
-// a typed request: body, reply and declared errors (as in docs/requests-and-sessions.md)
-class OffBoard extends Schema.TaggedError<OffBoard>()("OffBoard", { x: Schema.Number, y: Schema.Number }) {}
-class Occupied extends Schema.TaggedError<Occupied>()("Occupied", { by: Schema.String, status: Schema.Number }) {}
-const Point = Schema.Struct({ x: Schema.Number, y: Schema.Number })
-const Place = Processor.make("place", {
-  body: Schema.fromJsonString(Point),
-  reply: Schema.fromJsonString(Schema.Struct({ placed: Point, at: Schema.Number })),
-  error: Schema.Union([OffBoard, Occupied])
-})
-const PlaceLive = Place.toLayer({
-  onMessage: ({ body: { x, y } }) => {
-    if (x < 0 || y < 0) return Effect.fail(new OffBoard({ x, y }))
-    if (x === 1 && y === 1) return Effect.fail(new Occupied({ by: "bob", status: 409 }))
-    if (x === 9) return Effect.fail(new Rejection({ status: 403, reason: "Forbidden", message: "not there" }))
-    if (x === 7) return Effect.die(new Error("secret"))
-    return Effect.succeed({ placed: { x, y }, at: x * 10 + y })
-  }
-})
 
 /** `gated` answers `{ n }` once the test opens the gate of its `n` (a Deferred in `gates`). */
 const Gated = Processor.make("gated", {

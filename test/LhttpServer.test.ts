@@ -11,6 +11,7 @@ import * as Processor from "../src/Processor.ts"
 import * as Rejection from "../src/Rejection.ts"
 import type * as Transport from "../src/Transport.ts"
 import { frame } from "./utils/lhttp.ts"
+import { Place, PlaceLive } from "./utils/place.ts"
 import { pending, startMemoryServer } from "./utils/memory.ts"
 import { eventually } from "./utils/wait.ts"
 
@@ -417,25 +418,6 @@ describe("LhttpServer: processors", () => {
     }))
 })
 
-// a typed request: body, reply and declared errors
-class OffBoard extends Schema.TaggedError<OffBoard>()("OffBoard", { x: Schema.Number, y: Schema.Number }) {}
-class Occupied extends Schema.TaggedError<Occupied>()("Occupied", { by: Schema.String, status: Schema.Number }) {}
-const Point = Schema.Struct({ x: Schema.Number, y: Schema.Number })
-const Place = Processor.make("place", {
-  body: Schema.fromJsonString(Point),
-  reply: Schema.fromJsonString(Schema.Struct({ placed: Point, at: Schema.Number })),
-  error: Schema.Union([OffBoard, Occupied])
-})
-const PlaceLive = Place.toLayer({
-  onMessage: (exchange) => {
-    const { x, y } = exchange.body
-    if (x < 0 || y < 0) return Effect.fail(new OffBoard({ x, y }))
-    if (x === 1 && y === 1) return Effect.fail(new Occupied({ by: "bob", status: 409 }))
-    if (x === 9) return Effect.fail(new Rejection.Rejection({ status: 403, reason: "Forbidden", message: "not there" }))
-    if (x === 7) return Effect.die(new Error("secret"))
-    return Effect.succeed({ placed: { x, y }, at: x * 10 + y })
-  }
-})
 
 describe("LhttpServer: typed requests", () => {
   it.live("the reply is encoded and sent with the id; a declared error is its tag and its encoded fields", () =>

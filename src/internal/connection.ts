@@ -128,7 +128,7 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
   constructor(transport: Transport, core: Core, data?: ReadonlyMap<string, unknown>) {
     this.transport = transport
     this.#core = core
-    if (data !== undefined && data.size > 0) this.#data = new Map(data)
+    if (data !== undefined) this.admit(data)
     this.#opened = !core.hasOpenHooks
     this.outbox = new Outbox(transport, core.limits.maxOutboundBytes, core.limits.slowConsumer, core.stats)
     this.#rate = core.limits.messageRate === undefined ? undefined : new Bucket(core.limits.messageRate)
@@ -349,7 +349,6 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
     }))))
     // a request that ended within the fork is not kept
     if (!done) requests.add(fiber)
-    else fiber = undefined
   }
 
   // a graceful close waits for the message being processed and every request in flight
@@ -377,6 +376,13 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
   write(frame: Frame.Frame): void {
     if (frame.command === "error") this.#core.stats.errorFrame(frame.headers.get("reason") ?? "")
     this.outbox.offer(new Outbound(Frame.render(frame)))
+  }
+
+  /** Adds the per-connection data an authentication set (the principal). */
+  admit(data: ReadonlyMap<string, unknown>): void {
+    if (data.size === 0) return
+    const own = (this.#data ??= new Map())
+    for (const [name, value] of data) own.set(name, value)
   }
 
   get<A>(key: Key<A>): A | undefined {

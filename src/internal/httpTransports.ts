@@ -50,8 +50,6 @@ export const flatHeaders = (headers: Http.IncomingHttpHeaders): Record<string, s
 const json = "application/json; charset=utf-8"
 const text = "text/plain; charset=utf-8"
 
-const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
-
 /** The subscribe list of a query: channel ids separated by spaces or commas. */
 const channelsOf = (url: URL) => {
   const value = (url.searchParams.get("subscribe") ?? "").trim()
@@ -250,12 +248,9 @@ export const make = (server: LhttpServer.LhttpServer["Service"], settings: Setti
     })
     request.on("end", () => {
       if (size > max) return
-      let body: string
-      try {
-        body = utf8.decode(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks))
-      } catch {
-        return respond(response, 400, "InvalidUtf8: the message is not valid UTF-8\n", cors)
-      }
+      const text = Frame.decodeUtf8(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks))
+      if (text._tag === "Failure") return respond(response, 400, "InvalidUtf8: the message is not valid UTF-8\n", cors)
+      const body = text.success
       const frame = Frame.parse(body, { maxHeaders: limits.maxHeaders })
       if (frame._tag === "Failure") return respond(response, 400, `${frame.failure.reason}: ${frame.failure.message}\n`, cors)
       if (session.ended !== undefined) return respond(response, 410, closedBody(session.key, session.ended), cors, json)

@@ -73,14 +73,8 @@ export const registerMetrics = (
   const connectionGauge = Metric.gauge("lhttp_connections", { description: "open connections, by transport" })
   const transports = new Set<string>()
   const errorFrames = counter("lhttp_error_frames_total", "error frames sent, by reason")
-  const reasons = new Set<string>()
-  const errorFrame = stats.errorFrame.bind(stats)
-  stats.errorFrame = (reason) => {
-    errorFrame(reason)
-    if (reasons.has(reason)) return
-    reasons.add(reason)
+  stats.onNewReason = (reason) =>
     register(errorFrames, () => ({ count: stats.errorFrames.get(reason) ?? 0, incremental: true }), { reason })
-  }
 
   Effect.runSync(Scope.addFinalizer(scope, Effect.sync(() => {
     for (const registration of registrations) registration.remove()

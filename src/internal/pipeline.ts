@@ -24,7 +24,7 @@ import type { Exchange } from "../Exchange.ts"
 import type * as Filter from "../Filter.ts"
 import * as Frame from "../Frame.ts"
 import type { Hub } from "../Hub.ts"
-import type { Authorization } from "../LhttpServer.ts"
+import type { Admission, Authorization } from "../LhttpServer.ts"
 import * as Message from "../Message.ts"
 import type * as Multipart from "../Multipart.ts"
 import type * as Processor from "../Processor.ts"
@@ -139,6 +139,10 @@ export interface Options {
   readonly authorize?: ((request: Authorization) => Effect.Effect<void, Rejection.Rejection>) | undefined
   /** Spans for each message's path (message, processor, publish, upstream). */
   readonly tracing?: boolean | undefined
+  /** Authentication by a connection's first message, when the server asks for it. */
+  readonly authenticateMessage?:
+    | ((message: Message.Notify | Message.Request, data: Admission) => Effect.Effect<void, Rejection.Rejection>)
+    | undefined
 }
 
 /**
@@ -192,14 +196,14 @@ const declared = (schema: Schema.Codec<unknown, unknown>, error: unknown) =>
     )
   )
 
-// the declared errors of a processor become their error frames; anything else is left as it is
-const guards = new WeakMap<Schema.Codec<unknown, unknown>, (u: unknown) => boolean>()
-const typed = <A>(processor: Processor.Implementation, effect: Effect.Effect<A, unknown>): Effect.Effect<A, unknown> => {
-  const schema = processor.error
-  if (schema === undefined) return effect
-  let is = guards.get(schema)
-  if (is === undefined) guards.set(schema, is = Schema.is(schema))
-  return Effect.catchIf(effect, is, (error) => declared(schema, error))
+/**
+ * What `authenticate` and `authenticateMessage` set on a connection they
+ * admit: the data, and the `Admission` that writes it.
+ */
+export const admission = () => {
+  const data = new Map<string, unknown>()
+  const set: Admission["set"] = (key, value) => void data.set(key.name, value)
+  return { data, admission: { set } satisfies Admission }
 }
 
 /** Makes the functions that run a connection's hooks and messages. */
@@ -218,10 +222,16 @@ export const make = (options: Options) => {
   const userFilters = before.length > 0 || after.length > 0
   const parseOptions = { maxHeaders: options.maxHeaders }
 
-  // built-in after filter: subscribe, then publish (the rendered text), then unsubscribe; composed
-  // without a generator, as the messages no user code sees run nothing else
   const authorize = options.authorize
   const tracing = options.tracing === true
+
+  // the declared errors of each typed processor become their error frames; anything else is left as it is
+  const declares = new Map<string, (u: unknown) => boolean>()
+  for (const [command, processor] of processors) if (processor.error !== undefined) declares.set(command, Schema.is(processor.error))
+  const typed = <A>(processor: Processor.Implementation, effect: Effect.Effect<A, unknown>): Effect.Effect<A, unknown> => {
+    const is = declares.get(processor.command)
+    return is === undefined ? effect : Effect.catchIf(effect, is, (error) => declared(processor.error!, error))
+  }
 
   // the built-ins of a message as a span, when tracing: what it subscribed, published and unsubscribed
   const traced = (effect: Effect.Effect<void, Rejection.Rejection>, message: Message.Notify | Message.Request) =>
@@ -241,6 +251,8 @@ export const make = (options: Options) => {
       ? Effect.withSpan(effect, "lhttp.message", { attributes: { "lhttp.command": command, "lhttp.connection": connection.id } })
       : effect
 
+  // built-in after filter: subscribe, then publish (the rendered text), then unsubscribe; composed
+  // without a generator, as the messages no user code sees run nothing else
   const pubSub = (
     connection: LiveConnection,
     message: Message.Notify | Message.Request,
@@ -294,16 +306,6 @@ export const make = (options: Options) => {
       const { id } = exchange
       const command = exchange.replyCommand ?? exchange.command
       const reply = exchange.headers.has(Upstream.replyHeader)
-      const call = (effect: Effect.Effect<Upstream.Response, Upstream.UpstreamError>) =>
-        tracing
-          ? Effect.flatMap(Effect.option(Effect.currentSpan), (parent) =>
-            Effect.succeed(
-              Effect.withSpan(effect, "lhttp.upstream", {
-                attributes: { "lhttp.upstream.method": target.method, "lhttp.upstream.url": target.url },
-                ...(parent._tag === "Some" ? { parent: parent.value } : {})
-              })
-            ))
-          : Effect.succeed(effect)
       const request = upstream.call({
         method: target.method,
         url: target.url,
@@ -312,9 +314,17 @@ export const make = (options: Options) => {
         connectionId: connection.id,
         command
       })
-      return Effect.map(call(request), (traced) =>
+      // the lane runs the call in a fiber of its own: with tracing, its span is made a child of this message's
+      const traceable = tracing
+        ? Effect.map(Effect.option(Effect.currentSpan), (parent) =>
+          Effect.withSpan(request, "lhttp.upstream", {
+            attributes: { "lhttp.upstream.method": target.method, "lhttp.upstream.url": target.url },
+            ...(parent._tag === "Some" ? { parent: parent.value } : {})
+          }))
+        : Effect.succeed(request)
+      return Effect.map(traceable, (call) =>
         lane.offer(
-          traced.pipe(
+          call.pipe(
             Effect.flatMap((response) => {
               if (!reply) return Effect.void
               const headers = new Map([[Upstream.statusHeader, String(response.status)]])
@@ -417,6 +427,33 @@ export const make = (options: Options) => {
       if (connection.isClosing) return Effect.sync(() => connection.write(Rejection.shuttingDown.toFrame(id)))
       return connection.request(processed)
     },
+
+    /**
+     * Authenticates a connection by its first message (`authenticateMessage`):
+     * the principal it sets goes on the connection, a first message with an
+     * `id` is answered with an empty frame of its command; false, after the
+     * error frame, when it does not decode or is refused.
+     */
+    authenticate: (connection: LiveConnection, data: string | Uint8Array): Effect.Effect<boolean> =>
+      Effect.suspend(() => {
+        const frame = typeof data === "string" ? Frame.parse(data, parseOptions) : Frame.parseBytes(data, parseOptions)
+        const message = Result.isFailure(frame) ? frame : Message.classify(frame.success)
+        if (Result.isFailure(message) || options.authenticateMessage === undefined) {
+          if (Result.isFailure(message)) connection.write(message.failure.toFrame())
+          return Effect.succeed(false)
+        }
+        const { command } = message.success
+        const id = message.success._tag === "Request" ? message.success.id : undefined
+        const { admission: admitted, data: principal } = admission()
+        return options.authenticateMessage(message.success, admitted).pipe(
+          Effect.map(() => {
+            connection.admit(principal)
+            if (id !== undefined) connection.write({ command, headers: new Map([[Header.id, id]]), body: "" })
+            return true
+          }),
+          Effect.catchCause((cause) => answer(connection, id)(cause).pipe(Effect.as(false)))
+        )
+      }),
 
     /** Runs every onClose hook, whatever fails. */
     close: (connection: LiveConnection) =>

@@ -16,8 +16,12 @@ export class Stats {
   slowConsumerCloses = 0
   /** Error frames written, by reason. */
   readonly errorFrames = new Map<string, number>()
+  /** Called the first time a reason is counted (the metrics add its series). */
+  onNewReason: ((reason: string) => void) | undefined
 
   errorFrame(reason: string): void {
-    this.errorFrames.set(reason, (this.errorFrames.get(reason) ?? 0) + 1)
+    const count = this.errorFrames.get(reason)
+    this.errorFrames.set(reason, (count ?? 0) + 1)
+    if (count === undefined) this.onNewReason?.(reason)
   }
 }
