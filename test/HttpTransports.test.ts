@@ -462,6 +462,8 @@ describe("HTTP transports: long-poll", () => {
         status: 410,
         body: { connection: key, code: 4002, reason: "expired" }
       })
+      // a sessionTimeout after it ended, the connection is forgotten: 404
+      yield* until(Effect.map(poll(http, key, 1), (answer) => answer.status === 404))
     }))
 
   it.live("past the outbox bound the poller is closed as a slow consumer: the frames it holds, then 410 4001", () =>
