@@ -44,6 +44,7 @@ import { freePort, kill, Load, startServer, within } from "./fanout/children.ts"
 import type { Stats } from "./fanout/ipc.ts"
 import { measure, now, settle, sum, totalOf } from "./fanout/measure.ts"
 import { coreTicks, cpuMs, memoryMiB } from "./fanout/proc.ts"
+import { writeResult } from "./result.ts"
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback)
 const rounds = env("CLUSTER_ROUNDS", 5)
@@ -354,6 +355,17 @@ try {
   const loop = medianBy(loops, (run) => run.flushMs)
   const one = { fan: fan["one node"]!, burst: bur["one node"]! }
   const two = { fan: fan["two nodes"]!, burst: bur["two nodes"]! }
+
+  writeResult({
+    natsServer: nats.version,
+    subscribers,
+    bodyBytes,
+    burstCount,
+    rounds,
+    fanout: fan,
+    burst: bur,
+    natsOnly: loop
+  })
 
   console.log("\nfan-out, median round of each setup\n")
   console.table(Object.fromEntries(kinds.map((kind) => {

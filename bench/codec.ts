@@ -4,11 +4,12 @@
  * equivalent `{ command, headers, body }` object, measured in the same run
  * and reported as ratios.
  *
- *   npm run bench            (or: node bench/codec.ts)
+ *   npm run bench:codec      (or: node bench/codec.ts; npm run bench runs every benchmark)
  */
 import { Schema } from "effect"
 import * as Frame from "../src/Frame.ts"
 import * as Message from "../src/Message.ts"
+import { writeResult } from "./result.ts"
 
 const sizes = [50, 500, 5000]
 const budgetMs = Number(process.env.BENCH_MS ?? 700)
@@ -43,6 +44,7 @@ const keep = (value: unknown) => {
 
 const decodeMessage = Schema.decodeSync(Message.FromString)
 const rows: Array<Record<string, string>> = []
+const results: Array<Record<string, number>> = []
 const fmt = (n: number) => `${(n / 1e6).toFixed(2)}M/s`
 const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}x`
 
@@ -62,6 +64,7 @@ for (const size of sizes) {
     () => keep(Frame.render(frame))
   ]) as [number, number, number, number, number, number]
 
+  results.push({ bodyBytes: size, jsonParse, frameParse: fastParse, messageDecode: typedDecode, schemaDecode, jsonStringify, render })
   rows.push({
     body: `${size} B`,
     "JSON.parse": fmt(jsonParse),
@@ -76,4 +79,5 @@ for (const size of sizes) {
 console.log(`codec benchmark, node ${process.version}, ${budgetMs} ms per case (best of ${rounds} interleaved rounds)`)
 console.log("ratios: parse and decode against JSON.parse, render against JSON.stringify\n")
 console.table(rows)
+writeResult({ unit: "operations/s", budgetMs, rounds, sizes: results })
 if (sink < 0) console.log(sink)

@@ -30,6 +30,7 @@ import { freePort, kill, Load, startServer } from "./fanout/children.ts"
 import type { Stats } from "./fanout/ipc.ts"
 import { measure, now, settle, sum, totalOf } from "./fanout/measure.ts"
 import { coreTicks, cpuMs, memoryMiB } from "./fanout/proc.ts"
+import { writeResult } from "./result.ts"
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback)
 const rounds = env("FANOUT_ROUNDS", 5)
@@ -184,6 +185,16 @@ console.table(Object.fromEntries(chosen.map((server) => {
     lost: run.lost
   }]
 })))
+
+writeResult({
+  subscribers,
+  bodyBytes,
+  window,
+  rounds,
+  measureMs,
+  // each server's median round (by deliveries/s)
+  servers: Object.fromEntries(chosen.map((server) => [server.name, median(results.get(server.name)!)]))
+})
 
 console.log(
   "server CPU is the server process's CPU time (softirq work done on its behalf included) per second of the\n" +

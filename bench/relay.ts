@@ -27,7 +27,7 @@
  * Settings (environment): RELAY_ROUNDS for the burst and the latency (5),
  * RELAY_BURST publishes (10000), RELAY_BODY bytes (64), RELAY_CONNECTIONS idle
  * connections (10000), RELAY_MEMORY_ROUNDS (1), RELAY_IDLE_PROCESSES holding
- * them (2), RELAY_SUBSCRIBERS for the latency (100), RELAY_RATE publishes/s
+ * them (2), RELAY_SOURCE_ADDRESSES they come from (4), RELAY_SUBSCRIBERS for the latency (100), RELAY_RATE publishes/s
  * (500), RELAY_SECONDS measured (3, after 1 s of warm-up), RELAY_SERVER_CPU
  * (0), RELAY_LOAD_CPU (1), RELAY_DEADLINE seconds for the whole run (600).
  */
@@ -41,6 +41,7 @@ import type { Stats } from "./fanout/ipc.ts"
 import { now, settle } from "./fanout/measure.ts"
 import { cpuMs, memoryMiB } from "./fanout/proc.ts"
 import type { LatencyResult, RelayBurst, RelayCommand, RelayReply } from "./relay/ipc.ts"
+import { writeResult } from "./result.ts"
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback)
 const rounds = env("RELAY_ROUNDS", 5)
@@ -49,6 +50,8 @@ const bodyBytes = env("RELAY_BODY", 64)
 const connections = env("RELAY_CONNECTIONS", 10_000)
 const memoryRounds = env("RELAY_MEMORY_ROUNDS", 1)
 const idleProcesses = env("RELAY_IDLE_PROCESSES", 2)
+// loopback source addresses the idle connections come from in turn (127.0.0.1, .2, ...)
+const sourceAddresses = env("RELAY_SOURCE_ADDRESSES", 4)
 const latencySubscribers = env("RELAY_SUBSCRIBERS", 100)
 const publishRate = env("RELAY_RATE", 500)
 const latencyWarmupMs = 1000
@@ -255,7 +258,8 @@ const memory = async (server: Server, round: number): Promise<Memory> => {
           String(port),
           channel,
           String(count),
-          protocolOf(server) === "socketio" ? "socketio" : "websocket"
+          protocolOf(server) === "socketio" ? "socketio" : "websocket",
+          String(sourceAddresses)
         ])
       )
     }
@@ -347,11 +351,11 @@ const describeLatency = (run: Latency) =>
 execFileSync("taskset", ["-a", "-pc", loadCpu, String(process.pid)], { stdio: "ignore" })
 
 console.log(
-  `relay benchmark, node ${process.version}: ws naive, ws corked and effect-lhttp, a fresh server per measurement; ` +
+  `relay benchmark, node ${process.version}: ws naive, ws corked, effect-lhttp and socket.io, a fresh server per measurement; ` +
     `server on CPU ${serverCpu}, load on CPU ${loadCpu}\n` +
     `burst:   ${burstCount} publishes (${bodyBytes} B body) from one connection to one subscriber, ${rounds} rounds; ` +
     `per run ${burstWarmups} warm-up bursts (the first is "cold"), then the median of ${burstsMeasured}\n` +
-    `memory:  ${connections} idle connections subscribed to one channel (${idleProcesses} load processes), ` +
+    `memory:  ${connections} idle connections subscribed to one channel (${idleProcesses} load processes, ${sourceAddresses} source addresses), ` +
     `${memoryRounds} round${memoryRounds === 1 ? "" : "s"}; RSS after a full GC, with one warm connection and with all\n` +
     `latency: ${latencySubscribers} subscribers, ${publishRate} publishes/s (${
       rate(publishRate * latencySubscribers)
@@ -450,6 +454,21 @@ if (latencyOf !== undefined && p50Of !== undefined) {
     }]
   })))
 }
+
+writeResult({
+  burst: { count: burstCount, bodyBytes, rounds, servers: burstOf },
+  memory: { connections, sourceAddresses, rounds: memoryRounds, servers: memoryOf },
+  latency: {
+    subscribers: latencySubscribers,
+    rate: publishRate,
+    measureMs: latencyMs,
+    rounds,
+    // each server's median round by p99, and its median p50 (of its own median round by p50)
+    servers: latencyOf === undefined || p50Of === undefined
+      ? undefined
+      : Object.fromEntries(servers.map((s) => [s.name, { ...latencyOf[s.name]!, p50: p50Of[s.name]!.p50 }]))
+  }
+})
 
 // effect-lhttp against each raw server, as the aim reads: times as ws ÷ lhttp, bytes and latencies as lhttp ÷ ws
 const lhttp = "effect-lhttp"

@@ -77,7 +77,7 @@ export class RawClient {
   // Socket.IO: frames sent before the namespace is connected
   #waiting: Array<Buffer> | undefined
 
-  private constructor(port: number, upgraded: Handshake, protocol: Protocol) {
+  private constructor(port: number, upgraded: Handshake, protocol: Protocol, localAddress: string | undefined) {
     this.#upgraded = upgraded
     // Socket.IO: its open packet and its connect acknowledgement are not deliveries; the namespace
     // connect goes after the open packet, and what is sent waits for the acknowledgement
@@ -88,6 +88,7 @@ export class RawClient {
     this.socket = Net.connect({
       host: "127.0.0.1",
       port,
+      ...(localAddress === undefined ? {} : { localAddress }),
       noDelay: true,
       onread: {
         buffer: readBuffer,
@@ -115,11 +116,13 @@ export class RawClient {
 
   /**
    * Connects to 127.0.0.1:port and completes the WebSocket handshake; with
-   * `socketio`, at Socket.IO's path, connecting its default namespace.
+   * `socketio`, at Socket.IO's path, connecting its default namespace. A
+   * `localAddress` (another loopback address, 127.0.0.2...) gives the load
+   * more source ports than one address has.
    */
-  static connect(port: number, protocol: Protocol = "lhttp"): Promise<RawClient> {
+  static connect(port: number, protocol: Protocol = "lhttp", localAddress?: string): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const client: RawClient = new RawClient(port, { resolve: () => resolve(client), reject }, protocol)
+      const client: RawClient = new RawClient(port, { resolve: () => resolve(client), reject }, protocol, localAddress)
     })
   }
 

@@ -23,10 +23,16 @@ export class SseSubscriber {
   #tail = Buffer.alloc(0)
   #head: string | undefined = ""
 
-  private constructor(port: number, channel: string, opened: { resolve: () => void; reject: (error: Error) => void }) {
+  private constructor(
+    port: number,
+    channel: string,
+    localAddress: string | undefined,
+    opened: { resolve: () => void; reject: (error: Error) => void }
+  ) {
     this.socket = Net.connect({
       host: "127.0.0.1",
       port,
+      ...(localAddress === undefined ? {} : { localAddress }),
       noDelay: true,
       onread: {
         buffer: readBuffer,
@@ -46,10 +52,16 @@ export class SseSubscriber {
     })
   }
 
-  /** Opens a stream subscribed to `channel`; resolves once its `connected` event came. */
-  static connect(port: number, channel: string): Promise<SseSubscriber> {
+  /**
+   * Opens a stream subscribed to `channel` (from `localAddress`, when given);
+   * resolves once its `connected` event came.
+   */
+  static connect(port: number, channel: string, localAddress?: string): Promise<SseSubscriber> {
     return new Promise((resolve, reject) => {
-      const client: SseSubscriber = new SseSubscriber(port, channel, { resolve: () => resolve(client), reject })
+      const client: SseSubscriber = new SseSubscriber(port, channel, localAddress, {
+        resolve: () => resolve(client),
+        reject
+      })
     })
   }
 

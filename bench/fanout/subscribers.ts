@@ -3,25 +3,33 @@
  * sockets, subscribes each to the channel, and reports how many messages they
  * received when the driver asks. With `sse`, the subscribers are Server-Sent
  * Events streams (`GET /sse?subscribe=<channel>`) instead of WebSockets; with
- * `socketio`, WebSockets speaking Socket.IO's packets.
+ * `socketio`, WebSockets speaking Socket.IO's packets. With `sources` above
+ * 1, connections come from that many loopback addresses in turn (127.0.0.1,
+ * 127.0.0.2, ...), so that ten thousands of them do not run short of source ports.
  *
- *   node bench/fanout/subscribers.ts <port> <channel> <count> [websocket|sse|socketio]
+ *   node bench/fanout/subscribers.ts <port> <channel> <count> [websocket|sse|socketio] [sources]
  */
 import { type Protocol, RawClient, textFrame } from "./client.ts"
 import { type Counted, serve, subscribeMessage } from "./ipc.ts"
 import { SseSubscriber } from "./sse.ts"
 
-const [port, channel, count, transport] = process.argv.slice(2)
+const [port, channel, count, transport, sources] = process.argv.slice(2)
 // connections opened at once, well under the server's listen backlog
 const batch = 100
 
 const clients: Array<Counted> = []
 const protocol: Protocol = transport === "socketio" ? "socketio" : "lhttp"
-const open = (): Promise<Counted> =>
-  transport === "sse" ? SseSubscriber.connect(Number(port), channel!) : RawClient.connect(Number(port), protocol)
+const addresses = Math.max(1, Number(sources ?? 1))
+const open = (index: number): Promise<Counted> => {
+  const from = addresses === 1 ? undefined : `127.0.0.${1 + (index % addresses)}`
+  return transport === "sse"
+    ? SseSubscriber.connect(Number(port), channel!, from)
+    : RawClient.connect(Number(port), protocol, from)
+}
 while (clients.length < Number(count)) {
   const size = Math.min(batch, Number(count) - clients.length)
-  clients.push(...await Promise.all(Array.from({ length: size }, open)))
+  const first = clients.length
+  clients.push(...await Promise.all(Array.from({ length: size }, (_, i) => open(first + i))))
 }
 const subscribe = textFrame(subscribeMessage(channel!, protocol))
 for (const client of clients) if (client instanceof RawClient) client.send(subscribe)

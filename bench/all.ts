@@ -1,0 +1,373 @@
+/**
+ * Every benchmark in one run, with every baseline: the codec; fan-out to 100,
+ * 1,000 and 5,000 subscribers on one channel; 10,000 publishes 1 to 1; p50
+ * and p99 publish-to-deliver at a fixed rate; RSS per idle subscribed
+ * connection at 10,000 connections; the NATS cluster path of fan-out and of
+ * the 10,000 publishes. The servers: effect-lhttp (WebSocket, and SSE for
+ * fan-out), naive and corked raw `ws` servers, and Socket.IO 4 (rooms and
+ * `to(room).emit`, WebSocket transport only).
+ *
+ *   npm run bench                 (about 10 minutes on 2 cores)
+ *   npm run bench -- --quick      (about 3 minutes: one short round of each, fewer connections)
+ *
+ * Each scenario is its own script (bench/codec.ts, bench/fanout.ts,
+ * bench/relay.ts, bench/cluster.ts, also runnable alone), run here as a child
+ * process with shorter settings; its tables print as it goes and its medians
+ * come back as JSON. At the end: the ratios of effect-lhttp against each
+ * baseline, the targets, and the files:
+ *
+ * - bench/results/latest.json (--quick: bench/results/quick.json): every
+ *   median, the settings, Node's version, the CPU count and model, the commit;
+ * - docs/benchmarks-fanout.svg (--quick: bench/results/quick-fanout.svg):
+ *   deliveries/s by subscriber count for each server.
+ *
+ * The run is bounded: BENCH_DEADLINE seconds (900; --quick 300), after which
+ * it stops its scenario and every process it started.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import * as Os from "node:os"
+import { fileURLToPath } from "node:url"
+import * as Chart from "./chart.ts"
+
+const quick = process.argv.includes("--quick")
+const file = (path: string) => fileURLToPath(new URL(path, import.meta.url))
+const root = file("../")
+const resultsDir = file("./results/")
+const jsonFile = `${resultsDir}${quick ? "quick.json" : "latest.json"}`
+const chartFile = quick ? `${resultsDir}quick-fanout.svg` : file("../docs/benchmarks-fanout.svg")
+const deadlineMs = Number(process.env.BENCH_DEADLINE ?? (quick ? 300 : 900)) * 1000
+
+/** The subscriber counts of the fan-out curve. */
+const subscriberCounts = quick ? [100, 1000] : [100, 1000, 5000]
+
+/** Each scenario's settings in this run (the scripts' environment variables). */
+const settings = {
+  codec: { BENCH_MS: quick ? "150" : "400" },
+  fanout: { FANOUT_ROUNDS: quick ? "1" : "3", FANOUT_SECONDS: quick ? "1" : "2" },
+  relay: {
+    RELAY_ROUNDS: quick ? "1" : "3",
+    RELAY_SECONDS: quick ? "1" : "2",
+    RELAY_CONNECTIONS: quick ? "2000" : "10000",
+    RELAY_SOURCE_ADDRESSES: "4",
+    RELAY_DEADLINE: quick ? "150" : "400"
+  },
+  cluster: { CLUSTER_ROUNDS: quick ? "1" : "3", CLUSTER_SECONDS: quick ? "1" : "2", CLUSTER_DEADLINE: quick ? "120" : "300" }
+} as const
+
+// ---------------------------------------------------------------------------
+// running the scenarios
+
+let current: ChildProcess | undefined
+setTimeout(() => {
+  console.error(`bench: not done within ${deadlineMs / 1000} s, giving up`)
+  current?.kill("SIGTERM")
+  process.exit(1)
+}, deadlineMs).unref()
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    current?.kill("SIGTERM")
+    process.exit(130)
+  })
+}
+
+mkdirSync(resultsDir, { recursive: true })
+const failures: Array<string> = []
+
+/** Runs one scenario script with `env` added; resolves with what it wrote to $BENCH_JSON, or undefined if it failed. */
+const scenario = async <A>(name: string, script: string, env: Record<string, string>): Promise<A | undefined> => {
+  const output = `${resultsDir}.${name}-${process.pid}.json`
+  console.log(`\n=== ${name} ===\n`)
+  const child = spawn(process.execPath, [file(script)], {
+    cwd: root,
+    env: { ...process.env, ...env, BENCH_JSON: output },
+    stdio: "inherit"
+  })
+  current = child
+  const code = await new Promise<number | null>((resolve) => child.on("exit", resolve))
+  current = undefined
+  try {
+    if (code !== 0) throw new Error(`exited with ${code}`)
+    return JSON.parse(readFileSync(output, "utf8")) as A
+  } catch (error) {
+    failures.push(`${name}: ${error instanceof Error ? error.message : String(error)}`)
+    return undefined
+  } finally {
+    rmSync(output, { force: true })
+  }
+}
+
+/** A fan-out run's median round of one server (bench/fanout.ts). */
+interface FanOutRun {
+  readonly rate: number
+  readonly cpuPerDelivery: number
+  readonly rssIdle: number
+  readonly rssPeak: number
+  readonly lost: number
+  readonly closed: number
+}
+interface FanOutResult {
+  readonly subscribers: number
+  readonly servers: Record<string, FanOutRun>
+}
+interface RelayResult {
+  readonly burst: {
+    readonly count: number
+    readonly servers?: Record<string, { deliveredMs: number | null; received: number; count: number; closed: boolean }>
+  }
+  readonly memory: {
+    readonly connections: number
+    readonly servers?: Record<string, { rssPerConnection: number; heapPerConnection: number }>
+  }
+  readonly latency: {
+    readonly subscribers: number
+    readonly rate: number
+    readonly servers?: Record<string, { p50: number | null; p99: number | null }>
+  }
+}
+interface ClusterResult {
+  readonly natsServer: string
+  readonly fanout: Record<"one node" | "two nodes", FanOutRun & { natsPerDelivery?: number }>
+  readonly burst: Record<"one node" | "two nodes", { deliveredMs: number | null; received: number; count: number }>
+}
+
+const git = (...args: Array<string>) => {
+  try {
+    return execFileSync("git", args, { cwd: root, encoding: "utf8" }).trim()
+  } catch {
+    return undefined
+  }
+}
+const versionOf = (pkg: string) => {
+  try {
+    return (JSON.parse(readFileSync(file(`../node_modules/${pkg}/package.json`), "utf8")) as { version: string }).version
+  } catch {
+    return undefined
+  }
+}
+const loadAverage = () => Os.loadavg().map((n) => n.toFixed(2)).join(" ")
+
+const startedAt = new Date()
+const meta = {
+  node: process.version,
+  cpus: Os.cpus().length,
+  cpuModel: Os.cpus()[0]?.model,
+  memoryGiB: Math.round(Os.totalmem() / 2 ** 30),
+  kernel: `${Os.type()} ${Os.release()}`,
+  commit: git("rev-parse", "HEAD"),
+  // files changed against the commit (tracked ones): a run of uncommitted code says so
+  uncommittedChanges: (git("status", "--porcelain", "--untracked-files=no") ?? "") !== "",
+  versions: { ws: versionOf("ws"), "socket.io": versionOf("socket.io"), effect: versionOf("effect") },
+  quick,
+  startedAt: startedAt.toISOString(),
+  loadAverageAtStart: loadAverage()
+}
+console.log(
+  `bench${quick ? " --quick" : ""}: node ${meta.node}, ${meta.cpus} CPUs (${meta.cpuModel}), commit ${
+    meta.commit?.slice(0, 10) ?? "unknown"
+  }${meta.uncommittedChanges ? " with uncommitted changes" : ""}; load average ${meta.loadAverageAtStart}`
+)
+
+const codec = await scenario<unknown>("codec", "./codec.ts", settings.codec)
+const fanout: Record<string, FanOutResult | undefined> = {}
+for (const count of subscriberCounts) {
+  fanout[count] = await scenario<FanOutResult>(`fan-out to ${count}`, "./fanout.ts", {
+    ...settings.fanout,
+    FANOUT_SUBSCRIBERS: String(count)
+  })
+}
+const relay = await scenario<RelayResult>("relay: bursts, memory, latency", "./relay.ts", settings.relay)
+const cluster = await scenario<ClusterResult>("cluster on NATS", "./cluster.ts", settings.cluster)
+const finishedAt = new Date()
+
+// ---------------------------------------------------------------------------
+// the summary: effect-lhttp against each baseline
+
+const lhttp = "effect-lhttp"
+const baselines = ["ws naive", "ws corked", "socket.io"] as const
+const fanoutServers = ["ws naive", "ws corked", "effect-lhttp", "lhttp SSE", "socket.io"]
+
+/** A number, or NaN where the run has none (a failed scenario, a time never reached). */
+const num = (value: number | null | undefined) => typeof value === "number" ? value : NaN
+const burstMs = (server: string) => {
+  const run = relay?.burst.servers?.[server]
+  return run === undefined || run.received !== run.count ? NaN : num(run.deliveredMs)
+}
+
+/** A comparison of effect-lhttp with a baseline: the ratio is "how many times better" when `higherIsBetter`. */
+interface Ratio {
+  readonly name: string
+  readonly value: (server: string) => number
+  readonly unit: string
+  /** effect-lhttp's value against the baseline's, oriented as the name says. */
+  readonly ratio: (ours: number, theirs: number) => number
+}
+const ratios: Array<Ratio> = [
+  ...subscriberCounts.map((count): Ratio => ({
+    name: `fan-out to ${count.toLocaleString("en-US")}: deliveries/s (lhttp ÷ other)`,
+    value: (s) => num(fanout[count]?.servers[s]?.rate),
+    unit: "/s",
+    ratio: (ours, theirs) => ours / theirs
+  })),
+  ...subscriberCounts.map((count): Ratio => ({
+    name: `fan-out to ${count.toLocaleString("en-US")}: server CPU per delivery (other ÷ lhttp)`,
+    value: (s) => num(fanout[count]?.servers[s]?.cpuPerDelivery),
+    unit: "µs",
+    ratio: (ours, theirs) => theirs / ours
+  })),
+  {
+    name: `${(relay?.burst.count ?? 10000).toLocaleString("en-US")} publishes 1 to 1: rate (other's time ÷ lhttp's)`,
+    value: burstMs,
+    unit: "ms",
+    ratio: (ours, theirs) => theirs / ours
+  },
+  {
+    name: `RSS per idle subscribed connection at ${(relay?.memory.connections ?? 0).toLocaleString("en-US")} (lhttp ÷ other)`,
+    value: (s) => num(relay?.memory.servers?.[s]?.rssPerConnection),
+    unit: "KiB",
+    ratio: (ours, theirs) => ours / theirs
+  },
+  {
+    name: `p50 publish to deliver at ${(relay?.latency.rate ?? 0) * (relay?.latency.subscribers ?? 0) / 1000}k deliveries/s (lhttp ÷ other)`,
+    value: (s) => num(relay?.latency.servers?.[s]?.p50),
+    unit: "µs",
+    ratio: (ours, theirs) => ours / theirs
+  },
+  {
+    name: `p99 publish to deliver at ${(relay?.latency.rate ?? 0) * (relay?.latency.subscribers ?? 0) / 1000}k deliveries/s (lhttp ÷ other)`,
+    value: (s) => num(relay?.latency.servers?.[s]?.p99),
+    unit: "µs",
+    ratio: (ours, theirs) => ours / theirs
+  }
+]
+const fixed = (n: number, digits = 2) => Number.isFinite(n) ? Number(n.toFixed(digits)) : null
+const shown = (n: number, unit: string) =>
+  !Number.isFinite(n)
+    ? "-"
+    : unit === "/s"
+    ? `${Chart.short(n)}/s`
+    : unit === "µs" && n >= 1000
+    ? `${(n / 1000).toFixed(2)} ms`
+    : `${n.toFixed(unit === "µs" ? 2 : 1)} ${unit}`
+const times = (n: number | null) => n === null ? "-" : `${n.toFixed(2)}x`
+
+const summary = ratios.map((row) => {
+  const ours = row.value(lhttp)
+  return {
+    name: row.name,
+    values: Object.fromEntries([lhttp, ...baselines].map((s) => [s, fixed(row.value(s), 3)])),
+    unit: row.unit,
+    ratios: Object.fromEntries(baselines.map((s) => [s, fixed(row.ratio(ours, row.value(s)))]))
+  }
+})
+
+// the targets: issue 14's against Socket.IO, and the earlier aims against the corked ws server
+const ratioOf = (prefix: string, baseline: typeof baselines[number]) =>
+  summary.find((row) => row.name.startsWith(prefix))?.ratios[baseline] ?? null
+const targets = [
+  { target: "fan-out to 1,000: at least 10x Socket.IO's deliveries/s", ratio: ratioOf("fan-out to 1,000: deliveries", "socket.io"), met: (r: number) => r >= 10 },
+  { target: "10,000 publishes 1 to 1: at least 1.2x Socket.IO's rate", ratio: ratioOf("10,000 publishes", "socket.io"), met: (r: number) => r >= 1.2 },
+  { target: "RSS per idle connection: at most 0.5x Socket.IO's", ratio: ratioOf("RSS per idle", "socket.io"), met: (r: number) => r <= 0.5 },
+  { target: "p99 at 50k deliveries/s: below Socket.IO's", ratio: ratioOf("p99", "socket.io"), met: (r: number) => r < 1 },
+  { target: "10,000 publishes 1 to 1: at least 0.8x ws corked's rate", ratio: ratioOf("10,000 publishes", "ws corked"), met: (r: number) => r >= 0.8 },
+  { target: "RSS per idle connection: at most 1.5x ws corked's", ratio: ratioOf("RSS per idle", "ws corked"), met: (r: number) => r <= 1.5 },
+  { target: "p99 at 50k deliveries/s: at most 1.5x ws corked's", ratio: ratioOf("p99", "ws corked"), met: (r: number) => r <= 1.5 }
+].map(({ met, ratio, target }) => ({ target, ratio, met: ratio === null ? null : met(ratio) }))
+
+const clusterSummary = cluster === undefined ? undefined : (() => {
+  const one = cluster.fanout["one node"]
+  const two = cluster.fanout["two nodes"]
+  const burstOne = cluster.burst["one node"]
+  const burstTwo = cluster.burst["two nodes"]
+  return {
+    "fan-out deliveries/s": { "one node": one.rate, "two nodes": two.rate, "two ÷ one": fixed(two.rate / one.rate) },
+    "fan-out node CPU per delivery, µs": {
+      "one node": fixed(one.cpuPerDelivery, 3),
+      "two nodes": fixed(two.cpuPerDelivery, 3),
+      "two ÷ one": fixed(one.cpuPerDelivery / two.cpuPerDelivery)
+    },
+    "10,000 publishes: last delivered, ms": {
+      "one node": fixed(num(burstOne.deliveredMs), 1),
+      "two nodes": fixed(num(burstTwo.deliveredMs), 1),
+      "two ÷ one": fixed(num(burstOne.deliveredMs) / num(burstTwo.deliveredMs))
+    }
+  }
+})()
+
+console.log(`\n=== summary ===\n`)
+console.log("fan-out: deliveries/s (server CPU per delivery) by subscriber count, median round of each server\n")
+console.table(Object.fromEntries(fanoutServers.map((server) => [
+  server,
+  Object.fromEntries(subscriberCounts.map((count) => {
+    const run = fanout[count]?.servers[server]
+    return [
+      count.toLocaleString("en-US"),
+      run === undefined ? "-" : `${Chart.short(run.rate)}/s (${run.cpuPerDelivery.toFixed(2)} µs)${run.lost > 0 ? " LOST" : ""}`
+    ]
+  }))
+])))
+console.log("\neffect-lhttp against each baseline (ratios above 1 favour effect-lhttp)\n")
+console.table(Object.fromEntries(summary.map((row) => [row.name, {
+  [lhttp]: shown(num(row.values[lhttp]), row.unit),
+  ...Object.fromEntries(baselines.map((s) => [s, `${shown(num(row.values[s]), row.unit)}`])),
+  ...Object.fromEntries(baselines.map((s) => [`vs ${s}`, times(row.ratios[s] ?? null)]))
+}])))
+if (clusterSummary !== undefined) {
+  console.log(`\nthe NATS cluster path: two effect-lhttp nodes on nats-server ${cluster!.natsServer} ÷ one node\n`)
+  console.table(Object.fromEntries(Object.entries(clusterSummary).map(([name, row]) => [name, {
+    "one node": name.startsWith("fan-out deliveries") ? `${Chart.short(row["one node"] ?? NaN)}/s` : row["one node"],
+    "two nodes": name.startsWith("fan-out deliveries") ? `${Chart.short(row["two nodes"] ?? NaN)}/s` : row["two nodes"],
+    "two ÷ one": times(row["two ÷ one"])
+  }])))
+}
+console.log("\ntargets\n")
+console.table(Object.fromEntries(targets.map((t) => [t.target, {
+  ratio: times(t.ratio),
+  met: t.met === null ? "-" : t.met ? "yes" : "NO"
+}])))
+
+// ---------------------------------------------------------------------------
+// the files
+
+const chart = Chart.render({
+  title: "Fan-out on one channel: deliveries per second",
+  subtitle: `npm run bench${quick ? " -- --quick" : ""}: node ${meta.node}, ${meta.cpus} CPUs, commit ${
+    meta.commit?.slice(0, 10) ?? "?"
+  }, ${startedAt.toISOString().slice(0, 10)}`,
+  xLabel: "subscribers on the channel",
+  yLabel: "deliveries per second",
+  series: fanoutServers.map((server) => ({
+    name: server,
+    points: subscriberCounts.map((count) => ({ x: count, y: num(fanout[count]?.servers[server]?.rate) }))
+  }))
+})
+writeFileSync(chartFile, chart)
+writeFileSync(
+  jsonFile,
+  JSON.stringify(
+    {
+      meta: {
+        ...meta,
+        finishedAt: finishedAt.toISOString(),
+        seconds: Math.round((finishedAt.getTime() - startedAt.getTime()) / 1000),
+        loadAverageAtEnd: loadAverage()
+      },
+      settings: { ...settings, fanoutSubscribers: subscriberCounts },
+      summary,
+      targets,
+      cluster: clusterSummary,
+      scenarios: { codec, fanout, relay, cluster },
+      failures
+    },
+    null,
+    2
+  ) + "\n"
+)
+console.log(
+  `\n${Math.round((finishedAt.getTime() - startedAt.getTime()) / 1000)} s; results in ${jsonFile.slice(root.length)}, ` +
+    `chart in ${chartFile.slice(root.length)}`
+)
+if (failures.length > 0) {
+  console.error(`FAILED scenarios:\n  ${failures.join("\n  ")}`)
+  process.exit(1)
+}
