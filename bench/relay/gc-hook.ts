@@ -1,23 +1,40 @@
 /**
  * Preloaded into a server under test for the memory measurement
  * (NODE_OPTIONS="--expose-gc --import <this file>"), so the servers stay as
- * they are: on SIGUSR2 it runs a full garbage collection and prints one line,
- * `relay-memory {json}`, with the process's memory usage after it.
+ * they are: on SIGUSR2 it collects garbage and prints one line,
+ * `relay-memory {json}`, with the process's memory after two kinds of
+ * collection, each followed by half a second for the allocator to settle:
+ *
+ * - `rss`, `heapUsed`: after a regular full GC (twice: the first may leave
+ *   objects only a second frees). V8 keeps the heap pages it committed, such
+ *   as the young generation grown while connections were opened: what the
+ *   process holds.
+ * - `rssReduced`, `heapReduced`: after V8's "last resort" collection, the one
+ *   it runs under memory pressure, which also gives those pages back: what
+ *   the live objects hold. It is the steadier figure from run to run.
  */
-process.on("SIGUSR2", () => {
-  const gc = (globalThis as { gc?: () => void }).gc
-  // twice: the first may leave objects that only a second full collection frees (weak refs, finalizers)
+type Gc = (options?: { type: "major"; execution: "sync"; flavor: "regular" | "last-resort" }) => void
+
+const settle = () => new Promise((resolve) => setTimeout(resolve, 500))
+
+process.on("SIGUSR2", async () => {
+  const gc = (globalThis as { gc?: Gc }).gc
   gc?.()
   gc?.()
-  const usage = process.memoryUsage()
+  await settle()
+  const regular = process.memoryUsage()
+  gc?.({ type: "major", execution: "sync", flavor: "last-resort" })
+  gc?.({ type: "major", execution: "sync", flavor: "last-resort" })
+  await settle()
+  const reduced = process.memoryUsage()
   process.stdout.write(
     `relay-memory ${
       JSON.stringify({
         gc: gc !== undefined,
-        rss: usage.rss,
-        heapUsed: usage.heapUsed,
-        heapTotal: usage.heapTotal,
-        external: usage.external
+        rss: regular.rss,
+        heapUsed: regular.heapUsed,
+        rssReduced: reduced.rss,
+        heapReduced: reduced.heapUsed
       })
     }\n`
   )
