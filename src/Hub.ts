@@ -10,12 +10,18 @@
  * headers, body)` for processors and apps, and their subscription without a
  * socket: `stream(channels)`.
  *
+ * With a {@link History.History} in context, a publish to a channel with a
+ * history policy is appended to it first and carries its position, and a
+ * subscriber that asks for positions gets the messages it missed since one
+ * (then the live ones, with no gap and no duplicate) and a `position` frame.
+ *
  * @since 0.1.0
  */
-import { Context, Deferred, Effect, Exit, Layer, Queue, Result, Scope, Stream } from "effect"
+import { Context, Deferred, Effect, Exit, Layer, Option, Queue, Result, Scope, Stream } from "effect"
 import { Bus, type BusError } from "./Bus.ts"
 import * as Channel from "./Channel.ts"
 import * as Frame from "./Frame.ts"
+import * as History from "./History.ts"
 import { Outbound } from "./internal/outbound.ts"
 import * as Message from "./Message.ts"
 import type { ProtocolError } from "./ProtocolError.ts"
@@ -68,7 +74,8 @@ export class Hub extends Context.Service<Hub, {
    */
   readonly subscribe: (
     subscriber: Subscriber,
-    channels: ReadonlyArray<Channel.ChannelId>
+    channels: ReadonlyArray<Channel.ChannelId>,
+    options?: SubscribeOptions
   ) => Effect.Effect<void, Rejection.Rejection>
   /** Unsubscribes from channels; channels not held are ignored. */
   readonly unsubscribe: (subscriber: Subscriber, channels: Iterable<string>) => Effect.Effect<void>
@@ -117,8 +124,24 @@ export interface StreamOptions {
   readonly strategy?: "dropping" | "sliding" | undefined
 }
 
+/**
+ * How a subscriber wants history channels: with `positions`, each history
+ * channel it subscribes to is followed by a `position` frame (after the
+ * frames since `since`, when given, for a subscription to one channel), and
+ * live frames start right after it. Connections ask for positions; server-side
+ * streams do not.
+ *
+ * @since 0.1.0
+ */
+export interface SubscribeOptions {
+  readonly positions?: boolean | undefined
+  readonly since?: History.Position | undefined
+}
+
 interface Entry {
   readonly subscribers: Set<Subscriber>
+  /** Subscribers recovering the channel's history: what arrives for them meanwhile waits here. */
+  gates: Map<Subscriber, Array<Transport.Outbound>> | undefined
   /** The bus subscription, once taken. */
   scope: Scope.Closeable | undefined
   /** Completed when the bus subscription is taken (or failed): later joiners wait on it. */
@@ -128,7 +151,13 @@ interface Entry {
 // one subscriber that throws does not cost the others their frame
 const fanOut = (entry: Entry, payload: string, onDefect: (defect: unknown) => void): void => {
   const frame = new Outbound(payload)
+  const gates = entry.gates
   for (const subscriber of entry.subscribers) {
+    const gate = gates === undefined ? undefined : gates.get(subscriber)
+    if (gate !== undefined) {
+      gate.push(frame)
+      continue
+    }
     try {
       subscriber.deliver(frame)
     } catch (defect) {
@@ -136,6 +165,14 @@ const fanOut = (entry: Entry, payload: string, onDefect: (defect: unknown) => vo
     }
   }
 }
+
+/** The `position` frame that ends a history channel's recovery for a subscriber. */
+const positionFrame = (channel: Channel.ChannelId, recovery: History.Recovery, asked: boolean): string =>
+  `LHTTP/1.0 position\r\nchannel:${channel}\r\nepoch:${recovery.position.epoch}\r\noffset:${recovery.position.offset}\r\n` +
+  (asked ? `recovered:${recovery.reason === undefined ? "yes" : "no"}\r\n` : "") +
+  (recovery.reason === undefined ? "" : `reason:${recovery.reason}\r\n`) + "\r\n"
+
+const toHistoryRejection = (error: History.HistoryError) => Rejection.historyUnavailable(error.message)
 
 const toRejection = (error: BusError) => Rejection.busUnavailable(error.message)
 
@@ -156,6 +193,7 @@ const decodedOf = (frame: Transport.Outbound): Message.Message | undefined => {
  */
 export const make = Effect.fnUntraced(function*(options?: Options) {
   const bus = yield* Bus
+  const history = Option.getOrUndefined(yield* Effect.serviceOption(History.History))
   const maxSubscriptions = options?.maxSubscriptions ?? defaultMaxSubscriptions
   const table = new Map<Channel.ChannelId, Entry>()
   const context = yield* Effect.context<never>()
@@ -198,10 +236,54 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
     if (!subscriber.channels.delete(channel)) return Effect.void
     const entry = table.get(channel)
     if (entry === undefined || !entry.subscribers.delete(subscriber)) return Effect.void
+    entry.gates?.delete(subscriber)
     return entry.subscribers.size === 0 ? release(channel, entry) : Effect.void
   }
 
-  const subscribe = (subscriber: Subscriber, channels: ReadonlyArray<Channel.ChannelId>) =>
+  const deliverSafely = (subscriber: Subscriber, frame: Transport.Outbound) => {
+    try {
+      subscriber.deliver(frame)
+    } catch (defect) {
+      onDefect(defect)
+    }
+  }
+
+  // A history channel's recovery for one subscriber, once the live subscription is in place (what
+  // arrives meanwhile waits at its gate): the frames since the position asked for, the position
+  // frame, then what waited, less what the recovery already gave.
+  const recover = (
+    subscriber: Subscriber,
+    channel: Channel.ChannelId,
+    entry: Entry,
+    policy: History.Policy,
+    since: History.Position | undefined
+  ) =>
+    history!.recover(channel, policy, since).pipe(
+      Effect.mapError(toHistoryRejection),
+      Effect.map((recovery) => {
+        const waited = entry.gates?.get(subscriber) ?? []
+        entry.gates?.delete(subscriber)
+        if (!entry.subscribers.has(subscriber)) return
+        for (const text of recovery.frames) deliverSafely(subscriber, new Outbound(text))
+        deliverSafely(subscriber, new Outbound(positionFrame(channel, recovery, since !== undefined)))
+        const last = recovery.position.offset
+        for (const frame of waited) {
+          // a frame from a node without the policy has no offset: it is delivered as it is
+          if (!(History.offsetOf(frame.text) <= last)) deliverSafely(subscriber, frame)
+        }
+      })
+    )
+
+  // a subscription asking for positions on a channel without history: said so only when it asked since a position
+  const noHistory = (subscriber: Subscriber, channel: Channel.ChannelId) =>
+    Effect.sync(() =>
+      deliverSafely(
+        subscriber,
+        new Outbound(`LHTTP/1.0 position\r\nchannel:${channel}\r\nrecovered:no\r\nreason:NoHistory\r\n\r\n`)
+      )
+    )
+
+  const subscribe = (subscriber: Subscriber, channels: ReadonlyArray<Channel.ChannelId>, options?: SubscribeOptions) =>
     Effect.suspend(() => {
       const fresh = channels.filter((channel) => !subscriber.channels.has(channel))
       if (fresh.length === 0) return Effect.void
@@ -210,19 +292,30 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
       }
       const opening: Array<readonly [Channel.ChannelId, Entry]> = []
       const waiting: Array<Entry> = []
+      const positions: Array<Effect.Effect<void, Rejection.Rejection>> = []
+      const since = options?.since
       for (const channel of fresh) {
         subscriber.channels.add(channel)
         let entry = table.get(channel)
         if (entry === undefined) {
-          entry = { subscribers: new Set(), scope: undefined, ready: Deferred.makeUnsafe() }
+          entry = { subscribers: new Set(), gates: undefined, scope: undefined, ready: Deferred.makeUnsafe() }
           table.set(channel, entry)
           opening.push([channel, entry])
         } else if (entry.scope === undefined) {
           waiting.push(entry)
         }
         entry.subscribers.add(subscriber)
+        if (options?.positions === true) {
+          const policy = history?.policyOf(channel)
+          if (policy !== undefined) {
+            ;(entry.gates ??= new Map()).set(subscriber, [])
+            positions.push(recover(subscriber, channel, entry, policy, since))
+          } else if (since !== undefined) {
+            positions.push(noHistory(subscriber, channel))
+          }
+        }
       }
-      if (opening.length === 0 && waiting.length === 0) return Effect.void
+      if (opening.length === 0 && waiting.length === 0 && positions.length === 0) return Effect.void
       // every entry this call opens is settled, whatever the others do: later joiners wait on it
       return Effect.forEach(opening, ([channel, entry]) => Effect.exit(open(channel, entry))).pipe(
         Effect.flatMap((exits) => {
@@ -230,6 +323,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
           return failure === undefined ? Effect.void : failure
         }),
         Effect.andThen(Effect.forEach(waiting, (entry) => Deferred.await(entry.ready), { discard: true })),
+        Effect.andThen(Effect.forEach(positions, (recovery) => recovery, { discard: true })),
         // all or none: a channel that failed leaves the others of this call released too
         Effect.onError(() => unsubscribe(subscriber, fresh))
       )
@@ -243,12 +337,24 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
     )
   }
 
+  // a channel with a history policy: appended first, then published with its position
+  const publishOne = (channel: Channel.ChannelId, text: string): Effect.Effect<void, Rejection.Rejection> => {
+    const policy = history?.policyOf(channel)
+    if (policy === undefined) return Effect.mapError(bus.publish(channel, text), toRejection)
+    return history!.append(channel, policy, text).pipe(
+      Effect.mapError(toHistoryRejection),
+      Effect.flatMap((appended) => Effect.mapError(bus.publish(channel, appended.text), toRejection))
+    )
+  }
+
   const publishText = (channels: ReadonlyArray<Channel.ChannelId>, text: string) =>
-    (channels.length === 1
-      ? bus.publish(channels[0]!, text)
-      : Effect.forEach(channels, (channel) => bus.publish(channel, text), { discard: true })).pipe(
-        Effect.mapError(toRejection)
-      )
+    history === undefined
+      ? (channels.length === 1
+        ? bus.publish(channels[0]!, text)
+        : Effect.forEach(channels, (channel) => bus.publish(channel, text), { discard: true })).pipe(
+          Effect.mapError(toRejection)
+        )
+      : Effect.forEach(channels, (channel) => publishOne(channel, text), { discard: true })
 
   yield* Effect.addFinalizer(() =>
     Effect.forEach(Array.from(table), ([channel, entry]) => release(channel, entry), { discard: true })

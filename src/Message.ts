@@ -34,7 +34,8 @@ export const Header = {
   unsubscribe: "unsubscribe",
   upstream: "upstream",
   multipart: "multipart",
-  id: "id"
+  id: "id",
+  since: "since"
 } as const
 
 /**

@@ -119,3 +119,21 @@ export const shuttingDown: Rejection = new Rejection({
  */
 export const busUnavailable = (detail: string): Rejection =>
   new Rejection({ status: 503, reason: "BusUnavailable", message: detail })
+
+/**
+ * A channel's history store that cannot append or read now: the message was
+ * not published, or the subscription not made.
+ *
+ * @since 0.1.0
+ */
+export const historyUnavailable = (detail: string): Rejection =>
+  new Rejection({ status: 503, reason: "HistoryUnavailable", message: `the channel history is unavailable: ${detail}` })
+
+/**
+ * A `since` header that is not `<epoch>:<offset>`, or that goes with more
+ * than one subscribed channel.
+ *
+ * @since 0.1.0
+ */
+export const invalidSince = (detail: string): Rejection =>
+  new Rejection({ status: 400, reason: "InvalidSince", message: detail })

@@ -25,6 +25,9 @@ export * as Filter from "./Filter.ts"
 /** LHTTP/1.0 frames: the fast parser, the renderer and the `string <-> Frame` Schema. */
 export * as Frame from "./Frame.ts"
 
+/** Channel history: positions (offset, epoch), recovery since a position, the in-memory store. */
+export * as History from "./History.ts"
+
 /** Channels to local subscribers, refcounted bus subscriptions, fan-out, server-side publish. */
 export * as Hub from "./Hub.ts"
 

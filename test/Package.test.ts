@@ -199,7 +199,7 @@ describe("the packed package", () => {
     )
     assert.includeMembers(
       entries.map(([subpath]) => subpath),
-      [".", "./NodeLhttpServer", "./NodeUpstream", "./NatsBus", "./NatsSessionStore", "./lhttp.js"]
+      [".", "./NodeLhttpServer", "./NodeUpstream", "./NatsBus", "./NatsSessionStore", "./NatsHistory", "./lhttp.js"]
     )
     const installed = Path.join(consumer, "node_modules", ours.name)
     const missing = entries.flatMap(([subpath, target]) =>

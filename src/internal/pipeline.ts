@@ -23,6 +23,7 @@ import * as ErrorFrame from "../ErrorFrame.ts"
 import type { Exchange } from "../Exchange.ts"
 import type * as Filter from "../Filter.ts"
 import * as Frame from "../Frame.ts"
+import * as History from "../History.ts"
 import type { Hub } from "../Hub.ts"
 import type { Admission, Authorization } from "../LhttpServer.ts"
 import * as Message from "../Message.ts"
@@ -262,6 +263,16 @@ export const make = (options: Options) => {
     const then = (next: Effect.Effect<void, Rejection.Rejection>) => {
       effect = effect === undefined ? next : Effect.andThen(effect, next)
     }
+    // a subscription since a position: one channel, a well-formed position
+    const sinceHeader = message.headers.get(Message.Header.since)
+    let since: History.Position | undefined
+    if (sinceHeader !== undefined) {
+      since = History.parseSince(sinceHeader)
+      if (since === undefined) return Effect.fail(Rejection.invalidSince("a since header is <epoch>:<offset>"))
+      if (message.subscribe.length !== 1) {
+        return Effect.fail(Rejection.invalidSince("a since header goes with exactly one subscribed channel"))
+      }
+    }
     // every action is decided on before any is applied
     if (authorize !== undefined) {
       if (message.subscribe.length > 0) then(authorize({ action: "subscribe", channels: message.subscribe, connection }))
@@ -270,7 +281,7 @@ export const make = (options: Options) => {
         then(authorize({ action: "unsubscribe", channels: message.unsubscribe, connection }))
       }
     }
-    if (message.subscribe.length > 0) then(hub.subscribe(connection, message.subscribe))
+    if (message.subscribe.length > 0) then(hub.subscribe(connection, message.subscribe, { positions: true, since }))
     if (published !== undefined) then(hub.publishText(message.publish, published))
     if (message.unsubscribe.length > 0) then(hub.unsubscribe(connection, message.unsubscribe))
     return effect ?? Effect.void

@@ -7,6 +7,7 @@
 import { Context, Duration, Effect, Layer, Option, Scope } from "effect"
 import * as Bus from "../../src/Bus.ts"
 import type * as Filter from "../../src/Filter.ts"
+import type * as History from "../../src/History.ts"
 import * as Hub from "../../src/Hub.ts"
 import * as LhttpServer from "../../src/LhttpServer.ts"
 import * as MemoryTransport from "../../src/MemoryTransport.ts"
@@ -46,13 +47,22 @@ let probes = 0
 export const startMemoryServer = <const P extends Processor.Any = never, const F extends Filter.Any = never>(
   options: LhttpServer.Options<P, F>,
   implementations?: Layer.Layer<any, any, any>,
-  more?: { readonly hub?: Hub.Options; readonly bus?: Layer.Layer<Bus.Bus, unknown> }
+  more?: {
+    readonly hub?: Hub.Options
+    readonly bus?: Layer.Layer<Bus.Bus, unknown>
+    readonly history?: Layer.Layer<History.History, unknown>
+  }
 ) =>
   Effect.gen(function*() {
     let app: Layer.Layer<any, any, any> = LhttpServer.layer(options)
     if (implementations !== undefined) app = app.pipe(Layer.provide(implementations))
     const context = yield* Layer.build(
-      app.pipe(Layer.provideMerge(Hub.layer(more?.hub)), Layer.provide(more?.bus ?? Bus.layerMemory()))
+      app.pipe(
+        Layer.provideMerge(
+          more?.history === undefined ? Hub.layer(more?.hub) : Hub.layer(more.hub).pipe(Layer.provide(more.history))
+        ),
+        Layer.provide(more?.bus ?? Bus.layerMemory())
+      )
     ) as Effect.Effect<Context.Context<LhttpServer.LhttpServer | Hub.Hub>, unknown, any>
     const scope = yield* Effect.scope
     const connect = (url = "/", connectOptions?: Omit<MemoryTransport.Options, "url">) =>

@@ -1,0 +1,315 @@
+/**
+ * Channel history: channels whose names start with a configured prefix keep
+ * their last messages for a while, each at a position (an `offset` that grows
+ * along the channel, and the `epoch` of the history it belongs to), so that a
+ * client that was away can subscribe with `since:<epoch>:<offset>` and get
+ * what it missed, then the live stream, with no gap and no duplicate. The
+ * store is a service: in memory here (one process), JetStream in
+ * `effect-lhttp/NatsHistory` (a cluster, across restarts). Channels without a
+ * policy have no history and cost nothing more. See docs/history-and-presence.md.
+ *
+ * @since 0.1.0
+ */
+import { Context, Data, Duration, Effect, Layer } from "effect"
+import type { ChannelId } from "./Channel.ts"
+
+/**
+ * Which channels keep history, and how much: channels whose name starts with
+ * `prefix` keep their last `size` messages, each for at most `ttl`.
+ *
+ * @since 0.1.0
+ */
+export interface Policy {
+  readonly prefix: string
+  readonly size: number
+  readonly ttl: Duration.Duration
+}
+
+/**
+ * The defaults of a policy: the last 100 messages, for 10 minutes.
+ *
+ * @since 0.1.0
+ */
+export const defaults = { size: 100, ttl: Duration.minutes(10) } as const
+
+/**
+ * A place in a channel's history: the epoch (an id of the history itself,
+ * which changes when it is lost or reset) and the offset of a message.
+ * Offset 0 is the position before the first message.
+ *
+ * @since 0.1.0
+ */
+export interface Position {
+  readonly epoch: string
+  readonly offset: number
+}
+
+/**
+ * Why a history could not give every message after a position: `Trimmed`
+ * (some were dropped by the size or the time limit), `EpochChanged` (the
+ * history was lost or reset since), `UnknownPosition` (an offset the history
+ * never reached), `NoHistory` (the channel keeps none).
+ *
+ * @since 0.1.0
+ */
+export type Unrecoverable = "Trimmed" | "EpochChanged" | "UnknownPosition" | "NoHistory"
+
+/**
+ * The answer to a recovery: the frames after the position asked for (each
+ * rendered with its position headers, in order), and the channel's current
+ * position, which is that of the last frame when there are any. `reason` is
+ * there when the frames are not everything that was missed.
+ *
+ * @since 0.1.0
+ */
+export interface Recovery {
+  readonly frames: ReadonlyArray<string>
+  readonly position: Position
+  readonly reason?: Unrecoverable | undefined
+}
+
+/**
+ * A history store operation that failed.
+ *
+ * @since 0.1.0
+ */
+export class HistoryError extends Data.TaggedError("HistoryError")<{
+  readonly reason: "Unavailable" | "AppendFailed" | "ReadFailed"
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+/**
+ * The history service: the policies, and the store.
+ *
+ * @since 0.1.0
+ */
+export class History extends Context.Service<History, {
+  /** The policy of a channel, or undefined when it keeps no history. */
+  readonly policyOf: (channel: ChannelId) => Policy | undefined
+  /**
+   * Appends a frame's text to a channel's history; answers the position it
+   * got and the text with its position headers ({@link positioned}), as
+   * subscribers receive it. Appends to one channel get increasing offsets in
+   * the order they are called on one process.
+   */
+  readonly append: (
+    channel: ChannelId,
+    policy: Policy,
+    text: string
+  ) => Effect.Effect<{ readonly position: Position; readonly text: string }, HistoryError>
+  /**
+   * The frames of a channel after `since` (none when `since` is undefined:
+   * only the current position), as far as the history still has them.
+   */
+  readonly recover: (
+    channel: ChannelId,
+    policy: Policy,
+    since: Position | undefined
+  ) => Effect.Effect<Recovery, HistoryError>
+}>()("effect-lhttp/History") {}
+
+/**
+ * Options of a history: its policies (the first whose prefix matches a
+ * channel counts) and, for the memory store, how many channels it keeps at
+ * most (the ones appended to longest ago are dropped first, their epoch with them).
+ *
+ * @since 0.1.0
+ */
+export interface Options {
+  readonly policies: ReadonlyArray<Policy>
+  readonly maxChannels?: number | undefined
+}
+
+/**
+ * Builds policies from `prefix[:size[:ttl]]` items separated by commas, e.g.
+ * `chat-,news-:500:1h` (ttl as `<n>ms`, `<n>s`, `<n>m`, `<n>h`); missing
+ * parts take {@link defaults}. Fails with a message on a malformed item.
+ *
+ * @since 0.1.0
+ */
+export const parsePolicies = (text: string): Array<Policy> => {
+  const policies: Array<Policy> = []
+  for (const item of text.split(",").map((part) => part.trim()).filter((part) => part !== "")) {
+    const [prefix, size, ttl, ...rest] = item.split(":")
+    if (prefix === undefined || prefix === "" || rest.length > 0) {
+      throw new Error(`a history policy is prefix[:size[:ttl]], not ${JSON.stringify(item)}`)
+    }
+    const count = size === undefined || size === "" ? defaults.size : Number(size)
+    if (!Number.isInteger(count) || count < 1) throw new Error(`history size must be a positive integer: ${JSON.stringify(item)}`)
+    let age: Duration.Duration = defaults.ttl
+    if (ttl !== undefined && ttl !== "") {
+      const match = /^(\d+)(ms|s|m|h)$/.exec(ttl)
+      if (match === null) throw new Error(`history ttl is <n>ms, <n>s, <n>m or <n>h: ${JSON.stringify(item)}`)
+      const n = Number(match[1])
+      age = match[2] === "ms"
+        ? Duration.millis(n)
+        : match[2] === "s"
+        ? Duration.seconds(n)
+        : match[2] === "m"
+        ? Duration.minutes(n)
+        : Duration.hours(n)
+    }
+    policies.push({ prefix, size: count, ttl: age })
+  }
+  return policies
+}
+
+/**
+ * The policy lookup shared by the stores: the first policy whose prefix
+ * starts the channel's name.
+ *
+ * @since 0.1.0
+ */
+export const policyLookup = (policies: ReadonlyArray<Policy>) => (channel: ChannelId): Policy | undefined => {
+  for (const policy of policies) if (channel.startsWith(policy.prefix)) return policy
+  return undefined
+}
+
+/**
+ * A random epoch: 64 bits in base 36, from the platform's crypto.
+ *
+ * @since 0.1.0
+ */
+export const randomEpoch = (): string => {
+  const words = crypto.getRandomValues(new Uint32Array(2))
+  return `${words[0]!.toString(36)}${words[1]!.toString(36)}`
+}
+
+/**
+ * Reads a `since` header, `<epoch>:<offset>`: undefined when it is not one.
+ *
+ * @since 0.1.0
+ */
+export const parseSince = (value: string): Position | undefined => {
+  const match = /^([A-Za-z0-9_-]{1,64}):(0|[1-9][0-9]{0,15})$/.exec(value)
+  if (match === null) return undefined
+  const offset = Number(match[2])
+  return Number.isSafeInteger(offset) ? { epoch: match[1]!, offset } : undefined
+}
+
+/**
+ * The headers a message on a history channel carries, inserted after its
+ * command line: `channel`, `offset` and `epoch`. Any the publisher wrote
+ * itself are removed first, so a client cannot forge a position.
+ *
+ * @since 0.1.0
+ */
+export const positioned = (text: string, channel: ChannelId, position: Position): string => {
+  const lineEnd = text.indexOf("\r\n")
+  const headEnd = text.indexOf("\r\n\r\n")
+  const commandLine = lineEnd === -1 ? text : text.slice(0, lineEnd)
+  let head = lineEnd === -1 || headEnd === lineEnd ? "" : text.slice(lineEnd + 2, headEnd + 2)
+  if (head.includes("offset:") || head.includes("epoch:") || head.includes("channel:")) {
+    head = head.split("\r\n").filter((line) =>
+      line !== "" && !line.startsWith("offset:") && !line.startsWith("epoch:") && !line.startsWith("channel:")
+    ).map((line) => `${line}\r\n`).join("")
+  }
+  const rest = headEnd === -1 ? "\r\n" : text.slice(headEnd + 2)
+  return `${commandLine}\r\nchannel:${channel}\r\noffset:${position.offset}\r\nepoch:${position.epoch}\r\n${head}${rest}`
+}
+
+/**
+ * The offset a positioned frame carries (NaN when it has none): read from
+ * its head without parsing the rest.
+ *
+ * @since 0.1.0
+ */
+export const offsetOf = (text: string): number => {
+  const at = text.indexOf("\r\noffset:")
+  const headEnd = text.indexOf("\r\n\r\n")
+  if (at === -1 || (headEnd !== -1 && at > headEnd)) return NaN
+  const end = text.indexOf("\r\n", at + 9)
+  return Number(text.slice(at + 9, end === -1 ? undefined : end))
+}
+
+interface Entry {
+  readonly offset: number
+  readonly text: string
+  readonly at: number
+}
+
+interface Log {
+  readonly epoch: string
+  /** The offset of the last message appended (0 before the first). */
+  last: number
+  /** What is kept, oldest first; `start` is the index of the oldest still kept. */
+  readonly entries: Array<Entry>
+  start: number
+}
+
+/**
+ * The in-memory store: each channel's log lives in this process and its
+ * epoch is made with it, so a restart is a new epoch.
+ *
+ * @since 0.1.0
+ */
+export const makeMemory = (options: Options): History["Service"] => {
+  const logs = new Map<ChannelId, Log>()
+  const maxChannels = options.maxChannels ?? 10_000
+
+  // drops what is past the size or the age; compacts the array now and then
+  const trim = (log: Log, policy: Policy, now: number) => {
+    const kept = log.entries.length - log.start
+    if (kept > policy.size) log.start += kept - policy.size
+    const oldest = now - Duration.toMillis(policy.ttl)
+    while (log.start < log.entries.length && log.entries[log.start]!.at <= oldest) log.start++
+    if (log.start > 64 && log.start * 2 > log.entries.length) {
+      log.entries.splice(0, log.start)
+      log.start = 0
+    }
+  }
+
+  const logOf = (channel: ChannelId): Log => {
+    let log = logs.get(channel)
+    if (log === undefined) {
+      if (logs.size >= maxChannels) logs.delete(logs.keys().next().value!)
+      log = { epoch: randomEpoch(), last: 0, entries: [], start: 0 }
+    } else {
+      // most recently used last: the first key is the one to drop
+      logs.delete(channel)
+    }
+    logs.set(channel, log)
+    return log
+  }
+
+  const recoverNow = (channel: ChannelId, policy: Policy, since: Position | undefined, now: number): Recovery => {
+    const log = logOf(channel)
+    trim(log, policy, now)
+    const position = { epoch: log.epoch, offset: log.last }
+    if (since === undefined) return { frames: [], position }
+    if (since.epoch !== log.epoch) return { frames: [], position, reason: "EpochChanged" }
+    if (since.offset > log.last || since.offset < 0) return { frames: [], position, reason: "UnknownPosition" }
+    // the oldest offset still kept (one past the last when nothing is)
+    const first = log.start < log.entries.length ? log.entries[log.start]!.offset : log.last + 1
+    const frames: Array<string> = []
+    for (let i = log.start; i < log.entries.length; i++) {
+      const entry = log.entries[i]!
+      if (entry.offset > since.offset) frames.push(entry.text)
+    }
+    return since.offset + 1 < first ? { frames, position, reason: "Trimmed" } : { frames, position }
+  }
+
+  return History.of({
+    policyOf: policyLookup(options.policies),
+    append: (channel, policy, raw) =>
+      Effect.clockWith((clock) => {
+        const log = logOf(channel)
+        const position = { epoch: log.epoch, offset: log.last + 1 }
+        const text = positioned(raw, channel, position)
+        const now = clock.currentTimeMillisUnsafe()
+        log.last = position.offset
+        log.entries.push({ offset: position.offset, text, at: now })
+        trim(log, policy, now)
+        return Effect.succeed({ position, text })
+      }),
+    recover: (channel, policy, since) =>
+      Effect.clockWith((clock) => Effect.succeed(recoverNow(channel, policy, since, clock.currentTimeMillisUnsafe())))
+  })
+}
+/**
+ * The in-memory history as a Layer.
+ *
+ * @since 0.1.0
+ */
+export const layerMemory = (options: Options): Layer.Layer<History> => Layer.sync(History, () => makeMemory(options))

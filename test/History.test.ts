@@ -1,0 +1,251 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Duration, Effect, Layer, Result } from "effect"
+import { TestClock } from "effect/testing"
+import * as Channel from "../src/Channel.ts"
+import * as Frame from "../src/Frame.ts"
+import * as History from "../src/History.ts"
+import { type MemoryClient, startMemoryServer } from "./utils/memory.ts"
+
+const channel = (name: string) => Result.getOrThrow(Channel.validate(name))
+const policy: History.Policy = { prefix: "h-", size: 5, ttl: Duration.minutes(1) }
+
+/** The headers of a frame's text, as a record. */
+const headersOf = (text: string): Record<string, string | undefined> => Object.fromEntries(Result.getOrThrow(Frame.parse(text)).headers)
+
+const publish = (client: MemoryClient, name: string, body: string) =>
+  client.send(`LHTTP/1.0 chat\r\npublish:${name}\r\n\r\n${body}`)
+
+/** The next `n` frames of a client. */
+const take = (client: MemoryClient, n: number) =>
+  Effect.gen(function*() {
+    const frames: Array<string> = []
+    for (let i = 0; i < n; i++) frames.push(yield* client.next())
+    return frames
+  })
+
+const bodyOf = (text: string) => Result.getOrThrow(Frame.parse(text)).body
+
+/**
+ * The memory store with a window around each read, as a store across a network has: other fibers
+ * (a publisher's connection) run before the read and between the read and its answer.
+ */
+const slowReads = (options: History.Options) =>
+  Layer.sync(History.History, () => {
+    const store = History.makeMemory(options)
+    const others = Effect.repeat(Effect.yieldNow, { times: 20 })
+    return History.History.of({
+      ...store,
+      recover: (channel, policy, since) =>
+        others.pipe(Effect.andThen(store.recover(channel, policy, since)), Effect.tap(() => others))
+    })
+  })
+
+const server = (history = History.layerMemory({ policies: [policy] })) =>
+  startMemoryServer({ maxConnections: 100 }, undefined, { history })
+
+describe("History", () => {
+  it("parses policies from prefix[:size[:ttl]] items, with defaults", () => {
+    const policies = History.parsePolicies("chat-, news-:500:1h ,x:7:30s,y::250ms")
+    assert.deepStrictEqual(policies.map((p) => [p.prefix, p.size, Duration.toMillis(p.ttl)]), [
+      ["chat-", 100, 600_000],
+      ["news-", 500, 3_600_000],
+      ["x", 7, 30_000],
+      ["y", 100, 250]
+    ])
+    for (const bad of ["a:0", "a:-1", "a:1:10d", "a:1:2:3", ":5", "a:x"]) {
+      assert.throws(() => History.parsePolicies(bad), undefined, bad)
+    }
+  })
+
+  it("reads since as <epoch>:<offset>, and nothing else", () => {
+    assert.deepStrictEqual(History.parseSince("k3j2x:41"), { epoch: "k3j2x", offset: 41 })
+    assert.deepStrictEqual(History.parseSince("e:0"), { epoch: "e", offset: 0 })
+    for (const bad of ["", "e", ":1", "e:", "e:-1", "e:01", "e:1.5", "e f:1", "e:99999999999999999"]) {
+      assert.isUndefined(History.parseSince(bad), bad)
+    }
+  })
+
+  it("positions a frame after its command line, dropping positions the publisher wrote", () => {
+    const text = Frame.render(Frame.make("chat", { offset: "999", epoch: "forged", publish: "h-1", channel: "x" }, "hi"))
+    const out = History.positioned(text, channel("h-1"), { epoch: "e1", offset: 7 })
+    const frame = Result.getOrThrow(Frame.parse(out))
+    assert.deepStrictEqual([...frame.headers], [["channel", "h-1"], ["offset", "7"], ["epoch", "e1"], ["publish", "h-1"]])
+    assert.strictEqual(frame.body, "hi")
+    assert.strictEqual(History.offsetOf(out), 7)
+    const bare = History.positioned("LHTTP/1.0 ping\r\n\r\n", channel("h-1"), { epoch: "e", offset: 1 })
+    assert.strictEqual(bare, "LHTTP/1.0 ping\r\nchannel:h-1\r\noffset:1\r\nepoch:e\r\n\r\n")
+    // an offset in the body is not the frame's
+    assert.isNaN(History.offsetOf("LHTTP/1.0 chat\r\npublish:c\r\n\r\n\r\noffset:3"))
+  })
+
+  it.effect("the memory store keeps the last `size` messages and says Trimmed past them", () =>
+    Effect.gen(function*() {
+      const store = History.makeMemory({ policies: [policy] })
+      const c = channel("h-1")
+      const first = yield* store.recover(c, policy, undefined)
+      assert.strictEqual(first.position.offset, 0)
+      for (let i = 1; i <= 8; i++) {
+        const { position } = yield* store.append(c, policy, `LHTTP/1.0 m\r\n\r\nm${i}`)
+        assert.deepStrictEqual(position, { epoch: first.position.epoch, offset: i })
+      }
+      // kept: 4..8
+      const all = yield* store.recover(c, policy, { epoch: first.position.epoch, offset: 3 })
+      assert.deepStrictEqual(all.frames.map(bodyOf), ["m4", "m5", "m6", "m7", "m8"])
+      assert.deepStrictEqual(all.frames.map(History.offsetOf), [4, 5, 6, 7, 8])
+      assert.isUndefined(all.reason)
+      const some = yield* store.recover(c, policy, { epoch: first.position.epoch, offset: 6 })
+      assert.deepStrictEqual(some.frames.map(bodyOf), ["m7", "m8"])
+      assert.isUndefined(some.reason)
+      const trimmed = yield* store.recover(c, policy, { epoch: first.position.epoch, offset: 2 })
+      assert.strictEqual(trimmed.reason, "Trimmed")
+      assert.deepStrictEqual(trimmed.frames.map(bodyOf), ["m4", "m5", "m6", "m7", "m8"])
+      assert.strictEqual((yield* store.recover(c, policy, { epoch: "other", offset: 3 })).reason, "EpochChanged")
+      assert.strictEqual((yield* store.recover(c, policy, { epoch: first.position.epoch, offset: 9 })).reason, "UnknownPosition")
+      // another channel has its own offsets and epoch
+      const other = yield* store.append(channel("h-2"), policy, "LHTTP/1.0 m\r\n\r\nx")
+      assert.strictEqual(other.position.offset, 1)
+      assert.notStrictEqual(other.position.epoch, first.position.epoch)
+    }))
+
+  it.effect("the memory store drops messages older than the ttl (TestClock)", () =>
+    Effect.gen(function*() {
+      const store = History.makeMemory({ policies: [policy] })
+      const c = channel("h-1")
+      yield* store.append(c, policy, "LHTTP/1.0 m\r\n\r\nold")
+      yield* TestClock.adjust("40 seconds")
+      const { position } = yield* store.append(c, policy, "LHTTP/1.0 m\r\n\r\nnew")
+      yield* TestClock.adjust("30 seconds")
+      const after = yield* store.recover(c, policy, { epoch: position.epoch, offset: 0 })
+      assert.deepStrictEqual(after.frames.map(bodyOf), ["new"])
+      assert.strictEqual(after.reason, "Trimmed")
+      assert.isUndefined((yield* store.recover(c, policy, { epoch: position.epoch, offset: 1 })).reason)
+      yield* TestClock.adjust("31 seconds")
+      const empty = yield* store.recover(c, policy, { epoch: position.epoch, offset: 2 })
+      assert.deepStrictEqual([empty.frames, empty.reason, empty.position.offset], [[], undefined, 2])
+    }))
+
+  it.effect("delivered frames on a history channel carry channel, offset and epoch; others are untouched", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* server()
+      const subscriber = yield* connect()
+      yield* subscriber.send("LHTTP/1.0 chat\r\nsubscribe:h-room plain\r\n\r\n")
+      const position = headersOf(yield* subscriber.next())
+      assert.deepStrictEqual([position.channel, position.offset, position.recovered], ["h-room", "0", undefined])
+      const publisher = yield* connect()
+      yield* publish(publisher, "h-room", "one")
+      yield* publish(publisher, "plain", "two")
+      const [one, two] = yield* take(subscriber, 2)
+      assert.deepStrictEqual(headersOf(one!), {
+        channel: "h-room",
+        offset: "1",
+        epoch: position.epoch,
+        publish: "h-room"
+      })
+      assert.strictEqual(two, "LHTTP/1.0 chat\r\npublish:plain\r\n\r\ntwo")
+    }))
+
+  it.effect("a subscriber back with since:<epoch>:<offset> gets exactly what it missed, in order, then live ones", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* server(History.layerMemory({ policies: [{ ...policy, size: 100 }] }))
+      const publisher = yield* connect()
+      const first = yield* connect()
+      yield* first.send("LHTTP/1.0 chat\r\nsubscribe:h-room\r\n\r\n")
+      yield* first.next()
+      yield* publish(publisher, "h-room", "before")
+      const seen = headersOf(yield* first.next())
+      // away: 20 messages go by
+      for (let i = 0; i < 20; i++) yield* publish(publisher, "h-room", `missed-${i}`)
+      yield* publisher.nothing()
+      const back = yield* connect()
+      yield* back.send(`LHTTP/1.0 chat\r\nsubscribe:h-room\r\nsince:${seen.epoch}:${seen.offset}\r\n\r\n`)
+      const recovered = yield* take(back, 21)
+      assert.deepStrictEqual(recovered.slice(0, 20).map(bodyOf), Array.from({ length: 20 }, (_, i) => `missed-${i}`))
+      assert.deepStrictEqual(recovered.slice(0, 20).map((f) => History.offsetOf(f)), Array.from({ length: 20 }, (_, i) => i + 2))
+      assert.deepStrictEqual(headersOf(recovered[20]!), {
+        channel: "h-room",
+        epoch: seen.epoch,
+        offset: "21",
+        recovered: "yes"
+      })
+      yield* publish(publisher, "h-room", "live")
+      const live = yield* back.next()
+      assert.deepStrictEqual([bodyOf(live), History.offsetOf(live)], ["live", 22])
+      yield* back.nothing()
+    }))
+
+  it.effect("says recovered:no with the reason and the current position when the history cannot cover the gap", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* server()
+      const publisher = yield* connect()
+      const client = yield* connect()
+      yield* client.send("LHTTP/1.0 chat\r\nsubscribe:h-room\r\n\r\n")
+      const { epoch } = headersOf(yield* client.next())
+      for (let i = 1; i <= 9; i++) yield* publish(publisher, "h-room", `m${i}`)
+      yield* publisher.nothing()
+      const cases: Array<[string, string, number]> = [
+        [`${epoch}:1`, "Trimmed", 5],
+        ["gone:3", "EpochChanged", 0],
+        [`${epoch}:50`, "UnknownPosition", 0]
+      ]
+      for (const [since, reason, frames] of cases) {
+        const back = yield* connect()
+        yield* back.send(`LHTTP/1.0 chat\r\nsubscribe:h-room\r\nsince:${since}\r\n\r\n`)
+        const got = yield* take(back, frames + 1)
+        assert.deepStrictEqual(got.slice(0, frames).map(bodyOf), ["m5", "m6", "m7", "m8", "m9"].slice(0, frames))
+        assert.deepStrictEqual(headersOf(got[frames]!), { channel: "h-room", epoch, offset: "9", recovered: "no", reason })
+        yield* back.nothing()
+      }
+      const plain = yield* connect()
+      yield* plain.send("LHTTP/1.0 chat\r\nsubscribe:plain\r\nsince:e:1\r\n\r\n")
+      assert.deepStrictEqual(headersOf(yield* plain.next()), { channel: "plain", recovered: "no", reason: "NoHistory" })
+    }))
+
+  it.effect("refuses a malformed since, or one beside several channels, before subscribing anything", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* server()
+      const client = yield* connect()
+      for (const frame of ["subscribe:h-a\r\nsince:bad", "subscribe:h-a h-b\r\nsince:e:1", "subscribe:h-a\r\nsince:e:-2"]) {
+        yield* client.send(`LHTTP/1.0 chat\r\n${frame}\r\nid:r\r\n\r\n`)
+        const error = headersOf(yield* client.next())
+        assert.deepStrictEqual([error.status, error.reason, error.id], ["400", "InvalidSince", "r"])
+      }
+      // nothing was subscribed: a publish reaches no one
+      const publisher = yield* connect()
+      yield* publish(publisher, "h-a", "x")
+      yield* publisher.nothing()
+      yield* client.nothing()
+    }))
+
+  it.effect("a publisher racing a recovering subscriber: every offset once, in order, across the switch", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* server(slowReads({ policies: [{ ...policy, size: 10_000 }] }))
+      const publisher = yield* connect()
+      const watcher = yield* connect()
+      yield* watcher.send("LHTTP/1.0 chat\r\nsubscribe:h-race\r\n\r\n")
+      const { epoch } = headersOf(yield* watcher.next())
+      const total = 400
+      // the publisher's frames and the recovering subscription are processed interleaved
+      const sending = Effect.forEach(
+        Array.from({ length: total }, (_, i) => i),
+        (i) => Effect.andThen(publish(publisher, "h-race", `${i}`), Effect.yieldNow),
+        { discard: true }
+      )
+      const recovering = Effect.gen(function*() {
+        yield* Effect.yieldNow
+        const back = yield* connect()
+        yield* back.send(`LHTTP/1.0 chat\r\nsubscribe:h-race\r\nsince:${epoch}:0\r\n\r\n`)
+        return back
+      })
+      const [, back] = yield* Effect.all([sending, recovering], { concurrency: "unbounded" })
+      const offsets: Array<number> = []
+      let positionAt = -1
+      while (offsets.length < total || positionAt < 0) {
+        const frame = yield* back.next()
+        if (frame.startsWith("LHTTP/1.0 position")) positionAt = offsets.length
+        else offsets.push(History.offsetOf(frame))
+      }
+      assert.deepStrictEqual(offsets, Array.from({ length: total }, (_, i) => i + 1))
+      assert.isAtLeast(positionAt, 0)
+      yield* back.nothing()
+    }))
+})
