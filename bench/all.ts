@@ -136,8 +136,11 @@ interface ClientsResult {
 }
 interface ClusterResult {
   readonly natsServer: string
-  readonly fanout: Record<"one node" | "two nodes", FanOutRun & { natsPerDelivery?: number }>
-  readonly burst: Record<"one node" | "two nodes", { deliveredMs: number | null; received: number; count: number }>
+  readonly fanout: Record<"one node" | "two nodes" | "two nodes, history", FanOutRun & { natsPerDelivery?: number }>
+  readonly burst: Record<
+    "one node" | "two nodes" | "two nodes, history",
+    { deliveredMs: number | null; received: number; count: number }
+  >
 }
 
 const git = (...args: Array<string>) => {
@@ -195,7 +198,7 @@ const finishedAt = new Date()
 
 const lhttp = "effect-lhttp"
 const baselines = ["ws naive", "ws corked", "socket.io"] as const
-const fanoutServers = ["ws naive", "ws corked", "effect-lhttp", "lhttp SSE", "socket.io"]
+const fanoutServers = ["ws naive", "ws corked", "effect-lhttp", "lhttp SSE", "lhttp history", "socket.io"]
 
 /** A number, or NaN where the run has none (a failed scenario, a time never reached). */
 const num = (value: number | null | undefined) => typeof value === "number" ? value : NaN
@@ -350,6 +353,31 @@ const clusterSummary = cluster === undefined ? undefined : (() => {
   }
 })()
 
+// the cost of history: a history channel ÷ a plain one, on the memory bus (fan-out) and on NATS (the cluster)
+const historySummary = {
+  ...Object.fromEntries(subscriberCounts.map((count) => {
+    const plain = fanout[count]?.servers[lhttp]
+    const kept = fanout[count]?.servers["lhttp history"]
+    return [`memory bus, fan-out to ${count.toLocaleString("en-US")}: deliveries/s`, {
+      plain: num(plain?.rate),
+      history: num(kept?.rate),
+      "history ÷ plain": fixed(num(kept?.rate) / num(plain?.rate))
+    }]
+  })),
+  ...(cluster === undefined ? {} : {
+    "NATS, two nodes, fan-out to 1,000: deliveries/s": {
+      plain: cluster.fanout["two nodes"].rate,
+      history: cluster.fanout["two nodes, history"].rate,
+      "history ÷ plain": fixed(cluster.fanout["two nodes, history"].rate / cluster.fanout["two nodes"].rate)
+    },
+    "NATS, two nodes, 10,000 publishes 1 to 1: rate": {
+      plain: 1e4 / (num(cluster.burst["two nodes"].deliveredMs) / 1000),
+      history: 1e4 / (num(cluster.burst["two nodes, history"].deliveredMs) / 1000),
+      "history ÷ plain": fixed(num(cluster.burst["two nodes"].deliveredMs) / num(cluster.burst["two nodes, history"].deliveredMs))
+    }
+  })
+}
+
 console.log(`\n=== summary ===\n`)
 console.log("fan-out: deliveries/s (server CPU per delivery) by subscriber count, median round of each server\n")
 console.table(Object.fromEntries(fanoutServers.map((server) => [
@@ -376,6 +404,12 @@ if (clusterSummary !== undefined) {
     "two ÷ one": times(row["two ÷ one"])
   }])))
 }
+console.log("\nthe cost of history: a channel keeping history ÷ a plain one (memory store; JetStream on NATS)\n")
+console.table(Object.fromEntries(Object.entries(historySummary).map(([name, row]) => [name, {
+  plain: `${Chart.short(row.plain)}/s`,
+  history: `${Chart.short(row.history)}/s`,
+  "history ÷ plain": times(row["history ÷ plain"])
+}])))
 console.log("\ntargets\n")
 console.table(Object.fromEntries(targets.map((t) => [t.target, {
   ratio: times(t.ratio),
@@ -412,6 +446,7 @@ writeFileSync(
       summary,
       targets,
       cluster: clusterSummary,
+      history: historySummary,
       scenarios: { codec, fanout, relay, clients, cluster },
       failures
     },

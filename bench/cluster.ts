@@ -24,8 +24,12 @@
  * - NATS only: 10,000 publishes with @nats-io/transport-node, then flush()
  *   (the original claim's scope), and the time until a subscriber has them.
  *
+ * A third setup is the two nodes with the benchmark's channels keeping history
+ * in JetStream (effect-lhttp/NatsHistory, the nats-server runs with -js): the
+ * cost of history on the NATS bus.
+ *
  * Rounds interleave the setups (their order alternates); each setup's median
- * round is reported, and the ratios are two nodes ÷ one node.
+ * round is reported, and the ratios are two nodes ÷ one node, and history ÷ without.
  *
  * Settings (environment): CLUSTER_ROUNDS (5), CLUSTER_SECONDS measured (4,
  * after 1 s of warm-up), CLUSTER_WINDOW messages in flight (64), CLUSTER_BODY
@@ -93,7 +97,7 @@ interface Setup {
 }
 
 interface Kind {
-  readonly name: "one node" | "two nodes"
+  readonly name: "one node" | "two nodes" | "two nodes, history"
   readonly start: () => Promise<Setup>
 }
 
@@ -108,29 +112,31 @@ const kinds: ReadonlyArray<Kind> = [
       return { publishPort: port, subscribePort: port, nodes: [node] }
     }
   },
-  {
-    name: "two nodes",
-    start: async () => {
-      const nodes: Array<ChildProcess> = []
-      try {
-        const ports = [await freePort(), await freePort()] as const
-        for (const [i, port] of ports.entries()) {
-          nodes.push(
-            await startServer(i === 0 ? serverCpu : nodeBCpu, clusterNodeFile, port, {
-              env: { NATS_URL: nats.url },
-              ready: ["NATS: connected"]
-            })
-          )
-        }
-        // node A (subscribers) is the first, node B (publisher) the second
-        return { subscribePort: ports[0], publishPort: ports[1], nodes }
-      } catch (error) {
-        for (const node of nodes) kill(node)
-        throw error
-      }
-    }
-  }
+  { name: "two nodes", start: () => twoNodes({}) },
+  // the same, the benchmark's channels keeping history in JetStream (docs/history-and-presence.md)
+  { name: "two nodes, history", start: () => twoNodes({ LHTTP_BENCH_HISTORY: "fanout-,bench-" }) }
 ]
+
+/** Two effect-lhttp nodes on the run's nats-server, with `env` added. */
+async function twoNodes(env: Record<string, string>): Promise<Setup> {
+  const nodes: Array<ChildProcess> = []
+  try {
+    const ports = [await freePort(), await freePort()] as const
+    for (const [i, port] of ports.entries()) {
+      nodes.push(
+        await startServer(i === 0 ? serverCpu : nodeBCpu, clusterNodeFile, port, {
+          env: { NATS_URL: nats.url, ...env },
+          ready: ["NATS: connected"]
+        })
+      )
+    }
+    // node A (subscribers) is the first, node B (publisher) the second
+    return { subscribePort: ports[0], publishPort: ports[1], nodes }
+  } catch (error) {
+    for (const node of nodes) kill(node)
+    throw error
+  }
+}
 
 // ---------------------------------------------------------------------------
 // fan-out
@@ -355,6 +361,7 @@ try {
   const loop = medianBy(loops, (run) => run.flushMs)
   const one = { fan: fan["one node"]!, burst: bur["one node"]! }
   const two = { fan: fan["two nodes"]!, burst: bur["two nodes"]! }
+  const kept = { fan: fan["two nodes, history"]!, burst: bur["two nodes, history"]! }
 
   writeResult({
     natsServer: nats.version,
@@ -436,6 +443,25 @@ try {
       "two ÷ one": times(one.burst.deliveredMs / two.burst.deliveredMs)
     }
   })
+  console.log("\ntwo nodes, the channel keeping history in JetStream ÷ without history (higher is better for history)\n")
+  console.table({
+    "fan-out deliveries/s": {
+      "without": rate(two.fan.rate),
+      "history": rate(kept.fan.rate),
+      "history ÷ without": times(kept.fan.rate / two.fan.rate)
+    },
+    "fan-out node CPU per delivery": {
+      "without": `${two.fan.cpuPerDelivery.toFixed(3)} µs`,
+      "history": `${kept.fan.cpuPerDelivery.toFixed(3)} µs`,
+      "history ÷ without": times(two.fan.cpuPerDelivery / kept.fan.cpuPerDelivery)
+    },
+    [`${burstCount} publishes: last delivered`]: {
+      "without": ms(two.burst.deliveredMs),
+      "history": ms(kept.burst.deliveredMs),
+      "history ÷ without": times(two.burst.deliveredMs / kept.burst.deliveredMs)
+    }
+  })
+
   console.log(
     "for times, two ÷ one is one node's time over two nodes' time (a rate ratio). Node CPU is the effect-lhttp\n" +
       "processes' CPU time (softirq work done on their behalf included), both nodes summed for the cluster;\n" +

@@ -6,7 +6,8 @@
  * effect-lhttp again with Server-Sent Events subscribers ("lhttp SSE": 999
  * `GET /sse` streams, the publisher a WebSocket); and Socket.IO 4 with rooms
  * over its WebSocket transport ("socket.io": the same lean load clients
- * speaking its packets).
+ * speaking its packets); and effect-lhttp with the channel keeping history in
+ * memory ("lhttp history": each publish appended, then fanned out).
  *
  *   npm run bench:fanout            (or: node bench/fanout.ts)
  *
@@ -50,6 +51,13 @@ const servers = [
   { name: "ws corked", file: file("./fanout/servers/ws-corked.ts"), transport: "websocket" },
   { name: "effect-lhttp", file: file("./fanout/servers/lhttp.ts"), transport: "websocket" },
   { name: "lhttp SSE", file: file("./fanout/servers/lhttp.ts"), transport: "sse" },
+  // the channel keeping history (in memory): every publish is appended, then fanned out
+  {
+    name: "lhttp history",
+    file: file("./fanout/servers/lhttp.ts"),
+    transport: "websocket",
+    env: { LHTTP_BENCH_HISTORY: "fanout-" }
+  },
   { name: "socket.io", file: file("./fanout/servers/socketio.ts"), transport: "socketio" }
 ] as const
 // FANOUT_SERVERS (comma-separated names) runs some of them only
@@ -85,7 +93,7 @@ const spread = (total: number, parts: number) =>
 const runOnce = async (server: typeof servers[number], round: number): Promise<Run> => {
   const port = await freePort()
   const channel = `fanout-${process.pid}-${round}-${server.name.replace(/\W/g, "")}`
-  const child = await startServer(serverCpu, server.file, port)
+  const child = await startServer(serverCpu, server.file, port, "env" in server ? { env: server.env } : undefined)
   const loads: Array<Load> = []
   try {
     for (const count of spread(subscribers - 1, processes)) {

@@ -9,6 +9,7 @@
  */
 import type { Effect } from "effect"
 import type { Frame } from "./Frame.ts"
+import type { Position } from "./History.ts"
 import type { ProtocolError } from "./ProtocolError.ts"
 import type { Rejection } from "./Rejection.ts"
 
@@ -57,8 +58,15 @@ export interface Connection {
   readonly set: <A>(key: Key<A>, value: A) => void
   /** Sends a frame to this connection, after what is already queued for it (a frame that would not read back fails). */
   readonly send: (frame: Frame) => Effect.Effect<void, ProtocolError>
-  /** Subscribes to channels (validated; idempotent; bounded per connection). */
-  readonly subscribe: (channels: Iterable<string>) => Effect.Effect<void, ProtocolError | Rejection>
+  /**
+   * Subscribes to channels (validated; idempotent; bounded per connection).
+   * A history channel is followed by its `position` frame, after what it
+   * recovers `since` a position when one is given (for one channel).
+   */
+  readonly subscribe: (
+    channels: Iterable<string>,
+    options?: { readonly since?: Position | undefined }
+  ) => Effect.Effect<void, ProtocolError | Rejection>
   /** Unsubscribes from channels; unknown channels are ignored. */
   readonly unsubscribe: (channels: Iterable<string>) => Effect.Effect<void>
   /**

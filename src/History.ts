@@ -69,12 +69,35 @@ export interface Recovery {
 }
 
 /**
+ * The headers of positions: on frames of history channels (`channel`,
+ * `offset`, `epoch`) and on the `position` frame that ends a subscription's
+ * recovery (`recovered`, `reason` as well).
+ *
+ * @since 0.1.0
+ */
+export const Header = {
+  channel: "channel",
+  offset: "offset",
+  epoch: "epoch",
+  recovered: "recovered",
+  reason: "reason"
+} as const
+
+/**
+ * The command of the frame that follows what a subscription to a history
+ * channel recovered, with the channel's position.
+ *
+ * @since 0.1.0
+ */
+export const positionCommand = "position"
+
+/**
  * A history store operation that failed.
  *
  * @since 0.1.0
  */
 export class HistoryError extends Data.TaggedError("HistoryError")<{
-  readonly reason: "Unavailable" | "AppendFailed" | "ReadFailed"
+  readonly reason: "Unavailable" | "AppendFailed" | "ReadFailed" | "InvalidPolicy"
   readonly message: string
   readonly cause?: unknown
 }> {}
@@ -124,7 +147,8 @@ export interface Options {
 /**
  * Builds policies from `prefix[:size[:ttl]]` items separated by commas, e.g.
  * `chat-,news-:500:1h` (ttl as `<n>ms`, `<n>s`, `<n>m`, `<n>h`); missing
- * parts take {@link defaults}. Fails with a message on a malformed item.
+ * parts take {@link defaults}; the prefix `*` stands for every channel.
+ * Throws an Error saying what is wrong with a malformed item.
  *
  * @since 0.1.0
  */
@@ -150,18 +174,20 @@ export const parsePolicies = (text: string): Array<Policy> => {
         ? Duration.minutes(n)
         : Duration.hours(n)
     }
-    policies.push({ prefix, size: count, ttl: age })
+    policies.push({ prefix: prefix === "*" ? "" : prefix, size: count, ttl: age })
   }
   return policies
 }
 
 /**
  * The policy lookup shared by the stores: the first policy whose prefix
- * starts the channel's name.
+ * starts the channel's name. The server's internal channels (`$...`, which
+ * clients cannot name) never keep history.
  *
  * @since 0.1.0
  */
 export const policyLookup = (policies: ReadonlyArray<Policy>) => (channel: ChannelId): Policy | undefined => {
+  if (policies.length === 0 || channel.startsWith("$")) return undefined
   for (const policy of policies) if (channel.startsWith(policy.prefix)) return policy
   return undefined
 }

@@ -48,6 +48,7 @@ import {
 import type * as Socket from "effect/socket/Socket"
 import * as Channel from "./Channel.ts"
 import * as Frame from "./Frame.ts"
+import * as History from "./History.ts"
 import * as HttpTransport from "./internal/client/http.ts"
 import * as PollTransport from "./internal/client/poll.ts"
 import * as SseTransport from "./internal/client/sse.ts"
@@ -224,6 +225,12 @@ export interface LhttpClient {
   ) => Effect.Effect<void, ClientError>
   /** Subscribes to channels; they are subscribed again after every reconnect. */
   readonly subscribe: (channels: Iterable<string>, command?: string) => Effect.Effect<void, ClientError>
+  /**
+   * The last position seen of a subscribed history channel (from its frames
+   * and its `position` frames): after a reconnect the client subscribes since
+   * it, and gets what was published meanwhile before the live frames.
+   */
+  readonly position: (channel: string) => Option.Option<History.Position>
   /** Unsubscribes from channels. */
   readonly unsubscribe: (channels: Iterable<string>, command?: string) => Effect.Effect<void, ClientError>
   /** Publishes a message to channels. */
@@ -432,6 +439,8 @@ const make = Effect.fnUntraced(function*(
   const sessionEvents = yield* Effect.acquireRelease(PubSub.unbounded<SessionEvent>(), PubSub.shutdown)
   const state = yield* SubscriptionRef.make<State>("connecting")
   const held = new Set<string>()
+  // the last position of each held history channel: a new connection subscribes since it
+  const positions = new Map<string, History.Position>()
   const pending = new Map<string, Deferred.Deferred<Message.Message, ClientError>>()
   const buffered: Array<string> = []
   let writer: Link | undefined
@@ -484,12 +493,25 @@ const make = Effect.fnUntraced(function*(
     PubSub.publishUnsafe(sessionEvents, { _tag: restored ? "Restored" : known ? "Updated" : "Created", session })
   }
 
+  // keeps the position of a held history channel from its frames and its position frames
+  const track = (message: Message.Message) => {
+    if (message._tag === "Failure") return
+    const channel = message.headers.get(History.Header.channel)
+    if (channel === undefined || !held.has(channel)) return
+    const epoch = message.headers.get(History.Header.epoch)
+    const offset = Number(message.headers.get(History.Header.offset))
+    if (epoch === undefined || !Number.isSafeInteger(offset)) return
+    const known = positions.get(channel)
+    if (known === undefined || known.epoch !== epoch || offset > known.offset) positions.set(channel, { epoch, offset })
+  }
+
   const dispatch = (data: string | Uint8Array) => {
     const decoded = typeof data === "string"
       ? Message.decode(data)
       : Result.flatMap(Frame.parseBytes(data), (frame) => Message.fromFrame(frame))
     if (Result.isFailure(decoded)) return
     const message = decoded.success
+    track(message)
     // the session first: a call answered by a session frame returns with the session in place
     observe(message)
     // published before the waiter resumes: a stream run after a request returns does not get its reply
@@ -532,6 +554,26 @@ const make = Effect.fnUntraced(function*(
 
   const subscribeFrame = (command: "subscribe" | "unsubscribe", channels: Iterable<string>) =>
     Frame.render(Frame.make(command, { [command]: Array.from(channels).join(" ") }))
+
+  // subscribes a new connection again: history channels with a known position since it, one frame
+  // each, the others in one frame
+  const subscribeAgain = (link: Link, channels: Iterable<string>) =>
+    Effect.suspend(() => {
+      const plain: Array<string> = []
+      const frames: Array<string> = []
+      for (const channel of channels) {
+        const position = positions.get(channel)
+        if (position === undefined) plain.push(channel)
+        else {
+          frames.push(Frame.render(Frame.make("subscribe", {
+            subscribe: channel,
+            since: `${position.epoch}:${position.offset}`
+          })))
+        }
+      }
+      if (plain.length > 0) frames.unshift(subscribeFrame("subscribe", plain))
+      return Effect.forEach(frames, (frame) => link.send(frame), { discard: true })
+    })
 
   const lost = new ClientError({ reason: "NotConnected", message: "the connection was lost" })
 
@@ -577,12 +619,12 @@ const make = Effect.fnUntraced(function*(
     opened = false
     const link = yield* transport.open
     if (!link.resumed) {
-      if (held.size > 0) yield* link.send(subscribeFrame("subscribe", held))
+      if (held.size > 0) yield* subscribeAgain(link, held)
     } else {
       // the server kept the connection and its subscriptions: only what changed while it was down
       const added = Array.from(held).filter((channel) => !heldAtDrop.has(channel))
       const removed = Array.from(heldAtDrop).filter((channel) => !held.has(channel))
-      if (added.length > 0) yield* link.send(subscribeFrame("subscribe", added))
+      if (added.length > 0) yield* subscribeAgain(link, added)
       if (removed.length > 0) yield* link.send(subscribeFrame("unsubscribe", removed))
     }
     // read from now on: the answer to the restore comes this way
@@ -664,11 +706,15 @@ const make = Effect.fnUntraced(function*(
         for (const channel of list.success) held.add(channel)
         return send(Frame.make(command, { subscribe: list.success.join(" ") }))
       }),
+    position: (channel) => Option.fromNullishOr(positions.get(channel)),
     unsubscribe: (channels, command = "unsubscribe") =>
       Effect.suspend(() => {
         const list = channelList(channels)
         if (Result.isFailure(list)) return Effect.fail(list.failure)
-        for (const channel of list.success) held.delete(channel)
+        for (const channel of list.success) {
+          held.delete(channel)
+          positions.delete(channel)
+        }
         return send(Frame.make(command, { unsubscribe: list.success.join(" ") }))
       }),
     publish: (channels, command, headers, body) =>

@@ -28,9 +28,10 @@
  * @since 0.1.0
  */
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node"
-import { Config, ConfigProvider, Duration, Effect, Layer, Metric, Option, Redacted, Result, Schedule } from "effect"
+import { Config, Duration, Effect, Layer, Metric, Option, Redacted, Result, Schedule } from "effect"
 import { Bus, BusError } from "./Bus.ts"
 import * as Channel from "./Channel.ts"
+import { stringKeepingEmpty } from "./internal/config.ts"
 
 /**
  * Options of the NATS bus.
@@ -380,16 +381,7 @@ export const layer = (options: Options): Layer.Layer<Bus, BusError> => Layer.eff
  *
  * @since 0.1.0
  */
-export const subjectPrefixConfig: Config.Config<string> = Config.String("LHTTP_NATS_PREFIX").pipe(
-  Config.option,
-  Config.mapEffect(Option.match({
-    onSome: Effect.succeed,
-    onNone: () =>
-      Config.String("LHTTP_NATS_PREFIX").pipe(Config.withDefault(defaultSubjectPrefix)).parse(
-        ConfigProvider.fromEnv({ preserveEmptyStrings: true })
-      )
-  }))
-)
+export const subjectPrefixConfig: Config.Config<string> = stringKeepingEmpty("LHTTP_NATS_PREFIX", defaultSubjectPrefix)
 
 /**
  * The NATS bus's settings read from the environment: `LHTTP_NATS_URL`

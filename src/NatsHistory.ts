@@ -27,9 +27,10 @@
  */
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream"
 import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node"
-import { Duration, Effect, Layer, Redacted } from "effect"
+import { Config, Duration, Effect, Layer, Option, Redacted } from "effect"
 import type { ChannelId } from "./Channel.ts"
 import * as History from "./History.ts"
+import { stringKeepingEmpty } from "./internal/config.ts"
 
 /**
  * Options of the JetStream history.
@@ -65,12 +66,21 @@ const unavailable = (message: string, cause?: unknown) =>
 const wrongLastSequence = 10071
 const prevHeader = "Lhttp-Prev"
 // how many times a publish that lost the race to another node tries again
-const attempts = 8
+const attempts = 64
 
-const isWrongLastSequence = (cause: unknown) =>
-  typeof cause === "object" && cause !== null &&
-  ((cause as { api_error?: { err_code?: number } }).api_error?.err_code === wrongLastSequence ||
-    /wrong last sequence/i.test(String(cause)))
+/**
+ * The channel's actual last offset when a publish lost the race (JetStream
+ * says it: "wrong last sequence: <n>"), or undefined for any other failure
+ * (NaN when the number is not in the message: it is read again).
+ */
+const lastFromConflict = (cause: unknown): number | undefined => {
+  if (typeof cause !== "object" || cause === null) return undefined
+  const code = (cause as { code?: unknown }).code
+  const text = String((cause as { message?: unknown }).message ?? cause)
+  if (code !== wrongLastSequence && !/wrong last sequence/i.test(text)) return undefined
+  const match = /wrong last sequence: (\d+)/i.exec(text)
+  return match === null ? NaN : Number(match[1])
+}
 
 /**
  * Makes the history: connects to NATS and creates (or updates) the stream.
@@ -165,7 +175,10 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         return { position, text: History.positioned(text, channel, position) }
       } catch (cause) {
         lastKnown.delete(channel)
-        if (!isWrongLastSequence(cause) || attempt >= attempts) throw cause
+        const last = lastFromConflict(cause)
+        if (last === undefined || attempt >= attempts) throw cause
+        // the channel's last, as JetStream said it: the next attempt chains to it at once
+        if (!Number.isNaN(last)) lastKnown.set(channel, last)
       }
     }
   }
@@ -226,3 +239,57 @@ export const make = Effect.fnUntraced(function*(options: Options) {
  */
 export const layer = (options: Options): Layer.Layer<History.History, History.HistoryError> =>
   Layer.effect(History.History, make(options))
+
+/**
+ * The history's settings from the environment, as the NATS bus reads them:
+ * `LHTTP_NATS_URL` (comma-separated), `LHTTP_NATS_TOKEN`, `LHTTP_NATS_USER`,
+ * `LHTTP_NATS_PASS`, and `LHTTP_HISTORY_STREAM` (default `LHTTP_HISTORY`).
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config = Config.all({
+  servers: Config.String("LHTTP_NATS_URL").pipe(
+    Config.map((value) => value.split(",").map((server) => server.trim()).filter((server) => server !== ""))
+  ),
+  stream: Config.String("LHTTP_HISTORY_STREAM").pipe(Config.withDefault("LHTTP_HISTORY")),
+  token: Config.option(Config.Redacted("LHTTP_NATS_TOKEN")),
+  user: Config.option(Config.String("LHTTP_NATS_USER")),
+  pass: Config.option(Config.Redacted("LHTTP_NATS_PASS"))
+})
+
+/**
+ * The history of the main job: the policies of `LHTTP_HISTORY`
+ * ({@link History.parsePolicies}; `fallback` when it is not set, none when it
+ * is empty), kept in JetStream when `LHTTP_NATS_URL` is set (failing at start
+ * when that NATS has no JetStream), in memory when not.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerFromEnv = (
+  fallback: string
+): Layer.Layer<History.History, History.HistoryError | Config.ConfigError> =>
+  Layer.unwrap(Effect.gen(function*() {
+    const text = yield* stringKeepingEmpty("LHTTP_HISTORY", fallback)
+    const policies = yield* Effect.try({
+      try: () => History.parsePolicies(text),
+      catch: (cause) =>
+        new History.HistoryError({
+          reason: "InvalidPolicy",
+          message: `LHTTP_HISTORY: ${cause instanceof Error ? cause.message : String(cause)}`,
+          cause
+        })
+    })
+    const url = yield* Config.option(Config.String("LHTTP_NATS_URL"))
+    if (Option.isNone(url) || policies.length === 0) return History.layerMemory({ policies })
+    const env = yield* config
+    return layer({
+      servers: env.servers,
+      stream: env.stream,
+      policies,
+      token: Option.getOrUndefined(env.token),
+      user: Option.getOrUndefined(env.user),
+      pass: Option.getOrUndefined(env.pass)
+    })
+  }))

@@ -3,7 +3,7 @@
  * and `login` demo processors and sessions (the `session` command), on the
  * in-memory bus and session store, or on NATS as a node of a cluster when
  * `LHTTP_NATS_URL` is set (sessions then in a NATS KV bucket: that NATS needs
- * JetStream), with upstream calls when `LHTTP_UPSTREAM_ALLOW` is set;
+ * JetStream), with channel history (`LHTTP_HISTORY`; in JetStream on NATS), with upstream calls when `LHTTP_UPSTREAM_ALLOW` is set;
  * configured by `LHTTP_*` environment variables (see the README). It serves
  * the chat room page at `/` and stops gracefully on SIGTERM and SIGINT.
  */
@@ -16,6 +16,7 @@ import * as Login from "./demo/Login.ts"
 import * as Hub from "./Hub.ts"
 import * as NodeLhttpServer from "./NodeLhttpServer.ts"
 import * as NatsBus from "./NatsBus.ts"
+import * as NatsHistory from "./NatsHistory.ts"
 import * as NatsSessionStore from "./NatsSessionStore.ts"
 import * as NodeUpstream from "./NodeUpstream.ts"
 import * as Sessions from "./Sessions.ts"
@@ -31,7 +32,8 @@ const Main = NodeLhttpServer.layerConfig({
   Layer.provide([Echo.layer, Chat.layer, Login.layer, NodeUpstream.layerFromEnv]),
   Layer.provideMerge(Sessions.layer()),
   Layer.provide(NatsSessionStore.layerFromEnv(SessionStore.layerMemory)),
-  Layer.provideMerge(Hub.layer()),
+  // every channel keeps its last 100 messages for 10 minutes unless LHTTP_HISTORY says otherwise
+  Layer.provideMerge(Hub.layer().pipe(Layer.provide(NatsHistory.layerFromEnv("*")))),
   Layer.provide(NatsBus.layerFromEnv(Bus.layerMemory()))
 )
 

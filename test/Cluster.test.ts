@@ -422,12 +422,18 @@ const connectionNames = (nats: NatsServer) =>
     (response) => (JSON.parse(response.body) as { connections: Array<{ name?: string }> }).connections.map((c) => c.name)
   )
 
-/** Runs the main job (`node src/main.ts`) with `env` until the scope closes; waits until it has connected to NATS. */
+/**
+ * Runs the main job (`node src/main.ts`) with `env` until the scope closes; waits until it has
+ * connected to NATS. Without history unless `env` sets `LHTTP_HISTORY`: these tests read the bus's
+ * frames byte for byte.
+ */
 const mainJob = (env: Record<string, string>) =>
   Effect.gen(function*() {
     const port = yield* Effect.promise(freePort)
     const program = yield* Effect.acquireRelease(
-      Effect.sync(() => start("src/main.ts", { env: { LHTTP_PORT: String(port), LHTTP_HOST: "127.0.0.1", ...env } })),
+      Effect.sync(() =>
+        start("src/main.ts", { env: { LHTTP_PORT: String(port), LHTTP_HOST: "127.0.0.1", LHTTP_HISTORY: "", ...env } })
+      ),
       (program) => Effect.promise(() => program.stop("SIGKILL"))
     )
     // (unreachable: the credentials were refused, say)
@@ -514,19 +520,54 @@ layer(sharedNats, { excludeTestServices: true })("Cluster: the main job", (it) =
       assert.deepStrictEqual(numbers, Array.from({ length: numbers.length }, (_, i) => i))
     }))
 
-  it.effect("LHTTP_NATS_URL on a NATS without JetStream: the main job stops at start, saying sessions need it", () =>
+  it.effect("LHTTP_NATS_URL on a NATS without JetStream: the main job stops at start, saying sessions (and history) need it", () =>
     Effect.gen(function*() {
       const nats = yield* natsServerWith()
-      const port = yield* Effect.promise(freePort)
-      const program = yield* Effect.acquireRelease(
-        Effect.sync(() =>
-          start("src/main.ts", { env: { LHTTP_PORT: String(port), LHTTP_HOST: "127.0.0.1", LHTTP_NATS_URL: nats.url } })
-        ),
-        (program) => Effect.promise(() => program.stop("SIGKILL"))
+      const run = (env: Record<string, string>) =>
+        Effect.gen(function*() {
+          const port = yield* Effect.promise(freePort)
+          const program = yield* Effect.acquireRelease(
+            Effect.sync(() =>
+              start("src/main.ts", {
+                env: { LHTTP_PORT: String(port), LHTTP_HOST: "127.0.0.1", LHTTP_NATS_URL: nats.url, ...env }
+              })
+            ),
+            (program) => Effect.promise(() => program.stop("SIGKILL"))
+          )
+          const exit = yield* Effect.promise(() => program.exited)
+          assert.strictEqual(exit.code, 1, program.output())
+          return program.output()
+        })
+      assert.include(
+        yield* run({ LHTTP_HISTORY: "" }),
+        `NATS at ${nats.url} has no JetStream: sessions need it (start nats-server with -js)`
       )
-      const exit = yield* Effect.promise(() => program.exited)
-      assert.strictEqual(exit.code, 1, program.output())
-      assert.include(program.output(), `NATS at ${nats.url} has no JetStream: sessions need it (start nats-server with -js)`)
+      // with history (the default): the first of the two to find it out says so
+      assert.match(
+        yield* run({}),
+        new RegExp(`NATS at ${escape(nats.url)} has no JetStream: (sessions|channel history) needs? it \\(start nats-server with -js\\)`)
+      )
+    }))
+
+  it.effect("LHTTP_HISTORY on NATS: a message published on one main job is recovered by a client of another (JetStream)", () =>
+    Effect.gen(function*() {
+      const nats = yield* SharedNats
+      const one = yield* mainJob({ LHTTP_NATS_URL: nats.url, LHTTP_HISTORY: "recover-" })
+      const two = yield* mainJob({ LHTTP_NATS_URL: nats.url, LHTTP_HISTORY: "recover-" })
+      const first = yield* connect(two.url)
+      yield* first.send(frame("c", { subscribe: "recover-room" }))
+      const position = /^LHTTP\/1\.0 position\r\nchannel:recover-room\r\nepoch:(\w+)\r\noffset:(\d+)\r\n\r\n$/.exec(
+        yield* first.next()
+      )
+      assert.isNotNull(position)
+      const publisher = yield* connect(one.url)
+      for (const body of ["a", "b", "c"]) yield* publisher.send(frame("c", { publish: "recover-room" }, body))
+      yield* publisher.nothing()
+      const back = yield* connect(two.url)
+      yield* back.send(frame("c", { subscribe: "recover-room", since: `${position![1]}:${position![2]}` }))
+      const frames = [yield* back.next(), yield* back.next(), yield* back.next(), yield* back.next()]
+      assert.deepStrictEqual(frames.slice(0, 3).map((text) => text.slice(text.lastIndexOf("\r\n\r\n") + 4)), ["a", "b", "c"])
+      assert.match(frames[3]!, /^LHTTP\/1\.0 position\r\nchannel:recover-room\r\n.*recovered:yes\r\n\r\n$/s)
     }))
 
   it.effect("LHTTP_NATS_PREFIX= (set and empty): the subject is the channel id, as an original lhttp node uses; LHTTP_NATS_NAME names the connection", () =>

@@ -3,9 +3,11 @@
  * Events, long-poll and `POST /send`, beside WebSocket clients, on one core.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Layer } from "effect"
+import { Deferred, Duration, Effect, Fiber, Layer, Result } from "effect"
 import * as Connection from "../src/Connection.ts"
 import * as Echo from "../src/demo/Echo.ts"
+import * as Frame from "../src/Frame.ts"
+import * as History from "../src/History.ts"
 import type * as LhttpServer from "../src/LhttpServer.ts"
 import * as Processor from "../src/Processor.ts"
 import { Rejection } from "../src/Rejection.ts"
@@ -46,6 +48,9 @@ const server = (options: Parameters<typeof startServer>[0] = {}) =>
     { processors: [Echo.Echo, Life, Who, Slow, Bye], ...options },
     Layer.mergeAll(Echo.layer, LifeLive, WhoLive, SlowLive, ByeLive)
   )
+
+/** A header of a frame's text ("" when it has none). */
+const headerOf = (text: string, name: string) => Result.getOrThrow(Frame.parse(text)).headers.get(name) ?? ""
 
 /** Opens an SSE connection and reads its `connected` event: the stream and the connection's key. */
 const openSse = (http: string, query = "", headers?: Record<string, string>) =>
@@ -398,6 +403,38 @@ describe("HTTP transports: SSE", () => {
 })
 
 describe("HTTP transports: long-poll", () => {
+  it.live("SSE and long-poll recover a history channel since=<channel>:<epoch>:<offset>, at the positions WebSocket clients see", () =>
+    Effect.gen(function*() {
+      const { http, url } = yield* startServer({ processors: [Echo.Echo] }, Echo.layer, {
+        history: History.layerMemory({ policies: [{ prefix: "h-", size: 10, ttl: Duration.minutes(1) }] })
+      })
+      const ws = yield* connect(url)
+      yield* ws.send(frame("chat", { subscribe: "h-room" }))
+      const epoch = headerOf(yield* ws.next(), "epoch")
+      for (const body of ["m1", "m2", "m3"]) yield* ws.send(frame("chat", { publish: "h-room" }, body))
+      const live = [yield* ws.next(), yield* ws.next(), yield* ws.next()]
+      assert.deepStrictEqual(live.map((text) => headerOf(text, "offset")), ["1", "2", "3"])
+      const position = frame("position", { channel: "h-room", epoch, offset: "3", recovered: "yes" })
+      // SSE since offset 1: the frames after it as the WebSocket client got them, then the position
+      const { stream } = yield* openSse(http, `?since=${encodeURIComponent(`h-room:${epoch}:1`)}`)
+      assert.deepStrictEqual([(yield* nextFrame(stream)).text, (yield* nextFrame(stream)).text, (yield* nextFrame(stream)).text], [
+        live[1],
+        live[2],
+        position
+      ])
+      // long-poll since offset 0, beside a plain subscription
+      const key = yield* openPoll(http, `?subscribe=other&since=${encodeURIComponent(`h-room:${epoch}:0`)}`)
+      assert.deepStrictEqual((yield* pollFrames(http, key, 0, 4)).frames, [...live, position])
+      // then live ones, on both
+      yield* ws.send(frame("chat", { publish: "h-room" }, "m4"))
+      const m4 = yield* ws.next()
+      assert.strictEqual((yield* nextFrame(stream)).text, m4)
+      assert.deepStrictEqual((yield* pollFrames(http, key, 4, 1)).frames, [m4])
+      for (const bad of ["h-room", "h-room:e", "h-room:e:x", ":e:1", "h room:e:1"]) {
+        assert.strictEqual((yield* getJson(`${http}/poll?since=${encodeURIComponent(bad)}`)).status, 400, bad)
+      }
+    }))
+
   it.live("a poll acknowledges up to its cursor and answers the frames after it; the same cursor gets them again", () =>
     Effect.gen(function*() {
       const { http } = yield* server()

@@ -1,6 +1,6 @@
 import { NodeWS } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Layer, Option, Schema, Scope, Stream } from "effect"
+import { Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Schema, Scope, Stream } from "effect"
 import * as Socket from "effect/socket/Socket"
 import { TestClock } from "effect/testing"
 import * as fc from "fast-check"
@@ -8,6 +8,7 @@ import * as Net from "node:net"
 import * as Echo from "../src/demo/Echo.ts"
 import * as Login from "../src/demo/Login.ts"
 import * as Frame from "../src/Frame.ts"
+import * as History from "../src/History.ts"
 import { type Event, frameOf, Parser } from "../src/internal/client/eventStream.ts"
 import { Outbound } from "../src/internal/outbound.ts"
 import { eventOf } from "../src/internal/session.ts"
@@ -747,6 +748,57 @@ for (const transport of transports) {
         assert.deepInclude(message, { command: "flash", body: "after the reconnect" })
         // the kicked connection is gone: the publisher and the new connection are left
         yield* until(Effect.sync(() => running.connectionCount() === 2))
+      }))
+
+    it.live("recovers a history channel after a reconnect: what was published meanwhile, in order, then the position, then live ones", () =>
+      Effect.gen(function*() {
+        const { url } = yield* startServer({ processors }, implementations(SessionStore.layerMemory), {
+          history: History.layerMemory({ policies: [{ prefix: "h-", size: 100, ttl: Duration.minutes(1) }] })
+        })
+        const c = yield* over(url, { reconnect: { initialDelay: "400 millis", maxDelay: "400 millis", jitter: 0 } })
+        yield* opened(c)
+        const publisher = yield* rawConnect(url)
+        // the channel's frames and its position frames (both name the channel), not the barriers' replies
+        const ofChannel = c.messages.pipe(
+          Stream.filter((m) => m._tag !== "Failure" && m.headers.get("channel") === "h-news")
+        )
+        const first = yield* take(ofChannel, 2)
+        yield* c.subscribe(["h-news"])
+        yield* processed(c)
+        yield* publisher.send(frame("flash", { publish: "h-news" }, "before"))
+        const [position, before] = Array.from(yield* within(first))
+        assert.deepInclude(position, { command: "position" })
+        assert.strictEqual(bodyOf(before!), "before")
+        assert.deepStrictEqual(Option.map(c.position("h-news"), (p) => p.offset), Option.some(1))
+        // away: the server closes the connection, and five messages go by before the client is back
+        const back = yield* take(ofChannel, 7)
+        yield* c.command("kick")
+        yield* reached(c, "reconnecting")
+        for (let i = 1; i <= 5; i++) yield* publisher.send(frame("flash", { publish: "h-news" }, `missed ${i}`))
+        yield* opened(c)
+        yield* processed(c)
+        yield* publisher.send(frame("flash", { publish: "h-news" }, "live"))
+        const messages = Array.from(yield* within(back))
+        assert.deepStrictEqual(messages.map((m) => m._tag === "Failure" ? "" : m.command), [
+          "flash",
+          "flash",
+          "flash",
+          "flash",
+          "flash",
+          "position",
+          "flash"
+        ])
+        assert.deepStrictEqual(bodies(messages.filter((m) => m._tag !== "Failure" && m.command === "flash")), [
+          "missed 1",
+          "missed 2",
+          "missed 3",
+          "missed 4",
+          "missed 5",
+          "live"
+        ])
+        const recovered = messages[5]!
+        assert.strictEqual(recovered._tag === "Failure" ? undefined : recovered.headers.get("recovered"), "yes")
+        assert.deepStrictEqual(Option.map(c.position("h-news"), (p) => p.offset), Option.some(7))
       }))
 
     it.live("reconnects after a server restart on the same port, with its subscriptions", () =>

@@ -431,6 +431,25 @@ describe("examples/typed-request.ts", () => {
   })
 })
 
+describe("examples/history.ts", () => {
+  it("a reader whose connection drops gets what was published meanwhile, in order, then the position frame, then live ones", async () => {
+    const result = await run(example("history"), { timeoutMs: 20_000 })
+    assert.strictEqual(result.code, 0, result.output)
+    assert.deepStrictEqual(printed(result.output), [
+      "position: offset 0, recovered -",
+      "first (offset 1)",
+      "away since offset 1",
+      // published while it was away, recovered by the client by itself when it was back
+      "second (offset 2)",
+      "third (offset 3)",
+      "fourth (offset 4)",
+      "position: offset 4, recovered yes",
+      "live again (offset 5)",
+      "last position: 5"
+    ])
+  })
+})
+
 describe("examples/login-session.ts", () => {
   it("logs in to the main job, and a second client given the key restores the session, which the server knows", async () => {
     const port = await freePort()

@@ -11,7 +11,7 @@ import { freePort, type Program, start } from "./utils/process.ts"
 
 const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
 
-describe("the main job reads LHTTP_PUBLISH_TOKEN, LHTTP_MAX_MESSAGE_BYTES and LHTTP_ALLOWED_ORIGINS", () => {
+describe("the main job reads LHTTP_PUBLISH_TOKEN, LHTTP_MAX_MESSAGE_BYTES, LHTTP_ALLOWED_ORIGINS and LHTTP_HISTORY", () => {
   let program: Program | undefined
   let port = 0
   beforeAll(async () => {
@@ -23,7 +23,9 @@ describe("the main job reads LHTTP_PUBLISH_TOKEN, LHTTP_MAX_MESSAGE_BYTES and LH
         LHTTP_PUBLISH_TOKEN: "main-s3cret",
         LHTTP_MAX_MESSAGE_BYTES: "1024",
         // a comma-separated list; spaces around an origin do not count
-        LHTTP_ALLOWED_ORIGINS: "https://a.example, https://b.example"
+        LHTTP_ALLOWED_ORIGINS: "https://a.example, https://b.example",
+        // empty: no channel keeps history (frames are delivered byte for byte, no position frames)
+        LHTTP_HISTORY: ""
       }
     })
     const line = await program.waitFor(/listening on/, 15_000)
@@ -110,10 +112,27 @@ describe("the main job: login, sessions, and the three transports", () => {
       yield* second.send(frame("session", { restore: key, id: "r1" }))
       assert.strictEqual(yield* second.next(), `LHTTP/1.0 session\r\nsession-key:${key}\r\nid:r1\r\n\r\n{"name":"alice"}`)
       yield* second.send(frame("chat", { subscribe: "main-lobby" }))
+      // by default every channel keeps history: the subscription's position first (nothing yet)
+      const position = /^LHTTP\/1\.0 position\r\nchannel:main-lobby\r\nepoch:(\w+)\r\noffset:0\r\n\r\n$/.exec(
+        yield* second.next()
+      )
+      assert.isNotNull(position)
+      const epoch = position![1]!
       assert.strictEqual(yield* second.next(), "LHTTP/1.0 chat\r\nevent:members\r\nroom:main-lobby\r\n\r\nalice")
       yield* second.send(frame("chat", { publish: "main-lobby" }, "hi"))
-      assert.strictEqual(yield* second.next(), "LHTTP/1.0 chat\r\nevent:join\r\nroom:main-lobby\r\nfrom:alice\r\n\r\n")
-      assert.strictEqual(yield* second.next(), "LHTTP/1.0 chat\r\npublish:main-lobby\r\nfrom:alice\r\n\r\nhi")
+      const at = (offset: number) => `LHTTP/1.0 chat\r\nchannel:main-lobby\r\noffset:${offset}\r\nepoch:${epoch}\r\n`
+      const joined = `${at(1)}event:join\r\nroom:main-lobby\r\nfrom:alice\r\n\r\n`
+      const said = `${at(2)}publish:main-lobby\r\nfrom:alice\r\n\r\nhi`
+      assert.strictEqual(yield* second.next(), joined)
+      assert.strictEqual(yield* second.next(), said)
+      // a client back since the start gets both, then the position frame
+      const back = yield* connect(ws())
+      yield* back.send(frame("subscribe", { subscribe: "main-lobby", since: `${epoch}:0` }))
+      assert.deepStrictEqual([yield* back.next(), yield* back.next(), yield* back.next()], [
+        joined,
+        said,
+        `LHTTP/1.0 position\r\nchannel:main-lobby\r\nepoch:${epoch}\r\noffset:2\r\nrecovered:yes\r\n\r\n`
+      ])
       // a name that is not valid is refused
       yield* first.send(frame("login", { id: "l2" }, "{\"name\":\"\"}"))
       assert.match(yield* first.next(), /^LHTTP\/1\.0 error\r\nstatus:400\r\nreason:InvalidBody\r\nid:l2\r\n/)

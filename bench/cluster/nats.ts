@@ -1,9 +1,12 @@
 /**
  * The benchmark's own nats-server: on a free loopback port, pinned to a core,
- * killed when the driver exits, whatever happens.
+ * with JetStream (for the history rows), killed when the driver exits,
+ * whatever happens.
  */
 import { type ChildProcess, spawn } from "node:child_process"
-import { existsSync } from "node:fs"
+import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import * as Path from "node:path"
 import { freePort, within } from "../fanout/children.ts"
 
 const candidates = ["/usr/sbin/nats-server", "/usr/local/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
@@ -27,20 +30,25 @@ export interface NatsServer {
 }
 
 const running = new Set<ChildProcess>()
+const stores = new Set<string>()
 process.on("exit", () => {
   for (const child of running) child.kill("SIGKILL")
+  for (const dir of stores) rmSync(dir, { recursive: true, force: true })
 })
 
 /** Starts nats-server on `cpu`; resolves once it says it is ready. */
 export const startNats = async (cpu: string): Promise<NatsServer> => {
   const port = await freePort()
-  const child = spawn("taskset", ["-c", cpu, findNatsServer(), "-a", "127.0.0.1", "-p", String(port), "-n", "lhttp-bench"], {
-    stdio: ["ignore", "pipe", "pipe"]
-  })
+  // JetStream on (for the history rows), storing in a folder of its own, removed at the end
+  const storeDir = mkdtempSync(Path.join(tmpdir(), "lhttp-bench-nats-"))
+  stores.add(storeDir)
+  const args = ["-c", cpu, findNatsServer(), "-a", "127.0.0.1", "-p", String(port), "-n", "lhttp-bench", "-js", "-sd", storeDir]
+  const child = spawn("taskset", args, { stdio: ["ignore", "pipe", "pipe"] })
   running.add(child)
   const stop = () => {
     running.delete(child)
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+    rmSync(storeDir, { recursive: true, force: true })
   }
   try {
     const output = await within(

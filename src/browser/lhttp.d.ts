@@ -295,6 +295,11 @@ export declare class Lhttp {
   readonly conn: WebSocketLike | HttpConnection | undefined
   /** The channels subscribed to, re-sent after each reconnect. */
   readonly channels: ReadonlyArray<string>
+  /**
+   * The last position seen of a subscribed history channel: after a reconnect the channel is
+   * subscribed `since` it, and what was published meanwhile arrives before the live messages.
+   */
+  position(channel: string): { readonly epoch: string; readonly offset: number } | undefined
   /** The session as the server last told it, or `undefined` (none, not restored yet, or closed). */
   readonly session: Session | undefined
   /** The key restored after each new connection: the session's, or the one given or saved, until refused. */

@@ -728,6 +728,7 @@ export class Lhttp {
   #closing = false
   #closeWaiters = []
   #subscriptions = [] // { channels: Set, command, headers: Map, body }, oldest first
+  #positions = new Map() // channel -> { epoch, offset }: the last position seen of a history channel
   #queue = [] // { text, id }
   #pending = new Map() // id -> { resolve, reject, timer, socket }
   #prefix = Math.random().toString(36).slice(2, 8)
@@ -788,6 +789,15 @@ export class Lhttp {
   /** The channels this client is subscribed to, re-sent after each reconnect. */
   get channels() {
     return this.#subscriptions.flatMap((subscription) => Array.from(subscription.channels))
+  }
+  /**
+   * The last position seen of a subscribed history channel, `{ epoch, offset }`, or undefined:
+   * after a reconnect the channel is subscribed `since` it, and what was published meanwhile
+   * arrives before the live messages, then a `position` message (`recovered: "no"` and a
+   * `reason` when the server could not give everything).
+   */
+  position(channel) {
+    return this.#positions.get(channel)
   }
   /** The session as the server last told it (`{ key, data }`), or undefined. */
   get session() {
@@ -961,8 +971,28 @@ export class Lhttp {
     context.reconnected = reconnected
     this.#setState("open")
     for (const subscription of this.#subscriptions) {
-      const headers = new Map(subscription.headers).set("subscribe", Array.from(subscription.channels).join(" "))
-      conn.send(encode(new Message(subscription.command, headers, subscription.body)))
+      const channels = Array.from(subscription.channels)
+      const since = (channel) => {
+        const position = this.#positions.get(channel)
+        return `${position.epoch}:${position.offset}`
+      }
+      // a history channel with a known position is subscribed since it: in the subscription's own
+      // message when it is its only channel, else in a `subscribe` message of its own
+      if (channels.length === 1 && this.#positions.has(channels[0])) {
+        const headers = new Map(subscription.headers).set("subscribe", channels[0]).set("since", since(channels[0]))
+        conn.send(encode(new Message(subscription.command, headers, subscription.body)))
+        continue
+      }
+      const rest = channels.filter((channel) => !this.#positions.has(channel))
+      for (const channel of channels) {
+        if (this.#positions.has(channel)) {
+          conn.send(encode(new Message("subscribe", new Map([["subscribe", channel], ["since", since(channel)]]), "")))
+        }
+      }
+      if (rest.length > 0) {
+        const headers = new Map(subscription.headers).set("subscribe", rest.join(" "))
+        conn.send(encode(new Message(subscription.command, headers, subscription.body)))
+      }
     }
     for (const { text, id } of this.#queue.splice(0)) this.#transmit(conn, text, id)
     this.#hook("on_open", context)
@@ -1022,6 +1052,7 @@ export class Lhttp {
       return // protocol.md §8: a client may ignore what it does not understand
     }
     const id = message.headers.get("id")
+    this.#trackPosition(message)
     if (message.command === SESSION) this.#sessionFrame(message, id)
     const pending = id === undefined ? undefined : this.#settle(id)
     if (pending === undefined) return this.#hook("on_message", new Context(this, message))
@@ -1107,6 +1138,18 @@ export class Lhttp {
     return pending
   }
 
+  // keeps the position of a subscribed history channel from its messages and position messages
+  #trackPosition(message) {
+    const { headers } = message
+    const channel = headers.get("channel")
+    const epoch = headers.get("epoch")
+    const offset = Number(headers.get("offset"))
+    if (channel === undefined || epoch === undefined || !Number.isSafeInteger(offset)) return
+    if (!this.#subscriptions.some((subscription) => subscription.channels.has(channel))) return
+    const known = this.#positions.get(channel)
+    if (known === undefined || known.epoch !== epoch || offset > known.offset) this.#positions.set(channel, { epoch, offset })
+  }
+
   // Remembers what subscribed, to re-send it after a reconnect, in the server's order:
   // subscribe, then unsubscribe. True when the message does nothing but subscribe.
   #track(message) {
@@ -1127,6 +1170,7 @@ export class Lhttp {
       })
     }
     for (const subscription of this.#subscriptions) for (const channel of unsubscribe) subscription.channels.delete(channel)
+    for (const channel of unsubscribe) this.#positions.delete(channel)
     this.#subscriptions = this.#subscriptions.filter((subscription) => subscription.channels.size > 0)
     return subscribe.length > 0 && !NOT_RESENT.some((name) => headers.has(name))
   }

@@ -18,6 +18,7 @@
 import { Effect, Option, Result } from "effect"
 import * as Channel from "../Channel.ts"
 import * as Connection from "../Connection.ts"
+import * as History from "../History.ts"
 import * as Hub from "../Hub.ts"
 import * as Processor from "../Processor.ts"
 import * as Sessions from "../Sessions.ts"
@@ -95,7 +96,9 @@ export const layer = Chat.toLayer(Effect.gen(function*() {
           let members = rooms.get(room)
           if (members === undefined) rooms.set(room, members = new Map())
           if (members.has(connection.id)) continue
-          yield* connection.subscribe([room])
+          // back from a reconnect with the room's position: what was said meanwhile comes first
+          const since = History.parseSince(exchange.header("since") ?? "")
+          yield* connection.subscribe([room], { since })
           members.set(connection.id, name)
           yield* connection.send({
             command: "chat",

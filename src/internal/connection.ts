@@ -16,6 +16,7 @@ import { Effect, Exit, Fiber, Result, Scope } from "effect"
 import * as Channel from "../Channel.ts"
 import type { Connection, Key } from "../Connection.ts"
 import * as Frame from "../Frame.ts"
+import type { Position } from "../History.ts"
 import type { Hub, Subscriber } from "../Hub.ts"
 import type { ProtocolError } from "../ProtocolError.ts"
 import { Rejection } from "../Rejection.ts"
@@ -402,10 +403,15 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
     })
   }
 
-  subscribe(channels: Iterable<string>): Effect.Effect<void, ProtocolError | Rejection> {
+  subscribe(
+    channels: Iterable<string>,
+    options?: { readonly since?: Position | undefined }
+  ): Effect.Effect<void, ProtocolError | Rejection> {
     return Effect.suspend((): Effect.Effect<void, ProtocolError | Rejection> => {
       const list = Channel.validateAll(channels)
-      return Result.isFailure(list) ? Effect.fail(list.failure) : this.#core.hub.subscribe(this, list.success)
+      return Result.isFailure(list)
+        ? Effect.fail(list.failure)
+        : this.#core.hub.subscribe(this, list.success, { positions: true, since: options?.since })
     })
   }
 

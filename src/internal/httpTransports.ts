@@ -7,9 +7,10 @@
  */
 import { Buffer } from "node:buffer"
 import type * as Http from "node:http"
-import type { Result } from "effect"
+import { Result } from "effect"
 import * as Channel from "../Channel.ts"
 import * as Frame from "../Frame.ts"
+import * as History from "../History.ts"
 import type * as LhttpServer from "../LhttpServer.ts"
 import type { Rejection } from "../Rejection.ts"
 import type * as Transport from "../Transport.ts"
@@ -55,6 +56,33 @@ const channelsOf = (url: URL) => {
   const value = (url.searchParams.get("subscribe") ?? "").trim()
   if (value === "") return Channel.validateAll([])
   return Channel.validateAll(value.split(/[ ,]+/))
+}
+
+/** What a query subscribes to: its `subscribe` channels, and the channels it recovers since a position. */
+interface Subscriptions {
+  readonly channels: ReadonlyArray<Channel.ChannelId>
+  readonly since: ReadonlyArray<{ readonly channel: Channel.ChannelId; readonly position: string }>
+}
+
+/**
+ * The subscriptions of a query: `subscribe` (see {@link channelsOf}) and each
+ * `since=<channel>:<epoch>:<offset>`, which subscribes to that history channel
+ * since that position (docs/history-and-presence.md).
+ */
+const subscriptionsOf = (url: URL): Result.Result<Subscriptions, { readonly reason: string; readonly message: string }> => {
+  const channels = channelsOf(url)
+  if (channels._tag === "Failure") return Result.fail(channels.failure)
+  const since: Array<Subscriptions["since"][number]> = []
+  for (const value of url.searchParams.getAll("since")) {
+    const match = /^(.+):([^:]+:[^:]+)$/.exec(value)
+    if (match === null || History.parseSince(match[2]!) === undefined) {
+      return Result.fail({ reason: "InvalidSince", message: "since is <channel>:<epoch>:<offset>" })
+    }
+    const channel = Channel.validate(match[1]!)
+    if (channel._tag === "Failure") return Result.fail(channel.failure)
+    since.push({ channel: channel.success, position: match[2]! })
+  }
+  return Result.succeed({ channels: channels.success, since })
 }
 
 /** `<key>:<sequence>`, the id of an SSE event, read back from `Last-Event-ID`. */
@@ -114,11 +142,16 @@ export const make = (server: LhttpServer.LhttpServer["Service"], settings: Setti
   })
 
   /** Opens a session: accepted by the core, then subscribed to the query's channels through the pipeline. */
-  const open = (session: Session, channels: ReadonlyArray<Channel.ChannelId>, admitted: LhttpServer.Admitted) => {
+  const open = (session: Session, subscriptions: Subscriptions, admitted: LhttpServer.Admitted) => {
     sessions.set(session.key, session)
     const inbound = server.accept(session, admitted)
     session.inbound = inbound
+    const recovering = new Set(subscriptions.since.map((entry) => entry.channel))
+    const channels = subscriptions.channels.filter((channel) => !recovering.has(channel))
     if (channels.length > 0) inbound.receive(`LHTTP/1.0 subscribe\r\nsubscribe:${channels.join(" ")}\r\n\r\n`)
+    for (const { channel, position } of subscriptions.since) {
+      inbound.receive(`LHTTP/1.0 subscribe\r\nsubscribe:${channel}\r\nsince:${position}\r\n\r\n`)
+    }
   }
 
   const stream = (
@@ -136,14 +169,14 @@ export const make = (server: LhttpServer.LhttpServer["Service"], settings: Setti
       if (told.has(resumed)) return respond(response, 204, "", cors)
       told.add(resumed)
     }
-    let channels: ReadonlyArray<Channel.ChannelId> = []
+    let subscriptions: Subscriptions = { channels: [], since: [] }
     if (resumed === undefined) {
       if (server.isDraining()) return respond(response, 503, "the server is shutting down\n", cors)
-      const parsed = channelsOf(url)
+      const parsed = subscriptionsOf(url)
       if (parsed._tag === "Failure") {
         return respond(response, 400, `${parsed.failure.reason}: ${parsed.failure.message}\n`, cors)
       }
-      channels = parsed.success
+      subscriptions = parsed.success
     }
     const begin = (admitted: LhttpServer.Admitted) => {
       if (response.destroyed) return
@@ -174,7 +207,7 @@ export const make = (server: LhttpServer.LhttpServer["Service"], settings: Setti
       }
       response.on("close", () => session.detach(sink))
       session.attach(sink, resumed === undefined ? 0 : lastEvent!.after)
-      if (resumed === undefined) open(session, channels, admitted)
+      if (resumed === undefined) open(session, subscriptions, admitted)
     }
     // a stream that resumes its connection was admitted when the connection opened
     if (resumed !== undefined) return begin(undefined)
@@ -198,7 +231,7 @@ export const make = (server: LhttpServer.LhttpServer["Service"], settings: Setti
     const key = url.searchParams.get("connection")
     if (key === null) {
       if (server.isDraining()) return respond(response, 503, "the server is shutting down\n", cors)
-      const parsed = channelsOf(url)
+      const parsed = subscriptionsOf(url)
       if (parsed._tag === "Failure") {
         return respond(response, 400, `${parsed.failure.reason}: ${parsed.failure.message}\n`, cors)
       }

@@ -7,6 +7,7 @@ import { HttpServer } from "effect/http"
 import WebSocket from "ws"
 import * as Bus from "../../src/Bus.ts"
 import type * as Filter from "../../src/Filter.ts"
+import type * as History from "../../src/History.ts"
 import * as Hub from "../../src/Hub.ts"
 import * as LhttpServer from "../../src/LhttpServer.ts"
 import * as NodeLhttpServer from "../../src/NodeLhttpServer.ts"
@@ -24,18 +25,23 @@ export interface TestServer {
 /**
  * Starts a server with the in-memory bus on a free port until the test's
  * scope closes. `implementations` provides the processors' and filters' Layers;
- * `more` sets the Hub's options and the bus (in memory by default).
+ * `more` sets the Hub's options, the bus (in memory by default) and a history.
  */
 export const startServer = <const P extends Processor.Any = never, const F extends Filter.Any = never>(
   options: NodeLhttpServer.Options<P, F>,
   implementations?: Layer.Layer<any, any, any>,
-  more?: { readonly hub?: Hub.Options; readonly bus?: Layer.Layer<Bus.Bus, unknown> }
+  more?: {
+    readonly hub?: Hub.Options
+    readonly bus?: Layer.Layer<Bus.Bus, unknown>
+    readonly history?: Layer.Layer<History.History, unknown>
+  }
 ) =>
   Effect.gen(function*() {
     let app: Layer.Layer<any, any, any> = NodeLhttpServer.layer({ port: 0, host: "127.0.0.1", ...options })
     if (implementations !== undefined) app = app.pipe(Layer.provide(implementations))
+    const hub = more?.history === undefined ? Hub.layer(more?.hub) : Hub.layer(more.hub).pipe(Layer.provide(more.history))
     const context = yield* Layer.build(
-      app.pipe(Layer.provideMerge(Hub.layer(more?.hub)), Layer.provide(more?.bus ?? Bus.layerMemory()))
+      app.pipe(Layer.provideMerge(hub), Layer.provide(more?.bus ?? Bus.layerMemory()))
     ) as Effect.Effect<Context.Context<LhttpServer.LhttpServer | Hub.Hub | HttpServer.HttpServer>, unknown, any>
     const address = Context.get(context, HttpServer.HttpServer).address
     const port = address._tag === "UnixPathAddress" ? 0 : address.port

@@ -3,17 +3,27 @@
  * as bench/fanout/servers/lhttp.ts (no processors; `subscribe` and `publish`
  * headers work with any command) on 127.0.0.1:$PORT, with the NATS bus on
  * $NATS_URL instead of the in-memory one. It logs a line with "listening" when
- * it serves, and "NATS: connected" once its NATS connection is up.
+ * it serves, and "NATS: connected" once its NATS connection is up. With
+ * $LHTTP_BENCH_HISTORY (policies, as `LHTTP_HISTORY` reads them), the channels
+ * it names keep history in JetStream (effect-lhttp/NatsHistory).
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Layer } from "effect"
+import * as History from "../../../src/History.ts"
 import * as Hub from "../../../src/Hub.ts"
 import * as NodeLhttpServer from "../../../src/NodeLhttpServer.ts"
 import * as NatsBus from "../../../src/NatsBus.ts"
+import * as NatsHistory from "../../../src/NatsHistory.ts"
+
+const servers = process.env.NATS_URL ?? "nats://127.0.0.1:4222"
+const policies = History.parsePolicies(process.env.LHTTP_BENCH_HISTORY ?? "")
+const HubLive = policies.length === 0
+  ? Hub.layer()
+  : Hub.layer().pipe(Layer.provide(NatsHistory.layer({ servers, policies })))
 
 const Server = NodeLhttpServer.layer({ port: Number(process.env.PORT), host: "127.0.0.1" }).pipe(
-  Layer.provideMerge(Hub.layer()),
-  Layer.provide(NatsBus.layer({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222" }))
+  Layer.provideMerge(HubLive),
+  Layer.provide(NatsBus.layer({ servers }))
 )
 
 Layer.launch(Server).pipe(NodeRuntime.runMain)
