@@ -20,6 +20,7 @@
 import { Context, Deferred, Effect, Exit, Layer, Option, Queue, Result, Scope, Stream } from "effect"
 import { Bus, type BusError } from "./Bus.ts"
 import * as Channel from "./Channel.ts"
+import type { Connection } from "./Connection.ts"
 import * as Frame from "./Frame.ts"
 import * as History from "./History.ts"
 import { Outbound } from "./internal/outbound.ts"
@@ -42,6 +43,24 @@ export interface Subscriber {
    * block. One that throws is logged; the others still get the frame.
    */
   readonly deliver: (frame: Transport.Outbound) => void
+  /**
+   * The client connection this subscriber is, if it is one: connections are
+   * the members of a channel ({@link Membership}); server-side streams are not.
+   */
+  readonly connection?: Connection | undefined
+}
+
+/**
+ * A connection joining or leaving a channel on this process: what
+ * {@link Hub} watchers are told (after a subscription succeeded; at an
+ * unsubscribe or a disconnect).
+ *
+ * @since 0.1.0
+ */
+export interface Membership {
+  readonly channel: Channel.ChannelId
+  readonly connection: Connection
+  readonly joined: boolean
 }
 
 /**
@@ -109,6 +128,15 @@ export class Hub extends Context.Service<Hub, {
   ) => Stream.Stream<Message.Message, ProtocolError | Rejection.Rejection>
   /** How many channels have local subscribers. */
   readonly channelCount: () => number
+  /** The connections subscribed to a channel on this process. */
+  readonly members: (channel: Channel.ChannelId) => ReadonlyArray<Connection>
+  /**
+   * Runs `listener` for every connection joining or leaving a channel on this
+   * process, until the scope closes: within the subscription (after it
+   * succeeded) or the unsubscription, so what it publishes comes before
+   * anything the connection's next messages cause.
+   */
+  readonly watch: (listener: (membership: Membership) => Effect.Effect<void>) => Effect.Effect<void, never, Scope.Scope>
 }>()("effect-lhttp/Hub") {}
 
 /**
@@ -140,6 +168,8 @@ export interface SubscribeOptions {
 
 interface Entry {
   readonly subscribers: Set<Subscriber>
+  /** The connections among them whose joining was told to the watchers. */
+  readonly members: Set<Connection>
   /** Subscribers recovering the channel's history: what arrives for them meanwhile waits here. */
   gates: Map<Subscriber, Array<Transport.Outbound>> | undefined
   /** The bus subscription, once taken. */
@@ -232,12 +262,39 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
       yield* Deferred.done(entry.ready, Exit.void)
     })
 
+  // the watchers of memberships; one that fails or dies is logged, the others still run
+  const watchers = new Set<(membership: Membership) => Effect.Effect<void>>()
+  const tell = (membership: Membership) =>
+    Effect.forEach(Array.from(watchers), (watcher) =>
+      Effect.suspend(() => watcher(membership)).pipe(
+        Effect.catchCause((cause) => Effect.sync(() => onDefect(cause)))
+      ), { discard: true })
+
+  // the connections of a subscription that succeeded join their channels
+  const joined = (subscriber: Subscriber, channels: ReadonlyArray<Channel.ChannelId>) =>
+    Effect.suspend(() => {
+      const connection = subscriber.connection
+      if (connection === undefined) return Effect.void
+      const told: Array<Membership> = []
+      for (const channel of channels) {
+        const entry = table.get(channel)
+        if (entry === undefined || !entry.subscribers.has(subscriber) || entry.members.has(connection)) continue
+        entry.members.add(connection)
+        if (watchers.size > 0) told.push({ channel, connection, joined: true })
+      }
+      return told.length === 0 ? Effect.void : Effect.forEach(told, tell, { discard: true })
+    })
+
   const leave = (subscriber: Subscriber, channel: Channel.ChannelId) => {
     if (!subscriber.channels.delete(channel)) return Effect.void
     const entry = table.get(channel)
     if (entry === undefined || !entry.subscribers.delete(subscriber)) return Effect.void
     entry.gates?.delete(subscriber)
-    return entry.subscribers.size === 0 ? release(channel, entry) : Effect.void
+    const connection = subscriber.connection
+    const left = connection !== undefined && entry.members.delete(connection) && watchers.size > 0
+      ? tell({ channel, connection, joined: false })
+      : Effect.void
+    return entry.subscribers.size === 0 ? Effect.andThen(left, release(channel, entry)) : left
   }
 
   const deliverSafely = (subscriber: Subscriber, frame: Transport.Outbound) => {
@@ -298,7 +355,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
         subscriber.channels.add(channel)
         let entry = table.get(channel)
         if (entry === undefined) {
-          entry = { subscribers: new Set(), gates: undefined, scope: undefined, ready: Deferred.makeUnsafe() }
+          entry = { subscribers: new Set(), members: new Set(), gates: undefined, scope: undefined, ready: Deferred.makeUnsafe() }
           table.set(channel, entry)
           opening.push([channel, entry])
         } else if (entry.scope === undefined) {
@@ -315,7 +372,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
           }
         }
       }
-      if (opening.length === 0 && waiting.length === 0 && positions.length === 0) return Effect.void
+      if (opening.length === 0 && waiting.length === 0 && positions.length === 0) return joined(subscriber, fresh)
       // every entry this call opens is settled, whatever the others do: later joiners wait on it
       return Effect.forEach(opening, ([channel, entry]) => Effect.exit(open(channel, entry))).pipe(
         Effect.flatMap((exits) => {
@@ -324,6 +381,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
         }),
         Effect.andThen(Effect.forEach(waiting, (entry) => Deferred.await(entry.ready), { discard: true })),
         Effect.andThen(Effect.forEach(positions, (recovery) => recovery, { discard: true })),
+        Effect.andThen(joined(subscriber, fresh)),
         // all or none: a channel that failed leaves the others of this call released too
         Effect.onError(() => unsubscribe(subscriber, fresh))
       )
@@ -387,7 +445,13 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
           }
           return Effect.acquireRelease(subscribe(subscriber, list.success), () => unsubscribe(subscriber, subscriber.channels))
         }), { bufferSize: options?.capacity ?? 1024, strategy: options?.strategy ?? "dropping" }),
-    channelCount: () => table.size
+    channelCount: () => table.size,
+    members: (channel) => {
+      const entry = table.get(channel)
+      return entry === undefined ? [] : Array.from(entry.members)
+    },
+    watch: (listener) =>
+      Effect.acquireRelease(Effect.sync(() => void watchers.add(listener)), () => Effect.sync(() => void watchers.delete(listener)))
   })
 })
 

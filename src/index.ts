@@ -46,6 +46,9 @@ export * as Message from "./Message.ts"
 /** Multipart bodies cut by byte offsets. */
 export * as Multipart from "./Multipart.ts"
 
+/** Presence: who is subscribed to a channel on every node, the `presence` command, join and leave events. */
+export * as Presence from "./Presence.ts"
+
 /** Processors: the handlers of commands, defined as values and implemented as Layers. */
 export * as Processor from "./Processor.ts"
 

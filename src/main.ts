@@ -3,7 +3,7 @@
  * and `login` demo processors and sessions (the `session` command), on the
  * in-memory bus and session store, or on NATS as a node of a cluster when
  * `LHTTP_NATS_URL` is set (sessions then in a NATS KV bucket: that NATS needs
- * JetStream), with channel history (`LHTTP_HISTORY`; in JetStream on NATS), with upstream calls when `LHTTP_UPSTREAM_ALLOW` is set;
+ * JetStream), with presence (the `presence` command), with channel history (`LHTTP_HISTORY`; in JetStream on NATS), with upstream calls when `LHTTP_UPSTREAM_ALLOW` is set;
  * configured by `LHTTP_*` environment variables (see the README). It serves
  * the chat room page at `/` and stops gracefully on SIGTERM and SIGINT.
  */
@@ -19,6 +19,7 @@ import * as NatsBus from "./NatsBus.ts"
 import * as NatsHistory from "./NatsHistory.ts"
 import * as NatsSessionStore from "./NatsSessionStore.ts"
 import * as NodeUpstream from "./NodeUpstream.ts"
+import * as Presence from "./Presence.ts"
 import * as Sessions from "./Sessions.ts"
 import * as SessionStore from "./SessionStore.ts"
 
@@ -26,11 +27,13 @@ import * as SessionStore from "./SessionStore.ts"
 const page = readFileSync(new URL("./demo/chat.html", import.meta.url), "utf8")
 
 const Main = NodeLhttpServer.layerConfig({
-  processors: [Echo.Echo, Chat.Chat, Login.Login, Sessions.SessionProcessor],
+  processors: [Echo.Echo, Chat.Chat, Login.Login, Sessions.SessionProcessor, Presence.PresenceProcessor],
   page
 }).pipe(
   Layer.provide([Echo.layer, Chat.layer, Login.layer, NodeUpstream.layerFromEnv]),
   Layer.provideMerge(Sessions.layer()),
+  // the presence command (the chat page's member list); join and leave events per LHTTP_PRESENCE_EVENTS
+  Layer.provideMerge(Presence.layerConfig),
   Layer.provide(NatsSessionStore.layerFromEnv(SessionStore.layerMemory)),
   // every channel keeps its last 100 messages for 10 minutes unless LHTTP_HISTORY says otherwise
   Layer.provideMerge(Hub.layer().pipe(Layer.provide(NatsHistory.layerFromEnv("*")))),

@@ -10,8 +10,8 @@ import { Effect, Exit, Scope } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import type { Page } from "playwright-core"
-import { type Browser, joinChat, launch, logShows, say } from "./utils/browser.ts"
+import type { Page, WebSocketRoute } from "playwright-core"
+import { type Browser, chatLines, joinChat, launch, logShows, say } from "./utils/browser.ts"
 import { natsServerWith } from "./utils/nats.ts"
 import { freePort, type Program, start } from "./utils/process.ts"
 
@@ -118,6 +118,52 @@ describe("the chat demo in Chromium", () => {
       await browser?.close()
       await main.stop()
       Fs.rmSync(folder, { recursive: true, force: true })
+    }
+  })
+
+  it("a page whose connection drops shows what was said while it was away, once, in order (channel history)", { timeout: 60_000 }, async () => {
+    const port = await freePort()
+    const base = `http://127.0.0.1:${port}/`
+    const main = await startMain(port)
+    let browser: Browser | undefined
+    const errors: Array<string> = []
+    try {
+      browser = await launch()
+      // Alice's WebSockets go through a route this test can cut, and refuse while she is "offline"
+      let offline = false
+      let current: WebSocketRoute | undefined
+      const alice = await joinChat(browser, base, "Alice", "away", errors, (page) =>
+        page.routeWebSocket(/.*/, (ws) => {
+          if (offline) return ws.close({ code: 1006 })
+          current = ws
+          ws.connectToServer()
+        }))
+      const bob = await joinChat(browser, base, "Bob", "away", errors)
+      await logShows(alice, "Bob joined")
+      await say(bob, "before")
+      await logShows(alice, "Bob", "before")
+      offline = true
+      await current!.close({ code: 1006 })
+      await alice.locator("#state.reconnecting").waitFor({ timeout: 5_000 })
+      for (const text of ["one", "two", "three"]) await say(bob, text)
+      await logShows(bob, "Bob", "three")
+      offline = false
+      await alice.locator("#state.open").waitFor({ timeout: 15_000 })
+      await logShows(alice, "Bob", "three")
+      await say(bob, "after")
+      await logShows(alice, "Bob", "after")
+      assert.deepStrictEqual((await chatLines(alice)).filter(([who]) => who === "Bob").map(([, text]) => text), [
+        "before",
+        "one",
+        "two",
+        "three",
+        "after"
+      ])
+      assert.strictEqual(await alice.locator("#log li", { hasText: "are gone" }).count(), 0)
+      assert.deepStrictEqual(errors, [])
+    } finally {
+      await browser?.close()
+      await main.stop()
     }
   })
 

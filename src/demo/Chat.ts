@@ -20,6 +20,7 @@ import * as Channel from "../Channel.ts"
 import * as Connection from "../Connection.ts"
 import * as History from "../History.ts"
 import * as Hub from "../Hub.ts"
+import * as Presence from "../Presence.ts"
 import * as Processor from "../Processor.ts"
 import * as Sessions from "../Sessions.ts"
 
@@ -96,6 +97,8 @@ export const layer = Chat.toLayer(Effect.gen(function*() {
           let members = rooms.get(room)
           if (members === undefined) rooms.set(room, members = new Map())
           if (members.has(connection.id)) continue
+          // what presence shows of this connection: its name (the page's member list asks presence)
+          connection.set(Presence.info, { name })
           // back from a reconnect with the room's position: what was said meanwhile comes first
           const since = History.parseSince(exchange.header("since") ?? "")
           yield* connection.subscribe([room], { since })

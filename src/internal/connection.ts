@@ -367,6 +367,11 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
 
   // ---- Subscriber ----
 
+  /** The connection a Hub subscriber is: this one. */
+  get connection(): Connection {
+    return this
+  }
+
   deliver(delivery: OutboundFrame): void {
     this.outbox.offer(delivery)
   }

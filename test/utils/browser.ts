@@ -74,10 +74,12 @@ export const joinChat = async (
   base: string,
   name: string,
   room: string,
-  errors: Array<string>
+  errors: Array<string>,
+  prepare?: (page: Page) => Promise<void>
 ): Promise<Page> => {
   const page = await browser.context.newPage()
   page.on("pageerror", (error) => errors.push(`${name}: ${error.message}`))
+  if (prepare !== undefined) await prepare(page)
   await page.goto(base)
   await page.locator("#state.open").waitFor()
   await page.fill("#name", name)

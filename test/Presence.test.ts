@@ -1,0 +1,139 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer, Result } from "effect"
+import * as Bus from "../src/Bus.ts"
+import * as Frame from "../src/Frame.ts"
+import * as NatsBus from "../src/NatsBus.ts"
+import * as Presence from "../src/Presence.ts"
+import * as Processor from "../src/Processor.ts"
+import { type MemoryClient, startMemoryServer } from "./utils/memory.ts"
+import { natsServer } from "./utils/nats.ts"
+import { until } from "./utils/wait.ts"
+
+const parsed = (text: string) => Result.getOrThrow(Frame.parse(text))
+const headersOf = (text: string): Record<string, string | undefined> => Object.fromEntries(parsed(text).headers)
+
+// `hello` sets what presence shows of the connection (its name), as a login would
+const Hello = Processor.make("hello")
+const HelloLive = Hello.toLayer({
+  onMessage: (exchange) => Effect.sync(() => exchange.connection.set(Presence.info, { name: exchange.body }))
+})
+
+/** A node: a server core with presence (events on `ev-` channels, at most 3 members an answer). */
+const node = (bus: Layer.Layer<Bus.Bus, unknown>) =>
+  startMemoryServer(
+    { processors: [Hello, Presence.PresenceProcessor] },
+    Layer.merge(HelloLive, Presence.layer({ events: ["ev-"], maxMembers: 3, timeout: "2 seconds" })),
+    { bus }
+  )
+
+/** Connects, says its name, subscribes to `channel`. */
+const member = (connect: () => Effect.Effect<MemoryClient, unknown>, name: string, channel: string) =>
+  Effect.gen(function*() {
+    const client = yield* connect()
+    yield* client.send(`LHTTP/1.0 hello\r\n\r\n${name}`)
+    yield* client.send(`LHTTP/1.0 join\r\nsubscribe:${channel}\r\n\r\n`)
+    // on a channel with events, its own join comes first
+    if (channel.startsWith("ev-")) assert.deepInclude(headersOf(yield* client.next("5 seconds")), { event: "join" })
+    yield* client.nothing()
+    return client
+  })
+
+const ask = (client: MemoryClient, channel: string) =>
+  Effect.gen(function*() {
+    yield* client.send(`LHTTP/1.0 presence\r\nchannel:${channel}\r\nid:q\r\n\r\n`)
+    const answer = yield* client.next("5 seconds")
+    const names = (JSON.parse(parsed(answer).body) as Array<Presence.Member>).map((m) => (m.info as { name: string }).name)
+    return { headers: headersOf(answer), names: names.sort() }
+  })
+
+describe("Presence on one node (memory bus)", () => {
+  it.effect("the presence command lists the channel's members with what the app set; only for a subscribed channel", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* node(Bus.layerMemory())
+      const alice = yield* member(connect, "alice", "room")
+      yield* member(connect, "bob", "room")
+      yield* member(connect, "carol", "elsewhere")
+      const { headers, names } = yield* ask(alice, "room")
+      assert.deepStrictEqual(names, ["alice", "bob"])
+      assert.deepStrictEqual(headers, { channel: "room", count: "2", cut: "no", complete: "yes", id: "q" })
+      yield* alice.send("LHTTP/1.0 presence\r\nchannel:elsewhere\r\nid:n\r\n\r\n")
+      assert.deepInclude(headersOf(yield* alice.next()), { status: "403", reason: "Forbidden", id: "n" })
+    }))
+
+  it.live("an answer lists at most maxMembers and says cut; a member gone (unsubscribed, disconnected) is not listed", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* node(Bus.layerMemory())
+      const asker = yield* member(connect, "a", "big")
+      for (const name of ["b", "c", "d"]) yield* member(connect, name, "big")
+      const full = yield* ask(asker, "big")
+      assert.deepStrictEqual([full.names.length, full.headers.cut, full.headers.count], [3, "yes", "3"])
+      const leaving = yield* member(connect, "e", "small")
+      yield* member(connect, "f", "small")
+      const stays = yield* member(connect, "g", "small")
+      assert.deepStrictEqual((yield* ask(stays, "small")).names, ["e", "f", "g"])
+      yield* leaving.transport.close
+      yield* until(Effect.map(ask(stays, "small"), ({ names }) => names.join() === "f,g"))
+      yield* stays.send("LHTTP/1.0 x\r\nunsubscribe:small\r\nsubscribe:other\r\n\r\n")
+      const other = yield* member(connect, "h", "small")
+      assert.deepStrictEqual((yield* ask(other, "small")).names, ["f", "h"])
+    }))
+
+  it.live("channels with events hear a presence frame when a connection joins and leaves; others hear none", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* node(Bus.layerMemory())
+      const watcher = yield* connect()
+      yield* watcher.send("LHTTP/1.0 hello\r\n\r\nw")
+      yield* watcher.send("LHTTP/1.0 join\r\nsubscribe:ev-room\r\n\r\n")
+      // its own join first, before anything its next messages cause
+      assert.deepInclude(headersOf(yield* watcher.next()), { channel: "ev-room", event: "join" })
+      yield* watcher.nothing()
+      yield* member(connect, "quiet", "no-events")
+      const joiner = yield* member(connect, "alice", "ev-room")
+      const joined = yield* watcher.next()
+      assert.deepInclude(headersOf(joined), { channel: "ev-room", event: "join" })
+      assert.deepInclude(JSON.parse(parsed(joined).body), { info: { name: "alice" } })
+      yield* joiner.transport.close
+      const left = yield* watcher.next()
+      assert.deepInclude(headersOf(left), { channel: "ev-room", event: "leave", connection: headersOf(joined).connection })
+      yield* watcher.nothing()
+    }))
+})
+
+/**
+ * Waits until a message published on node two reaches a subscriber on node one: both nodes are
+ * connected to NATS (a node publishes nothing before it is) and interest crosses between them.
+ */
+const linked = (one: () => Effect.Effect<MemoryClient, unknown>, two: () => Effect.Effect<MemoryClient, unknown>) =>
+  Effect.gen(function*() {
+    const listener = yield* one()
+    yield* listener.send("LHTTP/1.0 x\r\nsubscribe:link\r\n\r\n")
+    yield* listener.nothing()
+    const sender = yield* two()
+    for (let i = 0; i < 100; i++) {
+      yield* sender.send(`LHTTP/1.0 x\r\npublish:link\r\n\r\n${i}`)
+      const got = yield* listener.next("100 millis").pipe(Effect.option)
+      if (got._tag === "Some") return
+    }
+    return yield* Effect.die(new Error("the nodes never linked over NATS"))
+  })
+
+describe("Presence across nodes (NATS)", () => {
+  it.live("members on every node are listed, each with its node; join events cross the bus", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServer
+      const one = yield* node(NatsBus.layer({ servers: nats.url }))
+      const two = yield* node(NatsBus.layer({ servers: nats.url }))
+      yield* linked(one.connect, two.connect)
+      const alice = yield* member(one.connect, "alice", "ev-hall")
+      yield* member(two.connect, "bob", "ev-hall")
+      // alice hears bob join on the other node
+      const joined = headersOf(yield* alice.next("5 seconds"))
+      assert.deepInclude(joined, { channel: "ev-hall", event: "join" })
+      const { headers, names } = yield* ask(alice, "ev-hall")
+      assert.deepStrictEqual(names, ["alice", "bob"])
+      assert.deepInclude(headers, { count: "2", complete: "yes" })
+      const raw = yield* alice.send("LHTTP/1.0 presence\r\nchannel:ev-hall\r\n\r\n").pipe(Effect.andThen(alice.next("5 seconds")))
+      const nodes = new Set((JSON.parse(parsed(raw).body) as Array<Presence.Member>).map((m) => m.node))
+      assert.strictEqual(nodes.size, 2)
+    }))
+})
