@@ -137,10 +137,7 @@ interface ClientsResult {
 interface ClusterResult {
   readonly natsServer: string
   readonly fanout: Record<"one node" | "two nodes" | "two nodes, history", FanOutRun & { natsPerDelivery?: number }>
-  readonly burst: Record<
-    "one node" | "two nodes" | "two nodes, history",
-    { deliveredMs: number | null; received: number; count: number }
-  >
+  readonly burst: Record<"one node" | "two nodes", { deliveredMs: number | null; received: number; count: number }>
 }
 
 const git = (...args: Array<string>) => {
@@ -369,11 +366,6 @@ const historySummary = {
       plain: cluster.fanout["two nodes"].rate,
       history: cluster.fanout["two nodes, history"].rate,
       "history ÷ plain": fixed(cluster.fanout["two nodes, history"].rate / cluster.fanout["two nodes"].rate)
-    },
-    "NATS, two nodes, 10,000 publishes 1 to 1: rate": {
-      plain: 1e4 / (num(cluster.burst["two nodes"].deliveredMs) / 1000),
-      history: 1e4 / (num(cluster.burst["two nodes, history"].deliveredMs) / 1000),
-      "history ÷ plain": fixed(num(cluster.burst["two nodes"].deliveredMs) / num(cluster.burst["two nodes, history"].deliveredMs))
     }
   })
 }
