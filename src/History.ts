@@ -249,6 +249,29 @@ export const offsetOf = (text: string): number => {
   return Number(text.slice(at + 9, end === -1 ? undefined : end))
 }
 
+/**
+ * The channel and position a frame carries (a delivered frame of a history
+ * channel, or a `position` frame), or undefined when it carries none.
+ *
+ * @since 0.1.0
+ */
+export const positionOf = (text: string): { readonly channel: string; readonly position: Position } | undefined => {
+  const headEnd = text.indexOf("\r\n\r\n")
+  const head = headEnd === -1 ? text : text.slice(0, headEnd)
+  if (!head.includes("\r\noffset:")) return undefined
+  let channel: string | undefined
+  let epoch: string | undefined
+  let offset = NaN
+  for (const line of head.split("\r\n")) {
+    if (line.startsWith("channel:")) channel ??= line.slice(8)
+    else if (line.startsWith("epoch:")) epoch ??= line.slice(6)
+    else if (line.startsWith("offset:") && Number.isNaN(offset)) offset = Number(line.slice(7))
+  }
+  return channel === undefined || epoch === undefined || !Number.isSafeInteger(offset)
+    ? undefined
+    : { channel, position: { epoch, offset } }
+}
+
 interface Entry {
   readonly offset: number
   readonly text: string

@@ -435,6 +435,32 @@ describe("HTTP transports: long-poll", () => {
       }
     }))
 
+  it.live("a stream whose connection expired resets and goes on from its Last-Event-ID's positions: what was published meanwhile, once", () =>
+    Effect.gen(function*() {
+      const { http, server: running, url } = yield* startServer({ processors: [Echo.Echo], sessionTimeout: "300 millis" }, Echo.layer, {
+        history: History.layerMemory({ policies: [{ prefix: "h-", size: 10, ttl: Duration.minutes(1) }] })
+      })
+      const ws = yield* connect(url)
+      const { stream, key } = yield* openSse(http, "?subscribe=h-news")
+      const position = yield* nextFrame(stream)
+      assert.strictEqual(headerOf(position.text, "offset"), "0")
+      yield* ws.send(frame("chat", { publish: "h-news" }, "seen"))
+      const seen = yield* nextFrame(stream)
+      assert.strictEqual(seen.id, `${key}:2`)
+      // the reader goes away for longer than sessionTimeout; two messages go by
+      stream.abort()
+      for (const body of ["missed 1", "missed 2"]) yield* ws.send(frame("chat", { publish: "h-news" }, body))
+      // (the WebSocket publisher is the one connection left once the stream's has expired)
+      yield* until(Effect.sync(() => running.connectionCount() === 1))
+      // its EventSource comes back to the same URL with the last id it had
+      const back = yield* sse(`${http}/sse?subscribe=h-news`, { "last-event-id": seen.id! })
+      assert.deepStrictEqual([(yield* back.next).event, (yield* back.next).event], ["reset", "connected"])
+      const texts = [(yield* nextFrame(back)).text, (yield* nextFrame(back)).text, (yield* nextFrame(back)).text]
+      assert.deepStrictEqual(texts.slice(0, 2).map((text) => text.slice(text.indexOf("\r\n\r\n") + 4)), ["missed 1", "missed 2"])
+      assert.deepInclude(Result.getOrThrow(Frame.parse(texts[2]!)), { command: "position" })
+      assert.deepStrictEqual([headerOf(texts[2]!, "recovered"), headerOf(texts[2]!, "offset")], ["yes", "3"])
+    }))
+
   it.live("a poll acknowledges up to its cursor and answers the frames after it; the same cursor gets them again", () =>
     Effect.gen(function*() {
       const { http } = yield* server()

@@ -154,6 +154,20 @@ export const make = (server: LhttpServer.LhttpServer["Service"], settings: Setti
     }
   }
 
+  // the subscriptions of a stream's URL, each history channel the expired connection had received
+  // from since its last position there
+  const resumeFrom = (subscriptions: Subscriptions, expired: Session, upTo: number): Subscriptions => {
+    const positions = expired.positionsUpTo(upTo)
+    if (positions.size === 0) return subscriptions
+    const named = new Set([...subscriptions.channels, ...subscriptions.since.map((entry) => entry.channel)])
+    const since = subscriptions.since.filter((entry) => !positions.has(entry.channel))
+    for (const channel of named) {
+      const position = positions.get(channel)
+      if (position !== undefined) since.push({ channel, position })
+    }
+    return { channels: subscriptions.channels, since }
+  }
+
   const stream = (
     request: Http.IncomingMessage,
     response: Http.ServerResponse,
@@ -177,6 +191,9 @@ export const make = (server: LhttpServer.LhttpServer["Service"], settings: Setti
         return respond(response, 400, `${parsed.failure.reason}: ${parsed.failure.message}\n`, cors)
       }
       subscriptions = parsed.success
+      // a stream whose connection expired goes on from the positions of the history channels it had
+      // received (its Last-Event-ID), rather than from the URL's since or from now
+      if (known?.kind === "sse" && lastEvent !== undefined) subscriptions = resumeFrom(subscriptions, known, lastEvent.after)
     }
     const begin = (admitted: LhttpServer.Admitted) => {
       if (response.destroyed) return

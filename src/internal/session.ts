@@ -9,6 +9,7 @@
  * Platform-neutral: the requests and responses are the caller's (see
  * `internal/httpTransports.ts` for Node).
  */
+import * as History from "../History.ts"
 import type { Inbound, Outbound, Peer, Transport } from "../Transport.ts"
 
 /** Which HTTP transport a session serves. */
@@ -154,6 +155,22 @@ export class Session implements Transport {
   /** The last sequence number given to a frame. */
   get sequence(): number {
     return this.#seq
+  }
+
+  /**
+   * The last position of each history channel among the frames kept up to
+   * sequence number `upTo` (the last one the peer had), as `<epoch>:<offset>`:
+   * what a stream whose connection expired is subscribed again since.
+   */
+  positionsUpTo(upTo: number): Map<string, string> {
+    const positions = new Map<string, string>()
+    for (let seq = Math.min(upTo, this.#seq); seq >= this.#kept.oldest; seq--) {
+      const found = History.positionOf(this.#kept.at(seq).text)
+      if (found !== undefined && !positions.has(found.channel)) {
+        positions.set(found.channel, `${found.position.epoch}:${found.position.offset}`)
+      }
+    }
+    return positions
   }
 
   /** How the session ended, once it has. */
