@@ -26,11 +26,12 @@
  * @since 0.1.0
  */
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream"
-import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node"
-import { Config, Duration, Effect, Layer, Option, Redacted } from "effect"
+import { headers as natsHeaders } from "@nats-io/transport-node"
+import { Config, Duration, Effect, Layer, Option } from "effect"
 import type { ChannelId } from "./Channel.ts"
 import * as History from "./History.ts"
 import { stringKeepingEmpty } from "./internal/config.ts"
+import { clientConfig, type ClientOptions, connectScoped, noJetStream, serversOf } from "./internal/natsClient.ts"
 
 /**
  * Options of the JetStream history.
@@ -38,9 +39,7 @@ import { stringKeepingEmpty } from "./internal/config.ts"
  * @since 0.1.0
  * @category models
  */
-export interface Options extends History.Options {
-  /** The NATS servers, e.g. `nats://127.0.0.1:4222`. */
-  readonly servers: string | ReadonlyArray<string>
+export interface Options extends History.Options, ClientOptions {
   /** The stream (default `LHTTP_HISTORY`). */
   readonly stream?: string | undefined
   /** What a channel's subject starts with (default `lhttp-history.`). */
@@ -49,15 +48,7 @@ export interface Options extends History.Options {
   readonly storage?: "file" | "memory" | undefined
   /** The client name NATS shows in its monitoring (default `effect-lhttp-history`). */
   readonly name?: string | undefined
-  /** A token, for servers that require one. */
-  readonly token?: Redacted.Redacted<string> | string | undefined
-  /** A user and password, for servers that require them. */
-  readonly user?: string | undefined
-  readonly pass?: Redacted.Redacted<string> | string | undefined
 }
-
-const reveal = (value: Redacted.Redacted<string> | string | undefined): string =>
-  value === undefined ? "" : typeof value === "string" ? value : Redacted.value(value)
 
 const unavailable = (message: string, cause?: unknown) =>
   new History.HistoryError({ reason: "Unavailable", message, cause })
@@ -90,24 +81,14 @@ const lastFromConflict = (cause: unknown): number | undefined => {
  * @category constructors
  */
 export const make = Effect.fnUntraced(function*(options: Options) {
-  const servers = typeof options.servers === "string" ? [options.servers] : [...options.servers]
+  const servers = serversOf(options).join(", ")
   const streamName = options.stream ?? "LHTTP_HISTORY"
   const prefix = options.subjectPrefix ?? "lhttp-history."
   const policyOf = History.policyLookup(options.policies)
-  const nc: NatsConnection = yield* Effect.acquireRelease(
-    Effect.tryPromise({
-      try: () =>
-        connect({
-          servers,
-          name: options.name ?? "effect-lhttp-history",
-          reconnect: true,
-          maxReconnectAttempts: -1,
-          ...(options.token === undefined ? {} : { token: reveal(options.token) }),
-          ...(options.user === undefined ? {} : { user: options.user, pass: reveal(options.pass) })
-        }),
-      catch: (cause) => unavailable(`the history cannot reach NATS at ${servers.join(", ")}`, cause)
-    }),
-    (nc) => Effect.promise(() => nc.drain().catch(() => nc.close()))
+  const nc = yield* connectScoped(
+    options,
+    options.name ?? "effect-lhttp-history",
+    (at, cause) => unavailable(`the history cannot reach NATS at ${at}`, cause)
   )
   const maxSize = Math.max(1, ...options.policies.map((policy) => policy.size))
   const maxAge = Math.max(1, ...options.policies.map((policy) => Duration.toMillis(policy.ttl)))
@@ -131,15 +112,13 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       )
       return { epoch: Date.parse(info.created).toString(36), jsm }
     },
-    catch: (cause) => {
-      const text = String(cause)
-      return unavailable(
-        /jetstream/i.test(text) && /not (enabled|available)|503|no responders/i.test(text)
-          ? `NATS at ${servers.join(", ")} has no JetStream: channel history needs it (start nats-server with -js)`
-          : `the history cannot open the stream ${JSON.stringify(streamName)}: ${text}`,
+    catch: (cause) =>
+      unavailable(
+        noJetStream(cause)
+          ? `NATS at ${servers} has no JetStream: channel history needs it (start nats-server with -js)`
+          : `the history cannot open the stream ${JSON.stringify(streamName)}: ${String(cause)}`,
         cause
       )
-    }
   })
   const js: JetStreamClient = jetstream(nc)
 
@@ -248,15 +227,10 @@ export const layer = (options: Options): Layer.Layer<History.History, History.Hi
  * @since 0.1.0
  * @category config
  */
-export const config = Config.all({
-  servers: Config.String("LHTTP_NATS_URL").pipe(
-    Config.map((value) => value.split(",").map((server) => server.trim()).filter((server) => server !== ""))
-  ),
-  stream: Config.String("LHTTP_HISTORY_STREAM").pipe(Config.withDefault("LHTTP_HISTORY")),
-  token: Config.option(Config.Redacted("LHTTP_NATS_TOKEN")),
-  user: Config.option(Config.String("LHTTP_NATS_USER")),
-  pass: Config.option(Config.Redacted("LHTTP_NATS_PASS"))
-})
+export const config = Config.all([
+  clientConfig,
+  Config.String("LHTTP_HISTORY_STREAM").pipe(Config.withDefault("LHTTP_HISTORY"))
+]).pipe(Config.map(([client, stream]) => ({ ...client, stream })))
 
 /**
  * The history of the main job: the policies of `LHTTP_HISTORY`
@@ -283,13 +257,5 @@ export const layerFromEnv = (
     })
     const url = yield* Config.option(Config.String("LHTTP_NATS_URL"))
     if (Option.isNone(url) || policies.length === 0) return History.layerMemory({ policies })
-    const env = yield* config
-    return layer({
-      servers: env.servers,
-      stream: env.stream,
-      policies,
-      token: Option.getOrUndefined(env.token),
-      user: Option.getOrUndefined(env.user),
-      pass: Option.getOrUndefined(env.pass)
-    })
+    return layer({ ...(yield* config), policies })
   }))

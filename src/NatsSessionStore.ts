@@ -12,8 +12,8 @@
  * @since 0.1.0
  */
 import { Kvm, type KV } from "@nats-io/kv"
-import { connect, type NatsConnection } from "@nats-io/transport-node"
-import { Config, Duration, Effect, Layer, Option, Redacted } from "effect"
+import { Config, Duration, Effect, Layer, Option } from "effect"
+import { clientConfig, type ClientOptions, connectScoped, noJetStream, serversOf } from "./internal/natsClient.ts"
 import { SessionStore, SessionStoreError, type StoredSession } from "./SessionStore.ts"
 
 /**
@@ -22,24 +22,14 @@ import { SessionStore, SessionStoreError, type StoredSession } from "./SessionSt
  * @since 0.1.0
  * @category models
  */
-export interface Options {
-  /** The NATS servers, e.g. `nats://127.0.0.1:4222`. */
-  readonly servers: string | ReadonlyArray<string>
+export interface Options extends ClientOptions {
   /** The bucket (default `lhttp-sessions`). */
   readonly bucket?: string | undefined
   /** How long a session lives after it was last written (default 24 hours): the bucket's maximum age. */
   readonly ttl?: Duration.Input | undefined
   /** The client name NATS shows in its monitoring (default `effect-lhttp-sessions`). */
   readonly name?: string | undefined
-  /** A token, for servers that require one. */
-  readonly token?: Redacted.Redacted<string> | string | undefined
-  /** A user and password, for servers that require them. */
-  readonly user?: string | undefined
-  readonly pass?: Redacted.Redacted<string> | string | undefined
 }
-
-const reveal = (value: Redacted.Redacted<string> | string | undefined): string =>
-  value === undefined ? "" : typeof value === "string" ? value : Redacted.value(value)
 
 const unavailable = (message: string, cause?: unknown) =>
   new SessionStoreError({ reason: "Unavailable", message, cause })
@@ -54,35 +44,23 @@ const encoder = new TextEncoder()
  * @category constructors
  */
 export const make = Effect.fnUntraced(function*(options: Options) {
-  const servers = typeof options.servers === "string" ? [options.servers] : [...options.servers]
+  const servers = serversOf(options).join(", ")
   const ttl = Duration.toMillis(Duration.fromInputUnsafe(options.ttl ?? Duration.hours(24)))
   const bucket = options.bucket ?? "lhttp-sessions"
-  const nc: NatsConnection = yield* Effect.acquireRelease(
-    Effect.tryPromise({
-      try: () =>
-        connect({
-          servers,
-          name: options.name ?? "effect-lhttp-sessions",
-          reconnect: true,
-          maxReconnectAttempts: -1,
-          ...(options.token === undefined ? {} : { token: reveal(options.token) }),
-          ...(options.user === undefined ? {} : { user: options.user, pass: reveal(options.pass) })
-        }),
-      catch: (cause) => unavailable(`the session store cannot reach NATS at ${servers.join(", ")}`, cause)
-    }),
-    (nc) => Effect.promise(() => nc.drain().catch(() => nc.close()))
+  const nc = yield* connectScoped(
+    options,
+    options.name ?? "effect-lhttp-sessions",
+    (at, cause) => unavailable(`the session store cannot reach NATS at ${at}`, cause)
   )
   const kv: KV = yield* Effect.tryPromise({
     try: () => new Kvm(nc).create(bucket, { ttl }),
-    catch: (cause) => {
-      const text = String(cause)
-      return unavailable(
-        /jetstream/i.test(text) && /not (enabled|available)|503|no responders/i.test(text)
-          ? `NATS at ${servers.join(", ")} has no JetStream: sessions need it (start nats-server with -js)`
-          : `the session store cannot open the NATS KV bucket ${JSON.stringify(bucket)}: ${text}`,
+    catch: (cause) =>
+      unavailable(
+        noJetStream(cause)
+          ? `NATS at ${servers} has no JetStream: sessions need it (start nats-server with -js)`
+          : `the session store cannot open the NATS KV bucket ${JSON.stringify(bucket)}: ${String(cause)}`,
         cause
       )
-    }
   })
 
   const failed = (what: string) => (cause: unknown) => unavailable(`the session store failed to ${what}: ${String(cause)}`, cause)
@@ -125,15 +103,10 @@ export const layer = (options: Options): Layer.Layer<SessionStore, SessionStoreE
  * @since 0.1.0
  * @category config
  */
-export const config = Config.all({
-  servers: Config.String("LHTTP_NATS_URL").pipe(
-    Config.map((value) => value.split(",").map((server) => server.trim()).filter((server) => server !== ""))
-  ),
-  bucket: Config.String("LHTTP_SESSION_BUCKET").pipe(Config.withDefault("lhttp-sessions")),
-  token: Config.option(Config.Redacted("LHTTP_NATS_TOKEN")),
-  user: Config.option(Config.String("LHTTP_NATS_USER")),
-  pass: Config.option(Config.Redacted("LHTTP_NATS_PASS"))
-})
+export const config = Config.all([
+  clientConfig,
+  Config.String("LHTTP_SESSION_BUCKET").pipe(Config.withDefault("lhttp-sessions"))
+]).pipe(Config.map(([client, bucket]) => ({ ...client, bucket })))
 
 /**
  * {@link layer} with the settings of {@link config} and `ttl`.
@@ -144,17 +117,7 @@ export const config = Config.all({
 export const layerConfig = (
   options?: { readonly ttl?: Duration.Input | undefined }
 ): Layer.Layer<SessionStore, SessionStoreError | Config.ConfigError> =>
-  Layer.unwrap(
-    Effect.map(config, (env) =>
-      layer({
-        servers: env.servers,
-        bucket: env.bucket,
-        ttl: options?.ttl,
-        token: Option.getOrUndefined(env.token),
-        user: Option.getOrUndefined(env.user),
-        pass: Option.getOrUndefined(env.pass)
-      }))
-  )
+  Layer.unwrap(Effect.map(config, (env) => layer({ ...env, ttl: options?.ttl })))
 
 /**
  * The store of the main job: NATS KV when `LHTTP_NATS_URL` is set (failing

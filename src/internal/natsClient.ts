@@ -1,0 +1,75 @@
+/**
+ * The NATS client connection of the JetStream-backed services (the session
+ * store, the channel history): the settings they read from the environment,
+ * as the NATS bus reads them, and one connection each, drained at the end.
+ */
+import { connect, type NatsConnection } from "@nats-io/transport-node"
+import { Config, Effect, Option, Redacted, type Scope } from "effect"
+
+/** How to reach NATS: the servers and the credentials, if any. */
+export interface ClientOptions {
+  /** The NATS servers, e.g. `nats://127.0.0.1:4222`. */
+  readonly servers: string | ReadonlyArray<string>
+  /** A token, for servers that require one. */
+  readonly token?: Redacted.Redacted<string> | string | undefined
+  /** A user and password, for servers that require them. */
+  readonly user?: string | undefined
+  readonly pass?: Redacted.Redacted<string> | string | undefined
+}
+
+const reveal = (value: Redacted.Redacted<string> | string | undefined): string =>
+  value === undefined ? "" : typeof value === "string" ? value : Redacted.value(value)
+
+/** The servers of options, as a list. */
+export const serversOf = (options: ClientOptions): Array<string> =>
+  typeof options.servers === "string" ? [options.servers] : [...options.servers]
+
+/**
+ * Connects (reconnecting for ever once connected) under `name`; the
+ * connection is drained when the scope closes. `unreachable` makes the
+ * error when NATS cannot be reached.
+ */
+export const connectScoped = <E>(
+  options: ClientOptions,
+  name: string,
+  unreachable: (servers: string, cause: unknown) => E
+): Effect.Effect<NatsConnection, E, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.tryPromise({
+      try: () =>
+        connect({
+          servers: serversOf(options),
+          name,
+          reconnect: true,
+          maxReconnectAttempts: -1,
+          ...(options.token === undefined ? {} : { token: reveal(options.token) }),
+          ...(options.user === undefined ? {} : { user: options.user, pass: reveal(options.pass) })
+        }),
+      catch: (cause) => unreachable(serversOf(options).join(", "), cause)
+    }),
+    (nc) => Effect.promise(() => nc.drain().catch(() => nc.close()))
+  )
+
+/** Whether a JetStream call failed because that NATS has no JetStream. */
+export const noJetStream = (cause: unknown): boolean => {
+  const text = String(cause)
+  return /jetstream/i.test(text) && /not (enabled|available)|503|no responders/i.test(text)
+}
+
+/**
+ * The connection settings from the environment: `LHTTP_NATS_URL`
+ * (comma-separated), `LHTTP_NATS_TOKEN`, `LHTTP_NATS_USER`, `LHTTP_NATS_PASS`.
+ */
+export const clientConfig: Config.Config<ClientOptions> = Config.all({
+  servers: Config.String("LHTTP_NATS_URL").pipe(
+    Config.map((value) => value.split(",").map((server) => server.trim()).filter((server) => server !== ""))
+  ),
+  token: Config.option(Config.Redacted("LHTTP_NATS_TOKEN")),
+  user: Config.option(Config.String("LHTTP_NATS_USER")),
+  pass: Config.option(Config.Redacted("LHTTP_NATS_PASS"))
+}).pipe(Config.map((env) => ({
+  servers: env.servers,
+  token: Option.getOrUndefined(env.token),
+  user: Option.getOrUndefined(env.user),
+  pass: Option.getOrUndefined(env.pass)
+})))
