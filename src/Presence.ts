@@ -217,8 +217,14 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
   yield* bus.subscribe(queries, answer).pipe(Effect.orDie)
   yield* bus.subscribe(repliesTo(node), collect).pipe(Effect.orDie)
   yield* bus.subscribe(nodes, hello).pipe(Effect.orDie)
+  // this node says it is there: at once (again every 100 ms while the bus cannot publish yet), then at
+  // every heartbeat
+  const announce = bus.publish(nodes, node)
   yield* Effect.forkScoped(
-    Effect.ignore(bus.publish(nodes, node)).pipe(Effect.repeat(Schedule.spaced(heartbeat)))
+    announce.pipe(
+      Effect.retry(Schedule.spaced("100 millis")),
+      Effect.andThen(Effect.ignore(announce).pipe(Effect.delay(heartbeat), Effect.forever))
+    )
   )
 
   // join and leave events, published to the channel itself

@@ -129,6 +129,8 @@ describe("Presence across nodes (NATS)", () => {
       // alice hears bob join on the other node
       const joined = headersOf(yield* alice.next("5 seconds"))
       assert.deepInclude(joined, { channel: "ev-hall", event: "join" })
+      // the nodes learn of each other as they say they are there: an answer lists both once they have
+      yield* until(Effect.map(ask(alice, "ev-hall"), ({ names }) => names.join() === "alice,bob"))
       const { headers, names } = yield* ask(alice, "ev-hall")
       assert.deepStrictEqual(names, ["alice", "bob"])
       assert.deepInclude(headers, { count: "2", complete: "yes" })
