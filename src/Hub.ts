@@ -196,11 +196,21 @@ const fanOut = (entry: Entry, payload: string, onDefect: (defect: unknown) => vo
   }
 }
 
-/** The `position` frame that ends a history channel's recovery for a subscriber. */
-const positionFrame = (channel: Channel.ChannelId, recovery: History.Recovery, asked: boolean): string =>
-  `LHTTP/1.0 position\r\nchannel:${channel}\r\nepoch:${recovery.position.epoch}\r\noffset:${recovery.position.offset}\r\n` +
-  (asked ? `recovered:${recovery.reason === undefined ? "yes" : "no"}\r\n` : "") +
-  (recovery.reason === undefined ? "" : `reason:${recovery.reason}\r\n`) + "\r\n"
+/**
+ * The `position` frame that ends a history channel's recovery for a subscriber
+ * (`recovered` only when it asked since a position; without a recovery: no history).
+ */
+const positionFrame = (channel: Channel.ChannelId, recovery: History.Recovery | undefined, asked: boolean): string => {
+  const headers = new Map<string, string>([[History.Header.channel, channel]])
+  if (recovery !== undefined) {
+    headers.set(History.Header.epoch, recovery.position.epoch)
+    headers.set(History.Header.offset, String(recovery.position.offset))
+  }
+  const reason = recovery === undefined ? "NoHistory" : recovery.reason
+  if (asked) headers.set(History.Header.recovered, reason === undefined ? "yes" : "no")
+  if (reason !== undefined) headers.set(History.Header.reason, reason)
+  return Frame.render(Frame.make(History.positionCommand, headers))
+}
 
 const toHistoryRejection = (error: History.HistoryError) => Rejection.historyUnavailable(error.message)
 
@@ -333,12 +343,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
 
   // a subscription asking for positions on a channel without history: said so only when it asked since a position
   const noHistory = (subscriber: Subscriber, channel: Channel.ChannelId) =>
-    Effect.sync(() =>
-      deliverSafely(
-        subscriber,
-        new Outbound(`LHTTP/1.0 position\r\nchannel:${channel}\r\nrecovered:no\r\nreason:NoHistory\r\n\r\n`)
-      )
-    )
+    Effect.sync(() => deliverSafely(subscriber, new Outbound(positionFrame(channel, undefined, true))))
 
   const subscribe = (subscriber: Subscriber, channels: ReadonlyArray<Channel.ChannelId>, options?: SubscribeOptions) =>
     Effect.suspend(() => {
