@@ -12,6 +12,7 @@
  */
 import { Context, Data, Duration, Effect, Layer } from "effect"
 import type { ChannelId } from "./Channel.ts"
+import { randomId } from "./internal/randomId.ts"
 
 /**
  * Which channels keep history, and how much: channels whose name starts with
@@ -193,16 +194,6 @@ export const policyLookup = (policies: ReadonlyArray<Policy>) => (channel: Chann
 }
 
 /**
- * A random epoch: 64 bits in base 36, from the platform's crypto.
- *
- * @since 0.1.0
- */
-export const randomEpoch = (): string => {
-  const words = crypto.getRandomValues(new Uint32Array(2))
-  return `${words[0]!.toString(36)}${words[1]!.toString(36)}`
-}
-
-/**
  * Reads a `since` header, `<epoch>:<offset>`: undefined when it is not one.
  *
  * @since 0.1.0
@@ -313,7 +304,7 @@ export const makeMemory = (options: Options): History["Service"] => {
     let log = logs.get(channel)
     if (log === undefined) {
       if (logs.size >= maxChannels) logs.delete(logs.keys().next().value!)
-      log = { epoch: randomEpoch(), last: 0, entries: [], start: 0 }
+      log = { epoch: randomId(), last: 0, entries: [], start: 0 }
     } else {
       // most recently used last: the first key is the one to drop
       logs.delete(channel)

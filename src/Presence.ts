@@ -21,6 +21,7 @@ import { Bus } from "./Bus.ts"
 import * as Channel from "./Channel.ts"
 import * as Connection from "./Connection.ts"
 import { Hub } from "./Hub.ts"
+import { randomId } from "./internal/randomId.ts"
 import * as Processor from "./Processor.ts"
 import * as Rejection from "./Rejection.ts"
 
@@ -141,11 +142,6 @@ const parse = <A>(text: string): A | undefined => {
   } catch {
     return undefined
   }
-}
-
-const randomId = () => {
-  const words = crypto.getRandomValues(new Uint32Array(2))
-  return `${words[0]!.toString(36)}${words[1]!.toString(36)}`
 }
 
 /**
