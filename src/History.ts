@@ -136,7 +136,8 @@ export class History extends Context.Service<History, {
 /**
  * Options of a history: its policies (the first whose prefix matches a
  * channel counts) and, for the memory store, how many channels it keeps at
- * most (the ones appended to longest ago are dropped first, their epoch with them).
+ * most (the ones used longest ago, by an append or a recovery, are dropped
+ * first, their epoch with them).
  *
  * @since 0.1.0
  */
@@ -153,6 +154,8 @@ export interface Options {
  *
  * @since 0.1.0
  */
+const units = { ms: Duration.millis, s: Duration.seconds, m: Duration.minutes, h: Duration.hours } as const
+
 export const parsePolicies = (text: string): Array<Policy> => {
   const policies: Array<Policy> = []
   for (const item of text.split(",").map((part) => part.trim()).filter((part) => part !== "")) {
@@ -166,14 +169,7 @@ export const parsePolicies = (text: string): Array<Policy> => {
     if (ttl !== undefined && ttl !== "") {
       const match = /^(\d+)(ms|s|m|h)$/.exec(ttl)
       if (match === null) throw new Error(`history ttl is <n>ms, <n>s, <n>m or <n>h: ${JSON.stringify(item)}`)
-      const n = Number(match[1])
-      age = match[2] === "ms"
-        ? Duration.millis(n)
-        : match[2] === "s"
-        ? Duration.seconds(n)
-        : match[2] === "m"
-        ? Duration.minutes(n)
-        : Duration.hours(n)
+      age = units[match[2] as keyof typeof units](Number(match[1]))
     }
     policies.push({ prefix: prefix === "*" ? "" : prefix, size: count, ttl: age })
   }
@@ -232,13 +228,7 @@ export const positioned = (text: string, channel: ChannelId, position: Position)
  *
  * @since 0.1.0
  */
-export const offsetOf = (text: string): number => {
-  const at = text.indexOf("\r\noffset:")
-  const headEnd = text.indexOf("\r\n\r\n")
-  if (at === -1 || (headEnd !== -1 && at > headEnd)) return NaN
-  const end = text.indexOf("\r\n", at + 9)
-  return Number(text.slice(at + 9, end === -1 ? undefined : end))
-}
+export const offsetOf = (text: string): number => positionOf(text)?.position.offset ?? NaN
 
 /**
  * The channel and position a frame carries (a delivered frame of a history

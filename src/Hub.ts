@@ -212,6 +212,11 @@ const positionFrame = (channel: Channel.ChannelId, recovery: History.Recovery | 
   return Frame.render(Frame.make(History.positionCommand, headers))
 }
 
+// a subscriber's gate goes; with the last one the map goes too, and fan-out looks up nothing again
+const closeGate = (entry: Entry, subscriber: Subscriber): void => {
+  if (entry.gates?.delete(subscriber) === true && entry.gates.size === 0) entry.gates = undefined
+}
+
 const toHistoryRejection = (error: History.HistoryError) => Rejection.historyUnavailable(error.message)
 
 const toRejection = (error: BusError) => Rejection.busUnavailable(error.message)
@@ -299,7 +304,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
     if (!subscriber.channels.delete(channel)) return Effect.void
     const entry = table.get(channel)
     if (entry === undefined || !entry.subscribers.delete(subscriber)) return Effect.void
-    entry.gates?.delete(subscriber)
+    closeGate(entry, subscriber)
     const connection = subscriber.connection
     const left = connection !== undefined && entry.members.delete(connection) && watchers.size > 0
       ? tell({ channel, connection, joined: false })
@@ -329,7 +334,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
       Effect.mapError(toHistoryRejection),
       Effect.map((recovery) => {
         const waited = entry.gates?.get(subscriber) ?? []
-        entry.gates?.delete(subscriber)
+        closeGate(entry, subscriber)
         if (!entry.subscribers.has(subscriber)) return
         for (const text of recovery.frames) deliverSafely(subscriber, new Outbound(text))
         deliverSafely(subscriber, new Outbound(positionFrame(channel, recovery, since !== undefined)))

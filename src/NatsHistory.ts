@@ -44,6 +44,8 @@ export interface Options extends History.Options, ClientOptions {
   readonly stream?: string | undefined
   /** What a channel's subject starts with (default `lhttp-history.`). */
   readonly subjectPrefix?: string | undefined
+  /** The most the stream holds, all channels together (default 1 GiB): past it, the oldest messages go. */
+  readonly maxBytes?: number | undefined
   /** Where the stream keeps its messages (default `"file"`: they outlive a nats-server restart). */
   readonly storage?: "file" | "memory" | undefined
   /** The client name NATS shows in its monitoring (default `effect-lhttp-history`). */
@@ -58,6 +60,8 @@ const wrongLastSequence = 10071
 const prevHeader = "Lhttp-Prev"
 // how many times a publish that lost the race to another node tries again
 const attempts = 64
+// how many channels' last offsets a node remembers
+const maxRemembered = 10_000
 
 /**
  * The channel's actual last offset when a publish lost the race (JetStream
@@ -99,6 +103,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         subjects: [`${prefix}>`],
         max_msgs_per_subject: maxSize,
         max_age: maxAge * 1_000_000,
+        max_bytes: options.maxBytes ?? 2 ** 30,
         allow_direct: true
       }
       const info = await jsm.streams.info(streamName).then(
@@ -122,8 +127,14 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   })
   const js: JetStreamClient = jetstream(nc)
 
-  // each channel's last offset as this node last knew it; and its appends in order, one at a time
+  // each channel's last offset as this node last knew it (the channels appended to most recently: a
+  // channel forgotten is read again); and its appends in order, one at a time
   const lastKnown = new Map<ChannelId, number>()
+  const remember = (channel: ChannelId, offset: number) => {
+    lastKnown.delete(channel)
+    if (lastKnown.size >= maxRemembered) lastKnown.delete(lastKnown.keys().next().value!)
+    lastKnown.set(channel, offset)
+  }
   const queues = new Map<ChannelId, Promise<unknown>>()
   const serially = <A>(channel: ChannelId, task: () => Promise<A>): Promise<A> => {
     const previous = queues.get(channel) ?? Promise.resolve()
@@ -149,7 +160,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       header.set(prevHeader, String(prev))
       try {
         const ack = await js.publish(subject, text, { headers: header, expect: { lastSubjectSequence: prev } })
-        lastKnown.set(channel, ack.seq)
+        remember(channel, ack.seq)
         const position = { epoch, offset: ack.seq }
         return { position, text: History.positioned(text, channel, position) }
       } catch (cause) {
@@ -157,7 +168,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         const last = lastFromConflict(cause)
         if (last === undefined || attempt >= attempts) throw cause
         // the channel's last, as JetStream said it: the next attempt chains to it at once
-        if (!Number.isNaN(last)) lastKnown.set(channel, last)
+        if (!Number.isNaN(last)) remember(channel, last)
       }
     }
   }

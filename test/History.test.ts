@@ -107,6 +107,21 @@ describe("History", () => {
       assert.notStrictEqual(other.position.epoch, first.position.epoch)
     }))
 
+  it.effect("the memory store keeps at most maxChannels logs: the one used longest ago goes, its epoch with it", () =>
+    Effect.gen(function*() {
+      const store = History.makeMemory({ policies: [policy], maxChannels: 2 })
+      const [a, b, c] = [channel("h-a"), channel("h-b"), channel("h-c")]
+      const first = yield* store.append(a, policy, "LHTTP/1.0 m\r\n\r\na1")
+      yield* store.append(b, policy, "LHTTP/1.0 m\r\n\r\nb1")
+      // a recovery counts as a use: a stays, b is now the oldest
+      yield* store.recover(a, policy, undefined)
+      yield* store.append(c, policy, "LHTTP/1.0 m\r\n\r\nc1")
+      const kept = yield* store.recover(a, policy, { ...first.position, offset: 0 })
+      assert.deepStrictEqual([kept.frames.map(bodyOf), kept.reason], [["a1"], undefined])
+      const dropped = yield* store.recover(b, policy, { epoch: "any", offset: 0 })
+      assert.deepStrictEqual([dropped.position.offset, dropped.reason], [0, "EpochChanged"])
+    }))
+
   it.effect("the memory store drops messages older than the ttl (TestClock)", () =>
     Effect.gen(function*() {
       const store = History.makeMemory({ policies: [policy] })

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Result } from "effect"
+import { Effect, Exit, Layer, Result, Scope } from "effect"
 import * as Bus from "../src/Bus.ts"
 import * as Frame from "../src/Frame.ts"
 import * as NatsBus from "../src/NatsBus.ts"
@@ -137,5 +137,21 @@ describe("Presence across nodes (NATS)", () => {
       const raw = yield* alice.send("LHTTP/1.0 presence\r\nchannel:ev-hall\r\n\r\n").pipe(Effect.andThen(alice.next("5 seconds")))
       const nodes = new Set((JSON.parse(parsed(raw).body) as Array<Presence.Member>).map((m) => m.node))
       assert.strictEqual(nodes.size, 2)
+    }))
+
+  it.live("a node gone: its members are not listed, and answers say complete:no while the others still count it", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServer
+      const one = yield* node(NatsBus.layer({ servers: nats.url }))
+      const scope = yield* Scope.make()
+      const two = yield* node(NatsBus.layer({ servers: nats.url })).pipe(Scope.provide(scope))
+      yield* linked(one.connect, (() => two.connect().pipe(Scope.provide(scope))))
+      const alice = yield* member(one.connect, "alice", "hall")
+      yield* member(() => two.connect().pipe(Scope.provide(scope)), "bob", "hall")
+      yield* until(Effect.map(ask(alice, "hall"), ({ names }) => names.join() === "alice,bob"))
+      yield* Scope.close(scope, Exit.void)
+      const { headers, names } = yield* ask(alice, "hall")
+      assert.deepStrictEqual(names, ["alice"])
+      assert.deepInclude(headers, { count: "1", complete: "no" })
     }))
 })

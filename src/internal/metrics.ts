@@ -49,26 +49,14 @@ export const registerMetrics = (
     const ready = Effect.runSyncExit(bus.isReady)
     return { value: ready._tag === "Success" && ready.value ? 1 : 0 }
   })
-  register(counter("lhttp_messages_in_total", "messages taken from clients"), () => ({
-    count: stats.messagesIn,
-    incremental: true
-  }))
-  register(counter("lhttp_frames_out_total", "frames written to clients"), () => ({
-    count: stats.framesOut,
-    incremental: true
-  }))
-  register(counter("lhttp_bytes_out_total", "bytes of the frames written to clients"), () => ({
-    count: stats.bytesOut,
-    incremental: true
-  }))
-  register(counter("lhttp_slow_consumer_closes_total", "connections closed as slow consumers (4001)"), () => ({
-    count: stats.slowConsumerCloses,
-    incremental: true
-  }))
-  register(counter("lhttp_rate_limited_total", "messages refused by the message rate (429)"), () => ({
-    count: stats.rateLimited,
-    incremental: true
-  }))
+  const counters: ReadonlyArray<readonly [string, string, () => number]> = [
+    ["lhttp_messages_in_total", "messages taken from clients", () => stats.messagesIn],
+    ["lhttp_frames_out_total", "frames written to clients", () => stats.framesOut],
+    ["lhttp_bytes_out_total", "bytes of the frames written to clients", () => stats.bytesOut],
+    ["lhttp_slow_consumer_closes_total", "connections closed as slow consumers (4001)", () => stats.slowConsumerCloses],
+    ["lhttp_rate_limited_total", "messages refused by the message rate (429)", () => stats.rateLimited]
+  ]
+  for (const [name, description, read] of counters) register(counter(name, description), () => ({ count: read(), incremental: true }))
 
   const connectionGauge = Metric.gauge("lhttp_connections", { description: "open connections, by transport" })
   const transports = new Set<string>()
