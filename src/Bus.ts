@@ -9,6 +9,7 @@
  */
 import { Context, Data, Effect, Layer, type Scope } from "effect"
 import type { ChannelId } from "./Channel.ts"
+import type { Position } from "./History.ts"
 
 /**
  * A bus operation that failed: the reason says which.
@@ -27,18 +28,33 @@ export class BusError extends Data.TaggedError("BusError")<{
  * @since 0.1.0
  */
 export class Bus extends Context.Service<Bus, {
-  /** Publishes a frame's text to a validated channel. Delivery is at most once. */
-  readonly publish: (channel: ChannelId, payload: string) => Effect.Effect<void, BusError>
+  /**
+   * Publishes a frame's text to a validated channel. Delivery is at most
+   * once. What crosses the bus is the text alone, byte for byte; `position`
+   * (where the publisher's history put the message) reaches subscribers only
+   * on a bus with `numbering: "publisher"`.
+   */
+  readonly publish: (channel: ChannelId, payload: string, position?: Position) => Effect.Effect<void, BusError>
   /**
    * Subscribes this process to a channel until the scope closes: every payload
-   * published to it, by any process, is handed to `onMessage`, in order.
+   * published to it, by any process, is handed to `onMessage`, in order, with
+   * its position when the bus knows one. With `positions`, a bus that numbers
+   * messages (`numbering: "bus"`) delivers the channel as it numbered it.
    */
   readonly subscribe: (
     channel: ChannelId,
-    onMessage: (payload: string) => void
+    onMessage: (payload: string, position: Position | undefined) => void,
+    options?: { readonly positions?: boolean | undefined }
   ) => Effect.Effect<void, BusError, Scope.Scope>
   /** Whether the bus can publish and deliver now (for `/readyz`). */
   readonly isReady: Effect.Effect<boolean>
+  /**
+   * Where positions come from on this bus: `"publisher"` (the position given
+   * to `publish` reaches the subscribers: one process), `"bus"` (the bus
+   * numbers what it carries, whoever published it: NATS with a JetStream
+   * history) or `"none"` (absent: the default).
+   */
+  readonly numbering?: "publisher" | "bus" | "none" | undefined
 }>()("effect-lhttp/Bus") {}
 
 /**
@@ -52,15 +68,15 @@ export class Bus extends Context.Service<Bus, {
  * @since 0.1.0
  */
 export const makeMemory = Effect.fnUntraced(function*() {
-  const handlers = new Map<string, Set<(payload: string) => void>>()
+  const handlers = new Map<string, Set<(payload: string, position: Position | undefined) => void>>()
   yield* Effect.addFinalizer(() => Effect.sync(() => handlers.clear()))
   return Bus.of({
-    publish: (channel, payload) =>
+    publish: (channel, payload, position) =>
       Effect.sync(() => {
         const set = handlers.get(channel)
         if (set === undefined) return
         for (const handler of set) {
-          handler(payload)
+          handler(payload, position)
         }
       }),
     subscribe: (channel, onMessage) =>
@@ -77,7 +93,8 @@ export const makeMemory = Effect.fnUntraced(function*() {
             if (set?.size === 0) handlers.delete(channel)
           })
       ),
-    isReady: Effect.succeed(true)
+    isReady: Effect.succeed(true),
+    numbering: "publisher"
   })
 })
 

@@ -9,7 +9,7 @@
  */
 import type { Effect } from "effect"
 import type { Frame } from "./Frame.ts"
-import type { Position } from "./History.ts"
+import type { Since } from "./History.ts"
 import type { ProtocolError } from "./ProtocolError.ts"
 import type { Rejection } from "./Rejection.ts"
 
@@ -60,12 +60,14 @@ export interface Connection {
   readonly send: (frame: Frame) => Effect.Effect<void, ProtocolError>
   /**
    * Subscribes to channels (validated; idempotent; bounded per connection).
-   * A history channel is followed by its `position` frame, after what it
-   * recovers `since` a position when one is given (for one channel).
+   * With `since` (`"now"`, or a position for one channel), each channel is
+   * answered with its `position` frame, after what it recovers since the
+   * position, and its messages carry positions; without, the subscription is
+   * plain (see `Hub.SubscribeOptions`).
    */
   readonly subscribe: (
     channels: Iterable<string>,
-    options?: { readonly since?: Position | undefined }
+    options?: { readonly since?: Since | undefined }
   ) => Effect.Effect<void, ProtocolError | Rejection>
   /** Unsubscribes from channels; unknown channels are ignored. */
   readonly unsubscribe: (channels: Iterable<string>) => Effect.Effect<void>

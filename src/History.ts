@@ -56,18 +56,38 @@ export interface Position {
 export type Unrecoverable = "Trimmed" | "EpochChanged" | "UnknownPosition" | "NoHistory"
 
 /**
- * The answer to a recovery: the frames after the position asked for (each
- * rendered with its position headers, in order), and the channel's current
- * position, which is that of the last frame when there are any. `reason` is
- * there when the frames are not everything that was missed.
+ * A message of a channel's history: the text as it was published, and its
+ * position.
+ *
+ * @since 0.1.0
+ */
+export interface Stored {
+  readonly text: string
+  readonly position: Position
+}
+
+/**
+ * The answer to a recovery: the messages after the position asked for, in
+ * order, and the channel's current position, which is that of the last
+ * message when there are any. `reason` is there when the messages are not
+ * everything that was published on the channel after that position.
  *
  * @since 0.1.0
  */
 export interface Recovery {
-  readonly frames: ReadonlyArray<string>
+  readonly messages: ReadonlyArray<Stored>
   readonly position: Position
   readonly reason?: Unrecoverable | undefined
 }
+
+/**
+ * What a subscription asks of a history channel: positions from now on
+ * (`"now"`: the current position, nothing recovered), or the messages
+ * published after a position, then positions.
+ *
+ * @since 0.1.0
+ */
+export type Since = Position | "now"
 
 /**
  * The headers of positions: on frames of history channels (`channel`,
@@ -109,21 +129,26 @@ export class HistoryError extends Data.TaggedError("HistoryError")<{
  * @since 0.1.0
  */
 export class History extends Context.Service<History, {
-  /** The policy of a channel, or undefined when it keeps no history. */
+  /** The policy of a channel, or undefined when it keeps no history (here, now). */
   readonly policyOf: (channel: ChannelId) => Policy | undefined
   /**
-   * Appends a frame's text to a channel's history; answers the position it
-   * got and the text with its position headers ({@link positioned}), as
-   * subscribers receive it. Appends to one channel get increasing offsets in
-   * the order they are called on one process.
+   * How messages get their positions. `"publisher"`: the Hub appends each
+   * message published on this process with {@link append} and hands the
+   * position to the bus beside the text (the memory store, with a bus that
+   * carries it: one process). `"bus"`: the bus itself numbers what it
+   * carries, whoever published it (the JetStream store, whose stream records
+   * the bus's own subjects), and `append` is not used. `"none"`: no channel
+   * keeps history.
    */
-  readonly append: (
-    channel: ChannelId,
-    policy: Policy,
-    text: string
-  ) => Effect.Effect<{ readonly position: Position; readonly text: string }, HistoryError>
+  readonly numbering: "publisher" | "bus" | "none"
   /**
-   * The frames of a channel after `since` (none when `since` is undefined:
+   * Appends a message to a channel's history and answers its position.
+   * Appends to one channel get increasing offsets in the order they are
+   * called. Only for `numbering: "publisher"`.
+   */
+  readonly append?: ((channel: ChannelId, policy: Policy, text: string) => Effect.Effect<Position, HistoryError>) | undefined
+  /**
+   * The messages of a channel after `since` (none when `since` is undefined:
    * only the current position), as far as the history still has them.
    */
   readonly recover: (
@@ -131,6 +156,10 @@ export class History extends Context.Service<History, {
     policy: Policy,
     since: Position | undefined
   ) => Effect.Effect<Recovery, HistoryError>
+  /** Whether the store can serve now (for `/readyz`); always, when absent. */
+  readonly isReady?: Effect.Effect<boolean> | undefined
+  /** What the store cannot do here, in one line (e.g. no JetStream), or undefined. */
+  readonly limitation?: Effect.Effect<string | undefined> | undefined
 }>()("effect-lhttp/History") {}
 
 /**
@@ -146,6 +175,8 @@ export interface Options {
   readonly maxChannels?: number | undefined
 }
 
+const units = { ms: Duration.millis, s: Duration.seconds, m: Duration.minutes, h: Duration.hours } as const
+
 /**
  * Builds policies from `prefix[:size[:ttl]]` items separated by commas, e.g.
  * `chat-,news-:500:1h` (ttl as `<n>ms`, `<n>s`, `<n>m`, `<n>h`); missing
@@ -154,8 +185,6 @@ export interface Options {
  *
  * @since 0.1.0
  */
-const units = { ms: Duration.millis, s: Duration.seconds, m: Duration.minutes, h: Duration.hours } as const
-
 export const parsePolicies = (text: string): Array<Policy> => {
   const policies: Array<Policy> = []
   for (const item of text.split(",").map((part) => part.trim()).filter((part) => part !== "")) {
@@ -190,25 +219,28 @@ export const policyLookup = (policies: ReadonlyArray<Policy>) => (channel: Chann
 }
 
 /**
- * Reads a `since` header, `<epoch>:<offset>`: undefined when it is not one.
+ * Reads a `since` header: `now`, or a position `<epoch>:<offset>`; undefined
+ * when it is neither.
  *
  * @since 0.1.0
  */
-export const parseSince = (value: string): Position | undefined => {
+export const parseSince = (value: string): Since | undefined => value === "now" ? "now" : parsePosition(value)
+
+/**
+ * Reads a position, `<epoch>:<offset>`: undefined when it is not one.
+ *
+ * @since 0.1.0
+ */
+export const parsePosition = (value: string): Position | undefined => {
   const match = /^([A-Za-z0-9_-]{1,64}):(0|[1-9][0-9]{0,15})$/.exec(value)
   if (match === null) return undefined
   const offset = Number(match[2])
   return Number.isSafeInteger(offset) ? { epoch: match[1]!, offset } : undefined
 }
 
-/**
- * The headers a message on a history channel carries, inserted after its
- * command line: `channel`, `offset` and `epoch`. Any the publisher wrote
- * itself are removed first, so a client cannot forge a position.
- *
- * @since 0.1.0
- */
-export const positioned = (text: string, channel: ChannelId, position: Position): string => {
+// a frame's text cut after its command line: the command line, the other header lines (each with its
+// CRLF; without any `channel`, `offset` or `epoch` the publisher wrote) and the rest (the blank line, the body)
+const split = (text: string) => {
   const lineEnd = text.indexOf("\r\n")
   const headEnd = text.indexOf("\r\n\r\n")
   const commandLine = lineEnd === -1 ? text : text.slice(0, lineEnd)
@@ -219,7 +251,35 @@ export const positioned = (text: string, channel: ChannelId, position: Position)
     ).map((line) => `${line}\r\n`).join("")
   }
   const rest = headEnd === -1 ? "\r\n" : text.slice(headEnd + 2)
+  return { commandLine, head, rest }
+}
+
+/**
+ * The text a subscription that asked for positions receives of a message on
+ * a history channel: `channel`, `offset` and `epoch` inserted after its
+ * command line. Any the publisher wrote itself are removed first, so nobody
+ * can forge a position. Subscriptions that did not ask receive the text as
+ * it was published.
+ *
+ * @since 0.1.0
+ */
+export const positioned = (text: string, channel: ChannelId, position: Position): string => {
+  const { commandLine, head, rest } = split(text)
   return `${commandLine}\r\nchannel:${channel}\r\noffset:${position.offset}\r\nepoch:${position.epoch}\r\n${head}${rest}`
+}
+
+/**
+ * A message's text without the `channel`, `offset` and `epoch` headers its
+ * publisher may have written: what a subscription that asked for positions
+ * receives of a message that has none (so that it cannot take a forged one
+ * for a position).
+ *
+ * @since 0.1.0
+ */
+export const unpositioned = (text: string): string => {
+  if (!text.includes("offset:") && !text.includes("epoch:") && !text.includes("channel:")) return text
+  const { commandLine, head, rest } = split(text)
+  return `${commandLine}\r\n${head}${rest}`
 }
 
 /**
@@ -270,11 +330,16 @@ interface Log {
 
 /**
  * The in-memory store: each channel's log lives in this process and its
- * epoch is made with it, so a restart is a new epoch.
+ * epoch is made with it, so a restart is a new epoch. It numbers what is
+ * published on this process (`numbering: "publisher"`): it serves a bus that
+ * carries positions, the memory bus; with a bus between processes the Hub
+ * keeps no history with it (and says so once).
  *
  * @since 0.1.0
  */
-export const makeMemory = (options: Options): History["Service"] => {
+export const makeMemory = (
+  options: Options
+): History["Service"] & { readonly append: NonNullable<History["Service"]["append"]> } => {
   const logs = new Map<ChannelId, Log>()
   const maxChannels = options.maxChannels ?? 10_000
 
@@ -307,35 +372,35 @@ export const makeMemory = (options: Options): History["Service"] => {
     const log = logOf(channel)
     trim(log, policy, now)
     const position = { epoch: log.epoch, offset: log.last }
-    if (since === undefined) return { frames: [], position }
-    if (since.epoch !== log.epoch) return { frames: [], position, reason: "EpochChanged" }
-    if (since.offset > log.last || since.offset < 0) return { frames: [], position, reason: "UnknownPosition" }
+    if (since === undefined) return { messages: [], position }
+    if (since.epoch !== log.epoch) return { messages: [], position, reason: "EpochChanged" }
+    if (since.offset > log.last || since.offset < 0) return { messages: [], position, reason: "UnknownPosition" }
     // the oldest offset still kept (one past the last when nothing is)
     const first = log.start < log.entries.length ? log.entries[log.start]!.offset : log.last + 1
-    const frames: Array<string> = []
+    const messages: Array<Stored> = []
     for (let i = log.start; i < log.entries.length; i++) {
       const entry = log.entries[i]!
-      if (entry.offset > since.offset) frames.push(entry.text)
+      if (entry.offset > since.offset) messages.push({ text: entry.text, position: { epoch: log.epoch, offset: entry.offset } })
     }
-    return since.offset + 1 < first ? { frames, position, reason: "Trimmed" } : { frames, position }
+    return since.offset + 1 < first ? { messages, position, reason: "Trimmed" } : { messages, position }
   }
 
-  return History.of({
+  return {
     policyOf: policyLookup(options.policies),
-    append: (channel, policy, raw) =>
+    numbering: "publisher",
+    append: (channel, policy, text) =>
       Effect.clockWith((clock) => {
         const log = logOf(channel)
         const position = { epoch: log.epoch, offset: log.last + 1 }
-        const text = positioned(raw, channel, position)
         const now = clock.currentTimeMillisUnsafe()
         log.last = position.offset
         log.entries.push({ offset: position.offset, text, at: now })
         trim(log, policy, now)
-        return Effect.succeed({ position, text })
+        return Effect.succeed(position)
       }),
     recover: (channel, policy, since) =>
       Effect.clockWith((clock) => Effect.succeed(recoverNow(channel, policy, since, clock.currentTimeMillisUnsafe())))
-  })
+  }
 }
 /**
  * The in-memory history as a Layer.

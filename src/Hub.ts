@@ -10,10 +10,14 @@
  * headers, body)` for processors and apps, and their subscription without a
  * socket: `stream(channels)`.
  *
- * With a {@link History.History} in context, a publish to a channel with a
- * history policy is appended to it first and carries its position, and a
- * subscriber that asks for positions gets the messages it missed since one
- * (then the live ones, with no gap and no duplicate) and a `position` frame.
+ * With a {@link History.History} in context, the messages of a channel with a
+ * history policy have positions (numbered by the store as they are published
+ * here, or by the bus as it carries them). A subscription that asks for
+ * positions (`since`) gets the messages it missed since one (then the live
+ * ones, with no gap and no duplicate), a `position` frame, and each message
+ * with its position; every other subscription gets the published text byte
+ * for byte, and nothing else. A message is rendered at most twice (as
+ * published, and positioned), never once per subscriber.
  *
  * @since 0.1.0
  */
@@ -153,21 +157,27 @@ export interface StreamOptions {
 }
 
 /**
- * How a subscriber wants history channels: with `positions`, each history
- * channel it subscribes to is followed by a `position` frame (after the
- * frames since `since`, when given, for a subscription to one channel), and
- * live frames start right after it. Connections ask for positions; server-side
- * streams do not.
+ * How a subscriber wants history channels. With `since` (`"now"`, or a
+ * position to recover after), each channel it names, held already or not, is
+ * answered with a `position` frame (after the messages since the position,
+ * when one is given), and its messages carry their positions from then on; a
+ * channel without history is answered with a `position` frame that says
+ * `NoHistory`. Without `since`, a subscription is plain: the published text,
+ * byte for byte, and no `position` frame.
  *
  * @since 0.1.0
  */
 export interface SubscribeOptions {
-  readonly positions?: boolean | undefined
-  readonly since?: History.Position | undefined
+  readonly since?: History.Since | undefined
 }
 
 interface Entry {
+  readonly channel: Channel.ChannelId
   readonly subscribers: Set<Subscriber>
+  /** The subscribers among them that asked for positions. */
+  readonly positioned: Set<Subscriber>
+  /** The channel's history policy here, fixed when the entry is made (undefined: no history). */
+  readonly policy: History.Policy | undefined
   /** The connections among them whose joining was told to the watchers. */
   readonly members: Set<Connection>
   /** Subscribers recovering the channel's history: what arrives for them meanwhile waits here. */
@@ -178,29 +188,58 @@ interface Entry {
   readonly ready: Deferred.Deferred<void, Rejection.Rejection>
 }
 
+/**
+ * A message as a subscription that asked for positions receives it: with its
+ * position, or (from a bus that could not number it) without any position
+ * header its publisher wrote.
+ */
+const positionedFrame = (channel: Channel.ChannelId, text: string, position: History.Position | undefined): Outbound =>
+  position === undefined
+    ? new Outbound(History.unpositioned(text))
+    : new Outbound(History.positioned(text, channel, position), { channel, epoch: position.epoch, offset: position.offset })
+
 // one subscriber that throws does not cost the others their frame
-const fanOut = (entry: Entry, payload: string, onDefect: (defect: unknown) => void): void => {
-  const frame = new Outbound(payload)
+const deliverTo = (subscriber: Subscriber, frame: Transport.Outbound, onDefect: (defect: unknown) => void): void => {
+  try {
+    subscriber.deliver(frame)
+  } catch (defect) {
+    onDefect(defect)
+  }
+}
+
+// The message rendered at most twice: as published (for plain subscriptions) and positioned (for
+// those that asked), each once for all its subscribers; a recovering subscriber's frames wait at its gate.
+const fanOut = (
+  entry: Entry,
+  payload: string,
+  position: History.Position | undefined,
+  onDefect: (defect: unknown) => void
+): void => {
+  const positioned = entry.positioned
+  if (positioned.size === 0) {
+    const frame = new Outbound(payload)
+    for (const subscriber of entry.subscribers) deliverTo(subscriber, frame, onDefect)
+    return
+  }
+  const withPosition = positionedFrame(entry.channel, payload, position)
   const gates = entry.gates
+  let plain: Outbound | undefined
   for (const subscriber of entry.subscribers) {
-    const gate = gates === undefined ? undefined : gates.get(subscriber)
-    if (gate !== undefined) {
-      gate.push(frame)
+    if (!positioned.has(subscriber)) {
+      deliverTo(subscriber, plain ??= new Outbound(payload), onDefect)
       continue
     }
-    try {
-      subscriber.deliver(frame)
-    } catch (defect) {
-      onDefect(defect)
-    }
+    const gate = gates === undefined ? undefined : gates.get(subscriber)
+    if (gate !== undefined) gate.push(withPosition)
+    else deliverTo(subscriber, withPosition, onDefect)
   }
 }
 
 /**
- * The `position` frame that ends a history channel's recovery for a subscriber
+ * The `position` frame that answers a subscription's `since` on a channel
  * (`recovered` only when it asked since a position; without a recovery: no history).
  */
-const positionFrame = (channel: Channel.ChannelId, recovery: History.Recovery | undefined, asked: boolean): string => {
+const positionFrame = (channel: Channel.ChannelId, recovery: History.Recovery | undefined, asked: boolean): Outbound => {
   const headers = new Map<string, string>([[History.Header.channel, channel]])
   if (recovery !== undefined) {
     headers.set(History.Header.epoch, recovery.position.epoch)
@@ -209,7 +248,10 @@ const positionFrame = (channel: Channel.ChannelId, recovery: History.Recovery | 
   const reason = recovery === undefined ? "NoHistory" : recovery.reason
   if (asked) headers.set(History.Header.recovered, reason === undefined ? "yes" : "no")
   if (reason !== undefined) headers.set(History.Header.reason, reason)
-  return Frame.render(Frame.make(History.positionCommand, headers))
+  const text = Frame.render(Frame.make(History.positionCommand, headers))
+  return recovery === undefined
+    ? new Outbound(text)
+    : new Outbound(text, { channel, epoch: recovery.position.epoch, offset: recovery.position.offset })
 }
 
 // a subscriber's gate goes; with the last one the map goes too, and fan-out looks up nothing again
@@ -238,10 +280,23 @@ const decodedOf = (frame: Transport.Outbound): Message.Message | undefined => {
  */
 export const make = Effect.fnUntraced(function*(options?: Options) {
   const bus = yield* Bus
-  const history = Option.getOrUndefined(yield* Effect.serviceOption(History.History))
+  const store = Option.getOrUndefined(yield* Effect.serviceOption(History.History))
+  // a store serves a bus that numbers messages the way it does; with any other, no channel keeps
+  // history (said once, when a channel would have)
+  const history = store !== undefined && store.numbering === (bus.numbering ?? "none") ? store : undefined
+  let mismatchTold = false
+  const context = yield* Effect.context<never>()
+  const policyOf = (channel: Channel.ChannelId): History.Policy | undefined => {
+    if (history !== undefined) return history.policyOf(channel)
+    if (store === undefined || mismatchTold || store.policyOf(channel) === undefined) return undefined
+    mismatchTold = true
+    Effect.runForkWith(context)(Effect.logWarning(
+      `channel history is off: the History store numbers messages by ${store.numbering}, the bus by ${bus.numbering ?? "none"}`
+    ))
+    return undefined
+  }
   const maxSubscriptions = options?.maxSubscriptions ?? defaultMaxSubscriptions
   const table = new Map<Channel.ChannelId, Entry>()
-  const context = yield* Effect.context<never>()
   const onDefect = (defect: unknown) => {
     Effect.runForkWith(context)(Effect.logError("a hub subscriber threw while a frame was delivered", defect))
   }
@@ -258,7 +313,11 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
   const open = (channel: Channel.ChannelId, entry: Entry) =>
     Effect.gen(function*() {
       const scope = yield* Scope.make()
-      const exit = yield* bus.subscribe(channel, (payload) => fanOut(entry, payload, onDefect)).pipe(
+      const exit = yield* bus.subscribe(
+        channel,
+        (payload, position) => fanOut(entry, payload, position, onDefect),
+        { positions: entry.policy !== undefined }
+      ).pipe(
         Scope.provide(scope),
         Effect.mapError(toRejection),
         Effect.exit
@@ -304,6 +363,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
     if (!subscriber.channels.delete(channel)) return Effect.void
     const entry = table.get(channel)
     if (entry === undefined || !entry.subscribers.delete(subscriber)) return Effect.void
+    entry.positioned.delete(subscriber)
     closeGate(entry, subscriber)
     const connection = subscriber.connection
     const left = connection !== undefined && entry.members.delete(connection) && watchers.size > 0
@@ -312,74 +372,95 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
     return entry.subscribers.size === 0 ? Effect.andThen(left, release(channel, entry)) : left
   }
 
-  const deliverSafely = (subscriber: Subscriber, frame: Transport.Outbound) => {
-    try {
-      subscriber.deliver(frame)
-    } catch (defect) {
-      onDefect(defect)
+  const deliverSafely = (subscriber: Subscriber, frame: Transport.Outbound) => deliverTo(subscriber, frame, onDefect)
+
+  // what waited at a subscriber's gate goes on after `last` (all of it without one); the gate goes
+  const openGate = (subscriber: Subscriber, entry: Entry, last: number | undefined) => {
+    const waited = entry.gates?.get(subscriber) ?? []
+    closeGate(entry, subscriber)
+    if (!entry.subscribers.has(subscriber)) return
+    for (const frame of waited) {
+      // a frame the bus could not number has no position: it goes as it is
+      if (last === undefined || frame.position === undefined || frame.position.offset > last) deliverSafely(subscriber, frame)
     }
   }
 
   // A history channel's recovery for one subscriber, once the live subscription is in place (what
-  // arrives meanwhile waits at its gate): the frames since the position asked for, the position
-  // frame, then what waited, less what the recovery already gave.
+  // arrives meanwhile waits at its gate): the messages since the position asked for, the position
+  // frame, then what waited, less what the recovery already gave. When the store fails, what waited
+  // goes on and the subscription's answer is the failure.
   const recover = (
     subscriber: Subscriber,
-    channel: Channel.ChannelId,
     entry: Entry,
     policy: History.Policy,
     since: History.Position | undefined
   ) =>
-    history!.recover(channel, policy, since).pipe(
+    history!.recover(entry.channel, policy, since).pipe(
       Effect.mapError(toHistoryRejection),
+      Effect.tapError(() => Effect.sync(() => openGate(subscriber, entry, undefined))),
       Effect.map((recovery) => {
-        const waited = entry.gates?.get(subscriber) ?? []
-        closeGate(entry, subscriber)
-        if (!entry.subscribers.has(subscriber)) return
-        for (const text of recovery.frames) deliverSafely(subscriber, new Outbound(text))
-        deliverSafely(subscriber, new Outbound(positionFrame(channel, recovery, since !== undefined)))
-        const last = recovery.position.offset
-        for (const frame of waited) {
-          // a frame from a node without the policy has no offset: it is delivered as it is
-          if (!(History.offsetOf(frame.text) <= last)) deliverSafely(subscriber, frame)
+        if (entry.subscribers.has(subscriber)) {
+          for (const message of recovery.messages) {
+            deliverSafely(subscriber, positionedFrame(entry.channel, message.text, message.position))
+          }
+          deliverSafely(subscriber, positionFrame(entry.channel, recovery, since !== undefined))
         }
+        openGate(subscriber, entry, recovery.position.offset)
       })
     )
 
-  // a subscription asking for positions on a channel without history: said so only when it asked since a position
-  const noHistory = (subscriber: Subscriber, channel: Channel.ChannelId) =>
-    Effect.sync(() => deliverSafely(subscriber, new Outbound(positionFrame(channel, undefined, true))))
+  // a subscription asking for positions on a channel without history: its position frame says so
+  const noHistory = (subscriber: Subscriber, channel: Channel.ChannelId, asked: boolean) =>
+    Effect.sync(() => deliverSafely(subscriber, positionFrame(channel, undefined, asked)))
 
   const subscribe = (subscriber: Subscriber, channels: ReadonlyArray<Channel.ChannelId>, options?: SubscribeOptions) =>
     Effect.suspend(() => {
+      const since = options?.since
       const fresh = channels.filter((channel) => !subscriber.channels.has(channel))
-      if (fresh.length === 0) return Effect.void
+      if (fresh.length === 0 && since === undefined) return Effect.void
       if (subscriber.channels.size + fresh.length > maxSubscriptions) {
         return Effect.fail(Rejection.tooManySubscriptions(maxSubscriptions))
       }
       const opening: Array<readonly [Channel.ChannelId, Entry]> = []
       const waiting: Array<Entry> = []
       const positions: Array<Effect.Effect<void, Rejection.Rejection>> = []
-      const since = options?.since
       for (const channel of fresh) {
         subscriber.channels.add(channel)
         let entry = table.get(channel)
         if (entry === undefined) {
-          entry = { subscribers: new Set(), members: new Set(), gates: undefined, scope: undefined, ready: Deferred.makeUnsafe() }
+          entry = {
+            channel,
+            subscribers: new Set(),
+            positioned: new Set(),
+            policy: policyOf(channel),
+            members: new Set(),
+            gates: undefined,
+            scope: undefined,
+            ready: Deferred.makeUnsafe()
+          }
           table.set(channel, entry)
           opening.push([channel, entry])
         } else if (entry.scope === undefined) {
           waiting.push(entry)
         }
         entry.subscribers.add(subscriber)
-        if (options?.positions === true) {
-          const policy = history?.policyOf(channel)
-          if (policy !== undefined) {
-            ;(entry.gates ??= new Map()).set(subscriber, [])
-            positions.push(recover(subscriber, channel, entry, policy, since))
-          } else if (since !== undefined) {
-            positions.push(noHistory(subscriber, channel))
+      }
+      // positions, for every channel named (a channel held already is answered too)
+      if (since !== undefined) {
+        const after = since === "now" ? undefined : since
+        for (const channel of channels) {
+          const entry = table.get(channel)
+          if (entry === undefined || !entry.subscribers.has(subscriber)) continue
+          if (entry.scope === undefined && !fresh.includes(channel)) waiting.push(entry)
+          // the store may have lost its history since the entry was made (a NATS without JetStream)
+          const policy = entry.policy === undefined ? undefined : policyOf(channel)
+          if (policy === undefined) {
+            positions.push(noHistory(subscriber, channel, after !== undefined))
+            continue
           }
+          entry.positioned.add(subscriber)
+          ;(entry.gates ??= new Map()).set(subscriber, [])
+          positions.push(recover(subscriber, entry, policy, after))
         }
       }
       if (opening.length === 0 && waiting.length === 0 && positions.length === 0) return joined(subscriber, fresh)
@@ -405,18 +486,20 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
     )
   }
 
-  // a channel with a history policy: appended first, then published with its position
+  // a channel with a history policy on a store that numbers what is published here: appended first,
+  // then published with its position beside the text
   const publishOne = (channel: Channel.ChannelId, text: string): Effect.Effect<void, Rejection.Rejection> => {
-    const policy = history?.policyOf(channel)
+    const policy = policyOf(channel)
     if (policy === undefined) return Effect.mapError(bus.publish(channel, text), toRejection)
-    return history!.append(channel, policy, text).pipe(
+    return history!.append!(channel, policy, text).pipe(
       Effect.mapError(toHistoryRejection),
-      Effect.flatMap((appended) => Effect.mapError(bus.publish(channel, appended.text), toRejection))
+      Effect.flatMap((position) => Effect.mapError(bus.publish(channel, text, position), toRejection))
     )
   }
 
+  // a store that numbers what the bus carries (JetStream) adds nothing on the publishing side
   const publishText = (channels: ReadonlyArray<Channel.ChannelId>, text: string) =>
-    history === undefined
+    history === undefined || history.numbering !== "publisher"
       ? (channels.length === 1
         ? bus.publish(channels[0]!, text)
         : Effect.forEach(channels, (channel) => bus.publish(channel, text), { discard: true })).pipe(

@@ -27,11 +27,10 @@
  *
  * @since 0.1.0
  */
-import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node"
-import { Config, Duration, Effect, Layer, Metric, Option, Redacted, Result, Schedule } from "effect"
-import { Bus, BusError } from "./Bus.ts"
-import * as Channel from "./Channel.ts"
+import { Config, type Duration, Effect, Layer, Option, type Redacted, type Scope } from "effect"
+import { Bus, type BusError } from "./Bus.ts"
 import { stringKeepingEmpty } from "./internal/config.ts"
+import * as internal from "./internal/natsBus.ts"
 
 /**
  * Options of the NATS bus.
@@ -79,21 +78,21 @@ export interface Options {
  *
  * @since 0.1.0
  */
-export const defaultSubjectPrefix = "lhttp."
+export const defaultSubjectPrefix: string = internal.defaultSubjectPrefix
 
 /**
  * The default bound, in bytes, of what waits while NATS is disconnected.
  *
  * @since 0.1.0
  */
-export const defaultMaxPendingBytes = 8 * 1024 * 1024
+export const defaultMaxPendingBytes: number = internal.defaultMaxPendingBytes
 
 /**
  * The default bound, in messages, of what waits while NATS is disconnected.
  *
  * @since 0.1.0
  */
-export const defaultMaxPendingMessages = 100_000
+export const defaultMaxPendingMessages: number = internal.defaultMaxPendingMessages
 
 /**
  * What a buffered message costs beyond its subject and payload, in bytes (the
@@ -101,269 +100,15 @@ export const defaultMaxPendingMessages = 100_000
  *
  * @since 0.1.0
  */
-export const messageOverhead = 32
-
-// reconnections of the bus, in the metrics
-const reconnects = Metric.counter("lhttp_bus_reconnects_total", {
-  description: "reconnections of the NATS bus",
-  incremental: true
-})
-
-const reveal = (value: Redacted.Redacted<string> | string | undefined): string =>
-  value === undefined ? "" : typeof value === "string" ? value : Redacted.value(value)
-
-const validPrefix = (prefix: string): boolean =>
-  prefix === "" || (prefix.endsWith(".") && Result.isSuccess(Channel.validate(prefix.slice(0, -1))))
-
-interface Entry {
-  readonly handlers: Set<(payload: string) => void>
-  subscription: Subscription | undefined
-}
-
-/** A publish waiting for the connection. */
-interface Pending {
-  readonly subject: string
-  readonly data: Uint8Array
-}
-
-/**
- * Where the bus stands:
- * - `connecting`: never connected yet; publishes fail.
- * - `connected`: publishes go to NATS at once.
- * - `disconnected`: the connection is lost and the client is reconnecting; publishes wait in the buffer.
- * - `holding`: reconnected, subscriptions restored; publishes still wait in the buffer until `replayDelay` has passed.
- * - `closed`: the bus is shut down, or the client gave up; publishes fail.
- */
-type State = "connecting" | "connected" | "disconnected" | "holding" | "closed"
+export const messageOverhead: number = internal.messageOverhead
 
 /**
  * Makes the NATS bus. It does not wait for NATS: see the module's notes.
  *
  * @since 0.1.0
  */
-export const make = Effect.fnUntraced(function*(options: Options) {
-  const prefix = options.subjectPrefix ?? defaultSubjectPrefix
-  if (!validPrefix(prefix)) {
-    return yield* new BusError({
-      reason: "Unavailable",
-      message: `the subject prefix ${JSON.stringify(prefix)} must be empty or valid channel tokens ending with "."`
-    })
-  }
-  const servers = typeof options.servers === "string" ? [options.servers] : Array.from(options.servers)
-  const maxPendingBytes = options.maxPendingBytes ?? defaultMaxPendingBytes
-  const maxPendingMessages = options.maxPendingMessages ?? defaultMaxPendingMessages
-  const reconnectTimeWait = Duration.fromInputUnsafe(options.reconnectTimeWait ?? "1 second")
-  const replayDelay = Duration.toMillis(
-    options.replayDelay === undefined
-      ? Duration.sum(reconnectTimeWait, Duration.millis(250))
-      : Duration.fromInputUnsafe(options.replayDelay)
-  )
-  const context = yield* Effect.context<never>()
-  const log = (message: string) => {
-    Effect.runForkWith(context)(Effect.logInfo(message))
-  }
-  const channels = new Map<string, Entry>()
-  const decoder = new TextDecoder()
-  const encoder = new TextEncoder()
-  let connection: NatsConnection | undefined
-  let state: State = "connecting"
-  let pending: Array<Pending> = []
-  let pendingBytes = 0
-  // whether a publish was refused since the last replay (logged once)
-  let full = false
-  let replayTimer: ReturnType<typeof setTimeout> | undefined
-
-  const open = (channel: string, entry: Entry) => {
-    if (connection === undefined || connection.isClosed()) return
-    entry.subscription = connection.subscribe(prefix + channel, {
-      callback: (error, message) => {
-        if (error !== null) return
-        const payload = decoder.decode(message.data)
-        for (const handler of entry.handlers) handler(payload)
-      }
-    })
-  }
-
-  const cancelReplay = () => {
-    if (replayTimer !== undefined) clearTimeout(replayTimer)
-    replayTimer = undefined
-  }
-
-  // Sends the buffer, in order, then flushes. Synchronous up to the flush: nothing published later can
-  // overtake it, since the state becomes `connected` only once every buffered message is with the client.
-  const replay = () => {
-    cancelReplay()
-    const nc = connection
-    if (state !== "holding" || nc === undefined) return
-    const batch = pending
-    pending = []
-    pendingBytes = 0
-    full = false
-    state = "connected"
-    if (batch.length === 0) return
-    let refused = 0
-    for (const message of batch) {
-      try {
-        nc.publish(message.subject, message.data)
-      } catch {
-        refused++
-      }
-    }
-    log(`NATS: sent ${batch.length - refused} messages published while disconnected`)
-    if (refused > 0) log(`NATS: the client refused ${refused} buffered messages`)
-    nc.flush().catch(() => log("NATS: the connection dropped while sending the buffer; some of it may be lost"))
-  }
-
-  const watch = async (nc: NatsConnection) => {
-    for await (const status of nc.status()) {
-      switch (status.type) {
-        case "disconnect":
-          if (state === "connected" || state === "holding") {
-            log(`NATS: disconnected from ${status.server}; buffering publishes`)
-            cancelReplay()
-            state = "disconnected"
-          }
-          break
-        case "reconnect":
-          reconnects.updateUnsafe(1, context)
-          if (state === "disconnected") {
-            log(`NATS: reconnected to ${status.server}`)
-            state = "holding"
-            replayTimer = setTimeout(replay, replayDelay)
-          }
-          break
-        case "close":
-          cancelReplay()
-          if (state !== "closed" && pending.length > 0) {
-            log(`NATS: connection closed; ${pending.length} buffered messages dropped`)
-          }
-          state = "closed"
-          pending = []
-          pendingBytes = 0
-          break
-      }
-    }
-  }
-
-  // a connection that opens after the bus was closed (the dial interrupted) is closed at once
-  const dial = Effect.callback<NatsConnection, BusError>((resume, signal) => {
-    connect({
-      servers,
-      name: options.name ?? "effect-lhttp",
-      reconnect: true,
-      maxReconnectAttempts: options.maxReconnectAttempts ?? -1,
-      reconnectTimeWait: Duration.toMillis(reconnectTimeWait),
-      ...(options.token === undefined ? {} : { token: reveal(options.token) }),
-      ...(options.user === undefined ? {} : { user: options.user, pass: reveal(options.pass) })
-    }).then(
-      (nc) => {
-        if (signal.aborted) void nc.close()
-        else resume(Effect.succeed(nc))
-      },
-      (cause) => resume(Effect.fail(new BusError({ reason: "Unavailable", message: "NATS is unreachable", cause })))
-    )
-  })
-
-  yield* dial.pipe(
-    Effect.tapError(() =>
-      Effect.sync(() => {
-        if (state === "connecting" && connection === undefined) log(`NATS: unreachable at ${servers.join(", ")}, retrying`)
-      })
-    ),
-    Effect.retry(Schedule.spaced(options.connectRetry ?? "1 second")),
-    Effect.tap((nc) =>
-      Effect.sync(() => {
-        connection = nc
-        state = "connected"
-        log(`NATS: connected to ${nc.getServer()}`)
-        for (const [channel, entry] of channels) open(channel, entry)
-        void watch(nc)
-      })
-    ),
-    Effect.forkScoped
-  )
-
-  yield* Effect.addFinalizer(() =>
-    Effect.promise(async () => {
-      const nc = connection
-      // what waits for the replay goes out now; what waits for a reconnect cannot
-      if (state === "holding") replay()
-      const wasConnected = state === "connected"
-      cancelReplay()
-      if (pending.length > 0) log(`NATS: shutting down while disconnected; ${pending.length} buffered messages dropped`)
-      state = "closed"
-      pending = []
-      pendingBytes = 0
-      connection = undefined
-      if (nc === undefined || nc.isClosed()) return
-      // draining waits for the server: only when there is one
-      if (wasConnected) await nc.drain().catch(() => nc.close())
-      else await nc.close()
-    })
-  )
-
-  const unavailable = (message: string) => Effect.fail(new BusError({ reason: "Unavailable", message }))
-
-  const buffer = (subject: string, payload: string) => {
-    const data = encoder.encode(payload)
-    const maxPayload = connection?.info?.max_payload
-    if (maxPayload !== undefined && data.length > maxPayload) {
-      return Effect.fail(
-        new BusError({ reason: "PublishFailed", message: `the payload exceeds NATS's max_payload (${maxPayload} bytes)` })
-      )
-    }
-    const cost = data.length + subject.length + messageOverhead
-    if (pendingBytes + cost > maxPendingBytes || pending.length >= maxPendingMessages) {
-      if (!full) log(`NATS: the reconnect buffer is full (${pending.length} messages); publishes fail until it is sent`)
-      full = true
-      return unavailable("NATS is disconnected and the reconnect buffer is full")
-    }
-    pending.push({ subject, data })
-    pendingBytes += cost
-    return Effect.void
-  }
-
-  return Bus.of({
-    publish: (channel, payload) =>
-      Effect.suspend(() => {
-        const subject = prefix + channel
-        if (state === "disconnected" || state === "holding") return buffer(subject, payload)
-        if (state !== "connected" || connection === undefined) {
-          return unavailable(state === "closed" ? "the NATS connection is closed" : "not connected to NATS")
-        }
-        try {
-          connection.publish(subject, payload)
-          return Effect.void
-        } catch (cause) {
-          return Effect.fail(new BusError({ reason: "PublishFailed", message: "NATS refused the publish", cause }))
-        }
-      }),
-    subscribe: (channel, onMessage) =>
-      Effect.acquireRelease(
-        Effect.sync(() => {
-          let entry = channels.get(channel)
-          if (entry === undefined) {
-            entry = { handlers: new Set(), subscription: undefined }
-            channels.set(channel, entry)
-            entry.handlers.add(onMessage)
-            open(channel, entry)
-          } else {
-            entry.handlers.add(onMessage)
-          }
-        }),
-        () =>
-          Effect.sync(() => {
-            const entry = channels.get(channel)
-            if (entry === undefined) return
-            entry.handlers.delete(onMessage)
-            if (entry.handlers.size > 0) return
-            channels.delete(channel)
-            if (entry.subscription !== undefined && !entry.subscription.isClosed()) entry.subscription.unsubscribe()
-          })
-      ),
-    isReady: Effect.sync(() => state === "connected" || state === "holding")
-  })
-})
+export const make = (options: Options): Effect.Effect<Bus["Service"], BusError, Scope.Scope> =>
+  Effect.map(internal.make(options), (made) => made.bus)
 
 /**
  * The NATS bus as a Layer. Closing it drains the NATS connection.

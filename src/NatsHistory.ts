@@ -1,260 +1,251 @@
 /**
- * Channel history in a JetStream stream: positions hold across nodes and
- * restarts, so a client recovers on any node of a cluster, after every node
- * (and nats-server, with file storage) restarted. Import it as
+ * The NATS bus with channel history in JetStream: positions hold across
+ * nodes and restarts, so a client recovers on any node of a cluster, after
+ * every node (and nats-server, with file storage) restarted. Import it as
  * `effect-lhttp/NatsHistory`; it needs `@nats-io/transport-node` and
- * `@nats-io/jetstream`, and a nats-server with JetStream (`-js`).
+ * `@nats-io/jetstream`. It provides both the `Bus` and the `History`.
  *
- * One stream (`LHTTP_HISTORY` by default) holds every history channel, each
- * on its own subject (`lhttp-history.<channel>`); its limits are the largest
- * of the policies (messages per subject, age), and each channel's own policy
- * is applied when it is read. A message's offset is its stream sequence:
- * offsets grow along a channel but skip the numbers other channels took.
- * Each stored message names the offset of the one before it on its channel
- * (header `Lhttp-Prev`), and a publish only lands when that is still the
- * channel's last (JetStream's expected last subject sequence; a node that
- * lost the race reads the new last and tries again), so the chain has no
- * fork and a recovery can tell a trimmed history from offsets other channels
- * used. The epoch is the stream's creation time: a deleted and recreated
- * stream is a new epoch.
+ * One stream (`LHTTP_HISTORY` by default) records the bus's own subjects
+ * (`<prefix>>`; with the empty prefix of original lhttp nodes, `*`: the
+ * channels without a dot). So every message published on the bus, by any
+ * node, `POST /publish` or an original lhttp node, is recorded and numbered
+ * by JetStream itself, in one order per channel across nodes; nobody waits
+ * for an append, and the NATS payload stays the LHTTP text as it was
+ * published. The stream republishes each message it stored, with its
+ * sequence in a NATS header, to `lhttp-positions.<subject>`: the nodes
+ * deliver a history channel from there, so a position travels beside the
+ * text and never inside it. A message's offset is its stream sequence:
+ * offsets grow along a channel but skip the numbers other channels took. The
+ * epoch is the stream's creation time (and its subjects): a deleted and
+ * recreated stream is a new epoch.
  *
- * What it costs: a publish on a history channel waits for JetStream's
- * acknowledgement before it goes on the bus (one round trip to nats-server,
- * and the stream's write), in order per channel on each node; a recovery
- * reads the channel's messages one request each (JetStream direct get).
+ * A recovery reads the channel's messages after the position (JetStream
+ * direct get, one request each) and says `recovered:yes` only when none of
+ * the channel's messages after it can have been dropped: the stream drops
+ * oldest first (by age and bytes overall, by count per subject), so nothing
+ * after the position is gone when one of the channel's messages at or
+ * before it is still kept, or when the stream still holds everything from
+ * the position on and the channel has fewer messages than the per-subject
+ * limit; otherwise it answers `Trimmed`.
+ *
+ * On a NATS without JetStream the bus works (a node of the cluster as any
+ * other) and no channel keeps history: one warning line says so, and the
+ * history's `limitation` too. Before NATS is reached the bus and the history
+ * are not ready.
  *
  * @since 0.1.0
  */
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream"
-import { headers as natsHeaders } from "@nats-io/transport-node"
-import { Config, Duration, Effect, Layer, Option } from "effect"
+import { jetstreamManager, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream"
+import type { NatsConnection } from "@nats-io/transport-node"
+import { Config, Context, Duration, Effect, Layer, Option } from "effect"
+import * as Bus from "./Bus.ts"
 import type { ChannelId } from "./Channel.ts"
 import * as History from "./History.ts"
 import { stringKeepingEmpty } from "./internal/config.ts"
-import { clientConfig, type ClientOptions, connectScoped, noJetStream, serversOf } from "./internal/natsClient.ts"
+import { noJetStream } from "./internal/natsClient.ts"
+import * as internal from "./internal/natsBus.ts"
+import * as NatsBus from "./NatsBus.ts"
 
 /**
- * Options of the JetStream history.
+ * Options of the bus with JetStream history: the NATS bus's, the policies,
+ * and the stream's.
  *
  * @since 0.1.0
  * @category models
  */
-export interface Options extends History.Options, ClientOptions {
+export interface Options extends NatsBus.Options {
+  /** Which channels keep history (the first policy whose prefix matches counts). */
+  readonly policies: ReadonlyArray<History.Policy>
   /** The stream (default `LHTTP_HISTORY`). */
   readonly stream?: string | undefined
-  /** What a channel's subject starts with (default `lhttp-history.`). */
-  readonly subjectPrefix?: string | undefined
+  /** Where the stream republishes what it stored (default `lhttp-positions.`, then the bus subject). */
+  readonly republishPrefix?: string | undefined
   /** The most the stream holds, all channels together (default 1 GiB): past it, the oldest messages go. */
   readonly maxBytes?: number | undefined
   /** Where the stream keeps its messages (default `"file"`: they outlive a nats-server restart). */
   readonly storage?: "file" | "memory" | undefined
-  /** The client name NATS shows in its monitoring (default `effect-lhttp-history`). */
-  readonly name?: string | undefined
 }
+
+/**
+ * The default prefix of the subjects the stream republishes to.
+ *
+ * @since 0.1.0
+ */
+export const defaultRepublishPrefix = "lhttp-positions."
 
 const unavailable = (message: string, cause?: unknown) =>
   new History.HistoryError({ reason: "Unavailable", message, cause })
 
-// JetStream's answer when the expected last subject sequence is not the channel's last
-const wrongLastSequence = 10071
-const prevHeader = "Lhttp-Prev"
-// how many times a publish that lost the race to another node tries again
-const attempts = 64
-// how many channels' last offsets a node remembers
-const maxRemembered = 10_000
-
-/**
- * The channel's actual last offset when a publish lost the race (JetStream
- * says it: "wrong last sequence: <n>"), or undefined for any other failure
- * (NaN when the number is not in the message: it is read again).
- */
-const lastFromConflict = (cause: unknown): number | undefined => {
-  if (typeof cause !== "object" || cause === null) return undefined
-  const code = (cause as { code?: unknown }).code
-  const text = String((cause as { message?: unknown }).message ?? cause)
-  if (code !== wrongLastSequence && !/wrong last sequence/i.test(text)) return undefined
-  const match = /wrong last sequence: (\d+)/i.exec(text)
-  return match === null ? NaN : Number(match[1])
+// a short, stable hash of a text, in base 36 (the stream's subjects, in its epoch)
+const hashOf = (text: string): string => {
+  let hash = 2166136261
+  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 16777619)
+  return (hash >>> 0).toString(36)
 }
 
 /**
- * Makes the history: connects to NATS and creates (or updates) the stream.
- * Fails when NATS is unreachable or has no JetStream.
+ * Makes the bus and the history: the bus connects as the NATS bus does (not
+ * waiting for NATS), and on every connection makes sure the stream is there.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make = Effect.fnUntraced(function*(options: Options) {
-  const servers = serversOf(options).join(", ")
   const streamName = options.stream ?? "LHTTP_HISTORY"
-  const prefix = options.subjectPrefix ?? "lhttp-history."
-  const policyOf = History.policyLookup(options.policies)
-  const nc = yield* connectScoped(
-    options,
-    options.name ?? "effect-lhttp-history",
-    (at, cause) => unavailable(`the history cannot reach NATS at ${at}`, cause)
-  )
+  const prefix = options.subjectPrefix ?? NatsBus.defaultSubjectPrefix
+  const republishPrefix = options.republishPrefix ?? defaultRepublishPrefix
+  const servers = typeof options.servers === "string" ? options.servers : options.servers.join(", ")
+  const lookup = History.policyLookup(options.policies)
   const maxSize = Math.max(1, ...options.policies.map((policy) => policy.size))
   const maxAge = Math.max(1, ...options.policies.map((policy) => Duration.toMillis(policy.ttl)))
-  const { epoch, jsm } = yield* Effect.tryPromise({
-    try: async () => {
-      const jsm: JetStreamManager = await jetstreamManager(nc)
-      const config = {
-        subjects: [`${prefix}>`],
-        max_msgs_per_subject: maxSize,
-        max_age: maxAge * 1_000_000,
-        max_bytes: options.maxBytes ?? 2 ** 30,
-        allow_direct: true
-      }
-      const info = await jsm.streams.info(streamName).then(
-        (existing) => jsm.streams.update(streamName, { ...existing.config, ...config }),
-        () =>
-          jsm.streams.add({
-            name: streamName,
-            storage: options.storage === "memory" ? "memory" : "file",
-            ...config
-          } as Parameters<JetStreamManager["streams"]["add"]>[0])
-      )
-      return { epoch: Date.parse(info.created).toString(36), jsm }
-    },
-    catch: (cause) =>
-      unavailable(
-        noJetStream(cause)
-          ? `NATS at ${servers} has no JetStream: channel history needs it (start nats-server with -js)`
-          : `the history cannot open the stream ${JSON.stringify(streamName)}: ${String(cause)}`,
-        cause
-      )
-  })
-  const js: JetStreamClient = jetstream(nc)
+  const subjects = prefix === "" ? ["*"] : [`${prefix}>`]
+  const context = yield* Effect.context<never>()
+  let limitation: string | undefined
+  let manager: JetStreamManager | undefined
 
-  // each channel's last offset as this node last knew it (the channels appended to most recently: a
-  // channel forgotten is read again); and its appends in order, one at a time
-  const lastKnown = new Map<ChannelId, number>()
-  const remember = (channel: ChannelId, offset: number) => {
-    lastKnown.delete(channel)
-    if (lastKnown.size >= maxRemembered) lastKnown.delete(lastKnown.keys().next().value!)
-    lastKnown.set(channel, offset)
+  const wanted: Partial<StreamConfig> = {
+    subjects,
+    republish: { src: ">", dest: `${republishPrefix}>` },
+    max_msgs_per_subject: maxSize,
+    max_age: maxAge * 1_000_000,
+    max_bytes: options.maxBytes ?? 2 ** 30,
+    allow_direct: true
   }
-  const queues = new Map<ChannelId, Promise<unknown>>()
-  const serially = <A>(channel: ChannelId, task: () => Promise<A>): Promise<A> => {
-    const previous = queues.get(channel) ?? Promise.resolve()
-    const next = previous.then(task, task)
-    const settled = next.then(() => undefined, () => undefined)
-    queues.set(channel, settled)
-    void settled.then(() => {
-      if (queues.get(channel) === settled) queues.delete(channel)
-    })
-    return next
-  }
+  const differs = (config: StreamConfig) =>
+    config.subjects?.join(" ") !== subjects.join(" ") ||
+    config.republish?.src !== wanted.republish!.src ||
+    config.republish?.dest !== wanted.republish!.dest ||
+    config.max_msgs_per_subject !== wanted.max_msgs_per_subject ||
+    config.max_age !== wanted.max_age ||
+    config.max_bytes !== wanted.max_bytes ||
+    config.allow_direct !== true
 
-  const lastOf = async (subject: string): Promise<number> => {
-    const message = await jsm.direct.getMessage(streamName, { last_by_subj: subject })
-    return message === null ? 0 : message.seq
-  }
-
-  const append = async (channel: ChannelId, text: string) => {
-    const subject = prefix + channel
-    for (let attempt = 1;; attempt++) {
-      const prev = lastKnown.get(channel) ?? await lastOf(subject)
-      const header = natsHeaders()
-      header.set(prevHeader, String(prev))
-      try {
-        const ack = await js.publish(subject, text, { headers: header, expect: { lastSubjectSequence: prev } })
-        remember(channel, ack.seq)
-        const position = { epoch, offset: ack.seq }
-        return { position, text: History.positioned(text, channel, position) }
-      } catch (cause) {
-        lastKnown.delete(channel)
-        const last = lastFromConflict(cause)
-        if (last === undefined || attempt >= attempts) throw cause
-        // the channel's last, as JetStream said it: the next attempt chains to it at once
-        if (!Number.isNaN(last)) remember(channel, last)
-      }
+  // the stream on a connection: found (and brought to these settings) or made; its epoch
+  const setup = async (nc: NatsConnection): Promise<string | undefined> => {
+    let jsm: JetStreamManager
+    try {
+      jsm = await jetstreamManager(nc)
+    } catch (cause) {
+      if (!noJetStream(cause)) throw cause
+      const line = `channel history is off: NATS at ${servers} has no JetStream (start nats-server with -js to keep it)`
+      if (limitation !== line) Effect.runForkWith(context)(Effect.logWarning(line))
+      limitation = line
+      return undefined
     }
+    const info = await jsm.streams.info(streamName).then(
+      (existing) => differs(existing.config) ? jsm.streams.update(streamName, { ...existing.config, ...wanted }) : existing,
+      () =>
+        jsm.streams.add({
+          name: streamName,
+          storage: options.storage === "memory" ? "memory" : "file",
+          ...wanted
+        } as Parameters<JetStreamManager["streams"]["add"]>[0]).catch(() =>
+          // another node made it meanwhile
+          jsm.streams.info(streamName)
+        )
+    )
+    manager = jsm
+    limitation = undefined
+    return `${Date.parse(info.created).toString(36)}-${hashOf(subjects.join(" "))}`
   }
 
-  // the channel's messages after `since`, as far as its policy keeps them
-  const recover = async (channel: ChannelId, policy: History.Policy, since: History.Position | undefined) => {
+  // no policy, no stream: the plain NATS bus
+  const made = yield* internal.make(options, options.policies.length === 0 ? undefined : { setup, republishPrefix })
+
+  // the channel's messages after `since`, as far as the stream and its policy keep them
+  const recover = async (
+    jsm: JetStreamManager,
+    epoch: string,
+    channel: ChannelId,
+    policy: History.Policy,
+    since: History.Position | undefined
+  ): Promise<History.Recovery> => {
     const subject = prefix + channel
-    const last = await lastOf(subject)
+    const info = await jsm.streams.info(streamName)
+    const last = info.state.last_seq
     const position = { epoch, offset: last }
-    if (since === undefined) return { frames: [], position }
-    if (since.epoch !== epoch) return { frames: [], position, reason: "EpochChanged" as const }
-    if (since.offset > last) return { frames: [], position, reason: "UnknownPosition" as const }
-    if (since.offset === last) return { frames: [], position }
+    if (since === undefined) return { messages: [], position }
+    if (since.epoch !== epoch) return { messages: [], position, reason: "EpochChanged" }
+    if (since.offset > last) return { messages: [], position, reason: "UnknownPosition" }
+    if (since.offset === last) return { messages: [], position }
     const oldest = Date.now() - Duration.toMillis(policy.ttl)
-    const kept: Array<{ readonly prev: number; readonly text: string }> = []
-    let seq = since.offset + 1
-    for (;;) {
+    const found: Array<History.Stored & { readonly at: number }> = []
+    for (let seq = since.offset + 1; seq <= last;) {
       const message = await jsm.direct.getMessage(streamName, { seq, next_by_subj: subject })
-      if (message === null) break
-      if (message.time.getTime() > oldest) {
-        kept.push({
-          prev: Number(message.header.get(prevHeader)),
-          text: History.positioned(message.string(), channel, { epoch, offset: message.seq })
-        })
-      }
-      if (message.seq >= last) break
+      if (message === null || message.seq > last) break
+      found.push({ text: message.string(), position: { epoch, offset: message.seq }, at: message.time.getTime() })
       seq = message.seq + 1
     }
-    const frames = kept.slice(-policy.size)
-    // the first message kept after `since` must follow it directly, or some were trimmed
-    const first = kept.length - frames.length
-    const complete = frames.length > 0 && first === 0 && kept[0]!.prev === since.offset
-    return complete
-      ? { frames: frames.map((frame) => frame.text), position }
-      : { frames: frames.map((frame) => frame.text), position, reason: "Trimmed" as const }
+    const kept = found.filter((message) => message.at > oldest).slice(-policy.size)
+    const messages = kept.map(({ position, text }) => ({ position, text }))
+    if (kept.length < found.length) return { messages, position, reason: "Trimmed" }
+    // nothing of the channel after `since` was dropped when one of its messages at or before it is still
+    // there, or when the stream still starts at or before `since` and the channel is under its per-subject limit
+    const earlier = await jsm.direct.getMessage(streamName, { seq: 1, next_by_subj: subject })
+    const perSubject = info.config.max_msgs_per_subject
+    const complete = (earlier !== null && earlier.seq <= since.offset) ||
+      (info.state.first_seq <= since.offset + 1 && (perSubject === undefined || perSubject < 0 || found.length < perSubject))
+    return complete ? { messages, position } : { messages, position, reason: "Trimmed" }
   }
 
-  const failed = (reason: "AppendFailed" | "ReadFailed", what: string) => (cause: unknown) =>
-    new History.HistoryError({ reason, message: `the history failed to ${what}: ${String(cause)}`, cause })
-
-  return History.History.of({
-    policyOf,
-    append: (channel, _policy, text) =>
-      Effect.tryPromise({
-        try: () => serially(channel, () => append(channel, text)),
-        catch: failed("AppendFailed", "append a message")
-      }),
+  const history = History.History.of({
+    policyOf: (channel) => {
+      if (made.numbering()._tag === "Off") return undefined
+      // with the empty prefix the stream records one-token subjects only
+      if (prefix === "" && channel.includes(".")) return undefined
+      return lookup(channel)
+    },
+    numbering: options.policies.length === 0 ? "none" : "bus",
     recover: (channel, policy, since) =>
-      Effect.tryPromise({ try: () => recover(channel, policy, since), catch: failed("ReadFailed", "read a channel") })
+      Effect.suspend(() => {
+        const state = made.numbering()
+        if (state._tag !== "Numbered" || manager === undefined) {
+          return Effect.fail(unavailable(state._tag === "Off" ? limitation ?? "no JetStream" : "NATS is not reached yet"))
+        }
+        const jsm = manager
+        return Effect.tryPromise({
+          try: () => recover(jsm, state.epoch, channel, policy, since),
+          catch: (cause) =>
+            new History.HistoryError({ reason: "ReadFailed", message: `the history failed to read a channel: ${String(cause)}`, cause })
+        })
+      }),
+    isReady: Effect.sync(() => made.numbering()._tag !== "Pending"),
+    limitation: Effect.sync(() => limitation)
   })
+  return { bus: made.bus, history }
 })
 
 /**
- * The JetStream history as a Layer.
+ * The bus with JetStream history as a Layer: the `Bus` and the `History`.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options): Layer.Layer<History.History, History.HistoryError> =>
-  Layer.effect(History.History, make(options))
+export const layer = (options: Options): Layer.Layer<Bus.Bus | History.History, Bus.BusError> =>
+  Layer.effectContext(Effect.map(make(options), ({ bus, history }) =>
+    Context.make(Bus.Bus, bus).pipe(Context.add(History.History, history))))
 
 /**
- * The history's settings from the environment, as the NATS bus reads them:
- * `LHTTP_NATS_URL` (comma-separated), `LHTTP_NATS_TOKEN`, `LHTTP_NATS_USER`,
- * `LHTTP_NATS_PASS`, and `LHTTP_HISTORY_STREAM` (default `LHTTP_HISTORY`).
+ * The history's settings from the environment, beside the NATS bus's
+ * ({@link NatsBus.config}): `LHTTP_HISTORY_STREAM` (default `LHTTP_HISTORY`).
  *
  * @since 0.1.0
  * @category config
  */
-export const config = Config.all([
-  clientConfig,
-  Config.String("LHTTP_HISTORY_STREAM").pipe(Config.withDefault("LHTTP_HISTORY"))
-]).pipe(Config.map(([client, stream]) => ({ ...client, stream })))
+export const streamConfig = Config.String("LHTTP_HISTORY_STREAM").pipe(Config.withDefault("LHTTP_HISTORY"))
 
 /**
- * The history of the main job: the policies of `LHTTP_HISTORY`
+ * The bus and history of the main job: the policies of `LHTTP_HISTORY`
  * ({@link History.parsePolicies}; `fallback` when it is not set, none when it
- * is empty), kept in JetStream when `LHTTP_NATS_URL` is set (failing at start
- * when that NATS has no JetStream), in memory when not.
+ * is empty); with `LHTTP_NATS_URL`, the NATS bus ({@link NatsBus.config})
+ * with history in JetStream; without, the memory bus and history.
  *
  * @since 0.1.0
  * @category layers
  */
 export const layerFromEnv = (
   fallback: string
-): Layer.Layer<History.History, History.HistoryError | Config.ConfigError> =>
+): Layer.Layer<Bus.Bus | History.History, Bus.BusError | History.HistoryError | Config.ConfigError> =>
   Layer.unwrap(Effect.gen(function*() {
     const text = yield* stringKeepingEmpty("LHTTP_HISTORY", fallback)
     const policies = yield* Effect.try({
@@ -267,6 +258,16 @@ export const layerFromEnv = (
         })
     })
     const url = yield* Config.option(Config.String("LHTTP_NATS_URL"))
-    if (Option.isNone(url) || policies.length === 0) return History.layerMemory({ policies })
-    return layer({ ...(yield* config), policies })
+    if (Option.isNone(url)) return Layer.merge(Bus.layerMemory(), History.layerMemory({ policies }))
+    const env = yield* NatsBus.config
+    return layer({
+      servers: env.servers,
+      subjectPrefix: env.subjectPrefix,
+      name: Option.getOrUndefined(env.name),
+      token: Option.getOrUndefined(env.token),
+      user: Option.getOrUndefined(env.user),
+      pass: Option.getOrUndefined(env.pass),
+      policies,
+      stream: yield* streamConfig
+    })
   }))

@@ -44,6 +44,12 @@ export interface Peer {
 export interface Outbound {
   readonly text: string
   readonly bytes: Uint8Array
+  /**
+   * The history position the frame carries, when the hub rendered it for a
+   * subscription that asked for positions (a delivery or a `position`
+   * frame): read from here, never from the text, which a publisher wrote.
+   */
+  readonly position?: { readonly channel: string; readonly epoch: string; readonly offset: number } | undefined
 }
 
 /**

@@ -2,20 +2,21 @@
  * The main job (`npm start`): the stand-alone server with the `echo`, `chat`
  * and `login` demo processors and sessions (the `session` command), on the
  * in-memory bus and session store, or on NATS as a node of a cluster when
- * `LHTTP_NATS_URL` is set (sessions then in a NATS KV bucket: that NATS needs
- * JetStream), with presence (the `presence` command), with channel history (`LHTTP_HISTORY`; in JetStream on NATS), with upstream calls when `LHTTP_UPSTREAM_ALLOW` is set;
- * configured by `LHTTP_*` environment variables (see the README). It serves
+ * `LHTTP_NATS_URL` is set (sessions then in a NATS KV bucket, history in a
+ * JetStream stream: on a NATS without JetStream, sessions on this node only
+ * and no history, each said in one warning line), with presence (the
+ * `presence` command), with channel history (`LHTTP_HISTORY`), with upstream
+ * calls when `LHTTP_UPSTREAM_ALLOW` is set; configured by `LHTTP_*`
+ * environment variables (see the README). It serves
  * the chat room page at `/` and stops gracefully on SIGTERM and SIGINT.
  */
 import { Layer } from "effect"
 import { readFileSync } from "node:fs"
-import * as Bus from "./Bus.ts"
 import * as Chat from "./demo/Chat.ts"
 import * as Echo from "./demo/Echo.ts"
 import * as Login from "./demo/Login.ts"
 import * as Hub from "./Hub.ts"
 import * as NodeLhttpServer from "./NodeLhttpServer.ts"
-import * as NatsBus from "./NatsBus.ts"
 import * as NatsHistory from "./NatsHistory.ts"
 import * as NatsSessionStore from "./NatsSessionStore.ts"
 import * as NodeUpstream from "./NodeUpstream.ts"
@@ -35,9 +36,10 @@ const Main = NodeLhttpServer.layerConfig({
   // the presence command (the chat page's member list); join and leave events per LHTTP_PRESENCE_EVENTS
   Layer.provideMerge(Presence.layerConfig),
   Layer.provide(NatsSessionStore.layerFromEnv(SessionStore.layerMemory)),
-  // every channel keeps its last 100 messages for 10 minutes unless LHTTP_HISTORY says otherwise
-  Layer.provideMerge(Hub.layer().pipe(Layer.provide(NatsHistory.layerFromEnv("*")))),
-  Layer.provide(NatsBus.layerFromEnv(Bus.layerMemory()))
+  Layer.provideMerge(Hub.layer()),
+  // every channel keeps its last 100 messages for 10 minutes unless LHTTP_HISTORY says otherwise (positions
+  // only for subscriptions that ask); the bus is NATS when LHTTP_NATS_URL is set, the history then in JetStream
+  Layer.provideMerge(NatsHistory.layerFromEnv("*"))
 )
 
 NodeLhttpServer.launch(Main)

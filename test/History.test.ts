@@ -24,6 +24,7 @@ const take = (client: MemoryClient, n: number) =>
   })
 
 const bodyOf = (text: string) => Result.getOrThrow(Frame.parse(text)).body
+const textBodyOf = (message: History.Stored) => bodyOf(message.text)
 
 /**
  * The memory store with a window around each read, as a store across a network has: other fibers
@@ -57,12 +58,21 @@ describe("History", () => {
     }
   })
 
-  it("reads since as <epoch>:<offset>, and nothing else", () => {
+  it("reads since as now or <epoch>:<offset>, and nothing else", () => {
     assert.deepStrictEqual(History.parseSince("k3j2x:41"), { epoch: "k3j2x", offset: 41 })
     assert.deepStrictEqual(History.parseSince("e:0"), { epoch: "e", offset: 0 })
-    for (const bad of ["", "e", ":1", "e:", "e:-1", "e:01", "e:1.5", "e f:1", "e:99999999999999999"]) {
+    assert.strictEqual(History.parseSince("now"), "now")
+    for (const bad of ["", "e", ":1", "e:", "e:-1", "e:01", "e:1.5", "e f:1", "e:99999999999999999", "NOW", " now"]) {
       assert.isUndefined(History.parseSince(bad), bad)
     }
+    assert.isUndefined(History.parsePosition("now"))
+  })
+
+  it("unpositioned drops the position headers a publisher wrote, and leaves other texts alone", () => {
+    const forged = "LHTTP/1.0 chat\r\noffset:5\r\npublish:h-1\r\nepoch:e\r\nchannel:h-1\r\n\r\nhi offset:1"
+    assert.strictEqual(History.unpositioned(forged), "LHTTP/1.0 chat\r\npublish:h-1\r\n\r\nhi offset:1")
+    const clean = "LHTTP/1.0 chat\r\npublish:h-1\r\n\r\nhi"
+    assert.strictEqual(History.unpositioned(clean), clean)
   })
 
   it("positions a frame after its command line, dropping positions the publisher wrote", () => {
@@ -85,26 +95,26 @@ describe("History", () => {
       const first = yield* store.recover(c, policy, undefined)
       assert.strictEqual(first.position.offset, 0)
       for (let i = 1; i <= 8; i++) {
-        const { position } = yield* store.append(c, policy, `LHTTP/1.0 m\r\n\r\nm${i}`)
+        const position = yield* store.append(c, policy, `LHTTP/1.0 m\r\n\r\nm${i}`)
         assert.deepStrictEqual(position, { epoch: first.position.epoch, offset: i })
       }
       // kept: 4..8
       const all = yield* store.recover(c, policy, { epoch: first.position.epoch, offset: 3 })
-      assert.deepStrictEqual(all.frames.map(bodyOf), ["m4", "m5", "m6", "m7", "m8"])
-      assert.deepStrictEqual(all.frames.map(History.offsetOf), [4, 5, 6, 7, 8])
+      assert.deepStrictEqual(all.messages.map(textBodyOf), ["m4", "m5", "m6", "m7", "m8"])
+      assert.deepStrictEqual(all.messages.map((message) => message.position.offset), [4, 5, 6, 7, 8])
       assert.isUndefined(all.reason)
       const some = yield* store.recover(c, policy, { epoch: first.position.epoch, offset: 6 })
-      assert.deepStrictEqual(some.frames.map(bodyOf), ["m7", "m8"])
+      assert.deepStrictEqual(some.messages.map(textBodyOf), ["m7", "m8"])
       assert.isUndefined(some.reason)
       const trimmed = yield* store.recover(c, policy, { epoch: first.position.epoch, offset: 2 })
       assert.strictEqual(trimmed.reason, "Trimmed")
-      assert.deepStrictEqual(trimmed.frames.map(bodyOf), ["m4", "m5", "m6", "m7", "m8"])
+      assert.deepStrictEqual(trimmed.messages.map(textBodyOf), ["m4", "m5", "m6", "m7", "m8"])
       assert.strictEqual((yield* store.recover(c, policy, { epoch: "other", offset: 3 })).reason, "EpochChanged")
       assert.strictEqual((yield* store.recover(c, policy, { epoch: first.position.epoch, offset: 9 })).reason, "UnknownPosition")
       // another channel has its own offsets and epoch
       const other = yield* store.append(channel("h-2"), policy, "LHTTP/1.0 m\r\n\r\nx")
-      assert.strictEqual(other.position.offset, 1)
-      assert.notStrictEqual(other.position.epoch, first.position.epoch)
+      assert.strictEqual(other.offset, 1)
+      assert.notStrictEqual(other.epoch, first.position.epoch)
     }))
 
   it.effect("the memory store keeps at most maxChannels logs: the one used longest ago goes, its epoch with it", () =>
@@ -116,8 +126,8 @@ describe("History", () => {
       // a recovery counts as a use: a stays, b is now the oldest
       yield* store.recover(a, policy, undefined)
       yield* store.append(c, policy, "LHTTP/1.0 m\r\n\r\nc1")
-      const kept = yield* store.recover(a, policy, { ...first.position, offset: 0 })
-      assert.deepStrictEqual([kept.frames.map(bodyOf), kept.reason], [["a1"], undefined])
+      const kept = yield* store.recover(a, policy, { ...first, offset: 0 })
+      assert.deepStrictEqual([kept.messages.map(textBodyOf), kept.reason], [["a1"], undefined])
       const dropped = yield* store.recover(b, policy, { epoch: "any", offset: 0 })
       assert.deepStrictEqual([dropped.position.offset, dropped.reason], [0, "EpochChanged"])
     }))
@@ -128,26 +138,43 @@ describe("History", () => {
       const c = channel("h-1")
       yield* store.append(c, policy, "LHTTP/1.0 m\r\n\r\nold")
       yield* TestClock.adjust("40 seconds")
-      const { position } = yield* store.append(c, policy, "LHTTP/1.0 m\r\n\r\nnew")
+      const position = yield* store.append(c, policy, "LHTTP/1.0 m\r\n\r\nnew")
       yield* TestClock.adjust("30 seconds")
       const after = yield* store.recover(c, policy, { epoch: position.epoch, offset: 0 })
-      assert.deepStrictEqual(after.frames.map(bodyOf), ["new"])
+      assert.deepStrictEqual(after.messages.map(textBodyOf), ["new"])
       assert.strictEqual(after.reason, "Trimmed")
       assert.isUndefined((yield* store.recover(c, policy, { epoch: position.epoch, offset: 1 })).reason)
       yield* TestClock.adjust("31 seconds")
       const empty = yield* store.recover(c, policy, { epoch: position.epoch, offset: 2 })
-      assert.deepStrictEqual([empty.frames, empty.reason, empty.position.offset], [[], undefined, 2])
+      assert.deepStrictEqual([empty.messages, empty.reason, empty.position.offset], [[], undefined, 2])
     }))
 
-  it.effect("delivered frames on a history channel carry channel, offset and epoch; others are untouched", () =>
+  it.effect("a plain subscription to a history channel gets the published text byte for byte, and no position frame", () =>
     Effect.gen(function*() {
       const { connect } = yield* server()
       const subscriber = yield* connect()
-      yield* subscriber.send("LHTTP/1.0 chat\r\nsubscribe:h-room plain\r\n\r\n")
-      const position = headersOf(yield* subscriber.next())
-      assert.deepStrictEqual([position.channel, position.offset, position.recovered], ["h-room", "0", undefined])
+      yield* subscriber.send("LHTTP/1.0 chat\r\nsubscribe:h-room\r\n\r\n")
       const publisher = yield* connect()
-      yield* publish(publisher, "h-room", "one")
+      // a publisher's own position headers too: they are its text
+      const sent = "LHTTP/1.0 chat\r\nx-order:2\r\npublish:h-room\r\noffset:5\r\nepoch:e\r\n\r\nhello"
+      yield* publisher.send(sent)
+      yield* publish(publisher, "h-room", "two")
+      assert.deepStrictEqual(yield* take(subscriber, 2), [sent, "LHTTP/1.0 chat\r\npublish:h-room\r\n\r\ntwo"])
+      yield* subscriber.nothing()
+    }))
+
+  it.effect("since:now: a position frame per channel, then positioned frames (forged positions replaced); a plain channel untouched", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* server()
+      const subscriber = yield* connect()
+      yield* subscriber.send("LHTTP/1.0 chat\r\nsubscribe:h-room plain\r\nsince:now\r\n\r\n")
+      const answers = (yield* take(subscriber, 2)).map(headersOf)
+      const position = answers.find((headers) => headers.channel === "h-room")!
+      assert.deepStrictEqual([position.offset, position.recovered, position.reason], ["0", undefined, undefined])
+      assert.isString(position.epoch)
+      assert.deepStrictEqual(answers.find((headers) => headers.channel === "plain"), { channel: "plain", reason: "NoHistory" })
+      const publisher = yield* connect()
+      yield* publisher.send("LHTTP/1.0 chat\r\npublish:h-room\r\noffset:99\r\nepoch:forged\r\nchannel:x\r\n\r\none")
       yield* publish(publisher, "plain", "two")
       const [one, two] = yield* take(subscriber, 2)
       assert.deepStrictEqual(headersOf(one!), {
@@ -159,12 +186,47 @@ describe("History", () => {
       assert.strictEqual(two, "LHTTP/1.0 chat\r\npublish:plain\r\n\r\ntwo")
     }))
 
+  it.effect("half the subscribers positioned: each gets its own rendering of the same message", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* server()
+      const positioned = yield* connect()
+      const plain = yield* connect()
+      yield* positioned.send("LHTTP/1.0 chat\r\nsubscribe:h-room\r\nsince:now\r\n\r\n")
+      const { epoch } = headersOf(yield* positioned.next())
+      yield* plain.send("LHTTP/1.0 chat\r\nsubscribe:h-room\r\n\r\n")
+      const publisher = yield* connect()
+      yield* publish(publisher, "h-room", "x")
+      assert.strictEqual(yield* plain.next(), "LHTTP/1.0 chat\r\npublish:h-room\r\n\r\nx")
+      assert.strictEqual(yield* positioned.next(), `LHTTP/1.0 chat\r\nchannel:h-room\r\noffset:1\r\nepoch:${epoch}\r\npublish:h-room\r\n\r\nx`)
+    }))
+
+  it.effect("since on a channel already held is answered: positions from then on, or the messages since the position", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* server()
+      const publisher = yield* connect()
+      const client = yield* connect()
+      yield* client.send("LHTTP/1.0 chat\r\nsubscribe:h-room\r\n\r\n")
+      yield* publish(publisher, "h-room", "a")
+      assert.strictEqual(bodyOf(yield* client.next()), "a")
+      yield* client.send("LHTTP/1.0 chat\r\nsubscribe:h-room\r\nsince:now\r\nid:1\r\n\r\n")
+      const now = headersOf(yield* client.next())
+      assert.deepStrictEqual([now.channel, now.offset], ["h-room", "1"])
+      yield* publish(publisher, "h-room", "b")
+      assert.strictEqual(headersOf(yield* client.next()).offset, "2")
+      // held and positioned already: since a position recovers what came after it
+      yield* client.send(`LHTTP/1.0 chat\r\nsubscribe:h-room\r\nsince:${now.epoch}:0\r\n\r\n`)
+      const [first, second, position] = yield* take(client, 3)
+      assert.deepStrictEqual([bodyOf(first!), bodyOf(second!)], ["a", "b"])
+      assert.deepStrictEqual(headersOf(position!), { channel: "h-room", epoch: now.epoch, offset: "2", recovered: "yes" })
+      yield* client.nothing()
+    }))
+
   it.effect("a subscriber back with since:<epoch>:<offset> gets exactly what it missed, in order, then live ones", () =>
     Effect.gen(function*() {
       const { connect } = yield* server(History.layerMemory({ policies: [{ ...policy, size: 100 }] }))
       const publisher = yield* connect()
       const first = yield* connect()
-      yield* first.send("LHTTP/1.0 chat\r\nsubscribe:h-room\r\n\r\n")
+      yield* first.send("LHTTP/1.0 chat\r\nsubscribe:h-room\r\nsince:now\r\n\r\n")
       yield* first.next()
       yield* publish(publisher, "h-room", "before")
       const seen = headersOf(yield* first.next())
@@ -193,7 +255,7 @@ describe("History", () => {
       const { connect } = yield* server()
       const publisher = yield* connect()
       const client = yield* connect()
-      yield* client.send("LHTTP/1.0 chat\r\nsubscribe:h-room\r\n\r\n")
+      yield* client.send("LHTTP/1.0 chat\r\nsubscribe:h-room\r\nsince:now\r\n\r\n")
       const { epoch } = headersOf(yield* client.next())
       for (let i = 1; i <= 9; i++) yield* publish(publisher, "h-room", `m${i}`)
       yield* publisher.nothing()
@@ -219,7 +281,7 @@ describe("History", () => {
     Effect.gen(function*() {
       const { connect } = yield* server()
       const client = yield* connect()
-      for (const frame of ["subscribe:h-a\r\nsince:bad", "subscribe:h-a h-b\r\nsince:e:1", "subscribe:h-a\r\nsince:e:-2"]) {
+      for (const frame of ["subscribe:h-a\r\nsince:bad", "subscribe:h-a h-b\r\nsince:e:1", "subscribe:h-a\r\nsince:e:-2", "publish:h-a\r\nsince:now"]) {
         yield* client.send(`LHTTP/1.0 chat\r\n${frame}\r\nid:r\r\n\r\n`)
         const error = headersOf(yield* client.next())
         assert.deepStrictEqual([error.status, error.reason, error.id], ["400", "InvalidSince", "r"])
@@ -236,7 +298,7 @@ describe("History", () => {
       const { connect } = yield* server(slowReads({ policies: [{ ...policy, size: 10_000 }] }))
       const publisher = yield* connect()
       const watcher = yield* connect()
-      yield* watcher.send("LHTTP/1.0 chat\r\nsubscribe:h-race\r\n\r\n")
+      yield* watcher.send("LHTTP/1.0 chat\r\nsubscribe:h-race\r\nsince:now\r\n\r\n")
       const { epoch } = headersOf(yield* watcher.next())
       const total = 400
       // the publisher's frames and the recovering subscription are processed interleaved

@@ -409,11 +409,20 @@ describe("HTTP transports: long-poll", () => {
         history: History.layerMemory({ policies: [{ prefix: "h-", size: 10, ttl: Duration.minutes(1) }] })
       })
       const ws = yield* connect(url)
-      yield* ws.send(frame("chat", { subscribe: "h-room" }))
+      yield* ws.send(frame("chat", { subscribe: "h-room", since: "now" }))
       const epoch = headerOf(yield* ws.next(), "epoch")
+      // a plain SSE subscriber of the same channel: byte for byte, no position frame
+      const plain = yield* openSse(http, "?subscribe=h-room")
       for (const body of ["m1", "m2", "m3"]) yield* ws.send(frame("chat", { publish: "h-room" }, body))
       const live = [yield* ws.next(), yield* ws.next(), yield* ws.next()]
       assert.deepStrictEqual(live.map((text) => headerOf(text, "offset")), ["1", "2", "3"])
+      assert.deepStrictEqual(
+        [(yield* nextFrame(plain.stream)).text, (yield* nextFrame(plain.stream)).text, (yield* nextFrame(plain.stream)).text],
+        ["m1", "m2", "m3"].map((body) => frame("chat", { publish: "h-room" }, body))
+      )
+      // since=<channel>:now: the current position, then positioned frames
+      const now = yield* openSse(http, `?since=${encodeURIComponent("h-room:now")}`)
+      assert.strictEqual((yield* nextFrame(now.stream)).text, frame("position", { channel: "h-room", epoch, offset: "3" }))
       const position = frame("position", { channel: "h-room", epoch, offset: "3", recovered: "yes" })
       // SSE since offset 1: the frames after it as the WebSocket client got them, then the position
       const { stream } = yield* openSse(http, `?since=${encodeURIComponent(`h-room:${epoch}:1`)}`)
@@ -429,8 +438,10 @@ describe("HTTP transports: long-poll", () => {
       yield* ws.send(frame("chat", { publish: "h-room" }, "m4"))
       const m4 = yield* ws.next()
       assert.strictEqual((yield* nextFrame(stream)).text, m4)
+      assert.strictEqual((yield* nextFrame(now.stream)).text, m4)
       assert.deepStrictEqual((yield* pollFrames(http, key, 4, 1)).frames, [m4])
-      for (const bad of ["h-room", "h-room:e", "h-room:e:x", ":e:1", "h room:e:1"]) {
+      assert.strictEqual((yield* nextFrame(plain.stream)).text, frame("chat", { publish: "h-room" }, "m4"))
+      for (const bad of ["h-room", "h-room:e", "h-room:e:x", ":e:1", "h room:e:1", "h-room:later", ":now"]) {
         assert.strictEqual((yield* getJson(`${http}/poll?since=${encodeURIComponent(bad)}`)).status, 400, bad)
       }
     }))
@@ -441,7 +452,7 @@ describe("HTTP transports: long-poll", () => {
         history: History.layerMemory({ policies: [{ prefix: "h-", size: 10, ttl: Duration.minutes(1) }] })
       })
       const ws = yield* connect(url)
-      const { stream, key } = yield* openSse(http, "?subscribe=h-news")
+      const { stream, key } = yield* openSse(http, "?since=h-news:now")
       const position = yield* nextFrame(stream)
       assert.strictEqual(headerOf(position.text, "offset"), "0")
       yield* ws.send(frame("chat", { publish: "h-news" }, "seen"))
@@ -453,7 +464,7 @@ describe("HTTP transports: long-poll", () => {
       // (the WebSocket publisher is the one connection left once the stream's has expired)
       yield* until(Effect.sync(() => running.connectionCount() === 1))
       // its EventSource comes back to the same URL with the last id it had
-      const back = yield* sse(`${http}/sse?subscribe=h-news`, { "last-event-id": seen.id! })
+      const back = yield* sse(`${http}/sse?since=h-news:now`, { "last-event-id": seen.id! })
       assert.deepStrictEqual([(yield* back.next).event, (yield* back.next).event], ["reset", "connected"])
       const texts = [(yield* nextFrame(back)).text, (yield* nextFrame(back)).text, (yield* nextFrame(back)).text]
       assert.deepStrictEqual(texts.slice(0, 2).map((text) => text.slice(text.indexOf("\r\n\r\n") + 4)), ["missed 1", "missed 2"])

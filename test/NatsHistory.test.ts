@@ -1,11 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
+import { connect as natsConnect, type NatsConnection } from "@nats-io/transport-node"
 import { Duration, Effect, Exit, Result, Scope } from "effect"
 import * as Frame from "../src/Frame.ts"
 import * as History from "../src/History.ts"
-import * as NatsBus from "../src/NatsBus.ts"
 import * as NatsHistory from "../src/NatsHistory.ts"
 import { type MemoryClient, startMemoryServer } from "./utils/memory.ts"
-import { natsServerWith } from "./utils/nats.ts"
+import { natsServerLaterWith, natsServerWith } from "./utils/nats.ts"
+import { until } from "./utils/wait.ts"
 
 const headersOf = (text: string): Record<string, string | undefined> =>
   Object.fromEntries(Result.getOrThrow(Frame.parse(text)).headers)
@@ -13,10 +14,31 @@ const bodyOf = (text: string) => Result.getOrThrow(Frame.parse(text)).body
 const isPosition = (text: string) => text.startsWith("LHTTP/1.0 position\r\n")
 
 /** A node: a server core with the NATS bus and the JetStream history, until its scope closes. */
-const node = (url: string, size = 1000) =>
+const starting = (url: string, size = 1000, subjectPrefix?: string) =>
   startMemoryServer({}, undefined, {
-    bus: NatsBus.layer({ servers: url }),
-    history: NatsHistory.layer({ servers: url, policies: [{ prefix: "h-", size, ttl: Duration.minutes(5) }] })
+    bus: NatsHistory.layer({
+      servers: url,
+      subjectPrefix,
+      connectRetry: "100 millis",
+      policies: [{ prefix: "h-", size, ttl: Duration.minutes(5) }]
+    })
+  })
+
+/** A node, once it is ready (connected, its stream set up). */
+const node = (url: string, size = 1000, subjectPrefix?: string) =>
+  Effect.tap(starting(url, size, subjectPrefix), (started) => until(started.server.isReady, "10 seconds"))
+
+/** A plain NATS client, as an original lhttp node (or any other program on the bus) is, until the scope closes. */
+const raw = (url: string) =>
+  Effect.acquireRelease(Effect.promise(() => natsConnect({ servers: url })), (nc) => Effect.promise(() => nc.close()))
+
+/** Subscribes a plain NATS client to a subject and answers what it receives, as it arrives. */
+const rawInbox = (nc: NatsConnection, subject: string) =>
+  Effect.promise(async () => {
+    const inbox: Array<string> = []
+    nc.subscribe(subject, { callback: (_, message) => void inbox.push(message.string()) })
+    await nc.flush()
+    return inbox
   })
 
 const publish = (client: MemoryClient, channel: string, body: string) =>
@@ -26,8 +48,8 @@ const publish = (client: MemoryClient, channel: string, body: string) =>
 const subscribe = (client: MemoryClient, channel: string, since?: { epoch?: string | undefined; offset?: string | undefined }) =>
   Effect.gen(function*() {
     yield* client.send(
-      `LHTTP/1.0 chat\r\nsubscribe:${channel}\r\n` + (since === undefined ? "" : `since:${since.epoch}:${since.offset}\r\n`) +
-        "\r\n"
+      `LHTTP/1.0 chat\r\nsubscribe:${channel}\r\n` +
+        (since === undefined ? "since:now\r\n" : `since:${since.epoch}:${since.offset}\r\n`) + "\r\n"
     )
   })
 
@@ -155,5 +177,124 @@ describe("NatsHistory: JetStream history across nodes and restarts", () => {
       assert.strictEqual(positions, 1)
       // the two publishers' frames may cross on the bus; each one came once, and the recovered part is in order
       assert.strictEqual(new Set(offsets).size, total)
+    }), { timeout: 60_000 })
+
+  it.live("positions travel beside the text: the NATS payload and a plain subscriber get the published text, forged positions never pass", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServerWith({ jetstream: true })
+      const one = yield* node(nats.url)
+      const two = yield* node(nats.url)
+      const nc = yield* raw(nats.url)
+      const onTheBus = yield* rawInbox(nc, "lhttp.h-room")
+      const positioned = yield* one.connect()
+      yield* subscribe(positioned, "h-room")
+      const { epoch } = (yield* recovered(positioned)).position
+      const plain = yield* two.connect()
+      yield* plain.send("LHTTP/1.0 chat\r\nsubscribe:h-room\r\n\r\n")
+      yield* plain.nothing()
+      const publisher = yield* two.connect()
+      const forged = `LHTTP/1.0 chat\r\nx-order:2\r\npublish:h-room\r\noffset:5\r\nepoch:${epoch}\r\n\r\nhello`
+      yield* publisher.send(forged)
+      yield* until(Effect.sync(() => onTheBus.length === 1))
+      // a program on the bus (an original lhttp node, another app) publishes too
+      nc.publish("lhttp.h-room", "LHTTP/1.0 chat\r\npublish:h-room\r\n\r\nfrom the bus")
+      assert.deepStrictEqual([yield* plain.next("10 seconds"), yield* plain.next("10 seconds")], [
+        forged,
+        "LHTTP/1.0 chat\r\npublish:h-room\r\n\r\nfrom the bus"
+      ])
+      yield* until(Effect.sync(() => onTheBus.length >= 2))
+      assert.deepStrictEqual(onTheBus[0], forged)
+      const [first, second] = [yield* positioned.next("10 seconds"), yield* positioned.next("10 seconds")]
+      const offsets = [History.offsetOf(first), History.offsetOf(second)]
+      assert.deepStrictEqual(headersOf(first), { channel: "h-room", offset: String(offsets[0]), epoch, "x-order": "2", publish: "h-room" })
+      assert.notStrictEqual(offsets[0], 5)
+      assert.isAbove(offsets[1]!, offsets[0]!)
+      assert.deepStrictEqual(bodyOf(second), "from the bus")
+    }), { timeout: 60_000 })
+
+  it.live("what anyone published on the bus while a client was away is recovered: nothing missing behind recovered:yes", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServerWith({ jetstream: true })
+      const server = yield* node(nats.url)
+      const nc = yield* raw(nats.url)
+      const scope = yield* Scope.make()
+      const away = yield* server.connect().pipe(Scope.provide(scope))
+      yield* subscribe(away, "h-gone")
+      const start = (yield* recovered(away)).position
+      yield* Scope.close(scope, Exit.void)
+      const publisher = yield* server.connect()
+      const onTheBus = yield* rawInbox(nc, "lhttp.h-gone")
+      yield* publish(publisher, "h-gone", "ours")
+      yield* until(Effect.sync(() => onTheBus.length === 1))
+      nc.publish("lhttp.h-gone", "LHTTP/1.0 chat\r\npublish:h-gone\r\n\r\ntheirs")
+      yield* Effect.promise(() => nc.flush())
+      yield* publish(publisher, "h-gone", "ours again")
+      const watcher = yield* server.connect()
+      yield* subscribe(watcher, "h-gone", start)
+      // what the stream had stored when the recovery read it comes before the position frame, the rest live after it
+      const { frames, position } = yield* recovered(watcher)
+      while (frames.length < 3) frames.push(yield* watcher.next("10 seconds"))
+      assert.deepStrictEqual(frames.map(bodyOf), ["ours", "theirs", "ours again"])
+      assert.strictEqual(position.recovered, "yes")
+      yield* watcher.nothing()
+    }), { timeout: 60_000 })
+
+  it.live("with the empty prefix of original lhttp nodes, a message an original node put on the channel's subject is recorded and positioned", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServerWith({ jetstream: true })
+      const server = yield* node(nats.url, 1000, "")
+      const nc = yield* raw(nats.url)
+      const onTheBus = yield* rawInbox(nc, "h-go")
+      const client = yield* server.connect()
+      yield* subscribe(client, "h-go")
+      const { epoch } = (yield* recovered(client)).position
+      nc.publish("h-go", "LHTTP/1.0 chat\r\npublish:h-go\r\noffset:1\r\n\r\nfrom go")
+      const got = yield* client.next("10 seconds")
+      assert.deepStrictEqual([headersOf(got).epoch, bodyOf(got)], [epoch, "from go"])
+      assert.isAbove(History.offsetOf(got), 0)
+      // and what our node publishes reaches an original node's subscriber as it was published
+      const publisher = yield* server.connect()
+      yield* publish(publisher, "h-go", "to go")
+      yield* until(Effect.sync(() => onTheBus.includes("LHTTP/1.0 chat\r\npublish:h-go\r\n\r\nto go")))
+      assert.strictEqual(bodyOf(yield* client.next("10 seconds")), "to go")
+      // a channel with a dot is not on a one-token subject: no history there
+      yield* client.send("LHTTP/1.0 chat\r\nsubscribe:h-a.b\r\nsince:now\r\n\r\n")
+      assert.deepStrictEqual(headersOf(yield* client.next("10 seconds")), { channel: "h-a.b", reason: "NoHistory" })
+    }), { timeout: 60_000 })
+
+  it.live("on a NATS without JetStream the bus works, no channel keeps history, and the history says why", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServerWith()
+      const server = yield* node(nats.url)
+      const client = yield* server.connect()
+      yield* subscribe(client, "h-room")
+      assert.deepStrictEqual(headersOf(yield* client.next("10 seconds")), { channel: "h-room", reason: "NoHistory" })
+      const publisher = yield* server.connect()
+      yield* publish(publisher, "h-room", "still delivered")
+      assert.strictEqual(yield* client.next("10 seconds"), "LHTTP/1.0 chat\r\npublish:h-room\r\n\r\nstill delivered")
+    }), { timeout: 60_000 })
+
+  it.live("a node started before NATS is not ready, then ready with its history once NATS comes", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServerLaterWith({ jetstream: true })
+      const server = yield* starting(nats.url)
+      const client = yield* server.connect()
+      // subscribed before NATS: plain, waiting for the bus
+      yield* client.send("LHTTP/1.0 chat\r\nsubscribe:h-early\r\n\r\n")
+      yield* client.nothing()
+      assert.isFalse(yield* server.server.isReady)
+      yield* Effect.promise(() => nats.restart())
+      yield* until(server.server.isReady, "10 seconds")
+      const positioned = yield* server.connect()
+      yield* subscribe(positioned, "h-early")
+      const start = (yield* recovered(positioned)).position
+      const publisher = yield* server.connect()
+      yield* publish(publisher, "h-early", "after")
+      assert.strictEqual(yield* client.next("10 seconds"), "LHTTP/1.0 chat\r\npublish:h-early\r\n\r\nafter")
+      assert.strictEqual(bodyOf(yield* positioned.next("10 seconds")), "after")
+      const back = yield* server.connect()
+      yield* subscribe(back, "h-early", start)
+      const again = yield* recovered(back)
+      assert.deepStrictEqual([again.frames.map(bodyOf), again.position.recovered], [["after"], "yes"])
     }), { timeout: 60_000 })
 })

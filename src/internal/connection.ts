@@ -16,7 +16,7 @@ import { Effect, Exit, Fiber, Result, Scope } from "effect"
 import * as Channel from "../Channel.ts"
 import type { Connection, Key } from "../Connection.ts"
 import * as Frame from "../Frame.ts"
-import type { Position } from "../History.ts"
+import type { Since } from "../History.ts"
 import type { Hub, Subscriber } from "../Hub.ts"
 import type { ProtocolError } from "../ProtocolError.ts"
 import { Rejection } from "../Rejection.ts"
@@ -410,13 +410,13 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
 
   subscribe(
     channels: Iterable<string>,
-    options?: { readonly since?: Position | undefined }
+    options?: { readonly since?: Since | undefined }
   ): Effect.Effect<void, ProtocolError | Rejection> {
     return Effect.suspend((): Effect.Effect<void, ProtocolError | Rejection> => {
       const list = Channel.validateAll(channels)
       return Result.isFailure(list)
         ? Effect.fail(list.failure)
-        : this.#core.hub.subscribe(this, list.success, { positions: true, since: options?.since })
+        : this.#core.hub.subscribe(this, list.success, { since: options?.since })
     })
   }
 

@@ -67,16 +67,17 @@ interface Subscriptions {
 /**
  * The subscriptions of a query: `subscribe` (see {@link channelsOf}) and each
  * `since=<channel>:<epoch>:<offset>`, which subscribes to that history channel
- * since that position (docs/history-and-presence.md).
+ * since that position, or `since=<channel>:now`, which subscribes to it with
+ * positions from now on (docs/history-and-presence.md).
  */
 const subscriptionsOf = (url: URL): Result.Result<Subscriptions, { readonly reason: string; readonly message: string }> => {
   const channels = channelsOf(url)
   if (channels._tag === "Failure") return Result.fail(channels.failure)
   const since: Array<Subscriptions["since"][number]> = []
   for (const value of url.searchParams.getAll("since")) {
-    const match = /^(.+):([^:]+:[^:]+)$/.exec(value)
+    const match = /^(.+):(now|[^:]+:[^:]+)$/.exec(value)
     if (match === null || History.parseSince(match[2]!) === undefined) {
-      return Result.fail({ reason: "InvalidSince", message: "since is <channel>:<epoch>:<offset>" })
+      return Result.fail({ reason: "InvalidSince", message: "since is <channel>:now or <channel>:<epoch>:<offset>" })
     }
     const channel = Channel.validate(match[1]!)
     if (channel._tag === "Failure") return Result.fail(channel.failure)

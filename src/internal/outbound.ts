@@ -15,9 +15,11 @@ const encode: (text: string) => Uint8Array = typeof globalThis.Buffer === "funct
 /** A frame on its way out, rendered once and encoded at most once. */
 export class Outbound implements Transport.Outbound {
   readonly text: string
+  readonly position: Transport.Outbound["position"]
   #bytes: Uint8Array | undefined
-  constructor(text: string) {
+  constructor(text: string, position?: Transport.Outbound["position"]) {
     this.text = text
+    this.position = position
   }
   get bytes(): Uint8Array {
     return (this.#bytes ??= encode(this.text))

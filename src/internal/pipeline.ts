@@ -263,14 +263,17 @@ export const make = (options: Options) => {
     const then = (next: Effect.Effect<void, Rejection.Rejection>) => {
       effect = effect === undefined ? next : Effect.andThen(effect, next)
     }
-    // a subscription since a position: one channel, a well-formed position
+    // positions asked for: `now` for any channels, a well-formed position for exactly one
     const sinceHeader = message.headers.get(Message.Header.since)
-    let since: History.Position | undefined
+    let since: History.Since | undefined
     if (sinceHeader !== undefined) {
       since = History.parseSince(sinceHeader)
-      if (since === undefined) return Effect.fail(Rejection.invalidSince("a since header is <epoch>:<offset>"))
-      if (message.subscribe.length !== 1) {
-        return Effect.fail(Rejection.invalidSince("a since header goes with exactly one subscribed channel"))
+      if (since === undefined) return Effect.fail(Rejection.invalidSince("a since header is now or <epoch>:<offset>"))
+      if (message.subscribe.length === 0) {
+        return Effect.fail(Rejection.invalidSince("a since header goes with a subscribe header"))
+      }
+      if (since !== "now" && message.subscribe.length !== 1) {
+        return Effect.fail(Rejection.invalidSince("a since position goes with exactly one subscribed channel"))
       }
     }
     // every action is decided on before any is applied
@@ -281,7 +284,7 @@ export const make = (options: Options) => {
         then(authorize({ action: "unsubscribe", channels: message.unsubscribe, connection }))
       }
     }
-    if (message.subscribe.length > 0) then(hub.subscribe(connection, message.subscribe, { positions: true, since }))
+    if (message.subscribe.length > 0) then(hub.subscribe(connection, message.subscribe, { since }))
     if (published !== undefined) then(hub.publishText(message.publish, published))
     if (message.unsubscribe.length > 0) then(hub.unsubscribe(connection, message.unsubscribe))
     return effect ?? Effect.void

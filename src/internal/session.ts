@@ -9,7 +9,6 @@
  * Platform-neutral: the requests and responses are the caller's (see
  * `internal/httpTransports.ts` for Node).
  */
-import * as History from "../History.ts"
 import type { Inbound, Outbound, Peer, Transport } from "../Transport.ts"
 
 /** Which HTTP transport a session serves. */
@@ -165,9 +164,10 @@ export class Session implements Transport {
   positionsUpTo(upTo: number): Map<string, string> {
     const positions = new Map<string, string>()
     for (let seq = Math.min(upTo, this.#seq); seq >= this.#kept.oldest; seq--) {
-      const found = History.positionOf(this.#kept.at(seq).text)
+      // the position the hub gave the frame, never one read from its text (which a publisher wrote)
+      const found = this.#kept.at(seq).position
       if (found !== undefined && !positions.has(found.channel)) {
-        positions.set(found.channel, `${found.position.epoch}:${found.position.offset}`)
+        positions.set(found.channel, `${found.epoch}:${found.offset}`)
       }
     }
     return positions

@@ -165,3 +165,20 @@ export const natsServerLater = Effect.acquireRelease(
   Effect.promise(async () => makeServer({ port: await freePort(), name: "lhttp-test-later" }, undefined)),
   (server) => Effect.promise(() => server.kill())
 )
+
+/**
+ * A server whose port is reserved but which is not started until `restart`, with JetStream (stored in a
+ * temporary folder, removed after) if `jetstream`: for "NATS comes after the node".
+ */
+export const natsServerLaterWith = (options: { readonly jetstream?: boolean } = {}) =>
+  Effect.acquireRelease(
+    Effect.promise(async () => {
+      const storeDir = options.jetstream === true ? mkdtempSync(Path.join(tmpdir(), "lhttp-nats-")) : undefined
+      return { server: makeServer({ port: await freePort(), name: "lhttp-test-later", storeDir }, undefined), storeDir }
+    }),
+    ({ server, storeDir }) =>
+      Effect.promise(async () => {
+        await server.kill()
+        if (storeDir !== undefined) rmSync(storeDir, { recursive: true, force: true })
+      })
+  ).pipe(Effect.map(({ server }) => server))
