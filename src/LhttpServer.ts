@@ -11,6 +11,7 @@
 import { Context, Data, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Redacted } from "effect"
 import { Bus } from "./Bus.ts"
 import type * as Filter from "./Filter.ts"
+import { History } from "./History.ts"
 import * as Hub from "./Hub.ts"
 import { type Core, LiveConnection, messageTooBig } from "./internal/connection.ts"
 import { type SlowConsumerPolicy, slowConsumerCloseCode } from "./internal/outbox.ts"
@@ -22,6 +23,7 @@ import type * as Connection from "./Connection.ts"
 import type * as Message from "./Message.ts"
 import type * as Processor from "./Processor.ts"
 import { Rejection } from "./Rejection.ts"
+import { SessionStore } from "./SessionStore.ts"
 import type * as Transport from "./Transport.ts"
 import { Upstream } from "./Upstream.ts"
 
@@ -244,6 +246,16 @@ export class LhttpServerError extends Data.TaggedError("LhttpServerError")<{
 }> {}
 
 /**
+ * A feature the server runs without, or with less of, and why.
+ *
+ * @since 0.1.0
+ */
+export interface Limitation {
+  readonly feature: "history" | "sessions"
+  readonly message: string
+}
+
+/**
  * The running server.
  *
  * @since 0.1.0
@@ -252,8 +264,17 @@ export class LhttpServer extends Context.Service<LhttpServer, {
   readonly settings: Settings
   /** True from the start of a shutdown. */
   readonly isDraining: () => boolean
-  /** Whether the server takes new connections and its bus works. */
+  /**
+   * Whether the server takes new connections and its bus works (and the
+   * channel history and the session store in context, when they say).
+   */
   readonly isReady: Effect.Effect<boolean>
+  /**
+   * What the services in context cannot do here, one line each, by feature
+   * (`history`, `sessions`): e.g. a NATS without JetStream. Shown by
+   * `/readyz` and `/metrics` (`lhttp_limited`).
+   */
+  readonly limitations: Effect.Effect<ReadonlyArray<Limitation>>
   /** How many connections are open. */
   readonly connectionCount: () => number
   /**
@@ -334,6 +355,21 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
     filters.push(yield* definition.key)
   }
   const upstream = Option.getOrUndefined(yield* Effect.serviceOption(Upstream))
+  const history = Option.getOrUndefined(yield* Effect.serviceOption(History))
+  const sessionStore = Option.getOrUndefined(yield* Effect.serviceOption(SessionStore))
+  const readiness = [bus.isReady, history?.isReady, sessionStore?.isReady].filter((check) => check !== undefined)
+  const isReady = Effect.suspend(() =>
+    draining ? Effect.succeed(false) : Effect.map(Effect.all(readiness), (answers) => answers.every((ready) => ready))
+  )
+  const limitations = Effect.map(
+    Effect.all([history?.limitation ?? Effect.undefined, sessionStore?.limitation ?? Effect.undefined]),
+    ([ofHistory, ofSessions]) => {
+      const found: Array<Limitation> = []
+      if (ofHistory !== undefined) found.push({ feature: "history", message: ofHistory })
+      if (ofSessions !== undefined) found.push({ feature: "sessions", message: ofSessions })
+      return found
+    }
+  )
   // the fibers of connections run with the server's services, in the server's scope
   const context = yield* Effect.context<never>()
   const scope = yield* Effect.scope
@@ -351,7 +387,7 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
   })
   const connections = new Set<LiveConnection>()
   const stats = new Stats()
-  const metrics = registerMetrics(stats, connections, hub, bus, context, scope)
+  const metrics = registerMetrics(stats, connections, hub, { isReady: bus.isReady, limitations }, context, scope)
   let draining = false
   const drained = Deferred.makeUnsafe<void>()
 
@@ -426,7 +462,8 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
   return LhttpServer.of({
     settings: config,
     isDraining: () => draining,
-    isReady: Effect.suspend(() => draining ? Effect.succeed(false) : bus.isReady),
+    isReady,
+    limitations,
     connectionCount: () => connections.size,
     accept,
     admit,

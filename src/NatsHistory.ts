@@ -94,7 +94,6 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   const streamName = options.stream ?? "LHTTP_HISTORY"
   const prefix = options.subjectPrefix ?? NatsBus.defaultSubjectPrefix
   const republishPrefix = options.republishPrefix ?? defaultRepublishPrefix
-  const servers = typeof options.servers === "string" ? options.servers : options.servers.join(", ")
   const lookup = History.policyLookup(options.policies)
   const maxSize = Math.max(1, ...options.policies.map((policy) => policy.size))
   const maxAge = Math.max(1, ...options.policies.map((policy) => Duration.toMillis(policy.ttl)))
@@ -127,7 +126,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       jsm = await jetstreamManager(nc)
     } catch (cause) {
       if (!noJetStream(cause)) throw cause
-      const line = `channel history is off: NATS at ${servers} has no JetStream (start nats-server with -js to keep it)`
+      const line = "channel history is off: this NATS has no JetStream (start nats-server with -js to keep it)"
       if (limitation !== line) Effect.runForkWith(context)(Effect.logWarning(line))
       limitation = line
       return undefined

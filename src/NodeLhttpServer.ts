@@ -572,7 +572,11 @@ export const routes = (
     yield* router.add(
       "GET",
       "/readyz",
-      Effect.map(server.isReady, (ready) => ready ? plain(200, "ready\n") : plain(503, "not ready\n"))
+      // each limitation on a line of its own after the answer
+      Effect.map(Effect.all([server.isReady, server.limitations]), ([ready, limitations]) => {
+        const notes = limitations.map((limitation) => `limited: ${limitation.feature}: ${limitation.message}\n`).join("")
+        return ready ? plain(200, `ready\n${notes}`) : plain(503, `not ready\n${notes}`)
+      })
     )
   }))
 

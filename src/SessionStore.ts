@@ -46,6 +46,26 @@ export class SessionStore extends Context.Service<SessionStore, {
   readonly set: (key: string, session: StoredSession) => Effect.Effect<void, SessionStoreError>
   /** Removes the session under `key`; an unknown key is ignored. */
   readonly delete: (key: string) => Effect.Effect<void, SessionStoreError>
+  /**
+   * Whether the store can serve now: false while it cannot yet (or for the
+   * moment), e.g. the NATS store before NATS answered, or while its
+   * connection is lost; its operations then fail with a
+   * `SessionStoreError` (reason `Unavailable`). A store without it is always
+   * ready (the in-memory store).
+   *
+   * @since 0.1.0
+   */
+  readonly isReady?: Effect.Effect<boolean> | undefined
+  /**
+   * One line saying what the store cannot do here, e.g. `sessions on this
+   * node only: NATS has no JetStream` when the NATS store fell back to
+   * memory; `undefined` when nothing is limited. It names no server and no
+   * credential: the server may show it on its health routes and metrics. A
+   * store without it has no limitation.
+   *
+   * @since 0.1.0
+   */
+  readonly limitation?: Effect.Effect<string | undefined> | undefined
 }>()("effect-lhttp/SessionStore") {}
 
 /**

@@ -10,7 +10,7 @@ import { connect as natsConnect, type ConnectionOptions, type NatsConnection } f
 import { Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import * as NatsBus from "../src/NatsBus.ts"
 import { connect, frame, request, startServer, type TestClient } from "./utils/lhttp.ts"
-import { natsCluster, natsServerLater, natsServerWith, type NatsServer } from "./utils/nats.ts"
+import { natsCluster, natsServerLater, natsServerLaterWith, natsServerWith, type NatsServer } from "./utils/nats.ts"
 import { freePort, start } from "./utils/process.ts"
 import { eventually, until } from "./utils/wait.ts"
 
@@ -520,33 +520,61 @@ layer(sharedNats, { excludeTestServices: true })("Cluster: the main job", (it) =
       assert.deepStrictEqual(numbers, Array.from({ length: numbers.length }, (_, i) => i))
     }))
 
-  it.effect("LHTTP_NATS_URL on a NATS without JetStream: the main job stops at start, saying sessions (and history) need it", () =>
+  it.effect("LHTTP_NATS_URL on a NATS without JetStream: the main job runs as a node, says once what it cannot do, and shows it", () =>
     Effect.gen(function*() {
       const nats = yield* natsServerWith()
-      const run = (env: Record<string, string>) =>
-        Effect.gen(function*() {
-          const port = yield* Effect.promise(freePort)
-          const program = yield* Effect.acquireRelease(
-            Effect.sync(() =>
-              start("src/main.ts", {
-                env: { LHTTP_PORT: String(port), LHTTP_HOST: "127.0.0.1", LHTTP_NATS_URL: nats.url, ...env }
-              })
-            ),
-            (program) => Effect.promise(() => program.stop("SIGKILL"))
-          )
-          const exit = yield* Effect.promise(() => program.exited)
-          assert.strictEqual(exit.code, 1, program.output())
-          return program.output()
-        })
-      assert.include(
-        yield* run({ LHTTP_HISTORY: "" }),
-        `NATS at ${nats.url} has no JetStream: sessions need it (start nats-server with -js)`
+      const port = yield* Effect.promise(freePort)
+      // the defaults (history for every channel, sessions in KV): neither can be kept on this NATS
+      const program = yield* Effect.acquireRelease(
+        Effect.sync(() => start("src/main.ts", { env: { LHTTP_PORT: String(port), LHTTP_HOST: "127.0.0.1", LHTTP_NATS_URL: nats.url } })),
+        (program) => Effect.promise(() => program.stop("SIGKILL"))
       )
-      // with history (the default): the first of the two to find it out says so
-      assert.match(
-        yield* run({}),
-        new RegExp(`NATS at ${escape(nats.url)} has no JetStream: (sessions|channel history) needs? it \\(start nats-server with -js\\)`)
+      yield* Effect.promise(() => program.waitFor(/listening on/, 15_000))
+      const http = `http://127.0.0.1:${port}`
+      yield* eventually(() => program.output().includes("channel history is off: this NATS has no JetStream"))
+      yield* eventually(() => /sessions: NATS at .* has no JetStream; sessions are kept on this node only/.test(program.output()))
+      for (const line of ["channel history is off", "sessions are kept on this node only"]) {
+        assert.strictEqual(program.output().split(line).length, 2, `said once: ${line}\n${program.output()}`)
+      }
+      assert.notInclude(program.output(), "    at ", "no stack trace")
+      const ready = yield* request(`${http}/readyz`)
+      assert.strictEqual(ready.status, 200)
+      assert.match(ready.body, /^ready\nlimited: history: channel history is off: .*\nlimited: sessions: sessions on this node only: NATS has no JetStream\n$/)
+      const metrics = (yield* request(`${http}/metrics`)).body
+      assert.match(metrics, /^lhttp_limited\{feature="history"[^}]*\} 1$/m)
+      assert.match(metrics, /^lhttp_limited\{feature="sessions"[^}]*\} 1$/m)
+      // the bus works: a message crosses it; a subscription asking for positions is told there is no history
+      const a = yield* connect(`ws://127.0.0.1:${port}/`)
+      yield* a.send(frame("c", { subscribe: "room", since: "now" }))
+      assert.strictEqual(yield* a.next(), "LHTTP/1.0 position\r\nchannel:room\r\nreason:NoHistory\r\n\r\n")
+      const nc = yield* rawNats(nats.url)
+      yield* rawJoined(a, nc, "lhttp.room", "room")
+      // sessions work on this node
+      yield* a.send(frame("login", { id: "l1" }, "{\"name\":\"dora\"}"))
+      assert.match(yield* a.next(), /^LHTTP\/1\.0 session\r\nsession-key:/)
+    }))
+
+  it.effect("a main job started before NATS is not ready, then ready with sessions and history once NATS comes", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServerLaterWith({ jetstream: true })
+      const port = yield* Effect.promise(freePort)
+      const program = yield* Effect.acquireRelease(
+        Effect.sync(() => start("src/main.ts", { env: { LHTTP_PORT: String(port), LHTTP_HOST: "127.0.0.1", LHTTP_NATS_URL: nats.url } })),
+        (program) => Effect.promise(() => program.stop("SIGKILL"))
       )
+      yield* Effect.promise(() => program.waitFor(/listening on/, 15_000))
+      const http = `http://127.0.0.1:${port}`
+      assert.strictEqual((yield* request(`${http}/readyz`)).status, 503)
+      yield* Effect.promise(() => nats.restart())
+      yield* eventually(() => program.output().includes("NATS: connected"), "15 seconds")
+      yield* until(Effect.map(request(`${http}/readyz`), (answer) => answer.status === 200 && answer.body === "ready\n"), "15 seconds")
+      const a = yield* connect(`ws://127.0.0.1:${port}/`)
+      yield* a.send(frame("login", { id: "l1" }, "{\"name\":\"erin\"}"))
+      const key = /^LHTTP\/1\.0 session\r\nsession-key:([A-Za-z0-9_-]+)\r\n/.exec(yield* a.next())
+      assert.isNotNull(key)
+      yield* a.send(frame("c", { subscribe: "late", since: "now" }))
+      assert.match(yield* a.next(), /^LHTTP\/1\.0 position\r\nchannel:late\r\nepoch:[\w-]+\r\noffset:\d+\r\n\r\n$/)
+      assert.notInclude(program.output(), "    at ", "no stack trace")
     }))
 
   it.effect("LHTTP_HISTORY on NATS: a message published on one main job is recovered by a client of another (JetStream)", () =>
@@ -555,8 +583,8 @@ layer(sharedNats, { excludeTestServices: true })("Cluster: the main job", (it) =
       const one = yield* mainJob({ LHTTP_NATS_URL: nats.url, LHTTP_HISTORY: "recover-" })
       const two = yield* mainJob({ LHTTP_NATS_URL: nats.url, LHTTP_HISTORY: "recover-" })
       const first = yield* connect(two.url)
-      yield* first.send(frame("c", { subscribe: "recover-room" }))
-      const position = /^LHTTP\/1\.0 position\r\nchannel:recover-room\r\nepoch:(\w+)\r\noffset:(\d+)\r\n\r\n$/.exec(
+      yield* first.send(frame("c", { subscribe: "recover-room", since: "now" }))
+      const position = /^LHTTP\/1\.0 position\r\nchannel:recover-room\r\nepoch:([\w-]+)\r\noffset:(\d+)\r\n\r\n$/.exec(
         yield* first.next()
       )
       assert.isNotNull(position)

@@ -111,27 +111,35 @@ describe("the main job: login, sessions, and the three transports", () => {
       const second = yield* connect(ws())
       yield* second.send(frame("session", { restore: key, id: "r1" }))
       assert.strictEqual(yield* second.next(), `LHTTP/1.0 session\r\nsession-key:${key}\r\nid:r1\r\n\r\n{"name":"alice"}`)
-      yield* second.send(frame("chat", { subscribe: "main-lobby" }))
-      // by default every channel keeps history: the subscription's position first (nothing yet)
-      const position = /^LHTTP\/1\.0 position\r\nchannel:main-lobby\r\nepoch:(\w+)\r\noffset:0\r\n\r\n$/.exec(
+      // a plain join: the members and the join, as the original gave them, no position
+      const plain = yield* connect(ws())
+      yield* plain.send(frame("chat", { subscribe: "main-lobby", name: "carol" }))
+      assert.strictEqual(yield* plain.next(), "LHTTP/1.0 chat\r\nevent:members\r\nroom:main-lobby\r\n\r\ncarol")
+      assert.strictEqual(yield* plain.next(), "LHTTP/1.0 chat\r\nevent:join\r\nroom:main-lobby\r\nfrom:carol\r\n\r\n")
+      yield* second.send(frame("chat", { subscribe: "main-lobby", since: "now" }))
+      // by default every channel keeps history: a subscription that asks gets its position first
+      const position = /^LHTTP\/1\.0 position\r\nchannel:main-lobby\r\nepoch:([\w-]+)\r\noffset:1\r\n\r\n$/.exec(
         yield* second.next()
       )
       assert.isNotNull(position)
       const epoch = position![1]!
-      assert.strictEqual(yield* second.next(), "LHTTP/1.0 chat\r\nevent:members\r\nroom:main-lobby\r\n\r\nalice")
+      assert.strictEqual(yield* second.next(), "LHTTP/1.0 chat\r\nevent:members\r\nroom:main-lobby\r\n\r\ncarol\nalice")
       yield* second.send(frame("chat", { publish: "main-lobby" }, "hi"))
       const at = (offset: number) => `LHTTP/1.0 chat\r\nchannel:main-lobby\r\noffset:${offset}\r\nepoch:${epoch}\r\n`
-      const joined = `${at(1)}event:join\r\nroom:main-lobby\r\nfrom:alice\r\n\r\n`
-      const said = `${at(2)}publish:main-lobby\r\nfrom:alice\r\n\r\nhi`
+      const joined = `${at(2)}event:join\r\nroom:main-lobby\r\nfrom:alice\r\n\r\n`
+      const said = `${at(3)}publish:main-lobby\r\nfrom:alice\r\n\r\nhi`
       assert.strictEqual(yield* second.next(), joined)
       assert.strictEqual(yield* second.next(), said)
-      // a client back since the start gets both, then the position frame
+      // the plain member gets the same messages as they were published
+      assert.strictEqual(yield* plain.next(), "LHTTP/1.0 chat\r\nevent:join\r\nroom:main-lobby\r\nfrom:alice\r\n\r\n")
+      assert.strictEqual(yield* plain.next(), "LHTTP/1.0 chat\r\npublish:main-lobby\r\nfrom:alice\r\n\r\nhi")
+      // a client back since carol's join gets the rest, then the position frame
       const back = yield* connect(ws())
-      yield* back.send(frame("subscribe", { subscribe: "main-lobby", since: `${epoch}:0` }))
+      yield* back.send(frame("subscribe", { subscribe: "main-lobby", since: `${epoch}:1` }))
       assert.deepStrictEqual([yield* back.next(), yield* back.next(), yield* back.next()], [
         joined,
         said,
-        `LHTTP/1.0 position\r\nchannel:main-lobby\r\nepoch:${epoch}\r\noffset:2\r\nrecovered:yes\r\n\r\n`
+        `LHTTP/1.0 position\r\nchannel:main-lobby\r\nepoch:${epoch}\r\noffset:3\r\nrecovered:yes\r\n\r\n`
       ])
       // a name that is not valid is refused
       yield* first.send(frame("login", { id: "l2" }, "{\"name\":\"\"}"))

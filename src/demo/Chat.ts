@@ -93,15 +93,18 @@ export const layer = Chat.toLayer(Effect.gen(function*() {
           if (fromSession !== undefined) connection.set(Name, fromSession)
         }
         const name = connection.get(Name) ?? "anonymous"
+        // back from a reconnect with the room's position (or asking for positions): what was said meanwhile
+        // comes first; the since is used here, so the built-in subscription after this has none to answer again
+        const since = History.parseSince(exchange.header("since") ?? "")
+        let joinedHere = false
         for (const room of channelsOf(exchange.header("subscribe"))) {
           let members = rooms.get(room)
           if (members === undefined) rooms.set(room, members = new Map())
           if (members.has(connection.id)) continue
           // what presence shows of this connection: its name (the page's member list asks presence)
           connection.set(Presence.info, { name })
-          // back from a reconnect with the room's position: what was said meanwhile comes first
-          const since = History.parseSince(exchange.header("since") ?? "")
           yield* connection.subscribe([room], { since })
+          joinedHere = true
           members.set(connection.id, name)
           yield* connection.send({
             command: "chat",
@@ -110,6 +113,7 @@ export const layer = Chat.toLayer(Effect.gen(function*() {
           })
           yield* announce(room, "join", name)
         }
+        if (joinedHere) exchange.setHeader("since", undefined)
         if (exchange.header("publish") !== undefined) exchange.setHeader("from", name)
         for (const room of channelsOf(exchange.header("unsubscribe"))) yield* leave(connection, room)
       }),

@@ -5,7 +5,6 @@
  * counters, so no message pays for an Effect `Metric` update.
  */
 import { Context, Effect, Metric, Scope } from "effect"
-import type { Bus } from "../Bus.ts"
 import type { Hub } from "../Hub.ts"
 import type { LiveConnection } from "./connection.ts"
 import type { Stats } from "./stats.ts"
@@ -23,7 +22,12 @@ export const registerMetrics = (
   stats: Stats,
   connections: ReadonlySet<LiveConnection>,
   hub: Hub["Service"],
-  bus: Bus["Service"],
+  services: {
+    /** Whether the bus works. */
+    readonly isReady: Effect.Effect<boolean>
+    /** What the services cannot do here, by feature. */
+    readonly limitations: Effect.Effect<ReadonlyArray<{ readonly feature: string }>>
+  },
   context: Context.Context<never>,
   scope: Scope.Scope
 ) => {
@@ -46,9 +50,18 @@ export const registerMetrics = (
     return { value }
   })
   register(Metric.gauge("lhttp_bus_ready", { description: "1 while the bus works (NATS connected), else 0" }), () => {
-    const ready = Effect.runSyncExit(bus.isReady)
+    const ready = Effect.runSyncExit(services.isReady)
     return { value: ready._tag === "Success" && ready.value ? 1 : 0 }
   })
+  const limited = Metric.gauge("lhttp_limited", {
+    description: "1 while a feature runs limited here (e.g. history or sessions on a NATS without JetStream), else 0"
+  })
+  for (const feature of ["history", "sessions"]) {
+    register(limited, () => {
+      const found = Effect.runSyncExit(services.limitations)
+      return { value: found._tag === "Success" && found.value.some((limitation) => limitation.feature === feature) ? 1 : 0 }
+    }, { feature })
+  }
   const counters: ReadonlyArray<readonly [string, string, () => number]> = [
     ["lhttp_messages_in_total", "messages taken from clients", () => stats.messagesIn],
     ["lhttp_frames_out_total", "frames written to clients", () => stats.framesOut],

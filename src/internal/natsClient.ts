@@ -3,7 +3,7 @@
  * store, the channel history): the settings they read from the environment,
  * as the NATS bus reads them, and one connection each, drained at the end.
  */
-import { connect, type NatsConnection } from "@nats-io/transport-node"
+import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node"
 import { Config, Effect, Option, Redacted, type Scope } from "effect"
 
 /** How to reach NATS: the servers and the credentials, if any. */
@@ -73,3 +73,43 @@ export const clientConfig: Config.Config<ClientOptions> = Config.all({
   user: Option.getOrUndefined(env.user),
   pass: Option.getOrUndefined(env.pass)
 })))
+
+/**
+ * The options of `connect` for these settings under `name`: reconnecting for
+ * ever once connected, as {@link connectScoped} connects.
+ */
+export const connectionOptions = (options: ClientOptions, name: string): ConnectionOptions => ({
+  servers: serversOf(options),
+  name,
+  reconnect: true,
+  maxReconnectAttempts: -1,
+  ...(options.token === undefined ? {} : { token: reveal(options.token) }),
+  ...(options.user === undefined ? {} : { user: options.user, pass: reveal(options.pass) })
+})
+
+/**
+ * One attempt to connect, without a scope: the caller owns the connection
+ * and closes it. Interrupting it while the attempt is in flight closes the
+ * connection the attempt opens, if it opens. `unreachable` makes the error
+ * when NATS cannot be reached.
+ */
+export const dial = <E>(
+  options: ClientOptions,
+  name: string,
+  unreachable: (servers: string, cause: unknown) => E
+): Effect.Effect<NatsConnection, E> =>
+  Effect.callback<NatsConnection, E>((resume, signal) => {
+    connect(connectionOptions(options, name)).then(
+      (nc) => {
+        if (signal.aborted) void nc.close().catch(() => undefined)
+        else resume(Effect.succeed(nc))
+      },
+      (cause) => {
+        if (!signal.aborted) resume(Effect.fail(unreachable(serversOf(options).join(", "), cause)))
+      }
+    )
+  })
+
+/** The servers of options for logs: comma-separated, without the credentials a URL may carry. */
+export const serversShown = (options: ClientOptions): string =>
+  serversOf(options).map((server) => server.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^/@]*@/i, "$1")).join(", ")
