@@ -38,12 +38,14 @@ export class Bus extends Context.Service<Bus, {
   /**
    * Subscribes this process to a channel until the scope closes: every payload
    * published to it, by any process, is handed to `onMessage`, in order, with
-   * its position when the bus knows one. With `positions`, a bus that numbers
-   * messages (`numbering: "bus"`) delivers the channel as it numbered it.
+   * its position when the bus knows one, and the offset of the channel's
+   * message before it when the bus knows that (so that a gap in delivery
+   * shows). With `positions`, a bus that numbers messages
+   * (`numbering: "bus"`) delivers the channel as it numbered it.
    */
   readonly subscribe: (
     channel: ChannelId,
-    onMessage: (payload: string, position: Position | undefined) => void,
+    onMessage: (payload: string, position: Position | undefined, previous?: number | undefined) => void,
     options?: { readonly positions?: boolean | undefined }
   ) => Effect.Effect<void, BusError, Scope.Scope>
   /** Whether the bus can publish and deliver now (for `/readyz`). */

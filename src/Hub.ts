@@ -178,6 +178,11 @@ interface Entry {
   readonly positioned: Set<Subscriber>
   /** The channel's history policy here, fixed when the entry is made (undefined: no history). */
   readonly policy: History.Policy | undefined
+  /**
+   * The highest offset of the channel this process has delivered or recovered up to (undefined
+   * before the first): a message whose previous offset is past it follows a gap.
+   */
+  last: number | undefined
   /** The connections among them whose joining was told to the watchers. */
   readonly members: Set<Connection>
   /** Subscribers recovering the channel's history: what arrives for them meanwhile waits here. */
@@ -209,12 +214,23 @@ const deliverTo = (subscriber: Subscriber, frame: Transport.Outbound, onDefect: 
 
 // The message rendered at most twice: as published (for plain subscriptions) and positioned (for
 // those that asked), each once for all its subscribers; a recovering subscriber's frames wait at its gate.
+// A message that follows a gap (the bus says the channel's previous offset, and this process never saw
+// it: NATS was lost a while) first has `onGap` recover what is missing for the positioned subscribers.
 const fanOut = (
   entry: Entry,
   payload: string,
   position: History.Position | undefined,
-  onDefect: (defect: unknown) => void
+  previous: number | undefined,
+  onDefect: (defect: unknown) => void,
+  onGap: (entry: Entry, since: History.Position) => void
 ): void => {
+  if (position !== undefined) {
+    const last = entry.last
+    if (last === undefined || position.offset > last) entry.last = position.offset
+    if (previous !== undefined && last !== undefined && previous > last && entry.positioned.size > 0) {
+      onGap(entry, { epoch: position.epoch, offset: last })
+    }
+  }
   const positioned = entry.positioned
   if (positioned.size === 0) {
     const frame = new Outbound(payload)
@@ -315,7 +331,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
       const scope = yield* Scope.make()
       const exit = yield* bus.subscribe(
         channel,
-        (payload, position) => fanOut(entry, payload, position, onDefect),
+        (payload, position, previous) => fanOut(entry, payload, position, previous, onDefect, heal),
         { positions: entry.policy !== undefined }
       ).pipe(
         Scope.provide(scope),
@@ -399,6 +415,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
       Effect.mapError(toHistoryRejection),
       Effect.tapError(() => Effect.sync(() => openGate(subscriber, entry, undefined))),
       Effect.map((recovery) => {
+        if (entry.last === undefined || recovery.position.offset > entry.last) entry.last = recovery.position.offset
         if (entry.subscribers.has(subscriber)) {
           for (const message of recovery.messages) {
             deliverSafely(subscriber, positionedFrame(entry.channel, message.text, message.position))
@@ -408,6 +425,22 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
         openGate(subscriber, entry, recovery.position.offset)
       })
     )
+
+  // After a gap in what the bus delivered: every positioned subscriber not recovering already gets what
+  // is missing since the last offset it had, then a position frame, then what came meanwhile (gated).
+  function heal(entry: Entry, since: History.Position) {
+    const policy = entry.policy
+    if (policy === undefined || history === undefined) return
+    for (const subscriber of entry.positioned) {
+      if (entry.gates?.has(subscriber) === true) continue
+      ;(entry.gates ??= new Map()).set(subscriber, [])
+      Effect.runForkWith(context)(
+        recover(subscriber, entry, policy, since).pipe(
+          Effect.catchCause((cause) => Effect.logWarning("a channel's history could not fill a gap in live delivery", cause))
+        )
+      )
+    }
+  }
 
   // a subscription asking for positions on a channel without history: its position frame says so
   const noHistory = (subscriber: Subscriber, channel: Channel.ChannelId, asked: boolean) =>
@@ -435,6 +468,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
             policy: policyOf(channel),
             members: new Set(),
             gates: undefined,
+            last: undefined,
             scope: undefined,
             ready: Deferred.makeUnsafe()
           }

@@ -6,6 +6,8 @@ import * as History from "../src/History.ts"
 import * as NatsHistory from "../src/NatsHistory.ts"
 import { type MemoryClient, startMemoryServer } from "./utils/memory.ts"
 import { natsServerLaterWith, natsServerWith } from "./utils/nats.ts"
+import * as Net from "node:net"
+import { freePort } from "./utils/process.ts"
 import { until } from "./utils/wait.ts"
 
 const headersOf = (text: string): Record<string, string | undefined> =>
@@ -27,6 +29,49 @@ const starting = (url: string, size = 1000, subjectPrefix?: string) =>
 /** A node, once it is ready (connected, its stream set up). */
 const node = (url: string, size = 1000, subjectPrefix?: string) =>
   Effect.tap(starting(url, size, subjectPrefix), (started) => until(started.server.isReady, "10 seconds"))
+
+/**
+ * A TCP proxy in front of a nats-server, until the scope closes: `cut` drops its connections and refuses
+ * new ones (the node behind it loses NATS while the others keep it), `mend` lets them through again.
+ */
+const proxy = (target: number) =>
+  Effect.acquireRelease(
+    Effect.promise(async () => {
+      const port = await freePort()
+      const sockets = new Set<Net.Socket>()
+      let open = true
+      const server = Net.createServer((socket) => {
+        if (!open) return socket.destroy()
+        const upstream = Net.connect(target, "127.0.0.1")
+        sockets.add(socket).add(upstream)
+        socket.pipe(upstream).pipe(socket)
+        const end = () => {
+          socket.destroy()
+          upstream.destroy()
+          sockets.delete(socket)
+          sockets.delete(upstream)
+        }
+        socket.on("error", end).on("close", end)
+        upstream.on("error", end).on("close", end)
+      })
+      await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve))
+      return {
+        url: `nats://127.0.0.1:${port}`,
+        server,
+        cut: () => {
+          open = false
+          for (const socket of sockets) socket.destroy()
+        },
+        mend: () => {
+          open = true
+        }
+      }
+    }),
+    ({ server, cut }) => Effect.promise(() => new Promise<void>((resolve) => {
+      cut()
+      server.close(() => resolve())
+    }))
+  )
 
 /** A plain NATS client, as an original lhttp node (or any other program on the bus) is, until the scope closes. */
 const raw = (url: string) =>
@@ -296,5 +341,33 @@ describe("NatsHistory: JetStream history across nodes and restarts", () => {
       yield* subscribe(back, "h-early", start)
       const again = yield* recovered(back)
       assert.deepStrictEqual([again.frames.map(bodyOf), again.position.recovered], [["after"], "yes"])
+    }), { timeout: 60_000 })
+
+  it.live("a node that lost NATS a while fills the gap for its positioned subscribers: the missed messages, a position frame, then live", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServerWith({ jetstream: true })
+      const path = yield* proxy(nats.port)
+      const far = yield* node(path.url)
+      const near = yield* node(nats.url)
+      const positioned = yield* far.connect()
+      yield* subscribe(positioned, "h-gap")
+      yield* recovered(positioned)
+      const publisher = yield* near.connect()
+      yield* publish(publisher, "h-gap", "before")
+      assert.strictEqual(bodyOf(yield* positioned.next("10 seconds")), "before")
+      path.cut()
+      yield* until(Effect.map(far.server.isReady, (ready) => !ready), "10 seconds")
+      for (const body of ["missed 1", "missed 2", "missed 3"]) yield* publish(publisher, "h-gap", body)
+      yield* publisher.nothing()
+      path.mend()
+      yield* until(far.server.isReady, "15 seconds")
+      // the next message shows the gap: the history gives what was missed, and that message, then the position frame
+      yield* publish(publisher, "h-gap", "after")
+      const { frames, position } = yield* recovered(positioned)
+      assert.deepStrictEqual(frames.map(bodyOf), ["missed 1", "missed 2", "missed 3", "after"])
+      assert.deepStrictEqual([position.recovered, position.offset], ["yes", String(History.offsetOf(frames[3]!))])
+      yield* publish(publisher, "h-gap", "live")
+      assert.strictEqual(bodyOf(yield* positioned.next("10 seconds")), "live")
+      yield* positioned.nothing()
     }), { timeout: 60_000 })
 })

@@ -25,6 +25,8 @@ export const messageOverhead = 32
 
 // the header in which JetStream's republished copy of a message carries its stream sequence
 const sequenceHeader = "Nats-Sequence"
+// and the sequence of the message before it on the same subject (0 for the first)
+const previousHeader = "Nats-Last-Sequence"
 
 // reconnections of the bus, in the metrics
 const reconnects = Metric.counter("lhttp_bus_reconnects_total", {
@@ -38,7 +40,7 @@ const reveal = (value: Redacted.Redacted<string> | string | undefined): string =
 const validPrefix = (prefix: string): boolean =>
   prefix === "" || (prefix.endsWith(".") && Result.isSuccess(Channel.validate(prefix.slice(0, -1))))
 
-type Handler = (payload: string, position: Position | undefined) => void
+type Handler = (payload: string, position: Position | undefined, previous?: number | undefined) => void
 
 interface Entry {
   readonly channel: string
@@ -151,7 +153,9 @@ export const make = Effect.fnUntraced(function*(options: Options, numbering?: Nu
         const payload = decoder.decode(message.data)
         const offset = Number(message.headers?.get(sequenceHeader))
         const position = Number.isSafeInteger(offset) && offset > 0 ? { epoch, offset } : undefined
-        for (const handler of entry.handlers) handler(payload, position)
+        const before = Number(message.headers?.get(previousHeader))
+        const previous = position !== undefined && Number.isSafeInteger(before) && before >= 0 ? before : undefined
+        for (const handler of entry.handlers) handler(payload, position, previous)
       }
     })
   }
