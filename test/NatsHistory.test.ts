@@ -370,4 +370,29 @@ describe("NatsHistory: JetStream history across nodes and restarts", () => {
       assert.strictEqual(bodyOf(yield* positioned.next("10 seconds")), "live")
       yield* positioned.nothing()
     }), { timeout: 60_000 })
+
+  it.live("during a NATS outage a history channel's publishes wait in the bus's bounded buffer, stall nothing, and are recorded after", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServerWith({ jetstream: true })
+      const server = yield* node(nats.url)
+      const watcher = yield* server.connect()
+      yield* subscribe(watcher, "h-out")
+      const start = (yield* recovered(watcher)).position
+      const publisher = yield* server.connect()
+      yield* Effect.promise(() => nats.kill())
+      yield* until(Effect.map(server.server.isReady, (ready) => !ready), "10 seconds")
+      for (let i = 0; i < 5; i++) yield* publish(publisher, "h-out", `m${i}`)
+      // accepted at once (no error frame), and the connection's next message is answered right after them
+      yield* publisher.nothing()
+      yield* Effect.promise(() => nats.restart())
+      yield* until(server.server.isReady, "15 seconds")
+      // the watcher's live frames arrive once the buffer is sent; a client back since the start gets all five
+      const live: Array<string> = []
+      while (live.length < 5) live.push(bodyOf(yield* watcher.next("15 seconds")))
+      assert.deepStrictEqual(live, ["m0", "m1", "m2", "m3", "m4"])
+      const back = yield* server.connect()
+      yield* subscribe(back, "h-out", start)
+      const again = yield* recovered(back)
+      assert.deepStrictEqual([again.frames.map(bodyOf), again.position.recovered], [["m0", "m1", "m2", "m3", "m4"], "yes"])
+    }), { timeout: 60_000 })
 })
