@@ -183,6 +183,8 @@ interface Entry {
    * before the first): a message whose previous offset is past it follows a gap.
    */
   last: number | undefined
+  /** The epoch `last` belongs to (a new one, the stream made again, starts over). */
+  lastEpoch: string | undefined
   /** The connections among them whose joining was told to the watchers. */
   readonly members: Set<Connection>
   /** Subscribers recovering the channel's history: what arrives for them meanwhile waits here. */
@@ -225,6 +227,10 @@ const fanOut = (
   onGap: (entry: Entry, since: History.Position) => void
 ): void => {
   if (position !== undefined) {
+    if (entry.lastEpoch !== position.epoch) {
+      entry.lastEpoch = position.epoch
+      entry.last = undefined
+    }
     const last = entry.last
     if (last === undefined || position.offset > last) entry.last = position.offset
     if (previous !== undefined && last !== undefined && previous > last && entry.positioned.size > 0) {
@@ -415,6 +421,10 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
       Effect.mapError(toHistoryRejection),
       Effect.tapError(() => Effect.sync(() => openGate(subscriber, entry, undefined))),
       Effect.map((recovery) => {
+        if (entry.lastEpoch !== recovery.position.epoch) {
+          entry.lastEpoch = recovery.position.epoch
+          entry.last = undefined
+        }
         if (entry.last === undefined || recovery.position.offset > entry.last) entry.last = recovery.position.offset
         if (entry.subscribers.has(subscriber)) {
           for (const message of recovery.messages) {
@@ -469,6 +479,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
             members: new Set(),
             gates: undefined,
             last: undefined,
+            lastEpoch: undefined,
             scope: undefined,
             ready: Deferred.makeUnsafe()
           }

@@ -64,6 +64,13 @@ export interface Options extends NatsBus.Options {
   readonly maxBytes?: number | undefined
   /** Where the stream keeps its messages (default `"file"`: they outlive a nats-server restart). */
   readonly storage?: "file" | "memory" | undefined
+  /**
+   * How often the node checks that the stream is still there, besides at
+   * every (re)connection (default 10 s): a stream deleted while NATS stays up
+   * is made again (a new epoch); meanwhile the history channels deliver
+   * nothing on this node.
+   */
+  readonly streamCheckInterval?: Duration.Input | undefined
 }
 
 /**
@@ -149,7 +156,11 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   }
 
   // no policy, no stream: the plain NATS bus
-  const made = yield* internal.make(options, options.policies.length === 0 ? undefined : { setup, republishPrefix })
+  const made = yield* internal.make(options, options.policies.length === 0 ? undefined : {
+    setup,
+    republishPrefix,
+    checkInterval: Duration.toMillis(Duration.fromInputUnsafe(options.streamCheckInterval ?? "10 seconds"))
+  })
 
   // the channel's messages after `since`, as far as the stream and its policy keep them
   const recover = async (

@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import { jetstreamManager } from "@nats-io/jetstream"
 import { connect as natsConnect, type NatsConnection } from "@nats-io/transport-node"
 import { Duration, Effect, Exit, Result, Scope } from "effect"
 import * as Frame from "../src/Frame.ts"
@@ -22,6 +23,7 @@ const starting = (url: string, size = 1000, subjectPrefix?: string) =>
       servers: url,
       subjectPrefix,
       connectRetry: "100 millis",
+      streamCheckInterval: "200 millis",
       policies: [{ prefix: "h-", size, ttl: Duration.minutes(5) }]
     })
   })
@@ -394,5 +396,28 @@ describe("NatsHistory: JetStream history across nodes and restarts", () => {
       yield* subscribe(back, "h-out", start)
       const again = yield* recovered(back)
       assert.deepStrictEqual([again.frames.map(bodyOf), again.position.recovered], [["m0", "m1", "m2", "m3", "m4"], "yes"])
+    }), { timeout: 60_000 })
+
+  it.live("a stream deleted while NATS stays up is made again: delivery goes on, with a new epoch that recoveries report", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServerWith({ jetstream: true })
+      const server = yield* node(nats.url)
+      const nc = yield* raw(nats.url)
+      const watcher = yield* server.connect()
+      yield* subscribe(watcher, "h-del")
+      const start = (yield* recovered(watcher)).position
+      yield* Effect.promise(async () => (await jetstreamManager(nc)).streams.delete("LHTTP_HISTORY"))
+      // published until one arrives: the stream is back
+      const publisher = yield* server.connect()
+      let got: string | undefined
+      for (let i = 0; got === undefined && i < 100; i++) {
+        yield* publish(publisher, "h-del", `probe ${i}`)
+        got = yield* watcher.next("100 millis").pipe(Effect.orElseSucceed(() => undefined))
+      }
+      assert.isDefined(got)
+      assert.notStrictEqual(headersOf(got!).epoch, start.epoch)
+      const back = yield* server.connect()
+      yield* subscribe(back, "h-del", start)
+      assert.deepStrictEqual([(yield* recovered(back)).position.reason], ["EpochChanged"])
     }), { timeout: 60_000 })
 })

@@ -64,6 +64,8 @@ export interface Numbering {
   readonly setup: (nc: NatsConnection) => Promise<string | undefined>
   /** Where the stream republishes what it stored. */
   readonly republishPrefix: string
+  /** How often (ms) a connected bus checks the stream again (one deleted while NATS stays up is made again). */
+  readonly checkInterval: number
 }
 
 /** Where the numbering stands: not known yet, a stream with its epoch, or none on this NATS. */
@@ -130,6 +132,7 @@ export const make = Effect.fnUntraced(function*(options: Options, numbering?: Nu
   // whether a publish was refused since the last replay (logged once)
   let full = false
   let replayTimer: ReturnType<typeof setTimeout> | undefined
+  let streamCheck: ReturnType<typeof setInterval> | undefined
 
   const open = (entry: Entry) => {
     if (connection === undefined || connection.isClosed()) return
@@ -288,6 +291,14 @@ export const make = Effect.fnUntraced(function*(options: Options, numbering?: Nu
     Effect.flatMap(setUpFirst),
     Effect.tap((nc) =>
       Effect.sync(() => {
+        // the stream checked again now and then: one deleted while NATS stays up is made again
+        if (numbering !== undefined) {
+          streamCheck = setInterval(() => {
+            if (connection !== nc || (state !== "connected" && state !== "holding")) return
+            setUp(nc).catch((cause) => log(`NATS: the history stream could not be checked: ${String(cause)}`))
+          }, numbering.checkInterval)
+          streamCheck.unref?.()
+        }
         state = "connected"
         log(`NATS: connected to ${nc.getServer()}`)
         for (const entry of channels.values()) open(entry)
@@ -299,6 +310,7 @@ export const make = Effect.fnUntraced(function*(options: Options, numbering?: Nu
 
   yield* Effect.addFinalizer(() =>
     Effect.promise(async () => {
+      if (streamCheck !== undefined) clearInterval(streamCheck)
       const nc = connection
       // what waits for the replay goes out now; what waits for a reconnect cannot
       if (state === "holding") replay()
