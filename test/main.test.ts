@@ -6,6 +6,7 @@
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { fileURLToPath } from "node:url"
+import { getJson, sse } from "./utils/http.ts"
 import { connect, frame, request } from "./utils/lhttp.ts"
 import { freePort, type Program, start } from "./utils/process.ts"
 
@@ -149,6 +150,36 @@ describe("the main job: login, sessions, and the three transports", () => {
       for (const operation of ["create", "restore"]) {
         assert.match(metrics, new RegExp(`^lhttp_session_operations_total\\{(?=[^}]*operation="${operation}")(?=[^}]*outcome="ok")[^}]*\\} 1$`, "m"))
       }
+    }))
+
+  it.live("the defaults speak plain LHTTP: plain subscribers on WebSocket, SSE and long-poll get each publish byte for byte, nothing else", () =>
+    Effect.gen(function*() {
+      const http = `http://127.0.0.1:${port}`
+      // an original SDK's subscription (reference §12.4), on a channel that keeps history by default
+      const original = yield* connect(ws())
+      yield* original.send("LHTTP/1.0 subpub\r\nsubscribe:plain-room\r\n\r\n")
+      const events = yield* sse(`${http}/sse?subscribe=plain-room`)
+      assert.strictEqual((yield* events.next).event, "connected")
+      const opened = yield* getJson(`${http}/poll?subscribe=plain-room`)
+      const key = opened.body.connection
+      const publisher = yield* connect(ws())
+      const sent = "LHTTP/1.0 subpub\r\npublish:plain-room\r\nx-a:1\r\n\r\nover ws"
+      yield* publisher.send(sent)
+      yield* original.next().pipe(Effect.flatMap((text) => Effect.sync(() => assert.strictEqual(text, sent))))
+      // the original node's headers too: a payload's own offset and epoch are its text
+      const posted = "LHTTP/1.0 chat\r\nx-order:2\r\npublish:plain-room\r\noffset:5\r\nepoch:e\r\n\r\nhello"
+      assert.strictEqual((yield* request(`${http}/publish`, { method: "POST", body: posted })).status, 204)
+      assert.strictEqual(yield* original.next(), posted)
+      yield* original.nothing()
+      const fromSse = [(yield* events.next), (yield* events.next)]
+      assert.deepStrictEqual(fromSse.map((event) => event.data), [sent, posted].map((text) => text.replace(/\r\n/g, "\n")))
+      const polled: Array<string> = []
+      for (let cursor = 0; polled.length < 2;) {
+        const answer = yield* getJson(`${http}/poll?connection=${key}&cursor=${cursor}`)
+        polled.push(...answer.body.frames!)
+        cursor = answer.body.cursor!
+      }
+      assert.deepStrictEqual(polled, [sent, posted])
     }))
 
   it.live("npm start serves SSE and long-poll beside WebSocket", () =>
