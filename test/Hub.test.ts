@@ -1,11 +1,13 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Result, Stream } from "effect"
+import { Deferred, Duration, Effect, Exit, Fiber, Result, Stream } from "effect"
 import * as Bus from "../src/Bus.ts"
 import * as Channel from "../src/Channel.ts"
+import * as History from "../src/History.ts"
 import * as Hub from "../src/Hub.ts"
 import type * as Message from "../src/Message.ts"
 import * as NatsBus from "../src/NatsBus.ts"
 import type { Rejection } from "../src/Rejection.ts"
+import type * as Transport from "../src/Transport.ts"
 import { natsServer } from "./utils/nats.ts"
 import { eventually, until } from "./utils/wait.ts"
 
@@ -52,6 +54,32 @@ describe("Hub", () => {
       yield* hub.unsubscribeAll(two)
       assert.strictEqual(state.subscriptions, 0)
       assert.strictEqual(hub.channelCount(), 0)
+    }))
+
+  it.effect("a history channel's message is rendered at most twice: one frame for the plain subscribers, one for the positioned", () =>
+    Effect.gen(function*() {
+      const bus = yield* Bus.makeMemory()
+      const history = History.makeMemory({ policies: [{ prefix: "h-", size: 10, ttl: Duration.minutes(1) }] })
+      const hub = yield* Hub.make().pipe(Effect.provideService(Bus.Bus, bus), Effect.provideService(History.History, history))
+      const frames = new Map<string, Array<Transport.Outbound>>()
+      const subscriber = (name: string): Hub.Subscriber => ({
+        channels: new Set(),
+        deliver: (frame) => void frames.set(name, [...(frames.get(name) ?? []), frame])
+      })
+      const plain = ["p1", "p2", "p3"].map(subscriber)
+      const positioned = ["q1", "q2", "q3"].map(subscriber)
+      for (const one of plain) yield* hub.subscribe(one, ids("h-room"))
+      for (const one of positioned) yield* hub.subscribe(one, ids("h-room"), { since: "now" })
+      yield* hub.publishText(ids("h-room"), "LHTTP/1.0 chat\r\npublish:h-room\r\n\r\nhi")
+      const last = (name: string) => frames.get(name)!.at(-1)!
+      assert.strictEqual(last("p1").text, "LHTTP/1.0 chat\r\npublish:h-room\r\n\r\nhi")
+      assert.match(last("q1").text, /^LHTTP\/1\.0 chat\r\nchannel:h-room\r\noffset:1\r\nepoch:[\w-]+\r\npublish:h-room\r\n\r\nhi$/)
+      for (const name of ["p2", "p3"]) assert.strictEqual(last(name), last("p1"))
+      for (const name of ["q2", "q3"]) assert.strictEqual(last(name), last("q1"))
+      assert.deepStrictEqual(last("q1").position, { channel: "h-room", epoch: last("q1").position!.epoch, offset: 1 })
+      assert.isUndefined(last("p1").position)
+      // the plain ones got nothing else
+      for (const name of ["p1", "p2", "p3"]) assert.strictEqual(frames.get(name)!.length, 1)
     }))
 
   it.effect("fans one frame out to every subscriber: the same rendered text and the same bytes", () =>
