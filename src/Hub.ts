@@ -504,7 +504,9 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
             continue
           }
           entry.positioned.add(subscriber)
-          ;(entry.gates ??= new Map()).set(subscriber, [])
+          // (a gate already there, for a recovery still running, is kept: what waits at it is not lost)
+          const gates = entry.gates ??= new Map()
+          if (!gates.has(subscriber)) gates.set(subscriber, [])
           positions.push(recover(subscriber, entry, policy, after))
         }
       }
