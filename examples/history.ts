@@ -12,14 +12,15 @@
  * everything, then the live messages.
  *
  * What it shows:
- * - the `channel`, `offset` and `epoch` headers on a history channel's frames;
+ * - positions asked for (`since:now`, which the client sends by itself) and
+ *   the `channel`, `offset` and `epoch` headers on a history channel's frames;
  * - `client.position(channel)`: the last position the client saw;
  * - the client's resubscription with `since:<epoch>:<offset>` after a
  *   reconnect, and the `position` frame ending the recovery.
  *
  * The frames (`\r\n` spelled out):
  *
- *   > LHTTP/1.0 subscribe\r\nsubscribe:news-1\r\n\r\n
+ *   > LHTTP/1.0 subscribe\r\nsubscribe:news-1\r\nsince:now\r\n\r\n
  *   < LHTTP/1.0 position\r\nchannel:news-1\r\nepoch:<e>\r\noffset:0\r\n\r\n
  *   < LHTTP/1.0 news\r\nchannel:news-1\r\noffset:1\r\nepoch:<e>\r\npublish:news-1\r\n\r\nfirst
  *   (the connection drops; three are published; the client reconnects)

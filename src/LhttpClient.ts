@@ -215,7 +215,11 @@ export type SessionEvent =
  * @since 0.1.0
  */
 export interface LhttpClient {
-  /** Sends a frame. */
+  /**
+   * Sends a frame, as it is. A `subscribe` header in it is not subscribed
+   * again after a reconnect (`subscribe` is), and asks for positions only if
+   * it has its own `since`.
+   */
   readonly send: (frame: Frame.Frame) => Effect.Effect<void, ClientError>
   /** Sends a command with headers and a body. */
   readonly command: (
@@ -223,12 +227,20 @@ export interface LhttpClient {
     headers?: ReadonlyMap<string, string> | Readonly<Record<string, string>>,
     body?: string
   ) => Effect.Effect<void, ClientError>
-  /** Subscribes to channels; they are subscribed again after every reconnect. */
+  /**
+   * Subscribes to channels; they are subscribed again after every reconnect.
+   * The subscription asks for positions (`since:now`): each history channel
+   * is answered with a `position` frame (in `messages`), and its frames
+   * carry their positions.
+   */
   readonly subscribe: (channels: Iterable<string>, command?: string) => Effect.Effect<void, ClientError>
   /**
-   * The last position seen of a subscribed history channel (from its frames
-   * and its `position` frames): after a reconnect the client subscribes since
-   * it, and gets what was published meanwhile before the live frames.
+   * The last position of a subscribed history channel: known from the
+   * `position` frame that answers its subscription, then advanced by the
+   * positions of its frames. After a reconnect the client subscribes since
+   * it, and gets what was published meanwhile before the live frames. None
+   * for a channel without history (its `position` frame says `NoHistory`):
+   * position-like headers of its frames are the publisher's text, never taken.
    */
   readonly position: (channel: string) => Option.Option<History.Position>
   /** Unsubscribes from channels. */
@@ -277,7 +289,10 @@ export interface LhttpClient {
   readonly sessions: Stream.Stream<SessionEvent>
   /**
    * Every frame the server sends, decoded, from the moment the stream is run:
-   * `session` frames and the answers to the client's own restores included.
+   * `session` frames, `position` frames and the answers to the client's own
+   * restores included; but not the `position` frames saying that a channel
+   * subscribed with `subscribe` has no history (the client asked for
+   * positions by itself).
    */
   readonly messages: Stream.Stream<Message.Message>
   /** The messages published to a channel (by their `publish` header). */
@@ -315,6 +330,9 @@ const rejected = (failure: Message.Failure) =>
   new ClientError({ reason: "Rejected", message: failure.message, status: failure.status, serverReason: failure.reason })
 
 const invalidReply = (message: string) => new ClientError({ reason: "InvalidReply", message })
+
+// what a subscription asks for positions with, from the channel's current one
+const sinceNow = "now"
 
 // the session frames (Sessions.ts on the server; not imported: it is server code)
 const sessionCommand = "session"
@@ -439,7 +457,10 @@ const make = Effect.fnUntraced(function*(
   const sessionEvents = yield* Effect.acquireRelease(PubSub.unbounded<SessionEvent>(), PubSub.shutdown)
   const state = yield* SubscriptionRef.make<State>("connecting")
   const held = new Set<string>()
-  // the last position of each held history channel: a new connection subscribes since it
+  // the channels subscribed by frames given to `send` (not subscribed again after a reconnect)
+  const sentTo = new Set<string>()
+  // the last position of each subscribed history channel whose subscription has positions: a new
+  // connection subscribes since it
   const positions = new Map<string, History.Position>()
   const pending = new Map<string, Deferred.Deferred<Message.Message, ClientError>>()
   const buffered: Array<string> = []
@@ -493,17 +514,43 @@ const make = Effect.fnUntraced(function*(
     PubSub.publishUnsafe(sessionEvents, { _tag: restored ? "Restored" : known ? "Updated" : "Created", session })
   }
 
-  // keeps the position of a held history channel from its frames and its position frames
+  const subscribed = (channel: string) => held.has(channel) || sentTo.has(channel)
+
+  // Keeps the position of a subscribed history channel. It becomes known from the `position` frame
+  // answering a subscription with positions (the server's: no `publish`, no `id`), which a channel
+  // without history answers with no epoch: it is forgotten then. It advances with the positions of
+  // the channel's frames, only while known, and only from a frame that no subscription without
+  // positions could have brought (whose text is the publisher's, forged positions included).
   const track = (message: Message.Message) => {
     if (message._tag === "Failure") return
     const channel = message.headers.get(History.Header.channel)
-    if (channel === undefined || !held.has(channel)) return
+    if (channel === undefined || !subscribed(channel)) return
     const epoch = message.headers.get(History.Header.epoch)
     const offset = Number(message.headers.get(History.Header.offset))
-    if (epoch === undefined || !Number.isSafeInteger(offset)) return
+    const carried = epoch === undefined || !Number.isSafeInteger(offset) ? undefined : { epoch, offset }
+    const published = message.headers.has(Message.Header.publish)
+    if (message.command === History.positionCommand && message._tag === "Notify" && !published) {
+      if (carried === undefined) positions.delete(channel)
+      else positions.set(channel, carried)
+      return
+    }
     const known = positions.get(channel)
-    if (known === undefined || known.epoch !== epoch || offset > known.offset) positions.set(channel, { epoch, offset })
+    if (known === undefined || carried === undefined) return
+    if (!published && message._tag === "Request") return // an answer to this client, no delivery
+    // a frame published by a client names the channel it is on (server code publishes without `publish`)
+    if (published && !message.publish.some((to) => to === channel)) return
+    if (message.publish.some((to) => to !== channel && subscribed(to) && !positions.has(to))) return
+    if (known.epoch !== carried.epoch || carried.offset > known.offset) positions.set(channel, carried)
   }
+
+  // The answer to a `since:now` the client added by itself (`subscribe`), for a channel without
+  // history (a `position` frame with no epoch nor `recovered`): not for the app, which did not ask,
+  // and gets what it got before positions were asked for. One answering a `since` given to `send` is
+  // the app's.
+  const unasked = (message: Message.Message) =>
+    message._tag === "Notify" && message.command === History.positionCommand &&
+    !message.headers.has(Message.Header.publish) && !message.headers.has(History.Header.epoch) &&
+    !message.headers.has(History.Header.recovered) && !sentTo.has(message.headers.get(History.Header.channel) ?? "")
 
   const dispatch = (data: string | Uint8Array) => {
     const decoded = typeof data === "string"
@@ -512,6 +559,7 @@ const make = Effect.fnUntraced(function*(
     if (Result.isFailure(decoded)) return
     const message = decoded.success
     track(message)
+    if (unasked(message)) return
     // the session first: a call answered by a session frame returns with the session in place
     observe(message)
     // published before the waiter resumes: a stream run after a request returns does not get its reply
@@ -537,11 +585,26 @@ const make = Effect.fnUntraced(function*(
       return writer.send(text).pipe(Effect.mapError(clientError))
     })
 
-  const send = (frame: Frame.Frame) =>
+  // notes the channels a frame given to `send` subscribes to and unsubscribes from (in the server's
+  // order) before it goes: what answers it may come before the send returns
+  const noteSent = (frame: Frame.Frame) => {
+    const listed = (name: string) => (frame.headers.get(name) ?? "").split(" ").filter((channel) => channel !== "")
+    for (const channel of listed(Message.Header.subscribe)) sentTo.add(channel)
+    for (const channel of listed(Message.Header.unsubscribe)) {
+      sentTo.delete(channel)
+      positions.delete(channel)
+    }
+  }
+
+  const sendFrame = (frame: Frame.Frame, sent: boolean) =>
     Effect.suspend(() => {
       const checked = Frame.validate(frame)
-      return Result.isFailure(checked) ? Effect.fail(invalid(checked.failure.message)) : write(Frame.render(frame))
+      if (Result.isFailure(checked)) return Effect.fail(invalid(checked.failure.message))
+      if (sent) noteSent(frame)
+      return write(Frame.render(frame))
     })
+
+  const send = (frame: Frame.Frame) => sendFrame(frame, false)
 
   const channelList = (channels: Iterable<string>) => {
     const list = Array.from(new Set(channels))
@@ -556,7 +619,7 @@ const make = Effect.fnUntraced(function*(
     Frame.render(Frame.make(command, { [command]: Array.from(channels).join(" ") }))
 
   // subscribes a new connection again: history channels with a known position since it, one frame
-  // each, the others in one frame
+  // each, the others in one frame asking for positions
   const subscribeAgain = (link: Link, channels: Iterable<string>) =>
     Effect.suspend(() => {
       const plain: Array<string> = []
@@ -571,7 +634,9 @@ const make = Effect.fnUntraced(function*(
           })))
         }
       }
-      if (plain.length > 0) frames.unshift(subscribeFrame("subscribe", plain))
+      if (plain.length > 0) {
+        frames.unshift(Frame.render(Frame.make("subscribe", { subscribe: plain.join(" "), since: sinceNow })))
+      }
       return Effect.forEach(frames, (frame) => link.send(frame), { discard: true })
     })
 
@@ -697,14 +762,14 @@ const make = Effect.fnUntraced(function*(
   yield* Effect.addFinalizer(() => shutdown)
 
   return {
-    send,
-    command: (command, headers, body) => send(Frame.make(command, headers, body)),
+    send: (frame) => sendFrame(frame, true),
+    command: (command, headers, body) => sendFrame(Frame.make(command, headers, body), true),
     subscribe: (channels, command = "subscribe") =>
       Effect.suspend(() => {
         const list = channelList(channels)
         if (Result.isFailure(list)) return Effect.fail(list.failure)
         for (const channel of list.success) held.add(channel)
-        return send(Frame.make(command, { subscribe: list.success.join(" ") }))
+        return send(Frame.make(command, { subscribe: list.success.join(" "), since: sinceNow }))
       }),
     position: (channel) => Option.fromNullishOr(positions.get(channel)),
     unsubscribe: (channels, command = "unsubscribe") =>
@@ -713,6 +778,7 @@ const make = Effect.fnUntraced(function*(
         if (Result.isFailure(list)) return Effect.fail(list.failure)
         for (const channel of list.success) {
           held.delete(channel)
+          sentTo.delete(channel)
           positions.delete(channel)
         }
         return send(Frame.make(command, { unsubscribe: list.success.join(" ") }))

@@ -7,7 +7,7 @@
  * fallback from a WebSocket that cannot connect to SSE and long-poll.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Layer, Result, Scope } from "effect"
+import { Deferred, Duration, Effect, Exit, Layer, Result, Scope } from "effect"
 import * as fc from "fast-check"
 import * as Http from "node:http"
 import * as Net from "node:net"
@@ -31,6 +31,7 @@ import * as Chat from "../src/demo/Chat.ts"
 import * as Echo from "../src/demo/Echo.ts"
 import * as Login from "../src/demo/Login.ts"
 import * as Frame from "../src/Frame.ts"
+import * as History from "../src/History.ts"
 import { eventOf } from "../src/internal/session.ts"
 import * as Processor from "../src/Processor.ts"
 import * as Sessions from "../src/Sessions.ts"
@@ -192,7 +193,7 @@ describe("browser SDK: frames it sends", () => {
     ctx.publish("b", "chat", { x: "1" }, "hi") // the original also sent subscribe:a here
     new Context(lhttp, decode("LHTTP/1.0 chat\r\nh:v\r\n\r\nbody")).send("reply") // the original echoed no header either
     assert.deepStrictEqual(socket.sent, [
-      "LHTTP/1.0 chat\r\nsubscribe:a\r\n\r\n",
+      "LHTTP/1.0 chat\r\nsubscribe:a\r\nsince:now\r\n\r\n",
       "LHTTP/1.0 chat\r\npublish:b\r\nx:1\r\n\r\nhi",
       "LHTTP/1.0 chat\r\n\r\nreply"
     ])
@@ -214,7 +215,7 @@ describe("browser SDK: frames it sends", () => {
       "LHTTP/1.0 \r\n\r\ntwo", // the shared context received nothing: empty command
       "LHTTP/1.0 chat\r\npublish:r1 r2\r\nk:v\r\n\r\nline1\r\n\r\nline2",
       "LHTTP/1.0 chat\r\nunsubscribe:r1 r2\r\n\r\n",
-      "LHTTP/1.0 chat\r\nx:1\r\nsubscribe:c\r\nname:ann\r\n\r\n"
+      "LHTTP/1.0 chat\r\nx:1\r\nsubscribe:c\r\nsince:now\r\nname:ann\r\n\r\n"
     ])
   })
 
@@ -338,7 +339,7 @@ describe("browser SDK: connection handling (scripted socket)", () => {
       assert.deepStrictEqual(socket.sent, [])
       socket.accept()
       assert.deepStrictEqual(socket.sent, [
-        "LHTTP/1.0 chat\r\nsubscribe:room\r\nname:ann\r\n\r\n",
+        "LHTTP/1.0 chat\r\nsubscribe:room\r\nsince:now\r\nname:ann\r\n\r\n",
         "LHTTP/1.0 chat\r\npublish:room\r\n\r\nearly"
       ])
       // subscribing while publishing: re-sent without the publish nor its body
@@ -361,10 +362,10 @@ describe("browser SDK: connection handling (scripted socket)", () => {
       vi.advanceTimersByTime(1)
       FakeSocket.last.accept()
       assert.deepStrictEqual(FakeSocket.last.sent, [
-        "LHTTP/1.0 chat\r\nsubscribe:room\r\nname:ann\r\n\r\n",
-        "LHTTP/1.0 say\r\nsubscribe:news\r\ncontent-type:text/plain\r\n\r\n",
-        "LHTTP/1.0 watch\r\nsubscribe:a c\r\n\r\n",
-        "LHTTP/1.0 watch\r\nsubscribe:late\r\n\r\n",
+        "LHTTP/1.0 chat\r\nsubscribe:room\r\nsince:now\r\nname:ann\r\n\r\n",
+        "LHTTP/1.0 say\r\nsubscribe:news\r\nsince:now\r\ncontent-type:text/plain\r\n\r\n",
+        "LHTTP/1.0 watch\r\nsubscribe:a c\r\nsince:now\r\n\r\n",
+        "LHTTP/1.0 watch\r\nsubscribe:late\r\nsince:now\r\n\r\n",
         "LHTTP/1.0 chat\r\npublish:room\r\n\r\nwhile down"
       ])
       assert.deepStrictEqual(opens, [false, true])
@@ -625,6 +626,217 @@ describe("browser SDK: against a real server", () => {
 /** The data of an SSE event as an `EventSource` gives it: its `data:` lines joined with `\n`. */
 const eventData = (event: string) =>
   event.split("\n").filter((line) => line.startsWith("data: ")).map((line) => line.slice(6)).join("\n")
+
+// ---------------------------------------------------------------------------------------------
+// Positions: the SDK asks for them by itself, and keeps only the server's
+
+/** A server whose channels starting with `h-` keep history. */
+const historyServer = () =>
+  startServer(
+    { processors: [Echo.Echo, Kick] },
+    Layer.mergeAll(Echo.layer, KickLive),
+    { history: History.layerMemory({ policies: [{ prefix: "h-", size: 100, ttl: Duration.minutes(1) }] }) }
+  )
+
+/** What `on_message` gets, in order: bodies, and `position` messages as `position <channel> <recovered>`. */
+const logOf = (c: Watched) => {
+  const log: Array<string> = []
+  const original = c.lhttp.on_message
+  c.lhttp.on_message = (context) => {
+    log.push(
+      context.getCommand() === "position"
+        ? ["position", context.getHeader("channel"), context.getHeader("recovered") ?? ""].join(" ").trim()
+        : context.getBody()
+    )
+    original.call(c.lhttp, context)
+  }
+  return log
+}
+
+describe("browser SDK: positions (channel history)", () => {
+  it("since:now on every subscription without a position; the position from the server's position message, then its deliveries; nothing a publisher wrote", () => {
+    vi.useFakeTimers()
+    try {
+      const { lhttp, socket } = fake({ reconnect: { initialDelay: 100, jitter: 0 } })
+      const seen: Array<string> = []
+      lhttp.on_message = (context) => void seen.push(context.getBody() || context.getCommand())
+      socket.accept()
+      lhttp.context.subscribe("h-a plain", "watch", { name: "ann" }, "")
+      lhttp.context.subscribe("h-b", "watch", { since: "e0:7" }, "") // its own since: sent as it is
+      lhttp.context.subscribe("mine", "watch", { since: "now" }, "")
+      lhttp.context.subscribe("h-c", "join", { name: "bo" }, "hello")
+      assert.deepStrictEqual(socket.sent, [
+        "LHTTP/1.0 watch\r\nsubscribe:h-a plain\r\nsince:now\r\nname:ann\r\n\r\n",
+        "LHTTP/1.0 watch\r\nsubscribe:h-b\r\nsince:e0:7\r\n\r\n",
+        "LHTTP/1.0 watch\r\nsubscribe:mine\r\nsince:now\r\n\r\n",
+        "LHTTP/1.0 join\r\nsubscribe:h-c\r\nsince:now\r\nname:bo\r\n\r\nhello"
+      ])
+      assert.isUndefined(lhttp.position("h-a"))
+      // a delivery before the position is known gives none
+      socket.deliver("LHTTP/1.0 x\r\nchannel:h-a\r\noffset:2\r\nepoch:e1\r\npublish:h-a\r\n\r\nearly")
+      assert.isUndefined(lhttp.position("h-a"))
+      socket.deliver("LHTTP/1.0 position\r\nchannel:h-a\r\nepoch:e1\r\noffset:3\r\n\r\n")
+      assert.deepStrictEqual(lhttp.position("h-a"), { epoch: "e1", offset: 3 })
+      // the answers for channels without history: the one the SDK asked for is not the app's
+      socket.deliver("LHTTP/1.0 position\r\nchannel:plain\r\nreason:NoHistory\r\n\r\n")
+      socket.deliver("LHTTP/1.0 position\r\nchannel:mine\r\nreason:NoHistory\r\n\r\n")
+      assert.isUndefined(lhttp.position("plain"))
+      socket.deliver("LHTTP/1.0 x\r\nchannel:h-a\r\noffset:4\r\nepoch:e1\r\npublish:h-a\r\n\r\nfour")
+      assert.deepStrictEqual(lhttp.position("h-a"), { epoch: "e1", offset: 4 })
+      // forged: on the channel without history, naming it or the history channel, and a position
+      // message a publisher wrote
+      socket.deliver("LHTTP/1.0 x\r\nchannel:plain\r\noffset:9\r\nepoch:e1\r\npublish:plain\r\n\r\nf1")
+      socket.deliver("LHTTP/1.0 x\r\nchannel:h-a\r\noffset:99\r\nepoch:e1\r\npublish:plain\r\n\r\nf2")
+      socket.deliver("LHTTP/1.0 x\r\nchannel:h-a\r\noffset:98\r\nepoch:e1\r\npublish:plain h-a\r\n\r\nf3")
+      socket.deliver("LHTTP/1.0 x\r\nchannel:h-a\r\noffset:97\r\nepoch:e1\r\npublish:elsewhere\r\n\r\nf4")
+      socket.deliver("LHTTP/1.0 position\r\nchannel:h-a\r\nepoch:e1\r\noffset:96\r\npublish:plain\r\n\r\n")
+      socket.deliver("LHTTP/1.0 position\r\nchannel:h-a\r\nepoch:e1\r\noffset:95\r\nid:r1\r\n\r\n")
+      assert.isUndefined(lhttp.position("plain"))
+      assert.deepStrictEqual(lhttp.position("h-a"), { epoch: "e1", offset: 4 })
+      // server code publishes without `publish` (a chat's join): its position is the server's
+      socket.deliver("LHTTP/1.0 chat\r\nchannel:h-a\r\noffset:5\r\nepoch:e1\r\nevent:join\r\n\r\njoined")
+      assert.deepStrictEqual(lhttp.position("h-a"), { epoch: "e1", offset: 5 })
+      // an older offset of the same epoch does not take it back
+      socket.deliver("LHTTP/1.0 x\r\nchannel:h-a\r\noffset:1\r\nepoch:e1\r\npublish:h-a\r\n\r\nlate")
+      assert.deepStrictEqual(lhttp.position("h-a"), { epoch: "e1", offset: 5 })
+      assert.deepStrictEqual(seen, [
+        "early",
+        "position",
+        "position", // mine's: its own since
+        "four",
+        "f1",
+        "f2",
+        "f3",
+        "f4",
+        "position",
+        "position",
+        "joined",
+        "late"
+      ])
+
+      socket.deliver("LHTTP/1.0 position\r\nchannel:h-c\r\nepoch:e1\r\noffset:6\r\n\r\n")
+      assert.deepStrictEqual(lhttp.position("h-c"), { epoch: "e1", offset: 6 })
+      seen.pop()
+
+      // a new connection: since the known position, one channel a message (the subscription's own
+      // when it is its only channel); the others from now, or as the app asked
+      socket.drop()
+      vi.advanceTimersByTime(100)
+      FakeSocket.last.accept()
+      assert.deepStrictEqual(FakeSocket.last.sent, [
+        "LHTTP/1.0 subscribe\r\nsubscribe:h-a\r\nsince:e1:5\r\n\r\n",
+        "LHTTP/1.0 watch\r\nsubscribe:plain\r\nsince:now\r\nname:ann\r\n\r\n",
+        "LHTTP/1.0 watch\r\nsubscribe:h-b\r\nsince:e0:7\r\n\r\n", // not answered yet: asked again
+        "LHTTP/1.0 watch\r\nsubscribe:mine\r\nsince:now\r\n\r\n",
+        "LHTTP/1.0 join\r\nsubscribe:h-c\r\nsince:e1:6\r\nname:bo\r\n\r\nhello"
+      ])
+      // the history was lost meanwhile: the position the server gives is taken
+      FakeSocket.last.deliver("LHTTP/1.0 position\r\nchannel:h-a\r\nepoch:e2\r\noffset:1\r\nrecovered:no\r\nreason:EpochChanged\r\n\r\n")
+      assert.deepStrictEqual(lhttp.position("h-a"), { epoch: "e2", offset: 1 })
+      FakeSocket.last.deliver("LHTTP/1.0 position\r\nchannel:h-b\r\nepoch:e2\r\noffset:8\r\n\r\n")
+      assert.deepStrictEqual(lhttp.position("h-b"), { epoch: "e2", offset: 8 })
+      // a channel whose history is gone: its position too
+      FakeSocket.last.deliver("LHTTP/1.0 position\r\nchannel:h-b\r\nrecovered:no\r\nreason:NoHistory\r\n\r\n")
+      assert.isUndefined(lhttp.position("h-b"))
+      assert.deepStrictEqual(seen.slice(12), ["position", "position", "position"])
+
+      // unsubscribing forgets the position, and a late delivery does not bring it back
+      lhttp.context.unsubscribe("h-a", "watch", null, "")
+      assert.isUndefined(lhttp.position("h-a"))
+      FakeSocket.last.deliver("LHTTP/1.0 x\r\nchannel:h-a\r\noffset:2\r\nepoch:e2\r\npublish:h-a\r\n\r\ngone")
+      FakeSocket.last.deliver("LHTTP/1.0 position\r\nchannel:h-a\r\nepoch:e2\r\noffset:2\r\n\r\n")
+      assert.isUndefined(lhttp.position("h-a"))
+    } finally {
+      vi.useRealTimers()
+    }
+  })
+
+  it.live("a history channel's position is known once subscribed; a channel without history has none, and what its publisher wrote is not taken", () =>
+    Effect.gen(function*() {
+      const { url } = yield* historyServer()
+      const publisher = yield* connect(url)
+      const c = yield* sdk(url)
+      const log = logOf(c)
+      c.lhttp.context.subscribe("h-a plain", "subscribe", null, "")
+      yield* opened(c)
+      const position = yield* c.next((context) => context.getCommand() === "position")
+      assert.strictEqual(position.getHeader("channel"), "h-a")
+      assert.isUndefined(position.getHeader("recovered"))
+      const epoch = position.getHeader("epoch")!
+      assert.isString(epoch)
+      assert.deepStrictEqual(c.lhttp.position("h-a"), { epoch, offset: 0 })
+      // the server has answered every channel: the one without history was not given to the app
+      assert.strictEqual((yield* Effect.promise(() => c.lhttp.request("echo", null, "barrier"))).getBody(), "barrier")
+      assert.deepStrictEqual(log, ["position h-a"])
+      assert.isUndefined(c.lhttp.position("plain"))
+
+      const forged: ReadonlyArray<Record<string, string>> = [
+        { channel: "plain", offset: "5", epoch, publish: "plain" },
+        { channel: "h-a", offset: "99", epoch, publish: "plain" },
+        { channel: "h-a", offset: "98", epoch, publish: "plain h-a" }
+      ]
+      for (const headers of forged) yield* publisher.send(frame("forged", headers, "forged"))
+      yield* publisher.send(frame("position", { channel: "h-a", epoch, offset: "97", publish: "plain" }))
+      yield* publisher.send(frame("flash", { publish: "plain" }, "marker"))
+      yield* c.next((context) => context.getBody() === "marker")
+      assert.isUndefined(c.lhttp.position("plain"))
+      assert.deepStrictEqual(c.lhttp.position("h-a"), { epoch, offset: 0 })
+      // what the server positions on the history channel alone is taken (offset 1 went to the frame published to both)
+      yield* publisher.send(frame("flash", { publish: "h-a" }, "real"))
+      const real = yield* c.next((context) => context.getBody() === "real")
+      assert.strictEqual(real.getHeader("offset"), "2")
+      assert.deepStrictEqual(c.lhttp.position("h-a"), { epoch, offset: 2 })
+    }))
+
+  for (const transport of ["websocket", "sse", "poll"] as const) {
+    it.live(`${transport}: recovers a history channel after a reconnect: what was published meanwhile, in order, then the position, then live ones`, () =>
+      Effect.gen(function*() {
+        const { url } = yield* historyServer()
+        const publisher = yield* connect(url)
+        // while offline, the client cannot connect again (what it sends still goes out: the kick)
+        let offline = false
+        class Gated extends WebSocketWs {
+          constructor(address: string) {
+            super(offline ? "ws://127.0.0.1:1/" : address)
+          }
+        }
+        const gatedFetch = (input: string, init?: RequestInit) =>
+          offline && (init?.method ?? "GET") === "GET" ? Promise.reject(new TypeError("offline")) : fetch(input, init)
+        const c = yield* sdk(url, { transports: [transport], WebSocket: Gated, fetch: gatedFetch })
+        const log = logOf(c)
+        c.lhttp.context.subscribe("h-news", "subscribe", null, "")
+        const position = yield* c.next((context) => context.getCommand() === "position")
+        const epoch = position.getHeader("epoch")!
+        assert.deepStrictEqual(c.lhttp.position("h-news"), { epoch, offset: 0 })
+        yield* publisher.send(frame("flash", { publish: "h-news" }, "before"))
+        yield* c.next((context) => context.getBody() === "before")
+        assert.deepStrictEqual(c.lhttp.position("h-news"), { epoch, offset: 1 })
+
+        offline = true
+        c.lhttp.send({ command: "kick" })
+        yield* until(() => c.lhttp.state === "reconnecting", "the connection to drop")
+        for (let i = 1; i <= 5; i++) yield* publisher.send(frame("flash", { publish: "h-news" }, `missed ${i}`))
+        yield* publisher.nothing() // all published
+        offline = false
+        yield* c.next((context) => context.getCommand() === "position" && context.getHeader("recovered") === "yes")
+        yield* publisher.send(frame("flash", { publish: "h-news" }, "live"))
+        yield* c.next((context) => context.getBody() === "live")
+        assert.deepStrictEqual(log, [
+          "position h-news",
+          "before",
+          "missed 1",
+          "missed 2",
+          "missed 3",
+          "missed 4",
+          "missed 5",
+          "position h-news yes",
+          "live"
+        ])
+        assert.deepStrictEqual(c.lhttp.position("h-news"), { epoch, offset: 7 })
+        assert.strictEqual(c.lhttp.transport, transport)
+      }), { timeout: 15_000 })
+  }
+})
 
 describe("browser SDK: fromEvent, an SSE event's data back into a frame", () => {
   it("puts CRLF back in the head and keeps the body", () => {
@@ -989,10 +1201,11 @@ describe("browser SDK over long-poll and SSE (Node: fetch)", () => {
       const c = yield* sdk(url, { transports: ["sse"], reconnect: { initialDelay: 1_000, jitter: 0 } })
       const told: Array<unknown> = []
       c.lhttp.on_error = (ctx) => void told.push(ctx.event)
+      // frame 1: the position frame answering the SDK's since:now (NoHistory, not given to the app)
       c.lhttp.context.subscribe("room", "watch", null, "")
       yield* opened(c)
-      assert.strictEqual((yield* Effect.promise(() => c.lhttp.request("echo", null, "ready"))).getBody(), "ready") // frame 1
-      yield* observer.send(frame("flash", { publish: "room" }, "before")) // frame 2
+      assert.strictEqual((yield* Effect.promise(() => c.lhttp.request("echo", null, "ready"))).getBody(), "ready") // frame 2
+      yield* observer.send(frame("flash", { publish: "room" }, "before")) // frame 3
       yield* c.next((ctx) => ctx.getBody() === "before")
       const id = httpConn(c).connection!
 
@@ -1019,13 +1232,13 @@ describe("browser SDK over long-poll and SSE (Node: fetch)", () => {
 
       yield* opened(c)
       yield* c.next((ctx) => ctx.getBody() === `f40:${padding}`)
-      // frames 3 to N were dropped: told, and the client has the ones after, once, in order
+      // frames 4 to N were dropped: told, and the client has the ones after, once, in order
       assert.strictEqual(told.filter((event) => (event as { type?: string }).type === "gap").length, 1)
       const gap = told.find((event) => (event as { type?: string }).type === "gap") as { from: number; to: number }
-      assert.strictEqual(gap.from, 3)
-      assert.isAbove(gap.to, 3)
-      assert.isBelow(gap.to, 42)
-      const kept = Array.from({ length: 42 - gap.to }, (_, i) => `f${gap.to - 1 + i}:${padding}`)
+      assert.strictEqual(gap.from, 4)
+      assert.isAbove(gap.to, 4)
+      assert.isBelow(gap.to, 43)
+      const kept = Array.from({ length: 43 - gap.to }, (_, i) => `f${gap.to - 2 + i}:${padding}`)
       assert.deepStrictEqual(c.bodies, ["before", ...kept])
       assert.strictEqual(httpConn(c).connection, id)
       assert.deepStrictEqual(c.closes, [])
@@ -1312,7 +1525,7 @@ describe("browser SDK: sessions (scripted socket)", () => {
     const id = /\r\nid:([\w-]+)\r\n/.exec(socket.sent[0]!)![1]!
     socket.deliver(`LHTTP/1.0 session\r\nsession-key:k1\r\nid:${id}\r\n\r\n{"name":"ann"}`)
     await vi.waitFor(() => assert.strictEqual(lhttp.state, "open"))
-    assert.deepStrictEqual(socket.sent.slice(1), ["LHTTP/1.0 chat\r\nsubscribe:room\r\n\r\n", "LHTTP/1.0 echo\r\n\r\nqueued"])
+    assert.deepStrictEqual(socket.sent.slice(1), ["LHTTP/1.0 chat\r\nsubscribe:room\r\nsince:now\r\n\r\n", "LHTTP/1.0 echo\r\n\r\nqueued"])
     assert.deepStrictEqual(changes, [["restored", "k1", { name: "ann" }, undefined]])
     assert.deepStrictEqual(lhttp.session, { key: "k1", data: { name: "ann" } })
     assert.deepStrictEqual(opens, [false])
@@ -1328,7 +1541,7 @@ describe("browser SDK: sessions (scripted socket)", () => {
     assert.notStrictEqual(id2, id)
     second.deliver(`LHTTP/1.0 error\r\nstatus:404\r\nreason:SessionNotFound\r\nid:${id2}\r\n\r\nno such session`)
     await vi.waitFor(() => assert.strictEqual(lhttp.state, "open"))
-    assert.deepStrictEqual(second.sent.slice(1), ["LHTTP/1.0 chat\r\nsubscribe:room\r\n\r\n"])
+    assert.deepStrictEqual(second.sent.slice(1), ["LHTTP/1.0 chat\r\nsubscribe:room\r\nsince:now\r\n\r\n"])
     assert.deepStrictEqual(changes.slice(1), [["closed", "k1", undefined, "SessionNotFound"]])
     assert.strictEqual(lhttp.session, undefined)
     assert.strictEqual(lhttp.sessionKey, undefined)
@@ -1348,7 +1561,7 @@ describe("browser SDK: sessions (scripted socket)", () => {
     second.drop()
     await vi.waitFor(() => assert.strictEqual(FakeSocket.all.length, 3))
     FakeSocket.last.accept()
-    assert.deepStrictEqual(FakeSocket.last.sent, ["LHTTP/1.0 chat\r\nsubscribe:room\r\n\r\n"])
+    assert.deepStrictEqual(FakeSocket.last.sent, ["LHTTP/1.0 chat\r\nsubscribe:room\r\nsince:now\r\n\r\n"])
     assert.strictEqual(lhttp.state, "open")
   })
 })
@@ -1394,7 +1607,7 @@ describe("browser SDK: sessions against a real server", () => {
         assert.strictEqual(sent.length, 4, JSON.stringify(sent))
         assert.strictEqual(sent[0], "LHTTP/1.0 kick\r\n\r\n")
         assert.match(sent[1]!, restoreOf(key))
-        assert.strictEqual(sent[2], "LHTTP/1.0 chat\r\nsubscribe:room\r\n\r\n")
+        assert.strictEqual(sent[2], "LHTTP/1.0 chat\r\nsubscribe:room\r\nsince:now\r\n\r\n")
         assert.strictEqual(sent[3], "LHTTP/1.0 chat\r\npublish:room\r\n\r\nsent while down")
         assert.deepStrictEqual(changes.slice(1), [["restored", key, { name: "alice" }, undefined]])
         assert.deepStrictEqual(alice.lhttp.session, { key, data: { name: "alice" } })
@@ -1414,7 +1627,7 @@ describe("browser SDK: sessions against a real server", () => {
         sent.length = 0
         alice.lhttp.send({ command: "kick" })
         yield* alice.next(isChat("join", "anonymous"))
-        assert.deepStrictEqual(sent, ["LHTTP/1.0 kick\r\n\r\n", "LHTTP/1.0 chat\r\nsubscribe:room\r\n\r\n"])
+        assert.deepStrictEqual(sent, ["LHTTP/1.0 kick\r\n\r\n", "LHTTP/1.0 chat\r\nsubscribe:room\r\nsince:now\r\n\r\n"])
         assert.strictEqual(changes.length, 3)
       }))
   }

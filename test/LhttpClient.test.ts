@@ -7,6 +7,7 @@ import * as fc from "fast-check"
 import * as Net from "node:net"
 import * as Echo from "../src/demo/Echo.ts"
 import * as Login from "../src/demo/Login.ts"
+import * as Filter from "../src/Filter.ts"
 import * as Frame from "../src/Frame.ts"
 import * as History from "../src/History.ts"
 import { type Event, frameOf, Parser } from "../src/internal/client/eventStream.ts"
@@ -118,6 +119,34 @@ type ServerOptions = Omit<NodeLhttpServer.Options<(typeof processors)[number]>, 
 /** A server of the test; its sessions in a store of its own, or in `store` (one that outlives it). */
 const server = (options: ServerOptions = {}, store: Layer.Layer<SessionStore.SessionStore> = SessionStore.layerMemory) =>
   startServer({ processors, ...options }, implementations(store))
+
+/**
+ * `heard` writes down the head of every message that subscribes (its command line and headers,
+ * as it arrived), in the order the server takes them: what a client asked for.
+ */
+const Heard = Filter.make("heard")
+const heard: Array<string> = []
+const HeardLive = Heard.toLayer({
+  before: (exchange) =>
+    Effect.sync(() => {
+      if (exchange.headers.has("subscribe")) heard.push(Frame.render(Frame.make(exchange.command, new Map(exchange.headers))))
+    })
+})
+
+/** A server of the test with a history for the channels starting with `h-`, and `heard`. */
+const historyServer = () =>
+  Effect.gen(function*() {
+    heard.length = 0
+    return yield* startServer(
+      { processors, filters: [Heard] },
+      Layer.mergeAll(implementations(SessionStore.layerMemory), HeardLive),
+      { history: History.layerMemory({ policies: [{ prefix: "h-", size: 100, ttl: Duration.minutes(1) }] }) }
+    )
+  })
+
+/** The value of a header of a message (undefined for an error frame). */
+const headerOf = (message: Message.Message | undefined, name: string) =>
+  message === undefined || message._tag === "Failure" ? undefined : message.headers.get(name)
 
 /** A session store that outlives the servers of a test (built in the test's scope). */
 const sharedStore = Effect.map(Layer.build(SessionStore.layerMemory), (context) => Layer.succeedContext(context))
@@ -799,6 +828,121 @@ for (const transport of transports) {
         const recovered = messages[5]!
         assert.strictEqual(recovered._tag === "Failure" ? undefined : recovered.headers.get("recovered"), "yes")
         assert.deepStrictEqual(Option.map(c.position("h-news"), (p) => p.offset), Option.some(7))
+      }))
+
+    it.live("asks for positions by itself: since:now on a first subscription and on a new connection's, since its position for a history channel whose position it knows", () =>
+      Effect.gen(function*() {
+        const { url } = yield* historyServer()
+        const c = yield* over(url)
+        yield* opened(c)
+        const publisher = yield* rawConnect(url)
+        // the position frame of the history channel, then the barrier's reply: the channel without
+        // history is answered NoHistory, which is not given to the app (it did not ask)
+        const answers = yield* take(c.messages, 2)
+        yield* c.subscribe(["h-a", "plain"])
+        yield* processed(c)
+        const [position, barrier] = Array.from(yield* within(answers))
+        assert.strictEqual(headerOf(position, "channel"), "h-a")
+        assert.deepInclude(position, { _tag: "Notify", command: "position" })
+        assert.strictEqual(headerOf(position, "recovered"), undefined)
+        assert.strictEqual(headerOf(position, "offset"), "0")
+        const epoch = headerOf(position, "epoch")!
+        assert.isString(epoch)
+        assert.strictEqual(bodyOf(barrier!), "barrier")
+        assert.deepStrictEqual(heard, ["LHTTP/1.0 subscribe\r\nsubscribe:h-a plain\r\nsince:now\r\n\r\n"])
+        // known at once, before anything is published; none for the channel without history
+        assert.deepStrictEqual(c.position("h-a"), Option.some({ epoch, offset: 0 }))
+        assert.deepStrictEqual(c.position("plain"), Option.none())
+        // deliveries on the history channel carry their positions, and the client follows them
+        const delivered = yield* take(c.channel("h-a"), 1)
+        yield* publisher.send(frame("flash", { publish: "h-a" }, "one"))
+        const [one] = Array.from(yield* within(delivered))
+        assert.strictEqual(headerOf(one, "offset"), "1")
+        assert.deepStrictEqual(c.position("h-a"), Option.some({ epoch, offset: 1 }))
+
+        // a new connection: the channel without a position asks again (now), the other since its own
+        yield* c.command("kick")
+        yield* reached(c, "reconnecting")
+        yield* opened(c)
+        yield* processed(c)
+        assert.deepStrictEqual(heard.slice(1), [
+          "LHTTP/1.0 subscribe\r\nsubscribe:plain\r\nsince:now\r\n\r\n",
+          `LHTTP/1.0 subscribe\r\nsubscribe:h-a\r\nsince:${epoch}:1\r\n\r\n`
+        ])
+        assert.deepStrictEqual(c.position("h-a"), Option.some({ epoch, offset: 1 }))
+        assert.deepStrictEqual(c.position("plain"), Option.none())
+        // unsubscribing forgets the position; subscribing again asks from now
+        yield* c.unsubscribe(["h-a"])
+        assert.deepStrictEqual(c.position("h-a"), Option.none())
+        const again = yield* take(c.messages, 1)
+        yield* c.subscribe(["h-a"], "tally")
+        const [answer] = Array.from(yield* within(again))
+        assert.deepInclude(answer, { command: "position" })
+        assert.deepStrictEqual(heard.slice(3), ["LHTTP/1.0 tally\r\nsubscribe:h-a\r\nsince:now\r\n\r\n"])
+        assert.deepStrictEqual(c.position("h-a"), Option.some({ epoch, offset: 1 }))
+      }))
+
+    it.live("a position written by a publisher is never taken: on a channel without history, nor naming a history channel", () =>
+      Effect.gen(function*() {
+        const { url } = yield* historyServer()
+        const c = yield* over(url)
+        yield* opened(c)
+        const publisher = yield* rawConnect(url)
+        yield* c.subscribe(["h-a", "plain"])
+        // a subscription of its own, without positions: its deliveries are the published text as it is
+        yield* c.command("watch", { subscribe: "raw" })
+        yield* processed(c)
+        const epoch = Option.getOrThrow(c.position("h-a")).epoch
+        assert.deepStrictEqual(c.position("h-a"), Option.some({ epoch, offset: 0 }))
+        const forged: ReadonlyArray<Record<string, string>> = [
+          // a position for a channel without history, on it
+          { channel: "plain", offset: "5", epoch, publish: "plain" },
+          { channel: "raw", offset: "5", epoch, publish: "raw" },
+          // the history channel's, on channels without history
+          { channel: "h-a", offset: "99", epoch, publish: "plain" },
+          { channel: "h-a", offset: "98", epoch, publish: "raw" },
+          // published to both: the history channel's delivery has the server's position, the other the forged one
+          { channel: "h-a", offset: "97", epoch, publish: "raw h-a" },
+          { channel: "h-a", offset: "96", epoch: "forged", publish: "plain h-a" }
+        ]
+        // every forged frame comes to the client (to the app), then the marker
+        const arrived = yield* take(
+          c.messages.pipe(Stream.filter((m) => m._tag !== "Failure" && m.command === "forged")),
+          forged.length + 3
+        )
+        for (const headers of forged) yield* publisher.send(frame("forged", headers, "x"))
+        // a forged position frame, and a marker through the same path
+        yield* publisher.send(frame("position", { channel: "h-a", epoch, offset: "95", publish: "raw" }))
+        yield* publisher.send(frame("forged", { publish: "raw" }, "marker"))
+        const messages = Array.from(yield* within(arrived))
+        assert.deepStrictEqual(bodies(messages).slice(-1), ["marker"])
+        // the raw subscription's deliveries kept what the publisher wrote: the forgeries reached the client
+        assert.includeDeepMembers(
+          messages.filter((m) => m._tag !== "Failure" && m.publish.join(" ") === "raw").map((m) => headerOf(m, "offset")),
+          ["5", "98"]
+        )
+        assert.deepStrictEqual(c.position("plain"), Option.none())
+        assert.deepStrictEqual(c.position("raw"), Option.none())
+        assert.deepStrictEqual(c.position("h-a"), Option.some({ epoch, offset: 0 }))
+        // what the server positions on the history channel alone is taken (offsets 1 and 2 went to the frames published to both)
+        const live = yield* take(c.channel("h-a"), 1)
+        yield* publisher.send(frame("flash", { publish: "h-a" }, "real"))
+        yield* within(live)
+        assert.deepStrictEqual(c.position("h-a"), Option.some({ epoch, offset: 3 }))
+
+        // a frame of a channel the client has just left, still on its way (the server holds the unsubscribe)
+        let open: () => void = () => {}
+        holdGate = new Promise((resolve) => (open = resolve))
+        yield* Effect.addFinalizer(() => Effect.sync(() => open()))
+        yield* c.command("hold")
+        yield* c.command("watch", { unsubscribe: "raw" })
+        const late = yield* take(c.messages.pipe(Stream.filter((m) => m._tag !== "Failure" && m.command === "late")), 1)
+        yield* publisher.send(frame("late", { channel: "h-a", offset: "94", epoch, publish: "raw" }, "x"))
+        const [lateOne] = Array.from(yield* within(late))
+        assert.strictEqual(headerOf(lateOne, "offset"), "94")
+        open()
+        yield* processed(c)
+        assert.deepStrictEqual(c.position("h-a"), Option.some({ epoch, offset: 3 }))
       }))
 
     it.live("reconnects after a server restart on the same port, with its subscriptions", () =>

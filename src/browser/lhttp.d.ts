@@ -260,7 +260,10 @@ export declare class Context {
   send(body?: string | null): void
   /** Sends `command` with `publish:<channels>`, then `headers`, and `body`. */
   publish(channels: Channels, command?: string | null, headers?: HeadersInput, body?: string | null): void
-  /** Sends `command` with `subscribe:<channels>`; the client re-sends it after each reconnect. */
+  /**
+   * Sends `command` with `subscribe:<channels>` (and `since:now`, see {@link Lhttp.send}); the
+   * client re-sends it after each reconnect.
+   */
   subscribe(channels: Channels, command?: string | null, headers?: HeadersInput, body?: string | null): void
   /** Sends `command` with `unsubscribe:<channels>`; the channels are no longer re-subscribed. */
   unsubscribe(channels: Channels, command?: string | null, headers?: HeadersInput, body?: string | null): void
@@ -296,8 +299,11 @@ export declare class Lhttp {
   /** The channels subscribed to, re-sent after each reconnect. */
   readonly channels: ReadonlyArray<string>
   /**
-   * The last position seen of a subscribed history channel: after a reconnect the channel is
-   * subscribed `since` it, and what was published meanwhile arrives before the live messages.
+   * The last position of a subscribed history channel: known from the `position` message that
+   * answers its subscription, then advanced by the positions of its messages. After a reconnect
+   * the channel is subscribed `since` it, and what was published meanwhile arrives before the live
+   * messages. `undefined` for a channel without history (its `position` message says
+   * `NoHistory`): position-like headers of its messages are the publisher's text, never taken.
    */
   position(channel: string): { readonly epoch: string; readonly offset: number } | undefined
   /** The session as the server last told it, or `undefined` (none, not restored yet, or closed). */
@@ -331,7 +337,10 @@ export declare class Lhttp {
   /**
    * Sends a message now, or queues it while the connection is not open (sent after the
    * re-subscriptions of the next open); a message that only subscribes is not queued, since it
-   * is re-sent anyway. Throws an {@link LhttpError} once closed or when the queue is full.
+   * is re-sent anyway. A message that subscribes without a `since` header gets `since:now` right
+   * after its `subscribe`: its channels are answered with `position` messages (passed to
+   * `on_message`), and the messages of history channels carry their positions. Throws an
+   * {@link LhttpError} once closed or when the queue is full.
    */
   send(message: MessageInput): void
   /**

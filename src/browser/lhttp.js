@@ -16,6 +16,9 @@
  * their colons, bodies keep every CRLF CRLF, and staged headers are cleared by each send. It adds
  * `unsubscribe`, `request` (replies correlated by an `id` header), `close`, the connection
  * `state`, and reconnection with exponential backoff and jitter that re-sends every subscription.
+ * Subscriptions ask for history positions (`since:now`): after a reconnect each history channel is
+ * subscribed since its last position, and what was published meanwhile comes first
+ * (`lhttp.position(channel)`, docs/history-and-presence.md).
  *
  * Where a WebSocket cannot get through, it falls back to Server-Sent Events (`GET /sse`) and then
  * to long-poll (`GET /poll`), sending with `POST /send` (docs/transports.md): option `transports`.
@@ -36,6 +39,11 @@ const CLOSING = 2
 const CLOSED = 3
 // headers that must not be repeated when a subscription is re-sent after a reconnect
 const NOT_RESENT = ["publish", "unsubscribe", "id", "upstream", "upstream-reply"]
+// positions (docs/history-and-presence.md): a subscription asks for them with `since`, `now` or a
+// position; the server answers each channel with a `position` message
+const SINCE = "since"
+const SINCE_NOW = "now"
+const POSITION = "position"
 // the session frames (docs/requests-and-sessions.md)
 const SESSION = "session"
 const SESSION_KEY = "session-key"
@@ -699,6 +707,24 @@ class HttpLink {
   }
 }
 
+/** Whether a message subscribes without `since`: the client asks for positions for it. */
+const subscribesPlain = (message) => {
+  const { headers } = message
+  const subscribe = headers.get("subscribe")
+  return subscribe != null && !headers.has(SINCE) && channelsOf(subscribe).length > 0
+}
+
+/** A copy of a message that subscribes, with `since:now` right after its `subscribe`. */
+const sinceNow = (message) => {
+  const { headers } = message
+  const asking = new Map()
+  for (const [name, value] of headers) {
+    asking.set(name, value)
+    if (name === "subscribe") asking.set(SINCE, SINCE_NOW)
+  }
+  return new Message(message.command, asking, message.body)
+}
+
 const transportsOf = (value) => {
   const list = value === undefined ? TRANSPORTS : typeof value === "string" ? value.split(/[\s,]+/).filter(Boolean) : Array.from(value)
   const unknown = list.find((transport) => !TRANSPORTS.includes(transport))
@@ -727,7 +753,7 @@ export class Lhttp {
   #timer
   #closing = false
   #closeWaiters = []
-  #subscriptions = [] // { channels: Set, command, headers: Map, body }, oldest first
+  #subscriptions = [] // { channels: Set, command, headers: Map, body, ownSince }, oldest first
   #positions = new Map() // channel -> { epoch, offset }: the last position seen of a history channel
   #queue = [] // { text, id }
   #pending = new Map() // id -> { resolve, reject, timer, socket }
@@ -791,10 +817,13 @@ export class Lhttp {
     return this.#subscriptions.flatMap((subscription) => Array.from(subscription.channels))
   }
   /**
-   * The last position seen of a subscribed history channel, `{ epoch, offset }`, or undefined:
-   * after a reconnect the channel is subscribed `since` it, and what was published meanwhile
-   * arrives before the live messages, then a `position` message (`recovered: "no"` and a
-   * `reason` when the server could not give everything).
+   * The last position of a subscribed history channel, `{ epoch, offset }`, or undefined: known
+   * from the `position` message that answers its subscription (every subscription asks, with
+   * `since:now`), then advanced by the positions of its messages. After a reconnect the channel is
+   * subscribed `since` it, and what was published meanwhile arrives before the live messages, then
+   * a `position` message (`recovered: "no"` and a `reason` when the server could not give
+   * everything). Undefined for a channel without history (`reason: "NoHistory"`): the headers of
+   * its messages are the publisher's, never taken for a position.
    */
   position(channel) {
     return this.#positions.get(channel)
@@ -819,13 +848,16 @@ export class Lhttp {
 
   /**
    * Sends a message. While the connection is not open it is queued (sent after the
-   * re-subscriptions of the next open), except a subscription, which is re-sent anyway.
+   * re-subscriptions of the next open), except a subscription, which is re-sent anyway. One that
+   * subscribes without `since` asks for positions: `since:now` goes right after its `subscribe`.
    */
   send(message) {
     if (!(message instanceof Message)) message = new Message(message.command, message.headers, message.body)
     if (this.#closing || this.#state === "closed") throw new LhttpError(0, "Closed", "this client is closed")
+    const ownSince = !subscribesPlain(message)
+    if (!ownSince) message = sinceNow(message)
     const text = encode(message)
-    const subscriptionOnly = this.#track(message)
+    const subscriptionOnly = this.#track(message, ownSince)
     const id = message.headers.get("id")
     const conn = this.#conn
     if (this.#state === "open" && conn !== undefined && conn.readyState === OPEN) {
@@ -977,20 +1009,30 @@ export class Lhttp {
         return `${position.epoch}:${position.offset}`
       }
       // a history channel with a known position is subscribed since it: in the subscription's own
-      // message when it is its only channel, else in a `subscribe` message of its own
+      // message when it is its only channel, else in a `subscribe` message of its own; the others
+      // as the app asked (its own `since`), or from now
+      const resend = (headers, subscribe, from) => {
+        const asking = new Map()
+        for (const [name, value] of headers) {
+          if (name === SINCE) continue
+          asking.set(name, name === "subscribe" ? subscribe : value)
+          if (name === "subscribe") asking.set(SINCE, from)
+        }
+        return asking
+      }
       if (channels.length === 1 && this.#positions.has(channels[0])) {
-        const headers = new Map(subscription.headers).set("subscribe", channels[0]).set("since", since(channels[0]))
+        const headers = resend(subscription.headers, channels[0], since(channels[0]))
         conn.send(encode(new Message(subscription.command, headers, subscription.body)))
         continue
       }
       const rest = channels.filter((channel) => !this.#positions.has(channel))
       for (const channel of channels) {
         if (this.#positions.has(channel)) {
-          conn.send(encode(new Message("subscribe", new Map([["subscribe", channel], ["since", since(channel)]]), "")))
+          conn.send(encode(new Message("subscribe", new Map([["subscribe", channel], [SINCE, since(channel)]]), "")))
         }
       }
       if (rest.length > 0) {
-        const headers = new Map(subscription.headers).set("subscribe", rest.join(" "))
+        const headers = resend(subscription.headers, rest.join(" "), subscription.headers.get(SINCE) ?? SINCE_NOW)
         conn.send(encode(new Message(subscription.command, headers, subscription.body)))
       }
     }
@@ -1053,6 +1095,7 @@ export class Lhttp {
     }
     const id = message.headers.get("id")
     this.#trackPosition(message)
+    if (this.#unasked(message)) return
     if (message.command === SESSION) this.#sessionFrame(message, id)
     const pending = id === undefined ? undefined : this.#settle(id)
     if (pending === undefined) return this.#hook("on_message", new Context(this, message))
@@ -1138,21 +1181,54 @@ export class Lhttp {
     return pending
   }
 
-  // keeps the position of a subscribed history channel from its messages and position messages
+  #subscribed(channel) {
+    return this.#subscriptions.some((subscription) => subscription.channels.has(channel))
+  }
+
+  // The answer to a `since:now` this client added by itself, for a channel without history (a
+  // `position` message with no epoch nor `recovered`): not for the app, which did not ask, and
+  // gets what it got before positions were asked for. An answer to its own `since` is its.
+  #unasked(message) {
+    const { headers } = message
+    if (message.command !== POSITION || headers.has("publish") || headers.has("id")) return false
+    if (headers.has("epoch") || headers.has("recovered")) return false
+    const channel = headers.get("channel")
+    return !this.#subscriptions.some((subscription) => subscription.ownSince && subscription.channels.has(channel))
+  }
+
+  // Keeps the position of a subscribed history channel. It becomes known from the `position`
+  // message answering a subscription with positions (the server's: no `publish`, no `id`), which a
+  // channel without history answers with no epoch: it is forgotten then. It advances with the
+  // positions of the channel's messages, only while known, and only from a message that no
+  // subscription without positions could have brought (its text is the publisher's, forged
+  // positions included).
   #trackPosition(message) {
     const { headers } = message
     const channel = headers.get("channel")
+    if (channel === undefined || !this.#subscribed(channel)) return
     const epoch = headers.get("epoch")
     const offset = Number(headers.get("offset"))
-    if (channel === undefined || epoch === undefined || !Number.isSafeInteger(offset)) return
-    if (!this.#subscriptions.some((subscription) => subscription.channels.has(channel))) return
+    const carried = epoch === undefined || !Number.isSafeInteger(offset) ? undefined : { epoch, offset }
+    const published = headers.has("publish")
+    if (message.command === POSITION && !published && !headers.has("id")) {
+      if (carried === undefined) this.#positions.delete(channel)
+      else this.#positions.set(channel, carried)
+      return
+    }
     const known = this.#positions.get(channel)
-    if (known === undefined || known.epoch !== epoch || offset > known.offset) this.#positions.set(channel, { epoch, offset })
+    if (known === undefined || carried === undefined) return
+    if (!published && headers.has("id")) return // an answer to this client, no delivery
+    // a message published by a client names the channel it is on (server code publishes without `publish`)
+    const to = published ? channelsOf(headers.get("publish")) : []
+    if (published && !to.includes(channel)) return
+    if (to.some((other) => other !== channel && this.#subscribed(other) && !this.#positions.has(other))) return
+    if (known.epoch !== carried.epoch || carried.offset > known.offset) this.#positions.set(channel, carried)
   }
 
   // Remembers what subscribed, to re-send it after a reconnect, in the server's order:
-  // subscribe, then unsubscribe. True when the message does nothing but subscribe.
-  #track(message) {
+  // subscribe, then unsubscribe (`ownSince`: the message had its own `since`). True when the
+  // message does nothing but subscribe.
+  #track(message, ownSince) {
     const { headers } = message
     const subscribe = headers.has("subscribe") ? channelsOf(headers.get("subscribe")) : []
     const unsubscribe = headers.has("unsubscribe") ? channelsOf(headers.get("unsubscribe")) : []
@@ -1160,13 +1236,15 @@ export class Lhttp {
       for (const subscription of this.#subscriptions) for (const channel of subscribe) subscription.channels.delete(channel)
       const kept = new Map(headers)
       for (const name of NOT_RESENT) kept.delete(name)
+      if (!ownSince) kept.delete(SINCE) // asked by this client: again on the next connection, now or since a position
       const published = headers.has("publish")
       if (published) kept.delete("multipart")
       this.#subscriptions.push({
         channels: new Set(subscribe),
         command: message.command,
         headers: kept,
-        body: published ? "" : message.body
+        body: published ? "" : message.body,
+        ownSince
       })
     }
     for (const subscription of this.#subscriptions) for (const channel of unsubscribe) subscription.channels.delete(channel)
