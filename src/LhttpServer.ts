@@ -133,9 +133,11 @@ export interface Options<P extends Processor.Any = never, F extends Filter.Any =
   readonly connectionRate?: Rate | undefined
   /**
    * Messages a second per connection, with a burst (default: no limit). A
-   * message past it is answered `429 RateLimited` and not processed;
-   * `closeAfter` of them in a row (default: the burst) close the connection
-   * with 1008.
+   * message past it is answered `429 RateLimited` and not processed. More
+   * than `closeAfter` refusals (default: the burst) within 10 seconds close
+   * the connection with 1008, once every message admitted before is
+   * processed (what arrives meanwhile is refused the same way): a flood at
+   * any multiple of the rate is closed, a client a little over it is not.
    */
   readonly messageRate?: (Rate & { readonly closeAfter?: number | undefined }) | undefined
 }

@@ -1061,7 +1061,7 @@ describe("LhttpServer: authorize, per channel and action", () => {
 })
 
 describe("LhttpServer: rate limits and the connection cap", () => {
-  it.live("messageRate: past the burst a message is answered 429 RateLimited with its id and not processed; too many in a row close with 1008", () =>
+  it.live("messageRate: past the burst a message is answered 429 RateLimited with its id and not processed; too many close with 1008", () =>
     Effect.gen(function*() {
       // one token a minute: the burst is all there is during the test
       const { connect } = yield* startMemoryServer({ messageRate: { perSecond: 1 / 60, burst: 3, closeAfter: 2 } })
@@ -1078,13 +1078,55 @@ describe("LhttpServer: rate limits and the connection cap", () => {
       for (let i = 1; i <= 3; i++) assert.strictEqual(yield* watcher.next(), frame("c", { publish: "r" }, `m${i}`))
       yield* client.send(frame("c", { publish: "r" }, "m5"))
       assert.match(yield* client.next(), /^LHTTP\/1\.0 error\r\nstatus:429\r\nreason:RateLimited\r\n\r\n/)
-      // the third refusal in a row closes
-      yield* client.send(frame("c", { publish: "r" }, "m6"))
+      // the third refusal within the window is answered too, then closes
+      yield* client.send(frame("c", { publish: "r", id: "x6" }, "m6"))
+      assert.match(yield* client.next(), /^LHTTP\/1\.0 error\r\nstatus:429\r\nreason:RateLimited\r\nid:x6\r\n\r\n/)
       assert.deepStrictEqual(yield* client.closed, { code: 1008, reason: "rate limit exceeded" })
       // none of the refused ones was published: the watcher's next frame is a marker
       const other = yield* connect()
       yield* other.send(frame("c", { publish: "r" }, "marker"))
       assert.strictEqual(yield* watcher.next(), frame("c", { publish: "r" }, "marker"))
+    }))
+
+  it.live("messageRate: a burst of 50 at 10 a second: the 20 admitted are all processed and answered before the 1008, the others refused with their frame", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* startMemoryServer(
+        { processors: [Echo.Echo], messageRate: { perSecond: 10, burst: 20, closeAfter: 20 } },
+        Echo.layer
+      )
+      const client = yield* connect()
+      for (let i = 0; i < 50; i++) yield* client.send(frame("echo", { id: `e${i}` }, `m${i}`))
+      const answers: Array<string> = []
+      const closed = yield* client.closed
+      for (;;) {
+        const next = yield* client.next("200 millis").pipe(Effect.option)
+        if (Option.isNone(next)) break
+        answers.push(next.value)
+      }
+      assert.deepStrictEqual(closed, { code: 1008, reason: "rate limit exceeded" })
+      // every message got exactly one answer: an echo (admitted) or a 429 (refused), by its id
+      const echoed = answers.filter((text) => text.startsWith("LHTTP/1.0 echo"))
+      const refused = answers.filter((text) => text.includes("reason:RateLimited"))
+      assert.isAtLeast(echoed.length, 20)
+      assert.strictEqual(echoed.length + refused.length, 50, answers.join("\n---\n"))
+      const ids = answers.map((text) => /\r\nid:(e\d+)\r\n/.exec(text)?.[1])
+      assert.strictEqual(new Set(ids).size, 50)
+    }))
+
+  it.live("messageRate: a sustained flood at five times the rate that is admitted now and then is closed all the same", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* startMemoryServer({ messageRate: { perSecond: 20, burst: 2, closeAfter: 5 } })
+      const client = yield* connect()
+      const closed = yield* Deferred.make<void>()
+      yield* Effect.forkChild(Effect.andThen(client.closed, Deferred.succeed(closed, undefined)))
+      // 100 a second (the loop is paced, as a load generator is), never many refusals in a row
+      let sent = 0
+      while (!(yield* Deferred.isDone(closed)) && sent < 500) {
+        yield* client.send(frame("c", { publish: "flood" }, `${sent++}`))
+        yield* Effect.sleep("10 millis")
+      }
+      assert.deepStrictEqual(yield* client.closed, { code: 1008, reason: "rate limit exceeded" })
+      assert.isBelow(sent, 500)
     }))
 
   it.live("maxConnections: past the cap a new connection is refused 503 TooManyConnections; after one leaves, one may come", () =>

@@ -79,6 +79,13 @@ export const messageTooBig = 1009
 // inbound messages queued before the transport is asked to stop reading
 const inboxHighWater = 1024
 
+/**
+ * The window in which a connection's refusals by the message rate are counted: more than
+ * `closeAfter` of them within it close the connection (a flood at any multiple of the rate does,
+ * a client a little over it does not).
+ */
+export const refusalWindow = 10_000
+
 // inbound messages of one connection processed per turn of the event loop: past it, the connection
 // stops reading and waits for the next turn, so what it published is written out first (the outboxes
 // flush at the end of a turn) and other connections get their turn; a burst from one publisher then
@@ -122,9 +129,12 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
   // whether the first message authenticated the connection (when the server asks for it), and its deadline
   #authenticated: boolean
   #authenticationTimer: ReturnType<typeof setTimeout> | undefined
-  // the message rate's bucket, and the messages refused in a row
+  // the message rate's bucket; the messages refused in the current window and when it began; the close
+  // the rate decided on, made once what was admitted before it is processed
   readonly #rate: Bucket | undefined
   #refused = 0
+  #refusedSince = 0
+  #closeWhenDrained: { readonly code: number; readonly reason: string } | undefined
 
   constructor(transport: Transport, core: Core, data?: ReadonlyMap<string, unknown>) {
     this.transport = transport
@@ -164,22 +174,33 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
   receive(data: string | Uint8Array): void {
     if (this.#gone || this.outbox.isClosed) return
     if (tooBig(data, this.#core.limits.maxMessageBytes)) return this.closeNow(messageTooBig, "message too big")
-    if (this.#rate !== undefined && !this.#rate.take()) return this.#rateLimited(data)
-    this.#refused = 0
+    if (this.#rate !== undefined && (this.#closeWhenDrained !== undefined || !this.#rate.take())) {
+      return this.#rateLimited(data)
+    }
     this.#core.stats.messagesIn++
     this.#inbox.push(data)
     if (this.#inbox.length - this.#head >= inboxHighWater) this.#pause()
     if (!this.#running) this.#start()
   }
 
-  // a message past the rate: answered 429 (with its id), not processed; too many in a row close the connection
+  // A message past the rate: answered 429 (with its id), not processed. More than `closeAfter` refusals
+  // within one window close the connection with 1008, once every message admitted before is processed
+  // (what arrives meanwhile is refused the same way).
   #rateLimited(data: string | Uint8Array): void {
     const limit = this.#core.limits.messageRate!
     this.#core.stats.rateLimited++
-    if (++this.#refused > limit.closeAfter) return this.closeNow(1008, "rate limit exceeded")
     const frame = typeof data === "string" ? Frame.parse(data) : Frame.parseBytes(data)
     const id = Result.isSuccess(frame) ? frame.success.headers.get("id") || undefined : undefined
     this.write(rateLimited(limit.perSecond).toFrame(id))
+    if (this.#closeWhenDrained !== undefined) return
+    const now = Date.now()
+    if (now - this.#refusedSince >= refusalWindow) {
+      this.#refusedSince = now
+      this.#refused = 0
+    }
+    if (++this.#refused <= limit.closeAfter) return
+    this.#closeWhenDrained = { code: 1008, reason: "rate limit exceeded" }
+    if (!this.#running) this.closeWhenIdle(1008, "rate limit exceeded")
   }
 
   #pause(): void {
@@ -270,6 +291,7 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
       this.transport.resume?.()
     }
     if (!this.outbox.isClosed && this.#head < this.#inbox.length) this.#start()
+    else if (this.#closeWhenDrained !== undefined) this.closeWhenIdle(this.#closeWhenDrained.code, this.#closeWhenDrained.reason)
     return Effect.void
   }
 
