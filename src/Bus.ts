@@ -46,7 +46,15 @@ export class Bus extends Context.Service<Bus, {
   readonly subscribe: (
     channel: ChannelId,
     onMessage: (payload: string, position: Position | undefined, previous?: number | undefined) => void,
-    options?: { readonly positions?: boolean | undefined }
+    options?: {
+      readonly positions?: boolean | undefined
+      /**
+       * Called after the bus lost its connection and has it again (and, with
+       * positions, made sure its numbering is there): what was published
+       * meanwhile may be missing for this process.
+       */
+      readonly onResume?: (() => void) | undefined
+    }
   ) => Effect.Effect<void, BusError, Scope.Scope>
   /** Whether the bus can publish and deliver now (for `/readyz`). */
   readonly isReady: Effect.Effect<boolean>

@@ -338,7 +338,15 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
       const exit = yield* bus.subscribe(
         channel,
         (payload, position, previous) => fanOut(entry, payload, position, previous, onDefect, heal),
-        { positions: entry.policy !== undefined }
+        {
+          positions: entry.policy !== undefined,
+          // back from a lost connection: the positioned subscribers look for what they missed meanwhile
+          onResume: () => {
+            if (entry.last !== undefined && entry.lastEpoch !== undefined && entry.positioned.size > 0) {
+              heal(entry, { epoch: entry.lastEpoch, offset: entry.last })
+            }
+          }
+        }
       ).pipe(
         Scope.provide(scope),
         Effect.mapError(toRejection),

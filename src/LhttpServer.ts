@@ -126,6 +126,14 @@ export interface Options<P extends Processor.Any = never, F extends Filter.Any =
   /** Connections open at once, over all transports (default 100,000); past it, new ones get 503. */
   readonly maxConnections?: number | undefined
   /**
+   * Connections open at once from one address, over all transports
+   * (default: a tenth of `maxConnections`, at least 100; `Infinity`: no
+   * limit); past it, new ones from that address get 503 `TooManyFromAddress`.
+   * Behind a proxy every client has the proxy's address: raise it, or limit
+   * at the proxy.
+   */
+  readonly maxConnectionsPerAddress?: number | undefined
+  /**
    * New connections a second from one address, with a burst (default: no
    * limit); past it, 503 with `Retry-After`. Behind a proxy every client has
    * the proxy's address: set it there instead.
@@ -191,6 +199,7 @@ export interface Settings {
   readonly shutdownTimeout: Duration.Duration
   readonly maxConcurrentRequests: number
   readonly maxConnections: number
+  readonly maxConnectionsPerAddress: number
   readonly connectionRate: Rate | undefined
   readonly messageRate: (Rate & { readonly closeAfter: number }) | undefined
 }
@@ -213,6 +222,15 @@ export const defaults = {
 } as const
 
 /**
+ * The default of `maxConnectionsPerAddress`: a tenth of `maxConnections`, at
+ * least 100 (10,000 with the default cap).
+ *
+ * @since 0.1.0
+ */
+export const perAddressDefault = (maxConnections: number): number =>
+  Math.max(100, Math.ceil(maxConnections / 10))
+
+/**
  * Fills in the defaults.
  *
  * @since 0.1.0
@@ -231,6 +249,8 @@ export const settings = (options: Options<Processor.Any, Filter.Any>): Settings 
   shutdownTimeout: Duration.fromInputUnsafe(options.shutdownTimeout ?? defaults.shutdownTimeout),
   maxConcurrentRequests: Math.max(1, options.maxConcurrentRequests ?? defaults.maxConcurrentRequests),
   maxConnections: options.maxConnections ?? defaults.maxConnections,
+  maxConnectionsPerAddress: options.maxConnectionsPerAddress ??
+    perAddressDefault(options.maxConnections ?? defaults.maxConnections),
   connectionRate: options.connectionRate,
   messageRate: options.messageRate === undefined
     ? undefined
@@ -311,6 +331,12 @@ const tooManyConnections = new Rejection({
   message: "the server holds as many connections as it may: try again later"
 })
 
+const tooManyFromAddress = new Rejection({
+  status: 503,
+  reason: "TooManyFromAddress",
+  message: "this address holds as many connections as it may: try again later"
+})
+
 const connectingTooFast = new Rejection({
   status: 503,
   reason: "ConnectingTooFast",
@@ -388,6 +414,8 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
     authenticateMessage: options.authenticateMessage
   })
   const connections = new Set<LiveConnection>()
+  // the connections open from each address (those whose transport knows it)
+  const byAddress = new Map<string, number>()
   const stats = new Stats()
   const metrics = registerMetrics(stats, connections, hub, { isReady: bus.isReady, limitations }, context, scope)
   let draining = false
@@ -414,15 +442,24 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
       check: pipeline.authenticate
     },
     ended: (connection) => {
-      connections.delete(connection)
+      if (connections.delete(connection)) {
+        const address = connection.remoteAddress
+        if (address !== undefined) {
+          const count = byAddress.get(address)! - 1
+          if (count > 0) byAddress.set(address, count)
+          else byAddress.delete(address)
+        }
+      }
       if (draining && connections.size === 0) Deferred.doneUnsafe(drained, Exit.void)
     }
   }
 
   const authenticate = options.authenticate
   const perAddress = config.connectionRate === undefined ? undefined : new Buckets(config.connectionRate)
+  const fromAddress = (address: string | undefined) => address === undefined ? 0 : byAddress.get(address) ?? 0
   const admit = (peer: Transport.Peer): Effect.Effect<Admitted, Rejection> => {
     if (connections.size >= config.maxConnections) return Effect.fail(tooManyConnections)
+    if (fromAddress(peer.remoteAddress) >= config.maxConnectionsPerAddress) return Effect.fail(tooManyFromAddress)
     if (perAddress !== undefined && !perAddress.take(peer.remoteAddress ?? "")) return Effect.fail(connectingTooFast)
     if (authenticate === undefined) return Effect.succeed(undefined)
     const { admission, data } = Pipeline.admission()
@@ -435,10 +472,12 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
       return refused
     }
     // the cap holds for transports that accept without asking first
-    if (connections.size >= config.maxConnections) {
+    const address = transport.peer.remoteAddress
+    if (connections.size >= config.maxConnections || fromAddress(address) >= config.maxConnectionsPerAddress) {
       transport.close(CloseCode.tryAgainLater, "too many connections")
       return refused
     }
+    if (address !== undefined) byAddress.set(address, fromAddress(address) + 1)
     const connection = new LiveConnection(transport, core, admitted)
     metrics.sawTransport(transport.kind ?? "other")
     connections.add(connection)

@@ -29,7 +29,7 @@
  */
 import { Config, type Duration, Effect, Layer, Option, type Redacted, type Scope } from "effect"
 import { Bus, type BusError } from "./Bus.ts"
-import { stringKeepingEmpty } from "./internal/config.ts"
+import { natsServersConfig, natsServersOption, parseSubjectPrefix, refine, stringKeepingEmpty } from "./internal/config.ts"
 import * as internal from "./internal/natsBus.ts"
 
 /**
@@ -123,14 +123,18 @@ export const layer = (options: Options): Layer.Layer<Bus, BusError> => Layer.eff
  * `withDefault` would turn `LHTTP_NATS_PREFIX=` into `lhttp.`); when the
  * current provider has no value, the environment is read again keeping empty
  * strings, and only a variable that is not set at all gives the default.
+ * A prefix must be empty or channel name tokens ending with `.` (a
+ * `ConfigError` at `LHTTP_NATS_PREFIX` otherwise).
  *
  * @since 0.1.0
  */
 export const subjectPrefixConfig: Config.Config<string> = stringKeepingEmpty("LHTTP_NATS_PREFIX", defaultSubjectPrefix)
+  .pipe(refine("LHTTP_NATS_PREFIX", parseSubjectPrefix))
 
 /**
  * The NATS bus's settings read from the environment: `LHTTP_NATS_URL`
- * (comma-separated servers), `LHTTP_NATS_PREFIX` (`lhttp.` when unset; set
+ * (comma-separated servers such as `nats://127.0.0.1:4222`, each checked:
+ * `nats:`, `tls:`, `ws:` or `wss:`, or `host[:port]`), `LHTTP_NATS_PREFIX` (`lhttp.` when unset; set
  * and empty, the empty prefix: see {@link subjectPrefixConfig}),
  * `LHTTP_NATS_NAME`, `LHTTP_NATS_TOKEN`, `LHTTP_NATS_USER` and
  * `LHTTP_NATS_PASS`.
@@ -138,9 +142,7 @@ export const subjectPrefixConfig: Config.Config<string> = stringKeepingEmpty("LH
  * @since 0.1.0
  */
 export const config = Config.all({
-  servers: Config.String("LHTTP_NATS_URL").pipe(
-    Config.map((value) => value.split(",").map((server) => server.trim()).filter((server) => server !== ""))
-  ),
+  servers: natsServersConfig,
   subjectPrefix: subjectPrefixConfig,
   name: Config.option(Config.String("LHTTP_NATS_NAME")),
   token: Config.option(Config.Redacted("LHTTP_NATS_TOKEN")),
@@ -173,5 +175,6 @@ export const layerConfig: Layer.Layer<Bus, BusError | Config.ConfigError> = Laye
  */
 export const layerFromEnv = (memory: Layer.Layer<Bus>): Layer.Layer<Bus, BusError | Config.ConfigError> =>
   Layer.unwrap(
-    Effect.map(Config.option(Config.String("LHTTP_NATS_URL")), (url) => Option.isSome(url) ? layerConfig : memory)
+    // the prefix is checked without NATS too: a bad value is a mistake either way
+    Effect.map(Config.all([natsServersOption, subjectPrefixConfig]), ([url]) => Option.isSome(url) ? layerConfig : memory)
   )

@@ -37,11 +37,11 @@
  */
 import { jetstreamManager, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
-import { Config, Context, Duration, Effect, Layer, Option } from "effect"
+import { Config, Context, Duration, Effect, Layer, Option, Result } from "effect"
 import * as Bus from "./Bus.ts"
 import type { ChannelId } from "./Channel.ts"
 import * as History from "./History.ts"
-import { stringKeepingEmpty } from "./internal/config.ts"
+import { checkedOr, natsServersOption, parseNatsName, refine, stringKeepingEmpty } from "./internal/config.ts"
 import { noJetStream } from "./internal/natsClient.ts"
 import * as internal from "./internal/natsBus.ts"
 import * as NatsBus from "./NatsBus.ts"
@@ -237,17 +237,19 @@ export const layer = (options: Options): Layer.Layer<Bus.Bus | History.History, 
 
 /**
  * The history's settings from the environment, beside the NATS bus's
- * ({@link NatsBus.config}): `LHTTP_HISTORY_STREAM` (default `LHTTP_HISTORY`).
+ * ({@link NatsBus.config}): `LHTTP_HISTORY_STREAM` (default `LHTTP_HISTORY`;
+ * letters, digits, `_` and `-`).
  *
  * @since 0.1.0
  * @category config
  */
-export const streamConfig = Config.String("LHTTP_HISTORY_STREAM").pipe(Config.withDefault("LHTTP_HISTORY"))
+export const streamConfig: Config.Config<string> = checkedOr("LHTTP_HISTORY_STREAM", "LHTTP_HISTORY", parseNatsName)
 
 /**
  * The bus and history of the main job: the policies of `LHTTP_HISTORY`
  * ({@link History.parsePolicies}; `fallback` when it is not set, none when it
- * is empty); with `LHTTP_NATS_URL`, the NATS bus ({@link NatsBus.config})
+ * is empty; a malformed one fails with a `ConfigError` at `LHTTP_HISTORY`
+ * saying what is wrong); with `LHTTP_NATS_URL`, the NATS bus ({@link NatsBus.config})
  * with history in JetStream; without, the memory bus and history.
  *
  * @since 0.1.0
@@ -255,19 +257,17 @@ export const streamConfig = Config.String("LHTTP_HISTORY_STREAM").pipe(Config.wi
  */
 export const layerFromEnv = (
   fallback: string
-): Layer.Layer<Bus.Bus | History.History, Bus.BusError | History.HistoryError | Config.ConfigError> =>
+): Layer.Layer<Bus.Bus | History.History, Bus.BusError | Config.ConfigError> =>
   Layer.unwrap(Effect.gen(function*() {
-    const text = yield* stringKeepingEmpty("LHTTP_HISTORY", fallback)
-    const policies = yield* Effect.try({
-      try: () => History.parsePolicies(text),
-      catch: (cause) =>
-        new History.HistoryError({
-          reason: "InvalidPolicy",
-          message: `LHTTP_HISTORY: ${cause instanceof Error ? cause.message : String(cause)}`,
-          cause
-        })
-    })
-    const url = yield* Config.option(Config.String("LHTTP_NATS_URL"))
+    const policies = yield* stringKeepingEmpty("LHTTP_HISTORY", fallback).pipe(refine("LHTTP_HISTORY", (text) =>
+      Result.try({
+        try: () => History.parsePolicies(text),
+        catch: (cause) => cause instanceof Error ? cause.message : String(cause)
+      })))
+    const url = yield* natsServersOption
+    // the NATS settings are checked without NATS too: a bad value is a mistake either way
+    const stream = yield* streamConfig
+    yield* NatsBus.subjectPrefixConfig
     if (Option.isNone(url)) return Layer.merge(Bus.layerMemory(), History.layerMemory({ policies }))
     const env = yield* NatsBus.config
     return layer({
@@ -278,6 +278,6 @@ export const layerFromEnv = (
       user: Option.getOrUndefined(env.user),
       pass: Option.getOrUndefined(env.pass),
       policies,
-      stream: yield* streamConfig
+      stream
     })
   }))

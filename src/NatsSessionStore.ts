@@ -33,6 +33,7 @@
 import { Kvm, type KV } from "@nats-io/kv"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { Config, Deferred, Duration, Effect, Layer, Option, Schedule, Scope } from "effect"
+import { checkedOr, natsServersOption, parseNatsName } from "./internal/config.ts"
 import { clientConfig, type ClientOptions, dial, noJetStream, serversShown } from "./internal/natsClient.ts"
 import { makeMemory, SessionStore, SessionStoreError, type StoredSession } from "./SessionStore.ts"
 
@@ -249,17 +250,21 @@ export const make = Effect.fnUntraced(function*(options: Options) {
 export const layer = (options: Options): Layer.Layer<SessionStore> =>
   Layer.effect(SessionStore, make(options))
 
+// LHTTP_SESSION_BUCKET: a KV bucket's name
+const bucketConfig = checkedOr("LHTTP_SESSION_BUCKET", "lhttp-sessions", parseNatsName)
+
 /**
  * The store's settings from the environment, as the NATS bus reads them:
  * `LHTTP_NATS_URL` (comma-separated), `LHTTP_NATS_TOKEN`, `LHTTP_NATS_USER`,
- * `LHTTP_NATS_PASS`, and `LHTTP_SESSION_BUCKET` (default `lhttp-sessions`).
+ * `LHTTP_NATS_PASS`, and `LHTTP_SESSION_BUCKET` (default `lhttp-sessions`;
+ * letters, digits, `_` and `-`).
  *
  * @since 0.1.0
  * @category config
  */
 export const config = Config.all([
   clientConfig,
-  Config.String("LHTTP_SESSION_BUCKET").pipe(Config.withDefault("lhttp-sessions"))
+  bucketConfig
 ]).pipe(Config.map(([client, bucket]) => ({ ...client, bucket })))
 
 /**
@@ -277,6 +282,7 @@ export const layerConfig = (
  * The store of the main job: NATS KV when `LHTTP_NATS_URL` is set (on a NATS
  * without JetStream, sessions on this node only, with one warning line; NATS
  * not up yet, not ready until it is), `otherwise` (in memory) when not.
+ * `LHTTP_NATS_URL` and `LHTTP_SESSION_BUCKET` are checked either way.
  *
  * @since 0.1.0
  * @category layers
@@ -286,7 +292,8 @@ export const layerFromEnv = (
 ): Layer.Layer<SessionStore, Config.ConfigError> =>
   Layer.unwrap(
     Effect.map(
-      Config.option(Config.String("LHTTP_NATS_URL")),
-      (url) => Option.isSome(url) ? layerConfig() : otherwise
+      // the bucket is checked without NATS too: a bad value is a mistake either way
+      Config.all([natsServersOption, bucketConfig]),
+      ([url]) => Option.isSome(url) ? layerConfig() : otherwise
     )
   )

@@ -53,6 +53,7 @@ import * as Channel from "./Channel.ts"
 import type * as Filter from "./Filter.ts"
 import * as Frame from "./Frame.ts"
 import * as Hub from "./Hub.ts"
+import * as StartupConfig from "./internal/config.ts"
 import * as HttpTransports from "./internal/httpTransports.ts"
 import * as LhttpServer from "./LhttpServer.ts"
 import { Header } from "./Message.ts"
@@ -104,6 +105,37 @@ export interface HttpTransportOptions {
   readonly sseRetry?: Duration.Input | undefined
   /** Bytes of frames an SSE connection keeps, once written, for a reconnect's `Last-Event-ID` (default 64 KiB). */
   readonly sseReplayBytes?: number | undefined
+  /**
+   * How long a new connection lives before its first poll or stream (default
+   * 10 s; `sessionTimeout` once it had one): a `GET /poll` that is never
+   * polled goes soon.
+   */
+  readonly sessionStartTimeout?: Duration.Input | undefined
+  /**
+   * SSE and long-poll connections of one address that no request holds (no
+   * stream attached, no poll waiting) at most (default 1,000; `Infinity`: no
+   * limit); past it, new SSE and long-poll connections from that address get
+   * 503 `TooManyDetached`.
+   */
+  readonly maxDetachedPerAddress?: number | undefined
+  /**
+   * New SSE and long-poll connections a second from one address, with a
+   * burst (default `{ perSecond: 100, burst: 5_000 }`; `null`: no limit);
+   * past it, 503 `ConnectingTooFast`. Beside the server's `connectionRate`,
+   * which counts every transport.
+   */
+  readonly httpConnectionRate?: LhttpServer.Rate | null | undefined
+  /**
+   * Channels one SSE or long-poll URL may name, `subscribe` and `since`
+   * together (default 32); past it, 400 `TooManyChannels`.
+   */
+  readonly maxUrlChannels?: number | undefined
+  /**
+   * Bytes of history the `since` positions of one SSE or long-poll URL may
+   * recover (default 256 KiB); past it, the rest is not sent and those
+   * channels' `position` frames say `recovered:no` with `reason:RecoveryLimit`.
+   */
+  readonly urlRecoveryBytes?: number | undefined
 }
 
 /**
@@ -354,14 +386,21 @@ const makeHttpTransports = Effect.fnUntraced(function*(options: HttpTransportOpt
     sessionTimeout: millis(options.sessionTimeout, httpTransportDefaults.sessionTimeout),
     retry: millis(options.sseRetry, httpTransportDefaults.sseRetry),
     heartbeat: Duration.toMillis(server.settings.heartbeatInterval),
-    replayBytes: options.sseReplayBytes ?? httpTransportDefaults.sseReplayBytes
+    replayBytes: options.sseReplayBytes ?? httpTransportDefaults.sseReplayBytes,
+    startTimeout: millis(options.sessionStartTimeout, httpTransportDefaults.sessionStartTimeout),
+    maxDetachedPerAddress: options.maxDetachedPerAddress ?? httpTransportDefaults.maxDetachedPerAddress,
+    connectionRate: options.httpConnectionRate === null
+      ? undefined
+      : options.httpConnectionRate ?? httpTransportDefaults.httpConnectionRate,
+    maxUrlChannels: options.maxUrlChannels ?? httpTransportDefaults.maxUrlChannels,
+    recoveryBytes: options.urlRecoveryBytes ?? httpTransportDefaults.urlRecoveryBytes
   }, admit)
   yield* Effect.addFinalizer(() => Effect.sync(transports.close))
   return transports
 })
 
 /**
- * The defaults of the HTTP transports' timings.
+ * The defaults of the HTTP transports' timings and limits.
  *
  * @since 0.1.0
  */
@@ -369,7 +408,12 @@ export const httpTransportDefaults = {
   pollTimeout: Duration.seconds(25),
   sessionTimeout: Duration.seconds(60),
   sseRetry: Duration.seconds(1),
-  sseReplayBytes: 64 * 1024
+  sseReplayBytes: 64 * 1024,
+  sessionStartTimeout: Duration.seconds(10),
+  maxDetachedPerAddress: 1_000,
+  httpConnectionRate: { perSecond: 100, burst: 5_000 },
+  maxUrlChannels: 32,
+  urlRecoveryBytes: 256 * 1024
 } as const
 
 /**
@@ -622,36 +666,77 @@ export const layer = <const P extends Processor.Any = never, const F extends Fil
   )
 }
 
+/** The largest `LHTTP_MAX_MESSAGE_BYTES`: 16 MiB. */
+const maxMessageBytesLimit = 16 * 1024 * 1024
+
+/** The largest `LHTTP_MAX_CONNECTIONS`. */
+const maxConnectionsLimit = 10_000_000
+
 /**
- * The stand-alone server's settings read from the environment:
- * `LHTTP_PORT` (8081), `LHTTP_HOST`, `LHTTP_PUBLISH_TOKEN`,
- * `LHTTP_MAX_MESSAGE_BYTES` (65536), `LHTTP_ALLOWED_ORIGINS`
- * (comma-separated), `LHTTP_MAX_CONNECTIONS` (100,000),
- * `LHTTP_CONNECTIONS_PER_SECOND` (per address; unset: no limit) and
- * `LHTTP_MESSAGES_PER_SECOND` (per connection; unset: no limit), each rate
- * with a burst of twice as many.
+ * The stand-alone server's settings read from the environment, each checked
+ * (a bad one fails with a `ConfigError` at its name saying what is
+ * expected): `LHTTP_PORT` (1 to 65535, default 8081), `LHTTP_HOST` (an IP
+ * address or a host name), `LHTTP_PUBLISH_TOKEN` (visible ASCII, no spaces),
+ * `LHTTP_MAX_MESSAGE_BYTES` (1 to 16777216, default 65536),
+ * `LHTTP_ALLOWED_ORIGINS` (comma-separated origins such as
+ * `https://chat.example.com`), `LHTTP_MAX_CONNECTIONS` (1 to 10,000,000,
+ * default 100,000), `LHTTP_MAX_CONNECTIONS_PER_ADDRESS` (default: a tenth
+ * of the maximum, at least 100), `LHTTP_MAX_DETACHED_PER_ADDRESS` (SSE and
+ * long-poll connections no request holds, default 1,000),
+ * `LHTTP_MAX_URL_CHANNELS` (channels on one SSE or long-poll URL, default
+ * 32), `LHTTP_URL_RECOVERY_BYTES` (history replayed for one URL, default
+ * 262144), `LHTTP_CONNECTIONS_PER_SECOND` (per address; unset: no limit)
+ * and `LHTTP_MESSAGES_PER_SECOND` (per connection; unset: no limit), each
+ * rate above 0 and at most 1,000,000, with a burst of twice as many.
  *
  * @since 0.1.0
  * @category config
  */
 export const config = Config.all({
-  port: Config.Port("LHTTP_PORT").pipe(Config.withDefault(8081)),
-  host: Config.option(Config.String("LHTTP_HOST")),
-  publishToken: Config.option(Config.Redacted("LHTTP_PUBLISH_TOKEN")),
-  maxMessageBytes: Config.Int("LHTTP_MAX_MESSAGE_BYTES").pipe(
-    Config.withDefault(LhttpServer.defaults.maxMessageBytes)
+  port: StartupConfig.checkedOr("LHTTP_PORT", 8081, StartupConfig.parsePort),
+  host: StartupConfig.checked("LHTTP_HOST", StartupConfig.parseHost),
+  publishToken: StartupConfig.checked("LHTTP_PUBLISH_TOKEN", StartupConfig.parseSecret).pipe(
+    Config.map(Option.map(Redacted.make))
   ),
-  allowedOrigins: Config.option(Config.String("LHTTP_ALLOWED_ORIGINS")),
-  maxConnections: Config.Int("LHTTP_MAX_CONNECTIONS").pipe(Config.withDefault(LhttpServer.defaults.maxConnections)),
-  connectionsPerSecond: Config.option(Config.Number("LHTTP_CONNECTIONS_PER_SECOND")),
-  messagesPerSecond: Config.option(Config.Number("LHTTP_MESSAGES_PER_SECOND"))
+  maxMessageBytes: StartupConfig.checkedOr(
+    "LHTTP_MAX_MESSAGE_BYTES",
+    LhttpServer.defaults.maxMessageBytes,
+    StartupConfig.parseWholeNumber(1, maxMessageBytesLimit)
+  ),
+  allowedOrigins: StartupConfig.checked(
+    "LHTTP_ALLOWED_ORIGINS",
+    StartupConfig.parseList(
+      "comma-separated origins such as https://chat.example.com (scheme, host, optional port; no path)",
+      StartupConfig.parseOrigin
+    )
+  ),
+  maxConnections: StartupConfig.checkedOr(
+    "LHTTP_MAX_CONNECTIONS",
+    LhttpServer.defaults.maxConnections,
+    StartupConfig.parseWholeNumber(1, maxConnectionsLimit)
+  ),
+  maxConnectionsPerAddress: StartupConfig.checked(
+    "LHTTP_MAX_CONNECTIONS_PER_ADDRESS",
+    StartupConfig.parseWholeNumber(1, maxConnectionsLimit)
+  ),
+  maxDetachedPerAddress: StartupConfig.checked(
+    "LHTTP_MAX_DETACHED_PER_ADDRESS",
+    StartupConfig.parseWholeNumber(1, maxConnectionsLimit)
+  ),
+  maxUrlChannels: StartupConfig.checked("LHTTP_MAX_URL_CHANNELS", StartupConfig.parseWholeNumber(1, 10_000)),
+  urlRecoveryBytes: StartupConfig.checked("LHTTP_URL_RECOVERY_BYTES", StartupConfig.parseWholeNumber(0, 2 ** 30)),
+  connectionsPerSecond: StartupConfig.checked("LHTTP_CONNECTIONS_PER_SECOND", StartupConfig.parseRate),
+  messagesPerSecond: StartupConfig.checked("LHTTP_MESSAGES_PER_SECOND", StartupConfig.parseRate)
 })
 
 // a rate from the environment: that many a second, twice as many at once
 const rateOf = (perSecond: number) => ({ perSecond, burst: Math.max(1, Math.ceil(2 * perSecond)) })
 
 /**
- * {@link layer} with the settings of {@link config} over `options`.
+ * {@link layer} with the settings of {@link config} over `options`. A port
+ * that cannot be listened on fails with a `ListenError` whose message is one
+ * line naming the port and `LHTTP_PORT` (or `LHTTP_HOST`), e.g.
+ * `port 8081 on 127.0.0.1 is in use (LHTTP_PORT)`.
  *
  * @since 0.1.0
  * @category layers
@@ -661,26 +746,41 @@ export const layerConfig = <const P extends Processor.Any = never, const F exten
 ) =>
   Layer.unwrap(Effect.gen(function*() {
     const env = yield* config
+    const host = Option.getOrUndefined(env.host)
     return layer({
       ...options,
       port: env.port,
-      host: Option.getOrUndefined(env.host),
+      host,
       publishToken: Option.getOrUndefined(env.publishToken),
       maxMessageBytes: env.maxMessageBytes,
-      allowedOrigins: Option.match(env.allowedOrigins, {
-        onNone: () => options.allowedOrigins,
-        onSome: (list) => list.split(",").map((origin) => origin.trim()).filter((origin) => origin !== "")
-      }),
+      allowedOrigins: Option.getOrElse(env.allowedOrigins, () => options.allowedOrigins),
       maxConnections: env.maxConnections,
+      maxConnectionsPerAddress: Option.getOrElse(env.maxConnectionsPerAddress, () => options.maxConnectionsPerAddress),
+      maxDetachedPerAddress: Option.getOrElse(env.maxDetachedPerAddress, () => options.maxDetachedPerAddress),
+      maxUrlChannels: Option.getOrElse(env.maxUrlChannels, () => options.maxUrlChannels),
+      urlRecoveryBytes: Option.getOrElse(env.urlRecoveryBytes, () => options.urlRecoveryBytes),
       connectionRate: Option.match(env.connectionsPerSecond, { onNone: () => options.connectionRate, onSome: rateOf }),
       messageRate: Option.match(env.messagesPerSecond, { onNone: () => options.messageRate, onSome: rateOf })
-    })
+    }).pipe(
+      Layer.catchTag("ServeError", (error) =>
+        Layer.effectDiscard(Effect.fail(StartupConfig.listenError(error.cause, {
+          port: env.port,
+          host,
+          portVariable: "LHTTP_PORT",
+          hostVariable: "LHTTP_HOST"
+        }))))
+    )
   }))
 
 /**
  * Runs a server Layer as the program (`NodeRuntime.runMain`) until SIGTERM or
  * SIGINT. The Layer's scope then closes, which drains the server, and the
- * process exits with 0; a failure exits with 1.
+ * process exits with 0; a failure exits with 1. A configuration mistake (a
+ * `ConfigError`, such as a bad `LHTTP_*` variable) or a port that cannot be
+ * listened on prints one line on stderr, e.g.
+ * `LHTTP_MAX_MESSAGE_BYTES: expected a whole number from 1 to 16777216, got "-5"`,
+ * and no stack trace unless `LHTTP_DEBUG=1` asks for the full cause too;
+ * any other failure is logged with its full cause.
  *
  * ```ts
  * NodeLhttpServer.launch(Main)
@@ -690,7 +790,11 @@ export const layerConfig = <const P extends Processor.Any = never, const F exten
  * @category running
  */
 export const launch = <A, E>(layer: Layer.Layer<A, E>): void =>
-  Layer.launch(layer).pipe(NodeRuntime.runMain({
+  Effect.flatMap(
+    Effect.tapCause(StartupConfig.debugConfig, (cause) => StartupConfig.reportFailure(cause, false)),
+    (debug) => Layer.launch(layer).pipe(Effect.tapCause((cause) => StartupConfig.reportFailure(cause, debug)))
+  ).pipe(NodeRuntime.runMain({
+    disableErrorReporting: true,
     teardown: (exit, onExit) =>
       Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? onExit(0) : Runtime.defaultTeardown(exit, onExit)
   }))

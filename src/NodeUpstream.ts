@@ -22,6 +22,7 @@
  */
 import { Cause, Clock, Config, Data, Duration, Effect, Layer, Metric, Option, Redacted, Result, type Scope, Stream } from "effect"
 import { HttpClient, HttpClientRequest, HttpMethod } from "effect/http"
+import * as StartupConfig from "./internal/config.ts"
 import * as Address from "./internal/upstream/address.ts"
 import * as Allowlist from "./internal/upstream/allowlist.ts"
 import * as PinnedClient from "./internal/upstream/client.ts"
@@ -275,19 +276,27 @@ const upstreamDuration = Metric.histogram("lhttp_upstream_duration_seconds", {
  */
 export const layer = (options: Options): Layer.Layer<Upstream, UpstreamConfigError> => Layer.effect(Upstream, make(options))
 
+// LHTTP_UPSTREAM_ALLOW: at least one entry, each an http(s) URL prefix without userinfo
+const parseAllowConfig = StartupConfig.parseList(
+  "comma-separated http or https URL prefixes such as https://api.example.com/hooks/",
+  StartupConfig.parseUpstreamEntry
+)
+
+// LHTTP_UPSTREAM_TIMEOUT: a duration above 0
+const timeoutConfig = StartupConfig.checked("LHTTP_UPSTREAM_TIMEOUT", StartupConfig.parseDuration)
+
 /**
- * Upstream settings from the environment: `LHTTP_UPSTREAM_ALLOW`
- * (comma-separated URL prefixes), `LHTTP_UPSTREAM_SECRET`,
- * `LHTTP_UPSTREAM_TIMEOUT` (e.g. `5 seconds`).
+ * Upstream settings from the environment, each checked (a bad one fails
+ * with a `ConfigError` at its name): `LHTTP_UPSTREAM_ALLOW` (comma-separated
+ * `http:` or `https:` URL prefixes without userinfo), `LHTTP_UPSTREAM_SECRET`,
+ * `LHTTP_UPSTREAM_TIMEOUT` (a duration above 0, e.g. `5 seconds`).
  *
  * @since 0.1.0
  */
 export const config = Config.all({
-  allow: Config.String("LHTTP_UPSTREAM_ALLOW").pipe(
-    Config.map((value) => value.split(",").map((entry) => entry.trim()).filter((entry) => entry !== ""))
-  ),
+  allow: StartupConfig.required("LHTTP_UPSTREAM_ALLOW", parseAllowConfig),
   secret: Config.option(Config.Redacted("LHTTP_UPSTREAM_SECRET")),
-  timeout: Config.option(Config.Duration("LHTTP_UPSTREAM_TIMEOUT"))
+  timeout: timeoutConfig
 })
 
 /**
@@ -307,14 +316,16 @@ export const layerConfig: Layer.Layer<Upstream, Config.ConfigError | UpstreamCon
 
 /**
  * The upstream service when `LHTTP_UPSTREAM_ALLOW` is set (`layerConfig`),
- * none otherwise: upstream stays off.
+ * none otherwise: upstream stays off. `LHTTP_UPSTREAM_ALLOW` and
+ * `LHTTP_UPSTREAM_TIMEOUT` are checked either way.
  *
  * @since 0.1.0
  */
 export const layerFromEnv: Layer.Layer<never, Config.ConfigError | UpstreamConfigError> = Layer.unwrap(
   Effect.map(
-    Config.option(Config.String("LHTTP_UPSTREAM_ALLOW")),
-    (allow): Layer.Layer<never, Config.ConfigError | UpstreamConfigError> =>
+    // the timeout is checked even when upstream stays off: a bad value is a mistake either way
+    Config.all([StartupConfig.checked("LHTTP_UPSTREAM_ALLOW", parseAllowConfig), timeoutConfig]),
+    ([allow]): Layer.Layer<never, Config.ConfigError | UpstreamConfigError> =>
       Option.isSome(allow) ? layerConfig : Layer.empty
   )
 )

@@ -21,6 +21,7 @@ import { Bus } from "./Bus.ts"
 import * as Channel from "./Channel.ts"
 import * as Connection from "./Connection.ts"
 import { Hub } from "./Hub.ts"
+import { checkedOr, parseChannelPrefix, parseList } from "./internal/config.ts"
 import { randomId } from "./internal/randomId.ts"
 import * as Processor from "./Processor.ts"
 import * as Rejection from "./Rejection.ts"
@@ -304,7 +305,8 @@ export const layer = (
 /**
  * {@link layer} with the join and leave events of `LHTTP_PRESENCE_EVENTS`:
  * comma-separated channel name prefixes, `*` for every channel (default
- * none: the `presence` command answers, no events are published).
+ * none: the `presence` command answers, no events are published); a prefix
+ * no channel name can start with fails with a `ConfigError` at the variable.
  *
  * @since 0.1.0
  * @category layers
@@ -312,7 +314,11 @@ export const layer = (
 export const layerConfig: Layer.Layer<Presence | Processor.Service<"presence">, Config.ConfigError, Hub | Bus> = Layer
   .unwrap(
     Effect.map(
-      Config.String("LHTTP_PRESENCE_EVENTS").pipe(Config.withDefault("")),
-      (value) => layer({ events: value.split(",").map((prefix) => prefix.trim()).filter((prefix) => prefix !== "") })
+      checkedOr(
+        "LHTTP_PRESENCE_EVENTS",
+        [],
+        parseList("comma-separated channel name prefixes or *", parseChannelPrefix, { allowEmpty: true })
+      ),
+      (events) => layer({ events })
     )
   )

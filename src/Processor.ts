@@ -110,12 +110,14 @@ export interface Any {
   readonly key: Context.Key<any, Implementation>
 }
 
+// every parameter inferred: with `any` there, a definition without a declared error (`never`) did not
+// match (its Schemas are invariant), and the server required no processor (test/types/server-layer.ts)
 /**
  * The services a list of processors requires.
  *
  * @since 0.1.0
  */
-export type Services<P extends Any> = P extends Processor<infer C, any, any, any> ? Service<C> : never
+export type Services<P extends Any> = P extends Processor<infer C, infer _Body, infer _Reply, infer _Err> ? Service<C> : never
 
 /**
  * Defines the processor of a command. With `body`, the message body is

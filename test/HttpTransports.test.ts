@@ -4,6 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Fiber, Layer, Result } from "effect"
+import * as Http from "node:http"
 import * as Connection from "../src/Connection.ts"
 import * as Echo from "../src/demo/Echo.ts"
 import * as Frame from "../src/Frame.ts"
@@ -706,5 +707,228 @@ describe("HTTP transports and WebSocket: authenticate before the connection", ()
       assert.strictEqual(polled.status, 200)
       yield* send(http, polled.body.connection, frame("me"))
       assert.deepStrictEqual((yield* pollFrames(http, polled.body.connection, 0, 1)).frames, ["LHTTP/1.0 me\r\n\r\nbob"])
+    }))
+})
+
+// ---------------------------------------------------------------------------
+// Defaults that hold against one client (docs/security.md)
+// ---------------------------------------------------------------------------
+
+/** Keep-alive sockets from one loopback address, as one client would hold them. */
+const from = (localAddress: string) => ({
+  agent: new Http.Agent({ keepAlive: true, maxSockets: 8 }),
+  localAddress
+})
+type Client = ReturnType<typeof from>
+
+interface Answer {
+  readonly status: number
+  readonly body: string
+  readonly retry: string | undefined
+}
+
+/**
+ * A request from the agent's address: the status, `retry-after` and the body
+ * (for an event stream, the status alone, then the stream is dropped).
+ */
+const ask = ({ agent, localAddress }: Client, http: string, path: string, method = "GET") =>
+  Effect.callback<Answer, Error>((resume) => {
+    const call = Http.request(`${http}${path}`, { agent, method, localAddress }, (response) => {
+      const status = response.statusCode ?? 0
+      const retry = response.headers["retry-after"]
+      if (response.headers["content-type"]?.startsWith("text/event-stream")) {
+        call.destroy()
+        return resume(Effect.succeed({ status, body: "", retry }))
+      }
+      let body = ""
+      response.setEncoding("utf8")
+      response.on("data", (chunk: string) => body += chunk)
+      response.on("end", () => resume(Effect.succeed({ status, body, retry })))
+    })
+    call.on("error", (error) => resume(Effect.fail(error)))
+    call.end()
+  })
+
+const release = (client: Client) => Effect.addFinalizer(() => Effect.sync(() => client.agent.destroy()))
+
+describe("HTTP transports: defaults that hold against one client", () => {
+  it.live("a flood of GET /poll from one address stops at 1,000 detached connections (503 TooManyDetached); other clients are admitted; DELETE frees a place at once", () =>
+    Effect.gen(function*() {
+      const { http, url, server: lhttp } = yield* server()
+      const one = from("127.0.0.1")
+      const two = from("127.0.0.2")
+      yield* release(one)
+      yield* release(two)
+      // the flood: connections opened and never polled, over 8 keep-alive sockets
+      const opened = yield* Effect.forEach(
+        Array.from({ length: 1000 }, (_, i) => i),
+        () => ask(one, http, "/poll"),
+        { concurrency: 8 }
+      )
+      assert.deepStrictEqual([...new Set(opened.map((answer) => answer.status))], [200])
+      const detached = "TooManyDetached: this address holds as many connections without a stream or a poll as it may: " +
+        "close some (DELETE /send) or try again later\n"
+      for (const path of ["/poll", "/sse"]) {
+        const refused = yield* ask(one, http, path)
+        assert.deepStrictEqual([refused.status, refused.retry, refused.body], [503, "1", detached], path)
+      }
+      assert.strictEqual(lhttp.connectionCount(), 1000)
+      // a second client, from another address, is admitted over both transports
+      assert.strictEqual((yield* ask(two, http, "/poll")).status, 200)
+      assert.strictEqual((yield* ask(two, http, "/sse")).status, 200)
+      // and a WebSocket from the flooding address: the flood holds detached connections only
+      const ws = yield* connect(url)
+      yield* ws.send(frame("echo", {}, "still here"))
+      assert.strictEqual(yield* ws.next(), frame("echo", {}, "still here"))
+      // DELETE ends a connection at once: its place is free for the next one
+      const key = (JSON.parse(opened[0]!.body) as { connection: string }).connection
+      assert.strictEqual((yield* ask(one, http, `/send?connection=${key}`, "DELETE")).status, 204)
+      assert.strictEqual((yield* ask(one, http, "/poll")).status, 200)
+      assert.strictEqual((yield* ask(one, http, "/poll")).status, 503)
+    }))
+
+  it.live("a connection never polled goes after sessionStartTimeout; one polled lives on to sessionTimeout", () =>
+    Effect.gen(function*() {
+      const { http, server: lhttp } = yield* server({
+        sessionStartTimeout: "300 millis",
+        sessionTimeout: "1 minute",
+        pollTimeout: "50 millis"
+      })
+      const never = yield* openPoll(http)
+      const polled = yield* openPoll(http)
+      assert.deepStrictEqual((yield* poll(http, polled, 0)).body, { connection: polled, cursor: 0, frames: [] })
+      yield* until(Effect.sync(() => lhttp.connectionCount() === 1))
+      assert.deepStrictEqual((yield* poll(http, never, 0)).body, { connection: never, code: 4002, reason: "expired" })
+      assert.deepStrictEqual((yield* poll(http, polled, 0)).body, { connection: polled, cursor: 0, frames: [] })
+    }))
+
+  it.live("httpConnectionRate: an address that opens and closes connections in a loop gets 503 ConnectingTooFast past the burst; others do not", () =>
+    Effect.gen(function*() {
+      const { http, url } = yield* server({ httpConnectionRate: { perSecond: 1 / 60, burst: 5 } })
+      const one = from("127.0.0.1")
+      const two = from("127.0.0.2")
+      yield* release(one)
+      yield* release(two)
+      for (let i = 0; i < 5; i++) {
+        const opened = yield* ask(one, http, "/poll")
+        assert.strictEqual(opened.status, 200)
+        const key = (JSON.parse(opened.body) as { connection: string }).connection
+        assert.strictEqual((yield* ask(one, http, `/send?connection=${key}`, "DELETE")).status, 204)
+      }
+      for (const path of ["/poll", "/sse"]) {
+        const refused = yield* ask(one, http, path)
+        assert.deepStrictEqual(
+          [refused.status, refused.retry, refused.body],
+          [503, "1", "ConnectingTooFast: too many new connections from this address: try again later\n"],
+          path
+        )
+      }
+      assert.strictEqual((yield* ask(two, http, "/poll")).status, 200)
+      assert.strictEqual((yield* ask(two, http, "/sse")).status, 200)
+      // the rate is the HTTP transports': a WebSocket from the same address is admitted
+      const ws = yield* connect(url)
+      yield* ws.send(frame("echo", {}, "ws"))
+      assert.strictEqual(yield* ws.next(), frame("echo", {}, "ws"))
+    }))
+
+  it.live("one URL names at most 32 channels, subscribe and since together: past it 400 TooManyChannels and no connection", () =>
+    Effect.gen(function*() {
+      const { http, server: lhttp } = yield* server()
+      const names = (count: number, prefix: string) => Array.from({ length: count }, (_, i) => `${prefix}${i}`)
+      const tooMany = "TooManyChannels: one URL names at most 32 channels (subscribe and since together): " +
+        "subscribe to more with POST /send, or over several requests\n"
+      const since = (channels: Array<string>) => channels.map((channel) => `&since=${channel}:now`).join("")
+      for (const path of ["/sse", "/poll"]) {
+        for (const query of [`?subscribe=${names(33, "c").join(",")}`, `?subscribe=${names(20, "c").join(",")}${since(names(13, "h"))}`]) {
+          const refused = yield* request(`${http}${path}${query}`)
+          assert.deepStrictEqual([refused.status, refused.body], [400, tooMany], `${path}${query}`)
+        }
+      }
+      assert.strictEqual(lhttp.connectionCount(), 0)
+      const key = yield* openPoll(http, `?subscribe=${names(20, "c").join(",")}${since(names(12, "h"))}`)
+      yield* send(http, key, frame("who", { id: "w" }))
+      const who = (yield* pollFrames(http, key, 0, 13)).frames.at(-1)!
+      assert.strictEqual(JSON.parse(who.split("\r\n\r\n")[1]!).channels.length, 32)
+    }))
+
+  it.live("the history one URL recovers is bounded (256 KiB): the channels past it say recovered:no RecoveryLimit, and recover in a request of their own", () =>
+    Effect.gen(function*() {
+      const { http, url } = yield* startServer({ processors: [Echo.Echo] }, Echo.layer, {
+        history: History.layerMemory({ policies: [{ prefix: "h-", size: 100, ttl: Duration.minutes(1) }] })
+      })
+      const channels = ["h-a", "h-b", "h-c"]
+      const ws = yield* connect(url)
+      yield* ws.send(frame("subscribe", { subscribe: channels.join(" "), since: "now" }))
+      // each channel's epoch, from its position frame
+      const epochs = new Map<string, string>()
+      for (let i = 0; i < channels.length; i++) {
+        const answer = yield* ws.next()
+        epochs.set(headerOf(answer, "channel"), headerOf(answer, "epoch"))
+      }
+      // 100 KiB on each channel: two fit in the budget of a request, the third does not
+      const seen = new Map<string, Array<string>>(channels.map((channel) => [channel, []]))
+      for (const channel of channels) {
+        for (let i = 0; i < 10; i++) yield* ws.send(frame("chat", { publish: channel }, `${i}`.padEnd(10 * 1024, "x")))
+        for (let i = 0; i < 10; i++) seen.get(channel)!.push(yield* ws.next())
+      }
+      const since = channels.map((channel) => `since=${encodeURIComponent(`${channel}:${epochs.get(channel)}:0`)}`).join("&")
+      const key = yield* openPoll(http, `?${since}`)
+      const position = (channel: string, recovered: Record<string, string>) =>
+        frame("position", { channel, epoch: epochs.get(channel)!, offset: "10", ...recovered })
+      const { frames, cursor } = yield* pollFrames(http, key, 0, 23)
+      assert.deepStrictEqual(frames, [
+        ...seen.get("h-a")!,
+        position("h-a", { recovered: "yes" }),
+        ...seen.get("h-b")!,
+        position("h-b", { recovered: "yes" }),
+        position("h-c", { recovered: "no", reason: "RecoveryLimit" })
+      ])
+      // the channel stays subscribed with positions: the next message comes positioned
+      yield* ws.send(frame("chat", { publish: "h-c" }, "live"))
+      const live = yield* ws.next()
+      assert.strictEqual(headerOf(live, "offset"), "11")
+      assert.deepStrictEqual((yield* pollFrames(http, key, cursor, 1)).frames, [live])
+      // split over another request, the rest is recovered whole
+      const rest = yield* openPoll(http, `?since=${encodeURIComponent(`h-c:${epochs.get("h-c")}:0`)}`)
+      assert.deepStrictEqual((yield* pollFrames(http, rest, 0, 12)).frames, [
+        ...seen.get("h-c")!,
+        live,
+        frame("position", { channel: "h-c", epoch: epochs.get("h-c")!, offset: "11", recovered: "yes" })
+      ])
+    }))
+
+  it.live("with a message rate, a URL that needs more messages than its burst is refused 400, one within it recovers and stays open", () =>
+    Effect.gen(function*() {
+      const { http, url } = yield* startServer({ processors: [Echo.Echo], messageRate: { perSecond: 1, burst: 3 } }, Echo.layer, {
+        history: History.layerMemory({ policies: [{ prefix: "h-", size: 10, ttl: Duration.minutes(1) }] })
+      })
+      const channels = ["h-a", "h-b", "h-c", "h-d"]
+      const ws = yield* connect(url)
+      yield* ws.send(frame("subscribe", { subscribe: channels.join(" "), since: "now" }))
+      const epochs = new Map<string, string>()
+      for (let i = 0; i < channels.length; i++) {
+        const answer = yield* ws.next()
+        epochs.set(headerOf(answer, "channel"), headerOf(answer, "epoch"))
+      }
+      const since = (list: Array<string>) =>
+        list.map((channel) => `since=${encodeURIComponent(`${channel}:${epochs.get(channel)}:0`)}`).join("&")
+      const refused = yield* request(`${http}/poll?${since(channels)}`)
+      assert.deepStrictEqual([refused.status, refused.body], [
+        400,
+        "TooManyChannels: this server takes 3 messages at once from a connection: " +
+        "recover fewer channels since a position in one URL, or subscribe to the rest with POST /send\n"
+      ])
+      const key = yield* openPoll(http, `?${since(channels.slice(0, 3))}`)
+      const { frames, cursor } = yield* pollFrames(http, key, 0, 3)
+      assert.deepStrictEqual(
+        frames,
+        channels.slice(0, 3).map((channel) =>
+          frame("position", { channel, epoch: epochs.get(channel)!, offset: "0", recovered: "yes" })
+        )
+      )
+      // not closed for its own subscriptions: the next message on a channel comes, positioned
+      yield* ws.send(frame("chat", { publish: "h-b" }, "live"))
+      const live = yield* pollFrames(http, key, cursor, 1)
+      assert.deepStrictEqual(live.frames.map((text) => [headerOf(text, "channel"), headerOf(text, "offset")]), [["h-b", "1"]])
     }))
 })

@@ -1140,6 +1140,23 @@ describe("LhttpServer: rate limits and the connection cap", () => {
       yield* Effect.eventually(connect().pipe(Effect.asVoid))
     }))
 
+  it.live("maxConnectionsPerAddress: one address past its share gets 503 TooManyFromAddress; others are admitted", () =>
+    Effect.gen(function*() {
+      // the default share: a tenth of maxConnections (at least 100)
+      const { connect } = yield* startMemoryServer({ maxConnections: 1000 })
+      const first = yield* connect("/", { remoteAddress: "10.0.0.1" })
+      for (let i = 1; i < 100; i++) yield* connect("/", { remoteAddress: "10.0.0.1" })
+      const refused = yield* connect("/", { remoteAddress: "10.0.0.1" }).pipe(Effect.flip)
+      assert.deepStrictEqual([refused.status, refused.reason], [503, "TooManyFromAddress"])
+      // a second client, from another address, is still admitted
+      yield* connect("/", { remoteAddress: "10.0.0.2" })
+      // one of the first address's connections leaves: one may come again
+      yield* first.transport.close
+      yield* Effect.eventually(connect("/", { remoteAddress: "10.0.0.1" }).pipe(Effect.asVoid))
+      const again = yield* connect("/", { remoteAddress: "10.0.0.1" }).pipe(Effect.flip)
+      assert.deepStrictEqual([again.status, again.reason], [503, "TooManyFromAddress"])
+    }))
+
   it.live("connectionRate: past the burst from one address, 503 ConnectingTooFast; other addresses are not counted", () =>
     Effect.gen(function*() {
       const { connect } = yield* startMemoryServer({ connectionRate: { perSecond: 1 / 60, burst: 2 } })

@@ -319,6 +319,50 @@ describe("NodeLhttpServer: the connection cap", () => {
     }))
 })
 
+describe("NodeLhttpServer: one address's share of the connections", () => {
+  it.live("one address past its share (a tenth of maxConnections, at least 100) gets 503 TooManyFromAddress on every transport; another address is admitted", () =>
+    Effect.gen(function*() {
+      const { http, url, port, server: lhttp } = yield* server({ maxConnections: 1000 })
+      // the flood: 100 WebSockets from 127.0.0.1
+      for (let i = 0; i < 100; i++) yield* connect(url)
+      const refused = yield* Effect.promise(() =>
+        new Promise<string>((resolve) => {
+          const socket = Net.connect({ port, host: "127.0.0.1", localAddress: "127.0.0.1" }, () =>
+            socket.write(
+              "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ))
+          let answer = ""
+          socket.on("data", (chunk) => answer += chunk.toString())
+          socket.on("close", () => resolve(answer))
+          socket.on("error", () => {})
+        })
+      )
+      const message = "this address holds as many connections as it may: try again later\n"
+      assert.match(refused, /^HTTP\/1\.1 503 Service Unavailable\r\n/)
+      assert.include(refused, "\r\nretry-after: 1\r\n")
+      assert.isTrue(refused.endsWith(`\r\n\r\n${message}`))
+      for (const path of ["/sse", "/poll"]) {
+        const answer = yield* request(`${http}${path}`)
+        assert.deepStrictEqual([answer.status, answer.headers.get("retry-after"), answer.body], [503, "1", message], path)
+      }
+      assert.strictEqual(lhttp.connectionCount(), 100)
+      // a second client, from another loopback address, is admitted
+      const other = yield* connect(url, { localAddress: "127.0.0.2" })
+      yield* other.send(frame("echo", {}, "admitted"))
+      assert.strictEqual(yield* other.next(), frame("echo", {}, "admitted"))
+      const poll = yield* Effect.promise(() =>
+        new Promise<number>((resolve, reject) => {
+          Http.get(`${http}/poll`, { localAddress: "127.0.0.2" }, (response) => {
+            response.resume()
+            resolve(response.statusCode ?? 0)
+          }).on("error", reject)
+        })
+      )
+      assert.strictEqual(poll, 200)
+    }))
+})
+
 describe("NodeLhttpServer: the headers deadline", () => {
   it.live("a request that does not finish its headers within headersTimeout has its socket closed", () =>
     Effect.gen(function*() {

@@ -14,6 +14,7 @@ import * as History from "../History.ts"
 import type * as LhttpServer from "../LhttpServer.ts"
 import type { Rejection } from "../Rejection.ts"
 import type * as Transport from "../Transport.ts"
+import { Buckets, type Rate } from "./rate.ts"
 import { closedBody, controlEvent, pollBody, type Reply, Session, type Sink } from "./session.ts"
 
 /** The settings of the HTTP transports, defaults filled in. */
@@ -33,6 +34,16 @@ export interface Settings {
   readonly heartbeat: number
   /** Bytes of written frames an SSE connection keeps for a reconnect. */
   readonly replayBytes: number
+  /** Milliseconds a new session lives before its first poll or stream, then `sessionTimeout`. */
+  readonly startTimeout: number
+  /** Sessions of one address that no request holds (no stream, no poll waiting) at most; new ones get 503. */
+  readonly maxDetachedPerAddress: number
+  /** New SSE and long-poll connections a second from one address (none: no limit). */
+  readonly connectionRate: Rate | undefined
+  /** Channels (`subscribe` and `since` together) one URL may name. */
+  readonly maxUrlChannels: number
+  /** Bytes of history the `since` positions of one URL may recover; past it, `recovered:no`. */
+  readonly recoveryBytes: number
 }
 
 /** The close code of a session that nobody polled or streamed for `sessionTimeout`. */
@@ -49,6 +60,10 @@ export const flatHeaders = (headers: Http.IncomingHttpHeaders): Record<string, s
 }
 
 const json = "application/json; charset=utf-8"
+
+// a 503 is a moment's refusal: say when to come back
+const retryOf = (status: number, headers: Record<string, string>): Record<string, string> =>
+  status === 503 ? { ...headers, "retry-after": "1" } : headers
 const text = "text/plain; charset=utf-8"
 
 /** The subscribe list of a query: channel ids separated by spaces or commas. */
@@ -70,20 +85,51 @@ interface Subscriptions {
  * since that position, or `since=<channel>:now`, which subscribes to it with
  * positions from now on (docs/history-and-presence.md).
  */
-const subscriptionsOf = (url: URL): Result.Result<Subscriptions, { readonly reason: string; readonly message: string }> => {
+const subscriptionsOf = (
+  url: URL,
+  maxChannels: number
+): Result.Result<Subscriptions, { readonly reason: string; readonly message: string }> => {
+  const tooMany = Result.fail({
+    reason: "TooManyChannels",
+    message: `one URL names at most ${maxChannels} channels (subscribe and since together): ` +
+      "subscribe to more with POST /send, or over several requests"
+  })
+  const values = url.searchParams.getAll("since")
+  if (values.length > maxChannels) return tooMany
   const channels = channelsOf(url)
   if (channels._tag === "Failure") return Result.fail(channels.failure)
+  if (channels.success.length + values.length > maxChannels) return tooMany
   const since: Array<Subscriptions["since"][number]> = []
-  for (const value of url.searchParams.getAll("since")) {
+  for (const value of values) {
     const match = /^(.+):(now|[^:]+:[^:]+)$/.exec(value)
     if (match === null || History.parseSince(match[2]!) === undefined) {
       return Result.fail({ reason: "InvalidSince", message: "since is <channel>:now or <channel>:<epoch>:<offset>" })
     }
     const channel = Channel.validate(match[1]!)
     if (channel._tag === "Failure") return Result.fail(channel.failure)
+    // a channel named twice: its last position
+    const twice = since.findIndex((entry) => entry.channel === channel.success)
+    if (twice !== -1) since.splice(twice, 1)
     since.push({ channel: channel.success, position: match[2]! })
   }
   return Result.succeed({ channels: channels.success, since })
+}
+
+/**
+ * The frames that subscribe a URL's channels: the plain ones in one, those
+ * `since:now` in another, one per channel recovered since a position.
+ */
+const framesOf = (subscriptions: Subscriptions): Array<string> => {
+  const recovering = new Set(subscriptions.since.map((entry) => entry.channel))
+  const plain = subscriptions.channels.filter((channel) => !recovering.has(channel))
+  const frames: Array<string> = []
+  if (plain.length > 0) frames.push(`LHTTP/1.0 subscribe\r\nsubscribe:${plain.join(" ")}\r\n\r\n`)
+  const now = subscriptions.since.filter((entry) => entry.position === "now").map((entry) => entry.channel)
+  if (now.length > 0) frames.push(`LHTTP/1.0 subscribe\r\nsubscribe:${now.join(" ")}\r\nsince:now\r\n\r\n`)
+  for (const { channel, position } of subscriptions.since) {
+    if (position !== "now") frames.push(`LHTTP/1.0 subscribe\r\nsubscribe:${channel}\r\nsince:${position}\r\n\r\n`)
+  }
+  return frames
 }
 
 /** `<key>:<sequence>`, the id of an SSE event, read back from `Last-Event-ID`. */
@@ -107,17 +153,29 @@ export const make = (server: LhttpServer.LhttpServer["Service"], settings: Setti
   const sessions = new Map<string, Session>()
   // sessions whose end was told to a reconnecting stream: the next reconnect gets 204 (stop)
   const told = new WeakSet<Session>()
+  // the sessions of each address that no request holds, and the rate of new ones
+  const detachedBy = new Map<string, number>()
+  const onDetached = (session: Session, detached: boolean) => {
+    const address = session.peer.remoteAddress ?? ""
+    const count = (detachedBy.get(address) ?? 0) + (detached ? 1 : -1)
+    if (count > 0) detachedBy.set(address, count)
+    else detachedBy.delete(address)
+  }
+  const rate = settings.connectionRate === undefined ? undefined : new Buckets(settings.connectionRate)
 
   const sweep = setInterval(() => {
     const now = Date.now()
     for (const [key, session] of sessions) {
       if (session.ended !== undefined) {
         if (now - session.endedAt > settings.sessionTimeout) sessions.delete(key)
-      } else if (!session.attached && now - session.lastActive > settings.sessionTimeout) {
+      } else if (
+        !session.attached &&
+        now - session.lastActive > (session.started ? settings.sessionTimeout : settings.startTimeout)
+      ) {
         session.close(expiredCloseCode, "expired")
       }
     }
-  }, Math.max(50, Math.min(settings.sessionTimeout / 4, 5_000))).unref()
+  }, Math.max(50, Math.min(Math.min(settings.sessionTimeout, settings.startTimeout) / 4, 5_000))).unref()
   const heartbeat = Number.isFinite(settings.heartbeat) && settings.heartbeat > 0
     ? setInterval(() => {
       for (const session of sessions.values()) session.heartbeat()
@@ -142,17 +200,53 @@ export const make = (server: LhttpServer.LhttpServer["Service"], settings: Setti
     remoteAddress: request.socket.remoteAddress
   })
 
-  /** Opens a session: accepted by the core, then subscribed to the query's channels through the pipeline. */
+  /**
+   * Opens a session: accepted by the core, then subscribed to the query's
+   * channels through the pipeline, what they recover within the budget of
+   * one request.
+   */
   const open = (session: Session, subscriptions: Subscriptions, admitted: LhttpServer.Admitted) => {
     sessions.set(session.key, session)
+    session.watch(onDetached)
     const inbound = server.accept(session, admitted)
     session.inbound = inbound
-    const recovering = new Set(subscriptions.since.map((entry) => entry.channel))
-    const channels = subscriptions.channels.filter((channel) => !recovering.has(channel))
-    if (channels.length > 0) inbound.receive(`LHTTP/1.0 subscribe\r\nsubscribe:${channels.join(" ")}\r\n\r\n`)
-    for (const { channel, position } of subscriptions.since) {
-      inbound.receive(`LHTTP/1.0 subscribe\r\nsubscribe:${channel}\r\nsince:${position}\r\n\r\n`)
+    session.recover(
+      subscriptions.since.filter((entry) => entry.position !== "now").map((entry) => entry.channel),
+      settings.recoveryBytes
+    )
+    for (const frame of framesOf(subscriptions)) inbound.receive(frame)
+  }
+
+  /**
+   * Why a new connection from this request's address is refused before it is
+   * admitted: the URL needs more messages than the message rate's burst
+   * takes at once (400), the address holds too many detached sessions, or
+   * opens them too fast (503); undefined when it may go on.
+   */
+  const refusal = (
+    request: Http.IncomingMessage,
+    subscriptions: Subscriptions
+  ): { readonly status: number; readonly body: string } | undefined => {
+    const burst = limits.messageRate?.burst
+    if (burst !== undefined && framesOf(subscriptions).length > burst) {
+      return {
+        status: 400,
+        body: `TooManyChannels: this server takes ${burst} messages at once from a connection: ` +
+          "recover fewer channels since a position in one URL, or subscribe to the rest with POST /send\n"
+      }
     }
+    const address = request.socket.remoteAddress ?? ""
+    if ((detachedBy.get(address) ?? 0) >= settings.maxDetachedPerAddress) {
+      return {
+        status: 503,
+        body: "TooManyDetached: this address holds as many connections without a stream or a poll as it may: " +
+          "close some (DELETE /send) or try again later\n"
+      }
+    }
+    if (rate !== undefined && !rate.take(address)) {
+      return { status: 503, body: "ConnectingTooFast: too many new connections from this address: try again later\n" }
+    }
+    return undefined
   }
 
   // the subscriptions of a stream's URL, each history channel the expired connection had received
@@ -187,7 +281,7 @@ export const make = (server: LhttpServer.LhttpServer["Service"], settings: Setti
     let subscriptions: Subscriptions = { channels: [], since: [] }
     if (resumed === undefined) {
       if (server.isDraining()) return respond(response, 503, "the server is shutting down\n", cors)
-      const parsed = subscriptionsOf(url)
+      const parsed = subscriptionsOf(url, settings.maxUrlChannels)
       if (parsed._tag === "Failure") {
         return respond(response, 400, `${parsed.failure.reason}: ${parsed.failure.message}\n`, cors)
       }
@@ -195,6 +289,8 @@ export const make = (server: LhttpServer.LhttpServer["Service"], settings: Setti
       // a stream whose connection expired goes on from the positions of the history channels it had
       // received (its Last-Event-ID), rather than from the URL's since or from now
       if (known?.kind === "sse" && lastEvent !== undefined) subscriptions = resumeFrom(subscriptions, known, lastEvent.after)
+      const refused = refusal(request, subscriptions)
+      if (refused !== undefined) return respond(response, refused.status, refused.body, retryOf(refused.status, cors))
     }
     const begin = (admitted: LhttpServer.Admitted) => {
       if (response.destroyed) return
@@ -249,10 +345,12 @@ export const make = (server: LhttpServer.LhttpServer["Service"], settings: Setti
     const key = url.searchParams.get("connection")
     if (key === null) {
       if (server.isDraining()) return respond(response, 503, "the server is shutting down\n", cors)
-      const parsed = subscriptionsOf(url)
+      const parsed = subscriptionsOf(url, settings.maxUrlChannels)
       if (parsed._tag === "Failure") {
         return respond(response, 400, `${parsed.failure.reason}: ${parsed.failure.message}\n`, cors)
       }
+      const refused = refusal(request, parsed.success)
+      if (refused !== undefined) return respond(response, refused.status, refused.body, retryOf(refused.status, cors))
       return admitted(request, response, cors, (data) => {
         if (response.destroyed) return
         const session = new Session("poll", peerOf(request), 0)
@@ -276,7 +374,9 @@ export const make = (server: LhttpServer.LhttpServer["Service"], settings: Setti
     if (session === undefined) return respond(response, 404, "no such connection\n", cors)
     if (session.ended !== undefined) return respond(response, 410, closedBody(session.key, session.ended), cors, json)
     if (request.method === "DELETE") {
+      // gone at once: the core's connection ends now, and what it kept for the peer goes
       session.close(1000, "closed by the client")
+      session.forget()
       return respond(response, 204, "", cors)
     }
     if (server.isDraining()) return respond(response, 503, "the server is shutting down\n", cors)

@@ -5,11 +5,12 @@
  * subscriptions delivered as the history stream numbered them.
  */
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node"
-import { Duration, Effect, Metric, Redacted, Result, Schedule } from "effect"
+import { Duration, Effect, Redacted, Result, Schedule } from "effect"
 import { Bus, BusError } from "../Bus.ts"
 import * as Channel from "../Channel.ts"
 import type { Position } from "../History.ts"
 import type { Options } from "../NatsBus.ts"
+import { busReconnects } from "./metrics.ts"
 
 /** The default subject prefix. */
 export const defaultSubjectPrefix = "lhttp."
@@ -28,12 +29,6 @@ const sequenceHeader = "Nats-Sequence"
 // and the sequence of the message before it on the same subject (0 for the first)
 const previousHeader = "Nats-Last-Sequence"
 
-// reconnections of the bus, in the metrics
-const reconnects = Metric.counter("lhttp_bus_reconnects_total", {
-  description: "reconnections of the NATS bus",
-  incremental: true
-})
-
 const reveal = (value: Redacted.Redacted<string> | string | undefined): string =>
   value === undefined ? "" : typeof value === "string" ? value : Redacted.value(value)
 
@@ -45,6 +40,8 @@ type Handler = (payload: string, position: Position | undefined, previous?: numb
 interface Entry {
   readonly channel: string
   readonly handlers: Set<Handler>
+  /** Called after a reconnect: what was published meanwhile may be missing. */
+  readonly resumes: Set<() => void>
   /** Whether the channel is delivered as the history stream numbered it (when there is one). */
   readonly positioned: boolean
   subscription: Subscription | undefined
@@ -163,6 +160,12 @@ export const make = Effect.fnUntraced(function*(options: Options, numbering?: Nu
     })
   }
 
+  const resumeAll = () => {
+    for (const entry of positionedChannels.values()) {
+      for (const resume of entry.resumes) resume()
+    }
+  }
+
   const reopen = (entry: Entry) => {
     if (entry.subscription !== undefined && !entry.subscription.isClosed()) entry.subscription.unsubscribe()
     entry.subscription = undefined
@@ -220,10 +223,14 @@ export const make = Effect.fnUntraced(function*(options: Options, numbering?: Nu
           }
           break
         case "reconnect":
-          reconnects.updateUnsafe(1, context)
-          // a nats-server that restarted may have lost the stream (or its JetStream)
+          busReconnects.updateUnsafe(1, context)
+          // a nats-server that restarted may have lost the stream (or its JetStream); once it is checked,
+          // the positioned subscriptions are told to look for what they missed meanwhile
           if (numbering !== undefined) {
-            setUp(nc).catch((cause) => log(`NATS: the history stream could not be checked after a reconnect: ${String(cause)}`))
+            setUp(nc).then(
+              () => resumeAll(),
+              (cause) => log(`NATS: the history stream could not be checked after a reconnect: ${String(cause)}`)
+            )
           }
           if (state === "disconnected") {
             log(`NATS: reconnected to ${status.server}`)
@@ -365,12 +372,19 @@ export const make = Effect.fnUntraced(function*(options: Options, numbering?: Nu
         }
       }),
     subscribe: (channel, onMessage, subscribeOptions) => {
+      const onResume = subscribeOptions?.onResume
       const table = subscribeOptions?.positions === true && numbering !== undefined ? positionedChannels : channels
       return Effect.acquireRelease(
         Effect.sync(() => {
           let entry = table.get(channel)
           if (entry === undefined) {
-            entry = { channel, handlers: new Set(), positioned: table === positionedChannels, subscription: undefined }
+            entry = {
+              channel,
+              handlers: new Set(),
+              resumes: new Set(),
+              positioned: table === positionedChannels,
+              subscription: undefined
+            }
             table.set(channel, entry)
             entry.handlers.add(onMessage)
             // before the first connection, subscriptions open once it is made (and the stream set up)
@@ -378,12 +392,14 @@ export const make = Effect.fnUntraced(function*(options: Options, numbering?: Nu
           } else {
             entry.handlers.add(onMessage)
           }
+          if (onResume !== undefined) entry.resumes.add(onResume)
         }),
         () =>
           Effect.sync(() => {
             const entry = table.get(channel)
             if (entry === undefined) return
             entry.handlers.delete(onMessage)
+            if (onResume !== undefined) entry.resumes.delete(onResume)
             if (entry.handlers.size > 0) return
             table.delete(channel)
             if (entry.subscription !== undefined && !entry.subscription.isClosed()) entry.subscription.unsubscribe()

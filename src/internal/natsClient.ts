@@ -5,6 +5,7 @@
  */
 import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node"
 import { Config, Effect, Option, Redacted, type Scope } from "effect"
+import { natsServersConfig } from "./config.ts"
 
 /** How to reach NATS: the servers and the credentials, if any. */
 export interface ClientOptions {
@@ -58,12 +59,10 @@ export const noJetStream = (cause: unknown): boolean => {
 
 /**
  * The connection settings from the environment: `LHTTP_NATS_URL`
- * (comma-separated), `LHTTP_NATS_TOKEN`, `LHTTP_NATS_USER`, `LHTTP_NATS_PASS`.
+ * (comma-separated, each server checked), `LHTTP_NATS_TOKEN`, `LHTTP_NATS_USER`, `LHTTP_NATS_PASS`.
  */
 export const clientConfig: Config.Config<ClientOptions> = Config.all({
-  servers: Config.String("LHTTP_NATS_URL").pipe(
-    Config.map((value) => value.split(",").map((server) => server.trim()).filter((server) => server !== ""))
-  ),
+  servers: natsServersConfig,
   token: Config.option(Config.Redacted("LHTTP_NATS_TOKEN")),
   user: Config.option(Config.String("LHTTP_NATS_USER")),
   pass: Config.option(Config.Redacted("LHTTP_NATS_PASS"))

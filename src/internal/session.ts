@@ -9,7 +9,10 @@
  * Platform-neutral: the requests and responses are the caller's (see
  * `internal/httpTransports.ts` for Node).
  */
+import { Result } from "effect"
+import * as Frame from "../Frame.ts"
 import type { Inbound, Outbound, Peer, Transport } from "../Transport.ts"
+import { Outbound as OutboundFrame } from "./outbound.ts"
 
 /** Which HTTP transport a session serves. */
 export type Kind = "sse" | "poll"
@@ -111,6 +114,34 @@ class Kept {
   }
 }
 
+/** The start of a `position` frame's text (docs/history-and-presence.md). */
+const positionStart = "LHTTP/1.0 position\r\n"
+
+/**
+ * The reason a `position` frame gives when the history a connection's URL
+ * asked to recover passed the budget of one request (`recovered:no`).
+ */
+export const recoveryLimitReason = "RecoveryLimit"
+
+// the channel a position frame without a position (no history) names
+const channelOfText = (text: string): string | undefined => {
+  const at = text.indexOf("\r\nchannel:")
+  if (at === -1) return undefined
+  const end = text.indexOf("\r\n", at + 10)
+  return text.slice(at + 10, end === -1 ? text.length : end)
+}
+
+// the position frame of a recovery that was cut: recovered:no with the reason, the position kept
+const cutPosition = (frame: Outbound): Outbound => {
+  const parsed = Frame.parse(frame.text)
+  if (Result.isFailure(parsed)) return frame
+  const headers = new Map(parsed.success.headers)
+  headers.set("recovered", "no")
+  headers.delete("reason")
+  headers.set("reason", recoveryLimitReason)
+  return new OutboundFrame(Frame.render(Frame.make(parsed.success.command, headers)), frame.position)
+}
+
 interface Waiter {
   readonly reply: Reply
   readonly timer: ReturnType<typeof setTimeout>
@@ -129,6 +160,10 @@ export class Session implements Transport {
   endedAt = 0
   /** Whether the core asked to stop reading: `POST /send` answers 429 meanwhile. */
   paused = false
+  /** Whether a stream or a poll was ever attached: before, the session lives shorter. */
+  started = false
+  #onDetached: ((session: Session, detached: boolean) => void) | undefined
+  #detached = false
   readonly #retain: number
   #seq = 0
   // the frames kept: SSE, written ones for a reconnect and those not written yet; poll, those not acknowledged
@@ -139,6 +174,13 @@ export class Session implements Transport {
   #sink: Sink | undefined
   #waiter: Waiter | undefined
   #ended: Ended | undefined
+  // the history channels the URL asked to recover, until their position frames came; the bytes of
+  // recovered messages the request may send, and those taken (sent or waiting); each channel's
+  // recovered messages waiting for its position frame, or the mark that its recovery was cut
+  #recovering: Set<string> | undefined
+  #recoveryBudget = 0
+  #reserved = 0
+  readonly #waiting = new Map<string, { frames: Array<Outbound>; bytes: number; cut: boolean }>()
 
   /**
    * @param retain bytes of written frames an SSE session keeps for a
@@ -188,10 +230,8 @@ export class Session implements Transport {
   write(frames: ReadonlyArray<Outbound>): void {
     if (this.#ended !== undefined) return
     for (let i = 0; i < frames.length; i++) {
-      const frame = frames[i]!
-      this.#kept.push(frame)
-      this.#seq++
-      this.#pendingBytes += frame.bytes.length
+      if (this.#recovering !== undefined) this.#recover(frames[i]!)
+      else this.#keep(frames[i]!)
     }
     if (this.#sink !== undefined) this.#stream(this.#sink)
     else if (this.#waiter !== undefined) this.#answer()
@@ -213,6 +253,7 @@ export class Session implements Transport {
     }
     // a waiting poll gets what is left, or the end
     if (this.#waiter !== undefined) this.#answer()
+    this.#check()
     const inbound = this.inbound
     if (inbound !== undefined) queueMicrotask(() => inbound.closed())
   }
@@ -227,6 +268,97 @@ export class Session implements Transport {
 
   resume(): void {
     this.paused = false
+  }
+
+  // ---- what the peer holds ----
+
+  /** Whether the session counts as detached: open, with no stream and no poll attached. */
+  get detached(): boolean {
+    return this.#detached
+  }
+
+  /**
+   * Calls `listener` now and whenever the session starts or stops counting
+   * as detached (an ended session does not count).
+   */
+  watch(listener: (session: Session, detached: boolean) => void): void {
+    this.#onDetached = listener
+    this.#detached = false
+    this.#check()
+  }
+
+  // tells the listener when whether the session is detached changed
+  #check(): void {
+    const detached = this.#ended === undefined && this.#sink === undefined && this.#waiter === undefined
+    if (detached === this.#detached) return
+    this.#detached = detached
+    this.#onDetached?.(this, detached)
+  }
+
+  /** Drops the frames kept (a peer that closed its connection will not read them). */
+  forget(): void {
+    while (this.#kept.size > 0) this.#kept.dropOldest()
+    this.#pendingBytes = 0
+  }
+
+  // ---- recovery of the URL's history channels ----
+
+  /**
+   * The URL that opened the session recovers `channels` since positions:
+   * their recovered messages may take `budget` bytes in all. A channel's
+   * messages wait for its `position` frame and go with it, whole; a channel
+   * whose messages would pass the budget gets none of them, and its
+   * `position` frame says `recovered:no` with the reason `RecoveryLimit`
+   * (the channel stays subscribed with positions from then on).
+   */
+  recover(channels: Iterable<string>, budget: number): void {
+    const recovering = new Set(channels)
+    if (recovering.size === 0) return
+    this.#recovering = recovering
+    this.#recoveryBudget = budget
+  }
+
+  // a frame written while the URL's channels recover: a channel's recovered messages wait for its
+  // position frame, then go with it, whole; or, past the budget, not at all (recovered:no)
+  #recover(frame: Outbound): void {
+    const recovering = this.#recovering!
+    const isPosition = frame.text.startsWith(positionStart)
+    const channel = frame.position?.channel ?? (isPosition ? channelOfText(frame.text) : undefined)
+    if (channel === undefined || !recovering.has(channel)) return this.#keep(frame)
+    const waiting = this.#waiting.get(channel)
+    if (isPosition) {
+      recovering.delete(channel)
+      this.#waiting.delete(channel)
+      if (recovering.size === 0) this.#recovering = undefined
+      if (waiting === undefined) return this.#keep(frame)
+      if (waiting.cut) return this.#keep(cutPosition(frame))
+      for (const message of waiting.frames) this.#keep(message)
+      return this.#keep(frame)
+    }
+    // a message recovered before the channel's position frame
+    if (waiting?.cut === true) return
+    const size = frame.bytes.length
+    if (this.#reserved + size > this.#recoveryBudget) {
+      if (waiting === undefined) this.#waiting.set(channel, { frames: [], bytes: 0, cut: true })
+      else {
+        this.#reserved -= waiting.bytes
+        waiting.frames = []
+        waiting.cut = true
+      }
+      return
+    }
+    this.#reserved += size
+    if (waiting === undefined) this.#waiting.set(channel, { frames: [frame], bytes: size, cut: false })
+    else {
+      waiting.frames.push(frame)
+      waiting.bytes += size
+    }
+  }
+
+  #keep(frame: Outbound): void {
+    this.#kept.push(frame)
+    this.#seq++
+    this.#pendingBytes += frame.bytes.length
   }
 
   // ---- SSE ----
@@ -251,6 +383,8 @@ export class Session implements Transport {
       for (let seq = this.#delivered + 1; seq <= this.#seq; seq++) this.#pendingBytes += this.#kept.at(seq).bytes.length
     }
     this.#sink = sink
+    this.started = true
+    this.#check()
     this.#stream(sink)
   }
 
@@ -259,6 +393,7 @@ export class Session implements Transport {
     if (this.#sink !== sink) return
     this.#sink = undefined
     this.lastActive = Date.now()
+    this.#check()
   }
 
   /** Writes a comment to the attached stream, which keeps proxies from timing it out. */
@@ -302,8 +437,11 @@ export class Session implements Transport {
       this.#waiter = undefined
       this.lastActive = Date.now()
       reply(200, pollBody(this.key, cursor, []))
+      this.#check()
     }, timeout)
     this.#waiter = { reply, timer }
+    this.started = true
+    this.#check()
     if (this.#kept.size > 0 || this.#ended !== undefined) this.#answer()
   }
 
@@ -313,6 +451,7 @@ export class Session implements Transport {
     clearTimeout(this.#waiter.timer)
     this.#waiter = undefined
     this.lastActive = Date.now()
+    this.#check()
   }
 
   #answer(): void {
@@ -323,11 +462,12 @@ export class Session implements Transport {
     if (this.#kept.size === 0) {
       // nothing left to give: how the session ended
       waiter.reply(410, closedBody(this.key, this.#ended!))
-      return
+    } else {
+      const texts: Array<string> = []
+      for (let seq = this.#kept.oldest; seq <= this.#seq; seq++) texts.push(this.#kept.at(seq).text)
+      waiter.reply(200, pollBody(this.key, this.#seq, texts))
     }
-    const texts: Array<string> = []
-    for (let seq = this.#kept.oldest; seq <= this.#seq; seq++) texts.push(this.#kept.at(seq).text)
-    waiter.reply(200, pollBody(this.key, this.#seq, texts))
+    this.#check()
   }
 
   /** Ends whatever is attached, without a word: the server is gone. */
