@@ -196,6 +196,12 @@ const storeFailed = (error: { readonly message: string }) =>
 export const make = Effect.fnUntraced(function*(options?: Options) {
   const store = yield* SessionStore
   const hub = yield* Hub
+  // every operation's series there from the start, at 0
+  for (const operation of ["create", "update", "close", "restore"]) {
+    for (const outcome of ["ok", "failed"]) {
+      yield* Metric.update(operations, 0).pipe(Effect.provideService(Metric.CurrentMetricAttributes, { operation, outcome }))
+    }
+  }
   const ttl = Duration.toMillis(Duration.fromInputUnsafe(options?.ttl ?? Duration.hours(24)))
   const generateKey = options?.generateKey ?? makeKey
   const onCreated = options?.onCreated

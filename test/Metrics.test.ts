@@ -228,7 +228,14 @@ describe("GET /metrics from the start", () => {
       yield* Effect.promise(() => program.waitFor(/listening on/, 15_000))
       const response = yield* request(`http://127.0.0.1:${port}/metrics`)
       assert.strictEqual(response.status, 200)
-      assertFresh(parse(response.body))
+      const families = parse(response.body)
+      assertFresh(families)
+      // the main job's sessions: every operation and outcome at 0
+      const sessions = families.get("lhttp_session_operations_total")
+      assert.isDefined(sessions)
+      const keys = (sessions?.metrics ?? []).map((sample) => `${sample.labels?.operation}/${sample.labels?.outcome}=${sample.value}`)
+      assert.deepStrictEqual(keys.sort(), ["close", "create", "restore", "update"].flatMap((operation) =>
+        ["failed", "ok"].map((outcome) => `${operation}/${outcome}=0`)).sort())
     }))
 
   it.live("on the NATS bus: lhttp_bus_reconnects_total at 0 from the start, then each reconnection in the same series", () =>
