@@ -4,7 +4,9 @@
  * and p99 publish-to-deliver at a fixed rate; RSS per idle subscribed
  * connection at 10,000 connections; the 10,000 publishes again with the
  * servers' own client libraries (a cross-check); the NATS cluster path of
- * fan-out and of the 10,000 publishes. The servers: effect-lhttp (WebSocket,
+ * fan-out and of the 10,000 publishes; the cost of history (a history channel,
+ * half its subscribers positioned, on the memory store and on JetStream, and
+ * 10,000 publishes to a positioned subscriber on JetStream). The servers: effect-lhttp (WebSocket,
  * and SSE for fan-out), naive and corked raw `ws` servers, and Socket.IO 4
  * (rooms and `to(room).emit`, WebSocket transport only).
  *
@@ -134,10 +136,20 @@ interface ClientsResult {
   readonly count: number
   readonly servers: Record<string, { coldMs: number; deliveredMs: number }>
 }
+interface ClusterBurst {
+  readonly deliveredMs: number | null
+  readonly received: number
+  readonly count: number
+  readonly closed?: boolean
+  readonly nodeCpuMs?: ReadonlyArray<number>
+  readonly natsCpuMs?: number
+}
 interface ClusterResult {
   readonly natsServer: string
   readonly fanout: Record<"one node" | "two nodes" | "two nodes, history", FanOutRun & { natsPerDelivery?: number }>
-  readonly burst: Record<"one node" | "two nodes", { deliveredMs: number | null; received: number; count: number }>
+  readonly burst:
+    & Record<"one node" | "two nodes", ClusterBurst>
+    & Partial<Record<"two nodes, history" | "history, 4 MiB outbound", ClusterBurst>>
 }
 
 const git = (...args: Array<string>) => {
@@ -352,21 +364,66 @@ const clusterSummary = cluster === undefined ? undefined : (() => {
   }
 })()
 
-// the cost of history: a history channel ÷ a plain one, on the memory bus (fan-out) and on NATS (the cluster)
+/** A burst's delivered rate (messages/s); NaN when some were not delivered. */
+const burstRateOf = (run: ClusterBurst | undefined) =>
+  run === undefined || run.received !== run.count ? NaN : run.count / (num(run.deliveredMs) / 1000)
+
+// the cost of history: a history channel ÷ a plain one, on the memory bus (fan-out: half the subscribers
+// positioned) and on NATS (the cluster: fan-out, half positioned; the burst, to a positioned subscriber)
 const historySummary = {
-  "memory bus, fan-out to 1,000: deliveries/s": {
+  "memory bus, fan-out to 1,000 (half positioned): deliveries/s": {
     plain: num(fanout[1000]?.servers[lhttp]?.rate),
     history: num(fanout[1000]?.servers["lhttp history"]?.rate),
     "history ÷ plain": fixed(num(fanout[1000]?.servers["lhttp history"]?.rate) / num(fanout[1000]?.servers[lhttp]?.rate))
   },
   ...(cluster === undefined ? {} : {
-    "NATS, two nodes, fan-out to 1,000: deliveries/s": {
+    "NATS, two nodes, fan-out to 1,000 (half positioned): deliveries/s": {
       plain: cluster.fanout["two nodes"].rate,
       history: cluster.fanout["two nodes, history"].rate,
       "history ÷ plain": fixed(cluster.fanout["two nodes, history"].rate / cluster.fanout["two nodes"].rate)
+    },
+    "NATS, two nodes, 10,000 publishes to a positioned subscriber: delivered/s": {
+      plain: burstRateOf(cluster.burst["two nodes"]),
+      history: burstRateOf(cluster.burst["two nodes, history"]),
+      "history ÷ plain": fixed(burstRateOf(cluster.burst["two nodes, history"]) / burstRateOf(cluster.burst["two nodes"]))
+    },
+    "the same, outbound bound 4 MiB (1 MiB above)": {
+      plain: burstRateOf(cluster.burst["two nodes"]),
+      history: burstRateOf(cluster.burst["history, 4 MiB outbound"]),
+      "history ÷ plain": fixed(
+        burstRateOf(cluster.burst["history, 4 MiB outbound"]) / burstRateOf(cluster.burst["two nodes"])
+      )
     }
   })
 }
+
+// issue 19's targets for history: a history channel keeps up with a plain one
+const historyTarget = (name: string) =>
+  (Object.entries(historySummary).find(([key]) => key.startsWith(name))?.[1]["history ÷ plain"]) ?? null
+const historyTargets = [
+  {
+    target: "history fan-out to 1,000, half positioned (memory): at least 0.85x a plain channel",
+    ratio: historyTarget("memory bus, fan-out"),
+    met: (r: number) => r >= 0.85
+  },
+  {
+    target: "10,000 publishes to a NATS history channel: at least 0.5x the rate without history",
+    ratio: historyTarget("NATS, two nodes, 10,000"),
+    met: (r: number) => r >= 0.5,
+    burst: cluster?.burst["two nodes, history"]
+  },
+  {
+    target: "the same with a 4 MiB outbound bound: at least 0.5x",
+    ratio: historyTarget("the same, outbound bound"),
+    met: (r: number) => r >= 0.5,
+    burst: cluster?.burst["history, 4 MiB outbound"]
+  }
+].map(({ met, ratio, target, ...rest }) => {
+  // a burst that ran and did not get through (the subscriber closed as a slow consumer) misses its target
+  const burst = "burst" in rest ? rest.burst : undefined
+  const failed = burst !== undefined && burst.received !== burst.count
+  return { target, ratio, met: failed ? false : ratio === null ? null : met(ratio) }
+})
 
 console.log(`\n=== summary ===\n`)
 console.log("fan-out: deliveries/s (server CPU per delivery) by subscriber count, median round of each server\n")
@@ -396,12 +453,12 @@ if (clusterSummary !== undefined) {
 }
 console.log("\nthe cost of history: a channel keeping history ÷ a plain one (memory store; JetStream on NATS)\n")
 console.table(Object.fromEntries(Object.entries(historySummary).map(([name, row]) => [name, {
-  plain: `${Chart.short(row.plain)}/s`,
-  history: `${Chart.short(row.history)}/s`,
+  plain: Number.isFinite(row.plain) ? `${Chart.short(row.plain)}/s` : "-",
+  history: Number.isFinite(row.history) ? `${Chart.short(row.history)}/s` : "-",
   "history ÷ plain": times(row["history ÷ plain"])
 }])))
 console.log("\ntargets\n")
-console.table(Object.fromEntries(targets.map((t) => [t.target, {
+console.table(Object.fromEntries([...targets, ...historyTargets].map((t) => [t.target, {
   ratio: times(t.ratio),
   met: t.met === null ? "-" : t.met ? "yes" : "NO"
 }])))
@@ -436,6 +493,7 @@ writeFileSync(
       settings: { ...settings, fanoutSubscribers: subscriberCounts },
       summary,
       targets,
+      historyTargets,
       cluster: clusterSummary,
       history: historySummary,
       scenarios: { codec, fanout, relay, clients, cluster },

@@ -16,12 +16,11 @@
  * Settings (environment): CLIENTS_ROUNDS (3), CLIENTS_BURST (10000),
  * CLIENTS_BODY bytes (64), CLIENTS_SERVER_CPU (0), CLIENTS_LOAD_CPU (1).
  */
-import { execFileSync } from "node:child_process"
 import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 import { io, type Socket } from "socket.io-client"
 import WebSocket from "ws"
-import { freePort, kill, startServer, within } from "./fanout/children.ts"
+import { freePort, kill, pinSelf, startServer, within } from "./fanout/children.ts"
 import { writeResult } from "./result.ts"
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback)
@@ -150,7 +149,7 @@ const runOnce = async (server: typeof servers[number], round: number): Promise<R
   }
 }
 
-execFileSync("taskset", ["-a", "-pc", loadCpu, String(process.pid)], { stdio: "ignore" })
+pinSelf(loadCpu)
 console.log(
   `library clients benchmark, node ${process.version}: ${count} publishes 1 to 1 (${body.length} B body), ` +
     `one send or emit each, ${rounds} rounds; server on CPU ${serverCpu}, clients on CPU ${loadCpu}\n`

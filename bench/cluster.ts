@@ -25,8 +25,19 @@
  *   (the original claim's scope), and the time until a subscriber has them.
  *
  * A third setup is the two nodes with the benchmark's channels keeping history
- * in JetStream (effect-lhttp/NatsHistory, the nats-server runs with -js): the
- * cost of history on the NATS bus.
+ * in JetStream (the nats-server runs with -js): each node's bus and history are
+ * `NatsHistory.layer({ servers, policies })`, a stream that records the bus's
+ * own subjects and republishes each stored message with its sequence, which
+ * the subscribers' node delivers (publishers do not wait for an append). Its
+ * fan-out has half the subscribers asking for positions (`since:now`: a
+ * `position` frame first, not counted, then positioned messages) and half
+ * plain, as the memory store's row in bench/fanout.ts; its burst subscriber
+ * asks for positions. The cost of history on the NATS bus: history ÷ without,
+ * for the fan-out and for the burst's delivered rate. A fourth setup runs the
+ * history burst only, with the connections' outbound bound at 4 MiB instead of
+ * the default 1 MiB (`maxOutboundBytes`): a positioned frame is about twice a
+ * plain one's bytes, and 10,000 of them can pass 1 MiB while the subscriber
+ * falls behind, which closes it as a slow consumer (4001).
  *
  * Rounds interleave the setups (their order alternates); each setup's median
  * round is reported, and the ratios are two nodes ÷ one node, and history ÷ without.
@@ -39,12 +50,11 @@
  * CLUSTER_LOAD_CPU (1), CLUSTER_DEADLINE seconds for the whole run (900).
  */
 import type { ChildProcess } from "node:child_process"
-import { execFileSync } from "node:child_process"
 import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 import type { BurstCommand, BurstReply, BurstResult, LoopCommand, LoopReply, LoopResult } from "./cluster/ipc.ts"
 import { type NatsServer, startNats } from "./cluster/nats.ts"
-import { freePort, kill, Load, startServer, within } from "./fanout/children.ts"
+import { freePort, kill, Load, pinSelf, startServer, within } from "./fanout/children.ts"
 import type { Stats } from "./fanout/ipc.ts"
 import { measure, now, settle, sum, totalOf } from "./fanout/measure.ts"
 import { coreTicks, cpuMs, memoryMiB } from "./fanout/proc.ts"
@@ -96,11 +106,23 @@ interface Setup {
   readonly nodes: ReadonlyArray<ChildProcess>
 }
 
+/** Stops a setup's nodes, and deletes the history stream a history setup made (it would record the next setup's messages). */
+const stop = async (kind: Kind, setup: Setup) => {
+  for (const node of setup.nodes) kill(node)
+  if (kind.history) await within(10_000, "the history stream to be deleted", nats.deleteStreams())
+}
+
 interface Kind {
-  readonly name: "one node" | "two nodes" | "two nodes, history"
+  readonly name: "one node" | "two nodes" | "two nodes, history" | "history, 4 MiB outbound"
   readonly start: () => Promise<Setup>
-  /** Whether the 10,000 publishes run on it too (not with history: see below). */
+  /** Whether the fan-out runs on it. */
+  readonly fanOut: boolean
+  /** Whether the 10,000 publishes run on it. */
   readonly burst: boolean
+  /** Whether its nodes keep history (in JetStream, a stream deleted after each measurement). */
+  readonly history: boolean
+  /** The share of the fan-out's subscribers that ask for positions (`since:now`); the burst's subscriber asks when above 0. */
+  readonly positioned: number
 }
 
 let nats: NatsServer
@@ -108,18 +130,38 @@ let nats: NatsServer
 const kinds: ReadonlyArray<Kind> = [
   {
     name: "one node",
+    fanOut: true,
     burst: true,
+    history: false,
+    positioned: 0,
     start: async () => {
       const port = await freePort()
       const node = await startServer(serverCpu, singleNodeFile, port)
       return { publishPort: port, subscribePort: port, nodes: [node] }
     }
   },
-  { name: "two nodes", burst: true, start: () => twoNodes({}) },
-  // the same, the fan-out channel keeping history in JetStream (docs/history-and-presence.md); no
-  // bursts: a connection's publishes to a history channel wait for JetStream one at a time (about
-  // 1,200/s here), so 10,000 of them outlast the burst's 8 s limit
-  { name: "two nodes, history", burst: false, start: () => twoNodes({ LHTTP_BENCH_HISTORY: "fanout-" }) }
+  { name: "two nodes", fanOut: true, burst: true, history: false, positioned: 0, start: () => twoNodes({}) },
+  // the same, the fan-out's and the burst's channels keeping history in JetStream
+  // (docs/history-and-presence.md): half the fan-out's subscribers, and the burst's one, ask for positions
+  {
+    name: "two nodes, history",
+    fanOut: true,
+    burst: true,
+    history: true,
+    positioned: 0.5,
+    start: () => twoNodes({ LHTTP_BENCH_HISTORY: "fanout-,bench-" })
+  },
+  // the burst again with the connections' outbound bound at 4 MiB instead of 1 MiB: 10,000 positioned
+  // frames (about twice a plain frame's bytes) pass 1 MiB when the subscriber falls behind, and the
+  // server closes it as a slow consumer (4001) before the burst is delivered
+  {
+    name: "history, 4 MiB outbound",
+    fanOut: false,
+    burst: true,
+    history: true,
+    positioned: 0.5,
+    start: () => twoNodes({ LHTTP_BENCH_HISTORY: "fanout-,bench-", LHTTP_BENCH_MAX_OUTBOUND_BYTES: String(4 * 2 ** 20) })
+  }
 ]
 
 /** Two effect-lhttp nodes on the run's nats-server, with `env` added. */
@@ -171,7 +213,18 @@ const fanOut = async (kind: Kind, round: number): Promise<FanOut> => {
   const setup = await kind.start()
   const loads: Array<Load> = []
   try {
-    loads.push(await Load.start(loadCpu, subscribersFile, [String(setup.subscribePort), channel, String(subscribers - 1)]))
+    // the subscribers asking for positions: a share of all of them (the publisher's own one is plain)
+    const positioned = Math.round(subscribers * kind.positioned)
+    loads.push(
+      await Load.start(loadCpu, subscribersFile, [
+        String(setup.subscribePort),
+        channel,
+        String(subscribers - 1),
+        "websocket",
+        "1",
+        String(positioned)
+      ])
+    )
     const publisher = await Load.start(loadCpu, publisherFile, [
       String(setup.publishPort),
       channel,
@@ -222,7 +275,7 @@ const fanOut = async (kind: Kind, round: number): Promise<FanOut> => {
     }
   } finally {
     for (const load of loads) kill(load.child)
-    for (const node of setup.nodes) kill(node)
+    await stop(kind, setup)
   }
 }
 
@@ -243,7 +296,8 @@ const burst = async (kind: Kind, round: number): Promise<Burst> => {
     load = await Load.start<BurstCommand, BurstReply>(loadCpu, burstFile, [
       String(setup.publishPort),
       String(setup.subscribePort),
-      channel
+      channel,
+      kind.positioned > 0 ? "positioned" : "plain"
     ])
     const probing = load
     await within(15_000, "the burst subscriber to receive a probe", (async () => {
@@ -260,7 +314,10 @@ const burst = async (kind: Kind, round: number): Promise<Burst> => {
     }
     for (let i = 0; i < burstWarmups; i++) {
       const warm = await once()
-      if (warm.received !== burstCount) throw new Error(`warm-up burst: ${warm.received} of ${burstCount} delivered`)
+      // reported, not thrown: the measured bursts then say what they lost (and the summary warns)
+      if (warm.received !== burstCount) {
+        console.log(`${kind.name}: warm-up burst ${i + 1}: ${warm.received} of ${burstCount} delivered within the limit`)
+      }
     }
     const nodesBefore = setup.nodes.map((node) => cpuMs(node.pid!))
     const natsBefore = cpuMs(nats.pid)
@@ -274,7 +331,7 @@ const burst = async (kind: Kind, round: number): Promise<Burst> => {
     }
   } finally {
     if (load !== undefined) kill(load.child)
-    for (const node of setup.nodes) kill(node)
+    await stop(kind, setup)
   }
 }
 
@@ -300,11 +357,14 @@ const natsLoop = async (round: number): Promise<LoopResult> => {
 // ---------------------------------------------------------------------------
 // report
 
-const rate = (n: number) => n >= 1e6 ? `${(n / 1e6).toFixed(2)}M/s` : `${(n / 1e3).toFixed(0)}k/s`
+const rate = (n: number) => Number.isNaN(n) ? "-" : n >= 1e6 ? `${(n / 1e6).toFixed(2)}M/s` : `${(n / 1e3).toFixed(0)}k/s`
 const percent = (share: number) => `${(share * 100).toFixed(0)}%`
-const ms = (n: number) => Number.isNaN(n) ? "-" : `${n.toFixed(1)} ms`
-const times = (n: number) => `${n.toFixed(2)}x`
-const burstRate = (run: BurstResult) => run.count / (run.deliveredMs / 1000)
+// (a NaN crossed IPC as null)
+const ms = (n: number | null) => n === null || Number.isNaN(n) ? "-" : `${n.toFixed(1)} ms`
+const times = (n: number) => Number.isFinite(n) ? `${n.toFixed(2)}x` : "-"
+/** Messages delivered per second of the burst; NaN when some were not delivered. */
+const burstRate = (run: BurstResult) =>
+  run.received === run.count && typeof run.deliveredMs === "number" ? run.count / (run.deliveredMs / 1000) : NaN
 
 const describeFanOut = (run: FanOut) =>
   `${rate(run.rate)}, ${run.cpuPerDelivery.toFixed(2)} µs node CPU per delivery (nodes ${
@@ -318,7 +378,8 @@ const describeBurst = (run: Burst) =>
   `written ${ms(run.writtenMs)} (loop ${ms(run.loopMs)}), delivered ${ms(run.deliveredMs)}, ${
     rate(burstRate(run))
   }, node CPU ${run.nodeCpuMs.map((n) => n.toFixed(0)).join(" + ")} ms, nats ${run.natsCpuMs.toFixed(0)} ms` +
-  (run.received !== run.count ? `, LOST ${run.count - run.received}` : "")
+  (run.received !== run.count ? `, LOST ${run.count - run.received}` : "") +
+  (run.closed ? ", the subscriber was closed by the server" : "")
 
 const describeLoop = (run: LoopResult) =>
   `publish loop ${ms(run.publishMs)}, + flush ${ms(run.flushMs)}, delivered ${ms(run.deliveredMs)}, ${
@@ -326,7 +387,7 @@ const describeLoop = (run: LoopResult) =>
   } published` + (run.received !== run.count ? `, LOST ${run.count - run.received}` : "")
 
 // the driver itself (and its threads) runs beside the load, off the server core
-execFileSync("taskset", ["-a", "-pc", loadCpu, String(process.pid)], { stdio: "ignore" })
+pinSelf(loadCpu)
 
 nats = await startNats(natsCpu)
 try {
@@ -346,7 +407,7 @@ try {
   const loops: Array<LoopResult> = []
   for (let round = 1; round <= rounds; round++) {
     const order = round % 2 === 1 ? kinds : [...kinds].reverse()
-    for (const kind of order) {
+    for (const kind of order.filter((kind) => kind.fanOut)) {
       const run = await fanOut(kind, round)
       fanOuts.get(kind.name)!.push(run)
       console.log(`round ${round} fan-out   ${kind.name.padEnd(9)} ${describeFanOut(run)}`)
@@ -361,14 +422,17 @@ try {
     console.log(`round ${round} NATS only           ${describeLoop(loop)}`)
   }
 
-  const fan = Object.fromEntries(kinds.map((kind) => [kind.name, medianBy(fanOuts.get(kind.name)!, (run) => run.rate)]))
+  const fan = Object.fromEntries(
+    kinds.filter((kind) => kind.fanOut).map((kind) => [kind.name, medianBy(fanOuts.get(kind.name)!, (run) => run.rate)])
+  )
   const bur = Object.fromEntries(
     kinds.filter((kind) => kind.burst).map((kind) => [kind.name, medianBy(bursts.get(kind.name)!, deliveredKey)])
   )
   const loop = medianBy(loops, (run) => run.flushMs)
   const one = { fan: fan["one node"]!, burst: bur["one node"]! }
   const two = { fan: fan["two nodes"]!, burst: bur["two nodes"]! }
-  const kept = { fan: fan["two nodes, history"]! }
+  const kept = { fan: fan["two nodes, history"]!, burst: bur["two nodes, history"]! }
+  const roomy = bur["history, 4 MiB outbound"]!
 
   writeResult({
     natsServer: nats.version,
@@ -382,7 +446,7 @@ try {
   })
 
   console.log("\nfan-out, median round of each setup\n")
-  console.table(Object.fromEntries(kinds.map((kind) => {
+  console.table(Object.fromEntries(kinds.filter((kind) => kind.fanOut).map((kind) => {
     const run = fan[kind.name]!
     return [kind.name, {
       "deliveries/s": rate(run.rate),
@@ -407,7 +471,8 @@ try {
       "delivered/s": rate(burstRate(run)),
       "node CPU": `${run.nodeCpuMs.map((n) => n.toFixed(0)).join(" + ")} ms`,
       "nats CPU": kind.name === "one node" ? "-" : `${run.natsCpuMs.toFixed(0)} ms`,
-      lost: run.count - run.received
+      lost: run.count - run.received,
+      "subscriber closed": run.closed ? "yes" : "no"
     }]
   })))
 
@@ -450,7 +515,13 @@ try {
       "two ÷ one": times(one.burst.deliveredMs / two.burst.deliveredMs)
     }
   })
-  console.log("\ntwo nodes, the channel keeping history in JetStream ÷ without history (higher is better for history)\n")
+  // CPU per message of a burst, µs: the nodes' summed, and nats-server's
+  const burstNodeUs = (run: Burst) => (sum(run.nodeCpuMs) * 1000) / run.count
+  const burstNatsUs = (run: Burst) => (run.natsCpuMs * 1000) / run.count
+  console.log(
+    "\ntwo nodes, the channels keeping history in JetStream ÷ without history (higher is better for history;\n" +
+      "fan-out: half the subscribers positioned; burst: the subscriber positioned; CPU per message: 10 ms ticks)\n"
+  )
   console.table({
     "fan-out deliveries/s": {
       "without": rate(two.fan.rate),
@@ -461,6 +532,31 @@ try {
       "without": `${two.fan.cpuPerDelivery.toFixed(3)} µs`,
       "history": `${kept.fan.cpuPerDelivery.toFixed(3)} µs`,
       "history ÷ without": times(two.fan.cpuPerDelivery / kept.fan.cpuPerDelivery)
+    },
+    "fan-out nats-server CPU per delivery": {
+      "without": `${two.fan.natsPerDelivery.toFixed(3)} µs`,
+      "history": `${kept.fan.natsPerDelivery.toFixed(3)} µs`,
+      "history ÷ without": times(two.fan.natsPerDelivery / kept.fan.natsPerDelivery)
+    },
+    [`${burstCount} publishes: delivered/s`]: {
+      "without": rate(burstRate(two.burst)),
+      "history": rate(burstRate(kept.burst)) + (kept.burst.closed ? " (subscriber closed)" : ""),
+      "history ÷ without": times(burstRate(kept.burst) / burstRate(two.burst))
+    },
+    [`${burstCount} publishes: delivered/s, 4 MiB outbound bound`]: {
+      "without": rate(burstRate(two.burst)),
+      "history": rate(burstRate(roomy)) + (roomy.closed ? " (subscriber closed)" : ""),
+      "history ÷ without": times(burstRate(roomy) / burstRate(two.burst))
+    },
+    [`${burstCount} publishes: node CPU per message (4 MiB)`]: {
+      "without": `${burstNodeUs(two.burst).toFixed(1)} µs`,
+      "history": `${burstNodeUs(roomy).toFixed(1)} µs`,
+      "history ÷ without": times(burstNodeUs(two.burst) / burstNodeUs(roomy))
+    },
+    [`${burstCount} publishes: nats-server CPU per message (4 MiB)`]: {
+      "without": `${burstNatsUs(two.burst).toFixed(1)} µs`,
+      "history": `${burstNatsUs(roomy).toFixed(1)} µs`,
+      "history ÷ without": times(burstNatsUs(two.burst) / burstNatsUs(roomy))
     }
   })
 

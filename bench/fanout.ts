@@ -7,7 +7,11 @@
  * `GET /sse` streams, the publisher a WebSocket); and Socket.IO 4 with rooms
  * over its WebSocket transport ("socket.io": the same lean load clients
  * speaking its packets); and effect-lhttp with the channel keeping history in
- * memory ("lhttp history": each publish appended, then fanned out).
+ * memory ("lhttp history": each publish numbered by the store, then fanned
+ * out), where half the subscribers ask for positions (`since:now` on their
+ * subscribe frame: a `position` frame first, not counted, then each message
+ * with its `channel:`, `offset:` and `epoch:` headers) and half are plain (the
+ * published text, byte for byte); the publisher's own subscriber is plain.
  *
  *   npm run bench:fanout            (or: node bench/fanout.ts)
  *
@@ -25,9 +29,8 @@
  * (64), FANOUT_PROCESSES of subscribers (1), FANOUT_SERVER_CPU (0),
  * FANOUT_LOAD_CPU (1), FANOUT_SERVERS (the names to run, comma-separated; default all).
  */
-import { execFileSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import { freePort, kill, Load, startServer } from "./fanout/children.ts"
+import { freePort, kill, Load, pinSelf, startServer } from "./fanout/children.ts"
 import type { Stats } from "./fanout/ipc.ts"
 import { measure, now, settle, sum, totalOf } from "./fanout/measure.ts"
 import { coreTicks, cpuMs, memoryMiB } from "./fanout/proc.ts"
@@ -51,12 +54,14 @@ const servers = [
   { name: "ws corked", file: file("./fanout/servers/ws-corked.ts"), transport: "websocket" },
   { name: "effect-lhttp", file: file("./fanout/servers/lhttp.ts"), transport: "websocket" },
   { name: "lhttp SSE", file: file("./fanout/servers/lhttp.ts"), transport: "sse" },
-  // the channel keeping history (in memory): every publish is appended, then fanned out
+  // the channel keeping history (in memory): every publish is numbered, then fanned out, rendered
+  // twice (as published for the plain half, with its position for the half that asked since:now)
   {
     name: "lhttp history",
     file: file("./fanout/servers/lhttp.ts"),
     transport: "websocket",
-    env: { LHTTP_BENCH_HISTORY: "fanout-" }
+    env: { LHTTP_BENCH_HISTORY: "fanout-" },
+    positionedShare: 0.5
   },
   { name: "socket.io", file: file("./fanout/servers/socketio.ts"), transport: "socketio" }
 ] as const
@@ -96,8 +101,12 @@ const runOnce = async (server: typeof servers[number], round: number): Promise<R
   const child = await startServer(serverCpu, server.file, port, "env" in server ? { env: server.env } : undefined)
   const loads: Array<Load> = []
   try {
-    for (const count of spread(subscribers - 1, processes)) {
-      loads.push(await Load.start(loadCpu, subscribersFile, [String(port), channel, String(count), server.transport]))
+    // the subscribers asking for positions (a share of all of them; the publisher's own one is plain)
+    const positioned = spread(Math.round(subscribers * ("positionedShare" in server ? server.positionedShare : 0)), processes)
+    for (const [i, count] of spread(subscribers - 1, processes).entries()) {
+      loads.push(
+        await Load.start(loadCpu, subscribersFile, [String(port), channel, String(count), server.transport, "1", String(positioned[i])])
+      )
     }
     const publisher = await Load.start(loadCpu, publisherFile, [
       String(port),
@@ -157,7 +166,7 @@ const describe = (run: Run) =>
   (run.lost > 0 || run.closed > 0 ? `, LOST ${run.lost} deliveries, ${run.closed} connections closed` : "")
 
 // the driver itself (and its threads) runs beside the load, off the server's core
-execFileSync("taskset", ["-a", "-pc", loadCpu, String(process.pid)], { stdio: "ignore" })
+pinSelf(loadCpu)
 
 console.log(
   `fan-out benchmark, node ${process.version}: ${subscribers} subscribers (one is the publisher), ` +
@@ -193,6 +202,17 @@ console.table(Object.fromEntries(chosen.map((server) => {
     lost: run.lost
   }]
 })))
+
+// the cost of history (issue 19's target: at least 0.85x), when both ran
+if (results.has("lhttp history") && results.has("effect-lhttp")) {
+  const kept = median(results.get("lhttp history")!)
+  const plain = median(results.get("effect-lhttp")!)
+  console.log(
+    `\nlhttp history (half the subscribers positioned) ÷ effect-lhttp (a plain channel): deliveries/s ${
+      (kept.rate / plain.rate).toFixed(2)
+    }x, server CPU per delivery ${(plain.cpuPerDelivery / kept.cpuPerDelivery).toFixed(2)}x (plain ÷ history)\n`
+  )
+}
 
 writeResult({
   subscribers,

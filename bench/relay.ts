@@ -32,11 +32,10 @@
  * (0), RELAY_LOAD_CPU (1), RELAY_DEADLINE seconds for the whole run (600).
  */
 import type { ChildProcess } from "node:child_process"
-import { execFileSync } from "node:child_process"
 import { readFileSync } from "node:fs"
 import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
-import { freePort, kill, Load, startServer, within } from "./fanout/children.ts"
+import { freePort, kill, Load, pinSelf, startServer, within } from "./fanout/children.ts"
 import type { Stats } from "./fanout/ipc.ts"
 import { now, settle } from "./fanout/measure.ts"
 import { cpuMs } from "./fanout/proc.ts"
@@ -361,7 +360,7 @@ const describeLatency = (run: Latency) =>
   (run.samples !== run.expected ? `, ${run.expected - run.samples} deliveries MISSING` : "")
 
 // the driver itself (and its threads) runs beside the load, off the server's core
-execFileSync("taskset", ["-a", "-pc", loadCpu, String(process.pid)], { stdio: "ignore" })
+pinSelf(loadCpu)
 
 console.log(
   `relay benchmark, node ${process.version}: ws naive, ws corked, effect-lhttp and socket.io, a fresh server per measurement; ` +

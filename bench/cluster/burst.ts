@@ -4,21 +4,25 @@
  * as fast as it can (one `write` each, encoded beforehand), and one subscriber
  * connection that counts them. Both live in this process, so one clock times
  * the last write and the last delivery. The publisher does not subscribe.
+ * With `positioned`, the subscriber asks for positions (`since:now`): on a
+ * history channel it gets a `position` frame first (not counted), then each
+ * message with its position headers.
  *
- *   node bench/cluster/burst.ts <publish port> <subscribe port> <channel>
+ *   node bench/cluster/burst.ts <publish port> <subscribe port> <channel> [positioned]
  */
 import type { Buffer } from "node:buffer"
 import { RawClient, textFrame } from "../fanout/client.ts"
 import { subscribeMessage } from "../fanout/ipc.ts"
 import { type BurstCommand, type BurstResult, chatMessage, now, reply } from "./ipc.ts"
 
-const [publishPort, subscribePort, channel] = process.argv.slice(2)
+const [publishPort, subscribePort, channel, mode] = process.argv.slice(2)
 // a burst that has not been delivered by then is reported with what arrived
 const limitMs = 8_000
 
 const publisher = await RawClient.connect(Number(publishPort))
 const subscriber = await RawClient.connect(Number(subscribePort))
-subscriber.send(textFrame(subscribeMessage(channel!)))
+const positioned = mode === "positioned"
+subscriber.subscribe(textFrame(subscribeMessage(channel!, "lhttp", positioned)), positioned)
 
 const probe = textFrame(chatMessage(channel!, 0))
 
@@ -41,7 +45,8 @@ const burst = (count: number): Promise<BurstResult> => {
         loopMs,
         writtenMs: writtenAt - start,
         deliveredMs: deliveredAt - start,
-        received: subscriber.count
+        received: subscriber.count,
+        closed: subscriber.closed
       })
     }
     const check = () => {

@@ -22,6 +22,8 @@ export interface BurstResult {
   readonly deliveredMs: number
   /** Frames the subscriber received. */
   readonly received: number
+  /** Whether the server closed the subscriber (e.g. 4001, a slow consumer). */
+  readonly closed: boolean
 }
 
 export type BurstReply =

@@ -3,6 +3,8 @@
  * with JetStream (for the history rows), killed when the driver exits,
  * whatever happens.
  */
+import { jetstreamManager } from "@nats-io/jetstream"
+import { connect } from "@nats-io/transport-node"
 import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -27,6 +29,12 @@ export interface NatsServer {
   readonly pid: number
   readonly version: string
   readonly stop: () => void
+  /**
+   * Deletes every JetStream stream: a history stream records every subject of
+   * the bus, so one left over from a history setup would record the next
+   * setup's messages too.
+   */
+  readonly deleteStreams: () => Promise<void>
 }
 
 const running = new Set<ChildProcess>()
@@ -68,12 +76,17 @@ export const startNats = async (cpu: string): Promise<NatsServer> => {
     // keep reading its output, so that a full pipe never blocks it
     child.stdout.resume()
     child.stderr.resume()
-    return {
-      url: `nats://127.0.0.1:${port}`,
-      pid: child.pid!,
-      version: /Version:\s+(\S+)/.exec(output)?.[1] ?? "?",
-      stop
+    const url = `nats://127.0.0.1:${port}`
+    const deleteStreams = async () => {
+      const nc = await connect({ servers: url })
+      try {
+        const jsm = await jetstreamManager(nc)
+        for await (const name of jsm.streams.names()) await jsm.streams.delete(name)
+      } finally {
+        await nc.close()
+      }
     }
+    return { url, pid: child.pid!, version: /Version:\s+(\S+)/.exec(output)?.[1] ?? "?", stop, deleteStreams }
   } catch (error) {
     stop()
     throw error

@@ -3,7 +3,7 @@
  * tracked, and is killed when the run ends or the driver exits, whatever
  * happens.
  */
-import { type ChildProcess, spawn } from "node:child_process"
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import { createServer } from "node:net"
 import type { Command, Reply } from "./ipc.ts"
 
@@ -120,5 +120,21 @@ export class Load<C extends { readonly type: string } = Command, Rp extends { re
 
   #next(): Promise<Rp> {
     return new Promise((resolve) => this.#waiting.push(resolve))
+  }
+}
+
+/**
+ * Pins this process and all its threads to `cpu`. `taskset -a` lists the
+ * threads and then sets each: a thread that ends in between makes it fail, so
+ * it is tried a few times before the run goes on unpinned (with a warning).
+ */
+export const pinSelf = (cpu: string): void => {
+  for (let attempt = 1; attempt <= 5; attempt++) {
+    try {
+      execFileSync("taskset", ["-a", "-pc", cpu, String(process.pid)], { stdio: "ignore" })
+      return
+    } catch (error) {
+      if (attempt === 5) console.log(`WARNING: could not pin the driver to CPU ${cpu}: ${String(error)}`)
+    }
   }
 }

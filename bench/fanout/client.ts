@@ -62,6 +62,12 @@ export type Protocol = "lhttp" | "socketio"
 export class RawClient {
   /** Complete data messages received. */
   count = 0
+  /**
+   * Data messages still to come that are not deliveries, so not counted: a
+   * subscription with `since:now` is answered with one `position` frame before
+   * any message of the channel (see {@link RawClient.subscribe}).
+   */
+  uncounted = 0
   /** Whether the server sent a close frame or the socket ended. */
   closed = false
   /** Called after each read that brought frames in (the publisher paces itself with it). */
@@ -124,6 +130,15 @@ export class RawClient {
     return new Promise((resolve, reject) => {
       const client: RawClient = new RawClient(port, { resolve: () => resolve(client), reject }, protocol, localAddress)
     })
+  }
+
+  /**
+   * Writes an encoded subscribe frame; with `positioned` (the frame has
+   * `since:now`), the `position` frame that answers it is not counted.
+   */
+  subscribe(frame: Buffer, positioned = false): void {
+    if (positioned) this.uncounted++
+    this.send(frame)
   }
 
   /** Writes an encoded client frame (over Socket.IO, once its namespace is connected). */
@@ -198,7 +213,10 @@ export class RawClient {
       : length
     const opcode = first & 15
     if (opcode < 8) {
-      if (first & 0x80) this.count++
+      if (first & 0x80) {
+        if (this.uncounted > 0) this.uncounted--
+        else this.count++
+      }
       if (this.count <= 0) this.#socketIo()
     } else if (opcode === 9) this.socket.write(pong)
     else if (opcode === 8) this.closed = true

@@ -78,11 +78,16 @@ export const serve = (clients: ReadonlyArray<Counted>, other?: (command: Publish
   reply({ type: "ready" })
 }
 
-/** The message that subscribes a connection to a channel: LHTTP, or Socket.IO's `join` event. */
-export const subscribeMessage = (channel: string, protocol: Protocol = "lhttp"): string =>
+/**
+ * The message that subscribes a connection to a channel: LHTTP, or Socket.IO's
+ * `join` event. `positioned` asks for positions (LHTTP `since:now`): on a
+ * history channel the server answers with a `position` frame, and each
+ * message comes with its `channel:`, `offset:` and `epoch:` headers.
+ */
+export const subscribeMessage = (channel: string, protocol: Protocol = "lhttp", positioned = false): string =>
   protocol === "socketio"
     ? `42${JSON.stringify(["join", channel])}`
-    : `LHTTP/1.0 bench\r\nsubscribe:${channel}\r\n\r\n`
+    : `LHTTP/1.0 bench\r\nsubscribe:${channel}\r\n${positioned ? "since:now\r\n" : ""}\r\n`
 
 /** The message a publisher sends to a channel: LHTTP, or Socket.IO's `publish` event. */
 export const publishMessage = (channel: string, body: string, protocol: Protocol = "lhttp"): string =>

@@ -6,14 +6,18 @@
  * `socketio`, WebSockets speaking Socket.IO's packets. With `sources` above
  * 1, connections come from that many loopback addresses in turn (127.0.0.1,
  * 127.0.0.2, ...), so that ten thousands of them do not run short of source ports.
+ * With `positioned` (LHTTP WebSockets only), that many of the connections,
+ * spread evenly among the others, subscribe with `since:now`: on a history
+ * channel each gets a `position` frame first (not counted) and then every
+ * message with its position headers; the rest get the published text.
  *
- *   node bench/fanout/subscribers.ts <port> <channel> <count> [websocket|sse|socketio] [sources]
+ *   node bench/fanout/subscribers.ts <port> <channel> <count> [websocket|sse|socketio] [sources] [positioned]
  */
 import { type Protocol, RawClient, textFrame } from "./client.ts"
 import { type Counted, serve, subscribeMessage } from "./ipc.ts"
 import { SseSubscriber } from "./sse.ts"
 
-const [port, channel, count, transport, sources] = process.argv.slice(2)
+const [port, channel, count, transport, sources, positionedArg] = process.argv.slice(2)
 // connections opened at once, well under the server's listen backlog
 const batch = 100
 
@@ -32,7 +36,15 @@ while (clients.length < Number(count)) {
   clients.push(...await Promise.all(Array.from({ length: size }, (_, i) => open(first + i))))
 }
 const subscribe = textFrame(subscribeMessage(channel!, protocol))
-for (const client of clients) if (client instanceof RawClient) client.send(subscribe)
+const subscribeSince = textFrame(subscribeMessage(channel!, protocol, true))
+const positioned = protocol === "lhttp" ? Math.min(Number(positionedArg ?? 0), clients.length) : 0
+// connection i asks for positions when the running share of positioned ones steps up there: evenly spread
+const asks = (i: number) => Math.floor(((i + 1) * positioned) / clients.length) > Math.floor((i * positioned) / clients.length)
+for (const [i, client] of clients.entries()) {
+  if (!(client instanceof RawClient)) continue
+  if (asks(i)) client.subscribe(subscribeSince, true)
+  else client.subscribe(subscribe)
+}
 serve(clients)
 
 // Naps half a millisecond every event-loop turn (the thread sleeps, using no
