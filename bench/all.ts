@@ -149,7 +149,7 @@ interface ClusterResult {
   readonly fanout: Record<"one node" | "two nodes" | "two nodes, history", FanOutRun & { natsPerDelivery?: number }>
   readonly burst:
     & Record<"one node" | "two nodes", ClusterBurst>
-    & Partial<Record<"two nodes, history" | "history, 4 MiB outbound", ClusterBurst>>
+    & Partial<Record<"two nodes, history" | "history, 4 MiB outbound" | "history, plain subscriber", ClusterBurst>>
 }
 
 const git = (...args: Array<string>) => {
@@ -387,6 +387,13 @@ const historySummary = {
       history: burstRateOf(cluster.burst["two nodes, history"]),
       "history ÷ plain": fixed(burstRateOf(cluster.burst["two nodes, history"]) / burstRateOf(cluster.burst["two nodes"]))
     },
+    "the same to a plain subscriber (the history channel's ingest)": {
+      plain: burstRateOf(cluster.burst["two nodes"]),
+      history: burstRateOf(cluster.burst["history, plain subscriber"]),
+      "history ÷ plain": fixed(
+        burstRateOf(cluster.burst["history, plain subscriber"]) / burstRateOf(cluster.burst["two nodes"])
+      )
+    },
     "the same, outbound bound 4 MiB (1 MiB above)": {
       plain: burstRateOf(cluster.burst["two nodes"]),
       history: burstRateOf(cluster.burst["history, 4 MiB outbound"]),
@@ -411,6 +418,12 @@ const historyTargets = [
     ratio: historyTarget("NATS, two nodes, 10,000"),
     met: (r: number) => r >= 0.5,
     burst: cluster?.burst["two nodes, history"]
+  },
+  {
+    target: "the same to a plain subscriber (the ingest, default settings): at least 0.5x",
+    ratio: historyTarget("the same to a plain subscriber"),
+    met: (r: number) => r >= 0.5,
+    burst: cluster?.burst["history, plain subscriber"]
   },
   {
     target: "the same with a 4 MiB outbound bound: at least 0.5x",

@@ -113,7 +113,7 @@ const stop = async (kind: Kind, setup: Setup) => {
 }
 
 interface Kind {
-  readonly name: "one node" | "two nodes" | "two nodes, history" | "history, 4 MiB outbound"
+  readonly name: "one node" | "two nodes" | "two nodes, history" | "history, 4 MiB outbound" | "history, plain subscriber"
   readonly start: () => Promise<Setup>
   /** Whether the fan-out runs on it. */
   readonly fanOut: boolean
@@ -161,6 +161,16 @@ const kinds: ReadonlyArray<Kind> = [
     history: true,
     positioned: 0.5,
     start: () => twoNodes({ LHTTP_BENCH_HISTORY: "fanout-,bench-", LHTTP_BENCH_MAX_OUTBOUND_BYTES: String(4 * 2 ** 20) })
+  },
+  // the burst with the defaults and a subscriber that does not ask for positions: what a history channel's
+  // ingest costs (every message recorded by JetStream and delivered from its copy), without the positioned frames
+  {
+    name: "history, plain subscriber",
+    fanOut: false,
+    burst: true,
+    history: true,
+    positioned: 0,
+    start: () => twoNodes({ LHTTP_BENCH_HISTORY: "fanout-,bench-" })
   }
 ]
 
@@ -433,6 +443,7 @@ try {
   const two = { fan: fan["two nodes"]!, burst: bur["two nodes"]! }
   const kept = { fan: fan["two nodes, history"]!, burst: bur["two nodes, history"]! }
   const roomy = bur["history, 4 MiB outbound"]!
+  const plainOnHistory = bur["history, plain subscriber"]!
 
   writeResult({
     natsServer: nats.version,
@@ -542,6 +553,11 @@ try {
       "without": rate(burstRate(two.burst)),
       "history": rate(burstRate(kept.burst)) + (kept.burst.closed ? " (subscriber closed)" : ""),
       "history ÷ without": times(burstRate(kept.burst) / burstRate(two.burst))
+    },
+    [`${burstCount} publishes: delivered/s, to a plain subscriber`]: {
+      "without": rate(burstRate(two.burst)),
+      "history": rate(burstRate(plainOnHistory)) + (plainOnHistory.closed ? " (subscriber closed)" : ""),
+      "history ÷ without": times(burstRate(plainOnHistory) / burstRate(two.burst))
     },
     [`${burstCount} publishes: delivered/s, 4 MiB outbound bound`]: {
       "without": rate(burstRate(two.burst)),
