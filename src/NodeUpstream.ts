@@ -240,8 +240,9 @@ export const make: (options: Options) => Effect.Effect<Upstream["Service"], Upst
           ))
       )
 
-    // the calls' series there from the start, at 0 (the duration histogram has its first observation at the first call)
+    // the calls' series and the duration histogram there from the start, empty (reading a metric registers it)
     yield* Metric.update(upstreamCalls, 0).pipe(Effect.provideService(Metric.CurrentMetricAttributes, { outcome: "ok" }))
+    yield* Metric.value(upstreamDuration)
 
     // each call's outcome and duration in the metrics (lhttp_upstream_calls_total, lhttp_upstream_duration_seconds)
     const measured = (call: Call) =>

@@ -238,6 +238,21 @@ describe("GET /metrics from the start", () => {
         ["failed", "ok"].map((outcome) => `${operation}/${outcome}=0`)).sort())
     }))
 
+  it.live("the main job with upstream calls allowed: the calls' counter and the duration histogram from the start, empty", () =>
+    Effect.gen(function*() {
+      const port = yield* Effect.promise(() => freePort())
+      const program = start(main, {
+        env: { LHTTP_PORT: String(port), LHTTP_HOST: "127.0.0.1", LHTTP_UPSTREAM_ALLOW: "http://127.0.0.1:1/" }
+      })
+      yield* Effect.addFinalizer(() => Effect.promise(() => program.stop("SIGTERM", 3_000)))
+      yield* Effect.promise(() => program.waitFor(/listening on/, 15_000))
+      const families = parse((yield* request(`http://127.0.0.1:${port}/metrics`)).body)
+      assert.deepStrictEqual(series(families, "lhttp_upstream_calls_total", "outcome"), { ok: "0" })
+      const duration = families.get("lhttp_upstream_duration_seconds")
+      assert.isDefined(duration)
+      assert.strictEqual(duration?.type, "HISTOGRAM")
+    }))
+
   it.live("on the NATS bus: lhttp_bus_reconnects_total at 0 from the start, then each reconnection in the same series", () =>
     Effect.gen(function*() {
       const nats = yield* natsServer
