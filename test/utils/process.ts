@@ -115,14 +115,31 @@ export const run = async (
   return { ...exit, output: program.output() }
 }
 
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
-export const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
+// ports handed out by this process: never twice
+const handedOut = new Set<number>()
+
+// a port is free if it can be listened on now
+const probe = (port: number): Promise<boolean> =>
+  new Promise((resolve) => {
     const server = Net.createServer()
     server.unref()
-    server.on("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address() as Net.AddressInfo
-      server.close(() => resolve(address.port))
-    })
+    server.once("error", () => resolve(false))
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)))
   })
+
+/**
+ * A TCP port on 127.0.0.1 that was free a moment ago, for a server a test
+ * starts later (nats-server, the main job). It is drawn from 20000-32767,
+ * below the kernel's ephemeral range (32768-60999 here), so that no client
+ * socket of the suite takes it before the server binds it, and never handed
+ * out twice by one process.
+ */
+export const freePort = async (): Promise<number> => {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_768)
+    if (handedOut.has(port)) continue
+    handedOut.add(port)
+    if (await probe(port)) return port
+  }
+  throw new Error("no free port in 20000-32767")
+}
