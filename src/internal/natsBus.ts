@@ -5,11 +5,12 @@
  * subscriptions delivered as the history stream numbered them.
  */
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node"
-import { Duration, Effect, Redacted, Result, Schedule } from "effect"
+import { Duration, Effect, Result, Schedule } from "effect"
 import { Bus, BusError } from "../Bus.ts"
 import * as Channel from "../Channel.ts"
 import type { Position } from "../History.ts"
 import type { Options } from "../NatsBus.ts"
+import { connectionOptions } from "./natsClient.ts"
 import { busReconnects } from "./metrics.ts"
 
 /** The default subject prefix. */
@@ -28,9 +29,6 @@ export const messageOverhead = 32
 const sequenceHeader = "Nats-Sequence"
 // and the sequence of the message before it on the same subject (0 for the first)
 const previousHeader = "Nats-Last-Sequence"
-
-const reveal = (value: Redacted.Redacted<string> | string | undefined): string =>
-  value === undefined ? "" : typeof value === "string" ? value : Redacted.value(value)
 
 const validPrefix = (prefix: string): boolean =>
   prefix === "" || (prefix.endsWith(".") && Result.isSuccess(Channel.validate(prefix.slice(0, -1))))
@@ -128,6 +126,8 @@ export const make = Effect.fnUntraced(function*(options: Options, numbering?: Nu
   let pendingBytes = 0
   // whether a publish was refused since the last replay (logged once)
   let full = false
+  // whether the first connection's failure was logged (once, however often it is retried)
+  let toldUnreachable = false
   let replayTimer: ReturnType<typeof setTimeout> | undefined
   let streamCheck: ReturnType<typeof setInterval> | undefined
 
@@ -254,13 +254,9 @@ export const make = Effect.fnUntraced(function*(options: Options, numbering?: Nu
   // a connection that opens after the bus was closed (the dial interrupted) is closed at once
   const dial = Effect.callback<NatsConnection, BusError>((resume, signal) => {
     connect({
-      servers,
-      name: options.name ?? "effect-lhttp",
-      reconnect: true,
+      ...connectionOptions(options, options.name ?? "effect-lhttp"),
       maxReconnectAttempts: options.maxReconnectAttempts ?? -1,
-      reconnectTimeWait: Duration.toMillis(reconnectTimeWait),
-      ...(options.token === undefined ? {} : { token: reveal(options.token) }),
-      ...(options.user === undefined ? {} : { user: options.user, pass: reveal(options.pass) })
+      reconnectTimeWait: Duration.toMillis(reconnectTimeWait)
     }).then(
       (nc) => {
         if (signal.aborted) void nc.close()
@@ -284,7 +280,10 @@ export const make = Effect.fnUntraced(function*(options: Options, numbering?: Nu
   yield* dial.pipe(
     Effect.tapError(() =>
       Effect.sync(() => {
-        if (state === "connecting" && connection === undefined) log(`NATS: unreachable at ${servers.join(", ")}, retrying`)
+        if (state === "connecting" && connection === undefined && !toldUnreachable) {
+          toldUnreachable = true
+          log(`NATS: unreachable at ${servers.join(", ")}, retrying`)
+        }
       })
     ),
     Effect.retry(Schedule.spaced(options.connectRetry ?? "1 second")),

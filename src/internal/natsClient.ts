@@ -1,10 +1,11 @@
 /**
- * The NATS client connection of the JetStream-backed services (the session
- * store, the channel history): the settings they read from the environment,
- * as the NATS bus reads them, and one connection each, drained at the end.
+ * The NATS client connection of the session store: the settings it reads
+ * from the environment, as the NATS bus reads them, one attempt to connect,
+ * and what a NATS without JetStream answers (the history, which is the NATS
+ * bus's own connection, reads that too).
  */
 import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node"
-import { Config, Effect, Option, Redacted, type Scope } from "effect"
+import { Config, Effect, Option, Redacted } from "effect"
 import { natsServersConfig } from "./config.ts"
 
 /** How to reach NATS: the servers and the credentials, if any. */
@@ -24,32 +25,6 @@ const reveal = (value: Redacted.Redacted<string> | string | undefined): string =
 /** The servers of options, as a list. */
 export const serversOf = (options: ClientOptions): Array<string> =>
   typeof options.servers === "string" ? [options.servers] : [...options.servers]
-
-/**
- * Connects (reconnecting for ever once connected) under `name`; the
- * connection is drained when the scope closes. `unreachable` makes the
- * error when NATS cannot be reached.
- */
-export const connectScoped = <E>(
-  options: ClientOptions,
-  name: string,
-  unreachable: (servers: string, cause: unknown) => E
-): Effect.Effect<NatsConnection, E, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.tryPromise({
-      try: () =>
-        connect({
-          servers: serversOf(options),
-          name,
-          reconnect: true,
-          maxReconnectAttempts: -1,
-          ...(options.token === undefined ? {} : { token: reveal(options.token) }),
-          ...(options.user === undefined ? {} : { user: options.user, pass: reveal(options.pass) })
-        }),
-      catch: (cause) => unreachable(serversOf(options).join(", "), cause)
-    }),
-    (nc) => Effect.promise(() => nc.drain().catch(() => nc.close()))
-  )
 
 /** Whether a JetStream call failed because that NATS has no JetStream. */
 export const noJetStream = (cause: unknown): boolean => {
@@ -75,7 +50,7 @@ export const clientConfig: Config.Config<ClientOptions> = Config.all({
 
 /**
  * The options of `connect` for these settings under `name`: reconnecting for
- * ever once connected, as {@link connectScoped} connects.
+ * ever once connected.
  */
 export const connectionOptions = (options: ClientOptions, name: string): ConnectionOptions => ({
   servers: serversOf(options),
