@@ -1,17 +1,21 @@
 /**
- * Fuzzing: 100,000 generated and mutated frames against the codec, and
- * 100,000 through the whole pipeline on the in-memory transport. The codec
- * never throws; the server answers every frame that does not decode with the
- * codec's error frame, in order, stays alive, and goes on serving another
- * connection. `FUZZ_RUNS` sets the count (`scripts/fuzz.sh` runs a longer one).
+ * Fuzzing: 100,000 generated and mutated frames against the codec, 100,000
+ * through the whole pipeline on the in-memory transport, and a twentieth of
+ * that over a real WebSocket. The codec never throws; the server answers
+ * every frame as the docs say (the statuses of protocol.md §5 and server.md
+ * read from the docs, one refusal per frame that does not decode, in order,
+ * with its id; one UnknownCommand per frame for no processor; one echo per
+ * valid echo), stays alive, and goes on serving. `FUZZ_RUNS` sets the count
+ * (`scripts/fuzz.sh` runs a longer one).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Result } from "effect"
+import { type Duration, Effect, Result } from "effect"
 import * as fc from "fast-check"
 import * as Echo from "../src/demo/Echo.ts"
 import * as Frame from "../src/Frame.ts"
 import * as Message from "../src/Message.ts"
-import { frame } from "./utils/lhttp.ts"
+import { readFileSync } from "node:fs"
+import { connect as connectWs, frame, startServer } from "./utils/lhttp.ts"
 import { startMemoryServer } from "./utils/memory.ts"
 
 const runs = Number(process.env.FUZZ_RUNS ?? 100_000)
@@ -46,6 +50,113 @@ const mutated = fc.tuple(valid, fc.nat(), fc.constantFrom("replace", "insert", "
 
 const anything = fc.oneof(built, mutated, fc.string({ maxLength: 64 }))
 
+/**
+ * The documented status of each reason, read from the docs themselves (an oracle independent of the code):
+ * the tables of protocol.md §5 and of server.md's "The server's reasons", and upstream.md's `NNN Reason`.
+ */
+const documentedStatus = (() => {
+  const table = new Map<string, number>()
+  for (const doc of ["docs/protocol.md", "docs/server.md", "docs/upstream.md"]) {
+    const text = readFileSync(doc, "utf8")
+    for (const row of text.matchAll(/^\| `([A-Za-z]+)` \| (\d{3}) \|/gm)) table.set(row[1]!, Number(row[2]))
+    for (const quoted of text.matchAll(/`(\d{3}) ([A-Z][A-Za-z]+)`/g)) table.set(quoted[2]!, Number(quoted[1]))
+  }
+  return table
+})()
+
+/** The reasons of protocol.md §5: the codec's own refusals. */
+const codecReasons = new Set(
+  Array.from(
+    readFileSync("docs/protocol.md", "utf8").split("## 5. The error frame")[1]!.split("## 6.")[0]!.matchAll(/^\| `([A-Za-z]+)` \|/gm),
+    (row) => row[1]!
+  )
+)
+
+/**
+ * The `id` header of a text whose header section parses, read line by line (the last value counts, an empty one is
+ * no id), or undefined.
+ */
+const idOf = (text: string): string | undefined => {
+  const end = text.indexOf("\r\n\r\n")
+  const head = end === -1 ? text : text.slice(0, end)
+  let id: string | undefined
+  for (const line of head.split("\r\n").slice(1)) if (line.startsWith("id:")) id = line.slice(3)
+  return id === "" ? undefined : id
+}
+
+/** The answers until the marker `echo` with id `end`. */
+const until = (next: (timeout?: Duration.Input) => Effect.Effect<string, Error>, timeout: Duration.Input) =>
+  Effect.gen(function*() {
+    const answers: Array<string> = []
+    while (true) {
+      const text = yield* next(timeout)
+      if (text === frame("echo", { id: "end" }, "end")) return answers
+      answers.push(text)
+    }
+  })
+
+const counts = (items: ReadonlyArray<string>) => {
+  const map = new Map<string, number>()
+  for (const item of items) map.set(item, (map.get(item) ?? 0) + 1)
+  return [...map].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+}
+
+/**
+ * Checks the answers to `inputs` (sent in order on one connection, then the marker):
+ * - every error frame's status is the documented one for its reason, and its reason is documented;
+ * - the codec's refusals (protocol.md §5) are exactly one per input that does not decode, in the inputs' order,
+ *   each with the input's `id` when its header section parsed (none when it did not);
+ * - `404 UnknownCommand`: exactly one per valid input of a command without a processor and without a built-in header,
+ *   with its `id`;
+ * - every valid `echo` is answered exactly once, with its body and its `id`;
+ * - nothing else but deliveries of what the fuzzer itself published (frames with a `publish` header) and
+ *   `429 TooManySubscriptions`.
+ */
+const checkAnswers = (inputs: ReadonlyArray<string>, answers: ReadonlyArray<string>, seed: number) => {
+  const refusals: Array<string> = []
+  const unknown: Array<string> = []
+  const echoes: Array<string> = []
+  for (const input of inputs) {
+    const parsed = Frame.parse(input, { maxHeaders: 64 })
+    const message = Message.decode(input, { maxHeaders: 64 })
+    if (Result.isFailure(message)) {
+      const id = Result.isSuccess(parsed) ? idOf(input) : undefined
+      refusals.push(`${message.failure.reason} ${id ?? "-"}`)
+      continue
+    }
+    // (a valid frame parses: its command, headers and body as the grammar reads them)
+    const { body, command, headers } = Result.getOrThrow(parsed)
+    const id = idOf(input)
+    if (command === "echo") {
+      echoes.push(frame("echo", id === undefined ? {} : { id }, body))
+    } else if (!["subscribe", "publish", "unsubscribe", "upstream"].some((name) => headers.has(name))) {
+      unknown.push(id ?? "-")
+    }
+  }
+  const seen = { refusals: [] as Array<string>, unknown: [] as Array<string>, echoes: [] as Array<string> }
+  for (const text of answers) {
+    const error = /^LHTTP\/1\.0 error\r\nstatus:(\d{3})\r\nreason:([A-Za-z]+)\r\n(?:id:([^\r\n]*)\r\n)?\r\n/.exec(text)
+    if (error !== null) {
+      const [, status, reason, id] = error
+      assert.strictEqual(Number(status), documentedStatus.get(reason!), `the documented status of ${reason} (FUZZ_SEED=${seed})`)
+      if (codecReasons.has(reason!)) seen.refusals.push(`${reason} ${id ?? "-"}`)
+      else if (reason === "UnknownCommand") seen.unknown.push(id ?? "-")
+      else assert.strictEqual(reason, "TooManySubscriptions", `${JSON.stringify(text)} (FUZZ_SEED=${seed})`)
+      continue
+    }
+    const parsed = Frame.parse(text)
+    assert.isTrue(Result.isSuccess(parsed), JSON.stringify(text))
+    // a delivery of the fuzzer's own publish carries its publish header; an echo reply carries only its id
+    if (Result.isSuccess(parsed) && parsed.success.headers.has("publish")) continue
+    seen.echoes.push(text)
+  }
+  assert.deepStrictEqual(seen.refusals, refusals, `the codec's refusals, in order, with ids (FUZZ_SEED=${seed})`)
+  assert.deepStrictEqual(counts(seen.unknown), counts(unknown), `UnknownCommand, with ids (FUZZ_SEED=${seed})`)
+  assert.deepStrictEqual(counts(seen.echoes), counts(echoes), `every valid echo answered once (FUZZ_SEED=${seed})`)
+  assert.isAbove(refusals.length, inputs.length / 10)
+  assert.isAbove(echoes.length, 0)
+}
+
 describe("Fuzz", () => {
   it("the codec: every input is a Message or a ProtocolError, never a throw", () => {
     fc.assert(
@@ -61,35 +172,36 @@ describe("Fuzz", () => {
     )
   })
 
-  it.live("the pipeline: each input that does not decode is answered with its error frame, in order; the server stays alive", () =>
+  it.live("the pipeline: every answer as the docs say (statuses, reasons, ids, echoes); the server stays alive", () =>
     Effect.gen(function*() {
       const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000)
       const inputs = fc.sample(anything, { numRuns: runs, seed })
-      // what the codec says of each, with the server's limits
-      const expected = inputs.flatMap((input) => {
-        const message = Message.decode(input, { maxHeaders: 64 })
-        return Result.isFailure(message) ? [message.failure.reason] : []
-      })
       const { connect } = yield* startMemoryServer({ processors: [Echo.Echo] }, Echo.layer)
       const fuzzer = yield* connect()
       for (let i = 0; i < inputs.length; i += 1000) yield* fuzzer.transport.sendAll(inputs.slice(i, i + 1000))
       yield* fuzzer.send(frame("echo", { id: "end" }, "end"))
-      // every frame until the marker's answer: the codec's refusals come in the order of their inputs
-      const reasons: Array<string> = []
-      while (true) {
-        const text = yield* fuzzer.next("30 seconds")
-        if (text === frame("echo", { id: "end" }, "end")) break
-        const error = /^LHTTP\/1\.0 error\r\nstatus:\d{3}\r\nreason:([A-Za-z]+)\r\n/.exec(text)
-        if (error !== null) reasons.push(error[1]!)
-      }
-      // the decode failures are answered, in the order of their inputs (other error frames may come between)
-      let at = 0
-      for (const reason of reasons) if (at < expected.length && reason === expected[at]) at++
-      assert.strictEqual(at, expected.length, `every decode failure was answered, in order (FUZZ_SEED=${seed})`)
-      assert.isAbove(expected.length, runs / 10)
+      const answers = yield* until(fuzzer.next, "30 seconds")
+      checkAnswers(inputs, answers, seed)
       // another connection is served
       const other = yield* connect()
       yield* other.send(frame("echo", {}, "still here"))
       assert.strictEqual(yield* other.next(), frame("echo", {}, "still here"))
+    }), 120_000)
+
+  it.live("over a real WebSocket: a share of the inputs, the same answers", () =>
+    Effect.gen(function*() {
+      const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000) + 1
+      // what a WebSocket text frame carries of a JavaScript string: its UTF-8 (a lone surrogate becomes U+FFFD)
+      const inputs = fc.sample(anything, { numRuns: Math.max(1, Math.floor(runs / 20)), seed }).map((input) =>
+        Buffer.from(input, "utf8").toString("utf8")
+      )
+      const server = yield* startServer({ processors: [Echo.Echo] }, Echo.layer)
+      const fuzzer = yield* connectWs(server.url)
+      for (const input of inputs) fuzzer.ws.send(input)
+      yield* fuzzer.send(frame("echo", { id: "end" }, "end"))
+      const answers = yield* until(fuzzer.next, "30 seconds")
+      checkAnswers(inputs, answers, seed)
+      yield* fuzzer.send(frame("echo", {}, "still here"))
+      assert.strictEqual(yield* fuzzer.next(), frame("echo", {}, "still here"))
     }), 120_000)
 })

@@ -186,7 +186,7 @@ describe("NatsHistory: JetStream history across nodes and restarts", () => {
       assert.deepStrictEqual([rest.frames.map(bodyOf), rest.position.recovered], [["m5", "m6", "m7", "m8"], "yes"])
     }), { timeout: 60_000 })
 
-  it.live("two nodes publishing to one channel and a subscriber recovering meanwhile: every message once, none missing", () =>
+  it.live("two nodes publishing to one channel and a subscriber recovering meanwhile: every message once, none missing, in the stream's order", () =>
     Effect.gen(function*() {
       const nats = yield* natsServerWith({ jetstream: true })
       const one = yield* node(nats.url)
@@ -195,35 +195,94 @@ describe("NatsHistory: JetStream history across nodes and restarts", () => {
       yield* subscribe(watcher, "h-race")
       const start = (yield* recovered(watcher)).position
       const publishers = [yield* one.connect(), yield* two.connect()]
-      const total = 200
-      const sending = Effect.forEach(
-        Array.from({ length: total }, (_, i) => i),
-        (i) => Effect.andThen(publish(publishers[i % 2]!, "h-race", `${i}`), Effect.sleep("1 millis")),
-        { discard: true }
-      )
-      const recovering = Effect.gen(function*() {
-        yield* Effect.sleep("40 millis")
-        const back = yield* one.connect()
-        yield* subscribe(back, "h-race", start)
-        return back
+      let sent = 0
+      const send = Effect.suspend(() => {
+        const n = sent++
+        return publish(publishers[n % 2]!, "h-race", `${n}`)
       })
-      const [, back] = yield* Effect.all([sending, recovering], { concurrency: "unbounded" })
-      const bodies = new Set<string>()
-      const offsets: Array<number> = []
-      let positions = 0
-      while (bodies.size < total) {
-        const frame = yield* back.next("10 seconds")
-        if (isPosition(frame)) {
-          positions++
-          continue
-        }
-        assert.isFalse(bodies.has(bodyOf(frame)), `twice: ${bodyOf(frame)}`)
-        bodies.add(bodyOf(frame))
-        offsets.push(History.offsetOf(frame))
+      // 200 before the recovery: it reads them one JetStream request each
+      for (let i = 0; i < 200; i++) yield* send
+      yield* Effect.forEach(publishers, (publisher) => publisher.nothing(), { discard: true })
+      const back = yield* one.connect()
+      // back's frames, as they arrive
+      const frames: Array<string> = []
+      yield* Effect.forkChild(Effect.forever(Effect.flatMap(back.next("60 seconds"), (frame) => Effect.sync(() => frames.push(frame)))))
+      const positionSeen = () => frames.some(isPosition)
+      yield* subscribe(back, "h-race", start)
+      // the barrier: publishing goes on until the position frame is here, then 20 more
+      const sentAtSubscribe = sent
+      let sentAtPosition = -1
+      while (sentAtPosition < 0 || sent < sentAtPosition + 20) {
+        yield* send
+        if (sentAtPosition < 0 && positionSeen()) sentAtPosition = sent
+        yield* Effect.sleep("1 millis")
       }
-      assert.strictEqual(positions, 1)
-      // the two publishers' frames may cross on the bus; each one came once, and the recovered part is in order
-      assert.strictEqual(new Set(offsets).size, total)
+      // the recovery overlapped the publishing: messages were published after the subscription was sent and before
+      // its position frame came
+      assert.isAbove(sentAtPosition - sentAtSubscribe, 0)
+      const total = sent
+      // a marker from each node after the loop: once both are here, anything sent twice would be here too
+      yield* publish(publishers[0]!, "h-race", "end 0")
+      yield* publish(publishers[1]!, "h-race", "end 1")
+      yield* until(Effect.sync(() => frames.some((f) => !isPosition(f) && bodyOf(f) === "end 0") && frames.some((f) => !isPosition(f) && bodyOf(f) === "end 1")), "15 seconds")
+      const delivered = frames.filter((frame) => !isPosition(frame))
+      const bodies = delivered.map(bodyOf)
+      assert.strictEqual(frames.filter(isPosition).length, 1)
+      // every message once, none missing
+      assert.sameMembers(bodies, [...Array.from({ length: total }, (_, n) => `${n}`), "end 0", "end 1"])
+      assert.strictEqual(new Set(bodies).size, bodies.length)
+      // in the stream's order, the recovered part and the live part alike: offsets only grow
+      const offsets = delivered.map(History.offsetOf)
+      offsets.forEach((offset, i) => {
+        if (i > 0 && !(offset > offsets[i - 1]!)) assert.fail(`offset ${offset} after ${offsets[i - 1]} at ${i}`)
+      })
+      // the position frame sits between the recovered part and the live part, at the recovery's offset
+      const at = frames.findIndex(isPosition)
+      const position = headersOf(frames[at]!)
+      assert.strictEqual(position.recovered, "yes")
+      assert.isTrue(frames.slice(0, at).every((f) => History.offsetOf(f) <= Number(position.offset)))
+      assert.isTrue(frames.slice(at + 1).every((f) => History.offsetOf(f) > Number(position.offset)))
+      assert.isAtLeast(at, 200)
+    }), { timeout: 60_000 })
+
+  it.live("the stream holds 1 GiB by default; with a small maxBytes the oldest messages go, and a recovery says Trimmed with what is kept", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServerWith({ jetstream: true })
+      const nc = yield* raw(nats.url)
+      const jsm = yield* Effect.promise(() => jetstreamManager(nc))
+      yield* node(nats.url)
+      assert.strictEqual((yield* Effect.promise(() => jsm.streams.info("LHTTP_HISTORY"))).config.max_bytes, 2 ** 30)
+      const small = yield* startMemoryServer({}, undefined, {
+        bus: NatsHistory.layer({
+          servers: nats.url,
+          connectRetry: "100 millis",
+          stream: "SMALL",
+          republishPrefix: "small-positions.",
+          subjectPrefix: "small.",
+          maxBytes: 8 * 1024,
+          policies: [{ prefix: "h-", size: 1000, ttl: Duration.minutes(5) }]
+        })
+      })
+      yield* until(small.server.isReady, "10 seconds")
+      assert.strictEqual((yield* Effect.promise(() => jsm.streams.info("SMALL"))).config.max_bytes, 8 * 1024)
+      const client = yield* small.connect()
+      yield* subscribe(client, "h-big")
+      const start = (yield* recovered(client)).position
+      const publisher = yield* small.connect()
+      const body = (i: number) => `${String(i).padStart(3, "0")}${"x".repeat(1000)}`
+      for (let i = 0; i < 30; i++) yield* publish(publisher, "h-big", body(i))
+      yield* publisher.nothing()
+      // all 30 live frames came: the stream stored each before it dropped the oldest
+      for (let i = 0; i < 30; i++) assert.strictEqual(bodyOf(yield* client.next("10 seconds")), body(i))
+      const back = yield* small.connect()
+      yield* subscribe(back, "h-big", start)
+      const { frames, position } = yield* recovered(back)
+      // 30 KB do not fit in 8 KiB: the oldest went; what is kept is the newest, in order
+      const kept = frames.map(bodyOf)
+      assert.isAbove(kept.length, 0)
+      assert.isBelow(kept.length, 30)
+      assert.deepStrictEqual(kept, Array.from({ length: kept.length }, (_, i) => body(30 - kept.length + i)))
+      assert.deepStrictEqual([position.recovered, position.reason], ["no", "Trimmed"])
     }), { timeout: 60_000 })
 
   it.live("positions travel beside the text: the NATS payload and a plain subscriber get the published text, forged positions never pass", () =>
