@@ -1190,6 +1190,28 @@ describe("browser SDK over long-poll and SSE (Node: fetch)", () => {
         assert.deepStrictEqual(c.closes, [])
         assert.strictEqual(httpConn(c).readyState, 1)
       }))
+
+    it.live(`${transport}: a frame whose command is close (or connected, reset, gap) is a message, not the end of the connection`, () =>
+      Effect.gen(function*() {
+        const { url } = yield* server()
+        const observer = yield* connect(url)
+        const c = yield* sdk(url, { transports: [transport] })
+        c.lhttp.context.subscribe("room", "watch", null, "")
+        yield* opened(c)
+        const id = httpConn(c).connection
+        // the subscription is in place once an echo sent after it comes back
+        assert.strictEqual((yield* Effect.promise(() => c.lhttp.request("echo", null, "ready"))).getBody(), "ready")
+        const commands = ["close", "connected", "reset", "gap"]
+        for (const command of commands) yield* observer.send(frame(command, { publish: "room" }, `{"code":1000,"reason":"${command}"}`))
+        yield* observer.send(frame("flash", { publish: "room" }, "marker"))
+        yield* c.next((ctx) => ctx.getBody() === "marker")
+        assert.deepStrictEqual(c.bodies, [...commands.map((command) => `{"code":1000,"reason":"${command}"}`), "marker"])
+        // the same connection, open, never closed nor resumed
+        assert.deepStrictEqual(c.closes, [])
+        assert.deepStrictEqual(c.states, ["connecting", "open"])
+        assert.strictEqual(httpConn(c).connection, id)
+        assert.strictEqual((yield* Effect.promise(() => c.lhttp.request("echo", null, "still here"))).getBody(), "still here")
+      }))
   }
 
   it.live("sse: what the server no longer holds when the stream resumes is told as a gap (on_error); the rest comes once, in order", () =>
@@ -1290,7 +1312,9 @@ describe("browser SDK over long-poll and SSE (Node: fetch)", () => {
       assert.strictEqual((yield* Effect.promise(() => pending)).getBody(), "asked as it ended")
       assert.strictEqual(yield* observer.next(), "LHTTP/1.0 chat\r\nevent:join\r\nroom:room\r\nfrom:alice\r\n\r\n")
       assert.strictEqual(yield* observer.next(), "LHTTP/1.0 chat\r\npublish:room\r\nfrom:alice\r\n\r\nsaid as it ended")
-      yield* observer.nothing()
+      // once: a marker sent after it through the same path (the client's POST /send) is the observer's next frame
+      c.lhttp.context.publish("room", "chat", null, "marker")
+      assert.strictEqual(yield* observer.next(), "LHTTP/1.0 chat\r\npublish:room\r\nfrom:alice\r\n\r\nmarker")
       assert.deepStrictEqual(c.closes.map((ctx) => [ctx.code, ctx.reason, ctx.willReconnect]), [[1000, "closed by the client", true]])
       assert.notStrictEqual(httpConn(c).connection, id)
       assert.deepStrictEqual(posts.filter((status) => status === 410), [410])
@@ -1322,8 +1346,10 @@ describe("browser SDK over long-poll and SSE (Node: fetch)", () => {
       for (let i = 0; i < count; i++) {
         assert.strictEqual(yield* observer.next(), `LHTTP/1.0 flash\r\npublish:room\r\n\r\n${i}`)
       }
-      yield* observer.nothing()
-      assert.strictEqual(statuses.filter((status) => status === 202).length, count + 1)
+      // once each: a marker sent after them through the same path (the client's POST /send) is the observer's next frame
+      c.lhttp.context.publish("room", "flash", null, "marker")
+      assert.strictEqual(yield* observer.next(), "LHTTP/1.0 flash\r\npublish:room\r\n\r\nmarker")
+      assert.strictEqual(statuses.filter((status) => status === 202).length, count + 2)
     }), { timeout: 30_000 })
 })
 

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Layer, Result } from "effect"
+import { Deferred, Duration, Effect, Layer, Result } from "effect"
 import { TestClock } from "effect/testing"
 import * as Channel from "../src/Channel.ts"
 import * as Frame from "../src/Frame.ts"
@@ -25,21 +25,6 @@ const take = (client: MemoryClient, n: number) =>
 
 const bodyOf = (text: string) => Result.getOrThrow(Frame.parse(text)).body
 const textBodyOf = (message: History.Stored) => bodyOf(message.text)
-
-/**
- * The memory store with a window around each read, as a store across a network has: other fibers
- * (a publisher's connection) run before the read and between the read and its answer.
- */
-const slowReads = (options: History.Options) =>
-  Layer.sync(History.History, () => {
-    const store = History.makeMemory(options)
-    const others = Effect.repeat(Effect.yieldNow, { times: 20 })
-    return History.History.of({
-      ...store,
-      recover: (channel, policy, since) =>
-        others.pipe(Effect.andThen(store.recover(channel, policy, since)), Effect.tap(() => others))
-    })
-  })
 
 const server = (history = History.layerMemory({ policies: [policy] })) =>
   startMemoryServer({ maxConnections: 100 }, undefined, { history })
@@ -295,34 +280,212 @@ describe("History", () => {
 
   it.effect("a publisher racing a recovering subscriber: every offset once, in order, across the switch", () =>
     Effect.gen(function*() {
-      const { connect } = yield* server(slowReads({ policies: [{ ...policy, size: 10_000 }] }))
+      // the recovery's read is held at two gates: before it reads the store, and before it answers
+      const started = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const read = yield* Deferred.make<void>()
+      const answer = yield* Deferred.make<void>()
+      const gated = Layer.sync(History.History, () => {
+        const store = History.makeMemory({ policies: [{ ...policy, size: 10_000 }] })
+        return History.History.of({
+          ...store,
+          recover: (channel, policy, since) =>
+            since === undefined ? store.recover(channel, policy, since) : Deferred.succeed(started, undefined).pipe(
+              Effect.andThen(Deferred.await(release)),
+              Effect.andThen(store.recover(channel, policy, since)),
+              Effect.tap(() => Deferred.succeed(read, undefined)),
+              Effect.tap(() => Deferred.await(answer))
+            )
+        })
+      })
+      const { connect } = yield* server(gated)
       const publisher = yield* connect()
       const watcher = yield* connect()
       yield* watcher.send("LHTTP/1.0 chat\r\nsubscribe:h-race\r\nsince:now\r\n\r\n")
       const { epoch } = headersOf(yield* watcher.next())
-      const total = 400
-      // the publisher's frames and the recovering subscription are processed interleaved
-      const sending = Effect.forEach(
-        Array.from({ length: total }, (_, i) => i),
-        (i) => Effect.andThen(publish(publisher, "h-race", `${i}`), Effect.yieldNow),
-        { discard: true }
-      )
-      const recovering = Effect.gen(function*() {
-        yield* Effect.yieldNow
-        const back = yield* connect()
-        yield* back.send(`LHTTP/1.0 chat\r\nsubscribe:h-race\r\nsince:${epoch}:0\r\n\r\n`)
-        return back
-      })
-      const [, back] = yield* Effect.all([sending, recovering], { concurrency: "unbounded" })
+      const batch = (from: number) =>
+        Effect.gen(function*() {
+          for (let i = from; i < from + 10; i++) yield* publish(publisher, "h-race", `${i}`)
+          // once the publisher's next message is answered, these are published
+          yield* publisher.nothing()
+        })
+      // before the recovery; while it waits to read (subscribed, not read yet); after the read, before the answer;
+      // after the answer
+      yield* batch(0)
+      const back = yield* connect()
+      yield* back.send(`LHTTP/1.0 chat\r\nsubscribe:h-race\r\nsince:${epoch}:0\r\n\r\n`)
+      yield* Deferred.await(started)
+      yield* batch(10)
+      yield* Deferred.succeed(release, undefined)
+      yield* Deferred.await(read)
+      yield* batch(20)
+      yield* Deferred.succeed(answer, undefined)
+      yield* batch(30)
+      const total = 40
       const offsets: Array<number> = []
       let positionAt = -1
-      while (offsets.length < total || positionAt < 0) {
+      while (offsets.length < total) {
         const frame = yield* back.next()
-        if (frame.startsWith("LHTTP/1.0 position")) positionAt = offsets.length
-        else offsets.push(History.offsetOf(frame))
+        if (frame.startsWith("LHTTP/1.0 position")) {
+          assert.strictEqual(positionAt, -1, "one position frame")
+          positionAt = offsets.length
+          assert.deepStrictEqual(headersOf(frame), { channel: "h-race", epoch, offset: "20", recovered: "yes" })
+        } else offsets.push(History.offsetOf(frame))
       }
       assert.deepStrictEqual(offsets, Array.from({ length: total }, (_, i) => i + 1))
-      assert.isAtLeast(positionAt, 0)
+      // the switch fell mid-stream: what the read saw (published before it and while it waited) came before the
+      // position frame, what was published after the read came after it, once
+      assert.strictEqual(positionAt, 20)
       yield* back.nothing()
     }))
+
+  it.effect("a frame published to several history channels is delivered on each with that channel's position", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* server()
+      const subscriber = yield* connect()
+      yield* subscriber.send("LHTTP/1.0 chat\r\nsubscribe:h-a h-b\r\nsince:now\r\n\r\n")
+      const positions = (yield* take(subscriber, 2)).map(headersOf)
+      const epochOf = (name: string) => positions.find((headers) => headers.channel === name)!.epoch!
+      assert.notStrictEqual(epochOf("h-a"), epochOf("h-b"))
+      const publisher = yield* connect()
+      // h-a is one message ahead of h-b
+      yield* publish(publisher, "h-a", "only a")
+      assert.strictEqual(yield* subscriber.next(), `LHTTP/1.0 chat\r\nchannel:h-a\r\noffset:1\r\nepoch:${epochOf("h-a")}\r\npublish:h-a\r\n\r\nonly a`)
+      yield* publish(publisher, "h-a h-b", "both")
+      const both = yield* take(subscriber, 2)
+      assert.sameMembers(both, [
+        `LHTTP/1.0 chat\r\nchannel:h-a\r\noffset:2\r\nepoch:${epochOf("h-a")}\r\npublish:h-a h-b\r\n\r\nboth`,
+        `LHTTP/1.0 chat\r\nchannel:h-b\r\noffset:1\r\nepoch:${epochOf("h-b")}\r\npublish:h-a h-b\r\n\r\nboth`
+      ])
+      yield* subscriber.nothing()
+    }))
+
+  it.effect("the first policy whose prefix matches counts, not a longer one after it", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* server(History.layerMemory({
+        policies: [{ prefix: "h-", size: 2, ttl: Duration.minutes(1) }, { prefix: "h-long-", size: 50, ttl: Duration.minutes(1) }]
+      }))
+      const client = yield* connect()
+      yield* client.send("LHTTP/1.0 chat\r\nsubscribe:h-long-x\r\nsince:now\r\n\r\n")
+      const { epoch } = headersOf(yield* client.next())
+      const publisher = yield* connect()
+      for (let i = 1; i <= 5; i++) yield* publish(publisher, "h-long-x", `m${i}`)
+      yield* publisher.nothing()
+      const back = yield* connect()
+      yield* back.send(`LHTTP/1.0 chat\r\nsubscribe:h-long-x\r\nsince:${epoch}:0\r\n\r\n`)
+      const got = yield* take(back, 3)
+      // size 2 (the first policy), not 50 (the second)
+      assert.deepStrictEqual(got.slice(0, 2).map(bodyOf), ["m4", "m5"])
+      assert.deepStrictEqual(headersOf(got[2]!), { channel: "h-long-x", epoch, offset: "5", recovered: "no", reason: "Trimmed" })
+    }))
+
+  it("the server's internal channels ($...) never keep history, even under a policy for every channel", () => {
+    const every: History.Policy = { prefix: "", size: 100, ttl: Duration.minutes(1) }
+    // clients cannot name a $ channel (Channel.validate refuses it): the server's own are made inside
+    const internal = "$presence.room" as Channel.ChannelId
+    assert.isUndefined(History.policyLookup([every])(internal))
+    assert.isUndefined(History.makeMemory({ policies: [every] }).policyOf(internal))
+    assert.strictEqual(History.makeMemory({ policies: [every] }).policyOf(channel("room")), every)
+    assert.isTrue(Result.isFailure(Channel.validate("$presence.room")))
+  })
+
+  it.effect("the memory store's epoch is new after a restart: a position from before is EpochChanged", () =>
+    Effect.gen(function*() {
+      const before = History.makeMemory({ policies: [policy] })
+      const c = channel("h-1")
+      const position = yield* before.append(c, policy, "LHTTP/1.0 m\r\n\r\nm1")
+      // the same process started again: a new store
+      const after = History.makeMemory({ policies: [policy] })
+      yield* after.append(c, policy, "LHTTP/1.0 m\r\n\r\nm1")
+      const recovery = yield* after.recover(c, policy, { ...position, offset: 0 })
+      assert.notStrictEqual(recovery.position.epoch, position.epoch)
+      assert.deepStrictEqual([recovery.messages, recovery.reason], [[], "EpochChanged"])
+    }))
+
+  it.effect("the memory store keeps 10,000 channels by default: the 10,001st makes the one used longest ago go", () =>
+    Effect.gen(function*() {
+      const store = History.makeMemory({ policies: [policy] })
+      const first = yield* store.append(channel("h-0"), policy, "LHTTP/1.0 m\r\n\r\nx")
+      const second = yield* store.append(channel("h-1"), policy, "LHTTP/1.0 m\r\n\r\nx")
+      for (let i = 2; i < 10_000; i++) yield* store.append(channel(`h-${i}`), policy, "LHTTP/1.0 m\r\n\r\nx")
+      // 10,000 channels: all kept, h-0 too (a recovery is a use: h-1 is now the one used longest ago)
+      const kept = yield* store.recover(channel("h-0"), policy, { ...first, offset: 0 })
+      assert.deepStrictEqual([kept.messages.length, kept.reason], [1, undefined])
+      // the 10,001st: h-1 goes, its epoch with it
+      yield* store.append(channel("h-10000"), policy, "LHTTP/1.0 m\r\n\r\nx")
+      assert.strictEqual((yield* store.recover(channel("h-1"), policy, { ...second, offset: 0 })).reason, "EpochChanged")
+    }))
+})
+
+// ---------------------------------------------------------------------------
+// Forged positions end to end (docs/security.md "Forged positions", history-and-presence.md): a
+// publisher's own channel, offset and epoch headers never reach a subscription that asked for
+// positions, whatever carried the message: a WebSocket, POST /publish, a program on NATS. (The
+// imports of this part are here, with it: imports are hoisted.)
+// ---------------------------------------------------------------------------
+
+import { connect as natsConnect } from "@nats-io/transport-node"
+import * as NatsHistory from "../src/NatsHistory.ts"
+import { connect as wsConnect, frame, request, startServer } from "./utils/lhttp.ts"
+import { natsServerWith } from "./utils/nats.ts"
+import { until } from "./utils/wait.ts"
+
+const forgedHead = "offset:99\r\nepoch:forged\r\nchannel:h-elsewhere\r\n"
+
+describe("History: forged positions never reach a positioned subscription, end to end", () => {
+  it.live("over WebSocket and POST /publish: the positioned subscriber gets the server's position and none of the publisher's; a plain one the text as sent", () =>
+    Effect.gen(function*() {
+      const { url, http } = yield* startServer({}, undefined, { history: History.layerMemory({ policies: [policy] }) })
+      const positioned = yield* wsConnect(url)
+      yield* positioned.send(frame("chat", { subscribe: "h-room", since: "now" }))
+      const { epoch } = headersOf(yield* positioned.next())
+      const plain = yield* wsConnect(url)
+      yield* plain.send(frame("chat", { subscribe: "h-room" }))
+      yield* plain.nothing()
+      const publisher = yield* wsConnect(url)
+      const overWs = `LHTTP/1.0 chat\r\nx-order:1\r\n${forgedHead}publish:h-room\r\n\r\nover ws`
+      yield* publisher.send(overWs)
+      const overHttp = `LHTTP/1.0 chat\r\n${forgedHead}publish:h-room\r\nx-order:2\r\n\r\nover POST /publish`
+      assert.strictEqual((yield* request(`${http}/publish`, { method: "POST", body: overHttp })).status, 204)
+      assert.strictEqual(
+        yield* positioned.next(),
+        `LHTTP/1.0 chat\r\nchannel:h-room\r\noffset:1\r\nepoch:${epoch}\r\nx-order:1\r\npublish:h-room\r\n\r\nover ws`
+      )
+      assert.strictEqual(
+        yield* positioned.next(),
+        `LHTTP/1.0 chat\r\nchannel:h-room\r\noffset:2\r\nepoch:${epoch}\r\npublish:h-room\r\nx-order:2\r\n\r\nover POST /publish`
+      )
+      assert.deepStrictEqual([yield* plain.next(), yield* plain.next()], [overWs, overHttp])
+      // a recovery gives the same renderings, the forged headers removed
+      const back = yield* wsConnect(url)
+      yield* back.send(frame("chat", { subscribe: "h-room", since: `${epoch}:0` }))
+      assert.deepStrictEqual([headersOf(yield* back.next()), headersOf(yield* back.next())].map((headers) => [headers.channel, headers.offset, headers.epoch]), [
+        ["h-room", "1", epoch],
+        ["h-room", "2", epoch]
+      ])
+    }))
+
+  it.live("a program on NATS publishing forged headers: the positioned subscriber gets the stream's position, none of the forged ones", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServerWith({ jetstream: true })
+      const { connect } = yield* startMemoryServer({}, undefined, {
+        bus: NatsHistory.layer({ servers: nats.url, connectRetry: "100 millis", policies: [policy] })
+      })
+      const positioned = yield* connect()
+      // ready once the subscription answers (the node connected, its stream set up)
+      yield* until(Effect.gen(function*() {
+        yield* positioned.send("LHTTP/1.0 chat\r\nsubscribe:h-bus\r\nsince:now\r\n\r\n")
+        const answer = headersOf(yield* positioned.next("10 seconds"))
+        return answer.epoch !== undefined
+      }), "20 seconds")
+      const nc = yield* Effect.acquireRelease(Effect.promise(() => natsConnect({ servers: nats.url })), (nc) => Effect.promise(() => nc.close()))
+      nc.publish("lhttp.h-bus", `LHTTP/1.0 chat\r\n${forgedHead}publish:h-bus\r\n\r\nfrom the bus`)
+      const received = yield* positioned.next("10 seconds")
+      const headers = headersOf(received)
+      assert.deepStrictEqual(Object.keys(headers), ["channel", "offset", "epoch", "publish"])
+      assert.strictEqual(headers.channel, "h-bus")
+      assert.notStrictEqual(headers.epoch, "forged")
+      assert.strictEqual(History.offsetOf(received), 1)
+      assert.strictEqual(bodyOf(received), "from the bus")
+    }), { timeout: 40_000 })
 })

@@ -3,18 +3,24 @@
  * Events, long-poll and `POST /send`, beside WebSocket clients, on one core.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Fiber, Layer, Result } from "effect"
+import { Deferred, Duration, Effect, Exit, Fiber, Layer, Result } from "effect"
 import * as Http from "node:http"
 import * as Connection from "../src/Connection.ts"
 import * as Echo from "../src/demo/Echo.ts"
+import * as Filter from "../src/Filter.ts"
 import * as Frame from "../src/Frame.ts"
 import * as History from "../src/History.ts"
 import type * as LhttpServer from "../src/LhttpServer.ts"
+import * as LhttpServerModule from "../src/LhttpServer.ts"
+import * as NodeLhttpServer from "../src/NodeLhttpServer.ts"
 import * as Processor from "../src/Processor.ts"
+import * as Rejections from "../src/Rejection.ts"
 import { Rejection } from "../src/Rejection.ts"
 import type * as Transport from "../src/Transport.ts"
+import { vi } from "vitest"
 import { getJson, send, sse, type SseClient } from "./utils/http.ts"
 import { connect, frame, request, startServer } from "./utils/lhttp.ts"
+import { startMemoryServer } from "./utils/memory.ts"
 import { eventually, until } from "./utils/wait.ts"
 
 // the connections whose onClose ran, by the id the processor gave them
@@ -95,6 +101,13 @@ const pollFrames = (http: string, key: string, cursor: number, count: number) =>
       cursor = answer.body.cursor!
     }
     return { frames, cursor }
+  })
+
+/** `POST /send` with raw bytes: the status, the body and the headers. */
+const sendRaw = (http: string, key: string, body: string | Uint8Array<ArrayBuffer>) =>
+  Effect.promise(async () => {
+    const response = await fetch(`${http}/send?connection=${encodeURIComponent(key)}`, { method: "POST", body })
+    return { status: response.status, body: await response.text(), headers: response.headers }
   })
 
 describe("HTTP transports: one channel, three transports", () => {
@@ -186,6 +199,8 @@ describe("HTTP transports: SSE", () => {
       const { stream, key } = yield* openSse(http, "?subscribe=fmt")
       assert.strictEqual(stream.headers["content-type"], "text/event-stream; charset=utf-8")
       assert.strictEqual(stream.headers["cache-control"], "no-cache, no-transform")
+      // no response buffering in proxies that honour it (nginx): docs/operations.md
+      assert.strictEqual(stream.headers["x-accel-buffering"], "no")
       assert.match(key, /^[A-Za-z0-9_-]{22}$/)
       yield* send(http, key, frame("echo", {}, ""))
       assert.strictEqual((yield* nextFrame(stream)).id, `${key}:1`)
@@ -614,6 +629,8 @@ describe("HTTP transports: POST /send and the rules", () => {
       for (const path of ["/sse", "/poll", "/send?connection=x"]) {
         const refused = yield* request(`${http}${path}`, { headers: { origin: "https://evil.example" } })
         assert.strictEqual(refused.status, 403, path)
+        // CORS headers go to allowed origins only
+        assert.isNull(refused.headers.get("access-control-allow-origin"), path)
       }
       const allowed = yield* request(`${http}/poll`, { headers: { origin: "https://app.example" } })
       assert.strictEqual(allowed.status, 200)
@@ -625,12 +642,21 @@ describe("HTTP transports: POST /send and the rules", () => {
       assert.strictEqual(preflight.status, 204)
       assert.strictEqual(preflight.headers.get("access-control-allow-methods"), "POST, DELETE")
       assert.strictEqual(preflight.headers.get("access-control-allow-origin"), "https://app.example")
+      // with no allowlist, every origin is allowed and echoed
+      const open = yield* server()
+      for (const path of ["/poll", "/send?connection=x"]) {
+        const any = yield* request(`${open.http}${path}`, { headers: { origin: "https://any.example" } })
+        assert.notStrictEqual(any.status, 403, path)
+        assert.strictEqual(any.headers.get("access-control-allow-origin"), "https://any.example", path)
+      }
     }))
 
   it.live("a connection with 1,024 frames waiting to be processed answers 429 to the next POST /send", () =>
     Effect.gen(function*() {
       gate = Deferred.makeUnsafe()
       const { http } = yield* server()
+      // a failed assertion must not leave the frames at the gate (the server's drain, first, would wait for them)
+      yield* Effect.addFinalizer(() => Effect.asVoid(Deferred.succeed(gate, undefined)))
       const key = yield* openPoll(http)
       // the first waits at the gate; 1,024 more wait behind it
       let status = 202
@@ -641,6 +667,13 @@ describe("HTTP transports: POST /send and the rules", () => {
       }
       assert.strictEqual(status, 429)
       assert.strictEqual(sent, 1025)
+      // and it says when to come back
+      const again = yield* sendRaw(http, key, frame("slow", {}, "again"))
+      assert.deepStrictEqual([again.status, again.headers.get("retry-after"), again.body], [
+        429,
+        "1",
+        "the connection is behind: send again later\n"
+      ])
       yield* Deferred.succeed(gate, undefined)
       // all that was taken is processed, then sending works again
       const done = yield* pollFrames(http, key, 0, sent)
@@ -930,5 +963,400 @@ describe("HTTP transports: defaults that hold against one client", () => {
       yield* ws.send(frame("chat", { publish: "h-b" }, "live"))
       const live = yield* pollFrames(http, key, cursor, 1)
       assert.deepStrictEqual(live.frames.map((text) => [headerOf(text, "channel"), headerOf(text, "offset")]), [["h-b", "1"]])
+    }))
+})
+
+// ---------------------------------------------------------------------------
+// Issue 21: the claims of docs/transports.md and docs/security.md about the HTTP transports
+// ---------------------------------------------------------------------------
+
+describe("HTTP transports: authorize and authenticateMessage from every transport", () => {
+  it.live("authorize decides on the URL's subscriptions of SSE and long-poll (subscribe= and since=); a subscription made by code is not asked", () =>
+    Effect.gen(function*() {
+      const asked: Array<string> = []
+      const Join = Processor.make("join")
+      const JoinLive = Join.toLayer({ onMessage: (exchange) => Effect.orDie(exchange.connection.subscribe([exchange.text])) })
+      const { http, url } = yield* startServer({
+        processors: [Echo.Echo, Join],
+        authorize: ({ action, channels }) => {
+          asked.push(`${action} ${channels.join(",")}`)
+          return action === "subscribe" && channels.some((channel) => channel.endsWith("secret"))
+            ? Effect.fail(Rejections.forbidden("nobody hears secret"))
+            : Effect.void
+        }
+      }, Layer.mergeAll(Echo.layer, JoinLive), {
+        history: History.layerMemory({ policies: [{ prefix: "h-", size: 10, ttl: Duration.minutes(1) }] })
+      })
+      const refusal = "LHTTP/1.0 error\r\nstatus:403\r\nreason:Forbidden\r\n\r\nnobody hears secret"
+      const publisher = yield* connect(url)
+      // SSE: subscribe= (the whole list refused: "open" is not subscribed either), and since=
+      const plain = yield* openSse(http, "?subscribe=open+secret")
+      assert.strictEqual((yield* nextFrame(plain.stream)).text, refusal)
+      const since = yield* openSse(http, "?since=h-secret:now")
+      assert.strictEqual((yield* nextFrame(since.stream)).text, refusal)
+      // long-poll: the same
+      const polled = yield* openPoll(http, "?subscribe=open,secret")
+      assert.deepStrictEqual((yield* pollFrames(http, polled, 0, 1)).frames, [refusal])
+      assert.deepStrictEqual(asked, ["subscribe open,secret", "subscribe h-secret", "subscribe open,secret"])
+      // nothing was subscribed: a marker published after the others is the next frame of each
+      for (const key of [plain.key, since.key, polled]) yield* send(http, key, frame("m", { subscribe: "marker" }))
+      yield* send(http, plain.key, frame("echo", {}, "subscribed"))
+      assert.strictEqual((yield* nextFrame(plain.stream)).text, frame("echo", {}, "subscribed"))
+      yield* send(http, since.key, frame("echo", {}, "subscribed"))
+      assert.strictEqual((yield* nextFrame(since.stream)).text, frame("echo", {}, "subscribed"))
+      yield* send(http, polled, frame("echo", {}, "subscribed"))
+      const ready = yield* pollFrames(http, polled, 1, 1)
+      for (const channel of ["open", "secret", "h-secret", "marker"]) yield* publisher.send(frame("chat", { publish: channel }, channel))
+      assert.strictEqual((yield* nextFrame(plain.stream)).text, frame("chat", { publish: "marker" }, "marker"))
+      assert.strictEqual((yield* nextFrame(since.stream)).text, frame("chat", { publish: "marker" }, "marker"))
+      assert.deepStrictEqual((yield* pollFrames(http, polled, ready.cursor, 1)).frames, [frame("chat", { publish: "marker" }, "marker")])
+      // a subscription made by code (connection.subscribe) is the app's own: not asked, and made
+      asked.length = 0
+      yield* send(http, plain.key, frame("join", {}, "secret"))
+      yield* send(http, plain.key, frame("echo", {}, "joined"))
+      assert.strictEqual((yield* nextFrame(plain.stream)).text, frame("echo", {}, "joined"))
+      yield* publisher.send(frame("chat", { publish: "secret" }, "for code"))
+      assert.strictEqual((yield* nextFrame(plain.stream)).text, frame("chat", { publish: "secret" }, "for code"))
+      assert.deepStrictEqual(asked, ["publish secret"])
+    }))
+})
+
+describe("HTTP transports: authentication by the first message", () => {
+  const User = Connection.key<string>("user")
+  const Me = Processor.make("me")
+  const MeLive = Me.toLayer({ onMessage: (exchange) => exchange.send(exchange.connection.get(User) ?? "nobody") })
+  const authenticateMessage = (message: { readonly command: string; readonly headers: ReadonlyMap<string, string> }, data: LhttpServer.Admission) => {
+    if (message.command !== "auth" || message.headers.get("token") !== "t-alice") {
+      return Effect.fail(new Rejection({ status: 401, reason: "Unauthorized", message: "who are you?" }))
+    }
+    data.set(User, "alice")
+    return Effect.void
+  }
+  const authServer = (timeout?: Duration.Input) =>
+    startServer({ processors: [Me], authenticateMessage, authenticationTimeout: timeout }, MeLive)
+  const refused = "LHTTP/1.0 error\r\nstatus:401\r\nreason:Unauthorized\r\nid:a\r\n\r\nwho are you?"
+
+  it.live("over SSE and long-poll the first POST /send authenticates: answered with its id, then the principal is set", () =>
+    Effect.gen(function*() {
+      const { http } = yield* authServer()
+      const { stream, key } = yield* openSse(http)
+      assert.strictEqual((yield* send(http, key, frame("auth", { token: "t-alice", id: "a" }))).status, 202)
+      yield* send(http, key, frame("me"))
+      assert.strictEqual((yield* nextFrame(stream)).text, "LHTTP/1.0 auth\r\nid:a\r\n\r\n")
+      assert.strictEqual((yield* nextFrame(stream)).text, "LHTTP/1.0 me\r\n\r\nalice")
+      const polled = yield* openPoll(http)
+      yield* send(http, polled, frame("auth", { token: "t-alice", id: "a" }))
+      yield* send(http, polled, frame("me"))
+      assert.deepStrictEqual((yield* pollFrames(http, polled, 0, 2)).frames, ["LHTTP/1.0 auth\r\nid:a\r\n\r\n", "LHTTP/1.0 me\r\n\r\nalice"])
+    }))
+
+  it.live("over SSE and long-poll a refused first message is its error frame, then 1008; a ?subscribe= is the first message", () =>
+    Effect.gen(function*() {
+      const { http } = yield* authServer()
+      // the first message is not the authenticating one: refused, the connection closed, nothing after it run
+      const { stream, key } = yield* openSse(http)
+      yield* send(http, key, frame("me", { id: "a" }))
+      assert.strictEqual((yield* nextFrame(stream)).text, refused)
+      const close = yield* stream.next
+      assert.deepStrictEqual([close.event, JSON.parse(close.data)], ["close", { code: 1008, reason: "authentication failed" }])
+      const polled = yield* openPoll(http)
+      yield* send(http, polled, frame("auth", { token: "wrong", id: "a" }))
+      const held = yield* pollFrames(http, polled, 0, 1)
+      assert.deepStrictEqual(held.frames, [refused])
+      assert.deepStrictEqual((yield* poll(http, polled, held.cursor)).body, { connection: polled, code: 1008, reason: "authentication failed" })
+      // the URL's subscription is the connection's first message, so it is refused (docs/server.md)
+      const subscribing = yield* openSse(http, "?subscribe=room")
+      assert.strictEqual(
+        (yield* nextFrame(subscribing.stream)).text,
+        "LHTTP/1.0 error\r\nstatus:401\r\nreason:Unauthorized\r\n\r\nwho are you?"
+      )
+      assert.deepStrictEqual(JSON.parse((yield* subscribing.stream.next).data), { code: 1008, reason: "authentication failed" })
+    }))
+
+  it.live("over SSE and long-poll a connection that sends nothing acceptable within authenticationTimeout is closed with 1008", () =>
+    Effect.gen(function*() {
+      const { http } = yield* authServer("200 millis")
+      const { stream } = yield* openSse(http)
+      const polled = yield* openPoll(http)
+      const close = yield* stream.next
+      assert.deepStrictEqual([close.event, JSON.parse(close.data)], ["close", { code: 1008, reason: "authentication timeout" }])
+      assert.deepStrictEqual((yield* poll(http, polled, 0)).body, { connection: polled, code: 1008, reason: "authentication timeout" })
+    }))
+
+  it.live("authenticationTimeout is 10 s by default: open at 9,999 ms, closed 1008 at 10,000 ms (Node's timers faked, in memory)", () =>
+    Effect.gen(function*() {
+      // the deadline is a Node timer (setTimeout), which TestClock does not drive: vitest's fake timers
+      // stand in for setTimeout alone (Effect's scheduler runs on setImmediate, untouched)
+      vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] })
+      yield* Effect.addFinalizer(() => Effect.sync(() => vi.useRealTimers()))
+      const { connect: connectMemory } = yield* startMemoryServer({ processors: [Me], authenticateMessage }, MeLive)
+      const client = yield* connectMemory()
+      const closed = yield* Effect.forkChild(client.transport.closed, { startImmediately: true })
+      // turns of the event loop for what a timer that fired started (the close runs on Effect's scheduler)
+      const turns = Effect.promise(async () => {
+        for (let i = 0; i < 20 && closed.pollUnsafe() === undefined; i++) await new Promise((resolve) => setImmediate(resolve))
+        return closed.pollUnsafe()
+      })
+      vi.advanceTimersByTime(9_999)
+      assert.isUndefined(yield* turns)
+      vi.advanceTimersByTime(1)
+      assert.deepStrictEqual(yield* turns, Exit.succeed({ code: 1008, reason: "authentication timeout" }))
+    }))
+})
+
+describe("HTTP transports: control events, POST /send answers, what a detached connection keeps", () => {
+  it.live("a frame whose command is close (or connected, reset, gap) is a frame on the stream, not a control event: the connection goes on", () =>
+    Effect.gen(function*() {
+      const { http, url } = yield* server()
+      const publisher = yield* connect(url)
+      const { stream, key } = yield* openSse(http, "?subscribe=t1")
+      yield* send(http, key, frame("echo", {}, "subscribed"))
+      yield* nextFrame(stream)
+      const frames = ["close", "connected", "reset", "gap"].map((command) => frame(command, { publish: "t1" }, `{"code":1000}`))
+      for (const text of frames) yield* publisher.send(text)
+      for (const text of frames) {
+        const event = yield* nextFrame(stream)
+        assert.deepStrictEqual([event.event, event.text], [Result.getOrThrow(Frame.parse(text)).command, text])
+      }
+      assert.include(stream.raw(), `event: close\ndata: LHTTP/1.0 close\ndata: publish:t1\ndata: \ndata: {"code":1000}\n\n`)
+      // the stream and the connection go on
+      assert.strictEqual((yield* send(http, key, frame("echo", {}, "still open"))).status, 202)
+      assert.strictEqual((yield* nextFrame(stream)).text, frame("echo", {}, "still open"))
+      assert.isFalse(stream.ended())
+    }))
+
+  it.live("POST /send: a body that is not UTF-8 is 400 InvalidUtf8 and reaches nothing; the connection goes on", () =>
+    Effect.gen(function*() {
+      const { http } = yield* server()
+      const key = yield* openPoll(http)
+      const bytes = new Uint8Array([...new TextEncoder().encode("LHTTP/1.0 echo\r\n\r\n"), 0xff, 0xfe])
+      assert.deepStrictEqual(yield* sendRaw(http, key, bytes).pipe(Effect.map(({ body, status }) => ({ status, body }))), {
+        status: 400,
+        body: "InvalidUtf8: the message is not valid UTF-8\n"
+      })
+      assert.strictEqual((yield* send(http, key, frame("echo", {}, "next"))).status, 202)
+      assert.deepStrictEqual((yield* pollFrames(http, key, 0, 1)).frames, [frame("echo", {}, "next")])
+    }))
+
+  it.live("POST /send while the server drains is 503, on a connection still open with its message in progress", () =>
+    Effect.gen(function*() {
+      gate = Deferred.makeUnsafe()
+      const { http, server: lhttp } = yield* server()
+      yield* Effect.addFinalizer(() => Effect.asVoid(Deferred.succeed(gate, undefined)))
+      const key = yield* openPoll(http)
+      // a message in progress holds the connection open through the drain
+      assert.strictEqual((yield* send(http, key, frame("slow", {}, "held"))).status, 202)
+      const draining = yield* Effect.forkChild(lhttp.drain)
+      yield* until(Effect.sync(() => lhttp.isDraining()))
+      assert.deepStrictEqual(yield* send(http, key, frame("echo", {}, "too late")), { status: 503, body: "the server is shutting down\n" })
+      yield* Deferred.succeed(gate, undefined)
+      // the message in progress is done, then the connection closes with 1001; the 503 one was not run
+      const done = yield* pollFrames(http, key, 0, 1)
+      assert.deepStrictEqual(done.frames, [frame("slow", {}, "done")])
+      assert.deepStrictEqual(yield* poll(http, key, done.cursor), {
+        status: 410,
+        body: { connection: key, code: 1001, reason: "server shutting down" }
+      })
+      yield* Fiber.join(draining)
+    }))
+
+  it.live("frames that come while no stream is attached are kept, up to maxOutboundBytes: the reconnect gets them; past it, 4001", () =>
+    Effect.gen(function*() {
+      // one detached connection per address at most: a new poll is refused once the server saw the stream go
+      const { http, url } = yield* server({ maxOutboundBytes: 8192, maxDetachedPerAddress: 1 })
+      const detached = until(Effect.gen(function*() {
+        const probe = yield* getJson(`${http}/poll`)
+        if (probe.status === 200) yield* request(`${http}/send?connection=${probe.body.connection}`, { method: "DELETE" })
+        return probe.status === 503
+      }))
+      const publisher = yield* connect(url)
+      // a WebSocket subscriber: once it has a frame, the hub has handed it to the detached connection too
+      const watcher = yield* connect(url)
+      yield* watcher.send(frame("w", { subscribe: "kept" }))
+      yield* watcher.nothing()
+      const first = yield* openSse(http, "?subscribe=kept")
+      yield* send(http, first.key, frame("echo", {}, "subscribed"))
+      assert.strictEqual((yield* nextFrame(first.stream)).text, frame("echo", {}, "subscribed"))
+      first.stream.abort()
+      yield* detached
+      // frames of 1,032 bytes: 7 of them (7,224 bytes) fit under 8 KiB, 8 do not
+      const message = (i: number) => frame("chat", { publish: "kept" }, `${i}`.padEnd(1000, "k"))
+      assert.strictEqual(Buffer.byteLength(message(1)), 1032)
+      for (let i = 1; i <= 7; i++) yield* publisher.send(message(i))
+      yield* publisher.send(frame("chat", { publish: "kept" }, "marker"))
+      for (let i = 1; i <= 7; i++) assert.strictEqual(yield* watcher.next(), message(i))
+      assert.strictEqual(yield* watcher.next(), frame("chat", { publish: "kept" }, "marker"))
+      assert.strictEqual((yield* send(http, first.key, frame("m"))).status, 202)
+      // the reconnect gets every one of them, after the frame it had
+      const again = yield* sse(`${http}/sse`, { "last-event-id": `${first.key}:1` })
+      assert.strictEqual((yield* again.next).data, first.key)
+      for (let i = 1; i <= 7; i++) assert.strictEqual((yield* nextFrame(again)).text, message(i))
+      assert.strictEqual((yield* nextFrame(again)).text, frame("chat", { publish: "kept" }, "marker"))
+      again.abort()
+      yield* detached
+      // detached again: the eighth frame passes the bound
+      for (let i = 1; i <= 8; i++) yield* publisher.send(message(i))
+      yield* until(Effect.map(send(http, first.key, frame("echo")), (answer) => answer.status === 410))
+      assert.deepStrictEqual(yield* send(http, first.key, frame("echo")), {
+        status: 410,
+        body: JSON.stringify({ connection: first.key, code: 4001, reason: "slow consumer" })
+      })
+      // its next reconnect is told how it ended
+      const told = yield* sse(`${http}/sse`, { "last-event-id": `${first.key}:9` })
+      const close = yield* told.next
+      assert.deepStrictEqual([close.event, JSON.parse(close.data)], ["close", { code: 4001, reason: "slow consumer" }])
+    }))
+})
+
+describe("HTTP transports: the URL's subscriptions", () => {
+  it.live("?subscribe= takes '+' (a space) as a separator and goes through the pipeline as a subscribe frame would: filters see it", () =>
+    Effect.gen(function*() {
+      const seen: Array<string> = []
+      const Seen = Filter.make("seen")
+      const SeenLive = Seen.toLayer({
+        before: (exchange) =>
+          Effect.sync(() => {
+            if (exchange.headers.has("subscribe")) seen.push(Frame.render(Frame.make(exchange.command, new Map(exchange.headers))))
+          })
+      })
+      const { http } = yield* startServer(
+        { processors: [Who], filters: [Seen] },
+        Layer.mergeAll(WhoLive, SeenLive)
+      )
+      const { stream, key } = yield* openSse(http, "?subscribe=a+b,c")
+      yield* send(http, key, frame("who"))
+      assert.deepStrictEqual(JSON.parse((yield* nextFrame(stream)).text.split("\r\n\r\n")[1]!).channels, ["a", "b", "c"])
+      const polled = yield* openPoll(http, "?subscribe=d+e")
+      yield* send(http, polled, frame("who"))
+      assert.deepStrictEqual(JSON.parse((yield* pollFrames(http, polled, 0, 1)).frames[0]!.split("\r\n\r\n")[1]!).channels, ["d", "e"])
+      assert.deepStrictEqual(seen, ["LHTTP/1.0 subscribe\r\nsubscribe:a b c\r\n\r\n", "LHTTP/1.0 subscribe\r\nsubscribe:d e\r\n\r\n"])
+    }))
+})
+
+describe("HTTP transports: the defaults of the timings and the replay buffer", () => {
+  // The timings run on Node timers (setTimeout, setInterval), which TestClock does not drive: their
+  // defaults are read from the exported objects and compared with docs/transports.md, and each
+  // mechanism is tested with small values (above and here). sseReplayBytes needs no clock: its
+  // default is measured on a server with the defaults.
+  it("the documented defaults: pollTimeout 25 s, sessionTimeout 60 s, sseRetry 1 s, sseReplayBytes 64 KiB, an SSE comment every 25 s", () => {
+    const defaults = NodeLhttpServer.httpTransportDefaults
+    assert.deepStrictEqual(
+      [defaults.pollTimeout, defaults.sessionTimeout, defaults.sseRetry, defaults.sessionStartTimeout].map(Duration.toMillis),
+      [25_000, 60_000, 1_000, 10_000]
+    )
+    assert.strictEqual(defaults.sseReplayBytes, 64 * 1024)
+    // the SSE comment is written at the server's heartbeatInterval
+    assert.strictEqual(Duration.toMillis(LhttpServerModule.settings({}).heartbeatInterval), 25_000)
+  })
+
+  it.live("a default server: an SSE stream keeps the last 64 KiB of written frames for a reconnect, the rest is a gap; its comment interval is the server's heartbeatInterval, 25 s", () =>
+    Effect.gen(function*() {
+      const { http, url, server: lhttp } = yield* server()
+      assert.strictEqual(Duration.toMillis(lhttp.settings.heartbeatInterval), 25_000)
+      const publisher = yield* connect(url)
+      const first = yield* openSse(http, "?subscribe=replay")
+      yield* send(http, first.key, frame("echo", {}, "subscribed"))
+      const written = [(yield* nextFrame(first.stream)).text]
+      // 100 frames of about 1 KiB, read as they come
+      for (let i = 1; i <= 100; i++) {
+        const text = frame("chat", { publish: "replay" }, `${i}:`.padEnd(1000 + (i % 7), "r"))
+        yield* publisher.send(text)
+        assert.strictEqual((yield* nextFrame(first.stream)).text, text)
+        written.push(text)
+      }
+      first.stream.abort()
+      // what the connection keeps: the longest run of the last frames within 65,536 bytes
+      let bytes = 0
+      let oldest = written.length
+      while (oldest > 0 && bytes + Buffer.byteLength(written[oldest - 1]!) <= 64 * 1024) bytes += Buffer.byteLength(written[--oldest]!)
+      const again = yield* sse(`${http}/sse`, { "last-event-id": `${first.key}:0` })
+      assert.strictEqual((yield* again.next).event, "connected")
+      const gap = yield* again.next
+      assert.deepStrictEqual([gap.event, JSON.parse(gap.data)], ["gap", { from: 1, to: oldest }])
+      const event = yield* nextFrame(again)
+      assert.deepStrictEqual([event.id, event.text], [`${first.key}:${oldest + 1}`, written[oldest]])
+    }))
+
+  it.live("sessionTimeout is counted from the end of the last poll: a poll that waited longer than it leaves the connection a whole sessionTimeout", () =>
+    Effect.gen(function*() {
+      const { http, server: lhttp } = yield* server({
+        sessionTimeout: "1 second",
+        pollTimeout: "1200 millis",
+        sessionStartTimeout: "100 millis"
+      })
+      const key = yield* openPoll(http)
+      // the poll waits 1.2 s, longer than sessionTimeout: counted from its start, the connection would be gone at its end
+      assert.deepStrictEqual((yield* poll(http, key, 0)).body, { connection: key, cursor: 0, frames: [] })
+      // a probe that goes after 100 ms: once it has expired, the sweep has run since the poll ended
+      const probe = yield* openPoll(http)
+      const ended = (which: string) => Effect.map(send(http, which, frame("m")), (answer) => answer.status === 410)
+      yield* until(ended(probe))
+      assert.isFalse(yield* ended(key))
+      // then it expires, a sessionTimeout after the poll
+      yield* until(ended(key))
+      assert.deepStrictEqual(yield* send(http, key, frame("m")), {
+        status: 410,
+        body: JSON.stringify({ connection: key, code: 4002, reason: "expired" })
+      })
+      assert.strictEqual(lhttp.connectionCount(), 0)
+    }))
+})
+
+describe("HTTP transports: history replay is bounded", () => {
+  it.live("a recovery goes through the connection's outbox: past maxOutboundBytes the connection is closed 4001 (long-poll, nobody polling)", () =>
+    Effect.gen(function*() {
+      const { http, url } = yield* startServer({ processors: [Echo.Echo], maxOutboundBytes: 16 * 1024 }, Echo.layer, {
+        history: History.layerMemory({ policies: [{ prefix: "h-", size: 100, ttl: Duration.minutes(1) }] })
+      })
+      const ws = yield* connect(url)
+      yield* ws.send(frame("chat", { subscribe: "h-big", since: "now" }))
+      const epoch = headerOf(yield* ws.next(), "epoch")
+      // 40 messages of about 1 KiB: 41 KB of history
+      for (let i = 1; i <= 40; i++) {
+        yield* ws.send(frame("chat", { publish: "h-big" }, `${i}:`.padEnd(1000, "h")))
+        yield* ws.next()
+      }
+      // the last 10 fit under the bound: recovered whole
+      const small = yield* openPoll(http)
+      yield* send(http, small, frame("chat", { subscribe: "h-big", since: `${epoch}:30`, id: "s" }))
+      const fits = yield* pollFrames(http, small, 0, 11)
+      assert.deepStrictEqual(fits.frames.map((text) => headerOf(text, "offset")), [...Array.from({ length: 10 }, (_, i) => `${31 + i}`), "40"])
+      assert.strictEqual(headerOf(fits.frames[10]!, "recovered"), "yes")
+      // all 40 do not: the connection is closed as a slow consumer, with what it held
+      const big = yield* openPoll(http)
+      yield* send(http, big, frame("chat", { subscribe: "h-big", since: `${epoch}:0`, id: "b" }))
+      yield* until(Effect.map(send(http, big, frame("echo")), (answer) => answer.status === 410))
+      const held = yield* poll(http, big, 0)
+      assert.strictEqual(held.status, 200)
+      assert.isBelow(held.body.frames!.length, 17)
+      assert.deepStrictEqual(held.body.frames!.map((text) => headerOf(text, "offset")), held.body.frames!.map((_, i) => `${i + 1}`))
+      assert.deepStrictEqual(yield* poll(http, big, held.body.cursor!), {
+        status: 410,
+        body: { connection: big, code: 4001, reason: "slow consumer" }
+      })
+    }))
+
+  it.live("messageRate bounds how often a connection asks for history: past its burst a recovery is refused 429 and nothing is read", () =>
+    Effect.gen(function*() {
+      const { url } = yield* startServer({ processors: [Echo.Echo], messageRate: { perSecond: 1 / 60, burst: 3, closeAfter: 5 } }, Echo.layer, {
+        history: History.layerMemory({ policies: [{ prefix: "h-", size: 10, ttl: Duration.minutes(1) }] })
+      })
+      const publisher = yield* connect(url)
+      yield* publisher.send(frame("chat", { publish: "h-r" }, "one"))
+      yield* publisher.send(frame("chat", { subscribe: "h-r", since: "now", id: "p" }))
+      const epoch = headerOf(yield* publisher.next(), "epoch")
+      const reader = yield* connect(url)
+      const ask = (id: string) => reader.send(frame("chat", { subscribe: "h-r", since: `${epoch}:0`, id }))
+      for (const id of ["r1", "r2", "r3"]) {
+        yield* ask(id)
+        assert.strictEqual(yield* reader.next(), frame("chat", { channel: "h-r", offset: "1", epoch, publish: "h-r" }, "one"))
+        assert.strictEqual(headerOf(yield* reader.next(), "recovered"), "yes")
+      }
+      // the fourth ask is the next answer: refused, and nothing recovered before it
+      yield* ask("r4")
+      assert.strictEqual(
+        yield* reader.next(),
+        "LHTTP/1.0 error\r\nstatus:429\r\nreason:RateLimited\r\nid:r4\r\n\r\nmore than 0.017 messages a second: this one was not processed"
+      )
     }))
 })

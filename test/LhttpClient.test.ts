@@ -373,6 +373,30 @@ for (const transport of transports) {
         assert.deepInclude<object>(first!, { _tag: "Notify", body: "marker", publish: ["marker"] })
       }))
 
+    it.live("a frame whose command is close (or connected, reset, gap) is a message: the connection goes on (over SSE it is not the control event)", () =>
+      Effect.gen(function*() {
+        const { url } = yield* server()
+        const ws = yield* client(url)
+        const c = yield* over(url)
+        yield* opened(ws)
+        yield* opened(c)
+        const states = yield* recordStates(c)
+        yield* c.subscribe(["t1"])
+        yield* processed(c)
+        const commands = ["close", "connected", "reset", "gap"]
+        const received = yield* take(c.channel("t1"), commands.length + 1)
+        for (const command of commands) yield* ws.publish(["t1"], command, {}, `{"code":1000,"reason":"${command}"}`)
+        yield* ws.publish(["t1"], "chat", {}, "marker")
+        const messages = Array.from(yield* within(received))
+        assert.deepStrictEqual(
+          messages.map((message) => [message._tag === "Failure" ? "failure" : message.command, bodyOf(message)]),
+          [...commands.map((command) => [command, `{"code":1000,"reason":"${command}"}`]), ["chat", "marker"]]
+        )
+        // the same connection, never closed nor reopened
+        yield* processed(c)
+        assert.deepStrictEqual(states, ["open"])
+      }))
+
     it.live(`a client over ${transport} and a WebSocket client on one channel: each gets every message of both exactly once, in order`, () =>
       Effect.gen(function*() {
         const { url } = yield* server()

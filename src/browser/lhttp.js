@@ -589,7 +589,10 @@ class HttpLink {
   /** One event of the stream; an outcome ends the stream. */
   #event({ type, data, lastEventId }) {
     if (this.#stopped) return { stopped: true }
-    if (type === "connected") {
+    // a frame's data starts with LHTTP/1.0, a control event's never does: a frame whose command is
+    // close (or connected, reset, gap) is a frame
+    const control = !data.startsWith(PROTOCOL)
+    if (control && type === "connected") {
       if (!this.#reset && this.connection === undefined) {
         this.#lastEventId = `${data}:0`
         this.#opened(data)
@@ -603,11 +606,11 @@ class HttpLink {
       this.#discard(data)
       return { end: { code: 1006, reason: "the connection is gone", immediate: true } }
     }
-    if (type === "reset") {
+    if (control && type === "reset") {
       this.#reset = true
       return undefined
     }
-    if (type === "close") {
+    if (control && type === "close") {
       let ended
       try {
         ended = JSON.parse(data)
@@ -616,7 +619,7 @@ class HttpLink {
       }
       return { end: { code: Number(ended?.code) || 1006, reason: String(ended?.reason ?? ""), wasClean: true } }
     }
-    if (type === "gap") {
+    if (control && type === "gap") {
       try {
         const { from, to } = JSON.parse(data)
         this.#emit("ongap", { type: "gap", from, to })
