@@ -4,12 +4,13 @@
  * a wrong error frame of user code cannot break.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Data, Effect, Fiber, Layer } from "effect"
+import { Data, Deferred, Effect, Fiber, Layer } from "effect"
+import { TestClock } from "effect/testing"
 import * as Connection from "../src/Connection.ts"
 import * as ErrorFrame from "../src/ErrorFrame.ts"
 import * as Processor from "../src/Processor.ts"
 import { frame } from "./utils/lhttp.ts"
-import { startMemoryServer } from "./utils/memory.ts"
+import { pending, startMemoryServer } from "./utils/memory.ts"
 import { eventually } from "./utils/wait.ts"
 
 const Player = Connection.key<{ readonly name: string }>("player")
@@ -44,7 +45,55 @@ describe("Connection: the close sequence", () => {
     }))
 })
 
+describe("Connection: a drain past shutdownTimeout", () => {
+  it.effect("a connection still busy is closed with 1001 and ended: its onClose runs, its subscriptions go (TestClock)", () =>
+    Effect.gen(function*() {
+      const entered = Deferred.makeUnsafe<void>()
+      const ended: Array<string> = []
+      const Hang = Processor.make("hang")
+      const HangLive = Hang.toLayer({
+        onMessage: () => Deferred.succeed(entered, undefined).pipe(Effect.andThen(Effect.never)),
+        onClose: (connection) => Effect.sync(() => ended.push(connection.id))
+      })
+      const { connect, server, hub } = yield* startMemoryServer({ processors: [Hang], shutdownTimeout: "2 seconds" }, HangLive)
+      const stuck = yield* connect()
+      yield* stuck.send(frame("c", { subscribe: "room" }))
+      yield* stuck.send(frame("hang"))
+      yield* Deferred.await(entered)
+      assert.strictEqual(hub.channelCount(), 1)
+      const draining = yield* Effect.forkChild(server.drain)
+      yield* TestClock.adjust("1999 millis")
+      assert.isUndefined(draining.pollUnsafe())
+      assert.deepStrictEqual(ended, [])
+      yield* TestClock.adjust("1 millis")
+      yield* Fiber.join(draining)
+      assert.deepStrictEqual(yield* stuck.closed, { code: 1001, reason: "server shutting down" })
+      assert.strictEqual(ended.length, 1)
+      assert.strictEqual(server.connectionCount(), 0)
+      assert.strictEqual(hub.channelCount(), 0)
+    }))
+})
+
 describe("Connection: close codes and reasons from code", () => {
+  it.live("connection.close closes after what is queued is sent", () =>
+    Effect.gen(function*() {
+      const Last = Processor.make("last")
+      const LastLive = Last.toLayer({
+        onMessage: (exchange) =>
+          exchange.send("one").pipe(
+            Effect.andThen(exchange.connection.send({ command: "note", headers: new Map(), body: "two" })),
+            Effect.andThen(exchange.connection.close(4002, "done"))
+          )
+      })
+      const { connect } = yield* startMemoryServer({ processors: [Last] }, LastLive)
+      const client = yield* connect()
+      yield* client.send(frame("last", { id: "l" }))
+      const closed = yield* client.closed
+      // both frames were written before the close
+      assert.deepStrictEqual(yield* pending(client), ["LHTTP/1.0 last\r\nid:l\r\n\r\none", "LHTTP/1.0 note\r\n\r\ntwo"])
+      assert.deepStrictEqual(closed, { code: 4002, reason: "done" })
+    }))
+
   it.live("a code a peer may not receive becomes 1000; a long reason is cut to 123 UTF-8 bytes", () =>
     Effect.gen(function*() {
       const Kick = Processor.make("kick")

@@ -1056,6 +1056,22 @@ describe("LhttpServer: authorize, per channel and action", () => {
   const authenticate = (peer: Transport.Peer, data: LhttpServer.Admission) =>
     Effect.sync(() => data.set(Role, peer.url === "/admin" ? "admin" : "user"))
 
+  it.live("an authorize hook that throws is a defect: 500 InternalError with the id, nothing applied, the connection goes on", () =>
+    Effect.gen(function*() {
+      const throwing = (request: LhttpServer.Authorization): Effect.Effect<void, Rejection.Rejection> => {
+        if (request.channels.includes("boom")) throw new Error("the hook broke")
+        return Effect.void
+      }
+      const { connect, hub } = yield* startMemoryServer({ authorize: throwing })
+      const client = yield* connect()
+      yield* client.send(frame("c", { subscribe: "boom", id: "b" }))
+      assert.match(yield* client.next(), /^LHTTP\/1\.0 error\r\nstatus:500\r\nreason:InternalError\r\nid:b\r\n\r\n/)
+      assert.strictEqual(hub.channelCount(), 0)
+      yield* client.send(frame("c", { subscribe: "fine", id: "f" }))
+      yield* client.nothing()
+      assert.strictEqual(hub.channelCount(), 1)
+    }))
+
   it.live("a refused action is a 403 error frame and nothing of the message is applied; allowed ones go through", () =>
     Effect.gen(function*() {
       const { connect, hub } = yield* startMemoryServer({ authorize, authenticate })

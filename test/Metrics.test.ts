@@ -271,3 +271,35 @@ describe("GET /metrics from the start", () => {
       assert.deepStrictEqual(series(yield* metrics, "lhttp_bus_reconnects_total"), { "": "1" })
     }))
 })
+
+// the value of a series without labels, from the process's metrics (all the servers of this test file)
+const counterValue = (name: string) =>
+  Effect.map(PrometheusMetrics.format(), (text) => Number(parse(text).get(name)?.metrics[0]?.value ?? "NaN"))
+
+describe("the counters of events move with them", () => {
+  it.live("lhttp_slow_consumer_closes_total: one more for each connection closed 4001, none for one that reads", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* startMemoryServer({ maxOutboundBytes: 4096 })
+      const before = yield* counterValue("lhttp_slow_consumer_closes_total")
+      const reader = yield* connect()
+      const stalled = yield* connect()
+      yield* stalled.transport.setReading(false)
+      for (const client of [reader, stalled]) yield* client.send("LHTTP/1.0 s\r\nsubscribe:flood\r\n\r\n")
+      yield* reader.nothing()
+      const publisher = yield* connect()
+      for (let i = 0; i < 10; i++) yield* publisher.send(`LHTTP/1.0 m\r\npublish:flood\r\n\r\n${"x".repeat(1000)}`)
+      assert.strictEqual((yield* stalled.closed).code, 4001)
+      for (let i = 0; i < 10; i++) yield* reader.next()
+      assert.strictEqual((yield* counterValue("lhttp_slow_consumer_closes_total")) - before, 1)
+    }))
+
+  it.live("lhttp_rate_limited_total: one more for each message refused 429 RateLimited", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* startMemoryServer({ messageRate: { perSecond: 0.001, burst: 2, closeAfter: 100 } })
+      const before = yield* counterValue("lhttp_rate_limited_total")
+      const client = yield* connect()
+      for (let i = 0; i < 5; i++) yield* client.send(`LHTTP/1.0 m\r\npublish:x\r\nid:m${i}\r\n\r\n`)
+      for (let i = 2; i < 5; i++) assert.match(yield* client.next(), new RegExp(`^LHTTP/1\\.0 error\\r\\nstatus:429\\r\\nreason:RateLimited\\r\\nid:m${i}\\r\\n`))
+      assert.strictEqual((yield* counterValue("lhttp_rate_limited_total")) - before, 3)
+    }))
+})

@@ -117,6 +117,33 @@ const linked = (one: () => Effect.Effect<MemoryClient, unknown>, two: () => Effe
     return yield* Effect.die(new Error("the nodes never linked over NATS"))
   })
 
+describe("Presence: the defaults, and what a member shows", () => {
+  it.live("maxMembers 1,000 by default: 1,001 members are answered as 1,000, cut; each member has only its connection id, node and info", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* startMemoryServer(
+        { processors: [Hello, Presence.PresenceProcessor] },
+        Layer.merge(HelloLive, Presence.layer())
+      )
+      let last: MemoryClient | undefined
+      for (let i = 0; i < 1001; i++) {
+        last = yield* connect(`/?token=secret-${i}`, { requestHeaders: { authorization: `Bearer secret-${i}` } })
+        yield* last.send(`LHTTP/1.0 hello\r\n\r\nm${i}`)
+        yield* last.send("LHTTP/1.0 join\r\nsubscribe:crowd\r\n\r\n")
+        yield* last.nothing()
+      }
+      yield* last!.send("LHTTP/1.0 presence\r\nchannel:crowd\r\nid:q\r\n\r\n")
+      const answer = yield* last!.next("5 seconds")
+      assert.deepStrictEqual(headersOf(answer), { channel: "crowd", count: "1000", cut: "yes", complete: "yes", id: "q" })
+      const members = JSON.parse(parsed(answer).body) as Array<Record<string, unknown>>
+      assert.strictEqual(members.length, 1000)
+      for (const member of members) {
+        assert.deepStrictEqual(Object.keys(member).sort(), ["connection", "info", "node"])
+        assert.match(String((member.info as { name: string }).name), /^m\d+$/)
+      }
+      assert.notInclude(parsed(answer).body, "secret")
+    }))
+})
+
 describe("Presence across nodes (NATS)", () => {
   it.live("members on every node are listed, each with its node; join events cross the bus", () =>
     Effect.gen(function*() {

@@ -6,6 +6,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Layer, Option, Schema, Scope } from "effect"
 import { TestClock } from "effect/testing"
+import { Kvm } from "@nats-io/kv"
+import * as Nats from "@nats-io/transport-node"
 import * as NatsBus from "../src/NatsBus.ts"
 import * as NatsSessionStore from "../src/NatsSessionStore.ts"
 import * as Processor from "../src/Processor.ts"
@@ -179,6 +181,23 @@ describe("Sessions", () => {
       assert.strictEqual(yield* other.next(), notFound("r2"))
     }))
 
+  it.effect("the ttl is 24 hours by default (TestClock)", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* server()
+      const client = yield* connect()
+      yield* client.send(frame("login", {}, "{\"name\":\"day\"}"))
+      const { key } = sessionOf(yield* client.next())
+      yield* TestClock.adjust(24 * 3600_000 - 1)
+      yield* client.send(frame("whoami"))
+      assert.strictEqual(yield* client.next(), "LHTTP/1.0 whoami\r\n\r\n{\"name\":\"day\"}")
+      yield* TestClock.adjust(1)
+      yield* client.send(frame("whoami"))
+      assert.strictEqual(yield* client.next(), "LHTTP/1.0 whoami\r\n\r\nnobody")
+      const other = yield* connect()
+      yield* other.send(frame("session", { restore: key, id: "r" }))
+      assert.strictEqual(yield* other.next(), notFound("r"))
+    }))
+
   it.live("a connection that ends leaves its session: nothing of the session is held for it", () =>
     Effect.gen(function*() {
       const { connect, hub } = yield* server()
@@ -295,6 +314,22 @@ describe("Sessions in NATS KV, across nodes", () => {
       const elsewhere = yield* two.connect()
       yield* elsewhere.send(frame("session", { restore: key, id: "r2" }))
       assert.strictEqual(yield* elsewhere.next(), notFound("r2"))
+    }))
+
+  it.live("the NATS KV bucket's maximum age is the ttl: 24 hours by default, else the ttl given", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServerWith({ jetstream: true })
+      const nc = yield* Effect.acquireRelease(
+        Effect.promise(() => Nats.connect({ servers: nats.url })),
+        (nc) => Effect.promise(() => nc.close())
+      )
+      const maxAge = (bucket: string) => Effect.promise(async () => (await (await new Kvm(nc).open(bucket)).status()).ttl)
+      const byDefault = yield* NatsSessionStore.make({ servers: nats.url })
+      assert.isTrue(yield* byDefault.isReady!)
+      assert.strictEqual(yield* maxAge("lhttp-sessions"), 24 * 3600_000)
+      const given = yield* NatsSessionStore.make({ servers: nats.url, bucket: "short-sessions", ttl: "90 seconds" })
+      assert.isTrue(yield* given.isReady!)
+      assert.strictEqual(yield* maxAge("short-sessions"), 90_000)
     }))
 
   it.live("NATS not up yet: a login gets 503 SessionStoreUnavailable; once NATS is up, a login is in KV and another node restores it", () =>

@@ -276,13 +276,12 @@ export const make = (options: Options) => {
         return Effect.fail(Rejection.invalidSince("a since position goes with exactly one subscribed channel"))
       }
     }
-    // every action is decided on before any is applied
+    // every action is decided on before any is applied; a hook that throws is a defect like any other (500)
     if (authorize !== undefined) {
-      if (message.subscribe.length > 0) then(authorize({ action: "subscribe", channels: message.subscribe, connection }))
-      if (published !== undefined) then(authorize({ action: "publish", channels: message.publish, connection }))
-      if (message.unsubscribe.length > 0) {
-        then(authorize({ action: "unsubscribe", channels: message.unsubscribe, connection }))
-      }
+      const ask = (request: Authorization) => Effect.suspend(() => authorize(request))
+      if (message.subscribe.length > 0) then(ask({ action: "subscribe", channels: message.subscribe, connection }))
+      if (published !== undefined) then(ask({ action: "publish", channels: message.publish, connection }))
+      if (message.unsubscribe.length > 0) then(ask({ action: "unsubscribe", channels: message.unsubscribe, connection }))
     }
     if (message.subscribe.length > 0) then(hub.subscribe(connection, message.subscribe, { since }))
     if (published !== undefined) then(hub.publishText(message.publish, published))
