@@ -1,6 +1,6 @@
 // The system programs the tests run, found or installed before vitest starts (step of `npm test`):
-// nats-server (the cluster tests start real servers) and Chromium (the browser tests drive it with
-// playwright-core). Missing ones are installed with Debian's apt-get when this runs as root (CI, a
+// nats-server (the cluster tests start real servers), Chromium (the browser tests drive it with
+// playwright-core) and iproute2's ip (a network namespace, which also needs root). Missing ones are installed with Debian's apt-get when this runs as root (CI, a
 // fresh container); otherwise it stops with ONE line naming what to install. It looks where the
 // tests look (test/utils/nats.ts, test/utils/browser.ts), so a found program is one they find.
 import { spawnSync } from "node:child_process"
@@ -30,15 +30,25 @@ const stop = (line) => {
   process.exit(1)
 }
 
+// iproute2's ip: the security test makes a network namespace (a peer on a non-loopback address)
+const hasIp = () => ["/usr/sbin/ip", "/sbin/ip", "/bin/ip", "/usr/bin/ip"].some((path) => existsSync(path))
+
+// package names, as apt-get takes them
 const missing = () => [
   ...(findNats() === undefined ? ["nats-server"] : []),
-  ...(existsSync(chromiumPath) ? [] : ["chromium"])
+  ...(existsSync(chromiumPath) ? [] : ["chromium"]),
+  ...(hasIp() ? [] : ["iproute2"])
 ]
+
+// making a network namespace takes root (CI runs as root)
+if (process.getuid?.() !== 0) {
+  stop("the tests make a network namespace (a peer on a non-loopback address, test/Security.test.ts): run npm test as root, as CI does")
+}
 
 const before = missing()
 if (before.length === 0) process.exit(0)
 
-const what = "the cluster tests run nats-server, the browser tests drive Chromium"
+const what = "the cluster tests run nats-server, the browser tests drive Chromium, the security test makes a network namespace with ip"
 if (process.env.CHROMIUM_PATH !== undefined && before.includes("chromium")) {
   stop(`CHROMIUM_PATH=${process.env.CHROMIUM_PATH} does not exist: point it at a Chromium binary, or unset it to use Debian's /usr/bin/chromium`)
 }
