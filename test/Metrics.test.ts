@@ -6,7 +6,7 @@
  * (`parse-prometheus-text-format`, a port of Prometheus' own).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Layer } from "effect"
 import { PrometheusMetrics } from "effect/observability"
 import { fileURLToPath } from "node:url"
 import parsePrometheusTextFormat, { type Family } from "parse-prometheus-text-format"
@@ -15,8 +15,10 @@ import * as Processor from "../src/Processor.ts"
 import * as ProtocolError from "../src/ProtocolError.ts"
 import * as Rejection from "../src/Rejection.ts"
 import * as Sessions from "../src/Sessions.ts"
+import * as SessionStore from "../src/SessionStore.ts"
 import * as Upstream from "../src/Upstream.ts"
 import { connect, frame, request, startServer } from "./utils/lhttp.ts"
+import { getJson } from "./utils/http.ts"
 import { startMemoryServer } from "./utils/memory.ts"
 import { natsServer } from "./utils/nats.ts"
 import { freePort, start } from "./utils/process.ts"
@@ -301,5 +303,96 @@ describe("the counters of events move with them", () => {
       for (let i = 0; i < 5; i++) yield* client.send(`LHTTP/1.0 m\r\npublish:x\r\nid:m${i}\r\n\r\n`)
       for (let i = 2; i < 5; i++) assert.match(yield* client.next(), new RegExp(`^LHTTP/1\\.0 error\\r\\nstatus:429\\r\\nreason:RateLimited\\r\\nid:m${i}\\r\\n`))
       assert.strictEqual((yield* counterValue("lhttp_rate_limited_total")) - before, 3)
+    }))
+})
+
+// a session app: login creates, rename updates the session under `key`, logout closes it
+const Login = Processor.make("login")
+const Rename = Processor.make("rename")
+const Logout = Processor.make("logout")
+const SessionAppLive = Layer.mergeAll(
+  Login.toLayer(Effect.gen(function*() {
+    const sessions = yield* Sessions.Sessions
+    return { onMessage: (exchange) => Effect.asVoid(sessions.create(exchange.connection, { name: exchange.text })) }
+  })),
+  Rename.toLayer(Effect.gen(function*() {
+    const sessions = yield* Sessions.Sessions
+    return { onMessage: (exchange) => sessions.update(exchange.header("key") ?? "", { name: exchange.text }) }
+  })),
+  Logout.toLayer(Effect.gen(function*() {
+    const sessions = yield* Sessions.Sessions
+    return { onMessage: (exchange) => sessions.close(exchange.header("key") ?? "") }
+  }))
+)
+
+// the value of each series of lhttp_session_operations_total, as `operation/outcome`
+const sessionOperations = Effect.map(PrometheusMetrics.format(), (text) => {
+  const values: Record<string, number> = {}
+  for (const sample of parse(text).get("lhttp_session_operations_total")?.metrics ?? []) {
+    values[`${sample.labels?.operation}/${sample.labels?.outcome}`] = Number(sample.value)
+  }
+  return values
+})
+
+describe("lhttp_session_operations_total and the poll gauge move with them", () => {
+  it.live("lhttp_session_operations_total: one more in the series of each operation and its outcome (update, close and failures too)", () =>
+    Effect.gen(function*() {
+      // the memory store, down while `down` holds: every operation fails (503 SessionStoreUnavailable)
+      let down = false
+      const store = Layer.effect(
+        SessionStore.SessionStore,
+        Effect.map(SessionStore.makeMemory(), (memory) => {
+          const failing = <A>(effect: Effect.Effect<A, SessionStore.SessionStoreError>) =>
+            Effect.suspend(() => down ? Effect.fail(new SessionStore.SessionStoreError({ reason: "Unavailable", message: "down" })) : effect)
+          return SessionStore.SessionStore.of({
+            get: (key) => failing(memory.get(key)),
+            set: (key, session) => failing(memory.set(key, session)),
+            delete: (key) => failing(memory.delete(key))
+          })
+        })
+      )
+      const { connect } = yield* startMemoryServer(
+        { processors: [Sessions.SessionProcessor, Login, Rename, Logout] },
+        SessionAppLive.pipe(Layer.provideMerge(Sessions.layer()), Layer.provide(store))
+      )
+      const client = yield* connect()
+      const before = yield* sessionOperations
+      const delta = Effect.map(sessionOperations, (now) =>
+        Object.fromEntries(Object.keys(now).sort().map((key) => [key, now[key]! - (before[key] ?? 0)])))
+      const answer = (text: string) => Effect.andThen(client.send(text), client.next())
+      const key = /session-key:([^\r]+)/.exec(yield* answer("LHTTP/1.0 login\r\n\r\nalice"))?.[1] ?? ""
+      assert.match(yield* answer(`LHTTP/1.0 rename\r\nkey:${key}\r\nid:u1\r\n\r\nbob`), /^LHTTP\/1\.0 session\r\n/)
+      assert.match(yield* answer("LHTTP/1.0 rename\r\nkey:unknown\r\nid:u2\r\n\r\nbob"), /^LHTTP\/1\.0 error\r\nstatus:404\r\nreason:SessionNotFound\r\nid:u2\r\n/)
+      down = true
+      assert.match(yield* answer(`LHTTP/1.0 logout\r\nkey:${key}\r\nid:c1\r\n\r\n`), /^LHTTP\/1\.0 error\r\nstatus:503\r\nreason:SessionStoreUnavailable\r\nid:c1\r\n/)
+      down = false
+      assert.match(yield* answer(`LHTTP/1.0 logout\r\nkey:${key}\r\nid:c2\r\n\r\n`), new RegExp(`^LHTTP/1\\.0 session\\r\\nclosed:${key}\\r\\n`))
+      const other = yield* connect()
+      yield* other.send(`LHTTP/1.0 session\r\nrestore:${key}\r\nid:r1\r\n\r\n`)
+      assert.match(yield* other.next(), /^LHTTP\/1\.0 error\r\nstatus:404\r\nreason:SessionNotFound\r\nid:r1\r\n/)
+      assert.deepStrictEqual(yield* delta, {
+        "close/failed": 1,
+        "close/ok": 1,
+        "create/failed": 0,
+        "create/ok": 1,
+        "restore/failed": 1,
+        "restore/ok": 0,
+        "update/failed": 1,
+        "update/ok": 1
+      })
+    }))
+
+  it.live("lhttp_connections{transport=\"poll\"}: 1 while a long-poll connection is open, 0 again once it is closed", () =>
+    Effect.gen(function*() {
+      const { http } = yield* startServer({})
+      const gauge = Effect.map(request(`${http}/metrics`), (response) => series(parse(response.body), "lhttp_connections", "transport"))
+      assert.deepStrictEqual(yield* gauge, { websocket: "0", sse: "0", poll: "0" })
+      const opened = yield* getJson(`${http}/poll`)
+      assert.strictEqual(opened.status, 200)
+      assert.deepStrictEqual(yield* gauge, { websocket: "0", sse: "0", poll: "1" })
+      const closed = yield* Effect.promise(() => fetch(`${http}/send?connection=${encodeURIComponent(opened.body.connection)}`, { method: "DELETE" }))
+      assert.strictEqual(closed.status, 204)
+      yield* until(Effect.map(gauge, (values) => values.poll === "0"))
+      assert.deepStrictEqual(yield* gauge, { websocket: "0", sse: "0", poll: "0" })
     }))
 })

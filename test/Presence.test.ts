@@ -1,11 +1,13 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Layer, Result, Scope } from "effect"
+import { TestClock } from "effect/testing"
+import { vi } from "vitest"
 import * as Bus from "../src/Bus.ts"
 import * as Frame from "../src/Frame.ts"
 import * as NatsBus from "../src/NatsBus.ts"
 import * as Presence from "../src/Presence.ts"
 import * as Processor from "../src/Processor.ts"
-import { type MemoryClient, startMemoryServer } from "./utils/memory.ts"
+import { type MemoryClient, pending, startMemoryServer } from "./utils/memory.ts"
 import { natsServer } from "./utils/nats.ts"
 import { until } from "./utils/wait.ts"
 
@@ -166,7 +168,7 @@ describe("Presence across nodes (NATS)", () => {
       assert.strictEqual(nodes.size, 2)
     }))
 
-  it.live("a node gone: its members are not listed, and answers say complete:no while the others still count it", () =>
+  it.live("a node stopped (its scope closed, gracefully; a crash: below): its members are not listed at once, and answers say complete:no while the others still count it", () =>
     Effect.gen(function*() {
       const nats = yield* natsServer
       const one = yield* node(NatsBus.layer({ servers: nats.url }))
@@ -180,5 +182,163 @@ describe("Presence across nodes (NATS)", () => {
       const { headers, names } = yield* ask(alice, "hall")
       assert.deepStrictEqual(names, ["alice"])
       assert.deepInclude(headers, { count: "1", complete: "no" })
+    }))
+})
+
+/**
+ * A cluster on one in-memory bus shared by its nodes: each node has a bus of its own over it that
+ * records what the node publishes, and that can crash: from then on nothing the node publishes
+ * leaves it and nothing reaches it (its process is gone for the others; no scope is closed, no
+ * graceful path runs).
+ */
+const sharedBus = Effect.gen(function*() {
+  const shared = yield* Bus.makeMemory()
+  const published: Array<{ readonly node: string; readonly channel: string; readonly payload: string }> = []
+  const nodeBus = (name: string) => {
+    let crashed = false
+    const bus = Bus.Bus.of({
+      publish: (channel, payload) =>
+        Effect.suspend(() => {
+          if (crashed) return Effect.void
+          published.push({ node: name, channel, payload })
+          return shared.publish(channel, payload)
+        }),
+      subscribe: (channel, onMessage) =>
+        shared.subscribe(channel, (payload, position) => {
+          if (!crashed) onMessage(payload, position)
+        }),
+      isReady: Effect.sync(() => !crashed),
+      numbering: "none"
+    })
+    return { layer: Layer.succeed(Bus.Bus, bus), crash: () => void (crashed = true) }
+  }
+  return { nodeBus, published }
+})
+
+/** A node with presence as configured by default (events on `ev-` channels only). */
+const defaultNode = (bus: Layer.Layer<Bus.Bus>, serverOptions?: { readonly messageRate?: { perSecond: number; burst: number; closeAfter: number } }) =>
+  startMemoryServer(
+    { processors: [Hello, Presence.PresenceProcessor], ...serverOptions },
+    Layer.merge(HelloLive, Presence.layer({ events: ["ev-"] })),
+    { bus }
+  )
+
+// presence remembers when it last heard from a node by the wall clock (Date.now) and waits on Effect's
+// clock: a fake Date moved with the TestClock, so both tell the same time
+const fakeDate = Effect.acquireRelease(
+  Effect.sync(() => {
+    vi.useFakeTimers({ toFake: ["Date"] })
+    vi.setSystemTime(1_000_000)
+  }),
+  () => Effect.sync(() => vi.useRealTimers())
+)
+const advance = (millis: number) =>
+  Effect.gen(function*() {
+    vi.setSystemTime(Date.now() + millis)
+    yield* TestClock.adjust(millis)
+  })
+
+describe("Presence: leave events, the timeout, a crashed node, query floods", () => {
+  it.live("a leave event when a connection unsubscribes, and when it is closed as a slow consumer (4001)", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* startMemoryServer(
+        { processors: [Hello, Presence.PresenceProcessor], maxOutboundBytes: 4096 },
+        Layer.merge(HelloLive, Presence.layer({ events: ["ev-"] }))
+      )
+      const watcher = yield* member(connect, "w", "ev-room")
+      // one that unsubscribes
+      const leaver = yield* member(connect, "l", "ev-room")
+      const joined = headersOf(yield* watcher.next())
+      assert.deepInclude(joined, { event: "join" })
+      yield* leaver.send("LHTTP/1.0 x\r\nunsubscribe:ev-room\r\n\r\n")
+      const left = yield* watcher.next()
+      assert.deepStrictEqual(headersOf(left), { channel: "ev-room", event: "leave", connection: joined.connection, node: joined.node })
+      assert.deepStrictEqual(JSON.parse(parsed(left).body), { connection: joined.connection, node: joined.node, info: { name: "l" } })
+      yield* watcher.nothing()
+      // one that stops reading, and is closed as a slow consumer by a flood on another channel
+      const slow = yield* member(connect, "s", "ev-room")
+      const slowJoin = headersOf(yield* watcher.next())
+      yield* slow.send("LHTTP/1.0 x\r\nsubscribe:flood\r\n\r\n")
+      yield* slow.nothing()
+      yield* slow.transport.setReading(false)
+      const publisher = yield* connect()
+      for (let i = 0; i < 10; i++) yield* publisher.send(`LHTTP/1.0 m\r\npublish:flood\r\n\r\n${"x".repeat(1000)}`)
+      assert.strictEqual((yield* slow.closed).code, 4001)
+      assert.deepStrictEqual(headersOf(yield* watcher.next()), { channel: "ev-room", event: "leave", connection: slowJoin.connection, node: slowJoin.node })
+      yield* watcher.nothing()
+    }))
+
+  it.effect("a crashed node: no leave events; at once out of the answers; complete:no after the 1 s timeout until it is forgotten 15 s after it was last heard; a live node says it is there every 5 s", () =>
+    Effect.gen(function*() {
+      yield* fakeDate
+      const { nodeBus, published } = yield* sharedBus
+      const busOne = nodeBus("one")
+      const busTwo = nodeBus("two")
+      const one = yield* defaultNode(busOne.layer)
+      const two = yield* defaultNode(busTwo.layer)
+      const alice = yield* member(one.connect, "alice", "ev-hall")
+      yield* member(two.connect, "bob", "ev-hall")
+      assert.deepInclude(headersOf(yield* alice.next()), { channel: "ev-hall", event: "join" })
+      const heartbeatsOfTwo = () => published.filter((p) => p.node === "two" && p.channel === "$lhttp.presence.nodes").length
+      // both nodes know each other already (a node greets a new one at once): a complete answer at once
+      const both = yield* ask(alice, "ev-hall")
+      assert.deepStrictEqual(both.names, ["alice", "bob"])
+      assert.deepInclude(both.headers, { count: "2", complete: "yes" })
+      // the heartbeat: every 5 s, not before
+      const start = heartbeatsOfTwo()
+      yield* advance(4_999)
+      assert.strictEqual(heartbeatsOfTwo(), start)
+      yield* advance(1)
+      assert.strictEqual(heartbeatsOfTwo(), start + 1)
+      yield* advance(5_000)
+      assert.strictEqual(heartbeatsOfTwo(), start + 2)
+      // quiet for 40 s, but heard from every 5 s: still counted, the answer complete and at once
+      for (let i = 0; i < 40; i++) yield* advance(1_000)
+      assert.deepInclude((yield* ask(alice, "ev-hall")).headers, { count: "2", complete: "yes" })
+      // it crashes right after a heartbeat (the last time anyone hears from it)
+      yield* advance(5_000)
+      busTwo.crash()
+      yield* alice.send("LHTTP/1.0 presence\r\nchannel:ev-hall\r\nid:q1\r\n\r\n")
+      // the answer waits for node two 1 s (the default timeout), not less: a probe behind the query comes back
+      // first (so the query was taken before the clock moves), and again at 999 ms
+      yield* alice.nothing()
+      yield* advance(999)
+      yield* alice.nothing()
+      yield* advance(1)
+      const first = yield* alice.next()
+      assert.deepStrictEqual(headersOf(first), { channel: "ev-hall", count: "1", cut: "no", complete: "no", id: "q1" })
+      assert.deepStrictEqual((JSON.parse(parsed(first).body) as Array<Presence.Member>).map((m) => m.info), [{ name: "alice" }])
+      // 14,999 ms after it was last heard: still counted (1 s more to wait, complete:no)
+      yield* advance(13_999)
+      yield* alice.send("LHTTP/1.0 presence\r\nchannel:ev-hall\r\nid:q2\r\n\r\n")
+      yield* alice.nothing()
+      yield* advance(1_000)
+      assert.deepStrictEqual(headersOf(yield* alice.next()), { channel: "ev-hall", count: "1", cut: "no", complete: "no", id: "q2" })
+      // now 15,999 ms: forgotten, the answer complete at once (no clock moves)
+      const forgotten = yield* ask(alice, "ev-hall")
+      assert.deepStrictEqual([forgotten.names, forgotten.headers.complete], [["alice"], "yes"])
+      // and no leave event ever came for bob
+      yield* alice.nothing()
+      assert.deepStrictEqual(yield* pending(alice), [])
+    }))
+
+  it.live("presence query floods are bounded by messageRate: a query past it is refused 429 and costs no bus message", () =>
+    Effect.gen(function*() {
+      const { nodeBus, published } = yield* sharedBus
+      const { connect } = yield* defaultNode(nodeBus("one").layer, { messageRate: { perSecond: 0.001, burst: 4, closeAfter: 100 } })
+      const client = yield* connect()
+      yield* client.send("LHTTP/1.0 x\r\nsubscribe:room\r\n\r\n")
+      const queries = () => published.filter((p) => p.channel === "$lhttp.presence.query").length
+      for (let i = 0; i < 10; i++) yield* client.send(`LHTTP/1.0 presence\r\nchannel:room\r\nid:q${i}\r\n\r\n`)
+      const answers = new Map<string, string>()
+      for (let i = 0; i < 10; i++) {
+        const frame = parsed(yield* client.next())
+        answers.set(frame.headers.get("id") ?? "", frame.command === "presence" ? "presence" : `${frame.headers.get("status")} ${frame.headers.get("reason")}`)
+      }
+      assert.deepStrictEqual(
+        Object.fromEntries(answers),
+        Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`q${i}`, i < 3 ? "presence" : "429 RateLimited"]))
+      )
+      assert.strictEqual(queries(), 3)
     }))
 })
