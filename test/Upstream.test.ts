@@ -15,6 +15,7 @@ import { fileURLToPath } from "node:url"
 import { configErrorLine } from "../src/internal/config.ts"
 import * as PinnedClient from "../src/internal/upstream/client.ts"
 import * as NodeUpstream from "../src/NodeUpstream.ts"
+import * as Processor from "../src/Processor.ts"
 import * as Upstream from "../src/Upstream.ts"
 import { connect, frame } from "./utils/lhttp.ts"
 import { startMemoryServer } from "./utils/memory.ts"
@@ -26,6 +27,8 @@ interface Recorded {
   readonly url: string
   readonly headers: IncomingHttpHeaders
   readonly body: string
+  /** The port the request's connection came from: the same for requests on one kept-alive connection. */
+  readonly remotePort: number | undefined
 }
 
 interface Backend {
@@ -71,7 +74,13 @@ const recorder = Effect.acquireRelease(
       request.setEncoding("utf8")
       request.on("data", (chunk) => (body += chunk))
       request.on("end", () => {
-        requests.push({ method: request.method!, url: request.url!, headers: request.headers, body })
+        requests.push({
+          method: request.method!,
+          url: request.url!,
+          headers: request.headers,
+          body,
+          remotePort: request.socket.remotePort
+        })
         for (const listener of listeners) listener()
         const path = request.url!.split("?")[0]
         const query = new URLSearchParams(request.url!.split("?")[1] ?? "")
@@ -85,6 +94,8 @@ const recorder = Effect.acquireRelease(
             return answer("broken", 500)
           case "/hooks/big":
             return answer("b".repeat(300 * 1024))
+          case "/hooks/bytes":
+            return answer("b".repeat(Number(query.get("n"))))
           case "/hooks/redirect":
             return answer("", Number(query.get("status") ?? 302), { location: query.get("to")! })
           case "/hooks/json":
@@ -242,12 +253,14 @@ describe("Upstream: what the backend receives", () => {
       const backend = yield* recorder
       const spans: Array<readonly [string, string | undefined]> = []
       const names = new Map<string, string>()
+      const made: Array<Tracer.Span> = []
       const recording = Tracer.make({
         span(options) {
           const span = Tracer.nativeTracer.span(options)
           names.set(span.spanId, options.name)
           const parent = Option.getOrUndefined(options.parent)
           spans.push([options.name, parent === undefined ? undefined : names.get(parent.spanId)])
+          made.push(span)
           return span
         }
       })
@@ -260,6 +273,15 @@ describe("Upstream: what the backend receives", () => {
       yield* eventually(() => spans.some(([, parent]) => parent === "lhttp.upstream"))
       assert.deepStrictEqual(spans.find(([name]) => name === "lhttp.upstream"), ["lhttp.upstream", "lhttp.message"])
       assert.strictEqual(spans.find(([, parent]) => parent === "lhttp.upstream")![0], "POST")
+      // the attributes (operations.md, Traces): the call's method and URL; the message's command and connection
+      const attributes = (name: string) => Object.fromEntries(made.find((span) => span.name === name)!.attributes)
+      assert.deepStrictEqual(attributes("lhttp.upstream"), {
+        "lhttp.upstream.method": "POST",
+        "lhttp.upstream.url": `${backend.base}/hooks/record`
+      })
+      const connection = backend.requests.at(-1)!.headers[Upstream.AddedHeader.connection]
+      assert.isString(connection)
+      assert.deepStrictEqual(attributes("lhttp.message"), { "lhttp.command": "chat", "lhttp.connection": connection })
     }))
 
   it.live("GET sends no body", () =>
@@ -303,6 +325,25 @@ describe("Upstream: what the backend receives", () => {
         yield* client.next(),
         "LHTTP/1.0 save\r\nupstream-status:200\r\ncontent-type:application/json\r\nid:r1\r\n\r\n{\"saved\":\"x\"}"
       )
+    }))
+
+  it.live("reply mode: the frame has the command a processor set with setCommand", () =>
+    Effect.gen(function*() {
+      const backend = yield* recorder
+      const Rename = Processor.make("save")
+      const server = yield* startMemoryServer(
+        { processors: [Rename] },
+        Layer.merge(Rename.toLayer({ onMessage: (exchange) => Effect.sync(() => exchange.setCommand("saved")) }),
+          NodeUpstream.layer({ allow: [`${backend.base}/hooks/`] }))
+      )
+      const client = yield* server.connect()
+      yield* client.send(frame("save", { upstream: `POST ${backend.base}/hooks/json`, "upstream-reply": "1", id: "r2" }, "y"))
+      assert.strictEqual(
+        yield* client.next(),
+        "LHTTP/1.0 saved\r\nupstream-status:200\r\ncontent-type:application/json\r\nid:r2\r\n\r\n{\"saved\":\"y\"}"
+      )
+      // the backend is told the command the reply has
+      assert.strictEqual(backend.requests[0]!.headers[Upstream.AddedHeader.command], "saved")
     }))
 
   it.live("hop-by-hop and identity headers and values that are not printable ASCII are never forwarded, even when named", () =>
@@ -713,6 +754,56 @@ describe("Upstream: failures are typed error frames and nothing stalls", () => {
       assert.strictEqual(yield* client.next(), "LHTTP/1.0 c\r\nupstream-status:200\r\nid:5\r\n\r\nsaved")
     }))
 
+  it.live("by default: GET, POST, PUT, PATCH and DELETE are allowed, no other method", () =>
+    Effect.gen(function*() {
+      const backend = yield* recorder
+      const server = yield* upstreamServer({ allow: [`${backend.base}/hooks/`] })
+      const client = yield* server.connect()
+      for (const method of ["GET", "POST", "PUT", "PATCH", "DELETE"]) {
+        yield* client.send(frame("c", { upstream: `${method} ${backend.base}/hooks/record`, "upstream-reply": "1", id: method }))
+        assert.strictEqual(yield* client.next(), `LHTTP/1.0 c\r\nupstream-status:200\r\nid:${method}\r\n\r\nsaved`)
+      }
+      for (const method of ["OPTIONS", "HEAD", "TRACE", "patch"]) {
+        yield* client.send(frame("c", { upstream: `${method} ${backend.base}/hooks/record`, id: method }))
+        assert.strictEqual(
+          yield* client.next(),
+          errorFrame(405, "UpstreamMethodNotAllowed", `the method ${method} is not allowed`, method)
+        )
+      }
+      assert.deepStrictEqual(backend.requests.map((request) => request.method), ["GET", "POST", "PUT", "PATCH", "DELETE"])
+    }))
+
+  it.effect("by default a response of 256 KiB is read whole; one byte more fails TooLarge", () =>
+    Effect.gen(function*() {
+      const backend = yield* recorder
+      const upstream = yield* NodeUpstream.make({ allow: [`${backend.base}/hooks/`] })
+      const fits = yield* upstream.call(call("GET", `${backend.base}/hooks/bytes?n=${256 * 1024}`))
+      assert.strictEqual(fits.body.length, 256 * 1024)
+      const over = yield* Effect.flip(upstream.call(call("GET", `${backend.base}/hooks/bytes?n=${256 * 1024 + 1}`)))
+      assert.deepStrictEqual([over.reason, over.message], ["TooLarge", `the backend's response is over ${256 * 1024} bytes`])
+    }))
+
+  it.live("by default a connection has 16 calls in flight; the 17th is refused with 429", () =>
+    Effect.gen(function*() {
+      const backend = yield* recorder
+      const server = yield* upstreamServer({ allow: [`${backend.base}/hooks/`] })
+      const client = yield* server.connect()
+      // the first waits at the backend for the gate, the 15 after it in the connection's lane
+      for (let i = 1; i <= 16; i++) {
+        yield* client.send(frame("c", { upstream: `POST ${backend.base}/hooks/hold`, "upstream-reply": "1", id: `${i}` }, `${i}`))
+      }
+      yield* client.send(frame("c", { upstream: `POST ${backend.base}/hooks/record`, id: "17" }, "17"))
+      assert.strictEqual(
+        yield* client.next(),
+        errorFrame(429, "UpstreamTooMany", "a connection has at most 16 upstream calls in flight", "17")
+      )
+      backend.open()
+      for (let i = 1; i <= 16; i++) {
+        assert.strictEqual(yield* client.next(), `LHTTP/1.0 c\r\nupstream-status:200\r\nid:${i}\r\n\r\nheld`)
+      }
+      assert.strictEqual(backend.requests.length, 16)
+    }))
+
   it.live("without an allowlist, upstream stays off: 501", () =>
     Effect.gen(function*() {
       const server = yield* startMemoryServer({})
@@ -808,6 +899,31 @@ describe("Upstream: the connection goes to the address that was checked", () => 
       yield* client.send(frame("c", { upstream: `POST ${target}`, id: "2" }, "y"))
       assert.strictEqual(yield* client.next(), errorFrame(403, "UpstreamNotAllowed", forbidden(unresolvable), "2"))
       assert.deepStrictEqual([asked.length, backend.requests.length], [2, 1])
+    }))
+
+  it.live("a kept-alive connection is reused only by a call whose own check passed: it goes to the earlier call's checked address", () =>
+    Effect.gen(function*() {
+      const backend = yield* recorder
+      // the backend listens on 127.0.0.1 only: a new connection to 127.0.0.2 finds nothing
+      const answers: ReadonlyArray<ReadonlyArray<string>> = [["127.0.0.1"], ["127.0.0.2"], ["169.254.169.254"]]
+      let asked = 0
+      const lookup = () => Effect.sync(() => answers[Math.min(asked++, answers.length - 1)]!)
+      const target = `http://${unresolvable}:${backend.port}/hooks/json`
+      const server = yield* upstreamServer({ allow: [`http://${unresolvable}:${backend.port}/hooks/`], lookup })
+      const client = yield* server.connect()
+      const saved = (id: string, body: string) =>
+        `LHTTP/1.0 c\r\nupstream-status:200\r\ncontent-type:application/json\r\nid:${id}\r\n\r\n{"saved":"${body}"}`
+      yield* client.send(frame("c", { upstream: `POST ${target}`, "upstream-reply": "1", id: "1" }, "x"))
+      assert.strictEqual(yield* client.next(), saved("1", "x"))
+      // the second check answers 127.0.0.2 (allowed): the connection kept alive from the first call, to
+      // 127.0.0.1 (which passed the first call's check), carries it; a new one would have failed
+      yield* client.send(frame("c", { upstream: `POST ${target}`, "upstream-reply": "1", id: "2" }, "y"))
+      assert.strictEqual(yield* client.next(), saved("2", "y"))
+      assert.strictEqual(backend.requests[1]!.remotePort, backend.requests[0]!.remotePort)
+      // the third check answers a forbidden address: refused, the kept-alive connection is not used
+      yield* client.send(frame("c", { upstream: `POST ${target}`, id: "3" }, "z"))
+      assert.strictEqual(yield* client.next(), errorFrame(403, "UpstreamNotAllowed", forbidden(unresolvable), "3"))
+      assert.deepStrictEqual([asked, backend.requests.length], [3, 2])
     }))
 
   it.live("localhost, allowlisted by name, is reached with its name in the Host header", () =>
