@@ -325,6 +325,31 @@ describe("Security: invalid UTF-8 and the frames the server writes (protocol.md 
     }))
 })
 
+describe("Security: ping floods (security.md \"Ping floods\", protocol.md §1)", () => {
+  it.live("30 pings in one read are each answered and the connection goes on; 100 in one read end it with no close frame", () =>
+    Effect.gen(function*() {
+      const { port } = yield* startServer({ processors: [Echo.Echo] }, Echo.layer)
+      const pings = (count: number) =>
+        Buffer.concat(Array.from({ length: count }, (_, i) => clientFrame(Buffer.from(`p${i}`), 9)))
+      const calm = yield* rawWs(port)
+      calm.socket.write(pings(30))
+      yield* eventually(() => calm.frames().filter((wire) => wire.opcode === 10).length === 30)
+      calm.send(frame("echo", {}, "after the pings"))
+      yield* eventually(() => calm.frames().some((wire) => wire.opcode === 1))
+      assert.strictEqual(textOf(calm.frames().find((wire) => wire.opcode === 1)!), frame("echo", {}, "after the pings"))
+      const flood = yield* rawWs(port)
+      let ended = false
+      flood.socket.once("close", () => {
+        ended = true
+      })
+      flood.socket.write(pings(100))
+      yield* eventually(() => ended)
+      // dropped by ws: no close frame, fewer pongs than pings
+      assert.isUndefined(flood.closeFrame())
+      assert.isBelow(flood.frames().filter((wire) => wire.opcode === 10).length, 100)
+    }))
+})
+
 describe("Security: connectionRate over the Node server (security.md, server.md)", () => {
   it.live("past the burst from one address: an upgrade, an SSE stream and a poll get 503 ConnectingTooFast with Retry-After: 1; another address is admitted", () =>
     Effect.gen(function*() {
