@@ -126,3 +126,25 @@ describe("Channel properties", () => {
     )
   })
 })
+
+// Mutation testing (docs/testing.md "Mutation testing"): what the survivors of `npm run mutate` showed untested
+describe("Channel: what mutation testing found untested", () => {
+  const message = (value: string, options?: Channel.Options) => {
+    const result = Channel.validate(value, options)
+    assert.isTrue(Result.isFailure(result), value)
+    return Result.isFailure(result) ? result.failure.message : ""
+  }
+
+  it("a channel of exactly maxLength with a wildcard is refused for the wildcard, not for its length", () => {
+    assert.strictEqual(message("ab*", { maxLength: 3 }), "channel \"ab*\" holds whitespace, a control character, \"*\" or \">\"")
+    assert.strictEqual(message("abcd", { maxLength: 3 }), "channel \"abcd\" is longer than 3 characters")
+    assert.isTrue(Result.isSuccess(Channel.validate("abc", { maxLength: 3 })))
+  })
+
+  it("the message shows an id of up to 64 characters whole, a longer one cut at 64 with an ellipsis", () => {
+    const x64 = "x".repeat(63) + "*"
+    assert.strictEqual(message(x64), `channel "${x64}" holds whitespace, a control character, "*" or ">"`)
+    const x65 = "x".repeat(64) + "*"
+    assert.strictEqual(message(x65), `channel "${"x".repeat(64)}"… holds whitespace, a control character, "*" or ">"`)
+  })
+})

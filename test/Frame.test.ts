@@ -141,9 +141,16 @@ describe("Frame.parse: the rest of the grammar", () => {
     check("LHTTP/1.0 c\r\n\r\na\nb\rc", { command: "c", headers: {}, body: "a\nb\rc" }))
   it("numeric header names keep their order", () =>
     check("LHTTP/1.0 c\r\nz:1\r\n2:2\r\n1:3\r\n\r\n", { command: "c", headers: [["z", "1"], ["2", "2"], ["1", "3"]], body: "" }))
-  it("caps the number of distinct headers", () => {
+  it("caps the number of distinct headers: 64 are accepted, the 65th is refused TooManyHeaders", () => {
+    const headers = (count: number) => Array.from({ length: count }, (_, i) => [`h${i}`, "v"] as const)
+    const text = (count: number) => `LHTTP/1.0 c\r\n${headers(count).map(([k, v]) => `${k}:${v}\r\n`).join("")}\r\n`
+    check(text(64), { command: "c", headers: headers(64), body: "" })
+    // 64 distinct names and one of them again: still 64
+    check(`${text(64).slice(0, -2)}h0:w\r\n\r\n`, { command: "c", headers: [["h0", "w"], ...headers(64).slice(1)], body: "" })
     const lines = Array.from({ length: 65 }, (_, i) => `h${i}:v\r\n`).join("")
     check(`LHTTP/1.0 c\r\n${lines}\r\n`, { error: "TooManyHeaders" })
+    const refused = Frame.parse(`LHTTP/1.0 c\r\n${lines}\r\n`)
+    assert.isTrue(Result.isFailure(refused) && refused.failure.message === "a frame carries at most 64 headers")
     const result = Frame.parse(`LHTTP/1.0 c\r\n${lines}\r\n`, { maxHeaders: 100 })
     assert.isTrue(Result.isSuccess(result))
     const repeated = Array.from({ length: 100 }, () => "h:v\r\n").join("")
@@ -360,5 +367,80 @@ describe("Frame: round trips (docs/protocol.md §3)", () => {
       ),
       { numRuns: 2000 }
     )
+  })
+})
+
+// Mutation testing (docs/testing.md "Mutation testing"): what the survivors of `npm run mutate` showed
+// untested. The message of a ProtocolError is the body of its error frame, so it is asserted too.
+describe("Frame: what mutation testing found untested", () => {
+  const failure = (result: Result.Result<Frame.Frame, ProtocolError>) => {
+    assert.isTrue(Result.isFailure(result))
+    return Result.isFailure(result) ? [result.failure.reason, result.failure.message] : []
+  }
+
+  it("each grammar problem has its own message (the body of the error frame)", () => {
+    const cases: ReadonlyArray<readonly [string, string, string]> = [
+      ["hello", "NotLhttp", "a frame starts with \"LHTTP/1.0 <command>\""],
+      ["LHTTP/1.1 chat", "UnsupportedVersion", "only LHTTP/1.0 is supported"],
+      ["LHTTP/1.0\r\n\r\n", "MalformedStartLine", "a single space must follow \"LHTTP/1.0\""],
+      ["LHTTP/1.0 chat\rx\r\n\r\n", "MalformedStartLine", "the start line holds a lone CR or LF: lines end with CRLF"],
+      ["LHTTP/1.0 chat\r\na:1\nb:2\r\n\r\n", "MalformedHeader", "the header section holds a lone CR or LF: lines end with CRLF"],
+      ["LHTTP/1.0 chat\r\nnocolon\r\n\r\n", "MalformedHeader", "a header line is \"name:value\" and this one has no \":\""],
+      ["LHTTP/1.0 chat\r\n:v\r\n\r\n", "MalformedHeader", "a header name is empty"]
+    ]
+    for (const [input, reason, message] of cases) assert.deepStrictEqual(failure(Frame.parse(input)), [reason, message], input)
+    const lines = Array.from({ length: 3 }, (_, i) => `h${i}:v`).join("\r\n")
+    assert.deepStrictEqual(failure(Frame.parse(`LHTTP/1.0 c\r\n${lines}\r\n\r\n`, { maxHeaders: 2 })), [
+      "TooManyHeaders",
+      "a frame carries at most 2 headers"
+    ])
+  })
+
+  it("each validation problem has its own message", () => {
+    const cases: ReadonlyArray<readonly [Frame.Frame, string, string]> = [
+      [Frame.make("a\r\nb"), "MalformedStartLine", "a command cannot hold a CR or LF"],
+      [Frame.make("c", { "": "v" }), "MalformedHeader", "a header name cannot be empty"],
+      [Frame.make("c", { "a:b": "v" }), "MalformedHeader", "a header name cannot hold \":\", CR or LF"],
+      [Frame.make("c", { "a\nb": "v" }), "MalformedHeader", "a header name cannot hold \":\", CR or LF"],
+      [Frame.make("c", { a: "x\ry" }), "MalformedHeader", "a header value cannot hold CR or LF"]
+    ]
+    for (const [frame, reason, message] of cases) assert.deepStrictEqual(failure(Frame.validate(frame)), [reason, message])
+    const encoded = Schema.encodeUnknownResult(Frame.FromString)(Frame.make("c", { a: "x\ry" }))
+    assert.isTrue(Result.isFailure(encoded))
+    if (Result.isFailure(encoded)) assert.include(encoded.failure.message, "a header value cannot hold CR or LF")
+  })
+
+  it("make: a record or a map of headers, an empty body by default", () => {
+    const frame = Frame.make("chat", { a: "1", b: "2" })
+    assert.deepStrictEqual([frame.command, [...frame.headers], frame.body], ["chat", [["a", "1"], ["b", "2"]], ""])
+    const headers = new Map([["x", "y"]])
+    assert.strictEqual(Frame.make("c", headers, "body").headers, headers)
+    assert.strictEqual(Frame.make("c").headers.size, 0)
+    assert.strictEqual(Frame.render(Frame.make("c")), "LHTTP/1.0 c\r\n\r\n")
+    assert.strictEqual(Frame.protocol, "LHTTP/1.0")
+  })
+
+  it("decodeUtf8: invalid UTF-8 is InvalidUtf8 with its message; a BOM is kept, not eaten", () => {
+    const bad = Frame.decodeUtf8(new Uint8Array([0x61, 0xff]))
+    assert.isTrue(Result.isFailure(bad))
+    if (Result.isFailure(bad)) assert.deepStrictEqual([bad.failure.reason, bad.failure.message], ["InvalidUtf8", "the frame is not valid UTF-8"])
+    const bom = new Uint8Array([0xef, 0xbb, 0xbf, ...new TextEncoder().encode("LHTTP/1.0 c\r\n\r\n")])
+    assert.deepStrictEqual(Frame.decodeUtf8(bom), Result.succeed("\uFEFFLHTTP/1.0 c\r\n\r\n"))
+    // a frame that starts with a BOM does not start with "LHTTP/": the bytes are read as they are
+    assert.deepStrictEqual(failure(Frame.parseBytes(bom))[0], "NotLhttp")
+  })
+
+  it("the Headers schema: a Map of string names to string values, nothing else", () => {
+    const is = Schema.is(Frame.Headers)
+    assert.isTrue(is(new Map([["a", "b"]])))
+    assert.isTrue(is(new Map()))
+    assert.isFalse(is({ a: "b" }))
+    assert.isFalse(is(new Map<unknown, unknown>([[1, "b"]])))
+    assert.isFalse(is(new Map<unknown, unknown>([["a", 1]])))
+    assert.isFalse(is(new Map<unknown, unknown>([["a", "b"], ["c", 2]])))
+    const isFrame = Schema.is(Frame.Frame)
+    assert.isTrue(isFrame(Frame.make("c")))
+    assert.isFalse(isFrame({ command: "c", headers: new Map() }))
+    assert.isFalse(isFrame({ command: "c", headers: new Map<unknown, unknown>([["a", 1]]), body: "" }))
   })
 })

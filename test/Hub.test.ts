@@ -2,12 +2,16 @@ import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Exit, Fiber, Result, Stream } from "effect"
 import * as Bus from "../src/Bus.ts"
 import * as Channel from "../src/Channel.ts"
+import * as Filter from "../src/Filter.ts"
 import * as History from "../src/History.ts"
 import * as Hub from "../src/Hub.ts"
 import type * as Message from "../src/Message.ts"
 import * as NatsBus from "../src/NatsBus.ts"
 import type { Rejection } from "../src/Rejection.ts"
+import type * as LhttpServer from "../src/LhttpServer.ts"
 import type * as Transport from "../src/Transport.ts"
+import { frame } from "./utils/lhttp.ts"
+import { startMemoryServer } from "./utils/memory.ts"
 import { natsServer } from "./utils/nats.ts"
 import { eventually, until } from "./utils/wait.ts"
 
@@ -274,5 +278,138 @@ describe("Hub: stream over NATS", () => {
       yield* until(two.publish("orders", "probe").pipe(Effect.andThen(Effect.sync(() => received.length > 0))))
       yield* two.publish("orders", "order", { "content-type": "application/json" }, "{\"n\":1}")
       yield* eventually(() => received.includes("{\"n\":1}"))
+    }))
+})
+
+// The pipeline's built-in after filter in front of the hub (src/internal/pipeline.ts pubSub and
+// publishedText), pinned where mutation testing (docs/testing.md "Mutation testing") found it untested
+describe("Hub: the built-in subscribe / publish / unsubscribe of a message", () => {
+  it.live("a since header that cannot be served is refused 400 InvalidSince, each with its own message, nothing applied", () =>
+    Effect.gen(function*() {
+      const { connect, hub } = yield* startMemoryServer({})
+      const client = yield* connect()
+      const refused = (headers: Record<string, string>, message: string) =>
+        Effect.gen(function*() {
+          yield* client.send(frame("c", { ...headers, id: "s" }))
+          assert.strictEqual(yield* client.next(), `LHTTP/1.0 error\r\nstatus:400\r\nreason:InvalidSince\r\nid:s\r\n\r\n${message}`)
+        })
+      yield* refused({ subscribe: "a", since: "yesterday" }, "a since header is now or <epoch>:<offset>")
+      yield* refused({ publish: "a", since: "now" }, "a since header goes with a subscribe header")
+      yield* refused({ subscribe: "a b", since: "e:1" }, "a since position goes with exactly one subscribed channel")
+      assert.strictEqual(hub.channelCount(), 0)
+    }))
+
+  it.live("authorize is asked about the actions a message has, and only those", () =>
+    Effect.gen(function*() {
+      const asked: Array<string> = []
+      const authorize = (request: LhttpServer.Authorization) =>
+        Effect.sync(() => void asked.push(`${request.action}:${request.channels.join(" ")}`))
+      const { connect } = yield* startMemoryServer({ authorize })
+      const client = yield* connect()
+      yield* client.send(frame("c", { publish: "p" }, "x"))
+      yield* client.nothing()
+      assert.deepStrictEqual(asked.splice(0), ["publish:p"])
+      yield* client.send(frame("c", { subscribe: "s" }))
+      yield* client.nothing()
+      assert.deepStrictEqual(asked.splice(0), ["subscribe:s"])
+      yield* client.send(frame("c", { unsubscribe: "s" }))
+      yield* client.nothing()
+      assert.deepStrictEqual(asked.splice(0), ["unsubscribe:s"])
+      yield* client.send(frame("c", { subscribe: "a", publish: "b", unsubscribe: "c" }, "x"))
+      yield* client.nothing()
+      assert.deepStrictEqual(asked.splice(0), ["subscribe:a", "publish:b", "unsubscribe:c"])
+    }))
+
+  it.live("a message a filter changed is validated before it is published: a header a filter broke is refused, nothing published", () =>
+    Effect.gen(function*() {
+      const Inject = Filter.make("inject")
+      const InjectLive = Inject.toLayer({
+        before: (exchange) =>
+          Effect.sync(() => {
+            const value = exchange.header("inject")
+            if (value !== undefined) exchange.setHeader("x", value.replace("|", "\r\n"))
+          })
+      })
+      const { connect } = yield* startMemoryServer({ filters: [Inject] }, InjectLive)
+      const listener = yield* connect()
+      const client = yield* connect()
+      yield* listener.send(frame("c", { subscribe: "room" }))
+      yield* listener.nothing()
+      yield* client.send(frame("c", { publish: "room", inject: "a|evil:1", id: "i" }, "x"))
+      assert.strictEqual(
+        yield* client.next(),
+        "LHTTP/1.0 error\r\nstatus:400\r\nreason:MalformedHeader\r\nid:i\r\n\r\na header value cannot hold CR or LF"
+      )
+      yield* listener.nothing()
+      // a change that keeps the frame valid goes out as changed
+      yield* client.send(frame("c", { publish: "room", inject: "fine" }, "y"))
+      assert.strictEqual(yield* listener.next(), "LHTTP/1.0 c\r\npublish:room\r\ninject:fine\r\nx:fine\r\n\r\ny")
+    }))
+})
+
+// The hub's positions and gates (src/Hub.ts), pinned where mutation testing found them untested
+describe("Hub: positions and gates", () => {
+  const policy = { prefix: "h-", size: 10, ttl: Duration.minutes(1) }
+
+  it.effect("a message the bus could not number reaches a positioned subscriber without any position a publisher wrote", () =>
+    Effect.gen(function*() {
+      const bus = yield* Bus.makeMemory()
+      const history = History.makeMemory({ policies: [policy] })
+      const hub = yield* Hub.make().pipe(Effect.provideService(Bus.Bus, bus), Effect.provideService(History.History, history))
+      const frames: Array<Transport.Outbound> = []
+      const plain: Array<Transport.Outbound> = []
+      yield* hub.subscribe({ channels: new Set(), deliver: (frame) => void frames.push(frame) }, ids("h-room"), { since: "now" })
+      yield* hub.subscribe({ channels: new Set(), deliver: (frame) => void plain.push(frame) }, ids("h-room"))
+      assert.strictEqual(frames.length, 1) // the position frame
+      const forged = "LHTTP/1.0 chat\r\noffset:99\r\nepoch:forged\r\nchannel:h-room\r\n\r\nhi"
+      yield* bus.publish("h-room" as Channel.ChannelId, forged) // straight to the bus: no position
+      assert.strictEqual(frames.length, 2)
+      assert.strictEqual(frames[1]!.text, "LHTTP/1.0 chat\r\n\r\nhi")
+      assert.isUndefined(frames[1]!.position)
+      assert.deepStrictEqual(plain.map((frame) => frame.text), [forged])
+    }))
+
+  it.effect("the position frame carries its position beside the text; one for a channel without history carries none", () =>
+    Effect.gen(function*() {
+      const bus = yield* Bus.makeMemory()
+      const history = History.makeMemory({ policies: [policy] })
+      const hub = yield* Hub.make().pipe(Effect.provideService(Bus.Bus, bus), Effect.provideService(History.History, history))
+      yield* hub.publishText(ids("h-room"), "LHTTP/1.0 chat\r\n\r\none")
+      const frames: Array<Transport.Outbound> = []
+      yield* hub.subscribe({ channels: new Set(), deliver: (frame) => void frames.push(frame) }, ids("h-room", "plain"), { since: "now" })
+      const [room, plain] = frames
+      const epoch = room!.position!.epoch
+      assert.strictEqual(room!.text, `LHTTP/1.0 position\r\nchannel:h-room\r\nepoch:${epoch}\r\noffset:1\r\n\r\n`)
+      assert.deepStrictEqual(room!.position, { channel: "h-room", epoch, offset: 1 })
+      assert.strictEqual(plain!.text, "LHTTP/1.0 position\r\nchannel:plain\r\nreason:NoHistory\r\n\r\n")
+      assert.isUndefined(plain!.position)
+    }))
+
+  it.live("a subscriber joining a channel whose bus subscription is still being taken waits for it", () =>
+    Effect.gen(function*() {
+      const inner = yield* Bus.makeMemory()
+      const taken = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const bus = Bus.Bus.of({
+        ...inner,
+        subscribe: (channel, onMessage, options) =>
+          Deferred.succeed(taken, undefined).pipe(
+            Effect.andThen(Deferred.await(release)),
+            Effect.andThen(inner.subscribe(channel, onMessage, options))
+          )
+      })
+      const hub = yield* Hub.make().pipe(Effect.provideService(Bus.Bus, bus))
+      const got: Array<string> = []
+      const first = yield* Effect.forkChild(hub.subscribe(recorder("a", got), ids("slow")))
+      yield* Deferred.await(taken)
+      const second = yield* Effect.forkChild(hub.subscribe(recorder("b", got), ids("slow")))
+      yield* Effect.yieldNow
+      // the second joiner is not done while the channel's subscription is not in place
+      assert.isUndefined(second.pollUnsafe())
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(first)
+      yield* Fiber.join(second)
+      yield* hub.publishText(ids("slow"), "m")
+      assert.deepStrictEqual(got, ["a:m", "b:m"])
     }))
 })

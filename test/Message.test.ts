@@ -335,3 +335,53 @@ describe("Message properties", () => {
     )
   })
 })
+
+// Mutation testing (docs/testing.md "Mutation testing"): what the survivors of `npm run mutate` showed untested
+describe("Message: what mutation testing found untested", () => {
+  it("an error frame without an id is a Failure with no id property at all", () => {
+    const failure = decode("LHTTP/1.0 error\r\nstatus:404\r\nreason:UnknownCommand\r\n\r\nno such command")
+    assert.deepStrictEqual(failure, { _tag: "Failure", status: 404, reason: "UnknownCommand", message: "no such command" })
+    assert.isFalse("id" in failure)
+    const withId = decode("LHTTP/1.0 error\r\nstatus:429\r\nreason:TooManyRequests\r\nid:7\r\n\r\nslow down")
+    assert.deepStrictEqual(withId, { _tag: "Failure", status: 429, reason: "TooManyRequests", message: "slow down", id: "7" })
+  })
+
+  it("a malformed upstream header says what the header looks like", () => {
+    const result = Message.decode("LHTTP/1.0 chat\r\nupstream:http://x.com\r\n\r\n")
+    assert.isTrue(Result.isFailure(result))
+    if (Result.isFailure(result)) assert.strictEqual(result.failure.message, "an upstream header is \"<METHOD> <URL>\"")
+  })
+
+  it("encoding a message whose frame cannot be written fails with the frame's problem", () => {
+    const message = {
+      _tag: "Notify",
+      command: "chat",
+      headers: new Map([["a", "x\r\ninjected:1"]]),
+      body: "",
+      subscribe: [],
+      publish: [],
+      unsubscribe: []
+    }
+    const result = Schema.encodeUnknownResult(Message.FromString)(message)
+    assert.isTrue(Result.isFailure(result))
+    if (Result.isFailure(result)) assert.include(result.failure.message, "a header value cannot hold CR or LF")
+  })
+})
+
+describe("Message: the schemas of its parts", () => {
+  it("Upstream is a method and a URL; Part is headers and a body: anything else is refused", () => {
+    assert.isTrue(Schema.is(Message.Upstream)({ method: "POST", url: "http://x" }))
+    assert.isFalse(Schema.is(Message.Upstream)({ method: "POST" }))
+    assert.isFalse(Schema.is(Message.Upstream)({}))
+    assert.isTrue(Schema.is(Message.Part)({ headers: new Map(), body: "b" }))
+    assert.isFalse(Schema.is(Message.Part)({ headers: new Map() }))
+    assert.isFalse(Schema.is(Message.Part)({ headers: {}, body: "b" }))
+  })
+})
+
+describe("Message.isBuiltinName", () => {
+  it("names the built-in headers, and nothing else", () => {
+    for (const name of Object.values(Message.Header)) assert.isTrue(Message.isBuiltinName(name), name)
+    for (const name of ["chat", "Subscribe", "content-type", ""]) assert.isFalse(Message.isBuiltinName(name), name)
+  })
+})

@@ -165,3 +165,43 @@ describe("Multipart properties", () => {
     )
   })
 })
+
+// Mutation testing (docs/testing.md "Mutation testing"): what the survivors of `npm run mutate` showed untested
+describe("Multipart: what mutation testing found untested", () => {
+  const message = (body: string, offsets: string | ReadonlyArray<number>) => {
+    const result = Multipart.split(body, offsets)
+    assert.isTrue(Result.isFailure(result), `expected a failure for ${JSON.stringify(offsets)}`)
+    return Result.isFailure(result) ? result.failure.message : ""
+  }
+
+  it("an offset is all digits, at most 15 of them", () => {
+    const body = "a:1\r\n\r\nx"
+    assert.strictEqual(message(body, "0 1x"), "offset \"1x\" is not a decimal number (offsets are separated by single spaces)")
+    assert.strictEqual(message(body, "0000000000000000"), "offset \"0000000000000000\" is not a decimal number (offsets are separated by single spaces)")
+    assert.strictEqual(message(body, []), "no offsets")
+  })
+
+  it("a non-ASCII body: offsets count bytes; the last may be the end, one past it is refused", () => {
+    const part = "k:é\r\n\r\nbé" // 11 bytes, 9 characters
+    assert.strictEqual(message(part, "0 12"), "offset 12 is past the end of the 11-byte body")
+    assert.strictEqual(message(part + part, "0 11 23"), "offset 23 is past the end of the 22-byte body")
+    // an offset at the very end is not past it: the last part is empty, so it has no header block
+    assert.strictEqual(message(part, "0 11"), "part 1 has no header block ended by CRLF CRLF")
+    assert.strictEqual(message("k:1\r\n\r\nb", "0 9"), "offset 9 is past the end of the 8-byte body")
+  })
+})
+
+describe("Multipart: the header and a BOM", () => {
+  it("the header is named multipart", () => assert.strictEqual(Multipart.header, "multipart"))
+
+  it("a part that starts with a BOM keeps it: the bytes are read as they are", () => {
+    const result = Multipart.split("k:v\r\n\r\na\uFEFFb:1\r\n\r\nc", "0 8")
+    assert.isTrue(Result.isSuccess(result))
+    if (Result.isSuccess(result)) {
+      assert.deepStrictEqual(result.success.map((part) => [[...part.headers], part.body]), [
+        [[["k", "v"]], "a"],
+        [[["\uFEFFb", "1"]], "c"]
+      ])
+    }
+  })
+})
