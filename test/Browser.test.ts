@@ -11,7 +11,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import type { Page, WebSocketRoute } from "playwright-core"
-import { type Browser, chatLines, joinChat, launch, logShows, say } from "./utils/browser.ts"
+import { type Browser, chatLines, joinChat, launch, logShows, membersShow, say } from "./utils/browser.ts"
 import { natsServerWith } from "./utils/nats.ts"
 import { freePort, type Program, start } from "./utils/process.ts"
 
@@ -71,6 +71,8 @@ describe("the chat demo in Chromium", () => {
       const bob = await joinChat(browser, base, "Bob", "lobby", errors)
       await logShows(alice, "Bob joined")
       await logShows(bob, "Bob joined")
+      await membersShow(alice, ["Alice", "Bob"])
+      await membersShow(bob, ["Alice", "Bob"])
       assert.deepStrictEqual(await members(alice), ["Alice", "Bob"])
       assert.deepStrictEqual(await members(bob), ["Alice", "Bob"])
 

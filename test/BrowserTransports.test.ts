@@ -25,6 +25,7 @@ import {
   joinChat,
   launch,
   logShows,
+  membersShow,
   noWebSocketProxy,
   type Proxy,
   say
@@ -129,6 +130,7 @@ describe("the HTTP transports in Chromium", () => {
     assert.strictEqual(await viaOf(alice), "via websocket")
     await logShows(alice, "Bob joined")
     await logShows(bob, "Bob joined")
+    await membersShow(bob, ["Alice", "Bob"])
     assert.deepStrictEqual(await bob.locator("#members li").allTextContents(), ["Alice", "Bob"])
 
     await say(alice, "Hi Bob, how is the polling?")

@@ -102,6 +102,17 @@ export const logShows = (page: Page, ...parts: Array<string>): Promise<void> => 
   return locator.last().waitFor({ timeout: 8_000 })
 }
 
+/**
+ * Waits until the chat page's member list shows exactly `names`, in order (it comes from a
+ * presence query the page makes after joining, so it may follow the join line).
+ */
+export const membersShow = (page: Page, names: ReadonlyArray<string>): Promise<unknown> =>
+  page.waitForFunction(
+    (expected) => JSON.stringify(Array.from(document.querySelectorAll("#members li"), (li) => li.textContent)) === expected,
+    JSON.stringify(names),
+    { timeout: 8_000 }
+  )
+
 /** The chat lines of the chat page's log (not the join and leave events): `[who, text]` each, in order. */
 export const chatLines = (page: Page): Promise<Array<[string, string]>> =>
   page.$$eval("#log li.mine, #log li.theirs", (items) =>
