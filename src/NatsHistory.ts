@@ -28,7 +28,7 @@
  * the position on and the channel has fewer messages than the per-subject
  * limit; otherwise it answers `Trimmed`.
  *
- * On a NATS without JetStream the bus works (a node of the cluster as any
+ * On a NATS without JetStream the bus works (a node of the cluster like any
  * other) and no channel keeps history: one warning line says so, and the
  * history's `limitation` too. Before NATS is reached the bus and the history
  * are not ready.
