@@ -21,7 +21,7 @@ export const groups = {
   codec: {
     mutate: [
       "src/Frame.ts",
-      "src/internal/grammar.ts",
+      "src/internal/wire/grammar.ts",
       "src/Message.ts",
       "src/Channel.ts",
       "src/Multipart.ts"
@@ -35,16 +35,16 @@ export const groups = {
     ]
   },
   outbox: {
-    mutate: ["src/internal/outbox.ts"],
+    mutate: ["src/internal/server/outbox.ts"],
     testFiles: ["test/Outbox.test.ts", "test/LhttpServer.test.ts"]
   },
   // the built-in after filter: since checks, authorization, subscribe / publish / unsubscribe
   pipeline: {
-    mutate: [part("src/internal/pipeline.ts", "const pubSub = (", "const callUpstream = ")],
+    mutate: [part("src/internal/server/pipeline.ts", "const pubSub = (", "const callUpstream = ")],
     testFiles: ["test/LhttpServer.test.ts", "test/History.test.ts", "test/Hub.test.ts"]
   },
   rate: {
-    mutate: ["src/internal/rate.ts"],
+    mutate: ["src/internal/server/rate.ts"],
     testFiles: ["test/Rate.test.ts", "test/LhttpServer.test.ts"]
   },
   // the hub's positions, gates and recovery (fan-out to the end of subscribe), and the History module

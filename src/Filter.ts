@@ -31,7 +31,7 @@ import { Context, type Effect, type Layer, type Scope } from "effect"
 import type { Connection } from "./Connection.ts"
 import type * as ErrorFrame from "./ErrorFrame.ts"
 import type { Exchange } from "./Exchange.ts"
-import * as Definition from "./internal/definition.ts"
+import * as Definition from "./internal/server/definition.ts"
 
 /**
  * The hooks of a filter; all are optional.

@@ -8,7 +8,7 @@
  * @since 0.1.0
  */
 import { Effect, Option, Result, Schema, SchemaGetter, SchemaIssue } from "effect"
-import * as Grammar from "./internal/grammar.ts"
+import * as Grammar from "./internal/wire/grammar.ts"
 import { ProtocolError } from "./ProtocolError.ts"
 
 const isHeaders = (u: unknown): u is ReadonlyMap<string, string> => {

@@ -12,7 +12,7 @@
  */
 import { Context, Data, Duration, Effect, Layer } from "effect"
 import type { ChannelId } from "./Channel.ts"
-import { randomId } from "./internal/randomId.ts"
+import { randomId } from "./internal/wire/ids.ts"
 
 /**
  * Which channels keep history, and how much: channels whose name starts with

@@ -8,7 +8,7 @@
  * @since 0.1.0
  */
 import { Result } from "effect"
-import * as Grammar from "./internal/grammar.ts"
+import * as Grammar from "./internal/wire/grammar.ts"
 import { defaultMaxHeaders } from "./Frame.ts"
 import { ProtocolError } from "./ProtocolError.ts"
 

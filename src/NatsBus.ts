@@ -29,8 +29,8 @@
  */
 import { Config, type Duration, Effect, Layer, Option, type Redacted, type Scope } from "effect"
 import { Bus, type BusError } from "./Bus.ts"
-import { natsServersConfig, natsServersOption, parseSubjectPrefix, refine, stringKeepingEmpty } from "./internal/config.ts"
-import * as internal from "./internal/natsBus.ts"
+import { natsServersConfig, natsServersOption, parseSubjectPrefix, refine, stringKeepingEmpty } from "./internal/server/config.ts"
+import * as internal from "./internal/nats/bus.ts"
 
 /**
  * Options of the NATS bus.

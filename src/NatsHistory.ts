@@ -41,9 +41,9 @@ import { Config, Context, Duration, Effect, Layer, Option, Result } from "effect
 import * as Bus from "./Bus.ts"
 import type { ChannelId } from "./Channel.ts"
 import * as History from "./History.ts"
-import { checkedOr, natsServersOption, parseNatsName, refine, stringKeepingEmpty } from "./internal/config.ts"
-import { noJetStream } from "./internal/natsClient.ts"
-import * as internal from "./internal/natsBus.ts"
+import { checkedOr, natsServersOption, parseNatsName, refine, stringKeepingEmpty } from "./internal/server/config.ts"
+import { noJetStream } from "./internal/nats/client.ts"
+import * as internal from "./internal/nats/bus.ts"
 import * as NatsBus from "./NatsBus.ts"
 
 /**

@@ -33,8 +33,8 @@
 import { Kvm, type KV } from "@nats-io/kv"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { Config, Deferred, Duration, Effect, Layer, Option, Schedule, Scope } from "effect"
-import { checkedOr, natsServersOption, parseNatsName } from "./internal/config.ts"
-import { clientConfig, type ClientOptions, dial, noJetStream, serversShown } from "./internal/natsClient.ts"
+import { checkedOr, natsServersOption, parseNatsName } from "./internal/server/config.ts"
+import { clientConfig, type ClientOptions, dial, noJetStream, serversShown } from "./internal/nats/client.ts"
 import { makeMemory, SessionStore, SessionStoreError, type StoredSession } from "./SessionStore.ts"
 
 /**

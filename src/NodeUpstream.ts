@@ -22,12 +22,12 @@
  */
 import { Cause, Clock, Config, Data, Duration, Effect, Layer, Metric, Option, Redacted, Result, type Scope, Stream } from "effect"
 import { HttpClient, HttpClientRequest, HttpMethod } from "effect/http"
-import * as StartupConfig from "./internal/config.ts"
-import * as Address from "./internal/upstream/address.ts"
-import * as Allowlist from "./internal/upstream/allowlist.ts"
-import * as PinnedClient from "./internal/upstream/client.ts"
-import * as RequestHeaders from "./internal/upstream/headers.ts"
-import * as Signing from "./internal/upstream/signing.ts"
+import * as StartupConfig from "./internal/server/config.ts"
+import * as Address from "./internal/node/upstream/address.ts"
+import * as Allowlist from "./internal/server/allowlist.ts"
+import * as PinnedClient from "./internal/node/upstream/client.ts"
+import * as RequestHeaders from "./internal/node/upstream/headers.ts"
+import * as Signing from "./internal/node/upstream/signing.ts"
 import { type Call, type Reason, type Response, Upstream, UpstreamError } from "./Upstream.ts"
 
 /**

@@ -39,7 +39,7 @@ import { Context, type Effect, type Layer, type Schema, type Scope } from "effec
 import type { Connection } from "./Connection.ts"
 import type * as ErrorFrame from "./ErrorFrame.ts"
 import type { Exchange } from "./Exchange.ts"
-import * as Definition from "./internal/definition.ts"
+import * as Definition from "./internal/server/definition.ts"
 
 /**
  * What a processor does. With a declared `reply`, `onMessage` returns the

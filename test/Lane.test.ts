@@ -5,7 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber } from "effect"
-import { Lane } from "../src/internal/lane.ts"
+import { Lane } from "../src/internal/server/lane.ts"
 import { eventually } from "./utils/wait.ts"
 
 /** A lane whose fibers are forked with the test's services, and the fibers it forked. */

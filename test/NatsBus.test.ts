@@ -10,7 +10,7 @@ import { connect as natsConnect, type ConnectionOptions } from "@nats-io/transpo
 import { Config, ConfigProvider, Effect, Exit, Fiber, Logger, Result, Scope } from "effect"
 import type * as Bus from "../src/Bus.ts"
 import * as Channel from "../src/Channel.ts"
-import * as internalBus from "../src/internal/natsBus.ts"
+import * as internalBus from "../src/internal/nats/bus.ts"
 import * as NatsBus from "../src/NatsBus.ts"
 import { natsServer, natsServerLater } from "./utils/nats.ts"
 import { eventually, until } from "./utils/wait.ts"

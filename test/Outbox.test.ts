@@ -8,9 +8,9 @@
 // functions); `buffered` stands for the bytes its peer has not taken. A tick is awaited as the outbox
 // schedules its flush, with setImmediate: callbacks run in order, so the flush has run when it resolves.
 import { assert, describe, it } from "@effect/vitest"
-import { closeCode, closeReason, Outbox, slowConsumerCloseCode } from "../src/internal/outbox.ts"
-import { Outbound } from "../src/internal/outbound.ts"
-import { Stats } from "../src/internal/stats.ts"
+import { closeCode, closeReason, Outbox, slowConsumerCloseCode } from "../src/internal/server/outbox.ts"
+import { Outbound } from "../src/internal/wire/outbound.ts"
+import { Stats } from "../src/internal/server/stats.ts"
 import type { Transport } from "../src/Transport.ts"
 
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve))

@@ -5,7 +5,7 @@
 // `performance.now()`, so the clock here is vitest's fake `performance` (no wait, no sleep).
 import { afterEach, assert, beforeEach, describe, it } from "@effect/vitest"
 import { vi } from "vitest"
-import { Bucket, Buckets } from "../src/internal/rate.ts"
+import { Bucket, Buckets } from "../src/internal/server/rate.ts"
 
 const takes = (take: () => boolean, count: number): Array<boolean> => Array.from({ length: count }, take)
 

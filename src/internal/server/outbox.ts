@@ -7,7 +7,7 @@
  * connection that stops reading hits it and meets the slow-consumer policy
  * instead of growing the server's memory; one that reads does not.
  */
-import type { Outbound, Transport } from "../Transport.ts"
+import type { Outbound, Transport } from "../../Transport.ts"
 import type { Stats } from "./stats.ts"
 
 /** What happens to a connection whose outbox is full. */

@@ -6,7 +6,7 @@
  */
 import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node"
 import { Config, Effect, Option, Redacted } from "effect"
-import { natsServersConfig } from "./config.ts"
+import { natsServersConfig } from "../server/config.ts"
 
 /** How to reach NATS: the servers and the credentials, if any. */
 export interface ClientOptions {

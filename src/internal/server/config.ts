@@ -6,8 +6,8 @@
  * failure prints.
  */
 import { Cause, Config, ConfigProvider, Data, Duration, Effect, Option, Result, Schema, SchemaIssue } from "effect"
-import * as Channel from "../Channel.ts"
-import * as Allowlist from "./upstream/allowlist.ts"
+import * as Channel from "../../Channel.ts"
+import * as Allowlist from "./allowlist.ts"
 
 /**
  * A string variable where set-but-empty is a value of its own: Effect's

@@ -8,14 +8,14 @@
 import { Buffer } from "node:buffer"
 import type * as Http from "node:http"
 import { Result } from "effect"
-import * as Channel from "../Channel.ts"
-import * as Frame from "../Frame.ts"
-import * as History from "../History.ts"
-import type * as LhttpServer from "../LhttpServer.ts"
-import type { Rejection } from "../Rejection.ts"
-import type * as Transport from "../Transport.ts"
-import { Buckets, type Rate } from "./rate.ts"
-import { closedBody, controlEvent, pollBody, type Reply, Session, type Sink } from "./session.ts"
+import * as Channel from "../../Channel.ts"
+import * as Frame from "../../Frame.ts"
+import * as History from "../../History.ts"
+import type * as LhttpServer from "../../LhttpServer.ts"
+import type { Rejection } from "../../Rejection.ts"
+import type * as Transport from "../../Transport.ts"
+import { Buckets, type Rate } from "../server/rate.ts"
+import { closedBody, controlEvent, pollBody, type Reply, Session, type Sink } from "../server/httpConnection.ts"
 
 /** The settings of the HTTP transports, defaults filled in. */
 export interface Settings {

@@ -10,9 +10,9 @@
  * `internal/httpTransports.ts` for Node).
  */
 import { Result } from "effect"
-import * as Frame from "../Frame.ts"
-import type { Inbound, Outbound, Peer, Transport } from "../Transport.ts"
-import { Outbound as OutboundFrame } from "./outbound.ts"
+import * as Frame from "../../Frame.ts"
+import type { Inbound, Outbound, Peer, Transport } from "../../Transport.ts"
+import { Outbound as OutboundFrame } from "../wire/outbound.ts"
 
 /** Which HTTP transport a session serves. */
 export type Kind = "sse" | "poll"

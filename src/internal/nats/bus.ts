@@ -6,12 +6,12 @@
  */
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node"
 import { Duration, Effect, Result, Schedule } from "effect"
-import { Bus, BusError } from "../Bus.ts"
-import * as Channel from "../Channel.ts"
-import type { Position } from "../History.ts"
-import type { Options } from "../NatsBus.ts"
-import { connectionOptions } from "./natsClient.ts"
-import { busReconnects } from "./metrics.ts"
+import { Bus, BusError } from "../../Bus.ts"
+import * as Channel from "../../Channel.ts"
+import type { Position } from "../../History.ts"
+import type { Options } from "../../NatsBus.ts"
+import { connectionOptions } from "./client.ts"
+import { busReconnects } from "../server/metrics.ts"
 
 /** The default subject prefix. */
 export const defaultSubjectPrefix = "lhttp."

@@ -4,8 +4,8 @@
  * the start line and the headers, and no allocation beyond the slices kept:
  * problems come back as values.
  */
-import type { Frame } from "../Frame.ts"
-import type { Reason } from "../ProtocolError.ts"
+import type { Frame } from "../../Frame.ts"
+import type { Reason } from "../../ProtocolError.ts"
 
 /** A grammar violation: the reason of the ProtocolError it becomes, and a human message. */
 export class Problem {

@@ -2,7 +2,7 @@
  * A frame on its way out: its text, rendered once, and its UTF-8 bytes,
  * encoded on first use and shared by every connection it goes to.
  */
-import type * as Transport from "../Transport.ts"
+import type * as Transport from "../../Transport.ts"
 
 const encoder = new TextEncoder()
 

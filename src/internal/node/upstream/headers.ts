@@ -5,7 +5,7 @@
  * forge: the connection id, the command and, with a secret, a timestamp and
  * a signature.
  */
-import { AddedHeader, type Call } from "../../Upstream.ts"
+import { AddedHeader, type Call } from "../../../Upstream.ts"
 import { sign } from "./signing.ts"
 
 // never forwarded from a client, whatever the settings say

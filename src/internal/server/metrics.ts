@@ -5,10 +5,10 @@
  * counters, so no message pays for an Effect `Metric` update.
  */
 import { Context, Effect, Metric, Scope } from "effect"
-import type { Hub } from "../Hub.ts"
-import * as ProtocolError from "../ProtocolError.ts"
-import * as Rejection from "../Rejection.ts"
-import * as Upstream from "../Upstream.ts"
+import type { Hub } from "../../Hub.ts"
+import * as ProtocolError from "../../ProtocolError.ts"
+import * as Rejection from "../../Rejection.ts"
+import * as Upstream from "../../Upstream.ts"
 import type { LiveConnection } from "./connection.ts"
 import type { Stats } from "./stats.ts"
 
@@ -51,7 +51,7 @@ export const errorReasons: ReadonlyArray<string> = [
   Rejection.busUnavailable("").reason,
   Rejection.historyUnavailable("").reason,
   Rejection.invalidSince("").reason,
-  // the message rate (internal/connection.ts)
+  // the message rate (internal/server/connection.ts)
   "RateLimited",
   // upstream calls: `Upstream<Reason>`
   ...Upstream.Reason.literals.map((reason) => `Upstream${reason}`),
