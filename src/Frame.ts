@@ -10,6 +10,7 @@
 import { Effect, Option, Result, Schema, SchemaGetter, SchemaIssue } from "effect"
 import * as Grammar from "./internal/wire/grammar.ts"
 import { ProtocolError } from "./ProtocolError.ts"
+import * as Protocol from "./internal/wire/protocol.ts"
 
 const isHeaders = (u: unknown): u is ReadonlyMap<string, string> => {
   if (!(u instanceof Map)) return false
@@ -73,7 +74,7 @@ export const defaultMaxHeaders = 64
  *
  * @since 0.1.0
  */
-export const protocol = "LHTTP/1.0"
+export const protocol: typeof Protocol.version = Protocol.version
 
 const emptyHeaders: ReadonlyMap<string, string> = new Map()
 
@@ -140,7 +141,7 @@ export const parseBytes = (input: Uint8Array, options?: ParseOptions): Result.Re
  * @since 0.1.0
  */
 export const render = (frame: Frame): string => {
-  let out = "LHTTP/1.0 " + frame.command + "\r\n"
+  let out = Protocol.startLine + frame.command + "\r\n"
   for (const [name, value] of frame.headers) out += name + ":" + value + "\r\n"
   return out + "\r\n" + frame.body
 }

@@ -13,6 +13,7 @@
 import { Context, Data, Duration, Effect, Layer } from "effect"
 import type { ChannelId } from "./Channel.ts"
 import { randomId } from "./internal/wire/ids.ts"
+import * as Protocol from "./internal/wire/protocol.ts"
 
 /**
  * Which channels keep history, and how much: channels whose name starts with
@@ -96,13 +97,7 @@ export type Since = Position | "now"
  *
  * @since 0.1.0
  */
-export const Header = {
-  channel: "channel",
-  offset: "offset",
-  epoch: "epoch",
-  recovered: "recovered",
-  reason: "reason"
-} as const
+export const Header: typeof Protocol.PositionHeader = Protocol.PositionHeader
 
 /**
  * The command of the frame that follows what a subscription to a history
@@ -110,7 +105,7 @@ export const Header = {
  *
  * @since 0.1.0
  */
-export const positionCommand = "position"
+export const positionCommand: typeof Protocol.Command.position = Protocol.Command.position
 
 /**
  * A history store operation that failed.

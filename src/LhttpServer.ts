@@ -13,8 +13,9 @@ import { Bus } from "./Bus.ts"
 import type * as Filter from "./Filter.ts"
 import { History } from "./History.ts"
 import * as Hub from "./Hub.ts"
-import { type Core, LiveConnection, messageTooBig } from "./internal/server/connection.ts"
-import { type SlowConsumerPolicy, slowConsumerCloseCode } from "./internal/server/outbox.ts"
+import { type Core, LiveConnection } from "./internal/server/connection.ts"
+import type { SlowConsumerPolicy } from "./internal/server/outbox.ts"
+import * as Protocol from "./internal/wire/protocol.ts"
 import { registerMetrics } from "./internal/server/metrics.ts"
 import { Buckets } from "./internal/server/rate.ts"
 import { Stats } from "./internal/server/stats.ts"
@@ -32,22 +33,7 @@ import { Upstream } from "./Upstream.ts"
  *
  * @since 0.1.0
  */
-export const CloseCode = {
-  /** The server is shutting down. */
-  goingAway: 1001,
-  /** An `onOpen` hook refused the connection. */
-  policyViolation: 1008,
-  /** An inbound message was larger than `maxMessageBytes`. */
-  messageTooBig: messageTooBig,
-  /** No pong within `heartbeatTimeout` of a ping. */
-  heartbeatTimeout: 4000,
-  /** The connection's outbound queue passed `maxOutboundBytes` (policy "close"). */
-  slowConsumer: slowConsumerCloseCode,
-  /** Past `maxConnections` (a transport that accepts without asking first). */
-  tryAgainLater: 1013,
-  /** Too many messages past `messageRate`. */
-  rateLimited: 1008
-} as const
+export const CloseCode: typeof Protocol.CloseCode = Protocol.CloseCode
 
 /**
  * The server's settings; every one has a documented default.

@@ -22,21 +22,14 @@ import * as ErrorFrame from "./ErrorFrame.ts"
 import * as Frame from "./Frame.ts"
 import * as Multipart from "./Multipart.ts"
 import { ProtocolError } from "./ProtocolError.ts"
+import * as Protocol from "./internal/wire/protocol.ts"
 
 /**
  * The names of the headers the protocol gives a meaning to.
  *
  * @since 0.1.0
  */
-export const Header = {
-  subscribe: "subscribe",
-  publish: "publish",
-  unsubscribe: "unsubscribe",
-  upstream: "upstream",
-  multipart: "multipart",
-  id: "id",
-  since: "since"
-} as const
+export const Header: typeof Protocol.Header = Protocol.Header
 
 /**
  * An `upstream:<METHOD> <URL>` header, split.

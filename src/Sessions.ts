@@ -31,27 +31,21 @@ import * as Processor from "./Processor.ts"
 import type { ProtocolError } from "./ProtocolError.ts"
 import type { Rejection } from "./Rejection.ts"
 import { SessionStore } from "./SessionStore.ts"
+import * as Protocol from "./internal/wire/protocol.ts"
 
 /**
  * The command of session frames.
  *
  * @since 0.1.0
  */
-export const command = "session"
+export const command: typeof Protocol.Command.session = Protocol.Command.session
 
 /**
  * The headers of session frames.
  *
  * @since 0.1.0
  */
-export const Header = {
-  /** On a session frame: the session's key. */
-  key: "session-key",
-  /** On the frame announcing that a session was closed: its key. */
-  closed: "closed",
-  /** On a client's request: the key of the session to restore. */
-  restore: "restore"
-} as const
+export const Header: typeof Protocol.SessionHeader = Protocol.SessionHeader
 
 /**
  * A session as its connections see it.

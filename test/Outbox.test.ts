@@ -8,7 +8,8 @@
 // functions); `buffered` stands for the bytes its peer has not taken. A tick is awaited as the outbox
 // schedules its flush, with setImmediate: callbacks run in order, so the flush has run when it resolves.
 import { assert, describe, it } from "@effect/vitest"
-import { closeCode, closeReason, Outbox, slowConsumerCloseCode } from "../src/internal/server/outbox.ts"
+import { closeCode, closeReason, Outbox } from "../src/internal/server/outbox.ts"
+import { CloseCode } from "../src/internal/wire/protocol.ts"
 import { Outbound } from "../src/internal/wire/outbound.ts"
 import { Stats } from "../src/internal/server/stats.ts"
 import type { Transport } from "../src/Transport.ts"
@@ -126,7 +127,7 @@ describe("Outbox", () => {
     assert.isFalse(outbox.offer(frame("b", 3))) // 3 + 8 > 10 once the 2 queued are written
     assert.deepStrictEqual(state.writes, [["a."]])
     assert.deepStrictEqual(state.closes, [[4001, "slow consumer"]])
-    assert.strictEqual(slowConsumerCloseCode, 4001)
+    assert.strictEqual(CloseCode.slowConsumer, 4001)
     assert.strictEqual(stats.slowConsumerCloses, 1)
     assert.isTrue(outbox.isClosed)
     // closed: everything after is refused, nothing written, nothing closed twice

@@ -15,6 +15,7 @@ import type * as LhttpServer from "../../LhttpServer.ts"
 import type { Rejection } from "../../Rejection.ts"
 import type * as Transport from "../../Transport.ts"
 import { Buckets, type Rate } from "../server/rate.ts"
+import { CloseCode } from "../wire/protocol.ts"
 import { closedBody, controlEvent, pollBody, type Reply, Session, type Sink } from "../server/httpConnection.ts"
 
 /** The settings of the HTTP transports, defaults filled in. */
@@ -47,7 +48,6 @@ export interface Settings {
 }
 
 /** The close code of a session that nobody polled or streamed for `sessionTimeout`. */
-export const expiredCloseCode = 4002
 
 /** A request's headers as one string per name. */
 export const flatHeaders = (headers: Http.IncomingHttpHeaders): Record<string, string | undefined> => {
@@ -172,7 +172,7 @@ export const make = (server: LhttpServer.LhttpServer["Service"], settings: Setti
         !session.attached &&
         now - session.lastActive > (session.started ? settings.sessionTimeout : settings.startTimeout)
       ) {
-        session.close(expiredCloseCode, "expired")
+        session.close(CloseCode.expired, "expired")
       }
     }
   }, Math.max(50, Math.min(Math.min(settings.sessionTimeout, settings.startTimeout) / 4, 5_000))).unref()
@@ -273,7 +273,7 @@ export const make = (server: LhttpServer.LhttpServer["Service"], settings: Setti
     const lastEvent = lastEventOf(typeof header === "string" ? header : url.searchParams.get("lastEventId") ?? undefined)
     const known = lastEvent === undefined ? undefined : sessions.get(lastEvent.key)
     // an expired connection is gone: its reconnect gets a reset and a new connection, as an unknown one
-    const resumed = known?.kind === "sse" && known.ended?.code !== expiredCloseCode ? known : undefined
+    const resumed = known?.kind === "sse" && known.ended?.code !== CloseCode.expired ? known : undefined
     if (resumed?.ended !== undefined) {
       if (told.has(resumed)) return respond(response, 204, "", cors)
       told.add(resumed)

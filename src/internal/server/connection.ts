@@ -22,6 +22,7 @@ import type { ProtocolError } from "../../ProtocolError.ts"
 import { Rejection } from "../../Rejection.ts"
 import type { Inbound, Outbound as OutboundFrame, Transport } from "../../Transport.ts"
 import { Outbound, utf8Length } from "../wire/outbound.ts"
+import { CloseCode } from "../wire/protocol.ts"
 import { Outbox, schedule, type SlowConsumerPolicy } from "./outbox.ts"
 import { Bucket, type Rate } from "./rate.ts"
 import type { Stats } from "./stats.ts"
@@ -74,7 +75,6 @@ const rateLimited = (perSecond: number) =>
   })
 
 /** The close code of a message over `maxMessageBytes`. */
-export const messageTooBig = 1009
 
 // inbound messages queued before the transport is asked to stop reading
 const inboxHighWater = 1024
@@ -146,7 +146,7 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
     this.#authenticated = core.authentication === undefined
     if (core.authentication !== undefined) {
       this.#authenticationTimer = setTimeout(() => {
-        if (!this.#authenticated) this.closeNow(1008, "authentication timeout")
+        if (!this.#authenticated) this.closeNow(CloseCode.policyViolation, "authentication timeout")
       }, core.authentication.timeout)
     }
     if (!this.#opened) this.#start()
@@ -173,7 +173,7 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
 
   receive(data: string | Uint8Array): void {
     if (this.#gone || this.outbox.isClosed) return
-    if (tooBig(data, this.#core.limits.maxMessageBytes)) return this.closeNow(messageTooBig, "message too big")
+    if (tooBig(data, this.#core.limits.maxMessageBytes)) return this.closeNow(CloseCode.messageTooBig, "message too big")
     if (this.#rate !== undefined && (this.#closeWhenDrained !== undefined || !this.#rate.take())) {
       return this.#rateLimited(data)
     }
@@ -199,8 +199,8 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
       this.#refused = 0
     }
     if (++this.#refused <= limit.closeAfter) return
-    this.#closeWhenDrained = { code: 1008, reason: "rate limit exceeded" }
-    if (!this.#running) this.closeWhenIdle(1008, "rate limit exceeded")
+    this.#closeWhenDrained = { code: CloseCode.rateLimited, reason: "rate limit exceeded" }
+    if (!this.#running) this.closeWhenIdle(CloseCode.rateLimited, "rate limit exceeded")
   }
 
   #pause(): void {
@@ -251,7 +251,7 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
         const first = connection.#next()
         if (first === undefined) return
         if (!(yield* core.authentication!.check(connection, first))) {
-          connection.closeNow(1008, "authentication failed")
+          connection.closeNow(CloseCode.policyViolation, "authentication failed")
           return
         }
         connection.#authenticated = true
@@ -259,7 +259,7 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
       }
       if (!connection.#opened) {
         connection.#opened = true
-        if (!(yield* core.open(connection))) connection.closeNow(1008, "refused")
+        if (!(yield* core.open(connection))) connection.closeNow(CloseCode.policyViolation, "refused")
       }
       let data: string | Uint8Array | undefined
       let handled = 0

@@ -13,6 +13,7 @@ import { Result } from "effect"
 import * as Frame from "../../Frame.ts"
 import type { Inbound, Outbound, Peer, Transport } from "../../Transport.ts"
 import { Outbound as OutboundFrame } from "../wire/outbound.ts"
+import { Command, startLine } from "../wire/protocol.ts"
 
 /** Which HTTP transport a session serves. */
 export type Kind = "sse" | "poll"
@@ -45,7 +46,7 @@ export const makeKey = (): string => {
 /** The command of a frame's text: its start line after `LHTTP/1.0 `. */
 const commandOf = (text: string): string => {
   const end = text.indexOf("\r\n")
-  return text.slice(10, end === -1 ? text.length : end).replace(/[\r\n]/g, " ")
+  return text.slice(startLine.length, end === -1 ? text.length : end).replace(/[\r\n]/g, " ")
 }
 
 const lineBreak = /\r\n|\r|\n/
@@ -115,7 +116,7 @@ class Kept {
 }
 
 /** The start of a `position` frame's text (docs/history-and-presence.md). */
-const positionStart = "LHTTP/1.0 position\r\n"
+const positionStart = `${startLine}${Command.position}\r\n`
 
 /**
  * The reason a `position` frame gives when the history a connection's URL

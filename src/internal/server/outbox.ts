@@ -8,13 +8,13 @@
  * instead of growing the server's memory; one that reads does not.
  */
 import type { Outbound, Transport } from "../../Transport.ts"
+import { CloseCode } from "../wire/protocol.ts"
 import type { Stats } from "./stats.ts"
 
 /** What happens to a connection whose outbox is full. */
 export type SlowConsumerPolicy = "close" | "drop"
 
 /** The close code sent to a slow consumer under the "close" policy. */
-export const slowConsumerCloseCode = 4001
 
 /** Runs a function once, at the next turn of the event loop, after its I/O: setImmediate where there is one. */
 export const schedule: (run: () => void) => void = typeof setImmediate === "function"
@@ -84,7 +84,7 @@ export class Outbox {
       if (size + this.#transport.bufferedBytes() > this.#maxBytes) {
         if (this.#policy === "drop") return false
         if (this.#stats !== undefined) this.#stats.slowConsumerCloses++
-        this.close(slowConsumerCloseCode, "slow consumer")
+        this.close(CloseCode.slowConsumer, "slow consumer")
         return false
       }
     }

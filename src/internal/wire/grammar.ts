@@ -6,6 +6,7 @@
  */
 import type { Frame } from "../../Frame.ts"
 import type { Reason } from "../../ProtocolError.ts"
+import { startLine, version } from "./protocol.ts"
 
 /** A grammar violation: the reason of the ProtocolError it becomes, and a human message. */
 export class Problem {
@@ -20,7 +21,7 @@ export class Problem {
 const CR = 13
 const LF = 10
 const COLON = 58
-const PREFIX = "LHTTP/1.0 "
+const PREFIX = startLine
 
 const strayLineBreak = (where: string) =>
   new Problem(
@@ -30,12 +31,12 @@ const strayLineBreak = (where: string) =>
 
 const startLineProblem = (input: string): Problem => {
   if (!input.startsWith("LHTTP/")) {
-    return new Problem("NotLhttp", "a frame starts with \"LHTTP/1.0 <command>\"")
+    return new Problem("NotLhttp", `a frame starts with "${version} <command>"`)
   }
-  if (!input.startsWith("LHTTP/1.0")) {
-    return new Problem("UnsupportedVersion", "only LHTTP/1.0 is supported")
+  if (!input.startsWith(version)) {
+    return new Problem("UnsupportedVersion", `only ${version} is supported`)
   }
-  return new Problem("MalformedStartLine", "a single space must follow \"LHTTP/1.0\"")
+  return new Problem("MalformedStartLine", `a single space must follow "${version}"`)
 }
 
 /**

@@ -1,0 +1,79 @@
+/**
+ * The protocol's constants, written once: the version on every start line,
+ * the header names the protocol gives a meaning to, the commands it reserves
+ * and the close codes. The server, the Effect client and the browser SDK all
+ * read them from here. No imports: this module is bundled into the browser
+ * SDK as it is.
+ */
+
+/** The version on every frame's start line. */
+export const version = "LHTTP/1.0"
+
+/** What a frame's text starts with: the version and a space, then the command. */
+export const startLine = version + " "
+
+/** The headers of the messaging protocol (channels, upstream, multipart, request/reply, positions). */
+export const Header = {
+  subscribe: "subscribe",
+  publish: "publish",
+  unsubscribe: "unsubscribe",
+  upstream: "upstream",
+  multipart: "multipart",
+  id: "id",
+  since: "since"
+} as const
+
+/** The headers of error frames. */
+export const ErrorHeader = {
+  status: "status",
+  reason: "reason",
+  retryAfter: "retry-after"
+} as const
+
+/** The headers of positions (on positioned frames and on the `position` frame). */
+export const PositionHeader = {
+  channel: "channel",
+  offset: "offset",
+  epoch: "epoch",
+  recovered: "recovered",
+  reason: "reason"
+} as const
+
+/** The headers of session frames. */
+export const SessionHeader = {
+  /** On a session frame: the session's key. */
+  key: "session-key",
+  /** On the frame announcing that a session was closed: its key. */
+  closed: "closed",
+  /** On a client's request: the key of the session to restore. */
+  restore: "restore"
+} as const
+
+/** The commands the protocol reserves. */
+export const Command = {
+  error: "error",
+  position: "position",
+  session: "session",
+  presence: "presence",
+  subscribe: "subscribe"
+} as const
+
+/** The close codes the server uses. */
+export const CloseCode = {
+  /** The server is shutting down. */
+  goingAway: 1001,
+  /** An `onOpen` hook refused the connection, or a policy was broken. */
+  policyViolation: 1008,
+  /** An inbound message was larger than `maxMessageBytes`. */
+  messageTooBig: 1009,
+  /** Past `maxConnections` (a transport that accepts without asking first). */
+  tryAgainLater: 1013,
+  /** No pong within `heartbeatTimeout` of a ping. */
+  heartbeatTimeout: 4000,
+  /** The connection's outbound queue passed `maxOutboundBytes` (policy "close"). */
+  slowConsumer: 4001,
+  /** An SSE or long-poll connection that stayed away past its detach timeout. */
+  expired: 4002,
+  /** Too many messages past `messageRate`. */
+  rateLimited: 1008
+} as const
