@@ -40,19 +40,22 @@ export const groups = {
   },
   // the built-in after filter: since checks, authorization, subscribe / publish / unsubscribe
   pipeline: {
-    mutate: [part("src/internal/server/pipeline.ts", "const pubSub = (", "const callUpstream = ")],
+    mutate: [part("src/internal/server/builtins.ts", "const pubSub = (", "const callUpstream = ")],
     testFiles: ["test/LhttpServer.test.ts", "test/History.test.ts", "test/Hub.test.ts"]
   },
   rate: {
     mutate: ["src/internal/server/rate.ts"],
     testFiles: ["test/Rate.test.ts", "test/LhttpServer.test.ts"]
   },
-  // the hub's positions, gates and recovery (fan-out to the end of subscribe), and the History module
+  // the hub's positions, gates and recovery (the fan-out, the recovery module, the hub's subscribe), and the
+  // History module
   history: {
     mutate: [
-      part("src/Hub.ts", "const positionedFrame = ", "const toHistoryRejection = "),
-      part("src/Hub.ts", "const openGate = ", "function unsubscribe(")
-    ].concat("src/History.ts"),
+      "src/internal/hub/fanOut.ts",
+      "src/internal/hub/recovery.ts",
+      part("src/Hub.ts", "const subscribe = (", "function unsubscribe("),
+      "src/History.ts"
+    ],
     testFiles: ["test/Hub.test.ts", "test/History.test.ts"]
   }
 }

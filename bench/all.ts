@@ -56,7 +56,11 @@ const settings = {
     RELAY_DEADLINE: quick ? "150" : "400"
   },
   clients: { CLIENTS_ROUNDS: quick ? "1" : "3" },
-  cluster: { CLUSTER_ROUNDS: quick ? "1" : "3", CLUSTER_SECONDS: quick ? "1" : "2", CLUSTER_DEADLINE: quick ? "120" : "300" }
+  cluster: {
+    CLUSTER_ROUNDS: quick ? "1" : "3",
+    CLUSTER_SECONDS: quick ? "1" : "2",
+    CLUSTER_DEADLINE: quick ? "120" : "300"
+  }
 } as const
 
 // ---------------------------------------------------------------------------
@@ -161,7 +165,8 @@ const git = (...args: Array<string>) => {
 }
 const versionOf = (pkg: string) => {
   try {
-    return (JSON.parse(readFileSync(file(`../node_modules/${pkg}/package.json`), "utf8")) as { version: string }).version
+    return (JSON.parse(readFileSync(file(`../node_modules/${pkg}/package.json`), "utf8")) as { version: string })
+      .version
   } catch {
     return undefined
   }
@@ -246,13 +251,17 @@ const ratios: Array<Ratio> = [
     ratio: (ours, theirs) => theirs / ours
   },
   {
-    name: `${(clients?.count ?? 10000).toLocaleString("en-US")} publishes 1 to 1, ws / socket.io-client: rate (other ÷ lhttp)`,
+    name: `${
+      (clients?.count ?? 10000).toLocaleString("en-US")
+    } publishes 1 to 1, ws / socket.io-client: rate (other ÷ lhttp)`,
     value: (s) => num(clients?.servers[s]?.deliveredMs),
     unit: "ms",
     ratio: (ours, theirs) => theirs / ours
   },
   {
-    name: `RSS per idle subscribed connection at ${(relay?.memory.connections ?? 0).toLocaleString("en-US")} (lhttp ÷ other)`,
+    name: `RSS per idle subscribed connection at ${
+      (relay?.memory.connections ?? 0).toLocaleString("en-US")
+    } (lhttp ÷ other)`,
     value: (s) => num(relay?.memory.servers?.[s]?.rssPerConnection),
     unit: "KiB",
     ratio: (ours, theirs) => ours / theirs
@@ -264,13 +273,17 @@ const ratios: Array<Ratio> = [
     ratio: (ours, theirs) => ours / theirs
   },
   {
-    name: `p50 publish to deliver at ${(relay?.latency.rate ?? 0) * (relay?.latency.subscribers ?? 0) / 1000}k deliveries/s (lhttp ÷ other)`,
+    name: `p50 publish to deliver at ${
+      (relay?.latency.rate ?? 0) * (relay?.latency.subscribers ?? 0) / 1000
+    }k deliveries/s (lhttp ÷ other)`,
     value: (s) => num(relay?.latency.servers?.[s]?.p50),
     unit: "µs",
     ratio: (ours, theirs) => ours / theirs
   },
   {
-    name: `p99 publish to deliver at ${(relay?.latency.rate ?? 0) * (relay?.latency.subscribers ?? 0) / 1000}k deliveries/s (lhttp ÷ other)`,
+    name: `p99 publish to deliver at ${
+      (relay?.latency.rate ?? 0) * (relay?.latency.subscribers ?? 0) / 1000
+    }k deliveries/s (lhttp ÷ other)`,
     value: (s) => num(relay?.latency.servers?.[s]?.p99),
     unit: "µs",
     ratio: (ours, theirs) => ours / theirs
@@ -326,7 +339,11 @@ const targets = [
     ratio: ratioOf("the same after V8", "socket.io"),
     met: (r: number) => r <= 0.5
   },
-  { target: "p99 at 50k deliveries/s: below Socket.IO's", ratio: ratioOf("p99", "socket.io"), met: (r: number) => r < 1 },
+  {
+    target: "p99 at 50k deliveries/s: below Socket.IO's",
+    ratio: ratioOf("p99", "socket.io"),
+    met: (r: number) => r < 1
+  },
   {
     target: "10,000 publishes 1 to 1: at least 0.8x ws corked's rate",
     ratio: ratioOf("10,000 publishes 1 to 1: rate", "ws corked"),
@@ -374,7 +391,9 @@ const historySummary = {
   "memory bus, fan-out to 1,000 (half positioned): deliveries/s": {
     plain: num(fanout[1000]?.servers[lhttp]?.rate),
     history: num(fanout[1000]?.servers["lhttp history"]?.rate),
-    "history ÷ plain": fixed(num(fanout[1000]?.servers["lhttp history"]?.rate) / num(fanout[1000]?.servers[lhttp]?.rate))
+    "history ÷ plain": fixed(
+      num(fanout[1000]?.servers["lhttp history"]?.rate) / num(fanout[1000]?.servers[lhttp]?.rate)
+    )
   },
   ...(cluster === undefined ? {} : {
     "NATS, two nodes, fan-out to 1,000 (half positioned): deliveries/s": {
@@ -385,7 +404,9 @@ const historySummary = {
     "NATS, two nodes, 10,000 publishes to a positioned subscriber: delivered/s": {
       plain: burstRateOf(cluster.burst["two nodes"]),
       history: burstRateOf(cluster.burst["two nodes, history"]),
-      "history ÷ plain": fixed(burstRateOf(cluster.burst["two nodes, history"]) / burstRateOf(cluster.burst["two nodes"]))
+      "history ÷ plain": fixed(
+        burstRateOf(cluster.burst["two nodes, history"]) / burstRateOf(cluster.burst["two nodes"])
+      )
     },
     "the same to a plain subscriber (the history channel's ingest)": {
       plain: burstRateOf(cluster.burst["two nodes"]),
@@ -446,7 +467,9 @@ console.table(Object.fromEntries(fanoutServers.map((server) => [
     const run = fanout[count]?.servers[server]
     return [
       count.toLocaleString("en-US"),
-      run === undefined ? "-" : `${Chart.short(run.rate)}/s (${run.cpuPerDelivery.toFixed(2)} µs)${run.lost > 0 ? " LOST" : ""}`
+      run === undefined
+        ? "-"
+        : `${Chart.short(run.rate)}/s (${run.cpuPerDelivery.toFixed(2)} µs)${run.lost > 0 ? " LOST" : ""}`
     ]
   }))
 ])))
@@ -458,18 +481,24 @@ console.table(Object.fromEntries(summary.map((row) => [row.name, {
 }])))
 if (clusterSummary !== undefined) {
   console.log(`\nthe NATS cluster path: two effect-lhttp nodes on nats-server ${cluster!.natsServer} ÷ one node\n`)
-  console.table(Object.fromEntries(Object.entries(clusterSummary).map(([name, row]) => [name, {
-    "one node": name.startsWith("fan-out deliveries") ? `${Chart.short(row["one node"] ?? NaN)}/s` : row["one node"],
-    "two nodes": name.startsWith("fan-out deliveries") ? `${Chart.short(row["two nodes"] ?? NaN)}/s` : row["two nodes"],
-    "two ÷ one": times(row["two ÷ one"])
-  }])))
+  console.table(Object.fromEntries(
+    Object.entries(clusterSummary).map(([name, row]) => [name, {
+      "one node": name.startsWith("fan-out deliveries") ? `${Chart.short(row["one node"] ?? NaN)}/s` : row["one node"],
+      "two nodes": name.startsWith("fan-out deliveries")
+        ? `${Chart.short(row["two nodes"] ?? NaN)}/s`
+        : row["two nodes"],
+      "two ÷ one": times(row["two ÷ one"])
+    }])
+  ))
 }
 console.log("\nthe cost of history: a channel keeping history ÷ a plain one (memory store; JetStream on NATS)\n")
-console.table(Object.fromEntries(Object.entries(historySummary).map(([name, row]) => [name, {
-  plain: Number.isFinite(row.plain) ? `${Chart.short(row.plain)}/s` : "-",
-  history: Number.isFinite(row.history) ? `${Chart.short(row.history)}/s` : "-",
-  "history ÷ plain": times(row["history ÷ plain"])
-}])))
+console.table(Object.fromEntries(
+  Object.entries(historySummary).map(([name, row]) => [name, {
+    plain: Number.isFinite(row.plain) ? `${Chart.short(row.plain)}/s` : "-",
+    history: Number.isFinite(row.history) ? `${Chart.short(row.history)}/s` : "-",
+    "history ÷ plain": times(row["history ÷ plain"])
+  }])
+))
 console.log("\ntargets\n")
 console.table(Object.fromEntries([...targets, ...historyTargets].map((t) => [t.target, {
   ratio: times(t.ratio),
@@ -517,7 +546,9 @@ writeFileSync(
   ) + "\n"
 )
 console.log(
-  `\n${Math.round((finishedAt.getTime() - startedAt.getTime()) / 1000)} s; results in ${jsonFile.slice(root.length)}, ` +
+  `\n${Math.round((finishedAt.getTime() - startedAt.getTime()) / 1000)} s; results in ${
+    jsonFile.slice(root.length)
+  }, ` +
     `chart in ${chartFile.slice(root.length)}`
 )
 if (failures.length > 0) {

@@ -29,7 +29,11 @@ const escape = (text: string) =>
 
 /** 1.2M, 850k, 12 */
 export const short = (n: number): string =>
-  n >= 1e6 ? `${Number((n / 1e6).toFixed(2))}M` : n >= 1e3 ? `${Number((n / 1e3).toFixed(1))}k` : `${Number(n.toFixed(1))}`
+  n >= 1e6
+    ? `${Number((n / 1e6).toFixed(2))}M`
+    : n >= 1e3
+    ? `${Number((n / 1e3).toFixed(1))}k`
+    : `${Number(n.toFixed(1))}`
 
 // a round step giving about five ticks up to `max`
 const step = (max: number) => {
@@ -75,8 +79,12 @@ export const render = (chart: Chart): string => {
   out.push(
     `<line x1="${plot.left}" x2="${plot.right}" y1="${plot.bottom}" y2="${plot.bottom}" stroke="#333333"/>`,
     `<line x1="${plot.left}" x2="${plot.left}" y1="${plot.top}" y2="${plot.bottom}" stroke="#333333"/>`,
-    `<text x="${(plot.left + plot.right) / 2}" y="${plot.bottom + 42}" text-anchor="middle">${escape(chart.xLabel)}</text>`,
-    `<text transform="translate(20 ${(plot.top + plot.bottom) / 2}) rotate(-90)" text-anchor="middle">${escape(chart.yLabel)}</text>`
+    `<text x="${(plot.left + plot.right) / 2}" y="${plot.bottom + 42}" text-anchor="middle">${
+      escape(chart.xLabel)
+    }</text>`,
+    `<text transform="translate(20 ${(plot.top + plot.bottom) / 2}) rotate(-90)" text-anchor="middle">${
+      escape(chart.yLabel)
+    }</text>`
   )
   series.forEach((s, i) => {
     const color = colors[i % colors.length]!
@@ -93,7 +101,9 @@ export const render = (chart: Chart): string => {
     }
     const legendY = plot.top + 10 + i * 22
     out.push(
-      `<line x1="${plot.right + 24}" x2="${plot.right + 48}" y1="${legendY}" y2="${legendY}" stroke="${color}" stroke-width="2.5"/>`,
+      `<line x1="${plot.right + 24}" x2="${
+        plot.right + 48
+      }" y1="${legendY}" y2="${legendY}" stroke="${color}" stroke-width="2.5"/>`,
       `<text x="${plot.right + 56}" y="${legendY + 4}">${escape(s.name)}</text>`
     )
   })

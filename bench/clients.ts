@@ -168,7 +168,10 @@ for (let round = 1; round <= rounds; round++) {
 const median = (runs: ReadonlyArray<number>) => [...runs].sort((a, b) => a - b)[(runs.length - 1) >> 1]!
 const medians = Object.fromEntries(servers.map((server) => {
   const runs = results.get(server.name)!
-  return [server.name, { coldMs: median(runs.map((r) => r.coldMs)), deliveredMs: median(runs.map((r) => r.deliveredMs)) }]
+  return [server.name, {
+    coldMs: median(runs.map((r) => r.coldMs)),
+    deliveredMs: median(runs.map((r) => r.deliveredMs))
+  }]
 }))
 const lhttp = medians["effect-lhttp"]!
 console.log(`\nmedian rounds; ratios are the other's time ÷ effect-lhttp's (above 1: effect-lhttp is faster)\n`)

@@ -53,7 +53,7 @@ import type { ChildProcess } from "node:child_process"
 import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 import type { BurstCommand, BurstReply, BurstResult, LoopCommand, LoopReply, LoopResult } from "./cluster/ipc.ts"
-import { type NatsServer, startNats } from "./cluster/nats.ts"
+import { startNats } from "./cluster/nats.ts"
 import { freePort, kill, Load, pinSelf, startServer, within } from "./fanout/children.ts"
 import type { Stats } from "./fanout/ipc.ts"
 import { measure, now, settle, sum, totalOf } from "./fanout/measure.ts"
@@ -106,14 +106,22 @@ interface Setup {
   readonly nodes: ReadonlyArray<ChildProcess>
 }
 
-/** Stops a setup's nodes, and deletes the history stream a history setup made (it would record the next setup's messages). */
+/**
+ * Stops a setup's nodes, and deletes the history stream a history setup made (it would record the next setup's
+ * messages).
+ */
 const stop = async (kind: Kind, setup: Setup) => {
   for (const node of setup.nodes) kill(node)
   if (kind.history) await within(10_000, "the history stream to be deleted", nats.deleteStreams())
 }
 
 interface Kind {
-  readonly name: "one node" | "two nodes" | "two nodes, history" | "history, 4 MiB outbound" | "history, plain subscriber"
+  readonly name:
+    | "one node"
+    | "two nodes"
+    | "two nodes, history"
+    | "history, 4 MiB outbound"
+    | "history, plain subscriber"
   readonly start: () => Promise<Setup>
   /** Whether the fan-out runs on it. */
   readonly fanOut: boolean
@@ -121,11 +129,12 @@ interface Kind {
   readonly burst: boolean
   /** Whether its nodes keep history (in JetStream, a stream deleted after each measurement). */
   readonly history: boolean
-  /** The share of the fan-out's subscribers that ask for positions (`since:now`); the burst's subscriber asks when above 0. */
+  /**
+   * The share of the fan-out's subscribers that ask for positions (`since:now`); the burst's subscriber asks when
+   * above 0.
+   */
   readonly positioned: number
 }
-
-let nats: NatsServer
 
 const kinds: ReadonlyArray<Kind> = [
   {
@@ -160,7 +169,8 @@ const kinds: ReadonlyArray<Kind> = [
     burst: true,
     history: true,
     positioned: 0.5,
-    start: () => twoNodes({ LHTTP_BENCH_HISTORY: "fanout-,bench-", LHTTP_BENCH_MAX_OUTBOUND_BYTES: String(4 * 2 ** 20) })
+    start: () =>
+      twoNodes({ LHTTP_BENCH_HISTORY: "fanout-,bench-", LHTTP_BENCH_MAX_OUTBOUND_BYTES: String(4 * 2 ** 20) })
   },
   // the burst with the defaults and a subscriber that does not ask for positions: what a history channel's
   // ingest costs (every message recorded by JetStream and delivered from its copy), without the positioned frames
@@ -310,11 +320,15 @@ const burst = async (kind: Kind, round: number): Promise<Burst> => {
       kind.positioned > 0 ? "positioned" : "plain"
     ])
     const probing = load
-    await within(15_000, "the burst subscriber to receive a probe", (async () => {
-      while ((await probing.request<{ type: "probed"; received: number }>({ type: "probe" })).received < 1) {
-        await sleep(50)
-      }
-    })())
+    await within(
+      15_000,
+      "the burst subscriber to receive a probe",
+      (async () => {
+        while ((await probing.request<{ type: "probed"; received: number }>({ type: "probe" })).received < 1) {
+          await sleep(50)
+        }
+      })()
+    )
     // let the probes in flight land; then bursts to warm up, then the measured ones
     await sleep(300)
     const once = async () => {
@@ -326,7 +340,9 @@ const burst = async (kind: Kind, round: number): Promise<Burst> => {
       const warm = await once()
       // reported, not thrown: the measured bursts then say what they lost (and the summary warns)
       if (warm.received !== burstCount) {
-        console.log(`${kind.name}: warm-up burst ${i + 1}: ${warm.received} of ${burstCount} delivered within the limit`)
+        console.log(
+          `${kind.name}: warm-up burst ${i + 1}: ${warm.received} of ${burstCount} delivered within the limit`
+        )
       }
     }
     const nodesBefore = setup.nodes.map((node) => cpuMs(node.pid!))
@@ -350,7 +366,10 @@ const burst = async (kind: Kind, round: number): Promise<Burst> => {
 
 const natsLoop = async (round: number): Promise<LoopResult> => {
   // the publishing client where a node would run, nats-server where it runs for the nodes
-  const load = await Load.start<LoopCommand, LoopReply>(serverCpu, loopFile, [nats.url, `bench.loop.${process.pid}.${round}`])
+  const load = await Load.start<LoopCommand, LoopReply>(serverCpu, loopFile, [
+    nats.url,
+    `bench.loop.${process.pid}.${round}`
+  ])
   try {
     for (let i = 0; i < burstWarmups; i++) await load.request({ type: "loop", count: burstCount }, 20_000)
     const results: Array<LoopResult> = []
@@ -367,7 +386,8 @@ const natsLoop = async (round: number): Promise<LoopResult> => {
 // ---------------------------------------------------------------------------
 // report
 
-const rate = (n: number) => Number.isNaN(n) ? "-" : n >= 1e6 ? `${(n / 1e6).toFixed(2)}M/s` : `${(n / 1e3).toFixed(0)}k/s`
+const rate = (n: number) =>
+  Number.isNaN(n) ? "-" : n >= 1e6 ? `${(n / 1e6).toFixed(2)}M/s` : `${(n / 1e3).toFixed(0)}k/s`
 const percent = (share: number) => `${(share * 100).toFixed(0)}%`
 // (a NaN crossed IPC as null)
 const ms = (n: number | null) => n === null || Number.isNaN(n) ? "-" : `${n.toFixed(1)} ms`
@@ -399,7 +419,8 @@ const describeLoop = (run: LoopResult) =>
 // the driver itself (and its threads) runs beside the load, off the server core
 pinSelf(loadCpu)
 
-nats = await startNats(natsCpu)
+// the run's nats-server (the functions above use it once it runs)
+const nats = await startNats(natsCpu)
 try {
   console.log(
     `cluster benchmark, node ${process.version}, nats-server ${nats.version}: one effect-lhttp node with the memory\n` +
@@ -457,35 +478,39 @@ try {
   })
 
   console.log("\nfan-out, median round of each setup\n")
-  console.table(Object.fromEntries(kinds.filter((kind) => kind.fanOut).map((kind) => {
-    const run = fan[kind.name]!
-    return [kind.name, {
-      "deliveries/s": rate(run.rate),
-      "node CPU/delivery": `${run.cpuPerDelivery.toFixed(2)} µs`,
-      "node CPU": run.nodeCpu.map(percent).join(" + "),
-      "core idle": percent(run.coreIdle),
-      "nats CPU/delivery": kind.name === "one node" ? "-" : `${run.natsPerDelivery.toFixed(3)} µs`,
-      "nats CPU": kind.name === "one node" ? "-" : percent(run.natsCpu),
-      "load CPU": percent(run.loadCpu),
-      "node A RSS idle->peak": `${run.rssIdle.toFixed(0)}->${run.rssPeak.toFixed(0)} MiB`,
-      lost: run.lost
-    }]
-  })))
+  console.table(Object.fromEntries(
+    kinds.filter((kind) => kind.fanOut).map((kind) => {
+      const run = fan[kind.name]!
+      return [kind.name, {
+        "deliveries/s": rate(run.rate),
+        "node CPU/delivery": `${run.cpuPerDelivery.toFixed(2)} µs`,
+        "node CPU": run.nodeCpu.map(percent).join(" + "),
+        "core idle": percent(run.coreIdle),
+        "nats CPU/delivery": kind.name === "one node" ? "-" : `${run.natsPerDelivery.toFixed(3)} µs`,
+        "nats CPU": kind.name === "one node" ? "-" : percent(run.natsCpu),
+        "load CPU": percent(run.loadCpu),
+        "node A RSS idle->peak": `${run.rssIdle.toFixed(0)}->${run.rssPeak.toFixed(0)} MiB`,
+        lost: run.lost
+      }]
+    })
+  ))
 
   console.log(`\n${burstCount} publishes, median round of each setup (times from the first write)\n`)
-  console.table(Object.fromEntries(kinds.filter((kind) => kind.burst).map((kind) => {
-    const run = bur[kind.name]!
-    return [kind.name, {
-      "write loop": ms(run.loopMs),
-      "all written": ms(run.writtenMs),
-      "last delivered": ms(run.deliveredMs),
-      "delivered/s": rate(burstRate(run)),
-      "node CPU": `${run.nodeCpuMs.map((n) => n.toFixed(0)).join(" + ")} ms`,
-      "nats CPU": kind.name === "one node" ? "-" : `${run.natsCpuMs.toFixed(0)} ms`,
-      lost: run.count - run.received,
-      "subscriber closed": run.closed ? "yes" : "no"
-    }]
-  })))
+  console.table(Object.fromEntries(
+    kinds.filter((kind) => kind.burst).map((kind) => {
+      const run = bur[kind.name]!
+      return [kind.name, {
+        "write loop": ms(run.loopMs),
+        "all written": ms(run.writtenMs),
+        "last delivered": ms(run.deliveredMs),
+        "delivered/s": rate(burstRate(run)),
+        "node CPU": `${run.nodeCpuMs.map((n) => n.toFixed(0)).join(" + ")} ms`,
+        "nats CPU": kind.name === "one node" ? "-" : `${run.natsCpuMs.toFixed(0)} ms`,
+        lost: run.count - run.received,
+        "subscriber closed": run.closed ? "yes" : "no"
+      }]
+    })
+  ))
 
   console.log(`\nNATS only: ${burstCount} publishes with @nats-io/transport-node, median round\n`)
   console.table({

@@ -64,7 +64,15 @@ for (const size of sizes) {
     () => keep(Frame.render(frame))
   ]) as [number, number, number, number, number, number]
 
-  results.push({ bodyBytes: size, jsonParse, frameParse: fastParse, messageDecode: typedDecode, schemaDecode, jsonStringify, render })
+  results.push({
+    bodyBytes: size,
+    jsonParse,
+    frameParse: fastParse,
+    messageDecode: typedDecode,
+    schemaDecode,
+    jsonStringify,
+    render
+  })
   rows.push({
     body: `${size} B`,
     "JSON.parse": fmt(jsonParse),

@@ -89,7 +89,6 @@ interface Run {
   readonly closed: number
 }
 
-
 // `total` subscribers spread over `parts` processes
 const spread = (total: number, parts: number) =>
   Array.from({ length: parts }, (_, i) => Math.floor(total / parts) + (i < total % parts ? 1 : 0))
@@ -102,10 +101,20 @@ const runOnce = async (server: typeof servers[number], round: number): Promise<R
   const loads: Array<Load> = []
   try {
     // the subscribers asking for positions (a share of all of them; the publisher's own one is plain)
-    const positioned = spread(Math.round(subscribers * ("positionedShare" in server ? server.positionedShare : 0)), processes)
+    const positioned = spread(
+      Math.round(subscribers * ("positionedShare" in server ? server.positionedShare : 0)),
+      processes
+    )
     for (const [i, count] of spread(subscribers - 1, processes).entries()) {
       loads.push(
-        await Load.start(loadCpu, subscribersFile, [String(port), channel, String(count), server.transport, "1", String(positioned[i])])
+        await Load.start(loadCpu, subscribersFile, [
+          String(port),
+          channel,
+          String(count),
+          server.transport,
+          "1",
+          String(positioned[i])
+        ])
       )
     }
     const publisher = await Load.start(loadCpu, publisherFile, [
@@ -162,7 +171,9 @@ const percent = (share: number) => `${(share * 100).toFixed(0)}%`
 const describe = (run: Run) =>
   `${rate(run.rate)}, ${run.cpuPerDelivery.toFixed(2)} µs server CPU per delivery, server CPU ${
     percent(run.serverCpu)
-  } (core idle ${percent(run.coreIdle)}), load CPU ${percent(run.loadCpu)}, RSS ${run.rssIdle.toFixed(0)}->${run.rssPeak.toFixed(0)} MiB` +
+  } (core idle ${percent(run.coreIdle)}), load CPU ${percent(run.loadCpu)}, RSS ${run.rssIdle.toFixed(0)}->${
+    run.rssPeak.toFixed(0)
+  } MiB` +
   (run.lost > 0 || run.closed > 0 ? `, LOST ${run.lost} deliveries, ${run.closed} connections closed` : "")
 
 // the driver itself (and its threads) runs beside the load, off the server's core

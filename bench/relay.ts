@@ -63,7 +63,9 @@ const burstWarmups = 2
 const burstsMeasured = 3
 
 if (connections + 100 > 19_000) {
-  console.error(`RELAY_CONNECTIONS=${connections}: the server holds one descriptor per connection; keep it under 18,900`)
+  console.error(
+    `RELAY_CONNECTIONS=${connections}: the server holds one descriptor per connection; keep it under 18,900`
+  )
   process.exit(2)
 }
 
@@ -110,11 +112,15 @@ const startLoad = async (port: number, channel: string, subscribers: number, pro
     protocol
   ])
   try {
-    await within(15_000, "every subscriber to receive a probe", (async () => {
-      while ((await load.request<{ type: "probed"; received: number }>({ type: "probe" })).received < 1) {
-        await sleep(50)
-      }
-    })())
+    await within(
+      15_000,
+      "every subscriber to receive a probe",
+      (async () => {
+        while ((await load.request<{ type: "probed"; received: number }>({ type: "probe" })).received < 1) {
+          await sleep(50)
+        }
+      })()
+    )
     // let the probes in flight land
     await sleep(300)
     return load
@@ -355,7 +361,9 @@ const describeMemory = (run: Memory) =>
   (run.missing > 0 || run.closed > 0 ? `, ${run.missing} processes MISSING probes, ${run.closed} CLOSED` : "")
 const describeLatency = (run: Latency) =>
   `p50 ${us(run.p50)}, p90 ${us(run.p90)}, p99 ${us(run.p99)}, p99.9 ${us(run.p999)}, max ${us(run.max)}; ` +
-  `${((run.sent - 1) * 1000 / run.sendingMs).toFixed(0)} publishes/s sent (publisher late by ${run.maxLagMs.toFixed(1)} ms at most), ` +
+  `${((run.sent - 1) * 1000 / run.sendingMs).toFixed(0)} publishes/s sent (publisher late by ${
+    run.maxLagMs.toFixed(1)
+  } ms at most), ` +
   `server CPU ${percent(run.serverCpu)}, load CPU ${percent(run.loadCpu)}` +
   (run.samples !== run.expected ? `, ${run.expected - run.samples} deliveries MISSING` : "")
 
@@ -368,7 +376,9 @@ console.log(
     `burst:   ${burstCount} publishes (${bodyBytes} B body) from one connection to one subscriber, ${rounds} rounds; ` +
     `per run ${burstWarmups} warm-up bursts (the first is "cold"), then the median of ${burstsMeasured}\n` +
     `memory:  ${connections} idle connections subscribed to one channel (${idleProcesses} load processes, ${sourceAddresses} source addresses), ` +
-    `${memoryRounds} round${memoryRounds === 1 ? "" : "s"}; RSS after a full GC, with one warm connection and with all\n` +
+    `${memoryRounds} round${
+      memoryRounds === 1 ? "" : "s"
+    }; RSS after a full GC, with one warm connection and with all\n` +
     `latency: ${latencySubscribers} subscribers, ${publishRate} publishes/s (${
       rate(publishRate * latencySubscribers)
     } deliveries), ${latencyWarmupMs / 1000} s warm-up + ${latencyMs / 1000} s measured, ${rounds} rounds\n`

@@ -15,8 +15,8 @@ import { Context, Effect, Layer } from "effect"
 import { HttpServer } from "effect/http"
 import WebSocket from "ws"
 import { Hub, LhttpServer } from "../src/index.ts"
-import * as NodeLhttpServer from "../src/NodeLhttpServer.ts"
 import * as NatsBus from "../src/NatsBus.ts"
+import * as NodeLhttpServer from "../src/NodeLhttpServer.ts"
 
 const natsUrl = process.env.LHTTP_NATS_URL ?? "nats://127.0.0.1:4222"
 
@@ -63,7 +63,10 @@ const program = Effect.gen(function*() {
       yield* Effect.sleep("100 millis")
     }
   })
-  const frame = yield* received.pipe(Effect.raceFirst(Effect.andThen(publishing, Effect.never)), Effect.timeout("10 seconds"))
+  const frame = yield* received.pipe(
+    Effect.raceFirst(Effect.andThen(publishing, Effect.never)),
+    Effect.timeout("10 seconds")
+  )
   yield* Effect.logInfo(`node A received: ${JSON.stringify(frame)}`)
 })
 

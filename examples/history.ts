@@ -35,7 +35,8 @@
 import { NodeWS } from "@effect/platform-node"
 import { Console, Context, Duration, Effect, Layer, Option, Queue, Stream } from "effect"
 import { HttpServer } from "effect/http"
-import { Bus, History, Hub, LhttpClient, Message, Processor } from "../src/index.ts"
+import type { Message } from "../src/index.ts"
+import { Bus, History, Hub, LhttpClient, Processor } from "../src/index.ts"
 import * as NodeLhttpServer from "../src/NodeLhttpServer.ts"
 
 // a processor that drops the connection it came on, as a network would
@@ -58,7 +59,7 @@ const serve = Effect.gen(function*() {
   return `ws://127.0.0.1:${address._tag === "UnixPathAddress" ? 0 : address.port}/`
 })
 
-const opened = (client: LhttpClient.LhttpClient) =>
+const opened = (client: LhttpClient.Service) =>
   client.states.pipe(Stream.filter((state) => state === "open"), Stream.take(1), Stream.runDrain)
 
 const describe = (message: Message.Message) =>

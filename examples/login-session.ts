@@ -39,7 +39,7 @@ const room = "login-demo"
 const SessionData = Schema.Struct({ name: Schema.String })
 const nameOf = (session: LhttpClient.Session) => Schema.decodeUnknownSync(SessionData)(session.data).name
 
-const opened = (client: LhttpClient.LhttpClient) =>
+const opened = (client: LhttpClient.Service) =>
   client.states.pipe(Stream.filter((state) => state === "open"), Stream.take(1), Stream.runDrain)
 
 // the first client logs in, keeps the key, and goes away
@@ -59,7 +59,11 @@ const program = Effect.gen(function*() {
 
   // a second client with the key: it restores the session before anything else
   const client = yield* LhttpClient.connect(url, { session: key })
-  const first = yield* client.sessions.pipe(Stream.take(1), Stream.runCollect, Effect.forkChild({ startImmediately: true }))
+  const first = yield* client.sessions.pipe(
+    Stream.take(1),
+    Stream.runCollect,
+    Effect.forkChild({ startImmediately: true })
+  )
   yield* opened(client)
   for (const event of yield* Fiber.join(first)) yield* Console.log(`session event: ${event._tag}`)
   const session = Option.getOrThrow(yield* client.session)
@@ -79,7 +83,9 @@ const program = Effect.gen(function*() {
   }
 })
 
-Effect.runPromise(program.pipe(Effect.scoped, Effect.timeout("10 seconds"), Effect.provide(NodeWS.layerWebSocketConstructor))).then(
+Effect.runPromise(
+  program.pipe(Effect.scoped, Effect.timeout("10 seconds"), Effect.provide(NodeWS.layerWebSocketConstructor))
+).then(
   () => process.exit(0),
   (error) => {
     console.error(String(error))

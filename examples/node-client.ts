@@ -44,7 +44,9 @@ const program = Effect.gen(function*() {
   }
 })
 
-Effect.runPromise(program.pipe(Effect.scoped, Effect.timeout("10 seconds"), Effect.provide(NodeWS.layerWebSocketConstructor))).then(
+Effect.runPromise(
+  program.pipe(Effect.scoped, Effect.timeout("10 seconds"), Effect.provide(NodeWS.layerWebSocketConstructor))
+).then(
   () => process.exit(0),
   (error) => {
     console.error(String(error))

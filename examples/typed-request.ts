@@ -93,7 +93,10 @@ const program = Effect.gen(function*() {
   // a declared error, caught by its tag (a ClientError, for a timeout or a lost connection, goes on)
   yield* client.call(Forecast, { city: "Atlantis", delayMs: 0 }).pipe(
     Effect.flatMap((reply) => Console.log(`forecast: ${reply.city} ${reply.celsius}°C`)),
-    Effect.catchTag("UnknownCity", (error) => Console.log(`declared error: ${error._tag} ${error.city} (${error.status})`))
+    Effect.catchTag(
+      "UnknownCity",
+      (error) => Console.log(`declared error: ${error._tag} ${error.city} (${error.status})`)
+    )
   )
 
   // three calls in flight at once on the one connection: each completes when the server answers it
@@ -105,7 +108,10 @@ const program = Effect.gen(function*() {
   yield* Console.log(`asked: ${asked.map(({ city, delayMs }) => `${city} (${delayMs} ms)`).join(", ")}`)
   const replies = yield* Effect.forEach(
     asked,
-    (body) => client.call(Forecast, body).pipe(Effect.tap((reply) => Console.log(`answered: ${reply.city} ${reply.celsius}°C`))),
+    (body) =>
+      client.call(Forecast, body).pipe(
+        Effect.tap((reply) => Console.log(`answered: ${reply.city} ${reply.celsius}°C`))
+      ),
     { concurrency: "unbounded" }
   )
   // the results, in the order asked

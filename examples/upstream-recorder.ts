@@ -26,8 +26,8 @@
  *   curl http://127.0.0.1:8082/records
  */
 import { Effect, Layer } from "effect"
-import { createServer } from "node:http"
 import { timingSafeEqual } from "node:crypto"
+import { createServer } from "node:http"
 import { Bus, Hub } from "../src/index.ts"
 import * as NodeLhttpServer from "../src/NodeLhttpServer.ts"
 import * as NodeUpstream from "../src/NodeUpstream.ts"

@@ -13,8 +13,8 @@
  */
 import { spawn } from "node:child_process"
 import { readFileSync } from "node:fs"
-import { RawClient, textFrame } from "../bench/fanout/client.ts"
 import { freePort } from "../bench/fanout/children.ts"
+import { RawClient, textFrame } from "../bench/fanout/client.ts"
 import { SseSubscriber } from "../bench/fanout/sse.ts"
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback)
@@ -49,24 +49,37 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const started = Date.now()
 const log = (line: string) => console.log(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${line}`)
 
-log(`server on ${http}, RSS ${rss().toFixed(0)} MiB; opening ${wsCount} WebSocket, ${sseCount} SSE, ${pollCount} long-poll subscribers`)
+log(
+  `server on ${http}, RSS ${
+    rss().toFixed(0)
+  } MiB; opening ${wsCount} WebSocket, ${sseCount} SSE, ${pollCount} long-poll subscribers`
+)
 const subscribe = textFrame(`LHTTP/1.0 soak\r\nsubscribe:${channel}\r\n\r\n`)
 const ws: Array<RawClient> = []
 while (ws.length < wsCount) {
-  const batch = await Promise.all(Array.from({ length: Math.min(100, wsCount - ws.length) }, () => RawClient.connect(port)))
+  const batch = await Promise.all(
+    Array.from({ length: Math.min(100, wsCount - ws.length) }, () => RawClient.connect(port))
+  )
   for (const client of batch) client.send(subscribe)
   ws.push(...batch)
 }
 const sse: Array<SseSubscriber> = []
 while (sse.length < sseCount) {
-  sse.push(...await Promise.all(Array.from({ length: Math.min(100, sseCount - sse.length) }, () => SseSubscriber.connect(port, channel))))
+  sse.push(
+    ...await Promise.all(
+      Array.from({ length: Math.min(100, sseCount - sse.length) }, () => SseSubscriber.connect(port, channel))
+    )
+  )
 }
 // long-poll subscribers: each loops on its cursor, counting the published frames it gets
 const polled = { frames: 0, failures: 0 }
 const pollCounts = new Array<number>(pollCount).fill(0)
 let polling = true
 const pollers = Array.from({ length: pollCount }, async (_, i) => {
-  const opened = await (await fetch(`${http}/poll?subscribe=${channel}`)).json() as { connection: string; cursor: number }
+  const opened = await (await fetch(`${http}/poll?subscribe=${channel}`)).json() as {
+    connection: string
+    cursor: number
+  }
   let cursor = opened.cursor
   while (polling) {
     const answer = await fetch(`${http}/poll?connection=${opened.connection}&cursor=${cursor}`)
@@ -90,7 +103,9 @@ const publish = (text: string) => {
 }
 const wsTotal = () => ws.reduce((sum, client) => sum + client.count, 0)
 const sseTotal = () => sse.reduce((sum, client) => sum + client.count, 0)
-while (ws.some((client) => client.count === 0) || sse.some((client) => client.count === 0) || pollCounts.some((n) => n === 0)) {
+while (
+  ws.some((client) => client.count === 0) || sse.some((client) => client.count === 0) || pollCounts.some((n) => n === 0)
+) {
   publish("probe")
   await sleep(200)
 }
@@ -115,22 +130,29 @@ while (Date.now() < end) {
   }
 }
 // let the last deliveries arrive
-const expected = (published - base.published)
+const expected = published - base.published
 const settled = Date.now() + 10_000
 while (Date.now() < settled) {
-  if (wsTotal() - base.ws >= expected * wsCount && sseTotal() - base.sse >= expected * sseCount &&
-    polled.frames - base.poll >= expected * pollCount) break
+  if (
+    wsTotal() - base.ws >= expected * wsCount && sseTotal() - base.sse >= expected * sseCount &&
+    polled.frames - base.poll >= expected * pollCount
+  ) break
   await sleep(200)
 }
 polling = false
 const metrics = await (await fetch(`${http}/metrics`)).text()
-const errorLines = metrics.split("\n").filter((line) => /^lhttp_(error_frames_total|slow_consumer_closes_total|rate_limited_total)/.test(line))
+const errorLines = metrics.split("\n").filter((line) =>
+  /^lhttp_(error_frames_total|slow_consumer_closes_total|rate_limited_total)/.test(line)
+)
 const lost = {
   websocket: expected * wsCount - (wsTotal() - base.ws),
   sse: expected * sseCount - (sseTotal() - base.sse),
   poll: expected * pollCount - (polled.frames - base.poll)
 }
-const closed = { websocket: ws.filter((client) => client.closed).length, sse: sse.filter((client) => client.closed).length }
+const closed = {
+  websocket: ws.filter((client) => client.closed).length,
+  sse: sse.filter((client) => client.closed).length
+}
 console.log("\nsoak result")
 console.table({
   published: expected,

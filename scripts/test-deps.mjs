@@ -1,8 +1,9 @@
 // The system programs the tests run, found or installed before vitest starts (step of `npm test`):
 // nats-server (the cluster tests start real servers), Chromium (the browser tests drive it with
-// playwright-core) and iproute2's ip (a network namespace, which also needs root). Missing ones are installed with Debian's apt-get when this runs as root (CI, a
-// fresh container); otherwise it stops with ONE line naming what to install. It looks where the
-// tests look (test/utils/nats.ts, test/utils/browser.ts), so a found program is one they find.
+// playwright-core) and iproute2's ip (a network namespace, which also needs root). Missing ones are
+// installed with Debian's apt-get when this runs as root (CI, a fresh container); otherwise it stops
+// with ONE line naming what to install. It looks where the tests look (test/utils/nats.ts,
+// test/utils/browser.ts), so a found program is one they find.
 import { spawnSync } from "node:child_process"
 import { existsSync } from "node:fs"
 import * as Path from "node:path"
@@ -42,30 +43,48 @@ const missing = () => [
 
 // making a network namespace takes root (CI runs as root)
 if (process.getuid?.() !== 0) {
-  stop("the tests make a network namespace (a peer on a non-loopback address, test/Security.test.ts): run npm test as root, as CI does")
+  stop(
+    "the tests make a network namespace (a peer on a non-loopback address, test/Security.test.ts): run npm test as root, as CI does"
+  )
 }
 
 const before = missing()
 if (before.length === 0) process.exit(0)
 
-const what = "the cluster tests run nats-server, the browser tests drive Chromium, the security test makes a network namespace with ip"
+const what =
+  "the cluster tests run nats-server, the browser tests drive Chromium, the security test makes a network namespace with ip"
 if (process.env.CHROMIUM_PATH !== undefined && before.includes("chromium")) {
-  stop(`CHROMIUM_PATH=${process.env.CHROMIUM_PATH} does not exist: point it at a Chromium binary, or unset it to use Debian's /usr/bin/chromium`)
+  stop(
+    `CHROMIUM_PATH=${process.env.CHROMIUM_PATH} does not exist: point it at a Chromium binary, or unset it to use Debian's /usr/bin/chromium`
+  )
 }
 const command = `apt-get install -y ${before.join(" ")}`
 if (process.getuid?.() !== 0) {
-  stop(`${before.join(" and ")} missing (${what}): install with \`sudo ${command}\` (npm test installs them itself when run as root)`)
+  stop(
+    `${
+      before.join(" and ")
+    } missing (${what}): install with \`sudo ${command}\` (npm test installs them itself when run as root)`
+  )
 }
 const hasApt = spawnSync("apt-get", ["--version"], { stdio: "ignore" }).status === 0
 if (!hasApt) {
-  stop(`${before.join(" and ")} missing (${what}) and there is no apt-get here: install them with this system's package manager`)
+  stop(
+    `${
+      before.join(" and ")
+    } missing (${what}) and there is no apt-get here: install them with this system's package manager`
+  )
 }
 
 console.log(`npm test: installing ${before.join(" and ")} (${command}) ...`)
 const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" }
 const run = (args) => {
   // no stdin (CI), output kept for the one line that reports a failure
-  const result = spawnSync("apt-get", args, { env, stdio: ["ignore", "pipe", "pipe"], encoding: "utf8", timeout: 15 * 60_000 })
+  const result = spawnSync("apt-get", args, {
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+    encoding: "utf8",
+    timeout: 15 * 60_000
+  })
   if (result.status === 0) return
   const lines = `${result.stderr ?? ""}\n${result.stdout ?? ""}`.split("\n").map((line) => line.trim())
   const reason = lines.find((line) => line.startsWith("E:")) ?? lines.find((line) => line !== "") ??

@@ -11,7 +11,12 @@ import { tmpdir } from "node:os"
 import * as Path from "node:path"
 import { freePort, within } from "../fanout/children.ts"
 
-const candidates = ["/usr/sbin/nats-server", "/usr/local/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
+const candidates = [
+  "/usr/sbin/nats-server",
+  "/usr/local/sbin/nats-server",
+  "/usr/bin/nats-server",
+  "/usr/local/bin/nats-server"
+]
 
 /** Finds nats-server on PATH or in the sbin folders. */
 const findNatsServer = (): string => {
@@ -50,7 +55,20 @@ export const startNats = async (cpu: string): Promise<NatsServer> => {
   // JetStream on (for the history rows), storing in a folder of its own, removed at the end
   const storeDir = mkdtempSync(Path.join(tmpdir(), "lhttp-bench-nats-"))
   stores.add(storeDir)
-  const args = ["-c", cpu, findNatsServer(), "-a", "127.0.0.1", "-p", String(port), "-n", "lhttp-bench", "-js", "-sd", storeDir]
+  const args = [
+    "-c",
+    cpu,
+    findNatsServer(),
+    "-a",
+    "127.0.0.1",
+    "-p",
+    String(port),
+    "-n",
+    "lhttp-bench",
+    "-js",
+    "-sd",
+    storeDir
+  ]
   const child = spawn("taskset", args, { stdio: ["ignore", "pipe", "pipe"] })
   running.add(child)
   const stop = () => {

@@ -111,7 +111,6 @@ export class RawClient {
         `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
           `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`
       )
-
     })
     this.socket.on("error", (error) => this.#upgraded.reject(error))
     this.socket.on("close", () => {

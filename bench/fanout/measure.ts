@@ -18,12 +18,16 @@ export const totalOf = (counts: Counts) => sum(counts.map((s) => s.total))
 
 /** Subscriptions are not acknowledged: probes until every connection has received one, then waits for quiet. */
 export const settle = async (stats: () => Promise<Counts>, publisher: Load) => {
-  await within(15_000, "every subscriber to receive a probe", (async () => {
-    while (!(await stats()).every((s) => s.min >= 1)) {
-      await publisher.request({ type: "probe" })
-      await sleep(50)
-    }
-  })())
+  await within(
+    15_000,
+    "every subscriber to receive a probe",
+    (async () => {
+      while (!(await stats()).every((s) => s.min >= 1)) {
+        await publisher.request({ type: "probe" })
+        await sleep(50)
+      }
+    })()
+  )
   for (let before = -1, after = totalOf(await stats()); before !== after; after = totalOf(await stats())) {
     before = after
     await sleep(100)
@@ -42,7 +46,6 @@ export const drain = async (stats: () => Promise<Counts>, published: number): Pr
   }
   return counts
 }
-
 
 /** What `measure` samples at both ends of its window: the counts, and the caller's own readings. */
 export interface Sample {

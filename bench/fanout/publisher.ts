@@ -12,7 +12,7 @@
  *   node bench/fanout/publisher.ts <port> <channel> <body bytes> [<subscribe port> or -] [lhttp|socketio]
  */
 import { type Protocol, RawClient, textFrame } from "./client.ts"
-import { publishMessage, type PublisherCommand, type Reply, serve, subscribeMessage } from "./ipc.ts"
+import { type PublisherCommand, publishMessage, type Reply, serve, subscribeMessage } from "./ipc.ts"
 
 const [port, channel, bodyBytes, subscribePort, protocolArg] = process.argv.slice(2)
 const protocol: Protocol = protocolArg === "socketio" ? "socketio" : "lhttp"

@@ -39,7 +39,8 @@ const subscribe = textFrame(subscribeMessage(channel!, protocol))
 const subscribeSince = textFrame(subscribeMessage(channel!, protocol, true))
 const positioned = protocol === "lhttp" ? Math.min(Number(positionedArg ?? 0), clients.length) : 0
 // connection i asks for positions when the running share of positioned ones steps up there: evenly spread
-const asks = (i: number) => Math.floor(((i + 1) * positioned) / clients.length) > Math.floor((i * positioned) / clients.length)
+const asks = (i: number) =>
+  Math.floor(((i + 1) * positioned) / clients.length) > Math.floor((i * positioned) / clients.length)
 for (const [i, client] of clients.entries()) {
   if (!(client instanceof RawClient)) continue
   if (asks(i)) client.subscribe(subscribeSince, true)

@@ -24,7 +24,9 @@ import { type Protocol, RawClient, textFrame } from "../fanout/client.ts"
 import { publishMessage, subscribeMessage } from "../fanout/ipc.ts"
 import type { LatencyResult, RelayBurst, RelayCommand, RelayReply } from "./ipc.ts"
 
-const [port, channel, subscriberCount, bodyBytes] = process.argv.slice(2, 6).map((arg, i) => i === 1 ? arg : Number(arg)) as [
+const [port, channel, subscriberCount, bodyBytes] = process.argv.slice(2, 6).map((arg, i) =>
+  i === 1 ? arg : Number(arg)
+) as [
   number,
   string,
   number,
@@ -171,9 +173,7 @@ process.on("message", (command: RelayCommand) => {
     case "burst":
       return void burst(command.count).then((result) => reply<RelayReply>(result))
     case "latency":
-      return void latency(command.rate, command.warmupMs, command.measureMs).then((result) =>
-        reply<RelayReply>(result)
-      )
+      return void latency(command.rate, command.warmupMs, command.measureMs).then((result) => reply<RelayReply>(result))
   }
 })
 reply<RelayReply>({ type: "ready" })

@@ -2,7 +2,8 @@
  * Test harness: an in-process server on a free port and real `ws` clients,
  * both scoped to the test.
  */
-import { Context, Duration, Effect, Layer } from "effect"
+import type { Duration, Scope } from "effect"
+import { Context, Effect, Layer } from "effect"
 import { HttpServer } from "effect/http"
 import WebSocket from "ws"
 import * as Bus from "../../src/Bus.ts"
@@ -12,6 +13,12 @@ import * as Hub from "../../src/Hub.ts"
 import * as LhttpServer from "../../src/LhttpServer.ts"
 import * as NodeLhttpServer from "../../src/NodeLhttpServer.ts"
 import type * as Processor from "../../src/Processor.ts"
+
+/**
+ * Any Layer: what a test passes as `implementations` (the processors' and filters' Layers, whatever they need
+ * and fail with). A Layer's output is contravariant, so every Layer is one of these.
+ */
+type AnyLayer = Layer.Layer<never, unknown, unknown>
 
 /** A running test server. */
 export interface TestServer {
@@ -29,7 +36,7 @@ export interface TestServer {
  */
 export const startServer = <const P extends Processor.Any = never, const F extends Filter.Any = never>(
   options: NodeLhttpServer.Options<P, F>,
-  implementations?: Layer.Layer<any, any, any>,
+  implementations?: AnyLayer,
   more?: {
     readonly hub?: Hub.Options
     readonly bus?: Layer.Layer<Bus.Bus, unknown>
@@ -37,12 +44,14 @@ export const startServer = <const P extends Processor.Any = never, const F exten
   }
 ) =>
   Effect.gen(function*() {
-    let app: Layer.Layer<any, any, any> = NodeLhttpServer.layer({ port: 0, host: "127.0.0.1", ...options })
+    let app: AnyLayer = NodeLhttpServer.layer({ port: 0, host: "127.0.0.1", ...options })
     if (implementations !== undefined) app = app.pipe(Layer.provide(implementations))
-    const hub = more?.history === undefined ? Hub.layer(more?.hub) : Hub.layer(more.hub).pipe(Layer.provide(more.history))
+    const hub = more?.history === undefined
+      ? Hub.layer(more?.hub)
+      : Hub.layer(more.hub).pipe(Layer.provide(more.history))
     const context = yield* Layer.build(
       app.pipe(Layer.provideMerge(hub), Layer.provide(more?.bus ?? Bus.layerMemory()))
-    ) as Effect.Effect<Context.Context<LhttpServer.LhttpServer | Hub.Hub | HttpServer.HttpServer>, unknown, any>
+    ) as Effect.Effect<Context.Context<LhttpServer.LhttpServer | Hub.Hub | HttpServer.HttpServer>, unknown, Scope.Scope>
     const address = Context.get(context, HttpServer.HttpServer).address
     const port = address._tag === "UnixPathAddress" ? 0 : address.port
     return {

@@ -4,7 +4,8 @@
  * no port and no socket. The client has the shape of the socket harness's
  * (test/utils/lhttp.ts), so a test reads the same over either.
  */
-import { Context, Duration, Effect, Layer, Option, Scope } from "effect"
+import type { Duration } from "effect"
+import { Context, Effect, Layer, Option, Scope } from "effect"
 import * as Bus from "../../src/Bus.ts"
 import type * as Filter from "../../src/Filter.ts"
 import type * as History from "../../src/History.ts"
@@ -30,12 +31,21 @@ export interface MemoryClient {
   readonly closed: Effect.Effect<MemoryTransport.CloseInfo, Error>
 }
 
+/**
+ * Any Layer: what a test passes as `implementations` (the processors' and filters' Layers, whatever they need
+ * and fail with). A Layer's output is contravariant, so every Layer is one of these.
+ */
+type AnyLayer = Layer.Layer<never, unknown, unknown>
+
 /** A running in-memory server. */
 export interface MemoryServer {
   readonly server: LhttpServer.LhttpServer["Service"]
   readonly hub: Hub.Hub["Service"]
   /** Connects a client until the test's scope closes; `url` and headers as a transport would give them. */
-  readonly connect: (url?: string, options?: Omit<MemoryTransport.Options, "url">) => Effect.Effect<MemoryClient, Rejection>
+  readonly connect: (
+    url?: string,
+    options?: Omit<MemoryTransport.Options, "url">
+  ) => Effect.Effect<MemoryClient, Rejection>
 }
 
 let probes = 0
@@ -46,7 +56,7 @@ let probes = 0
  */
 export const startMemoryServer = <const P extends Processor.Any = never, const F extends Filter.Any = never>(
   options: LhttpServer.Options<P, F>,
-  implementations?: Layer.Layer<any, any, any>,
+  implementations?: AnyLayer,
   more?: {
     readonly hub?: Hub.Options
     readonly bus?: Layer.Layer<Bus.Bus, unknown>
@@ -54,7 +64,7 @@ export const startMemoryServer = <const P extends Processor.Any = never, const F
   }
 ) =>
   Effect.gen(function*() {
-    let app: Layer.Layer<any, any, any> = LhttpServer.layer(options)
+    let app: AnyLayer = LhttpServer.layer(options)
     if (implementations !== undefined) app = app.pipe(Layer.provide(implementations))
     const context = yield* Layer.build(
       app.pipe(
@@ -63,7 +73,7 @@ export const startMemoryServer = <const P extends Processor.Any = never, const F
         ),
         Layer.provide(more?.bus ?? Bus.layerMemory())
       )
-    ) as Effect.Effect<Context.Context<LhttpServer.LhttpServer | Hub.Hub>, unknown, any>
+    ) as Effect.Effect<Context.Context<LhttpServer.LhttpServer | Hub.Hub>, unknown, Scope.Scope>
     const scope = yield* Effect.scope
     const connect = (url = "/", connectOptions?: Omit<MemoryTransport.Options, "url">) =>
       MemoryTransport.connect({ url, ...connectOptions }).pipe(
@@ -92,7 +102,9 @@ const toClient = (transport: MemoryTransport.Client): MemoryClient => {
         const id = `probe-${++probes}`
         yield* transport.send(`LHTTP/1.0 test-probe\r\nid:${id}\r\n\r\n`)
         const frame = yield* next()
-        if (!frame.includes(`\r\nid:${id}\r\n`)) return yield* Effect.fail(new Error(`unexpected frame: ${JSON.stringify(frame)}`))
+        if (!frame.includes(`\r\nid:${id}\r\n`)) {
+          return yield* Effect.fail(new Error(`unexpected frame: ${JSON.stringify(frame)}`))
+        }
       }),
     closed: transport.closed.pipe(
       Effect.timeoutOrElse({ duration: "5 seconds", orElse: timeoutError("the connection did not close in time") })

@@ -12,7 +12,9 @@ import { Rejection } from "../../src/Rejection.ts"
 export class OffBoard extends Schema.TaggedError<OffBoard>()("OffBoard", { x: Schema.Number, y: Schema.Number }) {}
 
 /** A declared error with its own status (409). */
-export class Occupied extends Schema.TaggedError<Occupied>()("Occupied", { by: Schema.String, status: Schema.Number }) {}
+export class Occupied
+  extends Schema.TaggedError<Occupied>()("Occupied", { by: Schema.String, status: Schema.Number })
+{}
 
 /** A point on the board. */
 export const Point = Schema.Struct({ x: Schema.Number, y: Schema.Number })

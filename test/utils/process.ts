@@ -74,12 +74,17 @@ export const start = (script: string, options: Options = {}): Program => {
         if (line !== undefined) return done(() => resolve(line))
         if (exit !== undefined) {
           return done(() =>
-            reject(new Error(`${script} exited (${JSON.stringify(exit)}) before printing ${pattern}; output:\n${output}`))
+            reject(
+              new Error(`${script} exited (${JSON.stringify(exit)}) before printing ${pattern}; output:\n${output}`)
+            )
           )
         }
       }
       const timer = setTimeout(
-        () => done(() => reject(new Error(`${script} did not print ${pattern} within ${timeoutMs} ms; output:\n${output}`))),
+        () =>
+          done(() =>
+            reject(new Error(`${script} did not print ${pattern} within ${timeoutMs} ms; output:\n${output}`))
+          ),
         timeoutMs
       )
       const done = (settle: () => void) => {

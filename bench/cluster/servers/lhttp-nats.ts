@@ -27,7 +27,9 @@ const Server = NodeLhttpServer.layer({
   port: Number(process.env.PORT),
   host: "127.0.0.1",
   // the bound of a connection's outbound queue (the server's default, 1 MiB, unless set)
-  ...(process.env.LHTTP_BENCH_MAX_OUTBOUND_BYTES ? { maxOutboundBytes: Number(process.env.LHTTP_BENCH_MAX_OUTBOUND_BYTES) } : {})
+  ...(process.env.LHTTP_BENCH_MAX_OUTBOUND_BYTES
+    ? { maxOutboundBytes: Number(process.env.LHTTP_BENCH_MAX_OUTBOUND_BYTES) }
+    : {})
 }).pipe(
   Layer.provideMerge(Hub.layer()),
   Layer.provide(BusLive)

@@ -64,7 +64,9 @@ const connection = (peer: Peer): void => {
 
 const sockets = new WebSocketServer({ noServer: true, perMessageDeflate: false })
 const server = createServer()
-server.on("upgrade", (request, socket, head) =>
-  sockets.handleUpgrade(request, socket, head, (ws) =>
-    connection({ ws, socket: socket as Net.Socket, queue: [] })))
+server.on(
+  "upgrade",
+  (request, socket, head) =>
+    sockets.handleUpgrade(request, socket, head, (ws) => connection({ ws, socket: socket as Net.Socket, queue: [] }))
+)
 server.listen(port, "127.0.0.1", () => console.log(`ws-corked listening on 127.0.0.1:${port}`))
