@@ -15,6 +15,7 @@ import type { Position } from "./History.ts"
  * A bus operation that failed: the reason says which.
  *
  * @since 0.1.0
+ * @category errors
  */
 export class BusError extends Data.TaggedError("BusError")<{
   readonly reason: "Unavailable" | "PublishFailed" | "SubscribeFailed"
@@ -26,6 +27,7 @@ export class BusError extends Data.TaggedError("BusError")<{
  * The bus.
  *
  * @since 0.1.0
+ * @category services
  */
 export class Bus extends Context.Service<Bus, {
   /**
@@ -76,6 +78,7 @@ export class Bus extends Context.Service<Bus, {
  * throughput with few messages in flight (docs/benchmarks.md).
  *
  * @since 0.1.0
+ * @category constructors
  */
 export const makeMemory = Effect.fnUntraced(function*() {
   const handlers = new Map<string, Set<(payload: string, position: Position | undefined) => void>>()
@@ -112,5 +115,6 @@ export const makeMemory = Effect.fnUntraced(function*() {
  * The in-memory bus as a Layer: the embedded default.
  *
  * @since 0.1.0
+ * @category layers
  */
 export const layerMemory = (): Layer.Layer<Bus> => Layer.effect(Bus, makeMemory())

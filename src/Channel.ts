@@ -16,6 +16,7 @@ import { ProtocolError } from "./ProtocolError.ts"
  * so that an id is validated once, where it enters, and never again.
  *
  * @since 0.1.0
+ * @category models
  */
 export type ChannelId = typeof ChannelId.Type
 
@@ -23,6 +24,7 @@ export type ChannelId = typeof ChannelId.Type
  * The default cap on the length of a channel id, in UTF-16 code units.
  *
  * @since 0.1.0
+ * @category constants
  */
 export const defaultMaxLength = 255
 
@@ -30,6 +32,7 @@ export const defaultMaxLength = 255
  * Options of channel validation.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Options {
   /** The longest channel id allowed (default {@link defaultMaxLength}). */
@@ -64,6 +67,7 @@ const check = (channel: string, maxLength: number): ProtocolError | undefined =>
  * (system subjects) and no `_INBOX` prefix (reply subjects).
  *
  * @since 0.1.0
+ * @category validation
  */
 export const validate = (channel: string, options?: Options): Result.Result<ChannelId, ProtocolError> => {
   const error = check(channel, options?.maxLength ?? defaultMaxLength)
@@ -75,6 +79,7 @@ export const validate = (channel: string, options?: Options): Result.Result<Chan
  * first-seen order); fails on the first invalid one.
  *
  * @since 0.1.0
+ * @category validation
  */
 export const validateAll = (
   channels: Iterable<string>,
@@ -95,6 +100,7 @@ export const validateAll = (
  * its first invalid id.
  *
  * @since 0.1.0
+ * @category parsing
  */
 export const parseList = (
   value: string,
@@ -108,9 +114,23 @@ export const parseList = (
 }
 
 /**
+ * The id of a channel for the server's own use, between its nodes (presence
+ * queries, the connections of a session): `$` before a `name` that is a valid
+ * id. No client can name it, as {@link validate} refuses the `$` prefix.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const internal = (name: string): Result.Result<ChannelId, ProtocolError> => {
+  const error = check(name, defaultMaxLength)
+  return error === undefined ? Result.succeed(`$${name}` as ChannelId) : Result.fail(error)
+}
+
+/**
  * A channel id as a Schema: a string that passes {@link validate}, branded.
  *
  * @since 0.1.0
+ * @category schemas
  */
 export const ChannelId = Schema.String.check(
   Schema.makeFilter((channel: string) => check(channel, defaultMaxLength)?.message)

@@ -2,8 +2,8 @@
  * The per-connection handle that processors and filters receive: who is
  * connected (request URL, headers, remote address), per-connection data, and
  * what can be done with the connection (send, subscribe, unsubscribe, close).
- * It does not depend on the transport: a WebSocket today, SSE or long-poll
- * later.
+ * It does not depend on the transport: WebSocket, SSE and long-poll
+ * connections are the same to processors and filters.
  *
  * @since 0.1.0
  */
@@ -17,6 +17,7 @@ import type { Rejection } from "./Rejection.ts"
  * A typed key for per-connection data.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Key<A> {
   readonly name: string
@@ -33,6 +34,7 @@ export interface Key<A> {
  * ```
  *
  * @since 0.1.0
+ * @category constructors
  */
 export const key = <A>(name: string): Key<A> => ({ name })
 
@@ -40,6 +42,7 @@ export const key = <A>(name: string): Key<A> => ({ name })
  * A client connection.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Connection {
   /** Unique on this server process. */

@@ -12,19 +12,22 @@
  *
  * @since 0.1.0
  */
-import type { Frame } from "./Frame.ts"
+import type { Frame } from "./internal/wire/frameModel.ts"
+import { Command, ErrorHeader, Header } from "./internal/wire/protocol.ts"
 
 /**
  * The command of an error frame.
  *
  * @since 0.1.0
+ * @category constants
  */
-export const command = "error"
+export const command: typeof Command.error = Command.error
 
 /**
  * What an error frame says.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface ErrorInfo {
   /** An HTTP-like status: 4xx for the client's fault, 5xx for the server's. */
@@ -41,10 +44,14 @@ export interface ErrorInfo {
  * Builds an error frame.
  *
  * @since 0.1.0
+ * @category constructors
  */
 export const make = (info: ErrorInfo): Frame => {
-  const headers = new Map([["status", String(info.status)], ["reason", sanitize(info.reason)]])
-  if (info.id !== undefined) headers.set("id", sanitize(info.id))
+  const headers = new Map<string, string>([
+    [ErrorHeader.status, String(info.status)],
+    [ErrorHeader.reason, sanitize(info.reason)]
+  ])
+  if (info.id !== undefined) headers.set(Header.id, sanitize(info.id))
   return { command, headers, body: info.message }
 }
 
@@ -54,13 +61,14 @@ export const make = (info: ErrorInfo): Frame => {
  * non-empty.
  *
  * @since 0.1.0
+ * @category parsing
  */
 export const fromFrame = (frame: Frame): ErrorInfo | undefined => {
   if (frame.command !== command) return undefined
-  const status = frame.headers.get("status")
-  const reason = frame.headers.get("reason")
+  const status = frame.headers.get(ErrorHeader.status)
+  const reason = frame.headers.get(ErrorHeader.reason)
   if (status === undefined || !/^[1-5][0-9][0-9]$/.test(status) || !reason) return undefined
-  return { status: Number(status), reason, message: frame.body, id: frame.headers.get("id") }
+  return { status: Number(status), reason, message: frame.body, id: frame.headers.get(Header.id) }
 }
 
 /**
@@ -99,8 +107,7 @@ export interface Respondable {
  * @since 0.1.0
  * @category Respondable
  */
-export const isRespondable = (u: unknown): u is Respondable =>
-  typeof u === "object" && u !== null && TypeId in u
+export const isRespondable = (u: unknown): u is Respondable => typeof u === "object" && u !== null && TypeId in u
 
 // Header values cannot hold line breaks; an id echoed from a request never does,
 // but a reason from user code might.

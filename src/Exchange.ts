@@ -4,6 +4,10 @@
  * original lhttp's WsHandler gave (command, headers, body, multipart parts,
  * send) plus a way to stop processing.
  *
+ * The message comes decoded (`message`): its channel lists validated, its
+ * `since` read, its upstream target split, its multipart parts cut, so that
+ * a processor reads them rather than parsing headers again.
+ *
  * Changing the message (`setHeader`, `setCommand`, `setBody`) changes what
  * runs after: the built-in `subscribe` / `publish` / `unsubscribe` headers are
  * read after the processor, and what is published is the message as changed.
@@ -11,18 +15,37 @@
  * @since 0.1.0
  */
 import type { Effect } from "effect"
-import type { ProtocolError } from "./ProtocolError.ts"
 import type { Connection } from "./Connection.ts"
+import type * as Message from "./Message.ts"
 import type { Part } from "./Multipart.ts"
+import type { ProtocolError } from "./ProtocolError.ts"
 
 /**
  * An incoming message being processed.
  *
+ * ```ts
+ * const Join = Processor.make("join")
+ * const JoinLive = Join.toLayer({
+ *   // `subscribe:<room>` with `since:<epoch>:<offset>`: the rooms, validated, and the position, read
+ *   onMessage: ({ connection, message }) => connection.subscribe(message.subscribe, { since: message.since })
+ * })
+ * ```
+ *
  * @since 0.1.0
+ * @category models
  */
 export interface Exchange<Body = string> {
   /** The connection the message came on. */
   readonly connection: Connection
+  /**
+   * The message, decoded: its `subscribe`, `publish` and `unsubscribe`
+   * channels (validated), its `since`, `upstream` and `multipart` parts, its
+   * `id` when it is a `Request`. A step that changes a built-in header with
+   * `setHeader` (or the body of a multipart message) has it decoded again
+   * when it is next read; should that fail, it stays as last decoded, and the
+   * message is refused at its next step.
+   */
+  readonly message: Message.Notify | Message.Request
   /** The message's command as received. */
   readonly command: string
   /** The message's headers, as changed so far. */

@@ -37,6 +37,7 @@ import * as Definition from "./internal/server/definition.ts"
  * The hooks of a filter; all are optional.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Hooks<R = never> {
   readonly onOpen?: ((connection: Connection) => Effect.Effect<void, ErrorFrame.Respondable, R>) | undefined
@@ -49,6 +50,7 @@ export interface Hooks<R = never> {
  * A filter's implementation, as the server finds it in context.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Implementation {
   readonly name: string
@@ -59,6 +61,7 @@ export interface Implementation {
  * The service of the filter named `Name`.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Service<Name extends string> {
   readonly _: unique symbol
@@ -69,6 +72,7 @@ export interface Service<Name extends string> {
  * A filter definition.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Filter<Name extends string> {
   readonly _tag: "Filter"
@@ -84,10 +88,13 @@ export interface Filter<Name extends string> {
  * Any filter definition.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Any {
   readonly _tag: "Filter"
   readonly name: string
+  // the identifier of any filter's service: `unknown` would make the server's requirements `unknown`
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   readonly key: Context.Key<any, Implementation>
 }
 
@@ -95,6 +102,7 @@ export interface Any {
  * The services a list of filters requires.
  *
  * @since 0.1.0
+ * @category models
  */
 export type Services<F extends Any> = F extends Filter<infer N> ? Service<N> : never
 
@@ -102,6 +110,7 @@ export type Services<F extends Any> = F extends Filter<infer N> ? Service<N> : n
  * Defines a filter.
  *
  * @since 0.1.0
+ * @category constructors
  */
 export const make = <const Name extends string>(name: Name): Filter<Name> => {
   const key = Context.Service<Service<Name>, Implementation>(`effect-lhttp/Filter/${name}`)

@@ -9,8 +9,8 @@
  */
 import { Effect, Option, Result, Schema, SchemaGetter, SchemaIssue } from "effect"
 import * as Grammar from "./internal/wire/grammar.ts"
-import { ProtocolError } from "./ProtocolError.ts"
 import * as Protocol from "./internal/wire/protocol.ts"
+import { ProtocolError } from "./ProtocolError.ts"
 
 const isHeaders = (u: unknown): u is ReadonlyMap<string, string> => {
   if (!(u instanceof Map)) return false
@@ -27,6 +27,7 @@ const isHeaders = (u: unknown): u is ReadonlyMap<string, string> => {
  * decoded on the hot path.
  *
  * @since 0.1.0
+ * @category schemas
  */
 export const Headers = Schema.declare(isHeaders, {
   title: "Headers",
@@ -37,6 +38,7 @@ export const Headers = Schema.declare(isHeaders, {
  * The decoded shape of a frame.
  *
  * @since 0.1.0
+ * @category schemas
  */
 export const Frame = Schema.Struct({
   command: Schema.String,
@@ -49,6 +51,7 @@ export const Frame = Schema.Struct({
  * the body.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Frame extends Schema.Schema.Type<typeof Frame> {}
 
@@ -56,6 +59,7 @@ export interface Frame extends Schema.Schema.Type<typeof Frame> {}
  * Options of the parser.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface ParseOptions {
   /** Most distinct header names a frame may carry (default {@link defaultMaxHeaders}). */
@@ -66,6 +70,7 @@ export interface ParseOptions {
  * The default cap on distinct header names per frame.
  *
  * @since 0.1.0
+ * @category constants
  */
 export const defaultMaxHeaders = 64
 
@@ -73,6 +78,7 @@ export const defaultMaxHeaders = 64
  * The protocol name and version every frame starts with.
  *
  * @since 0.1.0
+ * @category constants
  */
 export const protocol: typeof Protocol.version = Protocol.version
 
@@ -83,6 +89,7 @@ const emptyHeaders: ReadonlyMap<string, string> = new Map()
  * order JavaScript gives them.
  *
  * @since 0.1.0
+ * @category constructors
  */
 export const make = (
   command: string,
@@ -99,6 +106,7 @@ export const make = (
  * docs/protocol.md is a {@link ProtocolError}.
  *
  * @since 0.1.0
+ * @category parsing
  */
 export const parse = (input: string, options?: ParseOptions): Result.Result<Frame, ProtocolError> => {
   const result = Grammar.parseFrame(input, options?.maxHeaders ?? defaultMaxHeaders)
@@ -113,6 +121,7 @@ const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
  * bad bytes.
  *
  * @since 0.1.0
+ * @category parsing
  */
 export const decodeUtf8 = (input: Uint8Array | ArrayBuffer): Result.Result<string, ProtocolError> => {
   try {
@@ -127,6 +136,7 @@ export const decodeUtf8 = (input: Uint8Array | ArrayBuffer): Result.Result<strin
  * valid UTF-8.
  *
  * @since 0.1.0
+ * @category parsing
  */
 export const parseBytes = (input: Uint8Array, options?: ParseOptions): Result.Result<Frame, ProtocolError> => {
   const text = decodeUtf8(input)
@@ -139,6 +149,7 @@ export const parseBytes = (input: Uint8Array, options?: ParseOptions): Result.Re
  * untrusted parts.
  *
  * @since 0.1.0
+ * @category encoding
  */
 export const render = (frame: Frame): string => {
   let out = Protocol.startLine + frame.command + "\r\n"
@@ -152,6 +163,7 @@ export const render = (frame: Frame): string => {
  * values without line breaks.
  *
  * @since 0.1.0
+ * @category validation
  */
 export const validate = (frame: Frame): Result.Result<Frame, ProtocolError> => {
   const problem = Grammar.checkFrame(frame)
@@ -166,6 +178,7 @@ const toError = (problem: Grammar.Problem): ProtocolError =>
  * frame back into its text.
  *
  * @since 0.1.0
+ * @category schemas
  */
 export const FromString: Schema.decodeTo<typeof Frame, Schema.String> = Schema.String.pipe(
   Schema.decodeTo(Frame, {

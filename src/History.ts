@@ -20,6 +20,7 @@ import * as Protocol from "./internal/wire/protocol.ts"
  * `prefix` keep their last `size` messages, each for at most `ttl`.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Policy {
   readonly prefix: string
@@ -31,6 +32,7 @@ export interface Policy {
  * The defaults of a policy: the last 100 messages, for 10 minutes.
  *
  * @since 0.1.0
+ * @category constants
  */
 export const defaults = { size: 100, ttl: Duration.minutes(10) } as const
 
@@ -40,6 +42,7 @@ export const defaults = { size: 100, ttl: Duration.minutes(10) } as const
  * Offset 0 is the position before the first message.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Position {
   readonly epoch: string
@@ -53,6 +56,7 @@ export interface Position {
  * never reached), `NoHistory` (the channel keeps none).
  *
  * @since 0.1.0
+ * @category models
  */
 export type Unrecoverable = "Trimmed" | "EpochChanged" | "UnknownPosition" | "NoHistory"
 
@@ -61,6 +65,7 @@ export type Unrecoverable = "Trimmed" | "EpochChanged" | "UnknownPosition" | "No
  * position.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Stored {
   readonly text: string
@@ -74,6 +79,7 @@ export interface Stored {
  * everything that was published on the channel after that position.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Recovery {
   readonly messages: ReadonlyArray<Stored>
@@ -87,6 +93,7 @@ export interface Recovery {
  * published after a position, then positions.
  *
  * @since 0.1.0
+ * @category models
  */
 export type Since = Position | "now"
 
@@ -96,6 +103,7 @@ export type Since = Position | "now"
  * recovery (`recovered`, `reason` as well).
  *
  * @since 0.1.0
+ * @category constants
  */
 export const Header: typeof Protocol.PositionHeader = Protocol.PositionHeader
 
@@ -104,6 +112,7 @@ export const Header: typeof Protocol.PositionHeader = Protocol.PositionHeader
  * channel recovered, with the channel's position.
  *
  * @since 0.1.0
+ * @category constants
  */
 export const positionCommand: typeof Protocol.Command.position = Protocol.Command.position
 
@@ -111,6 +120,7 @@ export const positionCommand: typeof Protocol.Command.position = Protocol.Comman
  * A history store operation that failed.
  *
  * @since 0.1.0
+ * @category errors
  */
 export class HistoryError extends Data.TaggedError("HistoryError")<{
   readonly reason: "Unavailable" | "AppendFailed" | "ReadFailed" | "InvalidPolicy"
@@ -122,6 +132,7 @@ export class HistoryError extends Data.TaggedError("HistoryError")<{
  * The history service: the policies, and the store.
  *
  * @since 0.1.0
+ * @category services
  */
 export class History extends Context.Service<History, {
   /** The policy of a channel, or undefined when it keeps no history (here, now). */
@@ -141,7 +152,9 @@ export class History extends Context.Service<History, {
    * Appends to one channel get increasing offsets in the order they are
    * called. Only for `numbering: "publisher"`.
    */
-  readonly append?: ((channel: ChannelId, policy: Policy, text: string) => Effect.Effect<Position, HistoryError>) | undefined
+  readonly append?:
+    | ((channel: ChannelId, policy: Policy, text: string) => Effect.Effect<Position, HistoryError>)
+    | undefined
   /**
    * The messages of a channel after `since` (none when `since` is undefined:
    * only the current position), as far as the history still has them.
@@ -164,6 +177,7 @@ export class History extends Context.Service<History, {
  * first, their epoch with them).
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Options {
   readonly policies: ReadonlyArray<Policy>
@@ -179,6 +193,7 @@ const units = { ms: Duration.millis, s: Duration.seconds, m: Duration.minutes, h
  * Throws an Error saying what is wrong with a malformed item.
  *
  * @since 0.1.0
+ * @category parsing
  */
 export const parsePolicies = (text: string): Array<Policy> => {
   const policies: Array<Policy> = []
@@ -188,7 +203,9 @@ export const parsePolicies = (text: string): Array<Policy> => {
       throw new Error(`a history policy is prefix[:size[:ttl]], not ${JSON.stringify(item)}`)
     }
     const count = size === undefined || size === "" ? defaults.size : Number(size)
-    if (!Number.isInteger(count) || count < 1) throw new Error(`history size must be a positive integer: ${JSON.stringify(item)}`)
+    if (!Number.isInteger(count) || count < 1) {
+      throw new Error(`history size must be a positive integer: ${JSON.stringify(item)}`)
+    }
     let age: Duration.Duration = defaults.ttl
     if (ttl !== undefined && ttl !== "") {
       const match = /^(\d+)(ms|s|m|h)$/.exec(ttl)
@@ -206,6 +223,7 @@ export const parsePolicies = (text: string): Array<Policy> => {
  * clients cannot name) never keep history.
  *
  * @since 0.1.0
+ * @category utils
  */
 export const policyLookup = (policies: ReadonlyArray<Policy>) => (channel: ChannelId): Policy | undefined => {
   if (policies.length === 0 || channel.startsWith("$")) return undefined
@@ -218,13 +236,16 @@ export const policyLookup = (policies: ReadonlyArray<Policy>) => (channel: Chann
  * when it is neither.
  *
  * @since 0.1.0
+ * @category parsing
  */
-export const parseSince = (value: string): Since | undefined => value === "now" ? "now" : parsePosition(value)
+export const parseSince = (value: string): Since | undefined =>
+  value === Protocol.sinceNow ? Protocol.sinceNow : parsePosition(value)
 
 /**
  * Reads a position, `<epoch>:<offset>`: undefined when it is not one.
  *
  * @since 0.1.0
+ * @category parsing
  */
 export const parsePosition = (value: string): Position | undefined => {
   const match = /^([A-Za-z0-9_-]{1,64}):(0|[1-9][0-9]{0,15})$/.exec(value)
@@ -233,6 +254,15 @@ export const parsePosition = (value: string): Position | undefined => {
   return Number.isSafeInteger(offset) ? { epoch: match[1]!, offset } : undefined
 }
 
+// the header lines of a position, up to the value: `channel:`, `offset:`, `epoch:`
+const channelLine = `${Header.channel}:`
+const offsetLine = `${Header.offset}:`
+const epochLine = `${Header.epoch}:`
+
+// whether a text holds a position header a publisher may have written
+const mayHoldPosition = (text: string): boolean =>
+  text.includes(offsetLine) || text.includes(epochLine) || text.includes(channelLine)
+
 // a frame's text cut after its command line: the command line, the other header lines (each with its
 // CRLF; without any `channel`, `offset` or `epoch` the publisher wrote) and the rest (the blank line, the body)
 const split = (text: string) => {
@@ -240,9 +270,9 @@ const split = (text: string) => {
   const headEnd = text.indexOf("\r\n\r\n")
   const commandLine = lineEnd === -1 ? text : text.slice(0, lineEnd)
   let head = lineEnd === -1 || headEnd === lineEnd ? "" : text.slice(lineEnd + 2, headEnd + 2)
-  if (head.includes("offset:") || head.includes("epoch:") || head.includes("channel:")) {
+  if (mayHoldPosition(head)) {
     head = head.split("\r\n").filter((line) =>
-      line !== "" && !line.startsWith("offset:") && !line.startsWith("epoch:") && !line.startsWith("channel:")
+      line !== "" && !line.startsWith(offsetLine) && !line.startsWith(epochLine) && !line.startsWith(channelLine)
     ).map((line) => `${line}\r\n`).join("")
   }
   const rest = headEnd === -1 ? "\r\n" : text.slice(headEnd + 2)
@@ -257,10 +287,11 @@ const split = (text: string) => {
  * it was published.
  *
  * @since 0.1.0
+ * @category utils
  */
 export const positioned = (text: string, channel: ChannelId, position: Position): string => {
   const { commandLine, head, rest } = split(text)
-  return `${commandLine}\r\nchannel:${channel}\r\noffset:${position.offset}\r\nepoch:${position.epoch}\r\n${head}${rest}`
+  return `${commandLine}\r\n${channelLine}${channel}\r\n${offsetLine}${position.offset}\r\n${epochLine}${position.epoch}\r\n${head}${rest}`
 }
 
 /**
@@ -270,9 +301,10 @@ export const positioned = (text: string, channel: ChannelId, position: Position)
  * for a position).
  *
  * @since 0.1.0
+ * @category utils
  */
 export const unpositioned = (text: string): string => {
-  if (!text.includes("offset:") && !text.includes("epoch:") && !text.includes("channel:")) return text
+  if (!mayHoldPosition(text)) return text
   const { commandLine, head, rest } = split(text)
   return `${commandLine}\r\n${head}${rest}`
 }
@@ -282,6 +314,7 @@ export const unpositioned = (text: string): string => {
  * its head without parsing the rest.
  *
  * @since 0.1.0
+ * @category utils
  */
 export const offsetOf = (text: string): number => positionOf(text)?.position.offset ?? NaN
 
@@ -290,18 +323,19 @@ export const offsetOf = (text: string): number => positionOf(text)?.position.off
  * channel, or a `position` frame), or undefined when it carries none.
  *
  * @since 0.1.0
+ * @category parsing
  */
 export const positionOf = (text: string): { readonly channel: string; readonly position: Position } | undefined => {
   const headEnd = text.indexOf("\r\n\r\n")
   const head = headEnd === -1 ? text : text.slice(0, headEnd)
-  if (!head.includes("\r\noffset:")) return undefined
+  if (!head.includes(`\r\n${offsetLine}`)) return undefined
   let channel: string | undefined
   let epoch: string | undefined
   let offset = NaN
   for (const line of head.split("\r\n")) {
-    if (line.startsWith("channel:")) channel ??= line.slice(8)
-    else if (line.startsWith("epoch:")) epoch ??= line.slice(6)
-    else if (line.startsWith("offset:") && Number.isNaN(offset)) offset = Number(line.slice(7))
+    if (line.startsWith(channelLine)) channel ??= line.slice(channelLine.length)
+    else if (line.startsWith(epochLine)) epoch ??= line.slice(epochLine.length)
+    else if (line.startsWith(offsetLine) && Number.isNaN(offset)) offset = Number(line.slice(offsetLine.length))
   }
   return channel === undefined || epoch === undefined || !Number.isSafeInteger(offset)
     ? undefined
@@ -331,6 +365,7 @@ interface Log {
  * keeps no history with it (and says so once).
  *
  * @since 0.1.0
+ * @category constructors
  */
 export const makeMemory = (
   options: Options
@@ -375,7 +410,9 @@ export const makeMemory = (
     const messages: Array<Stored> = []
     for (let i = log.start; i < log.entries.length; i++) {
       const entry = log.entries[i]!
-      if (entry.offset > since.offset) messages.push({ text: entry.text, position: { epoch: log.epoch, offset: entry.offset } })
+      if (entry.offset > since.offset) {
+        messages.push({ text: entry.text, position: { epoch: log.epoch, offset: entry.offset } })
+      }
     }
     return since.offset + 1 < first ? { messages, position, reason: "Trimmed" } : { messages, position }
   }
@@ -397,9 +434,11 @@ export const makeMemory = (
       Effect.clockWith((clock) => Effect.succeed(recoverNow(channel, policy, since, clock.currentTimeMillisUnsafe())))
   }
 }
+
 /**
  * The in-memory history as a Layer.
  *
  * @since 0.1.0
+ * @category layers
  */
 export const layerMemory = (options: Options): Layer.Layer<History> => Layer.sync(History, () => makeMemory(options))

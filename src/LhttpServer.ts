@@ -9,21 +9,22 @@
  * @since 0.1.0
  */
 import { Context, Data, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Redacted } from "effect"
+import type * as Auth from "./Authorization.ts"
 import { Bus } from "./Bus.ts"
 import type * as Filter from "./Filter.ts"
 import { History } from "./History.ts"
 import * as Hub from "./Hub.ts"
 import { type Core, LiveConnection } from "./internal/server/connection.ts"
-import type { SlowConsumerPolicy } from "./internal/server/outbox.ts"
-import * as Protocol from "./internal/wire/protocol.ts"
+import { Connections } from "./internal/server/connections.ts"
 import { registerMetrics } from "./internal/server/metrics.ts"
-import { Buckets } from "./internal/server/rate.ts"
-import { Stats } from "./internal/server/stats.ts"
+import type { SlowConsumerPolicy } from "./internal/server/outbox.ts"
 import * as Pipeline from "./internal/server/pipeline.ts"
-import type * as Connection from "./Connection.ts"
+import type { Rate as RateLimit } from "./internal/server/rate.ts"
+import { Stats } from "./internal/server/stats.ts"
+import * as Protocol from "./internal/wire/protocol.ts"
 import type * as Message from "./Message.ts"
 import type * as Processor from "./Processor.ts"
-import { Rejection } from "./Rejection.ts"
+import type { Rejection } from "./Rejection.ts"
 import { SessionStore } from "./SessionStore.ts"
 import type * as Transport from "./Transport.ts"
 import { Upstream } from "./Upstream.ts"
@@ -32,6 +33,7 @@ import { Upstream } from "./Upstream.ts"
  * The close codes the server uses.
  *
  * @since 0.1.0
+ * @category constants
  */
 export const CloseCode: typeof Protocol.CloseCode = Protocol.CloseCode
 
@@ -39,6 +41,7 @@ export const CloseCode: typeof Protocol.CloseCode = Protocol.CloseCode
  * The server's settings; every one has a documented default.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Options<P extends Processor.Any = never, F extends Filter.Any = never> {
   /** The processors served, one per command. */
@@ -140,38 +143,41 @@ export interface Options<P extends Processor.Any = never, F extends Filter.Any =
  * A rate limit: `perSecond` on average, `burst` at once (a token bucket).
  *
  * @since 0.1.0
+ * @category models
  */
-export interface Rate {
-  readonly perSecond: number
-  readonly burst: number
-}
+export type Rate = RateLimit
 
 /**
- * What `authorize` decides on.
+ * What `authorize` decides on (see the `Authorization` module).
  *
  * @since 0.1.0
+ * @category models
  */
-export interface Authorization {
-  readonly action: "subscribe" | "publish" | "unsubscribe"
-  readonly channels: ReadonlyArray<string>
-  /** The connection asking; `undefined` for `POST /publish`. */
-  readonly connection: Connection.Connection | undefined
-}
+export type Authorization = Auth.Authorization
 
 /**
- * What `authenticate` may set on the connection it admits.
+ * What `authenticate` may set on the connection it admits (see the
+ * `Authorization` module).
  *
  * @since 0.1.0
+ * @category models
  */
-export interface Admission {
-  /** Sets per-connection data, read by processors and filters with `connection.get(key)`. */
-  readonly set: <A>(key: Connection.Key<A>, value: A) => void
-}
+export type Admission = Auth.Admission
+
+/**
+ * The per-connection data `authenticate` set for a connection it admitted
+ * (see the `Authorization` module).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Admitted = Auth.Admitted
 
 /**
  * The settings with their defaults filled in.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Settings {
   readonly maxMessageBytes: number
@@ -194,6 +200,7 @@ export interface Settings {
  * The defaults.
  *
  * @since 0.1.0
+ * @category constants
  */
 export const defaults = {
   maxMessageBytes: 64 * 1024,
@@ -212,14 +219,15 @@ export const defaults = {
  * least 100 (10,000 with the default cap).
  *
  * @since 0.1.0
+ * @category utils
  */
-export const perAddressDefault = (maxConnections: number): number =>
-  Math.max(100, Math.ceil(maxConnections / 10))
+export const perAddressDefault = (maxConnections: number): number => Math.max(100, Math.ceil(maxConnections / 10))
 
 /**
  * Fills in the defaults.
  *
  * @since 0.1.0
+ * @category constructors
  */
 export const settings = (options: Options<Processor.Any, Filter.Any>): Settings => ({
   maxMessageBytes: options.maxMessageBytes ?? defaults.maxMessageBytes,
@@ -247,6 +255,7 @@ export const settings = (options: Options<Processor.Any, Filter.Any>): Settings 
  * A server that cannot be built as configured.
  *
  * @since 0.1.0
+ * @category errors
  */
 export class LhttpServerError extends Data.TaggedError("LhttpServerError")<{
   readonly reason: "DuplicateCommand" | "DuplicateFilter"
@@ -257,6 +266,7 @@ export class LhttpServerError extends Data.TaggedError("LhttpServerError")<{
  * A feature the server runs without, or with less of, and why.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Limitation {
   readonly feature: "history" | "sessions"
@@ -267,6 +277,7 @@ export interface Limitation {
  * The running server.
  *
  * @since 0.1.0
+ * @category services
  */
 export class LhttpServer extends Context.Service<LhttpServer, {
   readonly settings: Settings
@@ -311,36 +322,12 @@ export class LhttpServer extends Context.Service<LhttpServer, {
 
 const refused: Transport.Inbound = { receive: () => {}, closed: () => {} }
 
-const tooManyConnections = new Rejection({
-  status: 503,
-  reason: "TooManyConnections",
-  message: "the server holds as many connections as it may: try again later"
-})
-
-const tooManyFromAddress = new Rejection({
-  status: 503,
-  reason: "TooManyFromAddress",
-  message: "this address holds as many connections as it may: try again later"
-})
-
-const connectingTooFast = new Rejection({
-  status: 503,
-  reason: "ConnectingTooFast",
-  message: "too many new connections from this address: try again later"
-})
-
-/**
- * The per-connection data `authenticate` set for a connection it admitted.
- *
- * @since 0.1.0
- */
-export type Admitted = ReadonlyMap<string, unknown> | undefined
-
 /**
  * Makes the server over the Hub and Bus in context and the implementations of
  * its processors and filters.
  *
  * @since 0.1.0
+ * @category constructors
  */
 export const make = Effect.fnUntraced(function*<P extends Processor.Any, F extends Filter.Any>(
   options: Options<P, F>
@@ -394,16 +381,13 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
     hub,
     upstream,
     maxHeaders: config.maxHeaders,
-    fork,
     authorize: options.authorize,
     tracing: options.tracing,
     authenticateMessage: options.authenticateMessage
   })
-  const connections = new Set<LiveConnection>()
-  // the connections open from each address (those whose transport knows it)
-  const byAddress = new Map<string, number>()
+  const connections = new Connections(config)
   const stats = new Stats()
-  const metrics = registerMetrics(stats, connections, hub, { isReady: bus.isReady, limitations }, context, scope)
+  const metrics = registerMetrics(stats, connections.open, hub, { isReady: bus.isReady, limitations }, context, scope)
   let draining = false
   const drained = Deferred.makeUnsafe<void>()
 
@@ -428,25 +412,15 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
       check: pipeline.authenticate
     },
     ended: (connection) => {
-      if (connections.delete(connection)) {
-        const address = connection.remoteAddress
-        if (address !== undefined) {
-          const count = byAddress.get(address)! - 1
-          if (count > 0) byAddress.set(address, count)
-          else byAddress.delete(address)
-        }
-      }
-      if (draining && connections.size === 0) Deferred.doneUnsafe(drained, Exit.void)
+      connections.delete(connection)
+      if (draining && connections.open.size === 0) Deferred.doneUnsafe(drained, Exit.void)
     }
   }
 
   const authenticate = options.authenticate
-  const perAddress = config.connectionRate === undefined ? undefined : new Buckets(config.connectionRate)
-  const fromAddress = (address: string | undefined) => address === undefined ? 0 : byAddress.get(address) ?? 0
   const admit = (peer: Transport.Peer): Effect.Effect<Admitted, Rejection> => {
-    if (connections.size >= config.maxConnections) return Effect.fail(tooManyConnections)
-    if (fromAddress(peer.remoteAddress) >= config.maxConnectionsPerAddress) return Effect.fail(tooManyFromAddress)
-    if (perAddress !== undefined && !perAddress.take(peer.remoteAddress ?? "")) return Effect.fail(connectingTooFast)
+    const refusal = connections.refusal(peer.remoteAddress)
+    if (refusal !== undefined) return Effect.fail(refusal)
     if (authenticate === undefined) return Effect.succeed(undefined)
     const { admission, data } = Pipeline.admission()
     return authenticate(peer, admission).pipe(Effect.as(data))
@@ -458,12 +432,10 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
       return refused
     }
     // the cap holds for transports that accept without asking first
-    const address = transport.peer.remoteAddress
-    if (connections.size >= config.maxConnections || fromAddress(address) >= config.maxConnectionsPerAddress) {
+    if (connections.isFull(transport.peer.remoteAddress)) {
       transport.close(CloseCode.tryAgainLater, "too many connections")
       return refused
     }
-    if (address !== undefined) byAddress.set(address, fromAddress(address) + 1)
     const connection = new LiveConnection(transport, core, admitted)
     metrics.sawTransport(transport.kind ?? "other")
     connections.add(connection)
@@ -473,8 +445,8 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
   const drain = Effect.suspend(() => {
     if (draining) return Deferred.await(drained)
     draining = true
-    if (connections.size === 0) Deferred.doneUnsafe(drained, Exit.void)
-    for (const connection of connections) connection.closeWhenIdle(CloseCode.goingAway, "server shutting down")
+    if (connections.open.size === 0) Deferred.doneUnsafe(drained, Exit.void)
+    for (const connection of connections.open) connection.closeWhenIdle(CloseCode.goingAway, "server shutting down")
     return Deferred.await(drained)
   }).pipe(
     Effect.timeoutOption(config.shutdownTimeout),
@@ -482,7 +454,7 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
     Effect.flatMap((done) =>
       Option.isSome(done)
         ? Effect.void
-        : Effect.forEach(Array.from(connections), (connection) => connection.end(), { discard: true })
+        : Effect.forEach(Array.from(connections.open), (connection) => connection.end(), { discard: true })
     )
   )
 
@@ -491,7 +463,7 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
     isDraining: () => draining,
     isReady,
     limitations,
-    connectionCount: () => connections.size,
+    connectionCount: () => connections.open.size,
     accept,
     admit,
     authorize: options.authorize ?? (() => Effect.void),
@@ -505,6 +477,7 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
  * rather than a part, so that processors can publish through the same one.
  *
  * @since 0.1.0
+ * @category layers
  */
 export const layer = <const P extends Processor.Any = never, const F extends Filter.Any = never>(
   options: Options<P, F>

@@ -90,7 +90,8 @@ export const connect = (
     let open = true
     let reading = true
     let unread = 0
-    let inbound: Transport.Inbound | undefined
+    // set once `accept` returns; the transport may be closed (and `end` run) before that
+    let inbound: Transport.Inbound | undefined = undefined
 
     const end = (info: CloseInfo) => {
       if (!open) return

@@ -2,7 +2,9 @@
  * The typed view of a frame: a tagged union that says what the frame asks
  * for. Every member carries the frame's command, headers and body; a
  * `Notify` or `Request` also carries its validated channel lists, its
- * upstream target and its multipart parts.
+ * `since` (the positions it asks for), its upstream target and its multipart
+ * parts: what the server reads of a message, decoded once, and what
+ * processors and filters read as `exchange.message`.
  *
  * - `Notify`: a frame without an `id` header (fire and forget: a command, a
  *   publish, a delivery).
@@ -20,14 +22,16 @@ import { Effect, Option, Result, Schema, SchemaGetter, SchemaIssue } from "effec
 import * as Channel from "./Channel.ts"
 import * as ErrorFrame from "./ErrorFrame.ts"
 import * as Frame from "./Frame.ts"
+import * as History from "./History.ts"
+import * as Protocol from "./internal/wire/protocol.ts"
 import * as Multipart from "./Multipart.ts"
 import { ProtocolError } from "./ProtocolError.ts"
-import * as Protocol from "./internal/wire/protocol.ts"
 
 /**
  * The names of the headers the protocol gives a meaning to.
  *
  * @since 0.1.0
+ * @category constants
  */
 export const Header: typeof Protocol.Header = Protocol.Header
 
@@ -35,20 +39,43 @@ export const Header: typeof Protocol.Header = Protocol.Header
  * An `upstream:<METHOD> <URL>` header, split.
  *
  * @since 0.1.0
+ * @category schemas
  */
 export const Upstream = Schema.Struct({ method: Schema.String, url: Schema.String })
 
 /**
  * @since 0.1.0
+ * @category models
  */
 export interface Upstream extends Schema.Schema.Type<typeof Upstream> {}
 
 /**
- * One part of a multipart body.
+ * One part of a multipart body, as a Schema.
  *
  * @since 0.1.0
+ * @category schemas
  */
 export const Part = Schema.Struct({ headers: Frame.Headers, body: Schema.String })
+
+/**
+ * One part of a multipart body: the type is `Multipart.Part`, the module
+ * that cuts the parts, and {@link Part} is its Schema.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Part = Multipart.Part
+
+/**
+ * A `since` header, read: `now`, or a position (see `History.Since`).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const Since = Schema.Union([
+  Schema.Literal("now"),
+  Schema.Struct({ epoch: Schema.String, offset: Schema.Number })
+])
 
 const Channels = Schema.Array(Channel.ChannelId)
 
@@ -59,6 +86,7 @@ const fields = {
   subscribe: Channels,
   publish: Channels,
   unsubscribe: Channels,
+  since: Schema.optionalKey(Since),
   upstream: Schema.optionalKey(Upstream),
   multipart: Schema.optionalKey(Schema.Array(Part))
 }
@@ -67,11 +95,13 @@ const fields = {
  * A frame without an `id`: nothing answers it unless a processor chooses to.
  *
  * @since 0.1.0
+ * @category schemas
  */
 export const Notify = Schema.TaggedStruct("Notify", fields)
 
 /**
  * @since 0.1.0
+ * @category models
  */
 export interface Notify extends Schema.Schema.Type<typeof Notify> {}
 
@@ -79,11 +109,13 @@ export interface Notify extends Schema.Schema.Type<typeof Notify> {}
  * A frame with an `id`: its reply and any error frame carry the same `id`.
  *
  * @since 0.1.0
+ * @category schemas
  */
 export const Request = Schema.TaggedStruct("Request", { ...fields, id: Schema.String })
 
 /**
  * @since 0.1.0
+ * @category models
  */
 export interface Request extends Schema.Schema.Type<typeof Request> {}
 
@@ -91,6 +123,7 @@ export interface Request extends Schema.Schema.Type<typeof Request> {}
  * An error frame: `LHTTP/1.0 error` with `status`, `reason` and maybe `id`.
  *
  * @since 0.1.0
+ * @category schemas
  */
 export const Failure = Schema.TaggedStruct("Failure", {
   status: Schema.Int,
@@ -101,6 +134,7 @@ export const Failure = Schema.TaggedStruct("Failure", {
 
 /**
  * @since 0.1.0
+ * @category models
  */
 export interface Failure extends Schema.Schema.Type<typeof Failure> {}
 
@@ -108,11 +142,13 @@ export interface Failure extends Schema.Schema.Type<typeof Failure> {}
  * The tagged union of every message.
  *
  * @since 0.1.0
+ * @category schemas
  */
 export const Message = Schema.Union([Notify, Request, Failure])
 
 /**
  * @since 0.1.0
+ * @category models
  */
 export type Message = Notify | Request | Failure
 
@@ -120,6 +156,7 @@ export type Message = Notify | Request | Failure
  * Options of the typed decoding.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Options extends Frame.ParseOptions, Channel.Options {}
 
@@ -129,6 +166,7 @@ const builtinNames: ReadonlySet<string> = new Set(Object.values(Header))
  * Whether a header name is one the protocol gives a meaning to.
  *
  * @since 0.1.0
+ * @category guards
  */
 export const isBuiltinName = (name: string): boolean => builtinNames.has(name)
 
@@ -149,6 +187,7 @@ const channelsOf = (
  * upstream filter's decision, not the codec's.
  *
  * @since 0.1.0
+ * @category parsing
  */
 export const parseUpstream = (value: string): Result.Result<Upstream, ProtocolError> => {
   const match = /^([A-Za-z]+) (\S+)$/.exec(value)
@@ -164,6 +203,7 @@ export const parseUpstream = (value: string): Result.Result<Upstream, ProtocolEr
  * `Notify` or `Request` (see {@link classify}).
  *
  * @since 0.1.0
+ * @category parsing
  */
 export const fromFrame = (frame: Frame.Frame, options?: Channel.Options): Result.Result<Message, ProtocolError> => {
   const error = ErrorFrame.fromFrame(frame)
@@ -178,8 +218,12 @@ export const fromFrame = (frame: Frame.Frame, options?: Channel.Options): Result
  * Classifies a parsed frame as a `Notify` or a `Request` whatever its
  * command, validating its channel lists, its upstream header and its
  * multipart offsets: what a server reads of every inbound message, once.
+ * A `since` header that is neither `now` nor a position leaves `since`
+ * out rather than failing: the server answers it `400 InvalidSince` when it
+ * acts on the subscription.
  *
  * @since 0.1.0
+ * @category parsing
  */
 export const classify = (
   frame: Frame.Frame,
@@ -201,6 +245,11 @@ export const classify = (
     subscribe: subscribe.success,
     publish: publish.success,
     unsubscribe: unsubscribe.success
+  }
+  const since = frame.headers.get(Header.since)
+  if (since !== undefined) {
+    const parsed = History.parseSince(since)
+    if (parsed !== undefined) message.since = parsed
   }
   const upstream = frame.headers.get(Header.upstream)
   if (upstream) {
@@ -226,6 +275,7 @@ export const classify = (
  * The frame a message is written as.
  *
  * @since 0.1.0
+ * @category encoding
  */
 export const toFrame = (message: Message | typeof Message.Encoded): Frame.Frame =>
   message._tag === "Failure"
@@ -236,6 +286,7 @@ export const toFrame = (message: Message | typeof Message.Encoded): Frame.Frame 
  * Parses and classifies one frame: the typed path without Schema.
  *
  * @since 0.1.0
+ * @category parsing
  */
 export const decode = (input: string, options?: Options): Result.Result<Message, ProtocolError> => {
   const frame = Frame.parse(input, options)
@@ -246,6 +297,7 @@ export const decode = (input: string, options?: Options): Result.Result<Message,
  * Writes a message as frame text.
  *
  * @since 0.1.0
+ * @category encoding
  */
 export const encode = (message: Message): string => Frame.render(toFrame(message))
 
@@ -253,6 +305,7 @@ export const encode = (message: Message): string => Frame.render(toFrame(message
  * The typed codec as a Schema: `string <-> Message`.
  *
  * @since 0.1.0
+ * @category schemas
  */
 export const FromString: Schema.decodeTo<typeof Message, Schema.String> = Schema.String.pipe(
   Schema.decodeTo(Message, {

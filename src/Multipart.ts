@@ -8,14 +8,15 @@
  * @since 0.1.0
  */
 import { Result } from "effect"
-import * as Grammar from "./internal/wire/grammar.ts"
 import { defaultMaxHeaders } from "./Frame.ts"
+import * as Grammar from "./internal/wire/grammar.ts"
 import { ProtocolError } from "./ProtocolError.ts"
 
 /**
  * The name of the header that carries the offsets.
  *
  * @since 0.1.0
+ * @category constants
  */
 export const header = "multipart"
 
@@ -23,6 +24,7 @@ export const header = "multipart"
  * One part of a multipart body.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Part {
   readonly headers: ReadonlyMap<string, string>
@@ -36,6 +38,7 @@ const invalid = (message: string) => Result.fail(new ProtocolError({ reason: "In
  * single spaces, none decreasing.
  *
  * @since 0.1.0
+ * @category parsing
  */
 export const parseOffsets = (value: string): Result.Result<ReadonlyArray<number>, ProtocolError> => {
   const offsets: Array<number> = []
@@ -83,6 +86,7 @@ const cut = (body: string, offsets: ReadonlyArray<number>): Array<string> | stri
  * body or splits a UTF-8 character, or when a part has no header block.
  *
  * @since 0.1.0
+ * @category parsing
  */
 export const split = (
   body: string,
@@ -117,6 +121,7 @@ export const split = (
  * back into the same parts.
  *
  * @since 0.1.0
+ * @category encoding
  */
 export const join = (parts: ReadonlyArray<Part>): { readonly body: string; readonly offsets: string } => {
   let body = ""

@@ -16,20 +16,40 @@
  *
  * @since 0.1.0
  */
-import { Config, Context, Data, Deferred, Duration, Effect, Exit, Layer, Result, Schedule } from "effect"
+import type { Config } from "effect"
+import { Context, Data, Deferred, Duration, Effect, Exit, Layer, Result, Schedule } from "effect"
 import { Bus } from "./Bus.ts"
 import * as Channel from "./Channel.ts"
 import * as Connection from "./Connection.ts"
 import { Hub } from "./Hub.ts"
 import { checkedOr, parseChannelPrefix, parseList } from "./internal/server/config.ts"
 import { randomId } from "./internal/wire/ids.ts"
+import * as Protocol from "./internal/wire/protocol.ts"
 import * as Processor from "./Processor.ts"
 import * as Rejection from "./Rejection.ts"
+
+/**
+ * The command of presence frames: the question, its answer, and join and
+ * leave events.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const command: typeof Protocol.Command.presence = Protocol.Command.presence
+
+/**
+ * The headers of presence frames.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const Header: typeof Protocol.PresenceHeader = Protocol.PresenceHeader
 
 /**
  * A member of a channel.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Member {
   /** The connection's id (unique on its node). */
@@ -45,6 +65,7 @@ export interface Member {
  * and whether every node answered (`complete`).
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Members {
   readonly channel: string
@@ -59,6 +80,7 @@ export interface Members {
  * `authenticate` hook. A connection without it shows its id alone.
  *
  * @since 0.1.0
+ * @category constants
  */
 export const info: Connection.Key<unknown> = Connection.key<unknown>("effect-lhttp/Presence/info")
 
@@ -66,6 +88,7 @@ export const info: Connection.Key<unknown> = Connection.key<unknown>("effect-lht
  * Options of presence.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Options {
   /** Channels with join and leave events: name prefixes, `*` for every channel (default none). */
@@ -80,6 +103,7 @@ export interface Options {
  * A presence query that could not be made.
  *
  * @since 0.1.0
+ * @category errors
  */
 export class PresenceError extends Data.TaggedError("PresenceError")<{
   readonly reason: "InvalidChannel" | "BusUnavailable"
@@ -90,6 +114,7 @@ export class PresenceError extends Data.TaggedError("PresenceError")<{
  * The presence service.
  *
  * @since 0.1.0
+ * @category services
  */
 export class Presence extends Context.Service<Presence, {
   /** The members of a channel, on every node. */
@@ -105,13 +130,15 @@ export class Presence extends Context.Service<Presence, {
  * about a channel it is subscribed to (`403 Forbidden` otherwise).
  *
  * @since 0.1.0
+ * @category processors
  */
-export const PresenceProcessor = Processor.make("presence")
+export const PresenceProcessor = Processor.make(command)
 
 // the bus channels between nodes (`$` channels: no client can name them)
-const queries = "$lhttp.presence.query" as Channel.ChannelId
-const nodes = "$lhttp.presence.nodes" as Channel.ChannelId
-const repliesTo = (node: string) => `$lhttp.presence.reply.${node}` as Channel.ChannelId
+const queries = Result.getOrThrow(Channel.internal("lhttp.presence.query"))
+const nodes = Result.getOrThrow(Channel.internal("lhttp.presence.nodes"))
+// (a node id that cannot name a channel gets no reply: this node's own ids always can)
+const repliesTo = (node: string) => Channel.internal(`lhttp.presence.reply.${node}`)
 
 // how often a node says it is there, and how long the others count it without hearing from it
 const heartbeat = Duration.seconds(5)
@@ -150,6 +177,7 @@ const parse = <A>(text: string): A | undefined => {
  * nodes on the bus and publishes join and leave events until the scope closes.
  *
  * @since 0.1.0
+ * @category constructors
  */
 export const make = Effect.fnUntraced(function*(options?: Options) {
   const hub = yield* Hub
@@ -190,8 +218,10 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
     const channel = Channel.validate(query.channel)
     if (Result.isFailure(channel)) return
     seen.set(query.from, Date.now())
+    const to = repliesTo(query.from)
+    if (Result.isFailure(to)) return
     const reply: Reply = { id: query.id, node, ...local(channel.success, Math.min(query.limit, maxMembers)) }
-    run(Effect.ignore(bus.publish(repliesTo(query.from), JSON.stringify(reply))))
+    run(Effect.ignore(bus.publish(to.success, JSON.stringify(reply))))
   }
 
   const collect = (text: string) => {
@@ -212,7 +242,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
   }
 
   yield* bus.subscribe(queries, answer).pipe(Effect.orDie)
-  yield* bus.subscribe(repliesTo(node), collect).pipe(Effect.orDie)
+  yield* bus.subscribe(Result.getOrThrow(repliesTo(node)), collect).pipe(Effect.orDie)
   yield* bus.subscribe(nodes, hello).pipe(Effect.orDie)
   // this node says it is there: at once (again every 100 ms while the bus cannot publish yet), then at
   // every heartbeat
@@ -229,11 +259,11 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
   yield* hub.watch(({ channel, connection, joined }) => {
     if (!eventful(channel)) return Effect.void
     const member = memberOf(connection)
-    return Effect.ignore(hub.publish(channel, "presence", {
-      channel,
-      event: joined ? "join" : "leave",
-      connection: member.connection,
-      node
+    return Effect.ignore(hub.publish(channel, command, {
+      [Header.channel]: channel,
+      [Header.event]: joined ? "join" : "leave",
+      [Header.connection]: member.connection,
+      [Header.node]: node
     }, JSON.stringify(member)))
   })
 
@@ -269,7 +299,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
   const processor = PresenceProcessor.toLayer({
     onMessage: (exchange) =>
       Effect.gen(function*() {
-        const channel = exchange.header("channel") ?? ""
+        const channel = exchange.header(Header.channel) ?? ""
         if (!exchange.connection.channels.has(channel)) {
           return yield* Rejection.forbidden("ask for the presence of a channel this connection is subscribed to")
         }
@@ -277,13 +307,13 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
           Effect.mapError((error) => Rejection.busUnavailable(error.message))
         )
         const headers = new Map<string, string>([
-          ["channel", answer.channel],
-          ["count", String(answer.members.length)],
-          ["cut", answer.cut ? "yes" : "no"],
-          ["complete", answer.complete ? "yes" : "no"]
+          [Header.channel, answer.channel],
+          [Header.count, String(answer.members.length)],
+          [Header.cut, answer.cut ? "yes" : "no"],
+          [Header.complete, answer.complete ? "yes" : "no"]
         ])
-        if (exchange.id !== undefined) headers.set("id", exchange.id)
-        yield* Effect.orDie(exchange.connection.send({ command: "presence", headers, body: JSON.stringify(answer.members) }))
+        if (exchange.id !== undefined) headers.set(Protocol.Header.id, exchange.id)
+        yield* Effect.orDie(exchange.connection.send({ command, headers, body: JSON.stringify(answer.members) }))
       })
   })
 
@@ -300,7 +330,9 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
 export const layer = (
   options?: Options
 ): Layer.Layer<Presence | Processor.Service<"presence">, never, Hub | Bus> =>
-  Layer.unwrap(Effect.map(make(options), ({ processor, service }) => Layer.merge(Layer.succeed(Presence, service), processor)))
+  Layer.unwrap(
+    Effect.map(make(options), ({ processor, service }) => Layer.merge(Layer.succeed(Presence, service), processor))
+  )
 
 /**
  * {@link layer} with the join and leave events of `LHTTP_PRESENCE_EVENTS`:

@@ -47,6 +47,7 @@ import * as Definition from "./internal/server/definition.ts"
  * a declared `error` (sent as an error frame whose reason is the error's tag).
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Handlers<Body, R = never, Reply = void, Err = never> {
   readonly onOpen?: ((connection: Connection) => Effect.Effect<void, ErrorFrame.Respondable, R>) | undefined
@@ -60,6 +61,7 @@ export interface Handlers<Body, R = never, Reply = void, Err = never> {
  * A processor's implementation, as the server finds it in context.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Implementation {
   readonly command: string
@@ -73,6 +75,7 @@ export interface Implementation {
  * The service of the processor for `Command`.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Service<Command extends string> {
   readonly _: unique symbol
@@ -83,6 +86,7 @@ export interface Service<Command extends string> {
  * A processor definition.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Processor<Command extends string, Body = string, Reply = void, Err = never> {
   readonly _tag: "Processor"
@@ -103,10 +107,13 @@ export interface Processor<Command extends string, Body = string, Reply = void, 
  * Any processor definition.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Any {
   readonly _tag: "Processor"
   readonly command: string
+  // the identifier of any processor's service: `unknown` would make the server's requirements `unknown`
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   readonly key: Context.Key<any, Implementation>
 }
 
@@ -116,8 +123,10 @@ export interface Any {
  * The services a list of processors requires.
  *
  * @since 0.1.0
+ * @category models
  */
-export type Services<P extends Any> = P extends Processor<infer C, infer _Body, infer _Reply, infer _Err> ? Service<C> : never
+export type Services<P extends Any> = P extends Processor<infer C, infer _Body, infer _Reply, infer _Err> ? Service<C>
+  : never
 
 /**
  * Defines the processor of a command. With `body`, the message body is
@@ -144,6 +153,7 @@ export type Services<P extends Any> = P extends Processor<infer C, infer _Body, 
  * ```
  *
  * @since 0.1.0
+ * @category constructors
  */
 export const make = <const Command extends string, Body = string, Reply = void, Err = never>(
   command: Command,

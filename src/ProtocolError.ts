@@ -7,12 +7,13 @@
  */
 import { Schema } from "effect"
 import * as ErrorFrame from "./ErrorFrame.ts"
-import type { Frame } from "./Frame.ts"
+import type { Frame } from "./internal/wire/frameModel.ts"
 
 /**
  * Why a frame or a part of it was refused.
  *
  * @since 0.1.0
+ * @category models
  */
 export const Reason = Schema.Literals([
   "NotLhttp",
@@ -28,6 +29,7 @@ export const Reason = Schema.Literals([
 
 /**
  * @since 0.1.0
+ * @category models
  */
 export type Reason = typeof Reason.Type
 
@@ -36,6 +38,7 @@ export type Reason = typeof Reason.Type
  * for a malformed request and 431 for too many headers.
  *
  * @since 0.1.0
+ * @category constants
  */
 export const statusOf: { readonly [R in Reason]: number } = {
   NotLhttp: 400,
@@ -53,6 +56,7 @@ export const statusOf: { readonly [R in Reason]: number } = {
  * A frame, or one of its headers, that the protocol does not allow.
  *
  * @since 0.1.0
+ * @category errors
  */
 export class ProtocolError extends Schema.TaggedError<ProtocolError>()("ProtocolError", {
   reason: Reason,

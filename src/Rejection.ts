@@ -14,6 +14,7 @@ import type { Frame } from "./Frame.ts"
  * the error frame (see {@link ErrorFrame}), which echoes the request's `id`.
  *
  * @since 0.1.0
+ * @category errors
  */
 export class Rejection extends Schema.TaggedError<Rejection>()("Rejection", {
   status: Schema.Int,
@@ -36,6 +37,7 @@ export class Rejection extends Schema.TaggedError<Rejection>()("Rejection", {
  * give it something to do.
  *
  * @since 0.1.0
+ * @category constructors
  */
 export const unknownCommand = (command: string): Rejection =>
   new Rejection({
@@ -48,6 +50,7 @@ export const unknownCommand = (command: string): Rejection =>
  * A subscription past the per-connection limit.
  *
  * @since 0.1.0
+ * @category constructors
  */
 export const tooManySubscriptions = (max: number): Rejection =>
   new Rejection({
@@ -62,6 +65,7 @@ export const tooManySubscriptions = (max: number): Rejection =>
  * 300 characters.
  *
  * @since 0.1.0
+ * @category constructors
  */
 export const invalidBody = (detail: string): Rejection =>
   new Rejection({
@@ -75,6 +79,7 @@ export const invalidBody = (detail: string): Rejection =>
  * or died. The cause is logged, never sent.
  *
  * @since 0.1.0
+ * @category constants
  */
 export const internal: Rejection = new Rejection({
   status: 500,
@@ -86,6 +91,7 @@ export const internal: Rejection = new Rejection({
  * The `upstream` header before upstream targets are configured.
  *
  * @since 0.1.0
+ * @category constants
  */
 export const upstreamNotConfigured: Rejection = new Rejection({
   status: 501,
@@ -97,6 +103,7 @@ export const upstreamNotConfigured: Rejection = new Rejection({
  * A refusal of the `authorize` hook, or of an app's own check.
  *
  * @since 0.1.0
+ * @category constructors
  */
 export const forbidden = (message: string): Rejection => new Rejection({ status: 403, reason: "Forbidden", message })
 
@@ -104,6 +111,7 @@ export const forbidden = (message: string): Rejection => new Rejection({ status:
  * A request that came while the server drains: it is not run.
  *
  * @since 0.1.0
+ * @category constants
  */
 export const shuttingDown: Rejection = new Rejection({
   status: 503,
@@ -116,6 +124,7 @@ export const shuttingDown: Rejection = new Rejection({
  * connection is down and its buffer is full).
  *
  * @since 0.1.0
+ * @category constructors
  */
 export const busUnavailable = (detail: string): Rejection =>
   new Rejection({ status: 503, reason: "BusUnavailable", message: detail })
@@ -125,6 +134,7 @@ export const busUnavailable = (detail: string): Rejection =>
  * not published, or the subscription not made.
  *
  * @since 0.1.0
+ * @category constructors
  */
 export const historyUnavailable = (detail: string): Rejection =>
   new Rejection({ status: 503, reason: "HistoryUnavailable", message: `the channel history is unavailable: ${detail}` })
@@ -134,6 +144,7 @@ export const historyUnavailable = (detail: string): Rejection =>
  * than one subscribed channel.
  *
  * @since 0.1.0
+ * @category constructors
  */
 export const invalidSince = (detail: string): Rejection =>
   new Rejection({ status: 400, reason: "InvalidSince", message: detail })

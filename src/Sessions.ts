@@ -21,22 +21,23 @@
  * @since 0.1.0
  */
 import { Clock, Context, Duration, Effect, Exit, Layer, Metric, Option, Result, Schema, Scope } from "effect"
-import type * as Channel from "./Channel.ts"
+import * as Channel from "./Channel.ts"
 import * as Connection from "./Connection.ts"
 import * as ErrorFrame from "./ErrorFrame.ts"
 import * as Frame from "./Frame.ts"
 import { Hub, type Subscriber } from "./Hub.ts"
-import { makeKey } from "./internal/server/httpConnection.ts"
+import { secretKey } from "./internal/wire/ids.ts"
+import * as Protocol from "./internal/wire/protocol.ts"
 import * as Processor from "./Processor.ts"
 import type { ProtocolError } from "./ProtocolError.ts"
 import type { Rejection } from "./Rejection.ts"
 import { SessionStore } from "./SessionStore.ts"
-import * as Protocol from "./internal/wire/protocol.ts"
 
 /**
  * The command of session frames.
  *
  * @since 0.1.0
+ * @category constants
  */
 export const command: typeof Protocol.Command.session = Protocol.Command.session
 
@@ -44,6 +45,7 @@ export const command: typeof Protocol.Command.session = Protocol.Command.session
  * The headers of session frames.
  *
  * @since 0.1.0
+ * @category constants
  */
 export const Header: typeof Protocol.SessionHeader = Protocol.SessionHeader
 
@@ -60,22 +62,32 @@ export interface Session {
 
 /**
  * Why a session operation failed; an error frame when it answers a message
- * (`404 SessionNotFound`, `503 SessionStoreUnavailable`, `400 InvalidSessionData`).
+ * (`404 SessionNotFound`, `503 SessionStoreUnavailable` when the store
+ * failed, `503 BusUnavailable` when the bus that carries a session's frames
+ * between nodes did, `400 InvalidSessionData`). `cause` is the failure
+ * underneath, when there is one; it is never sent.
  *
  * @since 0.1.0
  * @category errors
  */
 export class SessionError extends Schema.TaggedError<SessionError>()("SessionError", {
-  reason: Schema.Literals(["SessionNotFound", "SessionStoreUnavailable", "InvalidSessionData"]),
-  message: Schema.String
+  reason: Schema.Literals(["SessionNotFound", "SessionStoreUnavailable", "BusUnavailable", "InvalidSessionData"]),
+  message: Schema.String,
+  cause: Schema.optionalKey(Schema.Defect())
 }) implements ErrorFrame.Respondable {
+  /** The status of the error frame for this error. */
+  get status(): number {
+    return this.reason === "SessionNotFound" ? 404 : this.reason === "InvalidSessionData" ? 400 : 503
+  }
+
+  /** Marks the error as one that becomes an error frame. */
   get [ErrorFrame.TypeId](): ErrorFrame.TypeId {
     return ErrorFrame.TypeId
   }
 
+  /** The error frame for this error, echoing the request's `id` when given. */
   toFrame(id?: string): Frame.Frame {
-    const status = this.reason === "SessionNotFound" ? 404 : this.reason === "InvalidSessionData" ? 400 : 503
-    return ErrorFrame.make({ status, reason: this.reason, message: this.message, id })
+    return ErrorFrame.make({ status: this.status, reason: this.reason, message: this.message, id })
   }
 }
 
@@ -143,6 +155,7 @@ export class Sessions extends Context.Service<Sessions, {
  * session. `404 SessionNotFound` when there is none.
  *
  * @since 0.1.0
+ * @category processors
  */
 export const SessionProcessor = Processor.make(command)
 
@@ -151,15 +164,17 @@ export const SessionProcessor = Processor.make(command)
  * answers, if any).
  *
  * @since 0.1.0
+ * @category constructors
  */
 export const sessionFrame = (session: Session, id?: string): Frame.Frame => {
   const headers = new Map<string, string>([[Header.key, session.key]])
-  if (id !== undefined) headers.set("id", id)
+  if (id !== undefined) headers.set(Protocol.Header.id, id)
   return { command, headers, body: JSON.stringify(session.data) }
 }
 
-// the internal channel of a session's connections: clients cannot name it ($ is refused in channel ids)
-const channelOf = (key: string) => `$lhttp.session.${key}` as Channel.ChannelId
+// the internal channel of a session's connections: clients cannot name it ($ is refused in channel ids); a
+// key that cannot name a channel has none (no session can live under it: keys are made to)
+const channelOf = (key: string) => Channel.internal(`lhttp.session.${key}`)
 
 const attached = Connection.key<string | undefined>("effect-lhttp/Sessions/key")
 
@@ -179,7 +194,14 @@ const counted = (operation: string) => <A, E, R>(effect: Effect.Effect<A, E, R>)
     ))
 
 const storeFailed = (error: { readonly message: string }) =>
-  new SessionError({ reason: "SessionStoreUnavailable", message: `the session store failed: ${error.message}` })
+  new SessionError({
+    reason: "SessionStoreUnavailable",
+    message: `the session store failed: ${error.message}`,
+    cause: error
+  })
+
+const busFailed = (error: { readonly message: string }) =>
+  new SessionError({ reason: "BusUnavailable", message: `the bus failed: ${error.message}`, cause: error })
 
 /**
  * Makes the sessions service over the `SessionStore` and the `Hub` in context.
@@ -193,11 +215,13 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
   // every operation's series there from the start, at 0
   for (const operation of ["create", "update", "close", "restore"]) {
     for (const outcome of ["ok", "failed"]) {
-      yield* Metric.update(operations, 0).pipe(Effect.provideService(Metric.CurrentMetricAttributes, { operation, outcome }))
+      yield* Metric.update(operations, 0).pipe(
+        Effect.provideService(Metric.CurrentMetricAttributes, { operation, outcome })
+      )
     }
   }
   const ttl = Duration.toMillis(Duration.fromInputUnsafe(options?.ttl ?? Duration.hours(24)))
-  const generateKey = options?.generateKey ?? makeKey
+  const generateKey = options?.generateKey ?? secretKey
   const onCreated = options?.onCreated
   const onClosed = options?.onClosed
   const context = yield* Effect.context<never>()
@@ -229,9 +253,10 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
       const connections = Array.from(entry.connections)
       const closing = frame.success.command === command && frame.success.headers.get(Header.closed) === key
       Effect.runForkWith(context)(
-        Effect.forEach(connections, (connection) => Effect.ignore(connection.send(frame.success)), { discard: true }).pipe(
-          Effect.andThen(closing ? Effect.forEach(connections, detach, { discard: true }) : Effect.void)
-        )
+        Effect.forEach(connections, (connection) => Effect.ignore(connection.send(frame.success)), { discard: true })
+          .pipe(
+            Effect.andThen(closing ? Effect.forEach(connections, detach, { discard: true }) : Effect.void)
+          )
       )
     }
   })
@@ -242,16 +267,22 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
       yield* detach(connection)
       let entry = local.get(key)
       if (entry === undefined) {
+        const channel = channelOf(key)
+        if (Result.isFailure(channel)) {
+          return yield* Effect.die(
+            new Error(`a session key must name a channel (see generateKey): ${channel.failure.message}`)
+          )
+        }
         const scope = Scope.forkUnsafe(serverScope)
         entry = { connections: new Set(), scope }
         local.set(key, entry)
         const subscriber = subscriberOf(key)
         yield* Effect.acquireRelease(
-          hub.subscribe(subscriber, [channelOf(key)]),
+          hub.subscribe(subscriber, [channel.success]),
           () => hub.unsubscribeAll(subscriber)
         ).pipe(
           Scope.provide(scope),
-          Effect.mapError((rejection) => storeFailed(rejection)),
+          Effect.mapError(busFailed),
           Effect.tapError(() =>
             Effect.suspend(() => {
               local.delete(key)
@@ -275,8 +306,10 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
   }
 
   const save = (key: string, data: unknown) =>
-    Effect.flatMap(Clock.currentTimeMillis, (now) =>
-      store.set(key, { data, expiresAt: now + ttl }).pipe(Effect.mapError(storeFailed)))
+    Effect.flatMap(
+      Clock.currentTimeMillis,
+      (now) => store.set(key, { data, expiresAt: now + ttl }).pipe(Effect.mapError(storeFailed))
+    )
 
   const load = (key: string) =>
     store.get(key).pipe(
@@ -284,8 +317,11 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
       Effect.flatMap(Option.match({ onNone: () => Effect.fail(notFound), onSome: Effect.succeed }))
     )
 
-  const publish = (key: string, frame: Frame.Frame) =>
-    hub.publishText([channelOf(key)], Frame.render(frame)).pipe(Effect.mapError(storeFailed))
+  // what goes to every connection of a session, on every node (none can be attached under a key that names no channel)
+  const publish = (key: string, frame: Frame.Frame): Effect.Effect<void, Rejection> => {
+    const channel = channelOf(key)
+    return Result.isFailure(channel) ? Effect.void : hub.publishText([channel.success], Frame.render(frame))
+  }
 
   const service = Sessions.of({
     create: (connection, data, options) =>
@@ -313,12 +349,14 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
         const value = yield* Effect.fromResult(json(data))
         yield* load(key)
         yield* save(key, value)
-        yield* publish(key, sessionFrame({ key, data: value }))
+        yield* publish(key, sessionFrame({ key, data: value })).pipe(Effect.mapError(busFailed))
       }).pipe(counted("update")),
     close: (key) =>
       Effect.gen(function*() {
         yield* store.delete(key).pipe(Effect.mapError(storeFailed))
-        yield* publish(key, { command, headers: new Map([[Header.closed, key]]), body: "" })
+        yield* publish(key, { command, headers: new Map([[Header.closed, key]]), body: "" }).pipe(
+          Effect.mapError(busFailed)
+        )
         if (onClosed !== undefined) yield* onClosed(key)
       }).pipe(counted("close")),
     restore: (connection, key) =>
@@ -332,9 +370,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
     signal: (key, signalCommand, headers, body) =>
       Effect.suspend((): Effect.Effect<void, ProtocolError | Rejection> => {
         const frame = Frame.validate(Frame.make(signalCommand, headers, body))
-        return Result.isFailure(frame)
-          ? Effect.fail(frame.failure)
-          : hub.publishText([channelOf(key)], Frame.render(frame.success))
+        return Result.isFailure(frame) ? Effect.fail(frame.failure) : publish(key, frame.success)
       })
   })
 
@@ -366,5 +402,6 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
 export const layer = (
   options?: Options
 ): Layer.Layer<Sessions | Processor.Service<typeof command>, never, SessionStore | Hub> =>
-  Layer.unwrap(Effect.map(make(options), ({ processor, service }) =>
-    Layer.merge(Layer.succeed(Sessions, service), processor)))
+  Layer.unwrap(
+    Effect.map(make(options), ({ processor, service }) => Layer.merge(Layer.succeed(Sessions, service), processor))
+  )

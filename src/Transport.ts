@@ -3,9 +3,9 @@
  * connection: it hands the core each inbound text message, in order, and
  * writes the batches of frames the core gives it. The core (pipeline, hub,
  * outbox and its slow-consumer policy, limits, shutdown) depends on this
- * interface alone, never on a socket: the Node WebSocket transport
- * (`effect-lhttp/NodeLhttpServer`), the in-memory one for tests
- * (`MemoryTransport`), and later SSE and long-poll all plug in here.
+ * interface alone, never on a socket: the Node WebSocket, SSE and long-poll
+ * transports (`effect-lhttp/NodeLhttpServer`) and the in-memory one for tests
+ * (`MemoryTransport`) all plug in here.
  *
  * A transport gives a connection to the server with `LhttpServer.accept`,
  * which answers with the connection's {@link Inbound} side:

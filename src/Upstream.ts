@@ -27,11 +27,13 @@
 import { Context, type Effect, Schema } from "effect"
 import * as ErrorFrame from "./ErrorFrame.ts"
 import type { Frame } from "./Frame.ts"
+import * as Protocol from "./internal/wire/protocol.ts"
 
 /**
  * Why an upstream call failed.
  *
  * @since 0.1.0
+ * @category schemas
  */
 export const Reason = Schema.Literals([
   "NotAllowed",
@@ -46,6 +48,7 @@ export const Reason = Schema.Literals([
 
 /**
  * @since 0.1.0
+ * @category models
  */
 export type Reason = typeof Reason.Type
 
@@ -65,6 +68,7 @@ const statusOf: { readonly [R in Reason]: number } = {
  * reason `Upstream<Reason>`, e.g. `UpstreamTimeout`.
  *
  * @since 0.1.0
+ * @category errors
  */
 export class UpstreamError extends Schema.TaggedError<UpstreamError>()("UpstreamError", {
   reason: Reason,
@@ -90,6 +94,7 @@ export class UpstreamError extends Schema.TaggedError<UpstreamError>()("Upstream
  * What one upstream call sends.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Call {
   /** The method, as the client wrote it (methods are case-sensitive). */
@@ -110,6 +115,7 @@ export interface Call {
  * What a backend answered.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Response {
   /** The backend's status (2xx). */
@@ -125,6 +131,7 @@ export interface Response {
  * `upstream` header is answered `501 UpstreamNotConfigured`.
  *
  * @since 0.1.0
+ * @category services
  */
 export class Upstream extends Context.Service<Upstream, {
   /** Calls one connection may have queued or running; more are refused with `TooMany`. */
@@ -140,20 +147,32 @@ export class Upstream extends Context.Service<Upstream, {
  * The header that asks for the backend's response to come back as a frame.
  *
  * @since 0.1.0
+ * @category constants
  */
-export const replyHeader = "upstream-reply"
+export const replyHeader: typeof Protocol.upstreamReplyHeader = Protocol.upstreamReplyHeader
 
 /**
  * The header of a reply frame that carries the backend's status.
  *
  * @since 0.1.0
+ * @category constants
  */
 export const statusHeader = "upstream-status"
+
+/**
+ * The header of a reply frame that carries the backend's `content-type`,
+ * when it sent one.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const contentTypeHeader = "content-type"
 
 /**
  * The headers the server adds to every upstream request.
  *
  * @since 0.1.0
+ * @category constants
  */
 export const AddedHeader = {
   connection: "x-lhttp-connection",

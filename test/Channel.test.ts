@@ -21,7 +21,8 @@ const refused = (value: string, text: string) => {
 describe("Channel.parseList", () => {
   it("splits on single spaces", () => assert.deepStrictEqual(list("a b c"), ["a", "b", "c"]))
   it("keeps one of each channel, in first-seen order", () => assert.deepStrictEqual(list("b a b a"), ["b", "a"]))
-  it("allows hierarchical channels", () => assert.deepStrictEqual(list("room.1 user_2.inbox"), ["room.1", "user_2.inbox"]))
+  it("allows hierarchical channels", () =>
+    assert.deepStrictEqual(list("room.1 user_2.inbox"), ["room.1", "user_2.inbox"]))
   it("allows UTF-8 and punctuation other than the wildcards", () =>
     assert.deepStrictEqual(list("café chat-room:1 a/b"), ["café", "chat-room:1", "a/b"]))
   // reference §4.1 and §8 (B10): each of these broke the original's shared NATS connection or eavesdropped
@@ -136,7 +137,10 @@ describe("Channel: what mutation testing found untested", () => {
   }
 
   it("a channel of exactly maxLength with a wildcard is refused for the wildcard, not for its length", () => {
-    assert.strictEqual(message("ab*", { maxLength: 3 }), "channel \"ab*\" holds whitespace, a control character, \"*\" or \">\"")
+    assert.strictEqual(
+      message("ab*", { maxLength: 3 }),
+      "channel \"ab*\" holds whitespace, a control character, \"*\" or \">\""
+    )
     assert.strictEqual(message("abcd", { maxLength: 3 }), "channel \"abcd\" is longer than 3 characters")
     assert.isTrue(Result.isSuccess(Channel.validate("abc", { maxLength: 3 })))
   })

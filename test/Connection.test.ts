@@ -21,7 +21,9 @@ describe("Connection: the close sequence", () => {
       const closed: Array<string> = []
       const Careless = Processor.make("careless")
       // onClose reads data an earlier hook never set: a TypeError, thrown, not failed
-      const CarelessLive = Careless.toLayer({ onClose: (connection) => Effect.succeed(connection.get(Player)!.name).pipe(Effect.asVoid) })
+      const CarelessLive = Careless.toLayer({
+        onClose: (connection) => Effect.succeed(connection.get(Player)!.name).pipe(Effect.asVoid)
+      })
       const Careful = Processor.make("careful")
       const CarefulLive = Careful.toLayer({ onClose: (connection) => Effect.sync(() => closed.push(connection.id)) })
       const Throwing = Processor.make("throwing")
@@ -55,7 +57,10 @@ describe("Connection: a drain past shutdownTimeout", () => {
         onMessage: () => Deferred.succeed(entered, undefined).pipe(Effect.andThen(Effect.never)),
         onClose: (connection) => Effect.sync(() => ended.push(connection.id))
       })
-      const { connect, server, hub } = yield* startMemoryServer({ processors: [Hang], shutdownTimeout: "2 seconds" }, HangLive)
+      const { connect, server, hub } = yield* startMemoryServer(
+        { processors: [Hang], shutdownTimeout: "2 seconds" },
+        HangLive
+      )
       const stuck = yield* connect()
       yield* stuck.send(frame("c", { subscribe: "room" }))
       yield* stuck.send(frame("hang"))
@@ -116,7 +121,7 @@ describe("Connection: close codes and reasons from code", () => {
 })
 
 // an app error whose frame would not read back: a header value with a line break
-class Injecting extends Data.TaggedError("Injecting")<{}> implements ErrorFrame.Respondable {
+class Injecting extends Data.TaggedError("Injecting") implements ErrorFrame.Respondable {
   get [ErrorFrame.TypeId](): ErrorFrame.TypeId {
     return ErrorFrame.TypeId
   }

@@ -37,7 +37,11 @@ const check = (input: string, expected: Expected) => {
 // that DESIGN.md §4 fixes, the comment names the fix and what Go computed.
 describe("Frame.parse: reference §3.6 vectors", () => {
   const vectors: ReadonlyArray<readonly [string, string, Expected]> = [
-    ["simple", "LHTTP/1.0 chat\r\npublish:ch\r\n\r\nbody", { command: "chat", headers: { publish: "ch" }, body: "body" }],
+    ["simple", "LHTTP/1.0 chat\r\npublish:ch\r\n\r\nbody", {
+      command: "chat",
+      headers: { publish: "ch" },
+      body: "body"
+    }],
     ["body keeps CRLF CRLF", "LHTTP/1.0 chat\r\na:1\r\nb:2\r\n\r\nbody\r\n\r\nmore:x\r\n", {
       command: "chat",
       headers: { a: "1", b: "2" },
@@ -86,7 +90,11 @@ describe("Frame.parse: reference §3.6 vectors", () => {
       body: "line1\r\nline2"
     }],
     // Go: {"": "", a: "b"}, body "c" (B1). Fixed: a body that looks like headers stays the body.
-    ["no headers, header-like body", "LHTTP/1.0 chat\r\n\r\na:b\r\nc", { command: "chat", headers: {}, body: "a:b\r\nc" }],
+    ["no headers, header-like body", "LHTTP/1.0 chat\r\n\r\na:b\r\nc", {
+      command: "chat",
+      headers: {},
+      body: "a:b\r\nc"
+    }],
     // Go: {"": "line1"}, body "line2" (B1). Fixed.
     ["no headers, body with CRLF CRLF", "LHTTP/1.0 chat\r\n\r\nline1\r\n\r\nline2", {
       command: "chat",
@@ -115,7 +123,11 @@ describe("Frame.parse: reference §3.6 vectors", () => {
     ["CRLF right after the version", "LHTTP/1.0\r\nx:y\r\n\r\n", { error: "MalformedStartLine" }],
     // Go: PANIC. Fixed: an error frame naming CRLF.
     ["LF only", "LHTTP/1.0 chat\nx:y\n\nb", { error: "MalformedStartLine" }],
-    ["UTF-8 passes through", "LHTTP/1.0 chat\r\nkéy:vé\r\n\r\nbé", { command: "chat", headers: { "kéy": "vé" }, body: "bé" }]
+    ["UTF-8 passes through", "LHTTP/1.0 chat\r\nkéy:vé\r\n\r\nbé", {
+      command: "chat",
+      headers: { "kéy": "vé" },
+      body: "bé"
+    }]
   ]
   for (const [name, input, expected] of vectors) it(name, () => check(input, expected))
 })
@@ -133,20 +145,29 @@ describe("Frame.parse: acceptance gates (reference §3.2), answered with errors 
 
 describe("Frame.parse: the rest of the grammar", () => {
   it("an empty header name is malformed", () => check("LHTTP/1.0 chat\r\n:v\r\n\r\n", { error: "MalformedHeader" }))
-  it("a lone CR in a header value is malformed", () => check("LHTTP/1.0 chat\r\na:b\rc\r\n\r\n", { error: "MalformedHeader" }))
+  it("a lone CR in a header value is malformed", () =>
+    check("LHTTP/1.0 chat\r\na:b\rc\r\n\r\n", { error: "MalformedHeader" }))
   it("a lone CR in the command is malformed", () => check("LHTTP/1.0 ch\rat\r\n\r\n", { error: "MalformedStartLine" }))
   it("a duplicate keeps its first position and its last value", () =>
     check("LHTTP/1.0 c\r\na:1\r\nb:2\r\na:3\r\n\r\n", { command: "c", headers: { a: "3", b: "2" }, body: "" }))
   it("a lone LF or CR in the body is data", () =>
     check("LHTTP/1.0 c\r\n\r\na\nb\rc", { command: "c", headers: {}, body: "a\nb\rc" }))
   it("numeric header names keep their order", () =>
-    check("LHTTP/1.0 c\r\nz:1\r\n2:2\r\n1:3\r\n\r\n", { command: "c", headers: [["z", "1"], ["2", "2"], ["1", "3"]], body: "" }))
+    check("LHTTP/1.0 c\r\nz:1\r\n2:2\r\n1:3\r\n\r\n", {
+      command: "c",
+      headers: [["z", "1"], ["2", "2"], ["1", "3"]],
+      body: ""
+    }))
   it("caps the number of distinct headers: 64 are accepted, the 65th is refused TooManyHeaders", () => {
     const headers = (count: number) => Array.from({ length: count }, (_, i) => [`h${i}`, "v"] as const)
     const text = (count: number) => `LHTTP/1.0 c\r\n${headers(count).map(([k, v]) => `${k}:${v}\r\n`).join("")}\r\n`
     check(text(64), { command: "c", headers: headers(64), body: "" })
     // 64 distinct names and one of them again: still 64
-    check(`${text(64).slice(0, -2)}h0:w\r\n\r\n`, { command: "c", headers: [["h0", "w"], ...headers(64).slice(1)], body: "" })
+    check(`${text(64).slice(0, -2)}h0:w\r\n\r\n`, {
+      command: "c",
+      headers: [["h0", "w"], ...headers(64).slice(1)],
+      body: ""
+    })
     const lines = Array.from({ length: 65 }, (_, i) => `h${i}:v\r\n`).join("")
     check(`LHTTP/1.0 c\r\n${lines}\r\n`, { error: "TooManyHeaders" })
     const refused = Frame.parse(`LHTTP/1.0 c\r\n${lines}\r\n`)
@@ -384,11 +405,21 @@ describe("Frame: what mutation testing found untested", () => {
       ["LHTTP/1.1 chat", "UnsupportedVersion", "only LHTTP/1.0 is supported"],
       ["LHTTP/1.0\r\n\r\n", "MalformedStartLine", "a single space must follow \"LHTTP/1.0\""],
       ["LHTTP/1.0 chat\rx\r\n\r\n", "MalformedStartLine", "the start line holds a lone CR or LF: lines end with CRLF"],
-      ["LHTTP/1.0 chat\r\na:1\nb:2\r\n\r\n", "MalformedHeader", "the header section holds a lone CR or LF: lines end with CRLF"],
-      ["LHTTP/1.0 chat\r\nnocolon\r\n\r\n", "MalformedHeader", "a header line is \"name:value\" and this one has no \":\""],
+      [
+        "LHTTP/1.0 chat\r\na:1\nb:2\r\n\r\n",
+        "MalformedHeader",
+        "the header section holds a lone CR or LF: lines end with CRLF"
+      ],
+      [
+        "LHTTP/1.0 chat\r\nnocolon\r\n\r\n",
+        "MalformedHeader",
+        "a header line is \"name:value\" and this one has no \":\""
+      ],
       ["LHTTP/1.0 chat\r\n:v\r\n\r\n", "MalformedHeader", "a header name is empty"]
     ]
-    for (const [input, reason, message] of cases) assert.deepStrictEqual(failure(Frame.parse(input)), [reason, message], input)
+    for (const [input, reason, message] of cases) {
+      assert.deepStrictEqual(failure(Frame.parse(input)), [reason, message], input)
+    }
     const lines = Array.from({ length: 3 }, (_, i) => `h${i}:v`).join("\r\n")
     assert.deepStrictEqual(failure(Frame.parse(`LHTTP/1.0 c\r\n${lines}\r\n\r\n`, { maxHeaders: 2 })), [
       "TooManyHeaders",
@@ -404,7 +435,9 @@ describe("Frame: what mutation testing found untested", () => {
       [Frame.make("c", { "a\nb": "v" }), "MalformedHeader", "a header name cannot hold \":\", CR or LF"],
       [Frame.make("c", { a: "x\ry" }), "MalformedHeader", "a header value cannot hold CR or LF"]
     ]
-    for (const [frame, reason, message] of cases) assert.deepStrictEqual(failure(Frame.validate(frame)), [reason, message])
+    for (const [frame, reason, message] of cases) {
+      assert.deepStrictEqual(failure(Frame.validate(frame)), [reason, message])
+    }
     const encoded = Schema.encodeUnknownResult(Frame.FromString)(Frame.make("c", { a: "x\ry" }))
     assert.isTrue(Result.isFailure(encoded))
     if (Result.isFailure(encoded)) assert.include(encoded.failure.message, "a header value cannot hold CR or LF")
@@ -423,7 +456,9 @@ describe("Frame: what mutation testing found untested", () => {
   it("decodeUtf8: invalid UTF-8 is InvalidUtf8 with its message; a BOM is kept, not eaten", () => {
     const bad = Frame.decodeUtf8(new Uint8Array([0x61, 0xff]))
     assert.isTrue(Result.isFailure(bad))
-    if (Result.isFailure(bad)) assert.deepStrictEqual([bad.failure.reason, bad.failure.message], ["InvalidUtf8", "the frame is not valid UTF-8"])
+    if (Result.isFailure(bad)) {
+      assert.deepStrictEqual([bad.failure.reason, bad.failure.message], ["InvalidUtf8", "the frame is not valid UTF-8"])
+    }
     const bom = new Uint8Array([0xef, 0xbb, 0xbf, ...new TextEncoder().encode("LHTTP/1.0 c\r\n\r\n")])
     assert.deepStrictEqual(Frame.decodeUtf8(bom), Result.succeed("\uFEFFLHTTP/1.0 c\r\n\r\n"))
     // a frame that starts with a BOM does not start with "LHTTP/": the bytes are read as they are

@@ -11,10 +11,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { type Duration, Effect, Result } from "effect"
 import * as fc from "fast-check"
+import { readFileSync } from "node:fs"
 import * as Echo from "../src/demo/Echo.ts"
 import * as Frame from "../src/Frame.ts"
 import * as Message from "../src/Message.ts"
-import { readFileSync } from "node:fs"
 import { connect as connectWs, frame, startServer } from "./utils/lhttp.ts"
 import { startMemoryServer } from "./utils/memory.ts"
 
@@ -22,23 +22,57 @@ const runs = Number(process.env.FUZZ_RUNS ?? 100_000)
 
 /** Pieces of the grammar, built into frames. */
 const piece = fc.constantFrom(
-  "LHTTP/1.0 ", "LHTTP/1.1 ", "chat", "echo", "\r\n", "\n", "\r", ":", " ", "a", "..", ">", "*", "$SYS",
-  "publish:", "subscribe:", "unsubscribe:", "multipart:", "upstream:", "id:", "0", "5 1", "POST http://x/",
-  "\r\n\r\n", "é", "\u0000", "\uD800", "room", "fuzz"
+  "LHTTP/1.0 ",
+  "LHTTP/1.1 ",
+  "chat",
+  "echo",
+  "\r\n",
+  "\n",
+  "\r",
+  ":",
+  " ",
+  "a",
+  "..",
+  ">",
+  "*",
+  "$SYS",
+  "publish:",
+  "subscribe:",
+  "unsubscribe:",
+  "multipart:",
+  "upstream:",
+  "id:",
+  "0",
+  "5 1",
+  "POST http://x/",
+  "\r\n\r\n",
+  "é",
+  "\u0000",
+  "\uD800",
+  "room",
+  "fuzz"
 )
 const built = fc.array(piece, { maxLength: 24 }).map((parts) => parts.join(""))
 
 /** A valid frame with one mutation: a character replaced, inserted or removed. */
 const valid = fc.record({
   command: fc.constantFrom("chat", "echo", "x"),
-  headers: fc.array(fc.tuple(fc.constantFrom("publish", "subscribe", "id", "k", "multipart"), fc.string({ maxLength: 8 })), {
-    maxLength: 4
-  }),
+  headers: fc.array(
+    fc.tuple(fc.constantFrom("publish", "subscribe", "id", "k", "multipart"), fc.string({ maxLength: 8 })),
+    {
+      maxLength: 4
+    }
+  ),
   body: fc.string({ maxLength: 32 })
 }).map(({ body, command, headers }) =>
   `LHTTP/1.0 ${command}\r\n${headers.map(([name, value]) => `${name}:${value}\r\n`).join("")}\r\n${body}`
 )
-const mutated = fc.tuple(valid, fc.nat(), fc.constantFrom("replace", "insert", "remove"), fc.string({ minLength: 1, maxLength: 1 }))
+const mutated = fc.tuple(
+  valid,
+  fc.nat(),
+  fc.constantFrom("replace", "insert", "remove"),
+  fc.string({ minLength: 1, maxLength: 1 })
+)
   .map(([text, at, how, char]) => {
     const i = at % (text.length + 1)
     return how === "insert"
@@ -67,7 +101,9 @@ const documentedStatus = (() => {
 /** The reasons of protocol.md §5: the codec's own refusals. */
 const codecReasons = new Set(
   Array.from(
-    readFileSync("docs/protocol.md", "utf8").split("## 5. The error frame")[1]!.split("## 6.")[0]!.matchAll(/^\| `([A-Za-z]+)` \|/gm),
+    readFileSync("docs/protocol.md", "utf8").split("## 5. The error frame")[1]!.split("## 6.")[0]!.matchAll(
+      /^\| `([A-Za-z]+)` \|/gm
+    ),
     (row) => row[1]!
   )
 )
@@ -138,7 +174,11 @@ const checkAnswers = (inputs: ReadonlyArray<string>, answers: ReadonlyArray<stri
     const error = /^LHTTP\/1\.0 error\r\nstatus:(\d{3})\r\nreason:([A-Za-z]+)\r\n(?:id:([^\r\n]*)\r\n)?\r\n/.exec(text)
     if (error !== null) {
       const [, status, reason, id] = error
-      assert.strictEqual(Number(status), documentedStatus.get(reason!), `the documented status of ${reason} (FUZZ_SEED=${seed})`)
+      assert.strictEqual(
+        Number(status),
+        documentedStatus.get(reason!),
+        `the documented status of ${reason} (FUZZ_SEED=${seed})`
+      )
       if (codecReasons.has(reason!)) seen.refusals.push(`${reason} ${id ?? "-"}`)
       else if (reason === "UnknownCommand") seen.unknown.push(id ?? "-")
       else assert.strictEqual(reason, "TooManySubscriptions", `${JSON.stringify(text)} (FUZZ_SEED=${seed})`)
@@ -172,21 +212,25 @@ describe("Fuzz", () => {
     )
   })
 
-  it.live("the pipeline: every answer as the docs say (statuses, reasons, ids, echoes); the server stays alive", () =>
-    Effect.gen(function*() {
-      const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000)
-      const inputs = fc.sample(anything, { numRuns: runs, seed })
-      const { connect } = yield* startMemoryServer({ processors: [Echo.Echo] }, Echo.layer)
-      const fuzzer = yield* connect()
-      for (let i = 0; i < inputs.length; i += 1000) yield* fuzzer.transport.sendAll(inputs.slice(i, i + 1000))
-      yield* fuzzer.send(frame("echo", { id: "end" }, "end"))
-      const answers = yield* until(fuzzer.next, "30 seconds")
-      checkAnswers(inputs, answers, seed)
-      // another connection is served
-      const other = yield* connect()
-      yield* other.send(frame("echo", {}, "still here"))
-      assert.strictEqual(yield* other.next(), frame("echo", {}, "still here"))
-    }), 120_000)
+  it.live(
+    "the pipeline: every answer as the docs say (statuses, reasons, ids, echoes); the server stays alive",
+    () =>
+      Effect.gen(function*() {
+        const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000)
+        const inputs = fc.sample(anything, { numRuns: runs, seed })
+        const { connect } = yield* startMemoryServer({ processors: [Echo.Echo] }, Echo.layer)
+        const fuzzer = yield* connect()
+        for (let i = 0; i < inputs.length; i += 1000) yield* fuzzer.transport.sendAll(inputs.slice(i, i + 1000))
+        yield* fuzzer.send(frame("echo", { id: "end" }, "end"))
+        const answers = yield* until(fuzzer.next, "30 seconds")
+        checkAnswers(inputs, answers, seed)
+        // another connection is served
+        const other = yield* connect()
+        yield* other.send(frame("echo", {}, "still here"))
+        assert.strictEqual(yield* other.next(), frame("echo", {}, "still here"))
+      }),
+    120_000
+  )
 
   it.live("over a real WebSocket: a share of the inputs, the same answers", () =>
     Effect.gen(function*() {

@@ -10,7 +10,8 @@ const channel = (name: string) => Result.getOrThrow(Channel.validate(name))
 const policy: History.Policy = { prefix: "h-", size: 5, ttl: Duration.minutes(1) }
 
 /** The headers of a frame's text, as a record. */
-const headersOf = (text: string): Record<string, string | undefined> => Object.fromEntries(Result.getOrThrow(Frame.parse(text)).headers)
+const headersOf = (text: string): Record<string, string | undefined> =>
+  Object.fromEntries(Result.getOrThrow(Frame.parse(text)).headers)
 
 const publish = (client: MemoryClient, name: string, body: string) =>
   client.send(`LHTTP/1.0 chat\r\npublish:${name}\r\n\r\n${body}`)
@@ -61,10 +62,15 @@ describe("History", () => {
   })
 
   it("positions a frame after its command line, dropping positions the publisher wrote", () => {
-    const text = Frame.render(Frame.make("chat", { offset: "999", epoch: "forged", publish: "h-1", channel: "x" }, "hi"))
+    const text = Frame.render(
+      Frame.make("chat", { offset: "999", epoch: "forged", publish: "h-1", channel: "x" }, "hi")
+    )
     const out = History.positioned(text, channel("h-1"), { epoch: "e1", offset: 7 })
     const frame = Result.getOrThrow(Frame.parse(out))
-    assert.deepStrictEqual([...frame.headers], [["channel", "h-1"], ["offset", "7"], ["epoch", "e1"], ["publish", "h-1"]])
+    assert.deepStrictEqual([...frame.headers], [["channel", "h-1"], ["offset", "7"], ["epoch", "e1"], [
+      "publish",
+      "h-1"
+    ]])
     assert.strictEqual(frame.body, "hi")
     assert.strictEqual(History.offsetOf(out), 7)
     const bare = History.positioned("LHTTP/1.0 ping\r\n\r\n", channel("h-1"), { epoch: "e", offset: 1 })
@@ -95,7 +101,10 @@ describe("History", () => {
       assert.strictEqual(trimmed.reason, "Trimmed")
       assert.deepStrictEqual(trimmed.messages.map(textBodyOf), ["m4", "m5", "m6", "m7", "m8"])
       assert.strictEqual((yield* store.recover(c, policy, { epoch: "other", offset: 3 })).reason, "EpochChanged")
-      assert.strictEqual((yield* store.recover(c, policy, { epoch: first.position.epoch, offset: 9 })).reason, "UnknownPosition")
+      assert.strictEqual(
+        (yield* store.recover(c, policy, { epoch: first.position.epoch, offset: 9 })).reason,
+        "UnknownPosition"
+      )
       // another channel has its own offsets and epoch
       const other = yield* store.append(channel("h-2"), policy, "LHTTP/1.0 m\r\n\r\nx")
       assert.strictEqual(other.offset, 1)
@@ -157,7 +166,10 @@ describe("History", () => {
       const position = answers.find((headers) => headers.channel === "h-room")!
       assert.deepStrictEqual([position.offset, position.recovered, position.reason], ["0", undefined, undefined])
       assert.isString(position.epoch)
-      assert.deepStrictEqual(answers.find((headers) => headers.channel === "plain"), { channel: "plain", reason: "NoHistory" })
+      assert.deepStrictEqual(answers.find((headers) => headers.channel === "plain"), {
+        channel: "plain",
+        reason: "NoHistory"
+      })
       const publisher = yield* connect()
       yield* publisher.send("LHTTP/1.0 chat\r\npublish:h-room\r\noffset:99\r\nepoch:forged\r\nchannel:x\r\n\r\none")
       yield* publish(publisher, "plain", "two")
@@ -182,7 +194,10 @@ describe("History", () => {
       const publisher = yield* connect()
       yield* publish(publisher, "h-room", "x")
       assert.strictEqual(yield* plain.next(), "LHTTP/1.0 chat\r\npublish:h-room\r\n\r\nx")
-      assert.strictEqual(yield* positioned.next(), `LHTTP/1.0 chat\r\nchannel:h-room\r\noffset:1\r\nepoch:${epoch}\r\npublish:h-room\r\n\r\nx`)
+      assert.strictEqual(
+        yield* positioned.next(),
+        `LHTTP/1.0 chat\r\nchannel:h-room\r\noffset:1\r\nepoch:${epoch}\r\npublish:h-room\r\n\r\nx`
+      )
     }))
 
   it.effect("since on a channel already held is answered: positions from then on, or the messages since the position", () =>
@@ -202,7 +217,12 @@ describe("History", () => {
       yield* client.send(`LHTTP/1.0 chat\r\nsubscribe:h-room\r\nsince:${now.epoch}:0\r\n\r\n`)
       const [first, second, position] = yield* take(client, 3)
       assert.deepStrictEqual([bodyOf(first!), bodyOf(second!)], ["a", "b"])
-      assert.deepStrictEqual(headersOf(position!), { channel: "h-room", epoch: now.epoch, offset: "2", recovered: "yes" })
+      assert.deepStrictEqual(headersOf(position!), {
+        channel: "h-room",
+        epoch: now.epoch,
+        offset: "2",
+        recovered: "yes"
+      })
       yield* client.nothing()
     }))
 
@@ -222,7 +242,10 @@ describe("History", () => {
       yield* back.send(`LHTTP/1.0 chat\r\nsubscribe:h-room\r\nsince:${seen.epoch}:${seen.offset}\r\n\r\n`)
       const recovered = yield* take(back, 21)
       assert.deepStrictEqual(recovered.slice(0, 20).map(bodyOf), Array.from({ length: 20 }, (_, i) => `missed-${i}`))
-      assert.deepStrictEqual(recovered.slice(0, 20).map((f) => History.offsetOf(f)), Array.from({ length: 20 }, (_, i) => i + 2))
+      assert.deepStrictEqual(
+        recovered.slice(0, 20).map((f) => History.offsetOf(f)),
+        Array.from({ length: 20 }, (_, i) => i + 2)
+      )
       assert.deepStrictEqual(headersOf(recovered[20]!), {
         channel: "h-room",
         epoch: seen.epoch,
@@ -254,7 +277,13 @@ describe("History", () => {
         yield* back.send(`LHTTP/1.0 chat\r\nsubscribe:h-room\r\nsince:${since}\r\n\r\n`)
         const got = yield* take(back, frames + 1)
         assert.deepStrictEqual(got.slice(0, frames).map(bodyOf), ["m5", "m6", "m7", "m8", "m9"].slice(0, frames))
-        assert.deepStrictEqual(headersOf(got[frames]!), { channel: "h-room", epoch, offset: "9", recovered: "no", reason })
+        assert.deepStrictEqual(headersOf(got[frames]!), {
+          channel: "h-room",
+          epoch,
+          offset: "9",
+          recovered: "no",
+          reason
+        })
         yield* back.nothing()
       }
       const plain = yield* connect()
@@ -266,7 +295,14 @@ describe("History", () => {
     Effect.gen(function*() {
       const { connect } = yield* server()
       const client = yield* connect()
-      for (const frame of ["subscribe:h-a\r\nsince:bad", "subscribe:h-a h-b\r\nsince:e:1", "subscribe:h-a\r\nsince:e:-2", "publish:h-a\r\nsince:now"]) {
+      for (
+        const frame of [
+          "subscribe:h-a\r\nsince:bad",
+          "subscribe:h-a h-b\r\nsince:e:1",
+          "subscribe:h-a\r\nsince:e:-2",
+          "publish:h-a\r\nsince:now"
+        ]
+      ) {
         yield* client.send(`LHTTP/1.0 chat\r\n${frame}\r\nid:r\r\n\r\n`)
         const error = headersOf(yield* client.next())
         assert.deepStrictEqual([error.status, error.reason, error.id], ["400", "InvalidSince", "r"])
@@ -350,7 +386,10 @@ describe("History", () => {
       const publisher = yield* connect()
       // h-a is one message ahead of h-b
       yield* publish(publisher, "h-a", "only a")
-      assert.strictEqual(yield* subscriber.next(), `LHTTP/1.0 chat\r\nchannel:h-a\r\noffset:1\r\nepoch:${epochOf("h-a")}\r\npublish:h-a\r\n\r\nonly a`)
+      assert.strictEqual(
+        yield* subscriber.next(),
+        `LHTTP/1.0 chat\r\nchannel:h-a\r\noffset:1\r\nepoch:${epochOf("h-a")}\r\npublish:h-a\r\n\r\nonly a`
+      )
       yield* publish(publisher, "h-a h-b", "both")
       const both = yield* take(subscriber, 2)
       assert.sameMembers(both, [
@@ -363,7 +402,11 @@ describe("History", () => {
   it.effect("the first policy whose prefix matches counts, not a longer one after it", () =>
     Effect.gen(function*() {
       const { connect } = yield* server(History.layerMemory({
-        policies: [{ prefix: "h-", size: 2, ttl: Duration.minutes(1) }, { prefix: "h-long-", size: 50, ttl: Duration.minutes(1) }]
+        policies: [{ prefix: "h-", size: 2, ttl: Duration.minutes(1) }, {
+          prefix: "h-long-",
+          size: 50,
+          ttl: Duration.minutes(1)
+        }]
       }))
       const client = yield* connect()
       yield* client.send("LHTTP/1.0 chat\r\nsubscribe:h-long-x\r\nsince:now\r\n\r\n")
@@ -376,7 +419,13 @@ describe("History", () => {
       const got = yield* take(back, 3)
       // size 2 (the first policy), not 50 (the second)
       assert.deepStrictEqual(got.slice(0, 2).map(bodyOf), ["m4", "m5"])
-      assert.deepStrictEqual(headersOf(got[2]!), { channel: "h-long-x", epoch, offset: "5", recovered: "no", reason: "Trimmed" })
+      assert.deepStrictEqual(headersOf(got[2]!), {
+        channel: "h-long-x",
+        epoch,
+        offset: "5",
+        recovered: "no",
+        reason: "Trimmed"
+      })
     }))
 
   it("the server's internal channels ($...) never keep history, even under a policy for every channel", () => {
@@ -413,7 +462,10 @@ describe("History", () => {
       assert.deepStrictEqual([kept.messages.length, kept.reason], [1, undefined])
       // the 10,001st: h-1 goes, its epoch with it
       yield* store.append(channel("h-10000"), policy, "LHTTP/1.0 m\r\n\r\nx")
-      assert.strictEqual((yield* store.recover(channel("h-1"), policy, { ...second, offset: 0 })).reason, "EpochChanged")
+      assert.strictEqual(
+        (yield* store.recover(channel("h-1"), policy, { ...second, offset: 0 })).reason,
+        "EpochChanged"
+      )
     }))
 })
 
@@ -459,33 +511,46 @@ describe("History: forged positions never reach a positioned subscription, end t
       // a recovery gives the same renderings, the forged headers removed
       const back = yield* wsConnect(url)
       yield* back.send(frame("chat", { subscribe: "h-room", since: `${epoch}:0` }))
-      assert.deepStrictEqual([headersOf(yield* back.next()), headersOf(yield* back.next())].map((headers) => [headers.channel, headers.offset, headers.epoch]), [
-        ["h-room", "1", epoch],
-        ["h-room", "2", epoch]
-      ])
+      assert.deepStrictEqual(
+        [headersOf(yield* back.next()), headersOf(yield* back.next())].map((
+          headers
+        ) => [headers.channel, headers.offset, headers.epoch]),
+        [
+          ["h-room", "1", epoch],
+          ["h-room", "2", epoch]
+        ]
+      )
     }))
 
-  it.live("a program on NATS publishing forged headers: the positioned subscriber gets the stream's position, none of the forged ones", () =>
-    Effect.gen(function*() {
-      const nats = yield* natsServerWith({ jetstream: true })
-      const { connect } = yield* startMemoryServer({}, undefined, {
-        bus: NatsHistory.layer({ servers: nats.url, connectRetry: "100 millis", policies: [policy] })
-      })
-      const positioned = yield* connect()
-      // ready once the subscription answers (the node connected, its stream set up)
-      yield* until(Effect.gen(function*() {
-        yield* positioned.send("LHTTP/1.0 chat\r\nsubscribe:h-bus\r\nsince:now\r\n\r\n")
-        const answer = headersOf(yield* positioned.next("10 seconds"))
-        return answer.epoch !== undefined
-      }), "20 seconds")
-      const nc = yield* Effect.acquireRelease(Effect.promise(() => natsConnect({ servers: nats.url })), (nc) => Effect.promise(() => nc.close()))
-      nc.publish("lhttp.h-bus", `LHTTP/1.0 chat\r\n${forgedHead}publish:h-bus\r\n\r\nfrom the bus`)
-      const received = yield* positioned.next("10 seconds")
-      const headers = headersOf(received)
-      assert.deepStrictEqual(Object.keys(headers), ["channel", "offset", "epoch", "publish"])
-      assert.strictEqual(headers.channel, "h-bus")
-      assert.notStrictEqual(headers.epoch, "forged")
-      assert.strictEqual(History.offsetOf(received), 1)
-      assert.strictEqual(bodyOf(received), "from the bus")
-    }), { timeout: 40_000 })
+  it.live(
+    "a program on NATS publishing forged headers: the positioned subscriber gets the stream's position, none of the forged ones",
+    () =>
+      Effect.gen(function*() {
+        const nats = yield* natsServerWith({ jetstream: true })
+        const { connect } = yield* startMemoryServer({}, undefined, {
+          bus: NatsHistory.layer({ servers: nats.url, connectRetry: "100 millis", policies: [policy] })
+        })
+        const positioned = yield* connect()
+        // ready once the subscription answers (the node connected, its stream set up)
+        yield* until(
+          Effect.gen(function*() {
+            yield* positioned.send("LHTTP/1.0 chat\r\nsubscribe:h-bus\r\nsince:now\r\n\r\n")
+            const answer = headersOf(yield* positioned.next("10 seconds"))
+            return answer.epoch !== undefined
+          }),
+          "20 seconds"
+        )
+        const nc = yield* Effect.acquireRelease(Effect.promise(() => natsConnect({ servers: nats.url })), (nc) =>
+          Effect.promise(() => nc.close()))
+        nc.publish("lhttp.h-bus", `LHTTP/1.0 chat\r\n${forgedHead}publish:h-bus\r\n\r\nfrom the bus`)
+        const received = yield* positioned.next("10 seconds")
+        const headers = headersOf(received)
+        assert.deepStrictEqual(Object.keys(headers), ["channel", "offset", "epoch", "publish"])
+        assert.strictEqual(headers.channel, "h-bus")
+        assert.notStrictEqual(headers.epoch, "forged")
+        assert.strictEqual(History.offsetOf(received), 1)
+        assert.strictEqual(bodyOf(received), "from the bus")
+      }),
+    { timeout: 40_000 }
+  )
 })

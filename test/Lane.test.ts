@@ -26,7 +26,12 @@ describe("Lane", () => {
       const { lane } = yield* makeLane
       const log: Array<string> = []
       const gate = yield* Deferred.make<void>()
-      lane.offer(Effect.sync(() => log.push("1 start")).pipe(Effect.andThen(Deferred.await(gate)), Effect.andThen(Effect.sync(() => log.push("1 end")))))
+      lane.offer(
+        Effect.sync(() => log.push("1 start")).pipe(
+          Effect.andThen(Deferred.await(gate)),
+          Effect.andThen(Effect.sync(() => log.push("1 end")))
+        )
+      )
       lane.offer(Effect.die(new Error("boom")))
       lane.offer(Effect.sync(() => void log.push("3")))
       assert.strictEqual(lane.size, 3)

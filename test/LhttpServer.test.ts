@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Context, Data, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Schema, Tracer } from "effect"
+import type { Duration } from "effect"
+import { Cause, Context, Data, Deferred, Effect, Exit, Fiber, Layer, Option, Schema, Tracer } from "effect"
 import { TestClock } from "effect/testing"
 import * as Connection from "../src/Connection.ts"
 import * as Echo from "../src/demo/Echo.ts"
@@ -11,8 +12,8 @@ import * as Processor from "../src/Processor.ts"
 import * as Rejection from "../src/Rejection.ts"
 import type * as Transport from "../src/Transport.ts"
 import { frame } from "./utils/lhttp.ts"
-import { Place, PlaceLive } from "./utils/place.ts"
 import { pending, startMemoryServer } from "./utils/memory.ts"
+import { Place, PlaceLive } from "./utils/place.ts"
 import { eventually } from "./utils/wait.ts"
 
 // A processor that steers the built-in headers the way the original's WsHandler allowed.
@@ -224,7 +225,10 @@ describe("LhttpServer: processors", () => {
       const client = yield* connect()
       yield* client.next()
       yield* client.send(frame("fail", { how: "reject", id: "r" }))
-      assert.strictEqual(yield* client.next(), "LHTTP/1.0 error\r\nstatus:403\r\nreason:Forbidden\r\nid:r\r\n\r\nnot you")
+      assert.strictEqual(
+        yield* client.next(),
+        "LHTTP/1.0 error\r\nstatus:403\r\nreason:Forbidden\r\nid:r\r\n\r\nnot you"
+      )
       yield* client.send(frame("fail", { how: "die" }))
       // the cause (an Error "boom") is logged, never sent
       assert.strictEqual(
@@ -232,7 +236,10 @@ describe("LhttpServer: processors", () => {
         "LHTTP/1.0 error\r\nstatus:500\r\nreason:InternalError\r\n\r\nthe server failed to process the message"
       )
       yield* client.send(frame("fail", { how: "own", id: "o" }))
-      assert.strictEqual(yield* client.next(), "LHTTP/1.0 error\r\nstatus:409\r\nreason:OutOfStock\r\nid:o\r\n\r\nno tea left")
+      assert.strictEqual(
+        yield* client.next(),
+        "LHTTP/1.0 error\r\nstatus:409\r\nreason:OutOfStock\r\nid:o\r\n\r\nno tea left"
+      )
       yield* client.send(frame("echo", {}, "still here"))
       assert.strictEqual(yield* client.next(), "LHTTP/1.0 echo\r\n\r\nstill here")
     }))
@@ -251,7 +258,10 @@ describe("LhttpServer: processors", () => {
   it.live("the connection handle: request URL and headers, remote address, data, subscribe and close from code", () =>
     Effect.gen(function*() {
       const { connect } = yield* server()
-      const client = yield* connect("/who?me=1", { requestHeaders: { "user-agent": "test-agent" }, remoteAddress: "10.1.2.3" })
+      const client = yield* connect("/who?me=1", {
+        requestHeaders: { "user-agent": "test-agent" },
+        remoteAddress: "10.1.2.3"
+      })
       yield* client.next() // the Lifecycle greeting
       yield* client.send(frame("who", {}, "join"))
       yield* client.send(frame("who"))
@@ -276,11 +286,15 @@ describe("LhttpServer: processors", () => {
     Effect.gen(function*() {
       const Picky = Processor.make("picky")
       const PickyLive = Picky.toLayer({
-        onOpen: () => Effect.fail(new Rejection.Rejection({ status: 401, reason: "Unauthorized", message: "who are you?" }))
+        onOpen: () =>
+          Effect.fail(new Rejection.Rejection({ status: 401, reason: "Unauthorized", message: "who are you?" }))
       })
       const { connect } = yield* startMemoryServer({ processors: [Picky] }, PickyLive)
       const client = yield* connect()
-      assert.strictEqual(yield* client.next(), "LHTTP/1.0 error\r\nstatus:401\r\nreason:Unauthorized\r\n\r\nwho are you?")
+      assert.strictEqual(
+        yield* client.next(),
+        "LHTTP/1.0 error\r\nstatus:401\r\nreason:Unauthorized\r\n\r\nwho are you?"
+      )
       assert.strictEqual((yield* client.closed).code, 1008)
     }))
 
@@ -323,12 +337,14 @@ describe("LhttpServer: processors", () => {
       })
       const { connect } = yield* startMemoryServer({ processors: [Inject] }, InjectLive)
       const client = yield* connect()
-      for (const [what, reason] of [
-        ["command", "MalformedStartLine"],
-        ["value", "MalformedHeader"],
-        ["name", "MalformedHeader"],
-        ["lone", "MalformedHeader"]
-      ]) {
+      for (
+        const [what, reason] of [
+          ["command", "MalformedStartLine"],
+          ["value", "MalformedHeader"],
+          ["name", "MalformedHeader"],
+          ["lone", "MalformedHeader"]
+        ]
+      ) {
         yield* client.send(frame("inject", {}, what))
         // the refusal's reply is the next frame: nothing of the forged frame was written
         assert.strictEqual(yield* client.next(), `LHTTP/1.0 inject\r\n\r\nrefused ProtocolError ${reason}`, what)
@@ -418,14 +434,16 @@ describe("LhttpServer: processors", () => {
     }))
 })
 
-
 describe("LhttpServer: typed requests", () => {
   it.live("the reply is encoded and sent with the id; a declared error is its tag and its encoded fields", () =>
     Effect.gen(function*() {
       const { connect } = yield* startMemoryServer({ processors: [Place] }, PlaceLive)
       const client = yield* connect()
       yield* client.send(frame("place", { id: "p1" }, "{\"x\":2,\"y\":3}"))
-      assert.strictEqual(yield* client.next(), "LHTTP/1.0 place\r\nid:p1\r\n\r\n{\"placed\":{\"x\":2,\"y\":3},\"at\":23}")
+      assert.strictEqual(
+        yield* client.next(),
+        "LHTTP/1.0 place\r\nid:p1\r\n\r\n{\"placed\":{\"x\":2,\"y\":3},\"at\":23}"
+      )
       yield* client.send(frame("place", { id: "p2" }, "{\"x\":-1,\"y\":0}"))
       assert.strictEqual(
         yield* client.next(),
@@ -439,7 +457,10 @@ describe("LhttpServer: typed requests", () => {
       )
       // undeclared: a Respondable error is its own frame, a defect 500 without its cause, a bad body 400
       yield* client.send(frame("place", { id: "p4" }, "{\"x\":9,\"y\":0}"))
-      assert.strictEqual(yield* client.next(), "LHTTP/1.0 error\r\nstatus:403\r\nreason:Forbidden\r\nid:p4\r\n\r\nnot there")
+      assert.strictEqual(
+        yield* client.next(),
+        "LHTTP/1.0 error\r\nstatus:403\r\nreason:Forbidden\r\nid:p4\r\n\r\nnot there"
+      )
       yield* client.send(frame("place", { id: "p5" }, "{\"x\":7,\"y\":0}"))
       assert.strictEqual(
         yield* client.next(),
@@ -558,7 +579,8 @@ describe("LhttpServer: subscribe, publish, unsubscribe (reference §4.1, §4.2)"
     Effect.gen(function*() {
       const { connect, hub } = yield* startMemoryServer({})
       const a = yield* connect()
-      const channels = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => `d${from + i}`).join(" ")
+      const channels = (from: number, to: number) =>
+        Array.from({ length: to - from }, (_, i) => `d${from + i}`).join(" ")
       yield* a.send(frame("c", { subscribe: channels(0, 100) }))
       yield* a.send(frame("c", { subscribe: channels(100, 128), id: "fits" }))
       yield* a.nothing()
@@ -620,7 +642,10 @@ describe("LhttpServer: subscribe, publish, unsubscribe (reference §4.1, §4.2)"
 describe("LhttpServer: filters", () => {
   it.live("a filter drops a message or alters it before the processor and the publish", () =>
     Effect.gen(function*() {
-      const { connect } = yield* startMemoryServer({ processors: [Echo.Echo], filters: [Gate] }, Layer.merge(Echo.layer, GateLive))
+      const { connect } = yield* startMemoryServer(
+        { processors: [Echo.Echo], filters: [Gate] },
+        Layer.merge(Echo.layer, GateLive)
+      )
       const a = yield* connect()
       yield* a.send(frame("c", { subscribe: "f" }))
       yield* a.send(frame("c", { publish: "f", drop: "yes" }, "dropped"))
@@ -680,7 +705,8 @@ describe("LhttpServer: filters", () => {
     Effect.gen(function*() {
       const Upload = Processor.make("upload")
       const UploadLive = Upload.toLayer({
-        onMessage: (exchange) => exchange.send(exchange.parts.map((part) => `${part.headers.get("k")}=${part.body}`).join(","))
+        onMessage: (exchange) =>
+          exchange.send(exchange.parts.map((part) => `${part.headers.get("k")}=${part.body}`).join(","))
       })
       const { connect } = yield* startMemoryServer({ processors: [Upload] }, UploadLive)
       const a = yield* connect()
@@ -708,7 +734,12 @@ describe("LhttpServer: malformed input (reference §9) gets an error frame and t
     ["a wildcard", "LHTTP/1.0 chat\r\nsubscribe:>\r\n\r\n", "InvalidChannel", 400],
     ["a tab in a channel", "LHTTP/1.0 chat\r\npublish:a\tb\r\n\r\n", "InvalidChannel", 400],
     ["a system subject", "LHTTP/1.0 chat\r\nsubscribe:$SYS.x\r\n\r\n", "InvalidChannel", 400],
-    ["decreasing multipart offsets", "LHTTP/1.0 chat\r\nmultipart:5 1\r\npublish:m\r\n\r\nxxxxxx", "InvalidMultipart", 400],
+    [
+      "decreasing multipart offsets",
+      "LHTTP/1.0 chat\r\nmultipart:5 1\r\npublish:m\r\n\r\nxxxxxx",
+      "InvalidMultipart",
+      400
+    ],
     ["an upstream value without a space", "LHTTP/1.0 chat\r\nupstream:POST\r\n\r\n", "InvalidUpstream", 400],
     [
       "too many headers",
@@ -748,7 +779,10 @@ describe("LhttpServer: malformed input (reference §9) gets an error frame and t
       const watcher = yield* connect()
       yield* watcher.send(frame("c", { subscribe: "u" }))
       yield* watcher.nothing()
-      for (const [i, value] of ["POST", "POST  http://127.0.0.1:1/x", "P0ST http://127.0.0.1:1/x", "POST http://a b"].entries()) {
+      for (
+        const [i, value] of ["POST", "POST  http://127.0.0.1:1/x", "P0ST http://127.0.0.1:1/x", "POST http://a b"]
+          .entries()
+      ) {
         yield* a.send(frame("c", { publish: "u", upstream: value, id: `u${i}` }, "not published"))
         assert.strictEqual(
           yield* a.next(),
@@ -766,14 +800,16 @@ describe("LhttpServer: malformed input (reference §9) gets an error frame and t
       const a = yield* connect()
       yield* a.send(frame("c", { subscribe: "u" }))
       yield* a.send(frame("c", { publish: "u", upstream: "POST http://127.0.0.1:1/x", id: "up" }, "rec"))
-      assert.strictEqual(yield* a.next(), "LHTTP/1.0 c\r\npublish:u\r\nupstream:POST http://127.0.0.1:1/x\r\nid:up\r\n\r\nrec")
+      assert.strictEqual(
+        yield* a.next(),
+        "LHTTP/1.0 c\r\npublish:u\r\nupstream:POST http://127.0.0.1:1/x\r\nid:up\r\n\r\nrec"
+      )
       assert.strictEqual(
         yield* a.next(),
         "LHTTP/1.0 error\r\nstatus:501\r\nreason:UpstreamNotConfigured\r\nid:up\r\n\r\nupstream is not configured on this server"
       )
     }))
 })
-
 
 describe("LhttpServer: limits (the core's, whatever the transport)", () => {
   it.live("a message over maxMessageBytes closes with 1009, counted in UTF-8 bytes; other clients keep receiving", () =>
@@ -854,7 +890,10 @@ describe("LhttpServer: fairness between connections", () => {
       for (let i = 0; i < 2001; i++) order.push((yield* subscriber.next()).split("\r\n\r\n")[1]!)
       // the burst's own order is kept, and the other connection waited for one turn of it: 256 messages
       // (security.md, server.md), then its message went in before the burst's next turn
-      assert.deepStrictEqual(order.filter((body) => body !== "other"), Array.from({ length: 2000 }, (_, i) => `burst ${i}`))
+      assert.deepStrictEqual(
+        order.filter((body) => body !== "other"),
+        Array.from({ length: 2000 }, (_, i) => `burst ${i}`)
+      )
       assert.strictEqual(order.indexOf("other"), 256)
     }))
 })
@@ -927,10 +966,12 @@ describe("LhttpServer: graceful drain (the core)", () => {
           assert.isUndefined(draining.pollUnsafe(), "the drain stopped waiting before shutdownTimeout")
           yield* TestClock.adjust(1)
           // the drain is over now (a guard on the live clock turns a drain that goes on waiting into a failure)
-          yield* TestClock.withLive(Fiber.join(draining).pipe(Effect.timeoutOrElse({
-            duration: "2 seconds",
-            orElse: () => Effect.die(new Error("the drain went on waiting past shutdownTimeout"))
-          })))
+          yield* TestClock.withLive(
+            Fiber.join(draining).pipe(Effect.timeoutOrElse({
+              duration: "2 seconds",
+              orElse: () => Effect.die(new Error("the drain went on waiting past shutdownTimeout"))
+            }))
+          )
         }))
       }
     }))
@@ -943,13 +984,17 @@ describe("LhttpServer: scopes and services of handlers", () => {
       const Res = Processor.make("res")
       const ResLive = Res.toLayer({
         onOpen: () =>
-          Effect.acquireRelease(Effect.sync(() => log.push("open acquired")), () =>
-            Effect.sync(() => log.push("open released"))).pipe(Effect.asVoid),
+          Effect.acquireRelease(
+            Effect.sync(() => log.push("open acquired")),
+            () => Effect.sync(() => log.push("open released"))
+          ).pipe(Effect.asVoid),
         onMessage: (exchange) =>
-          Effect.acquireRelease(Effect.sync(() => log.push(`acquired ${exchange.text}`)), () =>
-            Effect.sync(() => log.push(`released ${exchange.text}`))).pipe(
-              Effect.andThen(exchange.send(exchange.text))
-            )
+          Effect.acquireRelease(
+            Effect.sync(() => log.push(`acquired ${exchange.text}`)),
+            () => Effect.sync(() => log.push(`released ${exchange.text}`))
+          ).pipe(
+            Effect.andThen(exchange.send(exchange.text))
+          )
       })
       const { connect } = yield* startMemoryServer({ processors: [Res] }, ResLive)
       const client = yield* connect()
@@ -1007,12 +1052,17 @@ describe("LhttpServer: the pipeline reads the decoded Message", () => {
 describe("LhttpServer: authenticate, before a connection is accepted", () => {
   const User = Connection.key<string>("user")
   const Whoami = Processor.make("whoami")
-  const WhoamiLive = Whoami.toLayer({ onMessage: (exchange) => exchange.send(exchange.connection.get(User) ?? "nobody") })
+  const WhoamiLive = Whoami.toLayer({
+    onMessage: (exchange) => exchange.send(exchange.connection.get(User) ?? "nobody")
+  })
   const Stamp = Filter.make("stamp")
   const StampLive = Stamp.toLayer({
     before: (exchange) => Effect.sync(() => exchange.setHeader("seen-by", exchange.connection.get(User) ?? "nobody"))
   })
-  const authenticate = (peer: { readonly requestHeaders: Readonly<Record<string, string | undefined>> }, data: LhttpServer.Admission) => {
+  const authenticate = (
+    peer: { readonly requestHeaders: Readonly<Record<string, string | undefined>> },
+    data: LhttpServer.Admission
+  ) => {
     const token = peer.requestHeaders["authorization"]
     if (token !== "Bearer alice-token") {
       return Effect.fail(new Rejection.Rejection({ status: 401, reason: "Unauthorized", message: "who are you?" }))
@@ -1087,9 +1137,15 @@ describe("LhttpServer: authorize, per channel and action", () => {
       )
       assert.strictEqual(hub.channelCount(), 2)
       yield* user.send(frame("c", { subscribe: "secret", id: "s" }))
-      assert.strictEqual(yield* user.next(), "LHTTP/1.0 error\r\nstatus:403\r\nreason:Forbidden\r\nid:s\r\n\r\nnobody hears secret")
+      assert.strictEqual(
+        yield* user.next(),
+        "LHTTP/1.0 error\r\nstatus:403\r\nreason:Forbidden\r\nid:s\r\n\r\nnobody hears secret"
+      )
       yield* user.send(frame("c", { unsubscribe: "sticky", id: "u" }))
-      assert.strictEqual(yield* user.next(), "LHTTP/1.0 error\r\nstatus:403\r\nreason:Forbidden\r\nid:u\r\n\r\nsticky stays")
+      assert.strictEqual(
+        yield* user.next(),
+        "LHTTP/1.0 error\r\nstatus:403\r\nreason:Forbidden\r\nid:u\r\n\r\nsticky stays"
+      )
       // the admin publishes to announce; the user hears it (and nothing before it)
       yield* admin.send(frame("c", { publish: "announce" }, "from the admin"))
       assert.strictEqual(yield* user.next(), "LHTTP/1.0 c\r\npublish:announce\r\n\r\nfrom the admin")
@@ -1238,7 +1294,10 @@ describe("LhttpServer: authentication by the first message", () => {
       const { connect } = yield* server()
       const client = yield* connect()
       yield* client.transport.sendAll([frame("auth", { token: "wrong", id: "a" }), frame("me", { id: "m" })])
-      assert.strictEqual(yield* client.next(), "LHTTP/1.0 error\r\nstatus:401\r\nreason:Unauthorized\r\nid:a\r\n\r\nwho are you?")
+      assert.strictEqual(
+        yield* client.next(),
+        "LHTTP/1.0 error\r\nstatus:401\r\nreason:Unauthorized\r\nid:a\r\n\r\nwho are you?"
+      )
       assert.deepStrictEqual(yield* client.closed, { code: 1008, reason: "authentication failed" })
       assert.isTrue(Option.isNone(yield* client.transport.poll))
     }))

@@ -52,7 +52,9 @@ describe("Message.decode classifies what a frame asks for", () => {
   it("splits an upstream header", () => {
     const message = decode("LHTTP/1.0 chat\r\nupstream:POST http://x.com:80/a?b=c\r\n\r\nbody")
     assert.isTrue(message._tag === "Notify" && message.upstream !== undefined)
-    if (message._tag === "Notify") assert.deepStrictEqual(message.upstream, { method: "POST", url: "http://x.com:80/a?b=c" })
+    if (message._tag === "Notify") {
+      assert.deepStrictEqual(message.upstream, { method: "POST", url: "http://x.com:80/a?b=c" })
+    }
   })
 
   it("cuts multipart parts before anything else sees them", () => {
@@ -104,7 +106,12 @@ describe("Message: the original SDK's frames (reference §12.4)", () => {
     const both = decode("LHTTP/1.0 chat\r\nsubscribe:a\r\npublish:b\r\nx:1\r\n\r\nhi")
     assert.isTrue(both._tag === "Notify")
     if (both._tag === "Notify") {
-      assert.deepStrictEqual([both.subscribe, both.publish, both.headers.get("x"), both.body], [["a"], ["b"], "1", "hi"])
+      assert.deepStrictEqual([both.subscribe, both.publish, both.headers.get("x"), both.body], [
+        ["a"],
+        ["b"],
+        "1",
+        "hi"
+      ])
     }
     // the SDK's send() without headers: Go mangled a multi-line body here (B1)
     const reply = decode("LHTTP/1.0 chat\r\n\r\nline1\r\nline2")
@@ -340,10 +347,21 @@ describe("Message properties", () => {
 describe("Message: what mutation testing found untested", () => {
   it("an error frame without an id is a Failure with no id property at all", () => {
     const failure = decode("LHTTP/1.0 error\r\nstatus:404\r\nreason:UnknownCommand\r\n\r\nno such command")
-    assert.deepStrictEqual(failure, { _tag: "Failure", status: 404, reason: "UnknownCommand", message: "no such command" })
+    assert.deepStrictEqual(failure, {
+      _tag: "Failure",
+      status: 404,
+      reason: "UnknownCommand",
+      message: "no such command"
+    })
     assert.isFalse("id" in failure)
     const withId = decode("LHTTP/1.0 error\r\nstatus:429\r\nreason:TooManyRequests\r\nid:7\r\n\r\nslow down")
-    assert.deepStrictEqual(withId, { _tag: "Failure", status: 429, reason: "TooManyRequests", message: "slow down", id: "7" })
+    assert.deepStrictEqual(withId, {
+      _tag: "Failure",
+      status: 429,
+      reason: "TooManyRequests",
+      message: "slow down",
+      id: "7"
+    })
   })
 
   it("a malformed upstream header says what the header looks like", () => {

@@ -17,8 +17,8 @@ import * as Rejection from "../src/Rejection.ts"
 import * as Sessions from "../src/Sessions.ts"
 import * as SessionStore from "../src/SessionStore.ts"
 import * as Upstream from "../src/Upstream.ts"
-import { connect, frame, request, startServer } from "./utils/lhttp.ts"
 import { getJson } from "./utils/http.ts"
+import { connect, frame, request, startServer } from "./utils/lhttp.ts"
 import { startMemoryServer } from "./utils/memory.ts"
 import { natsServer } from "./utils/nats.ts"
 import { freePort, start } from "./utils/process.ts"
@@ -132,8 +132,7 @@ const series = (families: ReadonlyMap<string, Family>, name: string, label?: str
   return values
 }
 
-const zeros = (keys: ReadonlyArray<string>): Record<string, string> =>
-  Object.fromEntries(keys.map((key) => [key, "0"]))
+const zeros = (keys: ReadonlyArray<string>): Record<string, string> => Object.fromEntries(keys.map((key) => [key, "0"]))
 
 // what a fresh node shows, whatever else it has: the families of the core, the series at 0
 const assertFresh = (families: ReadonlyMap<string, Family>) => {
@@ -157,8 +156,9 @@ describe("GET /metrics from the start", () => {
       assertFresh(families)
       for (const name of coreFamilies) {
         if (name === "lhttp_bus_ready") assert.deepStrictEqual(series(families, name), { "": "1" })
-        else if (name === "lhttp_limited") assert.deepStrictEqual(series(families, name, "feature"), zeros(["history", "sessions"]))
-        else if (name === "lhttp_connections" || name === "lhttp_error_frames_total") continue
+        else if (name === "lhttp_limited") {
+          assert.deepStrictEqual(series(families, name, "feature"), zeros(["history", "sessions"]))
+        } else if (name === "lhttp_connections" || name === "lhttp_error_frames_total") continue
         else assert.deepStrictEqual(series(families, name), { "": "0" }, name)
       }
     }))
@@ -172,7 +172,9 @@ describe("GET /metrics from the start", () => {
       ])
       // every Rejection the module exports, or makes from one argument
       for (const value of Object.values(Rejection)) {
-        const made: unknown = typeof value === "function" && value !== Rejection.Rejection ? Reflect.apply(value, undefined, [""]) : value
+        const made: unknown = typeof value === "function" && value !== Rejection.Rejection
+          ? Reflect.apply(value, undefined, [""])
+          : value
         if (made instanceof Rejection.Rejection) declared.add(made.reason)
       }
       assert.isAtLeast(declared.size, 30)
@@ -200,7 +202,11 @@ describe("GET /metrics from the start", () => {
         UnknownCommand: "1",
         OutOfStock: "2"
       })
-      assert.deepStrictEqual(series(families, "lhttp_connections", "transport"), { websocket: "1", sse: "0", poll: "0" })
+      assert.deepStrictEqual(series(families, "lhttp_connections", "transport"), {
+        websocket: "1",
+        sse: "0",
+        poll: "0"
+      })
     }))
 
   it.live("the in-memory transport gets its gauge with its first connection, at 0 once it is gone", () =>
@@ -215,7 +221,9 @@ describe("GET /metrics from the start", () => {
       yield* client.transport.close
       yield* client.closed
       // the connection ends after its close: wait for the gauge to drop
-      yield* until(Effect.map(PrometheusMetrics.format(), (text) => text.includes("lhttp_connections{transport=\"memory\"} 0")))
+      yield* until(
+        Effect.map(PrometheusMetrics.format(), (text) => text.includes("lhttp_connections{transport=\"memory\"} 0"))
+      )
       assert.deepStrictEqual(
         series(parse(yield* PrometheusMetrics.format()), "lhttp_connections", "transport"),
         { websocket: "0", sse: "0", poll: "0", memory: "0" }
@@ -235,9 +243,15 @@ describe("GET /metrics from the start", () => {
       // the main job's sessions: every operation and outcome at 0
       const sessions = families.get("lhttp_session_operations_total")
       assert.isDefined(sessions)
-      const keys = (sessions?.metrics ?? []).map((sample) => `${sample.labels?.operation}/${sample.labels?.outcome}=${sample.value}`)
-      assert.deepStrictEqual(keys.sort(), ["close", "create", "restore", "update"].flatMap((operation) =>
-        ["failed", "ok"].map((outcome) => `${operation}/${outcome}=0`)).sort())
+      const keys = (sessions?.metrics ?? []).map((sample) =>
+        `${sample.labels?.operation}/${sample.labels?.outcome}=${sample.value}`
+      )
+      assert.deepStrictEqual(
+        keys.sort(),
+        ["close", "create", "restore", "update"].flatMap((operation) =>
+          ["failed", "ok"].map((outcome) => `${operation}/${outcome}=0`)
+        ).sort()
+      )
     }))
 
   it.live("the main job with upstream calls allowed: the calls' counter and the duration histogram from the start, empty", () =>
@@ -301,7 +315,12 @@ describe("the counters of events move with them", () => {
       const before = yield* counterValue("lhttp_rate_limited_total")
       const client = yield* connect()
       for (let i = 0; i < 5; i++) yield* client.send(`LHTTP/1.0 m\r\npublish:x\r\nid:m${i}\r\n\r\n`)
-      for (let i = 2; i < 5; i++) assert.match(yield* client.next(), new RegExp(`^LHTTP/1\\.0 error\\r\\nstatus:429\\r\\nreason:RateLimited\\r\\nid:m${i}\\r\\n`))
+      for (let i = 2; i < 5; i++) {
+        assert.match(
+          yield* client.next(),
+          new RegExp(`^LHTTP/1\\.0 error\\r\\nstatus:429\\r\\nreason:RateLimited\\r\\nid:m${i}\\r\\n`)
+        )
+      }
       assert.strictEqual((yield* counterValue("lhttp_rate_limited_total")) - before, 3)
     }))
 })
@@ -343,7 +362,11 @@ describe("lhttp_session_operations_total and the poll gauge move with them", () 
         SessionStore.SessionStore,
         Effect.map(SessionStore.makeMemory(), (memory) => {
           const failing = <A>(effect: Effect.Effect<A, SessionStore.SessionStoreError>) =>
-            Effect.suspend(() => down ? Effect.fail(new SessionStore.SessionStoreError({ reason: "Unavailable", message: "down" })) : effect)
+            Effect.suspend(() =>
+              down
+                ? Effect.fail(new SessionStore.SessionStoreError({ reason: "Unavailable", message: "down" }))
+                : effect
+            )
           return SessionStore.SessionStore.of({
             get: (key) => failing(memory.get(key)),
             set: (key, session) => failing(memory.set(key, session)),
@@ -357,16 +380,27 @@ describe("lhttp_session_operations_total and the poll gauge move with them", () 
       )
       const client = yield* connect()
       const before = yield* sessionOperations
-      const delta = Effect.map(sessionOperations, (now) =>
-        Object.fromEntries(Object.keys(now).sort().map((key) => [key, now[key]! - (before[key] ?? 0)])))
+      const delta = Effect.map(
+        sessionOperations,
+        (now) => Object.fromEntries(Object.keys(now).sort().map((key) => [key, now[key]! - (before[key] ?? 0)]))
+      )
       const answer = (text: string) => Effect.andThen(client.send(text), client.next())
       const key = /session-key:([^\r]+)/.exec(yield* answer("LHTTP/1.0 login\r\n\r\nalice"))?.[1] ?? ""
       assert.match(yield* answer(`LHTTP/1.0 rename\r\nkey:${key}\r\nid:u1\r\n\r\nbob`), /^LHTTP\/1\.0 session\r\n/)
-      assert.match(yield* answer("LHTTP/1.0 rename\r\nkey:unknown\r\nid:u2\r\n\r\nbob"), /^LHTTP\/1\.0 error\r\nstatus:404\r\nreason:SessionNotFound\r\nid:u2\r\n/)
+      assert.match(
+        yield* answer("LHTTP/1.0 rename\r\nkey:unknown\r\nid:u2\r\n\r\nbob"),
+        /^LHTTP\/1\.0 error\r\nstatus:404\r\nreason:SessionNotFound\r\nid:u2\r\n/
+      )
       down = true
-      assert.match(yield* answer(`LHTTP/1.0 logout\r\nkey:${key}\r\nid:c1\r\n\r\n`), /^LHTTP\/1\.0 error\r\nstatus:503\r\nreason:SessionStoreUnavailable\r\nid:c1\r\n/)
+      assert.match(
+        yield* answer(`LHTTP/1.0 logout\r\nkey:${key}\r\nid:c1\r\n\r\n`),
+        /^LHTTP\/1\.0 error\r\nstatus:503\r\nreason:SessionStoreUnavailable\r\nid:c1\r\n/
+      )
       down = false
-      assert.match(yield* answer(`LHTTP/1.0 logout\r\nkey:${key}\r\nid:c2\r\n\r\n`), new RegExp(`^LHTTP/1\\.0 session\\r\\nclosed:${key}\\r\\n`))
+      assert.match(
+        yield* answer(`LHTTP/1.0 logout\r\nkey:${key}\r\nid:c2\r\n\r\n`),
+        new RegExp(`^LHTTP/1\\.0 session\\r\\nclosed:${key}\\r\\n`)
+      )
       const other = yield* connect()
       yield* other.send(`LHTTP/1.0 session\r\nrestore:${key}\r\nid:r1\r\n\r\n`)
       assert.match(yield* other.next(), /^LHTTP\/1\.0 error\r\nstatus:404\r\nreason:SessionNotFound\r\nid:r1\r\n/)
@@ -385,12 +419,17 @@ describe("lhttp_session_operations_total and the poll gauge move with them", () 
   it.live("lhttp_connections{transport=\"poll\"}: 1 while a long-poll connection is open, 0 again once it is closed", () =>
     Effect.gen(function*() {
       const { http } = yield* startServer({})
-      const gauge = Effect.map(request(`${http}/metrics`), (response) => series(parse(response.body), "lhttp_connections", "transport"))
+      const gauge = Effect.map(
+        request(`${http}/metrics`),
+        (response) => series(parse(response.body), "lhttp_connections", "transport")
+      )
       assert.deepStrictEqual(yield* gauge, { websocket: "0", sse: "0", poll: "0" })
       const opened = yield* getJson(`${http}/poll`)
       assert.strictEqual(opened.status, 200)
       assert.deepStrictEqual(yield* gauge, { websocket: "0", sse: "0", poll: "1" })
-      const closed = yield* Effect.promise(() => fetch(`${http}/send?connection=${encodeURIComponent(opened.body.connection)}`, { method: "DELETE" }))
+      const closed = yield* Effect.promise(() =>
+        fetch(`${http}/send?connection=${encodeURIComponent(opened.body.connection)}`, { method: "DELETE" })
+      )
       assert.strictEqual(closed.status, 204)
       yield* until(Effect.map(gauge, (values) => values.poll === "0"))
       assert.deepStrictEqual(yield* gauge, { websocket: "0", sse: "0", poll: "0" })

@@ -6,7 +6,9 @@ import * as Multipart from "../src/Multipart.ts"
 const parts = (body: string, offsets: string) => {
   const result = Multipart.split(body, offsets)
   assert.isTrue(Result.isSuccess(result), Result.isFailure(result) ? result.failure.message : "")
-  return Result.isSuccess(result) ? result.success.map((p) => ({ headers: Object.fromEntries(p.headers), body: p.body })) : []
+  return Result.isSuccess(result)
+    ? result.success.map((p) => ({ headers: Object.fromEntries(p.headers), body: p.body }))
+    : []
 }
 
 const fails = (body: string, offsets: string, text: string) => {
@@ -176,8 +178,14 @@ describe("Multipart: what mutation testing found untested", () => {
 
   it("an offset is all digits, at most 15 of them", () => {
     const body = "a:1\r\n\r\nx"
-    assert.strictEqual(message(body, "0 1x"), "offset \"1x\" is not a decimal number (offsets are separated by single spaces)")
-    assert.strictEqual(message(body, "0000000000000000"), "offset \"0000000000000000\" is not a decimal number (offsets are separated by single spaces)")
+    assert.strictEqual(
+      message(body, "0 1x"),
+      "offset \"1x\" is not a decimal number (offsets are separated by single spaces)"
+    )
+    assert.strictEqual(
+      message(body, "0000000000000000"),
+      "offset \"0000000000000000\" is not a decimal number (offsets are separated by single spaces)"
+    )
     assert.strictEqual(message(body, []), "no offsets")
   })
 

@@ -7,6 +7,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Layer, Logger, References, Result, Tracer } from "effect"
+import type * as Net from "node:net"
 import * as Bus from "../src/Bus.ts"
 import * as Channel from "../src/Channel.ts"
 import * as Echo from "../src/demo/Echo.ts"
@@ -41,7 +42,11 @@ const capture = () => {
 /** The message of the Error a cause died with, if it died. */
 const diedWith = (cause: Cause.Cause<unknown>): string | undefined => {
   const defect = cause.reasons.find(Cause.isDieReason)
-  return defect === undefined ? undefined : defect.defect instanceof Error ? defect.defect.message : String(defect.defect)
+  return defect === undefined
+    ? undefined
+    : defect.defect instanceof Error
+    ? defect.defect.message
+    : String(defect.defect)
 }
 
 /** A Tracer that records every span it makes (the spans themselves, with their attributes once set). */
@@ -134,7 +139,10 @@ describe("Logs: levels and causes (operations.md, Logs)", () => {
       const client = yield* connect()
       // a failure the client is answered with is not logged: the die after it is the only warning
       yield* client.send(frame("refuse", { id: "f" }))
-      assert.strictEqual(yield* client.next(), "LHTTP/1.0 error\r\nstatus:403\r\nreason:Forbidden\r\nid:f\r\n\r\nnot you")
+      assert.strictEqual(
+        yield* client.next(),
+        "LHTTP/1.0 error\r\nstatus:403\r\nreason:Forbidden\r\nid:f\r\n\r\nnot you"
+      )
       yield* client.send(frame("broken", { id: "b" }, "x1"))
       const error = yield* client.next()
       assert.strictEqual(error, internalError("b"))
@@ -152,7 +160,10 @@ describe("Logs: levels and causes (operations.md, Logs)", () => {
   it.live("a filter that dies: one warning with the defect as its cause; the client gets 500", () =>
     Effect.gen(function*() {
       const { layer, logged } = capture()
-      const { connect } = yield* startMemoryServer({ processors: [Echo.Echo], filters: [Trip] }, Layer.merge(TripLive, Echo.layer)).pipe(
+      const { connect } = yield* startMemoryServer(
+        { processors: [Echo.Echo], filters: [Trip] },
+        Layer.merge(TripLive, Echo.layer)
+      ).pipe(
         Effect.provide(layer)
       )
       const client = yield* connect()
@@ -171,11 +182,13 @@ describe("Logs: levels and causes (operations.md, Logs)", () => {
   it.live("a WebSocket protocol error and an oversized message: logged at debug with ws's reason, nothing above debug", () =>
     Effect.gen(function*() {
       const { layer, logged } = capture()
-      const { url } = yield* startServer({ processors: [Echo.Echo], maxMessageBytes: 100 }, Echo.layer).pipe(Effect.provide(layer))
+      const { url } = yield* startServer({ processors: [Echo.Echo], maxMessageBytes: 100 }, Echo.layer).pipe(
+        Effect.provide(layer)
+      )
       const about = () => logged.filter((line) => line.text.includes("WebSocket"))
       // a frame with the reserved opcode 3 (FIN set, masked, empty): ws closes with 1002
       const invalid = yield* connectWs(`${url}/`)
-      const socket = (invalid.ws as unknown as { readonly _socket: import("node:net").Socket })._socket
+      const socket = (invalid.ws as unknown as { readonly _socket: Net.Socket })._socket
       socket.write(Buffer.from([0x83, 0x80, 0, 0, 0, 0]))
       assert.strictEqual((yield* invalid.closed).code, 1002)
       yield* eventually(() => about().length === 1)
@@ -198,7 +211,10 @@ describe("Logs: levels and causes (operations.md, Logs)", () => {
       const bus = yield* Bus.makeMemory()
       const hub = yield* Hub.make().pipe(Effect.provideService(Bus.Bus, bus), Effect.provide(layer))
       const got: Array<string> = []
-      const good = (name: string): Hub.Subscriber => ({ channels: new Set(), deliver: (frame) => got.push(`${name}:${frame.text}`) })
+      const good = (name: string): Hub.Subscriber => ({
+        channels: new Set(),
+        deliver: (frame) => got.push(`${name}:${frame.text}`)
+      })
       const broken: Hub.Subscriber = {
         channels: new Set(),
         deliver: () => {
@@ -212,7 +228,10 @@ describe("Logs: levels and causes (operations.md, Logs)", () => {
       yield* hub.publishText(t, "one")
       assert.deepStrictEqual(got, ["first:one", "last:one"])
       yield* eventually(() => logged.length === 1)
-      assert.deepStrictEqual([logged[0]!.level, logged[0]!.text], ["Error", "a hub subscriber threw while a frame was delivered"])
+      assert.deepStrictEqual([logged[0]!.level, logged[0]!.text], [
+        "Error",
+        "a hub subscriber threw while a frame was delivered"
+      ])
       // the thrown Error itself is logged with the line (Hub logs it as a value, not as a Cause)
       assert.strictEqual(logged[0]!.parts.length, 1)
       const thrown = logged[0]!.parts[0]

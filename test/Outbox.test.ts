@@ -9,9 +9,9 @@
 // schedules its flush, with setImmediate: callbacks run in order, so the flush has run when it resolves.
 import { assert, describe, it } from "@effect/vitest"
 import { closeCode, closeReason, Outbox } from "../src/internal/server/outbox.ts"
-import { CloseCode } from "../src/internal/wire/protocol.ts"
-import { Outbound } from "../src/internal/wire/outbound.ts"
 import { Stats } from "../src/internal/server/stats.ts"
+import { Outbound } from "../src/internal/wire/outbound.ts"
+import { CloseCode } from "../src/internal/wire/protocol.ts"
 import type { Transport } from "../src/Transport.ts"
 
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve))
@@ -183,7 +183,9 @@ describe("Outbox", () => {
   })
 
   it("closeCode: 1000-1003, 1007-1014 and 3000-4999 pass; any other code becomes 1000", () => {
-    for (const code of [1000, 1001, 1002, 1003, 1007, 1010, 1014, 3000, 4001, 4999]) assert.strictEqual(closeCode(code), code)
+    for (const code of [1000, 1001, 1002, 1003, 1007, 1010, 1014, 3000, 4001, 4999]) {
+      assert.strictEqual(closeCode(code), code)
+    }
     for (const code of [0, 999, 1004, 1005, 1006, 1015, 2999, 5000, 1000.5, Number.NaN]) {
       assert.strictEqual(closeCode(code), 1000, String(code))
     }

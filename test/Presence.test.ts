@@ -44,7 +44,9 @@ const ask = (client: MemoryClient, channel: string) =>
   Effect.gen(function*() {
     yield* client.send(`LHTTP/1.0 presence\r\nchannel:${channel}\r\nid:q\r\n\r\n`)
     const answer = yield* client.next("5 seconds")
-    const names = (JSON.parse(parsed(answer).body) as Array<Presence.Member>).map((m) => (m.info as { name: string }).name)
+    const names = (JSON.parse(parsed(answer).body) as Array<Presence.Member>).map((m) =>
+      (m.info as { name: string }).name
+    )
     return { headers: headersOf(answer), names: names.sort() }
   })
 
@@ -96,7 +98,11 @@ describe("Presence on one node (memory bus)", () => {
       assert.deepInclude(JSON.parse(parsed(joined).body), { info: { name: "alice" } })
       yield* joiner.transport.close
       const left = yield* watcher.next()
-      assert.deepInclude(headersOf(left), { channel: "ev-room", event: "leave", connection: headersOf(joined).connection })
+      assert.deepInclude(headersOf(left), {
+        channel: "ev-room",
+        event: "leave",
+        connection: headersOf(joined).connection
+      })
       yield* watcher.nothing()
     }))
 })
@@ -135,7 +141,13 @@ describe("Presence: the defaults, and what a member shows", () => {
       }
       yield* last!.send("LHTTP/1.0 presence\r\nchannel:crowd\r\nid:q\r\n\r\n")
       const answer = yield* last!.next("5 seconds")
-      assert.deepStrictEqual(headersOf(answer), { channel: "crowd", count: "1000", cut: "yes", complete: "yes", id: "q" })
+      assert.deepStrictEqual(headersOf(answer), {
+        channel: "crowd",
+        count: "1000",
+        cut: "yes",
+        complete: "yes",
+        id: "q"
+      })
       const members = JSON.parse(parsed(answer).body) as Array<Record<string, unknown>>
       assert.strictEqual(members.length, 1000)
       for (const member of members) {
@@ -163,7 +175,9 @@ describe("Presence across nodes (NATS)", () => {
       const { headers, names } = yield* ask(alice, "ev-hall")
       assert.deepStrictEqual(names, ["alice", "bob"])
       assert.deepInclude(headers, { count: "2", complete: "yes" })
-      const raw = yield* alice.send("LHTTP/1.0 presence\r\nchannel:ev-hall\r\n\r\n").pipe(Effect.andThen(alice.next("5 seconds")))
+      const raw = yield* alice.send("LHTTP/1.0 presence\r\nchannel:ev-hall\r\n\r\n").pipe(
+        Effect.andThen(alice.next("5 seconds"))
+      )
       const nodes = new Set((JSON.parse(parsed(raw).body) as Array<Presence.Member>).map((m) => m.node))
       assert.strictEqual(nodes.size, 2)
     }))
@@ -174,7 +188,7 @@ describe("Presence across nodes (NATS)", () => {
       const one = yield* node(NatsBus.layer({ servers: nats.url }))
       const scope = yield* Scope.make()
       const two = yield* node(NatsBus.layer({ servers: nats.url })).pipe(Scope.provide(scope))
-      yield* linked(one.connect, (() => two.connect().pipe(Scope.provide(scope))))
+      yield* linked(one.connect, () => two.connect().pipe(Scope.provide(scope)))
       const alice = yield* member(one.connect, "alice", "hall")
       yield* member(() => two.connect().pipe(Scope.provide(scope)), "bob", "hall")
       yield* until(Effect.map(ask(alice, "hall"), ({ names }) => names.join() === "alice,bob"))
@@ -216,7 +230,10 @@ const sharedBus = Effect.gen(function*() {
 })
 
 /** A node with presence as configured by default (events on `ev-` channels only). */
-const defaultNode = (bus: Layer.Layer<Bus.Bus>, serverOptions?: { readonly messageRate?: { perSecond: number; burst: number; closeAfter: number } }) =>
+const defaultNode = (
+  bus: Layer.Layer<Bus.Bus>,
+  serverOptions?: { readonly messageRate?: { perSecond: number; burst: number; closeAfter: number } }
+) =>
   startMemoryServer(
     { processors: [Hello, Presence.PresenceProcessor], ...serverOptions },
     Layer.merge(HelloLive, Presence.layer({ events: ["ev-"] })),
@@ -252,8 +269,17 @@ describe("Presence: leave events, the timeout, a crashed node, query floods", ()
       assert.deepInclude(joined, { event: "join" })
       yield* leaver.send("LHTTP/1.0 x\r\nunsubscribe:ev-room\r\n\r\n")
       const left = yield* watcher.next()
-      assert.deepStrictEqual(headersOf(left), { channel: "ev-room", event: "leave", connection: joined.connection, node: joined.node })
-      assert.deepStrictEqual(JSON.parse(parsed(left).body), { connection: joined.connection, node: joined.node, info: { name: "l" } })
+      assert.deepStrictEqual(headersOf(left), {
+        channel: "ev-room",
+        event: "leave",
+        connection: joined.connection,
+        node: joined.node
+      })
+      assert.deepStrictEqual(JSON.parse(parsed(left).body), {
+        connection: joined.connection,
+        node: joined.node,
+        info: { name: "l" }
+      })
       yield* watcher.nothing()
       // one that stops reading, and is closed as a slow consumer by a flood on another channel
       const slow = yield* member(connect, "s", "ev-room")
@@ -264,7 +290,12 @@ describe("Presence: leave events, the timeout, a crashed node, query floods", ()
       const publisher = yield* connect()
       for (let i = 0; i < 10; i++) yield* publisher.send(`LHTTP/1.0 m\r\npublish:flood\r\n\r\n${"x".repeat(1000)}`)
       assert.strictEqual((yield* slow.closed).code, 4001)
-      assert.deepStrictEqual(headersOf(yield* watcher.next()), { channel: "ev-room", event: "leave", connection: slowJoin.connection, node: slowJoin.node })
+      assert.deepStrictEqual(headersOf(yield* watcher.next()), {
+        channel: "ev-room",
+        event: "leave",
+        connection: slowJoin.connection,
+        node: slowJoin.node
+      })
       yield* watcher.nothing()
     }))
 
@@ -279,7 +310,8 @@ describe("Presence: leave events, the timeout, a crashed node, query floods", ()
       const alice = yield* member(one.connect, "alice", "ev-hall")
       yield* member(two.connect, "bob", "ev-hall")
       assert.deepInclude(headersOf(yield* alice.next()), { channel: "ev-hall", event: "join" })
-      const heartbeatsOfTwo = () => published.filter((p) => p.node === "two" && p.channel === "$lhttp.presence.nodes").length
+      const heartbeatsOfTwo = () =>
+        published.filter((p) => p.node === "two" && p.channel === "$lhttp.presence.nodes").length
       // both nodes know each other already (a node greets a new one at once): a complete answer at once
       const both = yield* ask(alice, "ev-hall")
       assert.deepStrictEqual(both.names, ["alice", "bob"])
@@ -307,13 +339,21 @@ describe("Presence: leave events, the timeout, a crashed node, query floods", ()
       yield* advance(1)
       const first = yield* alice.next()
       assert.deepStrictEqual(headersOf(first), { channel: "ev-hall", count: "1", cut: "no", complete: "no", id: "q1" })
-      assert.deepStrictEqual((JSON.parse(parsed(first).body) as Array<Presence.Member>).map((m) => m.info), [{ name: "alice" }])
+      assert.deepStrictEqual((JSON.parse(parsed(first).body) as Array<Presence.Member>).map((m) => m.info), [{
+        name: "alice"
+      }])
       // 14,999 ms after it was last heard: still counted (1 s more to wait, complete:no)
       yield* advance(13_999)
       yield* alice.send("LHTTP/1.0 presence\r\nchannel:ev-hall\r\nid:q2\r\n\r\n")
       yield* alice.nothing()
       yield* advance(1_000)
-      assert.deepStrictEqual(headersOf(yield* alice.next()), { channel: "ev-hall", count: "1", cut: "no", complete: "no", id: "q2" })
+      assert.deepStrictEqual(headersOf(yield* alice.next()), {
+        channel: "ev-hall",
+        count: "1",
+        cut: "no",
+        complete: "no",
+        id: "q2"
+      })
       // now 15,999 ms: forgotten, the answer complete at once (no clock moves)
       const forgotten = yield* ask(alice, "ev-hall")
       assert.deepStrictEqual([forgotten.names, forgotten.headers.complete], [["alice"], "yes"])
@@ -325,7 +365,9 @@ describe("Presence: leave events, the timeout, a crashed node, query floods", ()
   it.live("presence query floods are bounded by messageRate: a query past it is refused 429 and costs no bus message", () =>
     Effect.gen(function*() {
       const { nodeBus, published } = yield* sharedBus
-      const { connect } = yield* defaultNode(nodeBus("one").layer, { messageRate: { perSecond: 0.001, burst: 4, closeAfter: 100 } })
+      const { connect } = yield* defaultNode(nodeBus("one").layer, {
+        messageRate: { perSecond: 0.001, burst: 4, closeAfter: 100 }
+      })
       const client = yield* connect()
       yield* client.send("LHTTP/1.0 x\r\nsubscribe:room\r\n\r\n")
       const queries = () => published.filter((p) => p.channel === "$lhttp.presence.query").length
@@ -333,7 +375,10 @@ describe("Presence: leave events, the timeout, a crashed node, query floods", ()
       const answers = new Map<string, string>()
       for (let i = 0; i < 10; i++) {
         const frame = parsed(yield* client.next())
-        answers.set(frame.headers.get("id") ?? "", frame.command === "presence" ? "presence" : `${frame.headers.get("status")} ${frame.headers.get("reason")}`)
+        answers.set(
+          frame.headers.get("id") ?? "",
+          frame.command === "presence" ? "presence" : `${frame.headers.get("status")} ${frame.headers.get("reason")}`
+        )
       }
       assert.deepStrictEqual(
         Object.fromEntries(answers),

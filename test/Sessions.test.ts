@@ -4,10 +4,10 @@
  * expired, and signalled, with every connection of a session kept in step.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Layer, Option, Schema, Scope } from "effect"
-import { TestClock } from "effect/testing"
 import { Kvm } from "@nats-io/kv"
 import * as Nats from "@nats-io/transport-node"
+import { Deferred, Effect, Exit, Fiber, Layer, Option, Schema, Scope } from "effect"
+import { TestClock } from "effect/testing"
 import * as NatsBus from "../src/NatsBus.ts"
 import * as NatsSessionStore from "../src/NatsSessionStore.ts"
 import * as Processor from "../src/Processor.ts"
@@ -27,7 +27,9 @@ const Whoami = Processor.make("whoami")
 const AppLive = Layer.mergeAll(
   Login.toLayer(Effect.gen(function*() {
     const sessions = yield* Sessions.Sessions
-    return { onMessage: (exchange) => Effect.asVoid(sessions.create(exchange.connection, { name: exchange.body.name })) }
+    return {
+      onMessage: (exchange) => Effect.asVoid(sessions.create(exchange.connection, { name: exchange.body.name }))
+    }
   })),
   Rename.toLayer(Effect.gen(function*() {
     const sessions = yield* Sessions.Sessions
@@ -48,8 +50,11 @@ const AppLive = Layer.mergeAll(
     const sessions = yield* Sessions.Sessions
     return {
       onMessage: (exchange) =>
-        Effect.flatMap(sessions.current(exchange.connection), (session) =>
-          exchange.send(Option.match(session, { onNone: () => "nobody", onSome: (s) => JSON.stringify(s.data) })))
+        Effect.flatMap(
+          sessions.current(exchange.connection),
+          (session) =>
+            exchange.send(Option.match(session, { onNone: () => "nobody", onSome: (s) => JSON.stringify(s.data) }))
+        )
     }
   }))
 )
@@ -135,7 +140,8 @@ describe("Sessions", () => {
       let n = 0
       const { connect } = yield* server({
         generateKey: () => `key-${++n}-unguessable-enough`,
-        onCreated: (session, connection) => Effect.sync(() => events.push(`created ${session.key} ${JSON.stringify(session.data)} ${connection.url}`)),
+        onCreated: (session, connection) =>
+          Effect.sync(() => events.push(`created ${session.key} ${JSON.stringify(session.data)} ${connection.url}`)),
         onClosed: (key) => Effect.sync(() => events.push(`closed ${key}`))
       })
       const client = yield* connect("/hooks")
@@ -323,7 +329,8 @@ describe("Sessions in NATS KV, across nodes", () => {
         Effect.promise(() => Nats.connect({ servers: nats.url })),
         (nc) => Effect.promise(() => nc.close())
       )
-      const maxAge = (bucket: string) => Effect.promise(async () => (await (await new Kvm(nc).open(bucket)).status()).ttl)
+      const maxAge = (bucket: string) =>
+        Effect.promise(async () => (await (await new Kvm(nc).open(bucket)).status()).ttl)
       const byDefault = yield* NatsSessionStore.make({ servers: nats.url })
       assert.isTrue(yield* byDefault.isReady!)
       assert.strictEqual(yield* maxAge("lhttp-sessions"), 24 * 3600_000)
@@ -332,37 +339,44 @@ describe("Sessions in NATS KV, across nodes", () => {
       assert.strictEqual(yield* maxAge("short-sessions"), 90_000)
     }))
 
-  it.live("NATS not up yet: a login gets 503 SessionStoreUnavailable; once NATS is up, a login is in KV and another node restores it", () =>
-    Effect.gen(function*() {
-      // a JetStream server on a port reserved now, down until the test starts it again
-      const nats = yield* natsServerWith({ jetstream: true })
-      yield* Effect.promise(() => nats.kill())
-      const one = yield* node(nats.url)
-      const early = yield* one.connect()
-      yield* early.send(frame("login", { id: "l1" }, "{\"name\":\"early\"}"))
-      assert.strictEqual(
-        yield* early.next(),
-        "LHTTP/1.0 error\r\nstatus:503\r\nreason:SessionStoreUnavailable\r\nid:l1\r\n\r\nthe session store failed: the session store has not reached NATS yet"
-      )
-      // nothing was kept of it
-      yield* early.send(frame("whoami"))
-      assert.strictEqual(yield* early.next(), "LHTTP/1.0 whoami\r\n\r\nnobody")
-      yield* Effect.promise(() => nats.restart())
-      const store = yield* NatsSessionStore.make({ servers: nats.url })
-      const two = yield* node(nats.url)
-      // the store of node one decides within its retry: the login succeeds once it has
-      let key = ""
-      yield* until(Effect.gen(function*() {
-        const client = yield* one.connect()
-        yield* client.send(frame("login", { id: "l2" }, "{\"name\":\"later\"}"))
-        const answer = yield* client.next()
-        if (answer.startsWith("LHTTP/1.0 error")) return false
-        key = sessionOf(answer).key
-        return true
-      }), "10 seconds")
-      assert.isTrue(Option.isSome(yield* store.get(key)))
-      const elsewhere = yield* two.connect()
-      yield* elsewhere.send(frame("session", { restore: key, id: "r" }))
-      assert.deepStrictEqual(sessionOf(yield* elsewhere.next()), { key, id: "r", data: { name: "later" } })
-    }), 30_000)
+  it.live(
+    "NATS not up yet: a login gets 503 SessionStoreUnavailable; once NATS is up, a login is in KV and another node restores it",
+    () =>
+      Effect.gen(function*() {
+        // a JetStream server on a port reserved now, down until the test starts it again
+        const nats = yield* natsServerWith({ jetstream: true })
+        yield* Effect.promise(() => nats.kill())
+        const one = yield* node(nats.url)
+        const early = yield* one.connect()
+        yield* early.send(frame("login", { id: "l1" }, "{\"name\":\"early\"}"))
+        assert.strictEqual(
+          yield* early.next(),
+          "LHTTP/1.0 error\r\nstatus:503\r\nreason:SessionStoreUnavailable\r\nid:l1\r\n\r\nthe session store failed: the session store has not reached NATS yet"
+        )
+        // nothing was kept of it
+        yield* early.send(frame("whoami"))
+        assert.strictEqual(yield* early.next(), "LHTTP/1.0 whoami\r\n\r\nnobody")
+        yield* Effect.promise(() => nats.restart())
+        const store = yield* NatsSessionStore.make({ servers: nats.url })
+        const two = yield* node(nats.url)
+        // the store of node one decides within its retry: the login succeeds once it has
+        let key = ""
+        yield* until(
+          Effect.gen(function*() {
+            const client = yield* one.connect()
+            yield* client.send(frame("login", { id: "l2" }, "{\"name\":\"later\"}"))
+            const answer = yield* client.next()
+            if (answer.startsWith("LHTTP/1.0 error")) return false
+            key = sessionOf(answer).key
+            return true
+          }),
+          "10 seconds"
+        )
+        assert.isTrue(Option.isSome(yield* store.get(key)))
+        const elsewhere = yield* two.connect()
+        yield* elsewhere.send(frame("session", { restore: key, id: "r" }))
+        assert.deepStrictEqual(sessionOf(yield* elsewhere.next()), { key, id: "r", data: { name: "later" } })
+      }),
+    30_000
+  )
 })

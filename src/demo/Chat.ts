@@ -15,11 +15,10 @@
  *
  * @since 0.1.0
  */
-import { Effect, Option, Result } from "effect"
-import * as Channel from "../Channel.ts"
+import { Effect, Option } from "effect"
 import * as Connection from "../Connection.ts"
-import * as History from "../History.ts"
 import * as Hub from "../Hub.ts"
+import * as Message from "../Message.ts"
 import * as Presence from "../Presence.ts"
 import * as Processor from "../Processor.ts"
 import * as Sessions from "../Sessions.ts"
@@ -28,6 +27,7 @@ import * as Sessions from "../Sessions.ts"
  * The `chat` processor.
  *
  * @since 0.1.0
+ * @category processors
  */
 export const Chat = Processor.make("chat")
 
@@ -38,16 +38,11 @@ const sanitizeName = (name: string | undefined): string => {
   return clean === "" ? "anonymous" : clean
 }
 
-const channelsOf = (value: string | undefined): ReadonlyArray<string> => {
-  if (!value) return []
-  const parsed = Channel.parseList(value)
-  return Result.isSuccess(parsed) ? parsed.success : []
-}
-
 /**
  * Its implementation: keeps the names present in each room on this server.
  *
  * @since 0.1.0
+ * @category layers
  */
 export const layer = Chat.toLayer(Effect.gen(function*() {
   const hub = yield* Hub.Hub
@@ -85,7 +80,7 @@ export const layer = Chat.toLayer(Effect.gen(function*() {
   return {
     onMessage: (exchange) =>
       Effect.gen(function*() {
-        const { connection } = exchange
+        const { connection, message } = exchange
         const given = exchange.header("name")
         if (given !== undefined) connection.set(Name, sanitizeName(given))
         else if (connection.get(Name) === undefined) {
@@ -95,9 +90,9 @@ export const layer = Chat.toLayer(Effect.gen(function*() {
         const name = connection.get(Name) ?? "anonymous"
         // back from a reconnect with the room's position (or asking for positions): what was said meanwhile
         // comes first; the since is used here, so the built-in subscription after this has none to answer again
-        const since = History.parseSince(exchange.header("since") ?? "")
+        const since = message.since
         let joinedHere = false
-        for (const room of channelsOf(exchange.header("subscribe"))) {
+        for (const room of message.subscribe) {
           let members = rooms.get(room)
           if (members === undefined) rooms.set(room, members = new Map())
           if (members.has(connection.id)) continue
@@ -113,9 +108,9 @@ export const layer = Chat.toLayer(Effect.gen(function*() {
           })
           yield* announce(room, "join", name)
         }
-        if (joinedHere) exchange.setHeader("since", undefined)
-        if (exchange.header("publish") !== undefined) exchange.setHeader("from", name)
-        for (const room of channelsOf(exchange.header("unsubscribe"))) yield* leave(connection, room)
+        if (joinedHere) exchange.setHeader(Message.Header.since, undefined)
+        if (message.publish.length > 0) exchange.setHeader("from", name)
+        for (const room of message.unsubscribe) yield* leave(connection, room)
       }),
     onClose: (connection) =>
       Effect.forEach(Array.from(rooms.keys()), (room) => leave(connection, room), { discard: true })

@@ -10,6 +10,7 @@ import * as Processor from "../Processor.ts"
  * The `echo` processor.
  *
  * @since 0.1.0
+ * @category processors
  */
 export const Echo = Processor.make("echo")
 
@@ -17,6 +18,7 @@ export const Echo = Processor.make("echo")
  * Its implementation.
  *
  * @since 0.1.0
+ * @category layers
  */
 export const layer = Echo.toLayer({
   onMessage: (exchange) => exchange.send(exchange.text)

@@ -15,6 +15,7 @@ import * as Sessions from "../Sessions.ts"
  * What a login carries: a name of 1 to 32 characters.
  *
  * @since 0.1.0
+ * @category schemas
  */
 export const Credentials = Schema.Struct({ name: Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(32)) })
 
@@ -22,6 +23,7 @@ export const Credentials = Schema.Struct({ name: Schema.String.check(Schema.isMi
  * The `login` processor.
  *
  * @since 0.1.0
+ * @category processors
  */
 export const Login = Processor.make("login", { body: Schema.fromJsonString(Credentials) })
 
@@ -29,6 +31,7 @@ export const Login = Processor.make("login", { body: Schema.fromJsonString(Crede
  * Its implementation, over the `Sessions` service.
  *
  * @since 0.1.0
+ * @category layers
  */
 export const layer = Login.toLayer(Effect.gen(function*() {
   const sessions = yield* Sessions.Sessions

@@ -38,7 +38,9 @@ export const respondable = [
   P.toLayer({ onMessage: () => Effect.fail(new OutOfStock({ item: "tea" })) }),
   P.toLayer({ onOpen: () => Effect.fail(new OutOfStock({ item: "tea" })) }),
   // mapped, as the docs advise
-  P.toLayer({ onMessage: () => Effect.fail(new NotFound({ id: "1" })).pipe(Effect.mapError(() => Rejection.forbidden("no"))) })
+  P.toLayer({
+    onMessage: () => Effect.fail(new NotFound({ id: "1" })).pipe(Effect.mapError(() => Rejection.forbidden("no")))
+  })
 ]
 
 /** An error that would not become an error frame does not compile, in each hook that can fail. */

@@ -73,7 +73,7 @@ export const launch = () => {
 }
 
 /** The core's Layer requires them the same way. */
-const core = LhttpServer.layer({ processors: [Echo, Place], filters: [Auth] })
-expectTypeOf<Layer.Services<typeof core>>().toEqualTypeOf<
+const _core = LhttpServer.layer({ processors: [Echo, Place], filters: [Auth] })
+expectTypeOf<Layer.Services<typeof _core>>().toEqualTypeOf<
   Hub.Hub | Bus.Bus | Processor.Service<"echo"> | Processor.Service<"place"> | Filter.Service<"auth">
 >()

@@ -52,7 +52,8 @@ const Put = Processor.make("put", {
 /** docs/server.md: "a handler that returns the wrong type or fails with an undeclared error does not compile". */
 export const serverDoc = [
   Put.toLayer({
-    onMessage: ({ body }) => body.x < 0 ? Effect.fail(new OffBoard({ x: body.x, y: 0 })) : Effect.succeed({ placed: body.x })
+    onMessage: ({ body }) =>
+      body.x < 0 ? Effect.fail(new OffBoard({ x: body.x, y: 0 })) : Effect.succeed({ placed: body.x })
   }),
   // @ts-expect-error the wrong type
   Put.toLayer({ onMessage: ({ body }) => Effect.succeed({ placed: String(body.x) }) }),

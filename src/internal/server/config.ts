@@ -22,7 +22,9 @@ export const stringKeepingEmpty = (name: string, fallback: string): Config.Confi
     Config.mapEffect(Option.match({
       onSome: Effect.succeed,
       onNone: () =>
-        Config.String(name).pipe(Config.withDefault(fallback)).parse(ConfigProvider.fromEnv({ preserveEmptyStrings: true }))
+        Config.String(name).pipe(Config.withDefault(fallback)).parse(
+          ConfigProvider.fromEnv({ preserveEmptyStrings: true })
+        )
     }))
   )
 
@@ -66,16 +68,16 @@ export const checkedOr = <A>(
 ): Config.Config<A> => checked(name, parse).pipe(Config.map(Option.getOrElse(() => fallback)))
 
 /** Checks the value of `self` (read from the variable `name`) with `parse`. */
-export const refine = <A, B>(name: string, parse: (value: A) => Result.Result<B, string>) =>
-(self: Config.Config<A>): Config.Config<B> =>
-  self.pipe(
-    Config.mapEffect((value) =>
-      Result.match(parse(value), {
-        onSuccess: (parsed) => Effect.succeed(parsed),
-        onFailure: (message) => Effect.fail(invalid(name, message))
-      })
+export const refine =
+  <A, B>(name: string, parse: (value: A) => Result.Result<B, string>) => (self: Config.Config<A>): Config.Config<B> =>
+    self.pipe(
+      Config.mapEffect((value) =>
+        Result.match(parse(value), {
+          onSuccess: (parsed) => Effect.succeed(parsed),
+          onFailure: (message) => Effect.fail(invalid(name, message))
+        })
+      )
     )
-  )
 
 /** A required variable checked by `parse`: missing fails as Effect's `Config.String` does. */
 export const required = <A>(name: string, parse: (raw: string) => Result.Result<A, string>): Config.Config<A> =>
@@ -124,7 +126,8 @@ export const parseFlag = (raw: string): Result.Result<boolean, string> => {
   return Result.fail(expected("1 or 0 (true or false)", raw))
 }
 
-const hostName = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/
+const hostName =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/
 const ipv4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/
 
 // an IPv6 address, as the URL parser reads one (this module runs in browsers too: no node:net)
@@ -155,12 +158,6 @@ export const parseSecret = (raw: string): Result.Result<string, string> =>
   /^[\x21-\x7e]+$/.test(raw)
     ? Result.succeed(raw)
     : Result.fail("expected visible ASCII characters without spaces (the value is not shown)")
-
-/** A name for NATS (a KV bucket, a JetStream stream): letters, digits, `_` and `-`, at most 255. */
-export const parseNatsName = (raw: string): Result.Result<string, string> =>
-  /^[A-Za-z0-9_-]{1,255}$/.test(raw)
-    ? Result.succeed(raw)
-    : Result.fail(expected("a name of letters, digits, _ and - (at most 255)", raw))
 
 /**
  * A comma-separated list (entries trimmed, empty ones dropped), each entry
@@ -206,44 +203,11 @@ export const parseUpstreamEntry = (text: string): Result.Result<string, string> 
     onFailure: (problem) => Result.fail(entryProblem[problem])
   })
 
-const natsSchemes = new Set(["nats:", "tls:", "ws:", "wss:"])
-
-/** One NATS server: `nats://host:port` (or `tls:`, `ws:`, `wss:`), or `host[:port]`. */
-export const parseNatsServer = (text: string): Result.Result<string, string> => {
-  const withScheme = text.includes("://") ? text : `nats://${text}`
-  if (!URL.canParse(withScheme)) return Result.fail(" (not a URL)")
-  const url = new URL(withScheme)
-  if (!natsSchemes.has(url.protocol)) return Result.fail(` (the scheme is ${url.protocol.slice(0, -1)})`)
-  if (url.hostname === "") return Result.fail(" (no host)")
-  if (url.protocol !== "ws:" && url.protocol !== "wss:" && url.pathname !== "" && url.pathname !== "/") {
-    return Result.fail(" (a NATS server has no path)")
-  }
-  return Result.succeed(text)
-}
-
-/** `LHTTP_NATS_URL`'s servers: comma-separated `nats://host:port` (or `tls:`, `ws:`, `wss:`, or `host:port`). */
-export const parseNatsServers = parseList(
-  "comma-separated NATS servers such as nats://127.0.0.1:4222",
-  parseNatsServer
-)
-
-/** `LHTTP_NATS_URL`, required: the NATS servers (see {@link parseNatsServers}). */
-export const natsServersConfig: Config.Config<Array<string>> = required("LHTTP_NATS_URL", parseNatsServers)
-
-/** `LHTTP_NATS_URL`, optional: none when it is not set, the servers when it is (checked). */
-export const natsServersOption: Config.Config<Option.Option<Array<string>>> = checked("LHTTP_NATS_URL", parseNatsServers)
-
 /** One channel name prefix (`*`: every channel). */
 export const parseChannelPrefix = (text: string): Result.Result<string, string> =>
   text === "*" || Result.isSuccess(Channel.validate(text)) || Result.isSuccess(Channel.validate(`${text}x`))
     ? Result.succeed(text)
     : Result.fail(" (not the start of a channel name)")
-
-/** A NATS subject prefix: empty, or channel name tokens ending with `.`. */
-export const parseSubjectPrefix = (raw: string): Result.Result<string, string> =>
-  raw === "" || (raw.endsWith(".") && Result.isSuccess(Channel.validate(raw.slice(0, -1))))
-    ? Result.succeed(raw)
-    : Result.fail(expected("empty or channel name tokens ending with \".\", such as \"lhttp.\"", raw))
 
 /** `LHTTP_DEBUG`: a startup failure prints its full cause after its one line. */
 export const debugConfig: Config.Config<boolean> = checkedOr("LHTTP_DEBUG", false, parseFlag)
@@ -316,7 +280,9 @@ export const listenError = (
       const text = cause instanceof Error ? cause.message : String(cause)
       return new ListenError({
         reason: "Other",
-        message: `cannot listen on port ${where.port} on ${on}: ${text.split("\n")[0]} (${where.portVariable}, ${where.hostVariable})`,
+        message: `cannot listen on port ${where.port} on ${on}: ${
+          text.split("\n")[0]
+        } (${where.portVariable}, ${where.hostVariable})`,
         cause
       })
     }

@@ -22,7 +22,8 @@ import type { ProtocolError } from "../../ProtocolError.ts"
 import { Rejection } from "../../Rejection.ts"
 import type { Inbound, Outbound as OutboundFrame, Transport } from "../../Transport.ts"
 import { Outbound, utf8Length } from "../wire/outbound.ts"
-import { CloseCode } from "../wire/protocol.ts"
+import { CloseCode, Command, ErrorHeader, Header } from "../wire/protocol.ts"
+import { Lane } from "./lane.ts"
 import { Outbox, schedule, type SlowConsumerPolicy } from "./outbox.ts"
 import { Bucket, type Rate } from "./rate.ts"
 import type { Stats } from "./stats.ts"
@@ -71,10 +72,10 @@ const rateLimited = (perSecond: number) =>
   new Rejection({
     status: 429,
     reason: "RateLimited",
-    message: `more than ${perSecond >= 1 ? Math.round(perSecond) : perSecond.toPrecision(2)} messages a second: this one was not processed`
+    message: `more than ${
+      perSecond >= 1 ? Math.round(perSecond) : perSecond.toPrecision(2)
+    } messages a second: this one was not processed`
   })
-
-/** The close code of a message over `maxMessageBytes`. */
 
 // inbound messages queued before the transport is asked to stop reading
 const inboxHighWater = 1024
@@ -96,6 +97,8 @@ const nextTurn: Effect.Effect<void> = Effect.callback<void>((resume) => {
   schedule(() => resume(Effect.void))
 })
 
+// connection ids: a prefix random to the process, then a count shared by every server of the process (ids
+// are unique on the process, whatever server a connection is on)
 let sequence = 0
 const prefix = Math.random().toString(36).slice(2, 8)
 
@@ -121,10 +124,11 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
   #busy = false
   #pendingClose: { readonly code: number; readonly reason: string } | undefined
   #scope: Scope.Closeable | undefined
-  #lanes: Array<{ readonly stop: () => void }> | undefined
+  // the lane of the connection's upstream calls, made on the first
+  #lane: Lane | undefined
   #ended = false
   // the requests running beside the inbox, and the inbox waiting for one of them to finish
-  #requests: Set<Fiber.Fiber<void>> | undefined
+  #requests: Set<Fiber.Fiber<unknown, unknown>> | undefined
   #slot: (() => void) | undefined
   // whether the first message authenticated the connection (when the server asks for it), and its deadline
   #authenticated: boolean
@@ -173,7 +177,9 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
 
   receive(data: string | Uint8Array): void {
     if (this.#gone || this.outbox.isClosed) return
-    if (tooBig(data, this.#core.limits.maxMessageBytes)) return this.closeNow(CloseCode.messageTooBig, "message too big")
+    if (tooBig(data, this.#core.limits.maxMessageBytes)) {
+      return this.closeNow(CloseCode.messageTooBig, "message too big")
+    }
     if (this.#rate !== undefined && (this.#closeWhenDrained !== undefined || !this.#rate.take())) {
       return this.#rateLimited(data)
     }
@@ -190,7 +196,7 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
     const limit = this.#core.limits.messageRate!
     this.#core.stats.rateLimited++
     const frame = typeof data === "string" ? Frame.parse(data) : Frame.parseBytes(data)
-    const id = Result.isSuccess(frame) ? frame.success.headers.get("id") || undefined : undefined
+    const id = Result.isSuccess(frame) ? frame.success.headers.get(Header.id) || undefined : undefined
     this.write(rateLimited(limit.perSecond).toFrame(id))
     if (this.#closeWhenDrained !== undefined) return
     const now = Date.now()
@@ -212,7 +218,7 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
   closed(): void {
     if (this.#gone) return
     this.#gone = true
-    this.outbox.close(1000, "")
+    this.outbox.close(CloseCode.normal, "")
     if (!this.#running) this.#start()
   }
 
@@ -291,12 +297,14 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
       this.transport.resume?.()
     }
     if (!this.outbox.isClosed && this.#head < this.#inbox.length) this.#start()
-    else if (this.#closeWhenDrained !== undefined) this.closeWhenIdle(this.#closeWhenDrained.code, this.#closeWhenDrained.reason)
+    else if (this.#closeWhenDrained !== undefined) {
+      this.closeWhenIdle(this.#closeWhenDrained.code, this.#closeWhenDrained.reason)
+    }
     return Effect.void
   }
 
   /**
-   * Ends the connection: lanes stopped, `onClose` hooks, subscriptions and the
+   * Ends the connection: its upstream lane stopped, `onClose` hooks, subscriptions and the
    * connection's scope released, and the server told, each whatever the one
    * before did. Runs once; the server's drain calls it for the connections
    * still open at its timeout.
@@ -306,11 +314,11 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
     this.#ended = true
     clearTimeout(this.#authenticationTimer)
     this.#gone = true
-    this.outbox.close(1001, "server shutting down")
+    this.outbox.close(CloseCode.goingAway, "server shutting down")
     const connection = this
     const core = this.#core
     return Effect.gen(function*() {
-      if (connection.#lanes !== undefined) for (const lane of connection.#lanes) lane.stop()
+      connection.#lane?.stop()
       const requests = connection.#requests
       if (requests !== undefined && requests.size > 0) {
         yield* Effect.exit(Effect.forEach(Array.from(requests), (fiber) => Fiber.interrupt(fiber), { discard: true }))
@@ -361,14 +369,15 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
     if (this.#ended) return
     const requests = (this.#requests ??= new Set())
     let done = false
-    let fiber: Fiber.Fiber<void> | undefined
-    fiber = this.#core.fork(effect.pipe(Effect.ensuring(Effect.sync(() => {
+    // (the fiber that ends is the one the fork returns, which may not be there yet: a fork runs at once)
+    const fiber = this.#core.fork(effect.pipe(Effect.ensuring(Effect.withFiber((self) => {
       done = true
-      if (fiber !== undefined) requests.delete(fiber)
+      requests.delete(self)
       const slot = this.#slot
       this.#slot = undefined
       if (slot !== undefined) slot()
       else this.#closeIfIdle()
+      return Effect.void
     }))))
     // a request that ended within the fork is not kept
     if (!done) requests.add(fiber)
@@ -382,9 +391,9 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
     }
   }
 
-  /** Registers something to stop when the connection ends (an upstream lane). */
-  addLane(lane: { readonly stop: () => void }): void {
-    ;(this.#lanes ??= []).push(lane)
+  /** The lane the connection's upstream calls run in, one after another; stopped when the connection ends. */
+  lane(): Lane {
+    return (this.#lane ??= new Lane(this.#core.fork))
   }
 
   // ---- Subscriber ----
@@ -402,7 +411,7 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
 
   /** Queues a frame known to be valid. */
   write(frame: Frame.Frame): void {
-    if (frame.command === "error") this.#core.stats.errorFrame(frame.headers.get("reason") ?? "")
+    if (frame.command === Command.error) this.#core.stats.errorFrame(frame.headers.get(ErrorHeader.reason) ?? "")
     this.outbox.offer(new Outbound(Frame.render(frame)))
   }
 
@@ -443,10 +452,18 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
   }
 
   unsubscribe(channels: Iterable<string>): Effect.Effect<void> {
-    return this.#core.hub.unsubscribe(this, channels)
+    return Effect.suspend(() => {
+      // a name that is not a channel id cannot be held: it is ignored like any channel not held
+      const held: Array<Channel.ChannelId> = []
+      for (const channel of channels) {
+        const id = Channel.validate(channel)
+        if (Result.isSuccess(id)) held.push(id.success)
+      }
+      return this.#core.hub.unsubscribe(this, held)
+    })
   }
 
-  close(code = 1000, reason = ""): Effect.Effect<void> {
+  close(code: number = CloseCode.normal, reason = ""): Effect.Effect<void> {
     return Effect.sync(() => this.closeNow(code, reason))
   }
 

@@ -1,24 +1,25 @@
 /**
  * The connections of the HTTP transports: a Server-Sent Events stream, or
- * long-polls, with `POST /send` for what the peer sends. A session is one
- * connection of the core (a `Transport`) that outlives the HTTP requests
- * carrying it: each frame written gets the next sequence number and is kept
- * in a bounded buffer, so that a stream that reconnects (`Last-Event-ID`) or
- * the next poll (its cursor) gets what it has not had yet.
+ * long-polls, with `POST /send` for what the peer sends. An `HttpConnection`
+ * is one connection of the core (a `Transport`) that outlives the HTTP
+ * requests carrying it: each frame written gets the next sequence number and
+ * is kept in a bounded buffer, so that a stream that reconnects
+ * (`Last-Event-ID`) or the next poll (its cursor) gets what it has not had
+ * yet.
  *
  * Platform-neutral: the requests and responses are the caller's (see
- * `internal/httpTransports.ts` for Node).
+ * `internal/node/httpConnections.ts`, `sse.ts` and `longPoll.ts` for Node).
  */
 import { Result } from "effect"
 import * as Frame from "../../Frame.ts"
 import type { Inbound, Outbound, Peer, Transport } from "../../Transport.ts"
 import { Outbound as OutboundFrame } from "../wire/outbound.ts"
-import { Command, startLine } from "../wire/protocol.ts"
+import { Command, PositionHeader, startLine, StreamEvent } from "../wire/protocol.ts"
 
-/** Which HTTP transport a session serves. */
+/** Which HTTP transport a connection serves. */
 export type Kind = "sse" | "poll"
 
-/** Where an SSE session writes its events: a streaming response. */
+/** Where an SSE connection writes its events: a streaming response. */
 export interface Sink {
   readonly write: (chunk: string) => void
   readonly end: () => void
@@ -29,13 +30,13 @@ export interface Sink {
 /** How a poll is answered: a status and a JSON body. */
 export type Reply = (status: number, body: string) => void
 
-/** How a session ended. */
+/** How a connection ended. */
 export interface Ended {
   readonly code: number
   readonly reason: string
 }
 
-/** An unguessable session key: 128 random bits, base64url. */
+/** An unguessable key (a connection's, a session's): 128 random bits, base64url. */
 export const makeKey = (): string => {
   const bytes = crypto.getRandomValues(new Uint8Array(16))
   let binary = ""
@@ -51,7 +52,7 @@ const commandOf = (text: string): string => {
 
 const lineBreak = /\r\n|\r|\n/
 
-// a frame's event without its id, made once per frame and shared by every SSE session it goes to
+// a frame's event without its id, made once per frame and shared by every SSE connection it goes to
 const events = new WeakMap<Outbound, string>()
 
 /**
@@ -74,7 +75,7 @@ export const controlEvent = (name: string, data: string): string => `event: ${na
 export const pollBody = (key: string, cursor: number, frames: ReadonlyArray<string>): string =>
   `{"connection":${JSON.stringify(key)},"cursor":${cursor},"frames":${JSON.stringify(frames)}}`
 
-/** What a poll of a closed session answers (410). */
+/** What a poll of a closed connection answers (410). */
 export const closedBody = (key: string, ended: Ended): string =>
   JSON.stringify({ connection: key, code: ended.code, reason: ended.reason })
 
@@ -125,11 +126,13 @@ const positionStart = `${startLine}${Command.position}\r\n`
 export const recoveryLimitReason = "RecoveryLimit"
 
 // the channel a position frame without a position (no history) names
+const channelLine = `\r\n${PositionHeader.channel}:`
 const channelOfText = (text: string): string | undefined => {
-  const at = text.indexOf("\r\nchannel:")
+  const at = text.indexOf(channelLine)
   if (at === -1) return undefined
-  const end = text.indexOf("\r\n", at + 10)
-  return text.slice(at + 10, end === -1 ? text.length : end)
+  const start = at + channelLine.length
+  const end = text.indexOf("\r\n", start)
+  return text.slice(start, end === -1 ? text.length : end)
 }
 
 // the position frame of a recovery that was cut: recovered:no with the reason, the position kept
@@ -137,9 +140,9 @@ const cutPosition = (frame: Outbound): Outbound => {
   const parsed = Frame.parse(frame.text)
   if (Result.isFailure(parsed)) return frame
   const headers = new Map(parsed.success.headers)
-  headers.set("recovered", "no")
-  headers.delete("reason")
-  headers.set("reason", recoveryLimitReason)
+  headers.set(PositionHeader.recovered, "no")
+  headers.delete(PositionHeader.reason)
+  headers.set(PositionHeader.reason, recoveryLimitReason)
   return new OutboundFrame(Frame.render(Frame.make(parsed.success.command, headers)), frame.position)
 }
 
@@ -149,21 +152,21 @@ interface Waiter {
 }
 
 /** One connection of an HTTP transport. */
-export class Session implements Transport {
+export class HttpConnection implements Transport {
   readonly key = makeKey()
   readonly kind: Kind
   readonly peer: Peer
-  /** The core's side, set once the server accepted the session. */
+  /** The core's side, set once the server accepted the connection. */
   inbound: Inbound | undefined
-  /** The last time a request of the peer ended or started (ms): an idle session expires. */
+  /** The last time a request of the peer ended or started (ms): an idle connection expires. */
   lastActive = Date.now()
-  /** When the session ended (ms), kept a while so that its peer learns how. */
+  /** When the connection ended (ms), kept a while so that its peer learns how. */
   endedAt = 0
   /** Whether the core asked to stop reading: `POST /send` answers 429 meanwhile. */
   paused = false
-  /** Whether a stream or a poll was ever attached: before, the session lives shorter. */
+  /** Whether a stream or a poll was ever attached: before, the connection lives shorter. */
   started = false
-  #onDetached: ((session: Session, detached: boolean) => void) | undefined
+  #onDetached: ((connection: HttpConnection, detached: boolean) => void) | undefined
   #detached = false
   readonly #retain: number
   #seq = 0
@@ -184,8 +187,8 @@ export class Session implements Transport {
   readonly #waiting = new Map<string, { frames: Array<Outbound>; bytes: number; cut: boolean }>()
 
   /**
-   * @param retain bytes of written frames an SSE session keeps for a
-   * reconnect; a poll session keeps what is not acknowledged, bounded by the
+   * @param retain bytes of written frames an SSE connection keeps for a
+   * reconnect; a poll connection keeps what is not acknowledged, bounded by the
    * outbox
    */
   constructor(kind: Kind, peer: Peer, retain: number) {
@@ -216,12 +219,12 @@ export class Session implements Transport {
     return positions
   }
 
-  /** How the session ended, once it has. */
+  /** How the connection ended, once it has. */
   get ended(): Ended | undefined {
     return this.#ended
   }
 
-  /** Whether a stream or a poll is attached: an attached session does not expire. */
+  /** Whether a stream or a poll is attached: an attached connection does not expire. */
   get attached(): boolean {
     return this.#sink !== undefined || this.#waiter !== undefined
   }
@@ -249,7 +252,7 @@ export class Session implements Transport {
     const sink = this.#sink
     if (sink !== undefined) {
       this.#sink = undefined
-      sink.write(controlEvent("close", JSON.stringify(this.#ended)))
+      sink.write(controlEvent(StreamEvent.close, JSON.stringify(this.#ended)))
       sink.end()
     }
     // a waiting poll gets what is left, or the end
@@ -273,22 +276,22 @@ export class Session implements Transport {
 
   // ---- what the peer holds ----
 
-  /** Whether the session counts as detached: open, with no stream and no poll attached. */
+  /** Whether the connection counts as detached: open, with no stream and no poll attached. */
   get detached(): boolean {
     return this.#detached
   }
 
   /**
-   * Calls `listener` now and whenever the session starts or stops counting
-   * as detached (an ended session does not count).
+   * Calls `listener` now and whenever the connection starts or stops counting
+   * as detached (an ended connection does not count).
    */
-  watch(listener: (session: Session, detached: boolean) => void): void {
+  watch(listener: (connection: HttpConnection, detached: boolean) => void): void {
     this.#onDetached = listener
     this.#detached = false
     this.#check()
   }
 
-  // tells the listener when whether the session is detached changed
+  // tells the listener when whether the connection is detached changed
   #check(): void {
     const detached = this.#ended === undefined && this.#sink === undefined && this.#waiter === undefined
     if (detached === this.#detached) return
@@ -305,7 +308,7 @@ export class Session implements Transport {
   // ---- recovery of the URL's history channels ----
 
   /**
-   * The URL that opened the session recovers `channels` since positions:
+   * The URL that opened the connection recovers `channels` since positions:
    * their recovered messages may take `budget` bytes in all. A channel's
    * messages wait for its `position` frame and go with it, whole; a channel
    * whose messages would pass the budget gets none of them, and its
@@ -378,7 +381,7 @@ export class Session implements Transport {
     if (after < this.#delivered) {
       // the frames after `after` were written to the previous stream: write them again from the buffer
       const oldest = this.#kept.oldest
-      if (oldest > after + 1) sink.write(controlEvent("gap", `{"from":${after + 1},"to":${oldest - 1}}`))
+      if (oldest > after + 1) sink.write(controlEvent(StreamEvent.gap, `{"from":${after + 1},"to":${oldest - 1}}`))
       this.#delivered = Math.max(after, oldest - 1)
       this.#pendingBytes = 0
       for (let seq = this.#delivered + 1; seq <= this.#seq; seq++) this.#pendingBytes += this.#kept.at(seq).bytes.length
@@ -389,7 +392,7 @@ export class Session implements Transport {
     this.#stream(sink)
   }
 
-  /** The stream went away (the peer left): the session waits for a reconnect until it expires. */
+  /** The stream went away (the peer left): the connection waits for a reconnect until it expires. */
   detach(sink: Sink): void {
     if (this.#sink !== sink) return
     this.#sink = undefined
@@ -461,7 +464,7 @@ export class Session implements Transport {
     clearTimeout(waiter.timer)
     this.lastActive = Date.now()
     if (this.#kept.size === 0) {
-      // nothing left to give: how the session ended
+      // nothing left to give: how the connection ended
       waiter.reply(410, closedBody(this.key, this.#ended!))
     } else {
       const texts: Array<string> = []

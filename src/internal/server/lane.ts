@@ -4,7 +4,8 @@
  * a fiber only while it has work. Each effect must handle its own failures;
  * one that dies anyway is logged and the lane goes on.
  */
-import { Effect, Fiber } from "effect"
+import type { Fiber } from "effect"
+import { Effect } from "effect"
 
 /** Runs effects in order, one at a time. */
 export class Lane {

@@ -86,7 +86,7 @@ export const registerMetrics = (
 ) => {
   const registrations: Array<{ readonly remove: () => void }> = []
   const register = <S>(
-    metric: Metric.Metric<any, S>,
+    metric: Metric.Metric<never, S>,
     get: () => S,
     attributes?: Readonly<Record<string, string>>
   ) => {
@@ -112,7 +112,9 @@ export const registerMetrics = (
   for (const feature of ["history", "sessions"]) {
     register(limited, () => {
       const found = Effect.runSyncExit(services.limitations)
-      return { value: found._tag === "Success" && found.value.some((limitation) => limitation.feature === feature) ? 1 : 0 }
+      return {
+        value: found._tag === "Success" && found.value.some((limitation) => limitation.feature === feature) ? 1 : 0
+      }
     }, { feature })
   }
   const counters: ReadonlyArray<readonly [string, string, () => number]> = [
@@ -122,7 +124,9 @@ export const registerMetrics = (
     ["lhttp_slow_consumer_closes_total", "connections closed as slow consumers (4001)", () => stats.slowConsumerCloses],
     ["lhttp_rate_limited_total", "messages refused by the message rate (429)", () => stats.rateLimited]
   ]
-  for (const [name, description, read] of counters) register(counter(name, description), () => ({ count: read(), incremental: true }))
+  for (const [name, description, read] of counters) {
+    register(counter(name, description), () => ({ count: read(), incremental: true }))
+  }
 
   const connectionGauge = Metric.gauge("lhttp_connections", { description: "open connections, by transport" })
   const transports = new Set<string>()
@@ -151,9 +155,12 @@ export const registerMetrics = (
   // made here at 0, so that it is there before the first reconnection
   busReconnects.updateUnsafe(0, context)
 
-  Effect.runSync(Scope.addFinalizer(scope, Effect.sync(() => {
-    for (const registration of registrations) registration.remove()
-  })))
+  Effect.runSync(Scope.addFinalizer(
+    scope,
+    Effect.sync(() => {
+      for (const registration of registrations) registration.remove()
+    })
+  ))
 
   return {
     /** Adds the connection gauge of a transport seen for the first time. */

@@ -14,8 +14,6 @@ import type { Stats } from "./stats.ts"
 /** What happens to a connection whose outbox is full. */
 export type SlowConsumerPolicy = "close" | "drop"
 
-/** The close code sent to a slow consumer under the "close" policy. */
-
 /** Runs a function once, at the next turn of the event loop, after its I/O: setImmediate where there is one. */
 export const schedule: (run: () => void) => void = typeof setImmediate === "function"
   ? (run) => setImmediate(run)
@@ -30,7 +28,7 @@ export const closeCode = (code: number): number =>
   Number.isInteger(code) && ((code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
       (code >= 3000 && code <= 4999))
     ? code
-    : 1000
+    : CloseCode.normal
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -45,6 +43,8 @@ export const closeReason = (reason: string): string => {
   return decoder.decode(bytes.subarray(0, end))
 }
 
+// The outboxes with frames to write this tick, and whether the flush is scheduled. Module state, shared by
+// every server of the process on purpose: one timer a tick for all of them, however many servers there are.
 const dirty: Array<Outbox> = []
 let flushScheduled = false
 

@@ -4,9 +4,11 @@
  * the start line and the headers, and no allocation beyond the slices kept:
  * problems come back as values.
  */
-import type { Frame } from "../../Frame.ts"
-import type { Reason } from "../../ProtocolError.ts"
+import type { Frame } from "./frameModel.ts"
 import { startLine, version } from "./protocol.ts"
+
+/** The reasons of the grammar's problems: those of `ProtocolError.Reason` that the grammar finds. */
+export type Reason = "NotLhttp" | "UnsupportedVersion" | "MalformedStartLine" | "MalformedHeader" | "TooManyHeaders"
 
 /** A grammar violation: the reason of the ProtocolError it becomes, and a human message. */
 export class Problem {
@@ -21,7 +23,8 @@ export class Problem {
 const CR = 13
 const LF = 10
 const COLON = 58
-const PREFIX = startLine
+// where the command starts: just after the version and its space
+const commandStart = startLine.length
 
 const strayLineBreak = (where: string) =>
   new Problem(
@@ -102,11 +105,11 @@ export const readHeaders = (
 
 /** Parses one frame, or returns the first problem found. */
 export const parseFrame = (input: string, maxHeaders: number): Frame | Problem => {
-  if (!input.startsWith(PREFIX)) return startLineProblem(input)
+  if (!input.startsWith(startLine)) return startLineProblem(input)
   const length = input.length
-  const eol = lineEnd(input, 10, length)
+  const eol = lineEnd(input, commandStart, length)
   if (eol === -1) return strayLineBreak("start line")
-  const command = input.slice(10, eol)
+  const command = input.slice(commandStart, eol)
   const headers = new Map<string, string>()
   if (eol >= length - 2) return { command, headers, body: "" }
   const bodyStart = readHeaders(input, eol + 2, length, headers, maxHeaders)

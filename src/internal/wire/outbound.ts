@@ -2,8 +2,6 @@
  * A frame on its way out: its text, rendered once, and its UTF-8 bytes,
  * encoded on first use and shared by every connection it goes to.
  */
-import type * as Transport from "../../Transport.ts"
-
 const encoder = new TextEncoder()
 
 // Node's Buffer when there is one: `ws` sends a Buffer as it is, while any other
@@ -12,12 +10,19 @@ const encode: (text: string) => Uint8Array = typeof globalThis.Buffer === "funct
   ? (text) => globalThis.Buffer.from(text, "utf8")
   : (text) => encoder.encode(text)
 
-/** A frame on its way out, rendered once and encoded at most once. */
-export class Outbound implements Transport.Outbound {
+/** Where a frame sits in a channel's history, when the hub rendered it for a subscription that asked. */
+export interface Position {
+  readonly channel: string
+  readonly epoch: string
+  readonly offset: number
+}
+
+/** A frame on its way out, rendered once and encoded at most once (a `Transport.Outbound`). */
+export class Outbound {
   readonly text: string
-  readonly position: Transport.Outbound["position"]
+  readonly position: Position | undefined
   #bytes: Uint8Array | undefined
-  constructor(text: string, position?: Transport.Outbound["position"]) {
+  constructor(text: string, position?: Position) {
     this.text = text
     this.position = position
   }

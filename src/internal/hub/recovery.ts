@@ -1,0 +1,130 @@
+/**
+ * The recovery of a history channel for one subscriber: while its live
+ * subscription is in place, what arrives for it waits at its gate; the store
+ * gives the messages since the position it asked for, then the `position`
+ * frame goes, then what waited, less what the recovery already gave. The same
+ * runs for every positioned subscriber after a gap in what the bus delivered
+ * (`heal`).
+ */
+import { type Context, Effect } from "effect"
+import type * as Channel from "../../Channel.ts"
+import * as Frame from "../../Frame.ts"
+import * as History from "../../History.ts"
+import * as Rejection from "../../Rejection.ts"
+import { Outbound } from "../wire/outbound.ts"
+import { advance, deliverSafely, type Entry, positionedFrame, type Receiver } from "./fanOut.ts"
+
+/**
+ * The `position` frame that answers a subscription's `since` on a channel
+ * (`recovered` only when it asked since a position; without a recovery: no history).
+ */
+export const positionFrame = (
+  channel: Channel.ChannelId,
+  recovery: History.Recovery | undefined,
+  asked: boolean
+): Outbound => {
+  const headers = new Map<string, string>([[History.Header.channel, channel]])
+  if (recovery !== undefined) {
+    headers.set(History.Header.epoch, recovery.position.epoch)
+    headers.set(History.Header.offset, String(recovery.position.offset))
+  }
+  const reason = recovery === undefined ? "NoHistory" : recovery.reason
+  if (asked) headers.set(History.Header.recovered, reason === undefined ? "yes" : "no")
+  if (reason !== undefined) headers.set(History.Header.reason, reason)
+  const text = Frame.render(Frame.make(History.positionCommand, headers))
+  return recovery === undefined
+    ? new Outbound(text)
+    : new Outbound(text, { channel, epoch: recovery.position.epoch, offset: recovery.position.offset })
+}
+
+/** A failure of the store, as the subscription's answer. */
+export const toHistoryRejection = (error: History.HistoryError): Rejection.Rejection =>
+  Rejection.historyUnavailable(error.message)
+
+/** Puts up a subscriber's gate on a channel (one already there, for a recovery still running, is kept). */
+export const raiseGate = <S extends Receiver>(entry: Entry<S>, subscriber: S): void => {
+  const gates = (entry.gates ??= new Map())
+  if (!gates.has(subscriber)) gates.set(subscriber, [])
+}
+
+/** A subscriber's gate goes; with the last one the map goes too, and fan-out looks up nothing again. */
+export const removeGate = <S extends Receiver>(entry: Entry<S>, subscriber: S): void => {
+  if (entry.gates?.delete(subscriber) === true && entry.gates.size === 0) entry.gates = undefined
+}
+
+/** What recovery needs from its hub. */
+export interface Options {
+  /** The store, when channels keep history here. */
+  readonly history: History.History["Service"] | undefined
+  /** The hub's services, for the recoveries a gap starts. */
+  readonly context: Context.Context<never>
+  /** Reports a subscriber that threw. */
+  readonly onDefect: (defect: unknown) => void
+}
+
+/** Makes the recovery of a hub. */
+export const make = <S extends Receiver>(options: Options) => {
+  const { context, history, onDefect } = options
+
+  // what waited at a subscriber's gate goes on after `last` (all of it without one); the gate goes
+  const openGate = (subscriber: S, entry: Entry<S>, last: number | undefined) => {
+    const waited = entry.gates?.get(subscriber) ?? []
+    removeGate(entry, subscriber)
+    if (!entry.subscribers.has(subscriber)) return
+    for (const frame of waited) {
+      // a frame the bus could not number has no position: it goes as it is
+      if (last === undefined || frame.position === undefined || frame.position.offset > last) {
+        deliverSafely(subscriber, frame, onDefect)
+      }
+    }
+  }
+
+  // A history channel's recovery for one subscriber, once the live subscription is in place (what
+  // arrives meanwhile waits at its gate): the messages since the position asked for, the position
+  // frame, then what waited, less what the recovery already gave. When the store fails, what waited
+  // goes on and the subscription's answer is the failure.
+  const recover = (
+    subscriber: S,
+    entry: Entry<S>,
+    policy: History.Policy,
+    since: History.Position | undefined
+  ): Effect.Effect<void, Rejection.Rejection> =>
+    history!.recover(entry.channel, policy, since).pipe(
+      Effect.mapError(toHistoryRejection),
+      Effect.tapError(() => Effect.sync(() => openGate(subscriber, entry, undefined))),
+      Effect.map((recovery) => {
+        advance(entry, recovery.position)
+        if (entry.subscribers.has(subscriber)) {
+          for (const message of recovery.messages) {
+            deliverSafely(subscriber, positionedFrame(entry.channel, message.text, message.position), onDefect)
+          }
+          deliverSafely(subscriber, positionFrame(entry.channel, recovery, since !== undefined), onDefect)
+        }
+        openGate(subscriber, entry, recovery.position.offset)
+      })
+    )
+
+  // After a gap in what the bus delivered: every positioned subscriber not recovering already gets what
+  // is missing since the last offset it had, then a position frame, then what came meanwhile (gated).
+  const heal = (entry: Entry<S>, since: History.Position): void => {
+    const policy = entry.policy
+    if (policy === undefined || history === undefined) return
+    for (const subscriber of entry.positioned) {
+      if (entry.gates?.has(subscriber) === true) continue
+      raiseGate(entry, subscriber)
+      Effect.runForkWith(context)(
+        recover(subscriber, entry, policy, since).pipe(
+          Effect.catchCause((cause) =>
+            Effect.logWarning("a channel's history could not fill a gap in live delivery", cause)
+          )
+        )
+      )
+    }
+  }
+
+  // a subscription asking for positions on a channel without history: its position frame says so
+  const noHistory = (subscriber: S, channel: Channel.ChannelId, asked: boolean): Effect.Effect<void> =>
+    Effect.sync(() => deliverSafely(subscriber, positionFrame(channel, undefined, asked), onDefect))
+
+  return { recover, heal, noHistory }
+}
