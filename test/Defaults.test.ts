@@ -6,8 +6,8 @@
  * Effect's TestClock, never on a wait.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { Deferred, Duration, Effect, Fiber, Layer, Schema, Stream } from "effect"
 import { PrometheusMetrics } from "effect/observability"
-import { Deferred, Duration, Effect, Layer, Schema, Stream, Fiber } from "effect"
 import * as Http from "node:http"
 import * as Net from "node:net"
 import { vi } from "vitest"
@@ -144,7 +144,12 @@ describe("Defaults: a declared error's own status", () => {
     Effect.gen(function*() {
       const { connect } = yield* startMemoryServer({ processors: [Judge] }, JudgeLive)
       const client = yield* connect()
-      for (const [status, answered] of [[400, 400], [409, 409], [599, 599], [399, 400], [600, 400], [200, 400], [450.5, 400]]) {
+      for (
+        const [status, answered] of [[400, 400], [409, 409], [599, 599], [399, 400], [600, 400], [200, 400], [
+          450.5,
+          400
+        ]]
+      ) {
         const body = JSON.stringify({ status })
         yield* client.send(frame("judge", { id: `j${status}` }, body))
         assert.strictEqual(
@@ -162,10 +167,13 @@ describe("Defaults: Hub.stream", () => {
       const gate = yield* Deferred.make<void>()
       const seen: Array<string> = []
       const reading = yield* Effect.forkChild(
-        Stream.runForEach(hub.stream("busy"), (message) =>
-          Effect.sync(() => seen.push(message._tag === "Failure" ? "failure" : String(message.body))).pipe(
-            Effect.andThen(Effect.suspend(() => seen.length === 1 ? Deferred.await(gate) : Effect.void))
-          ))
+        Stream.runForEach(
+          hub.stream("busy"),
+          (message) =>
+            Effect.sync(() => seen.push(message._tag === "Failure" ? "failure" : String(message.body))).pipe(
+              Effect.andThen(Effect.suspend(() => seen.length === 1 ? Deferred.await(gate) : Effect.void))
+            )
+        )
       )
       yield* eventually(() => hub.channelCount() === 1)
       yield* hub.publish("busy", "m", {}, "first")
@@ -273,7 +281,9 @@ const text = 0x1
 
 // the timers are real again when the test's body ends, before its scope (the server) closes
 const withFakeTimers = <A, E, R>(body: Effect.Effect<A, E, R>) =>
-  Effect.sync(() => vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "setInterval", "clearInterval", "Date"] })).pipe(
+  Effect.sync(() =>
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "setInterval", "clearInterval", "Date"] })
+  ).pipe(
     Effect.andThen(body),
     // the raw sockets go first: a server's timer to destroy one would never fire once the timers are real
     Effect.ensuring(Effect.sync(() => {
@@ -323,13 +333,21 @@ describe("Defaults: the WebSocket transport's timers, with no option set (fake t
 
   it.live("heartbeatInterval infinity: no ping ever; the connection stays open", () =>
     withFakeTimers(Effect.gen(function*() {
-      const { port } = yield* startServer({ sse: false, poll: false, heartbeatInterval: Duration.infinity, processors: [Echo.Echo] }, Echo.layer)
+      const { port } = yield* startServer({
+        sse: false,
+        poll: false,
+        heartbeatInterval: Duration.infinity,
+        processors: [Echo.Echo]
+      }, Echo.layer)
       const peer = yield* Effect.promise(() => rawClient(port))
       vi.advanceTimersByTime(3600 * 1000)
       // a marker through the same socket: its answer comes after any ping written before it
       peer.send("LHTTP/1.0 echo\r\n\r\nmarker")
       yield* Effect.promise(() => peer.until("the marker's answer", () => peer.frames.length > 0))
-      assert.deepStrictEqual(peer.frames.map((frame) => [frame.opcode, frame.payload.toString()]), [[text, "LHTTP/1.0 echo\r\n\r\nmarker"]])
+      assert.deepStrictEqual(peer.frames.map((frame) => [frame.opcode, frame.payload.toString()]), [[
+        text,
+        "LHTTP/1.0 echo\r\n\r\nmarker"
+      ]])
       assert.isFalse(peer.closed())
     })))
 })
@@ -340,8 +358,10 @@ const Stall = Processor.make("stall")
 const StallLive = Stall.toLayer({ onMessage: () => Effect.suspend(() => Deferred.await(stallGate)) })
 
 // the server's count of messages taken from clients (all the servers of this process)
-const messagesIn = Effect.map(PrometheusMetrics.format(), (text) =>
-  Number(/^lhttp_messages_in_total(?:\{\})? (\d+)/m.exec(text)?.[1] ?? "0"))
+const messagesIn = Effect.map(
+  PrometheusMetrics.format(),
+  (text) => Number(/^lhttp_messages_in_total(?:\{\})? (\d+)/m.exec(text)?.[1] ?? "0")
+)
 
 // waits on a condition without a timer of Effect's (they are fake here): a turn of the event loop each time
 const whileFake = <E, R>(what: string, probe: Effect.Effect<boolean, E, R>) =>
@@ -357,13 +377,22 @@ describe("Defaults: a paused connection and the heartbeat (fake timers)", () => 
   it.live("a connection the core paused (its inbox long) is not pinged, nor closed by the heartbeat, while another is", () =>
     withFakeTimers(Effect.gen(function*() {
       stallGate = Deferred.makeUnsafe<void>()
-      const { port } = yield* startServer({ sse: false, poll: false, processors: [Stall, Echo.Echo] }, Layer.mergeAll(StallLive, Echo.layer))
+      const { port } = yield* startServer(
+        { sse: false, poll: false, processors: [Stall, Echo.Echo] },
+        Layer.mergeAll(StallLive, Echo.layer)
+      )
       const paused = yield* Effect.promise(() => rawClient(port))
       const other = yield* Effect.promise(() => rawClient(port))
       const before = yield* messagesIn
       // one message that waits, then 1,100 behind it: past 1,024 in its inbox, the core stops reading it
-      const masked = (text: string) => Buffer.concat([Buffer.from([0x81, 0x80 | Buffer.byteLength(text), 0, 0, 0, 0]), Buffer.from(text)])
-      paused.socket.write(Buffer.concat([masked("LHTTP/1.0 stall\r\n\r\n"), ...Array.from({ length: 1100 }, (_, i) => masked(`LHTTP/1.0 echo\r\n\r\n${i}`))]))
+      const masked = (text: string) =>
+        Buffer.concat([Buffer.from([0x81, 0x80 | Buffer.byteLength(text), 0, 0, 0, 0]), Buffer.from(text)])
+      paused.socket.write(
+        Buffer.concat([
+          masked("LHTTP/1.0 stall\r\n\r\n"),
+          ...Array.from({ length: 1100 }, (_, i) => masked(`LHTTP/1.0 echo\r\n\r\n${i}`))
+        ])
+      )
       yield* whileFake("the inbox past 1,024", Effect.map(messagesIn, (count) => count - before >= 1025))
       vi.advanceTimersByTime(25_000)
       yield* Effect.promise(() => other.until("the other's ping", () => other.frames.length === 1))

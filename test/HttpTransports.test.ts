@@ -5,6 +5,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Exit, Fiber, Layer, Result } from "effect"
 import * as Http from "node:http"
+import { vi } from "vitest"
 import * as Connection from "../src/Connection.ts"
 import * as Echo from "../src/demo/Echo.ts"
 import * as Filter from "../src/Filter.ts"
@@ -17,7 +18,6 @@ import * as Processor from "../src/Processor.ts"
 import * as Rejections from "../src/Rejection.ts"
 import { Rejection } from "../src/Rejection.ts"
 import type * as Transport from "../src/Transport.ts"
-import { vi } from "vitest"
 import { getJson, send, sse, type SseClient } from "./utils/http.ts"
 import { connect, frame, request, startServer } from "./utils/lhttp.ts"
 import { startMemoryServer } from "./utils/memory.ts"
@@ -148,7 +148,11 @@ describe("HTTP transports: one channel, three transports", () => {
         // each publisher's messages in the order it sent them
         for (const from of ["ws", "sse", "poll"]) {
           const mine = received.filter((text) => text.includes(`\r\n\r\n${from} `))
-          assert.deepStrictEqual(mine, expected.filter((text) => text.includes(`\r\n\r\n${from} `)), `${who} from ${from}`)
+          assert.deepStrictEqual(
+            mine,
+            expected.filter((text) => text.includes(`\r\n\r\n${from} `)),
+            `${who} from ${from}`
+          )
         }
       }
       const byWs: Array<string> = []
@@ -311,7 +315,10 @@ describe("HTTP transports: SSE", () => {
       yield* nextFrame(stream)
       yield* publisher.send(frame("chat", { publish: "fresh" }, "hello"))
       const event = yield* nextFrame(stream)
-      assert.deepStrictEqual([event.id, event.text], [`${connected.data}:2`, frame("chat", { publish: "fresh" }, "hello")])
+      assert.deepStrictEqual([event.id, event.text], [
+        `${connected.data}:2`,
+        frame("chat", { publish: "fresh" }, "hello")
+      ])
     }))
 
   it.live("a connection closed by a processor ends its stream after a close event; its reconnect is told, then gets 204", () =>
@@ -433,16 +440,27 @@ describe("HTTP transports: long-poll", () => {
       const live = [yield* ws.next(), yield* ws.next(), yield* ws.next()]
       assert.deepStrictEqual(live.map((text) => headerOf(text, "offset")), ["1", "2", "3"])
       assert.deepStrictEqual(
-        [(yield* nextFrame(plain.stream)).text, (yield* nextFrame(plain.stream)).text, (yield* nextFrame(plain.stream)).text],
+        [
+          (yield* nextFrame(plain.stream)).text,
+          (yield* nextFrame(plain.stream)).text,
+          (yield* nextFrame(plain.stream)).text
+        ],
         ["m1", "m2", "m3"].map((body) => frame("chat", { publish: "h-room" }, body))
       )
       // since=<channel>:now: the current position, then positioned frames
       const now = yield* openSse(http, `?since=${encodeURIComponent("h-room:now")}`)
-      assert.strictEqual((yield* nextFrame(now.stream)).text, frame("position", { channel: "h-room", epoch, offset: "3" }))
+      assert.strictEqual(
+        (yield* nextFrame(now.stream)).text,
+        frame("position", { channel: "h-room", epoch, offset: "3" })
+      )
       const position = frame("position", { channel: "h-room", epoch, offset: "3", recovered: "yes" })
       // SSE since offset 1: the frames after it as the WebSocket client got them, then the position
       const { stream } = yield* openSse(http, `?since=${encodeURIComponent(`h-room:${epoch}:1`)}`)
-      assert.deepStrictEqual([(yield* nextFrame(stream)).text, (yield* nextFrame(stream)).text, (yield* nextFrame(stream)).text], [
+      assert.deepStrictEqual([
+        (yield* nextFrame(stream)).text,
+        (yield* nextFrame(stream)).text,
+        (yield* nextFrame(stream)).text
+      ], [
         live[1],
         live[2],
         position
@@ -464,9 +482,13 @@ describe("HTTP transports: long-poll", () => {
 
   it.live("a stream whose connection expired resets and goes on from its Last-Event-ID's positions: what was published meanwhile, once", () =>
     Effect.gen(function*() {
-      const { http, server: running, url } = yield* startServer({ processors: [Echo.Echo], sessionTimeout: "300 millis" }, Echo.layer, {
-        history: History.layerMemory({ policies: [{ prefix: "h-", size: 10, ttl: Duration.minutes(1) }] })
-      })
+      const { http, server: running, url } = yield* startServer(
+        { processors: [Echo.Echo], sessionTimeout: "300 millis" },
+        Echo.layer,
+        {
+          history: History.layerMemory({ policies: [{ prefix: "h-", size: 10, ttl: Duration.minutes(1) }] })
+        }
+      )
       const ws = yield* connect(url)
       const { stream, key } = yield* openSse(http, "?since=h-news:now")
       const position = yield* nextFrame(stream)
@@ -483,7 +505,10 @@ describe("HTTP transports: long-poll", () => {
       const back = yield* sse(`${http}/sse?since=h-news:now`, { "last-event-id": seen.id! })
       assert.deepStrictEqual([(yield* back.next).event, (yield* back.next).event], ["reset", "connected"])
       const texts = [(yield* nextFrame(back)).text, (yield* nextFrame(back)).text, (yield* nextFrame(back)).text]
-      assert.deepStrictEqual(texts.slice(0, 2).map((text) => text.slice(text.indexOf("\r\n\r\n") + 4)), ["missed 1", "missed 2"])
+      assert.deepStrictEqual(texts.slice(0, 2).map((text) => text.slice(text.indexOf("\r\n\r\n") + 4)), [
+        "missed 1",
+        "missed 2"
+      ])
       assert.deepInclude(Result.getOrThrow(Frame.parse(texts[2]!)), { command: "position" })
       assert.deepStrictEqual([headerOf(texts[2]!, "recovered"), headerOf(texts[2]!, "offset")], ["yes", "3"])
     }))
@@ -520,7 +545,10 @@ describe("HTTP transports: long-poll", () => {
         cursor: 1,
         frames: [frame("echo", {}, "while waiting")]
       })
-      assert.deepStrictEqual(yield* poll(http, key, 1), { status: 200, body: { connection: key, cursor: 1, frames: [] } })
+      assert.deepStrictEqual(yield* poll(http, key, 1), {
+        status: 200,
+        body: { connection: key, cursor: 1, frames: [] }
+      })
     }))
 
   it.live("one poll waits at a time: of two polls, one is answered at once, empty, the other gets the frame", () =>
@@ -530,13 +558,17 @@ describe("HTTP transports: long-poll", () => {
       const first = yield* Effect.forkChild(poll(http, key, 0))
       const second = yield* Effect.forkChild(poll(http, key, 0))
       // whichever came second answered the other; the frame goes to the one still waiting
-      const answered = yield* Fiber.join(yield* Effect.raceFirst(
-        Effect.map(Fiber.join(first), (answer) => ({ answer, waiting: second })),
-        Effect.map(Fiber.join(second), (answer) => ({ answer, waiting: first }))
-      ).pipe(Effect.forkChild))
+      const answered = yield* Fiber.join(
+        yield* Effect.raceFirst(
+          Effect.map(Fiber.join(first), (answer) => ({ answer, waiting: second })),
+          Effect.map(Fiber.join(second), (answer) => ({ answer, waiting: first }))
+        ).pipe(Effect.forkChild)
+      )
       assert.deepStrictEqual(answered.answer.body, { connection: key, cursor: 0, frames: [] })
       yield* send(http, key, frame("echo", {}, "to the one waiting"))
-      assert.deepStrictEqual((yield* Fiber.join(answered.waiting)).body.frames, [frame("echo", {}, "to the one waiting")])
+      assert.deepStrictEqual((yield* Fiber.join(answered.waiting)).body.frames, [
+        frame("echo", {}, "to the one waiting")
+      ])
     }))
 
   it.live("an abandoned poller expires after sessionTimeout: onClose runs, its subscriptions go, the next poll gets 410", () =>
@@ -609,7 +641,11 @@ describe("HTTP transports: POST /send and the rules", () => {
       assert.strictEqual((yield* request(`${http}/send?connection=${key}`, { method: "DELETE" })).status, 204)
       yield* eventually(() => ended.includes(id))
       assert.strictEqual(hub.channelCount(), 0)
-      assert.deepStrictEqual((yield* poll(http, key, 1)).body, { connection: key, code: 1000, reason: "closed by the client" })
+      assert.deepStrictEqual((yield* poll(http, key, 1)).body, {
+        connection: key,
+        code: 1000,
+        reason: "closed by the client"
+      })
     }))
 
   it.live("an invalid channel in ?subscribe= is 400 and opens nothing", () =>
@@ -690,7 +726,10 @@ describe("HTTP transports: POST /send and the rules", () => {
       yield* eventually(() => lhttp.connectionCount() === 2)
       const draining = yield* Effect.forkChild(lhttp.drain)
       const close = yield* stream.next
-      assert.deepStrictEqual([close.event, JSON.parse(close.data)], ["close", { code: 1001, reason: "server shutting down" }])
+      assert.deepStrictEqual([close.event, JSON.parse(close.data)], ["close", {
+        code: 1001,
+        reason: "server shutting down"
+      }])
       assert.deepStrictEqual(yield* Fiber.join(waiting), {
         status: 410,
         body: { connection: key, code: 1001, reason: "server shutting down" }
@@ -713,7 +752,9 @@ describe("HTTP transports and WebSocket: authenticate before the connection", ()
     const query = new URL(peer.url, "http://x").searchParams.get("token")
     const cookie = peer.requestHeaders["cookie"]
     const user = query === "t-alice" ? "alice" : cookie === "token=t-bob" ? "bob" : undefined
-    if (user === undefined) return Effect.fail(new Rejection({ status: 401, reason: "Unauthorized", message: "who are you?" }))
+    if (user === undefined) {
+      return Effect.fail(new Rejection({ status: 401, reason: "Unauthorized", message: "who are you?" }))
+    }
     data.set(User, user)
     return Effect.void
   }
@@ -739,7 +780,9 @@ describe("HTTP transports and WebSocket: authenticate before the connection", ()
       const polled = yield* getJson(`${http}/poll`, { headers: { cookie: "token=t-bob" } })
       assert.strictEqual(polled.status, 200)
       yield* send(http, polled.body.connection, frame("me"))
-      assert.deepStrictEqual((yield* pollFrames(http, polled.body.connection, 0, 1)).frames, ["LHTTP/1.0 me\r\n\r\nbob"])
+      assert.deepStrictEqual((yield* pollFrames(http, polled.body.connection, 0, 1)).frames, [
+        "LHTTP/1.0 me\r\n\r\nbob"
+      ])
     }))
 })
 
@@ -799,7 +842,8 @@ describe("HTTP transports: defaults that hold against one client", () => {
         { concurrency: 8 }
       )
       assert.deepStrictEqual([...new Set(opened.map((answer) => answer.status))], [200])
-      const detached = "TooManyDetached: this address holds as many connections without a stream or a poll as it may: " +
+      const detached =
+        "TooManyDetached: this address holds as many connections without a stream or a poll as it may: " +
         "close some (DELETE /send) or try again later\n"
       for (const path of ["/poll", "/sse"]) {
         const refused = yield* ask(one, http, path)
@@ -872,7 +916,12 @@ describe("HTTP transports: defaults that hold against one client", () => {
         "subscribe to more with POST /send, or over several requests\n"
       const since = (channels: Array<string>) => channels.map((channel) => `&since=${channel}:now`).join("")
       for (const path of ["/sse", "/poll"]) {
-        for (const query of [`?subscribe=${names(33, "c").join(",")}`, `?subscribe=${names(20, "c").join(",")}${since(names(13, "h"))}`]) {
+        for (
+          const query of [
+            `?subscribe=${names(33, "c").join(",")}`,
+            `?subscribe=${names(20, "c").join(",")}${since(names(13, "h"))}`
+          ]
+        ) {
           const refused = yield* request(`${http}${path}${query}`)
           assert.deepStrictEqual([refused.status, refused.body], [400, tooMany], `${path}${query}`)
         }
@@ -904,7 +953,8 @@ describe("HTTP transports: defaults that hold against one client", () => {
         for (let i = 0; i < 10; i++) yield* ws.send(frame("chat", { publish: channel }, `${i}`.padEnd(10 * 1024, "x")))
         for (let i = 0; i < 10; i++) seen.get(channel)!.push(yield* ws.next())
       }
-      const since = channels.map((channel) => `since=${encodeURIComponent(`${channel}:${epochs.get(channel)}:0`)}`).join("&")
+      const since = channels.map((channel) => `since=${encodeURIComponent(`${channel}:${epochs.get(channel)}:0`)}`)
+        .join("&")
       const key = yield* openPoll(http, `?${since}`)
       const position = (channel: string, recovered: Record<string, string>) =>
         frame("position", { channel, epoch: epochs.get(channel)!, offset: "10", ...recovered })
@@ -932,9 +982,13 @@ describe("HTTP transports: defaults that hold against one client", () => {
 
   it.live("with a message rate, a URL that needs more messages than its burst is refused 400, one within it recovers and stays open", () =>
     Effect.gen(function*() {
-      const { http, url } = yield* startServer({ processors: [Echo.Echo], messageRate: { perSecond: 1, burst: 3 } }, Echo.layer, {
-        history: History.layerMemory({ policies: [{ prefix: "h-", size: 10, ttl: Duration.minutes(1) }] })
-      })
+      const { http, url } = yield* startServer(
+        { processors: [Echo.Echo], messageRate: { perSecond: 1, burst: 3 } },
+        Echo.layer,
+        {
+          history: History.layerMemory({ policies: [{ prefix: "h-", size: 10, ttl: Duration.minutes(1) }] })
+        }
+      )
       const channels = ["h-a", "h-b", "h-c", "h-d"]
       const ws = yield* connect(url)
       yield* ws.send(frame("subscribe", { subscribe: channels.join(" "), since: "now" }))
@@ -962,7 +1016,10 @@ describe("HTTP transports: defaults that hold against one client", () => {
       // not closed for its own subscriptions: the next message on a channel comes, positioned
       yield* ws.send(frame("chat", { publish: "h-b" }, "live"))
       const live = yield* pollFrames(http, key, cursor, 1)
-      assert.deepStrictEqual(live.frames.map((text) => [headerOf(text, "channel"), headerOf(text, "offset")]), [["h-b", "1"]])
+      assert.deepStrictEqual(live.frames.map((text) => [headerOf(text, "channel"), headerOf(text, "offset")]), [[
+        "h-b",
+        "1"
+      ]])
     }))
 })
 
@@ -975,18 +1032,24 @@ describe("HTTP transports: authorize and authenticateMessage from every transpor
     Effect.gen(function*() {
       const asked: Array<string> = []
       const Join = Processor.make("join")
-      const JoinLive = Join.toLayer({ onMessage: (exchange) => Effect.orDie(exchange.connection.subscribe([exchange.text])) })
-      const { http, url } = yield* startServer({
-        processors: [Echo.Echo, Join],
-        authorize: ({ action, channels }) => {
-          asked.push(`${action} ${channels.join(",")}`)
-          return action === "subscribe" && channels.some((channel) => channel.endsWith("secret"))
-            ? Effect.fail(Rejections.forbidden("nobody hears secret"))
-            : Effect.void
-        }
-      }, Layer.mergeAll(Echo.layer, JoinLive), {
-        history: History.layerMemory({ policies: [{ prefix: "h-", size: 10, ttl: Duration.minutes(1) }] })
+      const JoinLive = Join.toLayer({
+        onMessage: (exchange) => Effect.orDie(exchange.connection.subscribe([exchange.text]))
       })
+      const { http, url } = yield* startServer(
+        {
+          processors: [Echo.Echo, Join],
+          authorize: ({ action, channels }) => {
+            asked.push(`${action} ${channels.join(",")}`)
+            return action === "subscribe" && channels.some((channel) => channel.endsWith("secret"))
+              ? Effect.fail(Rejections.forbidden("nobody hears secret"))
+              : Effect.void
+          }
+        },
+        Layer.mergeAll(Echo.layer, JoinLive),
+        {
+          history: History.layerMemory({ policies: [{ prefix: "h-", size: 10, ttl: Duration.minutes(1) }] })
+        }
+      )
       const refusal = "LHTTP/1.0 error\r\nstatus:403\r\nreason:Forbidden\r\n\r\nnobody hears secret"
       const publisher = yield* connect(url)
       // SSE: subscribe= (the whole list refused: "open" is not subscribed either), and since=
@@ -1006,10 +1069,14 @@ describe("HTTP transports: authorize and authenticateMessage from every transpor
       assert.strictEqual((yield* nextFrame(since.stream)).text, frame("echo", {}, "subscribed"))
       yield* send(http, polled, frame("echo", {}, "subscribed"))
       const ready = yield* pollFrames(http, polled, 1, 1)
-      for (const channel of ["open", "secret", "h-secret", "marker"]) yield* publisher.send(frame("chat", { publish: channel }, channel))
+      for (const channel of ["open", "secret", "h-secret", "marker"]) {
+        yield* publisher.send(frame("chat", { publish: channel }, channel))
+      }
       assert.strictEqual((yield* nextFrame(plain.stream)).text, frame("chat", { publish: "marker" }, "marker"))
       assert.strictEqual((yield* nextFrame(since.stream)).text, frame("chat", { publish: "marker" }, "marker"))
-      assert.deepStrictEqual((yield* pollFrames(http, polled, ready.cursor, 1)).frames, [frame("chat", { publish: "marker" }, "marker")])
+      assert.deepStrictEqual((yield* pollFrames(http, polled, ready.cursor, 1)).frames, [
+        frame("chat", { publish: "marker" }, "marker")
+      ])
       // a subscription made by code (connection.subscribe) is the app's own: not asked, and made
       asked.length = 0
       yield* send(http, plain.key, frame("join", {}, "secret"))
@@ -1025,7 +1092,10 @@ describe("HTTP transports: authentication by the first message", () => {
   const User = Connection.key<string>("user")
   const Me = Processor.make("me")
   const MeLive = Me.toLayer({ onMessage: (exchange) => exchange.send(exchange.connection.get(User) ?? "nobody") })
-  const authenticateMessage = (message: { readonly command: string; readonly headers: ReadonlyMap<string, string> }, data: LhttpServer.Admission) => {
+  const authenticateMessage = (
+    message: { readonly command: string; readonly headers: ReadonlyMap<string, string> },
+    data: LhttpServer.Admission
+  ) => {
     if (message.command !== "auth" || message.headers.get("token") !== "t-alice") {
       return Effect.fail(new Rejection({ status: 401, reason: "Unauthorized", message: "who are you?" }))
     }
@@ -1047,7 +1117,10 @@ describe("HTTP transports: authentication by the first message", () => {
       const polled = yield* openPoll(http)
       yield* send(http, polled, frame("auth", { token: "t-alice", id: "a" }))
       yield* send(http, polled, frame("me"))
-      assert.deepStrictEqual((yield* pollFrames(http, polled, 0, 2)).frames, ["LHTTP/1.0 auth\r\nid:a\r\n\r\n", "LHTTP/1.0 me\r\n\r\nalice"])
+      assert.deepStrictEqual((yield* pollFrames(http, polled, 0, 2)).frames, [
+        "LHTTP/1.0 auth\r\nid:a\r\n\r\n",
+        "LHTTP/1.0 me\r\n\r\nalice"
+      ])
     }))
 
   it.live("over SSE and long-poll a refused first message is its error frame, then 1008; a ?subscribe= is the first message", () =>
@@ -1058,19 +1131,29 @@ describe("HTTP transports: authentication by the first message", () => {
       yield* send(http, key, frame("me", { id: "a" }))
       assert.strictEqual((yield* nextFrame(stream)).text, refused)
       const close = yield* stream.next
-      assert.deepStrictEqual([close.event, JSON.parse(close.data)], ["close", { code: 1008, reason: "authentication failed" }])
+      assert.deepStrictEqual([close.event, JSON.parse(close.data)], ["close", {
+        code: 1008,
+        reason: "authentication failed"
+      }])
       const polled = yield* openPoll(http)
       yield* send(http, polled, frame("auth", { token: "wrong", id: "a" }))
       const held = yield* pollFrames(http, polled, 0, 1)
       assert.deepStrictEqual(held.frames, [refused])
-      assert.deepStrictEqual((yield* poll(http, polled, held.cursor)).body, { connection: polled, code: 1008, reason: "authentication failed" })
+      assert.deepStrictEqual((yield* poll(http, polled, held.cursor)).body, {
+        connection: polled,
+        code: 1008,
+        reason: "authentication failed"
+      })
       // the URL's subscription is the connection's first message, so it is refused (docs/server.md)
       const subscribing = yield* openSse(http, "?subscribe=room")
       assert.strictEqual(
         (yield* nextFrame(subscribing.stream)).text,
         "LHTTP/1.0 error\r\nstatus:401\r\nreason:Unauthorized\r\n\r\nwho are you?"
       )
-      assert.deepStrictEqual(JSON.parse((yield* subscribing.stream.next).data), { code: 1008, reason: "authentication failed" })
+      assert.deepStrictEqual(JSON.parse((yield* subscribing.stream.next).data), {
+        code: 1008,
+        reason: "authentication failed"
+      })
     }))
 
   it.live("over SSE and long-poll a connection that sends nothing acceptable within authenticationTimeout is closed with 1008", () =>
@@ -1079,8 +1162,15 @@ describe("HTTP transports: authentication by the first message", () => {
       const { stream } = yield* openSse(http)
       const polled = yield* openPoll(http)
       const close = yield* stream.next
-      assert.deepStrictEqual([close.event, JSON.parse(close.data)], ["close", { code: 1008, reason: "authentication timeout" }])
-      assert.deepStrictEqual((yield* poll(http, polled, 0)).body, { connection: polled, code: 1008, reason: "authentication timeout" })
+      assert.deepStrictEqual([close.event, JSON.parse(close.data)], ["close", {
+        code: 1008,
+        reason: "authentication timeout"
+      }])
+      assert.deepStrictEqual((yield* poll(http, polled, 0)).body, {
+        connection: polled,
+        code: 1008,
+        reason: "authentication timeout"
+      })
     }))
 
   it.live("authenticationTimeout is 10 s by default: open at 9,999 ms, closed 1008 at 10,000 ms (Node's timers faked, in memory)", () =>
@@ -1094,7 +1184,9 @@ describe("HTTP transports: authentication by the first message", () => {
       const closed = yield* Effect.forkChild(client.transport.closed, { startImmediately: true })
       // turns of the event loop for what a timer that fired started (the close runs on Effect's scheduler)
       const turns = Effect.promise(async () => {
-        for (let i = 0; i < 20 && closed.pollUnsafe() === undefined; i++) await new Promise((resolve) => setImmediate(resolve))
+        for (let i = 0; i < 20 && closed.pollUnsafe() === undefined; i++) {
+          await new Promise((resolve) => setImmediate(resolve))
+        }
         return closed.pollUnsafe()
       })
       vi.advanceTimersByTime(9_999)
@@ -1112,13 +1204,18 @@ describe("HTTP transports: control events, POST /send answers, what a detached c
       const { stream, key } = yield* openSse(http, "?subscribe=t1")
       yield* send(http, key, frame("echo", {}, "subscribed"))
       yield* nextFrame(stream)
-      const frames = ["close", "connected", "reset", "gap"].map((command) => frame(command, { publish: "t1" }, `{"code":1000}`))
+      const frames = ["close", "connected", "reset", "gap"].map((command) =>
+        frame(command, { publish: "t1" }, `{"code":1000}`)
+      )
       for (const text of frames) yield* publisher.send(text)
       for (const text of frames) {
         const event = yield* nextFrame(stream)
         assert.deepStrictEqual([event.event, event.text], [Result.getOrThrow(Frame.parse(text)).command, text])
       }
-      assert.include(stream.raw(), `event: close\ndata: LHTTP/1.0 close\ndata: publish:t1\ndata: \ndata: {"code":1000}\n\n`)
+      assert.include(
+        stream.raw(),
+        `event: close\ndata: LHTTP/1.0 close\ndata: publish:t1\ndata: \ndata: {"code":1000}\n\n`
+      )
       // the stream and the connection go on
       assert.strictEqual((yield* send(http, key, frame("echo", {}, "still open"))).status, 202)
       assert.strictEqual((yield* nextFrame(stream)).text, frame("echo", {}, "still open"))
@@ -1130,10 +1227,13 @@ describe("HTTP transports: control events, POST /send answers, what a detached c
       const { http } = yield* server()
       const key = yield* openPoll(http)
       const bytes = new Uint8Array([...new TextEncoder().encode("LHTTP/1.0 echo\r\n\r\n"), 0xff, 0xfe])
-      assert.deepStrictEqual(yield* sendRaw(http, key, bytes).pipe(Effect.map(({ body, status }) => ({ status, body }))), {
-        status: 400,
-        body: "InvalidUtf8: the message is not valid UTF-8\n"
-      })
+      assert.deepStrictEqual(
+        yield* sendRaw(http, key, bytes).pipe(Effect.map(({ body, status }) => ({ status, body }))),
+        {
+          status: 400,
+          body: "InvalidUtf8: the message is not valid UTF-8\n"
+        }
+      )
       assert.strictEqual((yield* send(http, key, frame("echo", {}, "next"))).status, 202)
       assert.deepStrictEqual((yield* pollFrames(http, key, 0, 1)).frames, [frame("echo", {}, "next")])
     }))
@@ -1148,7 +1248,10 @@ describe("HTTP transports: control events, POST /send answers, what a detached c
       assert.strictEqual((yield* send(http, key, frame("slow", {}, "held"))).status, 202)
       const draining = yield* Effect.forkChild(lhttp.drain)
       yield* until(Effect.sync(() => lhttp.isDraining()))
-      assert.deepStrictEqual(yield* send(http, key, frame("echo", {}, "too late")), { status: 503, body: "the server is shutting down\n" })
+      assert.deepStrictEqual(yield* send(http, key, frame("echo", {}, "too late")), {
+        status: 503,
+        body: "the server is shutting down\n"
+      })
       yield* Deferred.succeed(gate, undefined)
       // the message in progress is done, then the connection closes with 1001; the 503 one was not run
       const done = yield* pollFrames(http, key, 0, 1)
@@ -1166,7 +1269,9 @@ describe("HTTP transports: control events, POST /send answers, what a detached c
       const { http, url } = yield* server({ maxOutboundBytes: 8192, maxDetachedPerAddress: 1 })
       const detached = until(Effect.gen(function*() {
         const probe = yield* getJson(`${http}/poll`)
-        if (probe.status === 200) yield* request(`${http}/send?connection=${probe.body.connection}`, { method: "DELETE" })
+        if (probe.status === 200) {
+          yield* request(`${http}/send?connection=${probe.body.connection}`, { method: "DELETE" })
+        }
         return probe.status === 503
       }))
       const publisher = yield* connect(url)
@@ -1216,7 +1321,9 @@ describe("HTTP transports: the URL's subscriptions", () => {
       const SeenLive = Seen.toLayer({
         before: (exchange) =>
           Effect.sync(() => {
-            if (exchange.headers.has("subscribe")) seen.push(Frame.render(Frame.make(exchange.command, new Map(exchange.headers))))
+            if (exchange.headers.has("subscribe")) {
+              seen.push(Frame.render(Frame.make(exchange.command, new Map(exchange.headers))))
+            }
           })
       })
       const { http } = yield* startServer(
@@ -1225,11 +1332,21 @@ describe("HTTP transports: the URL's subscriptions", () => {
       )
       const { stream, key } = yield* openSse(http, "?subscribe=a+b,c")
       yield* send(http, key, frame("who"))
-      assert.deepStrictEqual(JSON.parse((yield* nextFrame(stream)).text.split("\r\n\r\n")[1]!).channels, ["a", "b", "c"])
+      assert.deepStrictEqual(JSON.parse((yield* nextFrame(stream)).text.split("\r\n\r\n")[1]!).channels, [
+        "a",
+        "b",
+        "c"
+      ])
       const polled = yield* openPoll(http, "?subscribe=d+e")
       yield* send(http, polled, frame("who"))
-      assert.deepStrictEqual(JSON.parse((yield* pollFrames(http, polled, 0, 1)).frames[0]!.split("\r\n\r\n")[1]!).channels, ["d", "e"])
-      assert.deepStrictEqual(seen, ["LHTTP/1.0 subscribe\r\nsubscribe:a b c\r\n\r\n", "LHTTP/1.0 subscribe\r\nsubscribe:d e\r\n\r\n"])
+      assert.deepStrictEqual(
+        JSON.parse((yield* pollFrames(http, polled, 0, 1)).frames[0]!.split("\r\n\r\n")[1]!).channels,
+        ["d", "e"]
+      )
+      assert.deepStrictEqual(seen, [
+        "LHTTP/1.0 subscribe\r\nsubscribe:a b c\r\n\r\n",
+        "LHTTP/1.0 subscribe\r\nsubscribe:d e\r\n\r\n"
+      ])
     }))
 })
 
@@ -1241,7 +1358,9 @@ describe("HTTP transports: the defaults of the timings and the replay buffer", (
   it("the documented defaults: pollTimeout 25 s, sessionTimeout 60 s, sseRetry 1 s, sseReplayBytes 64 KiB, an SSE comment every 25 s", () => {
     const defaults = NodeLhttpServer.httpTransportDefaults
     assert.deepStrictEqual(
-      [defaults.pollTimeout, defaults.sessionTimeout, defaults.sseRetry, defaults.sessionStartTimeout].map(Duration.toMillis),
+      [defaults.pollTimeout, defaults.sessionTimeout, defaults.sseRetry, defaults.sessionStartTimeout].map(
+        Duration.toMillis
+      ),
       [25_000, 60_000, 1_000, 10_000]
     )
     assert.strictEqual(defaults.sseReplayBytes, 64 * 1024)
@@ -1268,7 +1387,9 @@ describe("HTTP transports: the defaults of the timings and the replay buffer", (
       // what the connection keeps: the longest run of the last frames within 65,536 bytes
       let bytes = 0
       let oldest = written.length
-      while (oldest > 0 && bytes + Buffer.byteLength(written[oldest - 1]!) <= 64 * 1024) bytes += Buffer.byteLength(written[--oldest]!)
+      while (oldest > 0 && bytes + Buffer.byteLength(written[oldest - 1]!) <= 64 * 1024) {
+        bytes += Buffer.byteLength(written[--oldest]!)
+      }
       const again = yield* sse(`${http}/sse`, { "last-event-id": `${first.key}:0` })
       assert.strictEqual((yield* again.next).event, "connected")
       const gap = yield* again.next
@@ -1285,7 +1406,8 @@ describe("HTTP transports: the defaults of the timings and the replay buffer", (
         sessionStartTimeout: "100 millis"
       })
       const key = yield* openPoll(http)
-      // the poll waits 1.2 s, longer than sessionTimeout: counted from its start, the connection would be gone at its end
+      // the poll waits 1.2 s, longer than sessionTimeout: counted from its start, the connection would be gone
+      // at its end
       assert.deepStrictEqual((yield* poll(http, key, 0)).body, { connection: key, cursor: 0, frames: [] })
       // a probe that goes after 100 ms: once it has expired, the sweep has run since the poll ended
       const probe = yield* openPoll(http)
@@ -1320,7 +1442,10 @@ describe("HTTP transports: history replay is bounded", () => {
       const small = yield* openPoll(http)
       yield* send(http, small, frame("chat", { subscribe: "h-big", since: `${epoch}:30`, id: "s" }))
       const fits = yield* pollFrames(http, small, 0, 11)
-      assert.deepStrictEqual(fits.frames.map((text) => headerOf(text, "offset")), [...Array.from({ length: 10 }, (_, i) => `${31 + i}`), "40"])
+      assert.deepStrictEqual(fits.frames.map((text) => headerOf(text, "offset")), [
+        ...Array.from({ length: 10 }, (_, i) => `${31 + i}`),
+        "40"
+      ])
       assert.strictEqual(headerOf(fits.frames[10]!, "recovered"), "yes")
       // all 40 do not: the connection is closed as a slow consumer, with what it held
       const big = yield* openPoll(http)
@@ -1329,7 +1454,10 @@ describe("HTTP transports: history replay is bounded", () => {
       const held = yield* poll(http, big, 0)
       assert.strictEqual(held.status, 200)
       assert.isBelow(held.body.frames!.length, 17)
-      assert.deepStrictEqual(held.body.frames!.map((text) => headerOf(text, "offset")), held.body.frames!.map((_, i) => `${i + 1}`))
+      assert.deepStrictEqual(
+        held.body.frames!.map((text) => headerOf(text, "offset")),
+        held.body.frames!.map((_, i) => `${i + 1}`)
+      )
       assert.deepStrictEqual(yield* poll(http, big, held.body.cursor!), {
         status: 410,
         body: { connection: big, code: 4001, reason: "slow consumer" }
@@ -1338,9 +1466,13 @@ describe("HTTP transports: history replay is bounded", () => {
 
   it.live("messageRate bounds how often a connection asks for history: past its burst a recovery is refused 429 and nothing is read", () =>
     Effect.gen(function*() {
-      const { url } = yield* startServer({ processors: [Echo.Echo], messageRate: { perSecond: 1 / 60, burst: 3, closeAfter: 5 } }, Echo.layer, {
-        history: History.layerMemory({ policies: [{ prefix: "h-", size: 10, ttl: Duration.minutes(1) }] })
-      })
+      const { url } = yield* startServer(
+        { processors: [Echo.Echo], messageRate: { perSecond: 1 / 60, burst: 3, closeAfter: 5 } },
+        Echo.layer,
+        {
+          history: History.layerMemory({ policies: [{ prefix: "h-", size: 10, ttl: Duration.minutes(1) }] })
+        }
+      )
       const publisher = yield* connect(url)
       yield* publisher.send(frame("chat", { publish: "h-r" }, "one"))
       yield* publisher.send(frame("chat", { subscribe: "h-r", since: "now", id: "p" }))
@@ -1349,7 +1481,10 @@ describe("HTTP transports: history replay is bounded", () => {
       const ask = (id: string) => reader.send(frame("chat", { subscribe: "h-r", since: `${epoch}:0`, id }))
       for (const id of ["r1", "r2", "r3"]) {
         yield* ask(id)
-        assert.strictEqual(yield* reader.next(), frame("chat", { channel: "h-r", offset: "1", epoch, publish: "h-r" }, "one"))
+        assert.strictEqual(
+          yield* reader.next(),
+          frame("chat", { channel: "h-r", offset: "1", epoch, publish: "h-r" }, "one")
+        )
         assert.strictEqual(headerOf(yield* reader.next(), "recovered"), "yes")
       }
       // the fourth ask is the next answer: refused, and nothing recovered before it

@@ -1,11 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Fiber, Layer } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer } from "effect"
 import { HttpRouter, HttpServer, HttpServerResponse } from "effect/http"
 import { randomBytes } from "node:crypto"
 import * as Http from "node:http"
-import * as Net from "node:net"
 import { createServer } from "node:http"
+import * as Net from "node:net"
 import type { Duplex } from "node:stream"
+import { RawClient, textFrame } from "../bench/fanout/client.ts"
 import * as Bus from "../src/Bus.ts"
 import * as Echo from "../src/demo/Echo.ts"
 import * as Hub from "../src/Hub.ts"
@@ -13,7 +14,7 @@ import * as LhttpServer from "../src/LhttpServer.ts"
 import * as NodeLhttpServer from "../src/NodeLhttpServer.ts"
 import * as Processor from "../src/Processor.ts"
 import * as Rejection from "../src/Rejection.ts"
-import { RawClient, textFrame } from "../bench/fanout/client.ts"
+import { getJson, send, sse } from "./utils/http.ts"
 import { connect, frame, request, startServer } from "./utils/lhttp.ts"
 import { eventually } from "./utils/wait.ts"
 
@@ -156,7 +157,9 @@ describe("NodeLhttpServer: the WebSocket transport", () => {
       // 10,000 frames of about 120 bytes, 1.2 MB, in one write: more than the 1 MiB bound, and all
       // of it readable by the server at once
       const body = "x".repeat(64)
-      publisher.send(Buffer.concat(Array.from({ length: 10_000 }, () => textFrame(frame("c", { publish: "burst" }, body)))))
+      publisher.send(
+        Buffer.concat(Array.from({ length: 10_000 }, () => textFrame(frame("c", { publish: "burst" }, body))))
+      )
       yield* eventually(() => received === 10_000, "20 seconds")
       assert.strictEqual(subscriber.ws.readyState, subscriber.ws.OPEN)
       const metrics = yield* request(`http://127.0.0.1:${port}/metrics`)
@@ -272,7 +275,9 @@ describe("NodeLhttpServer: GET /metrics", () => {
           "lhttp_frames_out_total 2",
           `lhttp_bytes_out_total ${
             Buffer.byteLength(frame("c", { publish: "m" }, "hi")) +
-            Buffer.byteLength("LHTTP/1.0 error\r\nstatus:400\r\nreason:NotLhttp\r\n\r\na frame starts with \"LHTTP/1.0 <command>\"")
+            Buffer.byteLength(
+              "LHTTP/1.0 error\r\nstatus:400\r\nreason:NotLhttp\r\n\r\na frame starts with \"LHTTP/1.0 <command>\""
+            )
           }`,
           "lhttp_error_frames_total{reason=\"NotLhttp\"} 1",
           "lhttp_slow_consumer_closes_total 0",
@@ -348,7 +353,11 @@ describe("NodeLhttpServer: one address's share of the connections", () => {
       assert.isTrue(refused.endsWith(`\r\n\r\n${message}`))
       for (const path of ["/sse", "/poll"]) {
         const answer = yield* request(`${http}${path}`)
-        assert.deepStrictEqual([answer.status, answer.headers.get("retry-after"), answer.body], [503, "1", message], path)
+        assert.deepStrictEqual(
+          [answer.status, answer.headers.get("retry-after"), answer.body],
+          [503, "1", message],
+          path
+        )
       }
       assert.strictEqual(lhttp.connectionCount(), 100)
       // a second client, from another loopback address, is admitted
@@ -381,7 +390,9 @@ describe("NodeLhttpServer: the headers deadline", () => {
         socket.on("error", () => {})
         socket.on("close", () => resume(Effect.succeed(answer)))
         return Effect.sync(() => socket.destroy())
-      }).pipe(Effect.timeoutOrElse({ duration: "5 seconds", orElse: () => Effect.die(new Error("the socket was held")) }))
+      }).pipe(
+        Effect.timeoutOrElse({ duration: "5 seconds", orElse: () => Effect.die(new Error("the socket was held")) })
+      )
       assert.match(closed, /^HTTP\/1\.1 408 Request Timeout\r\n/)
       // the server goes on
       const client = yield* connect(url)
@@ -441,7 +452,9 @@ describe("NodeLhttpServer: POST /publish", () => {
       const decided: Array<string> = []
       const { http, url } = yield* startServer({
         authorize: (request) => {
-          decided.push(`${request.action} ${request.channels.join(",")} ${request.connection === undefined ? "backend" : "client"}`)
+          decided.push(
+            `${request.action} ${request.channels.join(",")} ${request.connection === undefined ? "backend" : "client"}`
+          )
           return request.connection === undefined && request.channels.includes("closed")
             ? Effect.fail(Rejection.forbidden("closed to backends"))
             : Effect.void
@@ -450,7 +463,10 @@ describe("NodeLhttpServer: POST /publish", () => {
       const subscriber = yield* connect(url)
       yield* subscriber.send(frame("c", { subscribe: "open closed" }))
       yield* subscriber.nothing()
-      const refused = yield* request(`${http}/publish`, { method: "POST", body: "LHTTP/1.0 c\r\npublish:open closed\r\n\r\nx" })
+      const refused = yield* request(`${http}/publish`, {
+        method: "POST",
+        body: "LHTTP/1.0 c\r\npublish:open closed\r\n\r\nx"
+      })
       assert.deepStrictEqual([refused.status, refused.body], [403, "closed to backends\n"])
       const body = "LHTTP/1.0 c\r\npublish:open\r\n\r\nallowed"
       assert.strictEqual((yield* request(`${http}/publish`, { method: "POST", body })).status, 204)
@@ -490,7 +506,10 @@ describe("NodeLhttpServer: POST /publish while the bus is down", () => {
   it.live("answers 503 with the bus's reason; a publish over WebSocket gets 503 BusUnavailable", () =>
     Effect.gen(function*() {
       const { http, url } = yield* startServer({}, undefined, { bus: busDown })
-      const response = yield* request(`${http}/publish`, { method: "POST", body: "LHTTP/1.0 chat\r\npublish:a\r\n\r\nx" })
+      const response = yield* request(`${http}/publish`, {
+        method: "POST",
+        body: "LHTTP/1.0 chat\r\npublish:a\r\n\r\nx"
+      })
       assert.deepStrictEqual([response.status, response.body], [503, "the bus is down\n"])
       const client = yield* connect(url)
       yield* client.send(frame("c", { publish: "a", id: "p" }, "x"))
@@ -503,7 +522,9 @@ describe("NodeLhttpServer: POST /publish while the bus is down", () => {
 
 describe("NodeLhttpServer: who may publish without a token", () => {
   it("only loopback peers", () => {
-    for (const address of ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"]) assert.isTrue(NodeLhttpServer.isLoopback(address))
+    for (const address of ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"]) {
+      assert.isTrue(NodeLhttpServer.isLoopback(address))
+    }
     for (const address of ["10.0.0.1", "192.168.1.2", "::ffff:10.0.0.1", "2001:db8::1", "1.2.3.4", undefined]) {
       assert.isFalse(NodeLhttpServer.isLoopback(address))
     }
@@ -563,5 +584,152 @@ describe("NodeLhttpServer: mounted into an Effect HTTP app", () => {
       assert.strictEqual((yield* client.closed).code, 1009)
       const elsewhere = yield* connect(`ws://127.0.0.1:${port}/other`).pipe(Effect.flip)
       assert.include(String(elsewhere), "404")
+    }))
+})
+
+/**
+ * A Node server with only the given transports over its dispatcher, the
+ * core, and an app with one route of its own (`GET /hello`).
+ */
+const withTransports = (
+  transports: Layer.Layer<never, never, NodeLhttpServer.Dispatcher | LhttpServer.LhttpServer>,
+  options?: Omit<LhttpServer.Options<typeof Echo.Echo>, "processors">
+) =>
+  Effect.gen(function*() {
+    const hello = HttpRouter.add("GET", "/hello", HttpServerResponse.text("hello from the app"))
+    const app = HttpRouter.serve(hello, { disableListenLog: true, disableLogger: true }).pipe(
+      Layer.provideMerge(
+        NodeLhttpServer.layerServer(() => createServer(), { port: 0, host: "127.0.0.1" }).pipe(
+          Layer.provide(transports),
+          Layer.provide(NodeLhttpServer.layerDispatcher)
+        )
+      ),
+      Layer.provideMerge(LhttpServer.layer({ processors: [Echo.Echo], ...options })),
+      Layer.provide(Echo.layer),
+      Layer.provideMerge(Hub.layer()),
+      Layer.provide(Bus.layerMemory())
+    )
+    const context = yield* Layer.build(app)
+    const address = Context.get(context, HttpServer.HttpServer).address
+    const port = address._tag === "UnixPathAddress" ? 0 : address.port
+    return { url: `ws://127.0.0.1:${port}`, http: `http://127.0.0.1:${port}` }
+  })
+
+// what the app answers a path it has no route for
+const notFound = (http: string, path: string, init?: RequestInit) =>
+  Effect.map(request(`${http}${path}`, init), (answer) => answer.status)
+
+describe("NodeLhttpServer: the transports as Layers over one dispatcher", () => {
+  it.live("layerWebSocket alone: WebSocket upgrades are served; /sse, /poll and /send are the app's (404)", () =>
+    Effect.gen(function*() {
+      const { http, url } = yield* withTransports(NodeLhttpServer.layerWebSocket())
+      const client = yield* connect(`${url}/anywhere`)
+      yield* client.send(frame("echo", {}, "over WebSocket"))
+      assert.strictEqual(yield* client.next(), frame("echo", {}, "over WebSocket"))
+      assert.strictEqual((yield* request(`${http}/hello`)).body, "hello from the app")
+      assert.strictEqual(yield* notFound(http, "/sse"), 404)
+      assert.strictEqual(yield* notFound(http, "/poll"), 404)
+      assert.strictEqual(yield* notFound(http, "/send?connection=x", { method: "POST", body: frame("echo") }), 404)
+    }))
+
+  it.live("layerSse alone (over layerHttpConnections): SSE streams and POST /send are served; a WebSocket upgrade and /poll are the app's (404)", () =>
+    Effect.gen(function*() {
+      const { http, url } = yield* withTransports(
+        NodeLhttpServer.layerSse().pipe(Layer.provide(NodeLhttpServer.layerHttpConnections()))
+      )
+      const stream = yield* sse(`${http}/sse`)
+      assert.strictEqual(stream.status, 200)
+      const connected = yield* stream.next
+      assert.strictEqual(connected.event, "connected")
+      assert.strictEqual((yield* send(http, connected.data, frame("echo", {}, "over SSE"))).status, 202)
+      assert.deepStrictEqual(yield* stream.next, {
+        id: `${connected.data}:1`,
+        event: "echo",
+        data: "LHTTP/1.0 echo\n\nover SSE"
+      })
+      assert.include(String(yield* connect(`${url}/anywhere`).pipe(Effect.flip)), "404")
+      assert.strictEqual(yield* notFound(http, "/poll"), 404)
+      assert.strictEqual((yield* request(`${http}/hello`)).body, "hello from the app")
+    }))
+
+  it.live("layerLongPoll alone (over layerHttpConnections): polls and POST /send are served; a WebSocket upgrade and /sse are the app's (404)", () =>
+    Effect.gen(function*() {
+      const { http, url } = yield* withTransports(
+        NodeLhttpServer.layerLongPoll().pipe(Layer.provide(NodeLhttpServer.layerHttpConnections()))
+      )
+      const opened = yield* getJson(`${http}/poll`)
+      assert.deepStrictEqual(opened.body, { connection: opened.body.connection, cursor: 0, frames: [] })
+      const key = opened.body.connection
+      assert.strictEqual((yield* send(http, key, frame("echo", {}, "over long-poll"))).status, 202)
+      assert.deepStrictEqual(yield* getJson(`${http}/poll?connection=${key}&cursor=0`), {
+        status: 200,
+        body: { connection: key, cursor: 1, frames: [frame("echo", {}, "over long-poll")] }
+      })
+      assert.include(String(yield* connect(`${url}/anywhere`).pipe(Effect.flip)), "404")
+      assert.strictEqual(yield* notFound(http, "/sse"), 404)
+    }))
+
+  it.live("SSE and long-poll over one layerHttpConnections share its connections' caps: a poll connection no request holds counts against a new stream", () =>
+    Effect.gen(function*() {
+      const { http } = yield* withTransports(
+        Layer.mergeAll(NodeLhttpServer.layerSse(), NodeLhttpServer.layerLongPoll()).pipe(
+          Layer.provide(NodeLhttpServer.layerHttpConnections({ maxDetachedPerAddress: 1 }))
+        )
+      )
+      const opened = yield* getJson(`${http}/poll`)
+      assert.strictEqual(opened.status, 200)
+      const refused = yield* request(`${http}/sse`)
+      assert.strictEqual(refused.status, 503)
+      assert.strictEqual(refused.headers.get("retry-after"), "1")
+      assert.match(refused.body, /^TooManyDetached: /)
+    }))
+
+  it.live("while the server drains, a new SSE stream and a new poll get 503 with Retry-After: 1, as an upgrade does", () =>
+    Effect.gen(function*() {
+      const { http, server: lhttp } = yield* startServer({ processors: [Echo.Echo] }, Echo.layer)
+      yield* lhttp.drain
+      for (const path of ["/sse", "/poll"]) {
+        const answer = yield* request(`${http}${path}`)
+        assert.deepStrictEqual(
+          [answer.status, answer.headers.get("retry-after"), answer.body],
+          [503, "1", "the server is shutting down\n"],
+          path
+        )
+      }
+    }))
+
+  it.live("two stand-alone servers built with one memo map (one program) each have a dispatcher of their own", () =>
+    Effect.gen(function*() {
+      const memoMap = yield* Layer.makeMemoMap
+      const scope = yield* Effect.scope
+      const build = Layer.buildWithMemoMap(memoMap, scope)
+      for (let i = 0; i < 2; i++) {
+        const context = yield* build(
+          NodeLhttpServer.layer({ port: 0, host: "127.0.0.1", processors: [Echo.Echo] }).pipe(
+            Layer.provide(Echo.layer),
+            Layer.provideMerge(Hub.layer()),
+            Layer.provide(Bus.layerMemory())
+          )
+        )
+        const address = Context.get(context, HttpServer.HttpServer).address
+        const port = address._tag === "UnixPathAddress" ? 0 : address.port
+        const client = yield* connect(`ws://127.0.0.1:${port}`)
+        yield* client.send(frame("echo", {}, `server ${i}`))
+        assert.strictEqual(yield* client.next(), frame("echo", {}, `server ${i}`))
+        assert.strictEqual((yield* getJson(`http://127.0.0.1:${port}/poll`)).status, 200)
+      }
+    }))
+
+  it.live("two transports at one path: building the server fails with a defect that names the path", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(withTransports(
+        Layer.mergeAll(NodeLhttpServer.layerSse({ ssePath: "/x" }), NodeLhttpServer.layerLongPoll({ pollPath: "/x" }))
+          .pipe(Layer.provide(NodeLhttpServer.layerHttpConnections()))
+      ))
+      assert.isTrue(Exit.isFailure(exit))
+      if (Exit.isFailure(exit)) {
+        assert.isTrue(Cause.hasDies(exit.cause))
+        assert.include(Cause.pretty(exit.cause), "two transports of one server take requests at /x")
+      }
     }))
 })

@@ -18,10 +18,11 @@ import { fileURLToPath } from "node:url"
 import { inspect } from "node:util"
 import * as Bus from "../src/Bus.ts"
 import * as Echo from "../src/demo/Echo.ts"
+import * as Login from "../src/demo/Login.ts"
+import type * as Filter from "../src/Filter.ts"
 import * as Hub from "../src/Hub.ts"
 import * as LhttpServer from "../src/LhttpServer.ts"
 import * as NodeLhttpServer from "../src/NodeLhttpServer.ts"
-import * as Login from "../src/demo/Login.ts"
 import * as Processor from "../src/Processor.ts"
 import { Rejection } from "../src/Rejection.ts"
 import * as Sessions from "../src/Sessions.ts"
@@ -213,7 +214,10 @@ describe("Security: slow consumers over WebSocket (security.md, server.md)", () 
  * A server on a Node HTTP server the test makes (`layerHttpServer`), with the
  * routes: the test sees the server side of every socket.
  */
-const serverWithSockets = (options: NodeLhttpServer.Options<any, any>, implementations: Layer.Layer<any, any, any>) =>
+const serverWithSockets = <P extends Processor.Any, F extends Filter.Any, I>(
+  options: NodeLhttpServer.Options<P, F>,
+  implementations: Layer.Layer<I, unknown>
+) =>
   Effect.gen(function*() {
     const sockets: Array<Net.Socket> = []
     const app = HttpRouter.serve(NodeLhttpServer.routes(options), { disableListenLog: true, disableLogger: true }).pipe(
@@ -244,7 +248,10 @@ describe("Security: the WebSocket inbox (security.md \"Message floods\", server.
     Effect.gen(function*() {
       gate = Deferred.makeUnsafe()
       gateReached = false
-      const { url, http, serverSide } = yield* serverWithSockets({ processors: [Echo.Echo, Slow] }, Layer.mergeAll(Echo.layer, SlowLive))
+      const { url, http, serverSide } = yield* serverWithSockets(
+        { processors: [Echo.Echo, Slow] },
+        Layer.mergeAll(Echo.layer, SlowLive)
+      )
       const client = yield* connect(url)
       const socket = serverSide((client.ws as unknown as { _socket: Net.Socket })._socket.localPort!)
       // the connection's messages wait behind the slow one (no id: processed one after another)
@@ -309,12 +316,18 @@ describe("Security: invalid UTF-8 and the frames the server writes (protocol.md 
       client.send(frame("echo", {}, "x".repeat(60_000)))
       expected.push(frame("echo", {}, "x".repeat(60_000)))
       client.send("not lhttp")
-      expected.push("LHTTP/1.0 error\r\nstatus:400\r\nreason:NotLhttp\r\n\r\na frame starts with \"LHTTP/1.0 <command>\"")
+      expected.push(
+        "LHTTP/1.0 error\r\nstatus:400\r\nreason:NotLhttp\r\n\r\na frame starts with \"LHTTP/1.0 <command>\""
+      )
       client.send(frame("many"))
       for (let i = 0; i < 5; i++) expected.push(frame("many", {}, `part ${i}`))
       expected.push(frame("many", {}, "b".repeat(100_000)))
       // 300 deliveries in one read: written out together
-      client.socket.write(Buffer.concat(Array.from({ length: 300 }, (_, i) => clientFrame(Buffer.from(frame("c", { publish: "pr1" }, `d${i}`)), 1))))
+      client.socket.write(
+        Buffer.concat(
+          Array.from({ length: 300 }, (_, i) => clientFrame(Buffer.from(frame("c", { publish: "pr1" }, `d${i}`)), 1))
+        )
+      )
       for (let i = 0; i < 300; i++) expected.push(frame("c", { publish: "pr1" }, `d${i}`))
       yield* eventually(() => client.frames().length >= expected.length, "10 seconds")
       const frames = client.frames()
@@ -373,7 +386,11 @@ describe("Security: connectionRate over the Node server (security.md, server.md)
       assert.isTrue(refused.endsWith(`\r\n\r\n${message}`), refused)
       for (const path of ["/sse", "/poll"]) {
         const answer = yield* request(`${http}${path}`)
-        assert.deepStrictEqual([answer.status, answer.headers.get("retry-after"), answer.body], [503, "1", message], path)
+        assert.deepStrictEqual(
+          [answer.status, answer.headers.get("retry-after"), answer.body],
+          [503, "1", message],
+          path
+        )
       }
       const other = yield* connect(url, { localAddress: "127.0.0.2" })
       yield* other.send(frame("echo", {}, "admitted"))
@@ -412,12 +429,20 @@ describe("Security: CORS on the HTTP transports (security.md, transports.md)", (
       const { http } = yield* startServer({ allowedOrigins: ["https://app.example"] })
       for (const [path, init] of requests("https://evil.example")) {
         const refused = yield* head(`${http}${path}`, init)
-        assert.deepStrictEqual([refused.status, corsHeaders(refused.headers)], [403, []], `${init.method ?? "GET"} ${path}`)
+        assert.deepStrictEqual(
+          [refused.status, corsHeaders(refused.headers)],
+          [403, []],
+          `${init.method ?? "GET"} ${path}`
+        )
       }
       for (const [path, init] of requests("https://app.example")) {
         const allowed = yield* head(`${http}${path}`, init)
         assert.notStrictEqual(allowed.status, 403, path)
-        assert.strictEqual(allowed.headers.get("access-control-allow-origin"), "https://app.example", `${init.method ?? "GET"} ${path}`)
+        assert.strictEqual(
+          allowed.headers.get("access-control-allow-origin"),
+          "https://app.example",
+          `${init.method ?? "GET"} ${path}`
+        )
         assert.strictEqual(allowed.headers.get("vary"), "origin")
       }
       // no Origin (not a cross-origin request): no CORS header
@@ -432,7 +457,11 @@ describe("Security: CORS on the HTTP transports (security.md, transports.md)", (
         for (const [path, init] of requests(origin)) {
           const answer = yield* head(`${http}${path}`, init)
           assert.notStrictEqual(answer.status, 403, path)
-          assert.strictEqual(answer.headers.get("access-control-allow-origin"), origin, `${init.method ?? "GET"} ${path}`)
+          assert.strictEqual(
+            answer.headers.get("access-control-allow-origin"),
+            origin,
+            `${init.method ?? "GET"} ${path}`
+          )
         }
       }
     }))
@@ -457,7 +486,9 @@ const assertRandom128 = (ids: ReadonlyArray<string>) => {
   }
   const half = ids.length / 2
   const bound = 6 * Math.sqrt(ids.length) / 2
-  const skewed = ones.flatMap((count, bit) => Math.abs(count - half) > bound ? [`bit ${bit}: ${count}/${ids.length}`] : [])
+  const skewed = ones.flatMap((count, bit) =>
+    Math.abs(count - half) > bound ? [`bit ${bit}: ${count}/${ids.length}`] : []
+  )
   assert.deepStrictEqual(skewed, [], "bit positions far from half set")
 }
 
@@ -485,13 +516,15 @@ describe("Security: unguessable keys (security.md)", () => {
       )
       const keys: Array<string> = []
       for (let i = 0; i < 512; i++) {
-        keys.push(yield* Effect.scoped(Effect.gen(function*() {
-          const client = yield* connectMemory()
-          yield* client.send(frame("login", {}, JSON.stringify({ name: `user${i}` })))
-          const session = /^LHTTP\/1\.0 session\r\nsession-key:([^\r]*)\r\n/.exec(yield* client.next())
-          if (session === null) return yield* Effect.die(new Error("no session frame"))
-          return session[1]!
-        })))
+        keys.push(
+          yield* Effect.scoped(Effect.gen(function*() {
+            const client = yield* connectMemory()
+            yield* client.send(frame("login", {}, JSON.stringify({ name: `user${i}` })))
+            const session = /^LHTTP\/1\.0 session\r\nsession-key:([^\r]*)\r\n/.exec(yield* client.next())
+            if (session === null) return yield* Effect.die(new Error("no session frame"))
+            return session[1]!
+          }))
+        )
       }
       assertRandom128(keys)
     }))
@@ -541,7 +574,8 @@ describe("Security: what the server logs (security.md \"Token leakage\", operati
       assert.match(yield* client.next(), /reason:MalformedHeader/)
       yield* client.send(frame("boom", { "x-h": "frame-SECRET-boom" }, "frame-SECRET-boom"))
       assert.match(yield* client.next(), /reason:InternalError/)
-      const refused = yield* connect(`${url}/?token=denied-SECRET-query`, { headers: { ...identity, "x-deny": "1" } }).pipe(Effect.flip)
+      const refused = yield* connect(`${url}/?token=denied-SECRET-query`, { headers: { ...identity, "x-deny": "1" } })
+        .pipe(Effect.flip)
       assert.include(String(refused), "403")
       const invalid = yield* rawWs(port, "/?token=utf8-SECRET-query")
       invalid.send(Buffer.concat([Buffer.from("LHTTP/1.0 echo\r\n\r\nutf8-SECRET-body "), Buffer.from([0xff])]), 1)
@@ -559,18 +593,38 @@ describe("Security: what the server logs (security.md \"Token leakage\", operati
       // the one with the token was delivered
       assert.strictEqual(yield* client.next(), body)
       const malformed = "LHTTP/1.0 c\r\npost-SECRET-malformed\r\n\r\n"
-      yield* request(`${http}/publish`, { method: "POST", body: malformed, headers: { authorization: "Bearer tok-SECRET-publish" } })
+      yield* request(`${http}/publish`, {
+        method: "POST",
+        body: malformed,
+        headers: { authorization: "Bearer tok-SECRET-publish" }
+      })
       // the HTTP transports: a poll, a frame sent, a frame too big
       const poll = yield* request(`${http}/poll?subscribe=room`, { headers: identity })
       const key = JSON.parse(poll.body).connection as string
-      yield* request(`${http}/send?connection=${key}`, { method: "POST", body: frame("echo", {}, "send-SECRET-body"), headers: identity })
-      yield* request(`${http}/send?connection=${key}`, { method: "POST", body: `send-SECRET-big ${"x".repeat(5000)}`, headers: identity })
+      yield* request(`${http}/send?connection=${key}`, {
+        method: "POST",
+        body: frame("echo", {}, "send-SECRET-body"),
+        headers: identity
+      })
+      yield* request(`${http}/send?connection=${key}`, {
+        method: "POST",
+        body: `send-SECRET-big ${"x".repeat(5000)}`,
+        headers: identity
+      })
       yield* client.nothing()
       // the log was captured, from the paths above: the listening line, the defect, ws's closes
       const levels = new Set(logged.map((entry) => entry.level))
-      assert.isTrue(logged.some((entry) => entry.text.includes("effect-lhttp listening on")), "the log was not captured")
-      assert.isTrue(logged.some((entry) => entry.level === "Warn" && entry.text.includes("a processor or filter failed")), "no warning for the defect")
-      yield* eventually(() => logged.filter((entry) => entry.text.includes("WebSocket closed by the server")).length === 2)
+      assert.isTrue(
+        logged.some((entry) => entry.text.includes("effect-lhttp listening on")),
+        "the log was not captured"
+      )
+      assert.isTrue(
+        logged.some((entry) => entry.level === "Warn" && entry.text.includes("a processor or filter failed")),
+        "no warning for the defect"
+      )
+      yield* eventually(() =>
+        logged.filter((entry) => entry.text.includes("WebSocket closed by the server")).length === 2
+      )
       assert.isTrue(levels.has("Debug"))
       const leaks = logged.filter((entry) => entry.text.includes("SECRET"))
       assert.deepStrictEqual(leaks, [])
@@ -657,8 +711,14 @@ describe("Security: /publish and /metrics without a token, from a peer that is n
       const code = yield* Effect.promise(() => client.exited)
       assert.strictEqual(code, 0, client.output())
       const answers = JSON.parse(client.output())
-      assert.deepStrictEqual(answers["198.51.100.7"].publish, [403, "without a publish token, only loopback peers may publish\n"])
-      assert.deepStrictEqual(answers["198.51.100.7"].metrics, [403, "without a publish token, only loopback peers may read the metrics\n"])
+      assert.deepStrictEqual(answers["198.51.100.7"].publish, [
+        403,
+        "without a publish token, only loopback peers may publish\n"
+      ])
+      assert.deepStrictEqual(answers["198.51.100.7"].metrics, [
+        403,
+        "without a publish token, only loopback peers may read the metrics\n"
+      ])
       // the address reaches the server: only the guard refuses it
       assert.deepStrictEqual(answers["198.51.100.7"].healthz, [200, "ok\n"])
       assert.deepStrictEqual(answers["127.0.0.1"].publish, [204, ""])

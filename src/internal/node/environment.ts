@@ -1,0 +1,103 @@
+/**
+ * The stand-alone server's `LHTTP_*` environment variables (README.md):
+ * each read and checked, and laid over the options the program gives.
+ */
+import { Config, Option, Redacted } from "effect"
+import * as LhttpServer from "../../LhttpServer.ts"
+import * as StartupConfig from "../server/config.ts"
+
+/** The largest `LHTTP_MAX_MESSAGE_BYTES`: 16 MiB. */
+const maxMessageBytesLimit = 16 * 1024 * 1024
+
+/** The largest `LHTTP_MAX_CONNECTIONS`. */
+const maxConnectionsLimit = 10_000_000
+
+/** The variables, each checked (a bad one fails with a `ConfigError` at its name saying what is expected). */
+export const config = Config.all({
+  port: StartupConfig.checkedOr("LHTTP_PORT", 8081, StartupConfig.parsePort),
+  host: StartupConfig.checked("LHTTP_HOST", StartupConfig.parseHost),
+  publishToken: StartupConfig.checked("LHTTP_PUBLISH_TOKEN", StartupConfig.parseSecret).pipe(
+    Config.map(Option.map(Redacted.make))
+  ),
+  maxMessageBytes: StartupConfig.checkedOr(
+    "LHTTP_MAX_MESSAGE_BYTES",
+    LhttpServer.defaults.maxMessageBytes,
+    StartupConfig.parseWholeNumber(1, maxMessageBytesLimit)
+  ),
+  allowedOrigins: StartupConfig.checked(
+    "LHTTP_ALLOWED_ORIGINS",
+    StartupConfig.parseList(
+      "comma-separated origins such as https://chat.example.com (scheme, host, optional port; no path)",
+      StartupConfig.parseOrigin
+    )
+  ),
+  maxConnections: StartupConfig.checkedOr(
+    "LHTTP_MAX_CONNECTIONS",
+    LhttpServer.defaults.maxConnections,
+    StartupConfig.parseWholeNumber(1, maxConnectionsLimit)
+  ),
+  maxConnectionsPerAddress: StartupConfig.checked(
+    "LHTTP_MAX_CONNECTIONS_PER_ADDRESS",
+    StartupConfig.parseWholeNumber(1, maxConnectionsLimit)
+  ),
+  maxDetachedPerAddress: StartupConfig.checked(
+    "LHTTP_MAX_DETACHED_PER_ADDRESS",
+    StartupConfig.parseWholeNumber(1, maxConnectionsLimit)
+  ),
+  maxUrlChannels: StartupConfig.checked("LHTTP_MAX_URL_CHANNELS", StartupConfig.parseWholeNumber(1, 10_000)),
+  urlRecoveryBytes: StartupConfig.checked("LHTTP_URL_RECOVERY_BYTES", StartupConfig.parseWholeNumber(0, 2 ** 30)),
+  connectionsPerSecond: StartupConfig.checked("LHTTP_CONNECTIONS_PER_SECOND", StartupConfig.parseRate),
+  messagesPerSecond: StartupConfig.checked("LHTTP_MESSAGES_PER_SECOND", StartupConfig.parseRate)
+})
+
+/** What the variables say. */
+export type Environment = Config.Success<typeof config>
+
+/** The options the variables set. */
+export interface Overridden {
+  readonly port?: number | undefined
+  readonly host?: string | undefined
+  readonly publishToken?: Redacted.Redacted<string> | string | undefined
+  readonly maxMessageBytes?: number | undefined
+  readonly allowedOrigins?: ReadonlyArray<string> | undefined
+  readonly maxConnections?: number | undefined
+  readonly maxConnectionsPerAddress?: number | undefined
+  readonly maxDetachedPerAddress?: number | undefined
+  readonly maxUrlChannels?: number | undefined
+  readonly urlRecoveryBytes?: number | undefined
+  readonly connectionRate?: LhttpServer.Rate | undefined
+  readonly messageRate?: LhttpServer.Rate | undefined
+}
+
+// a rate from the environment: that many a second, twice as many at once
+const rateOf = (perSecond: number) => ({ perSecond, burst: Math.max(1, Math.ceil(2 * perSecond)) })
+
+/**
+ * `options` with what the variables say laid over them: the port, the host,
+ * the publish token, the message size and the connection cap as read (or
+ * their defaults); the others where they are set.
+ */
+export const over = <O extends Overridden>(options: O, env: Environment): O => ({
+  ...options,
+  port: env.port,
+  host: Option.getOrUndefined(env.host),
+  publishToken: Option.getOrUndefined(env.publishToken),
+  maxMessageBytes: env.maxMessageBytes,
+  allowedOrigins: Option.getOrElse(env.allowedOrigins, () => options.allowedOrigins),
+  maxConnections: env.maxConnections,
+  maxConnectionsPerAddress: Option.getOrElse(env.maxConnectionsPerAddress, () => options.maxConnectionsPerAddress),
+  maxDetachedPerAddress: Option.getOrElse(env.maxDetachedPerAddress, () => options.maxDetachedPerAddress),
+  maxUrlChannels: Option.getOrElse(env.maxUrlChannels, () => options.maxUrlChannels),
+  urlRecoveryBytes: Option.getOrElse(env.urlRecoveryBytes, () => options.urlRecoveryBytes),
+  connectionRate: Option.match(env.connectionsPerSecond, { onNone: () => options.connectionRate, onSome: rateOf }),
+  messageRate: Option.match(env.messagesPerSecond, { onNone: () => options.messageRate, onSome: rateOf })
+})
+
+/** A port that cannot be listened on, as one line naming the port and its variable. */
+export const listenError = (cause: unknown, env: Environment) =>
+  StartupConfig.listenError(cause, {
+    port: env.port,
+    host: Option.getOrUndefined(env.host),
+    portVariable: "LHTTP_PORT",
+    hostVariable: "LHTTP_HOST"
+  })
