@@ -1,6 +1,7 @@
 /**
  * The NATS bus: many server processes on one NATS (cluster) form one LHTTP
- * cluster. The only module that imports `@nats-io/transport-node`.
+ * cluster. Import it as `effect-lhttp/NatsBus`; it needs
+ * `@nats-io/transport-node`.
  *
  * - A channel is the subject `<prefix><channel>` (prefix `lhttp.` by default;
  *   an empty prefix interoperates with original lhttp nodes, whose subject is
@@ -27,63 +28,38 @@
  *
  * @since 0.1.0
  */
-import { Config, type Duration, Effect, Layer, Option, type Redacted, type Scope } from "effect"
-import { Bus, type BusError } from "./Bus.ts"
-import { natsServersConfig, natsServersOption, parseSubjectPrefix, refine, stringKeepingEmpty } from "./internal/server/config.ts"
+import { Config, Effect, Layer, Option, type Scope } from "effect"
+import { Bus, type BusError, layerMemory } from "./Bus.ts"
 import * as internal from "./internal/nats/bus.ts"
+import * as NatsConfig from "./internal/nats/config.ts"
+import * as ReplayBuffer from "./internal/nats/replayBuffer.ts"
 
 /**
- * Options of the NATS bus.
+ * Options of the NATS bus: how to reach NATS (`servers`, and `token` or
+ * `user` and `pass`, as every NATS module takes them), the client `name`,
+ * the `subjectPrefix`, the reconnects (`reconnectTimeWait`,
+ * `maxReconnectAttempts`, `connectRetry`) and the reconnect buffer
+ * (`maxPendingBytes`, `maxPendingMessages`, `replayDelay`); each field says
+ * its default.
  *
  * @since 0.1.0
+ * @category models
  */
-export interface Options {
-  /** The NATS server(s): `nats://host:port`, one or a list. */
-  readonly servers: string | ReadonlyArray<string>
-  /** The client name NATS shows in its monitoring (default `effect-lhttp`). */
-  readonly name?: string | undefined
-  /** Prepended to a channel to make its subject (default `lhttp.`; `""` for original lhttp nodes). */
-  readonly subjectPrefix?: string | undefined
-  /** A token, for servers that require one. */
-  readonly token?: Redacted.Redacted<string> | string | undefined
-  /** A user and password, for servers that require them. */
-  readonly user?: string | undefined
-  readonly pass?: Redacted.Redacted<string> | string | undefined
-  /** The wait between reconnect attempts (default 1 s). */
-  readonly reconnectTimeWait?: Duration.Input | undefined
-  /** Reconnect attempts per server before giving up; -1 never gives up (default). */
-  readonly maxReconnectAttempts?: number | undefined
-  /** The wait between attempts of the first connection (default 1 s). */
-  readonly connectRetry?: Duration.Input | undefined
-  /**
-   * Bytes that may wait in the buffer while disconnected before publishing
-   * fails (default 8 MiB). A message counts its payload's UTF-8 bytes, its
-   * subject and {@link messageOverhead}.
-   */
-  readonly maxPendingBytes?: number | undefined
-  /** Messages that may wait in the buffer while disconnected before publishing fails (default 100 000). */
-  readonly maxPendingMessages?: number | undefined
-  /**
-   * After a reconnect, how long publishes keep waiting in the buffer before it
-   * is sent, so that other nodes that lost the same NATS server have
-   * reconnected and re-subscribed (default `reconnectTimeWait` + 250 ms: a
-   * node with the same settings retries every `reconnectTimeWait`, plus up to
-   * 100 ms of the client's jitter).
-   */
-  readonly replayDelay?: Duration.Input | undefined
-}
+export interface Options extends internal.Options {}
 
 /**
  * The default subject prefix.
  *
  * @since 0.1.0
+ * @category constants
  */
-export const defaultSubjectPrefix: string = internal.defaultSubjectPrefix
+export const defaultSubjectPrefix: string = NatsConfig.defaultSubjectPrefix
 
 /**
  * The default bound, in bytes, of what waits while NATS is disconnected.
  *
  * @since 0.1.0
+ * @category constants
  */
 export const defaultMaxPendingBytes: number = internal.defaultMaxPendingBytes
 
@@ -91,6 +67,7 @@ export const defaultMaxPendingBytes: number = internal.defaultMaxPendingBytes
  * The default bound, in messages, of what waits while NATS is disconnected.
  *
  * @since 0.1.0
+ * @category constants
  */
 export const defaultMaxPendingMessages: number = internal.defaultMaxPendingMessages
 
@@ -99,13 +76,15 @@ export const defaultMaxPendingMessages: number = internal.defaultMaxPendingMessa
  * protocol line, and the buffer's own bookkeeping).
  *
  * @since 0.1.0
+ * @category constants
  */
-export const messageOverhead: number = internal.messageOverhead
+export const messageOverhead: number = ReplayBuffer.messageOverhead
 
 /**
  * Makes the NATS bus. It does not wait for NATS: see the module's notes.
  *
  * @since 0.1.0
+ * @category constructors
  */
 export const make = (options: Options): Effect.Effect<Bus["Service"], BusError, Scope.Scope> =>
   Effect.map(internal.make(options), (made) => made.bus)
@@ -114,6 +93,7 @@ export const make = (options: Options): Effect.Effect<Bus["Service"], BusError, 
  * The NATS bus as a Layer. Closing it drains the NATS connection.
  *
  * @since 0.1.0
+ * @category layers
  */
 export const layer = (options: Options): Layer.Layer<Bus, BusError> => Layer.effect(Bus, make(options))
 
@@ -127,54 +107,47 @@ export const layer = (options: Options): Layer.Layer<Bus, BusError> => Layer.eff
  * `ConfigError` at `LHTTP_NATS_PREFIX` otherwise).
  *
  * @since 0.1.0
+ * @category config
  */
-export const subjectPrefixConfig: Config.Config<string> = stringKeepingEmpty("LHTTP_NATS_PREFIX", defaultSubjectPrefix)
-  .pipe(refine("LHTTP_NATS_PREFIX", parseSubjectPrefix))
+export const subjectPrefixConfig: Config.Config<string> = NatsConfig.subjectPrefixConfig
 
 /**
- * The NATS bus's settings read from the environment: `LHTTP_NATS_URL`
- * (comma-separated servers such as `nats://127.0.0.1:4222`, each checked:
- * `nats:`, `tls:`, `ws:` or `wss:`, or `host[:port]`), `LHTTP_NATS_PREFIX` (`lhttp.` when unset; set
- * and empty, the empty prefix: see {@link subjectPrefixConfig}),
- * `LHTTP_NATS_NAME`, `LHTTP_NATS_TOKEN`, `LHTTP_NATS_USER` and
- * `LHTTP_NATS_PASS`.
+ * The NATS bus's settings read from the environment: how to reach NATS, as
+ * every NATS module reads it (`LHTTP_NATS_URL`: comma-separated servers such
+ * as `nats://127.0.0.1:4222`, each checked: `nats:`, `tls:`, `ws:` or `wss:`,
+ * or `host[:port]`; `LHTTP_NATS_TOKEN`; `LHTTP_NATS_USER` and
+ * `LHTTP_NATS_PASS`), `LHTTP_NATS_PREFIX` (`lhttp.` when unset; set and
+ * empty, the empty prefix: see {@link subjectPrefixConfig}) and
+ * `LHTTP_NATS_NAME`.
  *
  * @since 0.1.0
+ * @category config
  */
-export const config = Config.all({
-  servers: natsServersConfig,
+export const config: Config.Config<Options> = Config.all({
+  client: NatsConfig.clientConfig,
   subjectPrefix: subjectPrefixConfig,
-  name: Config.option(Config.String("LHTTP_NATS_NAME")),
-  token: Config.option(Config.Redacted("LHTTP_NATS_TOKEN")),
-  user: Config.option(Config.String("LHTTP_NATS_USER")),
-  pass: Config.option(Config.Redacted("LHTTP_NATS_PASS"))
-})
+  name: Config.option(Config.String("LHTTP_NATS_NAME")).pipe(Config.map(Option.getOrUndefined))
+}).pipe(Config.map(({ client, ...bus }) => ({ ...client, ...bus })))
 
 /**
- * {@link layer} with the settings of {@link config}.
+ * {@link layer} with the settings of {@link config}: `LHTTP_NATS_URL` is
+ * required.
  *
  * @since 0.1.0
+ * @category layers
  */
-export const layerConfig: Layer.Layer<Bus, BusError | Config.ConfigError> = Layer.unwrap(
-  Effect.map(config, (env) =>
-    layer({
-      servers: env.servers,
-      subjectPrefix: env.subjectPrefix,
-      name: Option.getOrUndefined(env.name),
-      token: Option.getOrUndefined(env.token),
-      user: Option.getOrUndefined(env.user),
-      pass: Option.getOrUndefined(env.pass)
-    }))
+export const layerConfig: Layer.Layer<Bus, BusError | Config.ConfigError> = Layer.unwrap(Effect.map(config, layer))
+
+/**
+ * The bus of a program configured by the environment: {@link layerConfig}
+ * when `LHTTP_NATS_URL` is set, the memory bus (`Bus.layerMemory()`) when it
+ * is not. `LHTTP_NATS_URL` and `LHTTP_NATS_PREFIX` are checked either way.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerFromEnv: Layer.Layer<Bus, BusError | Config.ConfigError> = NatsConfig.layerWhenNats(
+  subjectPrefixConfig,
+  layerConfig,
+  layerMemory()
 )
-
-/**
- * The bus of the main job: NATS when `LHTTP_NATS_URL` is set, in memory
- * otherwise.
- *
- * @since 0.1.0
- */
-export const layerFromEnv = (memory: Layer.Layer<Bus>): Layer.Layer<Bus, BusError | Config.ConfigError> =>
-  Layer.unwrap(
-    // the prefix is checked without NATS too: a bad value is a mistake either way
-    Effect.map(Config.all([natsServersOption, subjectPrefixConfig]), ([url]) => Option.isSome(url) ? layerConfig : memory)
-  )

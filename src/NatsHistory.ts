@@ -35,60 +35,41 @@
  *
  * @since 0.1.0
  */
-import { jetstreamManager, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream"
-import type { NatsConnection } from "@nats-io/transport-node"
-import { Config, Context, Duration, Effect, Layer, Option, Result } from "effect"
+import { Config, Context, Effect, Layer, Result, type Scope } from "effect"
 import * as Bus from "./Bus.ts"
-import type { ChannelId } from "./Channel.ts"
 import * as History from "./History.ts"
-import { checkedOr, natsServersOption, parseNatsName, refine, stringKeepingEmpty } from "./internal/server/config.ts"
-import { noJetStream } from "./internal/nats/client.ts"
-import * as internal from "./internal/nats/bus.ts"
+import * as NatsConfig from "./internal/nats/config.ts"
+import * as internal from "./internal/nats/history.ts"
+import { checkedOr, refine, stringKeepingEmpty } from "./internal/server/config.ts"
 import * as NatsBus from "./NatsBus.ts"
 
 /**
- * Options of the bus with JetStream history: the NATS bus's, the policies,
- * and the stream's.
+ * Options of the bus with JetStream history: the NATS bus's
+ * ({@link NatsBus.Options}), the `policies` (which channels keep history),
+ * and the stream's (`stream`, `republishPrefix`, `maxBytes`, `storage`,
+ * `streamCheckInterval`); each field says its default.
  *
  * @since 0.1.0
  * @category models
  */
-export interface Options extends NatsBus.Options {
-  /** Which channels keep history (the first policy whose prefix matches counts). */
-  readonly policies: ReadonlyArray<History.Policy>
-  /** The stream (default `LHTTP_HISTORY`). */
-  readonly stream?: string | undefined
-  /** Where the stream republishes what it stored (default `lhttp-positions.`, then the bus subject). */
-  readonly republishPrefix?: string | undefined
-  /** The most the stream holds, all channels together (default 1 GiB): past it, the oldest messages go. */
-  readonly maxBytes?: number | undefined
-  /** Where the stream keeps its messages (default `"file"`: they outlive a nats-server restart). */
-  readonly storage?: "file" | "memory" | undefined
-  /**
-   * How often the node checks that the stream is still there, besides at
-   * every (re)connection (default 10 s): a stream deleted while NATS stays up
-   * is made again (a new epoch); meanwhile the history channels deliver
-   * nothing on this node.
-   */
-  readonly streamCheckInterval?: Duration.Input | undefined
-}
+export interface Options extends internal.Options {}
 
 /**
  * The default prefix of the subjects the stream republishes to.
  *
  * @since 0.1.0
+ * @category constants
  */
-export const defaultRepublishPrefix = "lhttp-positions."
+export const defaultRepublishPrefix: string = internal.defaultRepublishPrefix
 
-const unavailable = (message: string, cause?: unknown) =>
-  new History.HistoryError({ reason: "Unavailable", message, cause })
-
-// a short, stable hash of a text, in base 36 (the stream's subjects, in its epoch)
-const hashOf = (text: string): string => {
-  let hash = 2166136261
-  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 16777619)
-  return (hash >>> 0).toString(36)
-}
+/**
+ * The policies of `LHTTP_HISTORY` when it is not set: `*`, every channel
+ * keeps its last 100 messages for 10 minutes ({@link History.defaults}).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultPolicies = "*"
 
 /**
  * Makes the bus and the history: the bus connects as the NATS bus does (not
@@ -97,133 +78,13 @@ const hashOf = (text: string): string => {
  * @since 0.1.0
  * @category constructors
  */
-export const make = Effect.fnUntraced(function*(options: Options) {
-  const streamName = options.stream ?? "LHTTP_HISTORY"
-  const prefix = options.subjectPrefix ?? NatsBus.defaultSubjectPrefix
-  const republishPrefix = options.republishPrefix ?? defaultRepublishPrefix
-  const lookup = History.policyLookup(options.policies)
-  const maxSize = Math.max(1, ...options.policies.map((policy) => policy.size))
-  const maxAge = Math.max(1, ...options.policies.map((policy) => Duration.toMillis(policy.ttl)))
-  const subjects = prefix === "" ? ["*"] : [`${prefix}>`]
-  const context = yield* Effect.context<never>()
-  let limitation: string | undefined
-  let manager: JetStreamManager | undefined
-
-  const wanted: Partial<StreamConfig> = {
-    subjects,
-    republish: { src: ">", dest: `${republishPrefix}>` },
-    max_msgs_per_subject: maxSize,
-    max_age: maxAge * 1_000_000,
-    max_bytes: options.maxBytes ?? 2 ** 30,
-    allow_direct: true
-  }
-  const differs = (config: StreamConfig) =>
-    config.subjects?.join(" ") !== subjects.join(" ") ||
-    config.republish?.src !== wanted.republish!.src ||
-    config.republish?.dest !== wanted.republish!.dest ||
-    config.max_msgs_per_subject !== wanted.max_msgs_per_subject ||
-    config.max_age !== wanted.max_age ||
-    config.max_bytes !== wanted.max_bytes ||
-    config.allow_direct !== true
-
-  // the stream on a connection: found (and brought to these settings) or made; its epoch
-  const setup = async (nc: NatsConnection): Promise<string | undefined> => {
-    let jsm: JetStreamManager
-    try {
-      jsm = await jetstreamManager(nc)
-    } catch (cause) {
-      if (!noJetStream(cause)) throw cause
-      const line = "channel history is off: this NATS has no JetStream (start nats-server with -js to keep it)"
-      if (limitation !== line) Effect.runForkWith(context)(Effect.logWarning(line))
-      limitation = line
-      return undefined
-    }
-    const info = await jsm.streams.info(streamName).then(
-      (existing) => differs(existing.config) ? jsm.streams.update(streamName, { ...existing.config, ...wanted }) : existing,
-      () =>
-        jsm.streams.add({
-          name: streamName,
-          storage: options.storage === "memory" ? "memory" : "file",
-          ...wanted
-        } as Parameters<JetStreamManager["streams"]["add"]>[0]).catch(() =>
-          // another node made it meanwhile
-          jsm.streams.info(streamName)
-        )
-    )
-    manager = jsm
-    limitation = undefined
-    return `${Date.parse(info.created).toString(36)}-${hashOf(subjects.join(" "))}`
-  }
-
-  // no policy, no stream: the plain NATS bus
-  const made = yield* internal.make(options, options.policies.length === 0 ? undefined : {
-    setup,
-    republishPrefix,
-    checkInterval: Duration.toMillis(Duration.fromInputUnsafe(options.streamCheckInterval ?? "10 seconds"))
-  })
-
-  // the channel's messages after `since`, as far as the stream and its policy keep them
-  const recover = async (
-    jsm: JetStreamManager,
-    epoch: string,
-    channel: ChannelId,
-    policy: History.Policy,
-    since: History.Position | undefined
-  ): Promise<History.Recovery> => {
-    const subject = prefix + channel
-    const info = await jsm.streams.info(streamName)
-    const last = info.state.last_seq
-    const position = { epoch, offset: last }
-    if (since === undefined) return { messages: [], position }
-    if (since.epoch !== epoch) return { messages: [], position, reason: "EpochChanged" }
-    if (since.offset > last) return { messages: [], position, reason: "UnknownPosition" }
-    if (since.offset === last) return { messages: [], position }
-    const oldest = Date.now() - Duration.toMillis(policy.ttl)
-    const found: Array<History.Stored & { readonly at: number }> = []
-    for (let seq = since.offset + 1; seq <= last;) {
-      const message = await jsm.direct.getMessage(streamName, { seq, next_by_subj: subject })
-      if (message === null || message.seq > last) break
-      found.push({ text: message.string(), position: { epoch, offset: message.seq }, at: message.time.getTime() })
-      seq = message.seq + 1
-    }
-    const kept = found.filter((message) => message.at > oldest).slice(-policy.size)
-    const messages = kept.map(({ position, text }) => ({ position, text }))
-    if (kept.length < found.length) return { messages, position, reason: "Trimmed" }
-    // nothing of the channel after `since` was dropped when one of its messages at or before it is still
-    // there, or when the stream still starts at or before `since` and the channel is under its per-subject limit
-    const earlier = await jsm.direct.getMessage(streamName, { seq: 1, next_by_subj: subject })
-    const perSubject = info.config.max_msgs_per_subject
-    const complete = (earlier !== null && earlier.seq <= since.offset) ||
-      (info.state.first_seq <= since.offset + 1 && (perSubject === undefined || perSubject < 0 || found.length < perSubject))
-    return complete ? { messages, position } : { messages, position, reason: "Trimmed" }
-  }
-
-  const history = History.History.of({
-    policyOf: (channel) => {
-      if (made.numbering()._tag === "Off") return undefined
-      // with the empty prefix the stream records one-token subjects only
-      if (prefix === "" && channel.includes(".")) return undefined
-      return lookup(channel)
-    },
-    numbering: options.policies.length === 0 ? "none" : "bus",
-    recover: (channel, policy, since) =>
-      Effect.suspend(() => {
-        const state = made.numbering()
-        if (state._tag !== "Numbered" || manager === undefined) {
-          return Effect.fail(unavailable(state._tag === "Off" ? limitation ?? "no JetStream" : "NATS is not reached yet"))
-        }
-        const jsm = manager
-        return Effect.tryPromise({
-          try: () => recover(jsm, state.epoch, channel, policy, since),
-          catch: (cause) =>
-            new History.HistoryError({ reason: "ReadFailed", message: `the history failed to read a channel: ${String(cause)}`, cause })
-        })
-      }),
-    isReady: Effect.sync(() => made.numbering()._tag !== "Pending"),
-    limitation: Effect.sync(() => limitation)
-  })
-  return { bus: made.bus, history }
-})
+export const make: (
+  options: Options
+) => Effect.Effect<
+  { readonly bus: Bus.Bus["Service"]; readonly history: History.History["Service"] },
+  Bus.BusError,
+  Scope.Scope
+> = internal.make
 
 /**
  * The bus with JetStream history as a Layer: the `Bus` and the `History`.
@@ -232,52 +93,84 @@ export const make = Effect.fnUntraced(function*(options: Options) {
  * @category layers
  */
 export const layer = (options: Options): Layer.Layer<Bus.Bus | History.History, Bus.BusError> =>
-  Layer.effectContext(Effect.map(make(options), ({ bus, history }) =>
-    Context.make(Bus.Bus, bus).pipe(Context.add(History.History, history))))
+  Layer.effectContext(
+    Effect.map(make(options), ({ bus, history }) =>
+      Context.make(Bus.Bus, bus).pipe(Context.add(History.History, history)))
+  )
 
 /**
- * The history's settings from the environment, beside the NATS bus's
- * ({@link NatsBus.config}): `LHTTP_HISTORY_STREAM` (default `LHTTP_HISTORY`;
- * letters, digits, `_` and `-`).
+ * `LHTTP_HISTORY_STREAM`, the stream (default `LHTTP_HISTORY`; letters,
+ * digits, `_` and `-`).
  *
  * @since 0.1.0
  * @category config
  */
-export const streamConfig: Config.Config<string> = checkedOr("LHTTP_HISTORY_STREAM", "LHTTP_HISTORY", parseNatsName)
+export const streamConfig: Config.Config<string> = checkedOr(
+  "LHTTP_HISTORY_STREAM",
+  "LHTTP_HISTORY",
+  NatsConfig.parseName
+)
 
 /**
- * The bus and history of the main job: the policies of `LHTTP_HISTORY`
- * ({@link History.parsePolicies}; `fallback` when it is not set, none when it
- * is empty; a malformed one fails with a `ConfigError` at `LHTTP_HISTORY`
- * saying what is wrong); with `LHTTP_NATS_URL`, the NATS bus ({@link NatsBus.config})
- * with history in JetStream; without, the memory bus and history.
+ * `LHTTP_HISTORY`, the policies ({@link History.parsePolicies}):
+ * {@link defaultPolicies} when it is not set, none when it is set and empty;
+ * a malformed one fails with a `ConfigError` at `LHTTP_HISTORY` saying what
+ * is wrong.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const policiesConfig: Config.Config<Array<History.Policy>> = stringKeepingEmpty("LHTTP_HISTORY", defaultPolicies)
+  .pipe(refine("LHTTP_HISTORY", (text) =>
+    Result.try({
+      try: () => History.parsePolicies(text),
+      catch: (cause) => cause instanceof Error ? cause.message : String(cause)
+    })))
+
+/**
+ * The settings of the bus with history from the environment: the NATS bus's
+ * ({@link NatsBus.config}; `LHTTP_NATS_URL` is required), the policies of
+ * {@link policiesConfig} and the stream of {@link streamConfig}.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config: Config.Config<Options> = Config.all({
+  bus: NatsBus.config,
+  policies: policiesConfig,
+  stream: streamConfig
+}).pipe(Config.map(({ bus, ...history }) => ({ ...bus, ...history })))
+
+/**
+ * {@link layer} with the settings of {@link config}: `LHTTP_NATS_URL` is
+ * required.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerFromEnv = (
-  fallback: string
-): Layer.Layer<Bus.Bus | History.History, Bus.BusError | Config.ConfigError> =>
-  Layer.unwrap(Effect.gen(function*() {
-    const policies = yield* stringKeepingEmpty("LHTTP_HISTORY", fallback).pipe(refine("LHTTP_HISTORY", (text) =>
-      Result.try({
-        try: () => History.parsePolicies(text),
-        catch: (cause) => cause instanceof Error ? cause.message : String(cause)
-      })))
-    const url = yield* natsServersOption
-    // the NATS settings are checked without NATS too: a bad value is a mistake either way
-    const stream = yield* streamConfig
-    yield* NatsBus.subjectPrefixConfig
-    if (Option.isNone(url)) return Layer.merge(Bus.layerMemory(), History.layerMemory({ policies }))
-    const env = yield* NatsBus.config
-    return layer({
-      servers: env.servers,
-      subjectPrefix: env.subjectPrefix,
-      name: Option.getOrUndefined(env.name),
-      token: Option.getOrUndefined(env.token),
-      user: Option.getOrUndefined(env.user),
-      pass: Option.getOrUndefined(env.pass),
-      policies,
-      stream
-    })
-  }))
+export const layerConfig: Layer.Layer<Bus.Bus | History.History, Bus.BusError | Config.ConfigError> = Layer.unwrap(
+  Effect.map(config, layer)
+)
+
+// without NATS: the memory bus, and the memory history with the policies of LHTTP_HISTORY
+const layerMemory: Layer.Layer<Bus.Bus | History.History, Config.ConfigError> = Layer.unwrap(
+  Effect.map(policiesConfig, (policies) => Layer.merge(Bus.layerMemory(), History.layerMemory({ policies })))
+)
+
+/**
+ * The bus and history of a program configured by the environment:
+ * {@link layerConfig} (the NATS bus with history in JetStream) when
+ * `LHTTP_NATS_URL` is set, the memory bus and history when it is not; the
+ * policies of `LHTTP_HISTORY` either way ({@link policiesConfig}: every
+ * channel when it is not set). `LHTTP_NATS_URL`, `LHTTP_NATS_PREFIX`,
+ * `LHTTP_HISTORY` and `LHTTP_HISTORY_STREAM` are checked either way.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerFromEnv: Layer.Layer<Bus.Bus | History.History, Bus.BusError | Config.ConfigError> = NatsConfig
+  .layerWhenNats(
+    Config.all([policiesConfig, streamConfig, NatsBus.subjectPrefixConfig]),
+    layerConfig,
+    layerMemory
+  )

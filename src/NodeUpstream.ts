@@ -20,20 +20,35 @@
  *
  * @since 0.1.0
  */
-import { Cause, Clock, Config, Data, Duration, Effect, Layer, Metric, Option, Redacted, Result, type Scope, Stream } from "effect"
+import {
+  Cause,
+  Clock,
+  Config,
+  Data,
+  Duration,
+  Effect,
+  Layer,
+  Metric,
+  Option,
+  Redacted,
+  Result,
+  type Scope,
+  Stream
+} from "effect"
 import { HttpClient, HttpClientRequest, HttpMethod } from "effect/http"
-import * as StartupConfig from "./internal/server/config.ts"
 import * as Address from "./internal/node/upstream/address.ts"
-import * as Allowlist from "./internal/server/allowlist.ts"
 import * as PinnedClient from "./internal/node/upstream/client.ts"
 import * as RequestHeaders from "./internal/node/upstream/headers.ts"
 import * as Signing from "./internal/node/upstream/signing.ts"
+import * as Allowlist from "./internal/server/allowlist.ts"
+import * as StartupConfig from "./internal/server/config.ts"
 import { type Call, type Reason, type Response, Upstream, UpstreamError } from "./Upstream.ts"
 
 /**
  * Settings of upstream calls.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Options {
   /** URL prefixes that may be called, e.g. `https://api.example.com/hooks/`. Required. */
@@ -79,6 +94,7 @@ export interface Options {
  * duration.
  *
  * @since 0.1.0
+ * @category errors
  */
 export class UpstreamConfigError extends Data.TaggedError("UpstreamConfigError")<{
   readonly reason: "InvalidAllowlist" | "InvalidTimeout"
@@ -91,6 +107,7 @@ export class UpstreamConfigError extends Data.TaggedError("UpstreamConfigError")
  * recomputes it to trust a request.
  *
  * @since 0.1.0
+ * @category utils
  */
 export const sign: (secret: string, timestamp: string, method: string, url: string, body: string) => string =
   Signing.sign
@@ -116,7 +133,8 @@ const parseAllowlist = (entries: ReadonlyArray<string>) =>
 
 const parseTimeout = (input: Duration.Input) =>
   Option.match(Duration.fromInput(input), {
-    onNone: () => Effect.fail(new UpstreamConfigError({ reason: "InvalidTimeout", message: "upstream timeout: not a duration" })),
+    onNone: () =>
+      Effect.fail(new UpstreamConfigError({ reason: "InvalidTimeout", message: "upstream timeout: not a duration" })),
     onSome: Effect.succeed
   })
 
@@ -127,6 +145,7 @@ const fail = (reason: Reason, message: string) => Effect.fail(new UpstreamError(
  * scope.
  *
  * @since 0.1.0
+ * @category constructors
  */
 export const make: (options: Options) => Effect.Effect<Upstream["Service"], UpstreamConfigError, Scope.Scope> = Effect
   .fnUntraced(function*(options: Options) {
@@ -225,7 +244,11 @@ export const make: (options: Options) => Effect.Effect<Upstream["Service"], Upst
           if (response.status < 200 || response.status >= 300) {
             return yield* fail("Status", `the backend answered ${response.status}`)
           }
-          return { status: response.status, contentType: response.headers["content-type"], body: text } satisfies Response
+          return {
+            status: response.status,
+            contentType: response.headers["content-type"],
+            body: text
+          } satisfies Response
         }
       }).pipe(
         Effect.scoped,
@@ -234,14 +257,19 @@ export const make: (options: Options) => Effect.Effect<Upstream["Service"], Upst
           orElse: () => fail("Timeout", `the backend did not answer within ${Duration.format(timeout)}`)
         }),
         // a defect (a bug, a throwing setting) must not reach the connection
-        Effect.catchCauseIf(Cause.hasDies, (cause) =>
-          Effect.logWarning("an upstream call failed with a defect", cause).pipe(
-            Effect.andThen(fail("Transport", "the upstream call failed"))
-          ))
+        Effect.catchCauseIf(
+          Cause.hasDies,
+          (cause) =>
+            Effect.logWarning("an upstream call failed with a defect", cause).pipe(
+              Effect.andThen(fail("Transport", "the upstream call failed"))
+            )
+        )
       )
 
     // the calls' series and the duration histogram there from the start, empty (reading a metric registers it)
-    yield* Metric.update(upstreamCalls, 0).pipe(Effect.provideService(Metric.CurrentMetricAttributes, { outcome: "ok" }))
+    yield* Metric.update(upstreamCalls, 0).pipe(
+      Effect.provideService(Metric.CurrentMetricAttributes, { outcome: "ok" })
+    )
     yield* Metric.value(upstreamDuration)
 
     // each call's outcome and duration in the metrics (lhttp_upstream_calls_total, lhttp_upstream_duration_seconds)
@@ -277,8 +305,10 @@ const upstreamDuration = Metric.histogram("lhttp_upstream_duration_seconds", {
  * The upstream service as a Layer, with an HTTP client of its own.
  *
  * @since 0.1.0
+ * @category layers
  */
-export const layer = (options: Options): Layer.Layer<Upstream, UpstreamConfigError> => Layer.effect(Upstream, make(options))
+export const layer = (options: Options): Layer.Layer<Upstream, UpstreamConfigError> =>
+  Layer.effect(Upstream, make(options))
 
 // LHTTP_UPSTREAM_ALLOW: at least one entry, each an http(s) URL prefix without userinfo
 const parseAllowConfig = StartupConfig.parseList(
@@ -296,6 +326,7 @@ const timeoutConfig = StartupConfig.checked("LHTTP_UPSTREAM_TIMEOUT", StartupCon
  * `LHTTP_UPSTREAM_TIMEOUT` (a duration above 0, e.g. `5 seconds`).
  *
  * @since 0.1.0
+ * @category config
  */
 export const config = Config.all({
   allow: StartupConfig.required("LHTTP_UPSTREAM_ALLOW", parseAllowConfig),
@@ -308,6 +339,7 @@ export const config = Config.all({
  * `LHTTP_UPSTREAM_ALLOW` is required.
  *
  * @since 0.1.0
+ * @category layers
  */
 export const layerConfig: Layer.Layer<Upstream, Config.ConfigError | UpstreamConfigError> = Layer.unwrap(
   Effect.map(config, (env) =>
@@ -319,11 +351,13 @@ export const layerConfig: Layer.Layer<Upstream, Config.ConfigError | UpstreamCon
 )
 
 /**
- * The upstream service when `LHTTP_UPSTREAM_ALLOW` is set (`layerConfig`),
- * none otherwise: upstream stays off. `LHTTP_UPSTREAM_ALLOW` and
+ * The upstream service of a program configured by the environment:
+ * {@link layerConfig} when `LHTTP_UPSTREAM_ALLOW` is set, none when it is
+ * not (upstream stays off). `LHTTP_UPSTREAM_ALLOW` and
  * `LHTTP_UPSTREAM_TIMEOUT` are checked either way.
  *
  * @since 0.1.0
+ * @category layers
  */
 export const layerFromEnv: Layer.Layer<never, Config.ConfigError | UpstreamConfigError> = Layer.unwrap(
   Effect.map(

@@ -16,13 +16,12 @@ import * as Chat from "./demo/Chat.ts"
 import * as Echo from "./demo/Echo.ts"
 import * as Login from "./demo/Login.ts"
 import * as Hub from "./Hub.ts"
-import * as NodeLhttpServer from "./NodeLhttpServer.ts"
 import * as NatsHistory from "./NatsHistory.ts"
 import * as NatsSessionStore from "./NatsSessionStore.ts"
+import * as NodeLhttpServer from "./NodeLhttpServer.ts"
 import * as NodeUpstream from "./NodeUpstream.ts"
 import * as Presence from "./Presence.ts"
 import * as Sessions from "./Sessions.ts"
-import * as SessionStore from "./SessionStore.ts"
 
 // the chat room page, served at GET / (it loads the browser SDK from /lhttp.js)
 const page = readFileSync(new URL("./demo/chat.html", import.meta.url), "utf8")
@@ -35,11 +34,11 @@ const Main = NodeLhttpServer.layerConfig({
   Layer.provideMerge(Sessions.layer()),
   // the presence command (the chat page's member list); join and leave events per LHTTP_PRESENCE_EVENTS
   Layer.provideMerge(Presence.layerConfig),
-  Layer.provide(NatsSessionStore.layerFromEnv(SessionStore.layerMemory)),
+  Layer.provide(NatsSessionStore.layerFromEnv),
   Layer.provideMerge(Hub.layer()),
   // every channel keeps its last 100 messages for 10 minutes unless LHTTP_HISTORY says otherwise (positions
   // only for subscriptions that ask); the bus is NATS when LHTTP_NATS_URL is set, the history then in JetStream
-  Layer.provideMerge(NatsHistory.layerFromEnv("*"))
+  Layer.provideMerge(NatsHistory.layerFromEnv)
 )
 
 NodeLhttpServer.launch(Main)

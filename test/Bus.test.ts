@@ -15,12 +15,15 @@ const ready = (bus: Bus.Bus["Service"]) => until(bus.isReady, "10 seconds")
 
 const backends: ReadonlyArray<readonly [string, Effect.Effect<Bus.Bus["Service"], unknown, Scope.Scope>]> = [
   ["memory", Bus.makeMemory()],
-  ["nats", Effect.gen(function*() {
-    const nats = yield* natsServer
-    const bus = yield* NatsBus.make({ servers: nats.url })
-    yield* ready(bus)
-    return bus
-  })]
+  [
+    "nats",
+    Effect.gen(function*() {
+      const nats = yield* natsServer
+      const bus = yield* NatsBus.make({ servers: nats.url })
+      yield* ready(bus)
+      return bus
+    })
+  ]
 ]
 
 // The same suite for every bus.
@@ -33,7 +36,10 @@ for (const [name, makeBus] of backends) {
         const two: Array<string> = []
         yield* bus.subscribe(id("room"), (payload) => one.push(payload))
         yield* bus.subscribe(id("room"), (payload) => two.push(payload))
-        const payloads = ["LHTTP/1.0 chat\r\npublish:room\r\n\r\nhé\r\n\r\n✓", ...Array.from({ length: 50 }, (_, i) => `m${i}`)]
+        const payloads = [
+          "LHTTP/1.0 chat\r\npublish:room\r\n\r\nhé\r\n\r\n✓",
+          ...Array.from({ length: 50 }, (_, i) => `m${i}`)
+        ]
         for (const payload of payloads) yield* bus.publish(id("room"), payload)
         yield* eventually(() => one.length === payloads.length && two.length === payloads.length)
         assert.deepStrictEqual(one, payloads)

@@ -10,7 +10,7 @@ import { connect as natsConnect, type ConnectionOptions, type NatsConnection } f
 import { Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import * as NatsBus from "../src/NatsBus.ts"
 import { connect, frame, request, startServer, type TestClient } from "./utils/lhttp.ts"
-import { natsCluster, natsServerLater, natsServerLaterWith, natsServerWith, type NatsServer } from "./utils/nats.ts"
+import { natsCluster, type NatsServer, natsServerLater, natsServerLaterWith, natsServerWith } from "./utils/nats.ts"
 import { freePort, start } from "./utils/process.ts"
 import { eventually, until } from "./utils/wait.ts"
 
@@ -20,7 +20,13 @@ const nodeName = "lhttp-test-node"
 /** An in-process node on NATS `servers`, not waiting for NATS. */
 const nodeUnready = (servers: string | ReadonlyArray<string>, options?: Partial<NatsBus.Options>) =>
   startServer({}, undefined, {
-    bus: NatsBus.layer({ servers, name: nodeName, reconnectTimeWait: "250 millis", connectRetry: "100 millis", ...options })
+    bus: NatsBus.layer({
+      servers,
+      name: nodeName,
+      reconnectTimeWait: "250 millis",
+      connectRetry: "100 millis",
+      ...options
+    })
   })
 
 /** An in-process node on NATS `servers`, once its bus is connected. */
@@ -73,7 +79,10 @@ const rawNats = (url: string, options?: Partial<ConnectionOptions>) =>
     (nc) => Effect.promise(() => nc.close())
   )
 
-/** Collects the payloads a raw NATS client receives on `subject`, in order (after a flush, the interest is in place). */
+/**
+ * Collects the payloads a raw NATS client receives on `subject`, in order
+ * (after a flush, the interest is in place).
+ */
 const rawSubscribe = (nc: NatsConnection, subject: string) =>
   Effect.gen(function*() {
     const seen: Array<string> = []
@@ -186,10 +195,15 @@ layer(sharedNats, { excludeTestServices: true })("Cluster: server instances on o
       // one message: NATS sends it once to each node, which fans it out to its clients
       const before = yield* outMessages(nats)
       yield* d.send(frame("c", { publish: "sz-room" }, "once"))
-      for (const client of [a, b, c, d]) assert.strictEqual(yield* client.next(), "LHTTP/1.0 c\r\npublish:sz-room\r\n\r\nonce")
+      for (const client of [a, b, c, d]) {
+        assert.strictEqual(yield* client.next(), "LHTTP/1.0 c\r\npublish:sz-room\r\n\r\nonce")
+      }
       const after = yield* outMessages(nats)
       assert.deepStrictEqual(
-        [after.get(cids.get("subsz-one")!)! - before.get(cids.get("subsz-one")!)!, after.get(cids.get("subsz-two")!)! - before.get(cids.get("subsz-two")!)!],
+        [
+          after.get(cids.get("subsz-one")!)! - before.get(cids.get("subsz-one")!)!,
+          after.get(cids.get("subsz-two")!)! - before.get(cids.get("subsz-two")!)!
+        ],
         [1, 1]
       )
       // the last local client leaving a channel ends the node's subscription
@@ -296,51 +310,59 @@ layer(sharedNats, { excludeTestServices: true })("Cluster: server instances on o
       assert.strictEqual((yield* b.closed).code, 1001)
       // the nodes left go on, both ways
       yield* c.send(frame("c", { publish: "last" }, "from three"))
-      for (const client of [a, c]) assert.strictEqual(yield* client.next(), "LHTTP/1.0 c\r\npublish:last\r\n\r\nfrom three")
+      for (const client of [a, c]) {
+        assert.strictEqual(yield* client.next(), "LHTTP/1.0 c\r\npublish:last\r\n\r\nfrom three")
+      }
       yield* a.send(frame("c", { publish: "last" }, "from one"))
-      for (const client of [a, c]) assert.strictEqual(yield* client.next(), "LHTTP/1.0 c\r\npublish:last\r\n\r\nfrom one")
+      for (const client of [a, c]) {
+        assert.strictEqual(yield* client.next(), "LHTTP/1.0 c\r\npublish:last\r\n\r\nfrom one")
+      }
     }))
 })
 
 describe("Cluster: NATS faults", () => {
-  it.live("kill the NATS server a node uses: its clients stay, delivery resumes through another NATS server, in order", () =>
-    Effect.gen(function*() {
-      const [s0, s1] = yield* natsCluster(3)
-      // node one knows only s0 and learns the others from the cluster; node two uses s1
-      const one = yield* node(s0!.url)
-      const two = yield* node(s1!.url)
-      const subscriber = yield* connect(one.url)
-      const publisher = yield* connect(two.url)
-      yield* joined(subscriber, publisher, "beat")
-      const beats = bodies(subscriber, "beat")
-      let sent = 0
-      const publishing = Effect.gen(function*() {
-        while (true) {
-          // sent and counted in one step: an interruption cannot fall between them
-          yield* Effect.sync(() => publisher.ws.send(frame("beat", { publish: "beat" }, String(sent++))))
-          yield* Effect.sleep("20 millis")
-        }
-      })
-      const fiber = yield* Effect.forkChild(publishing)
-      yield* eventually(() => beats.numbers.length >= 5)
-      yield* Effect.promise(() => s0!.kill())
-      // s0 is gone: whatever is published from here on can only reach node one through s1 or s2
-      const afterKill = sent
-      yield* eventually(() => beats.numbers.some((n) => n >= afterKill + 5), "15 seconds")
-      yield* Fiber.interrupt(fiber)
-      yield* publisher.send(frame("beat", { publish: "beat" }, "end"))
-      yield* eventually(() => beats.texts.includes("end"))
+  it.live(
+    "kill the NATS server a node uses: its clients stay, delivery resumes through another NATS server, in order",
+    () =>
+      Effect.gen(function*() {
+        const [s0, s1] = yield* natsCluster(3)
+        // node one knows only s0 and learns the others from the cluster; node two uses s1
+        const one = yield* node(s0!.url)
+        const two = yield* node(s1!.url)
+        const subscriber = yield* connect(one.url)
+        const publisher = yield* connect(two.url)
+        yield* joined(subscriber, publisher, "beat")
+        const beats = bodies(subscriber, "beat")
+        let sent = 0
+        const publishing = Effect.gen(function*() {
+          while (true) {
+            // sent and counted in one step: an interruption cannot fall between them
+            yield* Effect.sync(() => publisher.ws.send(frame("beat", { publish: "beat" }, String(sent++))))
+            yield* Effect.sleep("20 millis")
+          }
+        })
+        const fiber = yield* Effect.forkChild(publishing)
+        yield* eventually(() => beats.numbers.length >= 5)
+        yield* Effect.promise(() => s0!.kill())
+        // s0 is gone: whatever is published from here on can only reach node one through s1 or s2
+        const afterKill = sent
+        yield* eventually(() => beats.numbers.some((n) => n >= afterKill + 5), "15 seconds")
+        yield* Fiber.interrupt(fiber)
+        yield* publisher.send(frame("beat", { publish: "beat" }, "end"))
+        yield* eventually(() => beats.texts.includes("end"))
 
-      assert.strictEqual(beats.texts.at(-1), "end")
-      assertIncreasing(beats.numbers)
-      // from the first message through the new server on, nothing is missing: the gap is only around the kill
-      const resumed = beats.numbers.findIndex((n) => n >= afterKill)
-      const from = beats.numbers[resumed]!
-      assert.deepStrictEqual(beats.numbers.slice(resumed), Array.from({ length: sent - from }, (_, i) => from + i))
-      assert.strictEqual(subscriber.ws.readyState, subscriber.ws.OPEN)
-      assert.strictEqual(publisher.ws.readyState, publisher.ws.OPEN)
-      assert.isTrue(yield* one.server.isReady)
-    }), 40_000)
+        assert.strictEqual(beats.texts.at(-1), "end")
+        assertIncreasing(beats.numbers)
+        // from the first message through the new server on, nothing is missing: the gap is only around the kill
+        const resumed = beats.numbers.findIndex((n) => n >= afterKill)
+        const from = beats.numbers[resumed]!
+        assert.deepStrictEqual(beats.numbers.slice(resumed), Array.from({ length: sent - from }, (_, i) => from + i))
+        assert.strictEqual(subscriber.ws.readyState, subscriber.ws.OPEN)
+        assert.strictEqual(publisher.ws.readyState, publisher.ws.OPEN)
+        assert.isTrue(yield* one.server.isReady)
+      }),
+    40_000
+  )
 
   it.live("NATS down at start: the node starts unready, then becomes ready and delivers when NATS appears", () =>
     Effect.gen(function*() {
@@ -359,110 +381,119 @@ describe("Cluster: NATS faults", () => {
 })
 
 describe("Cluster: publishing while NATS is down", () => {
-  it.live("an outage under load, NATS restarted on the same port: what is published meanwhile reaches the other node once, in order, and no publisher is refused", () =>
-    Effect.gen(function*() {
-      const nats = yield* natsServerWith()
-      const one = yield* node(nats.url)
-      const two = yield* node(nats.url)
-      const subscriber = yield* connect(one.url)
-      const publisher = yield* connect(two.url)
-      yield* joined(subscriber, publisher, "load")
-      yield* joined(subscriber, publisher, "posted")
-      const load = bodies(subscriber, "load")
-      const posted = bodies(subscriber, "posted")
-      const errors = errorFrames(publisher)
-      let sent = 0
-      const publishing = Effect.gen(function*() {
-        while (true) {
-          yield* Effect.sync(() => publisher.ws.send(frame("beat", { publish: "load" }, String(sent++))))
-          yield* Effect.sleep("5 millis")
+  it.live(
+    "an outage under load, NATS restarted on the same port: what is published meanwhile reaches the other node once, in order, and no publisher is refused",
+    () =>
+      Effect.gen(function*() {
+        const nats = yield* natsServerWith()
+        const one = yield* node(nats.url)
+        const two = yield* node(nats.url)
+        const subscriber = yield* connect(one.url)
+        const publisher = yield* connect(two.url)
+        yield* joined(subscriber, publisher, "load")
+        yield* joined(subscriber, publisher, "posted")
+        const load = bodies(subscriber, "load")
+        const posted = bodies(subscriber, "posted")
+        const errors = errorFrames(publisher)
+        let sent = 0
+        const publishing = Effect.gen(function*() {
+          while (true) {
+            yield* Effect.sync(() => publisher.ws.send(frame("beat", { publish: "load" }, String(sent++))))
+            yield* Effect.sleep("5 millis")
+          }
+        })
+        const fiber = yield* Effect.forkChild(publishing)
+        yield* eventually(() => load.numbers.length >= 50)
+
+        const deliveredAtKill = load.numbers.length
+        yield* Effect.promise(() => nats.kill())
+        yield* until(Effect.map(two.server.isReady, (ready) => !ready))
+        // from here on, every frame the publisher sends reaches its node after the node saw the outage
+        const noticedAt = sent
+        const statuses: Array<number> = []
+        for (let i = 0; i < 10; i++) {
+          const raw = `LHTTP/1.0 news\r\npublish:posted\r\n\r\npost ${i}`
+          statuses.push((yield* request(`${two.http}/publish`, { method: "POST", body: raw })).status)
         }
-      })
-      const fiber = yield* Effect.forkChild(publishing)
-      yield* eventually(() => load.numbers.length >= 50)
+        // the outage lasts while 300 frames are published (several reconnect attempts of 250 ms)
+        yield* eventually(() => sent >= noticedAt + 300, "10 seconds")
+        yield* Effect.promise(() => nats.restart())
+        yield* until(two.server.isReady, "10 seconds")
+        const restartedAt = sent
+        yield* eventually(() => load.numbers.some((n) => n >= restartedAt + 50), "15 seconds")
+        yield* Fiber.interrupt(fiber)
+        yield* publisher.send(frame("beat", { publish: "load" }, "end"))
+        yield* eventually(() => load.texts.includes("end"), "5 seconds")
 
-      const deliveredAtKill = load.numbers.length
-      yield* Effect.promise(() => nats.kill())
-      yield* until(Effect.map(two.server.isReady, (ready) => !ready))
-      // from here on, every frame the publisher sends reaches its node after the node saw the outage
-      const noticedAt = sent
-      const statuses: Array<number> = []
-      for (let i = 0; i < 10; i++) {
-        const raw = `LHTTP/1.0 news\r\npublish:posted\r\n\r\npost ${i}`
-        statuses.push((yield* request(`${two.http}/publish`, { method: "POST", body: raw })).status)
-      }
-      // the outage lasts while 300 frames are published (several reconnect attempts of 250 ms)
-      yield* eventually(() => sent >= noticedAt + 300, "10 seconds")
-      yield* Effect.promise(() => nats.restart())
-      yield* until(two.server.isReady, "10 seconds")
-      const restartedAt = sent
-      yield* eventually(() => load.numbers.some((n) => n >= restartedAt + 50), "15 seconds")
-      yield* Fiber.interrupt(fiber)
-      yield* publisher.send(frame("beat", { publish: "load" }, "end"))
-      yield* eventually(() => load.texts.includes("end"), "5 seconds")
+        assert.strictEqual(load.texts.at(-1), "end")
+        assert.deepStrictEqual(errors, [])
+        assert.deepStrictEqual(statuses, Array.from({ length: 10 }, () => 204))
+        // exactly once, in order
+        assertIncreasing(load.numbers)
+        // nothing published after the node saw the outage is lost; before it, only what was in flight at the kill
+        const got = new Set(load.numbers)
+        const lost = Array.from({ length: sent }, (_, n) => n).filter((n) => !got.has(n))
+        assert.deepStrictEqual(lost.filter((n) => n >= noticedAt), [])
+        assert.isTrue(lost.every((n) => n >= deliveredAtKill), JSON.stringify({ lost, deliveredAtKill }))
+        // and of those, at most one (cluster.md, "During a NATS outage", step 2)
+        assert.isAtMost(lost.length, 1, JSON.stringify({ lost, deliveredAtKill, noticedAt }))
+        yield* eventually(() => posted.texts.length === 10)
+        assert.deepStrictEqual(posted.texts, Array.from({ length: 10 }, (_, i) => `post ${i}`))
+      }),
+    60_000
+  )
 
-      assert.strictEqual(load.texts.at(-1), "end")
-      assert.deepStrictEqual(errors, [])
-      assert.deepStrictEqual(statuses, Array.from({ length: 10 }, () => 204))
-      // exactly once, in order
-      assertIncreasing(load.numbers)
-      // nothing published after the node saw the outage is lost; before it, only what was in flight at the kill
-      const got = new Set(load.numbers)
-      const lost = Array.from({ length: sent }, (_, n) => n).filter((n) => !got.has(n))
-      assert.deepStrictEqual(lost.filter((n) => n >= noticedAt), [])
-      assert.isTrue(lost.every((n) => n >= deliveredAtKill), JSON.stringify({ lost, deliveredAtKill }))
-      // and of those, at most one (cluster.md, "During a NATS outage", step 2)
-      assert.isAtMost(lost.length, 1, JSON.stringify({ lost, deliveredAtKill, noticedAt }))
-      yield* eventually(() => posted.texts.length === 10)
-      assert.deepStrictEqual(posted.texts, Array.from({ length: 10 }, (_, i) => `post ${i}`))
-    }), 60_000)
+  it.live(
+    "publishes wait in a bounded buffer, then the publisher gets 503 BusUnavailable; what was accepted arrives after the reconnect",
+    () =>
+      Effect.gen(function*() {
+        const nats = yield* natsServerWith()
+        const one = yield* node(nats.url, { maxPendingBytes: 10_000 })
+        const a = yield* connect(one.url)
+        const b = yield* connect(one.url)
+        yield* joined(a, b, "buffered")
+        yield* Effect.promise(() => nats.kill())
+        yield* until(Effect.map(one.server.isReady, (ready) => !ready))
+        const body = "z".repeat(1000)
+        const sent = (i: number) => frame("c", { publish: "buffered", id: String(i) }, body)
+        for (let i = 0; i < 10; i++) yield* b.send(sent(i))
+        // a frame that is always answered: b's frames are handled in order, so once its answer is here, all are
+        yield* b.send(frame("c", { publish: "a..b", id: "end" }))
+        const refused: Array<number> = []
+        while (true) {
+          const answer = yield* b.next()
+          if (answer.startsWith("LHTTP/1.0 error\r\nstatus:400\r\nreason:InvalidChannel\r\nid:end\r\n\r\n")) break
+          const id = /\r\nid:(\d+)\r\n/.exec(answer)?.[1] ?? ""
+          assert.isTrue(answer.startsWith(busUnavailable(id)), JSON.stringify(answer))
+          refused.push(Number(id))
+        }
+        // a buffered message costs its payload's UTF-8 bytes, its subject and 32 bytes (cluster.md): 9 fit in 10 000
+        const cost = Buffer.byteLength(sent(0)) + "lhttp.buffered".length + 32
+        const fit = Math.floor(10_000 / cost)
+        const accepted = Array.from({ length: fit }, (_, i) => i)
+        assert.deepStrictEqual(refused, Array.from({ length: 10 - fit }, (_, i) => fit + i))
+        // POST /publish too, while the buffer is full
+        const raw = `LHTTP/1.0 c\r\npublish:buffered\r\n\r\n${body}`
+        assert.strictEqual((yield* request(`${one.http}/publish`, { method: "POST", body: raw })).status, 503)
+        assert.strictEqual(a.ws.readyState, a.ws.OPEN)
 
-  it.live("publishes wait in a bounded buffer, then the publisher gets 503 BusUnavailable; what was accepted arrives after the reconnect", () =>
-    Effect.gen(function*() {
-      const nats = yield* natsServerWith()
-      const one = yield* node(nats.url, { maxPendingBytes: 10_000 })
-      const a = yield* connect(one.url)
-      const b = yield* connect(one.url)
-      yield* joined(a, b, "buffered")
-      yield* Effect.promise(() => nats.kill())
-      yield* until(Effect.map(one.server.isReady, (ready) => !ready))
-      const body = "z".repeat(1000)
-      const sent = (i: number) => frame("c", { publish: "buffered", id: String(i) }, body)
-      for (let i = 0; i < 10; i++) yield* b.send(sent(i))
-      // a frame that is always answered: b's frames are handled in order, so once its answer is here, all are
-      yield* b.send(frame("c", { publish: "a..b", id: "end" }))
-      const refused: Array<number> = []
-      while (true) {
-        const answer = yield* b.next()
-        if (answer.startsWith("LHTTP/1.0 error\r\nstatus:400\r\nreason:InvalidChannel\r\nid:end\r\n\r\n")) break
-        const id = /\r\nid:(\d+)\r\n/.exec(answer)?.[1] ?? ""
-        assert.isTrue(answer.startsWith(busUnavailable(id)), JSON.stringify(answer))
-        refused.push(Number(id))
-      }
-      // a buffered message costs its payload's UTF-8 bytes, its subject and 32 bytes (cluster.md): 9 fit in 10 000
-      const cost = Buffer.byteLength(sent(0)) + "lhttp.buffered".length + 32
-      const fit = Math.floor(10_000 / cost)
-      const accepted = Array.from({ length: fit }, (_, i) => i)
-      assert.deepStrictEqual(refused, Array.from({ length: 10 - fit }, (_, i) => fit + i))
-      // POST /publish too, while the buffer is full
-      const raw = `LHTTP/1.0 c\r\npublish:buffered\r\n\r\n${body}`
-      assert.strictEqual((yield* request(`${one.http}/publish`, { method: "POST", body: raw })).status, 503)
-      assert.strictEqual(a.ws.readyState, a.ws.OPEN)
-
-      yield* Effect.promise(() => nats.restart())
-      yield* until(one.server.isReady, "10 seconds")
-      yield* b.send(frame("c", { publish: "buffered" }, "marker"))
-      // everything before the marker arrives before it: the accepted frames, in order, and nothing refused
-      for (const i of accepted) assert.strictEqual(yield* a.next("10 seconds"), sent(i))
-      assert.strictEqual(yield* a.next("10 seconds"), "LHTTP/1.0 c\r\npublish:buffered\r\n\r\nmarker")
-    }), 30_000)
+        yield* Effect.promise(() => nats.restart())
+        yield* until(one.server.isReady, "10 seconds")
+        yield* b.send(frame("c", { publish: "buffered" }, "marker"))
+        // everything before the marker arrives before it: the accepted frames, in order, and nothing refused
+        for (const i of accepted) assert.strictEqual(yield* a.next("10 seconds"), sent(i))
+        assert.strictEqual(yield* a.next("10 seconds"), "LHTTP/1.0 c\r\npublish:buffered\r\n\r\nmarker")
+      }),
+    30_000
+  )
 })
 
 /** The names of the client connections a nats-server's monitoring lists. */
 const connectionNames = (nats: NatsServer) =>
   Effect.map(
     request(`${nats.monitor}/connz`),
-    (response) => (JSON.parse(response.body) as { connections: Array<{ name?: string }> }).connections.map((c) => c.name)
+    (response) =>
+      (JSON.parse(response.body) as { connections: Array<{ name?: string }> }).connections.map((c) => c.name)
   )
 
 /** The client id (cid) of each named client connection a nats-server's monitoring lists. */
@@ -470,7 +501,11 @@ const connectionIds = (nats: NatsServer) =>
   Effect.map(
     request(`${nats.monitor}/connz`),
     (response) =>
-      new Map((JSON.parse(response.body) as { connections: Array<{ cid: number; name?: string }> }).connections.map((c) => [c.name ?? "", c.cid]))
+      new Map(
+        (JSON.parse(response.body) as { connections: Array<{ cid: number; name?: string }> }).connections.map((
+          c
+        ) => [c.name ?? "", c.cid])
+      )
   )
 
 /** The messages nats-server has sent to each client connection, by cid. */
@@ -478,7 +513,11 @@ const outMessages = (nats: NatsServer) =>
   Effect.map(
     request(`${nats.monitor}/connz`),
     (response) =>
-      new Map((JSON.parse(response.body) as { connections: Array<{ cid: number; out_msgs: number }> }).connections.map((c) => [c.cid, c.out_msgs]))
+      new Map(
+        (JSON.parse(response.body) as { connections: Array<{ cid: number; out_msgs: number }> }).connections.map((
+          c
+        ) => [c.cid, c.out_msgs])
+      )
   )
 
 /** The subjects of the subscriptions of one client connection, from the monitor's `/subsz`. */
@@ -486,7 +525,8 @@ const subscriptionsOf = (nats: NatsServer, cid: number) =>
   Effect.map(
     request(`${nats.monitor}/subsz?subs=1&limit=100000`),
     (response) =>
-      ((JSON.parse(response.body) as { subscriptions_list?: Array<{ cid: number; subject: string }> }).subscriptions_list ?? [])
+      ((JSON.parse(response.body) as { subscriptions_list?: Array<{ cid: number; subject: string }> })
+        .subscriptions_list ?? [])
         .filter((sub) => sub.cid === cid)
         .map((sub) => sub.subject)
   )
@@ -569,7 +609,9 @@ layer(sharedNats, { excludeTestServices: true })("Cluster: the main job", (it) =
       const subscriber = yield* connect(survivor.url)
       const publisher = yield* connect(job.url)
       yield* publisher.send(frame("login", { id: "l1" }, "{\"name\":\"kim\"}"))
-      const login = /^LHTTP\/1\.0 session\r\nsession-key:([A-Za-z0-9_-]+)\r\nid:l1\r\n\r\n\{"name":"kim"\}$/.exec(yield* publisher.next())
+      const login = /^LHTTP\/1\.0 session\r\nsession-key:([A-Za-z0-9_-]+)\r\nid:l1\r\n\r\n\{"name":"kim"\}$/.exec(
+        yield* publisher.next()
+      )
       assert.isNotNull(login)
       const key = login![1]!
       yield* joined(subscriber, publisher, "killed")
@@ -604,20 +646,27 @@ layer(sharedNats, { excludeTestServices: true })("Cluster: the main job", (it) =
       const port = yield* Effect.promise(freePort)
       // the defaults (history for every channel, sessions in KV): neither can be kept on this NATS
       const program = yield* Effect.acquireRelease(
-        Effect.sync(() => start("src/main.ts", { env: { LHTTP_PORT: String(port), LHTTP_HOST: "127.0.0.1", LHTTP_NATS_URL: nats.url } })),
+        Effect.sync(() =>
+          start("src/main.ts", { env: { LHTTP_PORT: String(port), LHTTP_HOST: "127.0.0.1", LHTTP_NATS_URL: nats.url } })
+        ),
         (program) => Effect.promise(() => program.stop("SIGKILL"))
       )
       yield* Effect.promise(() => program.waitFor(/listening on/, 15_000))
       const http = `http://127.0.0.1:${port}`
       yield* eventually(() => program.output().includes("channel history is off: this NATS has no JetStream"))
-      yield* eventually(() => /sessions: NATS at .* has no JetStream; sessions are kept on this node only/.test(program.output()))
+      yield* eventually(() =>
+        /sessions: NATS at .* has no JetStream; sessions are kept on this node only/.test(program.output())
+      )
       for (const line of ["channel history is off", "sessions are kept on this node only"]) {
         assert.strictEqual(program.output().split(line).length, 2, `said once: ${line}\n${program.output()}`)
       }
       assert.notInclude(program.output(), "    at ", "no stack trace")
       const ready = yield* request(`${http}/readyz`)
       assert.strictEqual(ready.status, 200)
-      assert.match(ready.body, /^ready\nlimited: history: channel history is off: .*\nlimited: sessions: sessions on this node only: NATS has no JetStream\n$/)
+      assert.match(
+        ready.body,
+        /^ready\nlimited: history: channel history is off: .*\nlimited: sessions: sessions on this node only: NATS has no JetStream\n$/
+      )
       const metrics = (yield* request(`${http}/metrics`)).body
       assert.match(metrics, /^lhttp_limited\{feature="history"[^}]*\} 1$/m)
       assert.match(metrics, /^lhttp_limited\{feature="sessions"[^}]*\} 1$/m)
@@ -637,7 +686,9 @@ layer(sharedNats, { excludeTestServices: true })("Cluster: the main job", (it) =
       const nats = yield* natsServerLaterWith({ jetstream: true })
       const port = yield* Effect.promise(freePort)
       const program = yield* Effect.acquireRelease(
-        Effect.sync(() => start("src/main.ts", { env: { LHTTP_PORT: String(port), LHTTP_HOST: "127.0.0.1", LHTTP_NATS_URL: nats.url } })),
+        Effect.sync(() =>
+          start("src/main.ts", { env: { LHTTP_PORT: String(port), LHTTP_HOST: "127.0.0.1", LHTTP_NATS_URL: nats.url } })
+        ),
         (program) => Effect.promise(() => program.stop("SIGKILL"))
       )
       yield* Effect.promise(() => program.waitFor(/listening on/, 15_000))
@@ -645,7 +696,10 @@ layer(sharedNats, { excludeTestServices: true })("Cluster: the main job", (it) =
       assert.strictEqual((yield* request(`${http}/readyz`)).status, 503)
       yield* Effect.promise(() => nats.restart())
       yield* eventually(() => program.output().includes("NATS: connected"), "15 seconds")
-      yield* until(Effect.map(request(`${http}/readyz`), (answer) => answer.status === 200 && answer.body === "ready\n"), "15 seconds")
+      yield* until(
+        Effect.map(request(`${http}/readyz`), (answer) => answer.status === 200 && answer.body === "ready\n"),
+        "15 seconds"
+      )
       const a = yield* connect(`ws://127.0.0.1:${port}/`)
       yield* a.send(frame("login", { id: "l1" }, "{\"name\":\"erin\"}"))
       const key = /^LHTTP\/1\.0 session\r\nsession-key:([A-Za-z0-9_-]+)\r\n/.exec(yield* a.next())
@@ -672,7 +726,11 @@ layer(sharedNats, { excludeTestServices: true })("Cluster: the main job", (it) =
       const back = yield* connect(two.url)
       yield* back.send(frame("c", { subscribe: "recover-room", since: `${position![1]}:${position![2]}` }))
       const frames = [yield* back.next(), yield* back.next(), yield* back.next(), yield* back.next()]
-      assert.deepStrictEqual(frames.slice(0, 3).map((text) => text.slice(text.lastIndexOf("\r\n\r\n") + 4)), ["a", "b", "c"])
+      assert.deepStrictEqual(frames.slice(0, 3).map((text) => text.slice(text.lastIndexOf("\r\n\r\n") + 4)), [
+        "a",
+        "b",
+        "c"
+      ])
       assert.match(frames[3]!, /^LHTTP\/1\.0 position\r\nchannel:recover-room\r\n.*recovered:yes\r\n\r\n$/s)
     }))
 
@@ -705,9 +763,10 @@ layer(sharedNats, { excludeTestServices: true })("Cluster: the main job", (it) =
         Effect.gen(function*() {
           const nats = yield* natsServerWith({ auth, jetstream: true })
           // the server refuses a client without them
-          const refused = yield* Effect.tryPromise({ try: () => natsConnect({ servers: nats.url }), catch: String }).pipe(
-            Effect.flip
-          )
+          const refused = yield* Effect.tryPromise({ try: () => natsConnect({ servers: nats.url }), catch: String })
+            .pipe(
+              Effect.flip
+            )
           assert.match(refused, /Authorization Violation/i)
           const job = yield* mainJob({ LHTTP_NATS_URL: nats.url, ...env })
           const nc = yield* rawNats(nats.url, auth)

@@ -113,8 +113,11 @@ describe("a port in use stops the main job with one line naming the port", () =>
     await new Promise<void>((resolve) => holder === undefined ? resolve() : holder.close(() => resolve()))
   })
 
-  it("the port, the address and LHTTP_PORT; nothing else", () =>
-    expectOneLine({ LHTTP_PORT: String(port) }, `port ${port} on 127.0.0.1 is in use (LHTTP_PORT)`), 20_000)
+  it(
+    "the port, the address and LHTTP_PORT; nothing else",
+    () => expectOneLine({ LHTTP_PORT: String(port) }, `port ${port} on 127.0.0.1 is in use (LHTTP_PORT)`),
+    20_000
+  )
 
   it("LHTTP_DEBUG=1: the same line first, then the full cause", async () => {
     const ended = await runMain({ LHTTP_PORT: String(port), LHTTP_DEBUG: "1" })
@@ -160,30 +163,39 @@ describe("valid values still start", () => {
     }
   }, 20_000)
 
-  it("the per-address and per-URL limits are read: LHTTP_MAX_URL_CHANNELS=2 refuses a URL with three channels", async () => {
-    const port = await freePort()
-    const program = start(main, {
-      env: {
-        LHTTP_HOST: "127.0.0.1",
-        LHTTP_PORT: String(port),
-        LHTTP_MAX_URL_CHANNELS: "2",
-        LHTTP_MAX_CONNECTIONS_PER_ADDRESS: "5",
-        LHTTP_MAX_DETACHED_PER_ADDRESS: "3",
-        LHTTP_URL_RECOVERY_BYTES: "0"
+  it(
+    "the per-address and per-URL limits are read: LHTTP_MAX_URL_CHANNELS=2 refuses a URL with three channels",
+    async () => {
+      const port = await freePort()
+      const program = start(main, {
+        env: {
+          LHTTP_HOST: "127.0.0.1",
+          LHTTP_PORT: String(port),
+          LHTTP_MAX_URL_CHANNELS: "2",
+          LHTTP_MAX_CONNECTIONS_PER_ADDRESS: "5",
+          LHTTP_MAX_DETACHED_PER_ADDRESS: "3",
+          LHTTP_URL_RECOVERY_BYTES: "0"
+        }
+      })
+      try {
+        await program.waitFor(/listening on/, 15_000)
+        const three = await fetch(`http://127.0.0.1:${port}/poll?subscribe=a,b,c`)
+        assert.strictEqual(three.status, 400)
+        assert.include(await three.text(), "TooManyChannels")
+        // three polls nobody holds, then the fourth from this address is refused
+        for (let i = 0; i < 3; i++) {
+          assert.strictEqual(
+            (await fetch(`http://127.0.0.1:${port}/poll?subscribe=a,b`)).status,
+            200
+          )
+        }
+        assert.strictEqual((await fetch(`http://127.0.0.1:${port}/poll`)).status, 503)
+      } finally {
+        await program.stop("SIGTERM", 3_000)
       }
-    })
-    try {
-      await program.waitFor(/listening on/, 15_000)
-      const three = await fetch(`http://127.0.0.1:${port}/poll?subscribe=a,b,c`)
-      assert.strictEqual(three.status, 400)
-      assert.include(await three.text(), "TooManyChannels")
-      // three polls nobody holds, then the fourth from this address is refused
-      for (let i = 0; i < 3; i++) assert.strictEqual((await fetch(`http://127.0.0.1:${port}/poll?subscribe=a,b`)).status, 200)
-      assert.strictEqual((await fetch(`http://127.0.0.1:${port}/poll`)).status, 503)
-    } finally {
-      await program.stop("SIGTERM", 3_000)
-    }
-  }, 20_000)
+    },
+    20_000
+  )
 })
 
 describe("the checks, read from a given environment", () => {
@@ -216,7 +228,9 @@ describe("the checks, read from a given environment", () => {
       for (const value of ["0", "-1", "Infinity", "NaN", "1000001"]) {
         assert.strictEqual(
           yield* lineOf(NodeLhttpServer.config, { LHTTP_CONNECTIONS_PER_SECOND: value }),
-          `LHTTP_CONNECTIONS_PER_SECOND: expected a number above 0 and at most 1000000 (a second), got ${JSON.stringify(value)}`
+          `LHTTP_CONNECTIONS_PER_SECOND: expected a number above 0 and at most 1000000 (a second), got ${
+            JSON.stringify(value)
+          }`
         )
       }
     }))
@@ -248,6 +262,9 @@ describe("the checks, read from a given environment", () => {
   it.effect("a secret's value is never shown", () =>
     Effect.gen(function*() {
       const line = yield* lineOf(NodeLhttpServer.config, { LHTTP_PUBLISH_TOKEN: "top secret" })
-      assert.strictEqual(line, "LHTTP_PUBLISH_TOKEN: expected visible ASCII characters without spaces (the value is not shown)")
+      assert.strictEqual(
+        line,
+        "LHTTP_PUBLISH_TOKEN: expected visible ASCII characters without spaces (the value is not shown)"
+      )
     }))
 })

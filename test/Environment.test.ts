@@ -5,14 +5,24 @@
  * effect: the tests start the real process with the variable set (or unset,
  * for the default port) and look at what it does, not at what it parsed.
  */
+import { assert, describe, it } from "@effect/vitest"
 import { jetstreamManager } from "@nats-io/jetstream"
 import { Kvm } from "@nats-io/kv"
 import * as Nats from "@nats-io/transport-node"
-import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Effect } from "effect"
+import { Cause, Config, ConfigProvider, Context, Effect, Exit, Layer, Option, Result } from "effect"
 import * as Net from "node:net"
 import { fileURLToPath } from "node:url"
+import * as Bus from "../src/Bus.ts"
+import * as Channel from "../src/Channel.ts"
+import * as History from "../src/History.ts"
+import { configErrorLine } from "../src/internal/server/config.ts"
+import * as NatsBus from "../src/NatsBus.ts"
+import * as NatsHistory from "../src/NatsHistory.ts"
+import * as NatsSessionStore from "../src/NatsSessionStore.ts"
 import * as NodeLhttpServer from "../src/NodeLhttpServer.ts"
+import * as NodeUpstream from "../src/NodeUpstream.ts"
+import * as SessionStore from "../src/SessionStore.ts"
+import * as Upstream from "../src/Upstream.ts"
 import { connect, frame, type TestClient } from "./utils/lhttp.ts"
 import { natsServerWith } from "./utils/nats.ts"
 import { freePort, type Options, start } from "./utils/process.ts"
@@ -92,7 +102,10 @@ describe("the main job: LHTTP_CONNECTIONS_PER_SECOND and LHTTP_PRESENCE_EVENTS",
       // her reply, then her own join on room-1 only (lobby has no events)
       const [reply, own] = yield* take(alice, 2)
       assert.strictEqual(reply, frame("echo", { id: "a" }))
-      assert.match(own!, /^LHTTP\/1\.0 presence\r\nchannel:room-1\r\nevent:join\r\nconnection:(\S+)\r\nnode:(\S+)\r\n\r\n\{"connection":"\1","node":"\2"\}$/)
+      assert.match(
+        own!,
+        /^LHTTP\/1\.0 presence\r\nchannel:room-1\r\nevent:join\r\nconnection:(\S+)\r\nnode:(\S+)\r\n\r\n\{"connection":"\1","node":"\2"\}$/
+      )
       yield* alice.nothing()
       // bob joins lobby: alice gets nothing (her probe's answer is the next frame)
       yield* bob.send(frame("echo", { subscribe: "lobby", id: "b1" }))
@@ -103,7 +116,10 @@ describe("the main job: LHTTP_CONNECTIONS_PER_SECOND and LHTTP_PRESENCE_EVENTS",
       yield* bob.send(frame("echo", { subscribe: "room-1", id: "b2" }))
       const bobFrames = yield* take(bob, 2)
       const join = bobFrames.find((text) => text.startsWith("LHTTP/1.0 presence\r\n"))!
-      assert.match(join, /^LHTTP\/1\.0 presence\r\nchannel:room-1\r\nevent:join\r\nconnection:(\S+)\r\nnode:(\S+)\r\n\r\n\{"connection":"\1","node":"\2"/)
+      assert.match(
+        join,
+        /^LHTTP\/1\.0 presence\r\nchannel:room-1\r\nevent:join\r\nconnection:(\S+)\r\nnode:(\S+)\r\n\r\n\{"connection":"\1","node":"\2"/
+      )
       assert.strictEqual(yield* alice.next(), join)
       // bob leaves lobby: nothing; bob leaves room-1: alice gets his leave
       yield* bob.send(frame("echo", { unsubscribe: "lobby", id: "b3" }))
@@ -153,7 +169,9 @@ describe("the main job on NATS: LHTTP_SESSION_BUCKET and LHTTP_HISTORY_STREAM", 
       const history = yield* Effect.promise(() => jsm.streams.info("ENV_HISTORY", { subjects_filter: ">" }))
       // the published message is in it, on its channel's subject
       assert.strictEqual(history.state.subjects?.["lhttp.env-news"], 1)
-      const kept = yield* Effect.promise(() => jsm.streams.getMessage("ENV_HISTORY", { last_by_subj: "lhttp.env-news" }))
+      const kept = yield* Effect.promise(() =>
+        jsm.streams.getMessage("ENV_HISTORY", { last_by_subj: "lhttp.env-news" })
+      )
       assert.include(kept!.string(), "kept")
     }))
 })
@@ -178,5 +196,79 @@ describe("the main job: LHTTP_PORT", () => {
       } else {
         assert.strictEqual(line.trim(), "port 8081 on 127.0.0.1 is in use (LHTTP_PORT)")
       }
+    }))
+})
+
+describe("layerFromEnv: one shape for NatsBus, NatsHistory, NatsSessionStore and NodeUpstream", () => {
+  /** Builds `layer` with `env` as the environment (variables not named there are unset). */
+  const build = <ROut, E>(layer: Layer.Layer<ROut, E>, env: Record<string, string>) =>
+    Layer.build(layer).pipe(Effect.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env }))))
+
+  /** The one line of the `ConfigError` building `layer` with `env` fails with. */
+  const lineOf = <ROut, E>(layer: Layer.Layer<ROut, E>, env: Record<string, string>) =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(build(layer, env))
+      if (Exit.isSuccess(exit)) return assert.fail("built")
+      const error = exit.cause.reasons.filter(Cause.isFailReason).map((reason) => reason.error)[0]
+      if (!(error instanceof Config.ConfigError)) return assert.fail(`not a ConfigError: ${String(error)}`)
+      return configErrorLine(error)
+    })
+
+  it.effect("each is a Layer value: without its variable, the documented default (memory, or no upstream)", () =>
+    Effect.gen(function*() {
+      const bus = Context.get(yield* build(NatsBus.layerFromEnv, {}), Bus.Bus)
+      assert.deepStrictEqual([bus.numbering, yield* bus.isReady], ["publisher", true])
+      const withHistory = yield* build(NatsHistory.layerFromEnv, {})
+      const history = Context.get(withHistory, History.History)
+      assert.strictEqual(Context.get(withHistory, Bus.Bus).numbering, "publisher")
+      assert.strictEqual(history.numbering, "publisher")
+      // LHTTP_HISTORY unset: every channel keeps its last 100 messages for 10 minutes
+      assert.strictEqual(history.policyOf(Result.getOrThrow(Channel.validate("news")))?.size, 100)
+      const store = Context.get(yield* build(NatsSessionStore.layerFromEnv, {}), SessionStore.SessionStore)
+      assert.isUndefined(store.isReady)
+      const upstream = yield* build(NodeUpstream.layerFromEnv, {})
+      assert.isTrue(Option.isNone(Context.getOption(upstream, Upstream.Upstream)))
+    }))
+
+  it.live("with LHTTP_NATS_URL, the NATS ones: not ready while nothing answers there", () =>
+    Effect.gen(function*() {
+      const port = yield* Effect.promise(() => freePort())
+      const env = { LHTTP_NATS_URL: `nats://127.0.0.1:${port}` }
+      const bus = Context.get(yield* build(NatsBus.layerFromEnv, env), Bus.Bus)
+      assert.deepStrictEqual([bus.numbering, yield* bus.isReady], ["none", false])
+      const withHistory = yield* build(NatsHistory.layerFromEnv, env)
+      assert.deepStrictEqual(
+        [Context.get(withHistory, Bus.Bus).numbering, Context.get(withHistory, History.History).numbering],
+        ["bus", "bus"]
+      )
+      const store = Context.get(yield* build(NatsSessionStore.layerFromEnv, env), SessionStore.SessionStore)
+      assert.isFalse(yield* store.isReady!)
+    }))
+
+  it.effect("the variables each reads are checked with or without NATS", () =>
+    Effect.gen(function*() {
+      for (const url of [{}, { LHTTP_NATS_URL: "nats://127.0.0.1:4222" }]) {
+        assert.strictEqual(
+          yield* lineOf(NatsBus.layerFromEnv, { ...url, LHTTP_NATS_PREFIX: "app" }),
+          "LHTTP_NATS_PREFIX: expected empty or channel name tokens ending with \".\", such as \"lhttp.\", got \"app\""
+        )
+        assert.match(
+          yield* lineOf(NatsHistory.layerFromEnv, { ...url, LHTTP_HISTORY_STREAM: "a.b" }),
+          /^LHTTP_HISTORY_STREAM: /
+        )
+        assert.match(yield* lineOf(NatsHistory.layerFromEnv, { ...url, LHTTP_HISTORY: "::x" }), /^LHTTP_HISTORY: /)
+        assert.match(
+          yield* lineOf(NatsSessionStore.layerFromEnv, { ...url, LHTTP_SESSION_BUCKET: "a b" }),
+          /^LHTTP_SESSION_BUCKET: /
+        )
+      }
+      const badUrl = { LHTTP_NATS_URL: "http://127.0.0.1:4222" }
+      assert.match(yield* lineOf(NatsBus.layerFromEnv, badUrl), /^LHTTP_NATS_URL: /)
+      assert.match(yield* lineOf(NatsHistory.layerFromEnv, badUrl), /^LHTTP_NATS_URL: /)
+      assert.match(yield* lineOf(NatsSessionStore.layerFromEnv, badUrl), /^LHTTP_NATS_URL: /)
+      assert.match(
+        yield* lineOf(NodeUpstream.layerFromEnv, { LHTTP_UPSTREAM_TIMEOUT: "soon" }),
+        /^LHTTP_UPSTREAM_TIMEOUT: /
+      )
     }))
 })

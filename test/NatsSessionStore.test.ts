@@ -108,55 +108,73 @@ describe("NatsSessionStore: NATS not up yet", () => {
       assert.deepStrictEqual(Option.map(yield* other.get("k"), (s) => s.data), Option.some({ name: "late" }))
     }))
 
-  it.live("a lost connection: not ready and operations fail at once; after the reconnect the sessions are there", () =>
-    Effect.gen(function*() {
-      const nats = yield* natsServerWith({ jetstream: true })
-      const store = yield* NatsSessionStore.make({ servers: nats.url })
-      assert.isTrue(yield* store.isReady!)
-      yield* store.set("k", session("kept"))
-      yield* Effect.promise(() => nats.kill())
-      yield* until(Effect.map(store.isReady!, (ready) => !ready), "10 seconds")
-      assert.deepStrictEqual(yield* failure(store.get("k")), {
-        reason: "Unavailable",
-        message: "the session store lost its NATS connection and is reconnecting"
-      })
-      yield* Effect.promise(() => nats.restart())
-      yield* until(store.isReady!, "15 seconds")
-      assert.deepStrictEqual(Option.map(yield* store.get("k"), (s) => s.data), Option.some("kept"))
-    }), 30_000)
+  it.live(
+    "a lost connection: not ready and operations fail at once; after the reconnect the sessions are there",
+    () =>
+      Effect.gen(function*() {
+        const nats = yield* natsServerWith({ jetstream: true })
+        const store = yield* NatsSessionStore.make({ servers: nats.url })
+        assert.isTrue(yield* store.isReady!)
+        yield* store.set("k", session("kept"))
+        yield* Effect.promise(() => nats.kill())
+        yield* until(Effect.map(store.isReady!, (ready) => !ready), "10 seconds")
+        assert.deepStrictEqual(yield* failure(store.get("k")), {
+          reason: "Unavailable",
+          message: "the session store lost its NATS connection and is reconnecting"
+        })
+        yield* Effect.promise(() => nats.restart())
+        yield* until(store.isReady!, "15 seconds")
+        assert.deepStrictEqual(Option.map(yield* store.get("k"), (s) => s.data), Option.some("kept"))
+      }),
+    30_000
+  )
 })
 
 describe("NatsSessionStore: shutdown", () => {
-  it.live("closing the store's scope drains its connection; closing it while NATS is down ends at once and it never connects", () =>
-    Effect.gen(function*() {
-      const nats = yield* natsServerWith({ jetstream: true, monitor: true })
-      const monitor = nats.monitor!
-      const scope = yield* Scope.make()
-      const store = yield* NatsSessionStore.make({ servers: nats.url, name: "sessions-closed" }).pipe(Scope.provide(scope))
-      assert.isTrue(yield* store.isReady!)
-      assert.include(yield* clientNames(monitor), "sessions-closed")
-      yield* Scope.close(scope, Exit.void)
-      yield* until(Effect.map(clientNames(monitor), (names) => !names.includes("sessions-closed")))
-      assert.deepStrictEqual(yield* failure(store.get("k")), {
-        reason: "Unavailable",
-        message: "the session store is closed"
-      })
-      // closed while NATS is down: the retries stop
-      yield* Effect.promise(() => nats.kill())
-      const waiting = yield* Scope.make()
-      const early = yield* NatsSessionStore.make({ servers: nats.url, name: "sessions-early", connectRetry: "20 millis" })
-        .pipe(Scope.provide(waiting))
-      assert.isFalse(yield* early.isReady!)
-      // the marker: a store retrying as the closed one did, still open
-      const marker = yield* NatsSessionStore.make({ servers: nats.url, name: "sessions-marker", connectRetry: "20 millis" })
-      yield* Scope.close(waiting, Exit.void)
-      yield* Effect.promise(() => nats.restart())
-      // the marker connects; the closed one, had it kept retrying on the same schedule, would have too
-      yield* until(marker.isReady!, "10 seconds")
-      yield* marker.set("m", session(1))
-      const names = yield* clientNames(monitor)
-      assert.include(names, "sessions-marker")
-      assert.notInclude(names, "sessions-early")
-      assert.isFalse(yield* early.isReady!)
-    }), 30_000)
+  it.live(
+    "closing the store's scope drains its connection; closing it while NATS is down ends at once and it never connects",
+    () =>
+      Effect.gen(function*() {
+        const nats = yield* natsServerWith({ jetstream: true, monitor: true })
+        const monitor = nats.monitor!
+        const scope = yield* Scope.make()
+        const store = yield* NatsSessionStore.make({ servers: nats.url, name: "sessions-closed" }).pipe(
+          Scope.provide(scope)
+        )
+        assert.isTrue(yield* store.isReady!)
+        assert.include(yield* clientNames(monitor), "sessions-closed")
+        yield* Scope.close(scope, Exit.void)
+        yield* until(Effect.map(clientNames(monitor), (names) => !names.includes("sessions-closed")))
+        assert.deepStrictEqual(yield* failure(store.get("k")), {
+          reason: "Unavailable",
+          message: "the session store is closed"
+        })
+        // closed while NATS is down: the retries stop
+        yield* Effect.promise(() => nats.kill())
+        const waiting = yield* Scope.make()
+        const early = yield* NatsSessionStore.make({
+          servers: nats.url,
+          name: "sessions-early",
+          connectRetry: "20 millis"
+        })
+          .pipe(Scope.provide(waiting))
+        assert.isFalse(yield* early.isReady!)
+        // the marker: a store retrying as the closed one did, still open
+        const marker = yield* NatsSessionStore.make({
+          servers: nats.url,
+          name: "sessions-marker",
+          connectRetry: "20 millis"
+        })
+        yield* Scope.close(waiting, Exit.void)
+        yield* Effect.promise(() => nats.restart())
+        // the marker connects; the closed one, had it kept retrying on the same schedule, would have too
+        yield* until(marker.isReady!, "10 seconds")
+        yield* marker.set("m", session(1))
+        const names = yield* clientNames(monitor)
+        assert.include(names, "sessions-marker")
+        assert.notInclude(names, "sessions-early")
+        assert.isFalse(yield* early.isReady!)
+      }),
+    30_000
+  )
 })

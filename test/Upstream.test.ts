@@ -1,7 +1,21 @@
 import { assert, describe, it } from "@effect/vitest"
-import { PrometheusMetrics } from "effect/observability"
-import { Cause, Config, ConfigProvider, Context, Duration, Effect, Exit, Fiber, Layer, Logger, Option, Redacted, Tracer } from "effect"
+import {
+  Cause,
+  Config,
+  ConfigProvider,
+  Context,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  Layer,
+  Logger,
+  Option,
+  Redacted,
+  Tracer
+} from "effect"
 import { HttpClientRequest } from "effect/http"
+import { PrometheusMetrics } from "effect/observability"
 import { TestClock } from "effect/testing"
 import { execFileSync } from "node:child_process"
 import { createHmac } from "node:crypto"
@@ -12,15 +26,15 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { createSecureContext } from "node:tls"
 import { fileURLToPath } from "node:url"
-import { configErrorLine } from "../src/internal/server/config.ts"
 import * as PinnedClient from "../src/internal/node/upstream/client.ts"
+import { configErrorLine } from "../src/internal/server/config.ts"
 import * as NodeUpstream from "../src/NodeUpstream.ts"
 import * as Processor from "../src/Processor.ts"
 import * as Upstream from "../src/Upstream.ts"
 import { connect, frame } from "./utils/lhttp.ts"
 import { startMemoryServer } from "./utils/memory.ts"
-import { eventually } from "./utils/wait.ts"
 import { freePort, start } from "./utils/process.ts"
+import { eventually } from "./utils/wait.ts"
 
 interface Recorded {
   readonly method: string
@@ -224,7 +238,11 @@ describe("Upstream: what the backend receives", () => {
         const count = backend.requests.length + 1
         yield* backend.arrived(count)
         const headers = backend.requests[count - 1]!.headers
-        assert.strictEqual(headers["traceparent"] !== undefined, expected, `traceparent, propagateTrace ${propagateTrace}`)
+        assert.strictEqual(
+          headers["traceparent"] !== undefined,
+          expected,
+          `traceparent, propagateTrace ${propagateTrace}`
+        )
         assert.strictEqual(headers["b3"] !== undefined, expected, `b3, propagateTrace ${propagateTrace}`)
         if (expected) assert.match(String(headers["traceparent"]), /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/)
       }
@@ -264,7 +282,10 @@ describe("Upstream: what the backend receives", () => {
           return span
         }
       })
-      const server = yield* startMemoryServer({ tracing: true }, NodeUpstream.layer({ allow: [`${backend.base}/hooks/`] })).pipe(
+      const server = yield* startMemoryServer(
+        { tracing: true },
+        NodeUpstream.layer({ allow: [`${backend.base}/hooks/`] })
+      ).pipe(
         Effect.provideService(Tracer.Tracer, recording)
       )
       const client = yield* server.connect()
@@ -320,7 +341,9 @@ describe("Upstream: what the backend receives", () => {
       const backend = yield* recorder
       const server = yield* upstreamServer({ allow: [`${backend.base}/hooks/`] })
       const client = yield* server.connect()
-      yield* client.send(frame("save", { upstream: `POST ${backend.base}/hooks/json`, "upstream-reply": "1", id: "r1" }, "x"))
+      yield* client.send(
+        frame("save", { upstream: `POST ${backend.base}/hooks/json`, "upstream-reply": "1", id: "r1" }, "x")
+      )
       assert.strictEqual(
         yield* client.next(),
         "LHTTP/1.0 save\r\nupstream-status:200\r\ncontent-type:application/json\r\nid:r1\r\n\r\n{\"saved\":\"x\"}"
@@ -333,11 +356,15 @@ describe("Upstream: what the backend receives", () => {
       const Rename = Processor.make("save")
       const server = yield* startMemoryServer(
         { processors: [Rename] },
-        Layer.merge(Rename.toLayer({ onMessage: (exchange) => Effect.sync(() => exchange.setCommand("saved")) }),
-          NodeUpstream.layer({ allow: [`${backend.base}/hooks/`] }))
+        Layer.merge(
+          Rename.toLayer({ onMessage: (exchange) => Effect.sync(() => exchange.setCommand("saved")) }),
+          NodeUpstream.layer({ allow: [`${backend.base}/hooks/`] })
+        )
       )
       const client = yield* server.connect()
-      yield* client.send(frame("save", { upstream: `POST ${backend.base}/hooks/json`, "upstream-reply": "1", id: "r2" }, "y"))
+      yield* client.send(
+        frame("save", { upstream: `POST ${backend.base}/hooks/json`, "upstream-reply": "1", id: "r2" }, "y")
+      )
       assert.strictEqual(
         yield* client.next(),
         "LHTTP/1.0 saved\r\nupstream-status:200\r\ncontent-type:application/json\r\nid:r2\r\n\r\n{\"saved\":\"y\"}"
@@ -461,7 +488,9 @@ describe("Upstream: what the backend receives", () => {
       const server = yield* upstreamServer({ allow: [`${backend.base}/hooks/`], methods: ["PUT", "DELETE"] })
       const client = yield* server.connect()
       for (const [method, id] of [["PUT", "p"], ["DELETE", "d"]] as const) {
-        yield* client.send(frame("c", { upstream: `${method} ${backend.base}/hooks/record`, "upstream-reply": "1", id }, id))
+        yield* client.send(
+          frame("c", { upstream: `${method} ${backend.base}/hooks/record`, "upstream-reply": "1", id }, id)
+        )
         assert.strictEqual(yield* client.next(), `LHTTP/1.0 c\r\nupstream-status:200\r\nid:${id}\r\n\r\nsaved`)
       }
       for (const method of ["POST", "GET", "put"]) {
@@ -503,7 +532,11 @@ describe("Upstream: SSRF attempts are refused without a request", () => {
           "UpstreamNotAllowed",
           "userinfo is not allowed"
         ]],
-        [`POST http://user:pass@127.0.0.1:${backend.port}/hooks/x`, [403, "UpstreamNotAllowed", "userinfo is not allowed"]],
+        [`POST http://user:pass@127.0.0.1:${backend.port}/hooks/x`, [
+          403,
+          "UpstreamNotAllowed",
+          "userinfo is not allowed"
+        ]],
         ["POST http://[::1", [400, "UpstreamInvalidTarget", "the upstream URL does not parse"]],
         ["POST not-a-url", [400, "UpstreamInvalidTarget", "the upstream URL does not parse"]],
         [`TRACE ${backend.base}/hooks/x`, [405, "UpstreamMethodNotAllowed", "the method TRACE is not allowed"]],
@@ -534,7 +567,9 @@ describe("Upstream: SSRF attempts are refused without a request", () => {
       )
       assert.strictEqual(other.requests.length, 0)
       const inside = encodeURIComponent("/hooks/json")
-      yield* client.send(frame("c", { upstream: `POST ${backend.base}/hooks/redirect?to=${inside}`, "upstream-reply": "1" }, "b"))
+      yield* client.send(
+        frame("c", { upstream: `POST ${backend.base}/hooks/redirect?to=${inside}`, "upstream-reply": "1" }, "b")
+      )
       assert.strictEqual(
         yield* client.next(),
         "LHTTP/1.0 c\r\nupstream-status:200\r\ncontent-type:application/json\r\n\r\n{\"saved\":\"\"}"
@@ -551,17 +586,29 @@ describe("Upstream: SSRF attempts are refused without a request", () => {
       const backend = yield* recorder
       const server = yield* upstreamServer({ allow: [`${backend.base}/hooks/`], secret: "s3cret" })
       const client = yield* server.connect()
-      const cases = [[301, "GET", ""], [302, "GET", ""], [303, "GET", ""], [307, "POST", "payload"], [308, "POST", "payload"]] as const
+      const cases = [[301, "GET", ""], [302, "GET", ""], [303, "GET", ""], [307, "POST", "payload"], [
+        308,
+        "POST",
+        "payload"
+      ]] as const
       for (const [status, method, body] of cases) {
         const first = `${backend.base}/hooks/redirect?status=${status}&to=${encodeURIComponent("/hooks/json")}`
-        yield* client.send(frame("c", { upstream: `POST ${first}`, "upstream-reply": "1", id: String(status) }, "payload"))
+        yield* client.send(
+          frame("c", { upstream: `POST ${first}`, "upstream-reply": "1", id: String(status) }, "payload")
+        )
         assert.strictEqual(
           yield* client.next(),
-          `LHTTP/1.0 c\r\nupstream-status:200\r\ncontent-type:application/json\r\nid:${status}\r\n\r\n${JSON.stringify({ saved: body })}`
+          `LHTTP/1.0 c\r\nupstream-status:200\r\ncontent-type:application/json\r\nid:${status}\r\n\r\n${
+            JSON.stringify({ saved: body })
+          }`
         )
         const [redirect, followed] = backend.requests.splice(0)
         assert.deepStrictEqual([redirect!.method, redirect!.body], ["POST", "payload"])
-        assert.deepStrictEqual([followed!.method, followed!.url, followed!.body], [method, "/hooks/json", body], String(status))
+        assert.deepStrictEqual(
+          [followed!.method, followed!.url, followed!.body],
+          [method, "/hooks/json", body],
+          String(status)
+        )
         const timestamp = String(followed!.headers[Upstream.AddedHeader.timestamp])
         assert.strictEqual(
           followed!.headers[Upstream.AddedHeader.signature],
@@ -610,21 +657,26 @@ describe("Upstream: SSRF attempts are refused without a request", () => {
             return ["169.254.169.254"]
           })
       })
-      const refusal = (url: string) => Effect.flip(upstream.call(call("GET", url))).pipe(Effect.map((error) => error.message))
-      for (const [url, hostname] of [
-        ["http://plain.test:80/hooks/x", "plain.test"],
-        ["https://secure.test:443/hooks/x", "secure.test"],
-        ["http://written.test/hooks/x", "written.test"]
-      ] as const) {
+      const refusal = (url: string) =>
+        Effect.flip(upstream.call(call("GET", url))).pipe(Effect.map((error) => error.message))
+      for (
+        const [url, hostname] of [
+          ["http://plain.test:80/hooks/x", "plain.test"],
+          ["https://secure.test:443/hooks/x", "secure.test"],
+          ["http://written.test/hooks/x", "written.test"]
+        ] as const
+      ) {
         assert.strictEqual(yield* refusal(url), forbidden(hostname), url)
       }
-      for (const url of [
-        "http://plain.test:8080/hooks/x",
-        "http://plain.test:443/hooks/x",
-        "https://plain.test/hooks/x",
-        "https://secure.test:8443/hooks/x",
-        "http://written.test:8080/hooks/x"
-      ]) {
+      for (
+        const url of [
+          "http://plain.test:8080/hooks/x",
+          "http://plain.test:443/hooks/x",
+          "https://plain.test/hooks/x",
+          "https://secure.test:8443/hooks/x",
+          "http://written.test:8080/hooks/x"
+        ]
+      ) {
         assert.strictEqual(yield* refusal(url), `${url} is not an allowed upstream target`, url)
       }
       assert.deepStrictEqual(asked, ["plain.test", "secure.test", "written.test"])
@@ -645,11 +697,18 @@ describe("Upstream: SSRF attempts are refused without a request", () => {
         ["http://[::ffff:169.254.169.254]/x", "[::ffff:a9fe:a9fe]"]
       ] as const
       // a timeout bounds a call that wrongly went out
-      const server = yield* upstreamServer({ allow: targets.map(([target]) => new URL(target).origin + "/"), timeout: "1 second" })
+      const server = yield* upstreamServer({
+        allow: targets.map(([target]) => new URL(target).origin + "/"),
+        timeout: "1 second"
+      })
       const client = yield* server.connect()
       for (const [target, hostname] of targets) {
         yield* client.send(frame("c", { upstream: `GET ${target}`, id: "a" }))
-        assert.strictEqual(yield* client.next(), errorFrame(403, "UpstreamNotAllowed", forbidden(hostname), "a"), target)
+        assert.strictEqual(
+          yield* client.next(),
+          errorFrame(403, "UpstreamNotAllowed", forbidden(hostname), "a"),
+          target
+        )
       }
     }))
 
@@ -674,13 +733,27 @@ describe("Upstream: SSRF attempts are refused without a request", () => {
       })
       const client = yield* server.connect()
       const target = (name: string) => `POST http://${name}:${backend.port}/hooks/record`
-      for (const name of ["meta.test", "mixed.test", "mapped.test", "multicast.test", "reserved.test", "zero.test", "bogus.test"]) {
+      for (
+        const name of [
+          "meta.test",
+          "mixed.test",
+          "mapped.test",
+          "multicast.test",
+          "reserved.test",
+          "zero.test",
+          "bogus.test"
+        ]
+      ) {
         yield* client.send(frame("c", { upstream: target(name), id: "n" }, name))
         assert.strictEqual(yield* client.next(), errorFrame(403, "UpstreamNotAllowed", forbidden(name), "n"), name)
       }
       for (const name of ["empty.test", "failing.test"]) {
         yield* client.send(frame("c", { upstream: target(name), id: "n" }, name))
-        assert.strictEqual(yield* client.next(), errorFrame(502, "UpstreamTransport", `cannot resolve ${name}`, "n"), name)
+        assert.strictEqual(
+          yield* client.next(),
+          errorFrame(502, "UpstreamTransport", `cannot resolve ${name}`, "n"),
+          name
+        )
       }
       // a marker on the same lane: the only request that reached the backend
       yield* client.send(frame("c", { upstream: target("ok.test"), "upstream-reply": "1" }, "marker"))
@@ -736,7 +809,9 @@ describe("Upstream: failures are typed error frames and nothing stalls", () => {
       const client = yield* server.connect()
       // each call waits at the backend for the gate, then 50 ms more: calls running together would overlap there
       for (const id of ["1", "2", "3"]) {
-        yield* client.send(frame("c", { upstream: `POST ${backend.base}/hooks/hold?ms=50`, "upstream-reply": "1", id }, id))
+        yield* client.send(
+          frame("c", { upstream: `POST ${backend.base}/hooks/hold?ms=50`, "upstream-reply": "1", id }, id)
+        )
       }
       yield* client.send(frame("c", { upstream: `POST ${backend.base}/hooks/record`, id: "4" }, "4"))
       assert.strictEqual(
@@ -750,7 +825,9 @@ describe("Upstream: failures are typed error frames and nothing stalls", () => {
       assert.deepStrictEqual(backend.requests.map((request) => request.body), ["1", "2", "3"])
       assert.strictEqual(backend.maxInFlight(), 1)
       // once they are done, calls are taken again
-      yield* client.send(frame("c", { upstream: `POST ${backend.base}/hooks/record`, "upstream-reply": "1", id: "5" }, "5"))
+      yield* client.send(
+        frame("c", { upstream: `POST ${backend.base}/hooks/record`, "upstream-reply": "1", id: "5" }, "5")
+      )
       assert.strictEqual(yield* client.next(), "LHTTP/1.0 c\r\nupstream-status:200\r\nid:5\r\n\r\nsaved")
     }))
 
@@ -760,7 +837,9 @@ describe("Upstream: failures are typed error frames and nothing stalls", () => {
       const server = yield* upstreamServer({ allow: [`${backend.base}/hooks/`] })
       const client = yield* server.connect()
       for (const method of ["GET", "POST", "PUT", "PATCH", "DELETE"]) {
-        yield* client.send(frame("c", { upstream: `${method} ${backend.base}/hooks/record`, "upstream-reply": "1", id: method }))
+        yield* client.send(
+          frame("c", { upstream: `${method} ${backend.base}/hooks/record`, "upstream-reply": "1", id: method })
+        )
         assert.strictEqual(yield* client.next(), `LHTTP/1.0 c\r\nupstream-status:200\r\nid:${method}\r\n\r\nsaved`)
       }
       for (const method of ["OPTIONS", "HEAD", "TRACE", "patch"]) {
@@ -770,7 +849,13 @@ describe("Upstream: failures are typed error frames and nothing stalls", () => {
           errorFrame(405, "UpstreamMethodNotAllowed", `the method ${method} is not allowed`, method)
         )
       }
-      assert.deepStrictEqual(backend.requests.map((request) => request.method), ["GET", "POST", "PUT", "PATCH", "DELETE"])
+      assert.deepStrictEqual(backend.requests.map((request) => request.method), [
+        "GET",
+        "POST",
+        "PUT",
+        "PATCH",
+        "DELETE"
+      ])
     }))
 
   it.effect("by default a response of 256 KiB is read whole; one byte more fails TooLarge", () =>
@@ -780,7 +865,10 @@ describe("Upstream: failures are typed error frames and nothing stalls", () => {
       const fits = yield* upstream.call(call("GET", `${backend.base}/hooks/bytes?n=${256 * 1024}`))
       assert.strictEqual(fits.body.length, 256 * 1024)
       const over = yield* Effect.flip(upstream.call(call("GET", `${backend.base}/hooks/bytes?n=${256 * 1024 + 1}`)))
-      assert.deepStrictEqual([over.reason, over.message], ["TooLarge", `the backend's response is over ${256 * 1024} bytes`])
+      assert.deepStrictEqual([over.reason, over.message], [
+        "TooLarge",
+        `the backend's response is over ${256 * 1024} bytes`
+      ])
     }))
 
   it.live("by default a connection has 16 calls in flight; the 17th is refused with 429", () =>
@@ -790,7 +878,9 @@ describe("Upstream: failures are typed error frames and nothing stalls", () => {
       const client = yield* server.connect()
       // the first waits at the backend for the gate, the 15 after it in the connection's lane
       for (let i = 1; i <= 16; i++) {
-        yield* client.send(frame("c", { upstream: `POST ${backend.base}/hooks/hold`, "upstream-reply": "1", id: `${i}` }, `${i}`))
+        yield* client.send(
+          frame("c", { upstream: `POST ${backend.base}/hooks/hold`, "upstream-reply": "1", id: `${i}` }, `${i}`)
+        )
       }
       yield* client.send(frame("c", { upstream: `POST ${backend.base}/hooks/record`, id: "17" }, "17"))
       assert.strictEqual(
@@ -819,7 +909,10 @@ describe("Upstream: failures are typed error frames and nothing stalls", () => {
 /** A name no resolver knows: only an injected lookup gives it an address. */
 const unresolvable = "upstream.test"
 
-/** An https backend on 127.0.0.1 with a fresh self-signed certificate for `upstream.test`; records the TLS server names asked for. */
+/**
+ * An https backend on 127.0.0.1 with a fresh self-signed certificate for
+ * `upstream.test`; records the TLS server names asked for.
+ */
 const tlsBackend = Effect.acquireRelease(
   Effect.callback<{
     readonly port: number
@@ -931,7 +1024,9 @@ describe("Upstream: the connection goes to the address that was checked", () => 
       const backend = yield* recorder
       const server = yield* upstreamServer({ allow: [`http://localhost:${backend.port}/hooks/`] })
       const client = yield* server.connect()
-      yield* client.send(frame("c", { upstream: `POST http://localhost:${backend.port}/hooks/json`, "upstream-reply": "1" }, "z"))
+      yield* client.send(
+        frame("c", { upstream: `POST http://localhost:${backend.port}/hooks/json`, "upstream-reply": "1" }, "z")
+      )
       assert.strictEqual(
         yield* client.next(),
         "LHTTP/1.0 c\r\nupstream-status:200\r\ncontent-type:application/json\r\n\r\n{\"saved\":\"z\"}"
@@ -948,14 +1043,21 @@ describe("Upstream: the connection goes to the address that was checked", () => 
         ca: backend.cert
       })
       const client = yield* server.connect()
-      yield* client.send(frame("c", { upstream: `GET https://${unresolvable}:${backend.port}/x`, "upstream-reply": "1" }))
+      yield* client.send(
+        frame("c", { upstream: `GET https://${unresolvable}:${backend.port}/x`, "upstream-reply": "1" })
+      )
       assert.strictEqual(yield* client.next(), "LHTTP/1.0 c\r\nupstream-status:200\r\n\r\nsecure")
       assert.deepStrictEqual(backend.servernames, [unresolvable])
       // the same address under another name: its certificate is not for that name
       yield* client.send(frame("c", { upstream: `GET https://other.test:${backend.port}/x`, id: "o" }))
       assert.strictEqual(
         yield* client.next(),
-        errorFrame(502, "UpstreamTransport", `the backend at https://other.test:${backend.port} could not be reached`, "o")
+        errorFrame(
+          502,
+          "UpstreamTransport",
+          `the backend at https://other.test:${backend.port} could not be reached`,
+          "o"
+        )
       )
       assert.deepStrictEqual(backend.servernames, [unresolvable, "other.test"])
     }))
@@ -993,7 +1095,9 @@ describe("Upstream: a defect in a call is an error frame, never a crash", () => 
       for (const id of ["d1", "d2"]) {
         yield* client.send(frame("c", { upstream: "GET http://boom.test/x", id }))
         assert.strictEqual(yield* client.next(), errorFrame(502, "UpstreamTransport", "the upstream call failed", id))
-        yield* client.send(frame("c", { upstream: `POST ${backend.base}/hooks/json`, "upstream-reply": "1", id: `ok-${id}` }, id))
+        yield* client.send(
+          frame("c", { upstream: `POST ${backend.base}/hooks/json`, "upstream-reply": "1", id: `ok-${id}` }, id)
+        )
         assert.strictEqual(
           yield* client.next(),
           `LHTTP/1.0 c\r\nupstream-status:200\r\ncontent-type:application/json\r\nid:ok-${id}\r\n\r\n{"saved":"${id}"}`
@@ -1044,7 +1148,6 @@ describe("Upstream: a defect in a call is an error frame, never a crash", () => 
     }))
 })
 
-
 describe("Upstream: settings", () => {
   it.effect("an invalid allowlist entry is a typed UpstreamConfigError when the Layer is built", () =>
     Effect.gen(function*() {
@@ -1074,7 +1177,9 @@ describe("Upstream: settings", () => {
       assert.deepStrictEqual(read.allow, ["http://a.example/hooks/", "http://b.example:8080/"])
       assert.strictEqual(Option.map(read.secret, Redacted.value).pipe(Option.getOrUndefined), "env-secret")
       assert.strictEqual(Option.map(read.timeout, Duration.toMillis).pipe(Option.getOrUndefined), 2000)
-      const unset = yield* NodeUpstream.config.pipe(Effect.provide(environment({ LHTTP_UPSTREAM_ALLOW: "http://a.example/" })))
+      const unset = yield* NodeUpstream.config.pipe(
+        Effect.provide(environment({ LHTTP_UPSTREAM_ALLOW: "http://a.example/" }))
+      )
       assert.isTrue(Option.isNone(unset.secret) && Option.isNone(unset.timeout))
     }))
 
@@ -1095,7 +1200,13 @@ describe("Upstream: settings", () => {
       const signed = backend.requests[0]!.headers
       assert.strictEqual(
         signed[Upstream.AddedHeader.signature],
-        hmac("env-secret", String(signed[Upstream.AddedHeader.timestamp]), "POST", `${backend.base}/hooks/record`, "signed")
+        hmac(
+          "env-secret",
+          String(signed[Upstream.AddedHeader.timestamp]),
+          "POST",
+          `${backend.base}/hooks/record`,
+          "signed"
+        )
       )
       const outside = yield* Effect.flip(configured.call(call("POST", `${backend.base}/admin`)))
       assert.strictEqual(outside.reason, "NotAllowed")
@@ -1103,7 +1214,10 @@ describe("Upstream: settings", () => {
       const timesOut = (upstream: Upstream.Upstream["Service"], after: Duration.Input) =>
         Effect.gen(function*() {
           const arrived = backend.requests.length + 1
-          const fiber = yield* upstream.call(call("GET", `${backend.base}/hooks/hold`)).pipe(Effect.flip, Effect.forkChild)
+          const fiber = yield* upstream.call(call("GET", `${backend.base}/hooks/hold`)).pipe(
+            Effect.flip,
+            Effect.forkChild
+          )
           yield* backend.arrived(arrived)
           yield* TestClock.adjust(after)
           const error = yield* Fiber.join(fiber)
@@ -1114,7 +1228,10 @@ describe("Upstream: settings", () => {
         "the backend did not answer within 300ms"
       ])
       const defaults = yield* build({ LHTTP_UPSTREAM_ALLOW: `${backend.base}/hooks/`, LHTTP_UPSTREAM_SECRET: "" })
-      assert.deepStrictEqual(yield* timesOut(defaults, "5 seconds"), ["Timeout", "the backend did not answer within 5s"])
+      assert.deepStrictEqual(yield* timesOut(defaults, "5 seconds"), [
+        "Timeout",
+        "the backend did not answer within 5s"
+      ])
       // no secret (an empty one counts as unset): unsigned
       assert.isUndefined(backend.requests.at(-1)!.headers[Upstream.AddedHeader.signature])
       const missing = yield* Effect.flip(build({}))
@@ -1123,12 +1240,16 @@ describe("Upstream: settings", () => {
 
   it.effect("layerFromEnv: off without LHTTP_UPSTREAM_ALLOW (or with it empty), on with it, a ConfigError naming it for a bad entry", () =>
     Effect.gen(function*() {
-      const build = (env: Record<string, string>) => Layer.build(NodeUpstream.layerFromEnv).pipe(Effect.provide(environment(env)))
+      const build = (env: Record<string, string>) =>
+        Layer.build(NodeUpstream.layerFromEnv).pipe(Effect.provide(environment(env)))
       for (const env of [{}, { LHTTP_UPSTREAM_ALLOW: "" }]) {
         const off = yield* build(env)
         assert.isTrue(Option.isNone(Context.getOption(off, Upstream.Upstream)), JSON.stringify(env))
       }
-      const on = yield* build({ LHTTP_UPSTREAM_ALLOW: "http://127.0.0.1:1/hooks/", LHTTP_UPSTREAM_TIMEOUT: "2 seconds" })
+      const on = yield* build({
+        LHTTP_UPSTREAM_ALLOW: "http://127.0.0.1:1/hooks/",
+        LHTTP_UPSTREAM_TIMEOUT: "2 seconds"
+      })
       assert.isTrue(Option.isSome(Context.getOption(on, Upstream.Upstream)))
       const error = yield* Effect.flip(build({ LHTTP_UPSTREAM_ALLOW: "http://127.0.0.1:1/hooks/, file:///etc/passwd" }))
       if (!(error instanceof Config.ConfigError)) return assert.fail(`not a ConfigError: ${String(error)}`)
@@ -1158,7 +1279,9 @@ describe("Upstream: settings", () => {
       )
       yield* Effect.promise(() => program.waitFor(/listening on/, 15_000))
       const client = yield* connect(`ws://127.0.0.1:${port}/`)
-      yield* client.send(frame("c", { upstream: `POST ${backend.base}/hooks/json`, "upstream-reply": "1", id: "1" }, "hi"))
+      yield* client.send(
+        frame("c", { upstream: `POST ${backend.base}/hooks/json`, "upstream-reply": "1", id: "1" }, "hi")
+      )
       assert.strictEqual(
         yield* client.next(),
         "LHTTP/1.0 c\r\nupstream-status:200\r\ncontent-type:application/json\r\nid:1\r\n\r\n{\"saved\":\"hi\"}"
@@ -1174,7 +1297,10 @@ describe("Upstream: settings", () => {
         errorFrame(403, "UpstreamNotAllowed", `${backend.base}/admin is not an allowed upstream target`, "2")
       )
       yield* client.send(frame("c", { upstream: `POST ${backend.base}/hooks/hold`, id: "3" }))
-      assert.strictEqual(yield* client.next(), errorFrame(504, "UpstreamTimeout", "the backend did not answer within 300ms", "3"))
+      assert.strictEqual(
+        yield* client.next(),
+        errorFrame(504, "UpstreamTimeout", "the backend did not answer within 300ms", "3")
+      )
     }))
 })
 

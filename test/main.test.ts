@@ -52,7 +52,11 @@ describe("the main job reads LHTTP_PUBLISH_TOKEN, LHTTP_MAX_MESSAGE_BYTES, LHTTP
       })
       assert.strictEqual(wrong.status, 401)
       const body = "LHTTP/1.0 n\r\npublish:news\r\n\r\nright token"
-      const accepted = yield* request(publish(), { method: "POST", body, headers: { authorization: "Bearer main-s3cret" } })
+      const accepted = yield* request(publish(), {
+        method: "POST",
+        body,
+        headers: { authorization: "Bearer main-s3cret" }
+      })
       assert.strictEqual(accepted.status, 204)
       // the refused ones were not delivered: the accepted one is the next frame
       assert.strictEqual(yield* subscriber.next(), body)
@@ -105,13 +109,18 @@ describe("the main job: login, sessions, and the three transports", () => {
       const first = yield* connect(ws())
       yield* first.send(frame("login", { id: "l1" }, "{\"name\":\"alice\"}"))
       const answer = yield* first.next()
-      const match = /^LHTTP\/1\.0 session\r\nsession-key:([A-Za-z0-9_-]{22})\r\nid:l1\r\n\r\n\{"name":"alice"\}$/.exec(answer)
+      const match = /^LHTTP\/1\.0 session\r\nsession-key:([A-Za-z0-9_-]{22})\r\nid:l1\r\n\r\n\{"name":"alice"\}$/.exec(
+        answer
+      )
       assert.isNotNull(match, answer)
       const key = match![1]!
       // a reload: a new connection restores the session by its key
       const second = yield* connect(ws())
       yield* second.send(frame("session", { restore: key, id: "r1" }))
-      assert.strictEqual(yield* second.next(), `LHTTP/1.0 session\r\nsession-key:${key}\r\nid:r1\r\n\r\n{"name":"alice"}`)
+      assert.strictEqual(
+        yield* second.next(),
+        `LHTTP/1.0 session\r\nsession-key:${key}\r\nid:r1\r\n\r\n{"name":"alice"}`
+      )
       // a plain join: the members and the join, as the original gave them, no position
       const plain = yield* connect(ws())
       yield* plain.send(frame("chat", { subscribe: "main-lobby", name: "carol" }))
@@ -148,7 +157,13 @@ describe("the main job: login, sessions, and the three transports", () => {
       // the session operations are in the metrics
       const metrics = (yield* request(`http://127.0.0.1:${port}/metrics`)).body
       for (const operation of ["create", "restore"]) {
-        assert.match(metrics, new RegExp(`^lhttp_session_operations_total\\{(?=[^}]*operation="${operation}")(?=[^}]*outcome="ok")[^}]*\\} 1$`, "m"))
+        assert.match(
+          metrics,
+          new RegExp(
+            `^lhttp_session_operations_total\\{(?=[^}]*operation="${operation}")(?=[^}]*outcome="ok")[^}]*\\} 1$`,
+            "m"
+          )
+        )
       }
     }))
 
@@ -171,8 +186,11 @@ describe("the main job: login, sessions, and the three transports", () => {
       assert.strictEqual((yield* request(`${http}/publish`, { method: "POST", body: posted })).status, 204)
       assert.strictEqual(yield* original.next(), posted)
       yield* original.nothing()
-      const fromSse = [(yield* events.next), (yield* events.next)]
-      assert.deepStrictEqual(fromSse.map((event) => event.data), [sent, posted].map((text) => text.replace(/\r\n/g, "\n")))
+      const fromSse = [yield* events.next, yield* events.next]
+      assert.deepStrictEqual(
+        fromSse.map((event) => event.data),
+        [sent, posted].map((text) => text.replace(/\r\n/g, "\n"))
+      )
       const polled: Array<string> = []
       for (let cursor = 0; polled.length < 2;) {
         const answer = yield* getJson(`${http}/poll?connection=${key}&cursor=${cursor}`)
@@ -188,10 +206,17 @@ describe("the main job: login, sessions, and the three transports", () => {
       const opened = yield* request(`${http}/poll`)
       assert.strictEqual(opened.status, 200)
       const key = (JSON.parse(opened.body) as { connection: string }).connection
-      const sent = yield* request(`${http}/send?connection=${key}`, { method: "POST", body: frame("echo", { id: "p" }, "over poll") })
+      const sent = yield* request(`${http}/send?connection=${key}`, {
+        method: "POST",
+        body: frame("echo", { id: "p" }, "over poll")
+      })
       assert.strictEqual(sent.status, 202)
       const polled = yield* request(`${http}/poll?connection=${key}&cursor=0`)
-      assert.deepStrictEqual(JSON.parse(polled.body), { connection: key, cursor: 1, frames: [frame("echo", { id: "p" }, "over poll")] })
+      assert.deepStrictEqual(JSON.parse(polled.body), {
+        connection: key,
+        cursor: 1,
+        frames: [frame("echo", { id: "p" }, "over poll")]
+      })
       // an SSE stream opens with its connected event
       const controller = new AbortController()
       const stream = yield* Effect.promise(() => fetch(`${http}/sse`, { signal: controller.signal }))
@@ -212,7 +237,12 @@ describe("the main job reads LHTTP_MAX_CONNECTIONS and LHTTP_MESSAGES_PER_SECOND
   beforeAll(async () => {
     port = await freePort()
     program = start(main, {
-      env: { LHTTP_PORT: String(port), LHTTP_HOST: "127.0.0.1", LHTTP_MAX_CONNECTIONS: "2", LHTTP_MESSAGES_PER_SECOND: "1" }
+      env: {
+        LHTTP_PORT: String(port),
+        LHTTP_HOST: "127.0.0.1",
+        LHTTP_MAX_CONNECTIONS: "2",
+        LHTTP_MESSAGES_PER_SECOND: "1"
+      }
     })
     await program.waitFor(/listening on/, 15_000)
   })

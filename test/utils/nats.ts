@@ -11,7 +11,12 @@ import { tmpdir } from "node:os"
 import * as Path from "node:path"
 import { freePort } from "./process.ts"
 
-const candidates = ["/usr/sbin/nats-server", "/usr/local/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
+const candidates = [
+  "/usr/sbin/nats-server",
+  "/usr/local/sbin/nats-server",
+  "/usr/bin/nats-server",
+  "/usr/local/bin/nats-server"
+]
 
 /** Finds nats-server on PATH or in the sbin folders; fails naming the install command. */
 export const findNatsServer = (): string => {

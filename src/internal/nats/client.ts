@@ -1,16 +1,15 @@
 /**
- * The NATS client connection of the session store: the settings it reads
- * from the environment, as the NATS bus reads them, one attempt to connect,
- * and what a NATS without JetStream answers (the history, which is the NATS
- * bus's own connection, reads that too).
+ * The NATS client connection shared by the NATS modules (the bus, the
+ * history, the session store): how to reach NATS (servers and credentials),
+ * one attempt to connect, the servers as logs show them, and what a NATS
+ * without JetStream answers.
  */
 import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node"
-import { Config, Effect, Option, Redacted } from "effect"
-import { natsServersConfig } from "../server/config.ts"
+import { Duration, Effect, Redacted } from "effect"
 
 /** How to reach NATS: the servers and the credentials, if any. */
 export interface ClientOptions {
-  /** The NATS servers, e.g. `nats://127.0.0.1:4222`. */
+  /** The NATS server(s): `nats://host:port`, one or a list. */
   readonly servers: string | ReadonlyArray<string>
   /** A token, for servers that require one. */
   readonly token?: Redacted.Redacted<string> | string | undefined
@@ -19,12 +18,26 @@ export interface ClientOptions {
   readonly pass?: Redacted.Redacted<string> | string | undefined
 }
 
+/** How one module's connection behaves: its name in NATS's monitoring, and its reconnects. */
+export interface Connecting {
+  /** The client name NATS shows in its monitoring. */
+  readonly name: string
+  /** The wait between reconnect attempts (the NATS client's default, 2 s, when undefined). */
+  readonly reconnectTimeWait?: Duration.Duration | undefined
+  /** Reconnect attempts per server before giving up; -1 never gives up (default). */
+  readonly maxReconnectAttempts?: number | undefined
+}
+
 const reveal = (value: Redacted.Redacted<string> | string | undefined): string =>
   value === undefined ? "" : typeof value === "string" ? value : Redacted.value(value)
 
 /** The servers of options, as a list. */
-export const serversOf = (options: ClientOptions): Array<string> =>
+const serversOf = (options: ClientOptions): Array<string> =>
   typeof options.servers === "string" ? [options.servers] : [...options.servers]
+
+/** The servers of options for logs: comma-separated, without the credentials a URL may carry. */
+export const serversShown = (options: ClientOptions): string =>
+  serversOf(options).map((server) => server.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^/@]*@/i, "$1")).join(", ")
 
 /** Whether a JetStream call failed because that NATS has no JetStream. */
 export const noJetStream = (cause: unknown): boolean => {
@@ -32,31 +45,15 @@ export const noJetStream = (cause: unknown): boolean => {
   return /jetstream/i.test(text) && /not (enabled|available)|503|no responders/i.test(text)
 }
 
-/**
- * The connection settings from the environment: `LHTTP_NATS_URL`
- * (comma-separated, each server checked), `LHTTP_NATS_TOKEN`, `LHTTP_NATS_USER`, `LHTTP_NATS_PASS`.
- */
-export const clientConfig: Config.Config<ClientOptions> = Config.all({
-  servers: natsServersConfig,
-  token: Config.option(Config.Redacted("LHTTP_NATS_TOKEN")),
-  user: Config.option(Config.String("LHTTP_NATS_USER")),
-  pass: Config.option(Config.Redacted("LHTTP_NATS_PASS"))
-}).pipe(Config.map((env) => ({
-  servers: env.servers,
-  token: Option.getOrUndefined(env.token),
-  user: Option.getOrUndefined(env.user),
-  pass: Option.getOrUndefined(env.pass)
-})))
-
-/**
- * The options of `connect` for these settings under `name`: reconnecting for
- * ever once connected.
- */
-export const connectionOptions = (options: ClientOptions, name: string): ConnectionOptions => ({
+/** The options of `connect` for these settings: once connected, reconnecting as `connecting` says. */
+const connectionOptions = (options: ClientOptions, connecting: Connecting): ConnectionOptions => ({
   servers: serversOf(options),
-  name,
+  name: connecting.name,
   reconnect: true,
-  maxReconnectAttempts: -1,
+  maxReconnectAttempts: connecting.maxReconnectAttempts ?? -1,
+  ...(connecting.reconnectTimeWait === undefined
+    ? {}
+    : { reconnectTimeWait: Duration.toMillis(connecting.reconnectTimeWait) }),
   ...(options.token === undefined ? {} : { token: reveal(options.token) }),
   ...(options.user === undefined ? {} : { user: options.user, pass: reveal(options.pass) })
 })
@@ -69,21 +66,17 @@ export const connectionOptions = (options: ClientOptions, name: string): Connect
  */
 export const dial = <E>(
   options: ClientOptions,
-  name: string,
-  unreachable: (servers: string, cause: unknown) => E
+  connecting: Connecting,
+  unreachable: (cause: unknown) => E
 ): Effect.Effect<NatsConnection, E> =>
   Effect.callback<NatsConnection, E>((resume, signal) => {
-    connect(connectionOptions(options, name)).then(
+    connect(connectionOptions(options, connecting)).then(
       (nc) => {
         if (signal.aborted) void nc.close().catch(() => undefined)
         else resume(Effect.succeed(nc))
       },
       (cause) => {
-        if (!signal.aborted) resume(Effect.fail(unreachable(serversOf(options).join(", "), cause)))
+        if (!signal.aborted) resume(Effect.fail(unreachable(cause)))
       }
     )
   })
-
-/** The servers of options for logs: comma-separated, without the credentials a URL may carry. */
-export const serversShown = (options: ClientOptions): string =>
-  serversOf(options).map((server) => server.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^/@]*@/i, "$1")).join(", ")

@@ -23,7 +23,8 @@ const hopByHop = new Set([
   "content-length",
   "expect"
 ])
-const identity = /^(authorization|cookie|forwarded|via|x-real-ip|x-forwarded-.*|x-lhttp-.*|x-client-ip|true-client-ip|cf-connecting-ip)$/
+const identity =
+  /^(authorization|cookie|forwarded|via|x-real-ip|x-forwarded-.*|x-lhttp-.*|x-client-ip|true-client-ip|cf-connecting-ip)$/
 const token = /^[!#$%&'*+.^_`|~0-9a-z-]+$/
 const printable = /^[\x20-\x7e]*$/
 

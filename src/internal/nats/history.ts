@@ -1,0 +1,214 @@
+/**
+ * The JetStream history's implementation (the public face, its Layers and
+ * its environment, is `NatsHistory.ts`): its options; the stream, found or
+ * made (and brought to the options' settings) on every connection of the
+ * bus, its epoch the stream's creation time and subjects; and the recovery
+ * of a channel's messages after a position, by JetStream direct gets.
+ */
+import { type JetStreamManager, jetstreamManager, type StreamConfig } from "@nats-io/jetstream"
+import type { NatsConnection } from "@nats-io/transport-node"
+import { Duration, Effect } from "effect"
+import * as History from "../../History.ts"
+import * as Bus from "./bus.ts"
+import { noJetStream } from "./client.ts"
+import { defaultSubjectPrefix } from "./config.ts"
+
+/** The default prefix of the subjects the stream republishes to. */
+export const defaultRepublishPrefix = "lhttp-positions."
+
+/** Options of the bus with JetStream history: the NATS bus's, the policies, and the stream's. */
+export interface Options extends Bus.Options {
+  /** Which channels keep history (the first policy whose prefix matches counts). */
+  readonly policies: ReadonlyArray<History.Policy>
+  /** The stream (default `LHTTP_HISTORY`). */
+  readonly stream?: string | undefined
+  /** Where the stream republishes what it stored (default `lhttp-positions.`, then the bus subject). */
+  readonly republishPrefix?: string | undefined
+  /** The most the stream holds, all channels together (default 1 GiB): past it, the oldest messages go. */
+  readonly maxBytes?: number | undefined
+  /** Where the stream keeps its messages (default `"file"`: they outlive a nats-server restart). */
+  readonly storage?: "file" | "memory" | undefined
+  /**
+   * How often the node checks that the stream is still there, besides at
+   * every (re)connection (default 10 s): a stream deleted while NATS stays up
+   * is made again (a new epoch); meanwhile the history channels deliver
+   * nothing on this node.
+   */
+  readonly streamCheckInterval?: Duration.Input | undefined
+}
+
+const noJetStreamLine = "channel history is off: this NATS has no JetStream (start nats-server with -js to keep it)"
+
+// a short, stable hash of a text, in base 36 (the stream's subjects, in its epoch)
+const hashOf = (text: string): string => {
+  let hash = 2166136261
+  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 16777619)
+  return (hash >>> 0).toString(36)
+}
+
+/** The stream as the options want it: its name and settings. */
+interface Stream {
+  readonly name: string
+  readonly storage: "file" | "memory"
+  readonly subjects: ReadonlyArray<string>
+  readonly wanted: Partial<StreamConfig>
+}
+
+const streamOf = (options: Options, subjects: Array<string>, republishPrefix: string): Stream => ({
+  name: options.stream ?? "LHTTP_HISTORY",
+  storage: options.storage === "memory" ? "memory" : "file",
+  subjects,
+  wanted: {
+    subjects,
+    republish: { src: ">", dest: `${republishPrefix}>` },
+    max_msgs_per_subject: Math.max(1, ...options.policies.map((policy) => policy.size)),
+    max_age: Math.max(1, ...options.policies.map((policy) => Duration.toMillis(policy.ttl))) * 1_000_000,
+    max_bytes: options.maxBytes ?? 2 ** 30,
+    allow_direct: true
+  }
+})
+
+// whether an existing stream's settings differ from the wanted ones
+const differs = (config: StreamConfig, stream: Stream) =>
+  config.subjects?.join(" ") !== stream.subjects.join(" ") ||
+  config.republish?.src !== stream.wanted.republish?.src ||
+  config.republish?.dest !== stream.wanted.republish?.dest ||
+  config.max_msgs_per_subject !== stream.wanted.max_msgs_per_subject ||
+  config.max_age !== stream.wanted.max_age ||
+  config.max_bytes !== stream.wanted.max_bytes ||
+  config.allow_direct !== true
+
+// the stream on a manager: found (and brought to the wanted settings) or made; its epoch
+const ensure = async (jsm: JetStreamManager, stream: Stream): Promise<string> => {
+  const info = await jsm.streams.info(stream.name).then(
+    (existing) =>
+      differs(existing.config, stream)
+        ? jsm.streams.update(stream.name, { ...existing.config, ...stream.wanted })
+        : existing,
+    () =>
+      jsm.streams.add(
+        {
+          name: stream.name,
+          storage: stream.storage,
+          ...stream.wanted
+        } as Parameters<JetStreamManager["streams"]["add"]>[0]
+      ).catch(() =>
+        // another node made it meanwhile
+        jsm.streams.info(stream.name)
+      )
+  )
+  return `${Date.parse(info.created).toString(36)}-${hashOf(stream.subjects.join(" "))}`
+}
+
+// the channel's messages after `since` on `subject`, as far as the stream and the policy keep them
+const recover = async (
+  jsm: JetStreamManager,
+  stream: string,
+  epoch: string,
+  subject: string,
+  policy: History.Policy,
+  since: History.Position | undefined
+): Promise<History.Recovery> => {
+  const info = await jsm.streams.info(stream)
+  const last = info.state.last_seq
+  const position = { epoch, offset: last }
+  if (since === undefined) return { messages: [], position }
+  if (since.epoch !== epoch) return { messages: [], position, reason: "EpochChanged" }
+  if (since.offset > last) return { messages: [], position, reason: "UnknownPosition" }
+  if (since.offset === last) return { messages: [], position }
+  const oldest = Date.now() - Duration.toMillis(policy.ttl)
+  const found: Array<History.Stored & { readonly at: number }> = []
+  for (let seq = since.offset + 1; seq <= last;) {
+    const message = await jsm.direct.getMessage(stream, { seq, next_by_subj: subject })
+    if (message === null || message.seq > last) break
+    found.push({ text: message.string(), position: { epoch, offset: message.seq }, at: message.time.getTime() })
+    seq = message.seq + 1
+  }
+  const kept = found.filter((message) => message.at > oldest).slice(-policy.size)
+  const messages = kept.map(({ position, text }) => ({ position, text }))
+  if (kept.length < found.length) return { messages, position, reason: "Trimmed" }
+  // nothing of the channel after `since` was dropped when one of its messages at or before it is still
+  // there, or when the stream still starts at or before `since` and the channel is under its per-subject limit
+  const earlier = await jsm.direct.getMessage(stream, { seq: 1, next_by_subj: subject })
+  const perSubject = info.config.max_msgs_per_subject
+  const complete = (earlier !== null && earlier.seq <= since.offset) ||
+    (info.state.first_seq <= since.offset + 1 &&
+      (perSubject === undefined || perSubject < 0 || found.length < perSubject))
+  return complete ? { messages, position } : { messages, position, reason: "Trimmed" }
+}
+
+/**
+ * Makes the bus and the history: the bus connects as the NATS bus does (not
+ * waiting for NATS), and on every connection makes sure the stream is there.
+ * Without a policy there is no stream: the plain NATS bus.
+ */
+export const make = Effect.fnUntraced(function*(options: Options) {
+  const prefix = options.subjectPrefix ?? defaultSubjectPrefix
+  const republishPrefix = options.republishPrefix ?? defaultRepublishPrefix
+  const stream = streamOf(options, prefix === "" ? ["*"] : [`${prefix}>`], republishPrefix)
+  const lookup = History.policyLookup(options.policies)
+  const context = yield* Effect.context<never>()
+  let limitation: string | undefined
+  let manager: JetStreamManager | undefined
+
+  // the stream on a connection, or none (said once) when that NATS has no JetStream
+  const setup = async (nc: NatsConnection): Promise<string | undefined> => {
+    let jsm: JetStreamManager
+    try {
+      jsm = await jetstreamManager(nc)
+    } catch (cause) {
+      if (!noJetStream(cause)) throw cause
+      if (limitation !== noJetStreamLine) Effect.runForkWith(context)(Effect.logWarning(noJetStreamLine))
+      limitation = noJetStreamLine
+      return undefined
+    }
+    const epoch = await ensure(jsm, stream)
+    manager = jsm
+    limitation = undefined
+    return epoch
+  }
+
+  const made = yield* Bus.make(
+    options,
+    options.policies.length === 0 ? undefined : {
+      setup,
+      republishPrefix,
+      checkInterval: Duration.toMillis(Duration.fromInputUnsafe(options.streamCheckInterval ?? "10 seconds"))
+    }
+  )
+
+  const history = History.History.of({
+    policyOf: (channel) => {
+      if (made.numbering()._tag === "Off") return undefined
+      // with the empty prefix the stream records one-token subjects only
+      if (prefix === "" && channel.includes(".")) return undefined
+      return lookup(channel)
+    },
+    numbering: options.policies.length === 0 ? "none" : "bus",
+    recover: (channel, policy, since) =>
+      Effect.suspend(() => {
+        const state = made.numbering()
+        if (state._tag !== "Numbered" || manager === undefined) {
+          return Effect.fail(
+            new History.HistoryError({
+              reason: "Unavailable",
+              message: state._tag === "Off" ? limitation ?? "no JetStream" : "NATS is not reached yet"
+            })
+          )
+        }
+        const jsm = manager
+        return Effect.tryPromise({
+          try: () => recover(jsm, stream.name, state.epoch, prefix + channel, policy, since),
+          catch: (cause) =>
+            new History.HistoryError({
+              reason: "ReadFailed",
+              message: `the history failed to read a channel: ${String(cause)}`,
+              cause
+            })
+        })
+      }),
+    isReady: Effect.sync(() => made.numbering()._tag !== "Pending"),
+    limitation: Effect.sync(() => limitation)
+  })
+  return { bus: made.bus, history }
+})
