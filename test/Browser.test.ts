@@ -29,7 +29,8 @@ const startMain = async (port: number, env: Record<string, string> = {}): Promis
 /** Waits until the log shows `name joined` `times` times. */
 const joinedTimes = (page: Page, name: string, times: number) =>
   page.waitForFunction(
-    ([text, n]) => Array.from(document.querySelectorAll("#log li.event")).filter((li) => li.textContent === text).length === n,
+    ([text, n]) =>
+      Array.from(document.querySelectorAll("#log li.event")).filter((li) => li.textContent === text).length === n,
     [`${name} joined`, times] as const,
     { timeout: 15_000 }
   )
@@ -123,7 +124,9 @@ describe("the chat demo in Chromium", () => {
     }
   })
 
-  it("a page whose connection drops shows what was said while it was away, once, in order (channel history)", { timeout: 60_000 }, async () => {
+  it("a page whose connection drops shows what was said while it was away, once, in order (channel history)", {
+    timeout: 60_000
+  }, async () => {
     const port = await freePort()
     const base = `http://127.0.0.1:${port}/`
     const main = await startMain(port)
@@ -169,7 +172,9 @@ describe("the chat demo in Chromium", () => {
     }
   })
 
-  it("a page logged in keeps its name across a restart of the main job (sessions in NATS KV) and a reload", { timeout: 90_000 }, async () => {
+  it("a page logged in keeps its name across a restart of the main job (sessions in NATS KV) and a reload", {
+    timeout: 90_000
+  }, async () => {
     const scope = Effect.runSync(Scope.make())
     const port = await freePort()
     const base = `http://127.0.0.1:${port}/`

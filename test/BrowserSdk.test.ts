@@ -1,18 +1,24 @@
 /**
- * The browser SDK (src/browser/lhttp.js) in Node: its frames byte for byte (the original SDK's
- * vectors without its bugs), its decoding of what servers send, and its behaviour against a real
- * in-process server: request/reply, a chat as the original demo wrote it, and reconnection with
- * re-subscription after the server closes the connection or restarts. Then the same over
- * long-poll and Server-Sent Events (read with fetch), resuming a broken stream or poll, and the
- * fallback from a WebSocket that cannot connect to SSE and long-poll.
+ * The browser SDK (src/browser/lhttp.js) in Node: the committed file is its build (from
+ * src/browser/*.ts and src/internal/wire/*.ts, scripts/build-browser.mjs); its frames byte for byte
+ * (the original SDK's vectors without its bugs), its decoding of what servers send, and its
+ * behaviour against a real in-process server: request/reply, a chat as the original demo wrote it,
+ * and reconnection with re-subscription after the server closes the connection or restarts. Then
+ * the same over long-poll and Server-Sent Events (read with fetch), resuming a broken stream or
+ * poll, and the fallback from a WebSocket that cannot connect to SSE and long-poll. The scenarios
+ * both clients share are test/ClientConformance.test.ts's.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Exit, Layer, Result, Scope } from "effect"
 import * as fc from "fast-check"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
 import * as Http from "node:http"
 import * as Net from "node:net"
+import * as Os from "node:os"
 import * as Path from "node:path"
 import { vi } from "vitest"
+import WebSocketWs from "ws"
 import {
   Context,
   decode,
@@ -36,7 +42,6 @@ import { eventOf } from "../src/internal/server/httpConnection.ts"
 import * as Processor from "../src/Processor.ts"
 import * as Sessions from "../src/Sessions.ts"
 import * as SessionStore from "../src/SessionStore.ts"
-import WebSocketWs from "ws"
 import { connect, frame, request, startServer } from "./utils/lhttp.ts"
 import { freePort, start } from "./utils/process.ts"
 
@@ -51,7 +56,7 @@ class FakeSocket implements WebSocketLike {
   readyState = 0
   binaryType = "blob"
   sent: Array<string> = []
-  onopen: ((event: any) => void) | null = null
+  onopen: ((event: unknown) => void) | null = null
   onmessage: ((event: { readonly data: unknown }) => void) | null = null
   onerror: ((event: unknown) => void) | null = null
   onclose: ((event: { readonly code: number; readonly reason: string }) => void) | null = null
@@ -131,14 +136,17 @@ const sdk = (url: string, options?: LhttpOptions) =>
             const index = received.findIndex(match)
             if (index !== -1) return received.splice(index, 1)[0]!
             if (Date.now() > deadline) {
-              throw new Error(`no matching frame in ${timeoutMs} ms; received: ${JSON.stringify(received.map((c) => encode(c.req)))}`)
+              throw new Error(
+                `no matching frame in ${timeoutMs} ms; received: ${JSON.stringify(received.map((c) => encode(c.req)))}`
+              )
             }
             await new Promise((resolve) => setTimeout(resolve, 10))
           }
         })
       return { lhttp, states, closes, bodies, errors: () => errors, next }
     }),
-    ({ lhttp }) => Effect.promise(() => Promise.race([lhttp.close(), new Promise((resolve) => setTimeout(resolve, 2_000))]))
+    ({ lhttp }) =>
+      Effect.promise(() => Promise.race([lhttp.close(), new Promise((resolve) => setTimeout(resolve, 2_000))]))
   )
 
 const until = (check: () => boolean, what: string, timeoutMs = 5_000) =>
@@ -183,6 +191,28 @@ const isChat = (event: string, from: string) => (context: Context) =>
   context.getHeader("event") === event && context.getHeader("from") === from
 
 // ---------------------------------------------------------------------------------------------
+
+describe("browser SDK: built from its TypeScript sources", () => {
+  it("src/browser/lhttp.js and lhttp.d.ts (what the server serves at GET /lhttp.js) are a fresh build's", () => {
+    const root = Path.join(import.meta.dirname, "..")
+    const out = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-lhttp-sdk-"))
+    try {
+      const built = ChildProcess.spawnSync(process.execPath, [Path.join(root, "scripts", "build-browser.mjs"), out], {
+        encoding: "utf8"
+      })
+      assert.strictEqual(built.status, 0, built.stderr)
+      for (const name of ["lhttp.js", "lhttp.d.ts"]) {
+        const committed = Fs.readFileSync(Path.join(root, "src", "browser", name), "utf8")
+        const fresh = Fs.readFileSync(Path.join(out, name), "utf8")
+        assert.isTrue(committed === fresh, `src/browser/${name} is not the build's: run \`npm run build:browser\``)
+      }
+      // dependency-free: an ES module that imports nothing
+      assert.notMatch(Fs.readFileSync(Path.join(out, "lhttp.js"), "utf8"), /^\s*import\b|\brequire\(/m)
+    } finally {
+      Fs.rmSync(out, { recursive: true, force: true })
+    }
+  }, 60_000)
+})
 
 describe("browser SDK: frames it sends", () => {
   it("the original SDK's vectors (§12.4) without its bugs", () => {
@@ -247,16 +277,21 @@ describe("browser SDK: frames it sends", () => {
       maxLength: 12
     }).map((parts) => parts.join(""))
     fc.assert(
-      fc.property(noLineBreak, fc.array(fc.tuple(name, noLineBreak), { maxLength: 6 }), body, (command, pairs, text) => {
-        const headers = new Map(pairs)
-        const rendered = Frame.render(Frame.make(command, headers, text))
-        assert.strictEqual(encode({ command, headers, body: text }), rendered)
-        assert.strictEqual(new Message(command, headers, text).encode(), rendered)
-        const message = decode(rendered)
-        assert.strictEqual(message.command, command)
-        assert.deepStrictEqual(Array.from(message.headers), Array.from(headers))
-        assert.strictEqual(message.body, text)
-      })
+      fc.property(
+        noLineBreak,
+        fc.array(fc.tuple(name, noLineBreak), { maxLength: 6 }),
+        body,
+        (command, pairs, text) => {
+          const headers = new Map(pairs)
+          const rendered = Frame.render(Frame.make(command, headers, text))
+          assert.strictEqual(encode({ command, headers, body: text }), rendered)
+          assert.strictEqual(new Message(command, headers, text).encode(), rendered)
+          const message = decode(rendered)
+          assert.strictEqual(message.command, command)
+          assert.deepStrictEqual(Array.from(message.headers), Array.from(headers))
+          assert.strictEqual(message.body, text)
+        }
+      )
     )
   })
 })
@@ -264,15 +299,34 @@ describe("browser SDK: frames it sends", () => {
 describe("browser SDK: decoding what the server sends", () => {
   const cases: Array<[string, string, Array<[string, string]>, string]> = [
     ["a reply", "LHTTP/1.0 echo\r\nid:7\r\n\r\nhi", [["id", "7"]], "hi"],
-    ["a delivery", "LHTTP/1.0 chat\r\npublish:chatroom\r\nfrom:ann\r\n\r\nhello", [["publish", "chatroom"], ["from", "ann"]], "hello"],
-    ["values keep their colons", "LHTTP/1.0 chat\r\nupstream:POST http://x.com/a\r\n\r\nb", [["upstream", "POST http://x.com/a"]], "b"],
-    ["bodies keep every CRLF CRLF", "LHTTP/1.0 chat\r\nk:v\r\n\r\nline1\r\n\r\nline2\r\n\r\n", [["k", "v"]], "line1\r\n\r\nline2\r\n\r\n"],
+    ["a delivery", "LHTTP/1.0 chat\r\npublish:chatroom\r\nfrom:ann\r\n\r\nhello", [["publish", "chatroom"], [
+      "from",
+      "ann"
+    ]], "hello"],
+    ["values keep their colons", "LHTTP/1.0 chat\r\nupstream:POST http://x.com/a\r\n\r\nb", [[
+      "upstream",
+      "POST http://x.com/a"
+    ]], "b"],
+    [
+      "bodies keep every CRLF CRLF",
+      "LHTTP/1.0 chat\r\nk:v\r\n\r\nline1\r\n\r\nline2\r\n\r\n",
+      [["k", "v"]],
+      "line1\r\n\r\nline2\r\n\r\n"
+    ],
     ["no headers", "LHTTP/1.0 chat\r\n\r\nline1\r\nline2", [], "line1\r\nline2"],
     ["an empty body", "LHTTP/1.0 chat\r\nk:v\r\n\r\n", [["k", "v"]], ""],
     ["the end ends the header section", "LHTTP/1.0 chat\r\nk:v", [["k", "v"]], ""],
     ["the end ends the start line", "LHTTP/1.0 chat room", [], ""],
-    ["empty values and spaces are kept", "LHTTP/1.0 x\r\npublish:\r\n a : b \r\n\r\nbody", [["publish", ""], [" a ", " b "]], "body"],
-    ["a repeated name: first place, last value", "LHTTP/1.0 x\r\na:1\r\nb:2\r\na:3\r\n\r\n", [["a", "3"], ["b", "2"]], ""]
+    ["empty values and spaces are kept", "LHTTP/1.0 x\r\npublish:\r\n a : b \r\n\r\nbody", [["publish", ""], [
+      " a ",
+      " b "
+    ]], "body"],
+    [
+      "a repeated name: first place, last value",
+      "LHTTP/1.0 x\r\na:1\r\nb:2\r\na:3\r\n\r\n",
+      [["a", "3"], ["b", "2"]],
+      ""
+    ]
   ]
   for (const [what, text, headers, body] of cases) {
     it(what, () => {
@@ -498,13 +552,19 @@ describe("browser SDK: against a real server", () => {
       assert.deepStrictEqual(hi.getHeaders(), { publish: "room", from: "alice" })
       assert.strictEqual(hi.getBody(), "hi bob\r\n\r\nhow are you?")
       // the bytes alice sent, as any subscriber gets them (the server adds from)
-      assert.strictEqual(yield* observer.next(), "LHTTP/1.0 chat\r\npublish:room\r\nfrom:alice\r\n\r\nhi bob\r\n\r\nhow are you?")
+      assert.strictEqual(
+        yield* observer.next(),
+        "LHTTP/1.0 chat\r\npublish:room\r\nfrom:alice\r\n\r\nhi bob\r\n\r\nhow are you?"
+      )
       yield* alice.next((ctx) => ctx.getBody().startsWith("hi bob")) // the sender hears it too
 
       bob.lhttp.context.publish("room", "chat", { mood: "fine:thanks" }, "fine")
       const fine = yield* alice.next((ctx) => ctx.getBody() === "fine")
       assert.deepStrictEqual(fine.getHeaders(), { publish: "room", mood: "fine:thanks", from: "bob" })
-      assert.strictEqual(yield* observer.next(), "LHTTP/1.0 chat\r\npublish:room\r\nmood:fine:thanks\r\nfrom:bob\r\n\r\nfine")
+      assert.strictEqual(
+        yield* observer.next(),
+        "LHTTP/1.0 chat\r\npublish:room\r\nmood:fine:thanks\r\nfrom:bob\r\n\r\nfine"
+      )
 
       bob.lhttp.context.unsubscribe("room", "chat", null, "")
       yield* alice.next(isChat("leave", "bob"))
@@ -547,7 +607,10 @@ describe("browser SDK: against a real server", () => {
       c.lhttp.context.subscribe("news alerts", "watch", null, "") // before the open: sent on open
       yield* opened(c)
       // the server processed the subscription before the echo
-      assert.strictEqual((yield* Effect.promise(() => c.lhttp.request("echo", null, "subscribed"))).getBody(), "subscribed")
+      assert.strictEqual(
+        (yield* Effect.promise(() => c.lhttp.request("echo", null, "subscribed"))).getBody(),
+        "subscribed"
+      )
 
       yield* Scope.close(first, Exit.void) // drains: every connection is closed with 1001
       yield* until(() => c.lhttp.state === "reconnecting", "the client to notice")
@@ -556,7 +619,10 @@ describe("browser SDK: against a real server", () => {
       const pending = c.lhttp.request("echo", null, "asked while down")
       // maxQueue: 2 messages wait; the third is refused at once, a request too
       assert.throws(() => c.lhttp.context.publish("news", "flash", null, "one too many"), /too many messages/)
-      assert.deepInclude(yield* failure(c.lhttp.request("echo", null, "one too many")), { status: 0, reason: "QueueFull" })
+      assert.deepInclude(yield* failure(c.lhttp.request("echo", null, "one too many")), {
+        status: 0,
+        reason: "QueueFull"
+      })
       const refusedBefore = c.errors()
       yield* until(() => c.errors() > refusedBefore, "a refused attempt to reconnect") // the queue outlives it
 
@@ -731,7 +797,9 @@ describe("browser SDK: positions (channel history)", () => {
         "LHTTP/1.0 join\r\nsubscribe:h-c\r\nsince:e1:6\r\nname:bo\r\n\r\nhello"
       ])
       // the history was lost meanwhile: the position the server gives is taken
-      FakeSocket.last.deliver("LHTTP/1.0 position\r\nchannel:h-a\r\nepoch:e2\r\noffset:1\r\nrecovered:no\r\nreason:EpochChanged\r\n\r\n")
+      FakeSocket.last.deliver(
+        "LHTTP/1.0 position\r\nchannel:h-a\r\nepoch:e2\r\noffset:1\r\nrecovered:no\r\nreason:EpochChanged\r\n\r\n"
+      )
       assert.deepStrictEqual(lhttp.position("h-a"), { epoch: "e2", offset: 1 })
       FakeSocket.last.deliver("LHTTP/1.0 position\r\nchannel:h-b\r\nepoch:e2\r\noffset:8\r\n\r\n")
       assert.deepStrictEqual(lhttp.position("h-b"), { epoch: "e2", offset: 8 })
@@ -789,52 +857,56 @@ describe("browser SDK: positions (channel history)", () => {
     }))
 
   for (const transport of ["websocket", "sse", "poll"] as const) {
-    it.live(`${transport}: recovers a history channel after a reconnect: what was published meanwhile, in order, then the position, then live ones`, () =>
-      Effect.gen(function*() {
-        const { url } = yield* historyServer()
-        const publisher = yield* connect(url)
-        // while offline, the client cannot connect again (what it sends still goes out: the kick)
-        let offline = false
-        class Gated extends WebSocketWs {
-          constructor(address: string) {
-            super(offline ? "ws://127.0.0.1:1/" : address)
+    it.live(
+      `${transport}: recovers a history channel after a reconnect: what was published meanwhile, in order, then the position, then live ones`,
+      () =>
+        Effect.gen(function*() {
+          const { url } = yield* historyServer()
+          const publisher = yield* connect(url)
+          // while offline, the client cannot connect again (what it sends still goes out: the kick)
+          let offline = false
+          class Gated extends WebSocketWs {
+            constructor(address: string) {
+              super(offline ? "ws://127.0.0.1:1/" : address)
+            }
           }
-        }
-        const gatedFetch = (input: string, init?: RequestInit) =>
-          offline && (init?.method ?? "GET") === "GET" ? Promise.reject(new TypeError("offline")) : fetch(input, init)
-        const c = yield* sdk(url, { transports: [transport], WebSocket: Gated, fetch: gatedFetch })
-        const log = logOf(c)
-        c.lhttp.context.subscribe("h-news", "subscribe", null, "")
-        const position = yield* c.next((context) => context.getCommand() === "position")
-        const epoch = position.getHeader("epoch")!
-        assert.deepStrictEqual(c.lhttp.position("h-news"), { epoch, offset: 0 })
-        yield* publisher.send(frame("flash", { publish: "h-news" }, "before"))
-        yield* c.next((context) => context.getBody() === "before")
-        assert.deepStrictEqual(c.lhttp.position("h-news"), { epoch, offset: 1 })
+          const gatedFetch = (input: string, init?: RequestInit) =>
+            offline && (init?.method ?? "GET") === "GET" ? Promise.reject(new TypeError("offline")) : fetch(input, init)
+          const c = yield* sdk(url, { transports: [transport], WebSocket: Gated, fetch: gatedFetch })
+          const log = logOf(c)
+          c.lhttp.context.subscribe("h-news", "subscribe", null, "")
+          const position = yield* c.next((context) => context.getCommand() === "position")
+          const epoch = position.getHeader("epoch")!
+          assert.deepStrictEqual(c.lhttp.position("h-news"), { epoch, offset: 0 })
+          yield* publisher.send(frame("flash", { publish: "h-news" }, "before"))
+          yield* c.next((context) => context.getBody() === "before")
+          assert.deepStrictEqual(c.lhttp.position("h-news"), { epoch, offset: 1 })
 
-        offline = true
-        c.lhttp.send({ command: "kick" })
-        yield* until(() => c.lhttp.state === "reconnecting", "the connection to drop")
-        for (let i = 1; i <= 5; i++) yield* publisher.send(frame("flash", { publish: "h-news" }, `missed ${i}`))
-        yield* publisher.nothing() // all published
-        offline = false
-        yield* c.next((context) => context.getCommand() === "position" && context.getHeader("recovered") === "yes")
-        yield* publisher.send(frame("flash", { publish: "h-news" }, "live"))
-        yield* c.next((context) => context.getBody() === "live")
-        assert.deepStrictEqual(log, [
-          "position h-news",
-          "before",
-          "missed 1",
-          "missed 2",
-          "missed 3",
-          "missed 4",
-          "missed 5",
-          "position h-news yes",
-          "live"
-        ])
-        assert.deepStrictEqual(c.lhttp.position("h-news"), { epoch, offset: 7 })
-        assert.strictEqual(c.lhttp.transport, transport)
-      }), { timeout: 15_000 })
+          offline = true
+          c.lhttp.send({ command: "kick" })
+          yield* until(() => c.lhttp.state === "reconnecting", "the connection to drop")
+          for (let i = 1; i <= 5; i++) yield* publisher.send(frame("flash", { publish: "h-news" }, `missed ${i}`))
+          yield* publisher.nothing() // all published
+          offline = false
+          yield* c.next((context) => context.getCommand() === "position" && context.getHeader("recovered") === "yes")
+          yield* publisher.send(frame("flash", { publish: "h-news" }, "live"))
+          yield* c.next((context) => context.getBody() === "live")
+          assert.deepStrictEqual(log, [
+            "position h-news",
+            "before",
+            "missed 1",
+            "missed 2",
+            "missed 3",
+            "missed 4",
+            "missed 5",
+            "position h-news yes",
+            "live"
+          ])
+          assert.deepStrictEqual(c.lhttp.position("h-news"), { epoch, offset: 7 })
+          assert.strictEqual(c.lhttp.transport, transport)
+        }),
+      { timeout: 15_000 }
+    )
   }
 })
 
@@ -842,12 +914,18 @@ describe("browser SDK: fromEvent, an SSE event's data back into a frame", () => 
   it("puts CRLF back in the head and keeps the body", () => {
     const cases: Array<[string, string]> = [
       // docs/transports.md's example
-      ["LHTTP/1.0 chat\npublish:lobby\n\nhello\nsecond line of the body", "LHTTP/1.0 chat\r\npublish:lobby\r\n\r\nhello\nsecond line of the body"],
+      [
+        "LHTTP/1.0 chat\npublish:lobby\n\nhello\nsecond line of the body",
+        "LHTTP/1.0 chat\r\npublish:lobby\r\n\r\nhello\nsecond line of the body"
+      ],
       ["LHTTP/1.0 chat\n\nno headers", "LHTTP/1.0 chat\r\n\r\nno headers"],
       ["LHTTP/1.0 chat\nk:v\n\n", "LHTTP/1.0 chat\r\nk:v\r\n\r\n"],
       ["LHTTP/1.0 chat\nk:v", "LHTTP/1.0 chat\r\nk:v"],
       ["LHTTP/1.0 chat room", "LHTTP/1.0 chat room"],
-      ["LHTTP/1.0 x\na:1\nb:2:3\n\nbody\n\nwith blank lines\n", "LHTTP/1.0 x\r\na:1\r\nb:2:3\r\n\r\nbody\n\nwith blank lines\n"]
+      [
+        "LHTTP/1.0 x\na:1\nb:2:3\n\nbody\n\nwith blank lines\n",
+        "LHTTP/1.0 x\r\na:1\r\nb:2:3\r\n\r\nbody\n\nwith blank lines\n"
+      ]
     ]
     for (const [data, text] of cases) assert.strictEqual(fromEvent(data), text)
     assert.strictEqual(Lhttp.fromEvent, fromEvent)
@@ -856,21 +934,29 @@ describe("browser SDK: fromEvent, an SSE event's data back into a frame", () => 
   it("gives back each frame the server streams (its event made by the server's code), the body's CRLF and CR as LF", () => {
     const noLineBreak = fc.string({ unit: "grapheme", maxLength: 12 }).filter((s) => !/[\r\n]/.test(s))
     const name = fc.string({ unit: "grapheme", minLength: 1, maxLength: 8 }).filter((s) => !/[:\r\n]/.test(s))
-    const body = fc.array(fc.constantFrom("a", "é", "😀", ":", " ", "\r\n", "\r\n\r\n", "\r", "\n", "\n\n", "LHTTP/1.0 x", "data: y"), {
-      maxLength: 12
-    }).map((parts) => parts.join(""))
+    const body = fc.array(
+      fc.constantFrom("a", "é", "😀", ":", " ", "\r\n", "\r\n\r\n", "\r", "\n", "\n\n", "LHTTP/1.0 x", "data: y"),
+      {
+        maxLength: 12
+      }
+    ).map((parts) => parts.join(""))
     fc.assert(
-      fc.property(noLineBreak, fc.array(fc.tuple(name, noLineBreak), { maxLength: 5 }), body, (command, pairs, text) => {
-        const headers = new Map(pairs)
-        const rendered = Frame.render(Frame.make(command, headers, text))
-        const data = eventData(eventOf({ text: rendered, bytes: new TextEncoder().encode(rendered) }))
-        const lf = text.replace(/\r\n|\r/g, "\n")
-        assert.strictEqual(fromEvent(data), Frame.render(Frame.make(command, headers, lf)))
-        const message = decode(fromEvent(data))
-        assert.strictEqual(message.command, command)
-        assert.deepStrictEqual(Array.from(message.headers), Array.from(headers))
-        assert.strictEqual(message.body, lf)
-      })
+      fc.property(
+        noLineBreak,
+        fc.array(fc.tuple(name, noLineBreak), { maxLength: 5 }),
+        body,
+        (command, pairs, text) => {
+          const headers = new Map(pairs)
+          const rendered = Frame.render(Frame.make(command, headers, text))
+          const data = eventData(eventOf({ text: rendered, bytes: new TextEncoder().encode(rendered) }))
+          const lf = text.replace(/\r\n|\r/g, "\n")
+          assert.strictEqual(fromEvent(data), Frame.render(Frame.make(command, headers, lf)))
+          const message = decode(fromEvent(data))
+          assert.strictEqual(message.command, command)
+          assert.deepStrictEqual(Array.from(message.headers), Array.from(headers))
+          assert.strictEqual(message.body, lf)
+        }
+      )
     )
   })
 })
@@ -903,14 +989,19 @@ describe("browser SDK: reading an event stream", () => {
           const server = Http.createServer(async (request, response) => {
             if (request.method !== "GET") return void response.writeHead(404).end()
             response.writeHead(200, { "content-type": "text/event-stream; charset=utf-8" })
-            for (const byte of bytes) await new Promise<void>((resolve) => response.write(Buffer.of(byte), () => resolve()))
+            for (const byte of bytes) {
+              await new Promise<void>((resolve) => response.write(Buffer.of(byte), () => resolve()))
+            }
           })
-          server.listen(0, "127.0.0.1", () => resume(Effect.succeed({ port: (server.address() as Net.AddressInfo).port, server })))
+          server.listen(0, "127.0.0.1", () =>
+            resume(Effect.succeed({ port: (server.address() as Net.AddressInfo).port, server })))
         }),
         ({ server }) =>
           Effect.callback<void>((resume) => {
             server.closeAllConnections()
-            server.close(() => resume(Effect.void))
+            server.close(() =>
+              resume(Effect.void)
+            )
           })
       )
       yield* readsAll({}, `ws://127.0.0.1:${port}/`)
@@ -939,7 +1030,14 @@ describe("browser SDK: reading an event stream", () => {
 /** A TCP relay in front of a server whose connections can be cut. */
 const relay = (target: number) =>
   Effect.acquireRelease(
-    Effect.callback<{ readonly port: number; readonly cut: () => void; readonly server: Net.Server; readonly sockets: Set<Net.Socket> }>(
+    Effect.callback<
+      {
+        readonly port: number
+        readonly cut: () => void
+        readonly server: Net.Server
+        readonly sockets: Set<Net.Socket>
+      }
+    >(
       (resume) => {
         const sockets = new Set<Net.Socket>()
         const track = (socket: Net.Socket) => {
@@ -1016,7 +1114,9 @@ describe("browser SDK over long-poll and SSE (Node: fetch)", () => {
         const theirs = yield* alice.next((ctx) => ctx.getHeader("from") === "anonymous")
         assert.strictEqual(
           encode(theirs.req),
-          `LHTTP/1.0 chat\r\npublish:room\r\nfrom:anonymous\r\n\r\n${down("line 1\r\nline 2\r\n\r\nafter a blank line")}`
+          `LHTTP/1.0 chat\r\npublish:room\r\nfrom:anonymous\r\n\r\n${
+            down("line 1\r\nline 2\r\n\r\nafter a blank line")
+          }`
         )
         yield* observer.next()
         // up: exact, whatever the transport
@@ -1028,7 +1128,9 @@ describe("browser SDK over long-poll and SSE (Node: fetch)", () => {
         yield* alice.next((ctx) => ctx.getHeader("from") === "alice" && ctx.getHeader("publish") === "room")
 
         const replies = yield* Effect.promise(() =>
-          Promise.all(["one", "two\r\n\r\nlines", "x:y"].map((body) => alice.lhttp.request("echo", { trace: "t:1" }, body)))
+          Promise.all(
+            ["one", "two\r\n\r\nlines", "x:y"].map((body) => alice.lhttp.request("echo", { trace: "t:1" }, body))
+          )
         )
         assert.deepStrictEqual(replies.map((reply) => reply.getBody()), ["one", down("two\r\n\r\nlines"), "x:y"])
         assert.strictEqual(new Set(replies.map((reply) => reply.getHeader("id"))).size, 3)
@@ -1037,7 +1139,13 @@ describe("browser SDK over long-poll and SSE (Node: fetch)", () => {
         // no reply went to on_message: the frames it got, then a marker
         alice.lhttp.context.publish("room", "chat", null, "marker")
         yield* alice.next((ctx) => ctx.getBody() === "marker")
-        assert.deepStrictEqual(alice.bodies, ["alice", "", down("line 1\r\nline 2\r\n\r\nafter a blank line"), down("hi\r\n\r\nthere"), "marker"])
+        assert.deepStrictEqual(alice.bodies, [
+          "alice",
+          "",
+          down("line 1\r\nline 2\r\n\r\nafter a blank line"),
+          down("hi\r\n\r\nthere"),
+          "marker"
+        ])
         yield* observer.next()
 
         // close(): DELETE /send ends the connection on the server, whose onClose hooks run
@@ -1081,48 +1189,54 @@ describe("browser SDK over long-poll and SSE (Node: fetch)", () => {
         assert.strictEqual((yield* bob.next((ctx) => ctx.getBody() === "thanks")).getHeader("from"), "alice")
       }))
 
-    it.live(`${transport}: cut connections resume the same connection: nothing lost, nothing twice, what was sent meanwhile goes out after`, () =>
-      Effect.gen(function*() {
-        const { port, url } = yield* server()
-        const front = yield* relay(port)
-        const observer = yield* connect(url)
-        yield* observer.send(frame("watch", { subscribe: "room" }))
-        yield* observer.nothing()
-        // no jitter: the resume waits 1 s, while the test publishes to a connection nothing reads
-        const c = yield* sdk(`ws://127.0.0.1:${front.port}/`, {
-          transports: [transport],
-          reconnect: { initialDelay: 1_000, jitter: 0 }
-        })
-        const opens: Array<boolean | undefined> = []
-        c.lhttp.on_open = (ctx) => void opens.push(ctx.reconnected)
-        c.lhttp.context.subscribe("room", "watch", null, "")
-        yield* opened(c)
-        const id = httpConn(c).connection
-        // the subscription is in place once an echo sent after it comes back
-        assert.strictEqual((yield* Effect.promise(() => c.lhttp.request("echo", null, "ready"))).getBody(), "ready")
-        yield* observer.send(frame("flash", { publish: "room" }, "one"))
-        yield* observer.next()
-        yield* c.next((ctx) => ctx.getBody() === "one")
+    it.live(
+      `${transport}: cut connections resume the same connection: nothing lost, nothing twice, what was sent meanwhile goes out after`,
+      () =>
+        Effect.gen(function*() {
+          const { port, url } = yield* server()
+          const front = yield* relay(port)
+          const observer = yield* connect(url)
+          yield* observer.send(frame("watch", { subscribe: "room" }))
+          yield* observer.nothing()
+          // no jitter: the resume waits 1 s, while the test publishes to a connection nothing reads
+          const c = yield* sdk(`ws://127.0.0.1:${front.port}/`, {
+            transports: [transport],
+            reconnect: { initialDelay: 1_000, jitter: 0 }
+          })
+          const opens: Array<boolean | undefined> = []
+          c.lhttp.on_open = (ctx) => void opens.push(ctx.reconnected)
+          c.lhttp.context.subscribe("room", "watch", null, "")
+          yield* opened(c)
+          const id = httpConn(c).connection
+          // the subscription is in place once an echo sent after it comes back
+          assert.strictEqual((yield* Effect.promise(() => c.lhttp.request("echo", null, "ready"))).getBody(), "ready")
+          yield* observer.send(frame("flash", { publish: "room" }, "one"))
+          yield* observer.next()
+          yield* c.next((ctx) => ctx.getBody() === "one")
 
-        front.cut() // the stream (or the waiting poll) and the sockets of the sends
-        yield* until(() => c.lhttp.state === "reconnecting", "the client to notice the cut")
-        yield* observer.send(frame("flash", { publish: "room" }, "two"))
-        assert.strictEqual(yield* observer.next(), "LHTTP/1.0 flash\r\npublish:room\r\n\r\ntwo")
-        c.lhttp.context.publish("room", "flash", null, "sent meanwhile")
-        assert.strictEqual(c.lhttp.state, "reconnecting") // "two" came while nothing was attached
-        yield* opened(c)
-        assert.strictEqual(yield* observer.next(), "LHTTP/1.0 flash\r\npublish:room\r\n\r\nsent meanwhile")
-        yield* c.next((ctx) => ctx.getBody() === "sent meanwhile")
-        assert.deepStrictEqual(c.bodies, ["one", "two", "sent meanwhile"])
-        assert.strictEqual(httpConn(c).connection, id)
-        assert.deepStrictEqual(c.states, ["connecting", "open", "reconnecting", "open"])
-        assert.deepStrictEqual(c.closes, [])
-        assert.deepStrictEqual(opens, [false])
-        assert.isAbove(c.errors(), 0)
-      }), { timeout: 15_000 })
+          front.cut() // the stream (or the waiting poll) and the sockets of the sends
+          yield* until(() => c.lhttp.state === "reconnecting", "the client to notice the cut")
+          yield* observer.send(frame("flash", { publish: "room" }, "two"))
+          assert.strictEqual(yield* observer.next(), "LHTTP/1.0 flash\r\npublish:room\r\n\r\ntwo")
+          c.lhttp.context.publish("room", "flash", null, "sent meanwhile")
+          assert.strictEqual(c.lhttp.state, "reconnecting") // "two" came while nothing was attached
+          yield* opened(c)
+          assert.strictEqual(yield* observer.next(), "LHTTP/1.0 flash\r\npublish:room\r\n\r\nsent meanwhile")
+          yield* c.next((ctx) => ctx.getBody() === "sent meanwhile")
+          assert.deepStrictEqual(c.bodies, ["one", "two", "sent meanwhile"])
+          assert.strictEqual(httpConn(c).connection, id)
+          assert.deepStrictEqual(c.states, ["connecting", "open", "reconnecting", "open"])
+          assert.deepStrictEqual(c.closes, [])
+          assert.deepStrictEqual(opens, [false])
+          assert.isAbove(c.errors(), 0)
+        }),
+      { timeout: 15_000 }
+    )
 
     it.live(
-      `${transport}: the server dies (SIGKILL) and comes back: ${transport === "poll" ? "404" : "reset"}, a new connection, joined again, what was sent meanwhile after`,
+      `${transport}: the server dies (SIGKILL) and comes back: ${
+        transport === "poll" ? "404" : "reset"
+      }, a new connection, joined again, what was sent meanwhile after`,
       () =>
         Effect.gen(function*() {
           const port = yield* Effect.promise(freePort)
@@ -1180,11 +1294,19 @@ describe("browser SDK over long-poll and SSE (Node: fetch)", () => {
         const big = "x".repeat(1_100)
         const refused = yield* failure(c.lhttp.request("echo", { id: "big" }, big))
         assert.instanceOf(refused, LhttpError)
-        assert.deepInclude(refused, { status: 413, reason: "TooLarge", message: "a message is at most 1024 bytes", id: "big" })
+        assert.deepInclude(refused, {
+          status: 413,
+          reason: "TooLarge",
+          message: "a message is at most 1024 bytes",
+          id: "big"
+        })
         const told: Array<unknown> = []
         c.lhttp.on_error = (ctx) => void told.push(ctx.event)
         c.lhttp.context.publish("room", "chat", null, big)
-        assert.strictEqual((yield* Effect.promise(() => c.lhttp.request("echo", null, "still here"))).getBody(), "still here")
+        assert.strictEqual(
+          (yield* Effect.promise(() => c.lhttp.request("echo", null, "still here"))).getBody(),
+          "still here"
+        )
         assert.strictEqual(told.length, 1)
         assert.deepInclude(told[0] as LhttpError, { status: 413, reason: "TooLarge" })
         assert.deepStrictEqual(c.closes, [])
@@ -1202,69 +1324,83 @@ describe("browser SDK over long-poll and SSE (Node: fetch)", () => {
         // the subscription is in place once an echo sent after it comes back
         assert.strictEqual((yield* Effect.promise(() => c.lhttp.request("echo", null, "ready"))).getBody(), "ready")
         const commands = ["close", "connected", "reset", "gap"]
-        for (const command of commands) yield* observer.send(frame(command, { publish: "room" }, `{"code":1000,"reason":"${command}"}`))
+        for (const command of commands) {
+          yield* observer.send(frame(command, { publish: "room" }, `{"code":1000,"reason":"${command}"}`))
+        }
         yield* observer.send(frame("flash", { publish: "room" }, "marker"))
         yield* c.next((ctx) => ctx.getBody() === "marker")
-        assert.deepStrictEqual(c.bodies, [...commands.map((command) => `{"code":1000,"reason":"${command}"}`), "marker"])
+        assert.deepStrictEqual(c.bodies, [
+          ...commands.map((command) => `{"code":1000,"reason":"${command}"}`),
+          "marker"
+        ])
         // the same connection, open, never closed nor resumed
         assert.deepStrictEqual(c.closes, [])
         assert.deepStrictEqual(c.states, ["connecting", "open"])
         assert.strictEqual(httpConn(c).connection, id)
-        assert.strictEqual((yield* Effect.promise(() => c.lhttp.request("echo", null, "still here"))).getBody(), "still here")
+        assert.strictEqual(
+          (yield* Effect.promise(() => c.lhttp.request("echo", null, "still here"))).getBody(),
+          "still here"
+        )
       }))
   }
 
-  it.live("sse: what the server no longer holds when the stream resumes is told as a gap (on_error); the rest comes once, in order", () =>
-    Effect.gen(function*() {
-      // the connection keeps 2 KiB of written frames for a resume
-      const { http, url } = yield* server(undefined, { sseReplayBytes: 2_048 })
-      const observer = yield* connect(url)
-      // no jitter: the resume waits 1 s
-      const c = yield* sdk(url, { transports: ["sse"], reconnect: { initialDelay: 1_000, jitter: 0 } })
-      const told: Array<unknown> = []
-      c.lhttp.on_error = (ctx) => void told.push(ctx.event)
-      // frame 1: the position frame answering the SDK's since:now (NoHistory, not given to the app)
-      c.lhttp.context.subscribe("room", "watch", null, "")
-      yield* opened(c)
-      assert.strictEqual((yield* Effect.promise(() => c.lhttp.request("echo", null, "ready"))).getBody(), "ready") // frame 2
-      yield* observer.send(frame("flash", { publish: "room" }, "before")) // frame 3
-      yield* c.next((ctx) => ctx.getBody() === "before")
-      const id = httpConn(c).connection!
+  it.live(
+    "sse: what the server no longer holds when the stream resumes is told as a gap (on_error); the rest comes once, in order",
+    () =>
+      Effect.gen(function*() {
+        // the connection keeps 2 KiB of written frames for a resume
+        const { http, url } = yield* server(undefined, { sseReplayBytes: 2_048 })
+        const observer = yield* connect(url)
+        // no jitter: the resume waits 1 s
+        const c = yield* sdk(url, { transports: ["sse"], reconnect: { initialDelay: 1_000, jitter: 0 } })
+        const told: Array<unknown> = []
+        c.lhttp.on_error = (ctx) => void told.push(ctx.event)
+        // frame 1: the position frame answering the SDK's since:now (NoHistory, not given to the app)
+        c.lhttp.context.subscribe("room", "watch", null, "")
+        yield* opened(c)
+        assert.strictEqual((yield* Effect.promise(() => c.lhttp.request("echo", null, "ready"))).getBody(), "ready") // frame 2
+        yield* observer.send(frame("flash", { publish: "room" }, "before")) // frame 3
+        yield* c.next((ctx) => ctx.getBody() === "before")
+        const id = httpConn(c).connection!
 
-      // another stream takes the connection over (Last-Event-ID), which ends the client's stream
-      const other = new AbortController()
-      const taken = yield* Effect.promise(() => fetch(`${http}/sse`, { headers: { "last-event-id": `${id}:0` }, signal: other.signal }))
-      yield* Effect.addFinalizer(() => Effect.sync(() => other.abort()))
-      assert.strictEqual(taken.status, 200)
-      yield* until(() => c.lhttp.state === "reconnecting", "the client's stream to end")
-      const padding = "x".repeat(100)
-      for (let i = 1; i <= 40; i++) yield* observer.send(frame("flash", { publish: "room" }, `f${i}:${padding}`))
-      // the other stream got them all (and the connection kept the last 2 KiB of them)
-      yield* Effect.promise(async () => {
-        const reader = taken.body!.getReader()
-        const decoder = new TextDecoder()
-        let text = ""
-        while (!text.includes(`data: f40:`)) {
-          const { done, value } = await reader.read()
-          if (done) throw new Error(`the other stream ended: ${text}`)
-          text += decoder.decode(value, { stream: true })
-        }
-      })
-      assert.strictEqual(c.lhttp.state, "reconnecting") // the client had not resumed yet
+        // another stream takes the connection over (Last-Event-ID), which ends the client's stream
+        const other = new AbortController()
+        const taken = yield* Effect.promise(() =>
+          fetch(`${http}/sse`, { headers: { "last-event-id": `${id}:0` }, signal: other.signal })
+        )
+        yield* Effect.addFinalizer(() => Effect.sync(() => other.abort()))
+        assert.strictEqual(taken.status, 200)
+        yield* until(() => c.lhttp.state === "reconnecting", "the client's stream to end")
+        const padding = "x".repeat(100)
+        for (let i = 1; i <= 40; i++) yield* observer.send(frame("flash", { publish: "room" }, `f${i}:${padding}`))
+        // the other stream got them all (and the connection kept the last 2 KiB of them)
+        yield* Effect.promise(async () => {
+          const reader = taken.body!.getReader()
+          const decoder = new TextDecoder()
+          let text = ""
+          while (!text.includes(`data: f40:`)) {
+            const { done, value } = await reader.read()
+            if (done) throw new Error(`the other stream ended: ${text}`)
+            text += decoder.decode(value, { stream: true })
+          }
+        })
+        assert.strictEqual(c.lhttp.state, "reconnecting") // the client had not resumed yet
 
-      yield* opened(c)
-      yield* c.next((ctx) => ctx.getBody() === `f40:${padding}`)
-      // frames 4 to N were dropped: told, and the client has the ones after, once, in order
-      assert.strictEqual(told.filter((event) => (event as { type?: string }).type === "gap").length, 1)
-      const gap = told.find((event) => (event as { type?: string }).type === "gap") as { from: number; to: number }
-      assert.strictEqual(gap.from, 4)
-      assert.isAbove(gap.to, 4)
-      assert.isBelow(gap.to, 43)
-      const kept = Array.from({ length: 43 - gap.to }, (_, i) => `f${gap.to - 2 + i}:${padding}`)
-      assert.deepStrictEqual(c.bodies, ["before", ...kept])
-      assert.strictEqual(httpConn(c).connection, id)
-      assert.deepStrictEqual(c.closes, [])
-    }), { timeout: 15_000 })
+        yield* opened(c)
+        yield* c.next((ctx) => ctx.getBody() === `f40:${padding}`)
+        // frames 4 to N were dropped: told, and the client has the ones after, once, in order
+        assert.strictEqual(told.filter((event) => (event as { type?: string }).type === "gap").length, 1)
+        const gap = told.find((event) => (event as { type?: string }).type === "gap") as { from: number; to: number }
+        assert.strictEqual(gap.from, 4)
+        assert.isAbove(gap.to, 4)
+        assert.isBelow(gap.to, 43)
+        const kept = Array.from({ length: 43 - gap.to }, (_, i) => `f${gap.to - 2 + i}:${padding}`)
+        assert.deepStrictEqual(c.bodies, ["before", ...kept])
+        assert.strictEqual(httpConn(c).connection, id)
+        assert.deepStrictEqual(c.closes, [])
+      }),
+    { timeout: 15_000 }
+  )
 
   it.live("long-poll: what the server did not take (410: the connection ended first) goes out once, on the next connection", () =>
     Effect.gen(function*() {
@@ -1315,42 +1451,51 @@ describe("browser SDK over long-poll and SSE (Node: fetch)", () => {
       // once: a marker sent after it through the same path (the client's POST /send) is the observer's next frame
       c.lhttp.context.publish("room", "chat", null, "marker")
       assert.strictEqual(yield* observer.next(), "LHTTP/1.0 chat\r\npublish:room\r\nfrom:alice\r\n\r\nmarker")
-      assert.deepStrictEqual(c.closes.map((ctx) => [ctx.code, ctx.reason, ctx.willReconnect]), [[1000, "closed by the client", true]])
+      assert.deepStrictEqual(c.closes.map((ctx) => [ctx.code, ctx.reason, ctx.willReconnect]), [[
+        1000,
+        "closed by the client",
+        true
+      ]])
       assert.notStrictEqual(httpConn(c).connection, id)
       assert.deepStrictEqual(posts.filter((status) => status === 410), [410])
     }))
 
-  it.live("long-poll: 429 (1,024 frames wait) makes the sender wait and send again: every frame once, in order", () =>
-    Effect.gen(function*() {
-      gate = Deferred.makeUnsafe<void>()
-      const { url } = yield* server()
-      const observer = yield* connect(url)
-      yield* observer.send(frame("watch", { subscribe: "room" }))
-      yield* observer.nothing()
-      const statuses: Array<number> = []
-      const c = yield* sdk(url, {
-        transports: ["poll"],
-        // the real fetch, watched
-        fetch: (input, init) =>
-          fetch(input, init).then((response) => {
-            if (init?.method === "POST") statuses.push(response.status)
-            return response
-          })
-      })
-      yield* opened(c)
-      c.lhttp.send({ command: "hold" }) // holds the connection's frames until the gate opens
-      const count = 1_100
-      for (let i = 0; i < count; i++) c.lhttp.context.publish("room", "flash", null, `${i}`)
-      yield* until(() => statuses.includes(429), "a 429", 20_000)
-      yield* Deferred.succeed(gate, undefined)
-      for (let i = 0; i < count; i++) {
-        assert.strictEqual(yield* observer.next(), `LHTTP/1.0 flash\r\npublish:room\r\n\r\n${i}`)
-      }
-      // once each: a marker sent after them through the same path (the client's POST /send) is the observer's next frame
-      c.lhttp.context.publish("room", "flash", null, "marker")
-      assert.strictEqual(yield* observer.next(), "LHTTP/1.0 flash\r\npublish:room\r\n\r\nmarker")
-      assert.strictEqual(statuses.filter((status) => status === 202).length, count + 2)
-    }), { timeout: 30_000 })
+  it.live(
+    "long-poll: 429 (1,024 frames wait) makes the sender wait and send again: every frame once, in order",
+    () =>
+      Effect.gen(function*() {
+        gate = Deferred.makeUnsafe<void>()
+        const { url } = yield* server()
+        const observer = yield* connect(url)
+        yield* observer.send(frame("watch", { subscribe: "room" }))
+        yield* observer.nothing()
+        const statuses: Array<number> = []
+        const c = yield* sdk(url, {
+          transports: ["poll"],
+          // the real fetch, watched
+          fetch: (input, init) =>
+            fetch(input, init).then((response) => {
+              if (init?.method === "POST") statuses.push(response.status)
+              return response
+            })
+        })
+        yield* opened(c)
+        c.lhttp.send({ command: "hold" }) // holds the connection's frames until the gate opens
+        const count = 1_100
+        for (let i = 0; i < count; i++) c.lhttp.context.publish("room", "flash", null, `${i}`)
+        yield* until(() => statuses.includes(429), "a 429", 20_000)
+        yield* Deferred.succeed(gate, undefined)
+        for (let i = 0; i < count; i++) {
+          assert.strictEqual(yield* observer.next(), `LHTTP/1.0 flash\r\npublish:room\r\n\r\n${i}`)
+        }
+        // once each: a marker sent after them through the same path (the client's POST /send) is the observer's
+        // next frame
+        c.lhttp.context.publish("room", "flash", null, "marker")
+        assert.strictEqual(yield* observer.next(), "LHTTP/1.0 flash\r\npublish:room\r\n\r\nmarker")
+        assert.strictEqual(statuses.filter((status) => status === 202).length, count + 2)
+      }),
+    { timeout: 30_000 }
+  )
 })
 
 describe("browser SDK: falling back from a WebSocket that cannot connect", () => {
@@ -1376,7 +1521,10 @@ describe("browser SDK: falling back from a WebSocket that cannot connect", () =>
       assert.strictEqual(c.errors(), 1)
       // the subscription went first, then what was queued
       assert.strictEqual(yield* observer.next(), "LHTTP/1.0 chat\r\nevent:join\r\nroom:room\r\nfrom:alice\r\n\r\n")
-      assert.strictEqual(yield* observer.next(), "LHTTP/1.0 chat\r\npublish:room\r\nfrom:alice\r\n\r\nsent before the switch")
+      assert.strictEqual(
+        yield* observer.next(),
+        "LHTTP/1.0 chat\r\npublish:room\r\nfrom:alice\r\n\r\nsent before the switch"
+      )
       yield* c.next((ctx) => ctx.getBody() === "sent before the switch")
       assert.deepStrictEqual(c.lhttp.channels, ["room"])
       yield* observer.send(frame("chat", { publish: "room" }, "to alice"))
@@ -1398,7 +1546,10 @@ describe("browser SDK: falling back from a WebSocket that cannot connect", () =>
       assert.deepStrictEqual(c.states, ["connecting", "open"])
       const observer = yield* connect(`${url}lhttp`)
       yield* observer.send(frame("flash", { publish: "room" }, "to the poller"))
-      assert.strictEqual(encode((yield* c.next((ctx) => ctx.getCommand() === "flash")).req), "LHTTP/1.0 flash\r\npublish:room\r\n\r\nto the poller")
+      assert.strictEqual(
+        encode((yield* c.next((ctx) => ctx.getCommand() === "flash")).req),
+        "LHTTP/1.0 flash\r\npublish:room\r\n\r\nto the poller"
+      )
 
       const d = yield* sdk(url, { transports: "websocket,poll" })
       const triedByD: Array<Transport> = []
@@ -1489,9 +1640,10 @@ const recording = (transport: Transport, sent: Array<string>): LhttpOptions =>
   transport === "websocket"
     ? {
       WebSocket: class extends WebSocketWs {
-        override send(data: any, ...rest: Array<any>) {
-          sent.push(String(data))
-          return (super.send as any)(data, ...rest)
+        // the SDK sends each frame as one string, with no options or callback
+        override send(data: string) {
+          sent.push(data)
+          super.send(data)
         }
       }
     }
@@ -1508,7 +1660,8 @@ const SessionToolsLive = Layer.mergeAll(
   Rename.toLayer(Effect.gen(function*() {
     const sessions = yield* Sessions.Sessions
     return {
-      onMessage: (exchange) => Effect.orDie(sessions.update(sessions.keyOf(exchange.connection)!, { name: exchange.body }))
+      onMessage: (exchange) =>
+        Effect.orDie(sessions.update(sessions.keyOf(exchange.connection)!, { name: exchange.body }))
     }
   })),
   Logout.toLayer(Effect.gen(function*() {
@@ -1551,7 +1704,10 @@ describe("browser SDK: sessions (scripted socket)", () => {
     const id = /\r\nid:([\w-]+)\r\n/.exec(socket.sent[0]!)![1]!
     socket.deliver(`LHTTP/1.0 session\r\nsession-key:k1\r\nid:${id}\r\n\r\n{"name":"ann"}`)
     await vi.waitFor(() => assert.strictEqual(lhttp.state, "open"))
-    assert.deepStrictEqual(socket.sent.slice(1), ["LHTTP/1.0 chat\r\nsubscribe:room\r\nsince:now\r\n\r\n", "LHTTP/1.0 echo\r\n\r\nqueued"])
+    assert.deepStrictEqual(socket.sent.slice(1), [
+      "LHTTP/1.0 chat\r\nsubscribe:room\r\nsince:now\r\n\r\n",
+      "LHTTP/1.0 echo\r\n\r\nqueued"
+    ])
     assert.deepStrictEqual(changes, [["restored", "k1", { name: "ann" }, undefined]])
     assert.deepStrictEqual(lhttp.session, { key: "k1", data: { name: "ann" } })
     assert.deepStrictEqual(opens, [false])
@@ -1653,7 +1809,10 @@ describe("browser SDK: sessions against a real server", () => {
         sent.length = 0
         alice.lhttp.send({ command: "kick" })
         yield* alice.next(isChat("join", "anonymous"))
-        assert.deepStrictEqual(sent, ["LHTTP/1.0 kick\r\n\r\n", "LHTTP/1.0 chat\r\nsubscribe:room\r\nsince:now\r\n\r\n"])
+        assert.deepStrictEqual(sent, [
+          "LHTTP/1.0 kick\r\n\r\n",
+          "LHTTP/1.0 chat\r\nsubscribe:room\r\nsince:now\r\n\r\n"
+        ])
         assert.strictEqual(changes.length, 3)
       }))
   }
@@ -1663,7 +1822,9 @@ describe("browser SDK: sessions against a real server", () => {
       const { port } = yield* sessionServer(undefined, { paths: ["/lhttp"] }) // no WebSocket at /
       const carol = yield* sdk(`ws://127.0.0.1:${port}/lhttp`)
       const carolChanges = watchSession(carol.lhttp)
-      const key = (yield* Effect.promise(() => carol.lhttp.request("login", null, "{\"name\":\"carol\"}"))).getHeader("session-key")!
+      const key = (yield* Effect.promise(() => carol.lhttp.request("login", null, "{\"name\":\"carol\"}"))).getHeader(
+        "session-key"
+      )!
 
       // by key, over SSE after the WebSocket failed: restored before the join, which is named from it
       const byKey = yield* sdk(`ws://127.0.0.1:${port}/`, { session: key })
@@ -1684,7 +1845,9 @@ describe("browser SDK: sessions against a real server", () => {
 
       // an update reaches every client of the session
       carol.lhttp.send({ command: "rename", body: "caroline" })
-      for (const [client, changes] of [[carol, carolChanges], [byKey, byKeyChanges], [fromStorage, storedChanges]] as const) {
+      for (
+        const [client, changes] of [[carol, carolChanges], [byKey, byKeyChanges], [fromStorage, storedChanges]] as const
+      ) {
         yield* until(() => changes.length === 2, "the update")
         assert.deepStrictEqual(changes.at(-1), ["updated", key, { name: "caroline" }, undefined])
         assert.deepStrictEqual(client.lhttp.session, { key, data: { name: "caroline" } })
@@ -1693,7 +1856,9 @@ describe("browser SDK: sessions against a real server", () => {
 
       // the server closes it: cleared everywhere, and from the storage
       carol.lhttp.send({ command: "logout" })
-      for (const [client, changes] of [[carol, carolChanges], [byKey, byKeyChanges], [fromStorage, storedChanges]] as const) {
+      for (
+        const [client, changes] of [[carol, carolChanges], [byKey, byKeyChanges], [fromStorage, storedChanges]] as const
+      ) {
         yield* until(() => client.lhttp.sessionKey === undefined, "the close")
         assert.deepStrictEqual(changes.at(-1), ["closed", key, undefined, "Closed"])
         assert.strictEqual(client.lhttp.session, undefined)
@@ -1706,6 +1871,9 @@ describe("browser SDK: sessions against a real server", () => {
       yield* opened(stale)
       assert.deepStrictEqual(staleChanges, [["closed", "no-such-session", undefined, "SessionNotFound"]])
       assert.strictEqual(stale.lhttp.sessionKey, undefined)
-      assert.strictEqual((yield* Effect.promise(() => stale.lhttp.request("echo", null, "still here"))).getBody(), "still here")
+      assert.strictEqual(
+        (yield* Effect.promise(() => stale.lhttp.request("echo", null, "still here"))).getBody(),
+        "still here"
+      )
     }))
 })

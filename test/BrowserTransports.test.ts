@@ -43,7 +43,10 @@ const errors: Array<string> = []
 beforeAll(async () => {
   const port = await freePort()
   base = `http://127.0.0.1:${port}/`
-  main = start(Path.join(root, "src", "main.ts"), { cwd: root, env: { LHTTP_PORT: String(port), LHTTP_HOST: "127.0.0.1" } })
+  main = start(Path.join(root, "src", "main.ts"), {
+    cwd: root,
+    env: { LHTTP_PORT: String(port), LHTTP_HOST: "127.0.0.1" }
+  })
   await main.waitFor(/listening on/, 15_000)
   browser = await launch()
   proxy = await noWebSocketProxy(port)
@@ -72,126 +75,153 @@ const from = (all: Array<[string, string]>, me: string) => all.filter(([who]) =>
 const viaOf = (page: Page) => page.locator("#via").textContent()
 
 describe("the HTTP transports in Chromium", () => {
-  it("the anonymous chat room over a raw EventSource chats with the chat demo over WebSocket: every message once, in order", { timeout: 60_000 }, async () => {
-    const room = "anonymous"
-    const alice = await joinChat(browser, base, "Alice", room, errors)
-    await logShows(alice, "Alice joined")
-    assert.strictEqual(await viaOf(alice), "via websocket")
+  it(
+    "the anonymous chat room over a raw EventSource chats with the chat demo over WebSocket: every message once, in order",
+    { timeout: 60_000 },
+    async () => {
+      const room = "anonymous"
+      const alice = await joinChat(browser, base, "Alice", room, errors)
+      await logShows(alice, "Alice joined")
+      assert.strictEqual(await viaOf(alice), "via websocket")
 
-    const nobody = await browser.context.newPage()
-    nobody.on("pageerror", (error) => errors.push(`nobody: ${error.message}`))
-    // the page's own document comes from the test; everything it asks for goes to the main job
-    await nobody.route(`${base}anonymous.html`, (route) =>
-      route.fulfill({ contentType: "text/html; charset=utf-8", body: anonymousChatPage(room) }))
-    await nobody.goto(`${base}anonymous.html`)
-    await nobody.locator("#state", { hasText: "open" }).waitFor()
-    const say2 = (text: string) => nobody.evaluate((line) => (window as unknown as { say: (t: string) => Promise<void> }).say(line), text)
-    // its first line comes back to it once its subscription (processed before it) is in place
-    await say2("hello? anyone here?")
-    await nobody.locator("#log li", { hasText: "hello? anyone here?" }).waitFor()
-    await logShows(alice, "anonymous", "hello? anyone here?")
-    await say(alice, "Hi stranger, I'm Alice.")
-    await nobody.locator("#log li", { hasText: "Hi stranger" }).waitFor()
+      const nobody = await browser.context.newPage()
+      nobody.on("pageerror", (error) => errors.push(`nobody: ${error.message}`))
+      // the page's own document comes from the test; everything it asks for goes to the main job
+      await nobody.route(
+        `${base}anonymous.html`,
+        (route) => route.fulfill({ contentType: "text/html; charset=utf-8", body: anonymousChatPage(room) })
+      )
+      await nobody.goto(`${base}anonymous.html`)
+      await nobody.locator("#state", { hasText: "open" }).waitFor()
+      const say2 = (text: string) =>
+        nobody.evaluate((line) => (window as unknown as { say: (t: string) => Promise<void> }).say(line), text)
+      // its first line comes back to it once its subscription (processed before it) is in place
+      await say2("hello? anyone here?")
+      await nobody.locator("#log li", { hasText: "hello? anyone here?" }).waitFor()
+      await logShows(alice, "anonymous", "hello? anyone here?")
+      await say(alice, "Hi stranger, I'm Alice.")
+      await nobody.locator("#log li", { hasText: "Hi stranger" }).waitFor()
 
-    // both talk at once, then each says a last word
-    const burst = Array.from({ length: 10 }, (_, i) => i + 1)
-    const nobodySaid = Promise.all(burst.map((i) => say2(`n${i}`)))
-    for (const i of burst) await say(alice, `a${i}`)
-    await nobodySaid
-    await say2("that is all from me")
-    await say(alice, "bye from Alice")
+      // both talk at once, then each says a last word
+      const burst = Array.from({ length: 10 }, (_, i) => i + 1)
+      const nobodySaid = Promise.all(burst.map((i) => say2(`n${i}`)))
+      for (const i of burst) await say(alice, `a${i}`)
+      await nobodySaid
+      await say2("that is all from me")
+      await say(alice, "bye from Alice")
 
-    const n = 2 + 2 * burst.length + 2
-    const seenByAlice = await lines(() => chatLines(alice), n)
-    const seenByNobody = await lines(() => anonymousLines(nobody), n)
-    // the same messages, each once, in the same order on both pages, each sender's in its order
-    assert.deepStrictEqual(seenByNobody, seenByAlice)
-    assert.strictEqual(seenByAlice.length, n)
-    assert.deepStrictEqual(from(seenByAlice, "Alice"), ["Hi stranger, I'm Alice.", ...burst.map((i) => `a${i}`), "bye from Alice"])
-    assert.deepStrictEqual(from(seenByAlice, "anonymous"), [
-      "hello? anyone here?",
-      ...burst.map((i) => `n${i}`),
-      "that is all from me"
-    ])
-    // Alice's page tells hers from theirs
-    assert.strictEqual(await alice.locator("#log li.mine").count(), 2 + burst.length)
-    assert.strictEqual(await alice.locator("#log li.theirs").count(), 2 + burst.length)
-    assert.deepStrictEqual(errors, [])
-    await nobody.close()
-    await alice.close()
-  })
-
-  it("the chat demo over long-poll (?transport=poll) chats with the chat demo over WebSocket: every message once, in order", { timeout: 60_000 }, async () => {
-    const room = "polling"
-    const alice = await joinChat(browser, base, "Alice", room, errors)
-    await logShows(alice, "Alice joined")
-    const bob = await joinChat(browser, `${base}?transport=poll`, "Bob", room, errors)
-    assert.strictEqual(await viaOf(bob), "via poll")
-    assert.strictEqual(await viaOf(alice), "via websocket")
-    await logShows(alice, "Bob joined")
-    await logShows(bob, "Bob joined")
-    await membersShow(bob, ["Alice", "Bob"])
-    assert.deepStrictEqual(await bob.locator("#members li").allTextContents(), ["Alice", "Bob"])
-
-    await say(alice, "Hi Bob, how is the polling?")
-    await logShows(bob, "Alice", "Hi Bob, how is the polling?")
-    await say(bob, "One round trip per batch, and no message lost.")
-    await logShows(alice, "Bob", "One round trip per batch")
-
-    const burst = Array.from({ length: 10 }, (_, i) => i + 1)
-    for (const i of burst) {
-      await say(bob, `b${i}`)
-      await say(alice, `a${i}`)
+      const n = 2 + 2 * burst.length + 2
+      const seenByAlice = await lines(() => chatLines(alice), n)
+      const seenByNobody = await lines(() => anonymousLines(nobody), n)
+      // the same messages, each once, in the same order on both pages, each sender's in its order
+      assert.deepStrictEqual(seenByNobody, seenByAlice)
+      assert.strictEqual(seenByAlice.length, n)
+      assert.deepStrictEqual(from(seenByAlice, "Alice"), [
+        "Hi stranger, I'm Alice.",
+        ...burst.map((i) => `a${i}`),
+        "bye from Alice"
+      ])
+      assert.deepStrictEqual(from(seenByAlice, "anonymous"), [
+        "hello? anyone here?",
+        ...burst.map((i) => `n${i}`),
+        "that is all from me"
+      ])
+      // Alice's page tells hers from theirs
+      assert.strictEqual(await alice.locator("#log li.mine").count(), 2 + burst.length)
+      assert.strictEqual(await alice.locator("#log li.theirs").count(), 2 + burst.length)
+      assert.deepStrictEqual(errors, [])
+      await nobody.close()
+      await alice.close()
     }
-    await say(bob, "bye from Bob")
-    await say(alice, "bye from Alice")
+  )
 
-    const n = 2 + 2 * burst.length + 2
-    const seenByAlice = await lines(() => chatLines(alice), n)
-    const seenByBob = await lines(() => chatLines(bob), n)
-    assert.deepStrictEqual(seenByBob, seenByAlice)
-    assert.strictEqual(seenByBob.length, n)
-    assert.deepStrictEqual(from(seenByBob, "Alice"), ["Hi Bob, how is the polling?", ...burst.map((i) => `a${i}`), "bye from Alice"])
-    assert.deepStrictEqual(from(seenByBob, "Bob"), [
-      "One round trip per batch, and no message lost.",
-      ...burst.map((i) => `b${i}`),
-      "bye from Bob"
-    ])
-    assert.strictEqual(await bob.locator("#log li.mine").count(), 2 + burst.length)
-    assert.deepStrictEqual(errors, [])
-    await bob.close()
-    await alice.close()
-  })
+  it(
+    "the chat demo over long-poll (?transport=poll) chats with the chat demo over WebSocket: every message once, in order",
+    { timeout: 60_000 },
+    async () => {
+      const room = "polling"
+      const alice = await joinChat(browser, base, "Alice", room, errors)
+      await logShows(alice, "Alice joined")
+      const bob = await joinChat(browser, `${base}?transport=poll`, "Bob", room, errors)
+      assert.strictEqual(await viaOf(bob), "via poll")
+      assert.strictEqual(await viaOf(alice), "via websocket")
+      await logShows(alice, "Bob joined")
+      await logShows(bob, "Bob joined")
+      await membersShow(bob, ["Alice", "Bob"])
+      assert.deepStrictEqual(await bob.locator("#members li").allTextContents(), ["Alice", "Bob"])
 
-  it("behind a proxy that passes no WebSocket, the SDK falls back to SSE (or long-poll), subscriptions and a pending request with it", { timeout: 60_000 }, async () => {
-    const room = "proxied"
-    const front = `http://127.0.0.1:${proxy.port}/`
-    // the proxy refuses the upgrade, as a proxy that does not pass Upgrade would
-    const upgrade = await new Promise<string>((resolve) => {
-      const request = Http.request({ host: "127.0.0.1", port: proxy.port, path: "/", headers: { connection: "upgrade", upgrade: "websocket" } })
-      request.on("response", (response) => resolve(String(response.statusCode)))
-      request.on("upgrade", () => resolve("upgraded"))
-      request.on("error", (error) => resolve(error.message))
-      request.end()
-    })
-    assert.strictEqual(upgrade, "403")
+      await say(alice, "Hi Bob, how is the polling?")
+      await logShows(bob, "Alice", "Hi Bob, how is the polling?")
+      await say(bob, "One round trip per batch, and no message lost.")
+      await logShows(alice, "Bob", "One round trip per batch")
 
-    const alice = await joinChat(browser, base, "Alice", room, errors)
-    await logShows(alice, "Alice joined")
-    const bob = await joinChat(browser, front, "Bob", room, errors)
-    assert.strictEqual(await viaOf(bob), "via sse")
-    await logShows(alice, "Bob joined")
-    await say(bob, "I came in over SSE.")
-    await logShows(alice, "Bob", "I came in over SSE.")
-    await say(alice, "Welcome, Bob.")
-    await logShows(bob, "Alice", "Welcome, Bob.")
+      const burst = Array.from({ length: 10 }, (_, i) => i + 1)
+      for (const i of burst) {
+        await say(bob, `b${i}`)
+        await say(alice, `a${i}`)
+      }
+      await say(bob, "bye from Bob")
+      await say(alice, "bye from Alice")
 
-    // the SDK itself: a subscription and a request made before the WebSocket failed
-    const carol = await browser.context.newPage()
-    carol.on("pageerror", (error) => errors.push(`carol: ${error.message}`))
-    await carol.goto(`${front}healthz`)
-    // a string, not a function: vitest would rewrite a function's import()
-    const before = await carol.evaluate(`(async () => {
+      const n = 2 + 2 * burst.length + 2
+      const seenByAlice = await lines(() => chatLines(alice), n)
+      const seenByBob = await lines(() => chatLines(bob), n)
+      assert.deepStrictEqual(seenByBob, seenByAlice)
+      assert.strictEqual(seenByBob.length, n)
+      assert.deepStrictEqual(from(seenByBob, "Alice"), [
+        "Hi Bob, how is the polling?",
+        ...burst.map((i) => `a${i}`),
+        "bye from Alice"
+      ])
+      assert.deepStrictEqual(from(seenByBob, "Bob"), [
+        "One round trip per batch, and no message lost.",
+        ...burst.map((i) => `b${i}`),
+        "bye from Bob"
+      ])
+      assert.strictEqual(await bob.locator("#log li.mine").count(), 2 + burst.length)
+      assert.deepStrictEqual(errors, [])
+      await bob.close()
+      await alice.close()
+    }
+  )
+
+  it(
+    "behind a proxy that passes no WebSocket, the SDK falls back to SSE (or long-poll), subscriptions and a pending request with it",
+    { timeout: 60_000 },
+    async () => {
+      const room = "proxied"
+      const front = `http://127.0.0.1:${proxy.port}/`
+      // the proxy refuses the upgrade, as a proxy that does not pass Upgrade would
+      const upgrade = await new Promise<string>((resolve) => {
+        const request = Http.request({
+          host: "127.0.0.1",
+          port: proxy.port,
+          path: "/",
+          headers: { connection: "upgrade", upgrade: "websocket" }
+        })
+        request.on("response", (response) => resolve(String(response.statusCode)))
+        request.on("upgrade", () => resolve("upgraded"))
+        request.on("error", (error) => resolve(error.message))
+        request.end()
+      })
+      assert.strictEqual(upgrade, "403")
+
+      const alice = await joinChat(browser, base, "Alice", room, errors)
+      await logShows(alice, "Alice joined")
+      const bob = await joinChat(browser, front, "Bob", room, errors)
+      assert.strictEqual(await viaOf(bob), "via sse")
+      await logShows(alice, "Bob joined")
+      await say(bob, "I came in over SSE.")
+      await logShows(alice, "Bob", "I came in over SSE.")
+      await say(alice, "Welcome, Bob.")
+      await logShows(bob, "Alice", "Welcome, Bob.")
+
+      // the SDK itself: a subscription and a request made before the WebSocket failed
+      const carol = await browser.context.newPage()
+      carol.on("pageerror", (error) => errors.push(`carol: ${error.message}`))
+      await carol.goto(`${front}healthz`)
+      // a string, not a function: vitest would rewrite a function's import()
+      const before = await carol.evaluate(`(async () => {
       const { Lhttp } = await import("/lhttp.js")
       const room = ${JSON.stringify(room)}
       const lhttp = new Lhttp() // ws://<the proxy>/
@@ -206,28 +236,31 @@ describe("the HTTP transports in Chromium", () => {
       const reply = await lhttp.request("echo", null, "asked before the switch")
       return { first, transport: lhttp.transport, reply: reply.getBody(), states: state.states, failed: state.failed }
     })()`)
-    assert.deepStrictEqual(before, {
-      first: "websocket",
-      transport: "sse",
-      reply: "asked before the switch",
-      states: ["open"],
-      failed: ["websocket"]
-    })
-    await logShows(alice, "Carol joined")
-    await say(alice, "Hello Carol.")
-    await carol.waitForFunction(() => (window as unknown as { carol: { heard: Array<string> } }).carol.heard.length === 1)
-    assert.deepStrictEqual(
-      await carol.evaluate(() => (window as unknown as { carol: { heard: Array<string> } }).carol.heard),
-      ["Alice: Hello Carol."]
-    )
+      assert.deepStrictEqual(before, {
+        first: "websocket",
+        transport: "sse",
+        reply: "asked before the switch",
+        states: ["open"],
+        failed: ["websocket"]
+      })
+      await logShows(alice, "Carol joined")
+      await say(alice, "Hello Carol.")
+      await carol.waitForFunction(() =>
+        (window as unknown as { carol: { heard: Array<string> } }).carol.heard.length === 1
+      )
+      assert.deepStrictEqual(
+        await carol.evaluate(() => (window as unknown as { carol: { heard: Array<string> } }).carol.heard),
+        ["Alice: Hello Carol."]
+      )
 
-    // the chat demo with ?transport=websocket,poll behind the same proxy: long-poll
-    const dave = await joinChat(browser, `${front}?transport=websocket,poll`, "Dave", room, errors)
-    assert.strictEqual(await viaOf(dave), "via poll")
-    await say(dave, "And I poll.")
-    await logShows(alice, "Dave", "And I poll.")
-    await logShows(bob, "Dave", "And I poll.")
-    assert.deepStrictEqual(errors, [])
-    for (const page of [dave, carol, bob, alice]) await page.close()
-  })
+      // the chat demo with ?transport=websocket,poll behind the same proxy: long-poll
+      const dave = await joinChat(browser, `${front}?transport=websocket,poll`, "Dave", room, errors)
+      assert.strictEqual(await viaOf(dave), "via poll")
+      await say(dave, "And I poll.")
+      await logShows(alice, "Dave", "And I poll.")
+      await logShows(bob, "Dave", "And I poll.")
+      assert.deepStrictEqual(errors, [])
+      for (const page of [dave, carol, bob, alice]) await page.close()
+    }
+  )
 })

@@ -76,7 +76,11 @@ describe("the Effect client (LhttpClient) keeps the session's key when its resto
           requestTimeout: "300 millis",
           reconnect: { initialDelay: "50 millis", maxDelay: "200 millis" }
         }).pipe(Effect.provide(NodeWS.layerWebSocketConstructor))
-        const events = yield* c.sessions.pipe(Stream.take(1), Stream.runCollect, Effect.forkChild({ startImmediately: true }))
+        const events = yield* c.sessions.pipe(
+          Stream.take(1),
+          Stream.runCollect,
+          Effect.forkChild({ startImmediately: true })
+        )
         const answers = yield* c.messages.pipe(
           Stream.filter((m) => m._tag === "Failure"),
           Stream.take(1),
@@ -113,7 +117,9 @@ describe("the browser SDK keeps the session's key when its restore fails otherwi
         const { key, state, url } = yield* sessionServer
         state.mode = failure
         const lhttp = yield* Effect.acquireRelease(
-          Effect.sync(() => new Lhttp(url, { session: key, requestTimeout: 300, reconnect: { initialDelay: 50, maxDelay: 200 } })),
+          Effect.sync(() =>
+            new Lhttp(url, { session: key, requestTimeout: 300, reconnect: { initialDelay: 50, maxDelay: 200 } })
+          ),
           (lhttp) => Effect.sync(() => lhttp.close())
         )
         const changes: Array<[string | undefined, string | undefined, unknown]> = []

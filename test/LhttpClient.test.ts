@@ -10,9 +10,9 @@ import * as Login from "../src/demo/Login.ts"
 import * as Filter from "../src/Filter.ts"
 import * as Frame from "../src/Frame.ts"
 import * as History from "../src/History.ts"
-import { type Event, frameOf, Parser } from "../src/internal/client/eventStream.ts"
-import { Outbound } from "../src/internal/wire/outbound.ts"
 import { eventOf } from "../src/internal/server/httpConnection.ts"
+import { type Event, itemOf, Parser } from "../src/internal/wire/eventStream.ts"
+import { Outbound } from "../src/internal/wire/outbound.ts"
 import * as LhttpClient from "../src/LhttpClient.ts"
 import type * as Message from "../src/Message.ts"
 import type * as NodeLhttpServer from "../src/NodeLhttpServer.ts"
@@ -46,7 +46,6 @@ const Tally = Processor.make("tally")
 const tallied: Array<string> = []
 const TallyLive = Tally.toLayer({ onMessage: (exchange) => Effect.sync(() => void tallied.push(exchange.text)) })
 
-
 /** `gated` answers `{ n }` once the test opens the gate of its `n` (a Deferred in `gates`). */
 const Gated = Processor.make("gated", {
   body: Schema.fromJsonString(Schema.Struct({ n: Schema.Int })),
@@ -66,7 +65,10 @@ const GatedLive = Gated.toLayer({
 /** `whoami` writes down the name of its connection's session (or "nobody"), and answers it to a request. */
 const Whoami = Processor.make("whoami")
 const whoamis: Array<string> = []
-/** `rename` sets the name of its connection's session (every connection of it gets the session frame); `logout` closes it. */
+/**
+ * `rename` sets the name of its connection's session (every connection of it
+ * gets the session frame); `logout` closes it.
+ */
 const Rename = Processor.make("rename")
 const Logout = Processor.make("logout")
 const SessionsLive = Layer.mergeAll(
@@ -112,13 +114,16 @@ const processors = [
   Logout
 ] as const
 const implementations = (store: Layer.Layer<SessionStore.SessionStore>) =>
-  Layer.mergeAll(Echo.layer, KickLive, DenyLive, SilentLive, HoldLive, TallyLive, PlaceLive, GatedLive, SessionsLive).pipe(
-    Layer.provide(store)
-  )
+  Layer.mergeAll(Echo.layer, KickLive, DenyLive, SilentLive, HoldLive, TallyLive, PlaceLive, GatedLive, SessionsLive)
+    .pipe(
+      Layer.provide(store)
+    )
 type ServerOptions = Omit<NodeLhttpServer.Options<(typeof processors)[number]>, "processors">
 /** A server of the test; its sessions in a store of its own, or in `store` (one that outlives it). */
-const server = (options: ServerOptions = {}, store: Layer.Layer<SessionStore.SessionStore> = SessionStore.layerMemory) =>
-  startServer({ processors, ...options }, implementations(store))
+const server = (
+  options: ServerOptions = {},
+  store: Layer.Layer<SessionStore.SessionStore> = SessionStore.layerMemory
+) => startServer({ processors, ...options }, implementations(store))
 
 /**
  * `heard` writes down the head of every message that subscribes (its command line and headers,
@@ -129,7 +134,9 @@ const heard: Array<string> = []
 const HeardLive = Heard.toLayer({
   before: (exchange) =>
     Effect.sync(() => {
-      if (exchange.headers.has("subscribe")) heard.push(Frame.render(Frame.make(exchange.command, new Map(exchange.headers))))
+      if (exchange.headers.has("subscribe")) {
+        heard.push(Frame.render(Frame.make(exchange.command, new Map(exchange.headers))))
+      }
     })
 })
 
@@ -157,10 +164,10 @@ const client = (url: string, options?: LhttpClient.Options) =>
   )
 
 /** Waits until the client is in `state` (a condition on its state stream: no clock involved). */
-const reached = (c: LhttpClient.LhttpClient, state: LhttpClient.State) =>
+const reached = (c: LhttpClient.Service, state: LhttpClient.State) =>
   c.states.pipe(Stream.filter((now) => now === state), Stream.take(1), Stream.runDrain)
 
-const opened = (c: LhttpClient.LhttpClient) => reached(c, "open")
+const opened = (c: LhttpClient.Service) => reached(c, "open")
 
 /**
  * Collects the next `n` messages of a stream in the background. The fiber starts at once, so
@@ -177,10 +184,13 @@ const within = <A, E>(fiber: Fiber.Fiber<A, E>) =>
   }))
 
 /** Every state the client goes through from now on (the first is the state now). */
-const recordStates = (c: LhttpClient.LhttpClient) =>
+const recordStates = (c: LhttpClient.Service) =>
   Effect.gen(function*() {
     const seen: Array<LhttpClient.State> = []
-    yield* c.states.pipe(Stream.runForEach((state) => Effect.sync(() => void seen.push(state))), Effect.forkChild({ startImmediately: true }))
+    yield* c.states.pipe(
+      Stream.runForEach((state) => Effect.sync(() => void seen.push(state))),
+      Effect.forkChild({ startImmediately: true })
+    )
     return seen
   })
 
@@ -188,7 +198,7 @@ const recordStates = (c: LhttpClient.LhttpClient) =>
  * A barrier: the server has processed everything this client sent before, as a connection's
  * messages are processed in order and this echo's reply comes after them.
  */
-const processed = (c: LhttpClient.LhttpClient) =>
+const processed = (c: LhttpClient.Service) =>
   Effect.gen(function*() {
     const reply = yield* c.request("echo", "barrier", { timeout: "5 seconds" })
     assert.deepInclude(reply, { _tag: "Request", command: "echo", body: "barrier" })
@@ -197,8 +207,7 @@ const processed = (c: LhttpClient.LhttpClient) =>
 /** An error's own fields and its message (an Error's message is not an own enumerable field). */
 const fieldsOf = (error: { readonly message: string }): object => ({ ...error, message: error.message })
 
-const bodyOf = (message: Message.Message) =>
-  message._tag === "Failure" ? `failure: ${message.message}` : message.body
+const bodyOf = (message: Message.Message) => message._tag === "Failure" ? `failure: ${message.message}` : message.body
 
 const bodies = (messages: Iterable<Message.Message>) => Array.from(messages, bodyOf)
 
@@ -315,7 +324,7 @@ const relay = (target: number) =>
           releaseSend: () => {
             const held = heldSend
             heldSend = undefined
-            if (held !== undefined) for (const chunk of held.chunks) pairs.get(held.socket)?.write(chunk)
+            if (held !== undefined) { for (const chunk of held.chunks) pairs.get(held.socket)?.write(chunk) }
           },
           freezeStreams: () => {
             for (const downstream of streams) frozen.add(downstream)
@@ -435,7 +444,9 @@ for (const transport of transports) {
         if (transport !== "websocket") front.holdNextSend()
         // each send starts (and is made) before the next: none waits for another's answer
         const fibers: Array<Fiber.Fiber<void, LhttpClient.ClientError>> = []
-        for (const body of sent) fibers.push(yield* c.command("tally", {}, body).pipe(Effect.forkChild({ startImmediately: true })))
+        for (const body of sent) {
+          fibers.push(yield* c.command("tally", {}, body).pipe(Effect.forkChild({ startImmediately: true })))
+        }
         if (transport !== "websocket") {
           yield* until(Effect.sync(front.sendHeld))
           front.releaseSend()
@@ -465,7 +476,12 @@ for (const transport of transports) {
         const timeout = yield* c.request("silent", "", { timeout: "200 millis" }).pipe(Effect.flip)
         assert.deepInclude(timeout, { reason: "Timeout", message: "no reply to silent within 200ms" })
         const denied = yield* c.request("deny").pipe(Effect.flip)
-        assert.deepInclude(denied, { reason: "Rejected", status: 403, serverReason: "Forbidden", message: "not for you" })
+        assert.deepInclude(denied, {
+          reason: "Rejected",
+          status: 403,
+          serverReason: "Forbidden",
+          message: "not for you"
+        })
         const unknown = yield* c.request("nosuch").pipe(Effect.flip)
         assert.deepInclude(unknown, { reason: "Rejected", status: 404, serverReason: "UnknownCommand" })
         const invalid = yield* c.subscribe(["a..b"]).pipe(Effect.flip)
@@ -504,16 +520,31 @@ for (const transport of transports) {
           serverReason: "Forbidden"
         })
         const failed = yield* c.call(Place, { x: 7, y: 0 }).pipe(Effect.flip)
-        assert.deepInclude(failed, { _tag: "ClientError", reason: "Rejected", status: 500, serverReason: "InternalError" })
+        assert.deepInclude(failed, {
+          _tag: "ClientError",
+          reason: "Rejected",
+          status: 500,
+          serverReason: "InternalError"
+        })
         const unknown = yield* c.call(Processor.make("nosuch"), "").pipe(Effect.flip)
-        assert.deepInclude(unknown, { _tag: "ClientError", reason: "Rejected", status: 404, serverReason: "UnknownCommand" })
+        assert.deepInclude(unknown, {
+          _tag: "ClientError",
+          reason: "Rejected",
+          status: 404,
+          serverReason: "UnknownCommand"
+        })
 
         // without Schemas: the text goes as it is, the answer is awaited (void)
         assert.isUndefined(yield* c.call(Echo.Echo, "plain text"))
         const timeout = yield* c.call(Silent, "", { timeout: "200 millis" }).pipe(Effect.flip)
         assert.deepInclude(timeout, { reason: "Timeout", message: "no reply to silent within 200ms" })
         const denied = yield* c.call(Deny, "").pipe(Effect.flip)
-        assert.deepInclude(denied, { reason: "Rejected", status: 403, serverReason: "Forbidden", message: "not for you" })
+        assert.deepInclude(denied, {
+          reason: "Rejected",
+          status: 403,
+          serverReason: "Forbidden",
+          message: "not for you"
+        })
       }))
 
     it.live("call: a reply or a declared error that does not decode fails InvalidReply; a body that does not encode InvalidBody, and nothing is sent", () =>
@@ -545,7 +576,9 @@ for (const transport of transports) {
         assert.deepInclude(occupied, { reason: "Rejected", status: 409, serverReason: "Occupied" })
 
         const Positive = Processor.make("place", {
-          body: Schema.fromJsonString(Schema.Struct({ x: Schema.Number.check(Schema.isGreaterThan(0)), y: Schema.Number })),
+          body: Schema.fromJsonString(
+            Schema.Struct({ x: Schema.Number.check(Schema.isGreaterThan(0)), y: Schema.Number })
+          ),
           reply: Schema.fromJsonString(Schema.Struct({ placed: Point, at: Schema.Number }))
         })
         const next = yield* take(c.messages, 1)
@@ -571,11 +604,14 @@ for (const transport of transports) {
         tallied.length = 0
         const count = 100
         const completed: Array<number> = []
-        const calls = yield* Effect.forEach(Array.from({ length: count }, (_, n) => n), (n) =>
-          c.call(Gated, { n }).pipe(
-            Effect.tap((reply) => Effect.sync(() => void completed.push(reply.n))),
-            Effect.forkChild({ startImmediately: true })
-          ))
+        const calls = yield* Effect.forEach(
+          Array.from({ length: count }, (_, n) => n),
+          (n) =>
+            c.call(Gated, { n }).pipe(
+              Effect.tap((reply) => Effect.sync(() => void completed.push(reply.n))),
+              Effect.forkChild({ startImmediately: true })
+            )
+        )
         // every call is waiting on the server, each in its own fiber
         yield* until(Effect.sync(() => gates.size === count))
 
@@ -607,7 +643,10 @@ for (const transport of transports) {
         yield* opened(c)
         assert.isTrue(Option.isNone(yield* c.session))
         const events = yield* take(c.sessions, 2)
-        const frames = yield* take(c.messages.pipe(Stream.filter((m) => m._tag === "Request" && m.command === "session")), 2)
+        const frames = yield* take(
+          c.messages.pipe(Stream.filter((m) => m._tag === "Request" && m.command === "session")),
+          2
+        )
 
         yield* c.call(Login.Login, { name: "alice" })
         // the session is in place when the call returns
@@ -694,7 +733,9 @@ for (const transport of transports) {
         yield* reached(c, "reconnecting")
         yield* opened(c)
         yield* processed(c)
-        assert.deepStrictEqual(seen.map((message) => message._tag === "Failure" ? message.reason : message.command), ["echo"])
+        assert.deepStrictEqual(seen.map((message) => message._tag === "Failure" ? message.reason : message.command), [
+          "echo"
+        ])
       }))
 
     it.live("sessions: a key given as the session option is restored on the first connection; updates and the close reach every connection of it", () =>
@@ -742,7 +783,11 @@ for (const transport of transports) {
         const c = yield* over(url, { session: "no-such-session" })
         const events = yield* take(c.sessions, 1)
         yield* opened(c)
-        assert.deepStrictEqual(Array.from(yield* within(events)), [{ _tag: "Closed", key: "no-such-session", reason: "NotFound" }])
+        assert.deepStrictEqual(Array.from(yield* within(events)), [{
+          _tag: "Closed",
+          key: "no-such-session",
+          reason: "NotFound"
+        }])
         assert.isTrue(Option.isNone(yield* c.session))
         assert.deepInclude(yield* c.request("whoami"), { body: "nobody" })
         // a login after it is a session like any other
@@ -942,13 +987,16 @@ for (const transport of transports) {
         assert.deepStrictEqual(bodies(messages).slice(-1), ["marker"])
         // the raw subscription's deliveries kept what the publisher wrote: the forgeries reached the client
         assert.includeDeepMembers(
-          messages.filter((m) => m._tag !== "Failure" && m.publish.join(" ") === "raw").map((m) => headerOf(m, "offset")),
+          messages.filter((m) => m._tag !== "Failure" && m.publish.join(" ") === "raw").map((m) =>
+            headerOf(m, "offset")
+          ),
           ["5", "98"]
         )
         assert.deepStrictEqual(c.position("plain"), Option.none())
         assert.deepStrictEqual(c.position("raw"), Option.none())
         assert.deepStrictEqual(c.position("h-a"), Option.some({ epoch, offset: 0 }))
-        // what the server positions on the history channel alone is taken (offsets 1 and 2 went to the frames published to both)
+        // what the server positions on the history channel alone is taken (offsets 1 and 2 went to the frames
+        // published to both)
         const live = yield* take(c.channel("h-a"), 1)
         yield* publisher.send(frame("flash", { publish: "h-a" }, "real"))
         yield* within(live)
@@ -1018,7 +1066,12 @@ for (const transport of transports) {
         assert.deepInclude(yield* Fiber.join(reply), { _tag: "Request", body: "asked while down" })
         // the publish reached the new server: it came back through the channel, subscribed again
         const [note] = Array.from(yield* within(delivered))
-        assert.deepInclude<object>(note!, { _tag: "Notify", command: "note", body: "published while down", publish: ["kept"] })
+        assert.deepInclude<object>(note!, {
+          _tag: "Notify",
+          command: "note",
+          body: "published while down",
+          publish: ["kept"]
+        })
         // and the overflowing frame did not: the marker's echo is the next frame
         const next = yield* take(c.messages, 1)
         const marker = yield* c.request("echo", "marker")
@@ -1074,7 +1127,7 @@ for (const transport of transports) {
       Effect.gen(function*() {
         const { server: running, url } = yield* server()
         const used = yield* Effect.gen(function*() {
-          const c = yield* LhttpClient.Client
+          const c = yield* LhttpClient.LhttpClient
           yield* opened(c)
           assert.deepInclude(yield* c.request("echo", "through the layer"), { body: "through the layer" })
           return c
@@ -1085,7 +1138,7 @@ for (const transport of transports) {
 
         // the options reach the client: without reconnect, a kick ends it
         yield* Effect.gen(function*() {
-          const c = yield* LhttpClient.Client
+          const c = yield* LhttpClient.LhttpClient
           yield* opened(c)
           yield* c.command("kick")
           yield* until(Effect.map(c.state, (state) => state === "closed"), "2 seconds")
@@ -1101,7 +1154,7 @@ for (const transport of transports) {
         const set = yield* over(url, { requestTimeout: "2 seconds" })
         yield* opened(byDefault)
         yield* opened(set)
-        const silent = (c: LhttpClient.LhttpClient) =>
+        const silent = (c: LhttpClient.Service) =>
           c.request("silent").pipe(Effect.flip, Effect.forkChild({ startImmediately: true }))
         const waiting = yield* silent(byDefault)
         const short = yield* silent(set)
@@ -1162,7 +1215,7 @@ describe("LhttpClient over HTTP", () => {
         yield* opened(c)
         assert.deepInclude(yield* c.request("echo", "over other paths"), { body: "over other paths" })
         const reply = yield* Effect.gen(function*() {
-          const fromLayer = yield* LhttpClient.Client
+          const fromLayer = yield* LhttpClient.LhttpClient
           yield* opened(fromLayer)
           return yield* fromLayer.request("echo", "from the layer")
         }).pipe(Effect.provide(LhttpClient.layer(http, { transport, ...paths })))
@@ -1201,42 +1254,46 @@ describe("LhttpClient over HTTP", () => {
         yield* processed(c)
       }))
 
-    it.live(`${transport}: a connection the server is behind on (429) gets its frames later, all of them, in order`, () =>
-      Effect.gen(function*() {
-        const { url } = yield* server()
-        const c = yield* client(url, { transport })
-        yield* opened(c)
-        // count the 429s: the real fetch, watched
-        const original = globalThis.fetch
-        let behind = 0
-        yield* Effect.acquireRelease(
-          Effect.sync(() => {
-            globalThis.fetch = async (input, init) => {
-              const response = await original(input, init)
-              if (response.status === 429) behind++
-              return response
-            }
-          }),
-          () => Effect.sync(() => void (globalThis.fetch = original))
-        )
-        let open: () => void = () => {}
-        holdGate = new Promise((resolve) => (open = resolve))
-        yield* Effect.addFinalizer(() => Effect.sync(() => open()))
-        tallied.length = 0
-        const count = 1100
-        yield* c.command("hold")
-        const sent = yield* Effect.forEach(
-          Array.from({ length: count }, (_, i) => String(i)),
-          (body) => c.command("tally", {}, body)
-        ).pipe(Effect.forkChild({ startImmediately: true }))
-        // the server stops taking frames past 1024 waiting ones
-        yield* until(Effect.sync(() => behind > 0), "20 seconds")
-        open()
-        yield* Fiber.join(sent)
-        yield* processed(c)
-        assert.deepStrictEqual(tallied, Array.from({ length: count }, (_, i) => String(i)))
-        assert.strictEqual(yield* c.state, "open")
-      }), 40_000)
+    it.live(
+      `${transport}: a connection the server is behind on (429) gets its frames later, all of them, in order`,
+      () =>
+        Effect.gen(function*() {
+          const { url } = yield* server()
+          const c = yield* client(url, { transport })
+          yield* opened(c)
+          // count the 429s: the real fetch, watched
+          const original = globalThis.fetch
+          let behind = 0
+          yield* Effect.acquireRelease(
+            Effect.sync(() => {
+              globalThis.fetch = async (input, init) => {
+                const response = await original(input, init)
+                if (response.status === 429) behind++
+                return response
+              }
+            }),
+            () => Effect.sync(() => void (globalThis.fetch = original))
+          )
+          let open: () => void = () => {}
+          holdGate = new Promise((resolve) => (open = resolve))
+          yield* Effect.addFinalizer(() => Effect.sync(() => open()))
+          tallied.length = 0
+          const count = 1100
+          yield* c.command("hold")
+          const sent = yield* Effect.forEach(
+            Array.from({ length: count }, (_, i) => String(i)),
+            (body) => c.command("tally", {}, body)
+          ).pipe(Effect.forkChild({ startImmediately: true }))
+          // the server stops taking frames past 1024 waiting ones
+          yield* until(Effect.sync(() => behind > 0), "20 seconds")
+          open()
+          yield* Fiber.join(sent)
+          yield* processed(c)
+          assert.deepStrictEqual(tallied, Array.from({ length: count }, (_, i) => String(i)))
+          assert.strictEqual(yield* c.state, "open")
+        }),
+      40_000
+    )
   }
 
   for (const transport of ["sse", "poll"] as const) {
@@ -1393,7 +1450,8 @@ describe("LhttpClient over HTTP", () => {
 })
 
 /** The states seen, each run of one state once (a state set twice in a row reads as one). */
-const seenOnce = (states: ReadonlyArray<LhttpClient.State>) => states.filter((state, i) => i === 0 || states[i - 1] !== state)
+const seenOnce = (states: ReadonlyArray<LhttpClient.State>) =>
+  states.filter((state, i) => i === 0 || states[i - 1] !== state)
 
 describe("the SSE event stream, as the client reads it", () => {
   const parse = (chunks: ReadonlyArray<Uint8Array>): Array<Event> => {
@@ -1408,8 +1466,8 @@ describe("the SSE event stream, as the client reads it", () => {
         "event: lost\ndata: never ended"
     )
     const expected: Array<Event> = [
-      { id: undefined, event: "connected", data: "key" },
-      { id: "key:1", event: "chat", data: "no space\n two spaces\n" }
+      { lastEventId: "", type: "connected", data: "key" },
+      { lastEventId: "key:1", type: "chat", data: "no space\n two spaces\n" }
     ]
     assert.deepStrictEqual(parse([stream]), expected)
     // every cut, one byte at a time included, reads the same
@@ -1420,12 +1478,17 @@ describe("the SSE event stream, as the client reads it", () => {
   })
 
   it("gives back every frame the server writes, its head with CRLF, its body with LF for each line break, in chunks cut anywhere", () => {
-    const text = fc.string({ unit: fc.constantFrom("a", "é", "😀", " ", ":", "\r", "\n", "\r\n", "LHTTP/1.0 "), maxLength: 12 })
+    const text = fc.string({
+      unit: fc.constantFrom("a", "é", "😀", " ", ":", "\r", "\n", "\r\n", "LHTTP/1.0 "),
+      maxLength: 12
+    })
     const token = fc.string({ unit: fc.constantFrom("a", "b", "-", "é"), minLength: 1, maxLength: 5 })
     const frames = fc.array(
       fc.record({
         command: token,
-        headers: fc.dictionary(token, fc.string({ unit: fc.constantFrom("x", ":", " ", "é"), maxLength: 5 }), { maxKeys: 3 }),
+        headers: fc.dictionary(token, fc.string({ unit: fc.constantFrom("x", ":", " ", "é"), maxLength: 5 }), {
+          maxKeys: 3
+        }),
         body: text
       }),
       { minLength: 1, maxLength: 4 }
@@ -1440,7 +1503,11 @@ describe("the SSE event stream, as the client reads it", () => {
         const points = [...new Set(cuts.map((cut) => cut % (bytes.length + 1)))].sort((a, b) => a - b)
         const chunks = [0, ...points].map((start, i) => bytes.subarray(start, [...points, bytes.length][i]))
         const events = parse(chunks)
-        assert.deepStrictEqual(events.map((e) => e.event), ["connected", ...list.map((f) => f.command), "close"])
+        assert.deepStrictEqual(events.map((e) => e.type), ["connected", ...list.map((f) => f.command), "close"])
+        const frameOf = (event: Event) => {
+          const item = itemOf(event)
+          return item._tag === "Frame" ? item.text : undefined
+        }
         assert.deepStrictEqual(events.map(frameOf), [
           undefined,
           ...texts.map((t) => {
@@ -1449,7 +1516,7 @@ describe("the SSE event stream, as the client reads it", () => {
           }),
           undefined
         ])
-        assert.deepStrictEqual(events.slice(1, -1).map((e) => e.id), texts.map((_, i) => `k:${i + 1}`))
+        assert.deepStrictEqual(events.slice(1, -1).map((e) => e.lastEventId), texts.map((_, i) => `k:${i + 1}`))
       }),
       { numRuns: 300 }
     )

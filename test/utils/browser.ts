@@ -4,7 +4,8 @@
  * Also the steps of the chat demo (src/demo/chat.html) that both
  * test/Browser.test.ts and scripts/chat-screenshot.mjs take, and for
  * test/BrowserTransports.test.ts: the anonymous chat room over a raw
- * `EventSource`, and an HTTP proxy that passes no WebSocket.
+ * `EventSource`, and an HTTP proxy that passes no WebSocket (test/utils/clientSuite.ts's answers
+ * `POST /send` with faults).
  */
 import * as Fs from "node:fs"
 import * as Http from "node:http"
@@ -108,15 +109,21 @@ export const logShows = (page: Page, ...parts: Array<string>): Promise<void> => 
  */
 export const membersShow = (page: Page, names: ReadonlyArray<string>): Promise<unknown> =>
   page.waitForFunction(
-    (expected) => JSON.stringify(Array.from(document.querySelectorAll("#members li"), (li) => li.textContent)) === expected,
+    (expected) =>
+      JSON.stringify(Array.from(document.querySelectorAll("#members li"), (li) => li.textContent)) === expected,
     JSON.stringify(names),
     { timeout: 8_000 }
   )
 
 /** The chat lines of the chat page's log (not the join and leave events): `[who, text]` each, in order. */
 export const chatLines = (page: Page): Promise<Array<[string, string]>> =>
-  page.$$eval("#log li.mine, #log li.theirs", (items) =>
-    items.map((li): [string, string] => [li.querySelector("b")?.textContent ?? "", li.childNodes[1]?.textContent ?? ""]))
+  page.$$eval(
+    "#log li.mine, #log li.theirs",
+    (items) =>
+      items.map((
+        li
+      ): [string, string] => [li.querySelector("b")?.textContent ?? "", li.childNodes[1]?.textContent ?? ""])
+  )
 
 /**
  * The anonymous chat room over Server-Sent Events, with no SDK: an `EventSource` on
@@ -125,7 +132,8 @@ export const chatLines = (page: Page): Promise<Array<[string, string]>> =>
  * the stream is connected; each message shows in `#log` as `<li data-from="...">text</li>`;
  * `window.say(text)` sends a line (and resolves once the server took it, 202).
  */
-export const anonymousChatPage = (room: string): string => `<!doctype html>
+export const anonymousChatPage = (room: string): string =>
+  `<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><title>anonymous chat</title><link rel="icon" href="data:,"></head>
 <body>
@@ -170,7 +178,10 @@ window.say = (text) =>
 
 /** The lines of the anonymous page's log: `[from, text]` each, in order. */
 export const anonymousLines = (page: Page): Promise<Array<[string, string]>> =>
-  page.$$eval("#log li", (items) => items.map((li): [string, string] => [li.dataset["from"] ?? "", li.textContent ?? ""]))
+  page.$$eval(
+    "#log li",
+    (items) => items.map((li): [string, string] => [li.dataset["from"] ?? "", li.textContent ?? ""])
+  )
 
 /** A running proxy. */
 export interface Proxy {
@@ -181,12 +192,17 @@ export interface Proxy {
 /**
  * An HTTP proxy in front of `127.0.0.1:target` that passes requests and streams their answers
  * (so Server-Sent Events and long-polls go through) but no WebSocket: an upgrade gets `403`, as
- * behind a proxy that does not pass `Upgrade`.
+ * behind a proxy that does not pass `Upgrade`. `intercept`, if given, may answer a request itself
+ * (it returns true then): test/utils/clientSuite.ts answers `POST /send` with faults.
  */
-export const noWebSocketProxy = (target: number): Promise<Proxy> =>
+export const noWebSocketProxy = (
+  target: number,
+  intercept?: (request: Http.IncomingMessage, response: Http.ServerResponse) => boolean
+): Promise<Proxy> =>
   new Promise((resolve, reject) => {
     const sockets = new Set<Net.Socket>()
     const server = Http.createServer((request, response) => {
+      if (intercept?.(request, response) === true) return
       const upstream = Http.request(
         { host: "127.0.0.1", port: target, method: request.method, path: request.url, headers: request.headers },
         (answer) => {

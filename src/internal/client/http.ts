@@ -1,22 +1,31 @@
 /**
  * What the HTTP transports of the client share (docs/transports.md): the
  * server's HTTP address from the client's URL, requests with the global
- * `fetch`, `POST /send` one frame at a time in order, and `DELETE /send`.
+ * `fetch`, `POST /send` one frame at a time in order (its answers read by the
+ * rules both clients share: internal/wire/sendAnswer.ts), and `DELETE /send`.
  */
-import { Cause, Data, Deferred, Duration, Effect, Exit, Queue, Schema, type Scope } from "effect"
+import { Cause, Data, Deferred, Duration, Effect, Exit, Queue, type Scope } from "effect"
+import type { Ended } from "../wire/eventStream.ts"
+import { HttpQuery } from "../wire/protocol.ts"
+import { Attempts, maxServerErrorRetries } from "../wire/sendAnswer.ts"
 import { notConnected, OpenError, SendError } from "./transport.ts"
 
 /** The settings of an HTTP transport, defaults filled in. */
 export interface Settings {
   /** The client's URL: `ws(s)://` (the same host over `http(s)://`) or `http(s)://`. */
   readonly url: string
+  /** The wait after the nth failure in a row of a `POST /send`, in ms (the reconnect backoff). */
+  readonly backoff: (attempt: number) => number
   readonly openTimeout: Duration.Input
   readonly ssePath: string
   readonly pollPath: string
   readonly sendPath: string
 }
 
-/** An endpoint of the server: `path` on the host of the client's URL (`ws:` → `http:`, `wss:` → `https:`), with a query. */
+/**
+ * An endpoint of the server: `path` on the host of the client's URL (`ws:` → `http:`, `wss:` →
+ * `https:`), with a query.
+ */
 export const endpoint = (url: string, path: string, query: Readonly<Record<string, string>> = {}): string => {
   const parsed = new URL(url)
   const protocol = parsed.protocol === "ws:" ? "http:" : parsed.protocol === "wss:" ? "https:" : parsed.protocol
@@ -59,45 +68,24 @@ export const request = (url: string, init: RequestInit = {}): Effect.Effect<Answ
       const response = await fetch(url, { ...init, signal })
       return { status: response.status, headers: response.headers, body: await response.text() }
     },
-    catch: (cause) => new NetworkError({ message: `${init.method ?? "GET"} ${url} failed: ${describeCause(cause)}`, cause })
+    catch: (cause) =>
+      new NetworkError({ message: `${init.method ?? "GET"} ${url} failed: ${describeCause(cause)}`, cause })
   })
 
 /** Fails the open after the open timeout. */
 export const withOpenTimeout = (timeout: Duration.Input) => <A, R>(open: Effect.Effect<A, OpenError, R>) =>
   Effect.timeoutOrElse(open, {
     duration: Duration.fromInputUnsafe(timeout),
-    orElse: () => Effect.fail(new OpenError({ message: `the connection did not open within ${Duration.format(Duration.fromInputUnsafe(timeout))}` }))
+    orElse: () =>
+      Effect.fail(
+        new OpenError({
+          message: `the connection did not open within ${Duration.format(Duration.fromInputUnsafe(timeout))}`
+        })
+      )
   })
 
-/** `{"code":…,"reason":…}`, how a connection ended (a `410`, an `event: close`). */
-export const Ended = Schema.Struct({ code: Schema.Number, reason: Schema.String })
-
-const EndedFromJson = Schema.fromJsonString(Ended)
-
-/** How a connection ended, in words, from a body that should say it. */
-export const endedOf = (body: string): string => {
-  const ended = Schema.decodeUnknownOption(EndedFromJson)(body)
-  return ended._tag === "Some" ? `${ended.value.code} ${ended.value.reason}` : body.trim()
-}
-
-/** `Reason: message` (a `400` of `POST /send`, as the error frame would say). */
-const rejectedBy = (status: number, body: string): SendError => {
-  const text = body.trim()
-  const colon = text.indexOf(": ")
-  const reason = colon > 0 && /^[A-Za-z]+$/.test(text.slice(0, colon)) ? text.slice(0, colon) : undefined
-  return new SendError({
-    reason: "Rejected",
-    message: reason === undefined ? text : text.slice(colon + 2),
-    status,
-    ...(reason === undefined ? {} : { serverReason: reason })
-  })
-}
-
-/** A `retry-after` in seconds (default 1, at most 30). */
-const retryAfter = (headers: Headers): Duration.Duration => {
-  const seconds = Number(headers.get("retry-after") ?? "1")
-  return Duration.seconds(Number.isFinite(seconds) && seconds >= 0 ? Math.min(seconds, 30) : 1)
-}
+/** How a connection ended, in words. */
+const describeEnded = (ended: Ended): string => `${ended.code} ${ended.reason}`
 
 interface Outgoing {
   readonly text: string
@@ -107,14 +95,16 @@ interface Outgoing {
 /**
  * `POST /send?connection=<id>` for one connection until the scope closes:
  * one request at a time, in the order of the sends (the server processes
- * frames in the order it gets the requests). A send succeeds on `202`; the
- * answers that mean the connection is gone (`404`, `410`) call `gone`, and
- * `429` (the server is behind) is sent again after `retry-after`, so that
- * the order holds. What is still waiting when the scope closes fails
- * `NotConnected`.
+ * frames in the order it gets the requests). The answers are read by the
+ * shared rules (internal/wire/sendAnswer.ts): a send succeeds on `2xx`; the
+ * answers that mean the connection is gone (`404`, `410`) call `gone`;
+ * `429`, a `5xx` (at most 3 times) and no answer send the same frame again
+ * after a wait, before any other, so that the order holds. What is still
+ * waiting when the scope closes fails `NotConnected`.
  */
 export const sender = (
   sendUrl: string,
+  backoff: (attempt: number) => number,
   gone: (why: string) => void
 ): Effect.Effect<(text: string) => Effect.Effect<void, SendError>, never, Scope.Scope> =>
   Effect.gen(function*() {
@@ -136,38 +126,55 @@ export const sender = (
     let goneWhy: string | undefined
     const post = (text: string): Effect.Effect<void, SendError> =>
       Effect.gen(function*() {
+        const attempts = new Attempts(backoff)
         while (true) {
-          const answer = yield* request(sendUrl, {
+          const answer = yield* Effect.result(request(sendUrl, {
             method: "POST",
             body: text,
             headers: { "content-type": "text/plain; charset=utf-8" }
-          }).pipe(Effect.mapError((error) => notConnected(`the connection is down: ${error.message}`)))
-          switch (answer.status) {
-            case 202:
+          }))
+          if (answer._tag === "Failure") {
+            // not known to be taken: the same frame again, for as long as the connection lasts
+            yield* Effect.sleep(Duration.millis(attempts.unanswered()))
+            continue
+          }
+          const { body, headers, status } = answer.success
+          const verdict = attempts.answered(status, headers.get("retry-after"), body)
+          switch (verdict._tag) {
+            case "Taken":
               return
-            case 400:
-              return yield* rejectedBy(400, answer.body)
-            case 404: {
-              goneWhy = "no such connection"
-              return yield* notConnected("the connection is gone (404: the server does not know it)")
-            }
-            case 410: {
-              goneWhy = endedOf(answer.body)
+            case "Wait":
+              // the server is behind on this connection, or failed: the same frame again, later, before any other
+              yield* Effect.sleep(Duration.millis(verdict.delay))
+              continue
+            case "Gone": {
+              if (verdict.ended === undefined) {
+                goneWhy = "no such connection"
+                return yield* notConnected("the connection is gone (404: the server does not know it)")
+              }
+              goneWhy = describeEnded(verdict.ended)
               return yield* notConnected(`the connection ended (410: ${goneWhy})`)
             }
-            case 413:
+            case "TooLarge":
               return yield* new SendError({
                 reason: "TooLarge",
-                message: `the frame is over the server's limit (413: ${answer.body.trim()})`
+                message: `the frame is over the server's limit (413: ${verdict.message})`
               })
-            case 429:
-              // the server is behind on this connection: the same frame again, later, before any other
-              yield* Effect.sleep(retryAfter(answer.headers))
-              continue
-            case 503:
-              return yield* notConnected("the server is shutting down (503)")
-            default:
-              return yield* notConnected(`POST ${sendUrl} answered ${answer.status}: ${answer.body.trim()}`)
+            case "Refused":
+              return yield* new SendError({
+                reason: "Rejected",
+                message: verdict.message,
+                status: verdict.status,
+                ...(verdict.reason === undefined ? {} : { serverReason: verdict.reason })
+              })
+            case "Failed":
+              return yield* new SendError({
+                reason: "NotConnected",
+                message: `POST ${sendUrl} answered ${verdict.status} ${
+                  1 + maxServerErrorRetries
+                } times: ${verdict.message}`,
+                status: verdict.status
+              })
           }
         }
       })
@@ -179,15 +186,18 @@ export const sender = (
           Effect.sync(() => {
             const interrupted = Exit.isFailure(exit) && Cause.hasInterrupts(exit.cause)
             Deferred.doneUnsafe(item.done, interrupted ? Effect.fail(notConnected()) : exit)
-            if (goneWhy !== undefined) gone(goneWhy)
-          }))
-      )
+            if (goneWhy !== undefined) {
+              gone(goneWhy)
+            }
+          })))
     )
     yield* Effect.forkScoped(Effect.forever(serveOne))
 
     return (text: string) =>
       Effect.suspend(() => {
-        if (closed) return Effect.fail(notConnected())
+        if (closed) {
+          return Effect.fail(notConnected())
+        }
         const done = Deferred.makeUnsafe<void, SendError>()
         Queue.offerUnsafe(queue, { text, done })
         return Deferred.await(done)
@@ -200,7 +210,7 @@ export const sender = (
  * connection expires on the server anyway).
  */
 export const release = (url: string, sendPath: string, connection: string): Effect.Effect<void> =>
-  endpointOf(url, sendPath, { connection }).pipe(
+  endpointOf(url, sendPath, { [HttpQuery.connection]: connection }).pipe(
     Effect.flatMap((target) => request(target, { method: "DELETE" })),
     Effect.timeout("2 seconds"),
     Effect.ignore

@@ -12,7 +12,8 @@
  * with `DELETE /send`.
  */
 import { Deferred, Effect, Schema } from "effect"
-import { endpointOf, release, request, type Settings, sender, withOpenTimeout } from "./http.ts"
+import { HttpQuery } from "../wire/protocol.ts"
+import { endpointOf, release, request, sender, type Settings, withOpenTimeout } from "./http.ts"
 import { type Link, OpenError, type Transport } from "./transport.ts"
 
 /** What a poll answers. */
@@ -43,8 +44,8 @@ export const make = (settings: Settings): Transport => ({
     let ended = false
     yield* Effect.addFinalizer(() => ended ? Effect.void : release(settings.url, settings.sendPath, key))
     const gone = Deferred.makeUnsafe<void>()
-    const sendUrl = yield* endpointOf(settings.url, settings.sendPath, { connection: key })
-    const send = yield* sender(sendUrl, () => {
+    const sendUrl = yield* endpointOf(settings.url, settings.sendPath, { [HttpQuery.connection]: key })
+    const send = yield* sender(sendUrl, settings.backoff, () => {
       ended = true
       Deferred.doneUnsafe(gone, Effect.void)
     })
@@ -53,7 +54,10 @@ export const make = (settings: Settings): Transport => ({
         for (const frame of first) onFrame(frame)
         let failures = 0
         while (true) {
-          const url = yield* endpointOf(settings.url, settings.pollPath, { connection: key, cursor: String(cursor) })
+          const url = yield* endpointOf(settings.url, settings.pollPath, {
+            [HttpQuery.connection]: key,
+            [HttpQuery.cursor]: String(cursor)
+          })
           const answer = yield* Effect.result(request(url))
           if (answer._tag === "Failure" || answer.success.status >= 500 && answer.success.status !== 503) {
             // the answer was lost: ask again with the same cursor, once

@@ -11,7 +11,8 @@
  * a new connection, which the client subscribes again.
  */
 import { Deferred, Effect, type Scope } from "effect"
-import { type Event, frameOf, Parser } from "./eventStream.ts"
+import { type Event, itemOf, Parser } from "../wire/eventStream.ts"
+import { HttpQuery } from "../wire/protocol.ts"
 import { describeCause, endpointOf, NetworkError, release, sender, type Settings, withOpenTimeout } from "./http.ts"
 import { type Link, OpenError, type Transport } from "./transport.ts"
 
@@ -94,11 +95,15 @@ export const make = (settings: Settings): Transport => {
         const event = yield* events.next.pipe(
           Effect.mapError((error) => new OpenError({ message: error.message, cause: error.cause }))
         )
-        if (event === undefined) return yield* new OpenError({ message: `GET ${url}: the stream ended before the connection opened` })
-        if (event.event === "reset") reset = true
-        else if (event.event === "close") return "ended"
-        else if (event.event === "connected") {
-          return { key: event.data, events, resumed: resume !== undefined && !reset && event.data === resume.key }
+        if (event === undefined) {
+          return yield* new OpenError({ message: `GET ${url}: the stream ended before the connection opened` })
+        }
+        const item = itemOf(event)
+        if (item._tag === "Reset") reset = true
+        else if (item._tag === "Close") return "ended"
+        else if (item._tag === "Connected") {
+          const key = item.connection
+          return { key, events, resumed: resume !== undefined && !reset && key === resume.key }
         }
       }
     })
@@ -118,8 +123,8 @@ export const make = (settings: Settings): Transport => {
       if (held === current) held = undefined
     }
     const gone = Deferred.makeUnsafe<void>()
-    const sendUrl = yield* endpointOf(settings.url, settings.sendPath, { connection: key })
-    const send = yield* sender(sendUrl, () => {
+    const sendUrl = yield* endpointOf(settings.url, settings.sendPath, { [HttpQuery.connection]: key })
+    const send = yield* sender(sendUrl, settings.backoff, () => {
       forget()
       Deferred.doneUnsafe(gone, Effect.void)
     })
@@ -129,11 +134,11 @@ export const make = (settings: Settings): Transport => {
           const event = yield* events.next
           // the stream ended without a word: it broke, the connection is resumed
           if (event === undefined) return
-          const frame = frameOf(event)
-          if (frame !== undefined) {
-            onFrame(frame)
-            if (event.id !== undefined) current.lastEventId = event.id
-          } else if (event.event === "close") {
+          const item = itemOf(event)
+          if (item._tag === "Frame") {
+            onFrame(item.text)
+            if (event.lastEventId !== "") current.lastEventId = event.lastEventId
+          } else if (item._tag === "Close") {
             // the connection ended (closed by the server, drained, a slow consumer)
             forget()
             return

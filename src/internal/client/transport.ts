@@ -16,7 +16,7 @@ import { Data, type Effect, type Scope } from "effect"
 export class SendError extends Data.TaggedError("SendError")<{
   readonly reason: "NotConnected" | "Rejected" | "TooLarge"
   readonly message: string
-  /** For `Rejected`: the status the server answered. */
+  /** For `Rejected`: the status the server answered; for `NotConnected`, the `5xx` that made the send fail. */
   readonly status?: number | undefined
   /** For `Rejected`: the reason the server gave. */
   readonly serverReason?: string | undefined

@@ -49,17 +49,38 @@ export const SessionHeader = {
   restore: "restore"
 } as const
 
+/** The headers of presence frames (the answer to the `presence` command, join and leave events). */
+export const PresenceHeader = {
+  /** The channel asked about, or joined or left. */
+  channel: "channel",
+  /** On an answer: how many members it lists. */
+  count: "count",
+  /** On an answer: `yes` when the list stops at the limit. */
+  cut: "cut",
+  /** On an answer: `yes` when every node answered. */
+  complete: "complete",
+  /** On an event: `join` or `leave`. */
+  event: "event",
+  /** On an event: the id of the connection that joined or left. */
+  connection: "connection",
+  /** On an event: the node of that connection. */
+  node: "node"
+} as const
+
 /** The commands the protocol reserves. */
 export const Command = {
   error: "error",
   position: "position",
   session: "session",
   presence: "presence",
-  subscribe: "subscribe"
+  subscribe: "subscribe",
+  unsubscribe: "unsubscribe"
 } as const
 
 /** The close codes the server uses. */
 export const CloseCode = {
+  /** A normal close: the connection is done (the default of `Connection.close`). */
+  normal: 1000,
   /** The server is shutting down. */
   goingAway: 1001,
   /** An `onOpen` hook refused the connection, or a policy was broken. */
@@ -76,4 +97,37 @@ export const CloseCode = {
   expired: 4002,
   /** Too many messages past `messageRate`. */
   rateLimited: 1008
+} as const
+
+/** What a subscription's `since` says to ask for positions from now on (no recovery). */
+export const sinceNow = "now"
+
+/** The header that asks for an upstream's reply (Upstream.ts). */
+export const upstreamReplyHeader = "upstream-reply"
+
+/** The HTTP transports' default paths (docs/transports.md). */
+export const HttpPath = {
+  sse: "/sse",
+  poll: "/poll",
+  send: "/send"
+} as const
+
+/** The HTTP transports' query parameters. */
+export const HttpQuery = {
+  /** The id of the connection (`POST /send`, `DELETE /send`, `GET /poll` after the first). */
+  connection: "connection",
+  /** The number of the last frame a poll has taken. */
+  cursor: "cursor"
+} as const
+
+/** The control events of an SSE stream (their data never starts with the version). */
+export const StreamEvent = {
+  /** The connection is open (or resumed): its id. */
+  connected: "connected",
+  /** The server does not know the connection to resume: the `connected` after it is a new one. */
+  reset: "reset",
+  /** The connection ended: `{"code":…,"reason":…}`. */
+  close: "close",
+  /** Frames the server no longer held: `{"from":…,"to":…}`. */
+  gap: "gap"
 } as const

@@ -1,0 +1,498 @@
+/**
+ * The browser SDK's client, `Lhttp`, and the `Context` its hooks receive: a
+ * connection over a WebSocket, SSE or long-poll, kept up by reconnecting
+ * with backoff, subscribing again to every channel (since its position for a
+ * history channel) and restoring the session on each new connection. The
+ * rules it shares with the Effect client (backoff, positions, sessions, the
+ * answers of `POST /send`) are internal/wire/'s.
+ */
+import { isUnasked, Positions } from "../internal/wire/positions.ts"
+import { Header } from "../internal/wire/protocol.ts"
+import type { Change } from "../internal/wire/sessionState.ts"
+import { type Conn, Dialer, open, pageUrl } from "./dialer.ts"
+import { CLOSING, type Closing, guarded, type HttpConnection, HttpLink, OPEN, type Refusal } from "./httpLink.ts"
+import {
+  type Channels,
+  encode,
+  entriesOf,
+  errorOf,
+  fromEvent,
+  type HeadersInput,
+  isErrorFrame,
+  joinChannels,
+  LhttpError,
+  Message,
+  type MessageInput,
+  received
+} from "./message.ts"
+import {
+  type LhttpOptions,
+  reconnectOf,
+  type RequestOptions,
+  type Session,
+  type SessionChange,
+  type State,
+  type Transport,
+  transportsOf,
+  type WebSocketLike
+} from "./options.ts"
+import { Queue } from "./queue.ts"
+import { Requests } from "./requests.ts"
+import { SessionKeeper } from "./sessionKeeper.ts"
+import { Subscriptions } from "./subscriptions.ts"
+
+/**
+ * What a hook receives, and a way to send. `req` is the received message (empty for the shared
+ * `lhttp.context` and for open, close and error); `setCommand` and `addHeader` stage the next
+ * send only: every send starts fresh.
+ */
+export class Context {
+  readonly lhttp: Lhttp
+  readonly req: Message
+  /**
+   * `on_close`: the WebSocket's close event, or for SSE and long-poll `{ code, reason, wasClean }`.
+   * `on_error`: the WebSocket's error event; for SSE and long-poll the `Error` of a failed request,
+   * a {@link GapEvent}, or the {@link LhttpError} of a frame `POST /send` refused (not a request's).
+   */
+  readonly event: unknown
+  /** `on_open`: whether this is a reconnection (the subscriptions were re-sent just before). */
+  declare reconnected?: boolean
+  /** `on_close`: the close code. */
+  declare code?: number
+  /** `on_close`: whether the client will reconnect. */
+  declare willReconnect?: boolean
+  /** `on_session`: what changed. */
+  declare change?: SessionChange
+  /** `on_session`: the session now (`undefined` once closed). */
+  declare session?: Session | undefined
+  /** `on_session`: the session's key (for `"closed"`, the key that was closed). */
+  declare key?: string
+  /**
+   * `on_close`: the close reason. `on_session` `"closed"`: why: `"Closed"` (the server closed it:
+   * `closed:<key>`), `"SessionNotFound"` (the server no longer knows it: a restore was refused, or
+   * it expired) or `"Cleared"` ({@link Lhttp.clearSession}).
+   */
+  declare reason?: string
+  /** `on_session` `"closed"` with reason `"SessionNotFound"`: the error frame's {@link LhttpError}. */
+  declare error?: LhttpError
+  #command: string | undefined
+  #headers = new Map<string, string>()
+
+  constructor(lhttp: Lhttp, message?: Message | null, event?: unknown) {
+    this.lhttp = lhttp
+    this.req = message ?? new Message()
+    this.event = event
+  }
+  /** The current connection: the WebSocket, or the SSE or long-poll connection. */
+  get conn(): WebSocketLike | HttpConnection | undefined {
+    return this.lhttp.conn
+  }
+  getCommand(): string {
+    return this.req.command
+  }
+  getHeader(name: string): string | undefined {
+    return this.req.headers.get(name)
+  }
+  getHeaders(): Record<string, string> {
+    return Object.fromEntries(this.req.headers)
+  }
+  getBody(): string {
+    return this.req.body
+  }
+  /** The error of an error frame (`LHTTP/1.0 error` with `status`), else `undefined`. */
+  getError(): LhttpError | undefined {
+    return isErrorFrame(this.req) ? errorOf(this.req) : undefined
+  }
+  /** The command of the next send (default: the received command). */
+  setCommand(command: string): this {
+    this.#command = String(command)
+    return this
+  }
+  /** A header of the next send. */
+  addHeader(name: string, value: string | number): this {
+    this.#headers.set(String(name), String(value))
+    return this
+  }
+  /** Sends the staged command and headers with `body`, then clears them. */
+  send(body?: string | null): void {
+    const message = new Message(this.#command ?? this.req.command, this.#headers, body)
+    this.#command = undefined
+    this.#headers = new Map()
+    this.lhttp.send(message)
+  }
+  /** Sends `command` with `publish:<channels>`, then `headers`, and `body`. */
+  publish(channels: Channels, command?: string | null, headers?: HeadersInput, body?: string | null): void {
+    this.#withChannels(Header.publish, channels, command, headers, body)
+  }
+  /**
+   * Sends `command` with `subscribe:<channels>` (and `since:now`, see {@link Lhttp.send}); the
+   * client re-sends it after each reconnect.
+   */
+  subscribe(channels: Channels, command?: string | null, headers?: HeadersInput, body?: string | null): void {
+    this.#withChannels(Header.subscribe, channels, command, headers, body)
+  }
+  /** Sends `command` with `unsubscribe:<channels>`; the channels are no longer re-subscribed. */
+  unsubscribe(channels: Channels, command?: string | null, headers?: HeadersInput, body?: string | null): void {
+    this.#withChannels(Header.unsubscribe, channels, command, headers, body)
+  }
+  /** {@link Lhttp.request} */
+  request(command: string, headers?: HeadersInput, body?: string | null, options?: RequestOptions): Promise<Context> {
+    return this.lhttp.request(command, headers, body, options)
+  }
+  #withChannels(
+    header: string,
+    channels: Channels,
+    command: string | null | undefined,
+    headers: HeadersInput,
+    body: string | null | undefined
+  ): void {
+    this.addHeader(header, joinChannels(channels))
+    if (command != null) this.setCommand(command)
+    for (const [name, value] of entriesOf(headers)) if (value != null) this.addHeader(String(name), String(value))
+    this.send(body)
+  }
+}
+
+/**
+ * An LHTTP connection: opens at construction (over the first of `transports` that connects),
+ * reconnects with backoff, and re-sends every subscription after each reconnect. With a session
+ * (a `session` frame received, or option `session` / `sessionStorage`), each new connection first
+ * restores it (`LHTTP/1.0 session` with `restore:<key>` and an `id`) and waits for the answer
+ * before it is `"open"`, re-subscribes and sends what was queued. An SSE stream or
+ * a poll that breaks resumes the same connection (`state` goes `"reconnecting"`, then `"open"`, with
+ * no `on_close` nor `on_open`: nothing is lost nor re-sent). Override the hooks by assigning them or
+ * in a subclass.
+ */
+export class Lhttp {
+  /** `fromEvent`, as a static: `Lhttp.fromEvent(event.data)`. */
+  static fromEvent: (data: string) => string = fromEvent
+  /** A context for sending from outside the hooks: `lhttp.context.publish("room", "chat", null, "hi")`. */
+  readonly context: Context
+  readonly #url: string
+  readonly #options: LhttpOptions
+  readonly #dialer: Dialer
+  #conn: Conn | undefined
+  #state: State = "connecting"
+  #opens = 0
+  #wasOpen = false
+  #closing = false
+  #closeWaiters: Array<() => void> = []
+  readonly #subscriptions = new Subscriptions()
+  readonly #positions = new Positions()
+  readonly #queue: Queue
+  readonly #requests = new Requests<Context, Conn>()
+  readonly #prefix = Math.random().toString(36).slice(2, 8)
+  #nextId = 0
+  readonly #sessions: SessionKeeper
+
+  /** Without `url`, in a browser: `ws(s)://<location.host>/`. */
+  constructor(url?: string | URL | null, options?: LhttpOptions) {
+    options ??= {}
+    this.#url = url == null ? pageUrl() : String(url)
+    this.#options = options
+    this.#dialer = new Dialer(transportsOf(options.transports), reconnectOf(options.reconnect))
+    this.context = new Context(this, null)
+    this.#sessions = new SessionKeeper(options)
+    this.#queue = new Queue(options.maxQueue ?? 1000)
+    this.#open(true)
+  }
+
+  /** Each open, reconnections included (`context.reconnected`). */
+  on_open(_context: Context): void {}
+  /** Each frame received, except the replies to {@link request}. */
+  on_message(_context: Context): void {}
+  /** Each close of an open connection, and the end (`context.willReconnect` false). */
+  on_close(_context: Context): void {}
+  /**
+   * Each WebSocket error event (failed reconnection attempts included); over SSE and long-poll,
+   * each failed request, a gap in an SSE stream, and a frame `POST /send` refused.
+   */
+  on_error(_context: Context): void {}
+  /** Each change of {@link state}. */
+  on_state(_state: State): void {}
+  /**
+   * Each change of the session: created, updated, restored (after a new connection, before the
+   * subscriptions are re-sent) and closed (by the server, refused as `SessionNotFound`, or cleared).
+   * `context.change`, `context.session`, `context.key`; the `session` frame in `context.req`.
+   */
+  on_session(_context: Context): void {}
+
+  get url(): string {
+    return this.#url
+  }
+  /** `"connecting"`, `"open"`, `"reconnecting"`, `"closing"` or `"closed"` (for good). */
+  get state(): State {
+    return this.#state
+  }
+  /** The transport in use, or being tried while none has opened yet. */
+  get transport(): Transport {
+    return this.#dialer.transport
+  }
+  /** The transports to try, in order. */
+  get transports(): ReadonlyArray<Transport> {
+    return Array.from(this.#dialer.transports)
+  }
+  /** The current connection, if any: the WebSocket, or the SSE or long-poll connection. */
+  get conn(): WebSocketLike | HttpConnection | undefined {
+    return this.#conn
+  }
+  /** The channels subscribed to, re-sent after each reconnect. */
+  get channels(): ReadonlyArray<string> {
+    return this.#subscriptions.channels
+  }
+  /**
+   * The last position of a subscribed history channel: known from the `position` message that
+   * answers its subscription, then advanced by the positions of its messages. After a reconnect
+   * the channel is subscribed `since` it, and what was published meanwhile arrives before the live
+   * messages. `undefined` for a channel without history (its `position` message says
+   * `NoHistory`): position-like headers of its messages are the publisher's text, never taken.
+   */
+  position(channel: string): { readonly epoch: string; readonly offset: number } | undefined {
+    return this.#positions.get(channel)
+  }
+  /** The session as the server last told it, or `undefined` (none, not restored yet, or closed). */
+  get session(): Session | undefined {
+    return this.#sessions.session
+  }
+  /** The key restored after each new connection: the session's, or the one given or saved, until refused. */
+  get sessionKey(): string | undefined {
+    return this.#sessions.state.key
+  }
+
+  /**
+   * Forgets the session here and in `sessionStorage` (no more restores); `on_session` with
+   * `"closed"` and reason `"Cleared"`. The server is not told.
+   */
+  clearSession(): void {
+    this.#sessionChanged(this.#sessions.state.clear(), null)
+  }
+
+  /**
+   * Sends a message now, or queues it while the connection is not open (sent after the
+   * re-subscriptions of the next open); a message that only subscribes is not queued, since it
+   * is re-sent anyway. A message that subscribes without a `since` header gets `since:now` right
+   * after its `subscribe`: its channels are answered with `position` messages (passed to
+   * `on_message`), and the messages of history channels carry their positions. Throws an
+   * {@link LhttpError} once closed or when the queue is full.
+   */
+  send(message: MessageInput): void {
+    const given = message instanceof Message ? message : new Message(message.command, message.headers, message.body)
+    if (this.#closing || this.#state === "closed") throw new LhttpError(0, "Closed", "this client is closed")
+    const { onlySubscribes, sending, text } = this.#subscriptions.note(given, this.#positions)
+    const id = sending.headers.get(Header.id)
+    const conn = this.#conn
+    if (this.#state === "open" && conn !== undefined && conn.readyState === OPEN) this.#transmit(conn, text, id)
+    else if (!onlySubscribes) this.#queue.add(text, id)
+  }
+
+  /**
+   * Sends a request with an `id` header (generated unless given). Resolves with the context of
+   * the reply that carries the same `id`; rejects with an {@link LhttpError} for an error frame,
+   * a timeout, or a connection that closed before the reply.
+   */
+  request(command: string, headers?: HeadersInput, body?: string | null, options?: RequestOptions): Promise<Context> {
+    const message = new Message(command, headers, body)
+    const given = message.headers.get(Header.id)
+    const id = given === undefined || given === "" ? this.#newId() : given
+    message.headers.set(Header.id, id)
+    if (this.#requests.has(id)) {
+      return Promise.reject(new LhttpError(0, "DuplicateId", `a request with id ${id} is pending`, id))
+    }
+    const timeout = options?.timeout ?? this.#options.requestTimeout ?? 10_000
+    const reply = this.#requests.wait(id, timeout, "reply to request", undefined, () => this.#queue.drop(id))
+    try {
+      this.send(message)
+    } catch (error) {
+      this.#requests.reject(id, error as LhttpError)
+    }
+    return reply
+  }
+
+  /**
+   * Closes for good (no reconnection); resolves when the connection is closed (over SSE and
+   * long-poll: once what was handed to it is sent and `DELETE /send` answered).
+   */
+  close(code = 1000, reason = ""): Promise<void> {
+    this.#closing = true
+    this.#dialer.stop()
+    this.#queue.take()
+    this.#requests.rejectAll((id) => new LhttpError(0, "Closed", "the client was closed", id))
+    const done = new Promise<void>((resolve) => this.#closeWaiters.push(resolve))
+    const conn = this.#conn
+    if (conn !== undefined && conn.readyState <= CLOSING) {
+      this.#setState("closing")
+      if (conn.readyState <= OPEN) conn.close(code, reason)
+    } else {
+      this.#conn = undefined
+      this.#finish()
+    }
+    return done
+  }
+
+  #newId(): string {
+    return `${this.#prefix}-${++this.#nextId}`
+  }
+
+  // initial: called by the constructor, which throws what no transport could even start with
+  #open(initial = false): void {
+    let conn: Conn
+    try {
+      conn = open(this.#dialer.transport, this.#url, this.#options, this.#dialer)
+    } catch (error) {
+      if (this.#dialer.fallBack()) return this.#open(initial)
+      if (initial) throw error
+      return this.#retry()
+    }
+    this.#conn = conn
+    this.#wasOpen = false
+    conn.onopen = () => conn === this.#conn && this.#opened(conn)
+    conn.onmessage = (event: { readonly data: unknown }) => conn === this.#conn && this.#received(event.data)
+    conn.onerror = (event: unknown) => conn === this.#conn && this.#hook("on_error", new Context(this, null, event))
+    conn.onclose = (event: Closing) => conn === this.#conn && this.#closed(conn, event)
+    if (conn instanceof HttpLink) {
+      conn.oninterrupt = () => conn === this.#conn && this.#setState("reconnecting")
+      conn.onresume = () => conn === this.#conn && this.#resumed(conn)
+      conn.ongap = (event) => conn === this.#conn && this.#hook("on_error", new Context(this, null, event))
+      conn.onrefused = (refusal) => this.#refused(refusal)
+    }
+  }
+
+  #opened(conn: Conn): void {
+    const reconnected = this.#opens++ > 0
+    this.#wasOpen = true
+    this.#dialer.opened()
+    // the session first: a processor that reads it (a chat join without a name) must find it
+    if (this.#sessions.state.key !== undefined) this.#restore(conn, reconnected)
+    else this.#ready(conn, reconnected)
+  }
+
+  // the connection is usable: open, the subscriptions re-sent, the queue sent, on_open
+  #ready(conn: Conn, reconnected: boolean): void {
+    const context = Object.assign(new Context(this, null), { reconnected })
+    this.#setState("open")
+    for (const message of this.#subscriptions.again(this.#positions)) conn.send(encode(message))
+    for (const { id, text } of this.#queue.take()) this.#transmit(conn, text, id)
+    this.#hook("on_open", context)
+  }
+
+  // Sends `session` with `restore:<key>` and waits for its answer (the session frame, or an error)
+  // before the connection is ready: the server runs requests concurrently with other messages.
+  #restore(conn: Conn, reconnected: boolean): void {
+    const id = this.#newId()
+    const { change, frame } = this.#sessions.state.restore(id)
+    if (frame === undefined) {
+      this.#sessionChanged(change, null)
+      return this.#ready(conn, reconnected)
+    }
+    const answer = this.#requests.wait(
+      id,
+      this.#options.requestTimeout ?? 10_000,
+      "answer to the session restore",
+      conn
+    )
+    try {
+      this.#transmit(conn, encode(frame), id)
+    } catch (error) {
+      this.#requests.reject(id, error as LhttpError)
+    }
+    answer.then(
+      () => {
+        this.#sessions.state.settled(id)
+        if (conn !== this.#conn || this.#closing) return
+        this.#ready(conn, reconnected)
+      },
+      (error: LhttpError) => {
+        const change = this.#sessions.state.refused(id, error.reason)
+        if (conn !== this.#conn || this.#closing) return
+        if (change !== undefined) this.#sessionChanged(change, null, error)
+        else this.#hook("on_error", new Context(this, null, error)) // kept: tried again on the next connection
+        this.#ready(conn, reconnected)
+      }
+    )
+  }
+
+  // a stream or poll that broke goes on with the same connection: what waited goes out
+  #resumed(conn: HttpLink): void {
+    if (this.#sessions.state.restoring !== undefined) return // the restore's answer makes it ready
+    this.#setState("open")
+    for (const { id, text } of this.#queue.take()) this.#transmit(conn, text, id)
+  }
+
+  #received(data: unknown): void {
+    const message = received(data)
+    if (message === undefined) return // protocol.md §8: a client may ignore what it does not understand
+    const id = message.headers.get(Header.id)
+    this.#positions.observe(message, (channel) => this.#subscriptions.has(channel))
+    if (isUnasked(message, (channel) => this.#subscriptions.askedByApp(channel))) return
+    this.#sessionChanged(this.#sessions.state.observe(message), message)
+    const answered = id !== undefined &&
+      (isErrorFrame(message)
+        ? this.#requests.reject(id, errorOf(message))
+        : this.#requests.resolve(id, new Context(this, message)))
+    if (!answered) this.#hook("on_message", new Context(this, message))
+  }
+
+  // POST /send refused a frame (400, 413, ...): its request fails, or on_error tells it
+  #refused({ error, id }: Refusal): void {
+    if (id === undefined || !this.#requests.reject(id, error)) this.#hook("on_error", new Context(this, null, error))
+  }
+
+  #closed(conn: Conn, event: Closing): void {
+    this.#conn = undefined
+    this.#sessions.state.abandon()
+    // what an SSE or long-poll connection had not handed to the server goes out on the next one
+    const unsent = event.unsent ?? []
+    if (!this.#closing) this.#queue.putBack(unsent)
+    this.#requests.closed(conn, unsent)
+    const opened = this.#wasOpen
+    // a transport that could not connect: the next one, at once
+    if (!opened && !this.#closing && this.#dialer.fallBack()) return this.#open()
+    const retry = !this.#closing && this.#dialer.retries
+    const context = Object.assign(new Context(this, null, event), {
+      code: event.code,
+      reason: event.reason,
+      willReconnect: retry
+    })
+    if (!retry) this.#finish()
+    else if (opened && event.immediate === true) {
+      // the server no longer knows the connection: a new one now, with the subscriptions
+      this.#setState("reconnecting")
+      this.#open()
+    } else this.#retry()
+    // a failed attempt to reconnect is no connection closing: only on_error and on_state tell it
+    if (opened || !retry) this.#hook("on_close", context)
+  }
+
+  #retry(): void {
+    if (!this.#dialer.later(() => this.#open())) return this.#finish()
+    this.#setState("reconnecting")
+  }
+
+  #finish(): void {
+    this.#queue.take()
+    this.#setState("closed")
+    for (const resolve of this.#closeWaiters.splice(0)) resolve()
+  }
+
+  #transmit(conn: Conn, text: string, id: string | undefined): void {
+    this.#requests.sentOn(id, conn)
+    if (conn instanceof HttpLink) conn.send(text, id)
+    else conn.send(text)
+  }
+
+  // a change of the session: kept in storage, told to on_session
+  #sessionChanged(change: Change | undefined, message: Message | null, error?: LhttpError): void {
+    if (change === undefined) return
+    this.#hook("on_session", Object.assign(new Context(this, message), this.#sessions.changed(change, error)))
+  }
+
+  #setState(state: State): void {
+    if (state === this.#state) return
+    this.#state = state
+    guarded(() => this.on_state(state))
+  }
+
+  #hook(name: "on_open" | "on_message" | "on_close" | "on_error" | "on_session", context: Context): void {
+    guarded(() => this[name](context))
+  }
+}

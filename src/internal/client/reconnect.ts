@@ -1,0 +1,82 @@
+/**
+ * How the Effect client keeps its connection up: a connection is opened, read
+ * until it ends, and opened again after the wait a `Schedule` decides (as
+ * `RpcClient`'s `retryPolicy`). The default Schedule is the backoff both
+ * clients share (internal/wire/backoff.ts), written as a Schedule here and
+ * nowhere else.
+ */
+import { Clock, Duration, Effect, Pull, Schedule } from "effect"
+import * as Backoff from "../wire/backoff.ts"
+
+/**
+ * The shared backoff as a Schedule: the wait before attempt n (0 for the
+ * first) is `Backoff.delay(backoff, n)`, its jitter drawn when it is due. It
+ * never ends; its output is n.
+ */
+export const schedule = (backoff: Backoff.Backoff): Schedule.Schedule<number> =>
+  Schedule.forever.pipe(Schedule.modifyDelay(({ output }) => Effect.sync(() => Backoff.delay(backoff, output))))
+
+/** The numbers of a backoff as the client's `reconnect` option gives them (`ReconnectOptions`): durations or ms. */
+export interface Numbers {
+  readonly initialDelay?: Duration.Input | undefined
+  readonly maxDelay?: Duration.Input | undefined
+  readonly factor?: number | undefined
+  readonly jitter?: number | undefined
+}
+
+/** The backoff of `numbers`, the shared defaults where one is not given. */
+export const backoffOf = (numbers: Numbers | undefined): Backoff.Backoff => {
+  const millis = (input: Duration.Input | undefined, fallback: number) =>
+    input === undefined ? fallback : Duration.toMillis(Duration.fromInputUnsafe(input))
+  return {
+    initialDelay: millis(numbers?.initialDelay, Backoff.defaults.initialDelay),
+    maxDelay: millis(numbers?.maxDelay, Backoff.defaults.maxDelay),
+    factor: numbers?.factor ?? Backoff.defaults.factor,
+    jitter: numbers?.jitter ?? Backoff.defaults.jitter
+  }
+}
+
+/**
+ * What the client's `reconnect` option asks for: the reconnect Schedule
+ * (undefined: no reconnect), and the backoff of a frame `POST /send` sends
+ * again (the option's numbers, or the defaults).
+ */
+export const fromOption = (reconnect: Schedule.Schedule<unknown> | Numbers | false | undefined): {
+  readonly schedule: Schedule.Schedule<unknown> | undefined
+  readonly backoff: Backoff.Backoff
+} => {
+  if (reconnect === false) return { schedule: undefined, backoff: Backoff.defaults }
+  if (Schedule.isSchedule(reconnect)) return { schedule: reconnect, backoff: Backoff.defaults }
+  const backoff = backoffOf(reconnect)
+  return { schedule: schedule(backoff), backoff }
+}
+
+/**
+ * Runs `connection` (it returns whether the connection opened) again and
+ * again for as long as `schedule` goes on: after each end, unless `closed()`,
+ * the Schedule's next wait, told by `reconnecting` right before it starts.
+ * A connection that opened starts the Schedule again from its first wait.
+ * Without a Schedule, the connection is tried once.
+ */
+export const keepUp = (options: {
+  readonly connection: Effect.Effect<boolean>
+  readonly schedule: Schedule.Schedule<unknown> | undefined
+  readonly closed: () => boolean
+  readonly reconnecting: Effect.Effect<void>
+}): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const { connection, schedule } = options
+    if (schedule === undefined) return yield* Effect.asVoid(connection)
+    let step = yield* Schedule.toStep(schedule)
+    while (true) {
+      if (yield* connection) step = yield* Schedule.toStep(schedule)
+      if (options.closed()) return
+      const wait = yield* step(yield* Clock.currentTimeMillis, undefined).pipe(
+        Effect.map(([, delay]): Duration.Duration | undefined => delay),
+        Pull.catchDone(() => Effect.succeed(undefined))
+      )
+      if (wait === undefined) return
+      yield* options.reconnecting
+      yield* Effect.sleep(wait)
+    }
+  })

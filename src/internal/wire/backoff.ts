@@ -1,0 +1,29 @@
+/**
+ * The wait before a reconnect, and before a frame `POST /send` could not
+ * hand over is sent again: exponential, capped, with jitter. One rule for
+ * both clients (docs/clients.md, "Rules both clients follow").
+ */
+
+/** How the waits grow. */
+export interface Backoff {
+  /** The first wait, in ms. */
+  readonly initialDelay: number
+  /** The longest wait, in ms. */
+  readonly maxDelay: number
+  /** The growth of the wait per attempt. */
+  readonly factor: number
+  /** The share of each wait taken off at random, 0 to 1. */
+  readonly jitter: number
+}
+
+/** 500 ms, doubling, at most 10 s, up to half of each wait taken off at random. */
+export const defaults: Backoff = { initialDelay: 500, maxDelay: 10_000, factor: 2, jitter: 0.5 }
+
+/**
+ * The wait before attempt `attempt` (0 for the first), in ms:
+ * `min(maxDelay, initialDelay * factor^attempt) * (1 - jitter * random)`.
+ */
+export const delay = (backoff: Backoff, attempt: number, random: number = Math.random()): number => {
+  const jitter = Math.min(1, Math.max(0, backoff.jitter))
+  return Math.min(backoff.maxDelay, backoff.initialDelay * backoff.factor ** attempt) * (1 - jitter * random)
+}
