@@ -8,7 +8,7 @@
  */
 import { NodeWS } from "@effect/platform-node"
 import { afterEach, assert, describe, it, vi } from "@effect/vitest"
-import { Effect, Layer, Stream } from "effect"
+import { Effect, Layer, Schedule, Stream } from "effect"
 import * as Socket from "effect/socket/Socket"
 import { TestClock } from "effect/testing"
 import * as LhttpClient from "../src/LhttpClient.ts"
@@ -76,5 +76,41 @@ describe("LhttpClient: the reconnect default", () => {
     Effect.gen(function*() {
       vi.spyOn(Math, "random").mockReturnValue(0.96)
       yield* expectWaits([260, 520, 1040, 2080, 4160, 5200, 5200])
+    }))
+})
+
+describe("LhttpClient: a reconnect Schedule of one's own", () => {
+  it.effect("a finite Schedule is followed to its end: 3 dials 200 ms apart, then the client is closed", () =>
+    Effect.gen(function*() {
+      const port = yield* Effect.promise(() => freePort())
+      const clock = yield* TestClock.testClockWith(Effect.succeed)
+      const real = yield* Effect.service(Socket.WebSocketConstructor).pipe(
+        Effect.provide(NodeWS.layerWebSocketConstructor)
+      )
+      const dials: Array<number> = []
+      const constructor = Layer.succeed(Socket.WebSocketConstructor, (url, options) => {
+        dials.push(clock.currentTimeMillisUnsafe())
+        return real(url, options)
+      })
+      const client = yield* LhttpClient.connect(`ws://127.0.0.1:${port}/`, {
+        reconnect: Schedule.spaced("200 millis").pipe(Schedule.upTo({ times: 2 }))
+      }).pipe(Effect.provide(constructor))
+      const states: Array<LhttpClient.State> = []
+      yield* Stream.runForEach(client.states, (state) => Effect.sync(() => states.push(state))).pipe(Effect.forkScoped)
+      for (let attempt = 1; attempt <= 3; attempt++) {
+        yield* TestClock.withLive(until(Effect.sync(() => dials.length === attempt)))
+        if (attempt < 3) {
+          // the dial failed (real I/O) and the 200 ms wait began
+          yield* TestClock.withLive(
+            until(Effect.sync(() => states.filter((s) => s === "reconnecting").length === attempt))
+          )
+          yield* TestClock.adjust(200)
+        }
+      }
+      yield* TestClock.withLive(until(Effect.sync(() => states.at(-1) === "closed")))
+      assert.deepStrictEqual(dials, [0, 200, 400])
+      // nothing after the Schedule's end, however long one waits
+      yield* TestClock.adjust(60_000)
+      assert.strictEqual(dials.length, 3)
     }))
 })

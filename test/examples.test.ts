@@ -104,7 +104,10 @@ describe("examples/echo-server.ts", () => {
     const client = await open(url)
 
     client.send("LHTTP/1.0 nope\r\nid:7\r\n\r\nbody")
-    assert.strictEqual(await client.next(), errorFrame(404, "UnknownCommand", `no processor for the command "nope"`, "7"))
+    assert.strictEqual(
+      await client.next(),
+      errorFrame(404, "UnknownCommand", `no processor for the command "nope"`, "7")
+    )
     client.send("hello?")
     assert.strictEqual(await client.next(), errorFrame(400, "NotLhttp", `a frame starts with "LHTTP/1.0 <command>"`))
     client.send("LHTTP/1.0 echo\r\n\r\nstill open")
@@ -183,7 +186,10 @@ describe("examples/multipart-upload.ts", () => {
 
     const body = "content-type:text/plain\r\nname:a.txt\r\n\r\nhello" + "content-type:application/json\r\n\r\n{\"x\":1}"
     client.send(`LHTTP/1.0 upload\r\nmultipart:0 44\r\n\r\n${body}`)
-    assert.strictEqual(await client.next(), "LHTTP/1.0 upload\r\n\r\na.txt text/plain 5 bytes\n- application/json 7 bytes")
+    assert.strictEqual(
+      await client.next(),
+      "LHTTP/1.0 upload\r\n\r\na.txt text/plain 5 bytes\n- application/json 7 bytes"
+    )
 
     // offsets are UTF-8 bytes; parts may have no headers
     const joined = Multipart.join([
@@ -363,7 +369,10 @@ describe("examples/cluster.ts", () => {
     })))
     assert.strictEqual(result.code, 0, result.output)
     assert.include(result.output, "NATS: connected")
-    assert.include(result.output, String.raw`node A received: "LHTTP/1.0 chat\r\npublish:lobby\r\n\r\nhello from node B"`)
+    assert.include(
+      result.output,
+      String.raw`node A received: "LHTTP/1.0 chat\r\npublish:lobby\r\n\r\nhello from node B"`
+    )
   })
 })
 
@@ -380,7 +389,8 @@ describe("examples/upstream-recorder.ts", () => {
     const bob = await open(`ws://127.0.0.1:${port}/`)
     bob.send("LHTTP/1.0 chat\r\nsubscribe:room\r\n\r\n")
     await nothingMore(bob) // bob is subscribed once the probe is answered
-    const message = `LHTTP/1.0 chat\r\npublish:room\r\nupstream:POST http://127.0.0.1:${backendPort}/records\r\n\r\nhello room`
+    const message =
+      `LHTTP/1.0 chat\r\npublish:room\r\nupstream:POST http://127.0.0.1:${backendPort}/records\r\n\r\nhello room`
     alice.send(message)
     assert.strictEqual(await bob.next(), message)
     await program.waitFor(/backend: stored record #1/, 5_000)
@@ -409,7 +419,10 @@ describe("examples/node-client.ts", () => {
   })
 })
 
-/** What a program printed itself: its output lines without the logger's (`[hh:mm:ss.mmm] LEVEL …`) and the blank ones. */
+/**
+ * What a program printed itself: its output lines without the logger's (`[hh:mm:ss.mmm] LEVEL …`) and the blank
+ * ones.
+ */
 const printed = (output: string): Array<string> =>
   output.split("\n").filter((line) => line !== "" && !/^\[\d\d:\d\d:\d\d\.\d\d\d\] [A-Z]+ /.test(line))
 
@@ -458,7 +471,10 @@ describe("examples/login-session.ts", () => {
     })
     programs.push(server)
     await server.waitFor(/listening on/, 15_000)
-    const result = await run(example("login-session"), { args: ["alice"], env: { LHTTP_URL: `ws://127.0.0.1:${port}/` } })
+    const result = await run(example("login-session"), {
+      args: ["alice"],
+      env: { LHTTP_URL: `ws://127.0.0.1:${port}/` }
+    })
     assert.strictEqual(result.code, 0, result.output)
     const lines = printed(result.output)
     const key = /^session key: ([A-Za-z0-9_-]{22})$/.exec(lines[1] ?? "")?.[1]
