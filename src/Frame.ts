@@ -8,6 +8,7 @@
  * @since 0.1.0
  */
 import { Effect, Option, Result, Schema, SchemaGetter, SchemaIssue } from "effect"
+import * as WireFrame from "./internal/wire/frame.ts"
 import * as Grammar from "./internal/wire/grammar.ts"
 import * as Protocol from "./internal/wire/protocol.ts"
 import { ProtocolError } from "./ProtocolError.ts"
@@ -151,11 +152,7 @@ export const parseBytes = (input: Uint8Array, options?: ParseOptions): Result.Re
  * @since 0.1.0
  * @category encoding
  */
-export const render = (frame: Frame): string => {
-  let out = Protocol.startLine + frame.command + "\r\n"
-  for (const [name, value] of frame.headers) out += name + ":" + value + "\r\n"
-  return out + "\r\n" + frame.body
-}
+export const render: (frame: Frame) => string = WireFrame.render
 
 /**
  * Checks that a frame can be rendered and read back unchanged: no line break

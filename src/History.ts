@@ -13,6 +13,7 @@
 import { Context, Data, Duration, Effect, Layer } from "effect"
 import type { ChannelId } from "./Channel.ts"
 import { randomId } from "./internal/wire/ids.ts"
+import * as Positions from "./internal/wire/positions.ts"
 import * as Protocol from "./internal/wire/protocol.ts"
 
 /**
@@ -238,8 +239,7 @@ export const policyLookup = (policies: ReadonlyArray<Policy>) => (channel: Chann
  * @since 0.1.0
  * @category parsing
  */
-export const parseSince = (value: string): Since | undefined =>
-  value === Protocol.sinceNow ? Protocol.sinceNow : parsePosition(value)
+export const parseSince: (value: string) => Since | undefined = Positions.parseSince
 
 /**
  * Reads a position, `<epoch>:<offset>`: undefined when it is not one.
@@ -247,12 +247,7 @@ export const parseSince = (value: string): Since | undefined =>
  * @since 0.1.0
  * @category parsing
  */
-export const parsePosition = (value: string): Position | undefined => {
-  const match = /^([A-Za-z0-9_-]{1,64}):(0|[1-9][0-9]{0,15})$/.exec(value)
-  if (match === null) return undefined
-  const offset = Number(match[2])
-  return Number.isSafeInteger(offset) ? { epoch: match[1]!, offset } : undefined
-}
+export const parsePosition: (value: string) => Position | undefined = Positions.parsePosition
 
 // the header lines of a position, up to the value: `channel:`, `offset:`, `epoch:`
 const channelLine = `${Header.channel}:`

@@ -60,7 +60,7 @@ import { Subscriptions, withChannels } from "./internal/client/subscriptions.ts"
 import type { Transport } from "./internal/client/transport.ts"
 import * as WebSocketTransport from "./internal/client/websocket.ts"
 import * as Backoff from "./internal/wire/backoff.ts"
-import { Command, Header, sinceNow } from "./internal/wire/protocol.ts"
+import { Command, Header, HttpPath, sinceNow } from "./internal/wire/protocol.ts"
 import type { Change } from "./internal/wire/sessionState.ts"
 import type * as Message from "./Message.ts"
 import type * as Processor from "./Processor.ts"
@@ -395,9 +395,9 @@ const httpTransport = (url: string, options: HttpOptions): Transport => {
     url,
     backoff: (attempt) => Backoff.delay(backoff, attempt),
     openTimeout: options.openTimeout ?? "10 seconds",
-    ssePath: options.ssePath ?? "/sse",
-    pollPath: options.pollPath ?? "/poll",
-    sendPath: options.sendPath ?? "/send"
+    ssePath: options.ssePath ?? HttpPath.sse,
+    pollPath: options.pollPath ?? HttpPath.poll,
+    sendPath: options.sendPath ?? HttpPath.send
   }
   return options.transport === "sse" ? SseTransport.make(settings) : PollTransport.make(settings)
 }

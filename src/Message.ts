@@ -22,7 +22,7 @@ import { Effect, Option, Result, Schema, SchemaGetter, SchemaIssue } from "effec
 import * as Channel from "./Channel.ts"
 import * as ErrorFrame from "./ErrorFrame.ts"
 import * as Frame from "./Frame.ts"
-import * as History from "./History.ts"
+import * as Positions from "./internal/wire/positions.ts"
 import * as Protocol from "./internal/wire/protocol.ts"
 import * as Multipart from "./Multipart.ts"
 import { ProtocolError } from "./ProtocolError.ts"
@@ -248,7 +248,7 @@ export const classify = (
   }
   const since = frame.headers.get(Header.since)
   if (since !== undefined) {
-    const parsed = History.parseSince(since)
+    const parsed = Positions.parseSince(since)
     if (parsed !== undefined) message.since = parsed
   }
   const upstream = frame.headers.get(Header.upstream)

@@ -105,7 +105,12 @@ const notFound = new SessionError({
 export interface Options {
   /** How long a session lives after it was last created, updated or restored (default 24 hours). */
   readonly ttl?: Duration.Input | undefined
-  /** Makes a session key (default: 128 random bits, base64url). It must be unguessable. */
+  /**
+   * Makes a session key (default: 128 random bits, base64url). It must be
+   * unguessable, and a valid channel token (the session's connections share
+   * the channel `$lhttp.session.<key>`: `Channel.validate` rules, e.g. no
+   * whitespace, `*` or `>`): a key that is not one fails `create` as a defect.
+   */
   readonly generateKey?: (() => string) | undefined
   /** Runs after a session was created, with the connection that created it (audit, metrics). */
   readonly onCreated?: ((session: Session, connection: Connection.Connection) => Effect.Effect<void>) | undefined
@@ -175,6 +180,14 @@ export const sessionFrame = (session: Session, id?: string): Frame.Frame => {
 // the internal channel of a session's connections: clients cannot name it ($ is refused in channel ids); a
 // key that cannot name a channel has none (no session can live under it: keys are made to)
 const channelOf = (key: string) => Channel.internal(`lhttp.session.${key}`)
+
+/** The channel of a session's key; a key that cannot name one is a defect of `generateKey`. */
+const keyChannel = (key: string): Effect.Effect<Channel.ChannelId> => {
+  const channel = channelOf(key)
+  return Result.isFailure(channel)
+    ? Effect.die(new Error(`a session key must name a channel (see generateKey): ${channel.failure.message}`))
+    : Effect.succeed(channel.success)
+}
 
 const attached = Connection.key<string | undefined>("effect-lhttp/Sessions/key")
 
@@ -267,18 +280,13 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
       yield* detach(connection)
       let entry = local.get(key)
       if (entry === undefined) {
-        const channel = channelOf(key)
-        if (Result.isFailure(channel)) {
-          return yield* Effect.die(
-            new Error(`a session key must name a channel (see generateKey): ${channel.failure.message}`)
-          )
-        }
+        const channel = yield* keyChannel(key)
         const scope = Scope.forkUnsafe(serverScope)
         entry = { connections: new Set(), scope }
         local.set(key, entry)
         const subscriber = subscriberOf(key)
         yield* Effect.acquireRelease(
-          hub.subscribe(subscriber, [channel.success]),
+          hub.subscribe(subscriber, [channel]),
           () => hub.unsubscribeAll(subscriber)
         ).pipe(
           Scope.provide(scope),
@@ -328,6 +336,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
       Effect.gen(function*() {
         const value = yield* Effect.fromResult(json(data))
         const key = generateKey()
+        yield* keyChannel(key)
         yield* save(key, value)
         yield* attach(connection, key)
         const session = { key, data: value }

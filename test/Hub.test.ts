@@ -293,8 +293,9 @@ describe("Hub: stream over NATS", () => {
     }))
 })
 
-// The pipeline's built-in after filter in front of the hub (src/internal/pipeline.ts pubSub and
-// publishedText), pinned where mutation testing (docs/testing.md "Mutation testing") found it untested
+// The pipeline's built-in after filter in front of the hub (src/internal/server/builtins.ts pubSub and
+// src/internal/server/exchange.ts publishedText), pinned where mutation testing (docs/testing.md
+// "Mutation testing") found it untested
 describe("Hub: the built-in subscribe / publish / unsubscribe of a message", () => {
   it.live("a since header that cannot be served is refused 400 InvalidSince, each with its own message, nothing applied", () =>
     Effect.gen(function*() {

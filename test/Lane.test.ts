@@ -1,5 +1,5 @@
 /**
- * The lane a connection's upstream calls run in (src/internal/lane.ts): one
+ * The lane a connection's upstream calls run in (src/internal/server/lane.ts): one
  * at a time, in order, surviving a defect, and restarted after its fiber was
  * interrupted from outside.
  */

@@ -1,4 +1,4 @@
-// The per-connection outbox and the slow-consumer policy (src/internal/outbox.ts; server.md "Limits":
+// The per-connection outbox and the slow-consumer policy (src/internal/server/outbox.ts; server.md "Limits":
 // maxOutboundBytes, slowConsumer "close" | "drop", close code 4001). The server's tests show a slow
 // reader closed over the memory transport and SSE; these pin the outbox itself: frames of one tick
 // written together, the bound judged on queued + buffered bytes with its edge, a burst written early,

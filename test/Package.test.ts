@@ -199,9 +199,9 @@ describe("the packed package", () => {
 
   it("keeps internal/*, main and demo/* private", async () => {
     const specifiers = [
-      "effect-lhttp/internal/grammar",
-      "effect-lhttp/internal/grammar.js",
-      "effect-lhttp/internal/websocket.js",
+      "effect-lhttp/internal/wire/grammar",
+      "effect-lhttp/internal/wire/grammar.js",
+      "effect-lhttp/internal/client/websocket.js",
       "effect-lhttp/main",
       "effect-lhttp/main.js",
       "effect-lhttp/demo/Chat",

@@ -1,4 +1,4 @@
-// The token buckets of the rate limits (src/internal/rate.ts): `messageRate` per connection,
+// The token buckets of the rate limits (src/internal/server/rate.ts): `messageRate` per connection,
 // `connectionRate` per address (server.md "Limits"). The server's tests show a limit answered; these
 // pin the arithmetic: how many a burst allows, how fast it refills, that it refills up to the burst
 // and no further, and that the per-address map forgets only full buckets. The buckets read

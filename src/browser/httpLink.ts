@@ -5,8 +5,8 @@
  * The event stream, the control events and the answers of `POST /send` are
  * read by the rules both clients share (internal/wire/).
  */
-import { type Ended, endedOf, type Event, type Item, itemOf, Parser } from "../internal/wire/eventStream.ts"
-import { HttpQuery } from "../internal/wire/protocol.ts"
+import { type Ended, endedOf, type Event, eventId, type Item, itemOf, Parser } from "../internal/wire/eventStream.ts"
+import { HttpHeader, HttpQuery } from "../internal/wire/protocol.ts"
 import { Attempts, maxServerErrorRetries, refusalOf } from "../internal/wire/sendAnswer.ts"
 import { LhttpError } from "./message.ts"
 
@@ -309,7 +309,7 @@ export class HttpLink implements HttpConnection {
           continue
         }
         const body = await response.text().catch(() => "")
-        const verdict = attempts.answered(response.status, response.headers.get("retry-after"), body)
+        const verdict = attempts.answered(response.status, response.headers.get(HttpHeader.retryAfter), body)
         if (verdict._tag === "Wait") {
           if (!(await wait(verdict.delay))) return
           continue
@@ -348,7 +348,7 @@ export class HttpLink implements HttpConnection {
     await null // no event before the constructor's caller has set the handlers
     for (;;) {
       const headers: Record<string, string> = { accept: "text/event-stream" }
-      if (this.connection !== undefined) headers["last-event-id"] = this.#lastEventId
+      if (this.connection !== undefined) headers[HttpHeader.lastEventId] = this.#lastEventId
       const outcome = await this.#stream(headers)
       if (this.#stopped || "stopped" in outcome) return
       if ("end" in outcome) return this.#end(outcome.end)
@@ -402,7 +402,7 @@ export class HttpLink implements HttpConnection {
       case "Connected": {
         const connection = item.connection
         if (!this.#reset && this.connection === undefined) {
-          this.#lastEventId = `${connection}:0`
+          this.#lastEventId = eventId(connection, 0)
           this.#opened(connection)
           return undefined
         }

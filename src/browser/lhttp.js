@@ -63,7 +63,19 @@ var HttpQuery = {
   /** The id of the connection (`POST /send`, `DELETE /send`, `GET /poll` after the first). */
   connection: "connection",
   /** The number of the last frame a poll has taken. */
-  cursor: "cursor"
+  cursor: "cursor",
+  /** On `GET /sse`: the id of the last event read, for a client that cannot set `Last-Event-ID`. */
+  lastEventId: "lastEventId",
+  /** On a new SSE or long-poll connection: the channels to subscribe to, separated by spaces or commas. */
+  subscribe: "subscribe",
+  /** On a new SSE or long-poll connection: `<channel>:<epoch>:<offset>` or `<channel>:now`, once per channel. */
+  since: "since"
+};
+var HttpHeader = {
+  /** On a `429` or `503`: the seconds to wait before asking again. */
+  retryAfter: "retry-after",
+  /** On a `GET /sse` that resumes a stream: the id of the last event read (`<connection>:<n>`). */
+  lastEventId: "last-event-id"
 };
 var StreamEvent = {
   /** The connection is open (or resumed): its id. */
@@ -231,6 +243,7 @@ var frameTextOf = (data) => {
 \r
 ${data.slice(blank + 2)}`;
 };
+var eventId = (key, n) => `${key}:${n}`;
 var endedOf = (text) => {
   let json;
   try {
@@ -686,7 +699,7 @@ var HttpLink = class {
           continue;
         }
         const body = await response.text().catch(() => "");
-        const verdict = attempts.answered(response.status, response.headers.get("retry-after"), body);
+        const verdict = attempts.answered(response.status, response.headers.get(HttpHeader.retryAfter), body);
         if (verdict._tag === "Wait") {
           if (!await wait(verdict.delay)) return;
           continue;
@@ -720,7 +733,7 @@ var HttpLink = class {
     await null;
     for (; ; ) {
       const headers = { accept: "text/event-stream" };
-      if (this.connection !== void 0) headers["last-event-id"] = this.#lastEventId;
+      if (this.connection !== void 0) headers[HttpHeader.lastEventId] = this.#lastEventId;
       const outcome = await this.#stream(headers);
       if (this.#stopped || "stopped" in outcome) return;
       if ("end" in outcome) return this.#end(outcome.end);
@@ -769,7 +782,7 @@ var HttpLink = class {
       case "Connected": {
         const connection = item.connection;
         if (!this.#reset && this.connection === void 0) {
-          this.#lastEventId = `${connection}:0`;
+          this.#lastEventId = eventId(connection, 0);
           this.#opened(connection);
           return void 0;
         }

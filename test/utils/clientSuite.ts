@@ -392,6 +392,21 @@ export const clientSuite = (driver: () => Driver) => {
           assert.deepStrictEqual(await client.session(), { key: oddKey, data: "not { json" })
         })
       })
+
+      it("takes a frame with more headers than the server takes inbound (64): a positioned one has 67", async () => {
+        await withClient(driver(), { transport, reconnect: quick }, async (client) => {
+          await client.subscribe(["h-wide"])
+          await barrier(client)
+          const headers = Object.fromEntries(Array.from({ length: 63 }, (_, i) => [`x-${i}`, `${i}`]))
+          await client.publish(["h-wide"], "wide", headers, "all of it")
+          await until(async () => (await published(client, "h-wide")).length === 1, "the wide frame")
+          const [wide] = (await client.frames()).filter((frame) => frame.headers["publish"] === "h-wide")
+          // the publisher's 64 headers and the position the server adds: channel, offset, epoch
+          assert.strictEqual(Object.keys(wide!.headers).length, 67)
+          assert.deepInclude(wide!, { command: "wide", body: "all of it" })
+          assert.strictEqual(wide!.headers["x-62"], "62")
+        })
+      })
     })
   }
 

@@ -16,7 +16,7 @@ import type { Subscriptions } from "./subscriptions.ts"
 import type { Link, Transport } from "./transport.ts"
 
 /** What the connector is given: the transport, its settings and the client's parts. */
-export interface Settings {
+interface Settings {
   readonly transport: Transport
   /** The waits before each reconnect; undefined: no reconnect. */
   readonly schedule: Schedule.Schedule<unknown> | undefined
@@ -33,11 +33,18 @@ export interface Settings {
   readonly onState: (state: "open" | "reconnecting" | "closed") => Effect.Effect<void>
 }
 
+/**
+ * What the client reads: any number of headers (the server's inbound limit is
+ * the server's; a frame it sends may carry more, e.g. 64 published headers and
+ * a position), the rule of the wire core the browser SDK follows too.
+ */
+const inbound = { maxHeaders: Number.POSITIVE_INFINITY }
+
 /** A frame the server sent, decoded; undefined when it is none. */
 const decode = (data: string | Uint8Array): Message.Message | undefined => {
   const decoded = typeof data === "string"
-    ? Message.decode(data)
-    : Result.flatMap(Frame.parseBytes(data), (frame) => Message.fromFrame(frame))
+    ? Message.decode(data, inbound)
+    : Result.flatMap(Frame.parseBytes(data, inbound), (frame) => Message.fromFrame(frame))
   return Result.isSuccess(decoded) ? decoded.success : undefined
 }
 

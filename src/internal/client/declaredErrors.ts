@@ -18,7 +18,7 @@ import { Result, Schema, SchemaAST } from "effect"
 import type * as Message from "../../Message.ts"
 
 /** What an error frame answering a `call` is. */
-export type Verdict<Err> =
+type Verdict<Err> =
   /** A declared error, decoded. */
   | { readonly _tag: "Declared"; readonly error: Err }
   /** An error frame of the server's own. */

@@ -6,7 +6,7 @@
  */
 import { Cause, Data, Deferred, Duration, Effect, Exit, Queue, type Scope } from "effect"
 import type { Ended } from "../wire/eventStream.ts"
-import { HttpQuery } from "../wire/protocol.ts"
+import { HttpHeader, HttpQuery } from "../wire/protocol.ts"
 import { Attempts, maxServerErrorRetries } from "../wire/sendAnswer.ts"
 import { notConnected, OpenError, SendError } from "./transport.ts"
 
@@ -26,7 +26,7 @@ export interface Settings {
  * An endpoint of the server: `path` on the host of the client's URL (`ws:` → `http:`, `wss:` →
  * `https:`), with a query.
  */
-export const endpoint = (url: string, path: string, query: Readonly<Record<string, string>> = {}): string => {
+const endpoint = (url: string, path: string, query: Readonly<Record<string, string>> = {}): string => {
   const parsed = new URL(url)
   const protocol = parsed.protocol === "ws:" ? "http:" : parsed.protocol === "wss:" ? "https:" : parsed.protocol
   const target = new URL(path, `${protocol}//${parsed.host}`)
@@ -42,7 +42,7 @@ export const endpointOf = (url: string, path: string, query?: Readonly<Record<st
   })
 
 /** An answer, read whole. */
-export interface Answer {
+interface Answer {
   readonly status: number
   readonly headers: Headers
   readonly body: string
@@ -139,7 +139,7 @@ export const sender = (
             continue
           }
           const { body, headers, status } = answer.success
-          const verdict = attempts.answered(status, headers.get("retry-after"), body)
+          const verdict = attempts.answered(status, headers.get(HttpHeader.retryAfter), body)
           switch (verdict._tag) {
             case "Taken":
               return

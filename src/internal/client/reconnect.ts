@@ -17,7 +17,7 @@ export const schedule = (backoff: Backoff.Backoff): Schedule.Schedule<number> =>
   Schedule.forever.pipe(Schedule.modifyDelay(({ output }) => Effect.sync(() => Backoff.delay(backoff, output))))
 
 /** The numbers of a backoff as the client's `reconnect` option gives them (`ReconnectOptions`): durations or ms. */
-export interface Numbers {
+interface Numbers {
   readonly initialDelay?: Duration.Input | undefined
   readonly maxDelay?: Duration.Input | undefined
   readonly factor?: number | undefined

@@ -11,8 +11,8 @@
  * a new connection, which the client subscribes again.
  */
 import { Deferred, Effect, type Scope } from "effect"
-import { type Event, itemOf, Parser } from "../wire/eventStream.ts"
-import { HttpQuery } from "../wire/protocol.ts"
+import { type Event, eventId, itemOf, Parser } from "../wire/eventStream.ts"
+import { HttpHeader, HttpQuery } from "../wire/protocol.ts"
 import { describeCause, endpointOf, NetworkError, release, sender, type Settings, withOpenTimeout } from "./http.ts"
 import { type Link, OpenError, type Transport } from "./transport.ts"
 
@@ -78,7 +78,7 @@ export const make = (settings: Settings): Transport => {
         (controller) => Effect.sync(() => controller.abort())
       )
       const headers: Record<string, string> = { accept: "text/event-stream" }
-      if (resume !== undefined) headers["last-event-id"] = resume.lastEventId
+      if (resume !== undefined) headers[HttpHeader.lastEventId] = resume.lastEventId
       const response = yield* Effect.tryPromise({
         try: () => fetch(url, { headers, signal: controller.signal }),
         catch: (cause) => new OpenError({ message: `GET ${url} failed: ${describeCause(cause)}`, cause })
@@ -117,7 +117,7 @@ export const make = (settings: Settings): Transport => {
     }
     if (opened === "ended") return yield* new OpenError({ message: "the server ended the stream at once" })
     const { events, key, resumed } = opened
-    const current: Held = resumed && held !== undefined ? held : { key, lastEventId: `${key}:0` }
+    const current: Held = resumed && held !== undefined ? held : { key, lastEventId: eventId(key, 0) }
     held = current
     const forget = () => {
       if (held === current) held = undefined

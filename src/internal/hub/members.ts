@@ -10,7 +10,7 @@ import type { Connection } from "../../Connection.ts"
 import type { Entry, Receiver } from "./fanOut.ts"
 
 /** A connection joining or leaving a channel (a `Hub.Membership`). */
-export interface Change {
+interface Change {
   readonly channel: Channel.ChannelId
   readonly connection: Connection
   readonly joined: boolean

@@ -18,7 +18,7 @@ import { advance, deliverSafely, type Entry, positionedFrame, type Receiver } fr
  * The `position` frame that answers a subscription's `since` on a channel
  * (`recovered` only when it asked since a position; without a recovery: no history).
  */
-export const positionFrame = (
+const positionFrame = (
   channel: Channel.ChannelId,
   recovery: History.Recovery | undefined,
   asked: boolean
@@ -53,7 +53,7 @@ export const removeGate = <S extends Receiver>(entry: Entry<S>, subscriber: S): 
 }
 
 /** What recovery needs from its hub. */
-export interface Options {
+interface Options {
   /** The store, when channels keep history here. */
   readonly history: History.History["Service"] | undefined
   /** The hub's services, for the recoveries a gap starts. */

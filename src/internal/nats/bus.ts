@@ -53,7 +53,7 @@ export interface Options extends ClientOptions {
 }
 
 /** The bus, its connection (once there is one) and, with a {@link Numbering}, where that stands. */
-export interface NatsBus {
+interface NatsBus {
   readonly bus: Bus["Service"]
   readonly connection: () => NatsConnection | undefined
   readonly numbering: () => NumberingState

@@ -17,14 +17,14 @@ import { ReplayBuffer } from "./replayBuffer.ts"
  * - `holding`: reconnected, subscriptions restored; publishes still wait in the buffer until `replayDelay` has passed.
  * - `closed`: the bus is shut down, or the client gave up; publishes fail.
  */
-export type State = "connecting" | "connected" | "disconnected" | "holding" | "closed"
+type State = "connecting" | "connected" | "disconnected" | "holding" | "closed"
 
 const unavailable = (message: string) => Effect.fail(new BusError({ reason: "Unavailable", message }))
 
 const encoder = new TextEncoder()
 
 /** How a link buffers, replays and logs. */
-export interface Settings {
+interface Settings {
   /** The bounds of the reconnect buffer. */
   readonly maxPendingBytes: number
   readonly maxPendingMessages: number

@@ -20,7 +20,7 @@ const sequenceHeader = "Nats-Sequence"
 const previousHeader = "Nats-Last-Sequence"
 
 /** Where a history stream republishes, and its epoch while it numbers (undefined otherwise). */
-export interface Positions {
+interface Positions {
   readonly republishPrefix: string
   readonly epoch: () => string | undefined
 }

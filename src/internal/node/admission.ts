@@ -14,6 +14,7 @@ import * as Frame from "../../Frame.ts"
 import * as LhttpServer from "../../LhttpServer.ts"
 import type * as Transport from "../../Transport.ts"
 import { Buckets, type Rate } from "../server/rate.ts"
+import { HttpHeader } from "../wire/protocol.ts"
 
 /** Why a request gets no connection: the HTTP status and the body (one line of text) to answer with. */
 export interface Refusal {
@@ -22,17 +23,17 @@ export interface Refusal {
 }
 
 /** The answer to a new connection while the server drains. */
-export const shuttingDown: Refusal = { status: 503, body: "the server is shutting down\n" }
+const shuttingDown: Refusal = { status: 503, body: "the server is shutting down\n" }
 
 /** The answer to a request from an origin not in `allowedOrigins`. */
-export const originNotAllowed: Refusal = { status: 403, body: "origin not allowed\n" }
+const originNotAllowed: Refusal = { status: 403, body: "origin not allowed\n" }
 
 /** The answer to a posted message over `maxMessageBytes`. */
 export const tooLarge = (max: number): Refusal => ({ status: 413, body: `a message is at most ${max} bytes\n` })
 
 /** The headers of a refusal: a 503 is a moment's refusal (shutting down, too many), so it says when to come back. */
 export const headersOf = (refusal: Refusal, headers: Record<string, string> = {}): Record<string, string> =>
-  refusal.status === 503 ? { ...headers, "retry-after": "1" } : headers
+  refusal.status === 503 ? { ...headers, [HttpHeader.retryAfter]: "1" } : headers
 
 const textType = "text/plain; charset=utf-8"
 
@@ -63,7 +64,7 @@ export const refuse = (response: Http.ServerResponse, refusal: Refusal, headers:
   respond(response, refusal.status, refusal.body, headersOf(refusal, headers))
 
 /** A request's headers as one string per name. */
-export const flatHeaders = (headers: Http.IncomingHttpHeaders): Record<string, string | undefined> => {
+const flatHeaders = (headers: Http.IncomingHttpHeaders): Record<string, string | undefined> => {
   const out: Record<string, string | undefined> = {}
   for (const name in headers) {
     const value = headers[name]
@@ -80,7 +81,7 @@ export const peerOf = (request: Http.IncomingMessage): Transport.Peer => ({
 })
 
 /** What the server's admission gives: the data to accept the connection with, or the refusal to answer. */
-export type AdmitResult = Result.Result<LhttpServer.Admitted, Refusal>
+type AdmitResult = Result.Result<LhttpServer.Admitted, Refusal>
 
 /** The admission of one server: the transports' way in. */
 export interface Admission {
@@ -148,7 +149,7 @@ export const door = (
     respond(response, 204, "", {
       ...cors,
       "access-control-allow-methods": allow,
-      "access-control-allow-headers": "content-type, last-event-id",
+      "access-control-allow-headers": `content-type, ${HttpHeader.lastEventId}`,
       "access-control-max-age": "600"
     })
     return undefined

@@ -32,14 +32,14 @@ export interface Dispatcher {
 }
 
 /** The path of a request target: what comes before its query. */
-export const pathOf = (url: string | undefined): string => {
+const pathOf = (url: string | undefined): string => {
   const target = url ?? "/"
   const query = target.indexOf("?")
   return query === -1 ? target : target.slice(0, query)
 }
 
 /** Whether a path is one of `paths`: exact, or under a prefix ending in `/*` (which takes the bare prefix too). */
-export const pathMatcher = (paths: ReadonlyArray<string>) => {
+const pathMatcher = (paths: ReadonlyArray<string>) => {
   const exact = new Set<string>()
   const prefixes: Array<string> = []
   for (const path of paths) {

@@ -51,10 +51,10 @@ export const config = Config.all({
 })
 
 /** What the variables say. */
-export type Environment = Config.Success<typeof config>
+type Environment = Config.Success<typeof config>
 
 /** The options the variables set. */
-export interface Overridden {
+interface Overridden {
   readonly port?: number | undefined
   readonly host?: string | undefined
   readonly publishToken?: Redacted.Redacted<string> | string | undefined

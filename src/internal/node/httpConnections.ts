@@ -11,7 +11,7 @@ import type * as Http from "node:http"
 import type * as LhttpServer from "../../LhttpServer.ts"
 import { closedBody, type HttpConnection } from "../server/httpConnection.ts"
 import type { Rate } from "../server/rate.ts"
-import { CloseCode, HttpQuery } from "../wire/protocol.ts"
+import { CloseCode, HttpHeader, HttpQuery } from "../wire/protocol.ts"
 import * as Admission from "./admission.ts"
 import type { RequestHandler } from "./dispatcher.ts"
 import * as Url from "./urlSubscriptions.ts"
@@ -153,7 +153,7 @@ export const make = Effect.fnUntraced(function*(options: Options | undefined) {
     if (connection.paused) {
       return Admission.respond(response, 429, "the connection is behind: send again later\n", {
         ...cors,
-        "retry-after": "1"
+        [HttpHeader.retryAfter]: "1"
       })
     }
     const max = limits.maxMessageBytes

@@ -7,7 +7,8 @@ import { Duration } from "effect"
 import type * as Http from "node:http"
 import type * as LhttpServer from "../../LhttpServer.ts"
 import { controlEvent, HttpConnection, type Sink } from "../server/httpConnection.ts"
-import { CloseCode, StreamEvent } from "../wire/protocol.ts"
+import { eventIdOf } from "../wire/eventStream.ts"
+import { CloseCode, HttpHeader, HttpQuery, StreamEvent } from "../wire/protocol.ts"
 import * as Admission from "./admission.ts"
 import type { RequestHandler } from "./dispatcher.ts"
 import type { HttpConnections } from "./httpConnections.ts"
@@ -28,15 +29,6 @@ export const defaults = {
   sseRetry: Duration.seconds(1),
   sseReplayBytes: 64 * 1024
 } as const
-
-/** `<key>:<sequence>`, the id of an SSE event, read back from `Last-Event-ID`. */
-const lastEventOf = (value: string | undefined): { readonly key: string; readonly after: number } | undefined => {
-  if (value === undefined) return undefined
-  const colon = value.lastIndexOf(":")
-  if (colon <= 0) return undefined
-  const after = Number(value.slice(colon + 1))
-  return Number.isSafeInteger(after) && after >= 0 ? { key: value.slice(0, colon), after } : undefined
-}
 
 // the subscriptions of a stream's URL, each history channel the expired connection had received
 // from since its last position there
@@ -64,10 +56,9 @@ export const make = (connections: HttpConnections, options: Options | undefined)
 
   const stream = (request: Http.IncomingMessage, response: Http.ServerResponse, cors: Record<string, string>) => {
     const url = new URL(request.url ?? "/", "http://lhttp.invalid")
-    const header = request.headers["last-event-id"]
-    const lastEvent = lastEventOf(
-      typeof header === "string" ? header : url.searchParams.get("lastEventId") ?? undefined
-    )
+    const header = request.headers[HttpHeader.lastEventId]
+    const value = typeof header === "string" ? header : url.searchParams.get(HttpQuery.lastEventId)
+    const lastEvent = value === null ? undefined : eventIdOf(value)
     const known = lastEvent === undefined ? undefined : connections.find(lastEvent.key)
     // an expired connection is gone: its reconnect gets a reset and a new connection, as an unknown one
     const resumed = known?.kind === "sse" && known.ended?.code !== CloseCode.expired ? known : undefined
@@ -85,7 +76,7 @@ export const make = (connections: HttpConnections, options: Options | undefined)
       // a stream whose connection expired goes on from the positions of the history channels it had
       // received (its Last-Event-ID), rather than from the URL's since or from now
       if (known?.kind === "sse" && lastEvent !== undefined) {
-        subscriptions = resumeFrom(subscriptions, known, lastEvent.after)
+        subscriptions = resumeFrom(subscriptions, known, lastEvent.n)
       }
       const refused = connections.refusal(request, subscriptions)
       if (refused !== undefined) return Admission.refuse(response, refused, cors)
@@ -118,7 +109,7 @@ export const make = (connections: HttpConnections, options: Options | undefined)
         bufferedBytes: () => response.writableLength
       }
       response.on("close", () => connection.detach(sink))
-      connection.attach(sink, resumed === undefined ? 0 : lastEvent!.after)
+      connection.attach(sink, resumed === undefined ? 0 : lastEvent!.n)
       if (resumed === undefined) connections.open(connection, subscriptions, admitted, recoveryBytes)
     }
     // a stream that resumes its connection was admitted when the connection opened

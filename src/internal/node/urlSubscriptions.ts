@@ -8,7 +8,7 @@ import { Result } from "effect"
 import * as Channel from "../../Channel.ts"
 import * as Frame from "../../Frame.ts"
 import * as History from "../../History.ts"
-import { Command, Header, sinceNow } from "../wire/protocol.ts"
+import { Command, Header, HttpQuery, sinceNow } from "../wire/protocol.ts"
 import type { Refusal } from "./admission.ts"
 
 /** Options of what the URL of a new SSE or long-poll connection subscribes to. */
@@ -43,7 +43,7 @@ export const none: Subscriptions = { channels: [], since: [] }
 
 /** The subscribe list of a query: channel ids separated by spaces or commas. */
 const channelsOf = (url: URL) => {
-  const value = (url.searchParams.get("subscribe") ?? "").trim()
+  const value = (url.searchParams.get(HttpQuery.subscribe) ?? "").trim()
   if (value === "") return Channel.validateAll([])
   return Channel.validateAll(value.split(/[ ,]+/))
 }
@@ -63,7 +63,7 @@ export const parse = (url: URL, maxChannels: number): Result.Result<Subscription
       `one URL names at most ${maxChannels} channels (subscribe and since together): ` +
         "subscribe to more with POST /send, or over several requests"
     )
-  const values = url.searchParams.getAll("since")
+  const values = url.searchParams.getAll(HttpQuery.since)
   if (values.length > maxChannels) return tooMany()
   const channels = channelsOf(url)
   if (channels._tag === "Failure") return refused(channels.failure.reason, channels.failure.message)

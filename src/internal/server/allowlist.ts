@@ -8,7 +8,7 @@
 import { Result } from "effect"
 
 /** One allowed prefix, or the parts of a target compared with it. */
-export interface Target {
+interface Target {
   readonly protocol: string
   readonly hostname: string
   readonly port: string
@@ -21,7 +21,7 @@ export type EntryProblem = "Unparsable" | "NotHttp" | "Userinfo"
 const defaultPort = (protocol: string) => protocol === "https:" ? "443" : "80"
 
 /** The parts of a parsed URL the allowlist compares. */
-export const targetOf = (url: URL): Target => ({
+const targetOf = (url: URL): Target => ({
   protocol: url.protocol,
   hostname: url.hostname.toLowerCase(),
   port: url.port === "" ? defaultPort(url.protocol) : url.port,

@@ -20,7 +20,7 @@ import type { LiveExchange } from "./exchange.ts"
 const { Header } = Message
 
 /** What the built-ins need from the server. */
-export interface Options {
+interface Options {
   readonly hub: Hub["Service"]
   /** Upstream calls, when configured. */
   readonly upstream: Upstream.Upstream["Service"] | undefined
@@ -151,6 +151,3 @@ export const make = (options: Options) => {
 
   return { pubSub, callUpstream }
 }
-
-/** The built-in after filters of a server. */
-export type Builtins = ReturnType<typeof make>

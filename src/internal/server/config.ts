@@ -33,7 +33,7 @@ export const stringKeepingEmpty = (name: string, fallback: string): Config.Confi
 // ---------------------------------------------------------------------------
 
 /** The `ConfigError` of a variable whose value is not valid: `message` says what is expected. */
-export const invalid = (name: string, message: string): Config.ConfigError =>
+const invalid = (name: string, message: string): Config.ConfigError =>
   new Config.ConfigError(
     new Schema.SchemaError(new SchemaIssue.Pointer([name], new SchemaIssue.InvalidValue({ message })))
   )
@@ -97,7 +97,7 @@ export const parsePort = (raw: string): Result.Result<number, string> =>
   Result.mapError(parseWholeNumber(1, 65535)(raw), () => expected("a port number from 1 to 65535", raw))
 
 /** The largest rate a variable may set (a second). */
-export const maxRate = 1_000_000
+const maxRate = 1_000_000
 
 /** A rate a second: a number above 0 (fractions allowed: `0.5` is one every two seconds), at most {@link maxRate}. */
 export const parseRate = (raw: string): Result.Result<number, string> => {
@@ -119,7 +119,7 @@ export const parseDuration = (raw: string): Result.Result<Duration.Duration, str
   })
 
 /** `1`, `true`, `yes`, `on` or `0`, `false`, `no`, `off` (any case). */
-export const parseFlag = (raw: string): Result.Result<boolean, string> => {
+const parseFlag = (raw: string): Result.Result<boolean, string> => {
   const text = raw.trim().toLowerCase()
   if (["1", "true", "yes", "on"].includes(text)) return Result.succeed(true)
   if (["0", "false", "no", "off"].includes(text)) return Result.succeed(false)
@@ -309,7 +309,7 @@ export const configErrorLine = (error: Config.ConfigError): string => {
  * The one line a startup failure prints (a bad variable, a server that
  * cannot listen), or none for other failures (which keep their full cause).
  */
-export const startupLine = (cause: Cause.Cause<unknown>): Option.Option<string> => {
+const startupLine = (cause: Cause.Cause<unknown>): Option.Option<string> => {
   for (const reason of cause.reasons) {
     if (!Cause.isFailReason(reason)) continue
     const error = reason.error

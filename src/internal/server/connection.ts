@@ -29,7 +29,7 @@ import { Bucket, type Rate } from "./rate.ts"
 import type { Stats } from "./stats.ts"
 
 /** The per-connection limits. */
-export interface Limits {
+interface Limits {
   readonly maxMessageBytes: number
   readonly maxOutboundBytes: number
   readonly slowConsumer: SlowConsumerPolicy
@@ -85,7 +85,7 @@ const inboxHighWater = 1024
  * `closeAfter` of them within it close the connection (a flood at any multiple of the rate does,
  * a client a little over it does not).
  */
-export const refusalWindow = 10_000
+const refusalWindow = 10_000
 
 // inbound messages of one connection processed per turn of the event loop: past it, the connection
 // stops reading and waits for the next turn, so what it published is written out first (the outboxes

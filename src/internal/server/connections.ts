@@ -28,7 +28,7 @@ const connectingTooFast = new Rejection({
 })
 
 /** The caps on connections. */
-export interface Limits {
+interface Limits {
   readonly maxConnections: number
   readonly maxConnectionsPerAddress: number
   /** New connections a second from one address (none: no limit). */

@@ -9,7 +9,7 @@
 import { Context, Effect, Layer, Scope } from "effect"
 
 /** Runs every handler of `handlers` with `context` over the calling fiber's services. */
-export const provideAll = <H extends object>(handlers: H, context: Context.Context<never>): H => {
+const provideAll = <H extends object>(handlers: H, context: Context.Context<never>): H => {
   const out: Record<string, unknown> = {}
   for (const [name, handler] of Object.entries(handlers)) {
     out[name] = typeof handler === "function"

@@ -13,11 +13,13 @@
 import { Result } from "effect"
 import * as Frame from "../../Frame.ts"
 import type { Inbound, Outbound, Peer, Transport } from "../../Transport.ts"
+import { eventId } from "../wire/eventStream.ts"
+import { secretKey } from "../wire/ids.ts"
 import { Outbound as OutboundFrame } from "../wire/outbound.ts"
 import { Command, PositionHeader, startLine, StreamEvent } from "../wire/protocol.ts"
 
 /** Which HTTP transport a connection serves. */
-export type Kind = "sse" | "poll"
+type Kind = "sse" | "poll"
 
 /** Where an SSE connection writes its events: a streaming response. */
 export interface Sink {
@@ -31,17 +33,9 @@ export interface Sink {
 export type Reply = (status: number, body: string) => void
 
 /** How a connection ended. */
-export interface Ended {
+interface Ended {
   readonly code: number
   readonly reason: string
-}
-
-/** An unguessable key (a connection's, a session's): 128 random bits, base64url. */
-export const makeKey = (): string => {
-  const bytes = crypto.getRandomValues(new Uint8Array(16))
-  let binary = ""
-  for (let i = 0; i < bytes.length; i++) binary += String.fromCharCode(bytes[i]!)
-  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "")
 }
 
 /** The command of a frame's text: its start line after `LHTTP/1.0 `. */
@@ -123,7 +117,7 @@ const positionStart = `${startLine}${Command.position}\r\n`
  * The reason a `position` frame gives when the history a connection's URL
  * asked to recover passed the budget of one request (`recovered:no`).
  */
-export const recoveryLimitReason = "RecoveryLimit"
+const recoveryLimitReason = "RecoveryLimit"
 
 // the channel a position frame without a position (no history) names
 const channelLine = `\r\n${PositionHeader.channel}:`
@@ -153,7 +147,7 @@ interface Waiter {
 
 /** One connection of an HTTP transport. */
 export class HttpConnection implements Transport {
-  readonly key = makeKey()
+  readonly key = secretKey()
   readonly kind: Kind
   readonly peer: Peer
   /** The core's side, set once the server accepted the connection. */
@@ -409,7 +403,7 @@ export class HttpConnection implements Transport {
     if (this.#delivered === this.#seq) return
     let chunk = ""
     for (let seq = this.#delivered + 1; seq <= this.#seq; seq++) {
-      chunk += `id: ${this.key}:${seq}\n${eventOf(this.#kept.at(seq))}`
+      chunk += `id: ${eventId(this.key, seq)}\n${eventOf(this.#kept.at(seq))}`
     }
     this.#delivered = this.#seq
     this.#pendingBytes = 0

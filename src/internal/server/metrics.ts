@@ -29,7 +29,7 @@ export const busReconnects = Metric.counter("lhttp_bus_reconnects_total", {
  * gauges are there from the start, at 0. Another kind (`memory`, an app's
  * own transport) gets its gauge with its first connection.
  */
-export const nodeTransports: ReadonlyArray<string> = ["websocket", "sse", "poll"]
+const nodeTransports: ReadonlyArray<string> = ["websocket", "sse", "poll"]
 
 /**
  * The reasons of the error frames the server itself sends, each at 0 from
@@ -37,7 +37,7 @@ export const nodeTransports: ReadonlyArray<string> = ["websocket", "sse", "poll"
  * filter, a declared error of a typed request) gets its series when it is
  * first sent.
  */
-export const errorReasons: ReadonlyArray<string> = [
+const errorReasons: ReadonlyArray<string> = [
   // what reads the wire
   ...ProtocolError.Reason.literals,
   // the server's own refusals

@@ -36,7 +36,7 @@ import { LiveExchange } from "./exchange.ts"
 const { Header } = Message
 
 /** What the pipeline needs from the server. */
-export interface Options {
+interface Options {
   readonly processors: ReadonlyMap<string, Processor.Implementation>
   readonly filters: ReadonlyArray<Filter.Implementation>
   readonly hub: Hub["Service"]
@@ -234,6 +234,3 @@ export const make = (options: Options) => {
       )
   }
 }
-
-/** The pipeline of a server. */
-export type Pipeline = ReturnType<typeof make>

@@ -114,6 +114,17 @@ export const frameTextOf = (data: string): string => {
   return `${data.slice(0, blank).replaceAll("\n", "\r\n")}\r\n\r\n${data.slice(blank + 2)}`
 }
 
+/** The id of the SSE event of a connection's frame `n` (its number on that connection): `<key>:<n>`. */
+export const eventId = (key: string, n: number): string => `${key}:${n}`
+
+/** An event id read back (`Last-Event-ID`): its connection's key and frame number; undefined when it is not one. */
+export const eventIdOf = (value: string): { readonly key: string; readonly n: number } | undefined => {
+  const colon = value.lastIndexOf(":")
+  if (colon <= 0) return undefined
+  const n = Number(value.slice(colon + 1))
+  return Number.isSafeInteger(n) && n >= 0 ? { key: value.slice(0, colon), n } : undefined
+}
+
 /** How a connection ended, as a `410` or an `event: close` says it. */
 export interface Ended {
   readonly code: number

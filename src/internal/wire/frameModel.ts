@@ -7,7 +7,7 @@
  */
 
 /** Header names and values, in insertion order. */
-export type Headers = ReadonlyMap<string, string>
+type Headers = ReadonlyMap<string, string>
 
 /** A frame: a command, ordered headers and a body. */
 export interface Frame {

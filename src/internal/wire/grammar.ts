@@ -8,7 +8,7 @@ import type { Frame } from "./frameModel.ts"
 import { startLine, version } from "./protocol.ts"
 
 /** The reasons of the grammar's problems: those of `ProtocolError.Reason` that the grammar finds. */
-export type Reason = "NotLhttp" | "UnsupportedVersion" | "MalformedStartLine" | "MalformedHeader" | "TooManyHeaders"
+type Reason = "NotLhttp" | "UnsupportedVersion" | "MalformedStartLine" | "MalformedHeader" | "TooManyHeaders"
 
 /** A grammar violation: the reason of the ProtocolError it becomes, and a human message. */
 export class Problem {
@@ -60,7 +60,7 @@ const lineEnd = (input: string, start: number, limit: number): number => {
  * `headers`. Returns a problem when the line has no `:` or an empty name, or
  * when it would add a header past `maxHeaders`.
  */
-export const readHeader = (
+const readHeader = (
   input: string,
   start: number,
   end: number,

@@ -11,7 +11,7 @@ const encode: (text: string) => Uint8Array = typeof globalThis.Buffer === "funct
   : (text) => encoder.encode(text)
 
 /** Where a frame sits in a channel's history, when the hub rendered it for a subscription that asked. */
-export interface Position {
+interface Position {
   readonly channel: string
   readonly epoch: string
   readonly offset: number

@@ -5,13 +5,27 @@
  * frames, and used to subscribe `since` them on a new connection. Both clients
  * keep theirs with it.
  */
-import { Command, ErrorHeader, Header, PositionHeader } from "./protocol.ts"
+import { Command, ErrorHeader, Header, PositionHeader, sinceNow } from "./protocol.ts"
 
 /** A channel's position in its history. */
 export interface Position {
   readonly epoch: string
   readonly offset: number
 }
+
+/** A `since` header, read: `now`, or a position. */
+export type Since = Position | typeof sinceNow
+
+/** Reads a position, `<epoch>:<offset>`: undefined when it is not one. */
+export const parsePosition = (value: string): Position | undefined => {
+  const match = /^([A-Za-z0-9_-]{1,64}):(0|[1-9][0-9]{0,15})$/.exec(value)
+  if (match === null) return undefined
+  const offset = Number(match[2])
+  return Number.isSafeInteger(offset) ? { epoch: match[1]!, offset } : undefined
+}
+
+/** Reads a `since` header: `now`, or a position; undefined when it is neither. */
+export const parseSince = (value: string): Since | undefined => value === sinceNow ? sinceNow : parsePosition(value)
 
 /** What the tracker reads of a received frame. */
 export interface Received {
@@ -24,7 +38,7 @@ export const channelsOf = (list: string | undefined): Array<string> =>
   list === undefined ? [] : list.split(" ").filter((channel) => channel !== "")
 
 /** A position as a `since` header says it: `<epoch>:<offset>`. */
-export const sinceOf = (position: Position): string => `${position.epoch}:${position.offset}`
+const sinceOf = (position: Position): string => `${position.epoch}:${position.offset}`
 
 const isError = (frame: Received) => frame.command === Command.error && frame.headers.has(ErrorHeader.status)
 

@@ -117,7 +117,21 @@ export const HttpQuery = {
   /** The id of the connection (`POST /send`, `DELETE /send`, `GET /poll` after the first). */
   connection: "connection",
   /** The number of the last frame a poll has taken. */
-  cursor: "cursor"
+  cursor: "cursor",
+  /** On `GET /sse`: the id of the last event read, for a client that cannot set `Last-Event-ID`. */
+  lastEventId: "lastEventId",
+  /** On a new SSE or long-poll connection: the channels to subscribe to, separated by spaces or commas. */
+  subscribe: "subscribe",
+  /** On a new SSE or long-poll connection: `<channel>:<epoch>:<offset>` or `<channel>:now`, once per channel. */
+  since: "since"
+} as const
+
+/** The HTTP headers the HTTP transports give a meaning to. */
+export const HttpHeader = {
+  /** On a `429` or `503`: the seconds to wait before asking again. */
+  retryAfter: "retry-after",
+  /** On a `GET /sse` that resumes a stream: the id of the last event read (`<connection>:<n>`). */
+  lastEventId: "last-event-id"
 } as const
 
 /** The control events of an SSE stream (their data never starts with the version). */

@@ -21,10 +21,10 @@ import { type Ended, endedOf } from "./eventStream.ts"
 export const maxServerErrorRetries = 3
 
 /** The longest `retry-after` honoured, in ms. */
-export const maxRetryAfter = 30_000
+const maxRetryAfter = 30_000
 
 /** What to do after an answer. */
-export type Verdict =
+type Verdict =
   | { readonly _tag: "Taken" }
   | { readonly _tag: "Wait"; readonly delay: number }
   | { readonly _tag: "Gone"; readonly status: number; readonly ended: Ended | undefined }

@@ -16,7 +16,7 @@ export interface Session {
  * Why a session is gone: the server closed it (`closed:<key>`), a restore was
  * refused `SessionNotFound`, or the client was told to forget it.
  */
-export type ClosedReason = "Closed" | "NotFound" | "Cleared"
+type ClosedReason = "Closed" | "NotFound" | "Cleared"
 
 /** A change of the session. */
 export type Change =
@@ -24,7 +24,7 @@ export type Change =
   | { readonly _tag: "Closed"; readonly key: string; readonly reason: ClosedReason }
 
 /** What the state reads of a received frame. */
-export interface Received {
+interface Received {
   readonly command: string
   readonly headers: ReadonlyMap<string, string>
   readonly body: string

@@ -10,7 +10,7 @@ import { lookup } from "node:dns/promises"
 import { isIP } from "node:net"
 
 /** Resolves a host name to all its addresses. */
-export type Lookup = (hostname: string) => Effect.Effect<ReadonlyArray<string>, unknown>
+type Lookup = (hostname: string) => Effect.Effect<ReadonlyArray<string>, unknown>
 
 /** The system resolver (`dns.lookup`, every address): what `net.connect` would use. */
 export const systemLookup: Lookup = (hostname) =>

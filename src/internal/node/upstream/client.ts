@@ -19,7 +19,7 @@ import type { LookupFunction } from "node:net"
 import { family } from "./address.ts"
 
 /** Host names and the checked addresses their connections may use. */
-export interface Pins {
+interface Pins {
   /** Pins a host name to addresses that passed the check (replacing earlier ones). */
   readonly pin: (hostname: string, addresses: ReadonlyArray<string>) => void
   /** The `net.connect` lookup: answers with the pinned addresses only, fails for a host never pinned. */
@@ -59,7 +59,7 @@ export const makePins = (): Pins => {
 }
 
 /** TLS settings of the client. */
-export interface TlsOptions {
+interface TlsOptions {
   /** The certificate authorities (PEM) trusted instead of Node's default ones. */
   readonly ca?: string | ReadonlyArray<string> | undefined
 }
