@@ -38,6 +38,13 @@ export class Bus extends Context.Service<Bus, {
    */
   readonly publish: (channel: ChannelId, payload: string, position?: Position) => Effect.Effect<void, BusError>
   /**
+   * The same as `publish`, done at once, outside any fiber: offered only by a
+   * bus whose publish neither waits nor fails (the in-memory one). The hub
+   * publishes through it when it can, which saves the per-message effect of a
+   * connection's plain publishes (docs/benchmarks.md, issue 23).
+   */
+  readonly publishNow?: ((channel: ChannelId, payload: string, position?: Position) => void) | undefined
+  /**
    * Subscribes this process to a channel until the scope closes: every payload
    * published to it, by any process, is handed to `onMessage`, in order, with
    * its position when the bus knows one, and the offset of the channel's
@@ -83,15 +90,16 @@ export class Bus extends Context.Service<Bus, {
 export const makeMemory = Effect.fnUntraced(function*() {
   const handlers = new Map<string, Set<(payload: string, position: Position | undefined) => void>>()
   yield* Effect.addFinalizer(() => Effect.sync(() => handlers.clear()))
+  const publishNow = (channel: ChannelId, payload: string, position?: Position) => {
+    const set = handlers.get(channel)
+    if (set === undefined) return
+    for (const handler of set) {
+      handler(payload, position)
+    }
+  }
   return Bus.of({
-    publish: (channel, payload, position) =>
-      Effect.sync(() => {
-        const set = handlers.get(channel)
-        if (set === undefined) return
-        for (const handler of set) {
-          handler(payload, position)
-        }
-      }),
+    publish: (channel, payload, position) => Effect.sync(() => publishNow(channel, payload, position)),
+    publishNow,
     subscribe: (channel, onMessage) =>
       Effect.acquireRelease(
         Effect.sync(() => {

@@ -157,6 +157,12 @@ export class History extends Context.Service<History, {
     | ((channel: ChannelId, policy: Policy, text: string) => Effect.Effect<Position, HistoryError>)
     | undefined
   /**
+   * The same as `append`, done at once, at the time `now` (ms, the clock's):
+   * offered only by a store whose append neither waits nor fails (the
+   * in-memory one), for the hub's publish without a fiber.
+   */
+  readonly appendNow?: ((channel: ChannelId, policy: Policy, text: string, now: number) => Position) | undefined
+  /**
    * The messages of a channel after `since` (none when `since` is undefined:
    * only the current position), as far as the history still has them.
    */
@@ -175,7 +181,8 @@ export class History extends Context.Service<History, {
  * Options of a history: its policies (the first whose prefix matches a
  * channel counts) and, for the memory store, how many channels it keeps at
  * most (the ones used longest ago, by an append or a recovery, are dropped
- * first, their epoch with them).
+ * first, their epoch with them; the order is coarse: never one used in the
+ * last `maxChannels / 2` uses).
  *
  * @since 0.1.0
  * @category models
@@ -350,6 +357,8 @@ interface Log {
   /** What is kept, oldest first; `start` is the index of the oldest still kept. */
   readonly entries: Array<Entry>
   start: number
+  /** The use (a count of `logOf` calls) at which it last went to the end of the recency order. */
+  used: number
 }
 
 /**
@@ -364,7 +373,10 @@ interface Log {
  */
 export const makeMemory = (
   options: Options
-): History["Service"] & { readonly append: NonNullable<History["Service"]["append"]> } => {
+): History["Service"] & {
+  readonly append: NonNullable<History["Service"]["append"]>
+  readonly appendNow: NonNullable<History["Service"]["appendNow"]>
+} => {
   const logs = new Map<ChannelId, Log>()
   const maxChannels = options.maxChannels ?? 10_000
 
@@ -380,16 +392,23 @@ export const makeMemory = (
     }
   }
 
+  // the recency order is the map's: most recently used last, the first key the one to drop. A log goes to
+  // the end again only once half of maxChannels uses went by since it last did: a busy channel is then
+  // never among the first half, and its appends skip the map's delete and set (issue 23)
+  let uses = 0
+  const refresh = Math.max(1, maxChannels >> 1)
   const logOf = (channel: ChannelId): Log => {
+    uses++
     let log = logs.get(channel)
     if (log === undefined) {
       if (logs.size >= maxChannels) logs.delete(logs.keys().next().value!)
-      log = { epoch: randomId(), last: 0, entries: [], start: 0 }
-    } else {
-      // most recently used last: the first key is the one to drop
+      log = { epoch: randomId(), last: 0, entries: [], start: 0, used: uses }
+      logs.set(channel, log)
+    } else if (uses - log.used >= refresh) {
+      log.used = uses
       logs.delete(channel)
+      logs.set(channel, log)
     }
-    logs.set(channel, log)
     return log
   }
 
@@ -412,19 +431,21 @@ export const makeMemory = (
     return since.offset + 1 < first ? { messages, position, reason: "Trimmed" } : { messages, position }
   }
 
+  const appendNow = (channel: ChannelId, policy: Policy, text: string, now: number): Position => {
+    const log = logOf(channel)
+    const position = { epoch: log.epoch, offset: log.last + 1 }
+    log.last = position.offset
+    log.entries.push({ offset: position.offset, text, at: now })
+    trim(log, policy, now)
+    return position
+  }
+
   return {
     policyOf: policyLookup(options.policies),
     numbering: "publisher",
     append: (channel, policy, text) =>
-      Effect.clockWith((clock) => {
-        const log = logOf(channel)
-        const position = { epoch: log.epoch, offset: log.last + 1 }
-        const now = clock.currentTimeMillisUnsafe()
-        log.last = position.offset
-        log.entries.push({ offset: position.offset, text, at: now })
-        trim(log, policy, now)
-        return Effect.succeed(position)
-      }),
+      Effect.clockWith((clock) => Effect.succeed(appendNow(channel, policy, text, clock.currentTimeMillisUnsafe()))),
+    appendNow,
     recover: (channel, policy, since) =>
       Effect.clockWith((clock) => Effect.succeed(recoverNow(channel, policy, since, clock.currentTimeMillisUnsafe())))
   }

@@ -117,6 +117,13 @@ export class Hub extends Context.Service<Hub, {
     text: string
   ) => Effect.Effect<void, Rejection.Rejection>
   /**
+   * Publishes a frame's text as `publishText` does, at once and outside any
+   * fiber, when the bus (and, for a channel with history, the store) can
+   * (the in-memory ones): true when it did; false, having done nothing, when
+   * `publishText` must.
+   */
+  readonly publishTextNow: (channels: ReadonlyArray<Channel.ChannelId>, text: string) => boolean
+  /**
    * Publishes a frame to channels: the channels are validated, the frame is
    * rendered once, and what subscribers receive is that text.
    */
@@ -200,6 +207,9 @@ const decodedOf = (frame: Transport.Outbound): Message.Message | undefined => {
  */
 export const make = Effect.fnUntraced(function*(options?: Options) {
   const bus = yield* Bus
+  // the clock of the Hub's context, for the publishes done outside any fiber
+  const clockService = yield* Effect.clockWith(Effect.succeed)
+  const clock = () => clockService.currentTimeMillisUnsafe()
   const store = Option.getOrUndefined(yield* Effect.serviceOption(History.History))
   // a store serves a bus that numbers messages the way it does; with any other, no channel keeps
   // history (said once, when a channel would have)
@@ -358,6 +368,23 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
         )
       }
 
+  // the same without a fiber, when both the bus and the store can: all channels or none
+  const { publishNow } = bus
+  const appendNow = history?.appendNow
+  const publishTextNow = (channels: ReadonlyArray<Channel.ChannelId>, text: string): boolean => {
+    if (publishNow === undefined) return false
+    if (history !== undefined) {
+      if (appendNow === undefined) return false
+      for (const channel of channels) {
+        const policy = policyOf(channel)
+        publishNow(channel, text, policy === undefined ? undefined : appendNow(channel, policy, text, clock()))
+      }
+      return true
+    }
+    for (const channel of channels) publishNow(channel, text)
+    return true
+  }
+
   const publishText = (channels: ReadonlyArray<Channel.ChannelId>, text: string) =>
     channels.length === 1
       ? publishOne(channels[0]!, text)
@@ -390,6 +417,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
     unsubscribe,
     unsubscribeAll: (subscriber) => Effect.suspend(() => unsubscribe(subscriber, Array.from(subscriber.channels))),
     publishText,
+    publishTextNow,
     publish: (channels, command, headers, body) =>
       Effect.suspend((): Effect.Effect<void, ProtocolError | Rejection.Rejection> => {
         const list = typeof channels === "string" ? Channel.parseList(channels) : Channel.validateAll(channels)

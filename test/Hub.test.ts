@@ -92,6 +92,51 @@ describe("Hub", () => {
       for (const name of ["p1", "p2", "p3"]) assert.strictEqual(frames.get(name)!.length, 1)
     }))
 
+  it.effect("publishTextNow: at once on the memory bus and store, numbered in one order with publishText", () =>
+    Effect.gen(function*() {
+      const bus = yield* Bus.makeMemory()
+      const history = History.makeMemory({ policies: [{ prefix: "h-", size: 10, ttl: Duration.minutes(1) }] })
+      const hub = yield* Hub.make().pipe(
+        Effect.provideService(Bus.Bus, bus),
+        Effect.provideService(History.History, history)
+      )
+      const texts: Array<string> = []
+      const positions: Array<number | undefined> = []
+      const subscriber: Hub.Subscriber = {
+        channels: new Set(),
+        deliver: (frame) => {
+          texts.push(frame.text)
+          positions.push(frame.position?.offset)
+        }
+      }
+      yield* hub.subscribe(subscriber, ids("h-a", "plain"), { since: "now" })
+      const before = texts.length
+      yield* hub.publishText(ids("h-a"), "LHTTP/1.0 m\r\npublish:h-a\r\n\r\n1")
+      // no effect to run: delivered when the call returns
+      assert.isTrue(hub.publishTextNow(ids("h-a", "plain"), "LHTTP/1.0 m\r\npublish:h-a plain\r\n\r\n2"))
+      yield* hub.publishText(ids("h-a"), "LHTTP/1.0 m\r\npublish:h-a\r\n\r\n3")
+      assert.deepStrictEqual(positions.slice(before), [1, 2, undefined, 3])
+      assert.strictEqual(texts.at(-2), "LHTTP/1.0 m\r\npublish:h-a plain\r\n\r\n2")
+      // what a recovery gives: the three, the one published at once in its place
+      const recovered = yield* history.recover(ids("h-a")[0]!, history.policyOf(ids("h-a")[0]!)!, {
+        epoch: (yield* history.recover(ids("h-a")[0]!, history.policyOf(ids("h-a")[0]!)!, undefined)).position.epoch,
+        offset: 0
+      })
+      assert.deepStrictEqual(recovered.messages.map((m) => m.position.offset), [1, 2, 3])
+    }))
+
+  it.effect("publishTextNow: false, and nothing published, on a bus that cannot publish at once", () =>
+    Effect.gen(function*() {
+      const { publishNow: _, ...waiting } = yield* Bus.makeMemory()
+      const hub = yield* Hub.make().pipe(Effect.provideService(Bus.Bus, Bus.Bus.of(waiting)))
+      const delivered: Array<string> = []
+      yield* hub.subscribe(recorder("one", delivered), ids("c"))
+      assert.isFalse(hub.publishTextNow(ids("c"), "m"))
+      assert.deepStrictEqual(delivered, [])
+      yield* hub.publishText(ids("c"), "m")
+      assert.deepStrictEqual(delivered, ["one:m"])
+    }))
+
   it.effect("fans one frame out to every subscriber: the same rendered text and the same bytes", () =>
     Effect.gen(function*() {
       const bus = yield* Bus.makeMemory()

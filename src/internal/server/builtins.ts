@@ -40,6 +40,13 @@ const hasEmptyBuiltin = (headers: ReadonlyMap<string, string>): boolean =>
   headers.has(Header.subscribe) || headers.has(Header.publish) || headers.has(Header.unsubscribe) ||
   headers.has(Header.upstream)
 
+/**
+ * Whether a message only publishes: no subscribe, unsubscribe or `since`
+ * (which ask for the hub's effects or answers).
+ */
+export const isPlainPublish = (message: Message.Notify | Message.Request): boolean =>
+  message.subscribe.length === 0 && message.unsubscribe.length === 0 && !message.headers.has(Header.since)
+
 /** Makes the built-in after filters. */
 export const make = (options: Options) => {
   const { authorize, hub, tracing, upstream } = options

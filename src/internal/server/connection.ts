@@ -48,7 +48,7 @@ export interface Core {
   /** Runs `onOpen` hooks; false when one refused the connection. */
   readonly open: (connection: LiveConnection) => Effect.Effect<boolean>
   /** Processes one inbound message. */
-  readonly handle: (connection: LiveConnection, data: string | Uint8Array) => Effect.Effect<void>
+  readonly handle: (connection: LiveConnection, data: string | Uint8Array) => Effect.Effect<void> | undefined
   /** Runs the `onClose` hooks, whatever fails. */
   readonly close: (connection: LiveConnection) => Effect.Effect<void>
   /** Runs an effect in a fiber of the server's. */
@@ -271,7 +271,8 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
       let handled = 0
       while ((data = connection.#next()) !== undefined) {
         connection.#busy = true
-        yield* core.handle(connection, data)
+        const handling = core.handle(connection, data)
+        if (handling !== undefined) yield* handling
         connection.#busy = false
         connection.#closeIfIdle()
         if (++handled === turnBudget && connection.#head < connection.#inbox.length) {

@@ -77,6 +77,8 @@ export const make = (options: Options) => {
     ...Array.from(processors.values()).flatMap((p) => p.handlers.onClose ? [p.handlers.onClose] : [])
   ]
   const userFilters = before.length > 0 || after.length > 0
+  // whether a publish may skip its effect when nothing is asked of it: no authorize hook, no spans
+  const plainPublishes = options.authorize === undefined && options.tracing !== true
   const parseOptions = { maxHeaders: options.maxHeaders }
   const tracing = options.tracing === true
   const { callUpstream, pubSub } = Builtins.make({
@@ -165,14 +167,22 @@ export const make = (options: Options) => {
         Effect.catchCause((cause) => answer(connection, undefined)(cause).pipe(Effect.as(false)))
       ),
 
-    /** Processes one incoming message. */
-    handle: (connection: LiveConnection, data: string | Uint8Array): Effect.Effect<void> => {
+    /**
+     * Processes one incoming message: done at once when it needs no fiber (a
+     * plain publish on a bus that publishes at once, or a frame refused by the
+     * codec), else the effect that does it.
+     */
+    handle: (connection: LiveConnection, data: string | Uint8Array): Effect.Effect<void> | undefined => {
       const frame = typeof data === "string" ? Frame.parse(data, parseOptions) : Frame.parseBytes(data, parseOptions)
-      if (Result.isFailure(frame)) return Effect.sync(() => connection.write(frame.failure.toFrame()))
+      if (Result.isFailure(frame)) {
+        connection.write(frame.failure.toFrame())
+        return undefined
+      }
       const message = Message.classify(frame.success)
       if (Result.isFailure(message)) {
         const id = frame.success.headers.get(Header.id) || undefined
-        return Effect.sync(() => connection.write(message.failure.toFrame(id)))
+        connection.write(message.failure.toFrame(id))
+        return undefined
       }
       const { command, publish, upstream } = message.success
       const id = message.success._tag === "Request" ? message.success.id : undefined
@@ -182,6 +192,10 @@ export const make = (options: Options) => {
           return Effect.sync(() => connection.write(Rejection.unknownCommand(command).toFrame(id)))
         }
         const published = publish.length > 0 ? Frame.render(message.success) : undefined
+        // a plain publish (nothing to decide, subscribe or trace) on a hub that can publish at once
+        if (published !== undefined && plainPublishes && Builtins.isPlainPublish(message.success)) {
+          if (options.hub.publishTextNow(publish, published)) return undefined
+        }
         return spanned(
           pubSub(connection, message.success, published).pipe(Effect.catchCause(answer(connection, id))),
           connection,
