@@ -10,6 +10,7 @@
 import { Context, Data, Effect, Layer, type Scope } from "effect"
 import type { ChannelId } from "./Channel.ts"
 import type { Position } from "./History.ts"
+import * as Immediate from "./internal/hub/immediate.ts"
 
 /**
  * A bus operation that failed: the reason says which.
@@ -37,13 +38,6 @@ export class Bus extends Context.Service<Bus, {
    * on a bus with `numbering: "publisher"`.
    */
   readonly publish: (channel: ChannelId, payload: string, position?: Position) => Effect.Effect<void, BusError>
-  /**
-   * The same as `publish`, done at once, outside any fiber: offered only by a
-   * bus whose publish neither waits nor fails (the in-memory one). The hub
-   * publishes through it when it can, which saves the per-message effect of a
-   * connection's plain publishes (docs/benchmarks.md, issue 23).
-   */
-  readonly publishNow?: ((channel: ChannelId, payload: string, position?: Position) => void) | undefined
   /**
    * Subscribes this process to a channel until the scope closes: every payload
    * published to it, by any process, is handed to `onMessage`, in order, with
@@ -98,8 +92,13 @@ export const makeMemory = Effect.fnUntraced(function*() {
     }
   }
   return Bus.of({
-    publish: (channel, payload, position) => Effect.sync(() => publishNow(channel, payload, position)),
-    publishNow,
+    // its synchronous twin lets the hub publish a connection's plain publishes without an effect per
+    // message (issue 23); a bus that wraps this one and replaces publish drops the twin with it
+    publish: Immediate.attach(
+      (channel: ChannelId, payload: string, position?: Position) =>
+        Effect.sync(() => publishNow(channel, payload, position)),
+      publishNow
+    ),
     subscribe: (channel, onMessage) =>
       Effect.acquireRelease(
         Effect.sync(() => {

@@ -12,6 +12,7 @@
  */
 import { Context, Data, Duration, Effect, Layer } from "effect"
 import type { ChannelId } from "./Channel.ts"
+import * as Immediate from "./internal/hub/immediate.ts"
 import { randomId } from "./internal/wire/ids.ts"
 import * as Positions from "./internal/wire/positions.ts"
 import * as Protocol from "./internal/wire/protocol.ts"
@@ -156,12 +157,6 @@ export class History extends Context.Service<History, {
   readonly append?:
     | ((channel: ChannelId, policy: Policy, text: string) => Effect.Effect<Position, HistoryError>)
     | undefined
-  /**
-   * The same as `append`, done at once, at the time `now` (ms, the clock's):
-   * offered only by a store whose append neither waits nor fails (the
-   * in-memory one), for the hub's publish without a fiber.
-   */
-  readonly appendNow?: ((channel: ChannelId, policy: Policy, text: string, now: number) => Position) | undefined
   /**
    * The messages of a channel after `since` (none when `since` is undefined:
    * only the current position), as far as the history still has them.
@@ -373,10 +368,7 @@ interface Log {
  */
 export const makeMemory = (
   options: Options
-): History["Service"] & {
-  readonly append: NonNullable<History["Service"]["append"]>
-  readonly appendNow: NonNullable<History["Service"]["appendNow"]>
-} => {
+): History["Service"] & { readonly append: NonNullable<History["Service"]["append"]> } => {
   const logs = new Map<ChannelId, Log>()
   const maxChannels = options.maxChannels ?? 10_000
 
@@ -443,9 +435,12 @@ export const makeMemory = (
   return {
     policyOf: policyLookup(options.policies),
     numbering: "publisher",
-    append: (channel, policy, text) =>
-      Effect.clockWith((clock) => Effect.succeed(appendNow(channel, policy, text, clock.currentTimeMillisUnsafe()))),
-    appendNow,
+    // its synchronous twin (at the time given) serves the hub's publish without an effect per message
+    append: Immediate.attach(
+      (channel: ChannelId, policy: Policy, text: string) =>
+        Effect.clockWith((clock) => Effect.succeed(appendNow(channel, policy, text, clock.currentTimeMillisUnsafe()))),
+      appendNow
+    ),
     recover: (channel, policy, since) =>
       Effect.clockWith((clock) => Effect.succeed(recoverNow(channel, policy, since, clock.currentTimeMillisUnsafe())))
   }

@@ -28,6 +28,7 @@ import type { Connection } from "./Connection.ts"
 import * as Frame from "./Frame.ts"
 import * as History from "./History.ts"
 import { type Entry, fanOut, makeEntry } from "./internal/hub/fanOut.ts"
+import * as Immediate from "./internal/hub/immediate.ts"
 import * as Members from "./internal/hub/members.ts"
 import * as Recovery from "./internal/hub/recovery.ts"
 import * as Message from "./Message.ts"
@@ -369,8 +370,14 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
       }
 
   // the same without a fiber, when both the bus and the store can: all channels or none
-  const { publishNow } = bus
-  const appendNow = history?.appendNow
+  const publishNow = Immediate.of<(channel: Channel.ChannelId, payload: string, position?: History.Position) => void>(
+    bus.publish
+  )
+  const appendNow = Immediate.of<
+    (channel: Channel.ChannelId, policy: History.Policy, text: string, now: number) => History.Position
+  >(
+    history?.append
+  )
   const publishTextNow = (channels: ReadonlyArray<Channel.ChannelId>, text: string): boolean => {
     if (publishNow === undefined) return false
     if (history !== undefined) {
