@@ -3,8 +3,9 @@
  * the lean load client: a cross-check of bench/relay.ts's burst. The
  * publisher sends one message per call (`ws` `send`, `socket.io-client`
  * `emit`), as an application would, rather than one write of all the frames;
- * the subscriber is the same library. Servers: effect-lhttp and ws corked
- * with `ws` clients, Socket.IO 4 with `socket.io-client` (WebSocket transport).
+ * the subscriber is the same library. Servers: effect-lhttp (the lean server
+ * and the main job, bench/fanout/servers/main.ts) and ws corked with `ws`
+ * clients, Socket.IO 4 with `socket.io-client` (WebSocket transport).
  *
  *   node bench/clients.ts            (npm run bench runs it)
  *
@@ -46,13 +47,14 @@ const opened = (socket: WebSocket) =>
     socket.once("error", reject)
   })
 
-// LHTTP over `ws` clients (effect-lhttp and the corked ws server read the same headers)
+// LHTTP over `ws` clients (effect-lhttp and the corked ws server read the same headers); the command `bench`
+// names no processor of the main job's, so its headers go to the built-ins there too
 const lhttpPair = async (port: number, channel: string): Promise<Pair> => {
   const subscriber = new WebSocket(`ws://127.0.0.1:${port}/`)
   const publisher = new WebSocket(`ws://127.0.0.1:${port}/`)
   await Promise.all([opened(subscriber), opened(publisher)])
   const pair: Pair = {
-    publish: (text) => publisher.send(`LHTTP/1.0 chat\r\npublish:${channel}\r\n\r\n${text}`),
+    publish: (text) => publisher.send(`LHTTP/1.0 bench\r\npublish:${channel}\r\n\r\n${text}`),
     onDelivery: () => {},
     close: () => {
       subscriber.terminate()
@@ -60,7 +62,7 @@ const lhttpPair = async (port: number, channel: string): Promise<Pair> => {
     }
   }
   subscriber.on("message", () => pair.onDelivery())
-  subscriber.send(`LHTTP/1.0 chat\r\nsubscribe:${channel}\r\n\r\n`)
+  subscriber.send(`LHTTP/1.0 bench\r\nsubscribe:${channel}\r\n\r\n`)
   return pair
 }
 
@@ -93,6 +95,7 @@ const file = (path: string) => fileURLToPath(new URL(path, import.meta.url))
 const servers = [
   { name: "ws corked", file: file("./fanout/servers/ws-corked.ts"), pair: lhttpPair },
   { name: "effect-lhttp", file: file("./fanout/servers/lhttp.ts"), pair: lhttpPair },
+  { name: "main job", file: file("./fanout/servers/main.ts"), pair: lhttpPair },
   { name: "socket.io", file: file("./fanout/servers/socketio.ts"), pair: socketIoPair }
 ] as const
 

@@ -17,7 +17,7 @@
  *   publishing node and keeps a window of messages in flight. Deliveries/s and
  *   server CPU per delivery (both nodes' CPU summed; nats-server's apart).
  * - 10,000 publishes (reference §15): one publisher connection writes 10,000
- *   `LHTTP/1.0 chat\r\npublish:<channel>\r\n\r\n<n>` frames as fast as it
+ *   `LHTTP/1.0 bench\r\npublish:<channel>\r\n\r\n<n>` frames as fast as it
  *   can, one subscriber counts them: the time until the last is written,
  *   until the last is delivered, and the rate. Each run warms up with two
  *   bursts and reports the median of the next three.
@@ -37,7 +37,11 @@
  * history burst only, with the connections' outbound bound at 4 MiB instead of
  * the default 1 MiB (`maxOutboundBytes`): a positioned frame is about twice a
  * plain one's bytes, and 10,000 of them can pass 1 MiB while the subscriber
- * falls behind, which closes it as a slow consumer (4001).
+ * falls behind, which closes it as a slow consumer (4001). A fifth setup is
+ * the main job (src/main.ts as `npm start` runs it, bench/fanout/servers/main.ts)
+ * on two nodes with `LHTTP_NATS_URL` set: the NATS bus, sessions in a KV
+ * bucket, and history on every channel in JetStream (its defaults), its
+ * fan-out and burst subscribers plain.
  *
  * Rounds interleave the setups (their order alternates); each setup's median
  * round is reported, and the ratios are two nodes ÷ one node, and history ÷ without.
@@ -87,6 +91,7 @@ setTimeout(() => {
 const file = (path: string) => fileURLToPath(new URL(path, import.meta.url))
 const singleNodeFile = file("./fanout/servers/lhttp.ts")
 const clusterNodeFile = file("./cluster/servers/lhttp-nats.ts")
+const mainJobFile = file("./fanout/servers/main.ts")
 const subscribersFile = file("./fanout/subscribers.ts")
 const publisherFile = file("./fanout/publisher.ts")
 const burstFile = file("./cluster/burst.ts")
@@ -122,6 +127,7 @@ interface Kind {
     | "two nodes, history"
     | "history, 4 MiB outbound"
     | "history, plain subscriber"
+    | "main job, two nodes"
   readonly start: () => Promise<Setup>
   /** Whether the fan-out runs on it. */
   readonly fanOut: boolean
@@ -181,17 +187,27 @@ const kinds: ReadonlyArray<Kind> = [
     history: true,
     positioned: 0,
     start: () => twoNodes({ LHTTP_BENCH_HISTORY: "fanout-,bench-" })
+  },
+  // the main job on two nodes, as `npm start` runs with LHTTP_NATS_URL: every channel keeps history in JetStream
+  // (a stream deleted after each measurement, with the sessions' KV bucket), the subscribers plain
+  {
+    name: "main job, two nodes",
+    fanOut: true,
+    burst: true,
+    history: true,
+    positioned: 0,
+    start: () => twoNodes({ LHTTP_NATS_URL: nats.url }, mainJobFile)
   }
 ]
 
-/** Two effect-lhttp nodes on the run's nats-server, with `env` added. */
-async function twoNodes(env: Record<string, string>): Promise<Setup> {
+/** Two effect-lhttp nodes (the lean cluster node unless told) on the run's nats-server, with `env` added. */
+async function twoNodes(env: Record<string, string>, nodeFile = clusterNodeFile): Promise<Setup> {
   const nodes: Array<ChildProcess> = []
   try {
     const ports = [await freePort(), await freePort()] as const
     for (const [i, port] of ports.entries()) {
       nodes.push(
-        await startServer(i === 0 ? serverCpu : nodeBCpu, clusterNodeFile, port, {
+        await startServer(i === 0 ? serverCpu : nodeBCpu, nodeFile, port, {
           env: { NATS_URL: nats.url, ...env },
           ready: ["NATS: connected"]
         })
@@ -441,12 +457,12 @@ try {
     for (const kind of order.filter((kind) => kind.fanOut)) {
       const run = await fanOut(kind, round)
       fanOuts.get(kind.name)!.push(run)
-      console.log(`round ${round} fan-out   ${kind.name.padEnd(9)} ${describeFanOut(run)}`)
+      console.log(`round ${round} fan-out   ${kind.name.padEnd(25)} ${describeFanOut(run)}`)
     }
     for (const kind of order.filter((kind) => kind.burst)) {
       const run = await burst(kind, round)
       bursts.get(kind.name)!.push(run)
-      console.log(`round ${round} burst     ${kind.name.padEnd(9)} ${describeBurst(run)}`)
+      console.log(`round ${round} burst     ${kind.name.padEnd(25)} ${describeBurst(run)}`)
     }
     const loop = await natsLoop(round)
     loops.push(loop)
@@ -465,6 +481,7 @@ try {
   const kept = { fan: fan["two nodes, history"]!, burst: bur["two nodes, history"]! }
   const roomy = bur["history, 4 MiB outbound"]!
   const plainOnHistory = bur["history, plain subscriber"]!
+  const mainJob = { fan: fan["main job, two nodes"]!, burst: bur["main job, two nodes"]! }
 
   writeResult({
     natsServer: nats.version,
@@ -598,6 +615,27 @@ try {
       "without": `${burstNatsUs(two.burst).toFixed(1)} µs`,
       "history": `${burstNatsUs(roomy).toFixed(1)} µs`,
       "history ÷ without": times(burstNatsUs(two.burst) / burstNatsUs(roomy))
+    }
+  })
+
+  console.log(
+    "\nthe main job on two nodes (history on every channel in JetStream, subscribers plain) ÷ the lean nodes\n"
+  )
+  console.table({
+    "fan-out deliveries/s": {
+      "two nodes": rate(two.fan.rate),
+      "main job, two nodes": rate(mainJob.fan.rate),
+      "main job ÷ lean": times(mainJob.fan.rate / two.fan.rate)
+    },
+    "fan-out node CPU per delivery": {
+      "two nodes": `${two.fan.cpuPerDelivery.toFixed(3)} µs`,
+      "main job, two nodes": `${mainJob.fan.cpuPerDelivery.toFixed(3)} µs`,
+      "main job ÷ lean": times(two.fan.cpuPerDelivery / mainJob.fan.cpuPerDelivery)
+    },
+    [`${burstCount} publishes: delivered/s`]: {
+      "two nodes": rate(burstRate(two.burst)),
+      "main job, two nodes": rate(burstRate(mainJob.burst)) + (mainJob.burst.closed ? " (subscriber closed)" : ""),
+      "main job ÷ lean": times(burstRate(mainJob.burst) / burstRate(two.burst))
     }
   })
 

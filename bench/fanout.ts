@@ -12,6 +12,9 @@
  * subscribe frame: a `position` frame first, not counted, then each message
  * with its `channel:`, `offset:` and `epoch:` headers) and half are plain (the
  * published text, byte for byte); the publisher's own subscriber is plain.
+ * And the main job ("main job", bench/fanout/servers/main.ts: src/main.ts as
+ * `npm start` runs it, with its processors, sessions, presence and history on
+ * every channel), its subscribers plain.
  *
  *   npm run bench:fanout            (or: node bench/fanout.ts)
  *
@@ -53,6 +56,8 @@ const servers = [
   { name: "ws naive", file: file("./fanout/servers/ws-naive.ts"), transport: "websocket" },
   { name: "ws corked", file: file("./fanout/servers/ws-corked.ts"), transport: "websocket" },
   { name: "effect-lhttp", file: file("./fanout/servers/lhttp.ts"), transport: "websocket" },
+  // the main job as `npm start` runs it: processors, sessions, presence, history on every channel
+  { name: "main job", file: file("./fanout/servers/main.ts"), transport: "websocket" },
   { name: "lhttp SSE", file: file("./fanout/servers/lhttp.ts"), transport: "sse" },
   // the channel keeping history (in memory): every publish is numbered, then fanned out, rendered
   // twice (as published for the plain half, with its position for the half that asked since:now)

@@ -1,6 +1,6 @@
 /**
  * The 10,000-publish scenario's load (reference §15): one publisher WebSocket
- * connection that writes `count` frames `LHTTP/1.0 chat\r\npublish:<channel>\r\n\r\n<n>`
+ * connection that writes `count` frames `LHTTP/1.0 bench\r\npublish:<channel>\r\n\r\n<n>`
  * as fast as it can (one `write` each, encoded beforehand), and one subscriber
  * connection that counts them. Both live in this process, so one clock times
  * the last write and the last delivery. The publisher does not subscribe.
@@ -13,7 +13,7 @@
 import type { Buffer } from "node:buffer"
 import { RawClient, textFrame } from "../fanout/client.ts"
 import { subscribeMessage } from "../fanout/ipc.ts"
-import { type BurstCommand, type BurstResult, chatMessage, now, reply } from "./ipc.ts"
+import { type BurstCommand, burstMessage, type BurstResult, now, reply } from "./ipc.ts"
 
 const [publishPort, subscribePort, channel, mode] = process.argv.slice(2)
 // a burst that has not been delivered by then is reported with what arrived
@@ -24,11 +24,11 @@ const subscriber = await RawClient.connect(Number(subscribePort))
 const positioned = mode === "positioned"
 subscriber.subscribe(textFrame(subscribeMessage(channel!, "lhttp", positioned)), positioned)
 
-const probe = textFrame(chatMessage(channel!, 0))
+const probe = textFrame(burstMessage(channel!, 0))
 
 const burst = (count: number): Promise<BurstResult> => {
   const frames: Array<Buffer> = []
-  for (let n = 1; n <= count; n++) frames.push(textFrame(chatMessage(channel!, n)))
+  for (let n = 1; n <= count; n++) frames.push(textFrame(burstMessage(channel!, n)))
   subscriber.count = 0
   return new Promise((resolve) => {
     let writtenAt = NaN

@@ -7,7 +7,7 @@
  *   node bench/cluster/nats-loop.ts <nats url> <subject>
  */
 import { connect } from "@nats-io/transport-node"
-import { chatMessage, type LoopCommand, type LoopResult, now, reply } from "./ipc.ts"
+import { burstMessage, type LoopCommand, type LoopResult, now, reply } from "./ipc.ts"
 
 const [url, subject] = process.argv.slice(2)
 const limitMs = 8_000
@@ -37,7 +37,7 @@ const loop = async (count: number): Promise<LoopResult> => {
     }
   })
   const start = now()
-  for (let n = 1; n <= count; n++) publisher.publish(subject!, chatMessage("bench", n))
+  for (let n = 1; n <= count; n++) publisher.publish(subject!, burstMessage("bench", n))
   const publishMs = now() - start
   await publisher.flush()
   const flushMs = now() - start

@@ -70,6 +70,8 @@ export class RawClient {
   uncounted = 0
   /** Whether the server sent a close frame or the socket ended. */
   closed = false
+  /** Pings received (the server's heartbeats), each answered with a pong. */
+  pings = 0
   /** Called after each read that brought frames in (the publisher paces itself with it). */
   onRead: (() => void) | undefined
   readonly socket: Net.Socket
@@ -217,7 +219,9 @@ export class RawClient {
         else this.count++
       }
       if (this.count <= 0) this.#socketIo()
-    } else if (opcode === 9) this.socket.write(pong)
-    else if (opcode === 8) this.closed = true
+    } else if (opcode === 9) {
+      this.pings++
+      this.socket.write(pong)
+    } else if (opcode === 8) this.closed = true
   }
 }

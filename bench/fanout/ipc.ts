@@ -9,6 +9,8 @@ import type { Protocol } from "./client.ts"
 export interface Counted {
   count: number
   readonly closed: boolean
+  /** Heartbeat pings received (WebSocket connections). */
+  readonly pings?: number
 }
 
 /** What the driver asks. `probe`, `start` and `stop` go to the publisher only. */
@@ -33,6 +35,8 @@ export interface Stats {
   readonly max: number
   /** Connections the server closed. */
   readonly closed: number
+  /** Heartbeat pings received over all its connections. */
+  readonly pings: number
 }
 
 /** What a load process answers. */
@@ -52,13 +56,15 @@ export const statsOf = (clients: ReadonlyArray<Counted>): Stats => {
   let min = Infinity
   let max = 0
   let closed = 0
+  let pings = 0
   for (const client of clients) {
+    pings += client.pings ?? 0
     total += client.count
     min = Math.min(min, client.count)
     max = Math.max(max, client.count)
     if (client.closed) closed++
   }
-  return { type: "stats", at: performance.timeOrigin + performance.now(), total, min, max, closed }
+  return { type: "stats", at: performance.timeOrigin + performance.now(), total, min, max, closed, pings }
 }
 
 /**

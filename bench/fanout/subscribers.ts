@@ -10,14 +10,16 @@
  * spread evenly among the others, subscribe with `since:now`: on a history
  * channel each gets a `position` frame first (not counted) and then every
  * message with its position headers; the rest get the published text.
+ * With `idle`, the process does not pace its event loop (see below): its
+ * connections only hold on, answering the server's heartbeats.
  *
- *   node bench/fanout/subscribers.ts <port> <channel> <count> [websocket|sse|socketio] [sources] [positioned]
+ *   node bench/fanout/subscribers.ts <port> <channel> <count> [websocket|sse|socketio] [sources] [positioned] [idle]
  */
 import { type Protocol, RawClient, textFrame } from "./client.ts"
 import { type Counted, serve, subscribeMessage } from "./ipc.ts"
 import { SseSubscriber } from "./sse.ts"
 
-const [port, channel, count, transport, sources, positionedArg] = process.argv.slice(2)
+const [port, channel, count, transport, sources, positionedArg, mode] = process.argv.slice(2)
 // connections opened at once, well under the server's listen backlog
 const batch = 100
 
@@ -57,4 +59,4 @@ const pace = (): void => {
   Atomics.wait(nap, 0, 0, 0.5)
   setImmediate(pace)
 }
-pace()
+if (mode !== "idle") pace()
