@@ -354,6 +354,9 @@ interface Log {
   start: number
   /** The use (a count of `logOf` calls) at which it last went to the end of the recency order. */
   used: number
+  /** The policy it was last trimmed by, and that policy's age limit in ms (read once, not per append). */
+  policy: Policy | undefined
+  maxAge: number
 }
 
 /**
@@ -376,7 +379,11 @@ export const makeMemory = (
   const trim = (log: Log, policy: Policy, now: number) => {
     const kept = log.entries.length - log.start
     if (kept > policy.size) log.start += kept - policy.size
-    const oldest = now - Duration.toMillis(policy.ttl)
+    if (log.policy !== policy) {
+      log.policy = policy
+      log.maxAge = Duration.toMillis(policy.ttl)
+    }
+    const oldest = now - log.maxAge
     while (log.start < log.entries.length && log.entries[log.start]!.at <= oldest) log.start++
     if (log.start > 64 && log.start * 2 > log.entries.length) {
       log.entries.splice(0, log.start)
@@ -394,7 +401,7 @@ export const makeMemory = (
     let log = logs.get(channel)
     if (log === undefined) {
       if (logs.size >= maxChannels) logs.delete(logs.keys().next().value!)
-      log = { epoch: randomId(), last: 0, entries: [], start: 0, used: uses }
+      log = { epoch: randomId(), last: 0, entries: [], start: 0, used: uses, policy: undefined, maxAge: 0 }
       logs.set(channel, log)
     } else if (uses - log.used >= refresh) {
       log.used = uses

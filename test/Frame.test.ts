@@ -3,6 +3,7 @@ import { Result, Schema } from "effect"
 import * as fc from "fast-check"
 import { isDeepStrictEqual } from "node:util"
 import * as Frame from "../src/Frame.ts"
+import * as Grammar from "../src/internal/wire/grammar.ts"
 import { ProtocolError } from "../src/ProtocolError.ts"
 
 type Expected =
@@ -315,6 +316,22 @@ describe("Frame: round trips (docs/protocol.md §3)", () => {
         assert.deepStrictEqual(entries(parsed(text)), entries(frame), JSON.stringify(text))
       }),
       { numRuns: 1000 }
+    )
+  })
+
+  it("rendersAs says, without rendering, whether render(parse(text)) is the text itself", () => {
+    fc.assert(
+      fc.property(fc.oneof(wireText.map(({ text }) => text), lhttpish), (text) => {
+        const frame = Frame.parse(text)
+        if (Result.isSuccess(frame)) {
+          assert.strictEqual(
+            Grammar.rendersAs(frame.success, text),
+            Frame.render(frame.success) === text,
+            JSON.stringify(text)
+          )
+        }
+      }),
+      { numRuns: 2000 }
     )
   })
 

@@ -487,6 +487,22 @@ describe("LhttpServer: subscribe, publish, unsubscribe (reference §4.1, §4.2)"
       assert.strictEqual(yield* a.next(), "LHTTP/1.0 chat\r\npublish:room1\r\n\r\nmine")
     }))
 
+  it.live("a publish without the blank line, or with a header twice, is delivered as rendered, not as sent", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* startMemoryServer({})
+      const a = yield* connect()
+      const b = yield* connect()
+      yield* a.send(frame("chat", { subscribe: "room1" }))
+      yield* a.nothing()
+      // the text of a frame goes out as it came only when it is the frame's rendering (rule 5, rule 6)
+      yield* b.send("LHTTP/1.0 chat\r\npublish:room1")
+      assert.strictEqual(yield* a.next(), "LHTTP/1.0 chat\r\npublish:room1\r\n\r\n")
+      yield* b.send("LHTTP/1.0 chat\r\npublish:room1\r\nk:1\r\nk:2\r\n\r\nbody")
+      assert.strictEqual(yield* a.next(), "LHTTP/1.0 chat\r\npublish:room1\r\nk:2\r\n\r\nbody")
+      yield* b.send("LHTTP/1.0 chat\r\npublish:room1\r\nk:\r\nk:")
+      assert.strictEqual(yield* a.next(), "LHTTP/1.0 chat\r\npublish:room1\r\nk:\r\n\r\n")
+    }))
+
   it.live("subscribing twice, or twice in one list, delivers once; one unsubscribe stops it (B8, issue #12)", () =>
     Effect.gen(function*() {
       const { connect, hub } = yield* startMemoryServer({})

@@ -28,6 +28,7 @@ import * as Message from "../../Message.ts"
 import type * as Processor from "../../Processor.ts"
 import * as Rejection from "../../Rejection.ts"
 import type * as Upstream from "../../Upstream.ts"
+import * as Grammar from "../wire/grammar.ts"
 import { answer, declared } from "./answer.ts"
 import * as Builtins from "./builtins.ts"
 import type { LiveConnection } from "./connection.ts"
@@ -191,7 +192,12 @@ export const make = (options: Options) => {
         if (!Builtins.hasBuiltin(message.success)) {
           return Effect.sync(() => connection.write(Rejection.unknownCommand(command).toFrame(id)))
         }
-        const published = publish.length > 0 ? Frame.render(message.success) : undefined
+        // the frame as it came when that is its rendering (a text frame, each header once): no render
+        const published = publish.length === 0
+          ? undefined
+          : typeof data === "string" && Grammar.rendersAs(frame.success, data)
+          ? data
+          : Frame.render(message.success)
         // a plain publish (nothing to decide, subscribe or trace) on a hub that can publish at once
         if (published !== undefined && plainPublishes && Builtins.isPlainPublish(message.success)) {
           if (options.hub.publishTextNow(publish, published)) return undefined

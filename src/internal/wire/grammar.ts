@@ -117,6 +117,20 @@ export const parseFrame = (input: string, maxHeaders: number): Frame | Problem =
   return { command, headers, body: bodyStart >= length ? "" : input.slice(bodyStart) }
 }
 
+/**
+ * Whether `text`, the text `frame` was parsed from, is exactly what rendering
+ * the frame writes: then the text itself can go out as its rendering (the
+ * server's plain publishes skip a render and an encode of a rope). The parts
+ * of a parsed frame are the text's own, in order, so with the blank line
+ * before the body only a repeated header name (the Map keeps one) makes them
+ * differ, and it shortens the rendering.
+ */
+export const rendersAs = (frame: Frame, text: string): boolean => {
+  let length = startLine.length + frame.command.length + 4 + frame.body.length
+  for (const [name, value] of frame.headers) length += name.length + value.length + 3
+  return length === text.length && text.startsWith("\r\n\r\n", length - frame.body.length - 4)
+}
+
 const hasLineBreak = (text: string): boolean => text.indexOf("\r") !== -1 || text.indexOf("\n") !== -1
 
 /** Finds what would stop a frame from rendering and parsing back unchanged. */
