@@ -60,7 +60,8 @@ const settings = {
   fanout: { FANOUT_ROUNDS: quick ? "1" : "3", FANOUT_SECONDS: quick ? "1" : "2" },
   relay: {
     RELAY_ROUNDS: quick ? "1" : "3",
-    RELAY_SECONDS: quick ? "1" : "2",
+    RELAY_SECONDS: quick ? "1" : "3",
+    RELAY_WARMUP_SECONDS: quick ? "2" : "3",
     RELAY_CONNECTIONS: quick ? "2000" : "10000",
     RELAY_SOURCE_ADDRESSES: "4",
     RELAY_DEADLINE: quick ? "200" : "500"

@@ -21,6 +21,8 @@
  * 3. Publish-to-deliver latency at a fixed rate: 100 subscribers, a publisher
  *    at 500 publishes/s (50,000 deliveries/s); each message's send time and
  *    its arrival at each subscriber are taken in the same process, one clock.
+ *    The server runs with V8's GC trace on: its pauses in the measured window
+ *    are reported beside the percentiles.
  *
  *   npm run bench:relay            (or: node bench/relay.ts)
  *
@@ -34,9 +36,10 @@
  * RELAY_BURST publishes (10000), RELAY_BODY bytes (64), RELAY_CONNECTIONS idle
  * connections (10000), RELAY_MEMORY_ROUNDS (1), RELAY_IDLE_PROCESSES holding
  * them (2), RELAY_SOURCE_ADDRESSES they come from (4), RELAY_SUBSCRIBERS for the latency (100), RELAY_RATE publishes/s
- * (500), RELAY_SECONDS measured (3, after 1 s of warm-up), RELAY_SERVER_CPU
+ * (500), RELAY_SECONDS measured (3), RELAY_WARMUP_SECONDS before it (3), RELAY_SERVER_CPU
  * (0), RELAY_LOAD_CPU (1), RELAY_DEADLINE seconds for the whole run (600).
  */
+import type { ChildProcess } from "node:child_process"
 import { readFileSync } from "node:fs"
 import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
@@ -59,7 +62,10 @@ const idleProcesses = env("RELAY_IDLE_PROCESSES", 2)
 const sourceAddresses = env("RELAY_SOURCE_ADDRESSES", 4)
 const latencySubscribers = env("RELAY_SUBSCRIBERS", 100)
 const publishRate = env("RELAY_RATE", 500)
-const latencyWarmupMs = 1000
+// long enough for a fresh server's start-up heap to be collected (its first mark-compact and the
+// scavenges that promote what start-up built): the steady state is measured, the cold start is the
+// first burst's row (docs/benchmarks.md, "where the tail comes from")
+const latencyWarmupMs = env("RELAY_WARMUP_SECONDS", 3) * 1000
 const latencyMs = env("RELAY_SECONDS", 3) * 1000
 const serverCpu = process.env.RELAY_SERVER_CPU ?? "0"
 const loadCpu = process.env.RELAY_LOAD_CPU ?? "1"
@@ -94,6 +100,7 @@ type Server = typeof servers[number]
 // what the load speaks to a server: LHTTP, or Socket.IO's packets
 const protocolOf = (server: Server): "lhttp" | "socketio" => "protocol" in server ? server.protocol : "lhttp"
 const loadFile = file("./relay/load.ts")
+const traceGcFile = file("./relay/trace-gc.ts")
 const subscribersFile = file("./fanout/subscribers.ts")
 const publisherFile = file("./fanout/publisher.ts")
 
@@ -263,15 +270,59 @@ const memory = async (server: Server, round: number): Promise<Memory> => {
 // ---------------------------------------------------------------------------
 // 3. publish-to-deliver latency at a fixed rate
 
+/** The server's GC pauses in the measured window, from its --trace-gc lines. */
+interface GcPauses {
+  readonly scavenges: number
+  readonly scavengeMs: number
+  readonly maxScavengeMs: number
+  /** Mark-compact collections: their pause (the last, atomic step; the marking before is incremental). */
+  readonly markCompacts: number
+  readonly maxMarkCompactMs: number
+}
+
 interface Latency extends LatencyResult {
   /** CPU over the sending window, as a share of one core. */
   readonly serverCpu: number
   readonly loadCpu: number
+  readonly gc: GcPauses
+}
+
+// "[pid:0x..]   1234 ms: Scavenge 68.0 (115.9) -> 42.5 (115.9) MB, pooled: 0 MB, 1.29 / 0.00 ms ..."
+const gcLine = /: (Scavenge|Mark-Compact|Minor Mark-Sweep)\b.*?, ([\d.]+) \/ [\d.]+ ms/
+
+/** Collects a server's GC pauses as its --trace-gc lines arrive, between `from` and `to` (this clock). */
+const traceGc = (child: ChildProcess) => {
+  const pauses: Array<{ readonly at: number; readonly kind: string; readonly ms: number }> = []
+  let rest = ""
+  child.stdout!.on("data", (chunk: string) => {
+    const lines = (rest + chunk).split("\n")
+    rest = lines.pop()!
+    const at = now()
+    for (const line of lines) {
+      const match = gcLine.exec(line)
+      if (match !== null) pauses.push({ at, kind: match[1]!, ms: Number(match[2]) })
+    }
+  })
+  return (from: number, to: number): GcPauses => {
+    const inWindow = pauses.filter((p) => p.at >= from && p.at <= to)
+    const minor = inWindow.filter((p) => p.kind !== "Mark-Compact").map((p) => p.ms)
+    const major = inWindow.filter((p) => p.kind === "Mark-Compact").map((p) => p.ms)
+    return {
+      scavenges: minor.length,
+      scavengeMs: minor.reduce((a, b) => a + b, 0),
+      maxScavengeMs: Math.max(0, ...minor),
+      markCompacts: major.length,
+      maxMarkCompactMs: Math.max(0, ...major)
+    }
+  }
 }
 
 const latency = async (server: Server, round: number): Promise<Latency> => {
   const port = await freePort()
-  const child = await startServer(serverCpu, server.file, port)
+  const child = await startServer(serverCpu, server.file, port, {
+    env: { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --import ${traceGcFile}`.trim() }
+  })
+  const gcIn = traceGc(child)
   let load: Load<RelayCommand, RelayReply> | undefined
   try {
     load = await startLoad(port, channelOf("latency", server, round), latencySubscribers, protocolOf(server))
@@ -288,7 +339,8 @@ const latency = async (server: Server, round: number): Promise<Latency> => {
     return {
       ...result,
       serverCpu: (cpuMs(child.pid!) - serverBefore) / wallMs,
-      loadCpu: (cpuMs(load.pid) - loadBefore) / wallMs
+      loadCpu: (cpuMs(load.pid) - loadBefore) / wallMs,
+      gc: gcIn(started + latencyWarmupMs, started + latencyWarmupMs + latencyMs)
     }
   } finally {
     if (load !== undefined) kill(load.child)
@@ -324,7 +376,9 @@ const describeLatency = (run: Latency) =>
   `${((run.sent - 1) * 1000 / run.sendingMs).toFixed(0)} publishes/s sent (publisher late by ${
     run.maxLagMs.toFixed(1)
   } ms at most), ` +
-  `server CPU ${percent(run.serverCpu)}, load CPU ${percent(run.loadCpu)}` +
+  `server CPU ${percent(run.serverCpu)}, load CPU ${percent(run.loadCpu)}; GC in the window: ` +
+  `${run.gc.scavenges} scavenges (${run.gc.scavengeMs.toFixed(1)} ms, at most ${run.gc.maxScavengeMs.toFixed(2)}), ` +
+  `${run.gc.markCompacts} mark-compacts (at most ${run.gc.maxMarkCompactMs.toFixed(2)} ms)` +
   (run.samples !== run.expected ? `, ${run.expected - run.samples} deliveries MISSING` : "")
 
 // the driver itself (and its threads) runs beside the load, off the server's core
@@ -435,7 +489,11 @@ if (latencyOf !== undefined && p50Of !== undefined) {
       "server CPU": percent(run.serverCpu),
       "load CPU": percent(run.loadCpu),
       "publisher late": `${run.maxLagMs.toFixed(1)} ms`,
-      missing: run.expected - run.samples
+      missing: run.expected - run.samples,
+      "GC: scavenges (ms, max)": `${run.gc.scavenges} (${run.gc.scavengeMs.toFixed(1)}, ${
+        run.gc.maxScavengeMs.toFixed(2)
+      })`,
+      "mark-compacts (max)": `${run.gc.markCompacts} (${run.gc.maxMarkCompactMs.toFixed(2)})`
     }]
   })))
 }

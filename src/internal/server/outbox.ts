@@ -59,7 +59,9 @@ export class Outbox {
   readonly #transport: Transport
   readonly #maxBytes: number
   readonly #policy: SlowConsumerPolicy
-  #queue: Array<Outbound> = []
+  // undefined when empty: most flushes carry one frame, and a one-element array is the least garbage
+  // a frame can cost (a GC trace of the latency run: docs/benchmarks.md)
+  #queue: Array<Outbound> | undefined = undefined
   #queuedBytes = 0
   #scheduled = false
   #closed = false
@@ -88,7 +90,8 @@ export class Outbox {
         return false
       }
     }
-    this.#queue.push(frame)
+    if (this.#queue === undefined) this.#queue = [frame]
+    else this.#queue.push(frame)
     this.#queuedBytes += size
     if (!this.#scheduled) {
       this.#scheduled = true
@@ -104,10 +107,10 @@ export class Outbox {
   /** Writes everything queued now. */
   flush(): void {
     this.#scheduled = false
-    if (this.#queue.length === 0) return
     const frames = this.#queue
+    if (frames === undefined) return
     const bytes = this.#queuedBytes
-    this.#queue = []
+    this.#queue = undefined
     this.#queuedBytes = 0
     if (!this.#closed && this.#transport.isOpen()) {
       this.#transport.write(frames)
