@@ -3,7 +3,7 @@
  * upgrade to the transports' dispatcher first: what no transport takes goes
  * to the Effect app (its own WebSocket routes included).
  */
-import { NodeHttpServer } from "@effect/platform-node"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeWS from "@effect/platform-node/NodeWS"
 import { Effect, Scope } from "effect"
 import { HttpServer } from "effect/http"
