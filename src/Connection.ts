@@ -49,7 +49,11 @@ export interface Connection {
   readonly id: string
   /** The request URL of the connection: path and query. */
   readonly url: string
-  /** The request headers of the connection, lower-cased names. */
+  /**
+   * The request headers of the connection, lower-cased names; not the HTTP
+   * hop's and the WebSocket handshake's own (`connection`, `upgrade`,
+   * `sec-websocket-key`, `-version`, `-extensions`).
+   */
   readonly requestHeaders: Readonly<Record<string, string | undefined>>
   /** The peer's address, when the transport knows it. */
   readonly remoteAddress: string | undefined

@@ -301,7 +301,6 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
       const waiting: Array<Entry<Subscriber>> = []
       const positions: Array<Effect.Effect<void, Rejection.Rejection>> = []
       for (const channel of fresh) {
-        subscriber.channels.add(channel)
         let entry = table.get(channel)
         if (entry === undefined) {
           entry = makeEntry(channel, policyOf(channel), Deferred.makeUnsafe())
@@ -310,6 +309,9 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
         } else if (entry.scope === undefined) {
           waiting.push(entry)
         }
+        // the entry's own string: every subscriber holds that one, not the copy its message was parsed into
+        // (an idle subscription costs a Set slot, not a string too)
+        subscriber.channels.add(entry.channel)
         entry.subscribers.add(subscriber)
       }
       // positions, for every channel named (a channel held already is answered too)

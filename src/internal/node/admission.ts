@@ -63,10 +63,21 @@ export const respond = (
 export const refuse = (response: Http.ServerResponse, refusal: Refusal, headers: Record<string, string> = {}): void =>
   respond(response, refusal.status, refusal.body, headersOf(refusal, headers))
 
-/** A request's headers as one string per name. */
+// what only the HTTP hop or the WebSocket handshake used: a connection does not keep them (each idle
+// connection holds its request's headers; these were about 150 bytes of it: docs/benchmarks.md, issue 23)
+const notKept: ReadonlySet<string> = new Set([
+  "connection",
+  "upgrade",
+  "sec-websocket-key",
+  "sec-websocket-version",
+  "sec-websocket-extensions"
+])
+
+/** A request's headers as one string per name, without the hop's and the handshake's own. */
 const flatHeaders = (headers: Http.IncomingHttpHeaders): Record<string, string | undefined> => {
   const out: Record<string, string | undefined> = {}
   for (const name in headers) {
+    if (notKept.has(name)) continue
     const value = headers[name]
     out[name] = Array.isArray(value) ? value.join(", ") : value
   }
