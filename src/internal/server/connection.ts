@@ -87,16 +87,11 @@ const inboxHighWater = 1024
  */
 const refusalWindow = 10_000
 
-// what one connection's inbound messages may cost per turn of the event loop: past it, the connection
+// inbound messages of one connection processed per turn of the event loop: past it, the connection
 // stops reading and waits for the next turn, so what it published is written out first (the outboxes
 // flush at the end of a turn) and other connections get their turn; a burst from one publisher then
-// meets TCP backpressure instead of filling its subscribers' outboxes within one turn. A message done
-// at once (a plain publish: about a microsecond) costs 1, one that runs an effect (a processor, a
-// subscribe) 4: 1,024 of the first or 256 of the second per turn. Fewer, larger turns for plain
-// publishes mean fewer writes to each subscriber's socket (issue 23: a burst's writev calls fell by
-// a third and the 10,000 publishes took a fifth less time)
-const turnBudget = 1024
-const effectCost = 4
+// meets TCP backpressure instead of filling its subscribers' outboxes within one turn
+const turnBudget = 256
 
 const nextTurn: Effect.Effect<void> = Effect.callback<void>((resume) => {
   schedule(() => resume(Effect.void))
@@ -277,14 +272,10 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
       while ((data = connection.#next()) !== undefined) {
         connection.#busy = true
         const handling = core.handle(connection, data)
-        if (handling === undefined) handled++
-        else {
-          handled += effectCost
-          yield* handling
-        }
+        if (handling !== undefined) yield* handling
         connection.#busy = false
         connection.#closeIfIdle()
-        if (handled >= turnBudget && connection.#head < connection.#inbox.length) {
+        if (++handled === turnBudget && connection.#head < connection.#inbox.length) {
           handled = 0
           connection.#pause()
           yield* nextTurn
