@@ -236,6 +236,25 @@ describe("NodeLhttpServer: limits and safety", () => {
       assert.strictEqual(yield* alive.next(), "LHTTP/1.0 c\r\nsubscribe:h\r\npublish:h\r\n\r\nalive")
     }))
 
+  it.live("a heartbeat reaches every connection of many (it pings them a slice per turn): each silent one is closed", () =>
+    Effect.gen(function*() {
+      const { port } = yield* startServer({ heartbeatInterval: "300 millis", heartbeatTimeout: "300 millis" })
+      // more than two slices of 256, and not a multiple of it
+      const clients = yield* Effect.forEach(Array.from({ length: 600 }), () => rawClient(port), { concurrency: 50 })
+      yield* eventually(() => clients.every((client) => client.gone()), "15 seconds")
+      for (const client of clients) {
+        // pings (0x89) came, one or more, then the close frame 4000 (server frames: no mask, short payloads)
+        let bytes = client.received()
+        let pings = 0
+        while (bytes[0] === 0x89) {
+          pings++
+          bytes = bytes.subarray(2 + bytes[1]!)
+        }
+        assert.isAtLeast(pings, 1)
+        assert.deepStrictEqual(closeFrameIn(bytes), { code: 4000, reason: "heartbeat timeout" })
+      }
+    }))
+
   it.live("origins outside the allowlist get 403; listed origins and requests without one pass", () =>
     Effect.gen(function*() {
       const { url } = yield* startServer({ allowedOrigins: ["https://ok.example"] })

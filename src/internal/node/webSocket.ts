@@ -89,30 +89,48 @@ class WebSocketTransport implements Transport.Transport {
   }
 }
 
+// pings written per turn of the event loop: a heartbeat of many connections goes out in slices, so that
+// it never holds the loop for long (19,000 connections pinged in one loop held it about half a second:
+// docs/benchmarks.md, issue 23)
+const pingsPerTurn = 256
+
 /**
- * Pings every open connection each `interval` ms (none when not finite) and
- * closes with 4000 those whose pong has not come within `timeout` ms (at
- * most the interval). Returns the way to stop it.
+ * Pings every open connection each `interval` ms (none when not finite), a
+ * slice of them per turn of the event loop, and closes with 4000 those whose
+ * pong has not come within `timeout` ms (at most the interval) of the last
+ * slice. Returns the way to stop it.
  */
 const heartbeat = (open: ReadonlySet<WebSocketTransport>, interval: number, timeout: number): () => void => {
+  let stopped = false
   const ping = () => {
-    for (const transport of open) {
-      // a connection the core paused is not read, so its pong would not be seen: it waits
-      if (transport.paused) continue
-      transport.awaitingPong = true
-      transport.ws.ping()
-    }
-    setTimeout(() => {
-      for (const transport of open) {
-        if (transport.awaitingPong && !transport.paused) {
+    const due = Array.from(open)
+    let next = 0
+    const check = () => {
+      for (const transport of due) {
+        if (transport.awaitingPong && !transport.paused && open.has(transport)) {
           transport.close(CloseCode.heartbeatTimeout, "heartbeat timeout")
         }
       }
-    }, Math.min(timeout, interval)).unref()
+    }
+    const slice = () => {
+      if (stopped) return
+      const end = Math.min(due.length, next + pingsPerTurn)
+      for (; next < end; next++) {
+        const transport = due[next]!
+        // a connection the core paused is not read, so its pong would not be seen: it waits
+        if (transport.paused || !open.has(transport)) continue
+        transport.awaitingPong = true
+        transport.ws.ping()
+      }
+      if (next < due.length) setImmediate(slice)
+      else setTimeout(check, Math.min(timeout, interval)).unref()
+    }
+    slice()
   }
   // an infinite interval turns the heartbeat off
   const timer = Number.isFinite(interval) && interval > 0 ? setInterval(ping, interval).unref() : undefined
   return () => {
+    stopped = true
     if (timer !== undefined) clearInterval(timer)
   }
 }
