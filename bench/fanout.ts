@@ -27,8 +27,8 @@
  * server's median round is reported.
  *
  * Settings (environment): FANOUT_SUBSCRIBERS (1000, the publisher included),
- * FANOUT_ROUNDS (5), FANOUT_SECONDS measured (4, after
- * 1 s of warm-up), FANOUT_WINDOW messages in flight (64), FANOUT_BODY bytes
+ * FANOUT_ROUNDS (5), FANOUT_SECONDS measured (4), FANOUT_WARMUP_SECONDS
+ * before it (3), FANOUT_WINDOW messages in flight (64), FANOUT_BODY bytes
  * (64), FANOUT_PROCESSES of subscribers (1), FANOUT_SERVER_CPU (0),
  * FANOUT_LOAD_CPU (1), FANOUT_SERVERS (the names to run, comma-separated; default all).
  */
@@ -42,7 +42,10 @@ import { writeResult } from "./result.ts"
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback)
 const rounds = env("FANOUT_ROUNDS", 5)
 const measureMs = env("FANOUT_SECONDS", 4) * 1000
-const warmupMs = 1000
+// past a fresh server's collection of its start-up heap (its first seconds: a few long scavenges and
+// its first mark-compact), which cost the main job a sixth of its rate at 100 subscribers in a 1 s
+// warm-up (docs/benchmarks.md, issue 23)
+const warmupMs = env("FANOUT_WARMUP_SECONDS", 3) * 1000
 const window = env("FANOUT_WINDOW", 64)
 const bodyBytes = env("FANOUT_BODY", 64)
 const processes = env("FANOUT_PROCESSES", 1)
