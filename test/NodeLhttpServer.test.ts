@@ -148,6 +148,28 @@ describe("NodeLhttpServer: the WebSocket transport", () => {
 
   // the 4001 of a peer that does not read is in test/Security.test.ts, the turns of 256 messages in
   // test/LhttpServer.test.ts "fairness between connections"
+  it.live("frames of each WebSocket length form (7, 16 and 64 bits), alone and several in one write, arrive whole", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server({ maxMessageBytes: 200_000 })
+      const subscriber = yield* connect(url)
+      const publisher = yield* connect(url)
+      yield* subscriber.send(frame("c", { subscribe: "sizes" }))
+      yield* subscriber.send(frame("echo", {}, "ready"))
+      assert.strictEqual(yield* subscriber.next(), "LHTTP/1.0 echo\r\n\r\nready")
+      const head = "LHTTP/1.0 c\r\npublish:sizes\r\n\r\n"
+      // whole frames of 125 and 126 bytes (the 7-bit length's last and the 16-bit one's first), of
+      // 65,535 and 65,536 (the 16-bit one's last and the 64-bit one's first), a multi-byte body
+      const sizes = [125, 126, 65_535, 65_536, 150_000]
+      const texts = [...sizes.map((size) => head + "x".repeat(size - head.length)), head + "é😀".repeat(1000)]
+      // one at a time (each flushed alone), then all in one go (one write of several frames)
+      for (const text of texts) {
+        yield* publisher.send(text)
+        assert.strictEqual(yield* subscriber.next(), text)
+      }
+      for (const text of texts) yield* publisher.send(text)
+      for (const text of texts) assert.strictEqual(yield* subscriber.next(), text)
+    }))
+
   it.live("a burst larger than maxOutboundBytes reaches a subscriber that reads: it is not closed as a slow consumer", () =>
     Effect.gen(function*() {
       const { port, url } = yield* server()

@@ -7,7 +7,7 @@
  */
 import * as NodeWS from "@effect/platform-node/NodeWS"
 import { Duration, Effect } from "effect"
-import type { Buffer } from "node:buffer"
+import { Buffer } from "node:buffer"
 import type * as Http from "node:http"
 import type { Duplex } from "node:stream"
 import type * as LhttpServer from "../../LhttpServer.ts"
@@ -28,7 +28,32 @@ export interface Options {
 const defaultCloseGrace = Duration.seconds(5)
 
 const OPEN = 1
-const text = { binary: false } as const
+
+// each outgoing frame as a WebSocket text frame (RFC 6455 §5.2: FIN, opcode 1, the length, no mask from a
+// server), made on its first write and kept while the frame lives: a frame fanned out to a thousand
+// connections is framed once, where ws.send framed it per connection (issue 23)
+const framedFrames = new WeakMap<Transport.Outbound, Buffer>()
+
+const framed = (frame: Transport.Outbound): Buffer => {
+  let bytes = framedFrames.get(frame)
+  if (bytes !== undefined) return bytes
+  const payload = frame.bytes
+  const length = payload.length
+  const head = length < 126 ? 2 : length < 65_536 ? 4 : 10
+  bytes = Buffer.allocUnsafe(head + length)
+  bytes[0] = 0x81
+  if (head === 2) bytes[1] = length
+  else if (head === 4) {
+    bytes[1] = 126
+    bytes.writeUInt16BE(length, 2)
+  } else {
+    bytes[1] = 127
+    bytes.writeBigUInt64BE(BigInt(length), 2)
+  }
+  bytes.set(payload, head)
+  framedFrames.set(frame, bytes)
+  return bytes
+}
 
 /** One WebSocket as a transport of the core. */
 class WebSocketTransport implements Transport.Transport {
@@ -52,10 +77,16 @@ class WebSocketTransport implements Transport.Transport {
 
   write(frames: ReadonlyArray<Transport.Outbound>): void {
     if (this.ws.readyState !== OPEN) return
-    if (frames.length === 1) return this.ws.send(frames[0]!.bytes, text)
-    this.socket.cork()
-    for (let i = 0; i < frames.length; i++) this.ws.send(frames[i]!.bytes, text)
-    this.socket.uncork()
+    // frames framed once and shared by every connection they go to, written in one socket write;
+    // ws never holds a frame back here (no compression), so the socket's order is the sends' order
+    if (frames.length === 1) {
+      this.socket.write(framed(frames[0]!))
+      return
+    }
+    const list: Array<Buffer> = new Array(frames.length)
+    let size = 0
+    for (let i = 0; i < frames.length; i++) size += (list[i] = framed(frames[i]!)).length
+    this.socket.write(Buffer.concat(list, size))
   }
 
   bufferedBytes(): number {
