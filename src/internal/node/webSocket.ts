@@ -12,6 +12,7 @@ import type * as Http from "node:http"
 import type { Duplex } from "node:stream"
 import type * as LhttpServer from "../../LhttpServer.ts"
 import type * as Transport from "../../Transport.ts"
+import { Outbound } from "../wire/outbound.ts"
 import { CloseCode } from "../wire/protocol.ts"
 import * as Admission from "./admission.ts"
 import type { UpgradeHandler } from "./dispatcher.ts"
@@ -29,18 +30,18 @@ const defaultCloseGrace = Duration.seconds(5)
 
 const OPEN = 1
 
-// each outgoing frame as a WebSocket text frame (RFC 6455 §5.2: FIN, opcode 1, the length, no mask from a
-// server), made on its first write and kept while the frame lives: a frame fanned out to a thousand
-// connections is framed once, where ws.send framed it per connection (issue 23)
-const framedFrames = new WeakMap<Transport.Outbound, Buffer>()
+// an outgoing frame as a WebSocket text frame (RFC 6455 §5.2: FIN, opcode 1, the length, no mask from a
+// server), made on its first write and kept with the frame: a frame fanned out to a thousand connections
+// is framed once, where ws.send framed it per connection (issue 23)
+const framed = (frame: Transport.Outbound): Uint8Array => {
+  if (frame instanceof Outbound) return (frame.framed ??= frameOf(frame.bytes))
+  return frameOf(frame.bytes)
+}
 
-const framed = (frame: Transport.Outbound): Buffer => {
-  let bytes = framedFrames.get(frame)
-  if (bytes !== undefined) return bytes
-  const payload = frame.bytes
+const frameOf = (payload: Uint8Array): Buffer => {
   const length = payload.length
   const head = length < 126 ? 2 : length < 65_536 ? 4 : 10
-  bytes = Buffer.allocUnsafe(head + length)
+  const bytes = Buffer.allocUnsafe(head + length)
   bytes[0] = 0x81
   if (head === 2) bytes[1] = length
   else if (head === 4) {
@@ -51,7 +52,6 @@ const framed = (frame: Transport.Outbound): Buffer => {
     bytes.writeBigUInt64BE(BigInt(length), 2)
   }
   bytes.set(payload, head)
-  framedFrames.set(frame, bytes)
   return bytes
 }
 
@@ -83,7 +83,7 @@ class WebSocketTransport implements Transport.Transport {
       this.socket.write(framed(frames[0]!))
       return
     }
-    const list: Array<Buffer> = new Array(frames.length)
+    const list: Array<Uint8Array> = new Array(frames.length)
     let size = 0
     for (let i = 0; i < frames.length; i++) size += (list[i] = framed(frames[i]!)).length
     this.socket.write(Buffer.concat(list, size))

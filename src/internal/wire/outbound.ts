@@ -21,6 +21,12 @@ interface Position {
 export class Outbound {
   readonly text: string
   readonly position: Position | undefined
+  /**
+   * What a transport made of the frame for its own writes, made by the first
+   * connection that writes it and shared by the others (the Node WebSocket
+   * transport: the whole WebSocket frame).
+   */
+  framed: Uint8Array | undefined = undefined
   #bytes: Uint8Array | undefined
   constructor(text: string, position?: Position) {
     this.text = text
