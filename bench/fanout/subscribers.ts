@@ -11,15 +11,20 @@
  * channel each gets a `position` frame first (not counted) and then every
  * message with its position headers; the rest get the published text.
  * With `idle`, the process does not pace its event loop (see below): its
- * connections only hold on, answering the server's heartbeats.
+ * connections only hold on, answering the server's heartbeats. With
+ * `network` (0 to 255), the source addresses are 127.0.<network>.1, .2, ...:
+ * a measurement on a network of its own does not meet the source ports the
+ * one before left in TIME_WAIT (tens of thousands of them made connecting
+ * slower and slower, then run short).
  *
- *   node bench/fanout/subscribers.ts <port> <channel> <count> [websocket|sse|socketio] [sources] [positioned] [idle]
+ *   node bench/fanout/subscribers.ts <port> <channel> <count> [websocket|sse|socketio] [sources] [positioned]
+ *     [idle|-] [network]
  */
 import { type Protocol, RawClient, textFrame } from "./client.ts"
 import { type Counted, serve, subscribeMessage } from "./ipc.ts"
 import { SseSubscriber } from "./sse.ts"
 
-const [port, channel, count, transport, sources, positionedArg, mode] = process.argv.slice(2)
+const [port, channel, count, transport, sources, positionedArg, mode, network] = process.argv.slice(2)
 // connections opened at once, well under the server's listen backlog
 const batch = 100
 
@@ -27,7 +32,7 @@ const clients: Array<Counted> = []
 const protocol: Protocol = transport === "socketio" ? "socketio" : "lhttp"
 const addresses = Math.max(1, Number(sources ?? 1))
 const open = (index: number): Promise<Counted> => {
-  const from = addresses === 1 ? undefined : `127.0.0.${1 + (index % addresses)}`
+  const from = addresses === 1 ? undefined : `127.0.${Number(network ?? 0)}.${1 + (index % addresses)}`
   return transport === "sse"
     ? SseSubscriber.connect(Number(port), channel!, from)
     : RawClient.connect(Number(port), protocol, from)
