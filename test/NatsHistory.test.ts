@@ -228,6 +228,9 @@ describe("NatsHistory: JetStream history across nodes and restarts", () => {
         // 200 before the recovery: it reads them one JetStream request each
         for (let i = 0; i < 200; i++) yield* send
         yield* Effect.forEach(publishers, (publisher) => publisher.nothing(), { discard: true })
+        // all 200 in the stream before the subscription (the nodes append them one JetStream request each,
+        // and under load that lags): the watcher has them, numbered, only once they are
+        for (let i = 0; i < 200; i++) yield* watcher.next("20 seconds")
         const back = yield* one.connect()
         // back's frames, as they arrive
         const frames: Array<string> = []
