@@ -58,7 +58,7 @@ import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 import type { BurstCommand, BurstReply, BurstResult, LoopCommand, LoopReply, LoopResult } from "./cluster/ipc.ts"
 import { startNats } from "./cluster/nats.ts"
-import { freePort, kill, Load, pinSelf, startServer, within } from "./fanout/children.ts"
+import { freePort, giveUpAfter, kill, Load, pinSelf, startServer, within } from "./fanout/children.ts"
 import type { Stats } from "./fanout/ipc.ts"
 import { measure, now, settle, sum, totalOf } from "./fanout/measure.ts"
 import { coreTicks, cpuMs, memoryMiB } from "./fanout/proc.ts"
@@ -82,11 +82,7 @@ const burstWarmups = 2
 const burstsMeasured = 3
 const subscribers = 1000
 
-// the whole run is bounded: past the deadline it exits, and the exit hooks kill every child
-setTimeout(() => {
-  console.error(`cluster benchmark: not done within ${deadlineMs / 1000} s, giving up`)
-  process.exit(1)
-}, deadlineMs).unref()
+giveUpAfter("cluster benchmark", deadlineMs)
 
 const file = (path: string) => fileURLToPath(new URL(path, import.meta.url))
 const singleNodeFile = file("./fanout/servers/lhttp.ts")

@@ -42,7 +42,7 @@ import type { ChildProcess } from "node:child_process"
 import { readFileSync } from "node:fs"
 import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
-import { freePort, kill, Load, pinSelf, startServer } from "./fanout/children.ts"
+import { freePort, giveUpAfter, kill, Load, nextLoopbackNetwork, pinSelf, startServer } from "./fanout/children.ts"
 import type { Stats } from "./fanout/ipc.ts"
 import { now, settle, sum } from "./fanout/measure.ts"
 import { cpuMs } from "./fanout/proc.ts"
@@ -76,11 +76,7 @@ if (connections + spareFiles > openFilesLimit()) {
   process.exit(2)
 }
 
-// the whole run is bounded: past the deadline it exits, and the exit hooks kill every child
-setTimeout(() => {
-  console.error(`connections benchmark: not done within ${deadlineMs / 1000} s, giving up`)
-  process.exit(1)
-}, deadlineMs).unref()
+giveUpAfter("connections benchmark", deadlineMs)
 
 const file = (path: string) => fileURLToPath(new URL(path, import.meta.url))
 const servers = [
@@ -92,11 +88,6 @@ const servers = [
 const only = (process.env.CONNECTIONS_SERVERS ?? "ws naive,effect-lhttp,main job").split(",").map((s) => s.trim())
 const chosen = servers.filter((server) => only.includes(server.name))
 const subscribersFile = file("./fanout/subscribers.ts")
-
-// each measurement's connections come from loopback addresses of their own (127.0.<n>.x): the source
-// ports the measurement before left in TIME_WAIT do not slow its connects down
-let network = 0
-const nextNetwork = () => network = (network % 250) + 1
 const publisherFile = file("./fanout/publisher.ts")
 
 /** What one server measured. */
@@ -151,7 +142,7 @@ const runOnce = async (server: typeof servers[number], round: number): Promise<R
           String(sourceAddresses),
           "0",
           "idle",
-          String(nextNetwork())
+          String(nextLoopbackNetwork())
         ])
       )
     )

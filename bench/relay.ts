@@ -43,7 +43,16 @@ import type { ChildProcess } from "node:child_process"
 import { readFileSync } from "node:fs"
 import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
-import { freePort, kill, Load, pinSelf, startServer, within } from "./fanout/children.ts"
+import {
+  freePort,
+  giveUpAfter,
+  kill,
+  Load,
+  nextLoopbackNetwork,
+  pinSelf,
+  startServer,
+  within
+} from "./fanout/children.ts"
 import type { Stats } from "./fanout/ipc.ts"
 import { now, settle } from "./fanout/measure.ts"
 import { cpuMs } from "./fanout/proc.ts"
@@ -81,11 +90,7 @@ if (connections + 100 > 19_000) {
   process.exit(2)
 }
 
-// the whole run is bounded: past the deadline it exits, and the exit hooks kill every child
-setTimeout(() => {
-  console.error(`relay benchmark: not done within ${deadlineMs / 1000} s, giving up`)
-  process.exit(1)
-}, deadlineMs).unref()
+giveUpAfter("relay benchmark", deadlineMs)
 
 const file = (path: string) => fileURLToPath(new URL(path, import.meta.url))
 const servers = [
@@ -102,8 +107,6 @@ const protocolOf = (server: Server): "lhttp" | "socketio" => "protocol" in serve
 const loadFile = file("./relay/load.ts")
 const traceGcFile = file("./relay/trace-gc.ts")
 const subscribersFile = file("./fanout/subscribers.ts")
-let networks = 0
-const nextNetwork = () => networks = (networks % 250) + 1
 const publisherFile = file("./fanout/publisher.ts")
 
 // a channel per run, of the same length for every server (so are the frames)
@@ -221,7 +224,7 @@ const memory = async (server: Server, round: number): Promise<Memory> => {
   const child = await startServer(serverCpu, server.file, port, { env: gcHookEnv() })
   // connections from loopback addresses of their own (127.0.<n>.x): the source ports the measurement
   // before left in TIME_WAIT (10,000 of them) do not slow these connects down
-  const network = nextNetwork()
+  const network = nextLoopbackNetwork()
   const loads: Array<Load> = []
   try {
     // one connection first, through the whole path (upgrade, subscribe, publish, deliver), so that

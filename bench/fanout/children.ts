@@ -138,3 +138,23 @@ export const pinSelf = (cpu: string): void => {
     }
   }
 }
+
+/**
+ * Bounds a whole benchmark run: past `ms` it says so and exits with 1 (the exit hooks kill every
+ * child).
+ */
+export const giveUpAfter = (what: string, ms: number): void => {
+  setTimeout(() => {
+    console.error(`${what}: not done within ${ms / 1000} s, giving up`)
+    process.exit(1)
+  }, ms).unref()
+}
+
+let network = 0
+
+/**
+ * The next loopback network (1 to 250) for a measurement's connections to come from
+ * (127.0.<n>.x): the source ports the measurement before left in TIME_WAIT (tens of thousands of
+ * them) do not slow its connects down.
+ */
+export const nextLoopbackNetwork = (): number => network = (network % 250) + 1
