@@ -19,7 +19,7 @@ import * as Immediate from "./internal/hub/immediate.ts"
  * @category errors
  */
 export class BusError extends Data.TaggedError("BusError")<{
-  readonly reason: "Unavailable" | "PublishFailed" | "SubscribeFailed"
+  readonly reason: "Unavailable" | "PublishFailed" | "SubscribeFailed" | "Unconfirmed"
   readonly message: string
   readonly cause?: unknown
 }> {}
@@ -59,6 +59,22 @@ export class Bus extends Context.Service<Bus, {
       readonly onResume?: (() => void) | undefined
     }
   ) => Effect.Effect<void, BusError, Scope.Scope>
+  /**
+   * Publishes as `publish` does and answers once the bus has taken the
+   * message: what a publish with an `id` is acknowledged with. A bus without
+   * it takes a publish when `publish` is done (the in-memory bus). The NATS
+   * bus answers when the NATS server has the message and, with a JetStream
+   * history, when the stream stored it, with its position there; while NATS
+   * is away, once the message is in the bus's reconnect buffer, as `publish`
+   * takes it (no position). It sends the message when the effect is run,
+   * before anything it waits for, so that publishes keep their order; it
+   * fails `Unavailable` when it cannot take it (nothing was published),
+   * `Unconfirmed` when it sent it but got no confirmation in time (the
+   * message may have been published).
+   */
+  readonly publishAcknowledged?:
+    | ((channel: ChannelId, payload: string) => Effect.Effect<Position | undefined, BusError>)
+    | undefined
   /** Whether the bus can publish and deliver now (for `/readyz`). */
   readonly isReady: Effect.Effect<boolean>
   /**

@@ -118,12 +118,29 @@ export class Hub extends Context.Service<Hub, {
     text: string
   ) => Effect.Effect<void, Rejection.Rejection>
   /**
+   * Publishes a frame's text as `publishText` does and answers once the bus
+   * has taken it on every channel (`Bus.publishAcknowledged`), with the
+   * position of each channel that keeps history: what a publish with an `id`
+   * is acknowledged with. It fails `503 BusUnavailable` when the bus could not
+   * take it, `504 PublishUnconfirmed` when the bus took it but did not
+   * confirm it in time.
+   */
+  readonly publishTextAcknowledged: (
+    channels: ReadonlyArray<Channel.ChannelId>,
+    text: string
+  ) => Effect.Effect<ReadonlyMap<Channel.ChannelId, History.Position>, Rejection.Rejection>
+  /**
    * Publishes a frame's text as `publishText` does, at once and outside any
    * fiber, when the bus (and, for a channel with history, the store) can
    * (the in-memory ones): true when it did; false, having done nothing, when
-   * `publishText` must.
+   * `publishText` must. With `positions`, the position of each channel that
+   * keeps history is set there (what `publishTextAcknowledged` answers).
    */
-  readonly publishTextNow: (channels: ReadonlyArray<Channel.ChannelId>, text: string) => boolean
+  readonly publishTextNow: (
+    channels: ReadonlyArray<Channel.ChannelId>,
+    text: string,
+    positions?: Map<Channel.ChannelId, History.Position>
+  ) => boolean
   /**
    * Publishes a frame to channels: the channels are validated, the frame is
    * rendered once, and what subscribers receive is that text.
@@ -188,7 +205,8 @@ export interface SubscribeOptions {
   readonly since?: History.Since | undefined
 }
 
-const toRejection = (error: BusError) => Rejection.busUnavailable(error.message)
+const toRejection = (error: BusError) =>
+  error.reason === "Unconfirmed" ? Rejection.publishUnconfirmed(error.message) : Rejection.busUnavailable(error.message)
 
 // a delivered frame decoded once for every stream it goes to (undefined: it does not decode)
 const decoded = new WeakMap<Transport.Outbound, Message.Message | undefined>()
@@ -380,13 +398,19 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
   >(
     history?.append
   )
-  const publishTextNow = (channels: ReadonlyArray<Channel.ChannelId>, text: string): boolean => {
+  const publishTextNow = (
+    channels: ReadonlyArray<Channel.ChannelId>,
+    text: string,
+    positions?: Map<Channel.ChannelId, History.Position>
+  ): boolean => {
     if (publishNow === undefined) return false
     if (history !== undefined) {
       if (appendNow === undefined) return false
       for (const channel of channels) {
         const policy = policyOf(channel)
-        publishNow(channel, text, policy === undefined ? undefined : appendNow(channel, policy, text, clock()))
+        const position = policy === undefined ? undefined : appendNow(channel, policy, text, clock())
+        publishNow(channel, text, position)
+        if (position !== undefined) positions?.set(channel, position)
       }
       return true
     }
@@ -398,6 +422,39 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
     channels.length === 1
       ? publishOne(channels[0]!, text)
       : Effect.forEach(channels, (channel) => publishOne(channel, text), { discard: true })
+
+  // a publish the bus confirms: the store that numbers what is published here appends first (its position
+  // is the answer); a bus that numbers what it carries answers with the position it gave
+  const acknowledge = bus.publishAcknowledged
+  const publishOneAcknowledged = (
+    channel: Channel.ChannelId,
+    text: string
+  ): Effect.Effect<History.Position | undefined, Rejection.Rejection> => {
+    const policy = policyOf(channel)
+    if (history?.numbering === "publisher" && policy !== undefined) {
+      return history.append!(channel, policy, text).pipe(
+        Effect.mapError(Recovery.toHistoryRejection),
+        Effect.flatMap((position) =>
+          Effect.as(Effect.mapError(bus.publish(channel, text, position), toRejection), position)
+        )
+      )
+    }
+    if (acknowledge === undefined) return Effect.as(Effect.mapError(bus.publish(channel, text), toRejection), undefined)
+    return Effect.mapBoth(acknowledge(channel, text), {
+      onFailure: toRejection,
+      onSuccess: (position) => policy === undefined || history === undefined ? undefined : position
+    })
+  }
+  const publishTextAcknowledged = (channels: ReadonlyArray<Channel.ChannelId>, text: string) =>
+    Effect.suspend(() => {
+      const positions = new Map<Channel.ChannelId, History.Position>()
+      if (publishTextNow(channels, text, positions)) return Effect.succeed(positions)
+      // every channel's message is sent before any confirmation is awaited (in the order of the list)
+      return Effect.forEach(channels, (channel) =>
+        Effect.map(publishOneAcknowledged(channel, text), (position) => {
+          if (position !== undefined) positions.set(channel, position)
+        }), { concurrency: "unbounded", discard: true }).pipe(Effect.as(positions))
+    })
 
   // a subscription without a socket: the delivered frames, decoded, into the stream's queue
   const stream = (channels: string | Iterable<string>, options?: StreamOptions) =>
@@ -426,6 +483,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
     unsubscribe,
     unsubscribeAll: (subscriber) => Effect.suspend(() => unsubscribe(subscriber, Array.from(subscriber.channels))),
     publishText,
+    publishTextAcknowledged,
     publishTextNow,
     publish: (channels, command, headers, body) =>
       Effect.suspend((): Effect.Effect<void, ProtocolError | Rejection.Rejection> => {

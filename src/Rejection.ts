@@ -130,6 +130,17 @@ export const busUnavailable = (detail: string): Rejection =>
   new Rejection({ status: 503, reason: "BusUnavailable", message: detail })
 
 /**
+ * A publish with an `id` that the bus took but did not confirm in time (a
+ * stream that did not answer): it may have been published or not, so the
+ * publisher is told it cannot know.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const publishUnconfirmed = (detail: string): Rejection =>
+  new Rejection({ status: 504, reason: "PublishUnconfirmed", message: detail })
+
+/**
  * A channel's history store that cannot append or read now: the message was
  * not published, or the subscription not made.
  *

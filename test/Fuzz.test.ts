@@ -145,6 +145,8 @@ const counts = (items: ReadonlyArray<string>) => {
  * - `404 UnknownCommand`: exactly one per valid input of a command without a processor and without a built-in header,
  *   with its `id`;
  * - every valid `echo` is answered exactly once, with its body and its `id`;
+ * - every other valid input with an `id` that publishes (and calls no upstream) is acknowledged once, with
+ *   its command and `id`, unless a `429 TooManySubscriptions` refused it;
  * - nothing else but deliveries of what the fuzzer itself published (frames with a `publish` header) and
  *   `429 TooManySubscriptions`.
  */
@@ -152,6 +154,7 @@ const checkAnswers = (inputs: ReadonlyArray<string>, answers: ReadonlyArray<stri
   const refusals: Array<string> = []
   const unknown: Array<string> = []
   const echoes: Array<string> = []
+  const acks: Array<string> = []
   for (const input of inputs) {
     const parsed = Frame.parse(input, { maxHeaders: 64 })
     const message = Message.decode(input, { maxHeaders: 64 })
@@ -163,13 +166,22 @@ const checkAnswers = (inputs: ReadonlyArray<string>, answers: ReadonlyArray<stri
     // (a valid frame parses: its command, headers and body as the grammar reads them)
     const { body, command, headers } = Result.getOrThrow(parsed)
     const id = idOf(input)
+    const decoded = message.success
     if (command === "echo") {
       echoes.push(frame("echo", id === undefined ? {} : { id }, body))
+    } else if (id !== undefined && decoded._tag !== "Failure" && decoded.publish.length > 0 && !decoded.upstream) {
+      acks.push(frame(command, { id }))
     } else if (!["subscribe", "publish", "unsubscribe", "upstream"].some((name) => headers.has(name))) {
       unknown.push(id ?? "-")
     }
   }
-  const seen = { refusals: [] as Array<string>, unknown: [] as Array<string>, echoes: [] as Array<string> }
+  const seen = {
+    refusals: [] as Array<string>,
+    unknown: [] as Array<string>,
+    echoes: [] as Array<string>,
+    acks: [] as Array<string>,
+    tooMany: 0
+  }
   for (const text of answers) {
     const error = /^LHTTP\/1\.0 error\r\nstatus:(\d{3})\r\nreason:([A-Za-z]+)\r\n(?:id:([^\r\n]*)\r\n)?\r\n/.exec(text)
     if (error !== null) {
@@ -181,18 +193,37 @@ const checkAnswers = (inputs: ReadonlyArray<string>, answers: ReadonlyArray<stri
       )
       if (codecReasons.has(reason!)) seen.refusals.push(`${reason} ${id ?? "-"}`)
       else if (reason === "UnknownCommand") seen.unknown.push(id ?? "-")
-      else assert.strictEqual(reason, "TooManySubscriptions", `${JSON.stringify(text)} (FUZZ_SEED=${seed})`)
+      else {
+        assert.strictEqual(reason, "TooManySubscriptions", `${JSON.stringify(text)} (FUZZ_SEED=${seed})`)
+        seen.tooMany++
+      }
       continue
     }
     const parsed = Frame.parse(text)
     assert.isTrue(Result.isSuccess(parsed), JSON.stringify(text))
     // a delivery of the fuzzer's own publish carries its publish header; an echo reply carries only its id
     if (Result.isSuccess(parsed) && parsed.success.headers.has("publish")) continue
-    seen.echoes.push(text)
+    if (text.startsWith("LHTTP/1.0 echo\r\n")) seen.echoes.push(text)
+    else seen.acks.push(text)
   }
   assert.deepStrictEqual(seen.refusals, refusals, `the codec's refusals, in order, with ids (FUZZ_SEED=${seed})`)
   assert.deepStrictEqual(counts(seen.unknown), counts(unknown), `UnknownCommand, with ids (FUZZ_SEED=${seed})`)
   assert.deepStrictEqual(counts(seen.echoes), counts(echoes), `every valid echo answered once (FUZZ_SEED=${seed})`)
+  // each acknowledgement is one expected; the ones missing were refused (TooManySubscriptions)
+  const expectedAcks = new Map(counts(acks))
+  for (const [ack, count] of counts(seen.acks)) {
+    assert.isAtMost(
+      count,
+      expectedAcks.get(ack) ?? 0,
+      `an acknowledgement not asked for: ${JSON.stringify(ack)} (FUZZ_SEED=${seed})`
+    )
+  }
+  assert.isAtMost(
+    acks.length - seen.acks.length,
+    seen.tooMany,
+    `every publish with an id acknowledged (FUZZ_SEED=${seed})`
+  )
+  assert.isAbove(acks.length, 0)
   assert.isAbove(refusals.length, inputs.length / 10)
   assert.isAbove(echoes.length, 0)
 }

@@ -438,6 +438,30 @@ describe("History", () => {
     assert.isTrue(Result.isFailure(Channel.validate("$presence.room")))
   })
 
+  it.live("a publish with an id is acknowledged with the position of each of its history channels", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* server()
+      const reader = yield* connect()
+      yield* reader.send("LHTTP/1.0 chat\r\nsubscribe:h-a\r\nsince:now\r\n\r\n")
+      const epoch = headersOf(yield* reader.next()).epoch!
+      const writer = yield* connect()
+      yield* writer.send("LHTTP/1.0 chat\r\npublish:h-a plain h-b\r\nid:w1\r\n\r\none")
+      // (the memory store gives each channel an epoch of its own)
+      assert.match(
+        yield* writer.next(),
+        new RegExp(`^LHTTP/1\\.0 chat\r\nid:w1\r\npositions:h-a:${epoch}:1 h-b:[\\w-]+:1\r\n\r\n$`)
+      )
+      yield* publish(writer, "h-a", "two")
+      yield* writer.send("LHTTP/1.0 chat\r\npublish:h-a\r\nid:w2\r\n\r\nthree")
+      assert.strictEqual(yield* writer.next(), `LHTTP/1.0 chat\r\nid:w2\r\npositions:h-a:${epoch}:3\r\n\r\n`)
+      // the positions the subscriber saw are the acknowledged ones
+      const seen = (yield* take(reader, 3)).map((text) => headersOf(text).offset)
+      assert.deepStrictEqual(seen, ["1", "2", "3"])
+      // a channel without history: no positions header
+      yield* writer.send("LHTTP/1.0 chat\r\npublish:plain\r\nid:w3\r\n\r\nfour")
+      assert.strictEqual(yield* writer.next(), "LHTTP/1.0 chat\r\nid:w3\r\n\r\n")
+    }))
+
   it.effect("the memory store's epoch is new after a restart: a position from before is EpochChanged", () =>
     Effect.gen(function*() {
       const before = History.makeMemory({ policies: [policy] })

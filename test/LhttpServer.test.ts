@@ -655,6 +655,55 @@ describe("LhttpServer: subscribe, publish, unsubscribe (reference §4.1, §4.2)"
     }))
 })
 
+describe("LhttpServer: publish acknowledgements", () => {
+  it.live("a publish with an id is answered once the bus took it, after its subscribers have it; without an id, nothing", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* startMemoryServer({})
+      const a = yield* connect()
+      const b = yield* connect()
+      yield* a.send(frame("c", { subscribe: "room" }))
+      yield* b.send(frame("c", { subscribe: "room" }))
+      yield* a.nothing()
+      yield* b.nothing()
+      const sent = "LHTTP/1.0 chat\r\npublish:room\r\nid:m1\r\n\r\nhello"
+      yield* b.send(sent)
+      // the publisher, subscribed too, has the message before its acknowledgement
+      assert.strictEqual(yield* b.next(), sent)
+      assert.strictEqual(yield* b.next(), "LHTTP/1.0 chat\r\nid:m1\r\n\r\n")
+      assert.strictEqual(yield* a.next(), sent)
+      yield* b.send(frame("chat", { publish: "room" }, "no id"))
+      assert.strictEqual(yield* b.next(), "LHTTP/1.0 chat\r\npublish:room\r\n\r\nno id")
+      yield* b.nothing()
+      // subscribe and publish in one message: acknowledged after both
+      const c = yield* connect()
+      yield* c.send(frame("chat", { subscribe: "other", publish: "other", id: "m2" }, "x"))
+      assert.strictEqual(yield* c.next(), "LHTTP/1.0 chat\r\nsubscribe:other\r\npublish:other\r\nid:m2\r\n\r\nx")
+      assert.strictEqual(yield* c.next(), "LHTTP/1.0 chat\r\nid:m2\r\n\r\n")
+      yield* c.nothing()
+    }))
+
+  it.live("a refused publish with an id gets its error frame and no acknowledgement", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* startMemoryServer({})
+      const a = yield* connect()
+      yield* a.send(frame("chat", { publish: "bad*channel", id: "m3" }, "x"))
+      assert.match(yield* a.next(), /^LHTTP\/1\.0 error\r\nstatus:400\r\nreason:InvalidChannel\r\nid:m3\r\n/)
+      yield* a.nothing()
+    }))
+
+  it.live("through a processor: acknowledged unless the processor answered the id itself", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* startMemoryServer({ processors: [Steer] }, SteerLive)
+      const a = yield* connect()
+      yield* a.send(frame("steer", { publish: "room", id: "s1" }, "x"))
+      assert.strictEqual(yield* a.next(), "LHTTP/1.0 steer\r\nid:s1\r\n\r\n")
+      yield* a.send(frame("steer", { publish: "room", id: "s2", mode: "reply" }, "x"))
+      assert.strictEqual(yield* a.next(), "LHTTP/1.0 steer\r\na:1\r\nb:2\r\nid:s2\r\n\r\none")
+      assert.strictEqual(yield* a.next(), "LHTTP/1.0 steer\r\nid:s2\r\n\r\ntwo")
+      yield* a.nothing()
+    }))
+})
+
 describe("LhttpServer: filters", () => {
   it.live("a filter drops a message or alters it before the processor and the publish", () =>
     Effect.gen(function*() {

@@ -63,6 +63,7 @@ const serverReasons = [
   "Forbidden",
   "ShuttingDown",
   "BusUnavailable",
+  "PublishUnconfirmed",
   "HistoryUnavailable",
   "InvalidSince",
   // the message rate

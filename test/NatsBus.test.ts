@@ -108,6 +108,48 @@ describe("NatsBus: shutdown", () => {
     }))
 })
 
+describe("NatsBus: acknowledged publishes", () => {
+  it.live(
+    "answered once the server has the message, Unconfirmed when it does not answer in time, taken into the buffer while it is gone",
+    () =>
+      Effect.gen(function*() {
+        const nats = yield* natsServer
+        const bus = yield* readyBus(nats.url, { acknowledgeTimeout: "300 millis" })
+        const received: Array<string> = []
+        let probed = false
+        yield* bus.subscribe(id("acked"), (payload) => {
+          if (payload === "probe") probed = true
+          else received.push(payload)
+        })
+        yield* until(bus.publish(id("acked"), "probe").pipe(Effect.andThen(Effect.sync(() => probed))))
+        const acknowledge = bus.publishAcknowledged!
+        // no history: taken, without a position, once the server answered a flush after it
+        assert.isUndefined(yield* acknowledge(id("acked"), "one"))
+        yield* eventually(() => received.includes("one"))
+        // a server that answers nothing (stopped): the publish was sent, its fate unknown
+        nats.pause()
+        const unconfirmed = yield* Effect.flip(acknowledge(id("acked"), "two"))
+        nats.resume()
+        assert.strictEqual(unconfirmed.reason, "Unconfirmed")
+        // the message went out before the wait: once the server runs again it is delivered
+        yield* eventually(() => received.includes("two"), "5 seconds")
+        // a server that is gone: taken into the reconnect buffer (no position), sent after the reconnect
+        yield* Effect.promise(() => nats.kill())
+        yield* until(Effect.map(bus.isReady, (ready) => !ready))
+        assert.isUndefined(yield* acknowledge(id("acked"), "three"))
+        yield* Effect.promise(() => nats.restart())
+        yield* until(bus.isReady, "10 seconds")
+        assert.isUndefined(yield* acknowledge(id("acked"), "four"))
+        yield* eventually(() => received.includes("four"), "5 seconds")
+        assert.deepStrictEqual(received, ["one", "two", "three", "four"])
+        // a bus that never reached NATS refuses: nothing was taken
+        const later = yield* NatsBus.make({ servers: "nats://127.0.0.1:1", ...options })
+        assert.strictEqual((yield* Effect.flip(later.publishAcknowledged!(id("acked"), "five"))).reason, "Unavailable")
+      }),
+    30_000
+  )
+})
+
 describe("NatsBus: NATS killed and restarted on the same port", () => {
   it.live(
     "every message published during an outage is delivered exactly once, in order, after the reconnect; at most one handed to NATS just before is lost",

@@ -120,6 +120,36 @@ const recovered = (client: MemoryClient) =>
 
 describe("NatsHistory: JetStream history across nodes and restarts", () => {
   it.live(
+    "a publish with an id is acknowledged once the stream stored it, with the position its subscribers see",
+    () =>
+      Effect.gen(function*() {
+        const nats = yield* natsServerWith({ jetstream: true })
+        const one = yield* node(nats.url)
+        const two = yield* node(nats.url)
+        const reader = yield* one.connect()
+        yield* subscribe(reader, "h-acked")
+        const { epoch } = (yield* recovered(reader)).position
+        const writer = yield* two.connect()
+        const acks: Array<string> = []
+        for (let i = 0; i < 20; i++) {
+          yield* writer.send(`LHTTP/1.0 chat\r\npublish:h-acked plain-acked\r\nid:a${i}\r\n\r\nm${i}`)
+        }
+        for (let i = 0; i < 20; i++) acks.push(yield* writer.next("10 seconds"))
+        // in the order sent; only the history channel has a position, the stream's sequence
+        const offsets = acks.map((ack, i) => {
+          const match = new RegExp(`^LHTTP/1\\.0 chat\r\nid:a${i}\r\npositions:h-acked:${epoch}:(\\d+)\r\n\r\n$`)
+            .exec(ack)
+          assert.isNotNull(match, ack)
+          return Number(match![1])
+        })
+        const seen: Array<number> = []
+        for (let i = 0; i < 20; i++) seen.push(History.offsetOf(yield* reader.next("10 seconds")))
+        assert.deepStrictEqual(seen, offsets)
+      }),
+    { timeout: 60_000 }
+  )
+
+  it.live(
     "a client away while 100 messages are published gets exactly those, in order, on another node, then live ones",
     () =>
       Effect.gen(function*() {

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer } from "effect"
+import { Cause, Context, Deferred, Duration, Effect, Exit, Fiber, Layer } from "effect"
 import { HttpRouter, HttpServer, HttpServerResponse } from "effect/http"
 import { randomBytes } from "node:crypto"
 import * as Http from "node:http"
@@ -9,6 +9,7 @@ import type { Duplex } from "node:stream"
 import { RawClient, textFrame } from "../bench/fanout/client.ts"
 import * as Bus from "../src/Bus.ts"
 import * as Echo from "../src/demo/Echo.ts"
+import * as History from "../src/History.ts"
 import * as Hub from "../src/Hub.ts"
 import * as LhttpServer from "../src/LhttpServer.ts"
 import * as NodeLhttpServer from "../src/NodeLhttpServer.ts"
@@ -463,6 +464,25 @@ describe("NodeLhttpServer: POST /publish", () => {
       assert.strictEqual(yield* a.next(), raw)
     }))
 
+  it.live("its 204 says where the channels that keep history put the message (lhttp-positions)", () =>
+    Effect.gen(function*() {
+      const history = History.layerMemory({ policies: [{ prefix: "h-", size: 10, ttl: Duration.minutes(1) }] })
+      const { url, http } = yield* startServer({}, undefined, { history })
+      const a = yield* connect(url)
+      yield* a.send(frame("c", { subscribe: "h-news", since: "now" }))
+      const epoch = /\r\nepoch:([\w-]+)\r\n/.exec(yield* a.next())![1]
+      const post = (channels: string) =>
+        request(`${http}/publish`, { method: "POST", body: `LHTTP/1.0 chat\r\npublish:${channels}\r\n\r\nx` })
+      const first = yield* post("h-news plain")
+      assert.deepStrictEqual([first.status, first.headers.get("lhttp-positions")], [204, `h-news:${epoch}:1`])
+      const second = yield* post("h-news h-other")
+      assert.strictEqual(second.status, 204)
+      // (the memory store gives each channel an epoch of its own)
+      assert.match(second.headers.get("lhttp-positions")!, new RegExp(`^h-news:${epoch}:2 h-other:[\\w-]+:1$`))
+      const plain = yield* post("plain")
+      assert.deepStrictEqual([plain.status, plain.headers.get("lhttp-positions")], [204, null])
+    }))
+
   it.live("refuses what it cannot deliver, with a reason", () =>
     Effect.gen(function*() {
       const { http } = yield* startServer({ maxMessageBytes: 1000 })
@@ -558,7 +578,11 @@ describe("NodeLhttpServer: POST /publish while the bus is down", () => {
         method: "POST",
         body: "LHTTP/1.0 chat\r\npublish:a\r\n\r\nx"
       })
-      assert.deepStrictEqual([response.status, response.body], [503, "the bus is down\n"])
+      assert.deepStrictEqual([response.status, response.body, response.headers.get("retry-after")], [
+        503,
+        "the bus is down\n",
+        "1"
+      ])
       const client = yield* connect(url)
       yield* client.send(frame("c", { publish: "a", id: "p" }, "x"))
       assert.strictEqual(

@@ -74,6 +74,11 @@ var HttpQuery = {
 var HttpHeader = {
   /** On a `429` or `503`: the seconds to wait before asking again. */
   retryAfter: "retry-after",
+  /**
+   * On the `204` of a `POST /publish`: where the published channels that keep
+   * history put the message, as an acknowledgement's `positions` header says it.
+   */
+  positions: "lhttp-positions",
   /** On a `GET /sse` that resumes a stream: the id of the last event read (`<connection>:<n>`). */
   lastEventId: "last-event-id"
 };

@@ -41,6 +41,10 @@ export interface NatsServer {
   readonly kill: () => Promise<void>
   /** Starts it again on the same ports (after `kill`). */
   readonly restart: () => Promise<void>
+  /** Stops the process (SIGSTOP): its connections stay open but nothing is answered, until `resume`. */
+  readonly pause: () => void
+  /** Lets a paused process go on (SIGCONT). */
+  readonly resume: () => void
 }
 
 interface Spec {
@@ -115,7 +119,9 @@ const makeServer = (spec: Spec, child: ChildProcess | undefined): NatsServer => 
     },
     restart: async () => {
       current = await launch(spec)
-    }
+    },
+    pause: () => void current?.kill("SIGSTOP"),
+    resume: () => void current?.kill("SIGCONT")
   }
 }
 

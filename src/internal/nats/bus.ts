@@ -50,6 +50,12 @@ export interface Options extends ClientOptions {
    * 100 ms of the client's jitter).
    */
   readonly replayDelay?: Duration.Input | undefined
+  /**
+   * How long a publish with an `id` waits for NATS to confirm it (the
+   * stream's acknowledgement, or a flush) before it is answered
+   * `504 PublishUnconfirmed` (default 5 s).
+   */
+  readonly acknowledgeTimeout?: Duration.Input | undefined
 }
 
 /** The bus, its connection (once there is one) and, with a {@link Numbering}, where that stands. */
@@ -166,8 +172,24 @@ export const make = Effect.fnUntraced(function*(options: Options, numbering?: Nu
     })
   )
 
+  const acknowledgeTimeout = Duration.toMillis(Duration.fromInputUnsafe(options.acknowledgeTimeout ?? "5 seconds"))
   const bus = Bus.of({
     publish: (channel, payload) => Effect.suspend(() => link.publish(prefix + channel, payload)),
+    // with a stream numbering the bus's messages, the stream's acknowledgement gives the position
+    publishAcknowledged: (channel, payload) =>
+      Effect.suspend(() => {
+        // (with the empty prefix, the stream records one-token subjects only)
+        const epoch = prefix === "" && channel.includes(".") ? undefined : tracker?.epoch
+        const stored = link.publishAcknowledged(
+          prefix + channel,
+          payload,
+          acknowledgeTimeout,
+          epoch === undefined ? undefined : numbering?.store
+        )
+        return epoch === undefined
+          ? Effect.as(stored, undefined)
+          : Effect.map(stored, (offset) => offset === undefined ? undefined : { epoch, offset })
+      }),
     subscribe: (channel, onMessage, subscribeOptions) => {
       const onResume = subscribeOptions?.onResume
       const positions = subscribeOptions?.positions === true

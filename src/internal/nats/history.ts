@@ -5,7 +5,13 @@
  * bus, its epoch the stream's creation time and subjects; and the recovery
  * of a channel's messages after a position, by JetStream direct gets.
  */
-import { type JetStreamManager, jetstreamManager, type StreamConfig } from "@nats-io/jetstream"
+import {
+  jetstream,
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstreamManager,
+  type StreamConfig
+} from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { Duration, Effect } from "effect"
 import * as History from "../../History.ts"
@@ -168,10 +174,18 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     return epoch
   }
 
+  // one JetStream client per connection (a connection lives across its reconnects)
+  let client: { readonly nc: NatsConnection; readonly js: JetStreamClient } | undefined
+  const store = (nc: NatsConnection, subject: string, payload: string, timeout: number): Promise<number> => {
+    if (client?.nc !== nc) client = { nc, js: jetstream(nc) }
+    return client.js.publish(subject, payload, { timeout }).then((ack) => ack.seq)
+  }
+
   const made = yield* Bus.make(
     options,
     options.policies.length === 0 ? undefined : {
       setup,
+      store,
       republishPrefix,
       checkInterval: Duration.toMillis(Duration.fromInputUnsafe(options.streamCheckInterval ?? "10 seconds"))
     }

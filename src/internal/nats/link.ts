@@ -124,6 +124,48 @@ export class Link {
   }
 
   /**
+   * Publishes `payload` on `subject` and answers once NATS has it: with
+   * `store`, once the stream stored it (its sequence); without, once the
+   * server answered a flush sent after it. Sent at once when connected;
+   * while disconnected or holding, taken as `publish` takes it, into the
+   * reconnect buffer (no position: the stream stores it once the buffer is
+   * sent), or refused when the buffer is full. No answer within `timeout` ms
+   * fails `Unconfirmed`: the message was sent and may have been published.
+   */
+  publishAcknowledged(
+    subject: string,
+    payload: string,
+    timeout: number,
+    store: ((nc: NatsConnection, subject: string, payload: string, timeout: number) => Promise<number>) | undefined
+  ): Effect.Effect<number | undefined, BusError> {
+    if (this.#state === "disconnected" || this.#state === "holding") {
+      return Effect.as(this.#wait(subject, payload), undefined)
+    }
+    const nc = this.#connection
+    if (this.#state !== "connected" || nc === undefined) {
+      return unavailable(this.#state === "closed" ? "the NATS connection is closed" : "not connected to NATS")
+    }
+    let answer: Promise<number | undefined>
+    try {
+      if (store !== undefined) answer = store(nc, subject, payload, timeout)
+      else {
+        nc.publish(subject, payload)
+        answer = nc.flush().then(() => undefined)
+      }
+    } catch (cause) {
+      return Effect.fail(new BusError({ reason: "PublishFailed", message: "NATS refused the publish", cause }))
+    }
+    const unconfirmed = (cause: unknown) =>
+      new BusError({ reason: "Unconfirmed", message: `NATS did not confirm the publish: ${String(cause)}`, cause })
+    return Effect.tryPromise({ try: () => answer, catch: unconfirmed }).pipe(
+      Effect.timeoutOrElse({
+        duration: timeout,
+        orElse: () => Effect.fail(unconfirmed(`no answer within ${timeout} ms`))
+      })
+    )
+  }
+
+  /**
    * Closes the link: what waits for the replay goes out now, what waits for
    * a reconnect is dropped (and logged); the connection is drained when
    * there is a server to drain to, closed otherwise.

@@ -22,6 +22,11 @@ export interface Numbering {
   readonly republishPrefix: string
   /** How often (ms) a connected bus checks the stream again (one deleted while NATS stays up is made again). */
   readonly checkInterval: number
+  /**
+   * Publishes to the stream and answers its sequence once it stored the
+   * message (a JetStream publish: the message is sent when this is called).
+   */
+  readonly store: (nc: NatsConnection, subject: string, payload: string, timeout: number) => Promise<number>
 }
 
 /** Where the numbering stands: not known yet, a stream with its epoch, or none on this NATS. */

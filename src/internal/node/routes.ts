@@ -15,7 +15,8 @@ import * as Channel from "../../Channel.ts"
 import * as Hub from "../../Hub.ts"
 import * as LhttpServer from "../../LhttpServer.ts"
 import type { Rejection } from "../../Rejection.ts"
-import { Header } from "../wire/protocol.ts"
+import { renderAckPositions } from "../wire/positions.ts"
+import { Header, HttpHeader } from "../wire/protocol.ts"
 import * as Admission from "./admission.ts"
 
 /** Options of the HTTP routes. */
@@ -98,9 +99,23 @@ export const make = (options: Options | undefined) =>
         const channels = Channel.parseList(value)
         if (Result.isFailure(channels)) return plain(400, `${channels.failure.reason}: ${channels.failure.message}\n`)
         return yield* server.authorize({ action: "publish", channels: channels.success, connection: undefined }).pipe(
-          Effect.andThen(hub.publishText(channels.success, checked.success.text)),
-          Effect.as(HttpServerResponse.empty({ status: 204 })),
-          Effect.catch((rejection: Rejection) => Effect.succeed(plain(rejection.status, `${rejection.message}\n`)))
+          // answered once the bus has taken it, with the positions of its history channels
+          Effect.andThen(hub.publishTextAcknowledged(channels.success, checked.success.text)),
+          Effect.map((positions) =>
+            HttpServerResponse.empty({
+              status: 204,
+              ...(positions.size === 0 ? {} : { headers: { [HttpHeader.positions]: renderAckPositions(positions) } })
+            })
+          ),
+          Effect.catch((rejection: Rejection) =>
+            Effect.succeed(
+              plain(
+                rejection.status,
+                `${rejection.message}\n`,
+                rejection.status === 503 ? { [HttpHeader.retryAfter]: "1" } : undefined
+              )
+            )
+          )
         )
       })
 

@@ -9,10 +9,15 @@
  */
 import { Effect } from "effect"
 import type { Authorization } from "../../Authorization.ts"
+import type { ChannelId } from "../../Channel.ts"
+import type { Position } from "../../History.ts"
 import type { Hub } from "../../Hub.ts"
 import * as Message from "../../Message.ts"
 import * as Rejection from "../../Rejection.ts"
 import * as Upstream from "../../Upstream.ts"
+import type { Frame } from "../wire/frameModel.ts"
+import { renderAckPositions } from "../wire/positions.ts"
+import { AckHeader } from "../wire/protocol.ts"
 import { answer } from "./answer.ts"
 import type { LiveConnection } from "./connection.ts"
 import type { LiveExchange } from "./exchange.ts"
@@ -47,6 +52,21 @@ const hasEmptyBuiltin = (headers: ReadonlyMap<string, string>): boolean =>
 export const isPlainPublish = (message: Message.Notify | Message.Request): boolean =>
   message.subscribe.length === 0 && message.unsubscribe.length === 0 && !message.headers.has(Header.since)
 
+/**
+ * The acknowledgement of a publish with an `id` (docs/protocol.md): the
+ * message's command, its `id`, and the positions of the published channels
+ * that keep history.
+ */
+export const acknowledgement = (
+  command: string,
+  id: string,
+  positions: ReadonlyMap<ChannelId, Position>
+): Frame => {
+  const headers = new Map<string, string>([[Header.id, id]])
+  if (positions.size > 0) headers.set(AckHeader.positions, renderAckPositions(positions))
+  return { command, headers, body: "" }
+}
+
 /** Makes the built-in after filters. */
 export const make = (options: Options) => {
   const { authorize, hub, tracing, upstream } = options
@@ -64,18 +84,20 @@ export const make = (options: Options) => {
       })
 
   // subscribe, then publish (the rendered text), then unsubscribe; composed without a generator, as the
-  // messages no user code sees run nothing else
+  // messages no user code sees run nothing else. A message with an `id` waits for the bus to take its
+  // publish, and answers with where it was taken (the positions of its history channels).
   const pubSub = (
     connection: LiveConnection,
     message: Message.Notify | Message.Request,
     published: string | undefined
-  ): Effect.Effect<void, Rejection.Rejection> => {
+  ): Effect.Effect<ReadonlyMap<ChannelId, Position> | undefined, Rejection.Rejection> => {
     let effect: Effect.Effect<void, Rejection.Rejection> | undefined
+    let positions: ReadonlyMap<ChannelId, Position> | undefined
     const then = (next: Effect.Effect<void, Rejection.Rejection>) => {
       effect = effect === undefined ? next : Effect.andThen(effect, next)
     }
     const refusal = sinceRefusal(message)
-    if (refusal !== undefined) return traced(Effect.fail(refusal), message)
+    if (refusal !== undefined) return traced(Effect.fail(refusal), message).pipe(Effect.as(undefined))
     // every action is decided on before any is applied; a hook that throws is a defect like any other (500)
     if (authorize !== undefined) {
       const ask = (request: Authorization) => Effect.suspend(() => authorize(request))
@@ -86,9 +108,17 @@ export const make = (options: Options) => {
       }
     }
     if (message.subscribe.length > 0) then(hub.subscribe(connection, message.subscribe, { since: message.since }))
-    if (published !== undefined) then(hub.publishText(message.publish, published))
+    if (published !== undefined) {
+      then(
+        message._tag === "Request"
+          ? Effect.map(hub.publishTextAcknowledged(message.publish, published), (taken) => {
+            positions = taken
+          })
+          : hub.publishText(message.publish, published)
+      )
+    }
     if (message.unsubscribe.length > 0) then(hub.unsubscribe(connection, message.unsubscribe))
-    return traced(effect ?? Effect.void, message)
+    return Effect.map(traced(effect ?? Effect.void, message), () => positions)
   }
 
   // positions asked for: `now` for any channels, a well-formed position for exactly one

@@ -33,6 +33,8 @@ export class LiveExchange implements Exchange<unknown> {
   replyCommand: string | undefined
   replyHeaders: Map<string, string> | undefined
   isDropped = false
+  /** A reply with the message's `id` was sent (then its publish is not acknowledged besides). */
+  answered = false
 
   constructor(connection: LiveConnection, message: Message.Notify | Message.Request) {
     this.connection = connection
@@ -91,7 +93,10 @@ export class LiveExchange implements Exchange<unknown> {
     return Effect.suspend(() => {
       const headers = this.replyHeaders ?? new Map<string, string>()
       this.replyHeaders = undefined
-      if (this.id !== undefined) headers.set(Header.id, this.id)
+      if (this.id !== undefined) {
+        headers.set(Header.id, this.id)
+        this.answered = true
+      }
       return this.connection.send({ command: this.replyCommand ?? this.command, headers, body })
     })
   }

@@ -49,6 +49,7 @@ const errorReasons: ReadonlyArray<string> = [
   Rejection.forbidden("").reason,
   Rejection.shuttingDown.reason,
   Rejection.busUnavailable("").reason,
+  Rejection.publishUnconfirmed("").reason,
   Rejection.historyUnavailable("").reason,
   Rejection.invalidSince("").reason,
   // the message rate (internal/server/connection.ts)

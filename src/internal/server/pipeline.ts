@@ -20,9 +20,11 @@
  */
 import { Effect, Result, Schema, Scope } from "effect"
 import type { Admission, Authorization } from "../../Authorization.ts"
+import type * as Channel from "../../Channel.ts"
 import type { Exchange } from "../../Exchange.ts"
 import type * as Filter from "../../Filter.ts"
 import * as Frame from "../../Frame.ts"
+import type { Position } from "../../History.ts"
 import type { Hub } from "../../Hub.ts"
 import * as Message from "../../Message.ts"
 import type * as Processor from "../../Processor.ts"
@@ -139,7 +141,11 @@ export const make = (options: Options) => {
       return yield* Rejection.unknownCommand(exchange.command)
     }
     const published = message.publish.length > 0 ? yield* Effect.fromResult(exchange.publishedText()) : undefined
-    yield* pubSub(exchange.connection, message, published)
+    const positions = yield* pubSub(exchange.connection, message, published)
+    // a publish with an id is acknowledged, unless something else answers the id: its processor, its upstream
+    if (positions !== undefined && exchange.id !== undefined && !exchange.answered && message.upstream === undefined) {
+      exchange.connection.write(Builtins.acknowledgement(exchange.command, exchange.id, positions))
+    }
     if (message.upstream !== undefined) yield* callUpstream(exchange, message.upstream)
     for (const hook of after) {
       yield* hook(exchange as Exchange)
@@ -200,10 +206,33 @@ export const make = (options: Options) => {
           : Frame.render(message.success)
         // a plain publish (nothing to decide, subscribe or trace) on a hub that can publish at once
         if (published !== undefined && plainPublishes && Builtins.isPlainPublish(message.success)) {
-          if (options.hub.publishTextNow(publish, published)) return undefined
+          if (id === undefined) {
+            if (options.hub.publishTextNow(publish, published)) return undefined
+          } else {
+            const positions = new Map<Channel.ChannelId, Position>()
+            if (options.hub.publishTextNow(publish, published, positions)) {
+              connection.write(Builtins.acknowledgement(command, id, positions))
+              return undefined
+            }
+            // the bus confirms it later: the message is sent at once, in order, and its confirmation is
+            // awaited beside the connection's next messages, as a request is
+            return connection.request(
+              options.hub.publishTextAcknowledged(publish, published).pipe(
+                Effect.map((taken) => connection.write(Builtins.acknowledgement(command, id, taken))),
+                Effect.catchCause(answer(connection, id))
+              )
+            )
+          }
         }
         return spanned(
-          pubSub(connection, message.success, published).pipe(Effect.catchCause(answer(connection, id))),
+          pubSub(connection, message.success, published).pipe(
+            Effect.map((positions) => {
+              if (positions !== undefined && id !== undefined) {
+                connection.write(Builtins.acknowledgement(command, id, positions))
+              }
+            }),
+            Effect.catchCause(answer(connection, id))
+          ),
           connection,
           command
         )

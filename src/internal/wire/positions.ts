@@ -40,6 +40,35 @@ export const channelsOf = (list: string | undefined): Array<string> =>
 /** A position as a `since` header says it: `<epoch>:<offset>`. */
 const sinceOf = (position: Position): string => `${position.epoch}:${position.offset}`
 
+/**
+ * An acknowledgement's `positions` header: `<channel>:<epoch>:<offset>` for
+ * each channel with a position, separated by spaces.
+ */
+export const renderAckPositions = (positions: Iterable<readonly [channel: string, position: Position]>): string => {
+  let value = ""
+  for (const [channel, position] of positions) {
+    value += `${value === "" ? "" : " "}${channel}:${sinceOf(position)}`
+  }
+  return value
+}
+
+/**
+ * Reads an acknowledgement's `positions` header (a channel may hold `:`: its
+ * position is what follows the last two); items that are not a position are
+ * left out.
+ */
+export const parseAckPositions = (value: string | undefined): Map<string, Position> => {
+  const positions = new Map<string, Position>()
+  for (const item of channelsOf(value)) {
+    const offsetAt = item.lastIndexOf(":")
+    const epochAt = offsetAt <= 0 ? -1 : item.lastIndexOf(":", offsetAt - 1)
+    if (epochAt <= 0) continue
+    const position = parsePosition(item.slice(epochAt + 1))
+    if (position !== undefined) positions.set(item.slice(0, epochAt), position)
+  }
+  return positions
+}
+
 const isError = (frame: Received) => frame.command === Command.error && frame.headers.has(ErrorHeader.status)
 
 /**

@@ -39,6 +39,15 @@ export const PositionHeader = {
   reason: "reason"
 } as const
 
+/**
+ * The header of a publish's acknowledgement (the answer to a publish with an
+ * `id`): `<channel>:<epoch>:<offset>` for each published channel that keeps
+ * history, separated by spaces.
+ */
+export const AckHeader = {
+  positions: "positions"
+} as const
+
 /** The headers of session frames. */
 export const SessionHeader = {
   /** On a session frame: the session's key. */
@@ -130,6 +139,11 @@ export const HttpQuery = {
 export const HttpHeader = {
   /** On a `429` or `503`: the seconds to wait before asking again. */
   retryAfter: "retry-after",
+  /**
+   * On the `204` of a `POST /publish`: where the published channels that keep
+   * history put the message, as an acknowledgement's `positions` header says it.
+   */
+  positions: "lhttp-positions",
   /** On a `GET /sse` that resumes a stream: the id of the last event read (`<connection>:<n>`). */
   lastEventId: "last-event-id"
 } as const
