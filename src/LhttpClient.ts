@@ -60,7 +60,8 @@ import { Subscriptions, withChannels } from "./internal/client/subscriptions.ts"
 import type { Transport } from "./internal/client/transport.ts"
 import * as WebSocketTransport from "./internal/client/websocket.ts"
 import * as Backoff from "./internal/wire/backoff.ts"
-import { Command, Header, HttpPath, sinceNow } from "./internal/wire/protocol.ts"
+import { parseAckPositions } from "./internal/wire/positions.ts"
+import { AckHeader, Command, Header, HttpPath, sinceNow } from "./internal/wire/protocol.ts"
 import type { Change } from "./internal/wire/sessionState.ts"
 import type * as Message from "./Message.ts"
 import type * as Processor from "./Processor.ts"
@@ -188,6 +189,18 @@ export interface RequestOptions {
 }
 
 /**
+ * The acknowledgement of a publish (`publishAcknowledged`): where the
+ * channels that keep history put the message (docs/protocol.md §4.4).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Acknowledgement {
+  /** The position of each published channel that keeps history. */
+  readonly positions: ReadonlyMap<string, History.Position>
+}
+
+/**
  * A session as the client knows it: its key and its data (JSON), from the
  * last `session` frame the server sent.
  *
@@ -264,6 +277,23 @@ export interface Service {
     headers?: Readonly<Record<string, string>>,
     body?: string
   ) => Effect.Effect<void, ClientError>
+  /**
+   * Publishes a message with a fresh `id` and waits for the server to say
+   * the bus took it (docs/protocol.md §4.4): its acknowledgement, with the
+   * position of each channel that keeps history. Not taken: `Rejected` with
+   * the server's status and reason (`503 BusUnavailable`: nothing was
+   * published; `504 PublishUnconfirmed`: it may have been). No answer:
+   * `Timeout`, or `Closed` when the connection it went out on ended first
+   * (whether it was published is not known; the client does not send it
+   * again). Kept while the connection is down, it goes out on the next one.
+   */
+  readonly publishAcknowledged: (
+    channels: Iterable<string>,
+    command: string,
+    headers?: Readonly<Record<string, string>>,
+    body?: string,
+    options?: RequestOptions
+  ) => Effect.Effect<Acknowledgement, ClientError>
   /**
    * Sends a request (a frame with a fresh `id`) and waits for the frame that
    * echoes its `id`: an error frame fails with `Rejected`, no answer in time
@@ -442,11 +472,15 @@ const make = Effect.fnUntraced(function*(
       return connector.write(Frame.render(frame))
     })
 
+  // a request's frame, noted with the connection it went out on (none: kept for the next one)
+  const sendRequest = (id: string, frame: Frame.Frame) =>
+    Effect.tap(sendFrame(frame), () => Effect.sync(() => requests.sentOn(id, connector.link)))
+
   const exchange = (command: string, body: string | undefined, requestOptions: RequestOptions | undefined) =>
     requests.exchange(
       command,
       requestOptions?.timeout ?? requestTimeout,
-      (id) => sendFrame(Frame.make(command, { ...requestOptions?.headers, [Header.id]: id }, body))
+      (id) => sendRequest(id, Frame.make(command, { ...requestOptions?.headers, [Header.id]: id }, body))
     )
 
   return {
@@ -468,6 +502,28 @@ const make = Effect.fnUntraced(function*(
         channels,
         (list) => sendFrame(Frame.make(command, { [Header.publish]: list.join(" "), ...headers }, body))
       ),
+    publishAcknowledged: (channels, command, headers, body, requestOptions) =>
+      withChannels(channels, (list) =>
+        requests.exchange(
+          command,
+          requestOptions?.timeout ?? requestTimeout,
+          (id) =>
+            sendRequest(
+              id,
+              Frame.make(command, {
+                ...requestOptions?.headers,
+                [Header.publish]: list.join(" "),
+                ...headers,
+                [Header.id]: id
+              }, body)
+            )
+        )).pipe(
+          Effect.flatMap((answer) =>
+            answer._tag === "Failure"
+              ? Effect.fail(Errors.rejected(answer))
+              : Effect.succeed({ positions: parseAckPositions(answer.headers.get(AckHeader.positions)) })
+          )
+        ),
     request: (command, body, requestOptions) =>
       Effect.flatMap(
         exchange(command, body, requestOptions),

@@ -16,6 +16,7 @@ import * as LhttpClient from "../src/LhttpClient.ts"
 import type * as Message from "../src/Message.ts"
 import { type Browser, launch } from "./utils/browser.ts"
 import {
+  type Acknowledged,
   type Client,
   clientSuite,
   type ConnectOptions,
@@ -67,6 +68,21 @@ const effectClient = async (url: string, options: ConnectOptions): Promise<Clien
   return {
     subscribe: (channels) => run(client.subscribe(channels)),
     publish: (channels, command, headers, body) => run(client.publish(channels, command, headers, body)),
+    publishAcknowledged: (channels, command, body) =>
+      Effect.runPromise(
+        client.publishAcknowledged(channels, command, {}, body, { timeout: "8 seconds" }).pipe(
+          Effect.match({
+            onFailure: (error): Acknowledged => ({
+              error: { status: error.status, reason: error.serverReason ?? error.reason }
+            }),
+            onSuccess: (ack): Acknowledged => ({
+              ok: Object.fromEntries(
+                Array.from(ack.positions, ([channel, { epoch, offset }]) => [channel, `${epoch}:${offset}`])
+              )
+            })
+          })
+        )
+      ),
     command: (command, body) => run(client.command(command, {}, body)),
     request: (command, body) =>
       Effect.runPromise(
@@ -106,6 +122,12 @@ interface InPage {
         body: string
       ) => void
     }
+    readonly publishAcknowledged: (
+      channels: Array<string>,
+      command: string,
+      headers: null,
+      body: string
+    ) => Promise<{ readonly positions: ReadonlyMap<string, { readonly epoch: string; readonly offset: number }> }>
     readonly request: (command: string, headers: null, body: string) => Promise<{
       getCommand(): string
       getHeaders(): Record<string, string>
@@ -166,6 +188,25 @@ const browserClient = async (browser: Browser, url: string, options: ConnectOpti
         [command, body] as const
       )
     },
+    publishAcknowledged: (channels, command, body) =>
+      page.evaluate(async ([list, command, body]): Promise<Acknowledged> => {
+        try {
+          const ack = await (window as unknown as PageWindow).client.lhttp.publishAcknowledged(
+            list,
+            command,
+            null,
+            body
+          )
+          return {
+            ok: Object.fromEntries(
+              Array.from(ack.positions, ([channel, { epoch, offset }]) => [channel, `${epoch}:${offset}`])
+            )
+          }
+        } catch (error) {
+          const { reason, status } = error as { readonly status: number; readonly reason: string }
+          return { error: { status, reason } }
+        }
+      }, [Array.from(channels), command, body] as const),
     request: (command, body) =>
       page.evaluate(async ([command, body]): Promise<Outcome> => {
         try {

@@ -6,8 +6,9 @@
  * rules it shares with the Effect client (backoff, positions, sessions, the
  * answers of `POST /send`) are internal/wire/'s.
  */
-import { isUnasked, Positions } from "../internal/wire/positions.ts"
-import { Header } from "../internal/wire/protocol.ts"
+import { answeredId } from "../internal/wire/answers.ts"
+import { isUnasked, parseAckPositions, Positions } from "../internal/wire/positions.ts"
+import { AckHeader, Header } from "../internal/wire/protocol.ts"
 import type { Change } from "../internal/wire/sessionState.ts"
 import { type Conn, Dialer, open, pageUrl } from "./dialer.ts"
 import { CLOSING, type Closing, guarded, type HttpConnection, HttpLink, OPEN, type Refusal } from "./httpLink.ts"
@@ -26,6 +27,7 @@ import {
   received
 } from "./message.ts"
 import {
+  type Acknowledgement,
   type LhttpOptions,
   reconnectOf,
   type RequestOptions,
@@ -286,6 +288,29 @@ export class Lhttp {
   }
 
   /**
+   * Publishes `command` to `channels` with an `id` (generated) and resolves once the server says
+   * the bus took it (its acknowledgement, protocol.md §4.4): `positions`, the position of each
+   * channel that keeps history. Rejects with an {@link LhttpError}: the server's (`503`
+   * `BusUnavailable`: nothing was published; `504` `PublishUnconfirmed`: it may have been; any
+   * other refusal), `Timeout`, or `Closed` when the connection it went out on closed first (whether
+   * it was published is not known; it is not sent again).
+   */
+  publishAcknowledged(
+    channels: Channels,
+    command: string,
+    headers?: HeadersInput,
+    body?: string | null,
+    options?: RequestOptions
+  ): Promise<Acknowledgement> {
+    const message = new Message(command, headers, body)
+    message.headers.set(Header.publish, joinChannels(channels))
+    message.headers.delete(Header.id)
+    return this.request(message.command, message.headers, message.body, options).then((reply) => ({
+      positions: parseAckPositions(reply.getHeader(AckHeader.positions))
+    }))
+  }
+
+  /**
    * Sends a request with an `id` header (generated unless given). Resolves with the context of
    * the reply that carries the same `id`; rejects with an {@link LhttpError} for an error frame,
    * a timeout, or a connection that closed before the reply.
@@ -421,7 +446,7 @@ export class Lhttp {
   #received(data: unknown): void {
     const message = received(data)
     if (message === undefined) return // protocol.md §8: a client may ignore what it does not understand
-    const id = message.headers.get(Header.id)
+    const id = answeredId(message)
     this.#positions.observe(message, (channel) => this.#subscriptions.has(channel))
     if (isUnasked(message, (channel) => this.#subscriptions.askedByApp(channel))) return
     this.#sessionChanged(this.#sessions.state.observe(message), message)

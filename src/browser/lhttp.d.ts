@@ -144,6 +144,15 @@ declare class Lhttp {
      */
     send(message: MessageInput): void;
     /**
+     * Publishes `command` to `channels` with an `id` (generated) and resolves once the server says
+     * the bus took it (its acknowledgement, protocol.md §4.4): `positions`, the position of each
+     * channel that keeps history. Rejects with an {@link LhttpError}: the server's (`503`
+     * `BusUnavailable`: nothing was published; `504` `PublishUnconfirmed`: it may have been; any
+     * other refusal), `Timeout`, or `Closed` when the connection it went out on closed first (whether
+     * it was published is not known; it is not sent again).
+     */
+    publishAcknowledged(channels: Channels, command: string, headers?: HeadersInput, body?: string | null, options?: RequestOptions): Promise<Acknowledgement>;
+    /**
      * Sends a request with an `id` header (generated unless given). Resolves with the context of
      * the reply that carries the same `id`; rejects with an {@link LhttpError} for an error frame,
      * a timeout, or a connection that closed before the reply.
@@ -250,6 +259,15 @@ interface MessageInput {
 
 /** The transports in their default order of trial: `["websocket", "sse", "poll"]`. */
 declare const TRANSPORTS: ReadonlyArray<Transport>;
+
+/** The acknowledgement of a publish (`publishAcknowledged`): where the channels that keep history put it. */
+interface Acknowledgement {
+    /** The position of each published channel that keeps history. */
+    readonly positions: ReadonlyMap<string, {
+        readonly epoch: string;
+        readonly offset: number;
+    }>;
+}
 
 /** The options of an {@link Lhttp} client. */
 interface LhttpOptions {
@@ -389,6 +407,7 @@ export {
   HeadersInput,
   MessageInput,
   TRANSPORTS,
+  Acknowledgement,
   LhttpOptions,
   ReconnectOptions,
   RequestOptions,

@@ -36,6 +36,9 @@ var PositionHeader = {
   recovered: "recovered",
   reason: "reason"
 };
+var AckHeader = {
+  positions: "positions"
+};
 var SessionHeader = {
   /** On a session frame: the session's key. */
   key: "session-key",
@@ -93,9 +96,29 @@ var StreamEvent = {
   gap: "gap"
 };
 
+// src/internal/wire/answers.ts
+var answeredId = (frame) => frame.headers.has(Header.publish) ? void 0 : frame.headers.get(Header.id);
+
 // src/internal/wire/positions.ts
+var parsePosition = (value) => {
+  const match = /^([A-Za-z0-9_-]{1,64}):(0|[1-9][0-9]{0,15})$/.exec(value);
+  if (match === null) return void 0;
+  const offset = Number(match[2]);
+  return Number.isSafeInteger(offset) ? { epoch: match[1], offset } : void 0;
+};
 var channelsOf = (list) => list === void 0 ? [] : list.split(" ").filter((channel) => channel !== "");
 var sinceOf = (position) => `${position.epoch}:${position.offset}`;
+var parseAckPositions = (value) => {
+  const positions = /* @__PURE__ */ new Map();
+  for (const item of channelsOf(value)) {
+    const offsetAt = item.lastIndexOf(":");
+    const epochAt = offsetAt <= 0 ? -1 : item.lastIndexOf(":", offsetAt - 1);
+    if (epochAt <= 0) continue;
+    const position = parsePosition(item.slice(epochAt + 1));
+    if (position !== void 0) positions.set(item.slice(0, epochAt), position);
+  }
+  return positions;
+};
 var isError = (frame) => frame.command === Command.error && frame.headers.has(ErrorHeader.status);
 var isUnasked = (frame, askedByApp) => {
   const { headers } = frame;
@@ -1530,6 +1553,22 @@ var Lhttp = class {
     else if (!onlySubscribes) this.#queue.add(text, id);
   }
   /**
+   * Publishes `command` to `channels` with an `id` (generated) and resolves once the server says
+   * the bus took it (its acknowledgement, protocol.md §4.4): `positions`, the position of each
+   * channel that keeps history. Rejects with an {@link LhttpError}: the server's (`503`
+   * `BusUnavailable`: nothing was published; `504` `PublishUnconfirmed`: it may have been; any
+   * other refusal), `Timeout`, or `Closed` when the connection it went out on closed first (whether
+   * it was published is not known; it is not sent again).
+   */
+  publishAcknowledged(channels, command, headers, body, options) {
+    const message = new Message(command, headers, body);
+    message.headers.set(Header.publish, joinChannels(channels));
+    message.headers.delete(Header.id);
+    return this.request(message.command, message.headers, message.body, options).then((reply) => ({
+      positions: parseAckPositions(reply.getHeader(AckHeader.positions))
+    }));
+  }
+  /**
    * Sends a request with an `id` header (generated unless given). Resolves with the context of
    * the reply that carries the same `id`; rejects with an {@link LhttpError} for an error frame,
    * a timeout, or a connection that closed before the reply.
@@ -1656,7 +1695,7 @@ var Lhttp = class {
   #received(data) {
     const message = received(data);
     if (message === void 0) return;
-    const id = message.headers.get(Header.id);
+    const id = answeredId(message);
     this.#positions.observe(message, (channel) => this.#subscriptions.has(channel));
     if (isUnasked(message, (channel) => this.#subscriptions.askedByApp(channel))) return;
     this.#sessionChanged(this.#sessions.state.observe(message), message);

@@ -156,3 +156,9 @@ export const transportsOf = (value: LhttpOptions["transports"]): Array<Transport
   }
   return Array.from(new Set(list as Array<Transport>))
 }
+
+/** The acknowledgement of a publish (`publishAcknowledged`): where the channels that keep history put it. */
+export interface Acknowledgement {
+  /** The position of each published channel that keeps history. */
+  readonly positions: ReadonlyMap<string, { readonly epoch: string; readonly offset: number }>
+}

@@ -41,6 +41,7 @@ export { decode, encode, fromEvent, LhttpError, Message, PROTOCOL } from "./mess
 export type { Channels, HeadersInput, MessageInput } from "./message.ts"
 export { TRANSPORTS } from "./options.ts"
 export type {
+  Acknowledgement,
   LhttpOptions,
   ReconnectOptions,
   RequestOptions,

@@ -43,6 +43,11 @@ export type Outcome =
   | { readonly ok: Received }
   | { readonly error: { readonly status: number | undefined; readonly reason: string } }
 
+/** How a publish with an acknowledgement ended: each history channel's position (`<epoch>:<offset>`), or the error. */
+export type Acknowledged =
+  | { readonly ok: Readonly<Record<string, string>> }
+  | { readonly error: { readonly status: number | undefined; readonly reason: string } }
+
 /** A change of the session, as `on_session` names it (the Effect client's `SessionEvent` tags, lower-cased). */
 export interface SessionChange {
   readonly change: "created" | "updated" | "restored" | "closed"
@@ -68,6 +73,12 @@ export interface Client {
     headers: Readonly<Record<string, string>>,
     body: string
   ) => Promise<void>
+  /** Publishes with the client's `publishAcknowledged`: the positions it answers with, or its error. */
+  readonly publishAcknowledged: (
+    channels: ReadonlyArray<string>,
+    command: string,
+    body: string
+  ) => Promise<Acknowledged>
   /** Sends a command (no `id`). */
   readonly command: (command: string, body?: string) => Promise<void>
   /** A request (a fresh `id`); its reply, or its error. */
@@ -313,6 +324,35 @@ export const clientSuite = (driver: () => Driver) => {
           const denied = await client.request("deny", "")
           assert.deepStrictEqual(denied, { error: { status: 403, reason: "Forbidden" } })
           assert.strictEqual(await replyOf(client, "echo", "still here"), "still here")
+        })
+      })
+
+      it("publishAcknowledged: answered with the position of each history channel; a refusal with its status and reason", async () => {
+        await withClient(driver(), { transport, reconnect: quick }, async (client) => {
+          await client.subscribe(["h-acked"])
+          await until(async () => (await client.position("h-acked")) !== undefined, "the channel's position")
+          const { epoch, offset } = (await client.position("h-acked"))!
+          const first = await client.publishAcknowledged(["h-acked", "plain"], "chat", "one")
+          assert.deepStrictEqual(first, { ok: { "h-acked": `${epoch}:${offset + 1}` } })
+          const second = await client.publishAcknowledged(["h-acked"], "chat", "two")
+          assert.deepStrictEqual(second, { ok: { "h-acked": `${epoch}:${offset + 2}` } })
+          // the client's own message came at the acknowledged position
+          await until(async () => (await client.position("h-acked"))?.offset === offset + 2, "its own message")
+          assert.deepStrictEqual(await client.publishAcknowledged(["plain"], "chat", "three"), { ok: {} })
+          // the server refuses (the processor of deny): the acknowledgement fails with its status and reason
+          assert.deepStrictEqual(await client.publishAcknowledged(["plain"], "deny", "x"), {
+            error: { status: 403, reason: "Forbidden" }
+          })
+        })
+      })
+
+      it("a request whose connection closes before its answer fails Closed; the next connection serves the next", async () => {
+        await withClient(driver(), { transport, reconnect: quick }, async (client) => {
+          // kick closes the connection without an answer: whether the server took a request is not known
+          const kicked = await client.request("kick", "")
+          assert.strictEqual("error" in kicked ? kicked.error.reason : "answered", "Closed")
+          await openedTimes(client, 2)
+          assert.strictEqual(await replyOf(client, "echo", "after"), "after")
         })
       })
 

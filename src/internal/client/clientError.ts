@@ -11,7 +11,8 @@ import type { SendError } from "./transport.ts"
 export class ClientError extends Schema.TaggedError<ClientError>()("ClientError", {
   /**
    * `NotConnected`: a send while the connection is down (and the send buffer,
-   * if any, is full); `Closed`: the client was closed; `Timeout`: a request
+   * if any, is full); `Closed`: the client was closed, or the connection a
+   * request went out on closed before its answer; `Timeout`: a request
    * got no reply in time; `Rejected`: the server answered with an error frame;
    * `InvalidFrame`: what was to be sent would not read back; `TooLarge`: the
    * server refused a frame over its `maxMessageBytes` (the HTTP transports:

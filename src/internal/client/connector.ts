@@ -59,6 +59,11 @@ export class Connector {
     this.#settings = settings
   }
 
+  /** The connection of the moment; undefined while it is down. */
+  get link(): Link | undefined {
+    return this.#link
+  }
+
   /** Sends a frame's text, or keeps it while there is no connection (as many as the send buffer holds). */
   write(text: string): Effect.Effect<void, ClientError> {
     return Effect.suspend(() => {
@@ -94,9 +99,15 @@ export class Connector {
       closed: () => this.#closed,
       reconnecting: onState("reconnecting")
     })
+    const self = this
     return Effect.gen(function*() {
       const fiber = yield* keepUp.pipe(Effect.andThen(stop), Effect.andThen(transport.close), Effect.forkScoped)
-      const shutdown = Fiber.interrupt(fiber).pipe(Effect.andThen(stop), Effect.andThen(transport.close))
+      // closed first: the requests in flight fail as the client's close, not as the connection's end
+      const shutdown = Effect.sync(() => self.#closed = true).pipe(
+        Effect.andThen(Fiber.interrupt(fiber)),
+        Effect.andThen(stop),
+        Effect.andThen(transport.close)
+      )
       yield* Effect.addFinalizer(() => shutdown)
       return shutdown
     })
@@ -121,8 +132,10 @@ export class Connector {
     const { onState, requestTimeout, requests, session, subscriptions, transport } = this.#settings
     return Effect.suspend(() => {
       let opened = false
+      let current: Link | undefined
       return Effect.gen(function*() {
         const link = yield* transport.open
+        current = link
         for (const text of subscriptions.again(link.resumed)) yield* link.send(text)
         // read from now on: the answer to the restore comes this way
         const reading = yield* Effect.forkScoped(link.read((data) => self.#receive(data)))
@@ -131,6 +144,7 @@ export class Connector {
           yield* session.restoreOn(link, reading, requests, requestTimeout)
         }
         for (const text of self.#buffered.splice(0)) yield* link.send(text)
+        requests.flushedOn(link)
         self.#link = link
         opened = true
         yield* onState("open")
@@ -140,6 +154,8 @@ export class Connector {
         Effect.ensuring(Effect.sync(() => {
           if (self.#link !== undefined) subscriptions.dropped()
           self.#link = undefined
+          // the answers to what this connection carried cannot come on another one
+          if (current !== undefined && !self.#closed) requests.ended(current)
         })),
         Effect.exit,
         Effect.map(() => opened)

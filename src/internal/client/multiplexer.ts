@@ -2,16 +2,25 @@
  * Requests by id, multiplexed over the one connection: each request gets a
  * fresh `id`, and the frame that echoes that `id` (an error frame included)
  * resumes the request that waits for it. Requests complete in the order the
- * server answers them.
+ * server answers them. A connection that ends fails the requests it carried
+ * (`Closed`: their answers cannot come on another one), as the browser SDK's
+ * do; those still waiting to be sent go out on the next connection.
  */
 import { Deferred, Duration, Effect } from "effect"
 import type * as Message from "../../Message.ts"
+import { answeredId } from "../wire/answers.ts"
 import { ClientError } from "./clientError.ts"
+
+/** A request waiting for its answer, and the connection it went out on (none while not sent). */
+interface Waiting {
+  readonly answer: Deferred.Deferred<Message.Message, ClientError>
+  link: object | undefined
+}
 
 /** The requests in flight, by id. */
 export class Multiplexer {
   #sequence = 0
-  readonly #waiting = new Map<string, Deferred.Deferred<Message.Message, ClientError>>()
+  readonly #waiting = new Map<string, Waiting>()
 
   /** A fresh request id (`r1`, `r2`, … in base 36). */
   nextId(): string {
@@ -29,7 +38,7 @@ export class Multiplexer {
   ): Effect.Effect<A, E, R> {
     return Effect.suspend(() => {
       const answer = Deferred.makeUnsafe<Message.Message, ClientError>()
-      this.#waiting.set(id, answer)
+      this.#waiting.set(id, { answer, link: undefined })
       return use(Deferred.await(answer)).pipe(Effect.ensuring(Effect.sync(() => this.#waiting.delete(id))))
     })
   }
@@ -56,18 +65,43 @@ export class Multiplexer {
     })
   }
 
-  /** Hands a received frame to the request whose `id` it echoes, if one waits. */
+  /** Notes the connection a request went out on (undefined: kept, to go out on the next one). */
+  sentOn(id: string, link: object | undefined): void {
+    const waiting = this.#waiting.get(id)
+    if (waiting !== undefined) waiting.link = link
+  }
+
+  /** The requests kept while there was no connection went out on `link`. */
+  flushedOn(link: object): void {
+    for (const waiting of this.#waiting.values()) waiting.link ??= link
+  }
+
+  /** `link` ended: the requests it carried fail `Closed` (whether the server took them is not known). */
+  ended(link: object): void {
+    for (const [id, waiting] of this.#waiting) {
+      if (waiting.link !== link) continue
+      this.#waiting.delete(id)
+      Deferred.doneUnsafe(
+        waiting.answer,
+        Effect.fail(new ClientError({ reason: "Closed", message: `the connection closed before the answer to ${id}` }))
+      )
+    }
+  }
+
+  /** Hands a received frame to the request whose `id` it echoes, if one waits (a delivery answers none). */
   answer(message: Message.Message): void {
-    if (message._tag === "Notify" || message.id === undefined) return
-    const waiter = this.#waiting.get(message.id)
-    if (waiter === undefined) return
-    this.#waiting.delete(message.id)
-    Deferred.doneUnsafe(waiter, Effect.succeed(message))
+    if (message._tag === "Notify") return
+    const id = message._tag === "Failure" ? message.id : answeredId(message)
+    if (id === undefined) return
+    const waiting = this.#waiting.get(id)
+    if (waiting === undefined) return
+    this.#waiting.delete(id)
+    Deferred.doneUnsafe(waiting.answer, Effect.succeed(message))
   }
 
   /** Fails every request in flight with `error` (the client closed). */
   failAll(error: ClientError): void {
-    for (const waiter of this.#waiting.values()) Deferred.doneUnsafe(waiter, Effect.fail(error))
+    for (const waiting of this.#waiting.values()) Deferred.doneUnsafe(waiting.answer, Effect.fail(error))
     this.#waiting.clear()
   }
 }

@@ -22,10 +22,10 @@ const subscribeFrame = (channels: string, since: string) =>
  * deduplicated and validated (protocol.md §4.1) before anything is sent: one
  * that is not valid, or none, fails `InvalidFrame`.
  */
-export const withChannels = (
+export const withChannels = <A>(
   channels: Iterable<string>,
-  f: (list: ReadonlyArray<string>) => Effect.Effect<void, ClientError>
-): Effect.Effect<void, ClientError> =>
+  f: (list: ReadonlyArray<string>) => Effect.Effect<A, ClientError>
+): Effect.Effect<A, ClientError> =>
   Effect.suspend(() => {
     const list = Array.from(new Set(channels))
     for (const channel of list) {
