@@ -14,7 +14,7 @@
  *   message, whatever its command: `LHTTP/1.0 echo\r\nsubscribe:news\r\n\r\n`
  *   subscribes this connection to `news` (see publish-from-backend.ts);
  * - SIGTERM (or Ctrl-C) drains the server: open connections are closed with
- *   1001, then the process exits.
+ *   1012 and a wait before they reconnect (paced), then the process exits.
  *
  * Run it:
  *
@@ -61,5 +61,5 @@ const Main = Server.pipe(
 )
 
 // On SIGTERM / SIGINT the Layers' finalizers drain the server (clients get
-// 1001), and the process exits with 0.
+// 1012 and reconnect:<ms>), and the process exits with 0.
 NodeLhttpServer.launch(Main)

@@ -21,6 +21,7 @@ import type { SlowConsumerPolicy } from "./internal/server/outbox.ts"
 import * as Pipeline from "./internal/server/pipeline.ts"
 import type { Rate as RateLimit } from "./internal/server/rate.ts"
 import { Stats } from "./internal/server/stats.ts"
+import { hintReason } from "./internal/wire/backoff.ts"
 import * as Protocol from "./internal/wire/protocol.ts"
 import type * as Message from "./Message.ts"
 import type * as Processor from "./Processor.ts"
@@ -137,6 +138,24 @@ export interface Options<P extends Processor.Any = never, F extends Filter.Any =
    * any multiple of the rate is closed, a client a little over it is not.
    */
   readonly messageRate?: (Rate & { readonly closeAfter?: number | undefined }) | undefined
+  /**
+   * New connections a second on this node, from every address, with a burst
+   * (default 2,000 a second, 4,000 at once; `false`: no limit); past it, 503
+   * `NodeConnectingTooFast` with `Retry-After`. What keeps a node from being
+   * swamped when another node's clients come over at once (a restart, a
+   * deploy).
+   */
+  readonly admissionRate?: Rate | false | undefined
+  /**
+   * A drain closes the connections spread over this window at most
+   * (default 10 s, and at most half of `shutdownTimeout`), in a random
+   * order, each with 1012 and `reconnect:<ms>`, a wait within the window
+   * its client takes before reconnecting. Fewer connections take less:
+   * `drainRate` a second at least.
+   */
+  readonly drainWindow?: Duration.Input | undefined
+  /** The fewest connections a second a drain closes (default 1,000): 500 connections take half a second. */
+  readonly drainRate?: number | undefined
 }
 
 /**
@@ -194,6 +213,9 @@ export interface Settings {
   readonly maxConnectionsPerAddress: number
   readonly connectionRate: Rate | undefined
   readonly messageRate: (Rate & { readonly closeAfter: number }) | undefined
+  readonly admissionRate: Rate | undefined
+  readonly drainWindow: Duration.Duration
+  readonly drainRate: number
 }
 
 /**
@@ -211,7 +233,10 @@ export const defaults = {
   heartbeatTimeout: Duration.seconds(10),
   shutdownTimeout: Duration.seconds(30),
   maxConcurrentRequests: 16,
-  maxConnections: 100_000
+  maxConnections: 100_000,
+  admissionRate: { perSecond: 2_000, burst: 4_000 },
+  drainWindow: Duration.seconds(10),
+  drainRate: 1_000
 } as const
 
 /**
@@ -248,7 +273,10 @@ export const settings = (options: Options<Processor.Any, Filter.Any>): Settings 
   connectionRate: options.connectionRate,
   messageRate: options.messageRate === undefined
     ? undefined
-    : { ...options.messageRate, closeAfter: options.messageRate.closeAfter ?? options.messageRate.burst }
+    : { ...options.messageRate, closeAfter: options.messageRate.closeAfter ?? options.messageRate.burst },
+  admissionRate: options.admissionRate === false ? undefined : options.admissionRate ?? defaults.admissionRate,
+  drainWindow: Duration.fromInputUnsafe(options.drainWindow ?? defaults.drainWindow),
+  drainRate: Math.max(1, options.drainRate ?? defaults.drainRate)
 })
 
 /**
@@ -321,6 +349,9 @@ export class LhttpServer extends Context.Service<LhttpServer, {
 }>()("effect-lhttp/LhttpServer") {}
 
 const refused: Transport.Inbound = { receive: () => {}, closed: () => {} }
+
+/** How often (ms) a drain closes the connections that are due: a window shorter than this closes all at once. */
+const drainTick = 20
 
 /**
  * Makes the server over the Hub and Bus in context and the implementations of
@@ -446,8 +477,7 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
     if (draining) return Deferred.await(drained)
     draining = true
     if (connections.open.size === 0) Deferred.doneUnsafe(drained, Exit.void)
-    for (const connection of connections.open) connection.closeWhenIdle(CloseCode.goingAway, "server shutting down")
-    return Deferred.await(drained)
+    return Effect.andThen(closePaced(Array.from(connections.open)), Deferred.await(drained))
   }).pipe(
     Effect.timeoutOption(config.shutdownTimeout),
     // past the timeout, what is still busy is closed and ended now: onClose hooks, subscriptions, scopes
@@ -457,6 +487,32 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
         : Effect.forEach(Array.from(connections.open), (connection) => connection.end(), { discard: true })
     )
   )
+
+  // the drain's closes, spread over its window in a random order, each telling its client a wait within the
+  // window before it reconnects (1012, reconnect:<ms>): the clients come back spread, not as one herd
+  const closePaced = (open: Array<LiveConnection>) =>
+    Effect.gen(function*() {
+      const windowMs = Math.min(
+        Duration.toMillis(config.drainWindow),
+        Duration.toMillis(config.shutdownTimeout) / 2,
+        (open.length * 1000) / config.drainRate
+      )
+      for (let i = open.length - 1; i > 0; i--) {
+        const j = Math.floor(Math.random() * (i + 1))
+        ;[open[i], open[j]] = [open[j]!, open[i]!]
+      }
+      const started = Date.now()
+      let closed = 0
+      while (closed < open.length) {
+        const due = windowMs < drainTick
+          ? open.length
+          : Math.min(open.length, Math.floor(((Date.now() - started) / windowMs) * open.length) + 1)
+        for (; closed < due; closed++) {
+          open[closed]!.closeWhenIdle(Protocol.CloseCode.serviceRestart, hintReason(Math.random() * windowMs))
+        }
+        if (closed < open.length) yield* Effect.sleep(drainTick)
+      }
+    })
 
   return LhttpServer.of({
     settings: config,

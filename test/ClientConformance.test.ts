@@ -8,8 +8,10 @@
 import { NodeWS } from "@effect/platform-node"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Effect, Exit, Option, Scope, Stream } from "effect"
+import { answeredId } from "../src/internal/wire/answers.ts"
 import * as Backoff from "../src/internal/wire/backoff.ts"
 import { Parser } from "../src/internal/wire/eventStream.ts"
+import { Positions } from "../src/internal/wire/positions.ts"
 import { Attempts, retryAfter } from "../src/internal/wire/sendAnswer.ts"
 import { dataOf } from "../src/internal/wire/sessionState.ts"
 import * as LhttpClient from "../src/LhttpClient.ts"
@@ -328,6 +330,54 @@ describe("the rules both clients share (src/internal/wire/)", () => {
         ...parser.push(new TextEncoder().encode("\nid: 7\n\n"))
       ]
       assert.deepStrictEqual(events, [{ type: "message", data: "a", lastEventId: "7" }], `cut at ${cut}`)
+    }
+  })
+
+  it("positions: a positioned frame at or before the known position comes twice and is dropped; a new epoch is taken", () => {
+    const positions = new Positions()
+    const held = () => true
+    const frame = (command: string, headers: Record<string, string>) => ({
+      command,
+      headers: new Map(Object.entries(headers))
+    })
+    const at = (epoch: string, offset: number) =>
+      frame("chat", { channel: "h-a", offset: String(offset), epoch, publish: "h-a" })
+    assert.isTrue(positions.observe(frame("position", { channel: "h-a", epoch: "e1", offset: "4" }), held))
+    assert.isTrue(positions.observe(at("e1", 5), held))
+    // the same again, or an older one: seen
+    assert.isFalse(positions.observe(at("e1", 5), held))
+    assert.isFalse(positions.observe(at("e1", 3), held))
+    assert.isTrue(positions.observe(at("e1", 7), held))
+    // another epoch: the history was reset, the frame is new
+    assert.isTrue(positions.observe(at("e2", 1), held))
+    assert.deepStrictEqual(positions.get("h-a"), { epoch: "e2", offset: 1 })
+    // an answer to the client (an id, no publish) and a frame of a channel not held are not deliveries
+    assert.isTrue(positions.observe(frame("chat", { channel: "h-a", offset: "1", epoch: "e2", id: "r1" }), held))
+    assert.isTrue(positions.observe(at("e2", 1), () => false))
+  })
+
+  it("answers: a frame answers the request of its id unless it carries publish (a delivery)", () => {
+    assert.strictEqual(answeredId({ headers: new Map([["id", "r1"]]) }), "r1")
+    assert.isUndefined(answeredId({ headers: new Map([["id", "r1"], ["publish", "room"]]) }))
+    assert.isUndefined(answeredId({ headers: new Map() }))
+  })
+
+  it("a close's wait before the reconnect: reconnect:<ms>, at most 60 s; anything else asks for none", () => {
+    assert.strictEqual(Backoff.hintedDelay(Backoff.hintReason(1234.4)), 1234)
+    assert.strictEqual(Backoff.hintedDelay("reconnect:0"), 0)
+    assert.strictEqual(Backoff.hintedDelay("reconnect:999999999"), 60_000)
+    for (
+      const reason of [
+        undefined,
+        "",
+        "server shutting down",
+        "reconnect:",
+        "reconnect:-1",
+        "reconnect:1.5",
+        "reconnect:1e3"
+      ]
+    ) {
+      assert.isUndefined(Backoff.hintedDelay(reason), String(reason))
     }
   })
 })

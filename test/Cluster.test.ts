@@ -291,7 +291,7 @@ layer(sharedNats, { excludeTestServices: true })("Cluster: server instances on o
       assert.isTrue(yield* one.server.isReady)
     }))
 
-  it.effect("a node that stops closes its clients with 1001, and the other nodes go on", () =>
+  it.effect("a node that stops closes its clients with 1012 (reconnect), and the other nodes go on", () =>
     Effect.gen(function*() {
       const nats = yield* SharedNats
       const one = yield* node(nats.url)
@@ -307,7 +307,7 @@ layer(sharedNats, { excludeTestServices: true })("Cluster: server instances on o
       yield* through(a, "last", mark)
       yield* through(b, "last", mark)
       yield* Scope.close(stopping, Exit.void)
-      assert.strictEqual((yield* b.closed).code, 1001)
+      assert.strictEqual((yield* b.closed).code, 1012)
       // the nodes left go on, both ways
       yield* c.send(frame("c", { publish: "last" }, "from three"))
       for (const client of [a, c]) {
@@ -598,7 +598,7 @@ layer(sharedNats, { excludeTestServices: true })("Cluster: the main job", (it) =
       for (let n = 0; n < count; n++) yield* a.send(frame("c", { publish: "last" }, body(n)))
       yield* a.nothing()
       job.program.child.kill("SIGTERM")
-      assert.strictEqual((yield* a.closed).code, 1001)
+      assert.strictEqual((yield* a.closed).code, 1012)
       assert.deepStrictEqual(yield* Effect.promise(() => job.program.exited), { code: 0, signal: null })
       // once NATS has closed the main job's connection it has routed all it read from it; a flush is behind that
       yield* until(Effect.map(connectionNames(nats), (names) => !names.includes("effect-lhttp")))

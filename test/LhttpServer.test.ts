@@ -1,6 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import type { Duration } from "effect"
-import { Cause, Context, Data, Deferred, Effect, Exit, Fiber, Layer, Option, Schema, Tracer } from "effect"
+import { Cause, Context, Data, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Schema, Tracer } from "effect"
 import { TestClock } from "effect/testing"
 import * as Connection from "../src/Connection.ts"
 import * as Echo from "../src/demo/Echo.ts"
@@ -964,7 +963,7 @@ describe("LhttpServer: fairness between connections", () => {
 })
 
 describe("LhttpServer: graceful drain (the core)", () => {
-  it.live("new connections are refused with 1001, in-flight work finishes, then every connection gets 1001", () =>
+  it.live("new connections are refused with 1001, in-flight work finishes, then every connection gets 1012 and its wait", () =>
     Effect.gen(function*() {
       slowGate = Deferred.makeUnsafe()
       const { connect, server: lhttp } = yield* server()
@@ -980,16 +979,21 @@ describe("LhttpServer: graceful drain (the core)", () => {
       assert.isFalse(yield* lhttp.isReady)
       const late = yield* connect()
       assert.strictEqual((yield* late.closed).code, 1001)
-      assert.strictEqual((yield* idle.closed).code, 1001)
+      // a drain's close: 1012, and the wait before the reconnect, within the drain's window
+      const idleClosed = yield* idle.closed
+      assert.strictEqual(idleClosed.code, 1012)
+      assert.match(idleClosed.reason, /^reconnect:\d+$/)
       // the busy connection is closed only once its message is done
       yield* Deferred.succeed(slowGate, undefined)
       assert.strictEqual(yield* busy.next(), "LHTTP/1.0 slow\r\n\r\ndone")
-      assert.deepStrictEqual(yield* busy.closed, { code: 1001, reason: "server shutting down" })
+      const busyClosed = yield* busy.closed
+      assert.strictEqual(busyClosed.code, 1012)
+      assert.match(busyClosed.reason, /^reconnect:\d+$/)
       yield* Fiber.join(draining)
       assert.strictEqual(lhttp.connectionCount(), 0)
     }))
 
-  it.live("requests in flight finish and reply; a request sent meanwhile gets 503 ShuttingDown; then 1001", () =>
+  it.live("requests in flight finish and reply; a request sent meanwhile gets 503 ShuttingDown; then 1012", () =>
     Effect.gen(function*() {
       slowGate = Deferred.makeUnsafe()
       const { connect, server: lhttp } = yield* server()
@@ -1008,8 +1012,55 @@ describe("LhttpServer: graceful drain (the core)", () => {
       )
       yield* Deferred.succeed(slowGate, undefined)
       assert.strictEqual(yield* client.next(), "LHTTP/1.0 slow\r\nid:in-flight\r\n\r\ndone")
-      assert.deepStrictEqual(yield* client.closed, { code: 1001, reason: "server shutting down" })
+      assert.strictEqual((yield* client.closed).code, 1012)
       yield* Fiber.join(draining)
+    }))
+
+  it.live("a drain spreads its closes over its window in a random order, each with a wait within the window", () =>
+    Effect.gen(function*() {
+      // 100 connections at 50 a second would take 2 s: drainWindow caps it at 600 ms
+      const { connect, server: lhttp } = yield* startMemoryServer({ drainRate: 50, drainWindow: "600 millis" })
+      const clients = yield* Effect.forEach(Array.from({ length: 100 }, (_, i) => i), () => connect())
+      const closes: Array<
+        { readonly at: number; readonly index: number; readonly reason: string; readonly code: number }
+      > = []
+      yield* Effect.forEach(
+        clients,
+        (client, index) =>
+          Effect.forkChild(
+            Effect.map(client.closed, ({ code, reason }) => closes.push({ at: Date.now(), index, reason, code }))
+          )
+      )
+      const started = Date.now()
+      yield* lhttp.drain
+      const took = Date.now() - started
+      assert.strictEqual(closes.length, 100)
+      assert.isTrue(closes.every(({ code }) => code === 1012))
+      const waits = closes.map(({ reason }) => Number(/^reconnect:(\d+)$/.exec(reason)![1]))
+      // within the window, and spread over it
+      assert.isTrue(waits.every((wait) => wait >= 0 && wait <= 600), JSON.stringify(waits))
+      assert.isAbove(Math.max(...waits) - Math.min(...waits), 300)
+      const times = closes.map(({ at }) => at - started)
+      assert.isAbove(Math.max(...times) - Math.min(...times), 400)
+      assert.isBelow(took, 2_000)
+      // in no set order: not the order the connections came in
+      const order = closes.map(({ index }) => index)
+      assert.notDeepEqual(order, [...order].sort((a, b) => a - b))
+    }))
+
+  it.live("a few connections drain at once (drainRate 1,000 a second: 10 take 10 ms)", () =>
+    Effect.gen(function*() {
+      const { connect, server: lhttp } = yield* startMemoryServer({})
+      assert.deepStrictEqual([lhttp.settings.drainRate, Duration.toMillis(lhttp.settings.drainWindow)], [1_000, 10_000])
+      const clients = yield* Effect.forEach(Array.from({ length: 10 }, (_, i) => i), () => connect())
+      const started = Date.now()
+      yield* lhttp.drain
+      assert.isBelow(Date.now() - started, 500)
+      for (const client of clients) {
+        const { code, reason } = yield* client.closed
+        assert.strictEqual(code, 1012)
+        assert.isAtMost(Number(/^reconnect:(\d+)$/.exec(reason)![1]), 10)
+      }
     }))
 
   it.effect("a drain waits for a busy connection until shutdownTimeout, 30 s by default (TestClock)", () =>

@@ -398,6 +398,64 @@ describe("Security: connectionRate over the Node server (security.md, server.md)
     }))
 })
 
+describe("Security: the node's admission rate (operations.md, server.md)", () => {
+  it.live("past its burst, from any address: an upgrade, an SSE stream and a poll get 503 NodeConnectingTooFast with Retry-After", () =>
+    Effect.gen(function*() {
+      const { port, url, http } = yield* startServer({
+        processors: [Echo.Echo],
+        admissionRate: { perSecond: 1 / 60, burst: 3 }
+      }, Echo.layer)
+      yield* connect(url)
+      yield* connect(url, { localAddress: "127.0.0.2" })
+      yield* connect(url, { localAddress: "127.0.0.3" })
+      const refused = yield* Effect.callback<string>((resume) => {
+        const socket = Net.connect(
+          { port, host: "127.0.0.1", localAddress: "127.0.0.4" },
+          () => socket.write(upgradeRequest("/"))
+        )
+        let answer = ""
+        socket.on("data", (chunk) => answer += chunk.toString())
+        socket.on("close", () => resume(Effect.succeed(answer)))
+        socket.on("error", () => {})
+        return Effect.sync(() => socket.destroy())
+      })
+      const message = "this node is taking as many new connections a second as it may: try again later\n"
+      assert.match(refused, /^HTTP\/1\.1 503 Service Unavailable\r\n/)
+      assert.include(refused, "\r\nretry-after: 1\r\n")
+      assert.isTrue(refused.endsWith(`\r\n\r\n${message}`), refused)
+      for (const path of ["/sse", "/poll"]) {
+        const answer = yield* request(`${http}${path}`)
+        assert.deepStrictEqual(
+          [answer.status, answer.headers.get("retry-after"), answer.body],
+          [503, "1", message],
+          path
+        )
+      }
+    }))
+
+  it.live("the default: 4,000 at once, then 2,000 a second", () =>
+    Effect.gen(function*() {
+      // (the bucket fills from when the server starts)
+      const started = performance.now()
+      const { server: lhttp } = yield* startServer({})
+      assert.deepStrictEqual(lhttp.settings.admissionRate, { perSecond: 2_000, burst: 4_000 })
+      const peer = (i: number) => ({ url: "/", requestHeaders: {}, remoteAddress: `10.0.${i >> 8}.${i & 255}` })
+      const refusals: Array<string> = []
+      let admitted = 0
+      for (let i = 0; i < 6_000; i++) {
+        const result = yield* Effect.result(lhttp.admit(peer(i)))
+        if (result._tag === "Success") admitted++
+        else refusals.push(`${result.failure.status} ${result.failure.reason}`)
+      }
+      const seconds = (performance.now() - started) / 1000
+      // the burst, and what the rate added meanwhile; the rest refused
+      assert.isAtLeast(admitted, 4_000)
+      assert.isAtMost(admitted, 4_000 + Math.ceil(2_000 * seconds) + 1)
+      assert.isAbove(refusals.length, 0, `6,000 admissions took ${seconds} s`)
+      assert.deepStrictEqual(new Set(refusals), new Set(["503 NodeConnectingTooFast"]))
+    }))
+})
+
 /** Status and headers of a response, its body dropped unread (an SSE stream does not end). */
 const head = (url: string, init?: RequestInit) =>
   Effect.promise(async () => {

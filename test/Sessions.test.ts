@@ -276,7 +276,7 @@ describe("Sessions in NATS KV, across nodes", () => {
       assert.strictEqual(yield* last.next(), notFound("r3"))
     }))
 
-  it.live("a node drains: its request in flight replies, a new one gets ShuttingDown, then 1001; the client restores its session on the other node", () =>
+  it.live("a node drains: its request in flight replies, a new one gets ShuttingDown, then 1012; the client restores its session on the other node", () =>
     Effect.gen(function*() {
       const nats = yield* natsServerWith({ jetstream: true })
       gate = Deferred.makeUnsafe()
@@ -296,7 +296,7 @@ describe("Sessions in NATS KV, across nodes", () => {
       )
       yield* Deferred.succeed(gate, undefined)
       assert.strictEqual(yield* client.next(), "LHTTP/1.0 wait\r\nid:w\r\n\r\ndone")
-      assert.deepStrictEqual(yield* client.closed, { code: 1001, reason: "server shutting down" })
+      assert.strictEqual((yield* client.closed).code, 1012)
       yield* Fiber.join(draining)
       // it reconnects elsewhere and restores its session there
       const again = yield* two.connect()

@@ -7,6 +7,7 @@
  * answers of `POST /send`) are internal/wire/'s.
  */
 import { answeredId } from "../internal/wire/answers.ts"
+import { hintedDelay } from "../internal/wire/backoff.ts"
 import { isUnasked, parseAckPositions, Positions } from "../internal/wire/positions.ts"
 import { AckHeader, Header } from "../internal/wire/protocol.ts"
 import type { Change } from "../internal/wire/sessionState.ts"
@@ -447,7 +448,8 @@ export class Lhttp {
     const message = received(data)
     if (message === undefined) return // protocol.md §8: a client may ignore what it does not understand
     const id = answeredId(message)
-    this.#positions.observe(message, (channel) => this.#subscriptions.has(channel))
+    // a frame seen already by its position (came twice) is dropped
+    if (!this.#positions.observe(message, (channel) => this.#subscriptions.has(channel))) return
     if (isUnasked(message, (channel) => this.#subscriptions.askedByApp(channel))) return
     this.#sessionChanged(this.#sessions.state.observe(message), message)
     const answered = id !== undefined &&
@@ -483,13 +485,14 @@ export class Lhttp {
       // the server no longer knows the connection: a new one now, with the subscriptions
       this.#setState("reconnecting")
       this.#open()
-    } else this.#retry()
+    } else this.#retry(hintedDelay(event.reason))
     // a failed attempt to reconnect is no connection closing: only on_error and on_state tell it
     if (opened || !retry) this.#hook("on_close", context)
   }
 
-  #retry(): void {
-    if (!this.#dialer.later(() => this.#open())) return this.#finish()
+  // after the backoff, or the wait the close asked for
+  #retry(hinted?: number): void {
+    if (!this.#dialer.later(() => this.#open(), hinted)) return this.#finish()
     this.#setState("reconnecting")
   }
 

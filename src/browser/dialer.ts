@@ -103,10 +103,14 @@ export class Dialer implements Delays {
     return false
   }
 
-  /** Dials again (`dial`) after the backoff; false when no attempt is left. */
-  later(dial: () => void): boolean {
+  /**
+   * Dials again (`dial`) after the backoff, or after `hinted` ms when the
+   * close asked for a wait (a draining server's `reconnect:<ms>`); false when
+   * no attempt is left.
+   */
+  later(dial: () => void, hinted?: number): boolean {
     if (!this.retries) return false
-    this.#timer = setTimeout(dial, this.delay(this.#attempt++))
+    this.#timer = setTimeout(dial, hinted ?? this.delay(this.#attempt++))
     return true
   }
 

@@ -99,6 +99,21 @@ var StreamEvent = {
 // src/internal/wire/answers.ts
 var answeredId = (frame) => frame.headers.has(Header.publish) ? void 0 : frame.headers.get(Header.id);
 
+// src/internal/wire/backoff.ts
+var defaults = { initialDelay: 500, maxDelay: 1e4, factor: 2, jitter: 0.5 };
+var delay = (backoff, attempt, random = Math.random()) => {
+  const jitter = Math.min(1, Math.max(0, backoff.jitter));
+  return Math.min(backoff.maxDelay, backoff.initialDelay * backoff.factor ** attempt) * (1 - jitter * random);
+};
+var reconnectPrefix = "reconnect:";
+var maxHintedDelay = 6e4;
+var hintedDelay = (reason) => {
+  if (reason === void 0 || !reason.startsWith(reconnectPrefix)) return void 0;
+  const text = reason.slice(reconnectPrefix.length);
+  if (!/^\d{1,9}$/.test(text)) return void 0;
+  return Math.min(maxHintedDelay, Number(text));
+};
+
 // src/internal/wire/positions.ts
 var parsePosition = (value) => {
   const match = /^([A-Za-z0-9_-]{1,64}):(0|[1-9][0-9]{0,15})$/.exec(value);
@@ -158,12 +173,15 @@ var Positions = class {
    * advances with the positions of the channel's frames, only while known, and
    * only from a frame that no subscription without positions could have
    * brought (whose text is the publisher's, forged positions included).
+   * False for a frame seen already: a positioned frame of the channel at or
+   * before its known position, in the same epoch (a delivery that came
+   * twice, e.g. live and again in a recovery): the client drops it.
    */
   observe(frame, subscribed) {
-    if (isError(frame)) return;
+    if (isError(frame)) return true;
     const { headers } = frame;
     const channel = headers.get(PositionHeader.channel);
-    if (channel === void 0 || !subscribed(channel)) return;
+    if (channel === void 0 || !subscribed(channel)) return true;
     const epoch = headers.get(PositionHeader.epoch);
     const offset = Number(headers.get(PositionHeader.offset));
     const carried = epoch === void 0 || !Number.isSafeInteger(offset) ? void 0 : { epoch, offset };
@@ -172,23 +190,18 @@ var Positions = class {
     if (frame.command === Command.position && !published && !answer) {
       if (carried === void 0) this.#known.delete(channel);
       else this.#known.set(channel, carried);
-      return;
+      return true;
     }
     const known = this.#known.get(channel);
-    if (known === void 0 || carried === void 0) return;
-    if (!published && answer) return;
+    if (known === void 0 || carried === void 0) return true;
+    if (!published && answer) return true;
     const to = channelsOf(headers.get(Header.publish));
-    if (published && !to.includes(channel)) return;
-    if (to.some((other) => other !== channel && subscribed(other) && !this.#known.has(other))) return;
-    if (known.epoch !== carried.epoch || carried.offset > known.offset) this.#known.set(channel, carried);
+    if (published && !to.includes(channel)) return true;
+    if (to.some((other) => other !== channel && subscribed(other) && !this.#known.has(other))) return true;
+    if (known.epoch === carried.epoch && carried.offset <= known.offset) return false;
+    this.#known.set(channel, carried);
+    return true;
   }
-};
-
-// src/internal/wire/backoff.ts
-var defaults = { initialDelay: 500, maxDelay: 1e4, factor: 2, jitter: 0.5 };
-var delay = (backoff, attempt, random = Math.random()) => {
-  const jitter = Math.min(1, Math.max(0, backoff.jitter));
-  return Math.min(backoff.maxDelay, backoff.initialDelay * backoff.factor ** attempt) * (1 - jitter * random);
 };
 
 // src/internal/wire/eventStream.ts
@@ -968,10 +981,14 @@ var Dialer = class {
     this.#index = 0;
     return false;
   }
-  /** Dials again (`dial`) after the backoff; false when no attempt is left. */
-  later(dial) {
+  /**
+   * Dials again (`dial`) after the backoff, or after `hinted` ms when the
+   * close asked for a wait (a draining server's `reconnect:<ms>`); false when
+   * no attempt is left.
+   */
+  later(dial, hinted) {
     if (!this.retries) return false;
-    this.#timer = setTimeout(dial, this.delay(this.#attempt++));
+    this.#timer = setTimeout(dial, hinted ?? this.delay(this.#attempt++));
     return true;
   }
   /** No more dialing. */
@@ -1696,7 +1713,7 @@ var Lhttp = class {
     const message = received(data);
     if (message === void 0) return;
     const id = answeredId(message);
-    this.#positions.observe(message, (channel) => this.#subscriptions.has(channel));
+    if (!this.#positions.observe(message, (channel) => this.#subscriptions.has(channel))) return;
     if (isUnasked(message, (channel) => this.#subscriptions.askedByApp(channel))) return;
     this.#sessionChanged(this.#sessions.state.observe(message), message);
     const answered = id !== void 0 && (isErrorFrame(message) ? this.#requests.reject(id, errorOf(message)) : this.#requests.resolve(id, new Context(this, message)));
@@ -1724,11 +1741,12 @@ var Lhttp = class {
     else if (opened && event.immediate === true) {
       this.#setState("reconnecting");
       this.#open();
-    } else this.#retry();
+    } else this.#retry(hintedDelay(event.reason));
     if (opened || !retry) this.#hook("on_close", context);
   }
-  #retry() {
-    if (!this.#dialer.later(() => this.#open())) return this.#finish();
+  // after the backoff, or the wait the close asked for
+  #retry(hinted) {
+    if (!this.#dialer.later(() => this.#open(), hinted)) return this.#finish();
     this.#setState("reconnecting");
   }
   #finish() {

@@ -107,6 +107,12 @@ export interface Driver {
 const Kick = Processor.make("kick")
 const KickLive = Kick.toLayer({ onMessage: (exchange) => exchange.connection.close(4100, "kicked") })
 
+/** `restart` closes its connection as a draining server does: 1012, and a wait of 800 ms before the reconnect. */
+const Restart = Processor.make("restart")
+const RestartLive = Restart.toLayer({
+  onMessage: (exchange) => exchange.connection.close(1012, "reconnect:800")
+})
+
 /** `deny` fails with 403 Forbidden: an error frame. */
 const Deny = Processor.make("deny")
 const DenyLive = Deny.toLayer({
@@ -139,12 +145,13 @@ const OddLive = Odd.toLayer({
     )
 })
 
-const processors = [Echo.Echo, Kick, Deny, Whoami, Odd, Login.Login, Sessions.SessionProcessor] as const
+const processors = [Echo.Echo, Kick, Restart, Deny, Whoami, Odd, Login.Login, Sessions.SessionProcessor] as const
 
-const implementations = Layer.mergeAll(Echo.layer, KickLive, DenyLive, WhoamiLive, OddLive, Login.layer).pipe(
-  Layer.provideMerge(Sessions.layer()),
-  Layer.provide(SessionStore.layerMemory)
-)
+const implementations = Layer.mergeAll(Echo.layer, KickLive, RestartLive, DenyLive, WhoamiLive, OddLive, Login.layer)
+  .pipe(
+    Layer.provideMerge(Sessions.layer()),
+    Layer.provide(SessionStore.layerMemory)
+  )
 
 /** A running server of the suite: channels `h-*` keep a history. */
 interface Served {
@@ -353,6 +360,19 @@ export const clientSuite = (driver: () => Driver) => {
           assert.strictEqual("error" in kicked ? kicked.error.reason : "answered", "Closed")
           await openedTimes(client, 2)
           assert.strictEqual(await replyOf(client, "echo", "after"), "after")
+        })
+      })
+
+      it("a close that asks for a wait (reconnect:<ms>, a drain's) is followed: the reconnect comes after it, not the backoff", async () => {
+        await withClient(driver(), { transport, reconnect: quick }, async (client) => {
+          await client.command("restart")
+          await openedTimes(client, 2)
+          const states = await client.states()
+          const lastOpen = states.findLastIndex(({ state }) => state === "open")
+          const lost = states.slice(0, lastOpen).findLast(({ state }) => state === "reconnecting")!
+          // the backoff would have reconnected within 50 to 100 ms
+          assert.isAtLeast(states[lastOpen]!.at - lost.at, 750)
+          assert.strictEqual(await replyOf(client, "echo", "back"), "back")
         })
       })
 

@@ -126,12 +126,13 @@ export class Connector {
   }
 
   // One connection: open (or resume), subscribe again, restore the session, flush the buffer, read until the
-  // connection ends. It succeeds with whether the connection opened at all.
-  #connection(): Effect.Effect<boolean> {
+  // connection ends. It succeeds with whether the connection opened at all, and the wait its close asked for.
+  #connection(): Effect.Effect<Reconnect.Ended> {
     const self = this
     const { onState, requestTimeout, requests, session, subscriptions, transport } = this.#settings
     return Effect.suspend(() => {
       let opened = false
+      let hinted: number | undefined
       let current: Link | undefined
       return Effect.gen(function*() {
         const link = yield* transport.open
@@ -148,7 +149,7 @@ export class Connector {
         self.#link = link
         opened = true
         yield* onState("open")
-        yield* Fiber.join(reading)
+        hinted = yield* Fiber.join(reading)
       }).pipe(
         Effect.scoped,
         Effect.ensuring(Effect.sync(() => {
@@ -158,7 +159,7 @@ export class Connector {
           if (current !== undefined && !self.#closed) requests.ended(current)
         })),
         Effect.exit,
-        Effect.map(() => opened)
+        Effect.map((): Reconnect.Ended => ({ opened, hinted }))
       )
     })
   }

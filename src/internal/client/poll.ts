@@ -12,6 +12,8 @@
  * with `DELETE /send`.
  */
 import { Deferred, Effect, Schema } from "effect"
+import { hintedDelay } from "../wire/backoff.ts"
+import { endedOf } from "../wire/eventStream.ts"
 import { HttpQuery } from "../wire/protocol.ts"
 import { endpointOf, release, request, sender, type Settings, withOpenTimeout } from "./http.ts"
 import { type Link, OpenError, type Transport } from "./transport.ts"
@@ -61,21 +63,25 @@ export const make = (settings: Settings): Transport => ({
           const answer = yield* Effect.result(request(url))
           if (answer._tag === "Failure" || answer.success.status >= 500 && answer.success.status !== 503) {
             // the answer was lost: ask again with the same cursor, once
-            if (++failures >= 2) return
+            if (++failures >= 2) return undefined
             continue
           }
           const { body, status } = answer.success
           const polled = status === 200 ? decodeBatch(body) : undefined
           if (polled === undefined || polled._tag === "None") {
-            // 404 (unknown or expired), 410 (ended), 400 (a cursor it did not give), 503 (shut down)
+            // 404 (unknown or expired), 410 (ended: its close may ask for a wait), 400 (a cursor it did not
+            // give), 503 (shut down)
             ended = true
-            return
+            return status === 410 ? hintedDelay(endedOf(body)?.reason) : undefined
           }
           failures = 0
           for (const frame of polled.value.frames) onFrame(frame)
           cursor = polled.value.cursor
         }
-      }).pipe(Effect.ignore, Effect.raceFirst(Deferred.await(gone)))
+      }).pipe(
+        Effect.catch(() => Effect.succeed(undefined)),
+        Effect.raceFirst(Effect.as(Deferred.await(gone), undefined))
+      )
     return { resumed: false, send, read } satisfies Link
   }).pipe(withOpenTimeout(settings.openTimeout)),
   // the connection is let go (and deleted) when its scope closes

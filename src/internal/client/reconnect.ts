@@ -51,15 +51,22 @@ export const fromOption = (reconnect: Schedule.Schedule<unknown> | Numbers | fal
   return { schedule: schedule(backoff), backoff }
 }
 
+/** How one connection ended: whether it opened, and the wait (ms) its close asked for before the next one. */
+export interface Ended {
+  readonly opened: boolean
+  readonly hinted: number | undefined
+}
+
 /**
- * Runs `connection` (it returns whether the connection opened) again and
- * again for as long as `schedule` goes on: after each end, unless `closed()`,
- * the Schedule's next wait, told by `reconnecting` right before it starts.
- * A connection that opened starts the Schedule again from its first wait.
- * Without a Schedule, the connection is tried once.
+ * Runs `connection` again and again for as long as `schedule` goes on: after
+ * each end, unless `closed()`, the wait its close asked for (a draining
+ * server's `reconnect:<ms>`) or else the Schedule's next wait, told by
+ * `reconnecting` right before it starts. A connection that opened starts the
+ * Schedule again from its first wait. Without a Schedule, the connection is
+ * tried once.
  */
 export const keepUp = (options: {
-  readonly connection: Effect.Effect<boolean>
+  readonly connection: Effect.Effect<Ended>
   readonly schedule: Schedule.Schedule<unknown> | undefined
   readonly closed: () => boolean
   readonly reconnecting: Effect.Effect<void>
@@ -69,9 +76,13 @@ export const keepUp = (options: {
     if (schedule === undefined) return yield* Effect.asVoid(connection)
     let step = yield* Schedule.toStep(schedule)
     while (true) {
-      if (yield* connection) step = yield* Schedule.toStep(schedule)
+      const ended = yield* connection
+      if (ended.opened) step = yield* Schedule.toStep(schedule)
       if (options.closed()) return
-      const wait = yield* step(yield* Clock.currentTimeMillis, undefined).pipe(
+      const wait = ended.hinted !== undefined ? Duration.millis(ended.hinted) : yield* step(
+        yield* Clock.currentTimeMillis,
+        undefined
+      ).pipe(
         Effect.map(([, delay]): Duration.Duration | undefined => delay),
         Pull.catchDone(() => Effect.succeed(undefined))
       )

@@ -54,7 +54,7 @@ export class SessionTracker {
    */
   restoreOn(
     link: Link,
-    reading: Fiber.Fiber<void>,
+    reading: Fiber.Fiber<unknown>,
     requests: Multiplexer,
     timeout: Duration.Input
   ): Effect.Effect<void, ClientError | SendError> {

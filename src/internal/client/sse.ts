@@ -11,6 +11,7 @@
  * a new connection, which the client subscribes again.
  */
 import { Deferred, Effect, type Scope } from "effect"
+import { hintedDelay } from "../wire/backoff.ts"
 import { type Event, eventId, itemOf, Parser } from "../wire/eventStream.ts"
 import { HttpHeader, HttpQuery } from "../wire/protocol.ts"
 import { describeCause, endpointOf, NetworkError, release, sender, type Settings, withOpenTimeout } from "./http.ts"
@@ -133,7 +134,7 @@ export const make = (settings: Settings): Transport => {
         while (true) {
           const event = yield* events.next
           // the stream ended without a word: it broke, the connection is resumed
-          if (event === undefined) return
+          if (event === undefined) return undefined
           const item = itemOf(event)
           if (item._tag === "Frame") {
             onFrame(item.text)
@@ -141,11 +142,14 @@ export const make = (settings: Settings): Transport => {
           } else if (item._tag === "Close") {
             // the connection ended (closed by the server, drained, a slow consumer)
             forget()
-            return
+            return hintedDelay(item.ended.reason)
           }
           // `gap`: frames the server no longer held, lost for good
         }
-      }).pipe(Effect.ignore, Effect.raceFirst(Deferred.await(gone)))
+      }).pipe(
+        Effect.catch(() => Effect.succeed(undefined)),
+        Effect.raceFirst(Effect.as(Deferred.await(gone), undefined))
+      )
     return { resumed, send, read } satisfies Link
   }).pipe(withOpenTimeout(settings.openTimeout))
 

@@ -85,11 +85,14 @@ export class Subscriptions {
   /**
    * Keeps the position a received frame carries; false for the answer to a
    * `since:now` the client added by itself for a channel without history
-   * (not for the app; one answering a `since` given to `send` is the app's).
+   * (not for the app; one answering a `since` given to `send` is the app's),
+   * and for a frame seen already by its position (dropped).
    */
   receive(message: Message.Message): boolean {
     if (message._tag === "Failure") return true
-    this.#positions.observe(message, (channel) => this.#held.has(channel) || this.#sentTo.has(channel))
+    if (!this.#positions.observe(message, (channel) => this.#held.has(channel) || this.#sentTo.has(channel))) {
+      return false
+    }
     return !isUnasked(message, (channel) => this.#sentTo.has(channel))
   }
 

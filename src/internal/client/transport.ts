@@ -48,9 +48,11 @@ export interface Link {
   readonly send: (text: string) => Effect.Effect<void, SendError>
   /**
    * Hands every frame the server sends to `onFrame`, in order, until the
-   * connection ends or breaks; then it returns.
+   * connection ends or breaks; then it returns the wait (ms) the server
+   * asked for before the next connection (a close with `reconnect:<ms>`,
+   * a draining server's), if it asked for one.
    */
-  readonly read: (onFrame: (frame: string | Uint8Array) => void) => Effect.Effect<void>
+  readonly read: (onFrame: (frame: string | Uint8Array) => void) => Effect.Effect<number | undefined>
 }
 
 /** A way to hold a connection to one server. */

@@ -6,6 +6,7 @@
  */
 import { type Duration, Effect } from "effect"
 import * as Socket from "effect/socket/Socket"
+import { hintedDelay } from "../wire/backoff.ts"
 import { type Link, notConnected, OpenError, type Transport } from "./transport.ts"
 
 /** A WebSocket transport to `url` (`ws:` or `wss:`). */
@@ -24,7 +25,14 @@ export const make = (
         read: (onFrame) =>
           Effect.gen(function*() {
             while (true) for (const data of yield* reader.pull) onFrame(data)
-          }).pipe(Effect.ignore)
+          }).pipe(
+            // the close's reason may ask for a wait before the reconnect
+            Effect.catch((error) =>
+              Effect.succeed(
+                error.reason._tag === "SocketCloseError" ? hintedDelay(error.reason.closeReason) : undefined
+              )
+            )
+          )
       } satisfies Link
     }).pipe(Effect.mapError((cause) => new OpenError({ message: cause.message, cause }))),
     close: Effect.void

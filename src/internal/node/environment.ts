@@ -2,7 +2,7 @@
  * The stand-alone server's `LHTTP_*` environment variables (README.md):
  * each read and checked, and laid over the options the program gives.
  */
-import { Config, Option, Redacted } from "effect"
+import { Config, type Duration, Option, Redacted } from "effect"
 import * as LhttpServer from "../../LhttpServer.ts"
 import * as StartupConfig from "../server/config.ts"
 
@@ -47,7 +47,9 @@ export const config = Config.all({
   maxUrlChannels: StartupConfig.checked("LHTTP_MAX_URL_CHANNELS", StartupConfig.parseWholeNumber(1, 10_000)),
   urlRecoveryBytes: StartupConfig.checked("LHTTP_URL_RECOVERY_BYTES", StartupConfig.parseWholeNumber(0, 2 ** 30)),
   connectionsPerSecond: StartupConfig.checked("LHTTP_CONNECTIONS_PER_SECOND", StartupConfig.parseRate),
-  messagesPerSecond: StartupConfig.checked("LHTTP_MESSAGES_PER_SECOND", StartupConfig.parseRate)
+  messagesPerSecond: StartupConfig.checked("LHTTP_MESSAGES_PER_SECOND", StartupConfig.parseRate),
+  admissionsPerSecond: StartupConfig.checked("LHTTP_ADMISSIONS_PER_SECOND", StartupConfig.parseRate),
+  drainWindow: StartupConfig.checked("LHTTP_DRAIN_WINDOW", StartupConfig.parseDuration)
 })
 
 /** What the variables say. */
@@ -67,6 +69,8 @@ interface Overridden {
   readonly urlRecoveryBytes?: number | undefined
   readonly connectionRate?: LhttpServer.Rate | undefined
   readonly messageRate?: LhttpServer.Rate | undefined
+  readonly admissionRate?: LhttpServer.Rate | false | undefined
+  readonly drainWindow?: Duration.Input | undefined
 }
 
 // a rate from the environment: that many a second, twice as many at once
@@ -90,7 +94,9 @@ export const over = <O extends Overridden>(options: O, env: Environment): O => (
   maxUrlChannels: Option.getOrElse(env.maxUrlChannels, () => options.maxUrlChannels),
   urlRecoveryBytes: Option.getOrElse(env.urlRecoveryBytes, () => options.urlRecoveryBytes),
   connectionRate: Option.match(env.connectionsPerSecond, { onNone: () => options.connectionRate, onSome: rateOf }),
-  messageRate: Option.match(env.messagesPerSecond, { onNone: () => options.messageRate, onSome: rateOf })
+  messageRate: Option.match(env.messagesPerSecond, { onNone: () => options.messageRate, onSome: rateOf }),
+  admissionRate: Option.match(env.admissionsPerSecond, { onNone: () => options.admissionRate, onSome: rateOf }),
+  drainWindow: Option.getOrElse(env.drainWindow, () => options.drainWindow)
 })
 
 /** A port that cannot be listened on, as one line naming the port and its variable. */

@@ -1,13 +1,13 @@
 /**
  * The server's open connections, counted by address, and the caps on new
- * ones over all transports: `maxConnections`, `maxConnectionsPerAddress` and
- * the connection rate per address. A transport that asks first (an upgrade,
+ * ones over all transports: `maxConnections`, `maxConnectionsPerAddress`,
+ * the connection rate per address and the node's admission rate. A transport that asks first (an upgrade,
  * the opening of an SSE or long-poll connection) is refused with a 503
  * `Rejection`; the server closes one that accepts without asking.
  */
 import { Rejection } from "../../Rejection.ts"
 import type { LiveConnection } from "./connection.ts"
-import { Buckets, type Rate } from "./rate.ts"
+import { Bucket, Buckets, type Rate } from "./rate.ts"
 
 const tooManyConnections = new Rejection({
   status: 503,
@@ -27,12 +27,20 @@ const connectingTooFast = new Rejection({
   message: "too many new connections from this address: try again later"
 })
 
+const nodeConnectingTooFast = new Rejection({
+  status: 503,
+  reason: "NodeConnectingTooFast",
+  message: "this node is taking as many new connections a second as it may: try again later"
+})
+
 /** The caps on connections. */
 interface Limits {
   readonly maxConnections: number
   readonly maxConnectionsPerAddress: number
   /** New connections a second from one address (none: no limit). */
   readonly connectionRate: Rate | undefined
+  /** New connections a second on the node, from every address (none: no limit). */
+  readonly admissionRate: Rate | undefined
 }
 
 /** The open connections and their counts by address (of those whose transport knows it). */
@@ -42,10 +50,12 @@ export class Connections {
   readonly #byAddress = new Map<string, number>()
   readonly #limits: Limits
   readonly #rate: Buckets | undefined
+  readonly #admission: Bucket | undefined
 
   constructor(limits: Limits) {
     this.#limits = limits
     this.#rate = limits.connectionRate === undefined ? undefined : new Buckets(limits.connectionRate)
+    this.#admission = limits.admissionRate === undefined ? undefined : new Bucket(limits.admissionRate)
   }
 
   #fromAddress(address: string | undefined): number {
@@ -57,6 +67,7 @@ export class Connections {
     if (this.open.size >= this.#limits.maxConnections) return tooManyConnections
     if (this.#fromAddress(address) >= this.#limits.maxConnectionsPerAddress) return tooManyFromAddress
     if (this.#rate !== undefined && !this.#rate.take(address ?? "")) return connectingTooFast
+    if (this.#admission !== undefined && !this.#admission.take()) return nodeConnectingTooFast
     return undefined
   }
 

@@ -27,3 +27,28 @@ export const delay = (backoff: Backoff, attempt: number, random: number = Math.r
   const jitter = Math.min(1, Math.max(0, backoff.jitter))
   return Math.min(backoff.maxDelay, backoff.initialDelay * backoff.factor ** attempt) * (1 - jitter * random)
 }
+
+/** What a close reason that asks for a wait before the reconnect starts with. */
+const reconnectPrefix = "reconnect:"
+
+/** The longest wait a close may ask for, in ms (a close that asks for more waits this long). */
+export const maxHintedDelay = 60_000
+
+/**
+ * The reason of a close that asks the client to reconnect after `ms`
+ * (`reconnect:<ms>`): what a draining server tells each connection it closes
+ * (with `CloseCode.serviceRestart`).
+ */
+export const hintReason = (ms: number): string => `${reconnectPrefix}${Math.max(0, Math.round(ms))}`
+
+/**
+ * The wait a close asks for before the reconnect, in ms: the `<ms>` of a
+ * `reconnect:<ms>` reason (at most {@link maxHintedDelay}); undefined when it
+ * asks for none (the client's backoff decides).
+ */
+export const hintedDelay = (reason: string | undefined): number | undefined => {
+  if (reason === undefined || !reason.startsWith(reconnectPrefix)) return undefined
+  const text = reason.slice(reconnectPrefix.length)
+  if (!/^\d{1,9}$/.test(text)) return undefined
+  return Math.min(maxHintedDelay, Number(text))
+}

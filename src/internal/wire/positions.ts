@@ -125,12 +125,15 @@ export class Positions {
    * advances with the positions of the channel's frames, only while known, and
    * only from a frame that no subscription without positions could have
    * brought (whose text is the publisher's, forged positions included).
+   * False for a frame seen already: a positioned frame of the channel at or
+   * before its known position, in the same epoch (a delivery that came
+   * twice, e.g. live and again in a recovery): the client drops it.
    */
-  observe(frame: Received, subscribed: (channel: string) => boolean): void {
-    if (isError(frame)) return
+  observe(frame: Received, subscribed: (channel: string) => boolean): boolean {
+    if (isError(frame)) return true
     const { headers } = frame
     const channel = headers.get(PositionHeader.channel)
-    if (channel === undefined || !subscribed(channel)) return
+    if (channel === undefined || !subscribed(channel)) return true
     const epoch = headers.get(PositionHeader.epoch)
     const offset = Number(headers.get(PositionHeader.offset))
     const carried = epoch === undefined || !Number.isSafeInteger(offset) ? undefined : { epoch, offset }
@@ -139,15 +142,17 @@ export class Positions {
     if (frame.command === Command.position && !published && !answer) {
       if (carried === undefined) this.#known.delete(channel)
       else this.#known.set(channel, carried)
-      return
+      return true
     }
     const known = this.#known.get(channel)
-    if (known === undefined || carried === undefined) return
-    if (!published && answer) return // an answer to this client, no delivery
+    if (known === undefined || carried === undefined) return true
+    if (!published && answer) return true // an answer to this client, no delivery
     // a frame published by a client names the channel it is on (server code publishes without `publish`)
     const to = channelsOf(headers.get(Header.publish))
-    if (published && !to.includes(channel)) return
-    if (to.some((other) => other !== channel && subscribed(other) && !this.#known.has(other))) return
-    if (known.epoch !== carried.epoch || carried.offset > known.offset) this.#known.set(channel, carried)
+    if (published && !to.includes(channel)) return true
+    if (to.some((other) => other !== channel && subscribed(other) && !this.#known.has(other))) return true
+    if (known.epoch === carried.epoch && carried.offset <= known.offset) return false
+    this.#known.set(channel, carried)
+    return true
   }
 }

@@ -90,8 +90,14 @@ export const Command = {
 export const CloseCode = {
   /** A normal close: the connection is done (the default of `Connection.close`). */
   normal: 1000,
-  /** The server is shutting down. */
+  /** The server is shutting down (a connection still busy at the end of a drain). */
   goingAway: 1001,
+  /**
+   * A draining server closes its connections with this code, spread over its
+   * drain window, each with a reason `reconnect:<ms>` saying how long the
+   * client should wait before it reconnects (backoff.ts).
+   */
+  serviceRestart: 1012,
   /** An `onOpen` hook refused the connection, or a policy was broken. */
   policyViolation: 1008,
   /** An inbound message was larger than `maxMessageBytes`. */
