@@ -65,8 +65,9 @@ export class Bus extends Context.Service<Bus, {
    * it takes a publish when `publish` is done (the in-memory bus). The NATS
    * bus answers when the NATS server has the message and, with a JetStream
    * history, when the stream stored it, with its position there; while NATS
-   * is away, once the message is in the bus's reconnect buffer, as `publish`
-   * takes it (no position). It sends the message when the effect is run,
+   * is away, without a history once the message is in the bus's reconnect
+   * buffer, as `publish` takes it (no position), with one not at all
+   * (`Unavailable`: only the stream's acknowledgement says it is kept). It sends the message when the effect is run,
    * before anything it waits for, so that publishes keep their order; it
    * fails `Unavailable` when it cannot take it (nothing was published),
    * `Unconfirmed` when it sent it but got no confirmation in time (the

@@ -138,7 +138,8 @@ export const policiesConfig: Config.Config<Array<History.Policy>> = stringKeepin
 export const config: Config.Config<Options> = Config.all({
   bus: NatsBus.config,
   policies: policiesConfig,
-  stream: streamConfig
+  stream: streamConfig,
+  replicas: NatsConfig.replicasConfig
 }).pipe(Config.map(({ bus, ...history }) => ({ ...bus, ...history })))
 
 /**

@@ -96,9 +96,11 @@ export const bucketConfig: Config.Config<string> = checkedOr(
  * @since 0.1.0
  * @category config
  */
-export const config: Config.Config<Options> = Config.all([NatsConfig.clientConfig, bucketConfig]).pipe(
-  Config.map(([client, bucket]) => ({ ...client, bucket }))
-)
+export const config: Config.Config<Options> = Config.all([
+  NatsConfig.clientConfig,
+  bucketConfig,
+  NatsConfig.replicasConfig
+]).pipe(Config.map(([client, bucket, replicas]) => ({ ...client, bucket, replicas })))
 
 /**
  * {@link layer} with the settings of {@link config} and `ttl`:

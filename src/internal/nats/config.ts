@@ -8,7 +8,16 @@
  */
 import { Config, Effect, Layer, Option, Result } from "effect"
 import * as Channel from "../../Channel.ts"
-import { checked, expected, parseList, refine, required, stringKeepingEmpty } from "../server/config.ts"
+import {
+  checked,
+  checkedOr,
+  expected,
+  parseList,
+  parseWholeNumber,
+  refine,
+  required,
+  stringKeepingEmpty
+} from "../server/config.ts"
 import type { ClientOptions } from "./client.ts"
 
 /** The default subject prefix (`LHTTP_NATS_PREFIX` unset). */
@@ -52,6 +61,13 @@ export const parseSubjectPrefix = (raw: string): Result.Result<string, string> =
  */
 export const subjectPrefixConfig: Config.Config<string> = stringKeepingEmpty("LHTTP_NATS_PREFIX", defaultSubjectPrefix)
   .pipe(refine("LHTTP_NATS_PREFIX", parseSubjectPrefix))
+
+/**
+ * `LHTTP_NATS_REPLICAS`: how many copies a NATS cluster keeps of the history
+ * stream and the session bucket (1 to 5, default 1; a cluster of 3 keeps 3 to
+ * outlive one server).
+ */
+export const replicasConfig: Config.Config<number> = checkedOr("LHTTP_NATS_REPLICAS", 1, parseWholeNumber(1, 5))
 
 /** A name for NATS (a KV bucket, a JetStream stream): letters, digits, `_` and `-`, at most 255. */
 export const parseName = (raw: string): Result.Result<string, string> =>

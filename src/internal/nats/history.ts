@@ -32,6 +32,8 @@ export interface Options extends Bus.Options {
   readonly republishPrefix?: string | undefined
   /** The most the stream holds, all channels together (default 1 GiB): past it, the oldest messages go. */
   readonly maxBytes?: number | undefined
+  /** How many servers of a NATS cluster keep the stream (default 1; 3 outlive one server). */
+  readonly replicas?: number | undefined
   /** Where the stream keeps its messages (default `"file"`: they outlive a nats-server restart). */
   readonly storage?: "file" | "memory" | undefined
   /**
@@ -70,6 +72,7 @@ const streamOf = (options: Options, subjects: Array<string>, republishPrefix: st
     max_msgs_per_subject: Math.max(1, ...options.policies.map((policy) => policy.size)),
     max_age: Math.max(1, ...options.policies.map((policy) => Duration.toMillis(policy.ttl))) * 1_000_000,
     max_bytes: options.maxBytes ?? 2 ** 30,
+    num_replicas: options.replicas ?? 1,
     allow_direct: true
   }
 })
@@ -82,6 +85,7 @@ const differs = (config: StreamConfig, stream: Stream) =>
   config.max_msgs_per_subject !== stream.wanted.max_msgs_per_subject ||
   config.max_age !== stream.wanted.max_age ||
   config.max_bytes !== stream.wanted.max_bytes ||
+  config.num_replicas !== stream.wanted.num_replicas ||
   config.allow_direct !== true
 
 // the stream on a manager: found (and brought to the wanted settings) or made; its epoch

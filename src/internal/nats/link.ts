@@ -126,11 +126,14 @@ export class Link {
   /**
    * Publishes `payload` on `subject` and answers once NATS has it: with
    * `store`, once the stream stored it (its sequence); without, once the
-   * server answered a flush sent after it. Sent at once when connected;
-   * while disconnected or holding, taken as `publish` takes it, into the
-   * reconnect buffer (no position: the stream stores it once the buffer is
-   * sent), or refused when the buffer is full. No answer within `timeout` ms
-   * fails `Unconfirmed`: the message was sent and may have been published.
+   * server answered a flush sent after it. Sent at once when connected.
+   * While disconnected or holding: with `store`, refused (`Unavailable`,
+   * nothing sent: a message replayed from the buffer is published as it
+   * came, and the stream may not store it, as during the election of its
+   * leader, so it could not be acknowledged as kept); without, taken as
+   * `publish` takes it, into the reconnect buffer, or refused when the
+   * buffer is full. No answer within `timeout` ms fails `Unconfirmed`: the
+   * message was sent and may have been published.
    */
   publishAcknowledged(
     subject: string,
@@ -139,7 +142,9 @@ export class Link {
     store: ((nc: NatsConnection, subject: string, payload: string, timeout: number) => Promise<number>) | undefined
   ): Effect.Effect<number | undefined, BusError> {
     if (this.#state === "disconnected" || this.#state === "holding") {
-      return Effect.as(this.#wait(subject, payload), undefined)
+      return store === undefined
+        ? Effect.as(this.#wait(subject, payload), undefined)
+        : unavailable("NATS is disconnected: the message was not sent (the stream cannot acknowledge it now)")
     }
     const nc = this.#connection
     if (this.#state !== "connected" || nc === undefined) {

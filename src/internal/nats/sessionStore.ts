@@ -16,6 +16,8 @@ export interface Options extends ClientOptions {
   readonly bucket?: string | undefined
   /** How long a session lives after it was last written (default 24 hours): the bucket's maximum age. */
   readonly ttl?: Duration.Input | undefined
+  /** How many servers of a NATS cluster keep the bucket (default 1; 3 outlive one server). */
+  readonly replicas?: number | undefined
   /** The client name NATS shows in its monitoring (default `effect-lhttp-sessions`). */
   readonly name?: string | undefined
   /** The wait between attempts to reach NATS, and to open the bucket (default 1 s). */
@@ -106,7 +108,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   let toldUnopened = false
   // the bucket, or none when that NATS has no JetStream; other failures are retried
   const open = (nc: NatsConnection) =>
-    Effect.tryPromise({ try: () => new Kvm(nc).create(bucket, { ttl }), catch: (cause) => cause }).pipe(
+    Effect.tryPromise({ try: () => new Kvm(nc).create(bucket, { ttl, replicas: options.replicas ?? 1 }), catch: (cause) => cause }).pipe(
       Effect.map(Option.some),
       Effect.catchIf(noJetStream, () => Effect.succeed(Option.none<KV>())),
       Effect.tapError((cause) =>

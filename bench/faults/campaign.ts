@@ -1,0 +1,456 @@
+/**
+ * The fault campaign (`npm run faults`): a cluster of real processes
+ * (cluster.ts: three nats-servers with JetStream, the history stream and the
+ * session bucket replicated 3 times; three effect-lhttp nodes, each on NATS
+ * through proxies of its own), client processes (client.ts) of the
+ * project's Effect client, each process behind a proxy that balances over
+ * the nodes that are up, with sessions and positions, publishing with
+ * acknowledgements on many channels. Each scenario runs with a seed: steady
+ * traffic, the fault, steady traffic again, then every client's record is
+ * checked:
+ *
+ * - no acknowledged message lost: every subscriber has every acknowledged
+ *   message of its channels, or was told it could not (`recovered:no`);
+ * - no duplicate handed to an application;
+ * - one order per channel: each subscriber's offsets grow, and a message has
+ *   the same offset for everyone (its acknowledgement's too);
+ * - sessions restored: restores ÷ reconnects;
+ * - the busiest second of new connections per node, against its admission
+ *   rate (2,000 a second, 4,000 at once);
+ * - time from a connection lost to every channel's position known again,
+ *   p50 and p99.
+ *
+ * Usage: `npm run faults -- [--quick] [--seeds n] [--connections n]
+ * [--scenarios a,b] [--report file] [--json]`. `--quick` (what `npm test`
+ * runs): one seed of each scenario, 150 connections, shorter faults (a NATS
+ * cut of 3 s, a stalled client of 5 s). The long form: 1,500 connections
+ * (`--connections`), the faults at full length (10 s, 30 s), as many seeds
+ * as asked; it writes a report (`--report`, default
+ * bench/results/faults.md). Exit status 1 when a property fails.
+ */
+import { type ChildProcess, fork } from "node:child_process"
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import { type Cluster, start, until } from "./cluster.ts"
+import type { ClientRecord, ClientSpec, Command, Reply } from "./ipc.ts"
+import { Proxy } from "./proxy.ts"
+
+// ---------------------------------------------------------------------------------------------
+// settings
+
+const argv = process.argv.slice(2)
+const flag = (name: string) => argv.includes(`--${name}`)
+const option = (name: string): string | undefined => {
+  const at = argv.indexOf(`--${name}`)
+  return at === -1 ? undefined : argv[at + 1]
+}
+const quick = flag("quick")
+const seeds = Number(option("seeds") ?? 1)
+const connections = Number(option("connections") ?? (quick ? 150 : 1_500))
+const perProcess = quick ? 50 : 250
+const channelCount = quick ? 10 : 50
+const publishEvery = quick ? 250 : 500 // ms, per publisher
+const publisherShare = 0.2
+const steadyMs = quick ? 2_000 : 5_000
+const scenarioNames = option("scenarios")?.split(",") ?? [
+  "rolling-restart",
+  "node-kill",
+  "nats-leader-kill",
+  "nats-cut",
+  "client-stall",
+  "slow-consumer"
+]
+const admission = { perSecond: 2_000, burst: 4_000 }
+const here = Path.dirname(fileURLToPath(import.meta.url))
+
+/** A seeded random number generator (mulberry32): the scenario's choices follow from its seed. */
+const random = (seed: number) => () => {
+  seed = (seed + 0x6D2B79F5) | 0
+  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+const log = (line: string) => {
+  if (!flag("json")) console.log(line)
+}
+
+// ---------------------------------------------------------------------------------------------
+// client processes
+
+/** A client process and its proxy. */
+interface Load {
+  readonly child: ChildProcess
+  readonly proxy: Proxy
+  readonly ask: (command: Command) => Promise<Reply>
+}
+
+const startLoad = async (cluster: Cluster): Promise<Load> => {
+  const proxy = await new Proxy(cluster.livePorts).listen()
+  const child = fork(Path.join(here, "client.ts"), [], { stdio: ["ignore", "inherit", "inherit", "ipc"] })
+  const waiting: Array<(reply: Reply) => void> = []
+  child.on("message", (reply: Reply) => waiting.shift()?.(reply))
+  const ask = (command: Command) =>
+    new Promise<Reply>((resolve, reject) => {
+      waiting.push(resolve)
+      child.send(command)
+      child.once("exit", (code, signal) =>
+        reject(new Error(`a client process exited (${code ?? signal}) while asked to ${command.type}`)))
+    })
+  return { child, proxy, ask }
+}
+
+// ---------------------------------------------------------------------------------------------
+// scenarios: the fault, between two spells of steady traffic
+
+interface Context {
+  readonly cluster: Cluster
+  readonly loads: ReadonlyArray<Load>
+  /** The channels of each load's clients. */
+  readonly channelsOf: (load: Load) => ReadonlyArray<string>
+  readonly pick: <A>(items: ReadonlyArray<A>) => A
+}
+
+/**
+ * Publishes `count` messages of 1 KiB to each of `channels` from a raw WebSocket on a node, as fast
+ * as it takes them (no acknowledgement): a burst the channels' readers must take.
+ */
+const burst = (port: number, channels: ReadonlyArray<string>, count: number) =>
+  new Promise<void>((resolve, reject) => {
+    const socket = new WebSocket(`ws://127.0.0.1:${port}/`)
+    socket.onerror = () => reject(new Error("the burst's connection failed"))
+    socket.onopen = () => {
+      const body = "x".repeat(1024)
+      for (let i = 0; i < count; i++) {
+        for (const channel of channels) socket.send(`LHTTP/1.0 m\r\npublish:${channel}\r\n\r\nburst:${i}:${body}`)
+      }
+      // the node has taken them all once an echo sent after them comes back
+      socket.onmessage = (event) => {
+        if (String(event.data).includes("id:burst-end")) {
+          socket.close()
+          resolve()
+        }
+      }
+      socket.send("LHTTP/1.0 echo\r\nid:burst-end\r\n\r\n")
+    }
+  })
+
+const natsCut = quick ? 3_000 : 10_000
+const clientStall = quick ? 5_000 : 30_000
+
+const scenarios: Record<string, (context: Context) => Promise<string>> = {
+  "rolling-restart": async ({ cluster }) => {
+    for (const node of cluster.nodes) {
+      await cluster.stopNode(node, "SIGTERM")
+      await cluster.startNode(node)
+    }
+    return "each node SIGTERM, then started again and ready before the next"
+  },
+  "node-kill": async ({ cluster, pick }) => {
+    const node = pick(cluster.nodes)
+    await cluster.stopNode(node, "SIGKILL")
+    await sleep(1_000)
+    await cluster.startNode(node)
+    return `${node.name} SIGKILL while publishing, started again after 1 s`
+  },
+  "nats-leader-kill": async ({ cluster }) => {
+    const leader = await cluster.streamLeader()
+    await cluster.killNats(leader)
+    await sleep(3_000)
+    await cluster.startNats(leader)
+    return `${leader.name} (the history stream's leader) SIGKILL, started again after 3 s`
+  },
+  "nats-cut": async ({ cluster, pick }) => {
+    const node = pick(cluster.nodes)
+    for (const proxy of node.natsProxies) proxy.cut()
+    await sleep(natsCut)
+    for (const proxy of node.natsProxies) proxy.mend()
+    return `${node.name} cut from NATS for ${natsCut / 1000} s`
+  },
+  "client-stall": async ({ loads, pick }) => {
+    const load = pick(loads)
+    load.proxy.stall("both")
+    await sleep(clientStall)
+    load.proxy.unstall()
+    return `one client process's network (${perProcess} connections) stalled both ways for ${clientStall / 1000} s`
+  },
+  "slow-consumer": async ({ channelsOf, cluster, loads, pick }) => {
+    const load = pick(loads)
+    load.proxy.stall("down")
+    // 2 MiB to each of its channels meanwhile: past the nodes' outbound bound (1 MiB), they close it (4001)
+    const channels = channelsOf(load)
+    const started = Date.now()
+    await burst(pick(cluster.livePorts()), channels, 2_048)
+    await sleep(Math.max(0, clientStall - (Date.now() - started)))
+    load.proxy.unstall()
+    return `one client process (${perProcess} connections) read nothing for ${
+      clientStall / 1000
+    } s while 2 MiB went to each of its ${channels.length} channels`
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the checks
+
+/** What one run found. */
+export interface Result {
+  readonly scenario: string
+  readonly seed: number
+  readonly fault: string
+  readonly connections: number
+  readonly acknowledged: number
+  readonly unacknowledged: number
+  /** The unacknowledged publishes by how they failed. */
+  readonly refusals: Readonly<Record<string, number>>
+  readonly delivered: number
+  readonly lost: number
+  readonly told: number
+  readonly duplicated: number
+  readonly reordered: number
+  readonly reconnects: number
+  readonly restored: number
+  readonly catchUpP50: number
+  readonly catchUpP99: number
+  readonly peakAcceptsPerNode: number
+  readonly failures: ReadonlyArray<string>
+  /** Some of the lost: the subscriber, the channel, the message, its offset, and the subscriber's offsets around it. */
+  readonly lostSample: ReadonlyArray<string>
+}
+
+const percentile = (values: ReadonlyArray<number>, p: number) => {
+  if (values.length === 0) return 0
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
+}
+
+const check = (
+  scenario: string,
+  seed: number,
+  fault: string,
+  records: ReadonlyArray<ClientRecord>,
+  specs: ReadonlyMap<string, ClientSpec>,
+  loads: ReadonlyArray<Load>
+): Result => {
+  const failures: Array<string> = []
+  // every acknowledged message, by channel, with its offset
+  const acked = new Map<string, Map<string, number | undefined>>()
+  let acknowledged = 0
+  let unacknowledged = 0
+  const refusals: Record<string, number> = {}
+  for (const record of records) {
+    for (const published of record.published) {
+      if (published.error !== undefined) {
+        unacknowledged++
+        refusals[published.error] = (refusals[published.error] ?? 0) + 1
+        continue
+      }
+      acknowledged++
+      let channel = acked.get(published.channel)
+      if (channel === undefined) acked.set(published.channel, channel = new Map())
+      channel.set(published.body, published.offset)
+    }
+  }
+  let delivered = 0
+  let lost = 0
+  let told = 0
+  let duplicated = 0
+  let reordered = 0
+  const lostSample: Array<string> = []
+  // the offset each message was delivered at, by channel: the same for every subscriber
+  const offsetOf = new Map<string, Map<string, number>>()
+  for (const record of records) {
+    for (const channel of specs.get(record.name)!.channels) {
+      const got = record.delivered[channel] ?? []
+      delivered += got.length
+      const bodies = new Set<string>()
+      let last = -1
+      for (const [offset, , body] of got) {
+        if (bodies.has(body)) duplicated++
+        bodies.add(body)
+        if (offset <= last) reordered++
+        last = offset
+        let offsets = offsetOf.get(channel)
+        if (offsets === undefined) offsetOf.set(channel, offsets = new Map())
+        const before = offsets.get(body)
+        if (before === undefined) offsets.set(body, offset)
+        else if (before !== offset) reordered++
+      }
+      const wasTold = (record.told[channel] ?? []).length > 0
+      for (const [body, offset] of acked.get(channel) ?? []) {
+        if (bodies.has(body)) {
+          if (offset !== undefined && offsetOf.get(channel)?.get(body) !== offset) reordered++
+          continue
+        }
+        if (wasTold) told++
+        else {
+          lost++
+          if (lostSample.length < 8) {
+            const around = got.map(([o]) => o).filter((o) => offset !== undefined && Math.abs(o - offset) < 40)
+            lostSample.push(
+              `${record.name} ${channel} ${body} @${offset} (got ${around.join(",")}; last ${got.at(-1)?.[0]})`
+            )
+          }
+        }
+      }
+    }
+  }
+  if (lost > 0) failures.push(`${lost} acknowledged deliveries lost`)
+  if (duplicated > 0) failures.push(`${duplicated} duplicates handed to applications`)
+  if (reordered > 0) failures.push(`${reordered} deliveries out of the channel's order`)
+  const reconnects = records.reduce((sum, record) => sum + record.reconnects, 0)
+  const restored = records.reduce((sum, record) => sum + record.restored, 0)
+  if (reconnects > 0 && restored / reconnects < 0.999) {
+    failures.push(`sessions restored ${restored} of ${reconnects} reconnects`)
+  }
+  const catchUps = records.flatMap((record) => record.catchUps)
+  // the busiest second of new connections per node, summed over the client processes' proxies
+  const perNodeSecond = new Map<string, number>()
+  for (const load of loads) {
+    for (const [port, seconds] of load.proxy.connects) {
+      for (const [second, count] of seconds) {
+        const key = `${port}:${second}`
+        perNodeSecond.set(key, (perNodeSecond.get(key) ?? 0) + count)
+      }
+    }
+  }
+  const peakAcceptsPerNode = Math.max(0, ...perNodeSecond.values())
+  if (peakAcceptsPerNode > admission.burst) failures.push(`a node took ${peakAcceptsPerNode} connections in a second`)
+  if (acknowledged === 0) failures.push("no message was acknowledged")
+  return {
+    scenario,
+    seed,
+    fault,
+    connections: records.length,
+    acknowledged,
+    unacknowledged,
+    refusals,
+    delivered,
+    lost,
+    told,
+    duplicated,
+    reordered,
+    reconnects,
+    restored,
+    catchUpP50: percentile(catchUps, 50),
+    catchUpP99: percentile(catchUps, 99),
+    peakAcceptsPerNode,
+    failures,
+    lostSample
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// one run
+
+const run = async (cluster: Cluster, scenario: string, seed: number): Promise<Result> => {
+  const pick = random(seed)
+  const choose = <A>(items: ReadonlyArray<A>): A => items[Math.floor(pick() * items.length)]!
+  // channels of this run only; each client on 2 of them, a fifth of the clients publish
+  const channels = Array.from({ length: channelCount }, (_, i) => `h-${scenario}-${seed}-${i}`)
+  const specs: Array<ClientSpec> = Array.from({ length: connections }, (_, i) => {
+    const first = Math.floor(pick() * channels.length)
+    const second = (first + 1 + Math.floor(pick() * (channels.length - 1))) % channels.length
+    return {
+      name: `c${seed}-${i}`,
+      channels: [channels[first]!, channels[second]!],
+      publishes: pick() < publisherShare
+    }
+  })
+  const loads: Array<Load> = []
+  try {
+    for (let i = 0; i < specs.length; i += perProcess) {
+      const load = await startLoad(cluster)
+      loads.push(load)
+      await load.ask({
+        type: "start",
+        url: `ws://127.0.0.1:${load.proxy.port}/`,
+        clients: specs.slice(i, i + perProcess),
+        interval: publishEvery
+      })
+    }
+    await Promise.all(loads.map((load) => load.ask({ type: "publish" })))
+    await sleep(steadyMs)
+    const channelsOf = (load: Load) => {
+      const at = loads.indexOf(load) * perProcess
+      return Array.from(new Set(specs.slice(at, at + perProcess).flatMap((spec) => spec.channels)))
+    }
+    const fault = await scenarios[scenario]!({ cluster, loads, channelsOf, pick: choose })
+    await sleep(steadyMs)
+    await Promise.all(loads.map((load) => load.ask({ type: "stop" })))
+    // what is in flight arrives; clients still catching up finish
+    await sleep(quick ? 3_000 : 10_000)
+    const records = (await Promise.all(loads.map((load) => load.ask({ type: "report" })))).flatMap((reply) =>
+      reply.type === "report" ? reply.clients : []
+    )
+    return check(scenario, seed, fault, records, new Map(specs.map((spec) => [spec.name, spec])), loads)
+  } finally {
+    for (const load of loads) {
+      load.child.kill("SIGKILL")
+      await load.proxy.close()
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the campaign
+
+const report = (results: ReadonlyArray<Result>) => {
+  const lines = [
+    "| scenario | seed | connections | acknowledged | not acknowledged | delivered | lost | told | duplicated | reordered | sessions restored | catch-up p50 / p99 | peak accepts per node and second |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  ]
+  for (const r of results) {
+    lines.push(
+      `| ${r.scenario} | ${r.seed} | ${r.connections} | ${r.acknowledged} | ${r.unacknowledged} | ${r.delivered} | ${r.lost} | ${r.told} | ${r.duplicated} | ${r.reordered} | ${r.restored} of ${r.reconnects} | ${r.catchUpP50} / ${r.catchUpP99} ms | ${r.peakAcceptsPerNode} |`
+    )
+  }
+  return lines.join("\n")
+}
+
+const main = async () => {
+  const logs = mkdtempSync(Path.join(tmpdir(), "lhttp-faults-logs-"))
+  log(`fault campaign: ${quick ? "quick" : "long"}, ${connections} connections, ${seeds} seed(s), logs in ${logs}`)
+  const cluster = await start(logs)
+  const results: Array<Result> = []
+  try {
+    for (let s = 1; s <= seeds; s++) {
+      for (const scenario of scenarioNames) {
+        if (scenarios[scenario] === undefined) throw new Error(`no scenario ${scenario}`)
+        // every node and nats-server up before a run
+        for (const server of cluster.nats) if (server.child === undefined) await cluster.startNats(server)
+        for (const node of cluster.nodes) if (!node.up) await cluster.startNode(node)
+        await until(() => cluster.livePorts().length === 3, "every node")
+        const started = Date.now()
+        const result = await run(cluster, scenario, s)
+        results.push(result)
+        log(
+          `${scenario} seed ${s} (${((Date.now() - started) / 1000).toFixed(1)} s): ${result.fault}; ` +
+            `${result.acknowledged} acknowledged, ${result.lost} lost, ${result.told} told, ${result.duplicated} duplicated, ` +
+            `${result.reordered} reordered, sessions ${result.restored}/${result.reconnects}, catch-up p50 ` +
+            `${result.catchUpP50} ms p99 ${result.catchUpP99} ms, peak ${result.peakAcceptsPerNode} accepts/s/node, ` +
+            `not acknowledged: ${JSON.stringify(result.refusals)}` +
+            (result.failures.length > 0 ? ` FAILED: ${result.failures.join("; ")}` : "") +
+            (result.lostSample.length > 0 ? `\n  lost, e.g.:\n  ${result.lostSample.join("\n  ")}` : "")
+        )
+      }
+    }
+  } finally {
+    await cluster.close()
+  }
+  if (flag("json")) console.log(JSON.stringify(results))
+  else log(`\n${report(results)}`)
+  if (!quick || option("report") !== undefined) {
+    const file = option("report") ?? Path.join(here, "../results/faults.md")
+    mkdirSync(Path.dirname(file), { recursive: true })
+    writeFileSync(file, `# Fault campaign, ${new Date().toISOString()}\n\n${report(results)}\n`)
+  }
+  process.exit(results.some((result) => result.failures.length > 0) ? 1 : 0)
+}
+
+main().catch((error) => {
+  console.error(error)
+  process.exit(2)
+})

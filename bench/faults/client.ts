@@ -1,0 +1,172 @@
+/**
+ * A client process of the fault campaign: many clients of the project's own
+ * Effect client (`LhttpClient`, WebSocket) in one process, each with a
+ * session (the demo's `login`), subscribed to its channels with positions,
+ * some publishing with acknowledgements (`publishAcknowledged`). Each
+ * records what it published and how that ended, every message handed to it
+ * per channel (offset, epoch, body), what its recoveries said, its
+ * reconnects, its restored sessions and how long each reconnect took to
+ * catch up. The campaign (campaign.ts) drives it over IPC (ipc.ts).
+ */
+import { NodeWS } from "@effect/platform-node"
+import { Effect, Exit, Fiber, Scope, Stream } from "effect"
+import * as LhttpClient from "../../src/LhttpClient.ts"
+import type * as Message from "../../src/Message.ts"
+import type { ClientRecord, ClientSpec, Command, Published, Reply } from "./ipc.ts"
+
+const reply = (message: Reply, sent?: () => void) => process.send!(message, undefined, {}, () => sent?.())
+
+/** One client's records, as they grow. */
+interface Recording {
+  readonly spec: ClientSpec
+  readonly published: Array<Published>
+  readonly delivered: Record<string, Array<readonly [number, string, string]>>
+  readonly told: Record<string, Array<string>>
+  opens: number
+  restored: number
+  readonly catchUps: Array<number>
+  /** Since when the connection is down (the reconnect being timed), and the channels positioned since. */
+  lostAt: number | undefined
+  readonly positioned: Set<string>
+}
+
+const scope = Effect.runSync(Scope.make())
+const recordings: Array<Recording> = []
+const clients: Array<LhttpClient.LhttpClient["Service"]> = []
+let publishers: Array<Fiber.Fiber<void>> = []
+
+// what the client hands to the app: deliveries by channel, position frames (recovery outcome, catch-up)
+const observe = (recording: Recording, message: Message.Message) => {
+  if (message._tag === "Failure") return
+  const channel = message.headers.get("channel")
+  if (channel === undefined || !recording.spec.channels.includes(channel)) return
+  if (message.command === "position") {
+    if (message.headers.get("recovered") === "no") {
+      ;(recording.told[channel] ??= []).push(message.headers.get("reason") ?? "")
+    }
+    if (recording.lostAt !== undefined) {
+      recording.positioned.add(channel)
+      if (recording.positioned.size === recording.spec.channels.length) {
+        recording.catchUps.push(Date.now() - recording.lostAt)
+        recording.lostAt = undefined
+      }
+    }
+    return
+  }
+  const offset = Number(message.headers.get("offset"))
+  ;(recording.delivered[channel] ??= []).push([offset, message.headers.get("epoch") ?? "", message.body])
+}
+
+const connect = (url: string, spec: ClientSpec) =>
+  Effect.gen(function*() {
+    const recording: Recording = {
+      spec,
+      published: [],
+      delivered: {},
+      told: {},
+      opens: 0,
+      restored: 0,
+      catchUps: [],
+      lostAt: undefined,
+      positioned: new Set()
+    }
+    recordings.push(recording)
+    const client = yield* LhttpClient.connect(url, { sendBuffer: 1_000, requestTimeout: "15 seconds" })
+    const run = <A>(stream: Stream.Stream<A>, f: (a: A) => void) =>
+      Effect.forkScoped(Stream.runForEach(stream, (a) => Effect.sync(() => f(a))), { startImmediately: true })
+    yield* run(client.messages, (message) => observe(recording, message))
+    yield* run(client.states, (state) => {
+      if (state === "open") recording.opens++
+      else if (state === "reconnecting" && recording.lostAt === undefined) {
+        recording.lostAt = Date.now()
+        recording.positioned.clear()
+      }
+    })
+    yield* run(client.sessions, (event) => {
+      if (event._tag === "Restored") recording.restored++
+    })
+    yield* client.request("login", JSON.stringify({ name: spec.name }))
+    yield* client.subscribe(spec.channels)
+    clients.push(client)
+    return { client, recording }
+  })
+
+// one publisher: a message every `interval` ms (jittered), each acknowledged before the next
+const publishing = (client: LhttpClient.LhttpClient["Service"], recording: Recording, interval: number) =>
+  Effect.gen(function*() {
+    let n = 0
+    while (!stopping) {
+      yield* Effect.sleep(interval * (0.5 + Math.random()))
+      const channel = recording.spec.channels[n % recording.spec.channels.length]!
+      const body = `${recording.spec.name}:${n++}`
+      const outcome = yield* client.publishAcknowledged([channel], "m", {}, body).pipe(
+        Effect.match({
+          onSuccess: (ack): Published => ({ channel, body, offset: ack.positions.get(channel)?.offset }),
+          onFailure: (error): Published => ({
+            channel,
+            body,
+            error: [error.reason, error.status, error.serverReason].filter((part) => part !== undefined).join(" ")
+          })
+        })
+      )
+      recording.published.push(outcome)
+    }
+  })
+
+let interval = 100
+let stopping = false
+
+process.on("message", (command: Command) => {
+  switch (command.type) {
+    case "start": {
+      interval = command.interval
+      const started = Effect.forEach(command.clients, (spec) => connect(command.url, spec), { concurrency: 50 })
+      Effect.runPromise(Effect.provide(Scope.provide(started, scope), NodeWS.layerWebSocketConstructor)).then(
+        (connected) => {
+          for (const { recording } of connected) recording.opens = Math.max(recording.opens, 1)
+          reply({ type: "ready" })
+        },
+        (error) => {
+          console.error("the clients did not connect:", error)
+          process.exit(1)
+        }
+      )
+      return
+    }
+    case "publish": {
+      publishers = clients.flatMap((client, i) =>
+        recordings[i]!.spec.publishes
+          ? [Effect.runFork(publishing(client, recordings[i]!, interval))]
+          : []
+      )
+      reply({ type: "publishing" })
+      return
+    }
+    case "stop": {
+      // a publish in flight is let finish: its outcome is known
+      stopping = true
+      Effect.runPromise(Effect.forEach(publishers, Fiber.join, { discard: true })).then(() =>
+        reply({ type: "stopped" })
+      )
+      return
+    }
+    case "report": {
+      const records: Array<ClientRecord> = recordings.map((recording) => ({
+        name: recording.spec.name,
+        published: recording.published,
+        delivered: recording.delivered,
+        told: recording.told,
+        reconnects: Math.max(0, recording.opens - 1),
+        restored: recording.restored,
+        catchUps: recording.catchUps
+      }))
+      // exits once the report is sent (a large message goes out over several writes)
+      reply({ type: "report", clients: records }, () => {
+        Effect.runPromise(Scope.close(scope, Exit.void)).finally(() => process.exit(0))
+      })
+      return
+    }
+  }
+})
+
+process.on("disconnect", () => process.exit(0))
