@@ -60,7 +60,7 @@ export interface Position {
  * @since 0.1.0
  * @category models
  */
-export type Unrecoverable = "Trimmed" | "EpochChanged" | "UnknownPosition" | "NoHistory"
+export type Unrecoverable = "Trimmed" | "EpochChanged" | "UnknownPosition" | "NoHistory" | "RecoveryLimit"
 
 /**
  * A message of a channel's history: the text as it was published, and its
@@ -159,12 +159,16 @@ export class History extends Context.Service<History, {
     | undefined
   /**
    * The messages of a channel after `since` (none when `since` is undefined:
-   * only the current position), as far as the history still has them.
+   * only the current position), as far as the history still has them. A
+   * store may stop reading once the messages pass `maxBytes` and answer
+   * none of them, with the reason `RecoveryLimit` (the hub answers so
+   * anyway: the bound only spares the reading).
    */
   readonly recover: (
     channel: ChannelId,
     policy: Policy,
-    since: Position | undefined
+    since: Position | undefined,
+    maxBytes?: number
   ) => Effect.Effect<Recovery, HistoryError>
   /** Whether the store can serve now (for `/readyz`); always, when absent. */
   readonly isReady?: Effect.Effect<boolean> | undefined

@@ -81,7 +81,25 @@ export interface Membership {
 export interface Options {
   /** Most channels one subscriber may hold (default {@link defaultMaxSubscriptions}). */
   readonly maxSubscriptions?: number | undefined
+  /**
+   * The most bytes of messages one recovery hands a subscriber (default
+   * {@link defaultMaxRecoveryBytes}, half of a connection's default outbound
+   * bound): a channel whose messages since the position would take more gets
+   * none of them, and its `position` frame says `recovered:no` with
+   * `reason:RecoveryLimit` and the channel's position. Without it, a client
+   * far behind would be closed as a slow consumer by its own recovery, again
+   * at every reconnect (found by the fault campaign).
+   */
+  readonly maxRecoveryBytes?: number | undefined
 }
+
+/**
+ * The default of `maxRecoveryBytes`: 512 KiB.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultMaxRecoveryBytes = 512 * 1024
 
 /**
  * The default cap on subscriptions per subscriber.
@@ -251,7 +269,12 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
   const onDefect = (defect: unknown) => {
     Effect.runForkWith(context)(Effect.logError("a hub subscriber threw while a frame was delivered", defect))
   }
-  const recovery = Recovery.make<Subscriber>({ history, context, onDefect })
+  const recovery = Recovery.make<Subscriber>({
+    history,
+    context,
+    onDefect,
+    maxBytes: options?.maxRecoveryBytes ?? defaultMaxRecoveryBytes
+  })
   const members = Members.make<Subscriber>((channel) => table.get(channel), onDefect)
 
   const release = (entry: Entry<Subscriber>) => {

@@ -438,6 +438,33 @@ describe("History", () => {
     assert.isTrue(Result.isFailure(Channel.validate("$presence.room")))
   })
 
+  it.live("a recovery past maxRecoveryBytes hands none of its messages: recovered:no, RecoveryLimit, the channel's position", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* startMemoryServer({ maxConnections: 100 }, undefined, {
+        history: History.layerMemory({ policies: [{ ...policy, size: 100 }] }),
+        hub: { maxRecoveryBytes: 1_000 }
+      })
+      const reader = yield* connect()
+      yield* reader.send("LHTTP/1.0 chat\r\nsubscribe:h-big\r\nsince:now\r\n\r\n")
+      const { epoch } = headersOf(yield* reader.next())
+      const writer = yield* connect()
+      // 20 messages of about 100 bytes: 2,000 bytes since offset 0, 1,000 since offset 10
+      for (let i = 0; i < 20; i++) yield* publish(writer, "h-big", `${i}`.padEnd(60, "."))
+      yield* take(reader, 20)
+      const late = yield* connect()
+      yield* late.send(`LHTTP/1.0 chat\r\nsubscribe:h-big\r\nsince:${epoch}:0\r\n\r\n`)
+      assert.strictEqual(
+        yield* late.next(),
+        `LHTTP/1.0 position\r\nchannel:h-big\r\nepoch:${epoch}\r\noffset:20\r\nrecovered:no\r\nreason:RecoveryLimit\r\n\r\n`
+      )
+      // within the budget: every message, then recovered:yes
+      const near = yield* connect()
+      yield* near.send(`LHTTP/1.0 chat\r\nsubscribe:h-big\r\nsince:${epoch}:15\r\n\r\n`)
+      const frames = yield* take(near, 6)
+      assert.deepStrictEqual(frames.slice(0, 5).map((text) => headersOf(text).offset), ["16", "17", "18", "19", "20"])
+      assert.strictEqual(headersOf(frames[5]!).recovered, "yes")
+    }))
+
   it.live("a publish with an id is acknowledged with the position of each of its history channels", () =>
     Effect.gen(function*() {
       const { connect } = yield* server()

@@ -34,7 +34,7 @@ import { tmpdir } from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { type Cluster, start, until } from "./cluster.ts"
-import type { ClientRecord, ClientSpec, Command, Reply } from "./ipc.ts"
+import type { ClientRecord, ClientSpec, Command, Published, Reply } from "./ipc.ts"
 import { Proxy } from "./proxy.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -109,8 +109,10 @@ const startLoad = async (cluster: Cluster): Promise<Load> => {
 interface Context {
   readonly cluster: Cluster
   readonly loads: ReadonlyArray<Load>
-  /** The channels of each load's clients. */
-  readonly channelsOf: (load: Load) => ReadonlyArray<string>
+  /** The channel only the first few clients of a load hold. */
+  readonly slowChannelOf: (load: Load) => string
+  /** Where a scenario's own publishes go, to be checked as the clients' are. */
+  readonly published: Array<Published>
   readonly pick: <A>(items: ReadonlyArray<A>) => A
 }
 
@@ -118,27 +120,42 @@ interface Context {
  * Publishes `count` messages of 1 KiB to each of `channels` from a raw WebSocket on a node, as fast
  * as it takes them (no acknowledgement): a burst the channels' readers must take.
  */
-const burst = (port: number, channels: ReadonlyArray<string>, count: number) =>
-  new Promise<void>((resolve, reject) => {
+const burst = (port: number, channel: string, count: number) =>
+  new Promise<ReadonlyArray<Published>>((resolve, reject) => {
     const socket = new WebSocket(`ws://127.0.0.1:${port}/`)
+    const published: Array<Published> = []
     socket.onerror = () => reject(new Error("the burst's connection failed"))
     socket.onopen = () => {
-      const body = "x".repeat(1024)
-      for (let i = 0; i < count; i++) {
-        for (const channel of channels) socket.send(`LHTTP/1.0 m\r\npublish:${channel}\r\n\r\nburst:${i}:${body}`)
-      }
-      // the node has taken them all once an echo sent after them comes back
+      const filler = "x".repeat(1024)
+      // each with an id: its acknowledgement says where the stream put it (or that it was not taken)
       socket.onmessage = (event) => {
-        if (String(event.data).includes("id:burst-end")) {
+        const text = String(event.data)
+        const id = /\r\nid:b(\d+)\r\n/.exec(text)?.[1]
+        if (id === undefined) return
+        const offset = /\r\npositions:[^\r]*:(\d+)\r\n/.exec(text)?.[1]
+        const body = `burst:${id}`
+        published.push(
+          text.startsWith("LHTTP/1.0 error")
+            ? { channel, body, error: /reason:(\w+)/.exec(text)?.[1] ?? "error" }
+            : { channel, body, offset: Number(offset) }
+        )
+        if (published.length === count) {
           socket.close()
-          resolve()
+          resolve(published)
         }
       }
-      socket.send("LHTTP/1.0 echo\r\nid:burst-end\r\n\r\n")
+      for (let i = 0; i < count; i++) {
+        socket.send(`LHTTP/1.0 m\r\npublish:${channel}\r\nid:b${i}\r\n\r\nburst:${i}\n${filler}`)
+      }
     }
   })
 
 const natsCut = quick ? 3_000 : 10_000
+const slowReaders = 5
+// quick: 8 MiB, which the sockets on the way hold (the reader falls behind and catches up); long: 48 MiB, past
+// them and the nodes' outbound bound: the readers are closed (4001) and their recovery is past its bound
+const burstMessages = Number(option("burst") ?? (quick ? 8_192 : 49_152))
+const quietPolls = Number(option("quiet") ?? 4)
 const clientStall = quick ? 5_000 : 30_000
 
 const scenarios: Record<string, (context: Context) => Promise<string>> = {
@@ -177,18 +194,18 @@ const scenarios: Record<string, (context: Context) => Promise<string>> = {
     load.proxy.unstall()
     return `one client process's network (${perProcess} connections) stalled both ways for ${clientStall / 1000} s`
   },
-  "slow-consumer": async ({ channelsOf, cluster, loads, pick }) => {
+  "slow-consumer": async ({ cluster, loads, pick, published, slowChannelOf }) => {
     const load = pick(loads)
     load.proxy.stall("down")
-    // 2 MiB to each of its channels meanwhile: past the nodes' outbound bound (1 MiB), they close it (4001)
-    const channels = channelsOf(load)
+    // a burst to the channel its first clients hold: past what the sockets hold and the nodes' outbound bound
+    // (1 MiB), the nodes close them as slow consumers (4001); they come back and recover
     const started = Date.now()
-    await burst(pick(cluster.livePorts()), channels, 2_048)
+    published.push(...await burst(pick(cluster.livePorts()), slowChannelOf(load), burstMessages))
     await sleep(Math.max(0, clientStall - (Date.now() - started)))
     load.proxy.unstall()
-    return `one client process (${perProcess} connections) read nothing for ${
-      clientStall / 1000
-    } s while 2 MiB went to each of its ${channels.length} channels`
+    return `one client process (${perProcess} connections) read nothing for ${clientStall / 1000} s while ${
+      burstMessages / 1024
+    } MiB went to a channel ${slowReaders} of its clients hold`
   }
 }
 
@@ -231,6 +248,7 @@ const check = (
   seed: number,
   fault: string,
   records: ReadonlyArray<ClientRecord>,
+  more: ReadonlyArray<Published>,
   specs: ReadonlyMap<string, ClientSpec>,
   loads: ReadonlyArray<Load>
 ): Result => {
@@ -240,8 +258,8 @@ const check = (
   let acknowledged = 0
   let unacknowledged = 0
   const refusals: Record<string, number> = {}
-  for (const record of records) {
-    for (const published of record.published) {
+  for (const list of [...records.map((record) => record.published), more]) {
+    for (const published of list) {
       if (published.error !== undefined) {
         unacknowledged++
         refusals[published.error] = (refusals[published.error] ?? 0) + 1
@@ -350,12 +368,15 @@ const run = async (cluster: Cluster, scenario: string, seed: number): Promise<Re
   const choose = <A>(items: ReadonlyArray<A>): A => items[Math.floor(pick() * items.length)]!
   // channels of this run only; each client on 2 of them, a fifth of the clients publish
   const channels = Array.from({ length: channelCount }, (_, i) => `h-${scenario}-${seed}-${i}`)
+  // and the first few clients of each client process on a channel of their own, for a burst (slow-consumer)
+  const slowChannel = (load: number) => `h-${scenario}-${seed}-slow-${load}`
   const specs: Array<ClientSpec> = Array.from({ length: connections }, (_, i) => {
     const first = Math.floor(pick() * channels.length)
     const second = (first + 1 + Math.floor(pick() * (channels.length - 1))) % channels.length
+    const own = i % perProcess < slowReaders ? [slowChannel(Math.floor(i / perProcess))] : []
     return {
       name: `c${seed}-${i}`,
-      channels: [channels[first]!, channels[second]!],
+      channels: [channels[first]!, channels[second]!, ...own],
       publishes: pick() < publisherShare
     }
   })
@@ -373,19 +394,32 @@ const run = async (cluster: Cluster, scenario: string, seed: number): Promise<Re
     }
     await Promise.all(loads.map((load) => load.ask({ type: "publish" })))
     await sleep(steadyMs)
-    const channelsOf = (load: Load) => {
-      const at = loads.indexOf(load) * perProcess
-      return Array.from(new Set(specs.slice(at, at + perProcess).flatMap((spec) => spec.channels)))
-    }
-    const fault = await scenarios[scenario]!({ cluster, loads, channelsOf, pick: choose })
+    const published: Array<Published> = []
+    const fault = await scenarios[scenario]!({
+      cluster,
+      loads,
+      published,
+      slowChannelOf: (load) => slowChannel(loads.indexOf(load)),
+      pick: choose
+    })
     await sleep(steadyMs)
     await Promise.all(loads.map((load) => load.ask({ type: "stop" })))
-    // what is in flight arrives; clients still catching up finish
-    await sleep(quick ? 3_000 : 10_000)
+    // what is in flight arrives, clients still catching up finish: until every client is connected and
+    // nothing more arrives for 2 s (at most 90 s)
+    let before = -1
+    let quiet = 0
+    for (const deadline = Date.now() + 90_000; quiet < quietPolls && Date.now() < deadline;) {
+      await sleep(500)
+      const progress = await Promise.all(loads.map((load) => load.ask({ type: "progress" })))
+      const delivered = progress.reduce((sum, p) => sum + (p.type === "progress" ? p.delivered : 0), 0)
+      const open = progress.every((p) => p.type === "progress" && p.open)
+      quiet = open && delivered === before ? quiet + 1 : 0
+      before = delivered
+    }
     const records = (await Promise.all(loads.map((load) => load.ask({ type: "report" })))).flatMap((reply) =>
       reply.type === "report" ? reply.clients : []
     )
-    return check(scenario, seed, fault, records, new Map(specs.map((spec) => [spec.name, spec])), loads)
+    return check(scenario, seed, fault, records, published, new Map(specs.map((spec) => [spec.name, spec])), loads)
   } finally {
     for (const load of loads) {
       load.child.kill("SIGKILL")

@@ -23,6 +23,7 @@ interface Recording {
   readonly delivered: Record<string, Array<readonly [number, string, string]>>
   readonly told: Record<string, Array<string>>
   opens: number
+  open: boolean
   restored: number
   readonly catchUps: Array<number>
   /** Since when the connection is down (the reconnect being timed), and the channels positioned since. */
@@ -54,7 +55,9 @@ const observe = (recording: Recording, message: Message.Message) => {
     return
   }
   const offset = Number(message.headers.get("offset"))
-  ;(recording.delivered[channel] ??= []).push([offset, message.headers.get("epoch") ?? "", message.body])
+  // the body's first line names the message (a burst's carries filler after it)
+  const body = message.body.split("\n", 1)[0]!
+  ;(recording.delivered[channel] ??= []).push([offset, message.headers.get("epoch") ?? "", body])
 }
 
 const connect = (url: string, spec: ClientSpec) =>
@@ -65,6 +68,7 @@ const connect = (url: string, spec: ClientSpec) =>
       delivered: {},
       told: {},
       opens: 0,
+      open: false,
       restored: 0,
       catchUps: [],
       lostAt: undefined,
@@ -76,6 +80,7 @@ const connect = (url: string, spec: ClientSpec) =>
       Effect.forkScoped(Stream.runForEach(stream, (a) => Effect.sync(() => f(a))), { startImmediately: true })
     yield* run(client.messages, (message) => observe(recording, message))
     yield* run(client.states, (state) => {
+      recording.open = state === "open"
       if (state === "open") recording.opens++
       else if (state === "reconnecting" && recording.lostAt === undefined) {
         recording.lostAt = Date.now()
@@ -148,6 +153,16 @@ process.on("message", (command: Command) => {
       Effect.runPromise(Effect.forEach(publishers, Fiber.join, { discard: true })).then(() =>
         reply({ type: "stopped" })
       )
+      return
+    }
+    case "progress": {
+      let delivered = 0
+      for (const recording of recordings) {
+        for (const got of Object.values(recording.delivered)) delivered += got.length
+      }
+      // open and caught up: every channel's position known again since the last reconnect
+      const settled = recordings.every((recording) => recording.open && recording.lostAt === undefined)
+      reply({ type: "progress", delivered, open: settled })
       return
     }
     case "report": {

@@ -23,6 +23,7 @@ export type Command =
   }
   | { readonly type: "publish" }
   | { readonly type: "stop" }
+  | { readonly type: "progress" }
   | { readonly type: "report" }
 
 /** How one acknowledged publish ended. */
@@ -56,4 +57,6 @@ export type Reply =
   | { readonly type: "ready" }
   | { readonly type: "publishing" }
   | { readonly type: "stopped" }
+  /** Every delivery so far, and whether every client is connected. */
+  | { readonly type: "progress"; readonly delivered: number; readonly open: boolean }
   | { readonly type: "report"; readonly clients: ReadonlyArray<ClientRecord> }

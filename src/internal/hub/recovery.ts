@@ -11,7 +11,7 @@ import type * as Channel from "../../Channel.ts"
 import * as Frame from "../../Frame.ts"
 import * as History from "../../History.ts"
 import * as Rejection from "../../Rejection.ts"
-import { Outbound } from "../wire/outbound.ts"
+import { Outbound, utf8Length } from "../wire/outbound.ts"
 import { advance, deliverSafely, type Entry, positionedFrame, type Receiver } from "./fanOut.ts"
 
 /**
@@ -60,11 +60,23 @@ interface Options {
   readonly context: Context.Context<never>
   /** Reports a subscriber that threw. */
   readonly onDefect: (defect: unknown) => void
+  /** The most bytes of messages one recovery hands a subscriber; past it, none and `RecoveryLimit`. */
+  readonly maxBytes: number
 }
 
 /** Makes the recovery of a hub. */
 export const make = <S extends Receiver>(options: Options) => {
-  const { context, history, onDefect } = options
+  const { context, history, maxBytes, onDefect } = options
+
+  // a recovery whose messages would pass the budget: none of them, and a position frame that says so
+  const bounded = (recovery: History.Recovery): History.Recovery => {
+    let bytes = 0
+    for (const message of recovery.messages) {
+      bytes += utf8Length(message.text)
+      if (bytes > maxBytes) return { messages: [], position: recovery.position, reason: "RecoveryLimit" }
+    }
+    return recovery
+  }
 
   // what waited at a subscriber's gate goes on after `last` (all of it without one); the gate goes
   const openGate = (subscriber: S, entry: Entry<S>, last: number | undefined) => {
@@ -89,10 +101,11 @@ export const make = <S extends Receiver>(options: Options) => {
     policy: History.Policy,
     since: History.Position | undefined
   ): Effect.Effect<void, Rejection.Rejection> =>
-    history!.recover(entry.channel, policy, since).pipe(
+    history!.recover(entry.channel, policy, since, maxBytes).pipe(
       Effect.mapError(toHistoryRejection),
       Effect.tapError(() => Effect.sync(() => openGate(subscriber, entry, undefined))),
-      Effect.map((recovery) => {
+      Effect.map((found) => {
+        const recovery = bounded(found)
         advance(entry, recovery.position)
         if (entry.subscribers.has(subscriber)) {
           for (const message of recovery.messages) {

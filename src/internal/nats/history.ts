@@ -117,7 +117,8 @@ const recover = async (
   epoch: string,
   subject: string,
   policy: History.Policy,
-  since: History.Position | undefined
+  since: History.Position | undefined,
+  maxBytes: number
 ): Promise<History.Recovery> => {
   const info = await jsm.streams.info(stream)
   const last = info.state.last_seq
@@ -128,9 +129,13 @@ const recover = async (
   if (since.offset === last) return { messages: [], position }
   const oldest = Date.now() - Duration.toMillis(policy.ttl)
   const found: Array<History.Stored & { readonly at: number }> = []
+  let bytes = 0
   for (let seq = since.offset + 1; seq <= last;) {
     const message = await jsm.direct.getMessage(stream, { seq, next_by_subj: subject })
     if (message === null || message.seq > last) break
+    // past the bound nothing is handed over: no need to read the rest
+    bytes += message.data.length
+    if (bytes > maxBytes) return { messages: [], position, reason: "RecoveryLimit" }
     found.push({ text: message.string(), position: { epoch, offset: message.seq }, at: message.time.getTime() })
     seq = message.seq + 1
   }
@@ -203,7 +208,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       return lookup(channel)
     },
     numbering: options.policies.length === 0 ? "none" : "bus",
-    recover: (channel, policy, since) =>
+    recover: (channel, policy, since, maxBytes) =>
       Effect.suspend(() => {
         const state = made.numbering()
         if (state._tag !== "Numbered" || manager === undefined) {
@@ -216,7 +221,16 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         }
         const jsm = manager
         return Effect.tryPromise({
-          try: () => recover(jsm, stream.name, state.epoch, prefix + channel, policy, since),
+          try: () =>
+            recover(
+              jsm,
+              stream.name,
+              state.epoch,
+              prefix + channel,
+              policy,
+              since,
+              maxBytes ?? Number.POSITIVE_INFINITY
+            ),
           catch: (cause) =>
             new History.HistoryError({
               reason: "ReadFailed",

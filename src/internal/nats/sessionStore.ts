@@ -108,7 +108,10 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   let toldUnopened = false
   // the bucket, or none when that NATS has no JetStream; other failures are retried
   const open = (nc: NatsConnection) =>
-    Effect.tryPromise({ try: () => new Kvm(nc).create(bucket, { ttl, replicas: options.replicas ?? 1 }), catch: (cause) => cause }).pipe(
+    Effect.tryPromise({
+      try: () => new Kvm(nc).create(bucket, { ttl, replicas: options.replicas ?? 1 }),
+      catch: (cause) => cause
+    }).pipe(
       Effect.map(Option.some),
       Effect.catchIf(noJetStream, () => Effect.succeed(Option.none<KV>())),
       Effect.tapError((cause) =>
