@@ -91,14 +91,20 @@ interface Load {
 const startLoad = async (cluster: Cluster): Promise<Load> => {
   const proxy = await new Proxy(cluster.livePorts).listen()
   const child = fork(Path.join(here, "client.ts"), [], { stdio: ["ignore", "inherit", "inherit", "ipc"] })
-  const waiting: Array<(reply: Reply) => void> = []
-  child.on("message", (reply: Reply) => waiting.shift()?.(reply))
+  // the commands waiting for their replies, in order; a process that exits fails those still waiting
+  const waiting: Array<
+    { readonly command: Command; readonly resolve: (reply: Reply) => void; readonly reject: (error: Error) => void }
+  > = []
+  child.on("message", (reply: Reply) => waiting.shift()?.resolve(reply))
+  child.once("exit", (code, signal) => {
+    for (const { command, reject } of waiting.splice(0)) {
+      reject(new Error(`a client process exited (${code ?? signal}) while asked to ${command.type}`))
+    }
+  })
   const ask = (command: Command) =>
     new Promise<Reply>((resolve, reject) => {
-      waiting.push(resolve)
+      waiting.push({ command, resolve, reject })
       child.send(command)
-      child.once("exit", (code, signal) =>
-        reject(new Error(`a client process exited (${code ?? signal}) while asked to ${command.type}`)))
     })
   return { child, proxy, ask }
 }
