@@ -120,6 +120,34 @@ const recovered = (client: MemoryClient) =>
 
 describe("NatsHistory: JetStream history across nodes and restarts", () => {
   it.live(
+    "a new leader of the stream: the node looks for what the old one may have stored and not republished (found by the fault campaign)",
+    () =>
+      Effect.gen(function*() {
+        const nats = yield* natsServerWith({ jetstream: true })
+        const one = yield* node(nats.url)
+        const reader = yield* one.connect()
+        yield* subscribe(reader, "h-lead")
+        const { epoch } = (yield* recovered(reader)).position
+        const writer = yield* one.connect()
+        yield* publish(writer, "h-lead", "seen")
+        const seen = headersOf(yield* reader.next("10 seconds"))
+        yield* reader.nothing()
+        // JetStream says the stream has a new leader: every positioned subscriber is recovered since its last
+        // position (here nothing was missing: the recovery's position frame says so)
+        const nc = yield* raw(nats.url)
+        nc.publish("$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.LHTTP_HISTORY", "{}")
+        const looked = headersOf(yield* reader.next("10 seconds"))
+        assert.deepStrictEqual([looked.channel, looked.epoch, looked.offset, looked.recovered], [
+          "h-lead",
+          epoch,
+          seen.offset,
+          "yes"
+        ])
+      }),
+    { timeout: 60_000 }
+  )
+
+  it.live(
     "a publish with an id while the node has lost NATS is refused 503, nothing sent: a message replayed later may not be stored (found by the fault campaign)",
     () =>
       Effect.gen(function*() {

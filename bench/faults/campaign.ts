@@ -34,7 +34,7 @@ import { tmpdir } from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { type Cluster, start, until } from "./cluster.ts"
-import type { ClientRecord, ClientSpec, Command, Published, Reply } from "./ipc.ts"
+import type { Checked, ClientSpec, Command, Published, Reply } from "./ipc.ts"
 import { Proxy } from "./proxy.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -249,87 +249,36 @@ const percentile = (values: ReadonlyArray<number>, p: number) => {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
 }
 
-const check = (
+const summarize = (
   scenario: string,
   seed: number,
   fault: string,
-  records: ReadonlyArray<ClientRecord>,
-  more: ReadonlyArray<Published>,
-  specs: ReadonlyMap<string, ClientSpec>,
+  published: ReadonlyArray<Published>,
+  checked: ReadonlyArray<Checked>,
   loads: ReadonlyArray<Load>
 ): Result => {
   const failures: Array<string> = []
-  // every acknowledged message, by channel, with its offset
-  const acked = new Map<string, Map<string, number | undefined>>()
-  let acknowledged = 0
-  let unacknowledged = 0
   const refusals: Record<string, number> = {}
-  for (const list of [...records.map((record) => record.published), more]) {
-    for (const published of list) {
-      if (published.error !== undefined) {
-        unacknowledged++
-        refusals[published.error] = (refusals[published.error] ?? 0) + 1
-        continue
-      }
-      acknowledged++
-      let channel = acked.get(published.channel)
-      if (channel === undefined) acked.set(published.channel, channel = new Map())
-      channel.set(published.body, published.offset)
-    }
+  let acknowledged = 0
+  for (const outcome of published) {
+    if (outcome.error === undefined) acknowledged++
+    else refusals[outcome.error] = (refusals[outcome.error] ?? 0) + 1
   }
-  let delivered = 0
-  let lost = 0
-  let told = 0
-  let duplicated = 0
-  let reordered = 0
-  const lostSample: Array<string> = []
-  // the offset each message was delivered at, by channel: the same for every subscriber
-  const offsetOf = new Map<string, Map<string, number>>()
-  for (const record of records) {
-    for (const channel of specs.get(record.name)!.channels) {
-      const got = record.delivered[channel] ?? []
-      delivered += got.length
-      const bodies = new Set<string>()
-      let last = -1
-      for (const [offset, , body] of got) {
-        if (bodies.has(body)) duplicated++
-        bodies.add(body)
-        if (offset <= last) reordered++
-        last = offset
-        let offsets = offsetOf.get(channel)
-        if (offsets === undefined) offsetOf.set(channel, offsets = new Map())
-        const before = offsets.get(body)
-        if (before === undefined) offsets.set(body, offset)
-        else if (before !== offset) reordered++
-      }
-      const wasTold = (record.told[channel] ?? []).length > 0
-      for (const [body, offset] of acked.get(channel) ?? []) {
-        if (bodies.has(body)) {
-          if (offset !== undefined && offsetOf.get(channel)?.get(body) !== offset) reordered++
-          continue
-        }
-        if (wasTold) told++
-        else {
-          lost++
-          if (lostSample.length < 8) {
-            const around = got.map(([o]) => o).filter((o) => offset !== undefined && Math.abs(o - offset) < 40)
-            lostSample.push(
-              `${record.name} ${channel} ${body} @${offset} (got ${around.join(",")}; last ${got.at(-1)?.[0]})`
-            )
-          }
-        }
-      }
-    }
-  }
+  const total = (
+    field: "clients" | "delivered" | "lost" | "told" | "duplicated" | "reordered" | "reconnects" | "restored"
+  ) => checked.reduce((sum, one) => sum + one[field], 0)
+  const lost = total("lost")
+  const duplicated = total("duplicated")
+  const reordered = total("reordered")
+  const reconnects = total("reconnects")
+  const restored = total("restored")
   if (lost > 0) failures.push(`${lost} acknowledged deliveries lost`)
   if (duplicated > 0) failures.push(`${duplicated} duplicates handed to applications`)
   if (reordered > 0) failures.push(`${reordered} deliveries out of the channel's order`)
-  const reconnects = records.reduce((sum, record) => sum + record.reconnects, 0)
-  const restored = records.reduce((sum, record) => sum + record.restored, 0)
   if (reconnects > 0 && restored / reconnects < 0.999) {
     failures.push(`sessions restored ${restored} of ${reconnects} reconnects`)
   }
-  const catchUps = records.flatMap((record) => record.catchUps)
+  const catchUps = checked.flatMap((one) => one.catchUps)
   // the busiest second of new connections per node, summed over the client processes' proxies
   const perNodeSecond = new Map<string, number>()
   for (const load of loads) {
@@ -347,13 +296,13 @@ const check = (
     scenario,
     seed,
     fault,
-    connections: records.length,
+    connections: total("clients"),
     acknowledged,
-    unacknowledged,
+    unacknowledged: published.length - acknowledged,
     refusals,
-    delivered,
+    delivered: total("delivered"),
     lost,
-    told,
+    told: total("told"),
     duplicated,
     reordered,
     reconnects,
@@ -362,7 +311,7 @@ const check = (
     catchUpP99: percentile(catchUps, 99),
     peakAcceptsPerNode,
     failures,
-    lostSample
+    lostSample: checked.flatMap((one) => one.lostSample).slice(0, 8)
   }
 }
 
@@ -422,10 +371,22 @@ const run = async (cluster: Cluster, scenario: string, seed: number): Promise<Re
       quiet = open && delivered === before ? quiet + 1 : 0
       before = delivered
     }
-    const records = (await Promise.all(loads.map((load) => load.ask({ type: "report" })))).flatMap((reply) =>
-      reply.type === "report" ? reply.clients : []
+    // what was acknowledged, from every client and the scenario's own publishes; each process checks its
+    // clients' deliveries against it (they stay there: thousands of clients' deliveries are too much to move)
+    const all = [
+      ...published,
+      ...(await Promise.all(loads.map((load) => load.ask({ type: "published" })))).flatMap((reply) =>
+        reply.type === "published" ? reply.published : []
+      )
+    ]
+    const acked: Record<string, Array<readonly [string, number | null]>> = {}
+    for (const outcome of all) {
+      if (outcome.error === undefined) (acked[outcome.channel] ??= []).push([outcome.body, outcome.offset ?? null])
+    }
+    const checked = (await Promise.all(loads.map((load) => load.ask({ type: "check", acked })))).flatMap((reply) =>
+      reply.type === "checked" ? [reply.checked] : []
     )
-    return check(scenario, seed, fault, records, published, new Map(specs.map((spec) => [spec.name, spec])), loads)
+    return summarize(scenario, seed, fault, all, checked, loads)
   } finally {
     for (const load of loads) {
       load.child.kill("SIGKILL")

@@ -12,7 +12,7 @@ import { NodeWS } from "@effect/platform-node"
 import { Effect, Exit, Fiber, Scope, Stream } from "effect"
 import * as LhttpClient from "../../src/LhttpClient.ts"
 import type * as Message from "../../src/Message.ts"
-import type { ClientRecord, ClientSpec, Command, Published, Reply } from "./ipc.ts"
+import type { Checked, ClientSpec, Command, Published, Reply } from "./ipc.ts"
 
 const reply = (message: Reply, sent?: () => void) => process.send!(message, undefined, {}, () => sent?.())
 
@@ -118,6 +118,62 @@ const publishing = (client: LhttpClient.LhttpClient["Service"], recording: Recor
     }
   })
 
+/**
+ * Checks what this process's clients were handed against every acknowledged message: for each
+ * subscriber and channel, each acknowledged message is there (else lost, or told when a recovery
+ * said `recovered:no`), none twice, the offsets growing and each the acknowledgement's.
+ */
+const check = (acked: Readonly<Record<string, ReadonlyArray<readonly [string, number | null]>>>): Checked => {
+  let delivered = 0
+  let lost = 0
+  let told = 0
+  let duplicated = 0
+  let reordered = 0
+  const lostSample: Array<string> = []
+  for (const recording of recordings) {
+    for (const channel of recording.spec.channels) {
+      const got = recording.delivered[channel] ?? []
+      delivered += got.length
+      const offsets = new Map<string, number>()
+      let last = -1
+      for (const [offset, , body] of got) {
+        if (offsets.has(body)) duplicated++
+        offsets.set(body, offset)
+        if (offset <= last) reordered++
+        last = offset
+      }
+      const wasTold = (recording.told[channel] ?? []).length > 0
+      for (const [body, offset] of acked[channel] ?? []) {
+        const at = offsets.get(body)
+        if (at !== undefined) {
+          if (offset !== null && at !== offset) reordered++
+          continue
+        }
+        if (wasTold) {
+          told++
+          continue
+        }
+        lost++
+        if (lostSample.length < 8) {
+          lostSample.push(`${recording.spec.name} ${channel} ${body} @${offset} (last had ${got.at(-1)?.[0]})`)
+        }
+      }
+    }
+  }
+  return {
+    clients: recordings.length,
+    delivered,
+    lost,
+    told,
+    duplicated,
+    reordered,
+    reconnects: recordings.reduce((sum, recording) => sum + Math.max(0, recording.opens - 1), 0),
+    restored: recordings.reduce((sum, recording) => sum + recording.restored, 0),
+    catchUps: recordings.flatMap((recording) => recording.catchUps),
+    lostSample
+  }
+}
+
 let interval = 100
 let stopping = false
 
@@ -165,18 +221,13 @@ process.on("message", (command: Command) => {
       reply({ type: "progress", delivered, open: settled })
       return
     }
-    case "report": {
-      const records: Array<ClientRecord> = recordings.map((recording) => ({
-        name: recording.spec.name,
-        published: recording.published,
-        delivered: recording.delivered,
-        told: recording.told,
-        reconnects: Math.max(0, recording.opens - 1),
-        restored: recording.restored,
-        catchUps: recording.catchUps
-      }))
-      // exits once the report is sent (a large message goes out over several writes)
-      reply({ type: "report", clients: records }, () => {
+    case "published": {
+      reply({ type: "published", published: recordings.flatMap((recording) => recording.published) })
+      return
+    }
+    case "check": {
+      // exits once the answer is sent
+      reply({ type: "checked", checked: check(command.acked) }, () => {
         Effect.runPromise(Scope.close(scope, Exit.void)).finally(() => process.exit(0))
       })
       return

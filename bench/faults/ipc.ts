@@ -24,7 +24,12 @@ export type Command =
   | { readonly type: "publish" }
   | { readonly type: "stop" }
   | { readonly type: "progress" }
-  | { readonly type: "report" }
+  | { readonly type: "published" }
+  | {
+    readonly type: "check"
+    /** Every acknowledged message of the run, by channel: its body and offset. */
+    readonly acked: Readonly<Record<string, ReadonlyArray<readonly [body: string, offset: number | null]>>>
+  }
 
 /** How one acknowledged publish ended. */
 export interface Published {
@@ -36,20 +41,29 @@ export interface Published {
   readonly error?: string | undefined
 }
 
-/** What one client saw. */
-export interface ClientRecord {
-  readonly name: string
-  readonly published: ReadonlyArray<Published>
-  /** Per channel, what was handed to the app in order: `[offset, epoch, body]`. */
-  readonly delivered: Readonly<Record<string, ReadonlyArray<readonly [number, string, string]>>>
-  /** Per channel, the recoveries that said `recovered:no`, with their reason. */
-  readonly told: Readonly<Record<string, ReadonlyArray<string>>>
+/**
+ * What a client process's clients saw, checked against every acknowledged
+ * message of the run (in the process: its clients' deliveries stay there).
+ */
+export interface Checked {
+  readonly clients: number
+  readonly delivered: number
+  /** Acknowledged messages of a subscriber's channels it does not have, and was not told about. */
+  readonly lost: number
+  /** Those it does not have and was told it cannot (`recovered:no`). */
+  readonly told: number
+  /** Messages handed to an application twice. */
+  readonly duplicated: number
+  /** Deliveries whose offset does not grow, or differs from their acknowledgement's. */
+  readonly reordered: number
   /** Connections opened after the first. */
   readonly reconnects: number
   /** Sessions restored by the server on a new connection. */
   readonly restored: number
   /** For each reconnect, ms from the connection lost to every channel's position known again. */
   readonly catchUps: ReadonlyArray<number>
+  /** Some of the lost, in words. */
+  readonly lostSample: ReadonlyArray<string>
 }
 
 /** What a client process answers. */
@@ -59,4 +73,5 @@ export type Reply =
   | { readonly type: "stopped" }
   /** Every delivery so far, and whether every client is connected. */
   | { readonly type: "progress"; readonly delivered: number; readonly open: boolean }
-  | { readonly type: "report"; readonly clients: ReadonlyArray<ClientRecord> }
+  | { readonly type: "published"; readonly published: ReadonlyArray<Published> }
+  | { readonly type: "checked"; readonly checked: Checked }

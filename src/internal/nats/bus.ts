@@ -159,6 +159,11 @@ export const make = Effect.fnUntraced(function*(options: Options, numbering?: Nu
         )
         link.open(nc)
         subscriptions.attach(nc)
+        // a new leader of the stream: a message the old one stored but did not republish is missing for the
+        // positioned subscribers until they look (found by the fault campaign: a stream leader killed)
+        if (numbering !== undefined) {
+          nc.subscribe(numbering.leaderElected, { callback: () => subscriptions.resume() })
+        }
       })
     ),
     Effect.forkScoped

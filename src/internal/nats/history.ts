@@ -195,6 +195,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     options.policies.length === 0 ? undefined : {
       setup,
       store,
+      leaderElected: `$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.${stream.name}`,
       republishPrefix,
       checkInterval: Duration.toMillis(Duration.fromInputUnsafe(options.streamCheckInterval ?? "10 seconds"))
     }

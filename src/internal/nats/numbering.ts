@@ -27,6 +27,12 @@ export interface Numbering {
    * message (a JetStream publish: the message is sent when this is called).
    */
   readonly store: (nc: NatsConnection, subject: string, payload: string, timeout: number) => Promise<number>
+  /**
+   * The subject on which JetStream says the stream has a new leader: what a
+   * leader that died took with it (a stored message it had not republished
+   * yet) is looked for then.
+   */
+  readonly leaderElected: string
 }
 
 /** Where the numbering stands: not known yet, a stream with its epoch, or none on this NATS. */
