@@ -19,6 +19,8 @@ interface Pair {
 export class Proxy {
   readonly #server: Net.Server
   readonly #pairs = new Set<Pair>()
+  /** Every socket the proxy opened or accepted, until it closes. */
+  readonly #sockets = new Set<Net.Socket>()
   readonly #targets: () => ReadonlyArray<number>
   #next = 0
   #cut = false
@@ -66,9 +68,10 @@ export class Proxy {
     for (const pair of this.#pairs) this.#apply(pair)
   }
 
-  /** Closes the proxy and every connection through it. */
+  /** Closes the proxy and every connection through it, those still being connected to a target too. */
   close(): Promise<void> {
     this.cut()
+    for (const socket of this.#sockets) socket.destroy()
     return new Promise((resolve) => this.#server.close(() => resolve()))
   }
 
@@ -88,7 +91,13 @@ export class Proxy {
     pair.upstream.destroy()
   }
 
+  #track(socket: Net.Socket): void {
+    this.#sockets.add(socket)
+    socket.once("close", () => this.#sockets.delete(socket))
+  }
+
   #accept(client: Net.Socket): void {
+    this.#track(client)
     client.on("error", () => client.destroy())
     if (this.#cut) return void client.destroy()
     client.pause()
@@ -97,6 +106,7 @@ export class Proxy {
       if (tried >= targets.length || this.#cut) return void client.destroy()
       const port = targets[this.#next++ % targets.length]!
       const upstream = Net.connect(port, "127.0.0.1")
+      this.#track(upstream)
       upstream.once("error", () => {
         upstream.destroy()
         attempt(tried + 1)
