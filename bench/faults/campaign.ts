@@ -158,8 +158,8 @@ const burst = (port: number, channel: string, count: number) =>
 
 const natsCut = quick ? 3_000 : 10_000
 const slowReaders = 5
-// quick: 8 MiB, which the sockets on the way hold (the reader falls behind and catches up); long: 48 MiB, past
-// them and the nodes' outbound bound: the readers are closed (4001) and their recovery is past its bound
+// a burst of 8 MiB (quick) or 48 MiB to the slow readers' channel: past what the sockets on the way hold and the
+// nodes' outbound bound (1 MiB), they are closed (4001) and their recovery is past its bound (told RecoveryLimit)
 const burstMessages = Number(option("burst") ?? (quick ? 8_192 : 49_152))
 const quietPolls = Number(option("quiet") ?? 4)
 const clientStall = quick ? 5_000 : 30_000
