@@ -127,10 +127,24 @@ export class RawClient {
    * `localAddress` (another loopback address, 127.0.0.2...) gives the load
    * more source ports than one address has.
    */
-  static connect(port: number, protocol: Protocol = "lhttp", localAddress?: string): Promise<RawClient> {
-    return new Promise((resolve, reject) => {
-      const client: RawClient = new RawClient(port, { resolve: () => resolve(client), reject }, protocol, localAddress)
-    })
+  static async connect(port: number, protocol: Protocol = "lhttp", localAddress?: string): Promise<RawClient> {
+    // a server past its admission rate answers 503 with Retry-After: 1: try again after about a second, as a
+    // client's backoff would (the main job admits 2,000 new connections a second, 4,000 at once)
+    for (let attempt = 1;; attempt++) {
+      try {
+        return await new Promise<RawClient>((resolve, reject) => {
+          const client: RawClient = new RawClient(
+            port,
+            { resolve: () => resolve(client), reject },
+            protocol,
+            localAddress
+          )
+        })
+      } catch (error) {
+        if (attempt >= 120 || !String(error).includes("HTTP/1.1 503")) throw error
+        await new Promise((resolve) => setTimeout(resolve, 500 + Math.random() * 1000))
+      }
+    }
   }
 
   /**

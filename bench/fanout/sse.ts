@@ -56,13 +56,21 @@ export class SseSubscriber {
    * Opens a stream subscribed to `channel` (from `localAddress`, when given);
    * resolves once its `connected` event came.
    */
-  static connect(port: number, channel: string, localAddress?: string): Promise<SseSubscriber> {
-    return new Promise((resolve, reject) => {
-      const client: SseSubscriber = new SseSubscriber(port, channel, localAddress, {
-        resolve: () => resolve(client),
-        reject
-      })
-    })
+  static async connect(port: number, channel: string, localAddress?: string): Promise<SseSubscriber> {
+    // a server past its admission rate answers 503 with Retry-After: 1: try again after about a second
+    for (let attempt = 1;; attempt++) {
+      try {
+        return await new Promise<SseSubscriber>((resolve, reject) => {
+          const client: SseSubscriber = new SseSubscriber(port, channel, localAddress, {
+            resolve: () => resolve(client),
+            reject
+          })
+        })
+      } catch (error) {
+        if (attempt >= 120 || !String(error).includes(" 503 ")) throw error
+        await new Promise((resolve) => setTimeout(resolve, 500 + Math.random() * 1000))
+      }
+    }
   }
 
   #read(buffer: Buffer, length: number, opened: { resolve: () => void; reject: (error: Error) => void }): void {
