@@ -7,7 +7,8 @@
  * order, by a fiber that lives only while there is work: it starts on the
  * first message of a burst (after the transport's synchronous batch, so a
  * burst shares one fiber) and ends when the inbox is empty. A request (a
- * message with an `id` for a processor) runs in a fiber of its own beside
+ * message with an `id` for a processor, or the wait for the acknowledgement
+ * of a publish with an `id`) runs in a fiber of its own beside
  * them, up to `maxConcurrentRequests` at once; past that the inbox waits for
  * one to finish. An idle connection holds no fiber, no Effect `Socket` and no
  * HTTP request.

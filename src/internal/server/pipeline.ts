@@ -16,7 +16,9 @@
  * echoes the message's `id`; the connection stays open. A message that runs
  * user code runs in a `Scope` of its own. A request (a message with an `id`
  * for a processor) runs in a fiber of its own beside the connection's other
- * messages (`LiveConnection.request`); nothing else forks a fiber per message.
+ * messages (`LiveConnection.request`), and so does the wait of a publish with
+ * an `id` for a bus that confirms it later (its message is sent first, in
+ * order); nothing else forks a fiber per message.
  */
 import { Effect, Result, Schema, Scope } from "effect"
 import type { Admission, Authorization } from "../../Authorization.ts"
