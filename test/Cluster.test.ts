@@ -444,6 +444,33 @@ describe("Cluster: publishing while NATS is down", () => {
   )
 
   it.live(
+    "a NATS that does not answer: a publish with an id gets 504 PublishUnconfirmed, POST /publish 504, after acknowledgeTimeout",
+    () =>
+      Effect.gen(function*() {
+        const nats = yield* natsServerWith()
+        const one = yield* node(nats.url, { acknowledgeTimeout: "300 millis" })
+        const client = yield* connect(one.url)
+        nats.pause()
+        yield* client.send(frame("c", { publish: "unanswered", id: "u1" }, "x"))
+        const answer = yield* client.next("5 seconds")
+        const posted = yield* request(`${one.http}/publish`, {
+          method: "POST",
+          body: "LHTTP/1.0 c\r\npublish:unanswered\r\n\r\ny"
+        })
+        nats.resume()
+        assert.match(
+          answer,
+          /^LHTTP\/1\.0 error\r\nstatus:504\r\nreason:PublishUnconfirmed\r\nid:u1\r\n\r\nNATS did not confirm/
+        )
+        assert.strictEqual(posted.status, 504)
+        // NATS answers again: acknowledged
+        yield* client.send(frame("c", { publish: "unanswered", id: "u2" }, "z"))
+        assert.strictEqual(yield* client.next("5 seconds"), "LHTTP/1.0 c\r\nid:u2\r\n\r\n")
+      }),
+    30_000
+  )
+
+  it.live(
     "publishes wait in a bounded buffer, then the publisher gets 503 BusUnavailable; what was accepted arrives after the reconnect",
     () =>
       Effect.gen(function*() {
