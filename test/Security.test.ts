@@ -363,6 +363,32 @@ describe("Security: ping floods (security.md \"Ping floods\", protocol.md §1)",
     }))
 })
 
+/**
+ * An upgrade (raw, from `localAddress`), an SSE stream and a poll, each answered 503 with
+ * `Retry-After: 1` and `message`.
+ */
+const refusedEverywhere = (port: number, http: string, message: string, localAddress?: string) =>
+  Effect.gen(function*() {
+    const refused = yield* Effect.callback<string>((resume) => {
+      const socket = Net.connect(
+        { port, host: "127.0.0.1", ...(localAddress === undefined ? {} : { localAddress }) },
+        () => socket.write(upgradeRequest("/"))
+      )
+      let answer = ""
+      socket.on("data", (chunk) => answer += chunk.toString())
+      socket.on("close", () => resume(Effect.succeed(answer)))
+      socket.on("error", () => {})
+      return Effect.sync(() => socket.destroy())
+    })
+    assert.match(refused, /^HTTP\/1\.1 503 Service Unavailable\r\n/)
+    assert.include(refused, "\r\nretry-after: 1\r\n")
+    assert.isTrue(refused.endsWith(`\r\n\r\n${message}`), refused)
+    for (const path of ["/sse", "/poll"]) {
+      const answer = yield* request(`${http}${path}`)
+      assert.deepStrictEqual([answer.status, answer.headers.get("retry-after"), answer.body], [503, "1", message], path)
+    }
+  })
+
 describe("Security: connectionRate over the Node server (security.md, server.md)", () => {
   it.live("past the burst from one address: an upgrade, an SSE stream and a poll get 503 ConnectingTooFast with Retry-After: 1; another address is admitted", () =>
     Effect.gen(function*() {
@@ -372,26 +398,7 @@ describe("Security: connectionRate over the Node server (security.md, server.md)
       }, Echo.layer)
       yield* connect(url)
       yield* connect(url)
-      const refused = yield* Effect.callback<string>((resume) => {
-        const socket = Net.connect({ port, host: "127.0.0.1" }, () => socket.write(upgradeRequest("/")))
-        let answer = ""
-        socket.on("data", (chunk) => answer += chunk.toString())
-        socket.on("close", () => resume(Effect.succeed(answer)))
-        socket.on("error", () => {})
-        return Effect.sync(() => socket.destroy())
-      })
-      const message = "too many new connections from this address: try again later\n"
-      assert.match(refused, /^HTTP\/1\.1 503 Service Unavailable\r\n/)
-      assert.include(refused, "\r\nretry-after: 1\r\n")
-      assert.isTrue(refused.endsWith(`\r\n\r\n${message}`), refused)
-      for (const path of ["/sse", "/poll"]) {
-        const answer = yield* request(`${http}${path}`)
-        assert.deepStrictEqual(
-          [answer.status, answer.headers.get("retry-after"), answer.body],
-          [503, "1", message],
-          path
-        )
-      }
+      yield* refusedEverywhere(port, http, "too many new connections from this address: try again later\n")
       const other = yield* connect(url, { localAddress: "127.0.0.2" })
       yield* other.send(frame("echo", {}, "admitted"))
       assert.strictEqual(yield* other.next(), frame("echo", {}, "admitted"))
@@ -408,29 +415,12 @@ describe("Security: the node's admission rate (operations.md, server.md)", () =>
       yield* connect(url)
       yield* connect(url, { localAddress: "127.0.0.2" })
       yield* connect(url, { localAddress: "127.0.0.3" })
-      const refused = yield* Effect.callback<string>((resume) => {
-        const socket = Net.connect(
-          { port, host: "127.0.0.1", localAddress: "127.0.0.4" },
-          () => socket.write(upgradeRequest("/"))
-        )
-        let answer = ""
-        socket.on("data", (chunk) => answer += chunk.toString())
-        socket.on("close", () => resume(Effect.succeed(answer)))
-        socket.on("error", () => {})
-        return Effect.sync(() => socket.destroy())
-      })
-      const message = "this node is taking as many new connections a second as it may: try again later\n"
-      assert.match(refused, /^HTTP\/1\.1 503 Service Unavailable\r\n/)
-      assert.include(refused, "\r\nretry-after: 1\r\n")
-      assert.isTrue(refused.endsWith(`\r\n\r\n${message}`), refused)
-      for (const path of ["/sse", "/poll"]) {
-        const answer = yield* request(`${http}${path}`)
-        assert.deepStrictEqual(
-          [answer.status, answer.headers.get("retry-after"), answer.body],
-          [503, "1", message],
-          path
-        )
-      }
+      yield* refusedEverywhere(
+        port,
+        http,
+        "this node is taking as many new connections a second as it may: try again later\n",
+        "127.0.0.4"
+      )
     }))
 
   it.live("the default: 4,000 at once, then 2,000 a second", () =>
