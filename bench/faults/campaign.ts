@@ -21,7 +21,9 @@
  *   p50 and p99.
  *
  * Usage: `npm run faults -- [--quick] [--seeds n] [--connections n]
- * [--scenarios a,b] [--report file] [--json]`. `--quick` (what `npm test`
+ * [--scenarios a,b] [--report file] [--json] [--burst n] [--quiet n]`
+ * (`--burst`: the slow reader's burst in KiB messages; `--quiet`: the polls
+ * of 500 ms without a delivery that end the wait before the checks). `--quick` (what `npm test`
  * runs): one seed of each scenario, 150 connections, shorter faults (a NATS
  * cut of 3 s, a stalled client of 5 s). The long form: 1,500 connections
  * (`--connections`), the faults at full length (10 s, 30 s), as many seeds
@@ -33,8 +35,9 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
+import * as LhttpServer from "../../src/LhttpServer.ts"
 import { type Cluster, start, until } from "./cluster.ts"
-import type { Checked, ClientSpec, Command, Published, Reply } from "./ipc.ts"
+import { type Checked, type ClientSpec, type Command, type Published, type Reply, scenarioNames } from "./ipc.ts"
 import { Proxy } from "./proxy.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -54,15 +57,9 @@ const channelCount = quick ? 10 : 50
 const publishEvery = quick ? 250 : 500 // ms, per publisher
 const publisherShare = 0.2
 const steadyMs = quick ? 2_000 : 5_000
-const scenarioNames = option("scenarios")?.split(",") ?? [
-  "rolling-restart",
-  "node-kill",
-  "nats-leader-kill",
-  "nats-cut",
-  "client-stall",
-  "slow-consumer"
-]
-const admission = { perSecond: 2_000, burst: 4_000 }
+const scenariosRun: ReadonlyArray<string> = option("scenarios")?.split(",") ?? scenarioNames
+// the nodes run with the default admission rate: no second of new connections may pass its burst
+const admission = LhttpServer.defaults.admissionRate
 const here = Path.dirname(fileURLToPath(import.meta.url))
 
 /** A seeded random number generator (mulberry32): the scenario's choices follow from its seed. */
@@ -218,8 +215,8 @@ const scenarios: Record<string, (context: Context) => Promise<string>> = {
 // ---------------------------------------------------------------------------------------------
 // the checks
 
-/** What one run found. */
-export interface Result {
+/** What one run found: the client processes' checks summed, and the campaign's own. */
+export interface Result extends Omit<Checked, "clients" | "catchUps"> {
   readonly scenario: string
   readonly seed: number
   readonly fault: string
@@ -228,19 +225,10 @@ export interface Result {
   readonly unacknowledged: number
   /** The unacknowledged publishes by how they failed. */
   readonly refusals: Readonly<Record<string, number>>
-  readonly delivered: number
-  readonly lost: number
-  readonly told: number
-  readonly duplicated: number
-  readonly reordered: number
-  readonly reconnects: number
-  readonly restored: number
   readonly catchUpP50: number
   readonly catchUpP99: number
   readonly peakAcceptsPerNode: number
   readonly failures: ReadonlyArray<string>
-  /** Some of the lost: the subscriber, the channel, the message, its offset, and the subscriber's offsets around it. */
-  readonly lostSample: ReadonlyArray<string>
 }
 
 const percentile = (values: ReadonlyArray<number>, p: number) => {
@@ -418,7 +406,7 @@ const main = async () => {
   const results: Array<Result> = []
   try {
     for (let s = 1; s <= seeds; s++) {
-      for (const scenario of scenarioNames) {
+      for (const scenario of scenariosRun) {
         if (scenarios[scenario] === undefined) throw new Error(`no scenario ${scenario}`)
         // every node and nats-server up before a run
         for (const server of cluster.nats) if (server.child === undefined) await cluster.startNats(server)

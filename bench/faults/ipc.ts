@@ -4,6 +4,16 @@
  * records, from which the campaign checks the delivery guarantees).
  */
 
+/** The campaign's scenarios, in the order it runs them (campaign.ts says what each does). */
+export const scenarioNames = [
+  "rolling-restart",
+  "node-kill",
+  "nats-leader-kill",
+  "nats-cut",
+  "client-stall",
+  "slow-consumer"
+] as const
+
 /** One client of a client process: its name, its channels, and whether it publishes. */
 export interface ClientSpec {
   readonly name: string
