@@ -400,16 +400,18 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
   // a store that numbers what the bus carries (JetStream) adds nothing on the publishing side; one that
   // numbers what is published here appends a history channel's message first, then publishes it with
   // its position beside the text
+  const appendThenPublish = (channel: Channel.ChannelId, policy: History.Policy, text: string) =>
+    history!.append!(channel, policy, text).pipe(
+      Effect.mapError(Recovery.toHistoryRejection),
+      Effect.tap((position) => Effect.mapError(bus.publish(channel, text, position), toRejection))
+    )
   const publishOne: (channel: Channel.ChannelId, text: string) => Effect.Effect<void, Rejection.Rejection> =
     history === undefined || history.numbering !== "publisher"
       ? (channel, text) => Effect.mapError(bus.publish(channel, text), toRejection)
       : (channel, text) => {
         const policy = policyOf(channel)
         if (policy === undefined) return Effect.mapError(bus.publish(channel, text), toRejection)
-        return history.append!(channel, policy, text).pipe(
-          Effect.mapError(Recovery.toHistoryRejection),
-          Effect.flatMap((position) => Effect.mapError(bus.publish(channel, text, position), toRejection))
-        )
+        return Effect.asVoid(appendThenPublish(channel, policy, text))
       }
 
   // the same without a fiber, when both the bus and the store can: all channels or none
@@ -454,14 +456,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
     text: string
   ): Effect.Effect<History.Position | undefined, Rejection.Rejection> => {
     const policy = policyOf(channel)
-    if (history?.numbering === "publisher" && policy !== undefined) {
-      return history.append!(channel, policy, text).pipe(
-        Effect.mapError(Recovery.toHistoryRejection),
-        Effect.flatMap((position) =>
-          Effect.as(Effect.mapError(bus.publish(channel, text, position), toRejection), position)
-        )
-      )
-    }
+    if (history?.numbering === "publisher" && policy !== undefined) return appendThenPublish(channel, policy, text)
     if (acknowledge === undefined) return Effect.as(Effect.mapError(bus.publish(channel, text), toRejection), undefined)
     return Effect.mapBoth(acknowledge(channel, text), {
       onFailure: toRejection,
