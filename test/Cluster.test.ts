@@ -450,6 +450,9 @@ describe("Cluster: publishing while NATS is down", () => {
         const nats = yield* natsServerWith()
         const one = yield* node(nats.url, { acknowledgeTimeout: "300 millis" })
         const client = yield* connect(one.url)
+        // answered while NATS runs: no flush of the node's is still waiting for its answer when it stops
+        yield* client.send(frame("c", { publish: "unanswered", id: "u0" }, "w"))
+        assert.strictEqual(yield* client.next("5 seconds"), "LHTTP/1.0 c\r\nid:u0\r\n\r\n")
         nats.pause()
         yield* client.send(frame("c", { publish: "unanswered", id: "u1" }, "x"))
         const answer = yield* client.next("5 seconds")

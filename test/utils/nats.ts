@@ -6,7 +6,7 @@
  */
 import { Effect } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
-import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as Path from "node:path"
 import { freePort } from "./process.ts"
@@ -120,7 +120,15 @@ const makeServer = (spec: Spec, child: ChildProcess | undefined): NatsServer => 
     restart: async () => {
       current = await launch(spec)
     },
-    pause: () => void current?.kill("SIGSTOP"),
+    pause: () => {
+      if (current?.pid === undefined) return
+      current.kill("SIGSTOP")
+      // stopped once the kernel says so (state T), not when the signal is sent
+      const deadline = Date.now() + 2_000
+      while (Date.now() < deadline && readFileSync(`/proc/${current.pid}/stat`, "utf8").split(") ")[1]?.[0] !== "T") {
+        // the signal is on its way
+      }
+    },
     resume: () => void current?.kill("SIGCONT")
   }
 }
