@@ -21,7 +21,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Deferred, Effect, Exit, Layer, Option, Queue, Result, Scope, Stream } from "effect"
+import { Context, Deferred, Effect, Exit, Layer, Metric, Option, Queue, Result, Scope, Stream } from "effect"
 import { Bus, type BusError } from "./Bus.ts"
 import * as Channel from "./Channel.ts"
 import type { Connection } from "./Connection.ts"
@@ -221,6 +221,16 @@ export interface StreamOptions {
  */
 export interface SubscribeOptions {
   readonly since?: History.Since | undefined
+  /**
+   * Where the recoveries of `since` run. Without it the subscribe waits for
+   * them. With it the subscribe returns once the live subscriptions are in
+   * place (what arrives waits at the subscriber's gate) and hands their
+   * recovery here, to run while the subscriber goes on: the server runs it
+   * beside the connection's next messages, as a request, so that a client
+   * back after a restart has its session restored while its channels'
+   * histories are read. A recovery that fails undoes the subscription.
+   */
+  readonly recoverBeside?: ((recovering: Effect.Effect<void, Rejection.Rejection>) => Effect.Effect<void>) | undefined
 }
 
 const toRejection = (error: BusError) =>
@@ -269,6 +279,8 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
   const onDefect = (defect: unknown) => {
     Effect.runForkWith(context)(Effect.logError("a hub subscriber threw while a frame was delivered", defect))
   }
+  // with a store, the recoveries' histogram there from the start, empty (reading a metric registers it)
+  if (history !== undefined) yield* Metric.value(Recovery.recoveryDuration)
   const recovery = Recovery.make<Subscriber>({
     history,
     context,
@@ -377,6 +389,11 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
       if (opening.length === 0 && waiting.length === 0 && positions.length === 0) {
         return members.joined(subscriber, fresh)
       }
+      // all or none: a channel that failed leaves the others of this call released too
+      const recovering = Effect.forEach(positions, (recovered) => recovered, { discard: true }).pipe(
+        Effect.onError(() => unsubscribe(subscriber, fresh))
+      )
+      const beside = options?.recoverBeside
       // every entry this call opens is settled, whatever the others do: later joiners wait on it
       return Effect.forEach(opening, (entry) => Effect.exit(open(entry))).pipe(
         Effect.flatMap((exits) => {
@@ -384,10 +401,12 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
           return failure === undefined ? Effect.void : failure
         }),
         Effect.andThen(Effect.forEach(waiting, (entry) => Deferred.await(entry.ready), { discard: true })),
-        Effect.andThen(Effect.forEach(positions, (recovered) => recovered, { discard: true })),
-        Effect.andThen(members.joined(subscriber, fresh)),
-        // all or none: a channel that failed leaves the others of this call released too
-        Effect.onError(() => unsubscribe(subscriber, fresh))
+        Effect.onError(() => unsubscribe(subscriber, fresh)),
+        Effect.andThen(
+          beside === undefined || positions.length === 0
+            ? Effect.andThen(recovering, members.joined(subscriber, fresh))
+            : Effect.andThen(members.joined(subscriber, fresh), beside(recovering))
+        )
       )
     })
 

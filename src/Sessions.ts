@@ -103,7 +103,11 @@ const notFound = new SessionError({
  * @category models
  */
 export interface Options {
-  /** How long a session lives after it was last created, updated or restored (default 24 hours). */
+  /**
+   * How long a session lives after it was last created or updated (default
+   * 24 hours), and at least 99 % of it after it was last restored (a restore
+   * renews it once a hundredth of it has passed since it last was).
+   */
   readonly ttl?: Duration.Input | undefined
   /**
    * Makes a session key (default: 128 random bits, base64url). It must be
@@ -196,15 +200,34 @@ const operations = Metric.counter("lhttp_session_operations_total", {
   incremental: true
 })
 
-// counts an operation in the metrics, by its outcome
+const durations = Metric.histogram("lhttp_session_duration_seconds", {
+  description:
+    "how long session operations took, by operation (create, update, close, restore), the store's reads and writes included",
+  boundaries: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+})
+
+// counts an operation in the metrics, by its outcome, and how long it took
 const counted = (operation: string) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.onExit(effect, (exit) =>
-    Metric.update(operations, 1).pipe(
-      Effect.provideService(Metric.CurrentMetricAttributes, {
-        operation,
-        outcome: exit._tag === "Success" ? "ok" : "failed"
-      })
-    ))
+  Effect.flatMap(
+    Clock.currentTimeMillis,
+    (started) =>
+      Effect.onExit(
+        effect,
+        (exit) =>
+          Effect.flatMap(Clock.currentTimeMillis, (ended) =>
+            Metric.update(operations, 1).pipe(
+              Effect.provideService(Metric.CurrentMetricAttributes, {
+                operation,
+                outcome: exit._tag === "Success" ? "ok" : "failed"
+              }),
+              Effect.andThen(
+                Metric.update(durations, (ended - started) / 1000).pipe(
+                  Effect.provideService(Metric.CurrentMetricAttributes, { operation })
+                )
+              )
+            ))
+      )
+  )
 
 const storeFailed = (error: { readonly message: string }) =>
   new SessionError({
@@ -232,6 +255,8 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
         Effect.provideService(Metric.CurrentMetricAttributes, { operation, outcome })
       )
     }
+    // reading a metric registers it: each operation's histogram there from the start, empty
+    yield* Metric.value(durations).pipe(Effect.provideService(Metric.CurrentMetricAttributes, { operation }))
   }
   const ttl = Duration.toMillis(Duration.fromInputUnsafe(options?.ttl ?? Duration.hours(24)))
   const generateKey = options?.generateKey ?? secretKey
@@ -371,7 +396,9 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
     restore: (connection, key) =>
       Effect.gen(function*() {
         const stored = yield* load(key)
-        yield* save(key, stored.data)
+        // renewed once a hundredth of its lifetime has passed since it last was: a herd of clients back after
+        // a restart reads the store and writes little of it
+        if (stored.expiresAt - (yield* Clock.currentTimeMillis) < ttl - ttl / 100) yield* save(key, stored.data)
         yield* attach(connection, key)
         return { key, data: stored.data }
       }).pipe(counted("restore")),

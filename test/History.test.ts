@@ -375,6 +375,96 @@ describe("History", () => {
       yield* back.nothing()
     }))
 
+  it.effect("a recovery runs beside the connection's next messages; one that fails is answered and undoes the subscription", () =>
+    Effect.gen(function*() {
+      // h-slow's recovery waits until released, h-broken's fails
+      const release = yield* Deferred.make<void>()
+      const slow = Layer.sync(History.History, () => {
+        const store = History.makeMemory({ policies: [policy] })
+        return History.History.of({
+          ...store,
+          recover: (channel, policy, since, maxBytes) =>
+            since === undefined
+              ? store.recover(channel, policy, since, maxBytes)
+              : channel === "h-broken"
+              ? Effect.fail(new History.HistoryError({ reason: "ReadFailed", message: "the disk is gone" }))
+              : Effect.andThen(Deferred.await(release), store.recover(channel, policy, since, maxBytes))
+        })
+      })
+      const { connect } = yield* server(slow)
+      const publisher = yield* connect()
+      const watcher = yield* connect()
+      yield* watcher.send("LHTTP/1.0 chat\r\nsubscribe:h-slow\r\nsince:now\r\n\r\n")
+      const { epoch } = headersOf(yield* watcher.next())
+      yield* publish(publisher, "h-slow", "missed")
+      yield* publisher.nothing()
+      const back = yield* connect()
+      yield* back.send(`LHTTP/1.0 chat\r\nsubscribe:h-slow\r\nsince:${epoch}:0\r\n\r\n`)
+      // while h-slow is read, the connection's next message is answered, and h-slow's live messages wait
+      yield* back.send("LHTTP/1.0 chat\r\nsubscribe:h-other\r\nsince:now\r\nid:o\r\n\r\n")
+      const other = headersOf(yield* back.next())
+      assert.deepStrictEqual([other.channel, other.offset, other.recovered], ["h-other", "0", undefined])
+      yield* publish(publisher, "h-slow", "live")
+      yield* back.nothing()
+      yield* Deferred.succeed(release, undefined)
+      // (the read comes after the live one was stored: it recovers both, and the live one that waited goes)
+      const [missed, live, position] = yield* take(back, 3)
+      assert.deepStrictEqual([bodyOf(missed!), bodyOf(live!)], ["missed", "live"])
+      assert.deepStrictEqual([headersOf(position!).recovered, headersOf(position!).offset], ["yes", "2"])
+      // a recovery that fails: its error answers the subscription (with its id), which is undone
+      yield* back.send(`LHTTP/1.0 chat\r\nsubscribe:h-broken\r\nsince:${epoch}:0\r\nid:b\r\n\r\n`)
+      const error = headersOf(yield* back.next())
+      assert.deepStrictEqual([error.status, error.reason, error.id], ["503", "HistoryUnavailable", "b"])
+      yield* publish(publisher, "h-broken", "nobody")
+      yield* publisher.nothing()
+      yield* back.nothing()
+    }))
+
+  it.effect("recoveries of a channel from one position share the store's reads: those that come during one wait for the next", () =>
+    Effect.gen(function*() {
+      // the first read waits until released; every read is counted
+      const release = yield* Deferred.make<void>()
+      let reads = 0
+      const counted = Layer.sync(History.History, () => {
+        const store = History.makeMemory({ policies: [policy] })
+        return History.History.of({
+          ...store,
+          recover: (channel, policy, since, maxBytes) =>
+            since === undefined ? store.recover(channel, policy, since, maxBytes) : Effect.suspend(() => {
+              reads++
+              const read = store.recover(channel, policy, since, maxBytes)
+              return reads === 1 ? Effect.andThen(Deferred.await(release), read) : read
+            })
+        })
+      })
+      const { connect } = yield* server(counted)
+      const publisher = yield* connect()
+      const watcher = yield* connect()
+      yield* watcher.send("LHTTP/1.0 chat\r\nsubscribe:h-herd\r\nsince:now\r\n\r\n")
+      const { epoch } = headersOf(yield* watcher.next())
+      yield* publish(publisher, "h-herd", "missed")
+      yield* publisher.nothing()
+      const herd = [yield* connect(), yield* connect(), yield* connect(), yield* connect()]
+      const subscribe = (client: MemoryClient) =>
+        client.send(`LHTTP/1.0 chat\r\nsubscribe:h-herd\r\nsince:${epoch}:0\r\n\r\n`)
+      // the first one's read is in flight; the others come meanwhile
+      yield* subscribe(herd[0]!)
+      yield* Effect.forEach(herd.slice(1), subscribe, { discard: true })
+      // each one's subscription handled (its next message answered): every recovery asked for
+      for (const client of herd) {
+        yield* client.send("LHTTP/1.0 chat\r\npublish:plain\r\nid:1\r\n\r\n")
+        assert.strictEqual(yield* client.next(), "LHTTP/1.0 chat\r\nid:1\r\n\r\n")
+      }
+      assert.strictEqual(reads, 1)
+      yield* Deferred.succeed(release, undefined)
+      for (const client of herd) {
+        const [missed, position] = yield* take(client, 2)
+        assert.deepStrictEqual([bodyOf(missed!), headersOf(position!).recovered], ["missed", "yes"])
+      }
+      // one read for the first, one for the three that came during it
+      assert.strictEqual(reads, 2)
+    }))
+
   it.effect("a frame published to several history channels is delivered on each with that channel's position", () =>
     Effect.gen(function*() {
       const { connect } = yield* server()

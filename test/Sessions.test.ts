@@ -71,10 +71,10 @@ const WaitLive = Wait.toLayer({
     )
 })
 
-const server = (options?: Sessions.Options) =>
+const server = (options?: Sessions.Options, store: Layer.Layer<SessionStore.SessionStore> = SessionStore.layerMemory) =>
   startMemoryServer(
     { processors: [Sessions.SessionProcessor, Login, Rename, Logout, Notify, Whoami] },
-    AppLive.pipe(Layer.provideMerge(Sessions.layer(options)), Layer.provide(SessionStore.layerMemory))
+    AppLive.pipe(Layer.provideMerge(Sessions.layer(options)), Layer.provide(store))
   )
 
 /** The key and data of a `session` frame. */
@@ -185,6 +185,42 @@ describe("Sessions", () => {
       assert.strictEqual(yield* client.next(), "LHTTP/1.0 whoami\r\n\r\nnobody")
       yield* other.send(frame("session", { restore: key, id: "r2" }))
       assert.strictEqual(yield* other.next(), notFound("r2"))
+    }))
+
+  it.effect("a restore renews the session only once a hundredth of the ttl has passed since it last was (TestClock)", () =>
+    Effect.gen(function*() {
+      // the memory store, its writes counted
+      let writes = 0
+      const counted = Layer.effect(
+        SessionStore.SessionStore,
+        Effect.map(SessionStore.makeMemory(), (store) =>
+          SessionStore.SessionStore.of({
+            ...store,
+            set: (key, session) => Effect.andThen(Effect.sync(() => writes++), store.set(key, session))
+          }))
+      )
+      const { connect } = yield* server({ ttl: "100 seconds" }, counted)
+      const client = yield* connect()
+      yield* client.send(frame("login", {}, "{\"name\":\"herd\"}"))
+      const { key } = sessionOf(yield* client.next())
+      assert.strictEqual(writes, 1)
+      const restore = (id: string) =>
+        Effect.gen(function*() {
+          const other = yield* connect()
+          yield* other.send(frame("session", { restore: key, id }))
+          assert.strictEqual(sessionOf(yield* other.next()).key, key)
+        })
+      // within a second (a hundredth of 100 s) of the login: read, not written
+      yield* TestClock.adjust("900 millis")
+      yield* restore("r1")
+      assert.strictEqual(writes, 1)
+      // past it: renewed, and from then on 100 s again
+      yield* TestClock.adjust("200 millis")
+      yield* restore("r2")
+      assert.strictEqual(writes, 2)
+      yield* TestClock.adjust("99500 millis")
+      yield* restore("r3")
+      assert.strictEqual(writes, 3)
     }))
 
   it.effect("the ttl is 24 hours by default (TestClock)", () =>

@@ -20,15 +20,20 @@
  * - time from a connection lost to every channel's position known again,
  *   p50 and p99.
  *
+ * The load is the same whatever the size: a channel per 20 connections
+ * (about 40 subscribers each) and `--rate` publishes a second in all (400;
+ * quick 120), shared by a fifth of the clients.
+ *
  * Usage: `npm run faults -- [--quick] [--seeds n] [--connections n]
- * [--scenarios a,b] [--report file] [--json] [--burst n] [--quiet n]`
- * (`--burst`: the slow reader's burst in KiB messages; `--quiet`: the polls
- * of 500 ms without a delivery that end the wait before the checks). `--quick` (what `npm test`
- * runs): one seed of each scenario, 150 connections, shorter faults (a NATS
- * cut of 3 s, a stalled client of 5 s). The long form: 1,500 connections
- * (`--connections`), the faults at full length (10 s, 30 s), as many seeds
- * as asked; it writes a report (`--report`, default
- * bench/results/faults.md). Exit status 1 when a property fails.
+ * [--scenarios a,b] [--rate n] [--settle s] [--report file] [--json]
+ * [--burst n] [--quiet n]` (`--burst`: the slow reader's burst in KiB
+ * messages; `--quiet`: the polls of 500 ms without a delivery that end the
+ * wait before the checks; `--settle`: the longest wait, 90 s). `--quick`
+ * (what `npm test` runs): one seed of each scenario, 150 connections,
+ * shorter faults (a NATS cut of 3 s, a stalled client of 5 s). The long
+ * form: 1,500 connections (`--connections`), the faults at full length
+ * (10 s, 30 s), as many seeds as asked; it writes a report (`--report`,
+ * default bench/results/faults.md). Exit status 1 when a property fails.
  */
 import { type ChildProcess, fork } from "node:child_process"
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs"
@@ -39,6 +44,7 @@ import * as LhttpServer from "../../src/LhttpServer.ts"
 import { type Cluster, start, until } from "./cluster.ts"
 import { type Checked, type ClientSpec, type Command, type Published, type Reply, scenarioNames } from "./ipc.ts"
 import { Proxy } from "./proxy.ts"
+import * as Timings from "./timings.ts"
 
 // ---------------------------------------------------------------------------------------------
 // settings
@@ -53,9 +59,14 @@ const quick = flag("quick")
 const seeds = Number(option("seeds") ?? 1)
 const connections = Number(option("connections") ?? (quick ? 150 : 1_500))
 const perProcess = quick ? 50 : 250
-const channelCount = quick ? 10 : 50
-const publishEvery = quick ? 250 : 500 // ms, per publisher
+// a steady load whatever the size: about 40 subscribers per channel (each client holds 2 of them) and the
+// same publishes a second in all, shared by a fifth of the clients (the long form: 16,000 deliveries a second)
+const channelCount = Math.max(10, Math.round(connections / 20))
+const publishRate = Number(option("rate") ?? (quick ? 120 : 400))
 const publisherShare = 0.2
+const publishEvery = Math.round(connections * publisherShare / publishRate * 1_000) // ms, per publisher
+// how long the checks wait for clients still catching up after the last publish
+const settleMs = Number(option("settle") ?? 90) * 1_000
 const steadyMs = quick ? 2_000 : 5_000
 const scenariosRun: ReadonlyArray<string> = option("scenarios")?.split(",") ?? scenarioNames
 // the nodes run with the default admission rate: no second of new connections may pass its burst
@@ -216,7 +227,7 @@ const scenarios: Record<string, (context: Context) => Promise<string>> = {
 // the checks
 
 /** What one run found: the client processes' checks summed, and the campaign's own. */
-export interface Result extends Omit<Checked, "clients" | "catchUps"> {
+export interface Result extends Omit<Checked, "clients" | "catchUps" | "reopens"> {
   readonly scenario: string
   readonly seed: number
   readonly fault: string
@@ -227,7 +238,13 @@ export interface Result extends Omit<Checked, "clients" | "catchUps"> {
   readonly refusals: Readonly<Record<string, number>>
   readonly catchUpP50: number
   readonly catchUpP99: number
+  /** From a connection lost to open again (the hinted wait, the upgrade, the session restore), p50 and p99. */
+  readonly reopenP50: number
+  readonly reopenP99: number
   readonly peakAcceptsPerNode: number
+  /** The nodes' own timings of a reconnect's server-side steps: session restores and recoveries. */
+  readonly restores: ReturnType<typeof Timings.summary>
+  readonly recoveries: ReturnType<typeof Timings.summary>
   readonly failures: ReadonlyArray<string>
 }
 
@@ -243,7 +260,8 @@ const summarize = (
   fault: string,
   published: ReadonlyArray<Published>,
   checked: ReadonlyArray<Checked>,
-  loads: ReadonlyArray<Load>
+  loads: ReadonlyArray<Load>,
+  timings: Timings.Timings
 ): Result => {
   const failures: Array<string> = []
   const refusals: Record<string, number> = {}
@@ -297,7 +315,11 @@ const summarize = (
     restored,
     catchUpP50: percentile(catchUps, 50),
     catchUpP99: percentile(catchUps, 99),
+    reopenP50: percentile(checked.flatMap((one) => one.reopens), 50),
+    reopenP99: percentile(checked.flatMap((one) => one.reopens), 99),
     peakAcceptsPerNode,
+    restores: Timings.summary(timings.restore),
+    recoveries: Timings.summary(timings.recovery),
     failures,
     lostSample: checked.flatMap((one) => one.lostSample).slice(0, 8)
   }
@@ -336,6 +358,7 @@ const run = async (cluster: Cluster, scenario: string, seed: number): Promise<Re
       })
     }
     await Promise.all(loads.map((load) => load.ask({ type: "publish" })))
+    await cluster.startTimings()
     await sleep(steadyMs)
     const published: Array<Published> = []
     const fault = await scenarios[scenario]!({
@@ -348,10 +371,10 @@ const run = async (cluster: Cluster, scenario: string, seed: number): Promise<Re
     await sleep(steadyMs)
     await Promise.all(loads.map((load) => load.ask({ type: "stop" })))
     // what is in flight arrives, clients still catching up finish: until every client is connected and
-    // nothing more arrives for 2 s (at most 90 s)
+    // nothing more arrives for 2 s (at most --settle)
     let before = -1
     let quiet = 0
-    for (const deadline = Date.now() + 90_000; quiet < quietPolls && Date.now() < deadline;) {
+    for (const deadline = Date.now() + settleMs; quiet < quietPolls && Date.now() < deadline;) {
       await sleep(500)
       const progress = await Promise.all(loads.map((load) => load.ask({ type: "progress" })))
       const delivered = progress.reduce((sum, p) => sum + (p.type === "progress" ? p.delivered : 0), 0)
@@ -374,7 +397,7 @@ const run = async (cluster: Cluster, scenario: string, seed: number): Promise<Re
     const checked = (await Promise.all(loads.map((load) => load.ask({ type: "check", acked })))).flatMap((reply) =>
       reply.type === "checked" ? [reply.checked] : []
     )
-    return summarize(scenario, seed, fault, all, checked, loads)
+    return summarize(scenario, seed, fault, all, checked, loads, await cluster.timings())
   } finally {
     for (const load of loads) {
       load.child.kill("SIGKILL")
@@ -388,12 +411,15 @@ const run = async (cluster: Cluster, scenario: string, seed: number): Promise<Re
 
 const report = (results: ReadonlyArray<Result>) => {
   const lines = [
-    "| scenario | seed | connections | acknowledged | not acknowledged | delivered | lost | told | duplicated | reordered | sessions restored | catch-up p50 / p99 | peak accepts per node and second |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| scenario | seed | connections | acknowledged | not acknowledged | delivered | lost | told | duplicated | reordered | sessions restored | catch-up p50 / p99 | open again p50 / p99 | peak accepts per node and second | node: restores p50 / p99 | node: recoveries p50 / p99 |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   ]
+  const step = (timed: Result["restores"]) => `${timed.count}: ${timed.p50} / ${timed.p99}`
   for (const r of results) {
     lines.push(
-      `| ${r.scenario} | ${r.seed} | ${r.connections} | ${r.acknowledged} | ${r.unacknowledged} | ${r.delivered} | ${r.lost} | ${r.told} | ${r.duplicated} | ${r.reordered} | ${r.restored} of ${r.reconnects} | ${r.catchUpP50} / ${r.catchUpP99} ms | ${r.peakAcceptsPerNode} |`
+      `| ${r.scenario} | ${r.seed} | ${r.connections} | ${r.acknowledged} | ${r.unacknowledged} | ${r.delivered} | ${r.lost} | ${r.told} | ${r.duplicated} | ${r.reordered} | ${r.restored} of ${r.reconnects} | ${r.catchUpP50} / ${r.catchUpP99} ms | ${r.reopenP50} / ${r.reopenP99} ms | ${r.peakAcceptsPerNode} | ${
+        step(r.restores)
+      } | ${step(r.recoveries)} |`
     )
   }
   return lines.join("\n")
@@ -419,7 +445,8 @@ const main = async () => {
           `${scenario} seed ${s} (${((Date.now() - started) / 1000).toFixed(1)} s): ${result.fault}; ` +
             `${result.acknowledged} acknowledged, ${result.lost} lost, ${result.told} told, ${result.duplicated} duplicated, ` +
             `${result.reordered} reordered, sessions ${result.restored}/${result.reconnects}, catch-up p50 ` +
-            `${result.catchUpP50} ms p99 ${result.catchUpP99} ms, peak ${result.peakAcceptsPerNode} accepts/s/node, ` +
+            `${result.catchUpP50} ms p99 ${result.catchUpP99} ms (open again p50 ${result.reopenP50} ms p99 ${result.reopenP99} ms), peak ${result.peakAcceptsPerNode} accepts/s/node, ` +
+            `node restores ${result.restores.p50} / ${result.restores.p99}, recoveries ${result.recoveries.p50} / ${result.recoveries.p99}, ` +
             `not acknowledged: ${JSON.stringify(result.refusals)}` +
             (result.failures.length > 0 ? ` FAILED: ${result.failures.join("; ")}` : "") +
             (result.lostSample.length > 0 ? `\n  lost, e.g.:\n  ${result.lostSample.join("\n  ")}` : "")

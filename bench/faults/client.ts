@@ -26,6 +26,8 @@ interface Recording {
   open: boolean
   restored: number
   readonly catchUps: Array<number>
+  /** How long each reconnect took to be open again (the hinted wait, the upgrade and the session restore). */
+  readonly reopens: Array<number>
   /** Since when the connection is down (the reconnect being timed), and the channels positioned since. */
   lostAt: number | undefined
   readonly positioned: Set<string>
@@ -71,6 +73,7 @@ const connect = (url: string, spec: ClientSpec) =>
       open: false,
       restored: 0,
       catchUps: [],
+      reopens: [],
       lostAt: undefined,
       positioned: new Set()
     }
@@ -81,8 +84,10 @@ const connect = (url: string, spec: ClientSpec) =>
     yield* run(client.messages, (message) => observe(recording, message))
     yield* run(client.states, (state) => {
       recording.open = state === "open"
-      if (state === "open") recording.opens++
-      else if (state === "reconnecting" && recording.lostAt === undefined) {
+      if (state === "open") {
+        recording.opens++
+        if (recording.lostAt !== undefined) recording.reopens.push(Date.now() - recording.lostAt)
+      } else if (state === "reconnecting" && recording.lostAt === undefined) {
         recording.lostAt = Date.now()
         recording.positioned.clear()
       }
@@ -170,6 +175,7 @@ const check = (acked: Readonly<Record<string, ReadonlyArray<readonly [string, nu
     reconnects: recordings.reduce((sum, recording) => sum + Math.max(0, recording.opens - 1), 0),
     restored: recordings.reduce((sum, recording) => sum + recording.restored, 0),
     catchUps: recordings.flatMap((recording) => recording.catchUps),
+    reopens: recordings.flatMap((recording) => recording.reopens),
     lostSample
   }
 }

@@ -18,6 +18,7 @@ import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { freePort } from "../fanout/children.ts"
 import { Proxy } from "./proxy.ts"
+import * as Timings from "./timings.ts"
 
 const natsCandidates = ["/usr/sbin/nats-server", "/usr/local/sbin/nats-server", "/usr/bin/nats-server"]
 const root = fileURLToPath(new URL("../..", import.meta.url))
@@ -64,6 +65,10 @@ export interface Cluster {
   readonly startNode: (node: Node) => Promise<void>
   readonly killNats: (server: NatsServer) => Promise<void>
   readonly startNats: (server: NatsServer) => Promise<void>
+  /** From now on, the nodes' timings of reconnect steps are counted (timings.ts). */
+  readonly startTimings: () => Promise<void>
+  /** What the nodes timed since `startTimings`, those stopped meanwhile included. */
+  readonly timings: () => Promise<Timings.Timings>
   /** The nats-server that leads the history stream now. */
   readonly streamLeader: () => Promise<NatsServer>
   readonly close: () => Promise<void>
@@ -160,9 +165,20 @@ export const start = async (logs: string): Promise<Cluster> => {
     node.up = true
   }
 
+  // the nodes' timings: what the stopped ones counted, and what each running one had counted at the start
+  let counted = Timings.empty()
+  const baselines = new Map<Node, Timings.Timings>()
+  const takeTimings = async (node: Node) => {
+    Timings.add(counted, await Timings.scrape(node.port))
+    Timings.add(counted, baselines.get(node) ?? Timings.empty(), -1)
+    // a node started again counts from 0
+    baselines.delete(node)
+  }
+
   const stopNode = async (node: Node, signal: "SIGTERM" | "SIGKILL") => {
     const child = node.child
     if (child === undefined) return
+    await takeTimings(node)
     // a node that stops is out of the balancer at once, as a load balancer's health check would take it out
     node.up = false
     child.kill(signal)
@@ -204,6 +220,14 @@ export const start = async (logs: string): Promise<Cluster> => {
       server.child = await launchNats(nats.indexOf(server))
     },
     streamLeader,
+    startTimings: async () => {
+      counted = Timings.empty()
+      for (const node of nodes) if (node.child !== undefined) baselines.set(node, await Timings.scrape(node.port))
+    },
+    timings: async () => {
+      for (const node of nodes) if (node.child !== undefined) await takeTimings(node)
+      return counted
+    },
     close: async () => {
       for (const node of nodes) await stopNode(node, "SIGKILL")
       for (const node of nodes) for (const proxy of node.natsProxies) await proxy.close()

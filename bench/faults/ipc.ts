@@ -72,6 +72,8 @@ export interface Checked {
   readonly restored: number
   /** For each reconnect, ms from the connection lost to every channel's position known again. */
   readonly catchUps: ReadonlyArray<number>
+  /** Per reconnect, ms from the connection lost to open again (session restored), before catching up. */
+  readonly reopens: ReadonlyArray<number>
   /** Some of the lost, in words. */
   readonly lostSample: ReadonlyArray<string>
 }

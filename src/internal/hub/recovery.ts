@@ -6,7 +6,7 @@
  * runs for every positioned subscriber after a gap in what the bus delivered
  * (`heal`).
  */
-import { type Context, Effect } from "effect"
+import { Clock, type Context, Deferred, Effect, type Exit, Metric } from "effect"
 import type * as Channel from "../../Channel.ts"
 import * as Frame from "../../Frame.ts"
 import * as History from "../../History.ts"
@@ -52,6 +52,12 @@ export const removeGate = <S extends Receiver>(entry: Entry<S>, subscriber: S): 
   if (entry.gates?.delete(subscriber) === true && entry.gates.size === 0) entry.gates = undefined
 }
 
+/** How long recoveries took: the store's read, until the subscriber has its messages and position frame. */
+export const recoveryDuration = Metric.histogram("lhttp_recovery_duration_seconds", {
+  description: "how long recoveries of history channels took (reading the store), for subscriptions and for gaps",
+  boundaries: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+})
+
 /** What recovery needs from its hub. */
 interface Options {
   /** The store, when channels keep history here. */
@@ -78,6 +84,47 @@ export const make = <S extends Receiver>(options: Options) => {
     return recovery
   }
 
+  // Reads of the store shared by the subscribers recovering a channel from the same position (a herd back
+  // after a restart, every positioned subscriber of a channel after a gap): while one read is in flight, the
+  // recoveries that come wait for the next one, which serves them all. A read that started before a
+  // subscriber's gate went up could miss what arrived in between, so none is joined once started.
+  const reads = new Map<
+    string,
+    { running: boolean; queued: Array<Deferred.Deferred<History.Recovery, History.HistoryError>> }
+  >()
+  const readShared = (
+    channel: Channel.ChannelId,
+    policy: History.Policy,
+    since: History.Position | undefined
+  ): Effect.Effect<History.Recovery, History.HistoryError> =>
+    Effect.suspend(() => {
+      const key = since === undefined ? `${channel}\nnow` : `${channel}\n${since.epoch}:${since.offset}`
+      let slot = reads.get(key)
+      if (slot === undefined) reads.set(key, slot = { running: false, queued: [] })
+      const done = Deferred.makeUnsafe<History.Recovery, History.HistoryError>()
+      slot.queued.push(done)
+      if (!slot.running) start(key, slot, history!.recover(channel, policy, since, maxBytes))
+      return Deferred.await(done)
+    })
+  const start = (
+    key: string,
+    slot: { running: boolean; queued: Array<Deferred.Deferred<History.Recovery, History.HistoryError>> },
+    read: Effect.Effect<History.Recovery, History.HistoryError>
+  ): void => {
+    slot.running = true
+    const batch = slot.queued
+    slot.queued = []
+    Effect.runForkWith(context)(
+      Effect.flatMap(Effect.exit(read), (exit: Exit.Exit<History.Recovery, History.HistoryError>) =>
+        Effect.sync(() => {
+          for (const done of batch) Deferred.doneUnsafe(done, exit)
+          slot.running = false
+          if (slot.queued.length > 0) start(key, slot, read)
+          else reads.delete(key)
+        }))
+    )
+  }
+
   // what waited at a subscriber's gate goes on after `last` (all of it without one); the gate goes
   const openGate = (subscriber: S, entry: Entry<S>, last: number | undefined) => {
     const waited = entry.gates?.get(subscriber) ?? []
@@ -101,21 +148,25 @@ export const make = <S extends Receiver>(options: Options) => {
     policy: History.Policy,
     since: History.Position | undefined
   ): Effect.Effect<void, Rejection.Rejection> =>
-    history!.recover(entry.channel, policy, since, maxBytes).pipe(
-      Effect.mapError(toHistoryRejection),
-      Effect.tapError(() => Effect.sync(() => openGate(subscriber, entry, undefined))),
-      Effect.map((found) => {
-        const recovery = bounded(found)
-        advance(entry, recovery.position)
-        if (entry.subscribers.has(subscriber)) {
-          for (const message of recovery.messages) {
-            deliverSafely(subscriber, positionedFrame(entry.channel, message.text, message.position), onDefect)
+    Effect.flatMap(Clock.currentTimeMillis, (started) =>
+      readShared(entry.channel, policy, since).pipe(
+        Effect.onExit(() =>
+          Effect.flatMap(Clock.currentTimeMillis, (ended) => Metric.update(recoveryDuration, (ended - started) / 1000))
+        ),
+        Effect.mapError(toHistoryRejection),
+        Effect.tapError(() => Effect.sync(() => openGate(subscriber, entry, undefined))),
+        Effect.map((found) => {
+          const recovery = bounded(found)
+          advance(entry, recovery.position)
+          if (entry.subscribers.has(subscriber)) {
+            for (const message of recovery.messages) {
+              deliverSafely(subscriber, positionedFrame(entry.channel, message.text, message.position), onDefect)
+            }
+            deliverSafely(subscriber, positionFrame(entry.channel, recovery, since !== undefined), onDefect)
           }
-          deliverSafely(subscriber, positionFrame(entry.channel, recovery, since !== undefined), onDefect)
-        }
-        openGate(subscriber, entry, recovery.position.offset)
-      })
-    )
+          openGate(subscriber, entry, recovery.position.offset)
+        })
+      ))
 
   // After a gap in what the bus delivered: every positioned subscriber not recovering already gets what
   // is missing since the last offset it had, then a position frame, then what came meanwhile (gated).

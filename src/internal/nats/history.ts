@@ -110,8 +110,70 @@ const ensure = async (jsm: JetStreamManager, stream: Stream): Promise<string> =>
   return `${Date.parse(info.created).toString(36)}-${hashOf(stream.subjects.join(" "))}`
 }
 
-// the channel's messages after `since` on `subject`, as far as the stream and the policy keep them
+// the channel's messages after `since` on `subject`, as far as the stream and the policy keep them. The
+// common case costs direct gets only, which any replica answers: the channel's last message (its sequence is
+// the channel's position), the message at `since` (still there: nothing after it was dropped), then each one
+// after it. A channel without a message, a position past the channel's last, or a message at `since` no longer
+// there ask the stream's state too (its leader answers).
 const recover = async (
+  jsm: JetStreamManager,
+  stream: string,
+  epoch: string,
+  subject: string,
+  policy: History.Policy,
+  since: History.Position | undefined,
+  maxBytes: number
+): Promise<History.Recovery> => {
+  const latest = await jsm.direct.getMessage(stream, { last_by_subj: subject })
+  if (latest === null) return recoverByState(jsm, stream, epoch, subject, policy, since, maxBytes)
+  const position = { epoch, offset: latest.seq }
+  if (since === undefined) return { messages: [], position }
+  if (since.epoch !== epoch) return { messages: [], position, reason: "EpochChanged" }
+  if (since.offset > latest.seq) return recoverByState(jsm, stream, epoch, subject, policy, since, maxBytes)
+  if (since.offset === latest.seq) return { messages: [], position }
+  const anchor = await jsm.direct.getMessage(stream, { seq: since.offset, next_by_subj: subject })
+  if (anchor?.seq !== since.offset) return recoverByState(jsm, stream, epoch, subject, policy, since, maxBytes)
+  const read = await readAfter(jsm, stream, epoch, subject, policy, since.offset, latest.seq, maxBytes)
+  return "reason" in read
+    ? { messages: [], position, reason: read.reason }
+    : { messages: read.messages, position, ...trimmed(read) }
+}
+
+// the channel's messages after `after` up to `last` that the policy keeps, or the recovery's bound passed
+const readAfter = async (
+  jsm: JetStreamManager,
+  stream: string,
+  epoch: string,
+  subject: string,
+  policy: History.Policy,
+  after: number,
+  last: number,
+  maxBytes: number
+): Promise<
+  { readonly messages: ReadonlyArray<History.Stored>; readonly found: number } | { readonly reason: "RecoveryLimit" }
+> => {
+  const oldest = Date.now() - Duration.toMillis(policy.ttl)
+  const found: Array<History.Stored & { readonly at: number }> = []
+  let bytes = 0
+  for (let seq = after + 1; seq <= last;) {
+    const message = await jsm.direct.getMessage(stream, { seq, next_by_subj: subject })
+    if (message === null || message.seq > last) break
+    // past the bound nothing is handed over: no need to read the rest
+    bytes += message.data.length
+    if (bytes > maxBytes) return { reason: "RecoveryLimit" }
+    found.push({ text: message.string(), position: { epoch, offset: message.seq }, at: message.time.getTime() })
+    seq = message.seq + 1
+  }
+  const kept = found.filter((message) => message.at > oldest).slice(-policy.size)
+  return { messages: kept.map(({ position, text }) => ({ position, text })), found: found.length }
+}
+
+// what the policy dropped of what was read makes the recovery `Trimmed`
+const trimmed = (read: { readonly messages: ReadonlyArray<History.Stored>; readonly found: number }) =>
+  read.messages.length < read.found ? { reason: "Trimmed" as const } : {}
+
+// the recovery by the stream's state: its last sequence is the position (a channel without a message has one)
+const recoverByState = async (
   jsm: JetStreamManager,
   stream: string,
   epoch: string,
@@ -127,29 +189,17 @@ const recover = async (
   if (since.epoch !== epoch) return { messages: [], position, reason: "EpochChanged" }
   if (since.offset > last) return { messages: [], position, reason: "UnknownPosition" }
   if (since.offset === last) return { messages: [], position }
-  const oldest = Date.now() - Duration.toMillis(policy.ttl)
-  const found: Array<History.Stored & { readonly at: number }> = []
-  let bytes = 0
-  for (let seq = since.offset + 1; seq <= last;) {
-    const message = await jsm.direct.getMessage(stream, { seq, next_by_subj: subject })
-    if (message === null || message.seq > last) break
-    // past the bound nothing is handed over: no need to read the rest
-    bytes += message.data.length
-    if (bytes > maxBytes) return { messages: [], position, reason: "RecoveryLimit" }
-    found.push({ text: message.string(), position: { epoch, offset: message.seq }, at: message.time.getTime() })
-    seq = message.seq + 1
-  }
-  const kept = found.filter((message) => message.at > oldest).slice(-policy.size)
-  const messages = kept.map(({ position, text }) => ({ position, text }))
-  if (kept.length < found.length) return { messages, position, reason: "Trimmed" }
+  const read = await readAfter(jsm, stream, epoch, subject, policy, since.offset, last, maxBytes)
+  if ("reason" in read) return { messages: [], position, reason: read.reason }
+  if (read.messages.length < read.found) return { messages: read.messages, position, reason: "Trimmed" }
   // nothing of the channel after `since` was dropped when one of its messages at or before it is still
   // there, or when the stream still starts at or before `since` and the channel is under its per-subject limit
   const earlier = await jsm.direct.getMessage(stream, { seq: 1, next_by_subj: subject })
   const perSubject = info.config.max_msgs_per_subject
   const complete = (earlier !== null && earlier.seq <= since.offset) ||
     (info.state.first_seq <= since.offset + 1 &&
-      (perSubject === undefined || perSubject < 0 || found.length < perSubject))
-  return complete ? { messages, position } : { messages, position, reason: "Trimmed" }
+      (perSubject === undefined || perSubject < 0 || read.found < perSubject))
+  return complete ? { messages: read.messages, position } : { messages: read.messages, position, reason: "Trimmed" }
 }
 
 /**

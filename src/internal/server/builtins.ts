@@ -107,7 +107,15 @@ export const make = (options: Options) => {
         then(ask({ action: "unsubscribe", channels: message.unsubscribe, connection }))
       }
     }
-    if (message.subscribe.length > 0) then(hub.subscribe(connection, message.subscribe, { since: message.since }))
+    if (message.subscribe.length > 0) {
+      // the recoveries of `since` run beside the connection's next messages (a session restore, another
+      // channel's recovery), their failure answered as this message's
+      const id = message._tag === "Request" ? message.id : undefined
+      then(hub.subscribe(connection, message.subscribe, {
+        since: message.since,
+        recoverBeside: (recovering) => connection.request(Effect.catchCause(recovering, answer(connection, id)))
+      }))
+    }
     if (published !== undefined) {
       then(
         message._tag === "Request"
