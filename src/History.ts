@@ -162,13 +162,17 @@ export class History extends Context.Service<History, {
    * only the current position), as far as the history still has them. A
    * store may stop reading once the messages pass `maxBytes` and answer
    * none of them, with the reason `RecoveryLimit` (the hub answers so
-   * anyway: the bound only spares the reading).
+   * anyway: the bound only spares the reading). `reached`: the last position
+   * the hub delivered live on the channel, which the recovery must reach at
+   * least (a store whose replicas may lag behind reads past a replica that
+   * has not got there yet).
    */
   readonly recover: (
     channel: ChannelId,
     policy: Policy,
     since: Position | undefined,
-    maxBytes?: number
+    maxBytes?: number,
+    reached?: Position
   ) => Effect.Effect<Recovery, HistoryError>
   /** Whether the store can serve now (for `/readyz`); always, when absent. */
   readonly isReady?: Effect.Effect<boolean> | undefined

@@ -93,17 +93,30 @@ export const make = <S extends Receiver>(options: Options) => {
     { running: boolean; queued: Array<Deferred.Deferred<History.Recovery, History.HistoryError>> }
   >()
   const readShared = (
-    channel: Channel.ChannelId,
+    entry: Entry<S>,
     policy: History.Policy,
     since: History.Position | undefined
   ): Effect.Effect<History.Recovery, History.HistoryError> =>
     Effect.suspend(() => {
+      const channel = entry.channel
+      // each read reaches at least what the channel delivered here live when it starts (later: at the gates)
+      const read = Effect.suspend(() =>
+        history!.recover(
+          channel,
+          policy,
+          since,
+          maxBytes,
+          entry.last === undefined || entry.lastEpoch === undefined
+            ? undefined
+            : { epoch: entry.lastEpoch, offset: entry.last }
+        )
+      )
       const key = since === undefined ? `${channel}\nnow` : `${channel}\n${since.epoch}:${since.offset}`
       let slot = reads.get(key)
       if (slot === undefined) reads.set(key, slot = { running: false, queued: [] })
       const done = Deferred.makeUnsafe<History.Recovery, History.HistoryError>()
       slot.queued.push(done)
-      if (!slot.running) start(key, slot, history!.recover(channel, policy, since, maxBytes))
+      if (!slot.running) start(key, slot, read)
       return Deferred.await(done)
     })
   const start = (
@@ -149,7 +162,7 @@ export const make = <S extends Receiver>(options: Options) => {
     since: History.Position | undefined
   ): Effect.Effect<void, Rejection.Rejection> =>
     Effect.flatMap(Clock.currentTimeMillis, (started) =>
-      readShared(entry.channel, policy, since).pipe(
+      readShared(entry, policy, since).pipe(
         Effect.onExit(() =>
           Effect.flatMap(Clock.currentTimeMillis, (ended) => Metric.update(recoveryDuration, (ended - started) / 1000))
         ),

@@ -10,6 +10,7 @@ import {
   type JetStreamClient,
   type JetStreamManager,
   jetstreamManager,
+  type MsgRequest,
   type StreamConfig
 } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
@@ -110,11 +111,17 @@ const ensure = async (jsm: JetStreamManager, stream: Stream): Promise<string> =>
   return `${Date.parse(info.created).toString(36)}-${hashOf(stream.subjects.join(" "))}`
 }
 
-// the channel's messages after `since` on `subject`, as far as the stream and the policy keep them. The
-// common case costs direct gets only, which any replica answers: the channel's last message (its sequence is
-// the channel's position), the message at `since` (still there: nothing after it was dropped), then each one
-// after it. A channel without a message, a position past the channel's last, or a message at `since` no longer
-// there ask the stream's state too (its leader answers).
+// The channel's messages after `since` on `subject`, as far as the stream and the policy keep them.
+//
+// What a subscriber must have once its recovery is done is the channel's last message (its sequence is the
+// channel's position). A replica behind must not set it: what was stored between its state and the
+// subscriber's gate would reach the subscriber neither in the recovery nor live (found by the fault campaign).
+// So the position is the later of a replica's answer and what this node delivered live on the channel (which
+// the subscriber, new in the channel, may have missed); on a channel this node did not deliver yet, the
+// stream's leader says it. The messages up to it are read by direct gets, which any replica answers: a
+// replica holds a prefix of the stream, so what it answers is right, and one that answers nothing before the
+// last message is behind: that get is asked of the leader. When the message at `since` is still there,
+// nothing after it was dropped (the stream drops oldest first); else the stream's state says.
 const recover = async (
   jsm: JetStreamManager,
   stream: string,
@@ -122,84 +129,82 @@ const recover = async (
   subject: string,
   policy: History.Policy,
   since: History.Position | undefined,
-  maxBytes: number
+  maxBytes: number,
+  reached: History.Position | undefined
 ): Promise<History.Recovery> => {
-  const latest = await jsm.direct.getMessage(stream, { last_by_subj: subject })
-  if (latest === null) return recoverByState(jsm, stream, epoch, subject, policy, since, maxBytes)
-  const position = { epoch, offset: latest.seq }
+  // where the channel is: when this node delivered it live, at least there (a replica may answer, and reading
+  // up to there passes a replica behind); else the leader's word
+  const live = reached?.epoch === epoch ? reached.offset : undefined
+  const latest = live === undefined
+    ? await jsm.streams.getMessage(stream, { last_by_subj: subject })
+    : await jsm.direct.getMessage(stream, { last_by_subj: subject })
+  const last = Math.max(latest?.seq ?? 0, live ?? 0)
+  if (last === 0 || (since !== undefined && since.epoch === epoch && since.offset > last)) {
+    return recoverByState(jsm, stream, epoch, since, last > 0)
+  }
+  const position = { epoch, offset: last }
   if (since === undefined) return { messages: [], position }
   if (since.epoch !== epoch) return { messages: [], position, reason: "EpochChanged" }
-  if (since.offset > latest.seq) return recoverByState(jsm, stream, epoch, subject, policy, since, maxBytes)
-  if (since.offset === latest.seq) return { messages: [], position }
-  const anchor = await jsm.direct.getMessage(stream, { seq: since.offset, next_by_subj: subject })
-  if (anchor?.seq !== since.offset) return recoverByState(jsm, stream, epoch, subject, policy, since, maxBytes)
-  const read = await readAfter(jsm, stream, epoch, subject, policy, since.offset, latest.seq, maxBytes)
-  return "reason" in read
-    ? { messages: [], position, reason: read.reason }
-    : { messages: read.messages, position, ...trimmed(read) }
-}
-
-// the channel's messages after `after` up to `last` that the policy keeps, or the recovery's bound passed
-const readAfter = async (
-  jsm: JetStreamManager,
-  stream: string,
-  epoch: string,
-  subject: string,
-  policy: History.Policy,
-  after: number,
-  last: number,
-  maxBytes: number
-): Promise<
-  { readonly messages: ReadonlyArray<History.Stored>; readonly found: number } | { readonly reason: "RecoveryLimit" }
-> => {
+  if (since.offset === last) return { messages: [], position }
+  // the first message of the channel at or after `since`, then each one after it, up to the last
+  const next = async (seq: number) =>
+    (await jsm.direct.getMessage(stream, { seq, next_by_subj: subject })) ??
+      // (the leader answers next_by_subj too, since nats-server 2.9; the client's type does not say so)
+      (await jsm.streams.getMessage(stream, { seq, next_by_subj: subject } as unknown as MsgRequest))
   const oldest = Date.now() - Duration.toMillis(policy.ttl)
   const found: Array<History.Stored & { readonly at: number }> = []
   let bytes = 0
-  for (let seq = after + 1; seq <= last;) {
-    const message = await jsm.direct.getMessage(stream, { seq, next_by_subj: subject })
+  let anchored = false
+  let done = false
+  for (let seq = since.offset; !done;) {
+    const message = await next(seq)
+    // nothing up to the last one: it went meanwhile (its age), so may have others after `since`
     if (message === null || message.seq > last) break
+    seq = message.seq + 1
+    done = message.seq === last
+    if (message.seq === since.offset) {
+      anchored = true
+      continue
+    }
     // past the bound nothing is handed over: no need to read the rest
     bytes += message.data.length
-    if (bytes > maxBytes) return { reason: "RecoveryLimit" }
+    if (bytes > maxBytes) return { messages: [], position, reason: "RecoveryLimit" }
     found.push({ text: message.string(), position: { epoch, offset: message.seq }, at: message.time.getTime() })
-    seq = message.seq + 1
   }
   const kept = found.filter((message) => message.at > oldest).slice(-policy.size)
-  return { messages: kept.map(({ position, text }) => ({ position, text })), found: found.length }
+  const messages = kept.map(({ position, text }) => ({ position, text }))
+  if (kept.length < found.length || !done) return { messages, position, reason: "Trimmed" }
+  if (anchored) return { messages, position }
+  // the message at `since` is gone (or was another channel's): nothing of the channel after it was dropped when
+  // one of its messages before it is still there, or when the stream still starts at or before `since` and the
+  // channel is under its per-subject limit
+  const info = await jsm.streams.info(stream)
+  const earlier = await jsm.streams.getMessage(stream, { seq: 1, next_by_subj: subject } as unknown as MsgRequest)
+  const perSubject = info.config.max_msgs_per_subject
+  const complete = (earlier !== null && earlier.seq < since.offset) ||
+    (info.state.first_seq <= since.offset + 1 &&
+      (perSubject === undefined || perSubject < 0 || found.length < perSubject))
+  return complete ? { messages, position } : { messages, position, reason: "Trimmed" }
 }
 
-// what the policy dropped of what was read makes the recovery `Trimmed`
-const trimmed = (read: { readonly messages: ReadonlyArray<History.Stored>; readonly found: number }) =>
-  read.messages.length < read.found ? { reason: "Trimmed" as const } : {}
-
-// the recovery by the stream's state: its last sequence is the position (a channel without a message has one)
+// The recovery of a channel with nothing after `since` to read (no message of it kept, or `since` past its last
+// one), by the stream's state: its last sequence is the position; nothing after `since` was dropped when the
+// channel still has a message (at or before `since`), or when the stream still starts at or before `since`.
 const recoverByState = async (
   jsm: JetStreamManager,
   stream: string,
   epoch: string,
-  subject: string,
-  policy: History.Policy,
   since: History.Position | undefined,
-  maxBytes: number
+  kept: boolean
 ): Promise<History.Recovery> => {
   const info = await jsm.streams.info(stream)
-  const last = info.state.last_seq
-  const position = { epoch, offset: last }
+  const position = { epoch, offset: info.state.last_seq }
   if (since === undefined) return { messages: [], position }
   if (since.epoch !== epoch) return { messages: [], position, reason: "EpochChanged" }
-  if (since.offset > last) return { messages: [], position, reason: "UnknownPosition" }
-  if (since.offset === last) return { messages: [], position }
-  const read = await readAfter(jsm, stream, epoch, subject, policy, since.offset, last, maxBytes)
-  if ("reason" in read) return { messages: [], position, reason: read.reason }
-  if (read.messages.length < read.found) return { messages: read.messages, position, reason: "Trimmed" }
-  // nothing of the channel after `since` was dropped when one of its messages at or before it is still
-  // there, or when the stream still starts at or before `since` and the channel is under its per-subject limit
-  const earlier = await jsm.direct.getMessage(stream, { seq: 1, next_by_subj: subject })
-  const perSubject = info.config.max_msgs_per_subject
-  const complete = (earlier !== null && earlier.seq <= since.offset) ||
-    (info.state.first_seq <= since.offset + 1 &&
-      (perSubject === undefined || perSubject < 0 || read.found < perSubject))
-  return complete ? { messages: read.messages, position } : { messages: read.messages, position, reason: "Trimmed" }
+  if (since.offset > position.offset) return { messages: [], position, reason: "UnknownPosition" }
+  return kept || info.state.first_seq <= since.offset + 1
+    ? { messages: [], position }
+    : { messages: [], position, reason: "Trimmed" }
 }
 
 /**
@@ -259,7 +264,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       return lookup(channel)
     },
     numbering: options.policies.length === 0 ? "none" : "bus",
-    recover: (channel, policy, since, maxBytes) =>
+    recover: (channel, policy, since, maxBytes, reached) =>
       Effect.suspend(() => {
         const state = made.numbering()
         if (state._tag !== "Numbered" || manager === undefined) {
@@ -280,7 +285,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
               prefix + channel,
               policy,
               since,
-              maxBytes ?? Number.POSITIVE_INFINITY
+              maxBytes ?? Number.POSITIVE_INFINITY,
+              reached
             ),
           catch: (cause) =>
             new History.HistoryError({
