@@ -3,8 +3,9 @@
  * heard from lately, and questions asked of every node over the bus with
  * their answers gathered. Presence and the server API ask through it.
  *
- * Every node says it is there on an internal channel, at once and then every
- * 5 seconds, and counts a node it heard from in the last 15 seconds. `ask`
+ * Every node says it is there on an internal channel, at once and then,
+ * once it knows of another node, every 5 seconds; it counts a node it heard
+ * from in the last 15 seconds. `ask`
  * publishes a question of a kind to every node (this one included) and waits
  * for the answers of every node it counts, at most the timeout: the answer
  * says whether every node answered (`complete`), never a silent partial
@@ -16,7 +17,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Deferred, Duration, Effect, Exit, Layer, Result, Schedule } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Layer, Result, Schedule, type Scope } from "effect"
 import { Bus, type BusError } from "./Bus.ts"
 import * as Channel from "./Channel.ts"
 import { randomId } from "./internal/wire/ids.ts"
@@ -75,7 +76,7 @@ export class Cluster extends Context.Service<Cluster, {
   readonly serve: (
     kind: string,
     answer: (question: unknown) => Effect.Effect<unknown>
-  ) => Effect.Effect<void, never, import("effect").Scope.Scope>
+  ) => Effect.Effect<void, never, Scope.Scope>
 }>()("effect-lhttp/Cluster") {}
 
 // the bus channels between nodes (`$` channels: no client can name them)
@@ -129,6 +130,7 @@ export const make = Effect.fnUntraced(function*() {
   const node = randomId()
   const startedAt = Date.now()
   const context = yield* Effect.context<never>()
+  const scope = yield* Effect.scope
   const run = Effect.runForkWith(context)
   const served = new Map<string, (question: unknown) => Effect.Effect<unknown>>()
 
@@ -149,7 +151,7 @@ export const make = Effect.fnUntraced(function*() {
     const question = parse(text)
     if (!isRecord(question) || typeof question.from !== "string" || typeof question.kind !== "string") return
     if (typeof question.id !== "number") return
-    seen.set(question.from, Date.now())
+    heard(question.from)
     const to = answersTo(question.from)
     if (Result.isFailure(to)) return
     const id = question.id
@@ -170,32 +172,37 @@ export const make = Effect.fnUntraced(function*() {
   const onAnswer = (text: string) => {
     const reply = parse(text)
     if (!isRecord(reply) || typeof reply.node !== "string" || typeof reply.id !== "number") return
-    seen.set(reply.node, Date.now())
+    heard(reply.node)
     const waiter = waiting.get(reply.id)
     if (waiter === undefined) return
     waiter.answers.set(reply.node, reply.answer)
     if ([...waiter.expected].every((id) => waiter.answers.has(id))) Deferred.doneUnsafe(waiter.done, Exit.void)
   }
 
+  // this node says it is there again at every heartbeat, from when it first hears of another node (alone, it
+  // keeps no timer)
+  const announce = bus.publish(announcements, node)
+  let beating = false
+  const beat = Effect.ignore(announce).pipe(Effect.delay(heartbeat), Effect.forever)
+  const heard = (from: string) => {
+    seen.set(from, Date.now())
+    if (beating || from === node) return
+    beating = true
+    run(Effect.forkIn(beat, scope))
+  }
+
   // a node heard from for the first time is told of this one at once, so that its first question waits for it
   const onAnnouncement = (from: string) => {
     const known = seen.has(from)
-    seen.set(from, Date.now())
-    if (!known && from !== node) run(Effect.ignore(bus.publish(announcements, node)))
+    heard(from)
+    if (!known && from !== node) run(Effect.ignore(announce))
   }
 
   yield* bus.subscribe(questions, onQuestion).pipe(Effect.orDie)
   yield* bus.subscribe(Result.getOrThrow(answersTo(node)), onAnswer).pipe(Effect.orDie)
   yield* bus.subscribe(announcements, onAnnouncement).pipe(Effect.orDie)
-  // this node says it is there: at once (again every 100 ms while the bus cannot publish yet), then at
-  // every heartbeat
-  const announce = bus.publish(announcements, node)
-  yield* Effect.forkScoped(
-    announce.pipe(
-      Effect.retry(Schedule.spaced("100 millis")),
-      Effect.andThen(Effect.ignore(announce).pipe(Effect.delay(heartbeat), Effect.forever))
-    )
-  )
+  // this node says it is there at once (again every 100 ms while the bus cannot publish yet)
+  yield* Effect.forkScoped(announce.pipe(Effect.retry(Schedule.spaced("100 millis"))))
 
   const ask = <A>(kind: string, question: unknown, timeout?: Duration.Input) =>
     Effect.suspend(() => {

@@ -39,6 +39,17 @@ export interface Key<A> {
 export const key = <A>(name: string): Key<A> => ({ name })
 
 /**
+ * The user a connection belongs to: the id of its authenticated principal.
+ * Set it in an `authenticate` hook (`data.set(Connection.user, "42")`), a
+ * login processor or from a token; the server API reaches every connection
+ * of a user, on every node, by it, and presence shows it.
+ *
+ * @since 0.1.0
+ * @category keys
+ */
+export const user: Key<string> = key<string>("effect-lhttp/user")
+
+/**
  * A client connection.
  *
  * @since 0.1.0

@@ -174,6 +174,14 @@ export class History extends Context.Service<History, {
     maxBytes?: number,
     reached?: Position
   ) => Effect.Effect<Recovery, HistoryError>
+  /**
+   * Drops a channel's history (the server API's `history_remove`). The
+   * memory store starts the channel over in a new epoch (a client recovering
+   * since before is told `EpochChanged`); JetStream purges the channel's
+   * subject, its epoch (the stream's) goes on, so a client recovering since
+   * before gets what came after the removal and is not told.
+   */
+  readonly remove: (channel: ChannelId, policy: Policy) => Effect.Effect<void, HistoryError>
   /** Whether the store can serve now (for `/readyz`); always, when absent. */
   readonly isReady?: Effect.Effect<boolean> | undefined
   /** What the store cannot do here, in one line (e.g. no JetStream), or undefined. */
@@ -457,7 +465,11 @@ export const makeMemory = (
       appendNow
     ),
     recover: (channel, policy, since) =>
-      Effect.clockWith((clock) => Effect.succeed(recoverNow(channel, policy, since, clock.currentTimeMillisUnsafe())))
+      Effect.clockWith((clock) => Effect.succeed(recoverNow(channel, policy, since, clock.currentTimeMillisUnsafe()))),
+    remove: (channel) =>
+      Effect.sync(() => {
+        logs.delete(channel)
+      })
   }
 }
 

@@ -184,6 +184,8 @@ export class Hub extends Context.Service<Hub, {
   readonly channelCount: () => number
   /** The connections subscribed to a channel on this process. */
   readonly members: (channel: Channel.ChannelId) => ReadonlyArray<Connection>
+  /** The channels connections hold on this process (internal `$` ones aside), each with how many. */
+  readonly channels: () => Iterable<readonly [Channel.ChannelId, number]>
   /**
    * Runs `listener` for every connection joining or leaving a channel on this
    * process, until the scope closes: within the subscription (after it
@@ -535,6 +537,11 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
     members: (channel) => {
       const entry = table.get(channel)
       return entry === undefined ? [] : Array.from(entry.members)
+    },
+    *channels() {
+      for (const [channel, entry] of table) {
+        if (entry.members.size > 0 && !channel.startsWith("$")) yield [channel, entry.members.size] as const
+      }
     },
     watch: members.watch
   })

@@ -11,6 +11,7 @@
 import { Context, Data, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Redacted } from "effect"
 import type * as Auth from "./Authorization.ts"
 import { Bus } from "./Bus.ts"
+import type { Connection } from "./Connection.ts"
 import type * as Filter from "./Filter.ts"
 import { History } from "./History.ts"
 import * as Hub from "./Hub.ts"
@@ -21,6 +22,7 @@ import type { SlowConsumerPolicy } from "./internal/server/outbox.ts"
 import * as Pipeline from "./internal/server/pipeline.ts"
 import type { Rate as RateLimit } from "./internal/server/rate.ts"
 import { Stats } from "./internal/server/stats.ts"
+import { Users } from "./internal/server/users.ts"
 import { hintReason } from "./internal/wire/backoff.ts"
 import * as Protocol from "./internal/wire/protocol.ts"
 import type * as Message from "./Message.ts"
@@ -324,6 +326,14 @@ export class LhttpServer extends Context.Service<LhttpServer, {
   readonly limitations: Effect.Effect<ReadonlyArray<Limitation>>
   /** How many connections are open. */
   readonly connectionCount: () => number
+  /** The open connection with this id here, if any. */
+  readonly connection: (id: string) => Connection | undefined
+  /** The open connections here of a user (`Connection.user`). */
+  readonly connectionsOf: (user: string) => ReadonlyArray<Connection>
+  /** The open connections here by transport (`websocket`, `sse`, `poll`, ...). */
+  readonly transports: () => Readonly<Record<string, number>>
+  /** The subscriptions the open connections here hold. */
+  readonly subscriptionCount: () => number
   /**
    * Takes a connection from a transport: `onOpen` hooks run, then each
    * message the transport hands to the returned `Inbound`, one at a time, in
@@ -417,6 +427,7 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
     authenticateMessage: options.authenticateMessage
   })
   const connections = new Connections(config)
+  const users = new Users<LiveConnection>()
   const stats = new Stats()
   const metrics = registerMetrics(stats, connections.open, hub, { isReady: bus.isReady, limitations }, context, scope)
   let draining = false
@@ -445,7 +456,8 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
     ended: (connection) => {
       connections.delete(connection)
       if (draining && connections.open.size === 0) Deferred.doneUnsafe(drained, Exit.void)
-    }
+    },
+    users
   }
 
   const authenticate = options.authenticate
@@ -520,6 +532,21 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
     isReady,
     limitations,
     connectionCount: () => connections.open.size,
+    connection: (id) => connections.byId.get(id),
+    connectionsOf: (user) => users.of(user),
+    transports: () => {
+      const counts: Record<string, number> = {}
+      for (const connection of connections.open) {
+        const kind = connection.transport.kind ?? "other"
+        counts[kind] = (counts[kind] ?? 0) + 1
+      }
+      return counts
+    },
+    subscriptionCount: () => {
+      let count = 0
+      for (const connection of connections.open) count += connection.channels.size
+      return count
+    },
     accept,
     admit,
     authorize: options.authorize ?? (() => Effect.void),

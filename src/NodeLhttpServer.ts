@@ -45,10 +45,12 @@ import * as StartupConfig from "./internal/server/config.ts"
 import { HttpPath } from "./internal/wire/protocol.ts"
 import * as LhttpServer from "./LhttpServer.ts"
 import type * as Processor from "./Processor.ts"
+import * as ServerApi from "./ServerApi.ts"
 
 /**
  * Options of the HTTP routes ({@link routes}): the WebSocket paths (where a
- * plain GET gets the page or 426), `publishPath`, `page` and `sdk`.
+ * plain GET gets the page or 426), `publishPath`, `page`, `sdk` and the
+ * server API's key (`apiKey`).
  *
  * @since 0.1.0
  * @category models
@@ -376,7 +378,7 @@ export const routes = (
 export const layer = <const P extends Processor.Any = never, const F extends Filter.Any = never>(
   options: Options<P, F>
 ): Layer.Layer<
-  LhttpServer.LhttpServer | HttpServer.HttpServer,
+  LhttpServer.LhttpServer | ServerApi.ServerApi | HttpServer.HttpServer,
   LhttpServer.LhttpServerError | ServeError,
   Hub.Hub | Bus | Processor.Services<P> | Filter.Services<F>
 > => {
@@ -398,6 +400,8 @@ export const layer = <const P extends Processor.Any = never, const F extends Fil
   )
   return drainOnShutdown.pipe(
     Layer.provideMerge(http),
+    // every node answers the server API's questions, whether or not it serves its HTTP face
+    Layer.provideMerge(ServerApi.layer()),
     Layer.provideMerge(LhttpServer.layer(options))
   )
 }

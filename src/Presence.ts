@@ -17,13 +17,13 @@
  * @since 0.1.0
  */
 import type { Config } from "effect"
-import { Context, Data, Deferred, Duration, Effect, Exit, Layer, Result, Schedule } from "effect"
-import { Bus } from "./Bus.ts"
+import { Context, Data, Duration, Effect, Layer, Result } from "effect"
+import type { Bus } from "./Bus.ts"
 import * as Channel from "./Channel.ts"
+import * as Cluster from "./Cluster.ts"
 import * as Connection from "./Connection.ts"
 import { Hub } from "./Hub.ts"
 import { checkedOr, parseChannelPrefix, parseList } from "./internal/server/config.ts"
-import { randomId } from "./internal/wire/ids.ts"
 import * as Protocol from "./internal/wire/protocol.ts"
 import * as Processor from "./Processor.ts"
 import * as Rejection from "./Rejection.ts"
@@ -56,6 +56,8 @@ export interface Member {
   readonly connection: string
   /** The node it is on. */
   readonly node: string
+  /** The user it belongs to (`Connection.user`), if any. */
+  readonly user?: string
   /** What the app set with {@link info}, if anything. */
   readonly info?: unknown
 }
@@ -134,125 +136,57 @@ export class Presence extends Context.Service<Presence, {
  */
 export const PresenceProcessor = Processor.make(command)
 
-// the bus channels between nodes (`$` channels: no client can name them)
-const queries = Result.getOrThrow(Channel.internal("lhttp.presence.query"))
-const nodes = Result.getOrThrow(Channel.internal("lhttp.presence.nodes"))
-// (a node id that cannot name a channel gets no reply: this node's own ids always can)
-const repliesTo = (node: string) => Channel.internal(`lhttp.presence.reply.${node}`)
-
-// how often a node says it is there, and how long the others count it without hearing from it
-const heartbeat = Duration.seconds(5)
-const forgetAfter = 15_000
-
-interface Query {
-  readonly id: number
-  readonly channel: string
-  readonly limit: number
-  readonly from: string
-}
+// the question presence asks every node: its members of a channel
+const membersQuestion = "presence.members"
 
 interface Reply {
-  readonly id: number
-  readonly node: string
   readonly members: ReadonlyArray<Member>
   readonly cut: boolean
 }
 
-interface Waiting {
-  readonly expected: ReadonlySet<string>
-  readonly replies: Map<string, Reply>
-  readonly done: Deferred.Deferred<void>
-}
-
-const parse = <A>(text: string): A | undefined => {
-  try {
-    return JSON.parse(text) as A
-  } catch {
-    return undefined
-  }
-}
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null
 
 /**
- * Makes presence over the `Hub` and the `Bus` in context: joins the other
- * nodes on the bus and publishes join and leave events until the scope closes.
+ * Makes presence over the `Hub`, the `Bus` and the `Cluster` in context:
+ * answers the other nodes' questions and publishes join and leave events
+ * until the scope closes.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make = Effect.fnUntraced(function*(options?: Options) {
   const hub = yield* Hub
-  const bus = yield* Bus
-  const node = randomId()
+  const cluster = yield* Cluster.Cluster
+  const node = cluster.node
   const maxMembers = options?.maxMembers ?? 1000
   const timeout = Duration.fromInputUnsafe(options?.timeout ?? Duration.seconds(1))
   const events = (options?.events ?? []).map((prefix) => prefix === "*" ? "" : prefix)
-  const context = yield* Effect.context<never>()
-  const run = Effect.runForkWith(context)
 
   const memberOf = (connection: Connection.Connection): Member => {
     const shown = connection.get(info)
-    return shown === undefined ? { connection: connection.id, node } : { connection: connection.id, node, info: shown }
+    const user = connection.get(Connection.user)
+    return {
+      connection: connection.id,
+      node,
+      ...(user === undefined ? {} : { user }),
+      ...(shown === undefined ? {} : { info: shown })
+    }
   }
 
-  const local = (channel: Channel.ChannelId, limit: number) => {
+  const local = (channel: Channel.ChannelId, limit: number): Reply => {
     const connections = hub.members(channel)
     return { members: connections.slice(0, limit).map(memberOf), cut: connections.length > limit }
   }
 
-  // the nodes heard from lately, this one included
-  const seen = new Map<string, number>([[node, Date.now()]])
-  const alive = () => {
-    const now = Date.now()
-    seen.set(node, now)
-    for (const [id, at] of seen) if (now - at > forgetAfter) seen.delete(id)
-    return new Set(seen.keys())
-  }
-
-  const waiting = new Map<number, Waiting>()
-  let nextQuery = 0
-
-  // another node's query: this node's members of the channel, to the asker
-  const answer = (text: string) => {
-    const query = parse<Query>(text)
-    if (query === undefined || typeof query.channel !== "string" || typeof query.from !== "string") return
-    const channel = Channel.validate(query.channel)
-    if (Result.isFailure(channel)) return
-    seen.set(query.from, Date.now())
-    const to = repliesTo(query.from)
-    if (Result.isFailure(to)) return
-    const reply: Reply = { id: query.id, node, ...local(channel.success, Math.min(query.limit, maxMembers)) }
-    run(Effect.ignore(bus.publish(to.success, JSON.stringify(reply))))
-  }
-
-  const collect = (text: string) => {
-    const reply = parse<Reply>(text)
-    if (reply === undefined || typeof reply.node !== "string") return
-    seen.set(reply.node, Date.now())
-    const query = waiting.get(reply.id)
-    if (query === undefined) return
-    query.replies.set(reply.node, reply)
-    if ([...query.expected].every((id) => query.replies.has(id))) Deferred.doneUnsafe(query.done, Exit.void)
-  }
-
-  // a node heard from for the first time is told of this one at once, so that its first query waits for it
-  const hello = (from: string) => {
-    const known = seen.has(from)
-    seen.set(from, Date.now())
-    if (!known && from !== node) run(Effect.ignore(bus.publish(nodes, node)))
-  }
-
-  yield* bus.subscribe(queries, answer).pipe(Effect.orDie)
-  yield* bus.subscribe(Result.getOrThrow(repliesTo(node)), collect).pipe(Effect.orDie)
-  yield* bus.subscribe(nodes, hello).pipe(Effect.orDie)
-  // this node says it is there: at once (again every 100 ms while the bus cannot publish yet), then at
-  // every heartbeat
-  const announce = bus.publish(nodes, node)
-  yield* Effect.forkScoped(
-    announce.pipe(
-      Effect.retry(Schedule.spaced("100 millis")),
-      Effect.andThen(Effect.ignore(announce).pipe(Effect.delay(heartbeat), Effect.forever))
-    )
-  )
+  // another node's question (or this one's): this node's members of the channel
+  yield* cluster.serve(membersQuestion, (question) =>
+    Effect.sync(() => {
+      if (!isRecord(question) || typeof question.channel !== "string") return undefined
+      const channel = Channel.validate(question.channel)
+      if (Result.isFailure(channel)) return undefined
+      const limit = typeof question.limit === "number" ? Math.min(question.limit, maxMembers) : maxMembers
+      return local(channel.success, limit)
+    }))
 
   // join and leave events, published to the channel itself
   const eventful = (channel: string) => events.some((prefix) => channel.startsWith(prefix)) && !channel.startsWith("$")
@@ -273,23 +207,17 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
       if (Result.isFailure(checked)) {
         return yield* new PresenceError({ reason: "InvalidChannel", message: checked.failure.message })
       }
-      const id = ++nextQuery
-      const query: Waiting = { expected: alive(), replies: new Map(), done: Deferred.makeUnsafe() }
-      waiting.set(id, query)
-      const ask: Query = { id, channel: checked.success, limit: maxMembers, from: node }
-      const complete = yield* bus.publish(queries, JSON.stringify(ask)).pipe(
-        Effect.mapError((error) => new PresenceError({ reason: "BusUnavailable", message: error.message })),
-        Effect.andThen(Deferred.await(query.done)),
-        Effect.as(true),
-        Effect.timeoutOrElse({ duration: timeout, orElse: () => Effect.succeed(false) }),
-        Effect.ensuring(Effect.sync(() => waiting.delete(id)))
-      )
-      const all = Array.from(query.replies.values())
-      const listed = all.flatMap((reply) => reply.members)
+      const { answers, complete } = yield* cluster.ask<Reply>(
+        membersQuestion,
+        { channel: checked.success, limit: maxMembers },
+        timeout
+      ).pipe(Effect.mapError((error) => new PresenceError({ reason: "BusUnavailable", message: error.message })))
+      const replies = answers.flatMap(({ answer }) => isRecord(answer) && Array.isArray(answer.members) ? [answer] : [])
+      const listed = replies.flatMap((reply) => reply.members)
       return {
         channel: checked.success,
         members: listed.slice(0, maxMembers),
-        cut: listed.length > maxMembers || all.some((reply) => reply.cut),
+        cut: listed.length > maxMembers || replies.some((reply) => reply.cut),
         complete
       } satisfies Members
     })
@@ -332,7 +260,7 @@ export const layer = (
 ): Layer.Layer<Presence | Processor.Service<"presence">, never, Hub | Bus> =>
   Layer.unwrap(
     Effect.map(make(options), ({ processor, service }) => Layer.merge(Layer.succeed(Presence, service), processor))
-  )
+  ).pipe(Layer.provide(Cluster.layer))
 
 /**
  * {@link layer} with the join and leave events of `LHTTP_PRESENCE_EVENTS`:

@@ -29,6 +29,14 @@ export * as Bus from "./Bus.ts"
 export * as Channel from "./Channel.ts"
 
 /**
+ * The nodes of a cluster as one node knows them: questions asked of every node over the bus, answered with `complete`.
+ *
+ * @since 0.1.0
+ * @category modules
+ */
+export * as Cluster from "./Cluster.ts"
+
+/**
  * The per-connection handle of processors and filters.
  *
  * @since 0.1.0
@@ -155,6 +163,14 @@ export * as ProtocolError from "./ProtocolError.ts"
  * @category modules
  */
 export * as Rejection from "./Rejection.ts"
+
+/**
+ * The server API: what a backend does to the cluster (publish, subscribe, disconnect users, presence, history, info).
+ *
+ * @since 0.1.0
+ * @category modules
+ */
+export * as ServerApi from "./ServerApi.ts"
 
 /**
  * Sessions that follow a client across reconnects and nodes: create, restore, update, close, signal.

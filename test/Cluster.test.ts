@@ -192,13 +192,13 @@ layer(sharedNats, { excludeTestServices: true })("Cluster: server instances on o
       yield* until(Effect.map(subjects("subsz-two"), (list) => list.length === 1), "5 seconds")
       assert.deepStrictEqual(yield* subjects("subsz-one"), ["lhttp.sz-other", "lhttp.sz-room"])
       assert.deepStrictEqual(yield* subjects("subsz-two"), ["lhttp.sz-room"])
-      // one message: NATS sends it once to each node, which fans it out to its clients
-      const before = yield* outMessages(nats)
+      // one message: NATS sends it once to each node (its subscription of the channel), which fans it out
+      const before = yield* outMessages(nats, "lhttp.sz-room")
       yield* d.send(frame("c", { publish: "sz-room" }, "once"))
       for (const client of [a, b, c, d]) {
         assert.strictEqual(yield* client.next(), "LHTTP/1.0 c\r\npublish:sz-room\r\n\r\nonce")
       }
-      const after = yield* outMessages(nats)
+      const after = yield* outMessages(nats, "lhttp.sz-room")
       assert.deepStrictEqual(
         [
           after.get(cids.get("subsz-one")!)! - before.get(cids.get("subsz-one")!)!,
@@ -546,14 +546,14 @@ const connectionIds = (nats: NatsServer) =>
   )
 
 /** The messages nats-server has sent to each client connection, by cid. */
-const outMessages = (nats: NatsServer) =>
+/** The messages NATS delivered to each client connection's subscription of `subject`, from the monitor's `/subsz`. */
+const outMessages = (nats: NatsServer, subject: string) =>
   Effect.map(
-    request(`${nats.monitor}/connz`),
+    request(`${nats.monitor}/subsz?subs=1&limit=100000`),
     (response) =>
       new Map(
-        (JSON.parse(response.body) as { connections: Array<{ cid: number; out_msgs: number }> }).connections.map((
-          c
-        ) => [c.cid, c.out_msgs])
+        ((JSON.parse(response.body) as { subscriptions_list?: Array<{ cid: number; subject: string; msgs: number }> })
+          .subscriptions_list ?? []).filter((sub) => sub.subject === subject).map((sub) => [sub.cid, sub.msgs])
       )
   )
 
@@ -566,6 +566,8 @@ const subscriptionsOf = (nats: NatsServer, cid: number) =>
         .subscriptions_list ?? [])
         .filter((sub) => sub.cid === cid)
         .map((sub) => sub.subject)
+        // the node's own channels between nodes (the cluster's questions and announcements) aside
+        .filter((subject) => !subject.includes("$"))
   )
 
 /**

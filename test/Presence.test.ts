@@ -311,7 +311,7 @@ describe("Presence: leave events, the timeout, a crashed node, query floods", ()
       yield* member(two.connect, "bob", "ev-hall")
       assert.deepInclude(headersOf(yield* alice.next()), { channel: "ev-hall", event: "join" })
       const heartbeatsOfTwo = () =>
-        published.filter((p) => p.node === "two" && p.channel === "$lhttp.presence.nodes").length
+        published.filter((p) => p.node === "two" && p.channel === "$lhttp.cluster.nodes").length
       // both nodes know each other already (a node greets a new one at once): a complete answer at once
       const both = yield* ask(alice, "ev-hall")
       assert.deepStrictEqual(both.names, ["alice", "bob"])
@@ -370,7 +370,7 @@ describe("Presence: leave events, the timeout, a crashed node, query floods", ()
       })
       const client = yield* connect()
       yield* client.send("LHTTP/1.0 x\r\nsubscribe:room\r\n\r\n")
-      const queries = () => published.filter((p) => p.channel === "$lhttp.presence.query").length
+      const queries = () => published.filter((p) => p.channel === "$lhttp.cluster.ask").length
       for (let i = 0; i < 10; i++) yield* client.send(`LHTTP/1.0 presence\r\nchannel:room\r\nid:q${i}\r\n\r\n`)
       const answers = new Map<string, string>()
       for (let i = 0; i < 10; i++) {

@@ -22,6 +22,8 @@ interface Recording {
   readonly published: Array<Published>
   readonly delivered: Record<string, Array<readonly [number, string, string]>>
   readonly told: Record<string, Array<string>>
+  /** Per channel, each position frame (offset, recovered, reason) with its connection: a lost message's story. */
+  readonly positions: Record<string, Array<string>>
   opens: number
   open: boolean
   restored: number
@@ -44,6 +46,11 @@ const observe = (recording: Recording, message: Message.Message) => {
   const channel = message.headers.get("channel")
   if (channel === undefined || !recording.spec.channels.includes(channel)) return
   if (message.command === "position") {
+    ;(recording.positions[channel] ??= []).push(
+      `#${recording.opens}:${message.headers.get("offset")}:${message.headers.get("recovered") ?? "-"}${
+        message.headers.get("reason") === undefined ? "" : `:${message.headers.get("reason")}`
+      }`
+    )
     if (message.headers.get("recovered") === "no") {
       ;(recording.told[channel] ??= []).push(message.headers.get("reason") ?? "")
     }
@@ -69,6 +76,7 @@ const connect = (url: string, spec: ClientSpec) =>
       published: [],
       delivered: {},
       told: {},
+      positions: {},
       opens: 0,
       open: false,
       restored: 0,
@@ -160,7 +168,14 @@ const check = (acked: Readonly<Record<string, ReadonlyArray<readonly [string, nu
         }
         lost++
         if (lostSample.length < 8) {
-          lostSample.push(`${recording.spec.name} ${channel} ${body} @${offset} (last had ${got.at(-1)?.[0]})`)
+          const before = got.filter(([at]) => offset !== null && at < offset).at(-1)?.[0]
+          const after = got.find(([at]) => offset !== null && at > offset)?.[0]
+          lostSample.push(
+            `${recording.spec.name} ${channel} ${body} @${offset} (had ${before} before it, ${after} after it, ` +
+              `last ${got.at(-1)?.[0]}; reconnects ${recording.opens - 1}; positions ${
+                (recording.positions[channel] ?? []).join(" ")
+              })`
+          )
         }
       }
     }

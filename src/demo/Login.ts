@@ -1,13 +1,15 @@
 /**
  * The `login` demo processor: `LHTTP/1.0 login` with an `id` and a JSON body
- * `{"name":"..."}` creates a session holding that name and answers with the
- * `session` frame (carrying the `id`). The client keeps the key and restores
+ * `{"name":"..."}` creates a session holding that name, makes the name the
+ * connection's user (`Connection.user`), and answers with the `session`
+ * frame (carrying the `id`). The client keeps the key and restores
  * the session after a reconnect or a reload (`LHTTP/1.0 session` with
  * `restore:<key>`), so the name survives; the `chat` processor reads it.
  *
  * @since 0.1.0
  */
 import { Effect, Schema } from "effect"
+import * as Connection from "../Connection.ts"
 import * as Processor from "../Processor.ts"
 import * as Sessions from "../Sessions.ts"
 
@@ -37,6 +39,11 @@ export const layer = Login.toLayer(Effect.gen(function*() {
   const sessions = yield* Sessions.Sessions
   return {
     onMessage: (exchange) =>
-      Effect.asVoid(sessions.create(exchange.connection, { name: exchange.body.name }, { id: exchange.id }))
+      Effect.suspend(() => {
+        // the name is the connection's user too: the server API reaches a user's connections by it (a demo: a
+        // real app takes the user from an authenticate hook or a token, not from what the client claims)
+        exchange.connection.set(Connection.user, exchange.body.name)
+        return Effect.asVoid(sessions.create(exchange.connection, { name: exchange.body.name }, { id: exchange.id }))
+      })
   }
 }))

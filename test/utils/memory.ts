@@ -14,6 +14,7 @@ import * as LhttpServer from "../../src/LhttpServer.ts"
 import * as MemoryTransport from "../../src/MemoryTransport.ts"
 import type * as Processor from "../../src/Processor.ts"
 import type { Rejection } from "../../src/Rejection.ts"
+import * as ServerApi from "../../src/ServerApi.ts"
 
 /** A client on the in-memory transport. */
 export interface MemoryClient {
@@ -41,6 +42,8 @@ type AnyLayer = Layer.Layer<never, unknown, unknown>
 export interface MemoryServer {
   readonly server: LhttpServer.LhttpServer["Service"]
   readonly hub: Hub.Hub["Service"]
+  /** The server API, when asked for. */
+  readonly api: ServerApi.ServerApi["Service"] | undefined
   /** Connects a client until the test's scope closes; `url` and headers as a transport would give them. */
   readonly connect: (
     url?: string,
@@ -61,11 +64,14 @@ export const startMemoryServer = <const P extends Processor.Any = never, const F
     readonly hub?: Hub.Options
     readonly bus?: Layer.Layer<Bus.Bus, unknown>
     readonly history?: Layer.Layer<History.History, unknown>
+    /** With the server API (`ServerApi.layer`) over the server. */
+    readonly api?: boolean
   }
 ) =>
   Effect.gen(function*() {
     let app: AnyLayer = LhttpServer.layer(options)
     if (implementations !== undefined) app = app.pipe(Layer.provide(implementations))
+    if (more?.api === true) app = ServerApi.layer().pipe(Layer.provideMerge(app))
     const context = yield* Layer.build(
       app.pipe(
         Layer.provideMerge(
@@ -84,6 +90,9 @@ export const startMemoryServer = <const P extends Processor.Any = never, const F
     return {
       server: Context.get(context, LhttpServer.LhttpServer),
       hub: Context.get(context, Hub.Hub),
+      api: more?.api === true
+        ? Context.get(context as unknown as Context.Context<ServerApi.ServerApi>, ServerApi.ServerApi)
+        : undefined,
       connect
     } satisfies MemoryServer
   })

@@ -296,6 +296,22 @@ export const make = Effect.fnUntraced(function*(options: Options) {
             })
         })
       }),
+    remove: (channel) =>
+      Effect.suspend(() => {
+        const jsm = manager
+        if (made.numbering()._tag !== "Numbered" || jsm === undefined) {
+          return Effect.fail(new History.HistoryError({ reason: "Unavailable", message: "NATS is not reached yet" }))
+        }
+        return Effect.tryPromise({
+          try: () => jsm.streams.purge(stream.name, { filter: prefix + channel }),
+          catch: (cause) =>
+            new History.HistoryError({
+              reason: "ReadFailed",
+              message: `the history failed to remove a channel: ${String(cause)}`,
+              cause
+            })
+        }).pipe(Effect.asVoid)
+      }),
     isReady: Effect.sync(() => made.numbering()._tag !== "Pending"),
     limitation: Effect.sync(() => limitation)
   })

@@ -19,6 +19,9 @@ export const config = Config.all({
   publishToken: StartupConfig.checked("LHTTP_PUBLISH_TOKEN", StartupConfig.parseSecret).pipe(
     Config.map(Option.map(Redacted.make))
   ),
+  apiKey: StartupConfig.checked("LHTTP_API_KEY", StartupConfig.parseSecret).pipe(
+    Config.map(Option.map(Redacted.make))
+  ),
   maxMessageBytes: StartupConfig.checkedOr(
     "LHTTP_MAX_MESSAGE_BYTES",
     LhttpServer.defaults.maxMessageBytes,
@@ -60,6 +63,7 @@ interface Overridden {
   readonly port?: number | undefined
   readonly host?: string | undefined
   readonly publishToken?: Redacted.Redacted<string> | string | undefined
+  readonly apiKey?: Redacted.Redacted<string> | string | undefined
   readonly maxMessageBytes?: number | undefined
   readonly allowedOrigins?: ReadonlyArray<string> | undefined
   readonly maxConnections?: number | undefined
@@ -86,6 +90,7 @@ export const over = <O extends Overridden>(options: O, env: Environment): O => (
   port: env.port,
   host: Option.getOrUndefined(env.host),
   publishToken: Option.getOrUndefined(env.publishToken),
+  apiKey: Option.getOrElse(env.apiKey, () => options.apiKey),
   maxMessageBytes: env.maxMessageBytes,
   allowedOrigins: Option.getOrElse(env.allowedOrigins, () => options.allowedOrigins),
   maxConnections: env.maxConnections,

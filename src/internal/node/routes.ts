@@ -8,16 +8,17 @@
 import { ByteSize, Effect, Option, Redacted, Result } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
-import { Buffer } from "node:buffer"
-import { timingSafeEqual } from "node:crypto"
 import { readFileSync } from "node:fs"
 import * as Channel from "../../Channel.ts"
 import * as Hub from "../../Hub.ts"
 import * as LhttpServer from "../../LhttpServer.ts"
 import type { Rejection } from "../../Rejection.ts"
+import * as ServerApi from "../../ServerApi.ts"
 import { renderAckPositions } from "../wire/positions.ts"
 import { Header, HttpHeader } from "../wire/protocol.ts"
 import * as Admission from "./admission.ts"
+import * as Api from "./api.ts"
+import { tokenMatches } from "./token.ts"
 
 /** Options of the HTTP routes. */
 export interface Options {
@@ -29,6 +30,12 @@ export interface Options {
   readonly page?: string | undefined
   /** Whether `GET /lhttp.js` serves the browser SDK (default true). */
   readonly sdk?: boolean | undefined
+  /**
+   * The bearer key of the server API's HTTP face, `POST /api/<operation>`
+   * (served when a `ServerApi` is in context); without one it answers
+   * `403 ApiDisabled`.
+   */
+  readonly apiKey?: Redacted.Redacted<string> | string | undefined
 }
 
 // the browser SDK, beside the compiled or the source tree alike
@@ -38,14 +45,6 @@ const sdkFile = new URL("../../browser/lhttp.js", import.meta.url)
 export const isLoopback = (address: string | undefined): boolean =>
   address !== undefined &&
   (address === "::1" || address.startsWith("127.") || address.startsWith("::ffff:127."))
-
-// the scheme is case-insensitive (RFC 7235 §2.1)
-const tokenMatches = (header: string | undefined, token: Redacted.Redacted<string>): boolean => {
-  if (header === undefined || header.length < 7 || header.slice(0, 7).toLowerCase() !== "bearer ") return false
-  const given = Buffer.from(header.slice(7))
-  const expected = Buffer.from(Redacted.value(token))
-  return given.length === expected.length && timingSafeEqual(given, expected)
-}
 
 const plain = (status: number, body: string, headers?: Record<string, string>) =>
   HttpServerResponse.text(body, { status, ...(headers === undefined ? {} : { headers }) })
@@ -137,6 +136,12 @@ export const make = (options: Options | undefined) =>
           contentType: "text/plain; version=0.0.4; charset=utf-8"
         })
       }))
+    // the server API's HTTP face, when there is a server API
+    const api = yield* Effect.serviceOption(ServerApi.ServerApi)
+    if (Option.isSome(api)) {
+      const key = options?.apiKey
+      yield* Api.add(router, api.value, { key: typeof key === "string" ? Redacted.make(key) : key })
+    }
     yield* router.add("GET", "/healthz", Effect.succeed(plain(200, "ok\n")))
     yield* router.add(
       "GET",

@@ -15,7 +15,7 @@
  */
 import { Effect, Exit, Fiber, Result, Scope } from "effect"
 import * as Channel from "../../Channel.ts"
-import type { Connection, Key } from "../../Connection.ts"
+import { type Connection, type Key, user as userKey } from "../../Connection.ts"
 import * as Frame from "../../Frame.ts"
 import type { Since } from "../../History.ts"
 import type { Hub, Subscriber } from "../../Hub.ts"
@@ -28,6 +28,7 @@ import { Lane } from "./lane.ts"
 import { Outbox, schedule, type SlowConsumerPolicy } from "./outbox.ts"
 import { Bucket, type Rate } from "./rate.ts"
 import type { Stats } from "./stats.ts"
+import type { Users } from "./users.ts"
 
 /** The per-connection limits. */
 interface Limits {
@@ -67,6 +68,8 @@ export interface Core {
     | undefined
   /** The connection has ended: every hook ran, every subscription is gone. */
   readonly ended: (connection: LiveConnection) => void
+  /** Each user's connections here. */
+  readonly users: Users<LiveConnection>
 }
 
 const rateLimited = (perSecond: number) =>
@@ -332,6 +335,8 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
       Effect.ensuring(Effect.sync(() => {
         connection.#inbox = []
         connection.#head = 0
+        const user = connection.user
+        if (user !== undefined) core.users.remove(connection, user)
         core.ended(connection)
       })),
       Effect.uninterruptible
@@ -419,9 +424,7 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
 
   /** Adds the per-connection data an authentication set (the principal). */
   admit(data: ReadonlyMap<string, unknown>): void {
-    if (data.size === 0) return
-    const own = (this.#data ??= new Map())
-    for (const [name, value] of data) own.set(name, value)
+    for (const [name, value] of data) this.#put(name, value)
   }
 
   get<A>(key: Key<A>): A | undefined {
@@ -429,7 +432,27 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
   }
 
   set<A>(key: Key<A>, value: A): void {
-    ;(this.#data ??= new Map()).set(key.name, value)
+    this.#put(key.name, value)
+  }
+
+  // per-connection data; the user goes to the server's index of users too
+  #put(name: string, value: unknown): void {
+    const data = (this.#data ??= new Map())
+    if (name === userKey.name && !this.#ended) {
+      const previous = data.get(name)
+      this.#core.users.assign(
+        this,
+        typeof previous === "string" ? previous : undefined,
+        typeof value === "string" ? value : undefined
+      )
+    }
+    data.set(name, value)
+  }
+
+  /** The user the connection belongs to (`Connection.user`), if any. */
+  get user(): string | undefined {
+    const user = this.#data?.get(userKey.name)
+    return typeof user === "string" ? user : undefined
   }
 
   send(frame: Frame.Frame): Effect.Effect<void, ProtocolError> {

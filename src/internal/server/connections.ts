@@ -47,6 +47,8 @@ interface Limits {
 export class Connections {
   /** The open connections. */
   readonly open = new Set<LiveConnection>()
+  /** The open connections by id. */
+  readonly byId = new Map<string, LiveConnection>()
   readonly #byAddress = new Map<string, number>()
   readonly #limits: Limits
   readonly #rate: Buckets | undefined
@@ -81,10 +83,12 @@ export class Connections {
     const address = connection.remoteAddress
     if (address !== undefined) this.#byAddress.set(address, this.#fromAddress(address) + 1)
     this.open.add(connection)
+    this.byId.set(connection.id, connection)
   }
 
   delete(connection: LiveConnection): void {
     if (!this.open.delete(connection)) return
+    this.byId.delete(connection.id)
     const address = connection.remoteAddress
     if (address === undefined) return
     const count = this.#byAddress.get(address)! - 1
