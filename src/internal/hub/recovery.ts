@@ -58,6 +58,15 @@ export const recoveryDuration = Metric.histogram("lhttp_recovery_duration_second
   boundaries: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 })
 
+/** A read of the store shared by the recoveries of one entry from one position. */
+interface Slot {
+  readonly read: Effect.Effect<History.Recovery, History.HistoryError>
+  running: boolean
+  queued: Array<Deferred.Deferred<History.Recovery, History.HistoryError>>
+  /** Forgets the slot: nothing is queued or running. */
+  readonly done: () => void
+}
+
 /** What recovery needs from its hub. */
 interface Options {
   /** The store, when channels keep history here. */
@@ -84,57 +93,56 @@ export const make = <S extends Receiver>(options: Options) => {
     return recovery
   }
 
-  // Reads of the store shared by the subscribers recovering a channel from the same position (a herd back
-  // after a restart, every positioned subscriber of a channel after a gap): while one read is in flight, the
-  // recoveries that come wait for the next one, which serves them all. A read that started before a
+  // Reads of the store shared by the subscribers recovering a channel's entry from the same position (a herd
+  // back after a restart, every positioned subscriber of a channel after a gap): while one read is in flight,
+  // the recoveries that come wait for the next one, which serves them all. A read that started before a
   // subscriber's gate went up could miss what arrived in between, so none is joined once started.
-  const reads = new Map<
-    string,
-    { running: boolean; queued: Array<Deferred.Deferred<History.Recovery, History.HistoryError>> }
-  >()
+  const reads = new WeakMap<Entry<S>, Map<string, Slot>>()
   const readShared = (
     entry: Entry<S>,
     policy: History.Policy,
     since: History.Position | undefined
   ): Effect.Effect<History.Recovery, History.HistoryError> =>
     Effect.suspend(() => {
-      const channel = entry.channel
-      // each read reaches at least what the channel delivered here live when it starts (later: at the gates)
-      const read = Effect.suspend(() =>
-        history!.recover(
-          channel,
-          policy,
-          since,
-          maxBytes,
-          entry.last === undefined || entry.lastEpoch === undefined
-            ? undefined
-            : { epoch: entry.lastEpoch, offset: entry.last }
+      let slots = reads.get(entry)
+      if (slots === undefined) reads.set(entry, slots = new Map())
+      const key = since === undefined ? "now" : `${since.epoch}:${since.offset}`
+      let slot = slots.get(key)
+      if (slot === undefined) {
+        // each read reaches at least what the channel delivered here live when it starts (later: at the gates)
+        const read = Effect.suspend(() =>
+          history!.recover(
+            entry.channel,
+            policy,
+            since,
+            maxBytes,
+            entry.last === undefined || entry.lastEpoch === undefined
+              ? undefined
+              : { epoch: entry.lastEpoch, offset: entry.last }
+          )
         )
-      )
-      const key = since === undefined ? `${channel}\nnow` : `${channel}\n${since.epoch}:${since.offset}`
-      let slot = reads.get(key)
-      if (slot === undefined) reads.set(key, slot = { running: false, queued: [] })
+        slots.set(key, slot = { read, running: false, queued: [], done: () => slots.delete(key) })
+      }
       const done = Deferred.makeUnsafe<History.Recovery, History.HistoryError>()
       slot.queued.push(done)
-      if (!slot.running) start(key, slot, read)
+      if (!slot.running) start(slot)
       return Deferred.await(done)
     })
-  const start = (
-    key: string,
-    slot: { running: boolean; queued: Array<Deferred.Deferred<History.Recovery, History.HistoryError>> },
-    read: Effect.Effect<History.Recovery, History.HistoryError>
-  ): void => {
+  const start = (slot: Slot): void => {
     slot.running = true
     const batch = slot.queued
     slot.queued = []
     Effect.runForkWith(context)(
-      Effect.flatMap(Effect.exit(read), (exit: Exit.Exit<History.Recovery, History.HistoryError>) =>
-        Effect.sync(() => {
-          for (const done of batch) Deferred.doneUnsafe(done, exit)
-          slot.running = false
-          if (slot.queued.length > 0) start(key, slot, read)
-          else reads.delete(key)
-        }))
+      Effect.flatMap(
+        Effect.exit(slot.read),
+        (exit: Exit.Exit<History.Recovery, History.HistoryError>) =>
+          Effect.sync(() => {
+            for (const done of batch) Deferred.doneUnsafe(done, exit)
+            slot.running = false
+            if (slot.queued.length > 0) start(slot)
+            else slot.done()
+          })
+      )
     )
   }
 

@@ -116,8 +116,8 @@ const ensure = async (jsm: JetStreamManager, stream: Stream): Promise<string> =>
 // What a subscriber must have once its recovery is done is the channel's last message (its sequence is the
 // channel's position). A replica behind must not set it: what was stored between its state and the
 // subscriber's gate would reach the subscriber neither in the recovery nor live (found by the fault campaign).
-// So the position is the later of a replica's answer and what this node delivered live on the channel (which
-// the subscriber, new in the channel, may have missed); on a channel this node did not deliver yet, the
+// So a replica's answer is taken when it is at least what this node delivered live on the channel (which the
+// subscriber, new in the channel, may have missed); else, and on a channel this node did not deliver yet, the
 // stream's leader says it. The messages up to it are read by direct gets, which any replica answers: a
 // replica holds a prefix of the stream, so what it answers is right, and one that answers nothing before the
 // last message is behind: that get is asked of the leader. When the message at `since` is still there,
@@ -135,10 +135,13 @@ const recover = async (
   // where the channel is: when this node delivered it live, at least there (a replica may answer, and reading
   // up to there passes a replica behind); else the leader's word
   const live = reached?.epoch === epoch ? reached.offset : undefined
-  const latest = live === undefined
-    ? await jsm.streams.getMessage(stream, { last_by_subj: subject })
-    : await jsm.direct.getMessage(stream, { last_by_subj: subject })
-  const last = Math.max(latest?.seq ?? 0, live ?? 0)
+  const replica = live === undefined ? null : await jsm.direct.getMessage(stream, { last_by_subj: subject })
+  // (behind what was delivered live: that replica lags, or the node's last position was the stream's, not one
+  // of the channel's messages; the leader says which)
+  const latest = replica !== null && replica.seq >= live!
+    ? replica
+    : await jsm.streams.getMessage(stream, { last_by_subj: subject })
+  const last = latest?.seq ?? 0
   if (last === 0 || (since !== undefined && since.epoch === epoch && since.offset > last)) {
     return recoverByState(jsm, stream, epoch, since, last > 0)
   }
