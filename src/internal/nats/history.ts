@@ -11,7 +11,8 @@ import {
   type JetStreamManager,
   jetstreamManager,
   type MsgRequest,
-  type StreamConfig
+  type StreamConfig,
+  type StreamInfo
 } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { Duration, Effect } from "effect"
@@ -141,11 +142,20 @@ const recover = async (
   const latest = replica !== null && replica.seq >= live!
     ? replica
     : await jsm.streams.getMessage(stream, { last_by_subj: subject })
-  const last = latest?.seq ?? 0
+  let last = latest?.seq ?? 0
+  let position = { epoch, offset: last }
   if (last === 0 || (since !== undefined && since.epoch === epoch && since.offset > last)) {
-    return recoverByState(jsm, stream, epoch, since, last > 0)
+    // nothing of the channel after `since`, as far as that answer goes: the stream's state gives the position,
+    // and the channel's last message asked after it (stored meanwhile, it is at or before that position, so it
+    // is read: found by the fault campaign, where such a message reached the subscriber neither way)
+    const info = await jsm.streams.info(stream)
+    const again = await jsm.streams.getMessage(stream, { last_by_subj: subject })
+    if (again === null || since === undefined || since.epoch !== epoch || again.seq <= since.offset) {
+      return byState(info, epoch, since, again !== null)
+    }
+    last = again.seq
+    position = { epoch, offset: info.state.last_seq }
   }
-  const position = { epoch, offset: last }
   if (since === undefined) return { messages: [], position }
   if (since.epoch !== epoch) return { messages: [], position, reason: "EpochChanged" }
   if (since.offset === last) return { messages: [], position }
@@ -190,17 +200,15 @@ const recover = async (
   return complete ? { messages, position } : { messages, position, reason: "Trimmed" }
 }
 
-// The recovery of a channel with nothing after `since` to read (no message of it kept, or `since` past its last
-// one), by the stream's state: its last sequence is the position; nothing after `since` was dropped when the
-// channel still has a message (at or before `since`), or when the stream still starts at or before `since`.
-const recoverByState = async (
-  jsm: JetStreamManager,
-  stream: string,
+// The recovery of a channel with nothing after `since` to read (no message of it kept, or `since` at or past its
+// last one), by the stream's state: its last sequence is the position; nothing after `since` was dropped when
+// the channel still has a message (at or before `since`), or when the stream still starts at or before `since`.
+const byState = (
+  info: StreamInfo,
   epoch: string,
   since: History.Position | undefined,
   kept: boolean
-): Promise<History.Recovery> => {
-  const info = await jsm.streams.info(stream)
+): History.Recovery => {
   const position = { epoch, offset: info.state.last_seq }
   if (since === undefined) return { messages: [], position }
   if (since.epoch !== epoch) return { messages: [], position, reason: "EpochChanged" }
