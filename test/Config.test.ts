@@ -267,6 +267,9 @@ describe("the checks, read from a given environment", () => {
         "LHTTP_PUBLISH_TOKEN: expected visible ASCII characters without spaces (the value is not shown)"
       )
       const api = yield* lineOf(NodeLhttpServer.config, { LHTTP_API_KEY: "top secret" })
-      assert.strictEqual(api, "LHTTP_API_KEY: expected visible ASCII characters without spaces (the value is not shown)")
+      assert.strictEqual(
+        api,
+        "LHTTP_API_KEY: expected visible ASCII characters without spaces (the value is not shown)"
+      )
     }))
 })

@@ -377,8 +377,9 @@ describe("History", () => {
 
   it.effect("a recovery runs beside the connection's next messages; one that fails is answered and undoes the subscription", () =>
     Effect.gen(function*() {
-      // h-slow's recovery waits until released, h-broken's fails
+      // h-slow's recovery waits until released, h-broken's fails (each time it is asked)
       const release = yield* Deferred.make<void>()
+      let brokenReads = 0
       const slow = Layer.sync(History.History, () => {
         const store = History.makeMemory({ policies: [policy] })
         return History.History.of({
@@ -387,7 +388,10 @@ describe("History", () => {
             since === undefined
               ? store.recover(channel, policy, since, maxBytes)
               : channel === "h-broken"
-              ? Effect.fail(new History.HistoryError({ reason: "ReadFailed", message: "the disk is gone" }))
+              ? Effect.suspend(() => {
+                brokenReads++
+                return Effect.fail(new History.HistoryError({ reason: "ReadFailed", message: "the disk is gone" }))
+              })
               : Effect.andThen(Deferred.await(release), store.recover(channel, policy, since, maxBytes))
         })
       })
@@ -411,9 +415,15 @@ describe("History", () => {
       const [missed, live, position] = yield* take(back, 3)
       assert.deepStrictEqual([bodyOf(missed!), bodyOf(live!)], ["missed", "live"])
       assert.deepStrictEqual([headersOf(position!).recovered, headersOf(position!).offset], ["yes", "2"])
-      // a recovery that fails: its error answers the subscription (with its id), which is undone
+      // a recovery that fails, asked again three times: its error answers the subscription (with its id), which
+      // is undone; what waited meanwhile is not delivered
       yield* back.send(`LHTTP/1.0 chat\r\nsubscribe:h-broken\r\nsince:${epoch}:0\r\nid:b\r\n\r\n`)
+      yield* back.nothing()
+      yield* publish(publisher, "h-broken", "waited")
+      yield* publisher.nothing()
+      yield* TestClock.adjust("2 seconds")
       const error = headersOf(yield* back.next())
+      assert.strictEqual(brokenReads, 4)
       assert.deepStrictEqual([error.status, error.reason, error.id], ["503", "HistoryUnavailable", "b"])
       yield* publish(publisher, "h-broken", "nobody")
       yield* publisher.nothing()

@@ -149,8 +149,17 @@ const check = (acked: Readonly<Record<string, ReadonlyArray<readonly [string, nu
       delivered += got.length
       const offsets = new Map<string, number>()
       let last = -1
-      for (const [offset, , body] of got) {
-        if (offsets.has(body)) duplicated++
+      for (const [index, [offset, , body]] of got.entries()) {
+        if (offsets.has(body)) {
+          duplicated++
+          if (lostSample.length < 8) {
+            lostSample.push(
+              `duplicate: ${recording.spec.name} ${channel} ${body} @${offsets.get(body)} and @${offset} (around it ${
+                got.slice(Math.max(0, index - 3), index + 2).map(([at]) => at).join(",")
+              }; reconnects ${recording.opens - 1}; positions ${(recording.positions[channel] ?? []).join(" ")})`
+            )
+          }
+        }
         offsets.set(body, offset)
         if (offset <= last) reordered++
         last = offset

@@ -6,12 +6,13 @@
  * runs for every positioned subscriber after a gap in what the bus delivered
  * (`heal`).
  */
-import { Clock, type Context, Deferred, Effect, type Exit, Metric } from "effect"
+import { Clock, type Context, Deferred, Effect, type Exit, Metric, Schedule } from "effect"
 import type * as Channel from "../../Channel.ts"
 import * as Frame from "../../Frame.ts"
 import * as History from "../../History.ts"
 import * as Rejection from "../../Rejection.ts"
 import { Outbound, utf8Length } from "../wire/outbound.ts"
+import { CloseCode } from "../wire/protocol.ts"
 import { advance, deliverSafely, type Entry, positionedFrame, type Receiver } from "./fanOut.ts"
 
 /**
@@ -109,7 +110,8 @@ export const make = <S extends Receiver>(options: Options) => {
       const key = since === undefined ? "now" : `${since.epoch}:${since.offset}`
       let slot = slots.get(key)
       if (slot === undefined) {
-        // each read reaches at least what the channel delivered here live when it starts (later: at the gates)
+        // each read reaches at least what the channel delivered here live when it starts (later: at the gates);
+        // a store that fails is asked again a few times (a cluster under load times out now and then)
         const read = Effect.suspend(() =>
           history!.recover(
             entry.channel,
@@ -120,7 +122,7 @@ export const make = <S extends Receiver>(options: Options) => {
               ? undefined
               : { epoch: entry.lastEpoch, offset: entry.last }
           )
-        )
+        ).pipe(Effect.retry({ schedule: Schedule.exponential("200 millis"), times: 3 }))
         slots.set(key, slot = { read, running: false, queued: [], done: () => slots.delete(key) })
       }
       const done = Deferred.makeUnsafe<History.Recovery, History.HistoryError>()
@@ -175,7 +177,10 @@ export const make = <S extends Receiver>(options: Options) => {
           Effect.flatMap(Clock.currentTimeMillis, (ended) => Metric.update(recoveryDuration, (ended - started) / 1000))
         ),
         Effect.mapError(toHistoryRejection),
-        Effect.tapError(() => Effect.sync(() => openGate(subscriber, entry, undefined))),
+        // what waited is not delivered: positioned frames after a gap the subscriber was not told of would move
+        // its position past what it missed (found by the fault campaign); the subscription is undone, or, after a
+        // gap in live delivery, the subscriber is closed to recover on its next connection
+        Effect.tapError(() => Effect.sync(() => removeGate(entry, subscriber))),
         Effect.map((found) => {
           const recovery = bounded(found)
           advance(entry, recovery.position)
@@ -200,7 +205,11 @@ export const make = <S extends Receiver>(options: Options) => {
       Effect.runForkWith(context)(
         recover(subscriber, entry, policy, since).pipe(
           Effect.catchCause((cause) =>
-            Effect.logWarning("a channel's history could not fill a gap in live delivery", cause)
+            Effect.andThen(
+              Effect.logWarning("a channel's history could not fill a gap in live delivery", cause),
+              // a connection goes: its client recovers on the next one, since the last position it has
+              subscriber.connection?.close(CloseCode.serviceRestart, "history unavailable") ?? Effect.void
+            )
           )
         )
       )
