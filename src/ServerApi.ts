@@ -503,21 +503,19 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
       return { positions: Object.fromEntries(positions) }
     })
 
-  const subscribe = (request: typeof SubscriptionRequest.Type) =>
+  // a target's connections subscribed or unsubscribed, on every node: how many, and whether all answered
+  const onSubscriptions = (request: typeof SubscriptionRequest.Type, action: "subscribe" | "unsubscribe") =>
     Effect.gen(function*() {
       const target = yield* targetOf(request)
       const channels = yield* channelsOf(request.channels)
-      const { complete, count } = yield* onConnections({ ...target, action: "subscribe", channels })
-      return { subscribed: count, complete }
+      return yield* onConnections({ ...target, action, channels })
     })
 
+  const subscribe = (request: typeof SubscriptionRequest.Type) =>
+    Effect.map(onSubscriptions(request, "subscribe"), ({ complete, count }) => ({ subscribed: count, complete }))
+
   const unsubscribe = (request: typeof SubscriptionRequest.Type) =>
-    Effect.gen(function*() {
-      const target = yield* targetOf(request)
-      const channels = yield* channelsOf(request.channels)
-      const { complete, count } = yield* onConnections({ ...target, action: "unsubscribe", channels })
-      return { unsubscribed: count, complete }
-    })
+    Effect.map(onSubscriptions(request, "unsubscribe"), ({ complete, count }) => ({ unsubscribed: count, complete }))
 
   const disconnect = (request: typeof DisconnectRequest.Type) =>
     Effect.gen(function*() {

@@ -93,6 +93,16 @@ describe("ServerApi over HTTP: the key, the sizes, bad requests", () => {
       assert.deepStrictEqual([huge.status, huge.json.reason], [413, "TooLarge"])
       const get = yield* request(`${base}/api/info`, { headers: { authorization: `Bearer ${key}` } })
       assert.strictEqual(get.status, 405)
+      // the node's rate: 100 calls a second, 200 at once; past it 429 with Retry-After
+      const burst = yield* Effect.forEach(
+        Array.from({ length: 250 }),
+        () => request(`${base}/api/info`, { method: "POST", headers: { authorization: `Bearer ${key}` }, body: "{}" }),
+        { concurrency: 50 }
+      )
+      const limited = burst.filter((response) => response.status === 429)
+      assert.isAbove(limited.length, 0)
+      assert.strictEqual(limited[0]!.headers.get("retry-after"), "1")
+      assert.strictEqual(JSON.parse(limited[0]!.body).reason, "RateLimited")
     }))
 })
 
