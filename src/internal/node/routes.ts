@@ -36,6 +36,8 @@ export interface Options {
    * `403 ApiDisabled`.
    */
   readonly apiKey?: Redacted.Redacted<string> | string | undefined
+  /** The server API's calls a second on this node (default 100 a second, 200 at once). */
+  readonly apiRate?: Api.Options["rate"]
 }
 
 // the browser SDK, beside the compiled or the source tree alike
@@ -140,7 +142,10 @@ export const make = (options: Options | undefined) =>
     const api = yield* Effect.serviceOption(ServerApi.ServerApi)
     if (Option.isSome(api)) {
       const key = options?.apiKey
-      yield* Api.add(router, api.value, { key: typeof key === "string" ? Redacted.make(key) : key })
+      yield* Api.add(router, api.value, {
+        key: typeof key === "string" ? Redacted.make(key) : key,
+        rate: options?.apiRate
+      })
     }
     yield* router.add("GET", "/healthz", Effect.succeed(plain(200, "ok\n")))
     yield* router.add(
