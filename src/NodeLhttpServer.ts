@@ -348,7 +348,8 @@ export const isLoopback: (address: string | undefined) => boolean = Routes.isLoo
 
 /**
  * The server's HTTP routes, for an `HttpRouter`: `POST /publish`,
- * `GET /metrics`, `GET /healthz`, `GET /readyz`, the browser SDK at
+ * `GET /metrics`, `GET /healthz`, `GET /readyz`, the server API at
+ * `POST /api/<operation>` (when a `ServerApi` is in context), the browser SDK at
  * `GET /lhttp.js`, and on the WebSocket paths, for requests that are not
  * upgrades, the page (at `/`) or `426 Upgrade Required`. Provide
  * `LhttpServer.layer(...)` and the `Hub` outside `HttpRouter.serve` so that
@@ -366,7 +367,8 @@ export const routes = (
 // ---------------------------------------------------------------------------
 
 /**
- * A stand-alone Node server: the core, the WebSocket transport and (unless
+ * A stand-alone Node server: the core, the server API (`ServerApi`, which
+ * every node of a cluster answers), the WebSocket transport and (unless
  * `sse` or `poll` say no) the SSE and long-poll transports, the routes and a
  * Node HTTP server on `port`, with a graceful drain when the Layer's scope
  * closes (as `NodeRuntime.runMain` does on SIGTERM and SIGINT). It logs one
@@ -410,7 +412,8 @@ export const layer = <const P extends Processor.Any = never, const F extends Fil
  * The stand-alone server's settings read from the environment, each checked
  * (a bad one fails with a `ConfigError` at its name saying what is
  * expected): `LHTTP_PORT` (1 to 65535, default 8081), `LHTTP_HOST` (an IP
- * address or a host name), `LHTTP_PUBLISH_TOKEN` (visible ASCII, no spaces),
+ * address or a host name), `LHTTP_PUBLISH_TOKEN` and `LHTTP_API_KEY` (visible
+ * ASCII, no spaces),
  * `LHTTP_MAX_MESSAGE_BYTES` (1 to 16777216, default 65536),
  * `LHTTP_ALLOWED_ORIGINS` (comma-separated origins such as
  * `https://chat.example.com`), `LHTTP_MAX_CONNECTIONS` (1 to 10,000,000,

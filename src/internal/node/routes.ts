@@ -1,6 +1,7 @@
 /**
  * The server's HTTP routes, for an `HttpRouter`: `POST /publish` and
  * `GET /metrics` for backends (a bearer token, or loopback peers only),
+ * `POST /api/<operation>` (the server API, behind its key),
  * `GET /healthz`, `GET /readyz`, the browser SDK at `GET /lhttp.js`, and on
  * the WebSocket paths, for requests that are not upgrades, the page (at `/`)
  * or `426 Upgrade Required`.
