@@ -50,6 +50,16 @@ export const key = <A>(name: string): Key<A> => ({ name })
 export const user: Key<string> = key<string>("effect-lhttp/user")
 
 /**
+ * What presence shows of a connection (JSON-able, small; e.g. the user's
+ * name): set by an `authenticate` hook, a login processor or a token's
+ * `info` claim; also `Presence.info`.
+ *
+ * @since 0.1.0
+ * @category keys
+ */
+export const info: Key<unknown> = key<unknown>("effect-lhttp/Presence/info")
+
+/**
  * A client connection.
  *
  * @since 0.1.0

@@ -22,6 +22,7 @@ import type { SlowConsumerPolicy } from "./internal/server/outbox.ts"
 import * as Pipeline from "./internal/server/pipeline.ts"
 import type { Rate as RateLimit } from "./internal/server/rate.ts"
 import { Stats } from "./internal/server/stats.ts"
+import * as ServerTokens from "./internal/server/tokens.ts"
 import { Users } from "./internal/server/users.ts"
 import { hintReason } from "./internal/wire/backoff.ts"
 import * as Protocol from "./internal/wire/protocol.ts"
@@ -29,6 +30,7 @@ import type * as Message from "./Message.ts"
 import type * as Processor from "./Processor.ts"
 import type { Rejection } from "./Rejection.ts"
 import { SessionStore } from "./SessionStore.ts"
+import * as Tokens from "./Tokens.ts"
 import type * as Transport from "./Transport.ts"
 import { Upstream } from "./Upstream.ts"
 
@@ -158,6 +160,25 @@ export interface Options<P extends Processor.Any = never, F extends Filter.Any =
   readonly drainWindow?: Duration.Input | undefined
   /** The fewest connections a second a drain closes (default 1,000): 500 connections take half a second. */
   readonly drainRate?: number | undefined
+  /**
+   * JWT connection and subscription tokens (default: none; see `Tokens` and
+   * docs/tokens.md): a request's token (`?token=`, `authorization: Bearer`)
+   * is checked before any connection exists (401 when refused), else the
+   * first message is one (`token` command); its `sub` is the connection's
+   * user, its `channels` are subscribed, its `info` is what presence shows;
+   * before its `exp` the client is asked for a fresh one (`refresh` frame)
+   * and closed with 4003 without it. Channels under `privatePrefixes` need a
+   * subscription token.
+   */
+  readonly tokens?: Tokens.Options | undefined
+  /**
+   * User-limited channels (default false): a channel whose name ends in
+   * `#<user>,<user>...` (e.g. `chat#42,43`) takes subscribes and publishes
+   * from connections of those users only (`Connection.user`); others get
+   * 403 `NotChannelUser`. Backends (`POST /publish`, the server API) may
+   * always publish.
+   */
+  readonly userLimitedChannels?: boolean | undefined
 }
 
 /**
@@ -288,7 +309,7 @@ export const settings = (options: Options<Processor.Any, Filter.Any>): Settings 
  * @category errors
  */
 export class LhttpServerError extends Data.TaggedError("LhttpServerError")<{
-  readonly reason: "DuplicateCommand" | "DuplicateFilter"
+  readonly reason: "DuplicateCommand" | "DuplicateFilter" | "InvalidTokens"
   readonly message: string
 }> {}
 
@@ -396,6 +417,20 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
     }
     filters.push(yield* definition.key)
   }
+  const tokens = options.tokens === undefined ? undefined : yield* Tokens.make(options.tokens).pipe(
+    Effect.mapError((error) => new LhttpServerError({ reason: "InvalidTokens", message: error.message }))
+  )
+  if (tokens !== undefined && processors.has(Protocol.Command.token)) {
+    return yield* new LhttpServerError({
+      reason: "DuplicateCommand",
+      message: `the command "token" is the server's own when it takes tokens`
+    })
+  }
+  const serverTokens = ServerTokens.make({
+    tokens,
+    userLimitedChannels: options.userLimitedChannels === true,
+    hub
+  })
   const upstream = Option.getOrUndefined(yield* Effect.serviceOption(Upstream))
   const history = Option.getOrUndefined(yield* Effect.serviceOption(History))
   const sessionStore = Option.getOrUndefined(yield* Effect.serviceOption(SessionStore))
@@ -424,7 +459,8 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
     maxHeaders: config.maxHeaders,
     authorize: options.authorize,
     tracing: options.tracing,
-    authenticateMessage: options.authenticateMessage
+    authenticateMessage: options.authenticateMessage,
+    tokens: serverTokens
   })
   const connections = new Connections(config)
   const users = new Users<LiveConnection>()
@@ -449,8 +485,12 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
     fork,
     scope,
     stats,
-    authentication: options.authenticateMessage === undefined ? undefined : {
+    authentication: options.authenticateMessage === undefined && tokens === undefined ? undefined : {
       timeout: Duration.toMillis(Duration.fromInputUnsafe(options.authenticationTimeout ?? Duration.seconds(10))),
+      // a connection that came with a token needs no first message; without one, the hook's or a token
+      needed: options.authenticateMessage === undefined
+        ? serverTokens.needsToken
+        : (connection) => connection.get(ServerTokens.claimsKey) === undefined,
       check: pipeline.authenticate
     },
     ended: (connection) => {
@@ -464,9 +504,13 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
   const admit = (peer: Transport.Peer): Effect.Effect<Admitted, Rejection> => {
     const refusal = connections.refusal(peer.remoteAddress)
     if (refusal !== undefined) return Effect.fail(refusal)
-    if (authenticate === undefined) return Effect.succeed(undefined)
+    if (authenticate === undefined && tokens === undefined) return Effect.succeed(undefined)
     const { admission, data } = Pipeline.admission()
-    return authenticate(peer, admission).pipe(Effect.as(data))
+    // the request's token first: the hook sees what it said (the user)
+    const admitted = serverTokens.admit(peer, admission)
+    return (authenticate === undefined ? admitted : Effect.andThen(admitted, authenticate(peer, admission))).pipe(
+      Effect.as(data)
+    )
   }
 
   const accept = (transport: Transport.Transport, admitted?: Admitted): Transport.Inbound => {

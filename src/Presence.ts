@@ -84,7 +84,7 @@ export interface Members {
  * @since 0.1.0
  * @category constants
  */
-export const info: Connection.Key<unknown> = Connection.key<unknown>("effect-lhttp/Presence/info")
+export const info: Connection.Key<unknown> = Connection.info
 
 /**
  * Options of presence.

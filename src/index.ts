@@ -189,6 +189,14 @@ export * as Sessions from "./Sessions.ts"
 export * as SessionStore from "./SessionStore.ts"
 
 /**
+ * JWT connection and subscription tokens (jose): the server's `tokens` option, their claims and refusals.
+ *
+ * @since 0.1.0
+ * @category modules
+ */
+export * as Tokens from "./Tokens.ts"
+
+/**
  * The seam between the connection core and the wire: what every transport implements.
  *
  * @since 0.1.0

@@ -77,7 +77,10 @@ describe("the main job: LHTTP_CONNECTIONS_PER_SECOND and LHTTP_PRESENCE_EVENTS",
       const refused = yield* upgrade(port, "127.0.0.2")
       assert.match(refused, /^HTTP\/1\.1 503 Service Unavailable\r\n/)
       assert.match(refused, /\r\nretry-after: [12]\r\n/)
-      assert.isTrue(refused.endsWith("\r\n\r\ntoo many new connections from this address: try again later\n"), refused)
+      assert.isTrue(
+        refused.endsWith("\r\n\r\nConnectingTooFast: too many new connections from this address: try again later\n"),
+        refused
+      )
       // per address: another one is admitted, and served
       const other = yield* connect(`ws://127.0.0.1:${port}/`, { localAddress: "127.0.0.3" })
       yield* other.send(frame("echo", {}, "admitted"))

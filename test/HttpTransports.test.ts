@@ -766,7 +766,7 @@ describe("HTTP transports and WebSocket: authenticate before the connection", ()
       assert.include(String(refused), "Unexpected server response: 401")
       for (const path of ["/sse", "/poll"]) {
         const answer = yield* request(`${http}${path}?token=nope`)
-        assert.deepStrictEqual([answer.status, answer.body], [401, "who are you?\n"], path)
+        assert.deepStrictEqual([answer.status, answer.body], [401, "Unauthorized: who are you?\n"], path)
       }
       assert.strictEqual(lhttp.connectionCount(), 0)
       // admitted: by the query over WebSocket and SSE, by a cookie over long-poll

@@ -370,7 +370,7 @@ describe("NodeLhttpServer: the connection cap", () => {
         const answer = yield* request(`${http}${path}`)
         assert.deepStrictEqual(
           [answer.status, answer.headers.get("retry-after"), answer.body],
-          [503, "1", "the server holds as many connections as it may: try again later\n"],
+          [503, "1", "TooManyConnections: the server holds as many connections as it may: try again later\n"],
           path
         )
       }
@@ -396,7 +396,7 @@ describe("NodeLhttpServer: one address's share of the connections", () => {
           socket.on("error", () => {})
         })
       )
-      const message = "this address holds as many connections as it may: try again later\n"
+      const message = "TooManyFromAddress: this address holds as many connections as it may: try again later\n"
       assert.match(refused, /^HTTP\/1\.1 503 Service Unavailable\r\n/)
       assert.include(refused, "\r\nretry-after: 1\r\n")
       assert.isTrue(refused.endsWith(`\r\n\r\n${message}`))

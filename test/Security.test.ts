@@ -398,7 +398,11 @@ describe("Security: connectionRate over the Node server (security.md, server.md)
       }, Echo.layer)
       yield* connect(url)
       yield* connect(url)
-      yield* refusedEverywhere(port, http, "too many new connections from this address: try again later\n")
+      yield* refusedEverywhere(
+        port,
+        http,
+        "ConnectingTooFast: too many new connections from this address: try again later\n"
+      )
       const other = yield* connect(url, { localAddress: "127.0.0.2" })
       yield* other.send(frame("echo", {}, "admitted"))
       assert.strictEqual(yield* other.next(), frame("echo", {}, "admitted"))
@@ -418,7 +422,7 @@ describe("Security: the node's admission rate (operations.md, server.md)", () =>
       yield* refusedEverywhere(
         port,
         http,
-        "this node is taking as many new connections a second as it may: try again later\n",
+        "NodeConnectingTooFast: this node is taking as many new connections a second as it may: try again later\n",
         "127.0.0.4"
       )
     }))

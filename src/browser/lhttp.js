@@ -53,7 +53,14 @@ var Command = {
   session: "session",
   presence: "presence",
   subscribe: "subscribe",
-  unsubscribe: "unsubscribe"
+  unsubscribe: "unsubscribe",
+  /**
+   * A client's token (Tokens.ts): its first message on a server that needs
+   * one, or a fresh one after a `refresh` frame; the token is the body.
+   */
+  token: "token",
+  /** The server asks for a fresh connection token before the one it has expires (`expires` header). */
+  refresh: "refresh"
 };
 var sinceNow = "now";
 var upstreamReplyHeader = "upstream-reply";
@@ -72,7 +79,9 @@ var HttpQuery = {
   /** On a new SSE or long-poll connection: the channels to subscribe to, separated by spaces or commas. */
   subscribe: "subscribe",
   /** On a new SSE or long-poll connection: `<channel>:<epoch>:<offset>` or `<channel>:now`, once per channel. */
-  since: "since"
+  since: "since",
+  /** On a new connection of any transport (the WebSocket's URL too): its connection token. */
+  token: "token"
 };
 var HttpHeader = {
   /** On a `429` or `503`: the seconds to wait before asking again. */

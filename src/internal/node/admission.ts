@@ -127,7 +127,7 @@ export const make = Effect.fnUntraced(function*() {
           Effect.sync(() =>
             then(Result.mapError(result, (rejection): Refusal => ({
               status: rejection.status,
-              body: `${rejection.message}\n`
+              body: `${rejection.reason}: ${rejection.message}\n`
             })))
           ))
       )

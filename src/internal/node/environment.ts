@@ -4,6 +4,7 @@
  */
 import { Config, type Duration, Option, Redacted } from "effect"
 import * as LhttpServer from "../../LhttpServer.ts"
+import type * as Tokens from "../../Tokens.ts"
 import * as StartupConfig from "../server/config.ts"
 
 /** The largest `LHTTP_MAX_MESSAGE_BYTES`: 16 MiB. */
@@ -52,7 +53,19 @@ export const config = Config.all({
   connectionsPerSecond: StartupConfig.checked("LHTTP_CONNECTIONS_PER_SECOND", StartupConfig.parseRate),
   messagesPerSecond: StartupConfig.checked("LHTTP_MESSAGES_PER_SECOND", StartupConfig.parseRate),
   admissionsPerSecond: StartupConfig.checked("LHTTP_ADMISSIONS_PER_SECOND", StartupConfig.parseRate),
-  drainWindow: StartupConfig.checked("LHTTP_DRAIN_WINDOW", StartupConfig.parseDuration)
+  drainWindow: StartupConfig.checked("LHTTP_DRAIN_WINDOW", StartupConfig.parseDuration),
+  jwtSecret: StartupConfig.checked("LHTTP_JWT_SECRET", StartupConfig.parseSecret).pipe(
+    Config.map(Option.map(Redacted.make))
+  ),
+  jwtPublicKey: StartupConfig.checked("LHTTP_JWT_PUBLIC_KEY", StartupConfig.parsePublicKey),
+  jwtJwksUrl: StartupConfig.checked("LHTTP_JWT_JWKS_URL", StartupConfig.parseHttpUrl),
+  jwtAudience: StartupConfig.checked("LHTTP_JWT_AUDIENCE", StartupConfig.parseText),
+  jwtIssuer: StartupConfig.checked("LHTTP_JWT_ISSUER", StartupConfig.parseText),
+  privatePrefixes: StartupConfig.checked(
+    "LHTTP_PRIVATE_PREFIXES",
+    StartupConfig.parseList("comma-separated channel name prefixes", StartupConfig.parseChannelPrefix)
+  ),
+  userLimitedChannels: StartupConfig.checked("LHTTP_USER_LIMITED_CHANNELS", StartupConfig.parseFlag)
 })
 
 /** What the variables say. */
@@ -75,6 +88,8 @@ interface Overridden {
   readonly messageRate?: LhttpServer.Rate | undefined
   readonly admissionRate?: LhttpServer.Rate | false | undefined
   readonly drainWindow?: Duration.Input | undefined
+  readonly tokens?: Tokens.Options | undefined
+  readonly userLimitedChannels?: boolean | undefined
 }
 
 // a rate from the environment: that many a second, twice as many at once
@@ -101,8 +116,30 @@ export const over = <O extends Overridden>(options: O, env: Environment): O => (
   connectionRate: Option.match(env.connectionsPerSecond, { onNone: () => options.connectionRate, onSome: rateOf }),
   messageRate: Option.match(env.messagesPerSecond, { onNone: () => options.messageRate, onSome: rateOf }),
   admissionRate: Option.match(env.admissionsPerSecond, { onNone: () => options.admissionRate, onSome: rateOf }),
-  drainWindow: Option.getOrElse(env.drainWindow, () => options.drainWindow)
+  drainWindow: Option.getOrElse(env.drainWindow, () => options.drainWindow),
+  tokens: tokensOf(env) ?? options.tokens,
+  userLimitedChannels: Option.getOrElse(env.userLimitedChannels, () => options.userLimitedChannels)
 })
+
+// the tokens the LHTTP_JWT_* variables configure (any of them: one without a key fails at the server's start)
+const tokensOf = (env: Environment): Tokens.Options | undefined => {
+  const { jwtAudience, jwtIssuer, jwtJwksUrl, jwtPublicKey, jwtSecret, privatePrefixes } = env
+  if (
+    [jwtSecret, jwtPublicKey, jwtJwksUrl, jwtAudience, jwtIssuer, privatePrefixes].every((
+      value: Option.Option<unknown>
+    ) => Option.isNone(value))
+  ) {
+    return undefined
+  }
+  return {
+    secret: Option.getOrUndefined(jwtSecret),
+    publicKey: Option.getOrUndefined(jwtPublicKey),
+    jwksUrl: Option.getOrUndefined(jwtJwksUrl),
+    audience: Option.getOrUndefined(jwtAudience),
+    issuer: Option.getOrUndefined(jwtIssuer),
+    privatePrefixes: Option.getOrUndefined(privatePrefixes)
+  }
+}
 
 /** A port that cannot be listened on, as one line naming the port and its variable. */
 export const listenError = (cause: unknown, env: Environment) =>

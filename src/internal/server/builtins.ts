@@ -21,6 +21,7 @@ import { AckHeader } from "../wire/protocol.ts"
 import { answer } from "./answer.ts"
 import type { LiveConnection } from "./connection.ts"
 import type { LiveExchange } from "./exchange.ts"
+import type { ServerTokens } from "./tokens.ts"
 
 const { Header } = Message
 
@@ -33,6 +34,8 @@ interface Options {
   readonly authorize?: ((request: Authorization) => Effect.Effect<void, Rejection.Rejection>) | undefined
   /** Spans for the built-ins (`lhttp.publish`, `lhttp.upstream`). */
   readonly tracing: boolean
+  /** Subscription tokens for private channels, the users of user-limited ones. */
+  readonly tokens: ServerTokens
 }
 
 /** Whether a message has something for the built-ins to do (an empty `publish:` counts: it asks for nothing). */
@@ -69,7 +72,7 @@ export const acknowledgement = (
 
 /** Makes the built-in after filters. */
 export const make = (options: Options) => {
-  const { authorize, hub, tracing, upstream } = options
+  const { authorize, hub, tokens, tracing, upstream } = options
 
   // the built-ins of a message as a span, when tracing: what it subscribed, published and unsubscribed
   const traced = (effect: Effect.Effect<void, Rejection.Rejection>, message: Message.Notify | Message.Request) =>
@@ -98,7 +101,16 @@ export const make = (options: Options) => {
     }
     const refusal = sinceRefusal(message)
     if (refusal !== undefined) return traced(Effect.fail(refusal), message).pipe(Effect.as(undefined))
-    // every action is decided on before any is applied; a hook that throws is a defect like any other (500)
+    // every action is decided on before any is applied: the tokens of private channels and the users of
+    // user-limited ones first, then the hook (one that throws is a defect like any other: 500)
+    if (message.subscribe.length > 0) {
+      const check = tokens.checkSubscribe(connection, message.subscribe, message.headers)
+      if (check !== undefined) then(check)
+    }
+    if (published !== undefined && tokens.checksPublish) {
+      const refused = tokens.checkPublish(connection, message.publish)
+      if (refused !== undefined) return traced(Effect.fail(refused), message).pipe(Effect.as(undefined))
+    }
     if (authorize !== undefined) {
       const ask = (request: Authorization) => Effect.suspend(() => authorize(request))
       if (message.subscribe.length > 0) then(ask({ action: "subscribe", channels: message.subscribe, connection }))

@@ -119,7 +119,7 @@ export const parseDuration = (raw: string): Result.Result<Duration.Duration, str
   })
 
 /** `1`, `true`, `yes`, `on` or `0`, `false`, `no`, `off` (any case). */
-const parseFlag = (raw: string): Result.Result<boolean, string> => {
+export const parseFlag = (raw: string): Result.Result<boolean, string> => {
   const text = raw.trim().toLowerCase()
   if (["1", "true", "yes", "on"].includes(text)) return Result.succeed(true)
   if (["0", "false", "no", "off"].includes(text)) return Result.succeed(false)
@@ -202,6 +202,24 @@ export const parseUpstreamEntry = (text: string): Result.Result<string, string> 
     onSuccess: () => Result.succeed(text),
     onFailure: (problem) => Result.fail(entryProblem[problem])
   })
+
+/** A public key in PEM (SPKI); `\n` written as two characters (one line in an env file) reads as a newline. */
+export const parsePublicKey = (raw: string): Result.Result<string, string> => {
+  const pem = raw.replaceAll("\\n", "\n").trim()
+  return /^-----BEGIN PUBLIC KEY-----\n[A-Za-z0-9+/=\s]+\n-----END PUBLIC KEY-----$/.test(pem)
+    ? Result.succeed(pem)
+    : Result.fail("expected a public key in PEM: -----BEGIN PUBLIC KEY----- ... (the value is not shown)")
+}
+
+/** An `http:` or `https:` URL. */
+export const parseHttpUrl = (raw: string): Result.Result<string, string> =>
+  URL.canParse(raw) && /^https?:$/.test(new URL(raw).protocol)
+    ? Result.succeed(raw)
+    : Result.fail(expected("an http or https URL", raw))
+
+/** A value of visible characters (a JWT's audience or issuer). */
+export const parseText = (raw: string): Result.Result<string, string> =>
+  /^[\x21-\x7e][\x20-\x7e]*$/.test(raw) ? Result.succeed(raw) : Result.fail(expected("visible characters", raw))
 
 /** One channel name prefix (`*`: every channel). */
 export const parseChannelPrefix = (text: string): Result.Result<string, string> =>

@@ -63,6 +63,8 @@ export interface Core {
   readonly authentication:
     | {
       readonly timeout: number
+      /** Whether a connection must still authenticate (one that came with a token need not). */
+      readonly needed: (connection: LiveConnection) => boolean
       readonly check: (connection: LiveConnection, data: string | Uint8Array) => Effect.Effect<boolean>
     }
     | undefined
@@ -151,11 +153,11 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
     this.#opened = !core.hasOpenHooks
     this.outbox = new Outbox(transport, core.limits.maxOutboundBytes, core.limits.slowConsumer, core.stats)
     this.#rate = core.limits.messageRate === undefined ? undefined : new Bucket(core.limits.messageRate)
-    this.#authenticated = core.authentication === undefined
-    if (core.authentication !== undefined) {
+    this.#authenticated = core.authentication === undefined || !core.authentication.needed(this)
+    if (!this.#authenticated) {
       this.#authenticationTimer = setTimeout(() => {
         if (!this.#authenticated) this.closeNow(CloseCode.policyViolation, "authentication timeout")
-      }, core.authentication.timeout)
+      }, core.authentication!.timeout)
     }
     if (!this.#opened) this.#start()
   }

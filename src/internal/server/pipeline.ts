@@ -31,12 +31,15 @@ import type { Hub } from "../../Hub.ts"
 import * as Message from "../../Message.ts"
 import type * as Processor from "../../Processor.ts"
 import * as Rejection from "../../Rejection.ts"
+import * as Tokens from "../../Tokens.ts"
 import type * as Upstream from "../../Upstream.ts"
 import * as Grammar from "../wire/grammar.ts"
+import { Command } from "../wire/protocol.ts"
 import { answer, declared } from "./answer.ts"
 import * as Builtins from "./builtins.ts"
 import type { LiveConnection } from "./connection.ts"
 import { LiveExchange } from "./exchange.ts"
+import type { ServerTokens } from "./tokens.ts"
 
 const { Header } = Message
 
@@ -56,6 +59,8 @@ interface Options {
   readonly authenticateMessage?:
     | ((message: Message.Notify | Message.Request, data: Admission) => Effect.Effect<void, Rejection.Rejection>)
     | undefined
+  /** Connection and subscription tokens, user-limited channels. */
+  readonly tokens: ServerTokens
 }
 
 /**
@@ -70,7 +75,7 @@ export const admission = () => {
 
 /** Makes the functions that run a connection's hooks and messages. */
 export const make = (options: Options) => {
-  const { filters, processors } = options
+  const { filters, processors, tokens } = options
   const before = filters.flatMap((filter) => filter.hooks.before ? [filter.hooks.before] : [])
   const after = filters.flatMap((filter) => filter.hooks.after ? [filter.hooks.after] : [])
   const opens = [
@@ -83,13 +88,14 @@ export const make = (options: Options) => {
   ]
   const userFilters = before.length > 0 || after.length > 0
   // whether a publish may skip its effect when nothing is asked of it: no authorize hook, no spans
-  const plainPublishes = options.authorize === undefined && options.tracing !== true
+  const plainPublishes = options.authorize === undefined && options.tracing !== true && !tokens.checksPublish
   const parseOptions = { maxHeaders: options.maxHeaders }
   const tracing = options.tracing === true
   const { callUpstream, pubSub } = Builtins.make({
     hub: options.hub,
     upstream: options.upstream,
     authorize: options.authorize,
+    tokens,
     tracing
   })
 
@@ -163,17 +169,24 @@ export const make = (options: Options) => {
     Effect.provideService(effect, Scope.Scope, connection.scope)
 
   return {
-    /** Whether there are `onOpen` hooks. */
-    hasOpenHooks: opens.length > 0,
+    /** Whether there are `onOpen` hooks (a token's channels and expiry count). */
+    hasOpenHooks: opens.length > 0 || tokens.enabled,
 
-    /** Runs the onOpen hooks of filters, then of processors; false when one refused the connection. */
+    /**
+     * Subscribes the channels of the connection's token (a refusal answered,
+     * the connection kept), then runs the onOpen hooks of filters, then of
+     * processors; false when one refused the connection.
+     */
     open: (connection: LiveConnection) =>
-      inConnectionScope(
-        connection,
-        Effect.forEach(opens, (hook) => Effect.suspend(() => hook(connection)), { discard: true })
-      ).pipe(
-        Effect.as(true),
-        Effect.catchCause((cause) => answer(connection, undefined)(cause).pipe(Effect.as(false)))
+      Effect.andThen(
+        tokens.enabled ? Effect.catchCause(tokens.open(connection), answer(connection, undefined)) : Effect.void,
+        inConnectionScope(
+          connection,
+          Effect.forEach(opens, (hook) => Effect.suspend(() => hook(connection)), { discard: true })
+        ).pipe(
+          Effect.as(true),
+          Effect.catchCause((cause) => answer(connection, undefined)(cause).pipe(Effect.as(false)))
+        )
       ),
 
     /**
@@ -195,6 +208,10 @@ export const make = (options: Options) => {
       }
       const { command, publish, upstream } = message.success
       const id = message.success._tag === "Request" ? message.success.id : undefined
+      // a fresh token, when the server takes tokens
+      if (command === Command.token && tokens.enabled) {
+        return Effect.catchCause(tokens.take(connection, message.success), answer(connection, id))
+      }
       // what no user code sees needs no exchange: the built-ins alone
       if (!userFilters && !processors.has(command) && upstream === undefined) {
         if (!Builtins.hasBuiltin(message.success)) {
@@ -251,21 +268,33 @@ export const make = (options: Options) => {
     },
 
     /**
-     * Authenticates a connection by its first message (`authenticateMessage`):
-     * the principal it sets goes on the connection, a first message with an
-     * `id` is answered with an empty frame of its command; false, after the
-     * error frame, when it does not decode or is refused.
+     * Authenticates a connection by its first message: a `token` message when
+     * the server takes tokens (answered with the token's user and expiry),
+     * else `authenticateMessage`, whose principal goes on the connection, a
+     * first message with an `id` answered with an empty frame of its
+     * command; false, after the error frame, when it does not decode or is
+     * refused.
      */
     authenticate: (connection: LiveConnection, data: string | Uint8Array): Effect.Effect<boolean> =>
       Effect.suspend(() => {
         const frame = typeof data === "string" ? Frame.parse(data, parseOptions) : Frame.parseBytes(data, parseOptions)
         const message = Result.isFailure(frame) ? frame : Message.classify(frame.success)
-        if (Result.isFailure(message) || options.authenticateMessage === undefined) {
-          if (Result.isFailure(message)) connection.write(message.failure.toFrame())
+        if (Result.isFailure(message)) {
+          connection.write(message.failure.toFrame())
           return Effect.succeed(false)
         }
         const { command } = message.success
         const id = message.success._tag === "Request" ? message.success.id : undefined
+        if (tokens.enabled && (command === Command.token || options.authenticateMessage === undefined)) {
+          const taken = command === Command.token
+            ? tokens.take(connection, message.success)
+            : Effect.fail(Tokens.refusal("TokenMissing", "the first message is a token"))
+          return taken.pipe(
+            Effect.as(true),
+            Effect.catchCause((cause) => answer(connection, id)(cause).pipe(Effect.as(false)))
+          )
+        }
+        if (options.authenticateMessage === undefined) return Effect.succeed(false)
         const { admission: admitted, data: principal } = admission()
         return options.authenticateMessage(message.success, admitted).pipe(
           Effect.map(() => {
@@ -279,9 +308,12 @@ export const make = (options: Options) => {
 
     /** Runs every onClose hook, whatever fails. */
     close: (connection: LiveConnection) =>
-      inConnectionScope(
-        connection,
-        Effect.forEach(closes, (hook) => Effect.exit(Effect.suspend(() => hook(connection))), { discard: true })
+      Effect.andThen(
+        Effect.sync(() => tokens.close(connection)),
+        inConnectionScope(
+          connection,
+          Effect.forEach(closes, (hook) => Effect.exit(Effect.suspend(() => hook(connection))), { discard: true })
+        )
       )
   }
 }

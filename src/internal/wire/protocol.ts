@@ -83,7 +83,24 @@ export const Command = {
   session: "session",
   presence: "presence",
   subscribe: "subscribe",
-  unsubscribe: "unsubscribe"
+  unsubscribe: "unsubscribe",
+  /**
+   * A client's token (Tokens.ts): its first message on a server that needs
+   * one, or a fresh one after a `refresh` frame; the token is the body.
+   */
+  token: "token",
+  /** The server asks for a fresh connection token before the one it has expires (`expires` header). */
+  refresh: "refresh"
+} as const
+
+/** The headers of tokens (docs/tokens.md). */
+export const TokenHeader = {
+  /** On a subscribe to a private channel: the subscription token. */
+  token: "token",
+  /** On a `refresh` frame and the answer to a `token` message: when the token expires, ms since the epoch. */
+  expires: "expires",
+  /** On the answer to a `token` message: the user the token names. */
+  user: "user"
 } as const
 
 /** The close codes the server uses. */
@@ -111,7 +128,9 @@ export const CloseCode = {
   /** An SSE or long-poll connection that stayed away past its detach timeout. */
   expired: 4002,
   /** Too many messages past `messageRate`. */
-  rateLimited: 1008
+  rateLimited: 1008,
+  /** The connection's token expired before the client gave a fresh one (`refresh`). */
+  tokenExpired: 4003
 } as const
 
 /** What a subscription's `since` says to ask for positions from now on (no recovery). */
@@ -138,7 +157,9 @@ export const HttpQuery = {
   /** On a new SSE or long-poll connection: the channels to subscribe to, separated by spaces or commas. */
   subscribe: "subscribe",
   /** On a new SSE or long-poll connection: `<channel>:<epoch>:<offset>` or `<channel>:now`, once per channel. */
-  since: "since"
+  since: "since",
+  /** On a new connection of any transport (the WebSocket's URL too): its connection token. */
+  token: "token"
 } as const
 
 /** The HTTP headers the HTTP transports give a meaning to. */
