@@ -61,7 +61,7 @@ import type { Transport } from "./internal/client/transport.ts"
 import * as WebSocketTransport from "./internal/client/websocket.ts"
 import * as Backoff from "./internal/wire/backoff.ts"
 import { parseAckPositions } from "./internal/wire/positions.ts"
-import { AckHeader, Command, Header, HttpPath, sinceNow } from "./internal/wire/protocol.ts"
+import { AckHeader, Command, Header, HttpPath, HttpQuery, sinceNow } from "./internal/wire/protocol.ts"
 import type { Change } from "./internal/wire/sessionState.ts"
 import type * as Message from "./Message.ts"
 import type * as Processor from "./Processor.ts"
@@ -163,6 +163,30 @@ export interface Options {
    * `NotFound` when the server no longer has it.
    */
   readonly session?: string | undefined
+  /**
+   * Where the client gets its connection token, for a server that takes
+   * tokens (docs/tokens.md): asked before each connection (the token goes as
+   * `?token=` on the WebSocket URL, on `GET /sse` and on the `GET /poll` that
+   * opens a connection), and again when the server asks for a fresh one (a
+   * `refresh` frame: the client answers with a `token` request). When it
+   * fails the connection goes without one (the server then refuses it, and
+   * the client tries again after its backoff).
+   */
+  readonly getToken?: Effect.Effect<string, unknown> | undefined
+}
+
+/**
+ * How the server closed a connection: its close code and reason, and
+ * whether the client comes back (no after a code from 4500 to 4999, which a
+ * backend gives a user it disconnects for good; then the client is closed).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Disconnect {
+  readonly code: number
+  readonly reason: string
+  readonly reconnect: boolean
 }
 
 /**
@@ -343,6 +367,13 @@ export interface Service {
   readonly state: Effect.Effect<State>
   /** The connection's state, as it changes. */
   readonly states: Stream.Stream<State>
+  /**
+   * How the server closed each connection, from the moment the stream is
+   * run: a drain's `1012`, a token that expired (`4003`), a backend's
+   * `disconnect` with its code and reason. A connection that broke without a
+   * close is not one.
+   */
+  readonly disconnects: Stream.Stream<Disconnect>
   /** The channels the client holds. */
   readonly channels: () => ReadonlySet<string>
   /** Closes the connection for good. */
@@ -391,7 +422,7 @@ export function connect(
   return isHttp(options)
     ? make(httpTransport(url, options), options)
     : Effect.flatMap(
-      WebSocketTransport.make(url, options?.openTimeout ?? "10 seconds"),
+      WebSocketTransport.make(withToken(url, options?.getToken), options?.openTimeout ?? "10 seconds"),
       (transport) => make(transport, options)
     )
 }
@@ -410,6 +441,19 @@ export function layer(url: string, options?: Options): Layer.Layer<LhttpClient, 
   return Layer.effect(LhttpClient, connect(url, options))
 }
 
+// the token getToken gives, if it gives one
+const tokenOf = (getToken: Effect.Effect<string, unknown> | undefined): Effect.Effect<string | undefined> =>
+  getToken === undefined ? Effect.undefined : Effect.orElseSucceed(getToken, () => undefined)
+
+// the WebSocket URL of each connection: `url` with a fresh token as `?token=`
+const withToken = (url: string, getToken: Effect.Effect<string, unknown> | undefined): Effect.Effect<string> =>
+  Effect.map(tokenOf(getToken), (token) => {
+    if (token === undefined || !URL.canParse(url)) return url
+    const withQuery = new URL(url)
+    withQuery.searchParams.set(HttpQuery.token, token)
+    return withQuery.toString()
+  })
+
 const isHttp = (options: Options | undefined): options is HttpOptions =>
   options?.transport === "sse" || options?.transport === "poll"
 
@@ -427,7 +471,8 @@ const httpTransport = (url: string, options: HttpOptions): Transport => {
     openTimeout: options.openTimeout ?? "10 seconds",
     ssePath: options.ssePath ?? HttpPath.sse,
     pollPath: options.pollPath ?? HttpPath.poll,
-    sendPath: options.sendPath ?? HttpPath.send
+    sendPath: options.sendPath ?? HttpPath.send,
+    token: tokenOf(options.getToken)
   }
   return options.transport === "sse" ? SseTransport.make(settings) : PollTransport.make(settings)
 }
@@ -441,8 +486,10 @@ const make = Effect.fnUntraced(function*(
   options: Options | undefined
 ): Effect.fn.Return<Service, never, Scope.Scope> {
   const requestTimeout = options?.requestTimeout ?? "10 seconds"
+  const reconnects = options?.reconnect !== false
   const incoming = yield* Effect.acquireRelease(PubSub.unbounded<Message.Message>(), PubSub.shutdown)
   const sessionEvents = yield* Effect.acquireRelease(PubSub.unbounded<SessionEvent>(), PubSub.shutdown)
+  const disconnects = yield* Effect.acquireRelease(PubSub.unbounded<Disconnect>(), PubSub.shutdown)
   const state = yield* SubscriptionRef.make<State>("connecting")
   const subscriptions = new Subscriptions()
   const requests = new Multiplexer()
@@ -459,7 +506,9 @@ const make = Effect.fnUntraced(function*(
     session,
     requests,
     onMessage: (message) => PubSub.publishUnsafe(incoming, message),
-    onState: (now) => SubscriptionRef.set(state, now)
+    onState: (now) => SubscriptionRef.set(state, now),
+    onClose: (ended) =>
+      PubSub.publishUnsafe(disconnects, { ...ended, reconnect: reconnects && !Backoff.isTerminalClose(ended.code) })
   })
   const close = yield* connector.start()
 
@@ -482,6 +531,22 @@ const make = Effect.fnUntraced(function*(
       requestOptions?.timeout ?? requestTimeout,
       (id) => sendRequest(id, Frame.make(command, { ...requestOptions?.headers, [Header.id]: id }, body))
     )
+
+  // a `refresh` frame: a fresh token from getToken, given in a `token` request (a failure: the server closes the
+  // connection with 4003 at the old token's expiry, and the next connection asks getToken again)
+  const getToken = options?.getToken
+  if (getToken !== undefined) {
+    const refreshes = yield* PubSub.subscribe(incoming)
+    yield* PubSub.take(refreshes).pipe(
+      Effect.flatMap((message) =>
+        message._tag !== "Failure" && message.command === Command.refresh
+          ? Effect.ignore(Effect.flatMap(getToken, (token) => exchange(Command.token, token, undefined)))
+          : Effect.void
+      ),
+      Effect.forever,
+      Effect.forkScoped
+    )
+  }
 
   return {
     send: (frame) => sendFrame(frame, true),
@@ -538,6 +603,7 @@ const make = Effect.fnUntraced(function*(
       Stream.fromPubSub(incoming).pipe(Stream.filter((message) => publishedTo(message).includes(channel))),
     state: SubscriptionRef.get(state),
     states: SubscriptionRef.changes(state),
+    disconnects: Stream.fromPubSub(disconnects),
     channels: () => subscriptions.held,
     close
   } satisfies Service

@@ -7,8 +7,9 @@
  * long-poll; subscription tokens for private channels; user-limited
  * channels; the main job's `LHTTP_JWT_*`.
  */
+import { NodeWS } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Result } from "effect"
+import { Effect, Fiber, Result, Stream } from "effect"
 import * as Jose from "jose"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
@@ -16,6 +17,7 @@ import { fileURLToPath } from "node:url"
 import WebSocket from "ws"
 import * as Connection from "../src/Connection.ts"
 import * as Frame from "../src/Frame.ts"
+import * as LhttpClient from "../src/LhttpClient.ts"
 import type * as Tokens from "../src/Tokens.ts"
 import { getJson, send, sse } from "./utils/http.ts"
 import { connect, frame, request, startServer } from "./utils/lhttp.ts"
@@ -223,6 +225,77 @@ describe("Tokens: expiry and refresh", () => {
       assert.strictEqual(lhttp.connectionsOf("sse-user").length, 1)
       assert.strictEqual(lhttp.connectionsOf("poll-user").length, 1)
     }))
+})
+
+describe("Tokens: the Effect client", () => {
+  const transports = ["websocket", "sse", "poll"] as const
+  const clientOf = (url: string, transport: LhttpClient.TransportKind, getToken: Effect.Effect<string, unknown>) =>
+    LhttpClient.connect(url, {
+      transport,
+      getToken,
+      reconnect: { initialDelay: "50 millis", maxDelay: "200 millis" }
+    }).pipe(Effect.provide(NodeWS.layerWebSocketConstructor))
+
+  for (const transport of transports) {
+    it.live(`over ${transport}: getToken's token opens the connection; a refresh frame gets a fresh one, the connection stays`, () =>
+      Effect.gen(function*() {
+        const { server: lhttp, url } = yield* server({ secret, refreshBefore: "1 second" })
+        let asked = 0
+        const getToken = Effect.suspend(() => {
+          asked++
+          return hs({ sub: "alice", exp: now() + 3 })
+        })
+        const client = yield* clientOf(url, transport, getToken)
+        const closes: Array<LhttpClient.Disconnect> = []
+        yield* client.disconnects.pipe(
+          Stream.runForEach((close) => Effect.sync(() => closes.push(close))),
+          Effect.forkScoped
+        )
+        yield* until(Effect.sync(() => lhttp.connectionsOf("alice").length === 1))
+        const [first] = lhttp.connectionsOf("alice")
+        // past the first token's exp (3 s), its connection is still the one, refreshed
+        yield* Effect.sleep("3500 millis")
+        assert.isAtLeast(asked, 2)
+        assert.deepStrictEqual(lhttp.connectionsOf("alice"), [first!])
+        assert.strictEqual(yield* client.state, "open")
+        assert.deepStrictEqual(closes, [])
+      }))
+  }
+
+  it.live("a refresh that fails: closed 4003 at exp, told so, and connected again with a fresh token", () =>
+    Effect.gen(function*() {
+      const { server: lhttp, url } = yield* server({ secret, refreshBefore: "1 second" })
+      let asked = 0
+      const getToken = Effect.suspend(() =>
+        ++asked === 2 ? Effect.fail("the identity provider is down") : hs({ sub: "alice", exp: now() + 2 })
+      )
+      const client = yield* clientOf(url, "websocket", getToken)
+      const expired = yield* client.disconnects.pipe(Stream.take(1), Stream.runCollect, Effect.forkScoped)
+      assert.deepStrictEqual(Array.from(yield* Fiber.join(expired)), [
+        { code: 4003, reason: "token expired", reconnect: true }
+      ])
+      yield* until(Effect.sync(() => asked >= 3 && lhttp.connectionsOf("alice").length === 1))
+      yield* until(Effect.map(client.state, (state) => state === "open"))
+    }))
+
+  for (const transport of transports) {
+    it.live(`over ${transport}: a close from 4500 to 4999 (a backend's disconnect for good) ends the client, told reconnect: false`, () =>
+      Effect.gen(function*() {
+        const { server: lhttp, url } = yield* server({ secret })
+        const client = yield* clientOf(url, transport, hs({ sub: "mallory" }))
+        const told = yield* client.disconnects.pipe(Stream.take(1), Stream.runCollect, Effect.forkScoped)
+        yield* until(Effect.sync(() => lhttp.connectionsOf("mallory").length === 1))
+        yield* lhttp.connectionsOf("mallory")[0]!.close(4501, "banned")
+        assert.deepStrictEqual(Array.from(yield* Fiber.join(told)), [{
+          code: 4501,
+          reason: "banned",
+          reconnect: false
+        }])
+        yield* until(Effect.map(client.state, (state) => state === "closed"))
+        yield* Effect.sleep("300 millis")
+        assert.strictEqual(lhttp.connectionsOf("mallory").length, 0)
+      }))
+  }
 })
 
 describe("Tokens: subscription tokens and user-limited channels", () => {

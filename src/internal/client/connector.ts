@@ -8,12 +8,13 @@
 import { type Duration, Effect, Fiber, Result, type Schedule, type Scope } from "effect"
 import * as Frame from "../../Frame.ts"
 import * as Message from "../../Message.ts"
+import { hintedDelay, isTerminalClose } from "../wire/backoff.ts"
 import { ClientError, closed, fromSend } from "./clientError.ts"
 import type { Multiplexer } from "./multiplexer.ts"
 import * as Reconnect from "./reconnect.ts"
 import type { SessionTracker } from "./session.ts"
 import type { Subscriptions } from "./subscriptions.ts"
-import type { Link, Transport } from "./transport.ts"
+import type { Close, Link, Transport } from "./transport.ts"
 
 /** What the connector is given: the transport, its settings and the client's parts. */
 interface Settings {
@@ -31,6 +32,8 @@ interface Settings {
   readonly onMessage: (message: Message.Message) => void
   /** Told the connection's state as it changes. */
   readonly onState: (state: "open" | "reconnecting" | "closed") => Effect.Effect<void>
+  /** Told how the server closed a connection. */
+  readonly onClose: (close: Close) => void
 }
 
 /**
@@ -129,10 +132,10 @@ export class Connector {
   // connection ends. It succeeds with whether the connection opened at all, and the wait its close asked for.
   #connection(): Effect.Effect<Reconnect.Ended> {
     const self = this
-    const { onState, requestTimeout, requests, session, subscriptions, transport } = this.#settings
+    const { onClose, onState, requestTimeout, requests, session, subscriptions, transport } = this.#settings
     return Effect.suspend(() => {
       let opened = false
-      let hinted: number | undefined
+      let close: Close | undefined
       let current: Link | undefined
       return Effect.gen(function*() {
         const link = yield* transport.open
@@ -149,7 +152,8 @@ export class Connector {
         self.#link = link
         opened = true
         yield* onState("open")
-        hinted = yield* Fiber.join(reading)
+        close = yield* Fiber.join(reading)
+        if (close !== undefined) onClose(close)
       }).pipe(
         Effect.scoped,
         Effect.ensuring(Effect.sync(() => {
@@ -159,7 +163,11 @@ export class Connector {
           if (current !== undefined && !self.#closed) requests.ended(current)
         })),
         Effect.exit,
-        Effect.map((): Reconnect.Ended => ({ opened, hinted }))
+        Effect.map((): Reconnect.Ended => ({
+          opened,
+          hinted: hintedDelay(close?.reason),
+          terminal: close !== undefined && isTerminalClose(close.code)
+        }))
       )
     })
   }

@@ -20,6 +20,8 @@ export interface Settings {
   readonly ssePath: string
   readonly pollPath: string
   readonly sendPath: string
+  /** The connection token for the request that opens a connection, if the client has one. */
+  readonly token: Effect.Effect<string | undefined>
 }
 
 /**
@@ -33,6 +35,10 @@ const endpoint = (url: string, path: string, query: Readonly<Record<string, stri
   for (const name in query) target.searchParams.set(name, query[name]!)
   return target.toString()
 }
+
+/** The query of a request that opens a connection: its token, if any. */
+export const openingQuery = (settings: Settings): Effect.Effect<Record<string, string>> =>
+  Effect.map(settings.token, (token): Record<string, string> => token === undefined ? {} : { [HttpQuery.token]: token })
 
 /** `endpoint`, failing the open when the URL is not one. */
 export const endpointOf = (url: string, path: string, query?: Readonly<Record<string, string>>) =>

@@ -12,10 +12,9 @@
  * with `DELETE /send`.
  */
 import { Deferred, Effect, Schema } from "effect"
-import { hintedDelay } from "../wire/backoff.ts"
 import { endedOf } from "../wire/eventStream.ts"
 import { HttpQuery } from "../wire/protocol.ts"
-import { endpointOf, release, request, sender, type Settings, withOpenTimeout } from "./http.ts"
+import { endpointOf, openingQuery, release, request, sender, type Settings, withOpenTimeout } from "./http.ts"
 import { type Link, OpenError, type Transport } from "./transport.ts"
 
 /** What a poll answers. */
@@ -30,7 +29,7 @@ const decodeBatch = Schema.decodeUnknownOption(Batch)
 /** A long-poll transport to the server of `settings.url`. */
 export const make = (settings: Settings): Transport => ({
   open: Effect.gen(function*() {
-    const pollUrl = yield* endpointOf(settings.url, settings.pollPath)
+    const pollUrl = yield* endpointOf(settings.url, settings.pollPath, yield* openingQuery(settings))
     const opened = yield* request(pollUrl).pipe(
       Effect.mapError((error) => new OpenError({ message: error.message, cause: error.cause }))
     )
@@ -72,7 +71,7 @@ export const make = (settings: Settings): Transport => ({
             // 404 (unknown or expired), 410 (ended: its close may ask for a wait), 400 (a cursor it did not
             // give), 503 (shut down)
             ended = true
-            return status === 410 ? hintedDelay(endedOf(body)?.reason) : undefined
+            return status === 410 ? endedOf(body) : undefined
           }
           failures = 0
           for (const frame of polled.value.frames) onFrame(frame)

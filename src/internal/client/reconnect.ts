@@ -51,10 +51,15 @@ export const fromOption = (reconnect: Schedule.Schedule<unknown> | Numbers | fal
   return { schedule: schedule(backoff), backoff }
 }
 
-/** How one connection ended: whether it opened, and the wait (ms) its close asked for before the next one. */
+/**
+ * How one connection ended: whether it opened, the wait (ms) its close asked
+ * for before the next one, and whether its close said not to come back
+ * (a code from 4500 to 4999).
+ */
 export interface Ended {
   readonly opened: boolean
   readonly hinted: number | undefined
+  readonly terminal: boolean
 }
 
 /**
@@ -62,8 +67,8 @@ export interface Ended {
  * each end, unless `closed()`, the wait its close asked for (a draining
  * server's `reconnect:<ms>`) or else the Schedule's next wait, told by
  * `reconnecting` right before it starts. A connection that opened starts the
- * Schedule again from its first wait. Without a Schedule, the connection is
- * tried once.
+ * Schedule again from its first wait; one whose close said not to come back
+ * ends it. Without a Schedule, the connection is tried once.
  */
 export const keepUp = (options: {
   readonly connection: Effect.Effect<Ended>
@@ -78,7 +83,7 @@ export const keepUp = (options: {
     while (true) {
       const ended = yield* connection
       if (ended.opened) step = yield* Schedule.toStep(schedule)
-      if (options.closed()) return
+      if (options.closed() || ended.terminal) return
       const wait = ended.hinted !== undefined ? Duration.millis(ended.hinted) : yield* step(
         yield* Clock.currentTimeMillis,
         undefined

@@ -11,10 +11,18 @@
  * a new connection, which the client subscribes again.
  */
 import { Deferred, Effect, type Scope } from "effect"
-import { hintedDelay } from "../wire/backoff.ts"
 import { type Event, eventId, itemOf, Parser } from "../wire/eventStream.ts"
 import { HttpHeader, HttpQuery } from "../wire/protocol.ts"
-import { describeCause, endpointOf, NetworkError, release, sender, type Settings, withOpenTimeout } from "./http.ts"
+import {
+  describeCause,
+  endpointOf,
+  NetworkError,
+  openingQuery,
+  release,
+  sender,
+  type Settings,
+  withOpenTimeout
+} from "./http.ts"
 import { type Link, OpenError, type Transport } from "./transport.ts"
 
 /** The events of a streaming response, one at a time. */
@@ -73,7 +81,8 @@ export const make = (settings: Settings): Transport => {
   /** One `GET /sse`, up to its `event: connected`; "ended" when the server says the connection to resume ended. */
   const stream = (resume: Held | undefined): Effect.Effect<Opened | "ended", OpenError, Scope.Scope> =>
     Effect.gen(function*() {
-      const url = yield* endpointOf(settings.url, settings.ssePath)
+      // every GET /sse is admitted (a resume too): each carries the token
+      const url = yield* endpointOf(settings.url, settings.ssePath, yield* openingQuery(settings))
       const controller = yield* Effect.acquireRelease(
         Effect.sync(() => new AbortController()),
         (controller) => Effect.sync(() => controller.abort())
@@ -142,7 +151,7 @@ export const make = (settings: Settings): Transport => {
           } else if (item._tag === "Close") {
             // the connection ended (closed by the server, drained, a slow consumer)
             forget()
-            return hintedDelay(item.ended.reason)
+            return item.ended
           }
           // `gap`: frames the server no longer held, lost for good
         }

@@ -32,6 +32,12 @@ export class OpenError extends Data.TaggedError("OpenError")<{
 export const notConnected = (message = "the connection is down"): SendError =>
   new SendError({ reason: "NotConnected", message })
 
+/** How the server closed a connection: its close code and reason. */
+export interface Close {
+  readonly code: number
+  readonly reason: string
+}
+
 /** One open connection (or one resumed). */
 export interface Link {
   /**
@@ -48,11 +54,11 @@ export interface Link {
   readonly send: (text: string) => Effect.Effect<void, SendError>
   /**
    * Hands every frame the server sends to `onFrame`, in order, until the
-   * connection ends or breaks; then it returns the wait (ms) the server
-   * asked for before the next connection (a close with `reconnect:<ms>`,
-   * a draining server's), if it asked for one.
+   * connection ends or breaks; then it returns how the server closed it (its
+   * code and reason: a wait it asks for before the next connection,
+   * `reconnect:<ms>`, is in the reason), undefined when it broke.
    */
-  readonly read: (onFrame: (frame: string | Uint8Array) => void) => Effect.Effect<number | undefined>
+  readonly read: (onFrame: (frame: string | Uint8Array) => void) => Effect.Effect<Close | undefined>
 }
 
 /** A way to hold a connection to one server. */

@@ -6,12 +6,11 @@
  */
 import { type Duration, Effect } from "effect"
 import * as Socket from "effect/socket/Socket"
-import { hintedDelay } from "../wire/backoff.ts"
 import { type Link, notConnected, OpenError, type Transport } from "./transport.ts"
 
-/** A WebSocket transport to `url` (`ws:` or `wss:`). */
+/** A WebSocket transport to `url` (`ws:` or `wss:`), made again for each connection (a fresh token in it). */
 export const make = (
-  url: string,
+  url: Effect.Effect<string>,
   openTimeout: Duration.Input
 ): Effect.Effect<Transport, never, Socket.WebSocketConstructor> =>
   Effect.map(Socket.makeWebSocket(url, { openTimeout }), (socket) => ({
@@ -26,10 +25,12 @@ export const make = (
           Effect.gen(function*() {
             while (true) for (const data of yield* reader.pull) onFrame(data)
           }).pipe(
-            // the close's reason may ask for a wait before the reconnect
+            // how the server closed it (its reason may ask for a wait before the reconnect)
             Effect.catch((error) =>
               Effect.succeed(
-                error.reason._tag === "SocketCloseError" ? hintedDelay(error.reason.closeReason) : undefined
+                error.reason._tag === "SocketCloseError"
+                  ? { code: error.reason.code, reason: error.reason.closeReason ?? "" }
+                  : undefined
               )
             )
           )

@@ -52,3 +52,14 @@ export const hintedDelay = (reason: string | undefined): number | undefined => {
   if (!/^\d{1,9}$/.test(text)) return undefined
   return Math.min(maxHintedDelay, Number(text))
 }
+
+/** The close codes that tell a client not to reconnect: 4500 to 4999 (docs/protocol.md, "Closes"). */
+export const terminalCloseCodes = { from: 4500, to: 4999 } as const
+
+/**
+ * Whether a close tells the client not to reconnect: its code is from 4500
+ * to 4999 (what a backend chooses for a user it disconnects for good: the
+ * server API's `disconnect`). Every other close is followed by a reconnect.
+ */
+export const isTerminalClose = (code: number): boolean =>
+  code >= terminalCloseCodes.from && code <= terminalCloseCodes.to
