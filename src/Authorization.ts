@@ -18,10 +18,15 @@ import type * as Connection from "./Connection.ts"
  * @category models
  */
 export interface Authorization {
-  readonly action: "subscribe" | "publish" | "unsubscribe"
+  /** `send`: a client addresses a user or a connection (the `send` command); its `channels` are none. */
+  readonly action: "subscribe" | "publish" | "unsubscribe" | "send"
   readonly channels: ReadonlyArray<string>
   /** The connection asking; `undefined` for `POST /publish`. */
   readonly connection: Connection.Connection | undefined
+  /** For `send`: the user addressed. */
+  readonly user?: string | undefined
+  /** For `send`: the connection addressed. */
+  readonly target?: string | undefined
 }
 
 /**

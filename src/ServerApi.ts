@@ -7,8 +7,9 @@
  *
  * - `publish` (one channel, answered with its position when it keeps
  *   history), `broadcast` (many channels, one message);
- * - `subscribe`, `unsubscribe`, `disconnect`: the connections of a user (all
- *   of them, on every node) or one connection, server-side;
+ * - `subscribe`, `unsubscribe`, `disconnect`, `send`: the connections of a
+ *   user (all of them, on every node) or one connection, server-side (`send`
+ *   delivers one frame to them: a user addressed directly);
  * - `presence`, `presence_stats`, `history` (since a position or the
  *   latest, with a limit), `history_remove`;
  * - `channels` (the active ones, with their subscribers, across nodes, by a
@@ -19,22 +20,25 @@
  * whether every node answered within the timeout (`complete`): never a
  * silent partial answer. A connection belongs to a user when
  * `Connection.user` is set on it (by an `authenticate` hook, a token, a
- * processor).
+ * processor). The `send` processor ({@link SendProcessor}) lets a client
+ * address a user the same way.
  *
  * @since 0.1.0
  */
 import { Context, Duration, Effect, Layer, Option, Result, Schema } from "effect"
+import type { Authorization } from "./Authorization.ts"
 import type { Bus } from "./Bus.ts"
 import * as Channel from "./Channel.ts"
 import * as Cluster from "./Cluster.ts"
-import type * as Connection from "./Connection.ts"
+import * as Connection from "./Connection.ts"
 import * as Frame from "./Frame.ts"
 import * as History from "./History.ts"
 import { Hub } from "./Hub.ts"
 import { version } from "./internal/server/version.ts"
 import { LhttpServer } from "./LhttpServer.ts"
 import { type Member, Presence } from "./Presence.ts"
-import type { Rejection } from "./Rejection.ts"
+import * as Processor from "./Processor.ts"
+import { Rejection } from "./Rejection.ts"
 
 // ---------------------------------------------------------------------------------------------
 // errors
@@ -152,8 +156,23 @@ export const SubscriptionRequest = Schema.Struct({
 })
 
 /**
+ * Delivers one frame to a user's connections (or one connection):
+ * `LHTTP/1.0 <command>` with the headers and the body.
+ *
+ * @since 0.1.0
+ * @category requests
+ */
+export const SendRequest = Schema.Struct({
+  ...Target.fields,
+  command: Schema.String,
+  headers: Schema.optionalKey(Headers),
+  body: Schema.optionalKey(Schema.String)
+})
+
+/**
  * Closes a user's connections (or one connection), with a close code
- * (default 4000) and a reason the client sees.
+ * (default 4500, which tells the clients not to reconnect) and a reason the
+ * client sees.
  *
  * @since 0.1.0
  * @category requests
@@ -312,6 +331,7 @@ export class ServerApi extends Context.Service<ServerApi, {
   readonly disconnect: (
     request: typeof DisconnectRequest.Type
   ) => Effect.Effect<Reached & { readonly disconnected: number }, ApiError>
+  readonly send: (request: typeof SendRequest.Type) => Effect.Effect<Reached & { readonly delivered: number }, ApiError>
   readonly presence: (
     request: typeof ChannelRequest.Type
   ) => Effect.Effect<
@@ -356,11 +376,20 @@ export interface Options {
 // the questions between nodes
 const kinds = { connections: "api.connections", channels: "api.channels", info: "api.info" } as const
 
+// how many connections the nodes' answers count
+const sumOf = (answers: ReadonlyArray<Cluster.Answer<number>>) =>
+  answers.reduce((sum, { answer }) => sum + (typeof answer === "number" ? answer : 0), 0)
+
+/** The close code of a `disconnect` that gives none: 4500, which tells the clients not to reconnect. */
+export const defaultDisconnectCode = 4500
+
 interface ConnectionsQuestion {
   readonly user?: string | undefined
   readonly connection?: string | undefined
-  readonly action: "subscribe" | "unsubscribe" | "disconnect"
+  readonly action: "subscribe" | "unsubscribe" | "disconnect" | "send"
   readonly channels?: ReadonlyArray<string> | undefined
+  /** For `send`: the frame's text. */
+  readonly frame?: string | undefined
   readonly code?: number | undefined
   readonly reason?: string | undefined
 }
@@ -440,8 +469,14 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
             yield* connection.unsubscribe(question.channels ?? [])
             break
           case "disconnect":
-            yield* connection.close(question.code ?? 4000, question.reason ?? "disconnected")
+            yield* connection.close(question.code ?? defaultDisconnectCode, question.reason ?? "disconnected")
             break
+          case "send": {
+            const frame = Frame.parse(question.frame ?? "")
+            if (Result.isFailure(frame)) return 0
+            yield* Effect.ignore(connection.send(frame.success))
+            break
+          }
         }
       }
       return connections.length
@@ -476,9 +511,6 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
     }))
 
   // ---- the operations ----
-
-  const sumOf = (answers: ReadonlyArray<Cluster.Answer<number>>) =>
-    answers.reduce((sum, { answer }) => sum + (typeof answer === "number" ? answer : 0), 0)
 
   const onConnections = (question: ConnectionsQuestion) =>
     cluster.ask<number>(kinds.connections, question, timeout).pipe(
@@ -532,6 +564,16 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
         reason: request.reason
       })
       return { disconnected: count, complete }
+    })
+
+  const send = (request: typeof SendRequest.Type) =>
+    Effect.gen(function*() {
+      const target = yield* targetOf(request)
+      const frame = Frame.make(request.command, request.headers ?? {}, request.body ?? "")
+      const checked = Frame.validate(frame)
+      if (Result.isFailure(checked)) return yield* invalid(checked.failure.message)
+      const { complete, count } = yield* onConnections({ ...target, action: "send", frame: Frame.render(frame) })
+      return { delivered: count, complete }
     })
 
   const members = (request: typeof ChannelRequest.Type) =>
@@ -638,6 +680,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
     subscribe: (request) => Effect.flatMap(decoded(SubscriptionRequest, request), subscribe),
     unsubscribe: (request) => Effect.flatMap(decoded(SubscriptionRequest, request), unsubscribe),
     disconnect: (request) => Effect.flatMap(decoded(DisconnectRequest, request), disconnect),
+    send: (request) => Effect.flatMap(decoded(SendRequest, request), send),
     presence: (request) => Effect.flatMap(decoded(ChannelRequest, request), presenceOf),
     presence_stats: (request) => Effect.flatMap(decoded(ChannelRequest, request), presenceStats),
     history: (request) => Effect.flatMap(decoded(HistoryRequest, request), readHistory),
@@ -675,6 +718,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
     subscribe,
     unsubscribe,
     disconnect,
+    send,
     presence: presenceOf,
     presenceStats,
     history: readHistory,
@@ -696,3 +740,95 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
  */
 export const layer = (options?: Options): Layer.Layer<ServerApi, never, LhttpServer | Hub | Bus> =>
   Layer.effect(ServerApi, make(options)).pipe(Layer.provide(Cluster.layer))
+
+// ---------------------------------------------------------------------------------------------
+// a client addressing a user
+
+/**
+ * The `send` command, for a client to address a user (every connection of
+ * theirs, on every node): `LHTTP/1.0 send` with `user:<id>` (or
+ * `connection:<id>`), `command:<command>` (default `send`) and the body. Each
+ * connection gets `LHTTP/1.0 <command>` with `from:<the sender's user>` and
+ * the body; the sender, when it gave an `id`, an answer with
+ * `delivered:<n>` and `complete:yes|no`. The sender must be a user
+ * (`Connection.user`: 403 `UserRequired` otherwise); the server's `authorize`
+ * hook decides (action `send`, the target in `user` or `connection`).
+ *
+ * @since 0.1.0
+ * @category processors
+ */
+export const SendProcessor = Processor.make("send")
+
+/** The headers of the `send` command and of what it delivers. */
+export const SendHeader = {
+  user: "user",
+  connection: "connection",
+  command: "command",
+  from: "from",
+  delivered: "delivered",
+  complete: "complete"
+} as const
+
+/**
+ * The `send` command's implementation, over the cluster (every node's
+ * server API delivers to its connections). `authorize` decides on each send
+ * (action `send`, the target in `user` or `target`; a failure refuses it with
+ * its error frame): the server's own hook is not asked, as the processor is
+ * built before the server; give it the same function. Without one, any user
+ * may send to any user.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerSendProcessor = (options?: {
+  readonly authorize?: ((request: Authorization) => Effect.Effect<void, Rejection>) | undefined
+  /** How long a send waits for the nodes' answers (default 2 seconds). */
+  readonly timeout?: Duration.Input | undefined
+}): Layer.Layer<Processor.Service<"send">, never, Bus> =>
+  SendProcessor.toLayer(Effect.gen(function*() {
+    const cluster = yield* Cluster.Cluster
+    const timeout = Duration.fromInputUnsafe(options?.timeout ?? Duration.seconds(2))
+    const authorize = options?.authorize
+    return {
+      onMessage: (exchange) =>
+        Effect.gen(function*() {
+          const from = exchange.connection.get(Connection.user)
+          if (from === undefined) {
+            return yield* new Rejection({ status: 403, reason: "UserRequired", message: "only a user may send to one" })
+          }
+          const user = exchange.headers.get(SendHeader.user)
+          const connection = exchange.headers.get(SendHeader.connection)
+          if ((user === undefined) === (connection === undefined)) {
+            return yield* new Rejection({
+              status: 400,
+              reason: "InvalidRequest",
+              message: "a send names a user or a connection"
+            })
+          }
+          if (authorize !== undefined) {
+            yield* authorize({
+              action: "send",
+              channels: [],
+              connection: exchange.connection,
+              user,
+              target: connection
+            })
+          }
+          const frame = Frame.make(exchange.headers.get(SendHeader.command) ?? SendProcessor.command, {
+            [SendHeader.from]: from
+          }, exchange.text)
+          const checked = Frame.validate(frame)
+          if (Result.isFailure(checked)) return yield* checked.failure
+          const question: ConnectionsQuestion = { user, connection, action: "send", frame: Frame.render(frame) }
+          const { answers, complete } = yield* cluster.ask<number>(kinds.connections, question, timeout).pipe(
+            Effect.mapError((error) => new Rejection({ status: 503, reason: "BusUnavailable", message: error.message }))
+          )
+          if (exchange.id === undefined) return
+          yield* Effect.orDie(exchange.connection.send(Frame.make(exchange.command, {
+            id: exchange.id,
+            [SendHeader.delivered]: String(sumOf(answers)),
+            [SendHeader.complete]: complete ? "yes" : "no"
+          })))
+        })
+    }
+  })).pipe(Layer.provide(Cluster.layer))

@@ -5,7 +5,8 @@
  * `LHTTP_NATS_URL` is set (sessions then in a NATS KV bucket, history in a
  * JetStream stream: on a NATS without JetStream, sessions on this node only
  * and no history, each said in one warning line), with presence (the
- * `presence` command), with channel history (`LHTTP_HISTORY`), with upstream
+ * `presence` command), a user addressing another (the `send` command), with
+ * channel history (`LHTTP_HISTORY`), with upstream
  * calls when `LHTTP_UPSTREAM_ALLOW` is set; configured by `LHTTP_*`
  * environment variables (see the README). It serves
  * the chat room page at `/` and stops gracefully on SIGTERM and SIGINT.
@@ -21,16 +22,24 @@ import * as NatsSessionStore from "./NatsSessionStore.ts"
 import * as NodeLhttpServer from "./NodeLhttpServer.ts"
 import * as NodeUpstream from "./NodeUpstream.ts"
 import * as Presence from "./Presence.ts"
+import * as ServerApi from "./ServerApi.ts"
 import * as Sessions from "./Sessions.ts"
 
 // the chat room page, served at GET / (it loads the browser SDK from /lhttp.js)
 const page = readFileSync(new URL("./demo/chat.html", import.meta.url), "utf8")
 
 const Main = NodeLhttpServer.layerConfig({
-  processors: [Echo.Echo, Chat.Chat, Login.Login, Sessions.SessionProcessor, Presence.PresenceProcessor],
+  processors: [
+    Echo.Echo,
+    Chat.Chat,
+    Login.Login,
+    Sessions.SessionProcessor,
+    Presence.PresenceProcessor,
+    ServerApi.SendProcessor
+  ],
   page
 }).pipe(
-  Layer.provide([Echo.layer, Chat.layer, Login.layer, NodeUpstream.layerFromEnv]),
+  Layer.provide([Echo.layer, Chat.layer, Login.layer, ServerApi.layerSendProcessor(), NodeUpstream.layerFromEnv]),
   Layer.provideMerge(Sessions.layer()),
   // the presence command (the chat page's member list); join and leave events per LHTTP_PRESENCE_EVENTS
   Layer.provideMerge(Presence.layerConfig),

@@ -5,15 +5,17 @@
  * that does not answer; and the Effect service on two in-process nodes.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, type Layer } from "effect"
+import { Effect, Layer } from "effect"
 import { fileURLToPath } from "node:url"
+import type * as Authorization from "../src/Authorization.ts"
 import type * as Bus from "../src/Bus.ts"
 import * as Connection from "../src/Connection.ts"
 import { version } from "../src/internal/server/version.ts"
 import * as NatsBus from "../src/NatsBus.ts"
 import type * as Presence from "../src/Presence.ts"
 import * as Processor from "../src/Processor.ts"
-import type * as ServerApi from "../src/ServerApi.ts"
+import * as Rejection from "../src/Rejection.ts"
+import * as ServerApi from "../src/ServerApi.ts"
 import { connect, frame, request, startServer } from "./utils/lhttp.ts"
 import { startMemoryServer } from "./utils/memory.ts"
 import { natsServer, natsServerWith } from "./utils/nats.ts"
@@ -118,7 +120,7 @@ describe("ServerApi over HTTP: the rate", () => {
 
 describe("ServerApi over HTTP on two nodes (NATS): every operation, cluster-wide", () => {
   it.live(
-    "users on both nodes: publish, broadcast, subscribe, unsubscribe, presence, stats, channels, info, history, batch, disconnect",
+    "users on both nodes: publish, broadcast, subscribe, unsubscribe, presence, stats, channels, info, history, batch, send (from a backend and from a user), disconnect",
     () =>
       Effect.gen(function*() {
         const nats = yield* natsServerWith({ jetstream: true })
@@ -234,6 +236,35 @@ describe("ServerApi over HTTP on two nodes (NATS): every operation, cluster-wide
           { error: { reason: "UnknownOperation", message: "no operation nope" } }
         ])
 
+        // send: one frame to a user's connections on both nodes, from a backend and from another user
+        const sent = yield* call(two.base, "send", {
+          user: "alice",
+          command: "dm",
+          headers: { from: "backend" },
+          body: "psst"
+        })
+        assert.deepStrictEqual(sent.json, { delivered: 2, complete: true })
+        for (const client of [alice1, alice2]) {
+          assert.strictEqual(yield* client.next("5 seconds"), "LHTTP/1.0 dm\r\nfrom:backend\r\n\r\npsst")
+        }
+        yield* bob.send(frame("send", { id: "s", user: "alice", command: "dm" }, "hi alice"))
+        assert.strictEqual(
+          yield* bob.next("5 seconds"),
+          "LHTTP/1.0 send\r\nid:s\r\ndelivered:2\r\ncomplete:yes\r\n\r\n"
+        )
+        for (const client of [alice1, alice2]) {
+          assert.strictEqual(yield* client.next("5 seconds"), "LHTTP/1.0 dm\r\nfrom:bob\r\n\r\nhi alice")
+        }
+        yield* bob.send(frame("send", { id: "n", user: "nobody" }, "anyone?"))
+        assert.strictEqual(
+          yield* bob.next("5 seconds"),
+          "LHTTP/1.0 send\r\nid:n\r\ndelivered:0\r\ncomplete:yes\r\n\r\n"
+        )
+        const anonymous = yield* connect(one.ws)
+        yield* anonymous.send(frame("send", { id: "a", user: "alice" }, "hi"))
+        assert.include(yield* anonymous.next("5 seconds"), "reason:UserRequired")
+        yield* alice1.nothing()
+
         // disconnect a user everywhere, with a code and a reason the client sees
         const disconnected = yield* call(one.base, "disconnect", { user: "alice", code: 4003, reason: "bye" })
         assert.deepStrictEqual(disconnected.json, { disconnected: 2, complete: true })
@@ -303,16 +334,46 @@ describe("ServerApi as an Effect service, on two in-process nodes (NATS)", () =>
         }
         const refused = yield* Effect.flip(api.publish({ channel: "$nope", command: "x" }))
         assert.strictEqual(refused.reason, "InvalidRequest")
-        assert.deepStrictEqual(yield* api.disconnect({ user: "dave", code: 4001, reason: "gone" }), {
-          disconnected: 2,
+        assert.deepStrictEqual(yield* api.send({ user: "dave", command: "note", body: "for dave" }), {
+          delivered: 2,
           complete: true
         })
         for (const client of dave) {
-          yield* client.closed
+          assert.strictEqual(yield* client.next("5 seconds"), "LHTTP/1.0 note\r\n\r\nfor dave")
+        }
+        // without a code: 4500, which tells the clients not to come back
+        assert.deepStrictEqual(yield* api.disconnect({ user: "dave" }), { disconnected: 2, complete: true })
+        for (const client of dave) {
+          assert.deepStrictEqual(yield* client.closed, { code: 4500, reason: "disconnected" })
         }
       }),
     { timeout: 30_000 }
   )
+})
+
+describe("ServerApi: the send command", () => {
+  it.live("its authorize option decides on each send; the target is a user or a connection, not both", () =>
+    Effect.gen(function*() {
+      const authorize = (request: Authorization.Authorization) =>
+        request.user === "ceo" ? Effect.fail(Rejection.forbidden("no one writes to the ceo")) : Effect.void
+      const { connect } = yield* startMemoryServer(
+        { processors: [As, ServerApi.SendProcessor] },
+        Layer.mergeAll(AsLive, ServerApi.layerSendProcessor({ authorize })),
+        { api: true }
+      )
+      const [erin, ceo] = [yield* connect(), yield* connect()]
+      yield* erin.send("LHTTP/1.0 as\r\n\r\nerin")
+      yield* ceo.send("LHTTP/1.0 as\r\n\r\nceo")
+      yield* ceo.nothing()
+      yield* erin.send("LHTTP/1.0 send\r\nid:1\r\nuser:ceo\r\n\r\nraise?")
+      assert.include(yield* erin.next(), "status:403\r\nreason:Forbidden")
+      yield* erin.send("LHTTP/1.0 send\r\nid:2\r\nuser:ceo\r\nconnection:x\r\n\r\n?")
+      assert.include(yield* erin.next(), "reason:InvalidRequest")
+      yield* erin.send("LHTTP/1.0 send\r\nid:3\r\nuser:erin\r\n\r\nnote to self")
+      assert.strictEqual(yield* erin.next(), "LHTTP/1.0 send\r\nfrom:erin\r\n\r\nnote to self")
+      assert.strictEqual(yield* erin.next(), "LHTTP/1.0 send\r\nid:3\r\ndelivered:1\r\ncomplete:yes\r\n\r\n")
+      yield* ceo.nothing()
+    }))
 })
 
 describe("ServerApi: what info says of a node", () => {
