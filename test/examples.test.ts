@@ -446,6 +446,24 @@ describe("examples/typed-request.ts", () => {
   })
 })
 
+describe("examples/backend-api.ts", () => {
+  it("a backend calls the server API; the client connected with a JWT sees each effect, then is disconnected for good", async () => {
+    const result = await run(example("backend-api"), { timeoutMs: 20_000 })
+    assert.strictEqual(result.code, 0, result.output)
+    assert.deepStrictEqual(printed(result.output), [
+      "alice is connected with her token",
+      "backend publish: {}",
+      "alice got headline: tokens landed",
+      "backend send: {\"delivered\":1,\"complete\":true}",
+      "alice got dm: your order shipped",
+      "backend presence_stats: {\"connections\":1,\"users\":1,\"complete\":true}",
+      "backend disconnect: {\"disconnected\":1,\"complete\":true}",
+      "alice was disconnected: 4500 disconnected, reconnect: false",
+      "alice's client is closed"
+    ])
+  })
+})
+
 describe("examples/history.ts", () => {
   it("a reader whose connection drops gets what was published meanwhile, in order, then the position frame, then live ones", async () => {
     const result = await run(example("history"), { timeoutMs: 20_000 })
