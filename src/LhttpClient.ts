@@ -61,7 +61,7 @@ import type { Transport } from "./internal/client/transport.ts"
 import * as WebSocketTransport from "./internal/client/websocket.ts"
 import * as Backoff from "./internal/wire/backoff.ts"
 import { parseAckPositions } from "./internal/wire/positions.ts"
-import { AckHeader, Command, Header, HttpPath, HttpQuery, sinceNow } from "./internal/wire/protocol.ts"
+import { AckHeader, Command, Header, HttpPath, HttpQuery, sinceNow, TokenHeader } from "./internal/wire/protocol.ts"
 import type { Change } from "./internal/wire/sessionState.ts"
 import type * as Message from "./Message.ts"
 import type * as Processor from "./Processor.ts"
@@ -280,9 +280,16 @@ export interface Service {
    * Subscribes to channels; they are subscribed again after every reconnect.
    * The subscription asks for positions (`since:now`): each history channel
    * is answered with a `position` frame (in `messages`), and its frames
-   * carry their positions.
+   * carry their positions. A channel under a server's private prefix needs
+   * a subscription token (docs/tokens.md): give `token`, asked now and on
+   * every reconnect; each such channel is then subscribed in a frame of its
+   * own.
    */
-  readonly subscribe: (channels: Iterable<string>, command?: string) => Effect.Effect<void, ClientError>
+  readonly subscribe: (
+    channels: Iterable<string>,
+    command?: string,
+    options?: { readonly token?: Effect.Effect<string, unknown> | undefined }
+  ) => Effect.Effect<void, ClientError>
   /**
    * The last position of a subscribed history channel: known from the
    * `position` frame that answers its subscription, then advanced by the
@@ -551,10 +558,20 @@ const make = Effect.fnUntraced(function*(
   return {
     send: (frame) => sendFrame(frame, true),
     command: (command, headers, body) => sendFrame(Frame.make(command, headers, body), true),
-    subscribe: (channels, command = Command.subscribe) =>
+    subscribe: (channels, command = Command.subscribe, subscribeOptions) =>
       withChannels(channels, (list) => {
-        subscriptions.hold(list)
-        return sendFrame(Frame.make(command, { [Header.subscribe]: list.join(" "), [Header.since]: sinceNow }))
+        const token = subscribeOptions?.token
+        subscriptions.hold(list, token)
+        if (token === undefined) {
+          return sendFrame(Frame.make(command, { [Header.subscribe]: list.join(" "), [Header.since]: sinceNow }))
+        }
+        return Effect.forEach(list, (channel) =>
+          Effect.flatMap(Effect.option(token), (fresh) =>
+            sendFrame(Frame.make(command, {
+              [Header.subscribe]: channel,
+              [Header.since]: sinceNow,
+              ...(fresh._tag === "Some" ? { [TokenHeader.token]: fresh.value } : {})
+            }))), { discard: true })
       }),
     position: (channel) => Option.fromNullishOr(subscriptions.position(channel)),
     unsubscribe: (channels, command = Command.unsubscribe) =>

@@ -278,6 +278,33 @@ describe("Tokens: the Effect client", () => {
       yield* until(Effect.map(client.state, (state) => state === "open"))
     }))
 
+  it.live("a private channel: subscribed with a subscription token, and with a fresh one after a reconnect", () =>
+    Effect.gen(function*() {
+      const { hub, server: lhttp, url } = yield* server({ secret, privatePrefixes: ["private-"] })
+      const client = yield* clientOf(url, "websocket", hs({ sub: "alice" }))
+      let asked = 0
+      const token = Effect.suspend(() => {
+        asked++
+        return hs({ sub: "alice", channel: "private-a" })
+      })
+      yield* until(Effect.map(client.state, (state) => state === "open"))
+      yield* client.subscribe(["public-b"])
+      yield* client.subscribe(["private-a"], undefined, { token })
+      const received = yield* client.channel("private-a").pipe(Stream.take(2), Stream.runCollect, Effect.forkScoped)
+      yield* until(Effect.sync(() => lhttp.connectionsOf("alice")[0]?.channels.has("private-a") === true))
+      yield* hub.publish("private-a", "say", { publish: "private-a" }, "one")
+      // the server restarts the connection: the client subscribes again, with a fresh token
+      yield* lhttp.connectionsOf("alice")[0]!.close(1012, "reconnect:0")
+      yield* until(
+        Effect.sync(() => asked === 2 && lhttp.connectionsOf("alice")[0]?.channels.has("private-a") === true)
+      )
+      yield* hub.publish("private-a", "say", { publish: "private-a" }, "two")
+      const bodies = Array.from(yield* Fiber.join(received)).map((message) =>
+        message._tag === "Failure" ? "" : message.body
+      )
+      assert.deepStrictEqual(bodies, ["one", "two"])
+    }))
+
   for (const transport of transports) {
     it.live(`over ${transport}: a close from 4500 to 4999 (a backend's disconnect for good) ends the client, told reconnect: false`, () =>
       Effect.gen(function*() {

@@ -140,7 +140,7 @@ export class Connector {
       return Effect.gen(function*() {
         const link = yield* transport.open
         current = link
-        for (const text of subscriptions.again(link.resumed)) yield* link.send(text)
+        for (const text of yield* subscriptions.again(link.resumed)) yield* link.send(text)
         // read from now on: the answer to the restore comes this way
         const reading = yield* Effect.forkScoped(link.read((data) => self.#receive(data)))
         // a resumed connection is still attached to its session on the server

@@ -11,11 +11,21 @@ import * as Channel from "../../Channel.ts"
 import * as Frame from "../../Frame.ts"
 import type * as Message from "../../Message.ts"
 import { channelsOf, isUnasked, type Position, Positions } from "../wire/positions.ts"
-import { Command, Header, sinceNow } from "../wire/protocol.ts"
+import { Command, Header, sinceNow, TokenHeader } from "../wire/protocol.ts"
 import { type ClientError, invalidFrame } from "./clientError.ts"
 
-const subscribeFrame = (channels: string, since: string) =>
-  Frame.render(Frame.make(Command.subscribe, { [Header.subscribe]: channels, [Header.since]: since }))
+const subscribeFrame = (channels: string, since: string, token?: string) =>
+  Frame.render(
+    Frame.make(
+      Command.subscribe,
+      token === undefined
+        ? { [Header.subscribe]: channels, [Header.since]: since }
+        : { [Header.subscribe]: channels, [Header.since]: since, [TokenHeader.token]: token }
+    )
+  )
+
+/** Where a private channel's subscription token comes from, asked on every subscribe (each reconnect too). */
+export type TokenSource = Effect.Effect<string, unknown>
 
 /**
  * Runs `f` with the channels of `subscribe`, `unsubscribe` or `publish`,
@@ -38,6 +48,8 @@ export const withChannels = <A>(
 /** The channels of one client. */
 export class Subscriptions {
   readonly #held = new Set<string>()
+  // the subscription tokens of held private channels
+  readonly #tokens = new Map<string, TokenSource>()
   // the channels subscribed by frames given to `send` (not subscribed again after a reconnect)
   readonly #sentTo = new Set<string>()
   // the last position of each subscribed history channel whose subscription has positions
@@ -55,15 +67,32 @@ export class Subscriptions {
     return this.#positions.get(channel)
   }
 
-  /** `subscribe`: the channels are held from now on. */
-  hold(channels: Iterable<string>): void {
-    for (const channel of channels) this.#held.add(channel)
+  /** `subscribe`: the channels are held from now on (with where their subscription token comes from, if any). */
+  hold(channels: Iterable<string>, token?: TokenSource): void {
+    for (const channel of channels) {
+      this.#held.add(channel)
+      if (token === undefined) this.#tokens.delete(channel)
+      else this.#tokens.set(channel, token)
+    }
+  }
+
+  // the frame that subscribes a private channel: its own, with a token fresh from its source (none when the
+  // source fails: the server refuses it, and the app sees the error frame)
+  #subscribePrivate(channel: string, since: string): Effect.Effect<string> {
+    const token = this.#tokens.get(channel)
+    return token === undefined
+      ? Effect.succeed(subscribeFrame(channel, since))
+      : Effect.map(
+        Effect.option(token),
+        (fresh) => subscribeFrame(channel, since, fresh._tag === "Some" ? fresh.value : undefined)
+      )
   }
 
   /** `unsubscribe`: the channels are no longer held, noted, nor positioned. */
   release(channels: Iterable<string>): void {
     for (const channel of channels) {
       this.#held.delete(channel)
+      this.#tokens.delete(channel)
       this.#sentTo.delete(channel)
       this.#positions.forget(channel)
     }
@@ -101,15 +130,16 @@ export class Subscriptions {
    * new connection; for a resumed one (the server kept it and its
    * subscriptions), only what changed while it was down.
    */
-  again(resumed: boolean): Array<string> {
+  again(resumed: boolean): Effect.Effect<Array<string>> {
     if (!resumed) return this.#subscribeAgain(this.#held)
     const added = Array.from(this.#held).filter((channel) => !this.#heldAtDrop.has(channel))
     const removed = Array.from(this.#heldAtDrop).filter((channel) => !this.#held.has(channel))
-    const frames = this.#subscribeAgain(added)
-    if (removed.length > 0) {
-      frames.push(Frame.render(Frame.make(Command.unsubscribe, { [Header.unsubscribe]: removed.join(" ") })))
-    }
-    return frames
+    return Effect.map(this.#subscribeAgain(added), (frames) => {
+      if (removed.length > 0) {
+        frames.push(Frame.render(Frame.make(Command.unsubscribe, { [Header.unsubscribe]: removed.join(" ") })))
+      }
+      return frames
+    })
   }
 
   /** An open connection went down: what it had on the server is what is held now. */
@@ -117,11 +147,24 @@ export class Subscriptions {
     this.#heldAtDrop = new Set(this.#held)
   }
 
-  // history channels with a known position since it, one frame each; the others in one frame asking for positions
-  #subscribeAgain(channels: Iterable<string>): Array<string> {
+  // history channels with a known position since it, one frame each; the others in one frame asking for
+  // positions; a private channel in a frame of its own, with a fresh subscription token
+  #subscribeAgain(channels: Iterable<string>): Effect.Effect<Array<string>> {
     const { fresh, positioned } = this.#positions.split(channels)
-    const frames = positioned.map(([channel, since]) => subscribeFrame(channel, since))
-    if (fresh.length > 0) frames.unshift(subscribeFrame(fresh.join(" "), sinceNow))
-    return frames
+    const isPrivate = (channel: string) => this.#tokens.has(channel)
+    const publicFresh = fresh.filter((channel) => !isPrivate(channel))
+    const frames = positioned.filter(([channel]) => !isPrivate(channel)).map(([channel, since]) =>
+      subscribeFrame(channel, since)
+    )
+    if (publicFresh.length > 0) frames.unshift(subscribeFrame(publicFresh.join(" "), sinceNow))
+    const privates = [
+      ...fresh.filter(isPrivate).map((channel) => [channel, sinceNow] as const),
+      ...positioned.filter(([channel]) => isPrivate(channel))
+    ]
+    if (privates.length === 0) return Effect.succeed(frames)
+    return Effect.map(
+      Effect.forEach(privates, ([channel, since]) => this.#subscribePrivate(channel, since)),
+      (tokened) => [...frames, ...tokened]
+    )
   }
 }
