@@ -375,6 +375,48 @@ describe("History", () => {
       yield* back.nothing()
     }))
 
+  it.effect("a store whose position lags its messages (read before them): each offset once, the position frame at the last one sent", () =>
+    Effect.gen(function*() {
+      // as NatsHistory's two reads can answer: the channel's position, then the messages after the one asked for,
+      // some of them stored between the two reads (and, live, waiting at the subscriber's gate meanwhile)
+      const started = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const lagging = Layer.sync(History.History, () => {
+        const store = History.makeMemory({ policies: [{ ...policy, size: 10_000 }] })
+        return History.History.of({
+          ...store,
+          recover: (channel, policy, since) =>
+            since === undefined ? store.recover(channel, policy, since) : Deferred.succeed(started, undefined).pipe(
+              Effect.andThen(Deferred.await(release)),
+              Effect.andThen(store.recover(channel, policy, since)),
+              Effect.map((recovery) => ({
+                ...recovery,
+                position: { ...recovery.position, offset: recovery.position.offset - 3 }
+              }))
+            )
+        })
+      })
+      const { connect } = yield* server(lagging)
+      const publisher = yield* connect()
+      const watcher = yield* connect()
+      yield* watcher.send("LHTTP/1.0 chat\r\nsubscribe:h-lag\r\nsince:now\r\n\r\n")
+      const { epoch } = headersOf(yield* watcher.next())
+      for (let i = 0; i < 5; i++) yield* publish(publisher, "h-lag", `${i}`)
+      yield* publisher.nothing()
+      const back = yield* connect()
+      yield* back.send(`LHTTP/1.0 chat\r\nsubscribe:h-lag\r\nsince:${epoch}:0\r\n\r\n`)
+      yield* Deferred.await(started)
+      // published while the recovery waits: at the gate, and in the store's answer too
+      for (let i = 5; i < 8; i++) yield* publish(publisher, "h-lag", `${i}`)
+      yield* publisher.nothing()
+      yield* Deferred.succeed(release, undefined)
+      const frames = yield* take(back, 9)
+      const offsets = frames.filter((frame) => !frame.startsWith("LHTTP/1.0 position")).map(History.offsetOf)
+      assert.deepStrictEqual(offsets, [1, 2, 3, 4, 5, 6, 7, 8])
+      assert.deepStrictEqual(headersOf(frames[8]!), { channel: "h-lag", epoch, offset: "8", recovered: "yes" })
+      yield* back.nothing()
+    }))
+
   it.effect("a recovery runs beside the connection's next messages; one that fails is answered and undoes the subscription", () =>
     Effect.gen(function*() {
       // h-slow's recovery waits until released, h-broken's fails (each time it is asked)

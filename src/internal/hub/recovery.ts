@@ -84,6 +84,17 @@ interface Options {
 export const make = <S extends Receiver>(options: Options) => {
   const { context, history, maxBytes, onDefect } = options
 
+  // the position a subscriber is at once it has a recovery's messages: the store's, or its last message's when
+  // that is later in the same epoch (a store that reads the position before the messages, as NatsHistory's two
+  // reads can, answers messages stored in between: found by the fault campaign as a duplicate, the message given
+  // by the recovery and again from the gate, and a position frame behind what the client had)
+  const caughtUp = (recovery: History.Recovery): History.Recovery => {
+    const last = recovery.messages.at(-1)?.position
+    return last !== undefined && last.epoch === recovery.position.epoch && last.offset > recovery.position.offset
+      ? { ...recovery, position: last }
+      : recovery
+  }
+
   // a recovery whose messages would pass the budget: none of them, and a position frame that says so
   const bounded = (recovery: History.Recovery): History.Recovery => {
     let bytes = 0
@@ -182,7 +193,7 @@ export const make = <S extends Receiver>(options: Options) => {
         // gap in live delivery, the subscriber is closed to recover on its next connection
         Effect.tapError(() => Effect.sync(() => removeGate(entry, subscriber))),
         Effect.map((found) => {
-          const recovery = bounded(found)
+          const recovery = bounded(caughtUp(found))
           advance(entry, recovery.position)
           if (entry.subscribers.has(subscriber)) {
             for (const message of recovery.messages) {
