@@ -1,10 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Layer, Result } from "effect"
 import { TestClock } from "effect/testing"
+import * as Bus from "../src/Bus.ts"
 import * as Channel from "../src/Channel.ts"
 import * as Frame from "../src/Frame.ts"
 import * as History from "../src/History.ts"
-import { type MemoryClient, startMemoryServer } from "./utils/memory.ts"
+import { type MemoryClient, pending, startMemoryServer } from "./utils/memory.ts"
 
 const channel = (name: string) => Result.getOrThrow(Channel.validate(name))
 const policy: History.Policy = { prefix: "h-", size: 5, ttl: Duration.minutes(1) }
@@ -470,6 +471,55 @@ describe("History", () => {
       yield* publish(publisher, "h-broken", "nobody")
       yield* publisher.nothing()
       yield* back.nothing()
+    }))
+
+  it.live("a gap in live delivery that the store cannot fill closes the subscriber's connection 1012, nothing after it delivered", () =>
+    Effect.gen(function*() {
+      // a bus that numbers what it carries, whose deliveries the test makes (with the previous offset, as NATS does)
+      const deliver = new Map<
+        string,
+        (payload: string, position: History.Position | undefined, previous?: number) => void
+      >()
+      const bus = Layer.succeed(
+        Bus.Bus,
+        Bus.Bus.of({
+          publish: () => Effect.void,
+          subscribe: (channel, onMessage) =>
+            Effect.acquireRelease(
+              Effect.sync(() => deliver.set(channel, onMessage)),
+              () => Effect.sync(() => deliver.delete(channel))
+            ),
+          isReady: Effect.succeed(true),
+          numbering: "bus"
+        })
+      )
+      let reads = 0
+      const failing = Layer.sync(History.History, () => {
+        const store = History.makeMemory({ policies: [policy] })
+        return History.History.of({
+          ...store,
+          numbering: "bus",
+          recover: (_channel, _policy, since) =>
+            since === undefined
+              ? Effect.succeed({ messages: [], position: { epoch: "e1", offset: 1 } })
+              : Effect.suspend(() => {
+                reads++
+                return Effect.fail(new History.HistoryError({ reason: "ReadFailed", message: "the disk is gone" }))
+              })
+        })
+      })
+      const { connect } = yield* startMemoryServer({}, undefined, { bus, history: failing })
+      const client = yield* connect()
+      yield* client.send("LHTTP/1.0 chat\r\nsubscribe:h-gap\r\nsince:now\r\n\r\n")
+      assert.strictEqual(headersOf(yield* client.next()).offset, "1")
+      const text = (body: string) => `LHTTP/1.0 chat\r\npublish:h-gap\r\n\r\n${body}`
+      deliver.get("h-gap")!(text("two"), { epoch: "e1", offset: 2 }, 1)
+      assert.strictEqual(History.offsetOf(yield* client.next()), 2)
+      // offset 3 never came: the next one shows the gap, and the store fails to fill it (asked four times)
+      deliver.get("h-gap")!(text("four"), { epoch: "e1", offset: 4 }, 3)
+      assert.deepStrictEqual(yield* client.closed, { code: 1012, reason: "history unavailable" })
+      assert.strictEqual(reads, 4)
+      assert.deepStrictEqual(yield* pending(client), [])
     }))
 
   it.effect("recoveries of a channel from one position share the store's reads: those that come during one wait for the next", () =>
