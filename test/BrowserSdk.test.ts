@@ -11,6 +11,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Exit, Layer, Result, Scope } from "effect"
 import * as fc from "fast-check"
+import * as Jose from "jose"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Http from "node:http"
@@ -488,6 +489,258 @@ describe("browser SDK: connection handling (scripted socket)", () => {
     assert.throws(() => lhttp.context.publish("a", "chat", null, "x"), LhttpError)
     assert.strictEqual(FakeSocket.all.length, 1)
   })
+})
+
+/** Lets the promises of a getToken settle (and, with fake timers, what is due within `ms`). */
+const settle = (ms = 0) => vi.advanceTimersByTimeAsync(ms)
+
+/** What on_disconnect was told: `[code, reason, reconnect]` each. */
+const watchDisconnects = (lhttp: Lhttp) => {
+  const told: Array<[number | undefined, string | undefined, boolean | undefined]> = []
+  lhttp.on_disconnect = (context) => void told.push([context.code, context.reason, context.reconnect])
+  return told
+}
+
+const tokenSecret = "a-secret-of-at-least-32-bytes-long!!"
+
+let tokensSigned = 0
+
+/** A connection token for `user`, valid for a minute, unlike any other (its `jti`). */
+const signToken = (user: string) =>
+  new Jose.SignJWT({ sub: user, exp: Math.floor(Date.now() / 1000) + 60, jti: String(++tokensSigned) })
+    .setProtectedHeader({ alg: "HS256" })
+    .sign(new TextEncoder().encode(tokenSecret))
+
+describe("browser SDK: connection tokens", () => {
+  it("getToken before each attempt: its token in the URL; one that throws or rejects is a failed attempt, tried again after the backoff", async () => {
+    vi.useFakeTimers()
+    try {
+      FakeSocket.all = []
+      const given: Array<() => string | Promise<string>> = [
+        () => "first",
+        () => {
+          throw new Error("no token service")
+        },
+        () => Promise.reject(new Error("still none")),
+        () => Promise.resolve("second one&more")
+      ]
+      let calls = 0
+      const lhttp = new Lhttp("ws://fake/app?room=1", {
+        WebSocket: FakeSocket,
+        transports: ["websocket"],
+        reconnect: { initialDelay: 100, factor: 2, maxDelay: 1_000, jitter: 0 },
+        getToken: () => given[calls++]!()
+      })
+      const errors: Array<unknown> = []
+      lhttp.on_error = (context) => void errors.push(context.event)
+      assert.strictEqual(FakeSocket.all.length, 0) // the token comes first
+      await settle()
+      assert.deepStrictEqual(FakeSocket.all.map((socket) => socket.url), ["ws://fake/app?room=1&token=first"])
+      assert.strictEqual(lhttp.url, "ws://fake/app?room=1")
+      FakeSocket.last.accept()
+      FakeSocket.last.drop(1006)
+      await settle(100) // the first reconnect: getToken throws
+      assert.deepStrictEqual(errors.map((error) => (error as Error).message), ["no token service"])
+      assert.strictEqual(lhttp.state, "reconnecting")
+      await settle(199) // a failed attempt: the next waits twice as long
+      assert.strictEqual(calls, 2)
+      await settle(1) // it rejects
+      assert.deepStrictEqual(errors.map((error) => (error as Error).message), ["no token service", "still none"])
+      await settle(399)
+      assert.strictEqual(FakeSocket.all.length, 1)
+      await settle(1)
+      assert.deepStrictEqual(FakeSocket.all.map((socket) => socket.url), [
+        "ws://fake/app?room=1&token=first",
+        "ws://fake/app?room=1&token=second+one%26more"
+      ])
+      FakeSocket.last.accept()
+      assert.strictEqual(lhttp.state, "open")
+      assert.strictEqual(calls, 4)
+    } finally {
+      vi.useRealTimers()
+    }
+  })
+
+  it("refresh: getToken's fresh token goes as a token request, its answer taken; a refusal or a failed getToken goes to on_error", async () => {
+    vi.useFakeTimers()
+    try {
+      const fresh: Array<() => string> = [() => "opening", () => "fresh-1", () => "fresh-2", () => {
+        throw new Error("logged out")
+      }]
+      let calls = 0
+      const { lhttp } = fake({ getToken: () => fresh[calls++]!() })
+      await settle()
+      const socket = FakeSocket.last
+      socket.accept()
+      const messages: Array<string> = []
+      const errors: Array<[unknown, string]> = []
+      lhttp.on_message = (context) => void messages.push(encode(context.req))
+      lhttp.on_error = (context) => void errors.push([context.event, context.getCommand()])
+      const disconnects = watchDisconnects(lhttp)
+      const refresh = "LHTTP/1.0 refresh\r\nexpires:1767225600000\r\n\r\n"
+
+      socket.deliver(refresh)
+      await settle()
+      assert.strictEqual(socket.sent.length, 1)
+      const asked = decode(socket.sent[0]!)
+      assert.strictEqual(asked.command, "token")
+      assert.strictEqual(asked.body, "fresh-1")
+      const id = asked.headers.get("id")!
+      assert.match(id, /^[a-z0-9]+-\d+$/)
+      socket.deliver(`LHTTP/1.0 token\r\nid:${id}\r\nuser:alice\r\nexpires:1767225660000\r\n\r\n`)
+      await settle()
+      // neither the refresh nor its answer is the app's
+      assert.deepStrictEqual(messages, [])
+      assert.deepStrictEqual(errors, [])
+
+      socket.deliver(refresh)
+      await settle()
+      const again = decode(socket.sent[1]!)
+      assert.strictEqual(again.body, "fresh-2")
+      const refused = `LHTTP/1.0 error\r\nid:${
+        again.headers.get("id")
+      }\r\nstatus:403\r\nreason:TokenUserChanged\r\n\r\n`
+      socket.deliver(refused + "a fresh token names the connection's user")
+      await settle()
+      assert.strictEqual(errors.length, 1)
+      assert.deepInclude(errors[0]![0] as LhttpError, { status: 403, reason: "TokenUserChanged" })
+      assert.strictEqual(errors[0]![1], "refresh")
+
+      socket.deliver(refresh)
+      await settle()
+      assert.strictEqual(socket.sent.length, 2) // getToken threw: nothing sent
+      assert.strictEqual((errors[1]![0] as Error).message, "logged out")
+
+      // a delivery a publisher named refresh is the app's
+      socket.deliver("LHTTP/1.0 refresh\r\npublish:news\r\nexpires:1\r\n\r\nreload")
+      assert.deepStrictEqual(messages, ["LHTTP/1.0 refresh\r\npublish:news\r\nexpires:1\r\n\r\nreload"])
+      assert.strictEqual(calls, 4)
+      // without getToken the refresh is the app's too
+      const plain = fake()
+      const heard: Array<string> = []
+      plain.lhttp.on_message = (context) => void heard.push(context.getCommand())
+      plain.socket.accept()
+      plain.socket.deliver(refresh)
+      assert.deepStrictEqual([heard, plain.socket.sent], [["refresh"], []])
+      // the client's own close is no disconnect
+      await lhttp.close()
+      assert.deepStrictEqual(disconnects, [])
+    } finally {
+      vi.useRealTimers()
+    }
+  })
+
+  it("on_disconnect on each close; 4500 to 4999 end the client (closed, no new attempt, requests fail Closed); 4003 and reconnect:<ms> come back with a fresh token", async () => {
+    vi.useFakeTimers()
+    try {
+      let calls = 0
+      const { lhttp } = fake({
+        transports: ["websocket"],
+        reconnect: { initialDelay: 100, factor: 2, maxDelay: 1_000, jitter: 0 },
+        getToken: () => `t${++calls}`
+      })
+      const disconnects = watchDisconnects(lhttp)
+      const closes: Array<boolean | undefined> = []
+      lhttp.on_close = (context) => void closes.push(context.willReconnect)
+      await settle()
+      FakeSocket.last.accept()
+      FakeSocket.last.drop(4003, "token expired")
+      assert.strictEqual(lhttp.state, "reconnecting")
+      await settle(100)
+      assert.strictEqual(FakeSocket.last.url, "ws://fake/?token=t2")
+      FakeSocket.last.accept()
+      FakeSocket.last.drop(4499, "kicked") // below the terminal codes
+      await settle(100)
+      FakeSocket.last.accept()
+      FakeSocket.last.drop(1012, "reconnect:2000") // the server's hint, not the backoff
+      await settle(1_999)
+      assert.strictEqual(FakeSocket.all.length, 3)
+      await settle(1)
+      assert.strictEqual(FakeSocket.last.url, "ws://fake/?token=t4")
+      FakeSocket.last.accept()
+      const pending = lhttp.request("slow", null, "")
+      FakeSocket.last.drop(4501, "banned")
+      assert.strictEqual(lhttp.state, "closed")
+      assert.deepStrictEqual(disconnects, [
+        [4003, "token expired", true],
+        [4499, "kicked", true],
+        [1012, "reconnect:2000", true],
+        [4501, "banned", false]
+      ])
+      assert.deepStrictEqual(closes, [true, true, true, false])
+      const error = await pending.then(() => undefined, (e: LhttpError) => e)
+      assert.deepInclude(error, { status: 0, reason: "Closed" })
+      await settle(60_000)
+      assert.deepStrictEqual([FakeSocket.all.length, calls], [4, 4])
+      assert.throws(() => lhttp.context.publish("room", "chat", null, "after"), /closed/)
+
+      // 4999 is the last terminal code
+      const last = fake({ transports: ["websocket"], reconnect: { initialDelay: 100, jitter: 0 } })
+      last.socket.accept()
+      const told = watchDisconnects(last.lhttp)
+      last.socket.drop(1006)
+      await settle(100)
+      FakeSocket.last.accept()
+      FakeSocket.last.drop(4999, "gone for good")
+      assert.deepStrictEqual(told, [[1006, "", true], [4999, "gone for good", false]])
+      assert.strictEqual(last.lhttp.state, "closed")
+    } finally {
+      vi.useRealTimers()
+    }
+  })
+
+  for (const transport of ["sse", "poll"] as const) {
+    const where = transport === "sse"
+      ? "every GET /sse (a resume: a fresh one)"
+      : "the GET /poll that opens the connection"
+    it.live(`${transport}: getToken's token on ${where}, on no other request`, () =>
+      Effect.gen(function*() {
+        const { hub, port, server: lhttp } = yield* startServer(
+          { tokens: { secret: tokenSecret }, processors: [Echo.Echo] },
+          Echo.layer
+        )
+        const front = yield* relay(port)
+        const issued: Array<string> = []
+        const requests: Array<string> = []
+        const c = yield* sdk(`ws://127.0.0.1:${front.port}/`, {
+          transports: [transport],
+          reconnect: { initialDelay: 50, jitter: 0 },
+          getToken: async () => {
+            issued.push(await signToken("alice"))
+            return issued.at(-1)!
+          },
+          fetch: (input, init) => {
+            const url = new URL(input)
+            const token = url.searchParams.get("token")
+            requests.push(
+              `${init?.method ?? "GET"} ${url.pathname} ${token === null ? "-" : `#${issued.indexOf(token)}`}`
+            )
+            return fetch(input, init)
+          }
+        })
+        c.lhttp.context.subscribe("room", "watch", null, "")
+        yield* opened(c)
+        const id = httpConn(c).connection
+        // a reply came down: the stream, or the next poll, is under way when the relay cuts it
+        assert.strictEqual((yield* Effect.promise(() => c.lhttp.request("echo", null, "ready"))).getBody(), "ready")
+        front.cut() // resumed on the same connection
+        yield* until(() => c.states.includes("reconnecting"), "the client to notice the cut")
+        // a poll is answered once a frame comes
+        yield* hub.publish("room", "flash", {}, "after the cut")
+        yield* c.next((ctx) => ctx.getBody() === "after the cut")
+        assert.strictEqual(c.lhttp.state, "open")
+        assert.strictEqual(httpConn(c).connection, id)
+        assert.strictEqual(lhttp.connectionsOf("alice").length, 1)
+        const gets = requests.filter((request) => request.startsWith(`GET /${transport}`))
+        if (transport === "sse") assert.deepStrictEqual(gets, ["GET /sse #0", "GET /sse #1"])
+        else {
+          assert.strictEqual(gets[0], "GET /poll #0")
+          assert.deepStrictEqual(new Set(gets.slice(1)), new Set(["GET /poll -"]))
+        }
+        assert.include(requests, "POST /send -")
+        assert.isTrue(requests.every((request) => !request.startsWith("POST") || request.endsWith(" -")))
+      }))
+  }
 })
 
 describe("browser SDK: against a real server", () => {

@@ -12,8 +12,16 @@
  *
  * Each chat ends with a marker from each side, sent after everything else it sent: once both
  * markers showed on both pages, each page must show every message exactly once, in the same order.
+ *
+ * Then connection tokens, on each transport: an in-process server with `tokens` and the SDK of a
+ * page given a `getToken` that the test answers with tokens it signs (`page.exposeFunction`): the
+ * refresh frame answered with a fresh token (the connection outlives the first one), a close with
+ * code 4501 (no reconnect: `on_disconnect`, closed), and a token not renewed (4003, then a
+ * reconnect with a fresh one).
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { Effect, Exit, Scope } from "effect"
+import * as Jose from "jose"
 import * as Http from "node:http"
 import * as Path from "node:path"
 import type { Page } from "playwright-core"
@@ -30,6 +38,7 @@ import {
   type Proxy,
   say
 } from "./utils/browser.ts"
+import { startServer, type TestServer } from "./utils/lhttp.ts"
 import { freePort, type Program, start } from "./utils/process.ts"
 
 const root = Path.join(import.meta.dirname, "..")
@@ -263,4 +272,185 @@ describe("the HTTP transports in Chromium", () => {
       for (const page of [dave, carol, bob, alice]) await page.close()
     }
   )
+})
+
+// ---------------------------------------------------------------------------------------------
+// Connection tokens: getToken, the refresh frame, on_disconnect
+
+const secret = "a-secret-of-at-least-32-bytes-long!!"
+const transports = ["websocket", "sse", "poll"] as const
+type Transport = typeof transports[number]
+
+/** Seconds since the epoch, as `exp` counts them. */
+const nowSeconds = () => Math.floor(Date.now() / 1000)
+
+/** A connection token for `user` that expires at `exp` (seconds). */
+const sign = (user: string, exp: number) =>
+  new Jose.SignJWT({ sub: user, exp }).setProtectedHeader({ alg: "HS256" }).sign(new TextEncoder().encode(secret))
+
+/** What the page's SDK was told, as the page keeps it in `window.tokens`. */
+interface Told {
+  readonly state: string
+  readonly opens: number
+  readonly disconnects: ReadonlyArray<{ readonly code: number; readonly reason: string; readonly reconnect: boolean }>
+  readonly errors: ReadonlyArray<string>
+  readonly heard: ReadonlyArray<string>
+}
+
+const told = (page: Page): Promise<Told> =>
+  page.evaluate(() => {
+    const tokens = (window as unknown as { tokens: Omit<Told, "state"> & { lhttp: { state: string } } }).tokens
+    const { disconnects, errors, heard, lhttp, opens } = tokens
+    return { state: lhttp.state, opens, disconnects, errors, heard }
+  })
+
+/** Waits until what the page was told passes `check` (the deadline turns a hang into a failure). */
+const pageUntil = async (page: Page, check: (told: Told) => boolean, what: string, timeoutMs = 10_000) => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const now = await told(page)
+    if (check(now)) return now
+    if (Date.now() > deadline) throw new Error(`${what} did not happen in time: ${JSON.stringify(now)}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+describe("connection tokens in Chromium: getToken, refresh, on_disconnect", () => {
+  let scope: Scope.Closeable
+  let lhttp: TestServer
+
+  beforeAll(async () => {
+    scope = Effect.runSync(Scope.make())
+    lhttp = await Effect.runPromise(
+      startServer({ tokens: { secret, refreshBefore: "1 second" } }).pipe(Scope.provide(scope))
+    )
+  }, 30_000)
+
+  afterAll(async () => {
+    if (scope !== undefined) await Effect.runPromise(Scope.close(scope, Exit.void))
+  })
+
+  /**
+   * A page of the token server whose SDK connects over `transport` with `getToken` answered by
+   * `token` (in Node), subscribed to `channel` (command `news`); what it is told goes to `window.tokens`.
+   */
+  const tokenPage = async (transport: Transport, channel: string, token: () => Promise<string>): Promise<Page> => {
+    const page = await browser.context.newPage()
+    page.on("pageerror", (error) => errors.push(`${channel}: ${error.message}`))
+    await page.exposeFunction("lhttpToken", token)
+    await page.goto(`${lhttp.http}/healthz`)
+    // a string, not a function: vitest would rewrite a function's import()
+    await page.evaluate(`(async () => {
+      const { Lhttp } = await import("/lhttp.js")
+      const channel = ${JSON.stringify(channel)}
+      const lhttp = new Lhttp(null, {
+        transports: [${JSON.stringify(transport)}],
+        reconnect: { initialDelay: 50, maxDelay: 200 },
+        getToken: () => window.lhttpToken()
+      })
+      const told = window.tokens = { lhttp, opens: 0, disconnects: [], errors: [], heard: [] }
+      lhttp.on_open = () => told.opens++
+      lhttp.on_disconnect = (ctx) =>
+        told.disconnects.push({ code: ctx.code, reason: ctx.reason, reconnect: ctx.reconnect })
+      lhttp.on_error = (ctx) => told.errors.push(String(ctx.event?.message ?? ctx.event?.type ?? ctx.event))
+      // what the test publishes to the channel (Hub.publish: the command, no publish header)
+      lhttp.on_message = (ctx) => {
+        if (ctx.getCommand() === "news") told.heard.push(ctx.getBody())
+      }
+      lhttp.context.subscribe(channel, "news", null, "")
+    })()`)
+    await pageUntil(page, (now) => now.state === "open", "the open")
+    return page
+  }
+
+  for (const transport of transports) {
+    it(
+      `${transport}: getToken's token opens the connection; the refresh frame is answered with a fresh token, and the connection outlives the first one`,
+      { timeout: 30_000 },
+      async () => {
+        const user = `refreshing-${transport}`
+        const expiries: Array<number> = []
+        const page = await tokenPage(transport, `news-${transport}`, () => {
+          const exp = nowSeconds() + 3
+          expiries.push(exp)
+          return sign(user, exp)
+        })
+        const [connection, ...more] = lhttp.server.connectionsOf(user)
+        assert.isDefined(connection, "the token in the URL names the user")
+        assert.deepStrictEqual(more, [])
+        // past the first token's exp: the server would have closed the connection (4003) without a fresh one
+        while (Date.now() < expiries[0]! * 1000 + 500) await sleep(50)
+        assert.isAbove(expiries.length, 1, "getToken was asked again for the refresh")
+        assert.deepStrictEqual(lhttp.server.connectionsOf(user).map(({ id }) => id), [connection!.id])
+        await Effect.runPromise(lhttp.hub.publish(`news-${transport}`, "news", {}, "still here"))
+        const now = await pageUntil(page, ({ heard }) => heard.length > 0, "the publish")
+        assert.deepStrictEqual(now, {
+          state: "open",
+          opens: 1,
+          disconnects: [],
+          errors: [],
+          heard: ["still here"]
+        })
+        assert.deepStrictEqual(errors, [])
+        await page.close()
+      }
+    )
+
+    it(
+      `${transport}: a close with code 4501 ends the page's client: on_disconnect with reconnect false, closed, no new connection`,
+      { timeout: 30_000 },
+      async () => {
+        const user = `banned-${transport}`
+        let asked = 0
+        const page = await tokenPage(transport, `banned-${transport}`, () => {
+          asked++
+          return sign(user, nowSeconds() + 60)
+        })
+        const [connection] = lhttp.server.connectionsOf(user)
+        assert.isDefined(connection)
+        await Effect.runPromise(connection!.close(4501, "banned"))
+        const now = await pageUntil(page, ({ state }) => state === "closed", "the end")
+        assert.deepStrictEqual(now.disconnects, [{ code: 4501, reason: "banned", reconnect: false }])
+        // the page would have dialed again within 50 to 200 ms
+        await sleep(1_000)
+        assert.deepStrictEqual(lhttp.server.connectionsOf(user), [])
+        assert.strictEqual(asked, 1)
+        const after = await told(page)
+        assert.deepStrictEqual([after.state, after.opens, after.disconnects.length], ["closed", 1, 1])
+        assert.deepStrictEqual(errors, [])
+        await page.close()
+      }
+    )
+
+    it(
+      `${transport}: a token that is not renewed closes the connection with 4003 at its exp, then a reconnect with a fresh token`,
+      { timeout: 30_000 },
+      async () => {
+        const user = `expiring-${transport}`
+        // the first token lives 1 to 2 s; until it expires getToken gives it again (a refresh renews
+        // nothing), then a fresh one
+        let first: { readonly exp: number; readonly token: string } | undefined
+        const page = await tokenPage(transport, `expiring-${transport}`, async () => {
+          if (first === undefined) {
+            const exp = nowSeconds() + 2
+            first = { exp, token: await sign(user, exp) }
+          }
+          return Date.now() < first.exp * 1000 ? first.token : sign(user, nowSeconds() + 60)
+        })
+        const [before] = lhttp.server.connectionsOf(user)
+        assert.isDefined(before)
+        const now = await pageUntil(page, ({ opens, state }) => opens === 2 && state === "open", "the reconnect")
+        assert.deepStrictEqual(now.disconnects, [{ code: 4003, reason: "token expired", reconnect: true }])
+        const after = lhttp.server.connectionsOf(user)
+        assert.strictEqual(after.length, 1)
+        assert.notStrictEqual(after[0]!.id, before!.id)
+        await Effect.runPromise(lhttp.hub.publish(`expiring-${transport}`, "news", {}, "welcome back"))
+        await pageUntil(page, ({ heard }) => heard.includes("welcome back"), "the publish after the reconnect")
+        assert.deepStrictEqual(errors, [])
+        await page.close()
+      }
+    )
+  }
 })

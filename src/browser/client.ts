@@ -7,9 +7,9 @@
  * answers of `POST /send`) are internal/wire/'s.
  */
 import { answeredId } from "../internal/wire/answers.ts"
-import { hintedDelay } from "../internal/wire/backoff.ts"
+import { hintedDelay, isTerminalClose } from "../internal/wire/backoff.ts"
 import { isUnasked, parseAckPositions, Positions } from "../internal/wire/positions.ts"
-import { AckHeader, Header } from "../internal/wire/protocol.ts"
+import { AckHeader, Command, Header } from "../internal/wire/protocol.ts"
 import type { Change } from "../internal/wire/sessionState.ts"
 import { type Conn, Dialer, open, pageUrl } from "./dialer.ts"
 import { CLOSING, type Closing, guarded, type HttpConnection, HttpLink, OPEN, type Refusal } from "./httpLink.ts"
@@ -43,6 +43,7 @@ import { Queue } from "./queue.ts"
 import { Requests } from "./requests.ts"
 import { SessionKeeper } from "./sessionKeeper.ts"
 import { Subscriptions } from "./subscriptions.ts"
+import { type GetToken, isRefresh, tokenOf } from "./token.ts"
 
 /**
  * What a hook receives, and a way to send. `req` is the received message (empty for the shared
@@ -53,17 +54,25 @@ export class Context {
   readonly lhttp: Lhttp
   readonly req: Message
   /**
-   * `on_close`: the WebSocket's close event, or for SSE and long-poll `{ code, reason, wasClean }`.
+   * `on_close`, `on_disconnect`: the WebSocket's close event, or for SSE and long-poll
+   * `{ code, reason, wasClean }`.
    * `on_error`: the WebSocket's error event; for SSE and long-poll the `Error` of a failed request,
-   * a {@link GapEvent}, or the {@link LhttpError} of a frame `POST /send` refused (not a request's).
+   * a {@link GapEvent}, or the {@link LhttpError} of a frame `POST /send` refused (not a request's);
+   * what option `getToken` threw; the {@link LhttpError} that refused a fresh token (`req`: the
+   * server's `refresh` frame).
    */
   readonly event: unknown
   /** `on_open`: whether this is a reconnection (the subscriptions were re-sent just before). */
   declare reconnected?: boolean
-  /** `on_close`: the close code. */
+  /** `on_close`, `on_disconnect`: the close code. */
   declare code?: number
   /** `on_close`: whether the client will reconnect. */
   declare willReconnect?: boolean
+  /**
+   * `on_disconnect`: whether the client reconnects: false after a close code from 4500 to 4999
+   * (the server says not to come back), with reconnection off, or out of attempts.
+   */
+  declare reconnect?: boolean
   /** `on_session`: what changed. */
   declare change?: SessionChange
   /** `on_session`: the session now (`undefined` once closed). */
@@ -71,9 +80,9 @@ export class Context {
   /** `on_session`: the session's key (for `"closed"`, the key that was closed). */
   declare key?: string
   /**
-   * `on_close`: the close reason. `on_session` `"closed"`: why: `"Closed"` (the server closed it:
-   * `closed:<key>`), `"SessionNotFound"` (the server no longer knows it: a restore was refused, or
-   * it expired) or `"Cleared"` ({@link Lhttp.clearSession}).
+   * `on_close`, `on_disconnect`: the close reason. `on_session` `"closed"`: why: `"Closed"` (the
+   * server closed it: `closed:<key>`), `"SessionNotFound"` (the server no longer knows it: a restore
+   * was refused, or it expired) or `"Cleared"` ({@link Lhttp.clearSession}).
    */
   declare reason?: string
   /** `on_session` `"closed"` with reason `"SessionNotFound"`: the error frame's {@link LhttpError}. */
@@ -207,8 +216,16 @@ export class Lhttp {
   /** Each close of an open connection, and the end (`context.willReconnect` false). */
   on_close(_context: Context): void {}
   /**
+   * Each end of an open connection the client did not close itself (a WebSocket's close, SSE's
+   * `event: close`, a poll's `410`, a lost connection), before `on_close`: `context.code`,
+   * `context.reason`, `context.reconnect`. A code from 4500 to 4999 tells the client not to come
+   * back: no reconnect, the state goes `"closed"`.
+   */
+  on_disconnect(_context: Context): void {}
+  /**
    * Each WebSocket error event (failed reconnection attempts included); over SSE and long-poll,
-   * each failed request, a gap in an SSE stream, and a frame `POST /send` refused.
+   * each failed request, a gap in an SSE stream, and a frame `POST /send` refused; a `getToken`
+   * that failed, and a fresh token the server refused.
    */
   on_error(_context: Context): void {}
   /** Each change of {@link state}. */
@@ -359,11 +376,41 @@ export class Lhttp {
     return `${this.#prefix}-${++this.#nextId}`
   }
 
+  // closed, or closing for good: nothing more is dialed nor told
+  get #ended(): boolean {
+    return this.#closing || this.#state === "closed"
+  }
+
   // initial: called by the constructor, which throws what no transport could even start with
   #open(initial = false): void {
+    const getToken = this.#options.getToken
+    if (getToken === undefined) return this.#dial(undefined, initial)
+    void tokenOf(getToken).then(
+      (token) => this.#ended || this.#dialWith(token, initial),
+      (error: unknown) => this.#ended || this.#tokenFailed(error)
+    )
+  }
+
+  // getToken's token came: what no transport could even start with ends the client (after on_error)
+  #dialWith(token: string, initial: boolean): void {
+    try {
+      this.#dial(token, initial)
+    } catch (error) {
+      this.#hook("on_error", new Context(this, null, error))
+      this.#finish()
+    }
+  }
+
+  // getToken threw or rejected: a failed attempt, tried again after the backoff
+  #tokenFailed(error: unknown): void {
+    this.#hook("on_error", new Context(this, null, error))
+    this.#retry()
+  }
+
+  #dial(token: string | undefined, initial: boolean): void {
     let conn: Conn
     try {
-      conn = open(this.#dialer.transport, this.#url, this.#options, this.#dialer)
+      conn = open(this.#dialer.transport, this.#url, this.#options, this.#dialer, token)
     } catch (error) {
       if (this.#dialer.fallBack()) return this.#open(initial)
       if (initial) throw error
@@ -447,6 +494,8 @@ export class Lhttp {
   #received(data: unknown): void {
     const message = received(data)
     if (message === undefined) return // protocol.md §8: a client may ignore what it does not understand
+    const getToken = this.#options.getToken
+    if (getToken !== undefined && isRefresh(message)) return this.#refresh(message, getToken)
     const id = answeredId(message)
     // a frame seen already by its position (came twice) is dropped
     if (!this.#positions.observe(message, (channel) => this.#subscriptions.has(channel))) return
@@ -457,6 +506,13 @@ export class Lhttp {
         ? this.#requests.reject(id, errorOf(message))
         : this.#requests.resolve(id, new Context(this, message)))
     if (!answered) this.#hook("on_message", new Context(this, message))
+  }
+
+  // the server's `refresh`: getToken's fresh token goes as a `token` request; its failure is on_error's
+  #refresh(frame: Message, getToken: GetToken): void {
+    void tokenOf(getToken)
+      .then((token) => this.request(Command.token, null, token))
+      .catch((error: unknown) => this.#ended || this.#hook("on_error", new Context(this, frame, error)))
   }
 
   // POST /send refused a frame (400, 413, ...): its request fails, or on_error tells it
@@ -472,22 +528,31 @@ export class Lhttp {
     if (!this.#closing) this.#queue.putBack(unsent)
     this.#requests.closed(conn, unsent)
     const opened = this.#wasOpen
+    // a close code from 4500 to 4999: the server says not to come back
+    const terminal = event.code !== undefined && isTerminalClose(event.code)
     // a transport that could not connect: the next one, at once
-    if (!opened && !this.#closing && this.#dialer.fallBack()) return this.#open()
-    const retry = !this.#closing && this.#dialer.retries
+    if (!opened && !terminal && !this.#closing && this.#dialer.fallBack()) return this.#open()
+    const retry = !this.#closing && !terminal && this.#dialer.retries
     const context = Object.assign(new Context(this, null, event), {
       code: event.code,
       reason: event.reason,
       willReconnect: retry
     })
+    const serverEnded = (opened || terminal) && !this.#closing
     if (!retry) this.#finish()
     else if (opened && event.immediate === true) {
       // the server no longer knows the connection: a new one now, with the subscriptions
       this.#setState("reconnecting")
       this.#open()
     } else this.#retry(hintedDelay(event.reason))
+    if (serverEnded) this.#hook("on_disconnect", this.#disconnected(event, retry))
     // a failed attempt to reconnect is no connection closing: only on_error and on_state tell it
     if (opened || !retry) this.#hook("on_close", context)
+  }
+
+  // what on_disconnect is told
+  #disconnected(event: Closing, reconnect: boolean): Context {
+    return Object.assign(new Context(this, null, event), { code: event.code, reason: event.reason, reconnect })
   }
 
   // after the backoff, or the wait the close asked for
@@ -498,6 +563,8 @@ export class Lhttp {
 
   #finish(): void {
     this.#queue.take()
+    // no connection will come to answer them (a close that said not to come back, no attempt left)
+    this.#requests.rejectAll((id) => new LhttpError(0, "Closed", "the client is closed", id))
     this.#setState("closed")
     for (const resolve of this.#closeWaiters.splice(0)) resolve()
   }
@@ -520,7 +587,10 @@ export class Lhttp {
     guarded(() => this.on_state(state))
   }
 
-  #hook(name: "on_open" | "on_message" | "on_close" | "on_error" | "on_session", context: Context): void {
+  #hook(
+    name: "on_open" | "on_message" | "on_close" | "on_disconnect" | "on_error" | "on_session",
+    context: Context
+  ): void {
     guarded(() => this[name](context))
   }
 }

@@ -1,13 +1,14 @@
 /**
  * How the browser SDK dials: a connection of one transport (a WebSocket, or
  * an SSE or long-poll link on the http(s) twin of the WebSocket URL's host),
- * the next transport while none has opened, and the next attempt after the
- * backoff (internal/wire/backoff.ts).
+ * with its connection token if any, the next transport while none has opened,
+ * and the next attempt after the backoff (internal/wire/backoff.ts).
  */
 import * as Backoff from "../internal/wire/backoff.ts"
 import { HttpPath } from "../internal/wire/protocol.ts"
 import { HttpLink } from "./httpLink.ts"
 import type { LhttpOptions, Reconnect, Transport, WebSocketLike } from "./options.ts"
+import { tokenOf, withToken } from "./token.ts"
 
 /** A connection of any transport. */
 export type Conn = WebSocketLike | HttpLink
@@ -42,16 +43,28 @@ const httpUrl = (url: string, path: string): string => {
   return new URL(path, `${protocol}//${base.host}/`).href
 }
 
-/** Opens a connection over `transport` to the server of `url`; throws what cannot even start. */
-export const open = (transport: Transport, url: string, options: LhttpOptions, delays: Delays): Conn => {
-  if (transport === "websocket") return webSocket(url, options)
+/**
+ * Opens a connection over `transport` to the server of `url`, with the connection `token` (option
+ * `getToken`'s) if any; throws what cannot even start.
+ */
+export const open = (
+  transport: Transport,
+  url: string,
+  options: LhttpOptions,
+  delays: Delays,
+  token: string | undefined
+): Conn => {
+  if (transport === "websocket") return webSocket(withToken(url, token), options)
   const fetch = options.fetch ?? globalThis.fetch
   if (typeof fetch !== "function") throw new TypeError("no fetch: pass options.fetch")
+  const getToken = options.getToken
   return new HttpLink(transport, {
     url: httpUrl(url, transport === "sse" ? options.ssePath ?? HttpPath.sse : options.pollPath ?? HttpPath.poll),
     sendUrl: httpUrl(url, options.sendPath ?? HttpPath.send),
     fetch: (target, init) => fetch(target, init),
     openTimeout: options.openTimeout ?? 10_000,
+    token,
+    freshToken: getToken === undefined ? undefined : () => tokenOf(getToken),
     delay: delays.delay,
     resumeDelay: delays.resumeDelay
   })

@@ -9,6 +9,7 @@ import { type Ended, endedOf, type Event, eventId, type Item, itemOf, Parser } f
 import { HttpHeader, HttpQuery } from "../internal/wire/protocol.ts"
 import { Attempts, maxServerErrorRetries, refusalOf } from "../internal/wire/sendAnswer.ts"
 import { LhttpError } from "./message.ts"
+import { withToken } from "./token.ts"
 
 /** `readyState`: open, as a WebSocket's. */
 export const OPEN = 1
@@ -80,6 +81,10 @@ export interface LinkConfig {
   readonly fetch: (url: string, init?: RequestInit) => Promise<Response>
   /** How long the link may take to open, in ms. */
   readonly openTimeout: number
+  /** The connection token of the request that opens the connection (`?token=`), if any. */
+  readonly token: string | undefined
+  /** A fresh token for each `GET /sse` that resumes the connection, if the client has tokens. */
+  readonly freshToken: (() => Promise<string>) | undefined
   /** The wait after the nth failure in a row of a `POST /send`, in ms. */
   readonly delay: (attempt: number) => number
   /** The wait before the nth resume of a broken stream or poll, or undefined when it should not be tried. */
@@ -360,7 +365,7 @@ export class HttpLink implements HttpConnection {
   async #stream(headers: Record<string, string>): Promise<Outcome> {
     let response: Response
     try {
-      response = await this.#config.fetch(this.url, { headers, signal: this.#reading.signal })
+      response = await this.#config.fetch(await this.#streamUrl(), { headers, signal: this.#reading.signal })
     } catch (error) {
       return { error }
     }
@@ -392,6 +397,16 @@ export class HttpLink implements HttpConnection {
     }
     if (outcome !== undefined) reader.cancel().catch(() => undefined)
     return outcome ?? { error: new Error("the event stream ended") }
+  }
+
+  /**
+   * The URL of a `GET /sse`, with the token: a fresh one on a resume (the server opens a new
+   * connection for a resume whose connection expired, and admits it by that token).
+   */
+  async #streamUrl(): Promise<string> {
+    const { freshToken, token } = this.#config
+    const resuming = this.connection !== undefined && freshToken !== undefined
+    return withToken(this.url, resuming ? await freshToken() : token)
   }
 
   /** One event of the stream; an outcome ends the stream. */
@@ -439,7 +454,7 @@ export class HttpLink implements HttpConnection {
     const signal = this.#reading.signal
     let answer: { readonly connection: string; readonly cursor?: unknown; readonly frames?: unknown }
     try {
-      const response = await this.#config.fetch(this.url, { signal })
+      const response = await this.#config.fetch(withToken(this.url, this.#config.token), { signal })
       if (response.status !== 200) {
         cancel(response)
         throw new LhttpError(response.status, "HttpError", `GET ${this.url} answered ${response.status}`)

@@ -13,17 +13,25 @@ declare class Context {
     readonly lhttp: Lhttp;
     readonly req: Message;
     /**
-     * `on_close`: the WebSocket's close event, or for SSE and long-poll `{ code, reason, wasClean }`.
+     * `on_close`, `on_disconnect`: the WebSocket's close event, or for SSE and long-poll
+     * `{ code, reason, wasClean }`.
      * `on_error`: the WebSocket's error event; for SSE and long-poll the `Error` of a failed request,
-     * a {@link GapEvent}, or the {@link LhttpError} of a frame `POST /send` refused (not a request's).
+     * a {@link GapEvent}, or the {@link LhttpError} of a frame `POST /send` refused (not a request's);
+     * what option `getToken` threw; the {@link LhttpError} that refused a fresh token (`req`: the
+     * server's `refresh` frame).
      */
     readonly event: unknown;
     /** `on_open`: whether this is a reconnection (the subscriptions were re-sent just before). */
     reconnected?: boolean;
-    /** `on_close`: the close code. */
+    /** `on_close`, `on_disconnect`: the close code. */
     code?: number;
     /** `on_close`: whether the client will reconnect. */
     willReconnect?: boolean;
+    /**
+     * `on_disconnect`: whether the client reconnects: false after a close code from 4500 to 4999
+     * (the server says not to come back), with reconnection off, or out of attempts.
+     */
+    reconnect?: boolean;
     /** `on_session`: what changed. */
     change?: SessionChange;
     /** `on_session`: the session now (`undefined` once closed). */
@@ -31,9 +39,9 @@ declare class Context {
     /** `on_session`: the session's key (for `"closed"`, the key that was closed). */
     key?: string;
     /**
-     * `on_close`: the close reason. `on_session` `"closed"`: why: `"Closed"` (the server closed it:
-     * `closed:<key>`), `"SessionNotFound"` (the server no longer knows it: a restore was refused, or
-     * it expired) or `"Cleared"` ({@link Lhttp.clearSession}).
+     * `on_close`, `on_disconnect`: the close reason. `on_session` `"closed"`: why: `"Closed"` (the
+     * server closed it: `closed:<key>`), `"SessionNotFound"` (the server no longer knows it: a restore
+     * was refused, or it expired) or `"Cleared"` ({@link Lhttp.clearSession}).
      */
     reason?: string;
     /** `on_session` `"closed"` with reason `"SessionNotFound"`: the error frame's {@link LhttpError}. */
@@ -91,8 +99,16 @@ declare class Lhttp {
     /** Each close of an open connection, and the end (`context.willReconnect` false). */
     on_close(_context: Context): void;
     /**
+     * Each end of an open connection the client did not close itself (a WebSocket's close, SSE's
+     * `event: close`, a poll's `410`, a lost connection), before `on_close`: `context.code`,
+     * `context.reason`, `context.reconnect`. A code from 4500 to 4999 tells the client not to come
+     * back: no reconnect, the state goes `"closed"`.
+     */
+    on_disconnect(_context: Context): void;
+    /**
      * Each WebSocket error event (failed reconnection attempts included); over SSE and long-poll,
-     * each failed request, a gap in an SSE stream, and a frame `POST /send` refused.
+     * each failed request, a gap in an SSE stream, and a frame `POST /send` refused; a `getToken`
+     * that failed, and a fresh token the server refused.
      */
     on_error(_context: Context): void;
     /** Each change of {@link state}. */
@@ -313,6 +329,14 @@ interface LhttpOptions {
     readonly sessionStorage?: SessionStorage | undefined;
     /** The name of the key's entry in `sessionStorage` (default `"lhttp.session"`). */
     readonly sessionStorageKey?: string | undefined;
+    /**
+     * The connection token (a JWT, for a server with the `tokens` option). Called before each connection
+     * attempt (each reconnect too) and each `GET /sse`: its token goes as `?token=` on the WebSocket URL, on
+     * `GET /sse` and on the `GET /poll` that opens the connection. Called again on the server's `refresh`
+     * frame: its token goes as a `token` request. One that throws or rejects fails the attempt (tried again
+     * after the backoff), or the refresh (`on_error`; the server closes with 4003 at expiry, then a reconnect).
+     */
+    readonly getToken?: (() => string | Promise<string>) | undefined;
 }
 
 /**

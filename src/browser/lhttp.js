@@ -62,6 +62,14 @@ var Command = {
   /** The server asks for a fresh connection token before the one it has expires (`expires` header). */
   refresh: "refresh"
 };
+var TokenHeader = {
+  /** On a subscribe to a private channel: the subscription token. */
+  token: "token",
+  /** On a `refresh` frame and the answer to a `token` message: when the token expires, ms since the epoch. */
+  expires: "expires",
+  /** On the answer to a `token` message: the user the token names. */
+  user: "user"
+};
 var sinceNow = "now";
 var upstreamReplyHeader = "upstream-reply";
 var HttpPath = {
@@ -122,6 +130,8 @@ var hintedDelay = (reason) => {
   if (!/^\d{1,9}$/.test(text)) return void 0;
   return Math.min(maxHintedDelay, Number(text));
 };
+var terminalCloseCodes = { from: 4500, to: 4999 };
+var isTerminalClose = (code) => code >= terminalCloseCodes.from && code <= terminalCloseCodes.to;
 
 // src/internal/wire/positions.ts
 var parsePosition = (value) => {
@@ -561,6 +571,20 @@ function fromEvent(data) {
   return frameTextOf(String(data));
 }
 
+// src/browser/token.ts
+var tokenOf = async (getToken) => {
+  const token = await getToken();
+  if (typeof token !== "string") throw new TypeError(`getToken gave ${typeof token}, not a token`);
+  return token;
+};
+var withToken = (url, token) => {
+  if (token === void 0) return url;
+  const target = new URL(url, globalThis.location?.href);
+  target.searchParams.set(HttpQuery.token, token);
+  return target.href;
+};
+var isRefresh = (message) => message.command === Command.refresh && message.headers.has(TokenHeader.expires) && !message.headers.has(Header.publish);
+
 // src/browser/httpLink.ts
 var OPEN = 1;
 var CLOSING = 2;
@@ -794,7 +818,7 @@ var HttpLink = class {
   async #stream(headers) {
     let response;
     try {
-      response = await this.#config.fetch(this.url, { headers, signal: this.#reading.signal });
+      response = await this.#config.fetch(await this.#streamUrl(), { headers, signal: this.#reading.signal });
     } catch (error) {
       return { error };
     }
@@ -823,6 +847,15 @@ var HttpLink = class {
     }
     if (outcome !== void 0) reader.cancel().catch(() => void 0);
     return outcome ?? { error: new Error("the event stream ended") };
+  }
+  /**
+   * The URL of a `GET /sse`, with the token: a fresh one on a resume (the server opens a new
+   * connection for a resume whose connection expired, and admits it by that token).
+   */
+  async #streamUrl() {
+    const { freshToken, token } = this.#config;
+    const resuming = this.connection !== void 0 && freshToken !== void 0;
+    return withToken(this.url, resuming ? await freshToken() : token);
   }
   /** One event of the stream; an outcome ends the stream. */
   #event(event) {
@@ -866,7 +899,7 @@ var HttpLink = class {
     const signal = this.#reading.signal;
     let answer;
     try {
-      const response = await this.#config.fetch(this.url, { signal });
+      const response = await this.#config.fetch(withToken(this.url, this.#config.token), { signal });
       if (response.status !== 200) {
         cancel(response);
         throw new LhttpError(response.status, "HttpError", `GET ${this.url} answered ${response.status}`);
@@ -938,15 +971,18 @@ var httpUrl = (url, path) => {
   const protocol = base.protocol === "wss:" ? "https:" : base.protocol === "ws:" ? "http:" : base.protocol;
   return new URL(path, `${protocol}//${base.host}/`).href;
 };
-var open = (transport, url, options, delays) => {
-  if (transport === "websocket") return webSocket(url, options);
+var open = (transport, url, options, delays, token) => {
+  if (transport === "websocket") return webSocket(withToken(url, token), options);
   const fetch = options.fetch ?? globalThis.fetch;
   if (typeof fetch !== "function") throw new TypeError("no fetch: pass options.fetch");
+  const getToken = options.getToken;
   return new HttpLink(transport, {
     url: httpUrl(url, transport === "sse" ? options.ssePath ?? HttpPath.sse : options.pollPath ?? HttpPath.poll),
     sendUrl: httpUrl(url, options.sendPath ?? HttpPath.send),
     fetch: (target, init) => fetch(target, init),
     openTimeout: options.openTimeout ?? 1e4,
+    token,
+    freshToken: getToken === void 0 ? void 0 : () => tokenOf(getToken),
     delay: delays.delay,
     resumeDelay: delays.resumeDelay
   });
@@ -1381,9 +1417,12 @@ var Context = class {
   lhttp;
   req;
   /**
-   * `on_close`: the WebSocket's close event, or for SSE and long-poll `{ code, reason, wasClean }`.
+   * `on_close`, `on_disconnect`: the WebSocket's close event, or for SSE and long-poll
+   * `{ code, reason, wasClean }`.
    * `on_error`: the WebSocket's error event; for SSE and long-poll the `Error` of a failed request,
-   * a {@link GapEvent}, or the {@link LhttpError} of a frame `POST /send` refused (not a request's).
+   * a {@link GapEvent}, or the {@link LhttpError} of a frame `POST /send` refused (not a request's);
+   * what option `getToken` threw; the {@link LhttpError} that refused a fresh token (`req`: the
+   * server's `refresh` frame).
    */
   event;
   #command;
@@ -1498,8 +1537,17 @@ var Lhttp = class {
   on_close(_context) {
   }
   /**
+   * Each end of an open connection the client did not close itself (a WebSocket's close, SSE's
+   * `event: close`, a poll's `410`, a lost connection), before `on_close`: `context.code`,
+   * `context.reason`, `context.reconnect`. A code from 4500 to 4999 tells the client not to come
+   * back: no reconnect, the state goes `"closed"`.
+   */
+  on_disconnect(_context) {
+  }
+  /**
    * Each WebSocket error event (failed reconnection attempts included); over SSE and long-poll,
-   * each failed request, a gap in an SSE stream, and a frame `POST /send` refused.
+   * each failed request, a gap in an SSE stream, and a frame `POST /send` refused; a `getToken`
+   * that failed, and a fresh token the server refused.
    */
   on_error(_context) {
   }
@@ -1639,11 +1687,37 @@ var Lhttp = class {
   #newId() {
     return `${this.#prefix}-${++this.#nextId}`;
   }
+  // closed, or closing for good: nothing more is dialed nor told
+  get #ended() {
+    return this.#closing || this.#state === "closed";
+  }
   // initial: called by the constructor, which throws what no transport could even start with
   #open(initial = false) {
+    const getToken = this.#options.getToken;
+    if (getToken === void 0) return this.#dial(void 0, initial);
+    void tokenOf(getToken).then(
+      (token) => this.#ended || this.#dialWith(token, initial),
+      (error) => this.#ended || this.#tokenFailed(error)
+    );
+  }
+  // getToken's token came: what no transport could even start with ends the client (after on_error)
+  #dialWith(token, initial) {
+    try {
+      this.#dial(token, initial);
+    } catch (error) {
+      this.#hook("on_error", new Context(this, null, error));
+      this.#finish();
+    }
+  }
+  // getToken threw or rejected: a failed attempt, tried again after the backoff
+  #tokenFailed(error) {
+    this.#hook("on_error", new Context(this, null, error));
+    this.#retry();
+  }
+  #dial(token, initial) {
     let conn;
     try {
-      conn = open(this.#dialer.transport, this.#url, this.#options, this.#dialer);
+      conn = open(this.#dialer.transport, this.#url, this.#options, this.#dialer, token);
     } catch (error) {
       if (this.#dialer.fallBack()) return this.#open(initial);
       if (initial) throw error;
@@ -1721,12 +1795,18 @@ var Lhttp = class {
   #received(data) {
     const message = received(data);
     if (message === void 0) return;
+    const getToken = this.#options.getToken;
+    if (getToken !== void 0 && isRefresh(message)) return this.#refresh(message, getToken);
     const id = answeredId(message);
     if (!this.#positions.observe(message, (channel) => this.#subscriptions.has(channel))) return;
     if (isUnasked(message, (channel) => this.#subscriptions.askedByApp(channel))) return;
     this.#sessionChanged(this.#sessions.state.observe(message), message);
     const answered = id !== void 0 && (isErrorFrame(message) ? this.#requests.reject(id, errorOf(message)) : this.#requests.resolve(id, new Context(this, message)));
     if (!answered) this.#hook("on_message", new Context(this, message));
+  }
+  // the server's `refresh`: getToken's fresh token goes as a `token` request; its failure is on_error's
+  #refresh(frame, getToken) {
+    void tokenOf(getToken).then((token) => this.request(Command.token, null, token)).catch((error) => this.#ended || this.#hook("on_error", new Context(this, frame, error)));
   }
   // POST /send refused a frame (400, 413, ...): its request fails, or on_error tells it
   #refused({ error, id }) {
@@ -1739,19 +1819,26 @@ var Lhttp = class {
     if (!this.#closing) this.#queue.putBack(unsent);
     this.#requests.closed(conn, unsent);
     const opened = this.#wasOpen;
-    if (!opened && !this.#closing && this.#dialer.fallBack()) return this.#open();
-    const retry = !this.#closing && this.#dialer.retries;
+    const terminal = event.code !== void 0 && isTerminalClose(event.code);
+    if (!opened && !terminal && !this.#closing && this.#dialer.fallBack()) return this.#open();
+    const retry = !this.#closing && !terminal && this.#dialer.retries;
     const context = Object.assign(new Context(this, null, event), {
       code: event.code,
       reason: event.reason,
       willReconnect: retry
     });
+    const serverEnded = (opened || terminal) && !this.#closing;
     if (!retry) this.#finish();
     else if (opened && event.immediate === true) {
       this.#setState("reconnecting");
       this.#open();
     } else this.#retry(hintedDelay(event.reason));
+    if (serverEnded) this.#hook("on_disconnect", this.#disconnected(event, retry));
     if (opened || !retry) this.#hook("on_close", context);
+  }
+  // what on_disconnect is told
+  #disconnected(event, reconnect) {
+    return Object.assign(new Context(this, null, event), { code: event.code, reason: event.reason, reconnect });
   }
   // after the backoff, or the wait the close asked for
   #retry(hinted) {
@@ -1760,6 +1847,7 @@ var Lhttp = class {
   }
   #finish() {
     this.#queue.take();
+    this.#requests.rejectAll((id) => new LhttpError(0, "Closed", "the client is closed", id));
     this.#setState("closed");
     for (const resolve of this.#closeWaiters.splice(0)) resolve();
   }

@@ -140,6 +140,14 @@ export interface LhttpOptions {
   readonly sessionStorage?: SessionStorage | undefined
   /** The name of the key's entry in `sessionStorage` (default `"lhttp.session"`). */
   readonly sessionStorageKey?: string | undefined
+  /**
+   * The connection token (a JWT, for a server with the `tokens` option). Called before each connection
+   * attempt (each reconnect too) and each `GET /sse`: its token goes as `?token=` on the WebSocket URL, on
+   * `GET /sse` and on the `GET /poll` that opens the connection. Called again on the server's `refresh`
+   * frame: its token goes as a `token` request. One that throws or rejects fails the attempt (tried again
+   * after the backoff), or the refresh (`on_error`; the server closes with 4003 at expiry, then a reconnect).
+   */
+  readonly getToken?: (() => string | Promise<string>) | undefined
 }
 
 /** The transports an option lists, in order, each once; throws a `TypeError` for an unknown one or none. */

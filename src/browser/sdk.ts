@@ -29,6 +29,10 @@
  * restores it after every new connection, before anything else is sent (options `session`,
  * `sessionStorage`, `sessionStorageKey`).
  *
+ * On a server with connection tokens, option `getToken` gives each connection attempt its token
+ * (`?token=`) and answers the server's `refresh` frame with a fresh one. `on_disconnect` tells each
+ * end of a connection; a close code from 4500 to 4999 ends the client (no reconnect).
+ *
  * The rules it shares with the Effect client (frames, the event stream, backoff, positions,
  * sessions, the answers of `POST /send`) are written once, in src/internal/wire/
  * (docs/clients.md, "Rules both clients follow").
