@@ -308,7 +308,7 @@ const AsLive = As.toLayer({
 
 describe("ServerApi as an Effect service, on two in-process nodes (NATS)", () => {
   it.live(
-    "disconnect and subscribe reach a user's connections on both nodes; info lists both",
+    "every operation, typed: subscribe, publish, broadcast, channels, unsubscribe, send, batch and disconnect reach a user's connections on both nodes; info lists both",
     () =>
       Effect.gen(function*() {
         const nats = yield* natsServer
@@ -334,6 +334,36 @@ describe("ServerApi as an Effect service, on two in-process nodes (NATS)", () =>
         }
         const refused = yield* Effect.flip(api.publish({ channel: "$nope", command: "x" }))
         assert.strictEqual(refused.reason, "InvalidRequest")
+        // the other operations, typed: broadcast, channels across both nodes, unsubscribe, batch by name
+        const broadcast = yield* api.broadcast({ channels: ["d", "e"], command: "all", body: "both" })
+        assert.deepStrictEqual(broadcast, { positions: {} })
+        for (const client of dave) {
+          assert.strictEqual(yield* client.next("5 seconds"), "LHTTP/1.0 all\r\npublish:d e\r\n\r\nboth")
+        }
+        assert.deepStrictEqual(yield* api.channels({ pattern: "d" }), {
+          channels: { d: { subscribers: 2 } },
+          complete: true
+        })
+        assert.deepStrictEqual(yield* api.unsubscribe({ user: "dave", channels: ["d"] }), {
+          unsubscribed: 2,
+          complete: true
+        })
+        assert.deepStrictEqual(yield* api.channels({ pattern: "d" }), { channels: {}, complete: true })
+        assert.deepStrictEqual(
+          yield* api.call("batch", {
+            commands: [{ operation: "info" }, { operation: "presence", request: { channel: "d" } }]
+          })
+            .pipe(Effect.map((answer) =>
+              (answer as { replies: Array<{ reply?: { complete: boolean }; error?: unknown }> }).replies.map((r) =>
+                r.error ?? r.reply?.complete
+              )
+            )),
+          [true, { reason: "PresenceOff", message: "this server runs no presence" }]
+        )
+        // what this node runs without, said by the typed failures
+        assert.strictEqual((yield* Effect.flip(api.presenceStats({ channel: "d" }))).reason, "PresenceOff")
+        assert.strictEqual((yield* Effect.flip(api.history({ channel: "d" }))).reason, "NoHistory")
+        assert.strictEqual((yield* Effect.flip(api.historyRemove({ channel: "d" }))).reason, "NoHistory")
         assert.deepStrictEqual(yield* api.send({ user: "dave", command: "note", body: "for dave" }), {
           delivered: 2,
           complete: true
