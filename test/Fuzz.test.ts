@@ -143,7 +143,7 @@ const counts = (items: ReadonlyArray<string>) => {
  * - the codec's refusals (protocol.md §5) are exactly one per input that does not decode, in the inputs' order,
  *   each with the input's `id` when its header section parsed (none when it did not);
  * - `404 UnknownCommand`: exactly one per valid input of a command without a processor and without a built-in header,
- *   with its `id`;
+ *   with its `id`; `UpstreamNotConfigured` one per valid input with an `upstream` header (this server calls none);
  * - every valid `echo` is answered exactly once, with its body and its `id`;
  * - every other valid input with an `id` that publishes (and calls no upstream) is acknowledged once, with
  *   its command and `id`, unless a `429 TooManySubscriptions` refused it;
@@ -155,6 +155,8 @@ const checkAnswers = (inputs: ReadonlyArray<string>, answers: ReadonlyArray<stri
   const unknown: Array<string> = []
   const echoes: Array<string> = []
   const acks: Array<string> = []
+  // a valid `upstream` header on this server, which calls no upstream: `UpstreamNotConfigured`, with the id
+  const upstreams: Array<string> = []
   for (const input of inputs) {
     const parsed = Frame.parse(input, { maxHeaders: 64 })
     const message = Message.decode(input, { maxHeaders: 64 })
@@ -169,6 +171,8 @@ const checkAnswers = (inputs: ReadonlyArray<string>, answers: ReadonlyArray<stri
     const decoded = message.success
     if (command === "echo") {
       echoes.push(frame("echo", id === undefined ? {} : { id }, body))
+    } else if (decoded._tag !== "Failure" && decoded.upstream !== undefined) {
+      upstreams.push(id ?? "-")
     } else if (id !== undefined && decoded._tag !== "Failure" && decoded.publish.length > 0 && !decoded.upstream) {
       acks.push(frame(command, { id }))
     } else if (!["subscribe", "publish", "unsubscribe", "upstream"].some((name) => headers.has(name))) {
@@ -180,6 +184,7 @@ const checkAnswers = (inputs: ReadonlyArray<string>, answers: ReadonlyArray<stri
     unknown: [] as Array<string>,
     echoes: [] as Array<string>,
     acks: [] as Array<string>,
+    upstreams: [] as Array<string>,
     tooMany: 0
   }
   for (const text of answers) {
@@ -193,6 +198,7 @@ const checkAnswers = (inputs: ReadonlyArray<string>, answers: ReadonlyArray<stri
       )
       if (codecReasons.has(reason!)) seen.refusals.push(`${reason} ${id ?? "-"}`)
       else if (reason === "UnknownCommand") seen.unknown.push(id ?? "-")
+      else if (reason === "UpstreamNotConfigured") seen.upstreams.push(id ?? "-")
       else {
         assert.strictEqual(reason, "TooManySubscriptions", `${JSON.stringify(text)} (FUZZ_SEED=${seed})`)
         seen.tooMany++
@@ -209,6 +215,11 @@ const checkAnswers = (inputs: ReadonlyArray<string>, answers: ReadonlyArray<stri
   assert.deepStrictEqual(seen.refusals, refusals, `the codec's refusals, in order, with ids (FUZZ_SEED=${seed})`)
   assert.deepStrictEqual(counts(seen.unknown), counts(unknown), `UnknownCommand, with ids (FUZZ_SEED=${seed})`)
   assert.deepStrictEqual(counts(seen.echoes), counts(echoes), `every valid echo answered once (FUZZ_SEED=${seed})`)
+  assert.deepStrictEqual(
+    counts(seen.upstreams),
+    counts(upstreams),
+    `UpstreamNotConfigured, with ids (FUZZ_SEED=${seed})`
+  )
   // each acknowledgement is one expected; the ones missing were refused (TooManySubscriptions)
   const expectedAcks = new Map(counts(acks))
   for (const [ack, count] of counts(seen.acks)) {
