@@ -1,10 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
-import { jetstreamManager } from "@nats-io/jetstream"
+import { jetstream, type JetStreamManager, jetstreamManager } from "@nats-io/jetstream"
 import { connect as natsConnect, type NatsConnection } from "@nats-io/transport-node"
 import { Duration, Effect, Exit, Result, Scope } from "effect"
 import * as Net from "node:net"
 import * as Frame from "../src/Frame.ts"
 import * as History from "../src/History.ts"
+import { recover } from "../src/internal/nats/history.ts"
 import * as NatsHistory from "../src/NatsHistory.ts"
 import { type MemoryClient, startMemoryServer } from "./utils/memory.ts"
 import { natsServerLaterWith, natsServerWith } from "./utils/nats.ts"
@@ -663,4 +664,88 @@ describe("NatsHistory: JetStream history across nodes and restarts", () => {
       }),
     { timeout: 60_000 }
   )
+})
+
+describe("NatsHistory: a recovery's reads interleaved with the stream", () => {
+  // a stream of its own on a real nats-server, the recovery's JetStream manager wrapped so that the test can act
+  // between two of its requests (a message stored meanwhile, a replica that lags)
+  const setUp = Effect.gen(function*() {
+    const nats = yield* natsServerWith({ jetstream: true })
+    const connection = yield* Effect.acquireRelease(
+      Effect.promise(() => natsConnect({ servers: nats.url })),
+      (nc) => Effect.promise(() => nc.close())
+    )
+    const jsm = yield* Effect.promise(() => jetstreamManager(connection))
+    yield* Effect.promise(() =>
+      jsm.streams.add({ name: "T", subjects: ["t.>"], allow_direct: true, max_msgs_per_subject: 100 })
+    )
+    const js = jetstream(connection)
+    const publish = (subject: string, body: string) =>
+      Effect.promise(() => js.publish(subject, Frame.render(Frame.make("chat", { publish: subject }, body))))
+    return { jsm, publish }
+  })
+  const policy: History.Policy = { prefix: "t.", size: 100, ttl: Duration.minutes(5) }
+  const bodies = (recovery: History.Recovery) => recovery.messages.map((message) => bodyOf(message.text))
+
+  it.live("finding 6: a message stored between the channel's last and the stream's state is recovered", () =>
+    Effect.gen(function*() {
+      const { jsm, publish } = yield* setUp
+      yield* publish("t.a", "one") // 1
+      const other = yield* publish("t.b", "x") // 2: the subscriber's position (a since:now answer) is the stream's
+      // the stream's state is asked after the channel's last (1, before the position): a message of the channel
+      // stored in between (3) is at or before the state's position
+      let stored = false
+      const interleaved = new Proxy(jsm, {
+        get: (target, name) =>
+          name !== "streams" ? Reflect.get(target, name) : new Proxy(target.streams, {
+            get: (streams, method) => {
+              const real = Reflect.get(streams, method) as (...args: Array<unknown>) => Promise<unknown>
+              if (method !== "info") return real.bind(streams)
+              return async (...args: Array<unknown>) => {
+                if (!stored) {
+                  stored = true
+                  await Effect.runPromise(publish("t.a", "two"))
+                }
+                return real.apply(streams, args)
+              }
+            }
+          })
+      }) as JetStreamManager
+      const recovery = yield* Effect.promise(() =>
+        recover(interleaved, "T", "e", "t.a", policy, { epoch: "e", offset: other.seq }, 1 << 20, undefined)
+      )
+      assert.isTrue(stored)
+      assert.deepStrictEqual(bodies(recovery), ["two"])
+      assert.deepStrictEqual(recovery.position, { epoch: "e", offset: 3 })
+      assert.isUndefined(recovery.reason)
+    }))
+
+  it.live("finding 5: a replica behind what the node delivered live does not set the position; the leader does", () =>
+    Effect.gen(function*() {
+      const { jsm, publish } = yield* setUp
+      const first = yield* publish("t.a", "one") // 1
+      yield* publish("t.a", "two") // 2
+      yield* publish("t.a", "three") // 3: delivered live on this node
+      // a direct get of the channel's last answered by a replica that lags: the channel's first message
+      const stale = yield* Effect.promise(() => jsm.direct.getMessage("T", { seq: first.seq }))
+      const lagging = new Proxy(jsm, {
+        get: (target, name) =>
+          name !== "direct" ? Reflect.get(target, name) : new Proxy(target.direct, {
+            get: (direct, method) => {
+              const real = Reflect.get(direct, method) as (...args: Array<unknown>) => Promise<unknown>
+              if (method !== "getMessage") return real.bind(direct)
+              return (stream: string, query: { readonly last_by_subj?: string }) =>
+                query.last_by_subj === undefined ? real.call(direct, stream, query) : Promise.resolve(stale)
+            }
+          })
+      }) as JetStreamManager
+      const recovery = yield* Effect.promise(() =>
+        recover(lagging, "T", "e", "t.a", policy, { epoch: "e", offset: first.seq }, 1 << 20, {
+          epoch: "e",
+          offset: 3
+        })
+      )
+      assert.deepStrictEqual(bodies(recovery), ["two", "three"])
+      assert.deepStrictEqual(recovery.position, { epoch: "e", offset: 3 })
+    }))
 })

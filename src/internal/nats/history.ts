@@ -112,7 +112,10 @@ const ensure = async (jsm: JetStreamManager, stream: Stream): Promise<string> =>
   return `${Date.parse(info.created).toString(36)}-${hashOf(stream.subjects.join(" "))}`
 }
 
-// The channel's messages after `since` on `subject`, as far as the stream and the policy keep them.
+/**
+ * The channel's messages after `since` on `subject`, as far as the stream and
+ * the policy keep them (exported for its tests, which interleave its reads).
+ */
 //
 // What a subscriber must have once its recovery is done is the channel's last message (its sequence is the
 // channel's position). A replica behind must not set it: what was stored between its state and the
@@ -123,7 +126,7 @@ const ensure = async (jsm: JetStreamManager, stream: Stream): Promise<string> =>
 // replica holds a prefix of the stream, so what it answers is right, and one that answers nothing before the
 // last message is behind: that get is asked of the leader. When the message at `since` is still there,
 // nothing after it was dropped (the stream drops oldest first); else the stream's state says.
-const recover = async (
+export const recover = async (
   jsm: JetStreamManager,
   stream: string,
   epoch: string,
