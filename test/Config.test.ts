@@ -259,6 +259,25 @@ describe("the checks, read from a given environment", () => {
       )
     }))
 
+  it.effect("the token variables: a short secret, one without a key, a public key beside a JWKS URL: one line each", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(
+        yield* lineOf(NodeLhttpServer.config, { LHTTP_JWT_SECRET: "sixteen-bytes-xx" }),
+        "LHTTP_JWT_SECRET: expected a secret of at least 32 bytes (the value is not shown)"
+      )
+      assert.strictEqual(
+        yield* lineOf(NodeLhttpServer.config, { LHTTP_JWT_AUDIENCE: "chat" }),
+        "LHTTP_JWT_AUDIENCE: takes tokens: set LHTTP_JWT_SECRET, LHTTP_JWT_PUBLIC_KEY or LHTTP_JWT_JWKS_URL too"
+      )
+      assert.strictEqual(
+        yield* lineOf(NodeLhttpServer.config, {
+          LHTTP_JWT_PUBLIC_KEY: "-----BEGIN PUBLIC KEY-----\\nMCowBQYDK2VwAyEA\\n-----END PUBLIC KEY-----",
+          LHTTP_JWT_JWKS_URL: "https://id.example/jwks"
+        }),
+        "LHTTP_JWT_JWKS_URL: expected it or LHTTP_JWT_PUBLIC_KEY, not both"
+      )
+    }))
+
   it.effect("a secret's value is never shown", () =>
     Effect.gen(function*() {
       const line = yield* lineOf(NodeLhttpServer.config, { LHTTP_PUBLISH_TOKEN: "top secret" })
@@ -270,6 +289,16 @@ describe("the checks, read from a given environment", () => {
       assert.strictEqual(
         api,
         "LHTTP_API_KEY: expected visible ASCII characters without spaces (the value is not shown)"
+      )
+      const jwt = yield* lineOf(NodeLhttpServer.config, { LHTTP_JWT_SECRET: "top secret" })
+      assert.strictEqual(
+        jwt,
+        "LHTTP_JWT_SECRET: expected visible ASCII characters without spaces (the value is not shown)"
+      )
+      const pem = yield* lineOf(NodeLhttpServer.config, { LHTTP_JWT_PUBLIC_KEY: "-----BEGIN PRIVATE KEY----- secret" })
+      assert.strictEqual(
+        pem,
+        "LHTTP_JWT_PUBLIC_KEY: expected a public key in PEM: -----BEGIN PUBLIC KEY----- ... (the value is not shown)"
       )
     }))
 })

@@ -2,7 +2,7 @@
  * The stand-alone server's `LHTTP_*` environment variables (README.md):
  * each read and checked, and laid over the options the program gives.
  */
-import { Config, type Duration, Option, Redacted } from "effect"
+import { Config, type Duration, Effect, Option, Redacted } from "effect"
 import * as LhttpServer from "../../LhttpServer.ts"
 import type * as Tokens from "../../Tokens.ts"
 import * as StartupConfig from "../server/config.ts"
@@ -54,7 +54,7 @@ export const config = Config.all({
   messagesPerSecond: StartupConfig.checked("LHTTP_MESSAGES_PER_SECOND", StartupConfig.parseRate),
   admissionsPerSecond: StartupConfig.checked("LHTTP_ADMISSIONS_PER_SECOND", StartupConfig.parseRate),
   drainWindow: StartupConfig.checked("LHTTP_DRAIN_WINDOW", StartupConfig.parseDuration),
-  jwtSecret: StartupConfig.checked("LHTTP_JWT_SECRET", StartupConfig.parseSecret).pipe(
+  jwtSecret: StartupConfig.checked("LHTTP_JWT_SECRET", StartupConfig.parseJwtSecret).pipe(
     Config.map(Option.map(Redacted.make))
   ),
   jwtPublicKey: StartupConfig.checked("LHTTP_JWT_PUBLIC_KEY", StartupConfig.parsePublicKey),
@@ -66,7 +66,33 @@ export const config = Config.all({
     StartupConfig.parseList("comma-separated channel name prefixes", StartupConfig.parseChannelPrefix)
   ),
   userLimitedChannels: StartupConfig.checked("LHTTP_USER_LIMITED_CHANNELS", StartupConfig.parseFlag)
-})
+}).pipe(
+  // the token variables together: one key (a public key or a JWKS URL, not both; a secret beside either), and
+  // the others only beside one
+  Config.mapEffect((env) => {
+    const keys = [env.jwtSecret, env.jwtPublicKey, env.jwtJwksUrl].filter((key: Option.Option<unknown>) =>
+      Option.isSome(key)
+    ).length
+    if (Option.isSome(env.jwtPublicKey) && Option.isSome(env.jwtJwksUrl)) {
+      return Effect.fail(StartupConfig.invalid("LHTTP_JWT_JWKS_URL", "expected it or LHTTP_JWT_PUBLIC_KEY, not both"))
+    }
+    const needing: ReadonlyArray<readonly [string, Option.Option<unknown>]> = [
+      ["LHTTP_JWT_AUDIENCE", env.jwtAudience],
+      ["LHTTP_JWT_ISSUER", env.jwtIssuer],
+      ["LHTTP_PRIVATE_PREFIXES", env.privatePrefixes]
+    ]
+    const alone = needing.find(([, value]) => Option.isSome(value))
+    if (keys === 0 && alone !== undefined) {
+      return Effect.fail(
+        StartupConfig.invalid(
+          alone[0],
+          "takes tokens: set LHTTP_JWT_SECRET, LHTTP_JWT_PUBLIC_KEY or LHTTP_JWT_JWKS_URL too"
+        )
+      )
+    }
+    return Effect.succeed(env)
+  })
+)
 
 /** What the variables say. */
 type Environment = Config.Success<typeof config>

@@ -33,7 +33,7 @@ export const stringKeepingEmpty = (name: string, fallback: string): Config.Confi
 // ---------------------------------------------------------------------------
 
 /** The `ConfigError` of a variable whose value is not valid: `message` says what is expected. */
-const invalid = (name: string, message: string): Config.ConfigError =>
+export const invalid = (name: string, message: string): Config.ConfigError =>
   new Config.ConfigError(
     new Schema.SchemaError(new SchemaIssue.Pointer([name], new SchemaIssue.InvalidValue({ message })))
   )
@@ -202,6 +202,16 @@ export const parseUpstreamEntry = (text: string): Result.Result<string, string> 
     onSuccess: () => Result.succeed(text),
     onFailure: (problem) => Result.fail(entryProblem[problem])
   })
+
+/** A JWT's HMAC secret: visible ASCII without spaces, at least 32 bytes (RFC 7518 §3.2). Never shown. */
+export const parseJwtSecret = (raw: string): Result.Result<string, string> =>
+  Result.flatMap(
+    parseSecret(raw),
+    (secret) =>
+      secret.length >= 32
+        ? Result.succeed(secret)
+        : Result.fail("expected a secret of at least 32 bytes (the value is not shown)")
+  )
 
 /** A public key in PEM (SPKI); `\n` written as two characters (one line in an env file) reads as a newline. */
 export const parsePublicKey = (raw: string): Result.Result<string, string> => {
