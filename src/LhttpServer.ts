@@ -182,6 +182,21 @@ export interface Options<P extends Processor.Any = never, F extends Filter.Any =
 }
 
 /**
+ * The server's counters since it started.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Counters {
+  /** Messages taken from transports. */
+  readonly messagesIn: number
+  /** Frames written to transports. */
+  readonly framesOut: number
+  /** Their bytes. */
+  readonly bytesOut: number
+}
+
+/**
  * A rate limit: `perSecond` on average, `burst` at once (a token bucket).
  *
  * @since 0.1.0
@@ -355,6 +370,8 @@ export class LhttpServer extends Context.Service<LhttpServer, {
   readonly transports: () => Readonly<Record<string, number>>
   /** The subscriptions the open connections here hold. */
   readonly subscriptionCount: () => number
+  /** The server's counters since it started: messages in, frames and bytes out (a rate is two readings apart). */
+  readonly counters: () => Counters
   /**
    * Takes a connection from a transport: `onOpen` hooks run, then each
    * message the transport hands to the returned `Inbound`, one at a time, in
@@ -586,6 +603,7 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
       }
       return counts
     },
+    counters: () => ({ messagesIn: stats.messagesIn, framesOut: stats.framesOut, bytesOut: stats.bytesOut }),
     subscriptionCount: () => {
       let count = 0
       for (const connection of connections.open) count += connection.channels.size

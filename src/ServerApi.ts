@@ -276,6 +276,14 @@ export interface NodeInfo {
   readonly transports: Readonly<Record<string, number>>
   readonly subscriptions: number
   readonly channels: number
+  /** Whether the node is ready (its bus, history and sessions reached; not draining). */
+  readonly ready: boolean
+  /** Messages taken from its connections since it started. */
+  readonly messagesIn: number
+  /** Frames written to its connections since it started. */
+  readonly framesOut: number
+  /** Its resident memory in bytes, when the runtime tells (Node). */
+  readonly memory?: number
 }
 
 /**
@@ -375,6 +383,14 @@ export interface Options {
 
 // the questions between nodes
 const kinds = { connections: "api.connections", channels: "api.channels", info: "api.info" } as const
+
+// the process's resident memory, where the runtime tells it (Node's `process.memoryUsage.rss`); the root entry
+// point imports no Node module
+const residentMemory = (): number | undefined => {
+  const rss = (globalThis as { readonly process?: { readonly memoryUsage?: { readonly rss?: () => number } } })
+    .process?.memoryUsage?.rss
+  return typeof rss === "function" ? rss() : undefined
+}
 
 // how many connections the nodes' answers count
 const sumOf = (answers: ReadonlyArray<Cluster.Answer<number>>) =>
@@ -495,10 +511,12 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
     }))
 
   yield* cluster.serve(kinds.info, () =>
-    Effect.sync((): NodeInfo => {
+    Effect.map(server.isReady, (ready): NodeInfo => {
       const transports = server.transports()
       let connections = 0
       for (const count of Object.values(transports)) connections += count
+      const { framesOut, messagesIn } = server.counters()
+      const memory = residentMemory()
       return {
         id: cluster.node,
         version,
@@ -506,7 +524,11 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
         connections,
         transports,
         subscriptions: server.subscriptionCount(),
-        channels: Array.from(hub.channels()).length
+        channels: Array.from(hub.channels()).length,
+        ready,
+        messagesIn,
+        framesOut,
+        ...(memory === undefined ? {} : { memory })
       }
     }))
 

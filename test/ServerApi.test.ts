@@ -141,6 +141,11 @@ describe("ServerApi over HTTP on two nodes (NATS): every operation, cluster-wide
         for (const n of nodes) {
           assert.strictEqual(n.version, version)
           assert.strictEqual(n.transports.websocket, n.connections)
+          assert.isTrue(n.ready)
+          // each connection sent its login and its join; each got its login's answer
+          assert.isAtLeast(n.messagesIn, 2 * n.connections)
+          assert.isAtLeast(n.framesOut, n.connections)
+          assert.isAbove(n.memory!, 10 * 1024 * 1024)
         }
 
         // publish: the frame as asked, to every subscriber on both nodes; a history channel answers its position
