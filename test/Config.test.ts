@@ -290,6 +290,11 @@ describe("the checks, read from a given environment", () => {
         api,
         "LHTTP_API_KEY: expected visible ASCII characters without spaces (the value is not shown)"
       )
+      const admin = yield* lineOf(NodeLhttpServer.config, { LHTTP_ADMIN_PASSWORD: "short one" })
+      assert.strictEqual(
+        admin,
+        "LHTTP_ADMIN_PASSWORD: expected at least 12 visible characters (the value is not shown)"
+      )
       const jwt = yield* lineOf(NodeLhttpServer.config, { LHTTP_JWT_SECRET: "top secret" })
       assert.strictEqual(
         jwt,

@@ -23,6 +23,9 @@ export const config = Config.all({
   apiKey: StartupConfig.checked("LHTTP_API_KEY", StartupConfig.parseSecret).pipe(
     Config.map(Option.map(Redacted.make))
   ),
+  adminPassword: StartupConfig.checked("LHTTP_ADMIN_PASSWORD", StartupConfig.parseAdminPassword).pipe(
+    Config.map(Option.map(Redacted.make))
+  ),
   maxMessageBytes: StartupConfig.checkedOr(
     "LHTTP_MAX_MESSAGE_BYTES",
     LhttpServer.defaults.maxMessageBytes,
@@ -103,6 +106,7 @@ interface Overridden {
   readonly host?: string | undefined
   readonly publishToken?: Redacted.Redacted<string> | string | undefined
   readonly apiKey?: Redacted.Redacted<string> | string | undefined
+  readonly adminPassword?: Redacted.Redacted<string> | string | undefined
   readonly maxMessageBytes?: number | undefined
   readonly allowedOrigins?: ReadonlyArray<string> | undefined
   readonly maxConnections?: number | undefined
@@ -132,6 +136,7 @@ export const over = <O extends Overridden>(options: O, env: Environment): O => (
   host: Option.getOrUndefined(env.host),
   publishToken: Option.getOrUndefined(env.publishToken),
   apiKey: Option.getOrElse(env.apiKey, () => options.apiKey),
+  adminPassword: Option.getOrElse(env.adminPassword, () => options.adminPassword),
   maxMessageBytes: env.maxMessageBytes,
   allowedOrigins: Option.getOrElse(env.allowedOrigins, () => options.allowedOrigins),
   maxConnections: env.maxConnections,

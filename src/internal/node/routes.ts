@@ -17,6 +17,7 @@ import type { Rejection } from "../../Rejection.ts"
 import * as ServerApi from "../../ServerApi.ts"
 import { renderAckPositions } from "../wire/positions.ts"
 import { Header, HttpHeader } from "../wire/protocol.ts"
+import * as Admin from "./admin.ts"
 import * as Admission from "./admission.ts"
 import * as Api from "./api.ts"
 import { tokenMatches } from "./token.ts"
@@ -39,6 +40,11 @@ export interface Options {
   readonly apiKey?: Redacted.Redacted<string> | string | undefined
   /** The server API's calls a second on this node (default 100 a second, 200 at once). */
   readonly apiRate?: Api.Options["rate"]
+  /**
+   * The password of the operator's page, `GET /admin` (docs/operations.md;
+   * default: the API key; without either the page is off).
+   */
+  readonly adminPassword?: Redacted.Redacted<string> | string | undefined
 }
 
 // the browser SDK, beside the compiled or the source tree alike
@@ -142,10 +148,12 @@ export const make = (options: Options | undefined) =>
     // the server API's HTTP face, when there is a server API
     const api = yield* Effect.serviceOption(ServerApi.ServerApi)
     if (Option.isSome(api)) {
-      const key = options?.apiKey
-      yield* Api.add(router, api.value, {
-        key: typeof key === "string" ? Redacted.make(key) : key,
-        rate: options?.apiRate
+      const key = typeof options?.apiKey === "string" ? Redacted.make(options.apiKey) : options?.apiKey
+      yield* Api.add(router, api.value, { key, rate: options?.apiRate })
+      // the operator's page, on the same operations
+      const password = options?.adminPassword ?? key
+      yield* Admin.add(router, api.value, hub, {
+        password: typeof password === "string" ? Redacted.make(password) : password
       })
     }
     yield* router.add("GET", "/healthz", Effect.succeed(plain(200, "ok\n")))

@@ -203,6 +203,12 @@ export const parseUpstreamEntry = (text: string): Result.Result<string, string> 
     onFailure: (problem) => Result.fail(entryProblem[problem])
   })
 
+/** The operator page's password: at least 12 characters, visible ones and spaces. Never shown. */
+export const parseAdminPassword = (raw: string): Result.Result<string, string> =>
+  /^[\x20-\x7e]{12,}$/.test(raw)
+    ? Result.succeed(raw)
+    : Result.fail("expected at least 12 visible characters (the value is not shown)")
+
 /** A JWT's HMAC secret: visible ASCII without spaces, at least 32 bytes (RFC 7518 §3.2). Never shown. */
 export const parseJwtSecret = (raw: string): Result.Result<string, string> =>
   Result.flatMap(
