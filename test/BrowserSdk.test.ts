@@ -743,6 +743,170 @@ describe("browser SDK: connection tokens", () => {
   }
 })
 
+describe("browser SDK: subscription tokens (scripted socket)", () => {
+  /** A getSubscriptionToken the test answers: each call waits for `answer`. */
+  const tokenDesk = () => {
+    const asked: Array<{ readonly channel: string; readonly settle: (token: string | Error) => void }> = []
+    const getSubscriptionToken = (channel: string) =>
+      new Promise<string>((resolve, reject) =>
+        asked.push({ channel, settle: (token) => typeof token === "string" ? resolve(token) : reject(token) })
+      )
+    return {
+      getSubscriptionToken,
+      asked: () => asked.map(({ channel }) => channel),
+      answer: (index: number, token: string | Error) => asked[index]!.settle(token)
+    }
+  }
+
+  it("{ token: true }: each private channel in a subscribe of its own with a fresh token, at the subscribe and at each reconnect, in the app's order; what was sent after it waits for it", async () => {
+    vi.useFakeTimers()
+    try {
+      const desk = tokenDesk()
+      const { lhttp, socket } = fake({
+        transports: ["websocket"],
+        reconnect: { initialDelay: 100, jitter: 0 },
+        getSubscriptionToken: desk.getSubscriptionToken
+      })
+      const opens: Array<boolean | undefined> = []
+      const errors: Array<[string, string | undefined]> = []
+      lhttp.on_open = (context) => void opens.push(context.reconnected)
+      lhttp.on_error = (context) =>
+        void errors.push([(context.event as Error).message, context.req.headers.get("subscribe")])
+      // before the open: noted, its token asked when the connection opens; a token the app wrote is not sent
+      lhttp.context.subscribe("private-a", "join", { name: "ann", token: "stale" }, "hi", { token: true })
+      lhttp.context.subscribe("lobby", "watch", null, "")
+      lhttp.context.publish("lobby", "chat", null, "early")
+      assert.deepStrictEqual(desk.asked(), [])
+      socket.accept()
+      await settle()
+      // nothing goes before the tokens: the state stays connecting, sends are queued, subscriptions noted
+      assert.deepStrictEqual([desk.asked(), socket.sent, lhttp.state], [["private-a"], [], "connecting"])
+      lhttp.context.subscribe("private-b", "watch", null, "", { token: true })
+      lhttp.context.publish("lobby", "chat", null, "meanwhile")
+      desk.answer(0, "A1")
+      await settle()
+      // one made meanwhile: its token is asked before anything goes
+      assert.deepStrictEqual([desk.asked(), socket.sent, lhttp.state], [["private-a", "private-b"], [], "connecting"])
+      desk.answer(1, "B1")
+      await settle()
+      assert.deepStrictEqual(socket.sent, [
+        "LHTTP/1.0 join\r\nsubscribe:private-a\r\nsince:now\r\nname:ann\r\ntoken:A1\r\n\r\nhi",
+        "LHTTP/1.0 watch\r\nsubscribe:lobby\r\nsince:now\r\n\r\n",
+        "LHTTP/1.0 watch\r\nsubscribe:private-b\r\nsince:now\r\ntoken:B1\r\n\r\n",
+        "LHTTP/1.0 chat\r\npublish:lobby\r\n\r\nearly",
+        "LHTTP/1.0 chat\r\npublish:lobby\r\n\r\nmeanwhile"
+      ])
+      assert.deepStrictEqual([lhttp.state, opens], ["open", [false]])
+
+      // on the open connection: one subscribe a channel; what follows waits for the tokens before it
+      socket.sent = []
+      lhttp.context.subscribe(["private-c", "private-d"], "watch", null, "", { token: true })
+      lhttp.context.publish("private-c", "chat", null, "after c")
+      assert.deepStrictEqual(desk.asked().slice(2), ["private-c", "private-d"])
+      desk.answer(3, "D1")
+      await settle()
+      assert.deepStrictEqual(socket.sent, []) // private-c's token has not come
+      // a token that fails: on_error, and the subscribe goes without one (the server refuses it)
+      desk.answer(2, new Error("no token for c"))
+      await settle()
+      assert.deepStrictEqual(errors, [["no token for c", "private-c"]])
+      assert.deepStrictEqual(socket.sent, [
+        "LHTTP/1.0 watch\r\nsubscribe:private-c\r\nsince:now\r\n\r\n",
+        "LHTTP/1.0 watch\r\nsubscribe:private-d\r\nsince:now\r\ntoken:D1\r\n\r\n",
+        "LHTTP/1.0 chat\r\npublish:private-c\r\n\r\nafter c"
+      ])
+      lhttp.context.publish("lobby", "chat", null, "at once")
+      assert.strictEqual(socket.sent.at(-1), "LHTTP/1.0 chat\r\npublish:lobby\r\n\r\nat once")
+      socket.deliver("LHTTP/1.0 position\r\nchannel:private-a\r\nepoch:e1\r\noffset:3\r\n\r\n")
+
+      // the connection drops while private-e's token is asked: what waited behind it goes on the next one
+      socket.sent = []
+      lhttp.context.subscribe("private-e", "watch", null, "", { token: true })
+      lhttp.context.publish("lobby", "chat", null, "behind e")
+      socket.drop(1012, "reconnect:100")
+      desk.answer(4, "E1") // too late for its connection
+      await settle()
+      assert.deepStrictEqual(socket.sent, [])
+      lhttp.context.publish("lobby", "chat", null, "while down")
+      await settle(100)
+      FakeSocket.last.accept()
+      await settle()
+      // every private channel's token asked again: a fresh one each
+      assert.deepStrictEqual(desk.asked().slice(5), ["private-a", "private-b", "private-c", "private-d", "private-e"])
+      assert.deepStrictEqual([FakeSocket.last.sent, lhttp.state], [[], "reconnecting"])
+      for (const [index, token] of ["A2", "B2", "C2", "D2", "E2"].entries()) desk.answer(5 + index, token)
+      await settle()
+      assert.deepStrictEqual(FakeSocket.last.sent, [
+        // a history channel with a known position: since it, in its own message, with its token
+        "LHTTP/1.0 join\r\nsubscribe:private-a\r\nsince:e1:3\r\nname:ann\r\ntoken:A2\r\n\r\nhi",
+        "LHTTP/1.0 watch\r\nsubscribe:lobby\r\nsince:now\r\n\r\n",
+        "LHTTP/1.0 watch\r\nsubscribe:private-b\r\nsince:now\r\ntoken:B2\r\n\r\n",
+        "LHTTP/1.0 watch\r\nsubscribe:private-c\r\nsince:now\r\ntoken:C2\r\n\r\n",
+        "LHTTP/1.0 watch\r\nsubscribe:private-d\r\nsince:now\r\ntoken:D2\r\n\r\n",
+        "LHTTP/1.0 watch\r\nsubscribe:private-e\r\nsince:now\r\ntoken:E2\r\n\r\n",
+        "LHTTP/1.0 chat\r\npublish:lobby\r\n\r\nbehind e",
+        "LHTTP/1.0 chat\r\npublish:lobby\r\n\r\nwhile down"
+      ])
+      assert.deepStrictEqual([lhttp.state, opens], ["open", [false, true]])
+      // unsubscribed: no more token asked for it
+      lhttp.context.unsubscribe("private-b private-c private-d private-e", "watch", null, "")
+      FakeSocket.last.drop(1012, "reconnect:0")
+      await settle()
+      FakeSocket.last.accept()
+      await settle()
+      assert.deepStrictEqual(desk.asked().slice(10), ["private-a"])
+      assert.deepStrictEqual(lhttp.channels, ["private-a", "lobby"])
+    } finally {
+      vi.useRealTimers()
+    }
+  })
+
+  it("{ token: true } needs getSubscriptionToken and a message that only subscribes (TypeError, nothing noted)", () => {
+    const plain = fake()
+    plain.socket.accept()
+    assert.throws(
+      () => plain.lhttp.context.subscribe("private-a", "watch", null, "", { token: true }),
+      TypeError,
+      /getSubscriptionToken/
+    )
+    const { lhttp, socket } = fake({ getSubscriptionToken: () => "T" })
+    socket.accept()
+    assert.throws(
+      () => lhttp.context.addHeader("publish", "room").subscribe("private-a", "say", null, "hi", { token: true }),
+      TypeError,
+      /only subscribes \(not publish\)/
+    )
+    assert.throws(
+      () => lhttp.send({ command: "watch", headers: { id: "r1", subscribe: "private-a" } }, { token: true }),
+      TypeError
+    )
+    assert.throws(() => lhttp.send({ command: "watch" }, { token: true }), TypeError)
+    assert.deepStrictEqual([plain.lhttp.channels, lhttp.channels, plain.socket.sent, socket.sent], [[], [], [], []])
+  })
+
+  it("a token header the app wrote itself is re-sent as it was: in the subscribe of its own of a history channel with a known position too", () => {
+    vi.useFakeTimers()
+    try {
+      const { lhttp, socket } = fake({ reconnect: { initialDelay: 100, jitter: 0 } })
+      socket.accept()
+      lhttp.context.subscribe("private-h plain", "watch", { name: "ann", token: "T1" }, "")
+      assert.deepStrictEqual(socket.sent, [
+        "LHTTP/1.0 watch\r\nsubscribe:private-h plain\r\nsince:now\r\nname:ann\r\ntoken:T1\r\n\r\n"
+      ])
+      socket.deliver("LHTTP/1.0 position\r\nchannel:private-h\r\nepoch:e1\r\noffset:5\r\n\r\n")
+      socket.drop()
+      vi.advanceTimersByTime(100)
+      FakeSocket.last.accept()
+      assert.deepStrictEqual(FakeSocket.last.sent, [
+        "LHTTP/1.0 subscribe\r\nsubscribe:private-h\r\nsince:e1:5\r\ntoken:T1\r\n\r\n",
+        "LHTTP/1.0 watch\r\nsubscribe:plain\r\nsince:now\r\nname:ann\r\ntoken:T1\r\n\r\n"
+      ])
+    } finally {
+      vi.useRealTimers()
+    }
+  })
+})
+
 describe("browser SDK: against a real server", () => {
   it.live("request/reply by id, concurrently; timeout and error frames reject with status and reason", () =>
     Effect.gen(function*() {

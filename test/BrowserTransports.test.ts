@@ -18,6 +18,11 @@
  * refresh frame answered with a fresh token (the connection outlives the first one), a close with
  * code 4501 (no reconnect: `on_disconnect`, closed), and a token not renewed (4003, then a
  * reconnect with a fresh one).
+ *
+ * Then subscription tokens, over WebSocket and SSE: a server with `privatePrefixes` and a page whose
+ * `getSubscriptionToken` the test answers: a private channel subscribed with `{ token: true }` gets
+ * a token at the subscribe and a fresh one (the first has expired) when the server restarts the
+ * connection; what is published reaches the page before and after.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
@@ -448,6 +453,145 @@ describe("connection tokens in Chromium: getToken, refresh, on_disconnect", () =
         assert.notStrictEqual(after[0]!.id, before!.id)
         await Effect.runPromise(lhttp.hub.publish(`expiring-${transport}`, "news", {}, "welcome back"))
         await pageUntil(page, ({ heard }) => heard.includes("welcome back"), "the publish after the reconnect")
+        assert.deepStrictEqual(errors, [])
+        await page.close()
+      }
+    )
+  }
+})
+
+// ---------------------------------------------------------------------------------------------
+// Subscription tokens: getSubscriptionToken, subscribe with { token: true }
+
+/** A subscription token for `user` and `channel` that expires at `exp` (seconds), unlike any other (`jti`). */
+let subscriptionTokens = 0
+const signSubscription = (user: string, channel: string, exp: number) =>
+  new Jose.SignJWT({ sub: user, channel, exp, jti: String(++subscriptionTokens) })
+    .setProtectedHeader({ alg: "HS256" })
+    .sign(new TextEncoder().encode(secret))
+
+/** What the page's SDK was told, as the page keeps it in `window.privateRoom`. */
+interface ToldPrivate {
+  readonly state: string
+  readonly opens: number
+  /** the bodies of the `news` frames */
+  readonly heard: ReadonlyArray<string>
+  /** the reasons of the error frames (refused subscribes) */
+  readonly refused: ReadonlyArray<string>
+  /** what on_error got */
+  readonly errors: ReadonlyArray<string>
+}
+
+const toldPrivate = (page: Page): Promise<ToldPrivate> =>
+  page.evaluate(() => {
+    const told = (window as unknown as { privateRoom: Omit<ToldPrivate, "state"> & { lhttp: { state: string } } })
+      .privateRoom
+    const { errors, heard, lhttp, opens, refused } = told
+    return { state: lhttp.state, opens, heard, refused, errors }
+  })
+
+/** Waits until `check` passes (the deadline turns a hang into a failure); `what()` tells what was seen. */
+const eventually = async <A>(read: () => Promise<A> | A, check: (value: A) => boolean, what: string): Promise<A> => {
+  const deadline = Date.now() + 10_000
+  for (;;) {
+    const value = await read()
+    if (check(value)) return value
+    if (Date.now() > deadline) throw new Error(`${what} did not happen in time: ${JSON.stringify(value)}`)
+    await sleep(20)
+  }
+}
+
+describe("subscription tokens in Chromium: getSubscriptionToken and subscribe with { token: true }", () => {
+  let scope: Scope.Closeable
+  let lhttp: TestServer
+
+  beforeAll(async () => {
+    scope = Effect.runSync(Scope.make())
+    lhttp = await Effect.runPromise(
+      startServer({ tokens: { secret, privatePrefixes: ["private-"] } }).pipe(Scope.provide(scope))
+    )
+  }, 30_000)
+
+  afterAll(async () => {
+    if (scope !== undefined) await Effect.runPromise(Scope.close(scope, Exit.void))
+  })
+
+  for (const transport of ["websocket", "sse"] as const) {
+    it(
+      `${transport}: a private channel gets a subscription token at the subscribe and a fresh one when the server restarts the connection; publishes reach the page before and after`,
+      { timeout: 30_000 },
+      async () => {
+        const user = `member-${transport}`
+        const room = `private-room-${transport}`
+        const asked: Array<string> = []
+        // the first subscription token lives 2 s: the re-subscription comes after it expired, so the server
+        // admits it only with a fresh one
+        let firstExp: number | undefined
+        const page = await browser.context.newPage()
+        page.on("pageerror", (error) => errors.push(`${room}: ${error.message}`))
+        await page.exposeFunction("lhttpToken", () => sign(user, nowSeconds() + 60))
+        await page.exposeFunction("lhttpSubscriptionToken", (channel: string) => {
+          asked.push(channel)
+          const exp = nowSeconds() + (firstExp === undefined ? 2 : 60)
+          firstExp ??= exp
+          return signSubscription(user, channel, exp)
+        })
+        await page.goto(`${lhttp.http}/healthz`)
+        // a string, not a function: vitest would rewrite a function's import()
+        await page.evaluate(`(async () => {
+          const { Lhttp } = await import("/lhttp.js")
+          const lhttp = new Lhttp(null, {
+            transports: [${JSON.stringify(transport)}],
+            reconnect: { initialDelay: 50, maxDelay: 200 },
+            getToken: () => window.lhttpToken(),
+            getSubscriptionToken: (channel) => window.lhttpSubscriptionToken(channel)
+          })
+          const told = window.privateRoom = { lhttp, opens: 0, heard: [], refused: [], errors: [] }
+          lhttp.on_open = () => told.opens++
+          lhttp.on_error = (ctx) => told.errors.push(String(ctx.event?.message ?? ctx.event?.type ?? ctx.event))
+          lhttp.on_message = (ctx) => {
+            const error = ctx.getError()
+            if (error !== undefined) told.refused.push(error.reason)
+            else if (ctx.getCommand() === "news") told.heard.push(ctx.getBody())
+          }
+          lhttp.context.subscribe(${JSON.stringify(room)}, "news", null, "", { token: true })
+          // without { token: true }: the server refuses it (the channel is private indeed)
+          lhttp.context.subscribe("private-no-token", "news", null, "")
+        })()`)
+        const subscribed = () => {
+          const [connection, ...more] = lhttp.server.connectionsOf(user)
+          return more.length === 0 && connection?.channels.has(room) === true ? connection : undefined
+        }
+        const before = await eventually(subscribed, (connection) => connection !== undefined, "the subscription")
+        await eventually(() => toldPrivate(page), ({ refused }) => refused.length === 1, "the refusal")
+        await Effect.runPromise(lhttp.hub.publish(room, "news", {}, "one"))
+        await eventually(() => toldPrivate(page), ({ heard }) => heard.length === 1, "the first publish")
+        assert.deepStrictEqual(asked, [room])
+
+        // past the first token's exp, the server restarts the connection: the page subscribes again
+        while (Date.now() < firstExp! * 1000 + 200) await sleep(50)
+        await Effect.runPromise(before!.close(1012, "reconnect:0"))
+        const after = await eventually(
+          subscribed,
+          (connection) => connection !== undefined && connection.id !== before!.id,
+          "the subscription on the new connection"
+        )
+        assert.isDefined(after)
+        assert.deepStrictEqual(asked, [room, room], "a fresh subscription token for the re-subscription")
+        await Effect.runPromise(lhttp.hub.publish(room, "news", {}, "two"))
+        const now = await eventually(
+          () => toldPrivate(page),
+          ({ heard, refused }) => heard.length === 2 && refused.length === 2,
+          "the publish after the reconnect"
+        )
+        assert.deepStrictEqual(now, {
+          state: "open",
+          opens: 2,
+          heard: ["one", "two"],
+          // only the subscription without a token, once on each connection (no TokenExpired: no stale token)
+          refused: ["SubscriptionTokenRequired", "SubscriptionTokenRequired"],
+          errors: []
+        })
         assert.deepStrictEqual(errors, [])
         await page.close()
       }

@@ -2,14 +2,15 @@
  * The browser SDK's client, `Lhttp`, and the `Context` its hooks receive: a
  * connection over a WebSocket, SSE or long-poll, kept up by reconnecting
  * with backoff, subscribing again to every channel (since its position for a
- * history channel) and restoring the session on each new connection. The
- * rules it shares with the Effect client (backoff, positions, sessions, the
- * answers of `POST /send`) are internal/wire/'s.
+ * history channel, with a fresh subscription token for a private one) and
+ * restoring the session on each new connection. The rules it shares with
+ * the Effect client (backoff, positions, sessions, the answers of
+ * `POST /send`) are internal/wire/'s.
  */
 import { answeredId } from "../internal/wire/answers.ts"
 import { hintedDelay, isTerminalClose } from "../internal/wire/backoff.ts"
 import { isUnasked, parseAckPositions, Positions } from "../internal/wire/positions.ts"
-import { AckHeader, Command, Header } from "../internal/wire/protocol.ts"
+import { AckHeader, Command, Header, TokenHeader } from "../internal/wire/protocol.ts"
 import type { Change } from "../internal/wire/sessionState.ts"
 import { type Conn, Dialer, open, pageUrl } from "./dialer.ts"
 import { CLOSING, type Closing, guarded, type HttpConnection, HttpLink, OPEN, type Refusal } from "./httpLink.ts"
@@ -35,15 +36,17 @@ import {
   type Session,
   type SessionChange,
   type State,
+  type SubscribeOptions,
   type Transport,
   transportsOf,
   type WebSocketLike
 } from "./options.ts"
+import { Outbox } from "./outbox.ts"
 import { Queue } from "./queue.ts"
 import { Requests } from "./requests.ts"
 import { SessionKeeper } from "./sessionKeeper.ts"
 import { Subscriptions } from "./subscriptions.ts"
-import { type GetToken, isRefresh, tokenOf } from "./token.ts"
+import { type GetSubscriptionToken, type GetToken, isRefresh, subscriptionTokenOf, tokenOf } from "./token.ts"
 
 /**
  * What a hook receives, and a way to send. `req` is the received message (empty for the shared
@@ -59,7 +62,8 @@ export class Context {
    * `on_error`: the WebSocket's error event; for SSE and long-poll the `Error` of a failed request,
    * a {@link GapEvent}, or the {@link LhttpError} of a frame `POST /send` refused (not a request's);
    * what option `getToken` threw; the {@link LhttpError} that refused a fresh token (`req`: the
-   * server's `refresh` frame).
+   * server's `refresh` frame); what option `getSubscriptionToken` threw (`req`: the subscribe it
+   * was asked for, when there is one).
    */
   readonly event: unknown
   /** `on_open`: whether this is a reconnection (the subscriptions were re-sent just before). */
@@ -127,10 +131,7 @@ export class Context {
   }
   /** Sends the staged command and headers with `body`, then clears them. */
   send(body?: string | null): void {
-    const message = new Message(this.#command ?? this.req.command, this.#headers, body)
-    this.#command = undefined
-    this.#headers = new Map()
-    this.lhttp.send(message)
+    this.#sendStaged(body, undefined)
   }
   /** Sends `command` with `publish:<channels>`, then `headers`, and `body`. */
   publish(channels: Channels, command?: string | null, headers?: HeadersInput, body?: string | null): void {
@@ -138,10 +139,18 @@ export class Context {
   }
   /**
    * Sends `command` with `subscribe:<channels>` (and `since:now`, see {@link Lhttp.send}); the
-   * client re-sends it after each reconnect.
+   * client re-sends it after each reconnect. `{ token: true }`: private channels, each subscribed
+   * in a message of its own with a fresh subscription token from option `getSubscriptionToken`,
+   * now and at every reconnect ({@link SubscribeOptions}).
    */
-  subscribe(channels: Channels, command?: string | null, headers?: HeadersInput, body?: string | null): void {
-    this.#withChannels(Header.subscribe, channels, command, headers, body)
+  subscribe(
+    channels: Channels,
+    command?: string | null,
+    headers?: HeadersInput,
+    body?: string | null,
+    options?: SubscribeOptions
+  ): void {
+    this.#withChannels(Header.subscribe, channels, command, headers, body, options)
   }
   /** Sends `command` with `unsubscribe:<channels>`; the channels are no longer re-subscribed. */
   unsubscribe(channels: Channels, command?: string | null, headers?: HeadersInput, body?: string | null): void {
@@ -156,12 +165,19 @@ export class Context {
     channels: Channels,
     command: string | null | undefined,
     headers: HeadersInput,
-    body: string | null | undefined
+    body: string | null | undefined,
+    options?: SubscribeOptions
   ): void {
     this.addHeader(header, joinChannels(channels))
     if (command != null) this.setCommand(command)
     for (const [name, value] of entriesOf(headers)) if (value != null) this.addHeader(String(name), String(value))
-    this.send(body)
+    this.#sendStaged(body, options)
+  }
+  #sendStaged(body: string | null | undefined, options: SubscribeOptions | undefined): void {
+    const message = new Message(this.#command ?? this.req.command, this.#headers, body)
+    this.#command = undefined
+    this.#headers = new Map()
+    this.lhttp.send(message, options)
   }
 }
 
@@ -192,6 +208,10 @@ export class Lhttp {
   readonly #subscriptions = new Subscriptions()
   readonly #positions = new Positions()
   readonly #queue: Queue
+  // on an open connection, what waits behind a private subscription whose token has not come yet
+  readonly #outbox: Outbox
+  // the connection whose re-subscriptions wait for their subscription tokens (not ready yet)
+  #awaitingTokens: Conn | undefined
   readonly #requests = new Requests<Context, Conn>()
   readonly #prefix = Math.random().toString(36).slice(2, 8)
   #nextId = 0
@@ -206,6 +226,7 @@ export class Lhttp {
     this.context = new Context(this, null)
     this.#sessions = new SessionKeeper(options)
     this.#queue = new Queue(options.maxQueue ?? 1000)
+    this.#outbox = new Outbox(options.maxQueue ?? 1000)
     this.#open(true)
   }
 
@@ -292,17 +313,22 @@ export class Lhttp {
    * re-subscriptions of the next open); a message that only subscribes is not queued, since it
    * is re-sent anyway. A message that subscribes without a `since` header gets `since:now` right
    * after its `subscribe`: its channels are answered with `position` messages (passed to
-   * `on_message`), and the messages of history channels carry their positions. Throws an
-   * {@link LhttpError} once closed or when the queue is full.
+   * `on_message`), and the messages of history channels carry their positions. `{ token: true }`:
+   * a message that only subscribes, to private channels ({@link SubscribeOptions}); each goes once
+   * its token came, and what is sent after it waits for it. Throws an {@link LhttpError} once
+   * closed or when the queue is full, a `TypeError` for `{ token: true }` without option
+   * `getSubscriptionToken` or on a message that does more than subscribe.
    */
-  send(message: MessageInput): void {
+  send(message: MessageInput, options?: SubscribeOptions): void {
     const given = message instanceof Message ? message : new Message(message.command, message.headers, message.body)
     if (this.#closing || this.#state === "closed") throw new LhttpError(0, "Closed", "this client is closed")
+    if (options?.token === true) return this.#subscribePrivately(given)
     const { onlySubscribes, sending, text } = this.#subscriptions.note(given, this.#positions)
     const id = sending.headers.get(Header.id)
     const conn = this.#conn
-    if (this.#state === "open" && conn !== undefined && conn.readyState === OPEN) this.#transmit(conn, text, id)
-    else if (!onlySubscribes) this.#queue.add(text, id)
+    if (this.#state === "open" && conn !== undefined && conn.readyState === OPEN) {
+      this.#transmitInOrder(conn, text, id, onlySubscribes)
+    } else if (!onlySubscribes) this.#queue.add(text, id)
   }
 
   /**
@@ -342,7 +368,10 @@ export class Lhttp {
       return Promise.reject(new LhttpError(0, "DuplicateId", `a request with id ${id} is pending`, id))
     }
     const timeout = options?.timeout ?? this.#options.requestTimeout ?? 10_000
-    const reply = this.#requests.wait(id, timeout, "reply to request", undefined, () => this.#queue.drop(id))
+    const reply = this.#requests.wait(id, timeout, "reply to request", undefined, () => {
+      this.#queue.drop(id)
+      this.#outbox.drop(id)
+    })
     try {
       this.send(message)
     } catch (error) {
@@ -359,6 +388,7 @@ export class Lhttp {
     this.#closing = true
     this.#dialer.stop()
     this.#queue.take()
+    this.#outbox.take()
     this.#requests.rejectAll((id) => new LhttpError(0, "Closed", "the client was closed", id))
     const done = new Promise<void>((resolve) => this.#closeWaiters.push(resolve))
     const conn = this.#conn
@@ -439,13 +469,84 @@ export class Lhttp {
     else this.#ready(conn, reconnected)
   }
 
-  // the connection is usable: open, the subscriptions re-sent, the queue sent, on_open
-  #ready(conn: Conn, reconnected: boolean): void {
+  // The connection is usable: open, the subscriptions re-sent, the queue sent, on_open. With private
+  // subscriptions (`{ token: true }`), their fresh tokens are asked first, all at once, and nothing
+  // more is sent on the connection (the session's restore went before) until they all came: then
+  // in one synchronous run, as without them, the state turns open, every subscription is re-sent
+  // in the order the app made them (each private one with its token), the queue goes after them,
+  // and on_open. Meanwhile the state stays connecting / reconnecting: sends are queued (behind the
+  // subscriptions), subscriptions are noted and re-sent in that run (again() runs once the tokens
+  // came; a private one made meanwhile has its token asked in another round first), and a resumed
+  // SSE stream or poll sends nothing. A token that fails (on_error) leaves its subscribe without
+  // one: the server's refusal reaches on_message, as the Effect client's.
+  #ready(conn: Conn, reconnected: boolean, tokens = new Map<string, string | undefined>()): void {
+    const getSubscriptionToken = this.#options.getSubscriptionToken
+    const asking = getSubscriptionToken === undefined
+      ? []
+      : this.#subscriptions.privateChannels.filter((channel) => !tokens.has(channel))
+    if (getSubscriptionToken !== undefined && asking.length > 0) {
+      this.#awaitingTokens = conn
+      void Promise.all(asking.map(async (channel) => {
+        tokens.set(channel, await this.#subscriptionToken(getSubscriptionToken, channel, null))
+      })).then(() => {
+        if (conn !== this.#conn || this.#closing) return
+        this.#ready(conn, reconnected, tokens)
+      })
+      return
+    }
+    this.#awaitingTokens = undefined
     const context = Object.assign(new Context(this, null), { reconnected })
     this.#setState("open")
-    for (const message of this.#subscriptions.again(this.#positions)) conn.send(encode(message))
+    for (const message of this.#subscriptions.again(this.#positions, tokens)) conn.send(encode(message))
     for (const { id, text } of this.#queue.take()) this.#transmit(conn, text, id)
     this.#hook("on_open", context)
+  }
+
+  // getSubscriptionToken's token for `channel`; undefined when it failed (told to on_error, with the
+  // subscribe it was for)
+  #subscriptionToken(
+    getSubscriptionToken: GetSubscriptionToken,
+    channel: string,
+    subscribe: Message | null
+  ): Promise<string | undefined> {
+    return subscriptionTokenOf(getSubscriptionToken, channel).catch((error: unknown) => {
+      if (!this.#ended) this.#hook("on_error", new Context(this, subscribe, error))
+      return undefined
+    })
+  }
+
+  // `{ token: true }`: each channel a subscription of its own, noted now (re-sent by every new
+  // connection); on an open connection, sent once its token came, in its place: what the app sends
+  // after it waits in the outbox until it went (a publish to the channel, a request that counts on
+  // it). On a connection not open yet, nothing is sent now: its opening subscribes it (#ready).
+  #subscribePrivately(message: Message): void {
+    const getSubscriptionToken = this.#options.getSubscriptionToken
+    if (getSubscriptionToken === undefined) {
+      throw new TypeError("a subscription with { token: true } needs option getSubscriptionToken")
+    }
+    const subscribes = this.#subscriptions.notePrivate(message)
+    const conn = this.#conn
+    if (this.#state !== "open" || conn === undefined || conn.readyState !== OPEN) return
+    for (const subscribe of subscribes) {
+      const place = this.#outbox.hold()
+      const channel = subscribe.headers.get(Header.subscribe)!
+      void this.#subscriptionToken(getSubscriptionToken, channel, subscribe).then((token) => {
+        // its connection closed (or closes): the next one subscribes it
+        if (conn !== this.#conn || this.#closing || conn.readyState !== OPEN) return
+        const headers = new Map(subscribe.headers)
+        if (token !== undefined) headers.set(TokenHeader.token, token)
+        for (const { id, text } of place(encode(new Message(subscribe.command, headers, subscribe.body)))) {
+          this.#transmit(conn, text, id)
+        }
+      })
+    }
+  }
+
+  // sends now, unless a private subscription sent before waits for its token: then after it (`queued`:
+  // taken from the queue, which bounded it already)
+  #transmitInOrder(conn: Conn, text: string, id: string | undefined, onlySubscribes: boolean, queued = false): void {
+    if (this.#outbox.waiting) this.#outbox.add(text, id, onlySubscribes, !queued)
+    else this.#transmit(conn, text, id)
   }
 
   // Sends `session` with `restore:<key>` and waits for its answer (the session frame, or an error)
@@ -487,8 +588,9 @@ export class Lhttp {
   // a stream or poll that broke goes on with the same connection: what waited goes out
   #resumed(conn: HttpLink): void {
     if (this.#sessions.state.restoring !== undefined) return // the restore's answer makes it ready
+    if (this.#awaitingTokens === conn) return // the subscription tokens make it ready
     this.#setState("open")
-    for (const { id, text } of this.#queue.take()) this.#transmit(conn, text, id)
+    for (const { id, text } of this.#queue.take()) this.#transmitInOrder(conn, text, id, false, true)
   }
 
   #received(data: unknown): void {
@@ -523,9 +625,12 @@ export class Lhttp {
   #closed(conn: Conn, event: Closing): void {
     this.#conn = undefined
     this.#sessions.state.abandon()
-    // what an SSE or long-poll connection had not handed to the server goes out on the next one
+    this.#awaitingTokens = undefined
+    // what an SSE or long-poll connection had not handed to the server goes out on the next one, then
+    // what waited behind a private subscription's token
     const unsent = event.unsent ?? []
-    if (!this.#closing) this.#queue.putBack(unsent)
+    const waited = this.#outbox.take()
+    if (!this.#closing) this.#queue.putBack([...unsent, ...waited])
     this.#requests.closed(conn, unsent)
     const opened = this.#wasOpen
     // a close code from 4500 to 4999: the server says not to come back
@@ -563,6 +668,7 @@ export class Lhttp {
 
   #finish(): void {
     this.#queue.take()
+    this.#outbox.take()
     // no connection will come to answer them (a close that said not to come back, no attempt left)
     this.#requests.rejectAll((id) => new LhttpError(0, "Closed", "the client is closed", id))
     this.#setState("closed")

@@ -18,7 +18,8 @@ declare class Context {
      * `on_error`: the WebSocket's error event; for SSE and long-poll the `Error` of a failed request,
      * a {@link GapEvent}, or the {@link LhttpError} of a frame `POST /send` refused (not a request's);
      * what option `getToken` threw; the {@link LhttpError} that refused a fresh token (`req`: the
-     * server's `refresh` frame).
+     * server's `refresh` frame); what option `getSubscriptionToken` threw (`req`: the subscribe it
+     * was asked for, when there is one).
      */
     readonly event: unknown;
     /** `on_open`: whether this is a reconnection (the subscriptions were re-sent just before). */
@@ -65,9 +66,11 @@ declare class Context {
     publish(channels: Channels, command?: string | null, headers?: HeadersInput, body?: string | null): void;
     /**
      * Sends `command` with `subscribe:<channels>` (and `since:now`, see {@link Lhttp.send}); the
-     * client re-sends it after each reconnect.
+     * client re-sends it after each reconnect. `{ token: true }`: private channels, each subscribed
+     * in a message of its own with a fresh subscription token from option `getSubscriptionToken`,
+     * now and at every reconnect ({@link SubscribeOptions}).
      */
-    subscribe(channels: Channels, command?: string | null, headers?: HeadersInput, body?: string | null): void;
+    subscribe(channels: Channels, command?: string | null, headers?: HeadersInput, body?: string | null, options?: SubscribeOptions): void;
     /** Sends `command` with `unsubscribe:<channels>`; the channels are no longer re-subscribed. */
     unsubscribe(channels: Channels, command?: string | null, headers?: HeadersInput, body?: string | null): void;
     /** {@link Lhttp.request} */
@@ -155,10 +158,13 @@ declare class Lhttp {
      * re-subscriptions of the next open); a message that only subscribes is not queued, since it
      * is re-sent anyway. A message that subscribes without a `since` header gets `since:now` right
      * after its `subscribe`: its channels are answered with `position` messages (passed to
-     * `on_message`), and the messages of history channels carry their positions. Throws an
-     * {@link LhttpError} once closed or when the queue is full.
+     * `on_message`), and the messages of history channels carry their positions. `{ token: true }`:
+     * a message that only subscribes, to private channels ({@link SubscribeOptions}); each goes once
+     * its token came, and what is sent after it waits for it. Throws an {@link LhttpError} once
+     * closed or when the queue is full, a `TypeError` for `{ token: true }` without option
+     * `getSubscriptionToken` or on a message that does more than subscribe.
      */
-    send(message: MessageInput): void;
+    send(message: MessageInput, options?: SubscribeOptions): void;
     /**
      * Publishes `command` to `channels` with an `id` (generated) and resolves once the server says
      * the bus took it (its acknowledgement, protocol.md §4.4): `positions`, the position of each
@@ -337,6 +343,17 @@ interface LhttpOptions {
      * after the backoff), or the refresh (`on_error`; the server closes with 4003 at expiry, then a reconnect).
      */
     readonly getToken?: (() => string | Promise<string>) | undefined;
+    /**
+     * The subscription token of a private channel (a JWT whose `channel` is it, for a server with
+     * `tokens.privatePrefixes`), for the subscriptions made with `{ token: true }`
+     * ({@link SubscribeOptions}): called with the channel at the subscribe and again before each
+     * re-subscription after a reconnect (a new connection asks every private channel's at once, and
+     * stays connecting / reconnecting until they came: then it re-sends every subscription in order,
+     * then what was queued); its token goes as the subscribe's `token` header. One that
+     * throws, rejects or gives no string calls `on_error` and the subscribe goes without a token (the
+     * server's refusal, `403 SubscriptionTokenRequired`, reaches `on_message`).
+     */
+    readonly getSubscriptionToken?: ((channel: string) => string | Promise<string>) | undefined;
 }
 
 /**
@@ -387,6 +404,18 @@ interface SessionStorage {
 
 /** The connection's state; `"closed"` is final. */
 type State = "connecting" | "open" | "reconnecting" | "closing" | "closed";
+
+/** Options of a subscription (`ctx.subscribe`'s last argument, `lhttp.send`'s second). */
+interface SubscribeOptions {
+    /**
+     * `true`: the channels are private (under a server's `tokens.privatePrefixes`): each is
+     * subscribed in a message of its own (the command, headers and body given, with
+     * `subscribe:<channel>`), with a `token` header from option `getSubscriptionToken`, asked now
+     * and again at every re-subscription after a reconnect. The message may only subscribe (no
+     * `publish`, `unsubscribe` nor `id`).
+     */
+    readonly token?: boolean | undefined;
+}
 
 /** How the SDK can reach the server. */
 type Transport = "websocket" | "sse" | "poll";
@@ -439,6 +468,7 @@ export {
   SessionChange,
   SessionStorage,
   State,
+  SubscribeOptions,
   Transport,
   WebSocketConstructor,
   WebSocketLike

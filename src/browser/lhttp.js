@@ -577,6 +577,11 @@ var tokenOf = async (getToken) => {
   if (typeof token !== "string") throw new TypeError(`getToken gave ${typeof token}, not a token`);
   return token;
 };
+var subscriptionTokenOf = async (get, channel) => {
+  const token = await get(channel);
+  if (typeof token !== "string") throw new TypeError(`getSubscriptionToken gave ${typeof token}, not a token`);
+  return token;
+};
 var withToken = (url, token) => {
   if (token === void 0) return url;
   const target = new URL(url, globalThis.location?.href);
@@ -1055,6 +1060,59 @@ var transportsOf = (value) => {
   return Array.from(new Set(list));
 };
 
+// src/browser/outbox.ts
+var Outbox = class {
+  #max;
+  #entries = [];
+  /** `max`: how many messages may wait behind the subscriptions. */
+  constructor(max) {
+    this.#max = max;
+  }
+  /** Whether a send waits: a private subscription sent before it still waits for its token. */
+  get waiting() {
+    return this.#entries.length > 0;
+  }
+  /**
+   * Holds the place of a private subscription. Returns what gives it its text once its token
+   * came, which returns what may go now, in order: the entries up to the next subscription still
+   * waiting for its token.
+   */
+  hold() {
+    const entry = { text: void 0, id: void 0, onlySubscribes: true };
+    this.#entries.push(entry);
+    return (text) => {
+      if (!this.#entries.includes(entry)) return [];
+      entry.text = text;
+      let ready = 0;
+      while (ready < this.#entries.length && this.#entries[ready].text !== void 0) ready++;
+      return this.#entries.splice(0, ready).map(({ id, text: text2 }) => ({ id, text: text2 }));
+    };
+  }
+  /**
+   * A message that waits behind a subscription; throws an {@link LhttpError} `QueueFull` past `max`
+   * (unless not `bounded`: messages that were in the queue already).
+   */
+  add(text, id, onlySubscribes, bounded = true) {
+    if (bounded && this.#entries.filter((entry) => entry.text !== void 0).length >= this.#max) {
+      throw new LhttpError(0, "QueueFull", "too many messages wait for the connection");
+    }
+    this.#entries.push({ text, id, onlySubscribes });
+  }
+  /** Takes the request `id` out (too late to send it). */
+  drop(id) {
+    this.#entries = this.#entries.filter((entry) => entry.id !== id);
+  }
+  /**
+   * Empties it (the connection closed, or the client): gives back what must still go on the next
+   * connection, in order; not the subscriptions, which every new connection makes again.
+   */
+  take() {
+    return this.#entries.splice(0).flatMap(
+      ({ id, onlySubscribes, text }) => onlySubscribes || text === void 0 ? [] : [{ id, text }]
+    );
+  }
+};
+
 // src/browser/queue.ts
 var Queue = class {
   #max;
@@ -1324,6 +1382,11 @@ var asking = (headers, from, subscribe) => {
   return copy;
 };
 var withSinceNow = (message) => new Message(message.command, asking(message.headers, sinceNow), message.body);
+var withTokenHeader = (headers, token) => {
+  headers.delete(TokenHeader.token);
+  if (token !== void 0) headers.set(TokenHeader.token, token);
+  return headers;
+};
 var Subscriptions = class {
   #list = [];
   /** The channels subscribed to. */
@@ -1334,6 +1397,10 @@ var Subscriptions = class {
   has(channel) {
     return this.#list.some((subscription) => subscription.channels.has(channel));
   }
+  /** The channels of the private subscriptions (`{ token: true }`), whose tokens each new connection asks. */
+  get privateChannels() {
+    return this.#list.flatMap((subscription) => subscription.withToken ? Array.from(subscription.channels) : []);
+  }
   /** Whether the app gave the `since` of the channel's subscription itself. */
   askedByApp(channel) {
     return this.#list.some((subscription) => subscription.ownSince && subscription.channels.has(channel));
@@ -1341,10 +1408,11 @@ var Subscriptions = class {
   /**
    * Notes what a message subscribes to and unsubscribes from, in the server's
    * order: subscribe, then unsubscribe (`ownSince`: the message had its own
-   * `since`). Returns the channels it unsubscribes from, and whether the
-   * message does nothing but subscribe (it is sent again anyway).
+   * `since`; `withToken`: a private channel's). Returns the channels it
+   * unsubscribes from, and whether the message does nothing but subscribe (it
+   * is sent again anyway).
    */
-  track(message, ownSince) {
+  track(message, ownSince, withToken2 = false) {
     const { headers } = message;
     const subscribe = channelsOf(headers.get(Header.subscribe));
     const unsubscribed = channelsOf(headers.get(Header.unsubscribe));
@@ -1353,6 +1421,7 @@ var Subscriptions = class {
       const kept = new Map(headers);
       for (const name of notResent) kept.delete(name);
       if (!ownSince) kept.delete(Header.since);
+      if (withToken2) kept.delete(TokenHeader.token);
       const published = headers.has(Header.publish);
       if (published) kept.delete(Header.multipart);
       this.#list.push({
@@ -1360,7 +1429,8 @@ var Subscriptions = class {
         command: message.command,
         headers: kept,
         body: published ? "" : message.body,
-        ownSince
+        ownSince,
+        withToken: withToken2
       });
     }
     for (const subscription of this.#list) for (const channel of unsubscribed) subscription.channels.delete(channel);
@@ -1382,30 +1452,58 @@ var Subscriptions = class {
     return { sending, text, onlySubscribes };
   }
   /**
+   * Notes a private subscription (`{ token: true }`): one subscription a
+   * channel, the app's message with `subscribe:<channel>` (and `since:now`
+   * right after it, unless the message has its own `since`), without a token
+   * yet. Returns those messages, to send each with its token. Throws a
+   * `TypeError` for a message that subscribes to nothing, or does more than
+   * subscribe (a `publish`, `unsubscribe` or `id` would go once a channel).
+   */
+  notePrivate(message) {
+    const channels = channelsOf(message.headers.get(Header.subscribe));
+    if (channels.length === 0) throw new TypeError("a subscription with a token subscribes to a channel");
+    const extra = notResent.find((name) => message.headers.has(name));
+    if (extra !== void 0) throw new TypeError(`a subscription with a token only subscribes (not ${extra})`);
+    return channels.map((channel) => {
+      const headers = new Map(message.headers).set(Header.subscribe, channel);
+      headers.delete(TokenHeader.token);
+      const one = new Message(message.command, headers, message.body);
+      const ownSince = !subscribesPlain(one);
+      const sending = ownSince ? one : withSinceNow(one);
+      this.track(sending, ownSince, true);
+      return sending;
+    });
+  }
+  /**
    * The messages that subscribe a new connection again. A history channel
    * with a known position is subscribed since it: in its subscription's own
    * message when it is its only channel, else in a `subscribe` message of its
-   * own; the other channels as the app asked (its own `since`), or from now.
+   * own (with the subscription's `token` header, if the app gave one: a
+   * private channel's); the other channels as the app asked (its own
+   * `since`), or from now. A private subscription (`{ token: true }`) goes
+   * with `token:<tokens.get(channel)>` (none when its token could not be had).
    */
-  again(positions) {
+  again(positions, tokens = /* @__PURE__ */ new Map()) {
     const messages = [];
     for (const subscription of this.#list) {
       const { fresh, positioned } = positions.split(subscription.channels);
+      const token = subscription.withToken ? tokens.get(Array.from(subscription.channels)[0]) : subscription.headers.get(TokenHeader.token);
+      const headersOf = (from, channels) => {
+        const headers = asking(subscription.headers, from, channels);
+        return subscription.withToken ? withTokenHeader(headers, token) : headers;
+      };
       const alone = positioned.length === 1 && fresh.length === 0 ? positioned[0] : void 0;
       if (alone !== void 0) {
-        messages.push(
-          new Message(subscription.command, asking(subscription.headers, alone[1], alone[0]), subscription.body)
-        );
+        messages.push(new Message(subscription.command, headersOf(alone[1], alone[0]), subscription.body));
         continue;
       }
       for (const [channel, since] of positioned) {
-        messages.push(new Message(Command.subscribe, [[Header.subscribe, channel], [Header.since, since]], ""));
+        const headers = /* @__PURE__ */ new Map([[Header.subscribe, channel], [Header.since, since]]);
+        messages.push(new Message(Command.subscribe, withTokenHeader(headers, token), ""));
       }
       if (fresh.length > 0) {
         const from = subscription.headers.get(Header.since) ?? sinceNow;
-        messages.push(
-          new Message(subscription.command, asking(subscription.headers, from, fresh.join(" ")), subscription.body)
-        );
+        messages.push(new Message(subscription.command, headersOf(from, fresh.join(" ")), subscription.body));
       }
     }
     return messages;
@@ -1422,7 +1520,8 @@ var Context = class {
    * `on_error`: the WebSocket's error event; for SSE and long-poll the `Error` of a failed request,
    * a {@link GapEvent}, or the {@link LhttpError} of a frame `POST /send` refused (not a request's);
    * what option `getToken` threw; the {@link LhttpError} that refused a fresh token (`req`: the
-   * server's `refresh` frame).
+   * server's `refresh` frame); what option `getSubscriptionToken` threw (`req`: the subscribe it
+   * was asked for, when there is one).
    */
   event;
   #command;
@@ -1464,10 +1563,7 @@ var Context = class {
   }
   /** Sends the staged command and headers with `body`, then clears them. */
   send(body) {
-    const message = new Message(this.#command ?? this.req.command, this.#headers, body);
-    this.#command = void 0;
-    this.#headers = /* @__PURE__ */ new Map();
-    this.lhttp.send(message);
+    this.#sendStaged(body, void 0);
   }
   /** Sends `command` with `publish:<channels>`, then `headers`, and `body`. */
   publish(channels, command, headers, body) {
@@ -1475,10 +1571,12 @@ var Context = class {
   }
   /**
    * Sends `command` with `subscribe:<channels>` (and `since:now`, see {@link Lhttp.send}); the
-   * client re-sends it after each reconnect.
+   * client re-sends it after each reconnect. `{ token: true }`: private channels, each subscribed
+   * in a message of its own with a fresh subscription token from option `getSubscriptionToken`,
+   * now and at every reconnect ({@link SubscribeOptions}).
    */
-  subscribe(channels, command, headers, body) {
-    this.#withChannels(Header.subscribe, channels, command, headers, body);
+  subscribe(channels, command, headers, body, options) {
+    this.#withChannels(Header.subscribe, channels, command, headers, body, options);
   }
   /** Sends `command` with `unsubscribe:<channels>`; the channels are no longer re-subscribed. */
   unsubscribe(channels, command, headers, body) {
@@ -1488,11 +1586,17 @@ var Context = class {
   request(command, headers, body, options) {
     return this.lhttp.request(command, headers, body, options);
   }
-  #withChannels(header, channels, command, headers, body) {
+  #withChannels(header, channels, command, headers, body, options) {
     this.addHeader(header, joinChannels(channels));
     if (command != null) this.setCommand(command);
     for (const [name, value] of entriesOf(headers)) if (value != null) this.addHeader(String(name), String(value));
-    this.send(body);
+    this.#sendStaged(body, options);
+  }
+  #sendStaged(body, options) {
+    const message = new Message(this.#command ?? this.req.command, this.#headers, body);
+    this.#command = void 0;
+    this.#headers = /* @__PURE__ */ new Map();
+    this.lhttp.send(message, options);
   }
 };
 var Lhttp = class {
@@ -1512,6 +1616,10 @@ var Lhttp = class {
   #subscriptions = new Subscriptions();
   #positions = new Positions();
   #queue;
+  // on an open connection, what waits behind a private subscription whose token has not come yet
+  #outbox;
+  // the connection whose re-subscriptions wait for their subscription tokens (not ready yet)
+  #awaitingTokens;
   #requests = new Requests();
   #prefix = Math.random().toString(36).slice(2, 8);
   #nextId = 0;
@@ -1525,6 +1633,7 @@ var Lhttp = class {
     this.context = new Context(this, null);
     this.#sessions = new SessionKeeper(options);
     this.#queue = new Queue(options.maxQueue ?? 1e3);
+    this.#outbox = new Outbox(options.maxQueue ?? 1e3);
     this.#open(true);
   }
   /** Each open, reconnections included (`context.reconnected`). */
@@ -1614,17 +1723,22 @@ var Lhttp = class {
    * re-subscriptions of the next open); a message that only subscribes is not queued, since it
    * is re-sent anyway. A message that subscribes without a `since` header gets `since:now` right
    * after its `subscribe`: its channels are answered with `position` messages (passed to
-   * `on_message`), and the messages of history channels carry their positions. Throws an
-   * {@link LhttpError} once closed or when the queue is full.
+   * `on_message`), and the messages of history channels carry their positions. `{ token: true }`:
+   * a message that only subscribes, to private channels ({@link SubscribeOptions}); each goes once
+   * its token came, and what is sent after it waits for it. Throws an {@link LhttpError} once
+   * closed or when the queue is full, a `TypeError` for `{ token: true }` without option
+   * `getSubscriptionToken` or on a message that does more than subscribe.
    */
-  send(message) {
+  send(message, options) {
     const given = message instanceof Message ? message : new Message(message.command, message.headers, message.body);
     if (this.#closing || this.#state === "closed") throw new LhttpError(0, "Closed", "this client is closed");
+    if (options?.token === true) return this.#subscribePrivately(given);
     const { onlySubscribes, sending, text } = this.#subscriptions.note(given, this.#positions);
     const id = sending.headers.get(Header.id);
     const conn = this.#conn;
-    if (this.#state === "open" && conn !== void 0 && conn.readyState === OPEN) this.#transmit(conn, text, id);
-    else if (!onlySubscribes) this.#queue.add(text, id);
+    if (this.#state === "open" && conn !== void 0 && conn.readyState === OPEN) {
+      this.#transmitInOrder(conn, text, id, onlySubscribes);
+    } else if (!onlySubscribes) this.#queue.add(text, id);
   }
   /**
    * Publishes `command` to `channels` with an `id` (generated) and resolves once the server says
@@ -1656,7 +1770,10 @@ var Lhttp = class {
       return Promise.reject(new LhttpError(0, "DuplicateId", `a request with id ${id} is pending`, id));
     }
     const timeout = options?.timeout ?? this.#options.requestTimeout ?? 1e4;
-    const reply = this.#requests.wait(id, timeout, "reply to request", void 0, () => this.#queue.drop(id));
+    const reply = this.#requests.wait(id, timeout, "reply to request", void 0, () => {
+      this.#queue.drop(id);
+      this.#outbox.drop(id);
+    });
     try {
       this.send(message);
     } catch (error) {
@@ -1672,6 +1789,7 @@ var Lhttp = class {
     this.#closing = true;
     this.#dialer.stop();
     this.#queue.take();
+    this.#outbox.take();
     this.#requests.rejectAll((id) => new LhttpError(0, "Closed", "the client was closed", id));
     const done = new Promise((resolve) => this.#closeWaiters.push(resolve));
     const conn = this.#conn;
@@ -1743,13 +1861,74 @@ var Lhttp = class {
     if (this.#sessions.state.key !== void 0) this.#restore(conn, reconnected);
     else this.#ready(conn, reconnected);
   }
-  // the connection is usable: open, the subscriptions re-sent, the queue sent, on_open
-  #ready(conn, reconnected) {
+  // The connection is usable: open, the subscriptions re-sent, the queue sent, on_open. With private
+  // subscriptions (`{ token: true }`), their fresh tokens are asked first, all at once, and nothing
+  // more is sent on the connection (the session's restore went before) until they all came: then
+  // in one synchronous run, as without them, the state turns open, every subscription is re-sent
+  // in the order the app made them (each private one with its token), the queue goes after them,
+  // and on_open. Meanwhile the state stays connecting / reconnecting: sends are queued (behind the
+  // subscriptions), subscriptions are noted and re-sent in that run (again() runs once the tokens
+  // came; a private one made meanwhile has its token asked in another round first), and a resumed
+  // SSE stream or poll sends nothing. A token that fails (on_error) leaves its subscribe without
+  // one: the server's refusal reaches on_message, as the Effect client's.
+  #ready(conn, reconnected, tokens = /* @__PURE__ */ new Map()) {
+    const getSubscriptionToken = this.#options.getSubscriptionToken;
+    const asking2 = getSubscriptionToken === void 0 ? [] : this.#subscriptions.privateChannels.filter((channel) => !tokens.has(channel));
+    if (getSubscriptionToken !== void 0 && asking2.length > 0) {
+      this.#awaitingTokens = conn;
+      void Promise.all(asking2.map(async (channel) => {
+        tokens.set(channel, await this.#subscriptionToken(getSubscriptionToken, channel, null));
+      })).then(() => {
+        if (conn !== this.#conn || this.#closing) return;
+        this.#ready(conn, reconnected, tokens);
+      });
+      return;
+    }
+    this.#awaitingTokens = void 0;
     const context = Object.assign(new Context(this, null), { reconnected });
     this.#setState("open");
-    for (const message of this.#subscriptions.again(this.#positions)) conn.send(encode(message));
+    for (const message of this.#subscriptions.again(this.#positions, tokens)) conn.send(encode(message));
     for (const { id, text } of this.#queue.take()) this.#transmit(conn, text, id);
     this.#hook("on_open", context);
+  }
+  // getSubscriptionToken's token for `channel`; undefined when it failed (told to on_error, with the
+  // subscribe it was for)
+  #subscriptionToken(getSubscriptionToken, channel, subscribe) {
+    return subscriptionTokenOf(getSubscriptionToken, channel).catch((error) => {
+      if (!this.#ended) this.#hook("on_error", new Context(this, subscribe, error));
+      return void 0;
+    });
+  }
+  // `{ token: true }`: each channel a subscription of its own, noted now (re-sent by every new
+  // connection); on an open connection, sent once its token came, in its place: what the app sends
+  // after it waits in the outbox until it went (a publish to the channel, a request that counts on
+  // it). On a connection not open yet, nothing is sent now: its opening subscribes it (#ready).
+  #subscribePrivately(message) {
+    const getSubscriptionToken = this.#options.getSubscriptionToken;
+    if (getSubscriptionToken === void 0) {
+      throw new TypeError("a subscription with { token: true } needs option getSubscriptionToken");
+    }
+    const subscribes = this.#subscriptions.notePrivate(message);
+    const conn = this.#conn;
+    if (this.#state !== "open" || conn === void 0 || conn.readyState !== OPEN) return;
+    for (const subscribe of subscribes) {
+      const place = this.#outbox.hold();
+      const channel = subscribe.headers.get(Header.subscribe);
+      void this.#subscriptionToken(getSubscriptionToken, channel, subscribe).then((token) => {
+        if (conn !== this.#conn || this.#closing || conn.readyState !== OPEN) return;
+        const headers = new Map(subscribe.headers);
+        if (token !== void 0) headers.set(TokenHeader.token, token);
+        for (const { id, text } of place(encode(new Message(subscribe.command, headers, subscribe.body)))) {
+          this.#transmit(conn, text, id);
+        }
+      });
+    }
+  }
+  // sends now, unless a private subscription sent before waits for its token: then after it (`queued`:
+  // taken from the queue, which bounded it already)
+  #transmitInOrder(conn, text, id, onlySubscribes, queued = false) {
+    if (this.#outbox.waiting) this.#outbox.add(text, id, onlySubscribes, !queued);
+    else this.#transmit(conn, text, id);
   }
   // Sends `session` with `restore:<key>` and waits for its answer (the session frame, or an error)
   // before the connection is ready: the server runs requests concurrently with other messages.
@@ -1789,8 +1968,9 @@ var Lhttp = class {
   // a stream or poll that broke goes on with the same connection: what waited goes out
   #resumed(conn) {
     if (this.#sessions.state.restoring !== void 0) return;
+    if (this.#awaitingTokens === conn) return;
     this.#setState("open");
-    for (const { id, text } of this.#queue.take()) this.#transmit(conn, text, id);
+    for (const { id, text } of this.#queue.take()) this.#transmitInOrder(conn, text, id, false, true);
   }
   #received(data) {
     const message = received(data);
@@ -1815,8 +1995,10 @@ var Lhttp = class {
   #closed(conn, event) {
     this.#conn = void 0;
     this.#sessions.state.abandon();
+    this.#awaitingTokens = void 0;
     const unsent = event.unsent ?? [];
-    if (!this.#closing) this.#queue.putBack(unsent);
+    const waited = this.#outbox.take();
+    if (!this.#closing) this.#queue.putBack([...unsent, ...waited]);
     this.#requests.closed(conn, unsent);
     const opened = this.#wasOpen;
     const terminal = event.code !== void 0 && isTerminalClose(event.code);
@@ -1847,6 +2029,7 @@ var Lhttp = class {
   }
   #finish() {
     this.#queue.take();
+    this.#outbox.take();
     this.#requests.rejectAll((id) => new LhttpError(0, "Closed", "the client is closed", id));
     this.#setState("closed");
     for (const resolve of this.#closeWaiters.splice(0)) resolve();

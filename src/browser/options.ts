@@ -148,6 +148,29 @@ export interface LhttpOptions {
    * after the backoff), or the refresh (`on_error`; the server closes with 4003 at expiry, then a reconnect).
    */
   readonly getToken?: (() => string | Promise<string>) | undefined
+  /**
+   * The subscription token of a private channel (a JWT whose `channel` is it, for a server with
+   * `tokens.privatePrefixes`), for the subscriptions made with `{ token: true }`
+   * ({@link SubscribeOptions}): called with the channel at the subscribe and again before each
+   * re-subscription after a reconnect (a new connection asks every private channel's at once, and
+   * stays connecting / reconnecting until they came: then it re-sends every subscription in order,
+   * then what was queued); its token goes as the subscribe's `token` header. One that
+   * throws, rejects or gives no string calls `on_error` and the subscribe goes without a token (the
+   * server's refusal, `403 SubscriptionTokenRequired`, reaches `on_message`).
+   */
+  readonly getSubscriptionToken?: ((channel: string) => string | Promise<string>) | undefined
+}
+
+/** Options of a subscription (`ctx.subscribe`'s last argument, `lhttp.send`'s second). */
+export interface SubscribeOptions {
+  /**
+   * `true`: the channels are private (under a server's `tokens.privatePrefixes`): each is
+   * subscribed in a message of its own (the command, headers and body given, with
+   * `subscribe:<channel>`), with a `token` header from option `getSubscriptionToken`, asked now
+   * and again at every re-subscription after a reconnect. The message may only subscribe (no
+   * `publish`, `unsubscribe` nor `id`).
+   */
+  readonly token?: boolean | undefined
 }
 
 /** The transports an option lists, in order, each once; throws a `TypeError` for an unknown one or none. */

@@ -31,7 +31,9 @@
  *
  * On a server with connection tokens, option `getToken` gives each connection attempt its token
  * (`?token=`) and answers the server's `refresh` frame with a fresh one. `on_disconnect` tells each
- * end of a connection; a close code from 4500 to 4999 ends the client (no reconnect).
+ * end of a connection; a close code from 4500 to 4999 ends the client (no reconnect). A
+ * subscription to private channels made with `{ token: true }` carries a subscription token from
+ * option `getSubscriptionToken`, fresh at the subscribe and at every re-subscription.
  *
  * The rules it shares with the Effect client (frames, the event stream, backoff, positions,
  * sessions, the answers of `POST /send`) are written once, in src/internal/wire/
@@ -53,6 +55,7 @@ export type {
   SessionChange,
   SessionStorage,
   State,
+  SubscribeOptions,
   Transport,
   WebSocketConstructor,
   WebSocketLike
