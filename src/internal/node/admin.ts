@@ -66,13 +66,18 @@ const cookieName = "lhttp_admin"
 const page = readFileSync(new URL("../../admin/page.html", import.meta.url), "utf8")
 const script = readFileSync(new URL("../../admin/page.js", import.meta.url), "utf8")
 const styles = readFileSync(new URL("../../admin/page.css", import.meta.url), "utf8")
+// the page's icon (without one the browser asks for /favicon.ico, which a WebSocket path answers 426)
+const icon =
+  "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\"><rect width=\"16\" height=\"16\" rx=\"3\" " +
+  "fill=\"#1d2330\"/><path d=\"M4 4v8h7\" stroke=\"#fff\" stroke-width=\"2\" fill=\"none\"/></svg>"
 
 // what every answer of the page carries: not cached, not framed, scripts and styles of its own only
 const guarded = {
   "cache-control": "no-store",
   "x-frame-options": "DENY",
   "x-content-type-options": "nosniff",
-  "referrer-policy": "no-referrer",
+  // same-origin: a form posted from the page says its origin (no-referrer makes it "null")
+  "referrer-policy": "same-origin",
   "content-security-policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 }
 
@@ -299,6 +304,9 @@ export const add = (
         }
         if (path === "/admin/page.js") {
           return HttpServerResponse.text(script, { contentType: "text/javascript; charset=utf-8", headers: guarded })
+        }
+        if (path === "/admin/icon.svg") {
+          return HttpServerResponse.text(icon, { contentType: "image/svg+xml", headers: guarded })
         }
         if (path === "/admin/page.css") {
           return HttpServerResponse.text(styles, { contentType: "text/css; charset=utf-8", headers: guarded })
