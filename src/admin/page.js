@@ -53,11 +53,12 @@ const rates = (nodes, time) => {
   return perNode
 }
 
+// across the chart: the samples there are (up to the last `span` seconds)
 const polyline = (svg, values, max, className) => {
   const width = 600
   const height = 120
   const points = values.map((value, i) =>
-    `${(i / Math.max(1, span - 1)) * width},${height - 4 - (value / Math.max(1, max)) * (height - 8)}`
+    `${(i / Math.max(1, values.length - 1)) * width},${height - 4 - (value / Math.max(1, max)) * (height - 8)}`
   ).join(" ")
   const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline")
   line.setAttribute("points", points)
@@ -65,13 +66,17 @@ const polyline = (svg, values, max, className) => {
   svg.append(line)
 }
 
-const chart = (svg, series) => {
+// the series on one scale, with the scale's top and each series' last value said beside the caption
+const chart = (svg, series, label) => {
   svg.setAttribute("viewBox", "0 0 600 120")
   svg.setAttribute("preserveAspectRatio", "none")
   svg.replaceChildren()
   const max = Math.max(1, ...series.flatMap(([values]) => values))
   for (const [values, className] of series) polyline(svg, values, max, className)
   svg.setAttribute("data-max", String(Math.round(max)))
+  svg.parentElement.querySelector(".scale").textContent = `${
+    label(series.map(([values]) => values.at(-1) ?? 0))
+  }; top ${Math.round(max)}; ${Math.round(samples.length / 60 * 10) / 10} min`
 }
 
 let channelList = []
@@ -131,11 +136,11 @@ const showState = (state) => {
   $("#summary").dataset.connections = String(connections)
   samples.push({ connections, messagesIn, framesOut })
   if (samples.length > span) samples.shift()
-  chart($("#chart-connections"), [[samples.map((sample) => sample.connections), "line-a"]])
+  chart($("#chart-connections"), [[samples.map((sample) => sample.connections), "line-a"]], ([now]) => `now ${now}`)
   chart($("#chart-messages"), [
     [samples.map((sample) => sample.messagesIn), "line-a"],
     [samples.map((sample) => sample.framesOut), "line-b"]
-  ])
+  ], ([inbound, outbound]) => `now ${Math.round(inbound)} in (blue), ${Math.round(outbound)} out (orange)`)
   channelList = state.channels
   $("#channel-count").textContent = `(${state.channelCount} with subscribers)`
   showChannels()
