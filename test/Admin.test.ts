@@ -8,7 +8,11 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
 import * as Http from "node:http"
+import * as Os from "node:os"
+import * as Path from "node:path"
 import * as Connection from "../src/Connection.ts"
 import type * as LhttpServer from "../src/LhttpServer.ts"
 import type * as Transport from "../src/Transport.ts"
@@ -98,6 +102,31 @@ const authenticate = (peer: Transport.Peer, data: LhttpServer.Admission) =>
     const user = new URL(peer.url, "http://localhost").searchParams.get("user")
     if (user !== null) data.set(Connection.user, user)
   })
+
+describe("Admin: the page's assets", () => {
+  it(
+    "admin.js and admin.css are a fresh build of src/admin/ and uPlot (npm run build:admin), importing nothing",
+    () => {
+      const root = Path.join(import.meta.dirname, "..")
+      const out = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-lhttp-admin-"))
+      try {
+        const built = ChildProcess.spawnSync(process.execPath, [Path.join(root, "scripts", "build-admin.mjs"), out], {
+          encoding: "utf8"
+        })
+        assert.strictEqual(built.status, 0, built.stderr)
+        for (const name of ["admin.js", "admin.css"]) {
+          const committed = Fs.readFileSync(Path.join(root, "src", "admin", name), "utf8")
+          const fresh = Fs.readFileSync(Path.join(out, name), "utf8")
+          assert.isTrue(committed === fresh, `src/admin/${name} is not the build's: run \`npm run build:admin\``)
+        }
+        assert.notMatch(Fs.readFileSync(Path.join(out, "admin.js"), "utf8"), /^\s*import\b|\brequire\(/m)
+      } finally {
+        Fs.rmSync(out, { recursive: true, force: true })
+      }
+    },
+    60_000
+  )
+})
 
 describe("Admin: the door", () => {
   it.live("off without a password (nor an API key): 404, whoever asks", () =>

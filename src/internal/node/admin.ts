@@ -64,8 +64,9 @@ const operations: ReadonlySet<string> = new Set([
 
 const cookieName = "lhttp_admin"
 const page = readFileSync(new URL("../../admin/page.html", import.meta.url), "utf8")
-const script = readFileSync(new URL("../../admin/page.js", import.meta.url), "utf8")
-const styles = readFileSync(new URL("../../admin/page.css", import.meta.url), "utf8")
+// built by scripts/build-admin.mjs from src/admin/page.ts, its styles and uPlot
+const script = readFileSync(new URL("../../admin/admin.js", import.meta.url), "utf8")
+const styles = readFileSync(new URL("../../admin/admin.css", import.meta.url), "utf8")
 // the page's icon (without one the browser asks for /favicon.ico, which a WebSocket path answers 426)
 const icon =
   "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\"><rect width=\"16\" height=\"16\" rx=\"3\" " +
@@ -302,13 +303,13 @@ export const add = (
         if (path === "/admin/login") {
           return request.method === "POST" ? yield* login(request) : HttpServerResponse.redirect("/admin")
         }
-        if (path === "/admin/page.js") {
+        if (path === "/admin/admin.js") {
           return HttpServerResponse.text(script, { contentType: "text/javascript; charset=utf-8", headers: guarded })
         }
         if (path === "/admin/icon.svg") {
           return HttpServerResponse.text(icon, { contentType: "image/svg+xml", headers: guarded })
         }
-        if (path === "/admin/page.css") {
+        if (path === "/admin/admin.css") {
           return HttpServerResponse.text(styles, { contentType: "text/css; charset=utf-8", headers: guarded })
         }
         const session = sessionOf(request)
