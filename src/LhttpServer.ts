@@ -373,6 +373,12 @@ export class LhttpServer extends Context.Service<LhttpServer, {
   /** The server's counters since it started: messages in, frames and bytes out (a rate is two readings apart). */
   readonly counters: () => Counters
   /**
+   * Taps the frames sent to a user's connections here (by the hub, a
+   * processor, the server itself), each told with its connection's id, until
+   * the returned function is called: the operator's live tail of a user.
+   */
+  readonly tapUser: (user: string, tap: (connection: string, text: string) => void) => () => void
+  /**
    * Takes a connection from a transport: `onOpen` hooks run, then each
    * message the transport hands to the returned `Inbound`, one at a time, in
    * order; when the transport reports the connection closed, `onClose` hooks
@@ -604,6 +610,7 @@ export const make = Effect.fnUntraced(function*<P extends Processor.Any, F exten
       return counts
     },
     counters: () => ({ messagesIn: stats.messagesIn, framesOut: stats.framesOut, bytesOut: stats.bytesOut }),
+    tapUser: (user, tap) => users.tap(user, tap),
     subscriptionCount: () => {
       let count = 0
       for (const connection of connections.open) count += connection.channels.size

@@ -25,9 +25,9 @@
  *
  * @since 0.1.0
  */
-import { Context, Duration, Effect, Layer, Option, Result, Schema } from "effect"
+import { Context, Duration, Effect, Layer, Option, Queue, Result, Schedule, Schema, Stream } from "effect"
 import type { Authorization } from "./Authorization.ts"
-import type { Bus } from "./Bus.ts"
+import { Bus } from "./Bus.ts"
 import * as Channel from "./Channel.ts"
 import * as Cluster from "./Cluster.ts"
 import * as Connection from "./Connection.ts"
@@ -261,6 +261,20 @@ export interface HistoryMessage {
 }
 
 /**
+ * A frame sent to a connection of a tailed user.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TailFrame {
+  readonly node: string
+  readonly connection: string
+  readonly text: string
+  /** When the node sent it, ms since the epoch. */
+  readonly time: number
+}
+
+/**
  * A node as `info` shows it.
  *
  * @since 0.1.0
@@ -313,7 +327,9 @@ export const limits = {
   /** Messages one history read answers. */
   maxHistory: 1_000,
   /** Channels one `channels` answer lists. */
-  maxListed: 10_000
+  maxListed: 10_000,
+  /** Frames of a user's tail waiting for its reader; past it the oldest go. */
+  tailBuffer: 1_000
 } as const
 
 // ---------------------------------------------------------------------------------------------
@@ -364,6 +380,15 @@ export class ServerApi extends Context.Service<ServerApi, {
   >
   readonly info: () => Effect.Effect<Reached & { readonly nodes: ReadonlyArray<NodeInfo> }, ApiError>
   /**
+   * The frames sent to a user's connections on every node, as they pass,
+   * for as long as the stream runs (the operator's live tail): each node
+   * taps the user's connections while the stream renews its lease (every
+   * 5 s; a node that joins the cluster meanwhile starts at the next renewal;
+   * a lease not renewed ends after 15 s). At most `limits.tailBuffer` frames
+   * wait for a reader; past it the oldest go.
+   */
+  readonly tailUser: (user: string) => Stream.Stream<TailFrame, ApiError>
+  /**
    * Runs an operation by its name (as in `/api/<operation>`) on a JSON
    * request, decoded by the operation's schema; answers JSON.
    */
@@ -382,7 +407,10 @@ export interface Options {
 }
 
 // the questions between nodes
-const kinds = { connections: "api.connections", channels: "api.channels", info: "api.info" } as const
+const kinds = { connections: "api.connections", channels: "api.channels", info: "api.info", tail: "api.tail" } as const
+
+/** How long a node taps a tailed user without a renewal of the tail's lease, and how often the tail renews it. */
+const tailLease = { ttl: 15_000, renew: Duration.seconds(5) } as const
 
 // the process's resident memory, where the runtime tells it (Node's `process.memoryUsage.rss`); the root entry
 // point imports no Node module
@@ -460,6 +488,8 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
   const presence = Option.getOrUndefined(yield* Effect.serviceOption(Presence))
   const history = Option.getOrUndefined(yield* Effect.serviceOption(History.History))
   const timeout = Duration.fromInputUnsafe(options?.timeout ?? Duration.seconds(2))
+  const bus = yield* Bus
+  const context = yield* Effect.context<never>()
 
   // ---- what this node answers the others (and itself) ----
 
@@ -509,6 +539,48 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
       }
       return listed
     }))
+
+  // the tails of users this node taps, by the tail's id: each frame of the user's connections here goes to the
+  // tail's internal channel, for as long as its lease is renewed
+  const taps = new Map<string, { readonly stop: () => void; expires: number }>()
+  yield* cluster.serve(kinds.tail, (asked) =>
+    Effect.sync(() => {
+      if (!isRecord(asked) || typeof asked.id !== "string" || !/^[a-z0-9]{1,32}$/.test(asked.id)) return false
+      const held = taps.get(asked.id)
+      if (asked.stop === true || typeof asked.user !== "string") {
+        held?.stop()
+        taps.delete(asked.id)
+        return true
+      }
+      if (held !== undefined) {
+        held.expires = Date.now() + tailLease.ttl
+        return true
+      }
+      const channel = Channel.internal(`api.tail.${asked.id}`)
+      if (Result.isFailure(channel)) return false
+      const stop = server.tapUser(asked.user, (connection, text) => {
+        const frame: TailFrame = { node: cluster.node, connection, text, time: Date.now() }
+        Effect.runForkWith(context)(Effect.ignore(bus.publish(channel.success, JSON.stringify(frame))))
+      })
+      taps.set(asked.id, { stop, expires: Date.now() + tailLease.ttl })
+      return true
+    }))
+  // leases not renewed (a tail whose node went away) end
+  yield* Effect.forkScoped(
+    Effect.repeat(
+      Effect.sync(() => {
+        const now = Date.now()
+        for (const [id, held] of taps) {
+          if (held.expires < now) {
+            held.stop()
+            taps.delete(id)
+          }
+        }
+      }),
+      Schedule.spaced(tailLease.renew)
+    )
+  )
+  yield* Effect.addFinalizer(() => Effect.sync(() => taps.forEach((held) => held.stop())))
 
   yield* cluster.serve(kinds.info, () =>
     Effect.map(server.isReady, (ready): NodeInfo => {
@@ -689,6 +761,25 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
       }))
     )
 
+  const tailUser = (user: string): Stream.Stream<TailFrame, ApiError> =>
+    Stream.unwrap(Effect.gen(function*() {
+      if (user === "" || user.length > 256) return yield* invalid("a user id of 1 to 256 characters")
+      const id = Math.random().toString(36).slice(2, 14)
+      const channel = Channel.internal(`api.tail.${id}`)
+      if (Result.isFailure(channel)) return yield* invalid(channel.failure.message)
+      const queue = yield* Queue.sliding<TailFrame>(limits.tailBuffer)
+      yield* bus.subscribe(channel.success, (payload) => {
+        Queue.offerUnsafe(queue, JSON.parse(payload) as TailFrame)
+      }).pipe(Effect.mapError((error) => new ApiError({ reason: "BusUnavailable", message: error.message })))
+      const lease = cluster.ask<boolean>(kinds.tail, { id, user }, timeout).pipe(
+        Effect.mapError((error) => new ApiError({ reason: "BusUnavailable", message: error.message }))
+      )
+      yield* lease
+      yield* Effect.forkScoped(Effect.repeat(Effect.ignore(lease), Schedule.spaced(tailLease.renew)))
+      yield* Effect.addFinalizer(() => Effect.ignore(cluster.ask(kinds.tail, { id, stop: true }, timeout)))
+      return Stream.fromQueue(queue)
+    }))
+
   // ---- by name, for the HTTP face and batch ----
 
   const decoded = <S extends Schema.Top>(schema: S, request: unknown) =>
@@ -747,6 +838,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
     historyRemove,
     channels,
     info,
+    tailUser,
     call
   })
 })

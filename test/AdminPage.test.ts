@@ -123,9 +123,19 @@ describe("the operator's page in Chromium", () => {
     // the live tail of news: a frame a client on the other node publishes
     await page.fill("#tail-channel", "news")
     await page.click("#tail-start")
-    await page.locator("#tail-state", { hasText: "tailing news" }).waitFor()
+    await page.locator("#tail-state", { hasText: "tailing channel news" }).waitFor()
     await Effect.runPromise(clients[1]!.send(frame("chat", { publish: "news" }, "tailed words")))
     await page.locator("#tail", { hasText: "tailed words" }).waitFor({ timeout: 10_000 })
+
+    // the live tail of a user on the other node: grace gets a frame, the page shows it with her connection
+    await page.selectOption("#tail-kind", "user")
+    await page.fill("#tail-channel", "grace")
+    await page.click("#tail-start")
+    await page.locator("#tail-state", { hasText: "tailing user grace" }).waitFor()
+    await page.waitForTimeout(1_000)
+    await Effect.runPromise(clients[0]!.send(frame("chat", { publish: "news" }, "for grace's eyes")))
+    await page.locator("#tail", { hasText: "for grace's eyes" }).waitFor({ timeout: 10_000 })
+    assert.match(await page.locator("#tail").innerText(), / to \S+ LHTTP\/1\.0 chat/)
 
     // the disconnect form: ada's real connection closes, with the default code
     await page.fill("form[data-operation=disconnect] input[name=user]", "ada")

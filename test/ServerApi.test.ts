@@ -5,7 +5,7 @@
  * that does not answer; and the Effect service on two in-process nodes.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect, Fiber, Layer, Stream } from "effect"
 import { fileURLToPath } from "node:url"
 import type * as Authorization from "../src/Authorization.ts"
 import type * as Bus from "../src/Bus.ts"
@@ -333,10 +333,20 @@ describe("ServerApi as an Effect service, on two in-process nodes (NATS)", () =>
           subscribed: 2,
           complete: true
         })
+        // the tail of a user: the frames sent to his connections on both nodes, each with its node
+        const tailed = yield* api.tailUser("dave").pipe(Stream.take(2), Stream.runCollect, Effect.forkScoped)
+        // (the tail's lease reaches both nodes over the bus: a round trip, well within this)
+        yield* Effect.sleep("1 second")
         yield* api.publish({ channel: "d", command: "hi", body: "dave" })
         for (const client of dave) {
           assert.strictEqual(yield* client.next("5 seconds"), "LHTTP/1.0 hi\r\npublish:d\r\n\r\ndave")
         }
+        const frames = Array.from(yield* Fiber.join(tailed).pipe(Effect.timeout("5 seconds")))
+        assert.deepStrictEqual(
+          frames.map((frame) => frame.text),
+          Array(2).fill("LHTTP/1.0 hi\r\npublish:d\r\n\r\ndave")
+        )
+        assert.strictEqual(new Set(frames.map((frame) => frame.node)).size, 2)
         const refused = yield* Effect.flip(api.publish({ channel: "$nope", command: "x" }))
         assert.strictEqual(refused.reason, "InvalidRequest")
         // the other operations, typed: broadcast, channels across both nodes, unsubscribe, batch by name
@@ -358,11 +368,13 @@ describe("ServerApi as an Effect service, on two in-process nodes (NATS)", () =>
           yield* api.call("batch", {
             commands: [{ operation: "info" }, { operation: "presence", request: { channel: "d" } }]
           })
-            .pipe(Effect.map((answer) =>
-              (answer as { replies: Array<{ reply?: { complete: boolean }; error?: unknown }> }).replies.map((r) =>
-                r.error ?? r.reply?.complete
+            .pipe(
+              Effect.map((answer) =>
+                (answer as { replies: Array<{ reply?: { complete: boolean }; error?: unknown }> }).replies.map((r) =>
+                  r.error ?? r.reply?.complete
+                )
               )
-            )),
+            ),
           [true, { reason: "PresenceOff", message: "this server runs no presence" }]
         )
         // what this node runs without, said by the typed failures

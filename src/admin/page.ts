@@ -250,8 +250,9 @@ let tail: EventSource | undefined
 let paused = false
 
 const startTail = () => {
-  const channel = $("#tail-channel").value.trim()
-  if (channel === "") return
+  const target = $("#tail-channel").value.trim()
+  const kind = $<HTMLSelectElement>("#tail-kind").value === "user" ? "user" : "channel"
+  if (target === "") return
   tail?.close()
   const out = $<HTMLElement>("#tail")
   const pause = $<HTMLButtonElement>("#tail-pause")
@@ -259,12 +260,17 @@ const startTail = () => {
   paused = false
   pause.disabled = false
   pause.textContent = "Pause"
-  tail = new EventSource(`/admin/tail?channel=${encodeURIComponent(channel)}`)
-  tail.addEventListener("tailing", () => $("#tail-state").textContent = `tailing ${channel}`)
+  tail = new EventSource(`/admin/tail?${kind}=${encodeURIComponent(target)}`)
+  tail.addEventListener("tailing", () => $("#tail-state").textContent = `tailing ${kind} ${target}`)
   tail.addEventListener("frame", (event) => {
     if (paused) return
-    const { text, time } = JSON.parse(event.data) as { readonly text: string; readonly time: number }
-    out.append(`${new Date(time).toISOString().slice(11, 23)} ${text.replaceAll("\r\n", "\n  ")}\n`)
+    const { connection, text, time } = JSON.parse(event.data) as {
+      readonly text: string
+      readonly time: number
+      readonly connection?: string
+    }
+    const to = connection === undefined ? "" : ` to ${connection}`
+    out.append(`${new Date(time).toISOString().slice(11, 23)}${to} ${text.replaceAll("\r\n", "\n  ")}\n`)
     while (out.childNodes.length > maxTailLines) out.firstChild!.remove()
     out.scrollTop = out.scrollHeight
   })

@@ -8,7 +8,8 @@
  * their origin (CSRF). Behind it: `GET /admin/stream`, the cluster's state
  * every second as Server-Sent Events (the server API's `info` and
  * `channels`); `GET /admin/tail?channel=<c>`, a channel's frames as they
- * pass, bounded; `POST /admin/api/<operation>`, the server API's operations
+ * pass, or `?user=<u>`, the frames sent to a user's connections on every
+ * node, bounded; `POST /admin/api/<operation>`, the server API's operations
  * the page offers.
  */
 import { Duration, Effect, Queue, Redacted, Schedule, Stream } from "effect"
@@ -332,7 +333,23 @@ export const add = (
           return streamed(Stream.fromEffectSchedule(state, Schedule.spaced("1 second")))
         }
         if (path === "/admin/tail") {
-          const name = new URLSearchParams(query).get("channel") ?? ""
+          const params = new URLSearchParams(query)
+          const user = params.get("user")
+          if (user !== null) {
+            if (tails >= limits.tails) return refusal(503, "TooManyTails", `at most ${limits.tails} live tails at once`)
+            tails++
+            // the frames sent to the user's connections on every node
+            return streamed(
+              Stream.concat(
+                Stream.make(eventOf("tailing", { user })),
+                api.tailUser(user).pipe(Stream.map((frame) => eventOf("frame", frame)))
+              ).pipe(
+                Stream.catch((error) => Stream.make(eventOf("unavailable", { reason: error.reason }))),
+                Stream.ensuring(Effect.sync(() => tails--))
+              )
+            )
+          }
+          const name = params.get("channel") ?? ""
           const channel = Channel.validate(name)
           if (channel._tag === "Failure") return refusal(400, channel.failure.reason, channel.failure.message)
           if (tails >= limits.tails) return refusal(503, "TooManyTails", `at most ${limits.tails} live tails at once`)

@@ -414,6 +414,7 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
 
   deliver(delivery: OutboundFrame): void {
     this.outbox.offer(delivery)
+    if (this.#core.users.tapping) this.#core.users.sent(this.user, this.id, delivery.text)
   }
 
   // ---- Connection ----
@@ -421,7 +422,9 @@ export class LiveConnection implements Connection, Subscriber, Inbound {
   /** Queues a frame known to be valid. */
   write(frame: Frame.Frame): void {
     if (frame.command === Command.error) this.#core.stats.errorFrame(frame.headers.get(ErrorHeader.reason) ?? "")
-    this.outbox.offer(new Outbound(Frame.render(frame)))
+    const outbound = new Outbound(Frame.render(frame))
+    this.outbox.offer(outbound)
+    if (this.#core.users.tapping) this.#core.users.sent(this.user, this.id, outbound.text)
   }
 
   /** Adds the per-connection data an authentication set (the principal). */
