@@ -31,7 +31,7 @@ export class Users<C> {
   sent(user: string | undefined, connection: string, text: string): void {
     if (user === undefined) return
     const taps = this.#taps.get(user)
-    if (taps !== undefined) for (const tap of taps) tap(connection, text)
+    if (taps !== undefined) { for (const tap of taps) tap(connection, text) }
   }
 
   /** The connection now belongs to `user` (undefined: to none), and no more to `previous`. */
