@@ -151,6 +151,13 @@ describe("Admin: the door", () => {
       assert.strictEqual(answer.headers.get("location"), "/admin")
       const cookie = answer.headers.get("set-cookie")!
       assert.match(cookie, /^lhttp_admin=[^;]+; HttpOnly; SameSite=Strict; Path=\/admin; Max-Age=28800$/)
+      // behind a TLS proxy that says so, the cookie is Secure too
+      const behindTls = yield* send(`${http}/admin/login`, {
+        method: "POST",
+        headers: { origin: http, "x-forwarded-proto": "https", "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ password }).toString()
+      })
+      assert.match(behindTls.headers.get("set-cookie")!, /; Secure$/)
       const signedIn = yield* send(`${http}/admin`, { headers: { cookie: cookie.split(";")[0]! } })
       assert.notInclude(signedIn.body, "signed-out")
       // the password never in a URL: a GET of the login only sends back to the page
