@@ -25,20 +25,25 @@
  *
  * @since 0.1.0
  */
-import { Context, Duration, Effect, Layer, Option, Queue, Result, Schedule, Schema, Stream } from "effect"
-import type { Authorization } from "./Authorization.ts"
+import type { Stream } from "effect"
+import { Context, Duration, Effect, Layer, Option, Result, Schema } from "effect"
 import { Bus } from "./Bus.ts"
 import * as Channel from "./Channel.ts"
 import * as Cluster from "./Cluster.ts"
-import * as Connection from "./Connection.ts"
+import type * as Connection from "./Connection.ts"
 import * as Frame from "./Frame.ts"
 import * as History from "./History.ts"
 import { Hub } from "./Hub.ts"
+import * as Errors from "./internal/api/errors.ts"
+import { fromRejection, invalid } from "./internal/api/errors.ts"
+import * as Questions from "./internal/api/questions.ts"
+import { type ConnectionsQuestion, isRecord, kinds, sumOf } from "./internal/api/questions.ts"
+import * as Send from "./internal/api/send.ts"
+import * as Tail from "./internal/api/tail.ts"
 import { version } from "./internal/server/version.ts"
 import { LhttpServer } from "./LhttpServer.ts"
 import { type Member, Presence } from "./Presence.ts"
-import * as Processor from "./Processor.ts"
-import { Rejection } from "./Rejection.ts"
+import type * as Processor from "./Processor.ts"
 
 // ---------------------------------------------------------------------------------------------
 // errors
@@ -50,18 +55,15 @@ import { Rejection } from "./Rejection.ts"
  * @since 0.1.0
  * @category errors
  */
-export class ApiError extends Schema.TaggedError<ApiError>()("ApiError", {
-  reason: Schema.Literals([
-    "InvalidRequest",
-    "UnknownOperation",
-    "NoHistory",
-    "PresenceOff",
-    "BusUnavailable",
-    "PublishUnconfirmed",
-    "HistoryUnavailable"
-  ]),
-  message: Schema.String
-}) {}
+export const ApiError: typeof Errors.ApiError = Errors.ApiError
+
+/**
+ * The type of an `ApiError`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type ApiError = Errors.ApiError
 
 /**
  * The HTTP status of an {@link ApiError}.
@@ -69,34 +71,7 @@ export class ApiError extends Schema.TaggedError<ApiError>()("ApiError", {
  * @since 0.1.0
  * @category errors
  */
-export const statusOf = (error: ApiError): number => {
-  switch (error.reason) {
-    case "InvalidRequest":
-      return 400
-    case "UnknownOperation":
-    case "NoHistory":
-    case "PresenceOff":
-      return 404
-    case "PublishUnconfirmed":
-      return 504
-    case "BusUnavailable":
-    case "HistoryUnavailable":
-      return 503
-  }
-}
-
-const invalid = (message: string) => new ApiError({ reason: "InvalidRequest", message })
-
-// a refusal of the hub (publish), as the API's error
-const fromRejection = (rejection: Rejection): ApiError =>
-  new ApiError({
-    reason: rejection.reason === "PublishUnconfirmed"
-      ? "PublishUnconfirmed"
-      : rejection.reason === "HistoryUnavailable"
-      ? "HistoryUnavailable"
-      : "BusUnavailable",
-    message: rejection.message
-  })
+export const statusOf: (error: ApiError) => number = Errors.statusOf
 
 // ---------------------------------------------------------------------------------------------
 // requests and answers
@@ -261,18 +236,12 @@ export interface HistoryMessage {
 }
 
 /**
- * A frame sent to a connection of a tailed user.
+ * A frame sent to a connection of a tailed user (`tailUser`).
  *
  * @since 0.1.0
  * @category models
  */
-export interface TailFrame {
-  readonly node: string
-  readonly connection: string
-  readonly text: string
-  /** When the node sent it, ms since the epoch. */
-  readonly time: number
-}
+export type TailFrame = Tail.TailFrame
 
 /**
  * A node as `info` shows it.
@@ -329,7 +298,7 @@ export const limits = {
   /** Channels one `channels` answer lists. */
   maxListed: 10_000,
   /** Frames of a user's tail waiting for its reader; past it the oldest go. */
-  tailBuffer: 1_000
+  tailBuffer: Tail.tailBuffer
 } as const
 
 // ---------------------------------------------------------------------------------------------
@@ -406,12 +375,6 @@ export interface Options {
   readonly timeout?: Duration.Input | undefined
 }
 
-// the questions between nodes
-const kinds = { connections: "api.connections", channels: "api.channels", info: "api.info", tail: "api.tail" } as const
-
-/** How long a node taps a tailed user without a renewal of the tail's lease, and how often the tail renews it. */
-const tailLease = { ttl: 15_000, renew: Duration.seconds(5) } as const
-
 // the process's resident memory, where the runtime tells it (Node's `process.memoryUsage.rss`); the root entry
 // point imports no Node module
 const residentMemory = (): number | undefined => {
@@ -420,25 +383,14 @@ const residentMemory = (): number | undefined => {
   return typeof rss === "function" ? rss() : undefined
 }
 
-// how many connections the nodes' answers count
-const sumOf = (answers: ReadonlyArray<Cluster.Answer<number>>) =>
-  answers.reduce((sum, { answer }) => sum + (typeof answer === "number" ? answer : 0), 0)
-
-/** The close code of a `disconnect` that gives none: 4500, which tells the clients not to reconnect. */
-export const defaultDisconnectCode = 4500
-
-interface ConnectionsQuestion {
-  readonly user?: string | undefined
-  readonly connection?: string | undefined
-  readonly action: "subscribe" | "unsubscribe" | "disconnect" | "send"
-  readonly channels?: ReadonlyArray<string> | undefined
-  /** For `send`: the frame's text. */
-  readonly frame?: string | undefined
-  readonly code?: number | undefined
-  readonly reason?: string | undefined
-}
-
-const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null
+/**
+ * The close code of a `disconnect` that gives none: 4500, which tells the
+ * clients not to reconnect.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultDisconnectCode: number = Questions.defaultDisconnectCode
 
 // a glob of `*` as a regular expression, anchored
 const globOf = (pattern: string): RegExp =>
@@ -540,47 +492,9 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
       return listed
     }))
 
-  // the tails of users this node taps, by the tail's id: each frame of the user's connections here goes to the
-  // tail's internal channel, for as long as its lease is renewed
-  const taps = new Map<string, { readonly stop: () => void; expires: number }>()
-  yield* cluster.serve(kinds.tail, (asked) =>
-    Effect.sync(() => {
-      if (!isRecord(asked) || typeof asked.id !== "string" || !/^[a-z0-9]{1,32}$/.test(asked.id)) return false
-      const held = taps.get(asked.id)
-      if (asked.stop === true || typeof asked.user !== "string") {
-        held?.stop()
-        taps.delete(asked.id)
-        return true
-      }
-      if (held !== undefined) {
-        held.expires = Date.now() + tailLease.ttl
-        return true
-      }
-      const channel = Channel.internal(`api.tail.${asked.id}`)
-      if (Result.isFailure(channel)) return false
-      const stop = server.tapUser(asked.user, (connection, text) => {
-        const frame: TailFrame = { node: cluster.node, connection, text, time: Date.now() }
-        Effect.runForkWith(context)(Effect.ignore(bus.publish(channel.success, JSON.stringify(frame))))
-      })
-      taps.set(asked.id, { stop, expires: Date.now() + tailLease.ttl })
-      return true
-    }))
-  // leases not renewed (a tail whose node went away) end
-  yield* Effect.forkScoped(
-    Effect.repeat(
-      Effect.sync(() => {
-        const now = Date.now()
-        for (const [id, held] of taps) {
-          if (held.expires < now) {
-            held.stop()
-            taps.delete(id)
-          }
-        }
-      }),
-      Schedule.spaced(tailLease.renew)
-    )
-  )
-  yield* Effect.addFinalizer(() => Effect.sync(() => taps.forEach((held) => held.stop())))
+  // the tails of users this node taps, for the nodes that ask
+  const tails = Tail.make({ cluster, server, bus, context, timeout })
+  yield* tails.serve
 
   yield* cluster.serve(kinds.info, () =>
     Effect.map(server.isReady, (ready): NodeInfo => {
@@ -761,25 +675,6 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
       }))
     )
 
-  const tailUser = (user: string): Stream.Stream<TailFrame, ApiError> =>
-    Stream.unwrap(Effect.gen(function*() {
-      if (user === "" || user.length > 256) return yield* invalid("a user id of 1 to 256 characters")
-      const id = Math.random().toString(36).slice(2, 14)
-      const channel = Channel.internal(`api.tail.${id}`)
-      if (Result.isFailure(channel)) return yield* invalid(channel.failure.message)
-      const queue = yield* Queue.sliding<TailFrame>(limits.tailBuffer)
-      yield* bus.subscribe(channel.success, (payload) => {
-        Queue.offerUnsafe(queue, JSON.parse(payload) as TailFrame)
-      }).pipe(Effect.mapError((error) => new ApiError({ reason: "BusUnavailable", message: error.message })))
-      const lease = cluster.ask<boolean>(kinds.tail, { id, user }, timeout).pipe(
-        Effect.mapError((error) => new ApiError({ reason: "BusUnavailable", message: error.message }))
-      )
-      yield* lease
-      yield* Effect.forkScoped(Effect.repeat(Effect.ignore(lease), Schedule.spaced(tailLease.renew)))
-      yield* Effect.addFinalizer(() => Effect.ignore(cluster.ask(kinds.tail, { id, stop: true }, timeout)))
-      return Stream.fromQueue(queue)
-    }))
-
   // ---- by name, for the HTTP face and batch ----
 
   const decoded = <S extends Schema.Top>(schema: S, request: unknown) =>
@@ -838,7 +733,7 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
     historyRemove,
     channels,
     info,
-    tailUser,
+    tailUser: tails.tailUser,
     call
   })
 })
@@ -865,23 +760,21 @@ export const layer = (options?: Options): Layer.Layer<ServerApi, never, LhttpSer
  * connection gets `LHTTP/1.0 <command>` with `from:<the sender's user>` and
  * the body; the sender, when it gave an `id`, an answer with
  * `delivered:<n>` and `complete:yes|no`. The sender must be a user
- * (`Connection.user`: 403 `UserRequired` otherwise); the server's `authorize`
- * hook decides (action `send`, the target in `user` or `connection`).
+ * (`Connection.user`: 403 `UserRequired` otherwise); `authorize`, given to
+ * {@link layerSendProcessor}, decides (action `send`).
  *
  * @since 0.1.0
  * @category processors
  */
-export const SendProcessor = Processor.make("send")
+export const SendProcessor: typeof Send.SendProcessor = Send.SendProcessor
 
-/** The headers of the `send` command and of what it delivers. */
-export const SendHeader = {
-  user: "user",
-  connection: "connection",
-  command: "command",
-  from: "from",
-  delivered: "delivered",
-  complete: "complete"
-} as const
+/**
+ * The headers of the `send` command and of what it delivers.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const SendHeader: typeof Send.SendHeader = Send.SendHeader
 
 /**
  * The `send` command's implementation, over the cluster (every node's
@@ -894,55 +787,5 @@ export const SendHeader = {
  * @since 0.1.0
  * @category layers
  */
-export const layerSendProcessor = (options?: {
-  readonly authorize?: ((request: Authorization) => Effect.Effect<void, Rejection>) | undefined
-  /** How long a send waits for the nodes' answers (default 2 seconds). */
-  readonly timeout?: Duration.Input | undefined
-}): Layer.Layer<Processor.Service<"send">, never, Bus> =>
-  SendProcessor.toLayer(Effect.gen(function*() {
-    const cluster = yield* Cluster.Cluster
-    const timeout = Duration.fromInputUnsafe(options?.timeout ?? Duration.seconds(2))
-    const authorize = options?.authorize
-    return {
-      onMessage: (exchange) =>
-        Effect.gen(function*() {
-          const from = exchange.connection.get(Connection.user)
-          if (from === undefined) {
-            return yield* new Rejection({ status: 403, reason: "UserRequired", message: "only a user may send to one" })
-          }
-          const user = exchange.headers.get(SendHeader.user)
-          const connection = exchange.headers.get(SendHeader.connection)
-          if ((user === undefined) === (connection === undefined)) {
-            return yield* new Rejection({
-              status: 400,
-              reason: "InvalidRequest",
-              message: "a send names a user or a connection"
-            })
-          }
-          if (authorize !== undefined) {
-            yield* authorize({
-              action: "send",
-              channels: [],
-              connection: exchange.connection,
-              user,
-              target: connection
-            })
-          }
-          const frame = Frame.make(exchange.headers.get(SendHeader.command) ?? SendProcessor.command, {
-            [SendHeader.from]: from
-          }, exchange.text)
-          const checked = Frame.validate(frame)
-          if (Result.isFailure(checked)) return yield* checked.failure
-          const question: ConnectionsQuestion = { user, connection, action: "send", frame: Frame.render(frame) }
-          const { answers, complete } = yield* cluster.ask<number>(kinds.connections, question, timeout).pipe(
-            Effect.mapError((error) => new Rejection({ status: 503, reason: "BusUnavailable", message: error.message }))
-          )
-          if (exchange.id === undefined) return
-          yield* Effect.orDie(exchange.connection.send(Frame.make(exchange.command, {
-            id: exchange.id,
-            [SendHeader.delivered]: String(sumOf(answers)),
-            [SendHeader.complete]: complete ? "yes" : "no"
-          })))
-        })
-    }
-  })).pipe(Layer.provide(Cluster.layer))
+export const layerSendProcessor: (options?: Send.Options) => Layer.Layer<Processor.Service<"send">, never, Bus> =
+  Send.layer
