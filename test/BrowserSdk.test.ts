@@ -405,7 +405,7 @@ describe("browser SDK: connection handling (scripted socket)", () => {
 
       socket.drop(1001, "going away")
       assert.strictEqual(lhttp.state, "reconnecting")
-      lhttp.context.subscribe("late", "watch", null, "") // not queued: re-sent with the others
+      lhttp.context.subscribe("late", "watch", null, "") // re-sent with the others (not from the queue: once)
       lhttp.context.publish("room", "chat", null, "while down")
       vi.advanceTimersByTime(99)
       assert.strictEqual(FakeSocket.all.length, 1)
@@ -508,6 +508,12 @@ let tokensSigned = 0
 /** A connection token for `user`, valid for a minute, unlike any other (its `jti`). */
 const signToken = (user: string) =>
   new Jose.SignJWT({ sub: user, exp: Math.floor(Date.now() / 1000) + 60, jti: String(++tokensSigned) })
+    .setProtectedHeader({ alg: "HS256" })
+    .sign(new TextEncoder().encode(tokenSecret))
+
+/** A subscription token for `user` and `channel`, valid for a minute, unlike any other (its `jti`). */
+const signSubscription = (user: string, channel: string) =>
+  new Jose.SignJWT({ sub: user, channel, exp: Math.floor(Date.now() / 1000) + 60, jti: String(++tokensSigned) })
     .setProtectedHeader({ alg: "HS256" })
     .sign(new TextEncoder().encode(tokenSecret))
 
@@ -1502,6 +1508,20 @@ const mainJob = (port: number) =>
 
 const httpConn = (c: Watched) => c.lhttp.conn as HttpConnection
 
+/** The real fetch, watched: the frames POST /send took (202), each with its connection, in order; no echo. */
+const postsTaken = () => {
+  const taken: Array<[string, string]> = []
+  const watched = async (input: string, init?: RequestInit) => {
+    const response = await fetch(input, init)
+    const frame = String(init?.body)
+    if (init?.method === "POST" && response.status === 202 && !frame.startsWith("LHTTP/1.0 echo\r\n")) {
+      taken.push([new URL(input).searchParams.get("connection")!, frame])
+    }
+    return response
+  }
+  return { taken, fetch: watched }
+}
+
 const viaHttp: ReadonlyArray<"sse" | "poll"> = ["poll", "sse"]
 
 describe("browser SDK over long-poll and SSE (Node: fetch)", () => {
@@ -1647,6 +1667,176 @@ describe("browser SDK over long-poll and SSE (Node: fetch)", () => {
           assert.isAbove(c.errors(), 0)
         }),
       { timeout: 15_000 }
+    )
+
+    it.live(
+      `${transport}: what is subscribed and unsubscribed while the link is interrupted goes out when it resumes the same connection, once, in the app's order among what was sent meanwhile`,
+      () =>
+        Effect.gen(function*() {
+          const { port, url } = yield* server()
+          const front = yield* relay(port)
+          const observer = yield* connect(url)
+          const posts = postsTaken()
+          // no jitter: the resume waits 1 s
+          const c = yield* sdk(`ws://127.0.0.1:${front.port}/`, {
+            transports: [transport],
+            reconnect: { initialDelay: 1_000, jitter: 0 },
+            fetch: posts.fetch
+          })
+          const opens: Array<boolean | undefined> = []
+          c.lhttp.on_open = (ctx) => void opens.push(ctx.reconnected)
+          c.lhttp.context.subscribe("room", "watch", null, "")
+          yield* opened(c)
+          const id = httpConn(c).connection!
+          assert.strictEqual((yield* Effect.promise(() => c.lhttp.request("echo", null, "ready"))).getBody(), "ready")
+
+          front.cut()
+          yield* until(() => c.lhttp.state === "reconnecting", "the client to notice the cut")
+          c.lhttp.context.subscribe("news", "watch", null, "")
+          c.lhttp.context.publish("news", "flash", null, "mine") // after the subscribe: it comes back
+          c.lhttp.context.unsubscribe("room", "watch", null, "")
+          c.lhttp.context.subscribe("room", "watch", null, "") // the app's last word: subscribed
+          // a frame for the connection (a waiting poll answers only with one)
+          yield* observer.send(frame("flash", { publish: "room" }, "meanwhile"))
+          assert.strictEqual(c.lhttp.state, "reconnecting")
+          yield* opened(c)
+          yield* c.next((ctx) => ctx.getBody() === "mine")
+          // what was sent meanwhile was processed once an echo sent after it comes back
+          assert.strictEqual((yield* Effect.promise(() => c.lhttp.request("echo", null, "after"))).getBody(), "after")
+          // resumed: the same connection, which has both channels now
+          assert.strictEqual(httpConn(c).connection, id)
+          assert.deepStrictEqual(c.states, ["connecting", "open", "reconnecting", "open"])
+          assert.deepStrictEqual(c.closes, [])
+          assert.deepStrictEqual(opens, [false])
+          assert.deepStrictEqual(posts.taken, [
+            [id, "LHTTP/1.0 watch\r\nsubscribe:room\r\nsince:now\r\n\r\n"],
+            [id, "LHTTP/1.0 watch\r\nsubscribe:news\r\nsince:now\r\n\r\n"],
+            [id, "LHTTP/1.0 flash\r\npublish:news\r\n\r\nmine"],
+            [id, "LHTTP/1.0 watch\r\nunsubscribe:room\r\n\r\n"],
+            [id, "LHTTP/1.0 watch\r\nsubscribe:room\r\nsince:now\r\n\r\n"]
+          ])
+          yield* observer.send(frame("flash", { publish: "news" }, "theirs to news"))
+          yield* observer.send(frame("flash", { publish: "room" }, "theirs to room"))
+          yield* c.next((ctx) => ctx.getBody() === "theirs to room")
+          assert.deepStrictEqual(c.bodies, ["meanwhile", "mine", "theirs to news", "theirs to room"])
+        }),
+      { timeout: 15_000 }
+    )
+
+    it.live(
+      `${transport}: a private subscription made while the link is interrupted goes out with a fresh subscription token when it resumes the same connection`,
+      () =>
+        Effect.gen(function*() {
+          const { hub, port, server: lhttp } = yield* startServer(
+            { processors: [Echo.Echo], tokens: { secret: tokenSecret, privatePrefixes: ["private-"] } },
+            Echo.layer
+          )
+          const front = yield* relay(port)
+          const posts = postsTaken()
+          // each subscription token asked: its channel, the client's state then, the token given
+          const given: Array<[string, State, string]> = []
+          let state: () => State = () => "connecting"
+          const c = yield* sdk(`ws://127.0.0.1:${front.port}/`, {
+            transports: [transport],
+            reconnect: { initialDelay: 1_000, jitter: 0 },
+            fetch: posts.fetch,
+            getToken: () => signToken("ann"),
+            getSubscriptionToken: async (channel) => {
+              const token = await signSubscription("ann", channel)
+              given.push([channel, state(), token])
+              return token
+            }
+          })
+          state = () => c.lhttp.state
+          // ann's connection on the server, and whether it has `channel`
+          const has = (channel: string) => lhttp.connectionsOf("ann")[0]?.channels.has(channel) === true
+          c.lhttp.context.subscribe("private-a", "watch", null, "", { token: true })
+          yield* opened(c)
+          const id = httpConn(c).connection!
+          yield* until(() => has("private-a"), "the subscription to private-a")
+          const [before] = lhttp.connectionsOf("ann")
+          yield* hub.publish("private-a", "flash", { publish: "private-a" }, "one")
+          yield* c.next((ctx) => ctx.getBody() === "one")
+
+          front.cut()
+          yield* until(() => c.lhttp.state === "reconnecting", "the client to notice the cut")
+          c.lhttp.context.subscribe("private-b", "watch", null, "", { token: true })
+          const echoed = c.lhttp.request("echo", null, "after private-b") // waits behind it
+          assert.strictEqual(given.length, 1) // no token while the link is interrupted
+          // a frame for the connection (a waiting poll answers only with one)
+          yield* hub.publish("private-a", "flash", { publish: "private-a" }, "meanwhile")
+          yield* opened(c)
+          assert.strictEqual((yield* Effect.promise(() => echoed)).getBody(), "after private-b")
+          yield* until(() => has("private-b"), "the subscription to private-b")
+          // resumed: the same connection; private-b's token asked once, when the link was usable again
+          assert.strictEqual(httpConn(c).connection, id)
+          assert.deepStrictEqual(lhttp.connectionsOf("ann"), [before!])
+          assert.deepStrictEqual(c.states, ["connecting", "open", "reconnecting", "open"])
+          assert.deepStrictEqual(c.closes, [])
+          assert.deepStrictEqual(given.map(([channel, when]) => [channel, when]), [
+            ["private-a", "connecting"],
+            ["private-b", "open"]
+          ])
+          assert.deepStrictEqual(posts.taken, [
+            [id, `LHTTP/1.0 watch\r\nsubscribe:private-a\r\nsince:now\r\ntoken:${given[0]![2]}\r\n\r\n`],
+            [id, `LHTTP/1.0 watch\r\nsubscribe:private-b\r\nsince:now\r\ntoken:${given[1]![2]}\r\n\r\n`]
+          ])
+          yield* hub.publish("private-b", "flash", { publish: "private-b" }, "two")
+          yield* c.next((ctx) => ctx.getBody() === "two")
+          assert.deepStrictEqual(c.bodies, ["one", "meanwhile", "two"]) // no refusal either
+        }),
+      { timeout: 15_000 }
+    )
+
+    it.live(
+      `${transport}: a subscription made while the link is interrupted, when the server forgot the connection (restarted): sent once, on the new connection`,
+      () =>
+        Effect.gen(function*() {
+          const port = yield* Effect.promise(freePort)
+          const first = yield* Scope.make()
+          yield* server(port).pipe(Scope.provide(first))
+          const front = yield* relay(port)
+          const posts = postsTaken()
+          const c = yield* sdk(`ws://127.0.0.1:${front.port}/`, {
+            transports: [transport],
+            reconnect: { initialDelay: 1_000, jitter: 0 },
+            fetch: posts.fetch
+          })
+          const opens: Array<boolean | undefined> = []
+          c.lhttp.on_open = (ctx) => void opens.push(ctx.reconnected)
+          c.lhttp.context.subscribe("room", "watch", null, "")
+          yield* opened(c)
+          const id = httpConn(c).connection!
+          assert.strictEqual((yield* Effect.promise(() => c.lhttp.request("echo", null, "ready"))).getBody(), "ready")
+
+          front.cut()
+          yield* until(() => c.lhttp.state === "reconnecting", "the client to notice the cut")
+          c.lhttp.context.subscribe("news", "watch", null, "")
+          c.lhttp.context.publish("news", "flash", null, "mine")
+          yield* Scope.close(first, Exit.void)
+          const { url } = yield* server(port)
+          // the resume finds no such connection (SSE: reset; long-poll: 404): a new one, subscribed again
+          yield* c.next((ctx) => ctx.getBody() === "mine", 10_000)
+          const renewed = httpConn(c).connection!
+          assert.notStrictEqual(renewed, id)
+          assert.strictEqual((yield* Effect.promise(() => c.lhttp.request("echo", null, "after"))).getBody(), "after")
+          assert.deepStrictEqual(opens, [false, true])
+          assert.deepStrictEqual(c.closes.map((ctx) => [ctx.code, ctx.reason, ctx.willReconnect]), [
+            [1006, "the connection is gone", true]
+          ])
+          // each subscription once on the new connection (news not from the queue too), then the queue
+          assert.deepStrictEqual(posts.taken, [
+            [id, "LHTTP/1.0 watch\r\nsubscribe:room\r\nsince:now\r\n\r\n"],
+            [renewed, "LHTTP/1.0 watch\r\nsubscribe:room\r\nsince:now\r\n\r\n"],
+            [renewed, "LHTTP/1.0 watch\r\nsubscribe:news\r\nsince:now\r\n\r\n"],
+            [renewed, "LHTTP/1.0 flash\r\npublish:news\r\n\r\nmine"]
+          ])
+          const observer = yield* connect(url)
+          yield* observer.send(frame("flash", { publish: "news" }, "theirs"))
+          yield* c.next((ctx) => ctx.getBody() === "theirs")
+          assert.deepStrictEqual(c.bodies, ["mine", "theirs"])
+        }),
+      { timeout: 30_000 }
     )
 
     it.live(

@@ -188,8 +188,8 @@ export class Context {
  * restores it (`LHTTP/1.0 session` with `restore:<key>` and an `id`) and waits for the answer
  * before it is `"open"`, re-subscribes and sends what was queued. An SSE stream or
  * a poll that breaks resumes the same connection (`state` goes `"reconnecting"`, then `"open"`, with
- * no `on_close` nor `on_open`: nothing is lost nor re-sent). Override the hooks by assigning them or
- * in a subclass.
+ * no `on_close` nor `on_open`: nothing is lost nor re-sent; what was sent and subscribed meanwhile
+ * goes out then, in order). Override the hooks by assigning them or in a subclass.
  */
 export class Lhttp {
   /** `fromEvent`, as a static: `Lhttp.fromEvent(event.data)`. */
@@ -310,12 +310,14 @@ export class Lhttp {
 
   /**
    * Sends a message now, or queues it while the connection is not open (sent after the
-   * re-subscriptions of the next open); a message that only subscribes is not queued, since it
-   * is re-sent anyway. A message that subscribes without a `since` header gets `since:now` right
-   * after its `subscribe`: its channels are answered with `position` messages (passed to
-   * `on_message`), and the messages of history channels carry their positions. `{ token: true }`:
-   * a message that only subscribes, to private channels ({@link SubscribeOptions}); each goes once
-   * its token came, and what is sent after it waits for it. Throws an {@link LhttpError} once
+   * re-subscriptions of the next open); a message that only subscribes goes from the queue only
+   * when an SSE stream or poll resumes its connection (in its place among the others), since a
+   * new connection re-subscribes anyway. A message that subscribes without a `since` header gets
+   * `since:now` right after its `subscribe`: its channels are answered with `position` messages
+   * (passed to `on_message`), and the messages of history channels carry their positions.
+   * `{ token: true }`: a message that only subscribes, to private channels
+   * ({@link SubscribeOptions}); each goes once its token came (on a resumed connection, a fresh
+   * one asked then), and what is sent after it waits for it. Throws an {@link LhttpError} once
    * closed or when the queue is full, a `TypeError` for `{ token: true }` without option
    * `getSubscriptionToken` or on a message that does more than subscribe.
    */
@@ -325,10 +327,9 @@ export class Lhttp {
     if (options?.token === true) return this.#subscribePrivately(given)
     const { onlySubscribes, sending, text } = this.#subscriptions.note(given, this.#positions)
     const id = sending.headers.get(Header.id)
-    const conn = this.#conn
-    if (this.#state === "open" && conn !== undefined && conn.readyState === OPEN) {
-      this.#transmitInOrder(conn, text, id, onlySubscribes)
-    } else if (!onlySubscribes) this.#queue.add(text, id)
+    const conn = this.#usable
+    if (conn !== undefined) this.#transmitInOrder(conn, text, id, onlySubscribes)
+    else this.#queue.add(text, id, onlySubscribes)
   }
 
   /**
@@ -411,6 +412,12 @@ export class Lhttp {
     return this.#closing || this.#state === "closed"
   }
 
+  // the connection, when it is open (ready, not interrupted): what is sent goes now
+  get #usable(): Conn | undefined {
+    const conn = this.#conn
+    return this.#state === "open" && conn !== undefined && conn.readyState === OPEN ? conn : undefined
+  }
+
   // initial: called by the constructor, which throws what no transport could even start with
   #open(initial = false): void {
     const getToken = this.#options.getToken
@@ -476,7 +483,8 @@ export class Lhttp {
   // in the order the app made them (each private one with its token), the queue goes after them,
   // and on_open. Meanwhile the state stays connecting / reconnecting: sends are queued (behind the
   // subscriptions), subscriptions are noted and re-sent in that run (again() runs once the tokens
-  // came; a private one made meanwhile has its token asked in another round first), and a resumed
+  // came; a private one made meanwhile has its token asked in another round first; the queue's
+  // subscriptions are dropped by its take(), not sent twice), and a resumed
   // SSE stream or poll sends nothing. A token that fails (on_error) leaves its subscribe without
   // one: the server's refusal reaches on_message, as the Effect client's.
   #ready(conn: Conn, reconnected: boolean, tokens = new Map<string, string | undefined>()): void {
@@ -516,30 +524,36 @@ export class Lhttp {
   }
 
   // `{ token: true }`: each channel a subscription of its own, noted now (re-sent by every new
-  // connection); on an open connection, sent once its token came, in its place: what the app sends
-  // after it waits in the outbox until it went (a publish to the channel, a request that counts on
-  // it). On a connection not open yet, nothing is sent now: its opening subscribes it (#ready).
+  // connection); on an open connection, sent at once (#sendPrivately). Else queued: a new connection
+  // subscribes it in its opening (#ready), a resumed one from the queue (#resumed).
   #subscribePrivately(message: Message): void {
     const getSubscriptionToken = this.#options.getSubscriptionToken
     if (getSubscriptionToken === undefined) {
       throw new TypeError("a subscription with { token: true } needs option getSubscriptionToken")
     }
     const subscribes = this.#subscriptions.notePrivate(message)
-    const conn = this.#conn
-    if (this.#state !== "open" || conn === undefined || conn.readyState !== OPEN) return
+    const conn = this.#usable
     for (const subscribe of subscribes) {
-      const place = this.#outbox.hold()
-      const channel = subscribe.headers.get(Header.subscribe)!
-      void this.#subscriptionToken(getSubscriptionToken, channel, subscribe).then((token) => {
-        // its connection closed (or closes): the next one subscribes it
-        if (conn !== this.#conn || this.#closing || conn.readyState !== OPEN) return
-        const headers = new Map(subscribe.headers)
-        if (token !== undefined) headers.set(TokenHeader.token, token)
-        for (const { id, text } of place(encode(new Message(subscribe.command, headers, subscribe.body)))) {
-          this.#transmit(conn, text, id)
-        }
-      })
+      if (conn !== undefined) this.#sendPrivately(conn, subscribe, getSubscriptionToken)
+      else this.#queue.addPrivate(subscribe)
     }
+  }
+
+  // A private subscription on an open connection: sent once its token came, in its place: what the
+  // app sends after it waits in the outbox until it went (a publish to the channel, a request that
+  // counts on it).
+  #sendPrivately(conn: Conn, subscribe: Message, getSubscriptionToken: GetSubscriptionToken): void {
+    const place = this.#outbox.hold()
+    const channel = subscribe.headers.get(Header.subscribe)!
+    void this.#subscriptionToken(getSubscriptionToken, channel, subscribe).then((token) => {
+      // its connection closed (or closes): the next one subscribes it
+      if (conn !== this.#conn || this.#closing || conn.readyState !== OPEN) return
+      const headers = new Map(subscribe.headers)
+      if (token !== undefined) headers.set(TokenHeader.token, token)
+      for (const { id, text } of place(encode(new Message(subscribe.command, headers, subscribe.body)))) {
+        this.#transmit(conn, text, id)
+      }
+    })
   }
 
   // sends now, unless a private subscription sent before waits for its token: then after it (`queued`:
@@ -585,12 +599,22 @@ export class Lhttp {
     )
   }
 
-  // a stream or poll that broke goes on with the same connection: what waited goes out
+  // A stream or poll that broke goes on with the same connection, which kept its subscriptions: what
+  // the app did meanwhile goes out now, the subscriptions it made included (each private one with a
+  // fresh token, #sendPrivately), in the order it did it, as it would have gone on the open
+  // connection: an unsubscribe and a subscribe of the same channel end as the app left them, and a
+  // publish that counts on a subscription made before it comes after it. (A new connection's #ready
+  // keeps a coarser order: every subscription first, since each must be made again, then the queue.)
   #resumed(conn: HttpLink): void {
     if (this.#sessions.state.restoring !== undefined) return // the restore's answer makes it ready
     if (this.#awaitingTokens === conn) return // the subscription tokens make it ready
     this.#setState("open")
-    for (const { id, text } of this.#queue.take()) this.#transmitInOrder(conn, text, id, false, true)
+    const getSubscriptionToken = this.#options.getSubscriptionToken
+    for (const waiting of this.#queue.takeAll()) {
+      // a private subscription was queued only with option getSubscriptionToken (send() refuses it without)
+      if (waiting._tag === "Private") this.#sendPrivately(conn, waiting.subscribe, getSubscriptionToken!)
+      else this.#transmitInOrder(conn, waiting.text, waiting.id, waiting.onlySubscribes, true)
+    }
   }
 
   #received(data: unknown): void {

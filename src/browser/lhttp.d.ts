@@ -84,8 +84,8 @@ declare class Context {
  * restores it (`LHTTP/1.0 session` with `restore:<key>` and an `id`) and waits for the answer
  * before it is `"open"`, re-subscribes and sends what was queued. An SSE stream or
  * a poll that breaks resumes the same connection (`state` goes `"reconnecting"`, then `"open"`, with
- * no `on_close` nor `on_open`: nothing is lost nor re-sent). Override the hooks by assigning them or
- * in a subclass.
+ * no `on_close` nor `on_open`: nothing is lost nor re-sent; what was sent and subscribed meanwhile
+ * goes out then, in order). Override the hooks by assigning them or in a subclass.
  */
 declare class Lhttp {
     #private;
@@ -155,12 +155,14 @@ declare class Lhttp {
     clearSession(): void;
     /**
      * Sends a message now, or queues it while the connection is not open (sent after the
-     * re-subscriptions of the next open); a message that only subscribes is not queued, since it
-     * is re-sent anyway. A message that subscribes without a `since` header gets `since:now` right
-     * after its `subscribe`: its channels are answered with `position` messages (passed to
-     * `on_message`), and the messages of history channels carry their positions. `{ token: true }`:
-     * a message that only subscribes, to private channels ({@link SubscribeOptions}); each goes once
-     * its token came, and what is sent after it waits for it. Throws an {@link LhttpError} once
+     * re-subscriptions of the next open); a message that only subscribes goes from the queue only
+     * when an SSE stream or poll resumes its connection (in its place among the others), since a
+     * new connection re-subscribes anyway. A message that subscribes without a `since` header gets
+     * `since:now` right after its `subscribe`: its channels are answered with `position` messages
+     * (passed to `on_message`), and the messages of history channels carry their positions.
+     * `{ token: true }`: a message that only subscribes, to private channels
+     * ({@link SubscribeOptions}); each goes once its token came (on a resumed connection, a fresh
+     * one asked then), and what is sent after it waits for it. Throws an {@link LhttpError} once
      * closed or when the queue is full, a `TypeError` for `{ token: true }` without option
      * `getSubscriptionToken` or on a message that does more than subscribe.
      */
@@ -346,12 +348,13 @@ interface LhttpOptions {
     /**
      * The subscription token of a private channel (a JWT whose `channel` is it, for a server with
      * `tokens.privatePrefixes`), for the subscriptions made with `{ token: true }`
-     * ({@link SubscribeOptions}): called with the channel at the subscribe and again before each
-     * re-subscription after a reconnect (a new connection asks every private channel's at once, and
-     * stays connecting / reconnecting until they came: then it re-sends every subscription in order,
-     * then what was queued); its token goes as the subscribe's `token` header. One that
-     * throws, rejects or gives no string calls `on_error` and the subscribe goes without a token (the
-     * server's refusal, `403 SubscriptionTokenRequired`, reaches `on_message`).
+     * ({@link SubscribeOptions}): called with the channel at the subscribe (one made while an SSE
+     * stream or poll is interrupted: once it resumed) and again before each re-subscription after a
+     * reconnect (a new connection asks every private channel's at once, and stays connecting /
+     * reconnecting until they came: then it re-sends every subscription in order, then what was
+     * queued); its token goes as the subscribe's `token` header. One that throws, rejects or gives
+     * no string calls `on_error` and the subscribe goes without a token (the server's refusal,
+     * `403 SubscriptionTokenRequired`, reaches `on_message`).
      */
     readonly getSubscriptionToken?: ((channel: string) => string | Promise<string>) | undefined;
 }

@@ -1114,30 +1114,45 @@ var Outbox = class {
 };
 
 // src/browser/queue.ts
+var isMessage = (item) => item._tag === "Message" && !item.onlySubscribes;
 var Queue = class {
   #max;
   #items = [];
-  /** `max`: how many may wait. */
+  /** `max`: how many messages may wait (the subscriptions are not counted: they are noted anyway). */
   constructor(max) {
     this.#max = max;
   }
-  /** Queues a message's text; throws an {@link LhttpError} `QueueFull` past `max`. */
-  add(text, id) {
-    if (this.#items.length >= this.#max) {
+  /**
+   * Queues a message's text; throws an {@link LhttpError} `QueueFull` past `max` (unless it
+   * `onlySubscribes`).
+   */
+  add(text, id, onlySubscribes = false) {
+    if (!onlySubscribes && this.#items.filter(isMessage).length >= this.#max) {
       throw new LhttpError(0, "QueueFull", "too many messages wait for the connection");
     }
-    this.#items.push({ text, id });
+    this.#items.push({ _tag: "Message", text, id, onlySubscribes });
+  }
+  /** Queues a private channel's subscription, to send with a fresh token. */
+  addPrivate(subscribe) {
+    this.#items.push({ _tag: "Private", subscribe });
   }
   /** Takes the request `id` out (too late to send it). */
   drop(id) {
-    this.#items = this.#items.filter((item) => item.id !== id);
+    this.#items = this.#items.filter((item) => item._tag !== "Message" || item.id !== id);
   }
   /** Puts what a connection had not handed to the server back first. */
   putBack(items) {
-    this.#items.unshift(...items.map(({ id, text }) => ({ text, id })));
+    this.#items.unshift(...items.map(({ id, text }) => ({ _tag: "Message", text, id, onlySubscribes: false })));
   }
-  /** Takes every message, to send now. */
+  /**
+   * Empties it: gives the messages, to send on a new connection (or to drop); not the
+   * subscriptions, which a new connection makes again anyway.
+   */
   take() {
+    return this.#items.splice(0).filter(isMessage).map(({ id, text }) => ({ text, id }));
+  }
+  /** Empties it: gives everything, in order, for the connection that resumed. */
+  takeAll() {
     return this.#items.splice(0);
   }
 };
@@ -1720,12 +1735,14 @@ var Lhttp = class {
   }
   /**
    * Sends a message now, or queues it while the connection is not open (sent after the
-   * re-subscriptions of the next open); a message that only subscribes is not queued, since it
-   * is re-sent anyway. A message that subscribes without a `since` header gets `since:now` right
-   * after its `subscribe`: its channels are answered with `position` messages (passed to
-   * `on_message`), and the messages of history channels carry their positions. `{ token: true }`:
-   * a message that only subscribes, to private channels ({@link SubscribeOptions}); each goes once
-   * its token came, and what is sent after it waits for it. Throws an {@link LhttpError} once
+   * re-subscriptions of the next open); a message that only subscribes goes from the queue only
+   * when an SSE stream or poll resumes its connection (in its place among the others), since a
+   * new connection re-subscribes anyway. A message that subscribes without a `since` header gets
+   * `since:now` right after its `subscribe`: its channels are answered with `position` messages
+   * (passed to `on_message`), and the messages of history channels carry their positions.
+   * `{ token: true }`: a message that only subscribes, to private channels
+   * ({@link SubscribeOptions}); each goes once its token came (on a resumed connection, a fresh
+   * one asked then), and what is sent after it waits for it. Throws an {@link LhttpError} once
    * closed or when the queue is full, a `TypeError` for `{ token: true }` without option
    * `getSubscriptionToken` or on a message that does more than subscribe.
    */
@@ -1735,10 +1752,9 @@ var Lhttp = class {
     if (options?.token === true) return this.#subscribePrivately(given);
     const { onlySubscribes, sending, text } = this.#subscriptions.note(given, this.#positions);
     const id = sending.headers.get(Header.id);
-    const conn = this.#conn;
-    if (this.#state === "open" && conn !== void 0 && conn.readyState === OPEN) {
-      this.#transmitInOrder(conn, text, id, onlySubscribes);
-    } else if (!onlySubscribes) this.#queue.add(text, id);
+    const conn = this.#usable;
+    if (conn !== void 0) this.#transmitInOrder(conn, text, id, onlySubscribes);
+    else this.#queue.add(text, id, onlySubscribes);
   }
   /**
    * Publishes `command` to `channels` with an `id` (generated) and resolves once the server says
@@ -1809,6 +1825,11 @@ var Lhttp = class {
   get #ended() {
     return this.#closing || this.#state === "closed";
   }
+  // the connection, when it is open (ready, not interrupted): what is sent goes now
+  get #usable() {
+    const conn = this.#conn;
+    return this.#state === "open" && conn !== void 0 && conn.readyState === OPEN ? conn : void 0;
+  }
   // initial: called by the constructor, which throws what no transport could even start with
   #open(initial = false) {
     const getToken = this.#options.getToken;
@@ -1868,7 +1889,8 @@ var Lhttp = class {
   // in the order the app made them (each private one with its token), the queue goes after them,
   // and on_open. Meanwhile the state stays connecting / reconnecting: sends are queued (behind the
   // subscriptions), subscriptions are noted and re-sent in that run (again() runs once the tokens
-  // came; a private one made meanwhile has its token asked in another round first), and a resumed
+  // came; a private one made meanwhile has its token asked in another round first; the queue's
+  // subscriptions are dropped by its take(), not sent twice), and a resumed
   // SSE stream or poll sends nothing. A token that fails (on_error) leaves its subscribe without
   // one: the server's refusal reaches on_message, as the Effect client's.
   #ready(conn, reconnected, tokens = /* @__PURE__ */ new Map()) {
@@ -1900,29 +1922,34 @@ var Lhttp = class {
     });
   }
   // `{ token: true }`: each channel a subscription of its own, noted now (re-sent by every new
-  // connection); on an open connection, sent once its token came, in its place: what the app sends
-  // after it waits in the outbox until it went (a publish to the channel, a request that counts on
-  // it). On a connection not open yet, nothing is sent now: its opening subscribes it (#ready).
+  // connection); on an open connection, sent at once (#sendPrivately). Else queued: a new connection
+  // subscribes it in its opening (#ready), a resumed one from the queue (#resumed).
   #subscribePrivately(message) {
     const getSubscriptionToken = this.#options.getSubscriptionToken;
     if (getSubscriptionToken === void 0) {
       throw new TypeError("a subscription with { token: true } needs option getSubscriptionToken");
     }
     const subscribes = this.#subscriptions.notePrivate(message);
-    const conn = this.#conn;
-    if (this.#state !== "open" || conn === void 0 || conn.readyState !== OPEN) return;
+    const conn = this.#usable;
     for (const subscribe of subscribes) {
-      const place = this.#outbox.hold();
-      const channel = subscribe.headers.get(Header.subscribe);
-      void this.#subscriptionToken(getSubscriptionToken, channel, subscribe).then((token) => {
-        if (conn !== this.#conn || this.#closing || conn.readyState !== OPEN) return;
-        const headers = new Map(subscribe.headers);
-        if (token !== void 0) headers.set(TokenHeader.token, token);
-        for (const { id, text } of place(encode(new Message(subscribe.command, headers, subscribe.body)))) {
-          this.#transmit(conn, text, id);
-        }
-      });
+      if (conn !== void 0) this.#sendPrivately(conn, subscribe, getSubscriptionToken);
+      else this.#queue.addPrivate(subscribe);
     }
+  }
+  // A private subscription on an open connection: sent once its token came, in its place: what the
+  // app sends after it waits in the outbox until it went (a publish to the channel, a request that
+  // counts on it).
+  #sendPrivately(conn, subscribe, getSubscriptionToken) {
+    const place = this.#outbox.hold();
+    const channel = subscribe.headers.get(Header.subscribe);
+    void this.#subscriptionToken(getSubscriptionToken, channel, subscribe).then((token) => {
+      if (conn !== this.#conn || this.#closing || conn.readyState !== OPEN) return;
+      const headers = new Map(subscribe.headers);
+      if (token !== void 0) headers.set(TokenHeader.token, token);
+      for (const { id, text } of place(encode(new Message(subscribe.command, headers, subscribe.body)))) {
+        this.#transmit(conn, text, id);
+      }
+    });
   }
   // sends now, unless a private subscription sent before waits for its token: then after it (`queued`:
   // taken from the queue, which bounded it already)
@@ -1965,12 +1992,21 @@ var Lhttp = class {
       }
     );
   }
-  // a stream or poll that broke goes on with the same connection: what waited goes out
+  // A stream or poll that broke goes on with the same connection, which kept its subscriptions: what
+  // the app did meanwhile goes out now, the subscriptions it made included (each private one with a
+  // fresh token, #sendPrivately), in the order it did it, as it would have gone on the open
+  // connection: an unsubscribe and a subscribe of the same channel end as the app left them, and a
+  // publish that counts on a subscription made before it comes after it. (A new connection's #ready
+  // keeps a coarser order: every subscription first, since each must be made again, then the queue.)
   #resumed(conn) {
     if (this.#sessions.state.restoring !== void 0) return;
     if (this.#awaitingTokens === conn) return;
     this.#setState("open");
-    for (const { id, text } of this.#queue.take()) this.#transmitInOrder(conn, text, id, false, true);
+    const getSubscriptionToken = this.#options.getSubscriptionToken;
+    for (const waiting of this.#queue.takeAll()) {
+      if (waiting._tag === "Private") this.#sendPrivately(conn, waiting.subscribe, getSubscriptionToken);
+      else this.#transmitInOrder(conn, waiting.text, waiting.id, waiting.onlySubscribes, true);
+    }
   }
   #received(data) {
     const message = received(data);

@@ -151,12 +151,13 @@ export interface LhttpOptions {
   /**
    * The subscription token of a private channel (a JWT whose `channel` is it, for a server with
    * `tokens.privatePrefixes`), for the subscriptions made with `{ token: true }`
-   * ({@link SubscribeOptions}): called with the channel at the subscribe and again before each
-   * re-subscription after a reconnect (a new connection asks every private channel's at once, and
-   * stays connecting / reconnecting until they came: then it re-sends every subscription in order,
-   * then what was queued); its token goes as the subscribe's `token` header. One that
-   * throws, rejects or gives no string calls `on_error` and the subscribe goes without a token (the
-   * server's refusal, `403 SubscriptionTokenRequired`, reaches `on_message`).
+   * ({@link SubscribeOptions}): called with the channel at the subscribe (one made while an SSE
+   * stream or poll is interrupted: once it resumed) and again before each re-subscription after a
+   * reconnect (a new connection asks every private channel's at once, and stays connecting /
+   * reconnecting until they came: then it re-sends every subscription in order, then what was
+   * queued); its token goes as the subscribe's `token` header. One that throws, rejects or gives
+   * no string calls `on_error` and the subscribe goes without a token (the server's refusal,
+   * `403 SubscriptionTokenRequired`, reaches `on_message`).
    */
   readonly getSubscriptionToken?: ((channel: string) => string | Promise<string>) | undefined
 }
