@@ -516,7 +516,7 @@ describe("subscription tokens in Chromium: getSubscriptionToken and subscribe wi
     if (scope !== undefined) await Effect.runPromise(Scope.close(scope, Exit.void))
   })
 
-  for (const transport of ["websocket", "sse"] as const) {
+  for (const transport of ["websocket", "sse", "poll"] as const) {
     it(
       `${transport}: a private channel gets a subscription token at the subscribe and a fresh one when the server restarts the connection; publishes reach the page before and after`,
       { timeout: 30_000 },
