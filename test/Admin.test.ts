@@ -164,6 +164,27 @@ describe("Admin: the door", () => {
       assert.strictEqual((yield* send(`${http}/admin/login?password=${encodeURIComponent(password)}`)).status, 302)
     }))
 
+  it.live("a login body past 4 KiB without a length (chunked) is read as no password: 401, nothing buffered", () =>
+    Effect.gen(function*() {
+      const { http } = yield* startServer({ adminPassword: password })
+      const status = yield* Effect.promise(() =>
+        new Promise<number>((resolve, reject) => {
+          const request = Http.request(`${http}/admin/login`, {
+            method: "POST",
+            headers: { origin: http, "content-type": "application/x-www-form-urlencoded" }
+          }, (response) => {
+            response.resume()
+            resolve(response.statusCode ?? 0)
+          })
+          request.on("error", reject)
+          request.write(`password=${encodeURIComponent(password)}&`)
+          for (let i = 0; i < 64; i++) request.write(`x${i}=${"y".repeat(1024)}&`)
+          request.end()
+        })
+      )
+      assert.strictEqual(status, 401)
+    }))
+
   it.live("five failed logins from an address lock it out (429 with Retry-After), the right password included", () =>
     Effect.gen(function*() {
       const { http } = yield* startServer({ adminPassword: password })

@@ -12,8 +12,8 @@
  * node, bounded; `POST /admin/api/<operation>`, the server API's operations
  * the page offers.
  */
-import { Duration, Effect, Queue, Redacted, Schedule, Stream } from "effect"
-import { type HttpRouter, type HttpServerRequest, HttpServerResponse } from "effect/http"
+import { ByteSize, Duration, Effect, Queue, Redacted, Schedule, Stream } from "effect"
+import { type HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { Buffer } from "node:buffer"
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto"
 import { readFileSync } from "node:fs"
@@ -210,7 +210,11 @@ export const add = (
             "retry-after": String(Math.ceil(locked / 1000))
           })
         }
-        const form = yield* request.text.pipe(Effect.orElseSucceed(() => ""))
+        // (a login form is small: a body past 4 KiB is read as none)
+        const form = yield* request.text.pipe(
+          Effect.provideService(HttpServerRequest.MaxBodySize, ByteSize.kibibytes(4)),
+          Effect.orElseSucceed(() => "")
+        )
         const given = new URLSearchParams(form.slice(0, 4096)).get("password") ?? ""
         if (!signed!.matches(given)) {
           failures.failed(address, now)
@@ -282,7 +286,10 @@ export const add = (
         if (Number(request.headers["content-length"] ?? 0) > limits.maxBodyBytes) {
           return refusal(413, "TooLarge", `a request's body is at most ${limits.maxBodyBytes} bytes`)
         }
-        const body = yield* request.json.pipe(Effect.orElseSucceed(() => undefined))
+        const body = yield* request.json.pipe(
+          Effect.provideService(HttpServerRequest.MaxBodySize, ByteSize.bytes(limits.maxBodyBytes)),
+          Effect.orElseSucceed(() => undefined)
+        )
         if (typeof body !== "object" || body === null || Array.isArray(body)) {
           return refusal(400, "InvalidJson", "the body is a JSON object")
         }
