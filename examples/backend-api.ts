@@ -19,7 +19,7 @@ import { NodeWS } from "@effect/platform-node"
 import { Console, Context, Effect, Fiber, Layer, Stream } from "effect"
 import { HttpServer } from "effect/http"
 import * as Jose from "jose"
-import { Bus, Hub, LhttpClient, Presence } from "../src/index.ts"
+import { Bus, Hub, LhttpClient, type Message, Presence } from "../src/index.ts"
 import * as NodeLhttpServer from "../src/NodeLhttpServer.ts"
 
 // shared by the identity provider (which signs) and the server (which verifies); at least 32 bytes
@@ -80,40 +80,22 @@ const program = Effect.gen(function*() {
   yield* client.request("presence", "", { headers: { channel: "news" } })
   yield* Console.log("alice is connected with her token")
 
-  const news = yield* client.channel("news").pipe(Stream.take(1), Stream.runCollect, Effect.forkScoped)
-  yield* Effect.yieldNow
-  yield* Console.log(`backend publish: ${
-    JSON.stringify(
-      yield* api(port, "publish", {
-        channel: "news",
-        command: "headline",
-        body: "tokens landed"
-      })
-    )
-  }`)
-  for (const message of yield* Fiber.join(news)) {
-    if (message._tag !== "Failure") yield* Console.log(`alice got ${message.command}: ${message.body}`)
-  }
-
-  const direct = yield* client.messages.pipe(
-    Stream.filter((message) => message._tag !== "Failure" && message.command === "dm"),
-    Stream.take(1),
-    Stream.runCollect,
-    Effect.forkScoped
+  // the backend calls an operation; the client shows the first message of `seen` that comes of it
+  const effectOf = (operation: string, request: object, seen: Stream.Stream<Message.Message>) =>
+    Effect.gen(function*() {
+      const first = yield* seen.pipe(Stream.take(1), Stream.runCollect, Effect.forkScoped)
+      yield* Effect.yieldNow
+      yield* Console.log(`backend ${operation}: ${JSON.stringify(yield* api(port, operation, request))}`)
+      for (const message of yield* Fiber.join(first)) {
+        if (message._tag !== "Failure") yield* Console.log(`alice got ${message.command}: ${message.body}`)
+      }
+    })
+  yield* effectOf("publish", { channel: "news", command: "headline", body: "tokens landed" }, client.channel("news"))
+  yield* effectOf(
+    "send",
+    { user: "alice", command: "dm", body: "your order shipped" },
+    client.messages.pipe(Stream.filter((message) => message._tag !== "Failure" && message.command === "dm"))
   )
-  yield* Effect.yieldNow
-  yield* Console.log(`backend send: ${
-    JSON.stringify(
-      yield* api(port, "send", {
-        user: "alice",
-        command: "dm",
-        body: "your order shipped"
-      })
-    )
-  }`)
-  for (const message of yield* Fiber.join(direct)) {
-    if (message._tag !== "Failure") yield* Console.log(`alice got ${message.command}: ${message.body}`)
-  }
 
   yield* Console.log(
     `backend presence_stats: ${JSON.stringify(yield* api(port, "presence_stats", { channel: "news" }))}`

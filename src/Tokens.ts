@@ -217,9 +217,21 @@ export const make = (options: Options): Effect.Effect<Tokens, TokensConfigError>
         }
         return secret
       }
-      if (jwks !== undefined) return jwks(header, token)
+      // a JWKS that cannot be fetched is the server's trouble; a key that does not take the algorithm, the token's
+      if (jwks !== undefined) {
+        return jwks(header, token).catch((error: unknown) => {
+          throw error instanceof Jose.errors.JOSEError ? error : new KeysUnreachable()
+        })
+      }
       let key = imported.get(alg)
-      if (key === undefined) imported.set(alg, key = Jose.importSPKI(publicKey!, alg))
+      if (key === undefined) {
+        imported.set(
+          alg,
+          key = Jose.importSPKI(publicKey!, alg).catch(() => {
+            throw new Jose.errors.JOSEAlgNotAllowed(`the key does not take ${alg}`)
+          })
+        )
+      }
       return key
     }
     const verifyOptions: Jose.JWTVerifyOptions = {
@@ -246,6 +258,9 @@ export const make = (options: Options): Effect.Effect<Tokens, TokensConfigError>
     } satisfies Tokens
   })
 
+// a JWKS that could not be fetched (its fetch failed: the host down, refused, unreachable)
+class KeysUnreachable extends Error {}
+
 // what jose's error says, as a refusal (never its text when it could echo the token)
 const refusalOf = (error: unknown): Rejection => {
   if (error instanceof Jose.errors.JWTExpired) return refusal("TokenExpired", "the token has expired")
@@ -264,21 +279,13 @@ const refusalOf = (error: unknown): Rejection => {
     return refusal("TokenSignatureInvalid", "the token's key is ambiguous")
   }
   if (
-    error instanceof Jose.errors.JWSInvalid || error instanceof Jose.errors.JWTInvalid ||
-    error instanceof Jose.errors.JOSEError && error.code === "ERR_JWS_INVALID"
+    error instanceof KeysUnreachable || error instanceof Jose.errors.JWKSTimeout ||
+    error instanceof Jose.errors.JWKSInvalid
   ) {
-    return refusal("TokenMalformed", "the token is not a signed JWT")
-  }
-  if (error instanceof Jose.errors.JWKSTimeout || error instanceof Jose.errors.JWKSInvalid) {
     return refusal("TokenKeysUnavailable", "the keys to verify tokens could not be fetched")
   }
-  // a key of the wrong type for the token's algorithm (importSPKI refused it)
-  if (error instanceof TypeError || error instanceof Jose.errors.JOSEError) {
-    return error instanceof TypeError && !(error.message.includes("key") || error.message.includes("Key"))
-      ? refusal("TokenKeysUnavailable", "the keys to verify tokens could not be fetched")
-      : refusal("TokenAlgorithmRefused", "the token's algorithm does not fit the key")
-  }
-  return refusal("TokenMalformed", "the token could not be read")
+  // JWSInvalid, JWTInvalid, and anything else a token that is no signed JWT makes jose say
+  return refusal("TokenMalformed", "the token is not a signed JWT")
 }
 
 // the claims the server reads, checked

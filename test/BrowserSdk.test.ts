@@ -1669,29 +1669,37 @@ describe("browser SDK over long-poll and SSE (Node: fetch)", () => {
       { timeout: 15_000 }
     )
 
+    // a client of this transport through a relay to `port`, subscribed to room and open (an echo after the
+    // subscribe came back), then cut from the server: its link interrupted, the client reconnecting
+    const subscribedThenCut = (port: number) =>
+      Effect.gen(function*() {
+        const front = yield* relay(port)
+        const posts = postsTaken()
+        // no jitter: the resume waits 1 s
+        const c = yield* sdk(`ws://127.0.0.1:${front.port}/`, {
+          transports: [transport],
+          reconnect: { initialDelay: 1_000, jitter: 0 },
+          fetch: posts.fetch
+        })
+        const opens: Array<boolean | undefined> = []
+        c.lhttp.on_open = (ctx) => void opens.push(ctx.reconnected)
+        c.lhttp.context.subscribe("room", "watch", null, "")
+        yield* opened(c)
+        const id = httpConn(c).connection!
+        assert.strictEqual((yield* Effect.promise(() => c.lhttp.request("echo", null, "ready"))).getBody(), "ready")
+
+        front.cut()
+        yield* until(() => c.lhttp.state === "reconnecting", "the client to notice the cut")
+        return { c, id, opens, posts }
+      })
+
     it.live(
       `${transport}: what is subscribed and unsubscribed while the link is interrupted goes out when it resumes the same connection, once, in the app's order among what was sent meanwhile`,
       () =>
         Effect.gen(function*() {
           const { port, url } = yield* server()
-          const front = yield* relay(port)
           const observer = yield* connect(url)
-          const posts = postsTaken()
-          // no jitter: the resume waits 1 s
-          const c = yield* sdk(`ws://127.0.0.1:${front.port}/`, {
-            transports: [transport],
-            reconnect: { initialDelay: 1_000, jitter: 0 },
-            fetch: posts.fetch
-          })
-          const opens: Array<boolean | undefined> = []
-          c.lhttp.on_open = (ctx) => void opens.push(ctx.reconnected)
-          c.lhttp.context.subscribe("room", "watch", null, "")
-          yield* opened(c)
-          const id = httpConn(c).connection!
-          assert.strictEqual((yield* Effect.promise(() => c.lhttp.request("echo", null, "ready"))).getBody(), "ready")
-
-          front.cut()
-          yield* until(() => c.lhttp.state === "reconnecting", "the client to notice the cut")
+          const { c, id, opens, posts } = yield* subscribedThenCut(port)
           c.lhttp.context.subscribe("news", "watch", null, "")
           c.lhttp.context.publish("news", "flash", null, "mine") // after the subscribe: it comes back
           c.lhttp.context.unsubscribe("room", "watch", null, "")
@@ -1795,22 +1803,7 @@ describe("browser SDK over long-poll and SSE (Node: fetch)", () => {
           const port = yield* Effect.promise(freePort)
           const first = yield* Scope.make()
           yield* server(port).pipe(Scope.provide(first))
-          const front = yield* relay(port)
-          const posts = postsTaken()
-          const c = yield* sdk(`ws://127.0.0.1:${front.port}/`, {
-            transports: [transport],
-            reconnect: { initialDelay: 1_000, jitter: 0 },
-            fetch: posts.fetch
-          })
-          const opens: Array<boolean | undefined> = []
-          c.lhttp.on_open = (ctx) => void opens.push(ctx.reconnected)
-          c.lhttp.context.subscribe("room", "watch", null, "")
-          yield* opened(c)
-          const id = httpConn(c).connection!
-          assert.strictEqual((yield* Effect.promise(() => c.lhttp.request("echo", null, "ready"))).getBody(), "ready")
-
-          front.cut()
-          yield* until(() => c.lhttp.state === "reconnecting", "the client to notice the cut")
+          const { c, id, opens, posts } = yield* subscribedThenCut(port)
           c.lhttp.context.subscribe("news", "watch", null, "")
           c.lhttp.context.publish("news", "flash", null, "mine")
           yield* Scope.close(first, Exit.void)

@@ -145,6 +145,11 @@ describe("Tokens: connection tokens", () => {
         [new Jose.UnsecuredJWT(good).encode(), "TokenAlgorithmRefused"],
         // algorithm confusion: an HMAC token whose secret is the public key's PEM
         [yield* sign(new TextEncoder().encode(publicKey), "HS256", good), "TokenAlgorithmRefused"],
+        // an algorithm the key does not take: an ES256 token for an RSA key
+        [
+          yield* sign((yield* Effect.promise(() => Jose.generateKeyPair("ES256"))).privateKey, "ES256", good),
+          "TokenAlgorithmRefused"
+        ],
         ["not-a-token", "TokenMalformed"]
       ]
       for (const [token, reason] of cases) {

@@ -342,28 +342,23 @@ export const add = (
         if (path === "/admin/tail") {
           const params = new URLSearchParams(query)
           const user = params.get("user")
+          // the frames sent to a user's connections on every node, or a channel's
+          let frames: Stream.Stream<string, { readonly reason: string }>
           if (user !== null) {
-            if (tails >= limits.tails) return refusal(503, "TooManyTails", `at most ${limits.tails} live tails at once`)
-            tails++
-            // the frames sent to the user's connections on every node
-            return streamed(
-              Stream.concat(
-                Stream.make(eventOf("tailing", { user })),
-                api.tailUser(user).pipe(Stream.map((frame) => eventOf("frame", frame)))
-              ).pipe(
-                Stream.catch((error) => Stream.make(eventOf("unavailable", { reason: error.reason }))),
-                Stream.ensuring(Effect.sync(() => tails--))
-              )
+            frames = Stream.concat(
+              Stream.make(eventOf("tailing", { user })),
+              api.tailUser(user).pipe(Stream.map((frame) => eventOf("frame", frame)))
             )
+          } else {
+            const channel = Channel.validate(params.get("channel") ?? "")
+            if (channel._tag === "Failure") return refusal(400, channel.failure.reason, channel.failure.message)
+            frames = Stream.unwrap(tail(channel.success))
           }
-          const name = params.get("channel") ?? ""
-          const channel = Channel.validate(name)
-          if (channel._tag === "Failure") return refusal(400, channel.failure.reason, channel.failure.message)
           if (tails >= limits.tails) return refusal(503, "TooManyTails", `at most ${limits.tails} live tails at once`)
           tails++
           return streamed(
-            Stream.unwrap(tail(channel.success)).pipe(
-              Stream.catch((rejection) => Stream.make(eventOf("unavailable", { reason: rejection.reason }))),
+            frames.pipe(
+              Stream.catch((error) => Stream.make(eventOf("unavailable", { reason: error.reason }))),
               Stream.ensuring(Effect.sync(() => tails--))
             )
           )

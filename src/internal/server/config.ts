@@ -7,6 +7,7 @@
  */
 import { Cause, Config, ConfigProvider, Data, Duration, Effect, Option, Result, Schema, SchemaIssue } from "effect"
 import * as Channel from "../../Channel.ts"
+import { minSecretBytes } from "../../Tokens.ts"
 import * as Allowlist from "./allowlist.ts"
 
 /**
@@ -209,14 +210,14 @@ export const parseAdminPassword = (raw: string): Result.Result<string, string> =
     ? Result.succeed(raw)
     : Result.fail("expected at least 12 visible characters (the value is not shown)")
 
-/** A JWT's HMAC secret: visible ASCII without spaces, at least 32 bytes (RFC 7518 §3.2). Never shown. */
+/** A JWT's HMAC secret: visible ASCII without spaces, at least `Tokens.minSecretBytes`. Never shown. */
 export const parseJwtSecret = (raw: string): Result.Result<string, string> =>
   Result.flatMap(
     parseSecret(raw),
     (secret) =>
-      secret.length >= 32
+      secret.length >= minSecretBytes
         ? Result.succeed(secret)
-        : Result.fail("expected a secret of at least 32 bytes (the value is not shown)")
+        : Result.fail(`expected a secret of at least ${minSecretBytes} bytes (the value is not shown)`)
   )
 
 /** A public key in PEM (SPKI); `\n` written as two characters (one line in an env file) reads as a newline. */

@@ -183,6 +183,7 @@ export const make = (options: Options) => {
       channels: ReadonlyArray<ChannelId>,
       headers: ReadonlyMap<string, string>
     ): Effect.Effect<void, Rejection> | undefined => {
+      if (!userLimitedChannels && (tokens === undefined || tokens.privatePrefixes.length === 0)) return undefined
       let privates: Array<ChannelId> | undefined
       for (const channel of channels) {
         if (userLimitedChannels) {
